@@ -1,0 +1,125 @@
+"""Dataplane: one workload instance and its sidecar (Kuma's universal shape).
+
+Each inbound is a port where other sidecars reach the workload over mTLS
+(``port``), the local application port (``servicePort``) and tags, of which
+``gossamer.io/service`` names the service and ``gossamer.io/protocol`` (``http``,
+``http2``, ``grpc``, ``tcp``; default ``tcp``) picks the Envoy filter. Outbounds are
+optional explicit ports on 127.0.0.1; VIP listeners come from the DNS table.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from gossamer.model.address import Address, IPAddress
+from gossamer.model.base import KindDescriptor, Scope, SyncDirection
+from gossamer.model.fields import SPEC_CONFIG, Port, Tags
+
+SERVICE_TAG = "gossamer.io/service"
+PROTOCOL_TAG = "gossamer.io/protocol"
+ZONE_TAG = "gossamer.io/zone"
+PROTOCOLS = ("http", "http2", "grpc", "tcp")
+
+
+def _check_protocol(tags: dict[str, str]) -> None:
+    proto = tags.get(PROTOCOL_TAG)
+    if proto is not None and proto not in PROTOCOLS:
+        raise ValueError(f"tag {PROTOCOL_TAG} must be one of {', '.join(PROTOCOLS)}")
+
+
+class Inbound(BaseModel):
+    model_config = SPEC_CONFIG
+
+    port: Port
+    service_port: Port | None = None
+    service_address: IPAddress | None = None
+    address: IPAddress | None = None
+    tags: Tags
+
+    @field_validator("tags")
+    @classmethod
+    def _service(cls, tags: dict[str, str]) -> dict[str, str]:
+        if not tags.get(SERVICE_TAG):
+            raise ValueError(f"an inbound needs the tag {SERVICE_TAG}")
+        _check_protocol(tags)
+        return tags
+
+    @property
+    def service(self) -> str:
+        return self.tags[SERVICE_TAG]
+
+    @property
+    def protocol(self) -> str:
+        return self.tags.get(PROTOCOL_TAG, "tcp")
+
+
+class Outbound(BaseModel):
+    model_config = SPEC_CONFIG
+
+    port: Port
+    address: IPAddress | None = None
+    tags: Tags
+
+    @field_validator("tags")
+    @classmethod
+    def _service(cls, tags: dict[str, str]) -> dict[str, str]:
+        if not tags.get(SERVICE_TAG):
+            raise ValueError(f"an outbound needs the tag {SERVICE_TAG}")
+        return tags
+
+    @property
+    def service(self) -> str:
+        return self.tags[SERVICE_TAG]
+
+
+class Admin(BaseModel):
+    model_config = SPEC_CONFIG
+
+    port: Port = 9901
+
+
+class Networking(BaseModel):
+    model_config = SPEC_CONFIG
+
+    address: Address
+    advertised_address: Address | None = None
+    inbound: list[Inbound] = Field(default_factory=list, max_length=64)
+    outbound: list[Outbound] = Field(default_factory=list, max_length=1024)
+    admin: Admin | None = None
+
+    @model_validator(mode="after")
+    def _ports(self) -> Networking:
+        seen: set[tuple[str | None, int]] = set()
+        for i, ib in enumerate(self.inbound):
+            if (ib.address, ib.port) in seen:
+                raise ValueError(f"inbound[{i}].port {ib.port} is used twice")
+            seen.add((ib.address, ib.port))
+        outs: set[tuple[str | None, int]] = set()
+        for i, ob in enumerate(self.outbound):
+            if (ob.address, ob.port) in outs:
+                raise ValueError(f"outbound[{i}].port {ob.port} is used twice")
+            outs.add((ob.address, ob.port))
+        return self
+
+
+class DataplaneSpec(BaseModel):
+    model_config = SPEC_CONFIG
+
+    networking: Networking
+
+    @property
+    def services(self) -> list[str]:
+        return sorted({ib.service for ib in self.networking.inbound})
+
+
+DESCRIPTOR = KindDescriptor(
+    name="Dataplane",
+    spec_model=DataplaneSpec,
+    scope=Scope.MESH,
+    path="dataplanes",
+    noun="dataplane",
+    alias="dp",
+    sync=SyncDirection.ZONE_TO_GLOBAL,
+    spec_inline=True,
+    description="a workload instance, its inbound services and its sidecar",
+)
