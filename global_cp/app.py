@@ -1,0 +1,102 @@
+"""The global control plane process: store, API and (with federation) the zone sync.
+
+``GlobalControlPlane`` assembles the parts from ``GlobalSettings``; ``start`` and
+``stop`` let tests run it in-process, ``serve_forever`` is what ``gossamer global run``
+calls. Everything runs on one asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import suppress
+
+import uvicorn
+
+from global_cp.bootstrap import bootstrap
+from gossamer.api.app import ApiContext, build_app
+from gossamer.api.auth import load_or_create_admin_token
+from gossamer.resources import ResourceManager
+from gossamer.settings import GlobalSettings, split_addr
+from gossamer.store import open_store
+from gossamer.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class GlobalControlPlane:
+    def __init__(self, settings: GlobalSettings) -> None:
+        self.settings = settings
+        self.store: Store | None = None
+        self.admin_token = ""
+        self._server: uvicorn.Server | None = None
+        self._serving: asyncio.Task[None] | None = None
+
+    @property
+    def api_url(self) -> str:
+        host, port = self.bound_api_addr
+        return f"http://{host}:{port}"
+
+    @property
+    def bound_api_addr(self) -> tuple[str, int]:
+        """The API's address, with the real port when ``--api-addr`` asked for port 0."""
+        host, port = split_addr(self.settings.api_addr)
+        if self._server is not None and self._server.servers:
+            sock = self._server.servers[0].sockets[0]
+            port = sock.getsockname()[1]
+        return ("127.0.0.1" if host in ("0.0.0.0", "") else host), port
+
+    async def start(self) -> None:
+        data_dir = self.settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.admin_token = load_or_create_admin_token(data_dir)
+        self.store = await open_store(self.settings.store, data_dir)
+        manager = ResourceManager(self.store)
+        if self.settings.bootstrap_default_mesh:
+            await bootstrap(manager)
+        app = build_app(ApiContext(manager=manager, admin_token=self.admin_token,
+                                   mode="global"))
+        host, port = split_addr(self.settings.api_addr)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._serving = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._serving.done():
+                await self._serving  # re-raise why it could not start
+                raise OSError(f"the API could not listen on {self.settings.api_addr}")
+            await asyncio.sleep(0.01)
+        log.info("global control plane API on %s (data in %s)", self.api_url, data_dir)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._serving is not None:
+            with suppress(asyncio.CancelledError):
+                await self._serving
+        if self.store is not None:
+            await self.store.close()
+
+    async def wait(self) -> None:
+        if self._serving is not None:
+            await self._serving
+
+
+def serve_forever(settings: GlobalSettings) -> None:
+    """Run the global CP until SIGINT/SIGTERM."""
+
+    async def main() -> None:
+        cp = GlobalControlPlane(settings)
+        await cp.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter, asyncio.ensure_future(cp.wait())],
+                           return_when=asyncio.FIRST_COMPLETED)
+        await cp.stop()
+
+    asyncio.run(main())

@@ -1,0 +1,156 @@
+"""The resource manager: the one place writes are checked before they reach a store.
+
+The HTTP API, the CLI's batch apply and (later) the sync all go through it, so the rules
+live once: a mesh-scoped resource needs its mesh to exist; applying an identical document
+is a no-op (no version bump, no event); a Mesh that still has Dataplanes cannot be
+deleted, and deleting one removes its policies and secrets; a control plane may forbid
+writes to kinds another owner holds (``WriteGuard``, used by zone CPs).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gossamer.errors import Conflict, FieldError, InvalidResource, NotFound
+from gossamer.model.base import KindDescriptor, Resource, parse_document
+from gossamer.model.registry import REGISTRY, Registry
+from gossamer.store.base import ListQuery, Page, Store
+
+MAX_BATCH = 10_000
+
+# Raises Conflict (or Forbidden) when this control plane may not write `res`.
+WriteGuard = Callable[[KindDescriptor, Resource | None], None]
+
+
+def allow_all(desc: KindDescriptor, res: Resource | None) -> None:
+    return None
+
+
+class Action(enum.StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    VALID = "valid"
+
+
+@dataclass(frozen=True)
+class Applied:
+    resource: Resource
+    action: Action
+
+
+class ResourceManager:
+    def __init__(self, store: Store, registry: Registry = REGISTRY,
+                 guard: WriteGuard = allow_all) -> None:
+        self.store = store
+        self.registry = registry
+        self._guard = guard
+
+    async def get(self, kind: str, name: str, mesh: str = "") -> Resource:
+        return await self.store.get(self.registry.get(kind).name, name, mesh)
+
+    async def list(self, kind: str, mesh: str | None = None,
+                   labels: Mapping[str, str] | None = None, limit: int | None = None,
+                   page_token: str | None = None) -> Page:
+        desc = self.registry.get(kind)
+        return await self.store.list(ListQuery(desc.name, mesh if desc.mesh_scoped else None,
+                                               labels, limit, page_token))
+
+    def parse_batch(self, docs: Iterable[Any]) -> list[tuple[Resource, int | None]]:
+        """Validate every document before anything is stored; all problems at once.
+
+        Returns each resource with the ``version`` its document asked to update from.
+        """
+        parsed: list[tuple[Resource, int | None]] = []
+        errors: list[FieldError] = []
+        for i, doc in enumerate(docs):
+            if i >= MAX_BATCH:
+                raise InvalidResource(f"a batch holds at most {MAX_BATCH} documents")
+            try:
+                parsed.append((parse_document(doc, self.registry), _version_of(doc)))
+            except InvalidResource as exc:
+                errors += [FieldError(f"documents[{i}]" + (f".{e.path}" if e.path else ""),
+                                      e.message) for e in exc.field_errors]
+                if not exc.field_errors:
+                    errors.append(FieldError(f"documents[{i}]", exc.detail))
+        keys = [r.key for r, _ in parsed]
+        for i, key in enumerate(keys):
+            if key in keys[:i]:
+                errors.append(FieldError(f"documents[{i}]", f"{key[0]} {key[2]!r} appears twice"))
+        if errors:
+            raise InvalidResource("invalid batch", errors)
+        return parsed
+
+    async def apply_batch(self, docs: Iterable[Any], dry_run: bool = False) -> list[Applied]:
+        parsed = self.parse_batch(docs)
+        new_meshes = {r.name for r, _ in parsed if r.type == "Mesh"}
+        for res, _ in parsed:
+            self._guard(self.registry.get(res.type), res)
+            if res.mesh and res.mesh not in new_meshes:
+                await self._require_mesh(res.mesh)
+        if dry_run:
+            return [Applied(r, Action.VALID) for r, _ in parsed]
+        return [await self.apply(r, v) for r, v in parsed]
+
+    async def apply(self, res: Resource, expected_version: int | None = None) -> Applied:
+        """Create or update; with ``expected_version`` only if it is still current."""
+        desc = self.registry.get(res.type)
+        self._guard(desc, res)
+        if res.mesh:
+            await self._require_mesh(res.mesh)
+        try:
+            current = await self.store.get(res.type, res.name, res.mesh)
+        except NotFound:
+            if expected_version:
+                raise NotFound(f"{res.type} {res.name!r} does not exist, so version "
+                               f"{expected_version} cannot be updated") from None
+            return Applied(await self.store.create(res), Action.CREATED)
+        version = expected_version or current.meta.version
+        if current.spec == res.spec and dict(current.labels) == dict(res.labels):
+            if version != current.meta.version:
+                raise Conflict(f"{res.type} {res.name!r} is at version "
+                               f"{current.meta.version}, not {version}")
+            return Applied(current, Action.UNCHANGED)
+        return Applied(await self.store.update(res, version), Action.UPDATED)
+
+    async def delete(self, kind: str, name: str, mesh: str = "",
+                     expected_version: int | None = None) -> None:
+        desc = self.registry.get(kind)
+        current = await self.store.get(desc.name, name, mesh)
+        self._guard(desc, current)
+        if desc.name == "Mesh":
+            await self._delete_mesh_contents(name)
+        await self.store.delete(desc.name, name, mesh, expected_version)
+
+    async def _require_mesh(self, mesh: str) -> None:
+        try:
+            await self.store.get("Mesh", mesh)
+        except NotFound:
+            raise InvalidResource(f"mesh {mesh!r} does not exist",
+                                  [FieldError("mesh", f"mesh {mesh!r} does not exist; "
+                                                      "create the Mesh first")]) from None
+
+    async def _delete_mesh_contents(self, mesh: str) -> None:
+        dataplanes = await self.store.list(ListQuery("Dataplane", mesh, limit=1))
+        if dataplanes.total:
+            raise Conflict(f"mesh {mesh!r} still has {dataplanes.total} dataplane(s); "
+                           "stop their proxies before deleting the mesh")
+        for desc in self.registry:
+            if not desc.mesh_scoped:
+                continue
+            page = await self.store.list(ListQuery(desc.name, mesh))
+            for res in page.items:
+                await self.store.delete(res.type, res.name, res.mesh)
+
+
+def _version_of(doc: Any) -> int | None:
+    version = doc.get("version") if isinstance(doc, Mapping) else None
+    if version is None:
+        return None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidResource("invalid version", [FieldError("version",
+                                                             "expected a positive integer")])
+    return version
