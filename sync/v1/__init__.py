@@ -1,0 +1,1 @@
+"""Generated protobuf modules of gossamer.sync.v1."""
