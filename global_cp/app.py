@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from contextlib import suppress
-
-import uvicorn
 
 from global_cp.bootstrap import bootstrap
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
+from gossamer.api.serve import ApiServer
 from gossamer.resources import ResourceManager
 from gossamer.settings import GlobalSettings, split_addr
 from gossamer.store import open_store
@@ -30,8 +28,7 @@ class GlobalControlPlane:
         self.settings = settings
         self.store: Store | None = None
         self.admin_token = ""
-        self._server: uvicorn.Server | None = None
-        self._serving: asyncio.Task[None] | None = None
+        self._api: ApiServer | None = None
 
     @property
     def api_url(self) -> str:
@@ -42,9 +39,8 @@ class GlobalControlPlane:
     def bound_api_addr(self) -> tuple[str, int]:
         """The API's address, with the real port when ``--api-addr`` asked for port 0."""
         host, port = split_addr(self.settings.api_addr)
-        if self._server is not None and self._server.servers:
-            sock = self._server.servers[0].sockets[0]
-            port = sock.getsockname()[1]
+        if self._api is not None:
+            port = self._api.port
         return ("127.0.0.1" if host in ("0.0.0.0", "") else host), port
 
     async def start(self) -> None:
@@ -57,31 +53,19 @@ class GlobalControlPlane:
             await bootstrap(manager)
         app = build_app(ApiContext(manager=manager, admin_token=self.admin_token,
                                    mode="global"))
-        host, port = split_addr(self.settings.api_addr)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self._serving = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._serving.done():
-                await self._serving  # re-raise why it could not start
-                raise OSError(f"the API could not listen on {self.settings.api_addr}")
-            await asyncio.sleep(0.01)
+        self._api = ApiServer(app, self.settings.api_addr)
+        await self._api.start()
         log.info("global control plane API on %s (data in %s)", self.api_url, data_dir)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._serving is not None:
-            with suppress(asyncio.CancelledError):
-                await self._serving
+        if self._api is not None:
+            await self._api.stop()
         if self.store is not None:
             await self.store.close()
 
     async def wait(self) -> None:
-        if self._serving is not None:
-            await self._serving
+        if self._api is not None:
+            await self._api.wait()
 
 
 def serve_forever(settings: GlobalSettings) -> None:

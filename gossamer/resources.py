@@ -9,6 +9,7 @@ writes to kinds another owner holds (``WriteGuard``, used by zone CPs).
 
 from __future__ import annotations
 
+import builtins
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -59,13 +60,13 @@ class ResourceManager:
         return await self.store.list(ListQuery(desc.name, mesh if desc.mesh_scoped else None,
                                                labels, limit, page_token))
 
-    def parse_batch(self, docs: Iterable[Any]) -> list[tuple[Resource, int | None]]:
+    def parse_batch(self, docs: Iterable[Any]) -> builtins.list[tuple[Resource, int | None]]:
         """Validate every document before anything is stored; all problems at once.
 
         Returns each resource with the ``version`` its document asked to update from.
         """
-        parsed: list[tuple[Resource, int | None]] = []
-        errors: list[FieldError] = []
+        parsed: builtins.list[tuple[Resource, int | None]] = []
+        errors: builtins.list[FieldError] = []
         for i, doc in enumerate(docs):
             if i >= MAX_BATCH:
                 raise InvalidResource(f"a batch holds at most {MAX_BATCH} documents")
@@ -84,7 +85,8 @@ class ResourceManager:
             raise InvalidResource("invalid batch", errors)
         return parsed
 
-    async def apply_batch(self, docs: Iterable[Any], dry_run: bool = False) -> list[Applied]:
+    async def apply_batch(self, docs: Iterable[Any],
+                          dry_run: bool = False) -> builtins.list[Applied]:
         parsed = self.parse_batch(docs)
         new_meshes = {r.name for r, _ in parsed if r.type == "Mesh"}
         for res, _ in parsed:
