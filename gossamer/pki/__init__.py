@@ -1,0 +1,1 @@
+"""PKI: certificate authorities, CSRs and SPIFFE identities (pure, on ``cryptography``)."""

@@ -1,0 +1,178 @@
+"""Keys, CAs, CSRs and certificates for the mesh and the control planes.
+
+Pure functions over ``cryptography`` objects; the clock is passed in. A ``KeyPair`` is a
+certificate with its private key. Workload identities are SPIFFE URI SANs
+(``spiffe://<mesh>/<service>``); CA certificates carry basicConstraints with an explicit
+path length (zone intermediates get 0, so they can sign workloads and nothing else).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+BACKDATE = dt.timedelta(minutes=5)  # tolerate clocks a little behind ours
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    cert: x509.Certificate
+    key: PrivateKey
+
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+
+    @classmethod
+    def from_pem(cls, cert_pem: bytes, key_pem: bytes) -> KeyPair:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise ValueError("unsupported key type: expected ECDSA or RSA")
+        return cls(x509.load_pem_x509_certificate(cert_pem), key)
+
+
+def new_key(key_type: str = "ecdsa-p256") -> PrivateKey:
+    if key_type == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "ecdsa-p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if key_type in ("rsa-2048", "rsa-4096"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[4:]))
+    raise ValueError(f"unknown key type {key_type!r}")
+
+
+def _name(common_name: str, org: str = "Gossamer") -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
+
+
+def _ca_extensions(builder: x509.CertificateBuilder, public: object,
+                   path_length: int | None) -> x509.CertificateBuilder:
+    return (builder
+            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public),  # type: ignore[arg-type]
+                           critical=False))
+
+
+def new_root_ca(common_name: str, now: dt.datetime, valid_for: dt.timedelta,
+                key_type: str = "ecdsa-p256", path_length: int | None = 1) -> KeyPair:
+    key = new_key(key_type)
+    builder = (x509.CertificateBuilder()
+               .subject_name(_name(common_name)).issuer_name(_name(common_name))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - BACKDATE).not_valid_after(now + valid_for))
+    cert = _ca_extensions(builder, key.public_key(), path_length).sign(key, hashes.SHA256())
+    return KeyPair(cert, key)
+
+
+def new_csr(key: PrivateKey, common_name: str,
+            uris: Sequence[str] = ()) -> x509.CertificateSigningRequest:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(_name(common_name))
+    if uris:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]),
+            critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def _issuer_builder(issuer: KeyPair, subject: x509.Name, public: object, now: dt.datetime,
+                    valid_for: dt.timedelta) -> x509.CertificateBuilder:
+    not_after = min(now + valid_for, issuer.cert.not_valid_after_utc)
+    return (x509.CertificateBuilder()
+            .subject_name(subject).issuer_name(issuer.cert.subject)
+            .public_key(public)  # type: ignore[arg-type]
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - BACKDATE).not_valid_after(not_after)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                issuer.key.public_key()), critical=False))
+
+
+def sign_intermediate(issuer: KeyPair, csr: x509.CertificateSigningRequest, now: dt.datetime,
+                      valid_for: dt.timedelta) -> x509.Certificate:
+    """A CA that may sign leaf certificates only (path length 0)."""
+    if not csr.is_signature_valid:
+        raise ValueError("the CSR's signature does not verify")
+    builder = _issuer_builder(issuer, csr.subject, csr.public_key(), now, valid_for)
+    return _ca_extensions(builder, csr.public_key(), 0).sign(issuer.key, hashes.SHA256())
+
+
+def sign_leaf(issuer: KeyPair, csr: x509.CertificateSigningRequest, now: dt.datetime,
+              valid_for: dt.timedelta, *, uris: Sequence[str] = (), dns: Sequence[str] = (),
+              ips: Sequence[str] = (), server: bool = True,
+              client: bool = True) -> x509.Certificate:
+    """A leaf certificate with exactly the SANs given (the CSR's own SANs are ignored)."""
+    if not csr.is_signature_valid:
+        raise ValueError("the CSR's signature does not verify")
+    sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(u) for u in uris]
+    sans += [x509.DNSName(d) for d in dns]
+    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
+        [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
+    builder = (_issuer_builder(issuer, csr.subject, csr.public_key(), now, valid_for)
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                            key_encipherment=True, data_encipherment=False,
+                                            key_agreement=False, key_cert_sign=False,
+                                            crl_sign=False, encipher_only=False,
+                                            decipher_only=False), critical=True)
+               .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(issuer.key, hashes.SHA256())
+
+
+def new_leaf(issuer: KeyPair, common_name: str, now: dt.datetime, valid_for: dt.timedelta, *,
+             uris: Sequence[str] = (), dns: Sequence[str] = (), ips: Sequence[str] = (),
+             server: bool = True, client: bool = True) -> KeyPair:
+    """A new key and a leaf certificate for it, for material the issuer may hold itself."""
+    key = new_key()
+    cert = sign_leaf(issuer, new_csr(key, common_name), now, valid_for, uris=uris, dns=dns,
+                     ips=ips, server=server, client=client)
+    return KeyPair(cert, key)
+
+
+def spiffe_id(mesh: str, service: str) -> str:
+    return f"spiffe://{mesh}/{service}"
+
+
+def uri_sans(cert: x509.Certificate) -> list[str]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    return [str(v) for v in ext.value.get_values_for_type(x509.UniformResourceIdentifier)]
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Write key material atomically with mode 0600 (never briefly world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write_public(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
