@@ -1,0 +1,45 @@
+"""Policy matching and merging: which policies apply to a proxy and what they add up to.
+
+Pure code (no I/O). Entry point: ``match_policies``; see ``matching`` for the model,
+``selectors`` for targetRef selection and ordering, ``merge`` for field-by-field merging
+and ``sources`` for the first-match ``from[]`` source rules.
+"""
+
+from gossamer.policy.errors import PolicyMatchingError, TooManySourceRules
+from gossamer.policy.matching import (
+    InboundPolicies,
+    KindPolicies,
+    ProxyPolicies,
+    match_policies,
+)
+from gossamer.policy.merge import MergedConf, PolicyRef, merge_confs, merge_data
+from gossamer.policy.selectors import (
+    ORIGIN_GLOBAL,
+    ORIGIN_LABEL,
+    ORIGIN_ZONE,
+    ZONE_LABEL,
+    InboundKey,
+    policy_order,
+)
+from gossamer.policy.sources import FromRule, SourceSelector
+
+__all__ = [
+    "ORIGIN_GLOBAL",
+    "ORIGIN_LABEL",
+    "ORIGIN_ZONE",
+    "ZONE_LABEL",
+    "FromRule",
+    "InboundKey",
+    "InboundPolicies",
+    "KindPolicies",
+    "MergedConf",
+    "PolicyMatchingError",
+    "PolicyRef",
+    "ProxyPolicies",
+    "SourceSelector",
+    "TooManySourceRules",
+    "match_policies",
+    "merge_confs",
+    "merge_data",
+    "policy_order",
+]
