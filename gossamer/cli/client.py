@@ -1,0 +1,250 @@
+"""A small synchronous client for the control-plane HTTP API (docs/api.md).
+
+``ApiClient`` is built from one ``ControlPlane`` (address, bearer token, CA file) and
+turns everything that can go wrong on the wire into ``gossamer.errors`` exceptions at
+this boundary, so commands never see ``httpx``:
+
+- an error answer (the JSON problem shape ``{status, title, detail, fieldErrors}``)
+  becomes the matching ``GossamerError`` subclass, with its field errors;
+- a refused connection, a TLS failure or a timeout becomes ``ControlPlaneUnreachable``
+  naming the address;
+- an answer that is not the JSON the contract promises becomes ``UnexpectedAnswer``.
+
+The transport is injectable (``httpx.MockTransport`` in unit tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from gossamer import __version__
+from gossamer.cli.config import ConfigError, ControlPlane
+from gossamer.errors import (
+    AlreadyExists,
+    Conflict,
+    FieldError,
+    Forbidden,
+    GossamerError,
+    InvalidResource,
+    NotFound,
+    RevisionCompacted,
+    StoreUnavailable,
+    Unauthorized,
+)
+from gossamer.model.base import KindDescriptor
+
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+PAGE_SIZE = 500
+
+_BY_STATUS: dict[int, type[GossamerError]] = {
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: RevisionCompacted,
+    503: StoreUnavailable,
+}
+
+
+class ControlPlaneUnreachable(GossamerError):
+    """No answer: connection refused, DNS, TLS verification, or a timeout."""
+
+    http_status = 503
+    title = "control plane unreachable"
+    retryable = True
+
+
+class UnexpectedAnswer(GossamerError):
+    """The control plane answered, but not with what docs/api.md promises."""
+
+    http_status = 502
+    title = "unexpected answer"
+
+
+class ServerError(GossamerError):
+    """An error answer with a status no more specific class covers (500, 502...)."""
+
+    def __init__(self, status: int, title: str, detail: str,
+                 field_errors: list[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.http_status = status
+        self.title = title
+        self.field_errors = list(field_errors or [])
+
+
+def collection_path(desc: KindDescriptor, mesh: str | None) -> str:
+    """``/meshes/m/meshtimeouts`` in one mesh, ``/meshtimeouts`` across meshes or global."""
+    if desc.mesh_scoped and mesh is not None:
+        return f"/meshes/{quote(mesh, safe='')}/{desc.path}"
+    return f"/{desc.path}"
+
+
+def resource_path(desc: KindDescriptor, mesh: str | None, name: str) -> str:
+    return f"{collection_path(desc, mesh)}/{quote(name, safe='')}"
+
+
+def _field_errors(raw: Any) -> list[FieldError]:
+    if not isinstance(raw, list):
+        return []
+    out = []
+    for item in raw:
+        if isinstance(item, Mapping):
+            out.append(FieldError(str(item.get("field", "")), str(item.get("message", ""))))
+    return out
+
+
+def _fastapi_errors(raw: list[Any]) -> list[FieldError]:
+    """FastAPI's own 422 shape, in case a request never reached the contract's handlers."""
+    out = []
+    for item in raw:
+        if isinstance(item, Mapping):
+            loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+            out.append(FieldError(loc, str(item.get("msg", ""))))
+    return out
+
+
+def error_from_response(resp: httpx.Response) -> GossamerError:
+    """The ``GossamerError`` an error answer stands for."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, Mapping):
+        text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else ""
+        detail = f"HTTP {resp.status_code} {resp.reason_phrase}" + (f": {text}" if text else "")
+        return ServerError(resp.status_code, resp.reason_phrase, detail)
+    title = str(body.get("title") or resp.reason_phrase)
+    raw_detail = body.get("detail")
+    errors = _field_errors(body.get("fieldErrors"))
+    if isinstance(raw_detail, list):
+        errors, raw_detail = errors or _fastapi_errors(raw_detail), None
+    detail = str(raw_detail or title or f"HTTP {resp.status_code}")
+    status = resp.status_code
+    if status in (400, 422):
+        # The server's detail already ends with the joined field errors; strip them so
+        # InvalidResource (which appends them again) does not say everything twice.
+        joined = "; ".join(str(e) for e in errors)
+        if errors and detail.endswith(": " + joined):
+            detail = detail[: -len(joined) - 2]
+        return InvalidResource(detail, errors)
+    if status == 409 and title == AlreadyExists.title:
+        return AlreadyExists(detail)
+    cls = _BY_STATUS.get(status)
+    if cls is None or errors:
+        return ServerError(status, title, detail, errors)
+    return cls(detail)
+
+
+@contextlib.contextmanager
+def _translate_transport_errors(base_url: str) -> Iterator[None]:
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        what = type(exc).__name__.replace("Timeout", " timeout").lower()
+        raise ControlPlaneUnreachable(
+            f"the control plane at {base_url} did not answer in time ({what})") from None
+    except httpx.TransportError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise ControlPlaneUnreachable(
+            f"cannot reach the control plane at {base_url}: {reason}") from None
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"invalid control plane address {base_url}: {exc}") from None
+
+
+def _verify(cp: ControlPlane) -> ssl.SSLContext | bool:
+    if not cp.address.startswith("https://"):
+        return True
+    try:
+        return ssl.create_default_context(cafile=cp.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the CA file {cp.ca_file}: {exc}") from None
+
+
+class ApiClient:
+    """Calls one control plane; every method returns decoded JSON or raises."""
+
+    def __init__(self, cp: ControlPlane, *, transport: httpx.BaseTransport | None = None,
+                 timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> None:
+        self.base_url = cp.address
+        headers = {"User-Agent": f"gossamer-cli/{__version__}", "Accept": "application/json"}
+        token = cp.read_token()
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(base_url=cp.address, headers=headers, timeout=timeout,
+                                  verify=_verify(cp), transport=transport)
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                body: Any = None) -> Any:
+        with _translate_transport_errors(self.base_url):
+            resp = self._http.request(method, path, params=params, json=body)
+        if resp.status_code >= 400:
+            raise error_from_response(resp)
+        try:
+            return resp.json()
+        except ValueError:
+            raise UnexpectedAnswer(f"the control plane at {self.base_url} answered "
+                                   f"{method} {path} with something other than JSON") from None
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self.request("GET", path, params=params)
+
+    def put(self, path: str, body: Any) -> Any:
+        return self.request("PUT", path, body=body)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self.request("POST", path, body=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def get_one(self, path: str) -> dict[str, Any]:
+        doc = self.get(path)
+        if not isinstance(doc, dict):
+            raise UnexpectedAnswer(f"GET {path}: expected a JSON object")
+        return doc
+
+    def list_all(self, path: str, labels: str | None = None,
+                 page_size: int = PAGE_SIZE) -> list[dict[str, Any]]:
+        """Every item of a collection, following ``next`` tokens page after page."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            params: dict[str, Any] = {"size": page_size}
+            if token is not None:
+                params["offset"] = token
+            if labels:
+                params["labels"] = labels
+            page = self.get(path, params)
+            if not isinstance(page, Mapping) or not isinstance(page.get("items"), list):
+                raise UnexpectedAnswer(f"GET {path}: expected {{\"items\": [...]}}")
+            items.extend(i for i in page["items"] if isinstance(i, dict))
+            nxt = page.get("next")
+            if not nxt:
+                return items
+            token = str(nxt)
+            if token in seen:
+                raise UnexpectedAnswer(f"GET {path}: the page token {token!r} came back twice")
+            seen.add(token)
+
+    def apply(self, documents: list[dict[str, Any]], dry_run: bool) -> list[dict[str, Any]]:
+        answer = self.post("/_apply", {"documents": documents, "dryRun": dry_run})
+        results = answer.get("results") if isinstance(answer, Mapping) else None
+        if not isinstance(results, list):
+            raise UnexpectedAnswer("POST /_apply: expected {\"results\": [...]}")
+        return [r for r in results if isinstance(r, dict)]

@@ -1,0 +1,81 @@
+"""The ``gossamer`` console command: one click group, its subcommands from small modules.
+
+``GossamerCommand`` is where errors end: any ``GossamerError`` (a user's mistake, a
+server's refusal, an unreachable control plane) prints one ``error:`` line, plus one line
+per field error, on stderr and exits 1, never with a traceback. ``httpx`` errors are
+translated inside ``gossamer.cli.client``; catching ``httpx.HTTPError`` here is only a
+backstop for one that slipped through. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import httpx
+
+from gossamer import __version__
+from gossamer.cli import config_cmd, resources, run_global
+from gossamer.cli.state import CliState, Runtime
+from gossamer.errors import GossamerError, Unauthorized
+
+
+def error_lines(exc: GossamerError) -> list[str]:
+    """One line for the error, one per field error (without repeating them in the first)."""
+    errors = list(getattr(exc, "field_errors", []) or [])
+    detail = exc.detail
+    joined = "; ".join(str(e) for e in errors)
+    if errors and detail.endswith(": " + joined):
+        detail = detail[: -len(joined) - 2]
+    if isinstance(exc, Unauthorized):
+        detail += " (is the control plane's admin token the one configured?)"
+    return [f"error: {detail}", *(f"  {e}" for e in errors)]
+
+
+class GossamerGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GossamerError as exc:
+            for line in error_lines(exc):
+                click.echo(line, err=True)
+            raise click.exceptions.Exit(1) from None
+        except httpx.HTTPError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise click.exceptions.Exit(1) from None
+
+
+@click.group(cls=GossamerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--context", envvar="GOSSAMER_CONTEXT", default=None, metavar="NAME",
+              help="Talk to this control plane from the config instead of the current one.")
+@click.version_option(__version__, "--version", prog_name="gossamer")
+@click.pass_context
+def main(ctx: click.Context, context: str | None) -> None:
+    """Gossamer: a multi-zone service mesh.
+
+    Client commands talk to the control plane chosen by --context, else by
+    GOSSAMER_ADDRESS (with GOSSAMER_TOKEN_FILE, GOSSAMER_CA_FILE), else the current one
+    of `gossamer config control-planes`.
+    """
+    runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime()
+    ctx.obj = CliState(runtime=runtime, context=context)
+
+
+@main.group("global")
+def global_() -> None:
+    """The global control plane."""
+
+
+global_.add_command(run_global.run)
+
+
+@main.command()
+def version() -> None:
+    """Print the CLI's version."""
+    click.echo(f"gossamer {__version__}")
+
+
+main.add_command(resources.apply)
+main.add_command(resources.get)
+main.add_command(resources.delete)
+main.add_command(config_cmd.config)
