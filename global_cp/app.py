@@ -15,10 +15,13 @@ from global_cp.bootstrap import bootstrap
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer
+from gossamer.api.tokens import dataplane_token_router, zone_token_router
 from gossamer.resources import ResourceManager
 from gossamer.settings import GlobalSettings, split_addr
 from gossamer.store import open_store
 from gossamer.store.base import Store
+from gossamer.token_authority import TokenAuthority
+from gossamer.tokens import DATAPLANE, ZONE
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,11 @@ class GlobalControlPlane:
         manager = ResourceManager(self.store)
         if self.settings.bootstrap_default_mesh:
             await bootstrap(manager)
+        self.zone_tokens = TokenAuthority(manager, ZONE)
+        routers = [zone_token_router(self.zone_tokens),
+                   dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh))]
         app = build_app(ApiContext(manager=manager, admin_token=self.admin_token,
-                                   mode="global"))
+                                   mode="global", extra_routers=routers))
         self._api = ApiServer(app, self.settings.api_addr)
         await self._api.start()
         log.info("global control plane API on %s (data in %s)", self.api_url, data_dir)

@@ -41,7 +41,7 @@ class TokenAuthority:
 
     def __init__(self, manager: ResourceManager, purpose: str, mesh: str = "",
                  clock: Clock = time.time) -> None:
-        self._manager = manager
+        self.manager = manager
         self.purpose = purpose
         self._mesh = mesh
         self._kind = "Secret" if mesh else "GlobalSecret"
@@ -52,7 +52,7 @@ class TokenAuthority:
                         spec=SecretSpec(data=base64.b64encode(data).decode()))
 
     async def keys(self) -> KeyRing:
-        page = await self._manager.list(self._kind, self._mesh or None, {KEY_LABEL: self.purpose})
+        page = await self.manager.list(self._kind, self._mesh or None, {KEY_LABEL: self.purpose})
         keys = []
         for res in page.items:
             created = res.meta.creation_time.timestamp() if res.meta.creation_time else 0.0
@@ -66,7 +66,7 @@ class TokenAuthority:
     async def rotate(self) -> SigningKey:
         """Add a new signing key; it signs from now on, older keys keep verifying."""
         key = SigningKey.generate(self._clock())
-        await self._manager.apply(self._secret(f"{self.purpose}-token-signing-key-{key.kid}",
+        await self.manager.apply(self._secret(f"{self.purpose}-token-signing-key-{key.kid}",
                                                key.to_pem(), KEY_LABEL))
         return key
 
@@ -89,7 +89,7 @@ class TokenAuthority:
 
     async def _revocations(self) -> dict[str, int]:
         try:
-            res = await self._manager.get(self._kind, self._revocations_name(), self._mesh)
+            res = await self.manager.get(self._kind, self._revocations_name(), self._mesh)
         except NotFound:
             return {}
         raw = json.loads(_data(res))
@@ -104,7 +104,7 @@ class TokenAuthority:
         current = {k: v for k, v in current.items() if v > now}
         current[token_id] = expires_at or now + int(MAX_VALIDITY)
         data = json.dumps(current, sort_keys=True).encode()
-        await self._manager.apply(self._secret(self._revocations_name(), data, REVOCATIONS_LABEL))
+        await self.manager.apply(self._secret(self._revocations_name(), data, REVOCATIONS_LABEL))
 
 
 def _data(res: Resource) -> bytes:

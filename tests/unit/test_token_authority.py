@@ -37,7 +37,7 @@ async def test_rotation_keeps_old_tokens_valid_until_key_deleted(authority: Toke
     assert (await authority.verify(old)).subject == "east"
     assert (await authority.verify(newer)).subject == "east"
     # Deleting the old key's secret retires its tokens.
-    manager = authority._manager
+    manager = authority.manager
     await manager.delete("GlobalSecret", f"zone-token-signing-key-{first_kid}")
     with pytest.raises(TokenRejected) as info:
         await authority.verify(old)
