@@ -60,6 +60,10 @@ class ResourceManager:
         return await self.store.list(ListQuery(desc.name, mesh if desc.mesh_scoped else None,
                                                labels, limit, page_token))
 
+    def parse_one(self, doc: Any) -> tuple[Resource, int | None]:
+        """One document and the ``version`` it asks to update from."""
+        return parse_document(doc, self.registry), _version_of(doc)
+
     def parse_batch(self, docs: Iterable[Any]) -> builtins.list[tuple[Resource, int | None]]:
         """Validate every document before anything is stored; all problems at once.
 
@@ -71,7 +75,7 @@ class ResourceManager:
             if i >= MAX_BATCH:
                 raise InvalidResource(f"a batch holds at most {MAX_BATCH} documents")
             try:
-                parsed.append((parse_document(doc, self.registry), _version_of(doc)))
+                parsed.append(self.parse_one(doc))
             except InvalidResource as exc:
                 errors += [FieldError(f"documents[{i}]" + (f".{e.path}" if e.path else ""),
                                       e.message) for e in exc.field_errors]

@@ -76,7 +76,7 @@ def add_kind_routes(router: APIRouter, desc: KindDescriptor, manager: ResourceMa
         full = {**doc, "type": desc.name, "name": name}
         if desc.mesh_scoped:
             full["mesh"] = mesh
-        (res, version), = manager.parse_batch([full])
+        res, version = manager.parse_one(full)
         applied = await manager.apply(res, version)
         response.status_code = 201 if applied.action is Action.CREATED else 200
         return to_document(applied.resource, manager.registry)
