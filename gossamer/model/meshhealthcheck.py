@@ -17,7 +17,15 @@ from pydantic_core import PydanticCustomError
 from gossamer.model.base import KindDescriptor, Scope, SyncDirection
 from gossamer.model.fields import SPEC_CONFIG, Duration, Percentage, duration_seconds
 from gossamer.model.policy import MAX_ITEMS, PolicySpec, To
-from gossamer.model.policy_fields import HeaderModifier, Hostname, HttpStatus, fail_at
+from gossamer.model.policy_fields import (
+    FilePath,
+    HeaderModifier,
+    Hostname,
+    HttpStatus,
+    Token,
+    UrlPath,
+    fail_at,
+)
 
 
 def _check_base64(value: str) -> str:
@@ -30,14 +38,7 @@ def _check_base64(value: str) -> str:
     return value
 
 
-def _check_abs_path(value: str) -> str:
-    if not value.startswith("/") or any(c in value for c in " \r\n\0"):
-        raise PydanticCustomError("path", 'expected an absolute path like "/health"')
-    return value
-
-
 Base64 = Annotated[str, Field(max_length=4096), AfterValidator(_check_base64)]
-AbsPath = Annotated[str, Field(max_length=1024), AfterValidator(_check_abs_path)]
 Threshold = Annotated[StrictInt, Field(ge=1, le=1000)]
 
 
@@ -45,7 +46,7 @@ class HttpHealthCheck(BaseModel):
     model_config = SPEC_CONFIG
 
     disabled: StrictBool | None = None
-    path: AbsPath | None = None
+    path: UrlPath | None = None
     expected_statuses: list[HttpStatus] | None = Field(None, max_length=32)
     request_headers_to_add: HeaderModifier | None = None
 
@@ -69,7 +70,7 @@ class GrpcHealthCheck(BaseModel):
     model_config = SPEC_CONFIG
 
     disabled: StrictBool | None = None
-    service_name: str | None = Field(None, max_length=256, pattern=r"^[a-zA-Z0-9_.\-]*$")
+    service_name: Token | None = None
     authority: Hostname | None = None
 
 
@@ -86,7 +87,7 @@ class MeshHealthCheckConf(BaseModel):
     healthy_panic_threshold: Percentage | None = None
     fail_traffic_on_panic: StrictBool | None = None
     no_traffic_interval: Duration | None = None
-    event_log_path: AbsPath | None = None
+    event_log_path: FilePath | None = None
     always_log_health_check_failures: StrictBool | None = None
     reuse_connection: StrictBool | None = None
     http: HttpHealthCheck | None = None

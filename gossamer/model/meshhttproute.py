@@ -23,6 +23,8 @@ from gossamer.model.policy_fields import (
     HeaderModifier,
     Hostname,
     HttpMethod,
+    Token,
+    UrlPath,
     fail_at,
     require_regex,
 )
@@ -65,7 +67,7 @@ class QueryParamMatch(BaseModel):
     model_config = SPEC_CONFIG
 
     type: QueryParamMatchType = QueryParamMatchType.EXACT
-    name: str = Field(min_length=1, max_length=256, pattern=r"^[!-~]+$")
+    name: Token
     value: str = Field(max_length=1024)
 
     @model_validator(mode="after")
@@ -93,8 +95,8 @@ class PathRewrite(BaseModel):
     model_config = SPEC_CONFIG
 
     type: PathRewriteType
-    replace_full_path: str | None = Field(None, max_length=MAX_PATH, pattern=r"^/[!-~]*$")
-    replace_prefix_match: str | None = Field(None, max_length=MAX_PATH, pattern=r"^/[!-~]*$")
+    replace_full_path: UrlPath | None = None
+    replace_prefix_match: UrlPath | None = None
 
     @model_validator(mode="after")
     def _one(self) -> PathRewrite:

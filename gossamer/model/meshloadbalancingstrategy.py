@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt, model_validator
 from gossamer.model.base import KindDescriptor, Scope, SyncDirection
 from gossamer.model.fields import SPEC_CONFIG, Duration, Name, Percentage
 from gossamer.model.policy import MAX_ITEMS, PolicySpec, To
-from gossamer.model.policy_fields import HeaderName, TagKey, fail_at
+from gossamer.model.policy_fields import HeaderName, TagKey, Token, UrlPath, fail_at
 
 MAX_RING_SIZE = 8_388_608  # Envoy's ceiling for ring_hash_lb_config
 MAX_ZONES = 64
@@ -45,7 +45,7 @@ class HashPolicyType(enum.StrEnum):
 class NamedKey(BaseModel):
     model_config = SPEC_CONFIG
 
-    name: str = Field(min_length=1, max_length=256, pattern=r"^[!-~]+$")
+    name: Token
 
 
 class HeaderKey(BaseModel):
@@ -57,15 +57,15 @@ class HeaderKey(BaseModel):
 class CookieKey(BaseModel):
     model_config = SPEC_CONFIG
 
-    name: str = Field(min_length=1, max_length=256, pattern=r"^[!#-'*+\-.0-9A-Z^-z|~]+$")
+    name: Token
     ttl: Duration | None = None
-    path: str | None = Field(None, max_length=1024, pattern=r"^/[!-~]*$")
+    path: UrlPath | None = None
 
 
 class FilterStateKey(BaseModel):
     model_config = SPEC_CONFIG
 
-    key: str = Field(min_length=1, max_length=256, pattern=r"^[!-~]+$")
+    key: Token
 
 
 # Which section each hash policy type reads; SourceIP needs none.

@@ -93,6 +93,12 @@ def _check_host(host: str) -> bool:
     return True
 
 
+def _check_host_value(value: str) -> str:
+    if not _check_host(value):
+        raise PydanticCustomError("host", "expected an IP address or a DNS name")
+    return value
+
+
 def _check_host_port(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 1 <= int(port) <= 65535 or not _check_host(host):
@@ -112,6 +118,29 @@ def _check_url(value: str) -> str:
     return value
 
 
+def _check_token(value: str) -> str:
+    if not 1 <= len(value) <= 256 or not value.isascii() or not value.isprintable() \
+            or " " in value:
+        raise PydanticCustomError("token", "expected 1 to 256 printable ASCII characters "
+                                           "with no spaces")
+    return value
+
+
+def _check_url_path(value: str) -> str:
+    if not value.startswith("/") or len(value) > 1024 or not value.isascii() \
+            or not value.isprintable() or " " in value:
+        raise PydanticCustomError("url_path", 'expected a URL path like "/api/v1" '
+                                              "(printable ASCII, no spaces)")
+    return value
+
+
+def _check_file_path(value: str) -> str:
+    if not value.startswith("/") or len(value) > 1024 or any(c in value for c in "\r\n\0"):
+        raise PydanticCustomError("file_path", 'expected an absolute file path like '
+                                               '"/var/log/access.log"')
+    return value
+
+
 def _check_tag_key(value: str) -> str:
     if len(value) > 253 or not _TAG_KEY_RE.match(value):
         raise PydanticCustomError("tag_key", f"invalid tag key {value!r}")
@@ -123,9 +152,13 @@ HeaderName = Annotated[str, AfterValidator(_check_header_name)]
 HeaderValue = Annotated[str, AfterValidator(_check_header_value)]
 Regex = Annotated[str, AfterValidator(_check_regex)]
 Hostname = Annotated[str, AfterValidator(_check_hostname)]
+Host = Annotated[str, AfterValidator(_check_host_value)]
 HostPort = Annotated[str, AfterValidator(_check_host_port)]
 Url = Annotated[str, AfterValidator(_check_url)]
 TagKey = Annotated[str, AfterValidator(_check_tag_key)]
+Token = Annotated[str, AfterValidator(_check_token)]
+UrlPath = Annotated[str, AfterValidator(_check_url_path)]
+FilePath = Annotated[str, AfterValidator(_check_file_path)]
 
 
 class HttpMethod(enum.StrEnum):
