@@ -1,0 +1,121 @@
+"""Conversion between Envoy's delta xDS protobuf messages and ``sync.messages``.
+
+The only module of the engine that touches protobuf: requests and responses are parsed
+here when they arrive and built here when they leave, so the engine and the mirror never
+see a protobuf message (STYLE: parse at the boundary). Anything a peer sends that the
+protocol does not allow raises ``RemoteProtocolError``.
+
+NACK details: Envoy's ``error_detail`` (a ``google.rpc.Status``) says only that a response
+was refused. A Gossamer subscriber that refuses some resources and applies the rest adds
+one ``gossamer.sync.v1.RejectedResources`` to ``error_detail.details``; a NACK without it
+refuses the whole response (see ``Nack.rejected``).
+
+Not supported (refused as a protocol error, or ignored where harmless): resource
+locators and xdstp names (ignored), TTL heartbeats (resources without a body: refused),
+aliases (never sent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
+
+from sync.errors import RemoteProtocolError
+from sync.messages import Entry, Nack, Payload, Request, Response
+from sync.v1 import sync_pb2
+
+DeltaDiscoveryRequest = discovery_pb2.DeltaDiscoveryRequest
+DeltaDiscoveryResponse = discovery_pb2.DeltaDiscoveryResponse
+
+
+def request_from_proto(msg: discovery_pb2.DeltaDiscoveryRequest) -> Request:
+    """Parse a request from a subscriber."""
+    return Request(
+        type_url=msg.type_url,
+        response_nonce=msg.response_nonce,
+        subscribe=_names(msg.resource_names_subscribe, "resource_names_subscribe"),
+        unsubscribe=_names(msg.resource_names_unsubscribe, "resource_names_unsubscribe"),
+        initial_versions=dict(msg.initial_resource_versions),
+        error=_nack_from_status(msg.error_detail) if msg.HasField("error_detail") else None,
+        node_id=msg.node.id,
+    )
+
+
+def request_to_proto(req: Request) -> discovery_pb2.DeltaDiscoveryRequest:
+    msg = DeltaDiscoveryRequest(
+        type_url=req.type_url,
+        response_nonce=req.response_nonce,
+        resource_names_subscribe=sorted(req.subscribe),
+        resource_names_unsubscribe=sorted(req.unsubscribe),
+        initial_resource_versions=dict(req.initial_versions),
+    )
+    if req.node_id:
+        msg.node.CopyFrom(base_pb2.Node(id=req.node_id))
+    if req.error is not None:
+        msg.error_detail.CopyFrom(_nack_to_status(req.error))
+    return msg
+
+
+def response_from_proto(msg: discovery_pb2.DeltaDiscoveryResponse) -> Response:
+    """Parse a response from a publisher."""
+    resources: dict[str, Entry] = {}
+    for res in msg.resources:
+        if not res.name:
+            raise RemoteProtocolError("a resource in a response has no name")
+        if res.name in resources:
+            raise RemoteProtocolError(f"resource {res.name!r} appears twice in one response")
+        if not res.HasField("resource"):
+            raise RemoteProtocolError(f"resource {res.name!r} has no body (TTL heartbeats "
+                                      "are not supported)")
+        payload = Payload(res.resource.type_url, res.resource.value)
+        resources[res.name] = Entry(version=res.version, payload=payload)
+    return Response(type_url=msg.type_url, nonce=msg.nonce, resources=resources,
+                    removed=frozenset(msg.removed_resources),
+                    system_version=msg.system_version_info)
+
+
+def response_to_proto(resp: Response) -> discovery_pb2.DeltaDiscoveryResponse:
+    resources = [
+        discovery_pb2.Resource(name=name, version=entry.version,
+                               resource=any_pb2.Any(type_url=entry.payload.type_url,
+                                                    value=entry.payload.value))
+        for name, entry in sorted(resp.resources.items())
+    ]
+    return DeltaDiscoveryResponse(type_url=resp.type_url, nonce=resp.nonce,
+                                  system_version_info=resp.system_version,
+                                  resources=resources, removed_resources=sorted(resp.removed))
+
+
+def _names(values: Iterable[str], what: str) -> frozenset[str]:
+    names = frozenset(values)
+    if "" in names:
+        raise RemoteProtocolError(f"an empty resource name in {what}")
+    return names
+
+
+def _nack_from_status(status: status_pb2.Status) -> Nack:
+    rejected: dict[str, str] | None = None
+    for detail in status.details:
+        if detail.Is(sync_pb2.RejectedResources.DESCRIPTOR):
+            names = sync_pb2.RejectedResources()
+            try:
+                detail.Unpack(names)
+            except DecodeError:
+                raise RemoteProtocolError("a NACK's RejectedResources does not parse") from None
+            rejected = {r.name: r.message for r in names.rejections} or None
+    return Nack(message=status.message, code=status.code, rejected=rejected)
+
+
+def _nack_to_status(nack: Nack) -> status_pb2.Status:
+    status = status_pb2.Status(code=nack.code, message=nack.message)
+    if nack.rejected is not None:
+        detail = sync_pb2.RejectedResources(rejections=[
+            sync_pb2.RejectedResources.Rejection(name=n, message=m)
+            for n, m in sorted(nack.rejected.items())])
+        status.details.add().Pack(detail)
+    return status
