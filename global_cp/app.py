@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 from global_cp.bootstrap import bootstrap
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer
 from gossamer.api.tokens import dataplane_token_router, zone_token_router
+from gossamer.process import run_until_signal
 from gossamer.resources import ResourceManager
 from gossamer.settings import GlobalSettings, split_addr
 from gossamer.store import open_store
@@ -75,18 +75,5 @@ class GlobalControlPlane:
 
 
 def serve_forever(settings: GlobalSettings) -> None:
-    """Run the global CP until SIGINT/SIGTERM."""
-
-    async def main() -> None:
-        cp = GlobalControlPlane(settings)
-        await cp.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        waiter = asyncio.create_task(stop.wait())
-        await asyncio.wait([waiter, asyncio.ensure_future(cp.wait())],
-                           return_when=asyncio.FIRST_COMPLETED)
-        await cp.stop()
-
-    asyncio.run(main())
+    """Run until SIGINT/SIGTERM."""
+    asyncio.run(run_until_signal(GlobalControlPlane(settings)))

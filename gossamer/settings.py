@@ -34,3 +34,39 @@ class GlobalSettings:
     sync_addr: str = DEFAULT_SYNC_ADDR
     store: str = "sqlite"
     bootstrap_default_mesh: bool = True
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 15.0
+    tls_hosts: tuple[str, ...] = ()
+
+
+DEFAULT_XDS_ADDR = "0.0.0.0:5678"
+
+
+@dataclass(frozen=True)
+class ZoneSettings:
+    """A zone control plane; without ``global_url`` it is a standalone single-zone mesh.
+
+    ``heartbeat_interval``/``heartbeat_timeout`` bound how long a dead sync stream can
+    look alive; ``global_ca`` is the global's CA file (``insecure_skip_verify`` must be
+    set explicitly to connect without it).
+    """
+
+    zone: str
+    data_dir: Path | None = None
+    api_addr: str = DEFAULT_API_ADDR
+    xds_addr: str = DEFAULT_XDS_ADDR
+    store: str = "sqlite"
+    global_url: str | None = None
+    token_file: Path | None = None
+    global_ca: Path | None = None
+    insecure_skip_verify: bool = False
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 15.0
+
+    @property
+    def directory(self) -> Path:
+        return self.data_dir or Path(f".gossamer/zone-{self.zone}")
+
+    @property
+    def federated(self) -> bool:
+        return self.global_url is not None

@@ -1,0 +1,86 @@
+"""The zone control plane process: store, API, and (federated) the sync with the global.
+
+``ZoneControlPlane`` assembles the parts from ``ZoneSettings``; ``start``/``stop`` run it
+in-process for tests, ``serve_forever`` is what ``gossamer zone run`` calls. A standalone
+zone (no ``--global``) creates its own ``default`` mesh like a global does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from global_cp.bootstrap import bootstrap
+from gossamer.api.app import ApiContext, build_app
+from gossamer.api.auth import load_or_create_admin_token
+from gossamer.api.serve import ApiServer
+from gossamer.api.tokens import dataplane_token_router
+from gossamer.process import run_until_signal
+from gossamer.resources import ResourceManager
+from gossamer.settings import ZoneSettings
+from gossamer.store import open_store
+from gossamer.store.base import Store
+from gossamer.token_authority import TokenAuthority
+from gossamer.tokens import DATAPLANE
+from zone_cp.guard import zone_write_guard
+
+log = logging.getLogger(__name__)
+
+
+class ZoneControlPlane:
+    def __init__(self, settings: ZoneSettings) -> None:
+        self.settings = settings
+        self.store: Store | None = None
+        self.admin_token = ""
+        self._api: ApiServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def api_url(self) -> str:
+        port = self._api.port if self._api else 0
+        return f"http://127.0.0.1:{port}"
+
+    async def start(self) -> None:
+        s = self.settings
+        s.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.admin_token = load_or_create_admin_token(s.directory)
+        self.store = await open_store(s.store, s.directory)
+        # The sync writes through an unguarded manager; the API through a guarded one.
+        self.manager = ResourceManager(self.store)
+        api_manager = ResourceManager(self.store, guard=zone_write_guard(s.federated))
+        if not s.federated:
+            await bootstrap(self.manager)
+        routers = []
+        if not s.federated:
+            routers.append(dataplane_token_router(
+                lambda mesh: TokenAuthority(self.manager, DATAPLANE, mesh)))
+        mode = "zone" if s.federated else "standalone"
+        app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,
+                                   mode=mode, extra_routers=routers,
+                                   extra_info=lambda: {"zone": s.zone}))
+        self._api = ApiServer(app, s.api_addr)
+        await self._api.start()
+        if s.federated:
+            from zone_cp.sync_client import ZoneSyncClient
+
+            self.sync = ZoneSyncClient(s, self.manager)
+            self._tasks.append(asyncio.create_task(self.sync.run(), name="zone-sync"))
+        log.info("zone %s control plane (%s) API on %s", s.zone, mode, self.api_url)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._api is not None:
+            await self._api.stop()
+        if self.store is not None:
+            await self.store.close()
+
+    async def wait(self) -> None:
+        if self._api is not None:
+            await self._api.wait()
+
+
+def serve_forever(settings: ZoneSettings) -> None:
+    """Run until SIGINT/SIGTERM."""
+    asyncio.run(run_until_signal(ZoneControlPlane(settings)))
