@@ -183,7 +183,7 @@ def load_documents(paths: Sequence[str], read_stdin: Callable[[int], bytes],
                 bad.add(location)
     if problems:
         raise InputProblems(f"nothing was applied: {len(problems)} problem(s) in "
-                            f"{len(bad)} input(s)", problems)
+                            f"{len(bad)} document(s) or file(s)", problems)
     if not docs:
         raise InputProblems("nothing to apply: the input holds no documents")
     return docs
