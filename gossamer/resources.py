@@ -93,10 +93,17 @@ class ResourceManager:
                           dry_run: bool = False) -> builtins.list[Applied]:
         parsed = self.parse_batch(docs)
         new_meshes = {r.name for r, _ in parsed if r.type == "Mesh"}
-        for res, _ in parsed:
+        errors: builtins.list[FieldError] = []
+        for i, (res, _) in enumerate(parsed):
             self._guard(self.registry.get(res.type), res)
             if res.mesh and res.mesh not in new_meshes:
-                await self._require_mesh(res.mesh)
+                try:
+                    await self._require_mesh(res.mesh)
+                except InvalidResource as exc:
+                    errors += [FieldError(f"documents[{i}].{e.path}", e.message)
+                               for e in exc.field_errors]
+        if errors:
+            raise InvalidResource("invalid batch", errors)
         if dry_run:
             return [Applied(r, Action.VALID) for r, _ in parsed]
         return [await self.apply(r, v) for r, v in parsed]

@@ -207,3 +207,13 @@ async def test_metrics_count_requests(cp: GlobalControlPlane) -> None:
         await c.get("/meshes")
         text = (await c.get("/metrics")).text
     assert 'gossamer_api_requests_total{method="GET",route="/meshes",status="200"}' in text
+
+
+async def test_batch_names_the_document_whose_mesh_is_missing(cp: GlobalControlPlane) -> None:
+    async with client(cp) as c:
+        r = await c.post("/_apply", json={"documents": [TIMEOUT, {**TIMEOUT, "mesh": "nope"}]})
+        assert r.status_code == 400
+        assert r.json()["fieldErrors"] == [
+            {"field": "documents[1].mesh",
+             "message": "mesh 'nope' does not exist; create the Mesh first"}]
+        assert (await c.get("/meshes/default/meshtimeouts/slow-backend")).status_code == 404
