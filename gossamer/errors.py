@@ -96,3 +96,11 @@ class StoreUnavailable(GossamerError):
     http_status = 503
     title = "store unavailable"
     retryable = True
+
+
+class StoreConfigError(GossamerError):
+    """A store URL or store option that names no store Gossamer can open."""
+
+    http_status = 400
+    title = "invalid store configuration"
+    caller_fault = True
