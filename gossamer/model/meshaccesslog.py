@@ -9,6 +9,7 @@ a list of key/command-operator pairs rendered as JSON.
 from __future__ import annotations
 
 import enum
+import math
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, StrictBool, model_validator
@@ -41,6 +42,8 @@ def _check_body(value: object) -> object:
             stack.extend((v, depth + 1) for v in node)
         elif isinstance(node, str) and len(node) > 4096:
             raise PydanticCustomError("body", "body strings are at most 4096 characters")
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise PydanticCustomError("body", "JSON has no NaN or infinity")
         elif node is not None and not isinstance(node, (str, int, float, bool)):
             raise PydanticCustomError("body", "expected a JSON value")
     return value

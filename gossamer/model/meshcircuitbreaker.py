@@ -22,17 +22,18 @@ from gossamer.model.policy_fields import UINT32_MAX, fail_at
 def _check_factor(value: object) -> object:
     # Envoy takes the factor times 1000 as an integer, so three decimals are meaningful.
     try:
-        number = Decimal(str(value)) if isinstance(value, (int, str)) else None
+        number = Decimal(str(value)) if isinstance(value, (int, float, str)) else None
     except InvalidOperation:
         number = None
-    if isinstance(value, bool) or number is None or not Decimal(0) < number <= Decimal(1000):
+    if (isinstance(value, bool) or number is None or not number.is_finite()
+            or not Decimal(0) < number <= Decimal(1000)):
         raise PydanticCustomError(
             "factor", 'expected a number above 0 and at most 1000, like 2 or "1.9"')
     return value
 
 
 # A positive decimal kept in its YAML form (``1.9`` or ``"1.9"``), like ``Percentage``.
-Factor = Annotated[str | int, BeforeValidator(_check_factor)]
+Factor = Annotated[str | int | float, BeforeValidator(_check_factor)]
 Limit = Annotated[StrictInt, Field(ge=1, le=UINT32_MAX)]
 
 

@@ -25,6 +25,7 @@ HTTP_CONDITIONS = frozenset({
     "retriable-headers", "http3-post-connect-failure",
 })
 RETRIABLE_STATUS_CODES = "retriable-status-codes"
+_METHODS = frozenset(m.value for m in HttpMethod)
 
 
 def _quote_status(value: object) -> object:
@@ -33,10 +34,12 @@ def _quote_status(value: object) -> object:
     return value
 
 
+def _is_status(value: str) -> bool:
+    return value.isascii() and value.isdigit() and 100 <= int(value) <= 599
+
+
 def _check_http_retry_on(value: str) -> str:
-    if value in HTTP_CONDITIONS or value in HttpMethod.__members__:
-        return value
-    if value.isdigit() and 100 <= int(value) <= 599:
+    if value in HTTP_CONDITIONS or value in _METHODS or _is_status(value):
         return value
     raise PydanticCustomError(
         "retry_on",
@@ -142,7 +145,7 @@ class HttpRetry(BaseModel):
         for i, cond in enumerate(conditions):
             if cond in conditions[:i]:
                 fail_at(("retryOn", i), f"{cond!r} is listed twice", cond)
-        if RETRIABLE_STATUS_CODES in conditions and not any(c.isdigit() for c in conditions):
+        if RETRIABLE_STATUS_CODES in conditions and not any(map(_is_status, conditions)):
             fail_at("retryOn", f"{RETRIABLE_STATUS_CODES} needs at least one status code "
                                'in retryOn, like "503"')
         if "retriable-headers" in conditions and not self.retriable_response_headers:

@@ -31,6 +31,7 @@ _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[a-zA-Z0-9]([a-zA-Z0-9\-]{0,61}[a-zA-Z
 _TAG_KEY_RE = re.compile(r"^([a-zA-Z0-9.\-]+/)?[a-zA-Z0-9]([a-zA-Z0-9_.\-]*[a-zA-Z0-9])?$")
 # RE2 (Envoy's regex engine) has no look-around and no back-references.
 _NOT_RE2_RE = re.compile(r"\(\?<?[=!]|\\[1-9]")
+_REPEAT_RE = re.compile(r"\{(\d+)(?:,(\d*))?\}")  # RE2 caps {n,m} at 1000
 
 
 def fail_at(loc: str | int | tuple[str | int, ...], message: str, value: object = None) -> NoReturn:
@@ -70,10 +71,15 @@ def _check_regex(value: str) -> str:
             "regex", f"expected a regex of 1 to {MAX_REGEX_LENGTH} characters")
     if _NOT_RE2_RE.search(value):
         raise PydanticCustomError("regex", "look-around and back-references are not supported")
+    counts = [n for pair in _REPEAT_RE.findall(value) for n in pair if n]
+    if any(len(n) > 4 or int(n) > 1000 for n in counts):
+        raise PydanticCustomError("regex", "repetition counts above 1000 are not supported")
     try:
         re.compile(value)
     except re.error as exc:
         raise PydanticCustomError("regex", f"invalid regex: {exc}") from None
+    except (RecursionError, OverflowError):
+        raise PydanticCustomError("regex", "regex is nested too deeply") from None
     return value
 
 
