@@ -1,8 +1,10 @@
 """The ``gossamer`` console command: one click group, its subcommands from small modules.
 
-``GossamerCommand`` is where errors end: any ``GossamerError`` (a user's mistake, a
+``GossamerGroup`` is where errors end: any ``GossamerError`` (a user's mistake, a
 server's refusal, an unreachable control plane) prints one ``error:`` line, plus one line
-per field error, on stderr and exits 1, never with a traceback. ``httpx`` errors are
+per field error, on stderr and exits 1, never with a traceback. A usage error (a bad flag
+value, a missing option, flags that exclude each other) is one ``error:`` line too, naming
+the command's ``--help``, and exits 2. ``httpx`` errors are
 translated inside ``gossamer.cli.client``; catching ``httpx.HTTPError`` here is only a
 backstop for one that slipped through. Anything else is a bug and keeps its traceback.
 """
@@ -15,7 +17,7 @@ import click
 import httpx
 
 from gossamer import __version__
-from gossamer.cli import config_cmd, resources, run_global
+from gossamer.cli import config_cmd, resources, run_global, run_zone, tokens
 from gossamer.cli.state import CliState, Runtime
 from gossamer.errors import GossamerError, Unauthorized
 
@@ -32,10 +34,20 @@ def error_lines(exc: GossamerError) -> list[str]:
     return [f"error: {detail}", *(f"  {e}" for e in errors)]
 
 
+def usage_line(exc: click.UsageError) -> str:
+    where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+    return f"error: {exc.format_message().rstrip('.')}{where}"
+
+
 class GossamerGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            click.echo(usage_line(exc), err=True)
+            raise click.exceptions.Exit(exc.exit_code) from None
         except GossamerError as exc:
             for line in error_lines(exc):
                 click.echo(line, err=True)
@@ -69,6 +81,14 @@ def global_() -> None:
 global_.add_command(run_global.run)
 
 
+@main.group()
+def zone() -> None:
+    """A zone control plane."""
+
+
+zone.add_command(run_zone.run)
+
+
 @main.command()
 def version() -> None:
     """Print the CLI's version."""
@@ -78,4 +98,5 @@ def version() -> None:
 main.add_command(resources.apply)
 main.add_command(resources.get)
 main.add_command(resources.delete)
+main.add_command(tokens.token)
 main.add_command(config_cmd.config)

@@ -1,0 +1,130 @@
+"""``gossamer token``: issue, revoke and rotate zone and dataplane tokens.
+
+An issued token is printed alone on stdout, so ``gossamer token zone --zone east >
+east.token`` writes a file that ``zone run --token-file`` reads; what a person needs to
+know about it (its id, to revoke it, and its expiry) goes to stderr. Durations, names
+and scopes are checked locally with the server's own rules before anything is sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from gossamer.cli import params
+from gossamer.cli.client import UnexpectedAnswer
+from gossamer.cli.state import state
+from gossamer.tokens import ZONE_SCOPES
+
+# The server's RevokeRequest.id rule (gossamer/api/tokens.py).
+_TOKEN_ID_RE = re.compile(r"^[a-zA-Z0-9\-]{1,128}$")
+# tokens.issue counts whole seconds: anything shorter would expire as it is issued.
+MIN_VALIDITY = 1.0
+
+
+def _check_token_id(_: click.Context, __: click.Parameter, value: str) -> str:
+    if not _TOKEN_ID_RE.match(value):
+        raise click.BadParameter(f"{value!r}: expected the id printed when the token was "
+                                 "issued (letters, digits and '-')")
+    return value
+
+
+def _expiry(epoch: Any) -> str:
+    if isinstance(epoch, bool) or not isinstance(epoch, int | float):
+        return "unknown"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _print_issued(answer: Any, path: str, what: str, revoke_flags: str = "") -> None:
+    if not isinstance(answer, Mapping) or not isinstance(answer.get("token"), str):
+        raise UnexpectedAnswer(f"POST {path}: expected {{\"token\": ..., \"id\": ...}}")
+    token_id = answer.get("id")
+    click.echo(answer["token"])
+    click.echo(f"issued {what}: id {token_id}, expires {_expiry(answer.get('expiresAt'))}",
+               err=True)
+    click.echo(f"revoke it with: gossamer token revoke {token_id}{revoke_flags}", err=True)
+
+
+@click.group()
+def token() -> None:
+    """Issue and revoke the tokens zones and sidecars authenticate with."""
+
+
+@token.command()
+@click.option("--zone", required=True, callback=params.name("zone"),
+              help="The zone the token admits.")
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(sorted(ZONE_SCOPES)),
+              help="What the token may do; repeatable  [default: every scope]")
+@click.option("--valid-for", default="720h", show_default=True, metavar="DURATION",
+              callback=params.duration(MIN_VALIDITY), help="Lifetime, like 720h or 30m.")
+@click.pass_context
+def zone(ctx: click.Context, zone: str, scopes: tuple[str, ...], valid_for: str) -> None:
+    """Issue a zone token (at the global): the token on stdout, its id on stderr."""
+    chosen = sorted(set(scopes or ZONE_SCOPES))
+    with state(ctx).client() as api:
+        answer = api.post("/tokens/zone", {"zone": zone, "scopes": chosen,
+                                           "validFor": valid_for})
+    _print_issued(answer, "/tokens/zone",
+                  f"a zone token for zone {zone} (scopes {', '.join(chosen)})")
+
+
+@token.command()
+@click.option("-m", "--mesh", default="default", show_default=True,
+              callback=params.name("mesh"), help="The mesh of the dataplane.")
+@click.option("--service", required=True, callback=params.name("service"),
+              help="The service (gossamer.io/service) the dataplane may serve.")
+@click.option("--valid-for", default="24h", show_default=True, metavar="DURATION",
+              callback=params.duration(MIN_VALIDITY), help="Lifetime, like 24h or 30m.")
+@click.pass_context
+def dataplane(ctx: click.Context, mesh: str, service: str, valid_for: str) -> None:
+    """Issue a dataplane token: the token on stdout, its id on stderr."""
+    with state(ctx).client() as api:
+        answer = api.post("/tokens/dataplane", {"mesh": mesh, "service": service,
+                                                "validFor": valid_for})
+    _print_issued(answer, "/tokens/dataplane",
+                  f"a dataplane token for service {service} in mesh {mesh}",
+                  f" --dataplane --mesh {mesh}")
+
+
+@token.command()
+@click.argument("token_id", metavar="ID", callback=_check_token_id)
+@click.option("--dataplane", "is_dataplane", is_flag=True,
+              help="ID is a dataplane token's (default: a zone token's).")
+@click.option("-m", "--mesh", default=None, callback=params.name("mesh"),
+              help="The dataplane token's mesh (default: 'default'); with --dataplane.")
+@click.option("--expires-at", type=click.IntRange(min=1), default=None, metavar="UNIX_SECONDS",
+              help="The token's expiry, if known: the revocation is forgotten after it.")
+@click.pass_context
+def revoke(ctx: click.Context, token_id: str, is_dataplane: bool, mesh: str | None,
+           expires_at: int | None) -> None:
+    """Revoke a token by its id: its bearer is refused from now on."""
+    if mesh is not None and not is_dataplane:
+        raise click.UsageError("-m/--mesh applies only with --dataplane (zone tokens have "
+                               "no mesh)")
+    body: dict[str, Any] = {"id": token_id}
+    if expires_at is not None:
+        body["expiresAt"] = expires_at
+    if is_dataplane:
+        body["mesh"] = mesh or "default"
+    path = "/tokens/dataplane/revoke" if is_dataplane else "/tokens/zone/revoke"
+    with state(ctx).client() as api:
+        api.post(path, body)
+    kind = f"dataplane token (mesh {body['mesh']})" if is_dataplane else "zone token"
+    click.echo(f"revoked {kind} {token_id}")
+
+
+@token.command("rotate-signing-key")
+@click.pass_context
+def rotate_signing_key(ctx: click.Context) -> None:
+    """Add a zone-token signing key: new tokens use it, older keys keep verifying."""
+    with state(ctx).client() as api:
+        answer = api.post("/tokens/zone/signing-keys", None)
+    kid = answer.get("kid") if isinstance(answer, Mapping) else None
+    if not kid:
+        raise UnexpectedAnswer("POST /tokens/zone/signing-keys: expected {\"kid\": ...}")
+    click.echo(f"added zone token signing key {kid}: it signs new tokens, older keys "
+               "keep verifying theirs")
