@@ -356,6 +356,43 @@ def test_real_meshhttproute_if_present() -> None:
         {"path": {"type": "PathPrefix", "value": "/web"}}]
 
 
+def test_real_meshtcproute_if_present() -> None:
+    pytest.importorskip("gossamer.model.meshtcproute")
+
+    def route(name: str, target: dict[str, Any], backend: str) -> Resource:
+        return parse_document({"type": "MeshTCPRoute", "name": name, "spec": {
+            "targetRef": target, "to": [{"targetRef": svc("backend"), "rules": [{
+                "default": {"backendRefs": [{"kind": "MeshService", "name": backend}]}}]}]}})
+
+    result = match_policies(dataplane(), [route("a", svc("web"), "b-web"),
+                                          route("z", MESH, "b-mesh")], destinations=["backend"])
+    backend = result.kind("MeshTCPRoute").outbound("backend")
+    assert backend is not None and backend.policies == (PolicyRef("MeshTCPRoute", "a"),)
+    (rule,) = backend.rules
+    assert rule.model_dump(by_alias=True, exclude_unset=True) == {
+        "default": {"backendRefs": [{"kind": "MeshService", "name": "b-web"}]}}
+
+
+def test_real_meshtrace_if_present() -> None:
+    pytest.importorskip("gossamer.model.meshtrace")
+
+    def trace(name: str, target: dict[str, Any], default: dict[str, Any]) -> Resource:
+        return parse_document({"type": "MeshTrace", "name": name,
+                               "spec": {"targetRef": target, "default": default}})
+
+    otel = {"type": "OpenTelemetry", "openTelemetry": {"endpoint": "otel:4317"}}
+    result = match_policies(dataplane(), [
+        trace("mesh", MESH, {"backends": [otel], "sampling": {"overall": 10, "client": 20}}),
+        trace("web", svc("web"), {"sampling": {"overall": 50}}),
+        trace("pay", svc("payments"), {"sampling": {"overall": 99}}),
+    ])
+    proxy = result.kind("MeshTrace").proxy
+    assert proxy is not None and proxy.problem is None
+    assert proxy.conf.model_dump(by_alias=True, exclude_unset=True) == {  # type: ignore[union-attr]
+        "backends": [otel], "sampling": {"overall": 50, "client": 20}}
+    assert proxy.policies == (PolicyRef("MeshTrace", "mesh"), PolicyRef("MeshTrace", "web"))
+
+
 # --- inbound: rules[] per selected inbound, from[] as first-match source rules ---------
 
 TWO_INBOUNDS = [{"port": 8080, "tags": {SVC: "web", "version": "v1"}},
