@@ -9,13 +9,15 @@ with the reason, or fail when ``GOSSAMER_REQUIRE_POSTGRES=1``.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.pg import PostgresCluster, PostgresUnavailable
+
+_databases = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +43,9 @@ def postgres_url(postgres_cluster: PostgresCluster) -> str:
 
 @pytest.fixture
 def postgres_db_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
-    """A fresh empty database for this test only."""
-    url = postgres_cluster.create_database()
+    """A fresh empty database for this test only (dropped afterwards)."""
+    name = f"test_{next(_databases)}"
+    url = postgres_cluster.create_database(name)
     yield url
     if postgres_cluster.is_running():
-        postgres_cluster.drop_database(urlsplit(url).path.lstrip("/"))
+        postgres_cluster.drop_database(name)

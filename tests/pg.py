@@ -44,10 +44,7 @@ class PostgresUnavailable(RuntimeError):
 
 
 def find_bin_dir() -> Path | None:
-    """The newest ``/usr/lib/postgresql/<v>/bin`` with ``initdb``, or ``PG_BIN`` if set."""
-    override = os.environ.get("PG_BIN")
-    if override:
-        return Path(override) if (Path(override) / "initdb").exists() else None
+    """The newest ``/usr/lib/postgresql/<v>/bin`` with ``initdb``."""
     if not PG_ROOT.is_dir():
         return None
     versions = [p for p in PG_ROOT.iterdir() if (p / "bin" / "initdb").exists()]
@@ -58,7 +55,12 @@ def find_bin_dir() -> Path | None:
 
 
 def ensure_binaries() -> Path:
-    """The server binaries, installed with apt-get first if missing and we are root."""
+    """The server binaries (``PG_BIN`` if set), installed with apt-get when missing."""
+    override = os.environ.get("PG_BIN")
+    if override:
+        if not (Path(override) / "initdb").exists():
+            raise PostgresUnavailable(f"PG_BIN={override} holds no initdb")
+        return Path(override)
     found = find_bin_dir()
     if found is not None:
         return found
@@ -73,7 +75,8 @@ def ensure_binaries() -> Path:
         result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     found = find_bin_dir()
     if found is None:
-        raise PostgresUnavailable("apt-get install postgresql failed: "
+        what = "failed" if result.returncode else f"left no initdb in {PG_ROOT}/*/bin"
+        raise PostgresUnavailable(f"apt-get install postgresql {what}: "
                                   + (result.stderr or result.stdout)[-2000:])
     return found
 
@@ -122,6 +125,12 @@ class PostgresCluster:
         return cluster
 
     def url(self, database: str = "postgres") -> str:
+        """The database over the cluster's unix socket (a third of TCP's round trip here)."""
+        return (f"postgresql://{SUPERUSER}@/{database}"
+                f"?host={self.socket_dir}&port={self.port}")
+
+    def tcp_url(self, database: str = "postgres") -> str:
+        """The database over TCP on 127.0.0.1."""
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> None:

@@ -10,13 +10,42 @@ fails loudly as ``InvalidResource`` instead of travelling inward as a raw dict.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from gossamer.errors import AlreadyExists, Conflict, NotFound
 from gossamer.model.base import Meta, Resource, spec_to_dict
 from gossamer.model.registry import REGISTRY
+
+DECODE_CACHE_SIZE = 10_000
+
+
+class DecodeCache:
+    """Resources already decoded, by row identity: a row at one revision never changes.
+
+    Validating a spec through its pydantic model costs several times more than reading
+    the row, and control planes list the same resources over and over, so each store
+    keeps its last ``size`` decodes. The key holds version and modification time as well
+    as the revision, so a database rebuilt under a running store cannot alias old rows.
+    """
+
+    def __init__(self, size: int = DECODE_CACHE_SIZE) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[Any, ...], Resource] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...], decode: Callable[[], Resource]) -> Resource:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            return found
+        res = decode()
+        if self._size > 0:
+            self._items[key] = res
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return res
 
 
 def dump_json(value: Any) -> str:

@@ -51,6 +51,7 @@ CHANNEL = "gossamer_events"
 MIGRATION_LOCK = 0x676F_7373_0000_0001  # "goss" + 1: the schema migration advisory lock
 WATCH_BATCH = 1000
 RETRY_MIN, RETRY_MAX = 0.05, 2.0
+KEEPALIVE = 30.0  # seconds of silence before the LISTEN connection is probed
 
 if TYPE_CHECKING:  # generic only in asyncpg-stubs
     from asyncpg.pool import PoolConnectionProxy
@@ -130,6 +131,7 @@ class PostgresStore:
         self._watchers: set[asyncio.Event] = set()
         self._listener = _Listener(dsn, self._wake_watchers, connect_timeout)
         self._closed = False
+        self._decoded = codec.DecodeCache()
 
     @classmethod
     async def open(cls, dsn: str, *, retention: int = EVENT_RETENTION, min_size: int = 1,
@@ -155,7 +157,7 @@ class PostgresStore:
                 kind, mesh, name)
         if row is None:
             raise codec.not_found(kind, name, mesh)
-        return _row_resource(row)
+        return self._resource(row)
 
     async def list(self, query: ListQuery) -> Page:
         size = query.page_size()
@@ -166,16 +168,20 @@ class PostgresStore:
             n = len(page_params)
             page_where += f" AND (mesh, name) > (${n + 1}, ${n + 2})"
             page_params += [after[0], after[1]]
-        async with self._connection() as conn, conn.transaction(isolation="repeatable_read",
-                                                                readonly=True):
-            total = await conn.fetchval(f"SELECT count(*) FROM resources WHERE {where}",
-                                        *params)
+        # One statement, so the count and the page come from one snapshot (the count's
+        # parameters are a prefix of the page's, so they share the numbering).
+        async with self._connection() as conn:
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM resources WHERE {page_where} "
+                f"SELECT {_COLUMNS}, (SELECT count(*) FROM resources WHERE {where}) AS total "
+                f"FROM resources WHERE {page_where} "
                 f"ORDER BY mesh, name LIMIT ${len(page_params) + 1}", *page_params, size + 1)
-        items = [_row_resource(row) for row in rows[:size]]
+            if not rows:  # past the end: the count still wants an answer
+                total = await conn.fetchval(f"SELECT count(*) FROM resources WHERE {where}",
+                                            *params)
+                return Page(items=[], total=int(total))
+        items = [self._resource(row) for row in rows[:size]]
         token = page_token(items[-1]) if len(rows) > size else None
-        return Page(items=items, total=int(total), next_token=token)
+        return Page(items=items, total=int(rows[0]["total"]), next_token=token)
 
     async def create(self, res: Resource) -> Resource:
         async with self._transaction() as conn:
@@ -298,6 +304,11 @@ class PostgresStore:
         if rev > self._retention:
             await conn.execute("DELETE FROM events WHERE revision <= $1", rev - self._retention)
 
+    def _resource(self, row: asyncpg.Record) -> Resource:
+        key = (row["kind"], row["mesh"], row["name"], row["revision"], row["version"],
+               row["modification_time"])
+        return self._decoded.get(key, lambda: _row_resource(row))
+
     def _wake_watchers(self) -> None:
         for wake in self._watchers:
             wake.set()
@@ -362,7 +373,14 @@ class _Listener:
             # Notifications sent before LISTEN took effect are lost: whatever was
             # committed meanwhile is found by the re-read this wake-up causes.
             self._wake()
-            await lost.wait()
+            while not lost.is_set():
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), KEEPALIVE)
+                    return
+                # Quiet for a while: prove the connection still carries traffic, so a
+                # half-dead one (no RST after a partition) is not trusted forever.
+                with _translate():
+                    await conn.execute("SELECT 1", timeout=self._connect_timeout)
         finally:
             with suppress(*_UNAVAILABLE, asyncpg.InterfaceError):
                 await asyncio.wait_for(conn.close(), 5)

@@ -210,6 +210,10 @@ async def test_concurrent_writers_lose_no_update(backend: Backend) -> None:
     assert final.meta.version == 1 + 20
     assert dict(final.labels) == {f"writer-{i}": "done" for i in range(20)}
     assert conflicts > 0, "the writers never raced: the test proved nothing"
+    # Every write has its own revision, without gaps, in the order of the versions.
+    events = await collect(stores[0].watch(0), 21)
+    assert [e.revision for e in events] == list(range(1, 22))
+    assert [e.resource.meta.version for e in events] == list(range(1, 22))
 
 
 # -- list -----------------------------------------------------------------------------
@@ -269,8 +273,8 @@ async def test_paging_returns_each_match_once_in_order(backend: Backend,
     selector = query.get("labels") or {}
     expected = sorted(
         (r.mesh, r.name) for r in created
-         if query.get("mesh") in (None, r.mesh)
-         and all(r.labels.get(k) == v for k, v in selector.items()))
+        if query.get("mesh") in (None, r.mesh)
+        and all(r.labels.get(k) == v for k, v in selector.items()))
     listed = await _page_through(store, **query)
     assert [(r.mesh, r.name) for r in listed] == expected
     by_key = {(r.mesh, r.name): r for r in created}
