@@ -1,0 +1,111 @@
+"""A store's resources of some kinds, kept as encoded entries for publishers.
+
+``StoreFeed`` lists the kinds once, then follows the store's watch: every change is
+encoded once (``prepare`` may relabel a resource or leave it out) and handed to every
+listener, so ten publishing sessions cost one encoding per change, not ten. A watch that
+fell behind the store's retention (``RevisionCompacted``) relists and reports the
+difference. Changes flow on store events, never on a polling tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from gossamer.errors import RevisionCompacted
+from gossamer.model.base import Meta, Resource
+from gossamer.store.base import EventType, ListQuery, Store
+from sync.codec import encode, kind_type_url, resource_key
+from sync.messages import Entry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One published resource: as prepared (for filters) and as encoded (for the wire)."""
+
+    resource: Resource
+    entry: Entry
+
+
+# listener(type_url, key, item or None for a removal)
+Listener = Callable[[str, str, Item | None], None]
+Prepare = Callable[[Resource], Resource | None]
+
+
+def strip_meta(res: Resource) -> Resource:
+    """The published form carries no store meta, so equal content has equal versions
+    wherever it is stored: a receiver recomputes them from its own copy on resume."""
+    return res.with_meta(Meta())
+
+
+class StoreFeed:
+    def __init__(self, store: Store, kinds: Iterable[str], prepare: Prepare = strip_meta) -> None:
+        self._store = store
+        self._kinds = list(kinds)
+        self._prepare = prepare
+        self._items: dict[str, dict[str, Item]] = {kind_type_url(k): {} for k in self._kinds}
+        self._listeners: list[Listener] = []
+        self.ready = asyncio.Event()
+
+    def items(self, type_url: str) -> dict[str, Item]:
+        return dict(self._items[type_url])
+
+    @property
+    def type_urls(self) -> list[str]:
+        return list(self._items)
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    async def run(self) -> None:
+        while True:
+            revision = await self._relist()
+            self.ready.set()
+            try:
+                async for event in self._store.watch(revision):
+                    if event.resource.type not in self._kinds:
+                        continue
+                    if event.type is EventType.DELETED:
+                        self._set(event.resource, None)
+                    else:
+                        self._set(event.resource, self._prepare(event.resource))
+            except RevisionCompacted:
+                log.warning("store watch fell behind its retention; relisting")
+
+    async def _relist(self) -> int:
+        revision = await self._store.revision()
+        for kind in self._kinds:
+            type_url = kind_type_url(kind)
+            page = await self._store.list(ListQuery(kind))
+            seen = set()
+            for res in page.items:
+                seen.add(resource_key(res))
+                self._set(res, self._prepare(res))
+            for key in set(self._items[type_url]) - seen:
+                self._notify(type_url, key, None)
+                del self._items[type_url][key]
+        return revision
+
+    def _set(self, original: Resource, prepared: Resource | None) -> None:
+        type_url = kind_type_url(original.type)
+        key = resource_key(original)
+        table = self._items[type_url]
+        if prepared is None:
+            if table.pop(key, None) is not None:
+                self._notify(type_url, key, None)
+            return
+        item = Item(prepared, encode(prepared))
+        old = table.get(key)
+        if old is not None and old.entry.version == item.entry.version:
+            return
+        table[key] = item
+        self._notify(type_url, key, item)
+
+    def _notify(self, type_url: str, key: str, item: Item | None) -> None:
+        for listener in list(self._listeners):
+            listener(type_url, key, item)

@@ -1,0 +1,175 @@
+"""The asyncio shells that run the delta engine and the mirror over one gRPC stream.
+
+``publish`` drives an ``Engine`` session (requests in, responses out) and ``subscribe``
+drives a ``Mirror`` (responses in, ACK/NACK requests out). Both are written against
+``MessageStream`` — ``read()`` returning ``None`` at the end, ``write(msg)`` — which a
+grpc.aio server context and a client call both provide, so the same shells serve both
+ends of both zone-sync RPCs (and, later, Envoy's delta ADS).
+
+Both ends send an application heartbeat (a message whose type URL is ``HEARTBEAT``)
+every ``interval`` and tear the stream down (``StreamStalled``) when nothing has arrived
+for ``timeout``: a half-dead stream never looks connected. This module holds the timers,
+the queue and the task, and nothing else: all protocol decisions are the engine's and
+the mirror's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from envoy.service.discovery.v3 import discovery_pb2
+
+from sync import wire
+from sync.client_state import Applied, Mirror
+from sync.engine import Engine
+from sync.errors import SyncError
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT = "gossamer.io/heartbeat"
+
+
+class StreamStalled(SyncError):
+    """Nothing arrived within the heartbeat timeout: the peer or the path is dead."""
+
+    retryable = True
+
+
+class MessageStream(Protocol):
+    async def read(self) -> Any: ...
+
+    async def write(self, message: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Heartbeats:
+    interval: float = 5.0
+    timeout: float = 15.0
+
+
+Clock = Callable[[], float]
+_WAKE = object()
+_TIMEOUT = object()
+
+
+class _Inbox:
+    """Messages from the stream and wake-ups from the publisher, in one queue."""
+
+    def __init__(self, stream: MessageStream) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._stream = stream
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                message = await self._stream.read()
+                await self.queue.put(message)
+                if message is None:
+                    return
+        except Exception as exc:
+            await self.queue.put(exc)
+
+    def wake(self) -> None:
+        self.queue.put_nowait(_WAKE)
+
+    async def next(self, timeout: float) -> Any:
+        try:
+            return await asyncio.wait_for(self.queue.get(), max(timeout, 0.0))
+        except TimeoutError:
+            return _TIMEOUT
+
+    def close(self) -> None:
+        self._reader.cancel()
+
+
+async def _loop(stream: MessageStream, inbox: _Inbox, beats: Heartbeats, clock: Clock,
+                heartbeat: Any, handle: Callable[[Any, float], Awaitable[list[Any]]],
+                deadline: Callable[[], float | None]) -> None:
+    last_seen = clock()
+    next_beat = clock()
+    while True:
+        now = clock()
+        due = [last_seen + beats.timeout, next_beat]
+        extra = deadline()
+        if extra is not None:
+            due.append(extra)
+        item = await inbox.next(min(due) - now)
+        now = clock()
+        if item is None:
+            raise SyncError("the peer closed the stream")
+        if isinstance(item, BaseException):
+            raise item
+        if item is not _TIMEOUT and item is not _WAKE:
+            last_seen = now
+            if item.type_url == HEARTBEAT:
+                continue
+        if now - last_seen > beats.timeout:
+            raise StreamStalled(f"nothing received for {beats.timeout:g}s")
+        for out in await handle(item, now):
+            await stream.write(out)
+        if now >= next_beat:
+            await stream.write(heartbeat)
+            next_beat = now + beats.interval
+
+
+async def publish(engine: Engine, sid: str, stream: MessageStream,
+                  subscribe_changes: Callable[[Callable[[], None]], Callable[[], None]],
+                  beats: Heartbeats = Heartbeats(), clock: Clock | None = None) -> None:
+    """Serve one subscriber until the stream ends or stalls (then raise).
+
+    ``subscribe_changes(wake)`` registers ``wake`` to be called whenever the engine's
+    desired state changed and returns a function that unregisters it.
+    """
+    clock = clock or asyncio.get_running_loop().time
+    inbox = _Inbox(stream)
+    unsubscribe = subscribe_changes(inbox.wake)
+    engine.connect(sid)
+
+    async def handle(item: Any, now: float) -> list[Any]:
+        if isinstance(item, discovery_pb2.DeltaDiscoveryRequest):
+            responses = engine.on_request(sid, wire.request_from_proto(item), now)
+        else:
+            responses = engine.pending(sid, now)
+        return [wire.response_to_proto(r) for r in responses]
+
+    try:
+        await _loop(stream, inbox, beats, clock,
+                    discovery_pb2.DeltaDiscoveryResponse(type_url=HEARTBEAT), handle,
+                    lambda: engine.next_deadline(sid))
+    finally:
+        unsubscribe()
+        engine.disconnect(sid)
+        inbox.close()
+
+
+async def subscribe(mirror: Mirror, stream: MessageStream,
+                    on_applied: Callable[[Applied], Awaitable[None]],
+                    beats: Heartbeats = Heartbeats(), clock: Clock | None = None) -> None:
+    """Keep ``mirror`` in sync from one stream until it ends or stalls (then raise).
+
+    ``on_applied`` persists each change before it is acknowledged: if it raises, the
+    stream ends unacknowledged and the publisher resends after the reconnect.
+    """
+    clock = clock or asyncio.get_running_loop().time
+    for request in mirror.initial_requests():
+        await stream.write(wire.request_to_proto(request))
+    inbox = _Inbox(stream)
+
+    async def handle(item: Any, now: float) -> list[Any]:
+        if not isinstance(item, discovery_pb2.DeltaDiscoveryResponse):
+            return []
+        applied = mirror.on_response(wire.response_from_proto(item))
+        await on_applied(applied)
+        return [wire.request_to_proto(applied.reply)]
+
+    try:
+        await _loop(stream, inbox, beats, clock,
+                    discovery_pb2.DeltaDiscoveryRequest(type_url=HEARTBEAT), handle,
+                    lambda: None)
+    finally:
+        inbox.close()
