@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import UTC, datetime
@@ -313,8 +314,14 @@ class SqliteStore:
 
 
 async def _connect(path: Path, synchronous: str) -> aiosqlite.Connection:
+    pending = aiosqlite.connect(path, isolation_level=None)
+    # aiosqlite's worker thread is not a daemon: a process that exits without closing
+    # the store would hang at exit joining it. SQLite itself is safe to stop anywhere.
+    thread = getattr(pending, "_thread", None)
+    if isinstance(thread, threading.Thread):
+        thread.daemon = True
     with _translate():
-        db = await aiosqlite.connect(path, isolation_level=None)
+        db = await pending
     try:
         with _translate():
             await db.execute_fetchall(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

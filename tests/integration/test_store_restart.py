@@ -9,6 +9,8 @@ store — its pool and its LISTEN connection — must recover when the server re
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -87,6 +89,17 @@ async def test_a_closed_store_refuses_work(store_url: str, tmp_path: Path) -> No
         await store.get("Mesh", "default")
     with pytest.raises(StoreUnavailable):
         await store.create(timeout("t1"))
+
+
+def test_a_process_that_never_closes_its_sqlite_store_still_exits(tmp_path: Path) -> None:
+    script = ("import asyncio, pathlib, sys\n"
+              "from gossamer.store import open_store\n"
+              "async def main():\n"
+              "    sys.modules['__main__'].kept = await open_store('sqlite', "
+              f"pathlib.Path({str(tmp_path)!r}))\n"
+              "asyncio.run(main())\n")
+    done = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
 
 
 @pytest.mark.postgres
