@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) debian lint
-	$(BIN)/pytest -q -p no:cacheprovider
+	GOSSAMER_REQUIRE_POSTGRES=1 $(BIN)/pytest -q -p no:cacheprovider
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

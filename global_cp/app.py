@@ -10,11 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from prometheus_client import CollectorRegistry
+
 from global_cp.bootstrap import bootstrap
+from global_cp.insights import Insights
+from global_cp.sync_server import ZoneSyncServer
+from global_cp.zone_routes import zone_overview_router
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer
 from gossamer.api.tokens import dataplane_token_router, zone_token_router
+from gossamer.pki.serving import ensure_serving_tls
 from gossamer.process import run_until_signal
 from gossamer.resources import ResourceManager
 from gossamer.settings import GlobalSettings, split_addr
@@ -32,6 +38,7 @@ class GlobalControlPlane:
         self.store: Store | None = None
         self.admin_token = ""
         self._api: ApiServer | None = None
+        self.sync: ZoneSyncServer | None = None
 
     @property
     def api_url(self) -> str:
@@ -55,15 +62,27 @@ class GlobalControlPlane:
         if self.settings.bootstrap_default_mesh:
             await bootstrap(manager)
         self.zone_tokens = TokenAuthority(manager, ZONE)
-        routers = [zone_token_router(self.zone_tokens),
+        await self.zone_tokens.keys()  # the first signing key, before any zone asks
+        metrics = CollectorRegistry()
+        self.insights = Insights(metrics)
+        tls = ensure_serving_tls(data_dir / "tls", "gossamer-global",
+                                 list(self.settings.tls_hosts))
+        self.tls = tls
+        self.sync = ZoneSyncServer(self.settings, self.store, manager, self.zone_tokens,
+                                   self.insights)
+        await self.sync.start((tls.cert_file.read_bytes(), tls.key_file.read_bytes()))
+        routers = [zone_overview_router(manager, self.insights),
+                   zone_token_router(self.zone_tokens),
                    dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh))]
         app = build_app(ApiContext(manager=manager, admin_token=self.admin_token,
-                                   mode="global", extra_routers=routers))
+                                   mode="global", extra_routers=routers, metrics=metrics))
         self._api = ApiServer(app, self.settings.api_addr)
         await self._api.start()
         log.info("global control plane API on %s (data in %s)", self.api_url, data_dir)
 
     async def stop(self) -> None:
+        if self.sync is not None:
+            await self.sync.stop()
         if self._api is not None:
             await self._api.stop()
         if self.store is not None:

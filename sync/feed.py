@@ -18,6 +18,7 @@ from gossamer.errors import RevisionCompacted
 from gossamer.model.base import Meta, Resource
 from gossamer.store.base import EventType, ListQuery, Store
 from sync.codec import encode, kind_type_url, resource_key
+from sync.engine import Engine
 from sync.messages import Entry
 
 log = logging.getLogger(__name__)
@@ -109,3 +110,41 @@ class StoreFeed:
     def _notify(self, type_url: str, key: str, item: Item | None) -> None:
         for listener in list(self._listeners):
             listener(type_url, key, item)
+
+
+Visible = Callable[[str, Item], bool]
+
+
+class FeedView:
+    """One publishing session's view of a feed: the items it may see, kept in its engine.
+
+    ``visible(type_url, item)`` filters per subscriber (a zone never receives its own
+    ingresses); ``after_change(type_url)`` lets the owner react to a change that alters
+    the filter itself (a zone disabled), typically by calling ``refill``.
+    """
+
+    def __init__(self, feed: StoreFeed, engine: Engine, visible: Visible | None = None,
+                 after_change: Callable[[str], None] | None = None) -> None:
+        self._feed = feed
+        self._engine = engine
+        self._visible = visible or (lambda type_url, item: True)
+        self._after_change = after_change
+        for type_url in feed.type_urls:
+            self.refill(type_url)
+
+    def refill(self, type_url: str) -> None:
+        self._engine.set_desired(type_url, {
+            key: item.entry for key, item in self._feed.items(type_url).items()
+            if self._visible(type_url, item)})
+
+    def follow(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Keep the engine current and call ``wake`` after each change; returns unfollow."""
+        def on_change(type_url: str, key: str, item: Item | None) -> None:
+            if item is not None and self._visible(type_url, item):
+                self._engine.put(type_url, key, item.entry)
+            else:
+                self._engine.remove(type_url, key)
+            if self._after_change is not None:
+                self._after_change(type_url)
+            wake()
+        return self._feed.listen(on_change)

@@ -2,9 +2,9 @@
 
 ``publish`` drives an ``Engine`` session (requests in, responses out) and ``subscribe``
 drives a ``Mirror`` (responses in, ACK/NACK requests out). Both are written against
-``MessageStream`` — ``read()`` returning ``None`` at the end, ``write(msg)`` — which a
-grpc.aio server context and a client call both provide, so the same shells serve both
-ends of both zone-sync RPCs (and, later, Envoy's delta ADS).
+``MessageStream`` — ``read()`` returning ``None`` or ``grpc.aio.EOF`` at the end,
+``write(msg)`` — which a grpc.aio server context and a client call both provide, so the
+same shells serve both ends of both zone-sync RPCs (and, later, Envoy's delta ADS).
 
 Both ends send an application heartbeat (a message whose type URL is ``HEARTBEAT``)
 every ``interval`` and tear the stream down (``StreamStalled``) when nothing has arrived
@@ -21,7 +21,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import grpc
 from envoy.service.discovery.v3 import discovery_pb2
+from opentelemetry import trace
 
 from sync import wire
 from sync.client_state import Applied, Mirror
@@ -29,6 +31,7 @@ from sync.engine import Engine
 from sync.errors import SyncError
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("gossamer.sync")
 
 HEARTBEAT = "gossamer.io/heartbeat"
 
@@ -68,9 +71,10 @@ class _Inbox:
         try:
             while True:
                 message = await self._stream.read()
-                await self.queue.put(message)
-                if message is None:
+                if message is None or message is grpc.aio.EOF:
+                    await self.queue.put(None)
                     return
+                await self.queue.put(message)
         except Exception as exc:
             await self.queue.put(exc)
 
@@ -135,7 +139,14 @@ async def publish(engine: Engine, sid: str, stream: MessageStream,
             responses = engine.on_request(sid, wire.request_from_proto(item), now)
         else:
             responses = engine.pending(sid, now)
-        return [wire.response_to_proto(r) for r in responses]
+        out = []
+        for response in responses:
+            with tracer.start_as_current_span("sync.delta.send", attributes={
+                    "sync.subscriber": sid, "sync.type": response.type_url,
+                    "sync.updated": len(response.resources),
+                    "sync.removed": len(response.removed)}):
+                out.append(wire.response_to_proto(response))
+        return out
 
     try:
         await _loop(stream, inbox, beats, clock,
@@ -163,8 +174,13 @@ async def subscribe(mirror: Mirror, stream: MessageStream,
     async def handle(item: Any, now: float) -> list[Any]:
         if not isinstance(item, discovery_pb2.DeltaDiscoveryResponse):
             return []
-        applied = mirror.on_response(wire.response_from_proto(item))
-        await on_applied(applied)
+        with tracer.start_as_current_span("sync.delta.apply") as span:
+            applied = mirror.on_response(wire.response_from_proto(item))
+            span.set_attributes({"sync.type": applied.type_url,
+                                 "sync.updated": len(applied.updated),
+                                 "sync.removed": len(applied.removed),
+                                 "sync.rejected": len(applied.rejected)})
+            await on_applied(applied)
         return [wire.request_to_proto(applied.reply)]
 
     try:

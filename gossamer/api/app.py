@@ -74,9 +74,10 @@ def build_app(ctx: ApiContext) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(ctx.metrics), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(resource_router(ctx.manager.registry, ctx.manager), dependencies=auth)
+    # Extra routes first: `/zones/_overviews` must not be taken for the Zone "_overviews".
     for router in ctx.extra_routers:
         app.include_router(router, dependencies=auth)
+    app.include_router(resource_router(ctx.manager.registry, ctx.manager), dependencies=auth)
     return app
 
 

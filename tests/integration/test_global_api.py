@@ -28,7 +28,7 @@ def store_url(request: pytest.FixtureRequest) -> str:
 
 async def start_global(data_dir: Path, store: str) -> GlobalControlPlane:
     cp = GlobalControlPlane(GlobalSettings(data_dir=data_dir, api_addr="127.0.0.1:0",
-                                           store=store))
+                                           sync_addr="127.0.0.1:0", store=store))
     await cp.start()
     return cp
 

@@ -1,0 +1,271 @@
+"""The global's side of the zone sync: ``gossamer.sync.v1.ZoneSync`` over gRPC with TLS.
+
+``GlobalToZone``: the global publishes meshes, policies, secrets and the other zones'
+ingresses; one ``Engine`` per stream, fed from one shared ``StoreFeed``, filtered per zone
+(a zone never receives its own ingresses, nor those of disabled zones).
+``ZoneToGlobal``: the zone publishes its Dataplanes and ZoneIngresses; the global keeps
+them under zone-hashed names (``sync.applier.ZoneRename``).
+
+Every stream starts with the zone token (``authorization: Bearer``) and the zone name
+(``gossamer-zone``) in its metadata. A missing, expired, revoked, forged or foreign
+token, or a disabled zone, is refused with UNAUTHENTICATED / PERMISSION_DENIED and the
+reason; a token revoked or a zone disabled while streaming ends its streams at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from global_cp.insights import Insights, Observed
+from gossamer.errors import AlreadyExists, GossamerError, InvalidResource, NotFound
+from gossamer.model.base import Resource, SyncDirection, check_name, parse_document
+from gossamer.model.registry import REGISTRY
+from gossamer.resources import ResourceManager
+from gossamer.settings import GlobalSettings, split_addr
+from gossamer.store.base import Store
+from gossamer.token_authority import REVOCATIONS_LABEL, TokenAuthority
+from gossamer.tokens import Claims, TokenRejected
+from sync.applier import (
+    ORIGIN_GLOBAL,
+    ORIGIN_LABEL,
+    ORIGIN_ZONE,
+    ZONE_LABEL,
+    ZoneRename,
+    apply_to_store,
+    load_mirror,
+)
+from sync.client_state import Applied, Mirror
+from sync.codec import decode, kind_type_url, resource_key
+from sync.engine import Engine
+from sync.feed import FeedView, Item, StoreFeed, strip_meta
+from sync.stream import Heartbeats, StreamStalled, publish, subscribe
+from sync.v1 import sync_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 64 * 1024 * 1024
+GLOBAL_KINDS = [d.name for d in REGISTRY if d.sync is SyncDirection.GLOBAL_TO_ZONES]
+ZONE_KINDS = [d.name for d in REGISTRY if d.sync is SyncDirection.ZONE_TO_GLOBAL]
+INGRESS_URL = kind_type_url("ZoneIngress")
+ZONE_URL = kind_type_url("Zone")
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+def _prepare(res: Resource) -> Resource | None:
+    """What the global publishes: its own kinds labelled as global-owned, zone ingresses
+    as their zones sent them, zones (used only for filtering) as they are."""
+    if res.type in GLOBAL_KINDS:
+        return strip_meta(Resource(type=res.type, name=res.name, mesh=res.mesh, spec=res.spec,
+                                   labels={**res.labels, ORIGIN_LABEL: ORIGIN_GLOBAL}))
+    if res.type == "ZoneIngress":
+        return strip_meta(res) if res.labels.get(ORIGIN_LABEL) == ORIGIN_ZONE else None
+    return strip_meta(res)
+
+
+@dataclass
+class _Session:
+    zone: str
+    claims: Claims
+    task: asyncio.Task[None]
+
+
+class _Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code, self.reason, self.detail = code, reason, detail
+
+
+class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
+    def __init__(self, settings: GlobalSettings, store: Store, manager: ResourceManager,
+                 tokens: TokenAuthority, insights: Insights) -> None:
+        self._settings = settings
+        self._store = store
+        self._manager = manager
+        self._tokens = tokens
+        self.insights = insights
+        self._beats = Heartbeats(settings.heartbeat_interval, settings.heartbeat_timeout)
+        self._feed = StoreFeed(store, [*GLOBAL_KINDS, "ZoneIngress", "Zone"], _prepare)
+        self._sessions: dict[str, _Session] = {}
+        self._ids = itertools.count(1)
+        self._server: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+
+    async def start(self, tls: tuple[bytes, bytes]) -> None:
+        cert, key = tls
+        self._tasks = [asyncio.create_task(self._feed.run(), name="sync-feed"),
+                       asyncio.create_task(self._watch_access(), name="sync-access")]
+        await self._feed.ready.wait()
+        self._server = grpc.aio.server(options=GRPC_OPTIONS,
+                                       compression=grpc.Compression.Gzip)
+        sync_pb2_grpc.add_ZoneSyncServicer_to_server(self, self._server)
+        host, port = split_addr(self._settings.sync_addr)
+        creds = grpc.ssl_server_credentials([(key, cert)])
+        self.port = self._server.add_secure_port(f"{host}:{port}", creds)
+        if not self.port:
+            raise OSError(f"the zone sync cannot listen on {self._settings.sync_addr}")
+        await self._server.start()
+        log.info("zone sync (gRPC, TLS) on %s:%d", host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace=1)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- admission ----------------------------------------------------------------------
+
+    async def _admit(self, context: grpc.aio.ServicerContext) -> tuple[str, Claims]:
+        meta = {k: v for k, v in (context.invocation_metadata() or ())}
+        zone = str(meta.get("gossamer-zone", ""))
+        if check_name(zone, "zone"):
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "bad-zone",
+                           f"invalid zone name {zone!r} in the gossamer-zone metadata")
+        auth = str(meta.get("authorization", ""))
+        token = auth[7:] if auth.lower().startswith("bearer ") else None
+        try:
+            claims = await self._tokens.verify(token, subject=zone, scope="cp")
+        except TokenRejected as exc:
+            raise _Refused(grpc.StatusCode.UNAUTHENTICATED, exc.reason, exc.detail) from None
+        try:
+            record = await self._manager.get("Zone", zone)
+        except NotFound:
+            # Both streams of a new zone race to create it; the loser reads the winner's.
+            with contextlib.suppress(AlreadyExists):
+                await self._manager.store.create(parse_document({"type": "Zone", "name": zone}))
+            record = await self._manager.get("Zone", zone)
+        if not getattr(record.spec, "enabled", True):
+            raise _Refused(grpc.StatusCode.PERMISSION_DENIED, "disabled",
+                           f"zone {zone!r} is disabled at the global (Zone.enabled: false)")
+        return zone, claims
+
+    async def _run(self, context: grpc.aio.ServicerContext, publishing: bool,
+                   body: Callable[[str, Observed], Any]) -> None:
+        try:
+            zone, claims = await self._admit(context)
+        except _Refused as exc:
+            self.insights.rejections.labels(exc.reason).inc()
+            log.warning("zone stream refused: %s", exc.detail)
+            await context.abort(exc.code, f"{exc.reason}: {exc.detail}")
+            return
+        sid = f"{zone}#{next(self._ids)}"
+        meta = dict(context.invocation_metadata() or ())
+        self.insights.connected(zone, str(meta.get("gossamer-version", "")))
+        stream = Observed(context, self.insights, zone, publishing)
+        task = asyncio.create_task(body(sid, stream))
+        self._sessions[sid] = _Session(zone, claims, task)
+        error = ""
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not context.cancelled() and task.cancelled():
+                error = "access withdrawn"
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                    "revoked: the zone's token was revoked or the zone disabled")
+            raise
+        except StreamStalled as exc:
+            error = exc.detail
+            log.warning("zone %s stream %s stalled: %s", zone, sid, exc.detail)
+        except GossamerError as exc:
+            error = exc.detail
+            log.info("zone %s stream %s ended: %s", zone, sid, exc.detail)
+        finally:
+            self._sessions.pop(sid, None)
+            self.insights.disconnected(zone, error)
+
+    # -- GlobalToZone -------------------------------------------------------------------
+
+    async def GlobalToZone(self, request_iterator: Any,
+                           context: grpc.aio.ServicerContext) -> None:
+        await self._run(context, True, self._publish_to_zone)
+
+    async def _publish_to_zone(self, sid: str, stream: Observed) -> None:
+        zone = sid.split("#")[0]
+        engine = Engine()
+        disabled = self._disabled_zones()
+
+        def visible(type_url: str, item: Item) -> bool:
+            if type_url == INGRESS_URL:
+                owner = item.resource.labels.get(ZONE_LABEL)
+                return owner != zone and owner not in disabled
+            return type_url != ZONE_URL
+
+        def after_change(type_url: str) -> None:
+            nonlocal disabled
+            if type_url == ZONE_URL:
+                disabled = self._disabled_zones()
+                view.refill(INGRESS_URL)
+
+        view = FeedView(self._feed, engine, visible, after_change)
+        await publish(engine, sid, stream, view.follow, self._beats)
+
+    def _disabled_zones(self) -> set[str]:
+        return {i.resource.name for i in self._feed.items(ZONE_URL).values()
+                if not getattr(i.resource.spec, "enabled", True)}
+
+    # -- ZoneToGlobal -------------------------------------------------------------------
+
+    async def ZoneToGlobal(self, request_iterator: Any,
+                           context: grpc.aio.ServicerContext) -> None:
+        await self._run(context, False, self._receive_from_zone)
+
+    async def _receive_from_zone(self, sid: str, stream: Observed) -> None:
+        zone = sid.split("#")[0]
+        rename = ZoneRename(zone=zone)
+
+        def validate(type_url: str, name: str, entry: Any) -> None:
+            res = decode(entry.payload)
+            if kind_type_url(res.type) != type_url or resource_key(res) != name:
+                raise InvalidResource(f"entry {name!r} does not hold a {type_url}")
+            if res.labels.get(ZONE_LABEL) != zone or res.labels.get(ORIGIN_LABEL) != ORIGIN_ZONE:
+                raise InvalidResource(f"zone {zone!r} may only publish its own resources "
+                                      "(labels gossamer.io/zone and gossamer.io/origin)")
+
+        mirror = Mirror([kind_type_url(k) for k in ZONE_KINDS], validate, node_id="global")
+        await load_mirror(mirror, self._store, rename)
+
+        async def on_applied(applied: Applied) -> None:
+            await apply_to_store(self._store, applied, rename)
+
+        await subscribe(mirror, stream, on_applied, self._beats)
+
+    # -- cutting off access -------------------------------------------------------------
+
+    async def _watch_access(self) -> None:
+        """End the streams of revoked tokens and disabled zones as soon as that is stored."""
+        async for event in self._store.watch(await self._store.revision()):
+            res = event.resource
+            relevant = (res.type == "Zone" or
+                        (res.type == "GlobalSecret" and REVOCATIONS_LABEL in res.labels))
+            if not relevant:
+                continue
+            for sid, session in list(self._sessions.items()):
+                if await self._withdrawn(session):
+                    log.warning("ending zone %s stream %s: access withdrawn", session.zone, sid)
+                    session.task.cancel()
+
+    async def _withdrawn(self, session: _Session) -> bool:
+        ring = await self._tokens.keys()
+        if session.claims.token_id in ring.revoked:
+            return True
+        try:
+            zone = await self._manager.get("Zone", session.zone)
+        except NotFound:
+            return False
+        return not getattr(zone.spec, "enabled", True)

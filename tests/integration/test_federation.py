@@ -1,0 +1,144 @@
+"""A global and zones over real gRPC with TLS: policies flow down, dataplanes flow up."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from global_cp.app import GlobalControlPlane
+from gossamer.errors import Conflict, NotFound
+from gossamer.model.base import parse_document
+from gossamer.resources import ResourceManager
+from gossamer.store.base import ListQuery
+from sync.applier import DISPLAY_NAME_LABEL, ORIGIN_LABEL, ZONE_LABEL, zone_scoped_name
+from tests.cluster import eventually, start_global, start_zone
+from zone_cp.app import ZoneControlPlane
+
+TIMEOUT = {"type": "MeshTimeout", "name": "slow", "mesh": "default",
+           "spec": {"to": [{"targetRef": {"kind": "MeshService", "name": "backend"},
+                            "default": {"http": {"requestTimeout": "5s"}}}]}}
+
+
+def dataplane(name: str, service: str = "backend") -> dict[str, object]:
+    return {"type": "Dataplane", "name": name, "mesh": "default",
+            "networking": {"address": "10.0.0.7", "inbound": [
+                {"port": 18080, "servicePort": 8080,
+                 "tags": {"gossamer.io/service": service}}]}}
+
+
+@pytest.fixture
+async def global_cp(tmp_path: Path) -> AsyncIterator[GlobalControlPlane]:
+    cp = await start_global(tmp_path / "global")
+    yield cp
+    await cp.stop()
+
+
+@pytest.fixture
+async def zones(tmp_path: Path, global_cp: GlobalControlPlane) -> AsyncIterator[
+        list[ZoneControlPlane]]:
+    started = [await start_zone(global_cp, name, tmp_path / f"zone-{name}")
+               for name in ("east", "west", "north")]
+    yield started
+    for zone in started:
+        await zone.stop()
+
+
+async def has(cp: GlobalControlPlane | ZoneControlPlane, kind: str, name: str,
+              mesh: str = "") -> object:
+    assert cp.store is not None
+    try:
+        return await cp.store.get(kind, name, mesh)
+    except NotFound:
+        return None
+
+
+async def test_policies_flow_to_every_zone(global_cp: GlobalControlPlane,
+                                           zones: list[ZoneControlPlane]) -> None:
+    assert global_cp.store is not None
+    manager = ResourceManager(global_cp.store)
+    for zone in zones:
+        await eventually(lambda z=zone: has(z, "Mesh", "default"), what="default mesh")
+    await manager.apply(parse_document(TIMEOUT))
+    for zone in zones:
+        res = await eventually(lambda z=zone: has(z, "MeshTimeout", "slow", "default"))
+        assert res.labels[ORIGIN_LABEL] == "global"  # type: ignore[attr-defined]
+
+    changed = {**TIMEOUT, "spec": {"to": [{"targetRef": {"kind": "MeshService",
+                                                        "name": "backend"},
+                                          "default": {"http": {"requestTimeout": "9s"}}}]}}
+    await manager.apply(parse_document(changed))
+
+    async def updated(zone: ZoneControlPlane) -> bool:
+        res = await has(zone, "MeshTimeout", "slow", "default")
+        return res is not None and "9s" in str(res.spec)  # type: ignore[attr-defined]
+
+    for zone in zones:
+        await eventually(lambda z=zone: updated(z), what="update in " + zone.settings.zone)
+
+    await manager.delete("MeshTimeout", "slow", "default")
+    for zone in zones:
+        await eventually(lambda z=zone: _absent(z, "MeshTimeout", "slow", "default"))
+
+
+async def _absent(cp: ZoneControlPlane, kind: str, name: str, mesh: str) -> bool:
+    return await has(cp, kind, name, mesh) is None
+
+
+async def test_dataplanes_flow_to_the_global_with_zone_labels(
+        global_cp: GlobalControlPlane, zones: list[ZoneControlPlane]) -> None:
+    east, west, _ = zones
+    await eventually(lambda: has(east, "Mesh", "default"))
+    await eventually(lambda: has(west, "Mesh", "default"))
+    # The same dataplane name in two zones: two resources at the global.
+    await east.manager.apply(parse_document(dataplane("backend-1")))
+    await west.manager.apply(parse_document(dataplane("backend-1", service="web")))
+    assert global_cp.store is not None
+    for zone in ("east", "west"):
+        name = zone_scoped_name(zone, "default", "backend-1")
+        res = await eventually(lambda n=name: has(global_cp, "Dataplane", n, "default"))
+        assert res.labels[ZONE_LABEL] == zone  # type: ignore[attr-defined]
+        assert res.labels[ORIGIN_LABEL] == "zone"  # type: ignore[attr-defined]
+        assert res.labels[DISPLAY_NAME_LABEL] == "backend-1"  # type: ignore[attr-defined]
+    # Zone dataplanes never flow back down to other zones.
+    page = await west.store.list(ListQuery("Dataplane"))  # type: ignore[union-attr]
+    assert [r.name for r in page.items] == ["backend-1"]
+
+    await east.manager.delete("Dataplane", "backend-1", "default")
+    gone = zone_scoped_name("east", "default", "backend-1")
+    await eventually(lambda: _absent(global_cp, "Dataplane", gone, "default"))  # type: ignore[arg-type]
+    assert await has(global_cp, "Dataplane", zone_scoped_name("west", "default", "backend-1"),
+                     "default")
+
+
+async def test_zone_api_refuses_writes_to_global_owned_kinds(
+        global_cp: GlobalControlPlane, zones: list[ZoneControlPlane]) -> None:
+    import httpx
+
+    east = zones[0]
+    await eventually(lambda: has(east, "Mesh", "default"))
+    async with httpx.AsyncClient(base_url=east.api_url,
+                                 headers={"Authorization": f"Bearer {east.admin_token}"}) as c:
+        r = await c.put("/meshes/default/meshtimeouts/slow", json=TIMEOUT)
+        assert r.status_code == 409
+        assert "owned by the global" in r.json()["detail"]
+        r = await c.put("/meshes/default/dataplanes/backend-1", json=dataplane("backend-1"))
+        assert r.status_code == 201, r.text
+        r = await c.get("/meshes/default")
+        assert r.status_code == 200
+    with pytest.raises(Conflict):
+        from gossamer.model.registry import REGISTRY
+        from zone_cp.guard import zone_write_guard
+        zone_write_guard(True)(REGISTRY.get("Mesh"), None)
+
+
+async def test_zone_record_created_and_insights_online(
+        global_cp: GlobalControlPlane, zones: list[ZoneControlPlane]) -> None:
+    for zone in zones:
+        await eventually(lambda z=zone: has(global_cp, "Zone", z.settings.zone))
+    for name in ("east", "west", "north"):
+        await eventually(lambda n=name: global_cp.insights.get(n).streams == 2,
+                         what=f"{name} online")
+        overview = global_cp.insights.get(name).to_json()
+        assert overview["status"] == "Online"

@@ -1,0 +1,190 @@
+"""The zone's side of the zone sync: dial the global, keep both streams alive.
+
+``GlobalToZone``: a ``Mirror`` of what the global publishes, rebuilt from the zone's
+store at every connect (so a reconnect receives only what it missed) and written to the
+store before each ACK. ``ZoneToGlobal``: an ``Engine`` publishing the zone's own
+Dataplanes and ZoneIngresses, labelled with the zone and origin.
+
+Either stream failing ends both; the client re-dials with exponential backoff and
+jitter. A refusal by the global (bad token, disabled zone) is logged with the global's
+reason and backed off the same way; ``status`` says what happened last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+
+import gossamer
+from global_cp.sync_server import GLOBAL_KINDS, GRPC_OPTIONS, ZONE_KINDS
+from gossamer.errors import GossamerError
+from gossamer.model.base import Resource
+from gossamer.resources import ResourceManager
+from gossamer.settings import ZoneSettings
+from sync.applier import (
+    ORIGIN_LABEL,
+    ORIGIN_ZONE,
+    ZONE_LABEL,
+    Rename,
+    apply_to_store,
+    load_mirror,
+)
+from sync.client_state import Applied, Mirror
+from sync.codec import kind_type_url, validate_entry
+from sync.engine import Engine
+from sync.feed import FeedView, StoreFeed, strip_meta
+from sync.stream import Heartbeats, publish, subscribe
+from sync.v1 import sync_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+BACKOFF_INITIAL = 0.5
+BACKOFF_MAX = 30.0
+HEALTHY_AFTER = 10.0  # a connection that lasted this long resets the backoff
+
+
+class SyncConfigError(GossamerError):
+    http_status = 400
+    title = "invalid sync configuration"
+    caller_fault = True
+
+
+@dataclass
+class SyncStatus:
+    connected: bool = False
+    attempts: int = 0
+    last_error: str = ""
+
+
+def _channel_credentials(settings: ZoneSettings, host: str, port: int) -> tuple[Any, list[Any]]:
+    if settings.global_ca is not None:
+        return grpc.ssl_channel_credentials(settings.global_ca.read_bytes()), []
+    if not settings.insecure_skip_verify:
+        raise SyncConfigError("refusing to connect to the global without --global-ca; pass "
+                              "the global's CA file or, knowingly, --insecure-skip-verify")
+    # Skip verification by trusting whatever certificate the global presents right now.
+    pem = ssl.get_server_certificate((host, port), timeout=10).encode()
+    return grpc.ssl_channel_credentials(pem), [("grpc.ssl_target_name_override", "localhost")]
+
+
+def parse_global_url(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if parts.scheme != "grpcs" or not parts.hostname or not parts.port:
+        raise SyncConfigError(f"--global must look like grpcs://HOST:PORT, got {url!r}")
+    return parts.hostname, parts.port
+
+
+def _own(zone: str, res: Resource) -> Resource | None:
+    """The zone publishes its own resources only (synced-in ones carry an origin)."""
+    if ORIGIN_LABEL in res.labels:
+        return None
+    return strip_meta(replace(res, labels={**res.labels, ZONE_LABEL: zone,
+                                           ORIGIN_LABEL: ORIGIN_ZONE}))
+
+
+class ZoneSyncClient:
+    def __init__(self, settings: ZoneSettings, manager: ResourceManager,
+                 rng: random.Random | None = None) -> None:
+        self._settings = settings
+        self._store = manager.store
+        self._rng = rng or random.Random()
+        self._beats = Heartbeats(settings.heartbeat_interval, settings.heartbeat_timeout)
+        self._feed = StoreFeed(self._store, ZONE_KINDS, lambda r: _own(settings.zone, r))
+        self.status = SyncStatus()
+        self.connected = asyncio.Event()
+
+    def _token(self) -> str:
+        if self._settings.token_file is None:
+            raise SyncConfigError("a federated zone needs --token-file")
+        token = self._settings.token_file.read_text().strip()
+        if not token:
+            raise SyncConfigError(f"the token file {self._settings.token_file} is empty")
+        return token
+
+    async def run(self) -> None:
+        feed = asyncio.create_task(self._feed.run(), name="zone-feed")
+        delay = BACKOFF_INITIAL
+        loop = asyncio.get_running_loop()
+        try:
+            await self._feed.ready.wait()
+            while True:
+                started = loop.time()
+                self.status.attempts += 1
+                try:
+                    await self._connect_once()
+                except SyncConfigError:
+                    raise
+                except (grpc.aio.AioRpcError, GossamerError, OSError) as exc:
+                    self.status.last_error = _describe(exc)
+                    log.warning("zone %s: sync with the global failed: %s",
+                                self._settings.zone, self.status.last_error)
+                finally:
+                    self.status.connected = False
+                    self.connected.clear()
+                if loop.time() - started > HEALTHY_AFTER:
+                    delay = BACKOFF_INITIAL
+                await asyncio.sleep(delay * (0.5 + self._rng.random()))
+                delay = min(delay * 2, BACKOFF_MAX)
+        finally:
+            feed.cancel()
+
+    async def _connect_once(self) -> None:
+        s = self._settings
+        host, port = parse_global_url(s.global_url or "")
+        creds, options = _channel_credentials(s, host, port)
+        metadata = (("authorization", f"Bearer {self._token()}"), ("gossamer-zone", s.zone),
+                    ("gossamer-version", gossamer.__version__))
+        async with grpc.aio.secure_channel(f"{host}:{port}", creds,
+                                           options=GRPC_OPTIONS + options,
+                                           compression=grpc.Compression.Gzip) as channel:
+            stub = sync_pb2_grpc.ZoneSyncStub(channel)
+            down = stub.GlobalToZone(metadata=metadata)
+            up = stub.ZoneToGlobal(metadata=metadata)
+            tasks = [asyncio.create_task(self._receive(down)),
+                     asyncio.create_task(self._publish(up))]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                down.cancel()
+                up.cancel()
+
+    async def _receive(self, call: Any) -> None:
+        kinds = [*GLOBAL_KINDS, "ZoneIngress"]
+        mirror = Mirror([kind_type_url(k) for k in kinds], validate_entry,
+                        node_id=self._settings.zone)
+        rename = Rename()
+        await load_mirror(mirror, self._store, rename)
+
+        async def on_applied(applied: Applied) -> None:
+            await apply_to_store(self._store, applied, rename)
+            if not self.status.connected:
+                self.status.connected = True
+                self.connected.set()
+                log.info("zone %s: in sync with the global", self._settings.zone)
+
+        await subscribe(mirror, call, on_applied, self._beats)
+
+    async def _publish(self, call: Any) -> None:
+        engine = Engine()
+        view = FeedView(self._feed, engine)
+        await publish(engine, "global", call, view.follow, self._beats)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    if isinstance(exc, GossamerError):
+        return exc.detail
+    return str(exc)
