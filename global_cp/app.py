@@ -54,6 +54,14 @@ class GlobalControlPlane:
         return ("127.0.0.1" if host in ("0.0.0.0", "") else host), port
 
     async def start(self) -> None:
+        """Start every part, or stop the ones that started and re-raise."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         data_dir = self.settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.admin_token = load_or_create_admin_token(data_dir)

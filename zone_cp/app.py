@@ -41,6 +41,14 @@ class ZoneControlPlane:
         return f"http://127.0.0.1:{port}"
 
     async def start(self) -> None:
+        """Start every part, or stop the ones that started and re-raise."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         s = self.settings
         s.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.admin_token = load_or_create_admin_token(s.directory)
@@ -77,8 +85,13 @@ class ZoneControlPlane:
             await self.store.close()
 
     async def wait(self) -> None:
+        """Return when the API stops or a background part (the sync) fails; re-raise why."""
+        waiters = list(self._tasks)
         if self._api is not None:
-            await self._api.wait()
+            waiters.append(asyncio.create_task(self._api.wait()))
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
 
 
 def serve_forever(settings: ZoneSettings) -> None:
