@@ -1,0 +1,97 @@
+"""Everything Envoy resource generation needs to know about one proxy, as plain values.
+
+The zone CP builds a ``ProxyContext`` from its store (the Dataplane, the Mesh, the
+matched policies, the endpoints of the services the proxy talks to) and hands it to the
+pure generators in ``proxy.envoy``; nothing in here touches a store or a socket.
+
+Names shared by the generators, the xDS server and the agent's bootstrap live here too,
+so the three agree on them by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gossamer.model.dataplane import DataplaneSpec
+from gossamer.policy import ProxyPolicies
+
+# The agent serves SDS on a unix socket; its bootstrap names that cluster so.
+SDS_CLUSTER = "gossamer_sds"
+# The zone CP as Envoy's ADS server, defined in the bootstrap.
+ADS_CLUSTER = "gossamer_xds"
+# SDS secret names: the workload's certificate+key, and the mesh's trust bundle.
+IDENTITY_SECRET = "identity"
+TRUST_SECRET = "trust_bundle"
+
+
+def sni(service: str, mesh: str) -> str:
+    """The SNI a client sidecar sends and the zone ingress routes on."""
+    return f"{service}.{mesh}.mesh"
+
+
+def spiffe(mesh: str, service: str) -> str:
+    return f"spiffe://{mesh}/{service}"
+
+
+def tag_uri(key: str, value: str) -> str:
+    """An extra URI SAN per inbound tag, so permissions can select by tags (not only
+    service): ``gossamer://version/v1``."""
+    return f"gossamer://{key}/{value}"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A local instance of a service: where its sidecar's inbound listens."""
+
+    address: str
+    port: int
+    tags: Mapping[str, str] = field(default_factory=dict)
+    weight: int = 1
+    healthy: bool = True
+
+
+@dataclass(frozen=True)
+class RemoteZone:
+    """A zone ingress through which other zones' instances of a service are reached."""
+
+    zone: str
+    address: str
+    port: int
+    instances: int = 1
+
+
+@dataclass(frozen=True)
+class Service:
+    """A destination: its protocol (from its inbounds' ``gossamer.io/protocol`` tag),
+    local endpoints (priority 0) and remote zones (priority 1)."""
+
+    name: str
+    protocol: str = "tcp"
+    endpoints: tuple[Endpoint, ...] = ()
+    remote: tuple[RemoteZone, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutboundListener:
+    """Where the local app reaches a service: an explicit port on 127.0.0.1 or a VIP."""
+
+    service: str
+    port: int
+    address: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ProxyContext:
+    """One proxy's inputs. ``services`` holds every service named by ``outbounds`` and
+    every backend a route may send to; ``mtls_mode`` is the Mesh's (``strict`` or
+    ``permissive``); ``zone`` is the proxy's zone, for locality."""
+
+    mesh: str
+    name: str
+    zone: str
+    dataplane: DataplaneSpec
+    policies: ProxyPolicies
+    outbounds: tuple[OutboundListener, ...] = ()
+    services: Mapping[str, Service] = field(default_factory=dict)
+    mtls_mode: str = "strict"
