@@ -14,9 +14,9 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from gossamer.errors import RevisionCompacted
 from gossamer.model.base import Meta, Resource
-from gossamer.store.base import EventType, ListQuery, Store
+from gossamer.store.base import Store
+from gossamer.store.follow import follow
 from sync.codec import encode, kind_type_url, resource_key
 from sync.engine import Engine
 from sync.messages import Entry
@@ -64,33 +64,21 @@ class StoreFeed:
         return lambda: self._listeners.remove(listener)
 
     async def run(self) -> None:
-        while True:
-            revision = await self._relist()
-            self.ready.set()
-            try:
-                async for event in self._store.watch(revision):
-                    if event.resource.type not in self._kinds:
-                        continue
-                    if event.type is EventType.DELETED:
-                        self._set(event.resource, None)
-                    else:
-                        self._set(event.resource, self._prepare(event.resource))
-            except RevisionCompacted:
-                log.warning("store watch fell behind its retention; relisting")
+        await follow(self._store, self._kinds, self._reset, self._changed)
 
-    async def _relist(self) -> int:
-        revision = await self._store.revision()
-        for kind in self._kinds:
-            type_url = kind_type_url(kind)
-            page = await self._store.list(ListQuery(kind))
-            seen = set()
-            for res in page.items:
-                seen.add(resource_key(res))
-                self._set(res, self._prepare(res))
-            for key in set(self._items[type_url]) - seen:
+    def _reset(self, resources: list[Resource]) -> None:
+        seen: dict[str, set[str]] = {t: set() for t in self._items}
+        for res in resources:
+            seen[kind_type_url(res.type)].add(resource_key(res))
+            self._set(res, self._prepare(res))
+        for type_url, table in self._items.items():
+            for key in set(table) - seen[type_url]:
+                del table[key]
                 self._notify(type_url, key, None)
-                del self._items[type_url][key]
-        return revision
+        self.ready.set()
+
+    def _changed(self, res: Resource, deleted: bool) -> None:
+        self._set(res, None if deleted else self._prepare(res))
 
     def _set(self, original: Resource, prepared: Resource | None) -> None:
         type_url = kind_type_url(original.type)

@@ -1,0 +1,35 @@
+"""Following a store: a full listing, then every change, relisting if the watch falls behind.
+
+``follow`` calls ``reset`` with every current resource of the kinds (at start and after a
+``RevisionCompacted``), then ``changed`` for each later write (``deleted`` true for a
+removal). Consumers keep their own tables; this is the one loop that talks to the watch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from gossamer.errors import RevisionCompacted
+from gossamer.model.base import Resource
+from gossamer.store.base import EventType, ListQuery, Store
+
+log = logging.getLogger(__name__)
+
+
+async def follow(store: Store, kinds: Iterable[str],
+                 reset: Callable[[list[Resource]], None],
+                 changed: Callable[[Resource, bool], None]) -> None:
+    wanted = list(kinds)
+    while True:
+        revision = await store.revision()
+        current: list[Resource] = []
+        for kind in wanted:
+            current += (await store.list(ListQuery(kind))).items
+        reset(current)
+        try:
+            async for event in store.watch(revision):
+                if event.resource.type in wanted:
+                    changed(event.resource, event.type is EventType.DELETED)
+        except RevisionCompacted:
+            log.warning("store watch fell behind its retention; relisting")
