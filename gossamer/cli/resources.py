@@ -26,8 +26,12 @@ _BATCH_FIELD_RE = re.compile(r"^documents\[(\d+)\]\.?(.*)$")
 _SELECTOR_RE = re.compile(r"^[^=,\s]+=[^=,\s]*$")
 
 
+# Plurals without their dash (``globalsecrets``, ``zoneingresses``) are what people type.
+_UNDASHED = {d.path.replace("-", ""): d for d in REGISTRY if "-" in d.path}
+
+
 def _kind(value: str) -> KindDescriptor:
-    desc = REGISTRY.find(value)
+    desc = REGISTRY.find(value) or _UNDASHED.get(value.lower())
     if desc is None:
         known = ", ".join(d.noun for d in REGISTRY)
         raise click.BadParameter(f"unknown kind {value!r}; one of: {known}", param_hint="KIND")
