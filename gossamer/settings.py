@@ -62,6 +62,7 @@ class ZoneSettings:
     insecure_skip_verify: bool = False
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 15.0
+    tls_hosts: tuple[str, ...] = ()
 
     @property
     def directory(self) -> Path:

@@ -1,0 +1,148 @@
+"""The zone CP's in-memory view of its meshes, and ``ProxyContext`` built from it.
+
+``MeshState`` follows the store (Meshes, Dataplanes, ZoneIngresses and every policy kind)
+and calls its listeners after each change, so the xDS server regenerates only on events.
+``context_for`` is pure over the state: the Dataplane, its mesh's mTLS mode, the policies
+matched for it, and every service it may call with local endpoints (priority 0) and the
+other zones' ingresses that offer the service (priority 1).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+from gossamer.model.base import Resource
+from gossamer.model.dataplane import PROTOCOL_TAG, SERVICE_TAG, DataplaneSpec
+from gossamer.model.mesh import MeshSpec
+from gossamer.model.registry import REGISTRY
+from gossamer.model.zone import ZoneSpec
+from gossamer.model.zoneingress import ZoneIngressSpec
+from gossamer.policy import ZONE_LABEL, match_policies
+from gossamer.store.base import Store
+from gossamer.store.follow import follow
+from proxy.context import Endpoint, OutboundListener, ProxyContext, RemoteZone, Service
+
+POLICY_KINDS = [d.name for d in REGISTRY.policies()]
+KINDS = ["Mesh", "Dataplane", "ZoneIngress", "Zone", *POLICY_KINDS]
+Key = tuple[str, str, str]
+
+
+class MeshState:
+    def __init__(self, store: Store, zone: str) -> None:
+        self._store = store
+        self.zone = zone
+        self._items: dict[Key, Resource] = {}
+        self._listeners: list[Callable[[Resource | None], None]] = []
+        self.generation = 0
+
+    def listen(self, listener: Callable[[Resource | None], None]) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    async def run(self) -> None:
+        await follow(self._store, KINDS, self._reset, self._changed)
+
+    def _reset(self, resources: list[Resource]) -> None:
+        self._items = {r.key: r for r in resources}
+        self._bump(None)
+
+    def _changed(self, res: Resource, deleted: bool) -> None:
+        if deleted:
+            self._items.pop(res.key, None)
+        else:
+            self._items[res.key] = res
+        self._bump(res)
+
+    def _bump(self, res: Resource | None) -> None:
+        self.generation += 1
+        for listener in list(self._listeners):
+            listener(res)
+
+    # -- queries ------------------------------------------------------------------------
+
+    def get(self, kind: str, name: str, mesh: str = "") -> Resource | None:
+        return self._items.get((kind, mesh, name))
+
+    def of_kind(self, kind: str, mesh: str | None = None) -> list[Resource]:
+        return [r for (k, m, _), r in sorted(self._items.items())
+                if k == kind and (mesh is None or m == mesh)]
+
+    def disabled_zones(self) -> set[str]:
+        return {z.name for z in self.of_kind("Zone")
+                if isinstance(z.spec, ZoneSpec) and not z.spec.enabled}
+
+    def services(self, mesh: str) -> dict[str, Service]:
+        """Every service of the mesh, local instances first, then other zones' ingresses."""
+        protocol: dict[str, str] = {}
+        local = self._local_endpoints(mesh, protocol)
+        remote = self._remote_zones(mesh, protocol)
+        return {n: Service(name=n, protocol=protocol.get(n, "tcp"),
+                           endpoints=tuple(sorted(local.get(n, []), key=_endpoint_order)),
+                           remote=tuple(sorted(remote.get(n, []), key=lambda r: r.zone)))
+                for n in sorted(set(local) | set(remote))}
+
+    def _local_endpoints(self, mesh: str, protocol: dict[str, str]) -> dict[str, list[Endpoint]]:
+        local: dict[str, list[Endpoint]] = defaultdict(list)
+        for dp in self.of_kind("Dataplane", mesh):
+            spec = dp.spec
+            if not isinstance(spec, DataplaneSpec):
+                continue
+            if dp.labels.get(ZONE_LABEL, self.zone) != self.zone:
+                continue  # another zone's dataplane, known only through the global
+            for ib in spec.networking.inbound:
+                address = ib.address or spec.networking.address
+                local[ib.service].append(Endpoint(address=address, port=ib.port,
+                                                  tags=dict(ib.tags)))
+                protocol.setdefault(ib.service, ib.tags.get(PROTOCOL_TAG, "tcp"))
+        return local
+
+    def _remote_zones(self, mesh: str, protocol: dict[str, str]) -> dict[str, list[RemoteZone]]:
+        remote: dict[str, list[RemoteZone]] = defaultdict(list)
+        disabled = self.disabled_zones()
+        for zi in self.of_kind("ZoneIngress"):
+            spec = zi.spec
+            if not isinstance(spec, ZoneIngressSpec):
+                continue
+            owner = zi.labels.get(ZONE_LABEL) or spec.zone
+            if owner is None or owner == self.zone or owner in disabled:
+                continue
+            net = spec.networking
+            address = net.advertised_address or net.address
+            port = net.advertised_port or net.port
+            for avail in spec.available_services:
+                name = avail.tags.get(SERVICE_TAG)
+                if avail.mesh != mesh or not name or avail.instances <= 0:
+                    continue
+                remote[name].append(RemoteZone(zone=owner, address=address, port=port,
+                                               instances=avail.instances))
+                protocol.setdefault(name, avail.tags.get(PROTOCOL_TAG, "tcp"))
+        return remote
+
+    def mtls_mode(self, mesh: str) -> str:
+        res = self.get("Mesh", mesh)
+        if res is not None and isinstance(res.spec, MeshSpec) and res.spec.mtls:
+            return res.spec.mtls.mode.value
+        return "strict"
+
+    def context_for(self, dataplane: Resource,
+                    extra_outbounds: tuple[OutboundListener, ...] = ()) -> ProxyContext:
+        spec = dataplane.spec
+        if not isinstance(spec, DataplaneSpec):
+            raise TypeError(f"{dataplane.type} {dataplane.name} is not a Dataplane")
+        mesh = dataplane.mesh
+        services = self.services(mesh)
+        policies = [p for kind in POLICY_KINDS for p in self.of_kind(kind, mesh)]
+        matched = match_policies(dataplane, policies, destinations=list(services), zone=self.zone)
+        outbounds = tuple(OutboundListener(service=ob.service, port=ob.port,
+                                           address=ob.address or "127.0.0.1")
+                          for ob in spec.networking.outbound) + extra_outbounds
+        for ob in outbounds:
+            services.setdefault(ob.service, Service(name=ob.service))
+        return ProxyContext(mesh=mesh, name=dataplane.name, zone=self.zone, dataplane=spec,
+                            policies=matched, outbounds=outbounds, services=services,
+                            mtls_mode=self.mtls_mode(mesh))
+
+
+def _endpoint_order(e: Endpoint) -> tuple[str, int]:
+    return (e.address, e.port)

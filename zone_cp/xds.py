@@ -1,0 +1,183 @@
+"""Envoy's delta ADS on the zone CP, through the same engine as the zone sync.
+
+A sidecar's Envoy connects with the node id its agent registered (``<mesh>.<name>``) and
+the dataplane token as metadata. Each stream gets its own ``Engine``; its desired state is
+``proxy.envoy.generate`` of the proxy's context, recomputed when the mesh state changes
+(coalesced to once per loop turn) — the engine then sends only resources whose bytes
+changed, so an endpoint change reaches the proxies as one EDS resource each. The last
+generated config and the ACK/NACK outcome are kept per proxy for ``inspect``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from gossamer.model.base import Resource
+from gossamer.token_authority import TokenAuthority
+from gossamer.tokens import DATAPLANE, TokenRejected
+from sync.engine import Engine
+from sync.messages import Entry, Payload
+from sync.stream import Heartbeats, StreamStalled, publish
+from zone_cp.agents import AgentRegistry, bearer
+from zone_cp.mesh_state import MeshState
+
+log = logging.getLogger(__name__)
+
+TYPE_URLS = {
+    "listeners": "type.googleapis.com/envoy.config.listener.v3.Listener",
+    "clusters": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+    "endpoints": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+    "routes": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+}
+# Envoy sends no application heartbeats; its ACKs and gRPC keepalive show it is alive.
+ENVOY_BEATS = Heartbeats(interval=3600.0, timeout=10 * 365 * 86400.0)
+
+
+def entries(generated: Any) -> Iterator[tuple[str, str, Message]]:
+    for attr, type_url in TYPE_URLS.items():
+        for name, message in sorted(getattr(generated, attr).items()):
+            yield type_url, name, message
+
+
+def encode(message: Message, type_url: str) -> Entry:
+    value = message.SerializeToString(deterministic=True)
+    return Entry(version=hashlib.sha256(value).hexdigest()[:20], payload=Payload(type_url, value))
+
+
+@dataclass
+class ProxyInsight:
+    node_id: str
+    connected: bool = False
+    acked: int = 0
+    nacked: int = 0
+    last_nack: str = ""
+    generated: Any = None
+
+    def config(self) -> dict[str, dict[str, Any]]:
+        """The Envoy resources last generated for this proxy, as JSON (for inspect)."""
+        if self.generated is None:
+            return {}
+        out: dict[str, dict[str, Any]] = {kind: {} for kind in TYPE_URLS}
+        kinds = {v: k for k, v in TYPE_URLS.items()}
+        for type_url, name, message in entries(self.generated):
+            out[kinds[type_url]][name] = json_format.MessageToDict(message)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"nodeId": self.node_id, "connected": self.connected, "acked": self.acked,
+                "nacked": self.nacked, "lastNack": self.last_nack}
+
+
+class _Counting:
+    """The ADS stream, counting ACKs and NACKs for the proxy's insight."""
+
+    def __init__(self, context: Any, insight: ProxyInsight, first: Any) -> None:
+        self._context, self._insight, self._first = context, insight, first
+
+    async def read(self) -> Any:
+        if self._first is not None:
+            message, self._first = self._first, None
+            return message
+        message = await self._context.read()
+        if isinstance(message, discovery_pb2.DeltaDiscoveryRequest) and message.response_nonce:
+            if message.error_detail.code:
+                self._insight.nacked += 1
+                self._insight.last_nack = message.error_detail.message[:2000]
+                log.warning("proxy %s NACKed %s: %s", self._insight.node_id,
+                            message.type_url, message.error_detail.message[:500])
+            else:
+                self._insight.acked += 1
+        return message
+
+    async def write(self, message: Any) -> None:
+        await self._context.write(message)
+
+
+class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+    def __init__(self, state: MeshState, agents: AgentRegistry,
+                 generate: Callable[[Any], Any]) -> None:
+        self._state = state
+        self._agents = agents
+        self._generate = generate
+        self.insights: dict[str, ProxyInsight] = {}
+        self._ids = itertools.count(1)
+
+    async def StreamAggregatedResources(self, request_iterator: AsyncIterator[Any],
+                                        context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "Gossamer serves delta xDS only: set api_type DELTA_GRPC")
+
+    async def DeltaAggregatedResources(self, request_iterator: AsyncIterator[Any],
+                                       context: grpc.aio.ServicerContext) -> None:
+        first = await context.read()
+        if first is grpc.aio.EOF:
+            return
+        node_id = first.node.id
+        session = self._agents.sessions.get(node_id)
+        if session is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"node {node_id!r} is not registered by a Gossamer agent")
+            return
+        try:
+            claims = await TokenAuthority(self._agents.manager, DATAPLANE,
+                                          session.mesh).verify(bearer(context))
+        except TokenRejected as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.detail)
+            return
+        if claims.token_id != session.claims.token_id:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                "the token is not the one the dataplane registered with")
+            return
+        insight = self.insights.setdefault(node_id, ProxyInsight(node_id))
+        insight.connected = True
+        sid = f"{node_id}#{next(self._ids)}"
+        engine = Engine()
+        try:
+            await publish(engine, sid, _Counting(context, insight, first),
+                          lambda wake: self._follow(engine, session.dataplane, insight, wake),
+                          ENVOY_BEATS)
+        except StreamStalled:
+            log.warning("proxy %s stream stalled", node_id)
+        finally:
+            insight.connected = False
+
+    def _follow(self, engine: Engine, dataplane: Resource, insight: ProxyInsight,
+                wake: Callable[[], None]) -> Callable[[], None]:
+        loop = asyncio.get_running_loop()
+        scheduled = False
+
+        def regenerate() -> None:
+            nonlocal scheduled
+            scheduled = False
+            current = self._state.get("Dataplane", dataplane.name, dataplane.mesh) or dataplane
+            self._load(engine, current, insight)
+            wake()
+
+        def on_change(_: Resource | None) -> None:
+            nonlocal scheduled
+            if not scheduled:
+                scheduled = True
+                loop.call_soon(regenerate)
+
+        self._load(engine, dataplane, insight)
+        return self._state.listen(on_change)
+
+    def _load(self, engine: Engine, dataplane: Resource, insight: ProxyInsight) -> None:
+        generated = self._generate(self._state.context_for(dataplane))
+        desired: dict[str, dict[str, Entry]] = {t: {} for t in TYPE_URLS.values()}
+        for type_url, name, message in entries(generated):
+            desired[type_url][name] = encode(message, type_url)
+        for type_url, resources in desired.items():
+            engine.set_desired(type_url, resources)
+        insight.generated = generated

@@ -1,0 +1,54 @@
+"""The zone CP's gRPC port (5678): Envoy's delta ADS and the agent API, over TLS.
+
+Its server certificate comes from the zone's own serving CA (``<data-dir>/tls/ca.pem``,
+what agents are given as ``--cp-ca``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc
+
+from gossamer.settings import split_addr
+from sync.v1 import agent_pb2_grpc
+from zone_cp.agents import AgentService
+from zone_cp.xds import AdsServer
+
+log = logging.getLogger(__name__)
+
+OPTIONS = [
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class XdsServer:
+    def __init__(self, addr: str, ads: AdsServer, agents: AgentService) -> None:
+        self._addr = addr
+        self.ads = ads
+        self._agents = agents
+        self._server: Any = None
+        self.port = 0
+
+    async def start(self, cert_pem: bytes, key_pem: bytes) -> None:
+        self._server = grpc.aio.server(options=OPTIONS)
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, self._server)
+        agent_pb2_grpc.add_AgentServicer_to_server(self._agents, self._server)
+        host, port = split_addr(self._addr)
+        creds = grpc.ssl_server_credentials([(key_pem, cert_pem)])
+        self.port = self._server.add_secure_port(f"{host}:{port}", creds)
+        if not self.port:
+            raise OSError(f"the xDS server cannot listen on {self._addr}")
+        await self._server.start()
+        log.info("xDS and agent API (gRPC, TLS) on %s:%d", host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace=1)
