@@ -25,7 +25,13 @@ from typing import Any
 import grpc
 
 from global_cp.insights import Insights, Observed
-from gossamer.errors import AlreadyExists, GossamerError, InvalidResource, NotFound
+from gossamer.errors import (
+    AlreadyExists,
+    GossamerError,
+    InvalidResource,
+    NotFound,
+    RevisionCompacted,
+)
 from gossamer.model.base import Resource, SyncDirection, check_name, parse_document
 from gossamer.model.registry import REGISTRY
 from gossamer.resources import ResourceManager
@@ -82,6 +88,7 @@ class _Session:
     zone: str
     claims: Claims
     task: asyncio.Task[None]
+    withdrawn: _Refused | None = None  # set before the task is cancelled for it
 
 
 class _Refused(Exception):
@@ -170,14 +177,16 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
         stream = Observed(context, self.insights, zone, publishing)
         task = asyncio.create_task(body(sid, stream))
         self._sessions[sid] = _Session(zone, claims, task)
+        session = self._sessions[sid]
         error = ""
         try:
             await task
         except asyncio.CancelledError:
-            if not context.cancelled() and task.cancelled():
-                error = "access withdrawn"
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                    "revoked: the zone's token was revoked or the zone disabled")
+            cut = session.withdrawn
+            if not context.cancelled() and task.cancelled() and cut is not None:
+                error = f"{cut.reason}: {cut.detail}"
+                self.insights.rejections.labels(cut.reason).inc()
+                await context.abort(cut.code, error)
             raise
         except StreamStalled as exc:
             error = exc.detail
@@ -249,23 +258,37 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
 
     async def _watch_access(self) -> None:
         """End the streams of revoked tokens and disabled zones as soon as that is stored."""
-        async for event in self._store.watch(await self._store.revision()):
-            res = event.resource
-            relevant = (res.type == "Zone" or
-                        (res.type == "GlobalSecret" and REVOCATIONS_LABEL in res.labels))
-            if not relevant:
-                continue
-            for sid, session in list(self._sessions.items()):
-                if await self._withdrawn(session):
-                    log.warning("ending zone %s stream %s: access withdrawn", session.zone, sid)
-                    session.task.cancel()
+        while True:
+            try:
+                async for event in self._store.watch(await self._store.revision()):
+                    res = event.resource
+                    if res.type == "Zone" or (res.type == "GlobalSecret"
+                                              and REVOCATIONS_LABEL in res.labels):
+                        await self._cut_off_withdrawn()
+            except RevisionCompacted:
+                # Fell behind: what was missed may be a revocation, so check everyone.
+                log.warning("access watch fell behind the store's retention; rechecking")
+                await self._cut_off_withdrawn()
 
-    async def _withdrawn(self, session: _Session) -> bool:
-        ring = await self._tokens.keys()
-        if session.claims.token_id in ring.revoked:
-            return True
-        try:
-            zone = await self._manager.get("Zone", session.zone)
-        except NotFound:
-            return False
-        return not getattr(zone.spec, "enabled", True)
+    async def _cut_off_withdrawn(self) -> None:
+        if not self._sessions:
+            return
+        revoked = (await self._tokens.keys()).revoked
+        disabled = {z.name for z in (await self._manager.list("Zone")).items
+                    if not getattr(z.spec, "enabled", True)}
+        for sid, session in list(self._sessions.items()):
+            if session.withdrawn is not None:
+                continue
+            if session.claims.token_id in revoked:
+                session.withdrawn = _Refused(
+                    grpc.StatusCode.UNAUTHENTICATED, "revoked",
+                    f"token {session.claims.token_id} was revoked while in use")
+            elif session.zone in disabled:
+                session.withdrawn = _Refused(
+                    grpc.StatusCode.PERMISSION_DENIED, "disabled",
+                    f"zone {session.zone!r} was disabled at the global (Zone.enabled: false)")
+            else:
+                continue
+            log.warning("ending zone %s stream %s: %s", session.zone, sid,
+                        session.withdrawn.detail)
+            session.task.cancel()

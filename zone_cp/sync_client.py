@@ -119,7 +119,8 @@ class ZoneSyncClient:
                 self.status.attempts += 1
                 try:
                     await self._connect_once()
-                except SyncConfigError:
+                except SyncConfigError as exc:
+                    self.status.last_error = exc.detail  # retrying cannot help: say why
                     raise
                 except (grpc.aio.AioRpcError, GossamerError, OSError) as exc:
                     self.status.last_error = _describe(exc)
