@@ -16,6 +16,7 @@ from typing import Any
 import click
 from pydantic import TypeAdapter, ValidationError
 
+from gossamer.model.address import Address
 from gossamer.model.base import check_name
 from gossamer.model.fields import Duration, duration_seconds
 from gossamer.settings import split_addr
@@ -27,6 +28,7 @@ MAX_TOKEN_FILE_BYTES = 64 << 10
 Callback = Callable[[click.Context, click.Parameter, Any], Any]
 
 _DURATION: TypeAdapter[str] = TypeAdapter(Duration)
+_ADDRESS: TypeAdapter[str] = TypeAdapter(Address)
 
 
 def parse_duration(text: str) -> float:
@@ -78,6 +80,16 @@ def addr(_: click.Context, __: click.Parameter, value: str) -> str:
         split_addr(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def hosts(_: click.Context, __: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    """IP addresses or DNS names (a repeated option, or a space-separated variable)."""
+    for host in value:
+        try:
+            _ADDRESS.validate_python(host)
+        except ValidationError as exc:
+            raise click.BadParameter(f"{host!r}: {exc.errors()[0]['msg']}") from None
     return value
 
 

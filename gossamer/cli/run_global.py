@@ -27,15 +27,24 @@ from gossamer.settings import DEFAULT_API_ADDR, DEFAULT_SYNC_ADDR, GlobalSetting
               default=DEFAULT_SYNC_ADDR, show_default=True, metavar="HOST:PORT",
               callback=params.addr,
               help="HOST:PORT of the zone sync (gRPC over TLS).")
+@click.option("--tls-host", "tls_hosts", multiple=True, envvar="GOSSAMER_TLS_HOSTS",
+              show_envvar=True, metavar="HOST", callback=params.hosts,
+              help="A name or IP zones reach the zone sync by, added to its TLS certificate "
+                   "beside localhost, this host's name, 127.0.0.1 and ::1. Repeatable.")
 @params.store_option
 @params.heartbeat_options
 @params.log_level_option
-def run(data_dir: Path, api_addr: str, sync_addr: str, store: str, heartbeat_interval: float,
-        heartbeat_timeout: float, log_level: str) -> None:
-    """Run the global control plane (blocks; stop it with Ctrl-C or SIGTERM)."""
+def run(data_dir: Path, api_addr: str, sync_addr: str, tls_hosts: tuple[str, ...], store: str,
+        heartbeat_interval: float, heartbeat_timeout: float, log_level: str) -> None:
+    """Run the global control plane (blocks; stop it with Ctrl-C or SIGTERM).
+
+    At first start it writes DATA_DIR/admin-token (the API's admin token) and
+    DATA_DIR/tls/ca.pem (what zones pass as --global-ca).
+    """
     params.check_heartbeats(heartbeat_interval, heartbeat_timeout)
     settings = GlobalSettings(data_dir=data_dir, api_addr=api_addr, sync_addr=sync_addr,
-                              store=store, heartbeat_interval=heartbeat_interval,
+                              store=store, tls_hosts=tls_hosts,
+                              heartbeat_interval=heartbeat_interval,
                               heartbeat_timeout=heartbeat_timeout)
 
     def start() -> None:

@@ -93,7 +93,7 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
               help="The zone token (from `gossamer token zone` at the global); with --global.")
 @click.option("--global-ca", envvar="GOSSAMER_GLOBAL_CA", show_envvar=True, default=None,
               type=_FILE, callback=params.ca_file,
-              help="A PEM file with the global's CA certificate, to verify it with.")
+              help="The global's CA certificate (its DATA_DIR/tls/ca.pem), to verify it with.")
 @click.option("--insecure-skip-verify", envvar="GOSSAMER_INSECURE_SKIP_VERIFY",
               show_envvar=True, is_flag=True,
               help="Connect to the global over TLS without verifying its certificate "

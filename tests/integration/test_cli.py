@@ -714,6 +714,55 @@ def test_standalone_zone_serves_its_api(tmp_path: Path) -> None:
         print(f"--- log ---\n{proc.log()}")
 
 
+def _wait_for(what: str, check: Any, deadline: float = READY_DEADLINE) -> Any:
+    """Poll ``check()`` until it returns something truthy, or fail after ``deadline``."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)  # a poll interval; the bound is the deadline
+    pytest.fail(f"timed out after {deadline}s waiting for {what}")
+
+
+def test_zone_joins_with_a_token_from_the_cli_and_revoking_it_cuts_the_zone_off(
+        cp: Session, tmp_path: Path) -> None:
+    token_file = tmp_path / "west.token"
+    # As an operator would: the token alone on stdout, straight into a file.
+    issued = subprocess.run(f"'{GOSSAMER}' token zone --zone west > '{token_file}'", shell=True,
+                            capture_output=True, text=True, env=cp.env, timeout=CLI_TIMEOUT,
+                            check=False)
+    assert issued.returncode == 0, issued.stderr
+    token_id = _jwt_claims(token_file.read_text().strip())[1]["jti"]
+
+    port = _free_port()
+    sync_port = cp.proc.args[cp.proc.args.index("--sync-addr") + 1].rsplit(":", 1)[1]
+    zone = Proc(["zone", "run", "--zone", "west", "--data-dir", str(tmp_path / "zone-west"),
+                 "--api-addr", f"127.0.0.1:{port}", "--xds-addr", f"127.0.0.1:{_free_port()}",
+                 "--global", f"grpcs://127.0.0.1:{sync_port}", "--token-file", str(token_file),
+                 "--global-ca", str(cp.tmp / "global" / "tls" / "ca.pem"),
+                 "--heartbeat-interval", "1s", "--heartbeat-timeout", "3s"],
+                tmp_path / "zone.log", f"http://127.0.0.1:{port}", cp.env)
+    headers = {"Authorization": f"Bearer {cp.token_file.read_text().strip()}"}
+
+    def insight() -> dict[str, Any]:
+        r = httpx.get(f"{cp.proc.api}/zones/west/_overview", headers=headers, timeout=5)
+        return dict(r.json()["insight"]) if r.status_code == 200 else {}
+
+    try:
+        zone.start()
+        assert httpx.get(f"{zone.api}/", timeout=5).json()["mode"] == "zone"
+        _wait_for("the zone to be online at the global",
+                  lambda: insight().get("status") == "Online")
+        assert "west" in _ok(cp.cli("get", "zones")).split()
+
+        _ok(cp.run("token", "revoke", token_id))
+        _wait_for("the zone to be cut off", lambda: insight().get("status") == "Offline")
+    finally:
+        zone.stop()
+        print(f"--- zone log ---\n{zone.log()}")
+
+
 def _zone_run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(GOSSAMER), "zone", "run", *args], capture_output=True, text=True,
                           env=env, timeout=CLI_TIMEOUT, check=False)
