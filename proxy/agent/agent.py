@@ -1,0 +1,239 @@
+"""The sidecar agent as one component: register, get a certificate, serve SDS, run Envoy.
+
+``Agent.start`` goes through the startup in order — open the Session and wait for
+``Registered``; have the CSR signed; start the SDS server with the key, the certificate
+and the trust bundle; write Envoy's bootstrap; start Envoy — and stops whatever it
+started if a step fails. Then three tasks run side by side: the Session (reconnecting by
+itself; trust bundle updates go to SDS), the Rotator (renewals go to SDS) and the Envoy
+supervisor. ``wait`` returns when one of them ends for good and re-raises why; ``stop``
+drains Envoy and closes everything. ``run_agent`` is the process around it: signals,
+and the exit code.
+
+A control plane that is down at startup is waited for (with backoff and a log line per
+attempt); a control plane that refuses is final at startup (``ControlPlaneRefused``).
+Once Envoy runs, the control plane going away never touches Envoy: it keeps its last
+configuration until the Session and its own ADS stream reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proxy.agent import bootstrap, sds_state
+from proxy.agent.cp_client import AgentClient, ControlPlaneAddress, DnsTable, Registration
+from proxy.agent.dataplane_file import DataplaneFile
+from proxy.agent.envoy_process import EnvoyCommand, EnvoySupervisor, SupervisionPolicy
+from proxy.agent.errors import AgentError, ControlPlaneRefused
+from proxy.agent.identity import Identity, SignedCertificate, check_bundle
+from proxy.agent.rotation import Rotator
+from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
+from proxy.agent.session import Session, SessionPolicy
+
+log = logging.getLogger(__name__)
+
+STARTUP_RETRY_INITIAL = 0.5
+STARTUP_RETRY_MAX = 30.0
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """One agent's inputs, all checked by the command before the agent is built."""
+
+    dataplane: DataplaneFile
+    cp: ControlPlaneAddress
+    token: str
+    cp_ca_pem: bytes
+    work_dir: Path
+    envoy_binary: Path
+    admin_port: int = 9901
+    concurrency: int = 1
+    envoy_log_level: str = "info"
+    drain_time: float = 5.0
+    session: SessionPolicy = field(default_factory=SessionPolicy)
+    supervision: SupervisionPolicy = field(default_factory=SupervisionPolicy)
+
+    @property
+    def bootstrap_path(self) -> Path:
+        return self.work_dir / "envoy.yaml"
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self._rng = rng or random.Random()
+        self.sds = SecretServer()
+        self.client: AgentClient | None = None
+        self.session: Session | None = None
+        self.rotator: Rotator | None = None
+        self.envoy: EnvoySupervisor | None = None
+        self.registration: Registration | None = None
+        self.dns_table: DnsTable | None = None
+        self._identity: Identity | None = None
+        self._trust_pem = b""
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- what SDS serves --------------------------------------------------------------
+
+    def _publish(self) -> None:
+        ident = self._identity
+        self.sds.update(sds_state.secret_entries(
+            ident.chain_pem if ident else None, ident.key_pem() if ident else None,
+            self._trust_pem or None))
+
+    def _on_identity(self, identity: Identity, trust_pem: bytes) -> None:
+        self._identity = identity
+        if trust_pem:
+            self._trust_pem = trust_pem
+        self._publish()
+
+    def _on_trust_bundle(self, pem: bytes) -> None:
+        try:
+            check_bundle(pem)
+        except AgentError as exc:
+            log.error("ignoring a trust bundle update: %s", exc.detail)
+            return
+        self._trust_pem = pem
+        self._publish()
+        log.info("trust bundle updated")
+
+    def _on_dns_table(self, table: DnsTable) -> None:
+        self.dns_table = table  # the .mesh resolver reads it from here
+        log.debug("DNS table %s: %d names", table.version, len(table.entries))
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop(drain=False)
+            raise
+
+    async def _start(self) -> None:
+        s = self.settings
+        s.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        s.work_dir.chmod(0o700)
+        self.client = AgentClient(s.cp, s.cp_ca_pem, s.token)
+        self.session = Session(self.client, s.dataplane.registration_json(),
+                               on_trust_bundle=self._on_trust_bundle,
+                               on_dns_table=self._on_dns_table, policy=s.session,
+                               rng=self._rng)
+        session_task = self._spawn(self.session.run(), "agent-session")
+        log.info("registering %s.%s with the control plane %s", s.dataplane.mesh,
+                 s.dataplane.name, s.cp)
+        self.registration = reg = await self._first(self.session.registered, session_task)
+
+        client = self.client
+
+        async def sign(csr: bytes) -> SignedCertificate:
+            return await client.sign(reg.mesh, reg.name, csr)
+
+        self.rotator = Rotator(reg.name, sign, self._on_identity)
+        identity = await self._with_retry(self.rotator.issue, "the certificate")
+        log.info("certificate for %s valid until %s", ", ".join(identity.uris) or reg.name,
+                 identity.not_after.isoformat())
+
+        sock = socket_path(s.work_dir)
+        await self.sds.start(sock)
+        bootstrap.write(s.bootstrap_path, bootstrap.bootstrap(bootstrap.BootstrapParams(
+            node_id=reg.node_id, mesh=reg.mesh, dataplane=reg.name, zone=reg.zone,
+            service=(s.dataplane.spec.services or [reg.name])[0],
+            cp_host=s.cp.host, cp_port=s.cp.port, cp_ca_pem=s.cp_ca_pem.decode(),
+            token=s.token, sds_socket=str(sock), admin_port=s.admin_port)))
+
+        self.envoy = EnvoySupervisor(EnvoyCommand(
+            binary=s.envoy_binary, bootstrap=s.bootstrap_path, work_dir=s.work_dir,
+            concurrency=s.concurrency, log_level=s.envoy_log_level, drain_time=s.drain_time),
+            admin_port=s.admin_port, policy=s.supervision, rng=self._rng)
+        self._spawn(self.envoy.run(), "agent-envoy")
+        self._spawn(self.rotator.run(), "agent-rotation")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        return task
+
+    async def _first(self, registered: asyncio.Future[Registration],
+                     session_task: asyncio.Task[None]) -> Registration:
+        """The registration, or the Session's reason why there will be none."""
+        waiters: set[asyncio.Future[Any]] = {registered, session_task}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if registered.done():
+            return registered.result()
+        session_task.result()
+        raise AssertionError("the session ended without registering")
+
+    async def _with_retry(self, call: Callable[[], Awaitable[Identity]],
+                          what: str) -> Identity:
+        """Retry ``call`` while the CP is unavailable; a refusal ends the agent."""
+        delay = STARTUP_RETRY_INITIAL
+        while True:
+            try:
+                return await call()
+            except ControlPlaneRefused:
+                raise
+            except AgentError as exc:
+                log.warning("getting %s failed: %s; retrying", what, exc.detail)
+            await asyncio.sleep(delay * (0.5 + self._rng.random()))
+            delay = min(delay * 2, STARTUP_RETRY_MAX)
+
+    async def wait(self) -> None:
+        """Return when a part ends for good (Envoy cannot start); re-raise why."""
+        if not self._tasks:
+            return
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+
+    async def stop(self, drain: bool = True) -> None:
+        if self.envoy is not None:
+            await self.envoy.stop(drain=drain)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.sds.stop()
+        if self.sds.path is not None:
+            cleanup_socket(self.sds.path, self.settings.work_dir)
+        if self.client is not None:
+            await self.client.close()
+
+
+async def run_agent(agent: Agent) -> None:
+    """Run until SIGINT/SIGTERM (drain and return) or a failure (re-raise it)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        starting = asyncio.ensure_future(agent.start())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            log.info("stopping before the agent finished starting")
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            return
+        starting.result()
+        running = asyncio.ensure_future(agent.wait())
+        await asyncio.wait({running, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            stopper.cancel()
+            await agent.stop(drain=False)
+            running.result()
+            return
+        running.cancel()
+        log.info("signal received: draining Envoy and stopping")
+        await agent.stop()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,148 @@
+"""The agent's client of the zone CP's agent API (``gossamer.sync.v1.Agent``).
+
+One TLS channel to ``--cp`` verified against ``--cp-ca`` (the zone CP's serving CA; the
+host name in ``--cp`` must be in its certificate), the dataplane token as
+``authorization: Bearer`` metadata on every call. This module is the boundary for gRPC:
+protobuf answers become ``SignedCertificate``/``Registration``/``DnsTable`` and
+``grpc.aio.AioRpcError`` becomes an ``AgentError`` (``translate``): a status that says
+"no" (bad token, wrong mesh, name taken) is ``ControlPlaneRefused``, one that says "not
+now" (unreachable, overloaded, a broken stream) is ``ControlPlaneUnavailable``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+
+import gossamer
+from proxy.agent.errors import (
+    AgentError,
+    ControlPlaneRefused,
+    ControlPlaneUnavailable,
+    InputError,
+)
+from proxy.agent.identity import SignedCertificate
+from sync.v1 import agent_pb2, agent_pb2_grpc
+
+DEFAULT_PORT = 5678
+CP_EXAMPLE = "https://zone-cp.example.com:5678"
+SIGN_TIMEOUT = 30.0
+
+REFUSALS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
+                      grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
+                      grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.NOT_FOUND,
+                      grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.OUT_OF_RANGE})
+
+GRPC_OPTIONS = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000),
+                ("grpc.keepalive_permit_without_calls", 0),
+                ("grpc.max_receive_message_length", 16 << 20)]
+
+
+@dataclass(frozen=True)
+class ControlPlaneAddress:
+    """Where the zone CP's xDS and agent API listen: ``https://HOST[:PORT]``."""
+
+    host: str
+    port: int = DEFAULT_PORT
+
+    @classmethod
+    def parse(cls, url: str) -> ControlPlaneAddress:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise InputError(f"--cp {url!r}: {exc}") from None
+        if (parts.scheme.lower() not in ("https", "grpcs") or not parts.hostname
+                or parts.path.strip("/") or parts.query or parts.fragment or parts.username
+                or port == 0):
+            raise InputError(f"--cp {url!r}: expected https://HOST:PORT, like {CP_EXAMPLE}")
+        return cls(parts.hostname, port or DEFAULT_PORT)
+
+    @property
+    def target(self) -> str:
+        try:
+            if ipaddress.ip_address(self.host).version == 6:
+                return f"[{self.host}]:{self.port}"
+        except ValueError:
+            pass
+        return f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"https://{self.target}"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The zone CP's answer to the Session's first message."""
+
+    mesh: str
+    name: str
+    zone: str
+    node_id: str
+
+
+@dataclass(frozen=True)
+class DnsEntry:
+    name: str
+    ips: tuple[str, ...]
+    ports: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class DnsTable:
+    version: str
+    entries: tuple[DnsEntry, ...]
+
+
+def translate(exc: grpc.aio.AioRpcError, what: str) -> AgentError:
+    """A gRPC failure as the agent's error, with the control plane's own reason."""
+    code = exc.code()
+    reason = exc.details() or code.name
+    if code in REFUSALS:
+        return ControlPlaneRefused(f"the control plane refused {what}: {reason} "
+                                   f"({code.name})", code.name)
+    return ControlPlaneUnavailable(f"{what} failed: {code.name}: {reason}")
+
+
+def registration_from_proto(msg: agent_pb2.Registered) -> Registration:
+    return Registration(mesh=msg.mesh, name=msg.name, zone=msg.zone, node_id=msg.node_id)
+
+
+def dns_table_from_proto(msg: agent_pb2.DnsTable) -> DnsTable:
+    return DnsTable(version=msg.version, entries=tuple(
+        DnsEntry(e.name, tuple(e.ips), tuple(e.ports)) for e in msg.entries))
+
+
+class AgentClient:
+    """The channel and the two calls; open one per agent and ``close`` it at the end."""
+
+    def __init__(self, cp: ControlPlaneAddress, ca_pem: bytes, token: str) -> None:
+        self.cp = cp
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
+        self._channel = grpc.aio.secure_channel(cp.target, credentials, options=GRPC_OPTIONS)
+        self._stub = agent_pb2_grpc.AgentStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),
+                          ("gossamer-version", gossamer.__version__))
+
+    async def sign(self, mesh: str, name: str, csr_pem: bytes) -> SignedCertificate:
+        request = agent_pb2.SignRequest(mesh=mesh, dataplane=name, csr_pem=csr_pem)
+        try:
+            answer = await self._stub.SignCertificate(request, metadata=self._metadata,
+                                                      timeout=SIGN_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc, "the certificate signing request") from None
+        expires = answer.expires_at.ToDatetime(tzinfo=dt.UTC)
+        return SignedCertificate(chain_pem=answer.certificate_chain_pem,
+                                 trust_bundle_pem=answer.trust_bundle_pem, expires_at=expires)
+
+    def session(self) -> Any:
+        """A new Session stream (``read``/``write``/``cancel``)."""
+        return self._stub.Session(metadata=self._metadata)
+
+    async def close(self) -> None:
+        await self._channel.close()

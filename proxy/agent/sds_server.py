@@ -1,0 +1,209 @@
+"""The agent's SDS server: Envoy's ``SecretDiscoveryService`` on a unix socket.
+
+The socket lives in the agent's work directory (mode 0700) and is itself made 0600, so
+only the agent's user can ask it for the private key. Unix socket paths are limited to
+about 100 bytes; when the work directory is deeper than that, the socket goes to a fresh
+0700 directory under the system's temporary directory instead (``socket_path``).
+
+``SecretServer.update`` replaces what is served and wakes every open stream, which
+pushes the new versions to Envoy at once: this is how a rotated certificate or a changed
+trust bundle reaches Envoy without a restart. ``StreamSecrets`` (state of the world) is
+driven by ``sds_state.SotwState``; ``DeltaSecrets`` by the shared delta engine
+(``sync.engine.Engine``), so ACK/NACK, holds on refused versions and resumption behave as
+on every other delta link. Envoy does not understand Gossamer's application heartbeats,
+so neither dialect sends any: the stream is a local socket and dies with either end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import discovery_pb2
+from envoy.service.secret.v3 import sds_pb2_grpc
+
+from proxy.agent.sds_state import SECRET_TYPE, SotwRequest, SotwState
+from sync import wire
+from sync.engine import Engine, counter_nonces
+from sync.errors import RemoteProtocolError
+from sync.messages import Entry
+
+log = logging.getLogger(__name__)
+
+MAX_UNIX_PATH = 100
+_WAKE = object()
+_TIMEOUT = object()
+
+
+def socket_path(work_dir: Path, name: str = "sds.sock") -> Path:
+    """Where to bind: in ``work_dir`` if the path fits a unix socket, else a private
+    temporary directory (the caller removes it with ``cleanup_socket``)."""
+    path = work_dir.resolve() / name
+    if len(str(path)) <= MAX_UNIX_PATH:
+        return path
+    return Path(tempfile.mkdtemp(prefix="gossamer-sds-")) / name
+
+
+def cleanup_socket(path: Path, work_dir: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    if path.parent != work_dir.resolve() and path.parent.name.startswith("gossamer-sds-"):
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+
+class _Inbox:
+    """Requests from one stream and wake-ups from ``update``, in one queue."""
+
+    def __init__(self, context: Any) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read(context))
+
+    async def _read(self, context: Any) -> None:
+        try:
+            while True:
+                msg = await context.read()
+                if msg is grpc.aio.EOF or msg is None:
+                    self.queue.put_nowait(None)
+                    return
+                self.queue.put_nowait(msg)
+        except Exception as exc:  # the shell's top level: hand it to the stream loop
+            self.queue.put_nowait(exc)
+
+    def wake(self) -> None:
+        self.queue.put_nowait(_WAKE)
+
+    async def next(self, timeout: float | None) -> Any:
+        try:
+            return await asyncio.wait_for(self.queue.get(),
+                                          None if timeout is None else max(timeout, 0.0))
+        except TimeoutError:
+            return _TIMEOUT
+
+    def close(self) -> None:
+        self._reader.cancel()
+
+
+class SecretServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):
+    """Serves the agent's secrets to any number of SDS streams."""
+
+    def __init__(self) -> None:
+        self._desired: dict[str, Entry] = {}
+        self._engine = Engine(nonces=counter_nonces("sds-"))
+        self._wakers: set[Callable[[], None]] = set()
+        self._ids = itertools.count(1)
+        self._server: grpc.aio.Server | None = None
+        self.path: Path | None = None
+        self.last_nack: str | None = None
+        self.streams = 0
+
+    # -- what is served ---------------------------------------------------------------
+
+    def update(self, secrets: Mapping[str, Entry]) -> None:
+        """Serve these secrets from now on (unchanged ones are not re-sent)."""
+        changed = {n: e for n, e in secrets.items() if self._desired.get(n) != e}
+        if not changed:
+            return
+        self._desired.update(changed)
+        self._engine.set_desired(SECRET_TYPE, self._desired)
+        for wake in list(self._wakers):
+            wake()
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {n: e.version for n, e in self._desired.items()}
+
+    # -- the server -------------------------------------------------------------------
+
+    async def start(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # a stale socket of an agent that did not stop cleanly
+        server = grpc.aio.server()
+        sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(self, server)
+        server.add_insecure_port(f"unix:{path}")
+        await server.start()
+        os.chmod(path, 0o600)
+        self._server, self.path = server, path
+        log.info("SDS server on %s", path)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(grace=0.5)
+            self._server = None
+
+    # -- state of the world -----------------------------------------------------------
+
+    async def StreamSecrets(self, request_iterator: Any, context: Any) -> None:
+        state = SotwState()
+        inbox = _Inbox(context)
+        self._wakers.add(inbox.wake)
+        self.streams += 1
+        try:
+            while True:
+                item = await inbox.next(None)
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, discovery_pb2.DiscoveryRequest):
+                    request = SotwRequest.from_proto(item)
+                    state.on_request(request)
+                    self._note_nack(state.node_id, request.error)
+                response = state.pending(self._desired)
+                if response is not None:
+                    await context.write(response.to_proto())
+        finally:
+            self.streams -= 1
+            self._wakers.discard(inbox.wake)
+            inbox.close()
+
+    # -- delta ------------------------------------------------------------------------
+
+    async def DeltaSecrets(self, request_iterator: Any, context: Any) -> None:
+        sid = f"delta-{next(self._ids)}"
+        loop = asyncio.get_running_loop()
+        inbox = _Inbox(context)
+        self._wakers.add(inbox.wake)
+        self._engine.connect(sid)
+        self.streams += 1
+        try:
+            while True:
+                deadline = self._engine.next_deadline(sid)
+                item = await inbox.next(None if deadline is None else deadline - loop.time())
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                now = loop.time()
+                if isinstance(item, discovery_pb2.DeltaDiscoveryRequest):
+                    try:
+                        request = wire.request_from_proto(item)
+                    except RemoteProtocolError as exc:
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                        return
+                    self._note_nack(item.node.id,
+                                    request.error.message if request.error else None)
+                    responses = self._engine.on_request(sid, request, now)
+                else:
+                    responses = self._engine.pending(sid, now)
+                for response in responses:
+                    await context.write(wire.response_to_proto(response))
+        finally:
+            self.streams -= 1
+            self._engine.disconnect(sid)
+            self._wakers.discard(inbox.wake)
+            inbox.close()
+
+    def _note_nack(self, node: str, error: str | None) -> None:
+        if error is not None:
+            self.last_nack = error
+            log.warning("Envoy %s refused a secret: %s", node or "", error)
