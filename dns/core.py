@@ -1,0 +1,221 @@
+"""The resolver's decisions, with no I/O: bytes of a query in, a command out.
+
+Theory of operation. The shell (``dns.server``) reads one query off a socket and calls
+``Resolver.handle(data, transport)``, which returns one of three commands:
+
+- ``Answer(data)``: bytes to send back as they are (a ``.mesh`` answer, a cached
+  forwarded answer, or an error answer: FORMERR, NOTIMP, REFUSED, BADVERS);
+- ``Forward(request)``: a name outside the mesh domain that the cache does not hold;
+  the shell asks the upstream resolvers and calls ``Resolver.complete(forward, reply)``
+  with what they said (or a SERVFAIL ``Reply`` on failure), which returns the ``Answer``
+  and caches the reply;
+- ``Drop(reason)``: nothing to answer (shorter than a header, or a response rather
+  than a query: answering responses invites two servers to answer each other forever).
+
+Names in the mesh domain (``mesh.`` by default) are ours: we are authoritative (AA set).
+A name in the table answers A with its IPv4 VIPs and AAAA with its IPv6 VIPs (often
+none: an empty NOERROR, so clients fall back to A at once), ANY with both, and any other
+type with an empty NOERROR. Ancestors of names in the table (``mesh.`` itself) exist
+too. Any other name in the domain is NXDOMAIN. Negative answers carry the zone's SOA in
+the authority section so that clients cache them for its MINIMUM, a few seconds, as the
+table changes. The table is replaced whole with ``update_table``.
+
+``handle`` and ``complete`` never raise: every error in the query becomes an answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from dnslib import AAAA, RR, SOA, A
+
+from dns.cache import AnswerCache
+from dns.errors import BADVERS, NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL, DnsError
+from dns.message import Header, Question, Reply, Request, Transport, pack_reply, parse_request
+from dns.table import Address, DnsTable, normalise_name
+
+QTYPE_A = 1
+QTYPE_SOA = 6
+QTYPE_AAAA = 28
+QTYPE_ANY = 255
+# Zone transfers and the obsolete mailbox types: not for a stub resolver's zone.
+ZONE_TRANSFER_QTYPES = frozenset({251, 252, 253, 254})
+QCLASS_IN = 1
+QCLASS_ANY = 255
+
+
+@dataclass(frozen=True)
+class ResolverConfig:
+    """Settings of the resolver.
+
+    ``domain``: the zone we answer for. ``ttl``: TTL of our A/AAAA records, short because
+    VIPs move when the table changes. ``negative_ttl``: the SOA MINIMUM, how long clients
+    may remember that a mesh name does not exist. ``max_udp_payload``: the EDNS payload
+    size we advertise and the most we send over UDP (1232, the DNS flag day 2020 value
+    that avoids IP fragmentation).
+    """
+
+    domain: str = "mesh"
+    ttl: int = 5
+    negative_ttl: int = 5
+    max_udp_payload: int = 1232
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "domain", normalise_name(self.domain))
+        if not 0 <= self.ttl <= 2**31 - 1 or not 0 <= self.negative_ttl <= 2**31 - 1:
+            raise ValueError("TTLs must be between 0 and 2**31-1")
+        if not 512 <= self.max_udp_payload <= 65_535:
+            raise ValueError("max_udp_payload must be between 512 and 65535")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Send ``data`` to the client. ``rcode`` and ``truncated`` are for logs and tests."""
+
+    data: bytes
+    rcode: int
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Ask upstream for ``request.question``; ``query`` is the client's original bytes."""
+
+    request: Request
+    query: bytes
+
+    @property
+    def question(self) -> Question:
+        return self.request.question
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Send nothing; ``reason`` is for logs."""
+
+    reason: str
+
+
+Command = Answer | Forward | Drop
+
+
+class Resolver:
+    """Answers ``.mesh`` names from a ``DnsTable`` and forwards the rest (see module doc)."""
+
+    def __init__(
+        self,
+        table: DnsTable | None = None,
+        *,
+        config: ResolverConfig | None = None,
+        cache: AnswerCache | None = None,
+    ) -> None:
+        self.config = config or ResolverConfig()
+        self.cache = cache if cache is not None else AnswerCache()
+        self._table = table or DnsTable()
+        self._serial = 1
+        self._soa = self._make_soa()
+
+    @property
+    def table(self) -> DnsTable:
+        return self._table
+
+    def update_table(self, table: DnsTable) -> None:
+        """Answer from ``table`` from now on; the SOA serial moves so caches can tell."""
+        self._table = table
+        self._serial = self._serial % 0xFFFF_FFFF + 1
+        self._soa = self._make_soa()
+
+    def handle(self, data: bytes, transport: Transport) -> Command:
+        """The command for one query received over ``transport``."""
+        header = Header.peek(data)
+        if header is None:
+            return Drop("shorter than a DNS header")
+        if header.qr:
+            return Drop("a response, not a query")
+        try:
+            request = parse_request(data, transport)
+        except DnsError as exc:
+            return self._error(header, exc.rcode)
+        if request.edns is not None and request.edns.version != 0:
+            return self._reply(request, Reply(rcode=BADVERS))
+        if self._in_domain(request.question.key):
+            return self._answer_mesh(request)
+        cached = self.cache.get(request.question)
+        if cached is not None:
+            return self._reply(request, cached)
+        return Forward(request, data)
+
+    def complete(self, forward: Forward, reply: Reply) -> Answer:
+        """The answer to a forwarded query from the upstream's ``reply``, which is cached."""
+        self.cache.put(forward.question, reply)
+        return self._reply(forward.request, reply)
+
+    def fail(self, forward: Forward, rcode: int = SERVFAIL) -> Answer:
+        """The answer to a forwarded query that upstream could not resolve."""
+        return self._reply(forward.request, Reply(rcode=rcode))
+
+    def _in_domain(self, key: str) -> bool:
+        domain = self.config.domain
+        return key == domain or key.endswith("." + domain)
+
+    def _answer_mesh(self, request: Request) -> Answer:
+        question = request.question
+        if question.qclass not in (QCLASS_IN, QCLASS_ANY):
+            return self._reply(request, Reply(rcode=REFUSED))
+        if question.qtype in ZONE_TRANSFER_QTYPES:
+            return self._reply(request, Reply(rcode=NOTIMP))
+        key = question.key
+        addresses = self._table.lookup(key)
+        exists = addresses is not None or self._table.exists(key) or key == self.config.domain
+        if not exists:
+            return self._reply(request, self._negative(NXDOMAIN))
+        records = self._records(question, addresses or ())
+        if key == self.config.domain and question.qtype in (QTYPE_SOA, QTYPE_ANY):
+            records.append(self._soa)
+        if not records:
+            return self._reply(request, self._negative(NOERROR))
+        return self._reply(request, Reply(NOERROR, answer=tuple(records), authoritative=True))
+
+    def _records(self, question: Question, addresses: tuple[Address, ...]) -> list[RR]:
+        wanted_a = question.qtype in (QTYPE_A, QTYPE_ANY)
+        wanted_aaaa = question.qtype in (QTYPE_AAAA, QTYPE_ANY)
+        owner = list(question.labels)
+        records: list[RR] = []
+        for address in addresses:
+            if isinstance(address, ipaddress.IPv4Address) and wanted_a:
+                records.append(RR(owner, QTYPE_A, QCLASS_IN, self.config.ttl, A(str(address))))
+            elif isinstance(address, ipaddress.IPv6Address) and wanted_aaaa:
+                rdata = AAAA(str(address))
+                records.append(RR(owner, QTYPE_AAAA, QCLASS_IN, self.config.ttl, rdata))
+        return records
+
+    def _negative(self, rcode: int) -> Reply:
+        return Reply(rcode, authority=(self._soa,), authoritative=True)
+
+    def _make_soa(self) -> RR:
+        domain = self.config.domain
+        minimum = self.config.negative_ttl
+        rdata = SOA(
+            "ns." + domain,
+            "hostmaster." + domain,
+            (self._serial, 60, 30, 3600, minimum),
+        )
+        return RR(domain, QTYPE_SOA, QCLASS_IN, minimum, rdata)
+
+    def _reply(self, request: Request, reply: Reply) -> Answer:
+        limit = request.size_limit(self.config.max_udp_payload)
+        data, truncated = pack_reply(
+            request.header,
+            request.question,
+            reply,
+            edns=request.edns,
+            our_payload=self.config.max_udp_payload,
+            limit=limit,
+        )
+        return Answer(data, reply.rcode, truncated)
+
+    def _error(self, header: Header, rcode: int) -> Answer:
+        # No question and no OPT: the query could not be read far enough to echo them.
+        data, _ = pack_reply(header, None, Reply(rcode), edns=None, our_payload=0, limit=65_535)
+        return Answer(data, rcode)

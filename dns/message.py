@@ -1,0 +1,245 @@
+"""DNS messages in and out: parse a query into a ``Request``, pack a ``Reply`` into bytes.
+
+This is the codec under the resolver, pure like everything but ``dns.server`` and
+``dns.upstream``. dnslib reads and writes the wire format; this module decides what of
+it we accept and translates every dnslib failure into ``RemoteProtocolError`` at this
+boundary, so callers deal with our errors only.
+
+What a query must be: at least a 12-byte header (shorter input has nobody to answer
+and is dropped by the resolver), QR clear, opcode QUERY (else NOTIMP), exactly one
+question, names of at most 255 octets with labels of at most 63, at most one OPT
+record, owned by the root. EDNS0 (RFC 6891): the client's advertised UDP payload size
+bounds a UDP answer, 512 without OPT, never below 512 and never above what we
+advertise ourselves. An answer that does not fit is cut to its question (and OPT) with
+TC set, and the client retries over TCP, where the bound is the 2-byte frame length.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+
+from dnslib import EDNS0, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib.buffer import BufferError as DnslibBufferError
+from dnslib.dns import DNSError as DnslibError
+from dnslib.label import DNSLabelError
+
+from dns.errors import RemoteProtocolError, UnsupportedQuery
+
+HEADER_SIZE = 12
+MIN_UDP_PAYLOAD = 512  # RFC 1035; RFC 6891 says to treat smaller advertisements as 512
+MAX_TCP_MESSAGE = 65_535
+MAX_NAME_OCTETS = 255
+MAX_LABEL_OCTETS = 63
+OPCODE_QUERY = 0
+QTYPE_OPT = 41
+
+
+class Transport(enum.Enum):
+    """How a query arrived, which decides the size bound of its answer."""
+
+    UDP = "udp"
+    TCP = "tcp"
+
+
+@dataclass(frozen=True)
+class Header:
+    """The fields of the 12-byte header that an answer copies or checks."""
+
+    id: int
+    qr: bool
+    opcode: int
+    rd: bool
+    cd: bool
+
+    @classmethod
+    def peek(cls, data: bytes) -> Header | None:
+        """The header of ``data``, or None when there are fewer than 12 bytes."""
+        if len(data) < HEADER_SIZE:
+            return None
+        ident, bits = struct.unpack_from("!HH", data)
+        return cls(
+            id=ident,
+            qr=bool(bits & 0x8000),
+            opcode=(bits >> 11) & 0xF,
+            rd=bool(bits & 0x0100),
+            cd=bool(bits & 0x0010),
+        )
+
+
+@dataclass(frozen=True)
+class Question:
+    """The one question of a query; ``labels`` keep the client's case (for 0x20 echo)."""
+
+    labels: tuple[bytes, ...]
+    qtype: int
+    qclass: int
+
+    @property
+    def key(self) -> str:
+        """The lower-case dotted name (``backend.mesh.``) the table and cache are keyed by.
+
+        A label holding a dot is escaped, so ``a.b`` sent as one label never matches the
+        two-label name ``a.b.``.
+        """
+        parts = (label.lower().decode("utf-8", "replace") for label in self.labels)
+        return "".join(part.replace(".", "\\.") + "." for part in parts) or "."
+
+    @property
+    def name(self) -> str:
+        """The name as sent, for logs."""
+        return str(DNSLabel(self.labels))
+
+
+@dataclass(frozen=True)
+class Edns:
+    """The client's OPT record: UDP payload size, EDNS version and the DO bit."""
+
+    payload: int
+    version: int = 0
+    do: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    """A query we accepted: its header, its question, its OPT (or None), its transport."""
+
+    header: Header
+    question: Question
+    edns: Edns | None
+    transport: Transport
+
+    def size_limit(self, max_udp_payload: int) -> int:
+        """How large our answer may be: the client's EDNS size over UDP, 64 KiB over TCP."""
+        if self.transport is Transport.TCP:
+            return MAX_TCP_MESSAGE
+        advertised = self.edns.payload if self.edns else MIN_UDP_PAYLOAD
+        return max(MIN_UDP_PAYLOAD, min(advertised, max_udp_payload))
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to answer, before packing: the rcode and the three record sections.
+
+    Also what the upstream client returns for a forwarded question, and what the cache
+    holds. dnslib ``RR`` objects are mutable; nothing here mutates them once built.
+    """
+
+    rcode: int
+    answer: tuple[RR, ...] = ()
+    authority: tuple[RR, ...] = ()
+    additional: tuple[RR, ...] = ()
+    authoritative: bool = False
+
+
+def parse_request(data: bytes, transport: Transport) -> Request:
+    """Parse one query; ``RemoteProtocolError`` or ``UnsupportedQuery`` if it is none.
+
+    The caller has already checked, with ``Header.peek``, that there is a header and
+    that QR is clear.
+    """
+    header = Header.peek(data)
+    if header is None:
+        raise RemoteProtocolError("shorter than a DNS header")
+    if header.opcode != OPCODE_QUERY:
+        raise UnsupportedQuery(f"opcode {header.opcode} is not QUERY")
+    record = _dnslib_parse(data)
+    if len(record.questions) != 1:
+        raise RemoteProtocolError(f"{len(record.questions)} questions, expected exactly 1")
+    dq = record.questions[0]
+    labels = tuple(bytes(label) for label in dq.qname.label)
+    _check_name(labels)
+    question = Question(labels=labels, qtype=dq.qtype, qclass=dq.qclass)
+    return Request(header, question, _edns_of(record), transport)
+
+
+def _dnslib_parse(data: bytes) -> DNSRecord:
+    try:
+        return DNSRecord.parse(data)
+    except (DnslibError, DnslibBufferError, DNSLabelError) as exc:
+        raise RemoteProtocolError(f"cannot parse: {exc}") from None
+    except RecursionError:
+        # dnslib follows compression pointers recursively; a long chain of backward
+        # pointers (possible in a 64 KiB TCP message) exhausts the stack.
+        raise RemoteProtocolError("cannot parse: compression pointer chain too long") from None
+
+
+def _check_name(labels: tuple[bytes, ...]) -> None:
+    # dnslib reads label lengths 64..191 as lengths (RFC 1035 reserves them) and does
+    # not bound the whole name; both would fail later when we pack the answer.
+    if any(len(label) > MAX_LABEL_OCTETS or not label for label in labels):
+        raise RemoteProtocolError("a label is empty or longer than 63 octets")
+    if sum(len(label) + 1 for label in labels) + 1 > MAX_NAME_OCTETS:
+        raise RemoteProtocolError("name longer than 255 octets")
+
+
+def _edns_of(record: DNSRecord) -> Edns | None:
+    opts = [rr for rr in record.ar if rr.rtype == QTYPE_OPT]
+    if not opts:
+        return None
+    if len(opts) > 1:
+        raise RemoteProtocolError("more than one OPT record")
+    opt = opts[0]
+    if opt.rname.label:
+        raise RemoteProtocolError("OPT record not owned by the root")
+    return Edns(payload=opt.rclass, version=(opt.ttl >> 16) & 0xFF, do=bool(opt.ttl & 0x8000))
+
+
+def pack_reply(
+    header: Header,
+    question: Question | None,
+    reply: Reply,
+    *,
+    edns: Edns | None,
+    our_payload: int,
+    limit: int,
+) -> tuple[bytes, bool]:
+    """Pack ``reply`` as the answer to a query with ``header``; returns (bytes, truncated).
+
+    With ``edns`` (the client's), the answer carries our own OPT record: our payload
+    size, version 0, the client's DO bit, and the upper bits of an extended rcode.
+    Without it, an extended rcode cannot be said, so it falls back to SERVFAIL.
+    """
+    rcode = reply.rcode if edns is not None or reply.rcode < 16 else 2
+    full = _record(header, question, reply, edns, our_payload, rcode, truncated=False)
+    data = bytes(full.pack())
+    if len(data) <= limit:
+        return data, False
+    empty = Reply(rcode=reply.rcode, authoritative=reply.authoritative)
+    cut = _record(header, question, empty, edns, our_payload, rcode, truncated=True)
+    return bytes(cut.pack()), True
+
+
+def _record(
+    header: Header,
+    question: Question | None,
+    reply: Reply,
+    edns: Edns | None,
+    our_payload: int,
+    rcode: int,
+    *,
+    truncated: bool,
+) -> DNSRecord:
+    out = DNSRecord(
+        DNSHeader(
+            id=header.id,
+            qr=1,
+            opcode=header.opcode,
+            aa=int(reply.authoritative),
+            tc=int(truncated),
+            rd=int(header.rd),
+            ra=1,
+            cd=int(header.cd),
+            rcode=rcode & 0xF,
+        )
+    )
+    if question is not None:
+        out.add_question(DNSQuestion(DNSLabel(question.labels), question.qtype, question.qclass))
+    out.add_answer(*reply.answer)
+    out.add_auth(*reply.authority)
+    out.add_ar(*reply.additional)
+    if edns is not None:
+        flags = "do" if edns.do else ""
+        out.add_ar(EDNS0(flags=flags, udp_len=our_payload, ext_rcode=rcode >> 4, version=0))
+    return out
