@@ -16,8 +16,9 @@ from typing import Any
 import click
 
 from gossamer.cli import params
-from gossamer.cli.client import UnexpectedAnswer
+from gossamer.cli.client import ApiClient, UnexpectedAnswer
 from gossamer.cli.state import state
+from gossamer.errors import NotFound
 from gossamer.tokens import ZONE_SCOPES
 
 # The server's RevokeRequest.id rule (gossamer/api/tokens.py).
@@ -49,6 +50,19 @@ def _print_issued(answer: Any, path: str, what: str, revoke_flags: str = "") -> 
     click.echo(f"revoke it with: gossamer token revoke {token_id}{revoke_flags}", err=True)
 
 
+def _zone_tokens(api: ApiClient, path: str, body: Any) -> Any:
+    """POST to a zone-token route; only a global has them, so a 404 says where to go."""
+    try:
+        return api.post(path, body)
+    except NotFound:
+        info = api.get("/")
+        mode = info.get("mode") if isinstance(info, Mapping) else None
+        if mode in (None, "global"):
+            raise
+        raise NotFound(f"the control plane at {api.base_url} is a {mode} zone: zone tokens "
+                       "are issued by the global control plane") from None
+
+
 @click.group()
 def token() -> None:
     """Issue and revoke the tokens zones and sidecars authenticate with."""
@@ -66,8 +80,8 @@ def zone(ctx: click.Context, zone: str, scopes: tuple[str, ...], valid_for: str)
     """Issue a zone token (at the global): the token on stdout, its id on stderr."""
     chosen = sorted(set(scopes or ZONE_SCOPES))
     with state(ctx).client() as api:
-        answer = api.post("/tokens/zone", {"zone": zone, "scopes": chosen,
-                                           "validFor": valid_for})
+        answer = _zone_tokens(api, "/tokens/zone", {"zone": zone, "scopes": chosen,
+                                                    "validFor": valid_for})
     _print_issued(answer, "/tokens/zone",
                   f"a zone token for zone {zone} (scopes {', '.join(chosen)})")
 
@@ -112,7 +126,10 @@ def revoke(ctx: click.Context, token_id: str, is_dataplane: bool, mesh: str | No
         body["mesh"] = mesh or "default"
     path = "/tokens/dataplane/revoke" if is_dataplane else "/tokens/zone/revoke"
     with state(ctx).client() as api:
-        api.post(path, body)
+        if is_dataplane:
+            api.post(path, body)
+        else:
+            _zone_tokens(api, path, body)
     kind = f"dataplane token (mesh {body['mesh']})" if is_dataplane else "zone token"
     click.echo(f"revoked {kind} {token_id}")
 
@@ -122,7 +139,7 @@ def revoke(ctx: click.Context, token_id: str, is_dataplane: bool, mesh: str | No
 def rotate_signing_key(ctx: click.Context) -> None:
     """Add a zone-token signing key: new tokens use it, older keys keep verifying."""
     with state(ctx).client() as api:
-        answer = api.post("/tokens/zone/signing-keys", None)
+        answer = _zone_tokens(api, "/tokens/zone/signing-keys", None)
     kid = answer.get("kid") if isinstance(answer, Mapping) else None
     if not kid:
         raise UnexpectedAnswer("POST /tokens/zone/signing-keys: expected {\"kid\": ...}")

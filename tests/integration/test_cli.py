@@ -709,6 +709,15 @@ def test_standalone_zone_serves_its_api(tmp_path: Path) -> None:
         result = subprocess.run([str(GOSSAMER), "get", "meshes"], capture_output=True,
                                 text=True, env=zone_env, timeout=CLI_TIMEOUT, check=False)
         assert _ok(result).splitlines()[1].split()[:2] == ["default", "ca-1"]
+        # A standalone zone admits its own sidecars, but zone tokens come from a global.
+        result = subprocess.run([str(GOSSAMER), "token", "dataplane", "--service", "web"],
+                                capture_output=True, text=True, env=zone_env,
+                                timeout=CLI_TIMEOUT, check=False)
+        assert _jwt_claims(_ok(result).strip())[1]["kind"] == "dataplane"
+        zone_cli = CliRunner().invoke(main, ["token", "zone", "--zone", "east"],
+                                      obj=Runtime(env=zone_env))
+        line = _one_line_error(zone_cli, 1)
+        assert "is a standalone zone: zone tokens are issued by the global" in line
     finally:
         proc.stop()
         print(f"--- log ---\n{proc.log()}")
