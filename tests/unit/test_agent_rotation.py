@@ -1,0 +1,153 @@
+"""The agent's certificate: checks on what the CP signs, renewal at two thirds, backoff.
+
+The clock and the sleep are fakes, so days of rotations run in milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from cryptography import x509
+
+from gossamer.pki.certs import KeyPair, new_root_ca, sign_leaf
+from proxy.agent import identity
+from proxy.agent.errors import ControlPlaneProtocolError, ControlPlaneUnavailable
+from proxy.agent.identity import Identity, SignedCertificate
+from proxy.agent.rotation import Rotator
+
+T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+DAY = dt.timedelta(hours=24)
+
+
+class FakeTime:
+    """A clock that moves only when the code under test sleeps."""
+
+    def __init__(self, stop_after: int) -> None:
+        self.now = T0
+        self.sleeps: list[float] = []
+        self._stop_after = stop_after
+
+    def clock(self) -> dt.datetime:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if len(self.sleeps) > self._stop_after:
+            raise _Done
+        self.now += dt.timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+
+
+class _Done(Exception):
+    pass
+
+
+class FakeCa:
+    """Signs CSRs like the zone CP, failing the next ``fail`` requests."""
+
+    def __init__(self, time: FakeTime, lifetime: dt.timedelta = DAY) -> None:
+        self.ca = new_root_ca("test", T0 - DAY, 365 * DAY)
+        self.time = time
+        self.lifetime = lifetime
+        self.fail = 0
+        self.signed = 0
+
+    async def sign(self, csr_pem: bytes) -> SignedCertificate:
+        if self.fail:
+            self.fail -= 1
+            raise ControlPlaneUnavailable("the control plane is down")
+        self.signed += 1
+        csr = x509.load_pem_x509_csr(csr_pem)
+        cert = sign_leaf(self.ca, csr, self.time.now, self.lifetime,
+                         uris=["spiffe://default/backend"])
+        return SignedCertificate(KeyPair(cert, self.ca.key).cert_pem(), self.ca.cert_pem(),
+                                 cert.not_valid_after_utc)
+
+
+def rotator(time: FakeTime, ca: FakeCa) -> tuple[Rotator, list[Identity]]:
+    published: list[Identity] = []
+    rot = Rotator("backend-1", ca.sign, lambda ident, _trust: published.append(ident),
+                  clock=time.clock, sleep=time.sleep)
+    return rot, published
+
+
+async def test_renews_at_two_thirds_with_a_new_key_each_time() -> None:
+    time = FakeTime(stop_after=3)
+    ca = FakeCa(time)
+    rot, published = rotator(time, ca)
+    first = await rot.issue()
+    assert first.uris == ["spiffe://default/backend"]
+    with pytest.raises(_Done):
+        await rot.run()
+    assert time.sleeps[:3] == [pytest.approx(16 * 3600)] * 3
+    assert len(published) == 4  # the first certificate and three renewals
+    keys = {p.key_pem() for p in published}
+    assert len(keys) == 4
+    assert rot.renewals == 3
+
+
+async def test_a_failed_renewal_backs_off_and_keeps_the_old_certificate() -> None:
+    time = FakeTime(stop_after=6)
+    ca = FakeCa(time)
+    rot, published = rotator(time, ca)
+    first = await rot.issue()
+    ca.fail = 4
+    with pytest.raises(_Done):
+        await rot.run()
+    assert time.sleeps[0] == pytest.approx(16 * 3600)
+    assert time.sleeps[1:5] == [1.0, 2.0, 4.0, 8.0]
+    assert rot.failures == 4
+    assert published[0] is first
+    # the renewal that finally worked, 15 seconds late, sets the next renewal time
+    assert published[1].received_at == T0 + dt.timedelta(hours=16, seconds=15)
+    assert time.sleeps[5] == pytest.approx(16 * 3600)
+
+
+async def test_short_lived_certificates_retry_within_their_lifetime() -> None:
+    time = FakeTime(stop_after=8)
+    ca = FakeCa(time, lifetime=dt.timedelta(seconds=30))
+    rot, _ = rotator(time, ca)
+    await rot.issue()
+    ca.fail = 100
+    with pytest.raises(_Done):
+        await rot.run()
+    assert time.sleeps[0] == pytest.approx(20)
+    left = 10.0
+    for delay in time.sleeps[1:]:
+        assert delay <= max(left / 4, identity.MIN_RENEW_DELAY) + 1e-3
+        left -= delay
+    # past expiry it keeps trying at the initial pace
+    assert left < 0 or time.sleeps[-1] <= left
+
+
+def test_renewal_time_is_counted_from_receipt_not_the_backdated_not_before() -> None:
+    assert identity.renewal_time(T0, T0 + dt.timedelta(seconds=9)) == T0 + dt.timedelta(
+        seconds=6)
+
+
+def test_retry_delay_after_expiry_is_the_initial_one() -> None:
+    assert identity.retry_delay(10, T0, T0 - dt.timedelta(seconds=1)) == identity.RETRY_INITIAL
+    assert identity.retry_delay(20, T0, T0 + 10 * DAY) == identity.RETRY_MAX
+
+
+def _signed(ca: KeyPair, csr_pem: bytes, lifetime: dt.timedelta) -> SignedCertificate:
+    cert = sign_leaf(ca, x509.load_pem_x509_csr(csr_pem), T0, lifetime)
+    return SignedCertificate(KeyPair(cert, ca.key).cert_pem(), ca.cert_pem(),
+                             cert.not_valid_after_utc)
+
+
+def test_accept_refuses_what_the_key_cannot_serve() -> None:
+    ca = new_root_ca("test", T0 - DAY, 365 * DAY)
+    key, csr = identity.new_request("backend-1")
+    _other, other_csr = identity.new_request("backend-1")
+    good = _signed(ca, csr, DAY)
+    assert identity.accept(key, good, T0).chain_pem == good.chain_pem
+    with pytest.raises(ControlPlaneProtocolError, match="for another key"):
+        identity.accept(key, _signed(ca, other_csr, DAY), T0)
+    with pytest.raises(ControlPlaneProtocolError, match="expired"):
+        identity.accept(key, good, T0 + 2 * DAY)
+    with pytest.raises(ControlPlaneProtocolError, match="does not parse"):
+        identity.accept(key, SignedCertificate(b"garbage", b"", T0), T0)
+    with pytest.raises(ControlPlaneProtocolError, match="trust bundle"):
+        identity.accept(key, SignedCertificate(good.chain_pem, b"nope", T0), T0)
