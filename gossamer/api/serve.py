@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Generator
 from contextlib import suppress
 from typing import Any
@@ -26,15 +27,20 @@ class _EmbeddedServer(uvicorn.Server):
 
 class ApiServer:
     def __init__(self, app: Any, addr: str) -> None:
-        host, port = split_addr(addr)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                lifespan="off", access_log=False)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
         self._addr = addr
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
+        # Bind here, so a taken port is an OSError for the caller rather than uvicorn's
+        # sys.exit inside a task.
+        host, port = split_addr(self._addr)
+        try:
+            sock = socket.create_server((host, port), reuse_port=False)
+        except OSError as exc:
+            raise OSError(f"the API cannot listen on {self._addr}: {exc.strerror}") from None
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
             if self._task.done():
                 with suppress(SystemExit):
