@@ -675,10 +675,6 @@ spec:
         print(f"--- log ---\n{proc.log()}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server: uvicorn's sys.exit(3) on the bind failure escapes ApiServer.start through the "
-    "event loop (asyncio re-raises SystemExit out of run_forever), so the process exits 3 "
-    "with a traceback instead of raising the OSError that `serve` reports as one line"))
 def test_a_second_global_on_a_taken_port_is_one_line_and_exit_1(cp: Session,
                                                                 tmp_path: Path) -> None:
     port = int(cp.proc.api.rsplit(":", 1)[1])
