@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from dnslib import EDNS0, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.buffer import BufferError as DnslibBufferError
 from dnslib.dns import DNSError as DnslibError
-from dnslib.label import DNSLabelError
+from dnslib.label import DNSBuffer, DNSLabelError
 
 from dns.errors import RemoteProtocolError, UnsupportedQuery
 
@@ -144,25 +144,46 @@ def parse_request(data: bytes, transport: Transport) -> Request:
         raise RemoteProtocolError("shorter than a DNS header")
     if header.opcode != OPCODE_QUERY:
         raise UnsupportedQuery(f"opcode {header.opcode} is not QUERY")
-    record = _dnslib_parse(data)
-    if len(record.questions) != 1:
-        raise RemoteProtocolError(f"{len(record.questions)} questions, expected exactly 1")
-    dq = record.questions[0]
-    labels = tuple(bytes(label) for label in dq.qname.label)
-    _check_name(labels)
-    question = Question(labels=labels, qtype=dq.qtype, qclass=dq.qclass)
-    return Request(header, question, _edns_of(record), transport)
-
-
-def _dnslib_parse(data: bytes) -> DNSRecord:
     try:
-        return DNSRecord.parse(data)
+        return _read(data, header, transport)
     except (DnslibError, DnslibBufferError, DNSLabelError) as exc:
         raise RemoteProtocolError(f"cannot parse: {exc}") from None
     except RecursionError:
         # dnslib follows compression pointers recursively; a long chain of backward
         # pointers (possible in a 64 KiB TCP message) exhausts the stack.
         raise RemoteProtocolError("cannot parse: compression pointer chain too long") from None
+
+
+def _read(data: bytes, header: Header, transport: Transport) -> Request:
+    # Only the question and the OPT record matter in a query. The other records are
+    # skipped by their RDLENGTH rather than handed to dnslib's per-type RDATA parsers:
+    # less work, and no exposure to a parser's failure on RDATA we would ignore anyway.
+    buffer = DNSBuffer(data)
+    parsed = DNSHeader.parse(buffer)
+    if parsed.q != 1:
+        raise RemoteProtocolError(f"{parsed.q} questions, expected exactly 1")
+    dq = DNSQuestion.parse(buffer)
+    labels = tuple(bytes(label) for label in dq.qname.label)
+    _check_name(labels)
+    for _ in range(parsed.a + parsed.auth):
+        _skip_record(buffer)
+    opts = [opt for opt in (_skip_record(buffer) for _ in range(parsed.ar)) if opt is not None]
+    if len(opts) > 1:
+        raise RemoteProtocolError("more than one OPT record")
+    question = Question(labels=labels, qtype=dq.qtype, qclass=dq.qclass)
+    return Request(header, question, opts[0] if opts else None, transport)
+
+
+def _skip_record(buffer: DNSBuffer) -> Edns | None:
+    """Step over one resource record; the EDNS fields if it is an OPT record."""
+    owner = buffer.decode_name()
+    rtype, rclass, ttl, rdlength = buffer.unpack("!HHIH")
+    buffer.get(rdlength)
+    if rtype != QTYPE_OPT:
+        return None
+    if owner.label:
+        raise RemoteProtocolError("OPT record not owned by the root")
+    return Edns(payload=rclass, version=(ttl >> 16) & 0xFF, do=bool(ttl & 0x8000))
 
 
 def _check_name(labels: tuple[bytes, ...]) -> None:
@@ -172,18 +193,6 @@ def _check_name(labels: tuple[bytes, ...]) -> None:
         raise RemoteProtocolError("a label is empty or longer than 63 octets")
     if sum(len(label) + 1 for label in labels) + 1 > MAX_NAME_OCTETS:
         raise RemoteProtocolError("name longer than 255 octets")
-
-
-def _edns_of(record: DNSRecord) -> Edns | None:
-    opts = [rr for rr in record.ar if rr.rtype == QTYPE_OPT]
-    if not opts:
-        return None
-    if len(opts) > 1:
-        raise RemoteProtocolError("more than one OPT record")
-    opt = opts[0]
-    if opt.rname.label:
-        raise RemoteProtocolError("OPT record not owned by the root")
-    return Edns(payload=opt.rclass, version=(opt.ttl >> 16) & 0xFF, do=bool(opt.ttl & 0x8000))
 
 
 def pack_reply(
