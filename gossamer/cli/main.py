@@ -17,7 +17,7 @@ import click
 import httpx
 
 from gossamer import __version__
-from gossamer.cli import config_cmd, resources, run_global, run_zone, tokens
+from gossamer.cli import config_cmd, inspect, resources, run_global, run_zone, tokens
 from gossamer.cli.state import CliState, Runtime
 from gossamer.errors import GossamerError, Unauthorized
 
@@ -100,3 +100,4 @@ main.add_command(resources.get)
 main.add_command(resources.delete)
 main.add_command(tokens.token)
 main.add_command(config_cmd.config)
+main.add_command(inspect.inspect)

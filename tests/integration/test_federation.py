@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -142,3 +143,26 @@ async def test_zone_record_created_and_insights_online(
                          what=f"{name} online")
         overview = global_cp.insights.get(name).to_json()
         assert overview["status"] == "Online"
+
+
+async def test_inspect_zones_cli(global_cp: GlobalControlPlane,
+                                 zones: list[ZoneControlPlane], tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gossamer.cli.main import main
+
+    for name in ("east", "west", "north"):
+        await eventually(lambda n=name: global_cp.insights.get(n).streams == 2)
+    token = tmp_path / "admin-token"
+    token.write_text(global_cp.admin_token)
+    env = {"GOSSAMER_ADDRESS": global_cp.api_url, "GOSSAMER_TOKEN_FILE": str(token),
+           "GOSSAMER_CONFIG": str(tmp_path / "cli.yaml")}
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["inspect", "zones"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["NAME", "STATUS", "CONNECTED", "LAST-UPDATE",
+                                "SENT/ACKED/NACKED", "VERSION"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == {"east", "west", "north"}
+    assert all(row[1] == "Online" for row in rows.values())
+    assert all(row[-1] == "0.1.0" for row in rows.values())
