@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -132,7 +133,11 @@ def run(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, token_file: P
     """
     from proxy.agent.agent import Agent, run_agent
 
+    # gRPC's C core logs connection events (a GOAWAY from a restarting control plane) on
+    # stderr by itself; the agent reports what matters in its own log lines.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = build_settings(dataplane, dataplane_vars, cp, token_file, cp_ca, work_dir,
                                   admin_port, envoy_binary, concurrency, envoy_log_level,

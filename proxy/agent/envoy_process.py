@@ -133,6 +133,7 @@ class EnvoySupervisor:
         self._process: asyncio.subprocess.Process | None = None
         self._stopping = asyncio.Event()
         self.starts = 0
+        self.started_at: float | None = None  # loop time of the running Envoy's start
         self.running = asyncio.Event()
 
     @property
@@ -147,7 +148,7 @@ class EnvoySupervisor:
         while not self._stopping.is_set():
             offset = self._log_size()
             proc = await self._spawn()
-            started = loop.time()
+            self.started_at = started = loop.time()
             code = await proc.wait()
             self.running.clear()
             lived = loop.time() - started

@@ -105,10 +105,12 @@ class Session:
 
     async def _once(self) -> None:
         call = self._client.session()
+        connects = self.connects
         try:
             await self._converse(call)
         except grpc.aio.AioRpcError as exc:
-            raise translate(exc, "the dataplane's registration") from None
+            what = "the session" if self.connects > connects else "the dataplane's registration"
+            raise translate(exc, what) from None
         finally:
             call.cancel()
 
