@@ -95,3 +95,12 @@ class ProxyContext:
     outbounds: tuple[OutboundListener, ...] = ()
     services: Mapping[str, Service] = field(default_factory=dict)
     mtls_mode: str = "strict"
+
+
+# The Envoy admin interface as a cluster, defined by the agent's bootstrap (pointing at the
+# admin address): the MeshMetric Prometheus listener routes scrapes to its
+# /stats/prometheus through it.
+ADMIN_CLUSTER = "gossamer_admin"
+# SDS secret the agent serves for a MeshMetric Prometheus backend with ``tls.mode:
+# ProvidedTLS`` (the operator's certificate and key for the metrics endpoint).
+PROMETHEUS_TLS_SECRET = "prometheus_tls"

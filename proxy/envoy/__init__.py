@@ -1,0 +1,53 @@
+"""Envoy resource generation: ``ProxyContext`` in, Envoy listeners, clusters, load
+assignments and route configurations out. Pure code (no I/O); protobuf messages appear
+here because Envoy resources are protobufs: this is the edge where domain types become
+wire types.
+
+Entry point ``generate(ctx, cache=None) -> ProxyResources``. Per-service pieces are
+separately callable with hashable inputs, for caching across proxies:
+``outbound_cluster(Destination, ClusterConfs)`` and
+``endpoints(cluster_name, Hosts, zone, Locality)``.
+
+Modules: ``generate`` (assembly), ``inbound``, ``outbound``, ``clusters``, ``endpoints``,
+``routes`` (MeshHTTPRoute, MeshTCPRoute), ``http`` (the connection manager), ``tls``,
+``rbac`` (MeshTrafficPermission), one module per policy family (``timeouts``,
+``retries``, ``circuit_breakers``, ``health_checks``, ``load_balancing``,
+``rate_limits``, ``faults``, ``access_logs``, ``tracing``, ``metrics``), ``names`` (how
+every resource is named), ``confs`` (reading ``ProxyPolicies``), ``cache``,
+``resources``, ``protos`` and ``headers``/``filters`` (small message builders).
+"""
+
+from proxy.envoy.cache import PieceCache
+from proxy.envoy.clusters import Destination, outbound_cluster
+from proxy.envoy.confs import ClusterConfs
+from proxy.envoy.endpoints import Host, Hosts, endpoints
+from proxy.envoy.generate import generate
+from proxy.envoy.load_balancing import Locality
+from proxy.envoy.outbound import backend_pieces
+from proxy.envoy.resources import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    TYPE_ORDER,
+    ProxyResources,
+)
+
+__all__ = [
+    "CLUSTER_TYPE",
+    "ENDPOINT_TYPE",
+    "LISTENER_TYPE",
+    "ROUTE_TYPE",
+    "TYPE_ORDER",
+    "ClusterConfs",
+    "Destination",
+    "Host",
+    "Hosts",
+    "Locality",
+    "PieceCache",
+    "ProxyResources",
+    "backend_pieces",
+    "endpoints",
+    "generate",
+    "outbound_cluster",
+]

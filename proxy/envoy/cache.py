@@ -1,0 +1,43 @@
+"""``PieceCache``: outbound clusters and load assignments shared across proxies.
+
+``generate`` asks the cache for each service's cluster and load assignment by their
+inputs (hashable: ``Destination``, ``ClusterConfs``, ``Hosts``, the zone, ``Locality``).
+Proxies with the same inputs get the very same message object, and a change to one
+service's endpoints makes a new key for that service alone. A plain bounded LRU dict: no
+locks, no clock; the zone CP owns one per mesh and passes it to every ``generate``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import TypeVar
+
+from google.protobuf.message import Message
+
+T = TypeVar("T", bound=Message)
+DEFAULT_SIZE = 100_000
+
+
+class PieceCache:
+    def __init__(self, max_size: int = DEFAULT_SIZE) -> None:
+        self._items: OrderedDict[Hashable, Message] = OrderedDict()
+        self._max = max_size
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            self.hits += 1
+            return found
+        self.misses += 1
+        made = make()
+        self._items[key] = made
+        if len(self._items) > self._max:
+            self._items.popitem(last=False)
+        return made
+
+    def __len__(self) -> int:
+        return len(self._items)

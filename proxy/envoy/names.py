@@ -1,0 +1,64 @@
+"""How generated resources are named: one function per kind of name.
+
+The xDS server, ``gossamer inspect`` and the tests read these names, and shared pieces
+(outbound clusters, their load assignments) must get the same name on every proxy, so
+a name depends only on what the resource is for, never on the proxy:
+
+- ``inbound:<address>:<port>``: an inbound listener and its route configuration;
+- ``localhost:<servicePort>``: the local application behind an inbound
+  (``local:<serviceAddress>:<servicePort>`` when the inbound sets another address);
+- ``outbound:<address>:<port>``: an outbound listener; ``outbound:<service>``: the route
+  configuration its HTTP connection manager fetches by RDS;
+- ``<service>``: the outbound cluster of a service, and its ClusterLoadAssignment;
+- ``<service>__<8 hex>``: a subset of a service's instances selected by tags (a
+  ``MeshServiceSubset`` backend); the hex is a digest of the sorted tags, and ``_`` never
+  occurs in a service name, so subset names cannot collide with service names;
+- ``prometheus:<port>``: the MeshMetric Prometheus listener and its routes;
+- ``otlp:<host>:<port>``, ``zipkin:<host>:<port>``, ``datadog:<host>:<port>``: clusters of
+  telemetry collectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from gossamer.policy.selectors import TagSet
+
+LOCALHOST = "127.0.0.1"
+
+
+def inbound(address: str, port: int) -> str:
+    return f"inbound:{address}:{port}"
+
+
+def local_app(port: int, address: str = LOCALHOST) -> str:
+    return f"localhost:{port}" if address == LOCALHOST else f"local:{address}:{port}"
+
+
+def outbound_listener(address: str, port: int) -> str:
+    return f"outbound:{address}:{port}"
+
+
+def outbound_route(service: str) -> str:
+    return f"outbound:{service}"
+
+
+def cluster(service: str, subset: TagSet = ()) -> str:
+    """The cluster (and load assignment) of ``service``, or of its ``subset`` by tags."""
+    if not subset:
+        return service
+    digest = hashlib.sha256(json.dumps(sorted(subset)).encode()).hexdigest()[:8]
+    return f"{service}__{digest}"
+
+
+def prometheus(port: int) -> str:
+    return f"prometheus:{port}"
+
+
+def collector(kind: str, host: str, port: int) -> str:
+    return f"{kind}:{host}:{port}"
+
+
+def tag_set(tags: dict[str, str] | None) -> TagSet:
+    return tuple(sorted((tags or {}).items()))
