@@ -9,7 +9,9 @@ Layout (see ``load_balancing`` for what ``Locality`` changes):
 - local instances (``Service.endpoints``): priority 0, one locality ``zone=<proxy's
   zone>`` (or one per affinity group), each endpoint with its own weight and health;
   every endpoint carries its tags (but service and protocol) as ``envoy.lb`` metadata,
-  for MeshRetry's ``OmitHostMetadata`` host predicate;
+  for MeshRetry's ``OmitHostMetadata`` host predicate, and the service's mesh DNS name
+  (``<service>.mesh``) as its ``hostname``, which MeshHTTPRoute's
+  ``hostToBackendHostname`` (``auto_host_rewrite``) puts in the Host header;
 - each remote zone's ingress (``Service.remote``): priority 1, a locality
   ``zone=<remote zone>`` with ``load_balancing_weight`` = its instance count, the
   ingress endpoint weighted the same (so zones split traffic by instances whether or not
@@ -62,6 +64,7 @@ class Hosts:
 
     local: tuple[Host, ...] = ()
     remote: tuple[RemoteZone, ...] = ()
+    hostname: str = ""
 
     @classmethod
     def of(cls, service: Service, subset: TagSet = ()) -> Hosts:
@@ -70,13 +73,19 @@ class Hosts:
             if all(e.tags.get(k) == v for k, v in subset):
                 local.append(Host(e.address, e.port, e.weight, e.healthy, tag_set(dict(e.tags))))
         remote = () if subset else tuple(sorted(service.remote, key=lambda r: r.zone))
-        return cls(tuple(sorted(local, key=lambda h: (h.address, h.port))), remote)
+        return cls(tuple(sorted(local, key=lambda h: (h.address, h.port))), remote,
+                   mesh_hostname(service.name))
 
 
-def _lb_endpoint(address: str, port: int, weight: int, healthy: bool,
+def mesh_hostname(service: str) -> str:
+    """The service's name in the mesh's DNS (``backend.mesh``)."""
+    return f"{service}.mesh"
+
+
+def _lb_endpoint(address: str, port: int, weight: int, healthy: bool, hostname: str,
                  tags: TagSet = ()) -> ec_pb2.LbEndpoint:
     out = ec_pb2.LbEndpoint(
-        endpoint=ec_pb2.Endpoint(address=socket_address(address, port)),
+        endpoint=ec_pb2.Endpoint(address=socket_address(address, port), hostname=hostname),
         health_status=health_check_pb2.HEALTHY if healthy else health_check_pb2.UNHEALTHY,
         load_balancing_weight=u32(max(1, weight)))
     own = {k: v for k, v in tags if k not in _SAME_FOR_ALL}
@@ -101,16 +110,17 @@ def _local(hosts: Hosts, zone: str, locality: Locality) -> list[ec_pb2.LocalityL
         out.append(ec_pb2.LocalityLbEndpoints(
             locality=base_pb2.Locality(zone=zone, sub_zone=group),
             load_balancing_weight=u32(weight),
-            lb_endpoints=[_lb_endpoint(h.address, h.port, h.weight, h.healthy, h.tags)
+            lb_endpoints=[_lb_endpoint(h.address, h.port, h.weight, h.healthy,
+                                       hosts.hostname, h.tags)
                           for h in members]))
     return out
 
 
-def _remote(zone: RemoteZone) -> ec_pb2.LocalityLbEndpoints:
+def _remote(zone: RemoteZone, hostname: str) -> ec_pb2.LocalityLbEndpoints:
     weight = max(1, zone.instances)
     return ec_pb2.LocalityLbEndpoints(
         locality=base_pb2.Locality(zone=zone.zone), load_balancing_weight=u32(weight),
-        lb_endpoints=[_lb_endpoint(zone.address, zone.port, weight, True)])
+        lb_endpoints=[_lb_endpoint(zone.address, zone.port, weight, True, hostname)])
 
 
 def endpoints(cluster_name: str, hosts: Hosts, zone: str,
@@ -120,7 +130,7 @@ def endpoints(cluster_name: str, hosts: Hosts, zone: str,
     by_zone = {r.zone: r for r in hosts.remote if r.zone != zone}
     levels: list[list[ec_pb2.LocalityLbEndpoints]] = [local]
     for zones in locality.zone_priorities(tuple(sorted(by_zone))):
-        level = [_remote(by_zone[z]) for z in zones]
+        level = [_remote(by_zone[z], hosts.hostname) for z in zones]
         if locality.disabled:
             levels[0].extend(level)
         else:

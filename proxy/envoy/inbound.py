@@ -79,7 +79,8 @@ def _http_filters(ctx: ProxyContext, ib: Inbound) -> list[hcm_pb2.HttpFilter]:
     perms = rbac.permissions(ctx.mesh, rbac.source_rules(ctx.policies, ib))
     out = [filters.http(rbac.HTTP_FILTER, rbac.http_filter(perms))]
     limit = rate_limits.http_filter(
-        confs.inbound(ctx.policies, confs.RATE_LIMIT, MeshRateLimitConf, ib))
+        confs.inbound(ctx.policies, confs.RATE_LIMIT, MeshRateLimitConf, ib),
+        stat_prefix(names.inbound(inbound_address(ctx, ib), ib.port)))
     if limit is not None:
         out.append(limit)
     out += faults.http_filters(

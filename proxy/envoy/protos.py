@@ -35,11 +35,6 @@ def duration(text: str) -> duration_pb2.Duration:
     return duration_pb2.Duration(seconds=nanos // 10**9, nanos=nanos % 10**9)
 
 
-def seconds(value: float) -> duration_pb2.Duration:
-    nanos = round(value * 1e9)
-    return duration_pb2.Duration(seconds=nanos // 10**9, nanos=nanos % 10**9)
-
-
 def percentage(value: str | int | float) -> float:
     """A validated ``Percentage`` (``25``, ``"12.5"``) as a float."""
     return float(value)

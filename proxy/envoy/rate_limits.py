@@ -38,14 +38,14 @@ def _bucket(rate: Rate) -> token_bucket_pb2.TokenBucket:
                                         fill_interval=duration(rate.interval))
 
 
-def http_filter(conf: MeshRateLimitConf | None) -> hcm_pb2.HttpFilter | None:
+def http_filter(conf: MeshRateLimitConf | None, stat_prefix: str) -> hcm_pb2.HttpFilter | None:
     http = conf.local.http if conf else None
     if http is None or http.disabled or http.request_rate is None:
         return None
     on_limit = http.on_rate_limit
     status = on_limit.status if on_limit and on_limit.status else DEFAULT_STATUS
     config = http_rl_pb2.LocalRateLimit(
-        stat_prefix="inbound_rate_limit",
+        stat_prefix=f"{stat_prefix}_rate_limit",
         token_bucket=_bucket(http.request_rate),
         status=http_status_pb2.HttpStatus(code=status),
         filter_enabled=runtime_fraction(100, "local_rate_limit_enabled"),

@@ -10,7 +10,8 @@ matchers, query parameter matchers).
 
 Rule filters: header modifiers → ``request/response_headers_to_add/remove``;
 ``RequestRedirect`` → a ``redirect`` action; ``URLRewrite`` → ``host_rewrite_literal``
-or ``auto_host_rewrite`` and ``prefix_rewrite``/``regex_rewrite`` (a prefix rewritten to
+or ``auto_host_rewrite`` (the backend's ``<service>.mesh``, see ``endpoints``) and
+``prefix_rewrite``/``regex_rewrite`` (a prefix rewritten to
 ``/`` or from ``/`` uses a regex so no ``//`` appears); ``RequestMirror`` →
 ``request_mirror_policies`` at the given percentage. ``backendRefs`` → the cluster, or
 ``weighted_clusters`` when there are several; weight-0 backends are dropped, and a rule

@@ -111,6 +111,26 @@ networking:
     tags: {gossamer.io/service: db}
 """
 
+# Several inbounds: a hostname address, gRPC at a service address, HTTP/2 without a
+# servicePort (the app listens on the inbound port, on loopback).
+MULTI_INBOUND = """
+type: Dataplane
+mesh: default
+name: multi-1
+networking:
+  address: multi.example.internal
+  inbound:
+  - port: 19090
+    servicePort: 9090
+    serviceAddress: 10.0.0.20
+    tags: {gossamer.io/service: grpc-api, gossamer.io/protocol: grpc}
+  - port: 18443
+    address: 10.0.0.21
+    tags: {gossamer.io/service: h2-api, gossamer.io/protocol: http2}
+  - port: 16379
+    tags: {gossamer.io/service: redis}
+"""
+
 ALLOW_ALL = """
 type: MeshTrafficPermission
 name: allow-all
@@ -162,6 +182,7 @@ SCENARIOS = [
     Scenario("http", WEB_HTTP),
     Scenario("tcp", WEB_TCP),
     Scenario("permissive", WEB_HTTP, mtls_mode="permissive"),
+    Scenario("inbounds", MULTI_INBOUND),
     Scenario("no-permission", WEB_TCP, policies=()),
     Scenario("traffic-permission", WEB_HTTP, policies=("""
 type: MeshTrafficPermission
@@ -854,3 +875,17 @@ def test_prometheus_listener_scrapes_the_admin_cluster() -> None:
     assert scrape.route.prefix_rewrite.startswith("/stats/prometheus?usedonly&filter=")
     assert not res.listeners["prometheus:5670"].filter_chains[0].HasField("transport_socket")
     assert res.listeners["prometheus:5671"].filter_chains[0].HasField("transport_socket")
+
+
+def test_inbound_addresses_and_local_clusters() -> None:
+    res = generated(scenario("inbounds"))
+    assert set(res.listeners) == {"inbound:0.0.0.0:19090", "inbound:10.0.0.21:18443",
+                                  "inbound:0.0.0.0:16379"}
+    assert set(res.clusters) == {"local:10.0.0.20:9090", "localhost:18443", "localhost:16379"}
+    grpc_app = MessageToDict(res.clusters["local:10.0.0.20:9090"],
+                             preserving_proto_field_name=True)
+    options = grpc_app["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    assert "http2_protocol_options" in options["explicit_http_config"]
+    assert "typed_extension_protocol_options" not in MessageToDict(
+        res.clusters["localhost:16379"])
