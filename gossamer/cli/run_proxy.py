@@ -46,6 +46,28 @@ def read_token(path: Path) -> str:
     return text
 
 
+def read_metrics_tls(cert: Path | None, key: Path | None) -> tuple[bytes, bytes] | None:
+    """The operator's certificate and key for a MeshMetric endpoint in ``ProvidedTLS``
+    mode: both or neither, and the key must be the certificate's."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise InputError("--metrics-cert-file and --metrics-key-file go together")
+    from gossamer.pki.certs import KeyPair
+    from proxy.agent.identity import matches
+
+    try:
+        chain, key_pem = cert.read_bytes(), key.read_bytes()
+        pair = KeyPair.from_pem(chain, key_pem)
+    except OSError as exc:
+        raise InputError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InputError(f"--metrics-cert-file/--metrics-key-file: {exc}") from None
+    if not matches(pair.cert, pair.key):
+        raise InputError(f"{key} is not the private key of the certificate in {cert}")
+    return chain, key_pem
+
+
 def error_lines(exc: AgentError) -> list[str]:
     if isinstance(exc, DataplaneFileError):
         first, *rest = exc.lines()
@@ -63,7 +85,8 @@ def error_lines(exc: AgentError) -> list[str]:
 def build_settings(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, token_file: Path,
                    cp_ca: Path, work_dir: Path | None, admin_port: int | None,
                    envoy_binary: str | None, concurrency: int, envoy_log_level: str,
-                   drain_time: float) -> AgentSettings:
+                   drain_time: float, metrics_tls: tuple[bytes, bytes] | None = None
+                   ) -> AgentSettings:
     from proxy.agent import dataplane_file
     from proxy.agent.agent import AgentSettings
     from proxy.agent.cp_client import ControlPlaneAddress
@@ -86,7 +109,7 @@ def build_settings(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, to
         dataplane=loaded, cp=address, token=token, cp_ca_pem=cp_ca.read_bytes(),
         work_dir=work_dir or Path(f".gossamer/proxy-{loaded.name}"), envoy_binary=binary,
         admin_port=port, concurrency=concurrency, envoy_log_level=envoy_log_level,
-        drain_time=drain_time, supervision=SupervisionPolicy())
+        drain_time=drain_time, metrics_tls=metrics_tls, supervision=SupervisionPolicy())
 
 
 @click.command()
@@ -123,10 +146,17 @@ def build_settings(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, to
 @click.option("--drain-time", default="5s", show_default=True, metavar="DURATION",
               callback=params.duration(0.0, seconds=True),
               help="On SIGTERM, how long Envoy may drain its connections before it stops.")
+@click.option("--metrics-cert-file", type=_FILE, default=None,
+              help="Certificate (PEM chain) of the MeshMetric Prometheus endpoint when its "
+                   "tls.mode is ProvidedTLS; with --metrics-key-file.")
+@click.option("--metrics-key-file", type=_FILE, default=None,
+              help="The private key of --metrics-cert-file.")
 @params.log_level_option
 def run(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, token_file: Path,
         cp_ca: Path, work_dir: Path | None, admin_port: int | None, envoy_binary: str | None,
-        concurrency: int, envoy_log_level: str, drain_time: float, log_level: str) -> None:
+        concurrency: int, envoy_log_level: str, drain_time: float,
+        metrics_cert_file: Path | None, metrics_key_file: Path | None,
+        log_level: str) -> None:
     """Run a sidecar: register the Dataplane, get its certificate, run Envoy (blocks).
 
     Stop it with Ctrl-C or SIGTERM: Envoy drains its connections first.
@@ -141,7 +171,8 @@ def run(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, token_file: P
     try:
         settings = build_settings(dataplane, dataplane_vars, cp, token_file, cp_ca, work_dir,
                                   admin_port, envoy_binary, concurrency, envoy_log_level,
-                                  drain_time)
+                                  drain_time,
+                                  read_metrics_tls(metrics_cert_file, metrics_key_file))
         asyncio.run(run_agent(Agent(settings)))
     except AgentError as exc:
         for line in error_lines(exc):

@@ -57,6 +57,7 @@ class AgentSettings:
     concurrency: int = 1
     envoy_log_level: str = "info"
     drain_time: float = 5.0
+    metrics_tls: tuple[bytes, bytes] | None = None  # MeshMetric ProvidedTLS (chain, key)
     session: SessionPolicy = field(default_factory=SessionPolicy)
     supervision: SupervisionPolicy = field(default_factory=SupervisionPolicy)
 
@@ -86,7 +87,7 @@ class Agent:
         ident = self._identity
         self.sds.update(sds_state.secret_entries(
             ident.chain_pem if ident else None, ident.key_pem() if ident else None,
-            self._trust_pem or None))
+            self._trust_pem or None, self.settings.metrics_tls))
 
     def _on_identity(self, identity: Identity, trust_pem: bytes) -> None:
         self._identity = identity

@@ -29,11 +29,8 @@ from typing import Any
 import yaml
 
 from gossamer.pki.certs import write_secret
-from proxy import context
-from proxy.context import ADS_CLUSTER, SDS_CLUSTER
+from proxy.context import ADMIN_CLUSTER, ADS_CLUSTER, SDS_CLUSTER
 
-# Another part of the project may define it in ``proxy.context``; both must agree.
-ADMIN_CLUSTER: str = getattr(context, "ADMIN_CLUSTER", "gossamer_admin")
 ADMIN_HOST = "127.0.0.1"
 
 _TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"

@@ -84,17 +84,19 @@ def accept(key: PrivateKey, signed: SignedCertificate, now: dt.datetime) -> Iden
     except ValueError:
         raise ControlPlaneProtocolError("the control plane sent a certificate chain that "
                                         "does not parse") from None
-    ours = key.public_key().public_bytes(serialization.Encoding.DER,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
-    theirs = chain[0].public_key().public_bytes(serialization.Encoding.DER,
-                                                serialization.PublicFormat.SubjectPublicKeyInfo)
-    if ours != theirs:
+    if not matches(chain[0], key):
         raise ControlPlaneProtocolError("the control plane signed a certificate for another key")
     if chain[0].not_valid_after_utc <= now:
         raise ControlPlaneProtocolError("the control plane sent an expired certificate")
     if signed.trust_bundle_pem:
         check_bundle(signed.trust_bundle_pem)
     return Identity(key=key, chain_pem=signed.chain_pem, received_at=now)
+
+
+def matches(cert: x509.Certificate, key: PrivateKey) -> bool:
+    """Whether ``key`` is the private key of ``cert``."""
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return bool(cert.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki))
 
 
 def check_bundle(pem: bytes) -> list[x509.Certificate]:

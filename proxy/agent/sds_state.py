@@ -1,8 +1,10 @@
 """What the agent's SDS server serves, and the state-of-the-world protocol, without I/O.
 
-Two secrets (names from ``proxy.context``): ``IDENTITY_SECRET``, a ``tls_certificate``
-with the certificate chain and the private key inline, and ``TRUST_SECRET``, a
-``validation_context`` whose ``trusted_ca`` is the mesh's trust bundle. ``secret_entries``
+The secrets (names from ``proxy.context``): ``IDENTITY_SECRET``, a ``tls_certificate``
+with the certificate chain and the private key inline; ``TRUST_SECRET``, a
+``validation_context`` whose ``trusted_ca`` is the mesh's trust bundle; and, when the
+operator provides one, ``PROMETHEUS_TLS_SECRET``, the certificate of a MeshMetric
+Prometheus endpoint in ``ProvidedTLS`` mode. ``secret_entries``
 turns them into ``sync.messages.Entry`` values whose version is a digest of the
 serialized secret, so an unchanged secret never counts as an update.
 
@@ -30,14 +32,15 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
-from proxy.context import IDENTITY_SECRET, TRUST_SECRET
+from proxy.context import IDENTITY_SECRET, PROMETHEUS_TLS_SECRET, TRUST_SECRET
 from sync.messages import Entry, Payload
 
 SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
 
-def identity_secret(chain_pem: bytes, key_pem: bytes) -> secret_pb2.Secret:
-    return secret_pb2.Secret(name=IDENTITY_SECRET, tls_certificate=common_pb2.TlsCertificate(
+def identity_secret(chain_pem: bytes, key_pem: bytes,
+                    name: str = IDENTITY_SECRET) -> secret_pb2.Secret:
+    return secret_pb2.Secret(name=name, tls_certificate=common_pb2.TlsCertificate(
         certificate_chain=base_pb2.DataSource(inline_bytes=chain_pem),
         private_key=base_pb2.DataSource(inline_bytes=key_pem)))
 
@@ -55,13 +58,18 @@ def entry(secret: secret_pb2.Secret) -> Entry:
 
 
 def secret_entries(chain_pem: bytes | None, key_pem: bytes | None,
-                   bundle_pem: bytes | None) -> dict[str, Entry]:
-    """The secrets to serve; one that is not known yet is left out (Envoy waits for it)."""
+                   bundle_pem: bytes | None,
+                   metrics_tls: tuple[bytes, bytes] | None = None) -> dict[str, Entry]:
+    """The secrets to serve; one that is not known yet is left out (Envoy waits for it).
+    ``metrics_tls`` is the operator's (certificate chain, key) for MeshMetric."""
     out = {}
     if chain_pem and key_pem:
         out[IDENTITY_SECRET] = entry(identity_secret(chain_pem, key_pem))
     if bundle_pem:
         out[TRUST_SECRET] = entry(trust_secret(bundle_pem))
+    if metrics_tls is not None:
+        out[PROMETHEUS_TLS_SECRET] = entry(identity_secret(*metrics_tls,
+                                                           name=PROMETHEUS_TLS_SECRET))
     return out
 
 

@@ -40,7 +40,7 @@ from proxy.agent.envoy_process import EnvoyCommand, EnvoySupervisor, Supervision
 from proxy.agent.errors import EnvoyCannotStart
 from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
 from proxy.agent.sds_state import SECRET_TYPE, secret_entries
-from proxy.context import IDENTITY_SECRET, SDS_CLUSTER, TRUST_SECRET
+from proxy.context import IDENTITY_SECRET, PROMETHEUS_TLS_SECRET, SDS_CLUSTER, TRUST_SECRET
 from proxy.envoy_binary import envoy_binary
 from sync.v1 import agent_pb2, agent_pb2_grpc
 
@@ -492,14 +492,15 @@ def envoy_pids(work: Path) -> list[int]:
     return pids
 
 
-async def served_secrets(sock: Path) -> dict[str, secret_pb2.Secret]:
+async def served_secrets(sock: Path, names: tuple[str, ...] = (IDENTITY_SECRET, TRUST_SECRET)
+                         ) -> dict[str, secret_pb2.Secret]:
     """What the agent's SDS serves right now, asked as Envoy would ask."""
     out = {}
     async with grpc.aio.insecure_channel(f"unix:{sock}") as channel:
         call = sds_pb2_grpc.SecretDiscoveryServiceStub(channel).StreamSecrets()
         await call.write(discovery_pb2.DiscoveryRequest(
             node=base_pb2.Node(id="test"), type_url=SECRET_TYPE,
-            resource_names=[IDENTITY_SECRET, TRUST_SECRET]))
+            resource_names=list(names)))
         response = await asyncio.wait_for(call.read(), 5)
         call.cancel()
     for resource in response.resources:
@@ -512,8 +513,13 @@ async def served_secrets(sock: Path) -> dict[str, secret_pb2.Secret]:
 async def test_the_agent_runs_envoy_rotates_and_drains(tmp_path: Path,
                                                        zone_cp: FakeZoneCp) -> None:
     admin = free_port()
+    metrics = Pki().workload()
+    (tmp_path / "metrics.pem").write_bytes(metrics.cert_pem())
+    (tmp_path / "metrics-key.pem").write_bytes(metrics.key_pem())
     args = [*agent_files(tmp_path, zone_cp), "--cp", zone_cp.url, "--admin-port", str(admin),
-            "--drain-time", "2s", "--envoy-log-level", "info"]
+            "--drain-time", "2s", "--envoy-log-level", "info",
+            "--metrics-cert-file", str(tmp_path / "metrics.pem"),
+            "--metrics-key-file", str(tmp_path / "metrics-key.pem")]
     async with agent_process(tmp_path, args) as agent:
         async def node_id() -> str:
             async with httpx.AsyncClient(timeout=1.0) as client:
@@ -542,6 +548,8 @@ async def test_the_agent_runs_envoy_rotates_and_drains(tmp_path: Path,
             return chain == zone_cp.signed[-1].public_bytes(Encoding.PEM)
 
         await eventually(serves_latest, timeout=10, what="the first certificate over SDS")
+        provided = (await served_secrets(sock, (PROMETHEUS_TLS_SECRET,)))[PROMETHEUS_TLS_SECRET]
+        assert provided.tls_certificate.certificate_chain.inline_bytes == metrics.cert_pem()
         await eventually(lambda: len(zone_cp.signed) >= 3, timeout=20,
                          what="two renewals of a 6 s certificate")
         await eventually(serves_latest, timeout=10, what="the renewed certificate over SDS")

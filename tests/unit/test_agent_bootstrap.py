@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from proxy.agent.bootstrap import ADMIN_CLUSTER, BootstrapParams, bootstrap, render, write
-from proxy.context import ADS_CLUSTER, SDS_CLUSTER
+from proxy.agent.bootstrap import BootstrapParams, bootstrap, render, write
+from proxy.context import ADMIN_CLUSTER, ADS_CLUSTER, SDS_CLUSTER
 
 GOLDEN = Path(__file__).parent / "golden" / "agent"
 CA_PEM = (GOLDEN / "cp-ca.pem").read_text()

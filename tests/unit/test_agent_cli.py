@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gossamer.cli.run_proxy import run
-from gossamer.pki.certs import new_root_ca
+from gossamer.pki.certs import new_leaf, new_root_ca
 
 DATAPLANE = """\
 type: Dataplane
@@ -106,3 +106,21 @@ def test_a_ca_file_that_is_not_a_ca(files: dict[str, Path]) -> None:
     result = invoke(files)
     assert result.exit_code == 2
     assert "is not a readable PEM CA bundle" in result.output
+
+
+def test_metrics_tls_files_go_together_and_must_match(files: dict[str, Path]) -> None:
+    now = dt.datetime.now(dt.UTC)
+    ca = new_root_ca("metrics CA", now, dt.timedelta(days=1))
+    one, two = (new_leaf(ca, "metrics", now, dt.timedelta(days=1)) for _ in range(2))
+    cert, key = files["dir"] / "metrics.pem", files["dir"] / "metrics-key.pem"
+    cert.write_bytes(one.cert_pem())
+    key.write_bytes(two.key_pem())
+    err = one_error(invoke(files, "--metrics-cert-file", str(cert)))
+    assert "--metrics-cert-file and --metrics-key-file go together" in err
+    err = one_error(invoke(files, "--metrics-cert-file", str(cert), "--metrics-key-file",
+                           str(key)))
+    assert "is not the private key of the certificate" in err
+    key.write_text("not a key")
+    err = one_error(invoke(files, "--metrics-cert-file", str(cert), "--metrics-key-file",
+                           str(key)))
+    assert err.startswith("error: --metrics-cert-file/--metrics-key-file: ")

@@ -13,7 +13,7 @@ from proxy.agent.sds_state import (
     SotwState,
     secret_entries,
 )
-from proxy.context import IDENTITY_SECRET, TRUST_SECRET
+from proxy.context import IDENTITY_SECRET, PROMETHEUS_TLS_SECRET, TRUST_SECRET
 
 CHAIN, KEY, BUNDLE = b"chain-1", b"key-1", b"bundle-1"
 
@@ -42,6 +42,14 @@ def test_versions_change_exactly_when_the_content_does() -> None:
     assert c[IDENTITY_SECRET].version != a[IDENTITY_SECRET].version
     assert c[TRUST_SECRET] == a[TRUST_SECRET]
     assert secret_entries(None, None, BUNDLE).keys() == {TRUST_SECRET}
+
+
+def test_the_operators_metrics_certificate_is_its_own_secret() -> None:
+    entries = secret_entries(CHAIN, KEY, BUNDLE, (b"metrics-chain", b"metrics-key"))
+    secret = secret_pb2.Secret.FromString(entries[PROMETHEUS_TLS_SECRET].payload.value)
+    assert secret.name == PROMETHEUS_TLS_SECRET
+    assert secret.tls_certificate.certificate_chain.inline_bytes == b"metrics-chain"
+    assert secret.tls_certificate.private_key.inline_bytes == b"metrics-key"
 
 
 def request(names: set[str], version: str = "", nonce: str = "",
