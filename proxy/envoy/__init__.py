@@ -3,10 +3,13 @@ assignments and route configurations out. Pure code (no I/O); protobuf messages 
 here because Envoy resources are protobufs: this is the edge where domain types become
 wire types.
 
-Entry point ``generate(ctx, cache=None) -> ProxyResources``. Per-service pieces are
-separately callable with hashable inputs, for caching across proxies:
-``outbound_cluster(Destination, ClusterConfs)`` and
-``endpoints(cluster_name, Hosts, zone, Locality)``.
+Entry point ``generate(ctx, cache=None) -> ProxyResources``; ``ProxyResources.items()``
+yields ``(type_url, name, message)``. Per-service pieces are separately callable with
+hashable inputs, for caching across proxies: ``outbound_cluster(Destination,
+ClusterConfs)`` and ``endpoints(cluster_name, Hosts, zone, Locality)``;
+``backend_pieces(ctx, Backend, cache)`` derives those inputs from a context and returns
+both. Pass one ``PieceCache`` (per zone CP) to every ``generate`` to share them. Names of
+every resource: see ``names``.
 
 Modules: ``generate`` (assembly), ``inbound``, ``outbound``, ``clusters``, ``endpoints``,
 ``routes`` (MeshHTTPRoute, MeshTCPRoute), ``http`` (the connection manager), ``tls``,
@@ -32,6 +35,7 @@ from proxy.envoy.resources import (
     TYPE_ORDER,
     ProxyResources,
 )
+from proxy.envoy.routes import Backend
 
 __all__ = [
     "CLUSTER_TYPE",
@@ -39,6 +43,7 @@ __all__ = [
     "LISTENER_TYPE",
     "ROUTE_TYPE",
     "TYPE_ORDER",
+    "Backend",
     "ClusterConfs",
     "Destination",
     "Host",

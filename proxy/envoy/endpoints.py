@@ -20,6 +20,10 @@ Layout (see ``load_balancing`` for what ``Locality`` changes):
   localities without one); priorities are renumbered to leave no gaps, so a service with
   no local instances has its remote zones at priority 0.
 
+EDS carries IP addresses only (Envoy resolves no names there, and one hostname would get
+the whole assignment NACKed), so an instance or ingress known by a hostname is left out;
+the zone CP must give IPs (or resolve names) for them to receive traffic.
+
 A subset (a backend selected by tags) holds only the local instances carrying those tags:
 an ingress cannot tell which of its zone's instances carry them (the SNI names only the
 service), so subsets do not cross zones.
@@ -40,7 +44,7 @@ from gossamer.policy.selectors import TagSet
 from proxy.context import RemoteZone, Service
 from proxy.envoy.load_balancing import Locality
 from proxy.envoy.names import tag_set
-from proxy.envoy.protos import socket_address, u32
+from proxy.envoy.protos import is_ip, socket_address, u32
 
 NO_LOCALITY_POLICY = Locality()
 # Tags every instance of a service shares: no use as host metadata.
@@ -99,7 +103,7 @@ def _lb_endpoint(address: str, port: int, weight: int, healthy: bool, hostname: 
 def _local(hosts: Hosts, zone: str, locality: Locality) -> list[ec_pb2.LocalityLbEndpoints]:
     groups: dict[str, list[Host]] = defaultdict(list)
     weights: dict[str, int] = {}
-    for host in hosts.local:
+    for host in (h for h in hosts.local if is_ip(h.address)):
         group, weight = locality.affinity_group(dict(host.tags))
         groups[group].append(host)
         weights[group] = weight
@@ -127,7 +131,7 @@ def endpoints(cluster_name: str, hosts: Hosts, zone: str,
               locality: Locality = NO_LOCALITY_POLICY) -> endpoint_pb2.ClusterLoadAssignment:
     """The load assignment of ``cluster_name`` for proxies in ``zone``."""
     local = _local(hosts, zone, locality)
-    by_zone = {r.zone: r for r in hosts.remote if r.zone != zone}
+    by_zone = {r.zone: r for r in hosts.remote if r.zone != zone and is_ip(r.address)}
     levels: list[list[ec_pb2.LocalityLbEndpoints]] = [local]
     for zones in locality.zone_priorities(tuple(sorted(by_zone))):
         level = [_remote(by_zone[z], hosts.hostname) for z in zones]

@@ -19,7 +19,9 @@ from __future__ import annotations
 from typing import TypeAlias
 
 from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc_pb2
@@ -73,9 +75,10 @@ def proxy_tags(ctx: ProxyContext) -> dict[str, str]:
     return tags
 
 
-def backend_pieces(ctx: ProxyContext, backend: Backend, out: Builder,
-                   cache: PieceCache | None = None) -> None:
-    """Add the cluster and load assignment of ``backend`` (a service or a subset)."""
+def backend_pieces(ctx: ProxyContext, backend: Backend, cache: PieceCache | None = None
+                   ) -> tuple[cluster_pb2.Cluster, endpoint_pb2.ClusterLoadAssignment]:
+    """The cluster and load assignment of ``backend`` (a service or a tagged subset) for
+    this proxy, from ``cache`` when it holds them for the same inputs."""
     service = service_of(ctx, backend.service)
     destination = Destination(ctx.mesh, service.name, service.protocol, backend.subset)
     cluster_confs = ClusterConfs.of(ctx.policies, service.name)
@@ -85,13 +88,12 @@ def backend_pieces(ctx: ProxyContext, backend: Backend, out: Builder,
     locality = Locality.of(lb, proxy_tags(ctx), ctx.zone)
     name = destination.name
     if cache is None:
-        out.cluster(outbound_cluster(destination, cluster_confs))
-        out.load_assignment(endpoints(name, hosts, ctx.zone, locality))
-        return
-    out.cluster(cache.get(("cluster", destination, cluster_confs),
-                          lambda: outbound_cluster(destination, cluster_confs)))
-    out.load_assignment(cache.get(("endpoints", name, hosts, ctx.zone, locality),
-                                  lambda: endpoints(name, hosts, ctx.zone, locality)))
+        return (outbound_cluster(destination, cluster_confs),
+                endpoints(name, hosts, ctx.zone, locality))
+    return (cache.get(("cluster", destination, cluster_confs),
+                      lambda: outbound_cluster(destination, cluster_confs)),
+            cache.get(("endpoints", name, hosts, ctx.zone, locality),
+                      lambda: endpoints(name, hosts, ctx.zone, locality)))
 
 
 def _settle(ctx: ProxyContext, service: Service) -> routes.Settle:
@@ -169,5 +171,7 @@ def outbound_listener(ctx: ProxyContext, outbound: OutboundListener, tracing: Tr
         traffic_direction=base_pb2.OUTBOUND, stat_prefix=stat_prefix(name),
         filter_chains=[lc_pb2.FilterChain(filters=[chain_filter])]))
     for backend in sorted(backends, key=lambda b: (b.service, b.subset)):
-        backend_pieces(ctx, backend, out, cache)
+        cluster, assignment = backend_pieces(ctx, backend, cache)
+        out.cluster(cluster)
+        out.load_assignment(assignment)
 

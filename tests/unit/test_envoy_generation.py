@@ -889,3 +889,13 @@ def test_inbound_addresses_and_local_clusters() -> None:
     assert "http2_protocol_options" in options["explicit_http_config"]
     assert "typed_extension_protocol_options" not in MessageToDict(
         res.clusters["localhost:16379"])
+
+
+def test_hostnames_never_reach_eds() -> None:
+    service = Service("svc", "http", endpoints=(Endpoint("10.0.0.2", 80), Endpoint("host.lan", 80)),
+                      remote=(RemoteZone("east", "ingress.example.com", 10001),
+                              RemoteZone("west", "192.168.2.10", 10001)))
+    cla = endpoints("svc", Hosts.of(service), ZONE)
+    addresses = [e.endpoint.address.socket_address.address
+                 for loc in cla.endpoints for e in loc.lb_endpoints]
+    assert addresses == ["10.0.0.2", "192.168.2.10"]
