@@ -30,7 +30,12 @@ from typing import Any
 from proxy.agent import bootstrap, sds_state
 from proxy.agent.cp_client import AgentClient, ControlPlaneAddress, DnsTable, Registration
 from proxy.agent.dataplane_file import DataplaneFile
-from proxy.agent.envoy_process import EnvoyCommand, EnvoySupervisor, SupervisionPolicy
+from proxy.agent.envoy_process import (
+    EnvoyCommand,
+    EnvoySupervisor,
+    SupervisionPolicy,
+    parent_death_wrapper,
+)
 from proxy.agent.errors import AgentError, ControlPlaneRefused
 from proxy.agent.identity import Identity, SignedCertificate, check_bundle
 from proxy.agent.rotation import Rotator
@@ -152,7 +157,8 @@ class Agent:
 
         self.envoy = EnvoySupervisor(EnvoyCommand(
             binary=s.envoy_binary, bootstrap=s.bootstrap_path, work_dir=s.work_dir,
-            concurrency=s.concurrency, log_level=s.envoy_log_level, drain_time=s.drain_time),
+            concurrency=s.concurrency, log_level=s.envoy_log_level, drain_time=s.drain_time,
+            wrapper=parent_death_wrapper()),
             admin_port=s.admin_port, policy=s.supervision, rng=self._rng)
         self._spawn(self.envoy.run(), "agent-envoy")
         self._spawn(self.rotator.run(), "agent-rotation")

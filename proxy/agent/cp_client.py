@@ -33,10 +33,12 @@ DEFAULT_PORT = 5678
 CP_EXAMPLE = "https://zone-cp.example.com:5678"
 SIGN_TIMEOUT = 30.0
 
+# Statuses that mean "no" for this agent as configured. FAILED_PRECONDITION is not one:
+# the CP says it when a CSR arrives while the session is re-registering, which passes.
 REFUSALS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
-                      grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
-                      grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.NOT_FOUND,
-                      grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.OUT_OF_RANGE})
+                      grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS,
+                      grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED,
+                      grpc.StatusCode.OUT_OF_RANGE})
 
 GRPC_OPTIONS = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000),
                 ("grpc.keepalive_permit_without_calls", 0),

@@ -6,7 +6,10 @@ fixed id derived from the Dataplane's name can still collide (the same name in t
 meshes, a zone ingress on the host); the dynamic one is picked atomically by Envoy and
 written to ``envoy-base-id`` in the work directory for debugging. Its stdout and stderr
 (where it logs) are appended to ``envoy.log`` in the work directory, each start marked by
-one header line.
+one header line. Where util-linux's ``setpriv`` exists, Envoy is started through
+``setpriv --pdeathsig TERM`` (which then execs Envoy, same pid), so an agent killed
+without a chance to clean up (SIGKILL, OOM) does not leave an orphaned Envoy holding
+its ports.
 
 ``EnvoySupervisor.run`` is the supervision loop:
 
@@ -29,6 +32,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import signal
 import time
 from collections.abc import Sequence
@@ -55,6 +59,7 @@ class EnvoyCommand:
     log_level: str = "info"
     drain_time: float = 5.0
     extra_args: Sequence[str] = field(default_factory=tuple)
+    wrapper: Sequence[str] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -67,7 +72,7 @@ class EnvoyCommand:
         return self.work_dir / "envoy.log"
 
     def argv(self) -> list[str]:
-        return [str(self.binary), "--config-path", str(self.bootstrap),
+        return [*self.wrapper, str(self.binary), "--config-path", str(self.bootstrap),
                 "--concurrency", str(self.concurrency),
                 "--log-level", self.log_level,
                 "--drain-time-s", str(max(1, math.ceil(self.drain_time))),
@@ -75,6 +80,12 @@ class EnvoyCommand:
                 "--use-dynamic-base-id",
                 "--base-id-path", str(self.work_dir / "envoy-base-id"),
                 *self.extra_args]
+
+
+def parent_death_wrapper() -> tuple[str, ...]:
+    """``setpriv --pdeathsig TERM --`` if available: Envoy dies with the agent."""
+    setpriv = shutil.which("setpriv")
+    return (setpriv, "--pdeathsig", "TERM", "--") if setpriv else ()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ def test_command_line(tmp_path: Path) -> None:
     assert pairs["--drain-time-s"] == "3"
     assert "--use-dynamic-base-id" in argv
     assert cmd.log_file == tmp_path / "envoy.log"
+    wrapped = EnvoyCommand(binary=Path("/usr/bin/envoy"), bootstrap=tmp_path / "envoy.yaml",
+                           work_dir=tmp_path, wrapper=("setpriv", "--pdeathsig", "TERM", "--"))
+    assert wrapped.argv()[:5] == ["setpriv", "--pdeathsig", "TERM", "--", "/usr/bin/envoy"]
 
 
 @pytest.mark.parametrize("kwargs", [{"concurrency": 0}, {"log_level": "loud"}])
