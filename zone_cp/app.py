@@ -15,6 +15,7 @@ from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer
 from gossamer.api.tokens import dataplane_token_router
+from gossamer.pki.serving import ensure_serving_tls
 from gossamer.process import run_until_signal
 from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
@@ -22,7 +23,14 @@ from gossamer.store import open_store
 from gossamer.store.base import Store
 from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
+from proxy.envoy import PieceCache, generate
+from zone_cp.agents import AgentRegistry, AgentService
+from zone_cp.ca import ZoneCa
+from zone_cp.dataplane_routes import dataplane_router
 from zone_cp.guard import zone_write_guard
+from zone_cp.mesh_state import MeshState
+from zone_cp.xds import AdsServer
+from zone_cp.xds_server import XdsServer
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,7 @@ class ZoneControlPlane:
         self.store: Store | None = None
         self.admin_token = ""
         self._api: ApiServer | None = None
+        self.xds: XdsServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -58,7 +67,8 @@ class ZoneControlPlane:
         api_manager = ResourceManager(self.store, guard=zone_write_guard(s.federated))
         if not s.federated:
             await bootstrap(self.manager)
-        routers = []
+        xds = self._prepare_xds()
+        routers = [dataplane_router(self.manager, self.agents, self.ads)]
         if not s.federated:
             routers.append(dataplane_token_router(
                 lambda mesh: TokenAuthority(self.manager, DATAPLANE, mesh)))
@@ -68,6 +78,7 @@ class ZoneControlPlane:
                                    extra_info=lambda: {"zone": s.zone}))
         self._api = ApiServer(app, s.api_addr)
         await self._api.start()
+        await xds.start(self.tls.cert_file.read_bytes(), self.tls.key_file.read_bytes())
         if s.federated:
             from zone_cp.sync_client import ZoneSyncClient
 
@@ -75,7 +86,23 @@ class ZoneControlPlane:
             self._tasks.append(asyncio.create_task(self.sync.run(), name="zone-sync"))
         log.info("zone %s control plane (%s) API on %s", s.zone, mode, self.api_url)
 
+    def _prepare_xds(self) -> XdsServer:
+        s = self.settings
+        self.tls = ensure_serving_tls(s.directory / "tls", f"gossamer-zone-{s.zone}",
+                                      list(s.tls_hosts))
+        self.state = MeshState(self.manager.store, s.zone)
+        self._tasks.append(asyncio.create_task(self.state.run(), name="mesh-state"))
+        self.agents = AgentRegistry(self.manager, s.zone)
+        # One piece cache for every proxy: a service's cluster and endpoints are built once
+        # per change, not once per proxy that calls the service.
+        cache = PieceCache()
+        self.ads = AdsServer(self.state, self.agents, lambda ctx: generate(ctx, cache))
+        self.xds = XdsServer(s.xds_addr, self.ads, AgentService(self.agents, ZoneCa(self.manager)))
+        return self.xds
+
     async def stop(self) -> None:
+        if self.xds is not None:
+            await self.xds.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
