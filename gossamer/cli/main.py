@@ -17,7 +17,15 @@ import click
 import httpx
 
 from gossamer import __version__
-from gossamer.cli import config_cmd, inspect, resources, run_global, run_zone, tokens
+from gossamer.cli import (
+    config_cmd,
+    inspect,
+    resources,
+    run_global,
+    run_proxy,
+    run_zone,
+    tokens,
+)
 from gossamer.cli.state import CliState, Runtime
 from gossamer.errors import GossamerError, Unauthorized
 
@@ -87,6 +95,14 @@ def zone() -> None:
 
 
 zone.add_command(run_zone.run)
+
+
+@main.group()
+def proxy() -> None:
+    """The sidecar agent: Envoy programmed by the zone control plane."""
+
+
+proxy.add_command(run_proxy.run)
 
 
 @main.command()
