@@ -149,12 +149,7 @@ class Agent:
 
         sock = socket_path(s.work_dir)
         await self.sds.start(sock)
-        bootstrap.write(s.bootstrap_path, bootstrap.bootstrap(bootstrap.BootstrapParams(
-            node_id=reg.node_id, mesh=reg.mesh, dataplane=reg.name, zone=reg.zone,
-            service=(s.dataplane.spec.services or [reg.name])[0],
-            cp_host=s.cp.host, cp_port=s.cp.port, cp_ca_pem=s.cp_ca_pem.decode(),
-            token=s.token, sds_socket=str(sock), admin_port=s.admin_port)))
-
+        self._write_bootstrap(reg, sock)
         self.envoy = EnvoySupervisor(EnvoyCommand(
             binary=s.envoy_binary, bootstrap=s.bootstrap_path, work_dir=s.work_dir,
             concurrency=s.concurrency, log_level=s.envoy_log_level, drain_time=s.drain_time,
@@ -162,6 +157,14 @@ class Agent:
             admin_port=s.admin_port, policy=s.supervision, rng=self._rng)
         self._spawn(self.envoy.run(), "agent-envoy")
         self._spawn(self.rotator.run(), "agent-rotation")
+
+    def _write_bootstrap(self, reg: Registration, sds_socket: Path) -> None:
+        s = self.settings
+        bootstrap.write(s.bootstrap_path, bootstrap.bootstrap(bootstrap.BootstrapParams(
+            node_id=reg.node_id, mesh=reg.mesh, dataplane=reg.name, zone=reg.zone,
+            service=(s.dataplane.spec.services or [reg.name])[0],
+            cp_host=s.cp.host, cp_port=s.cp.port, cp_ca_pem=s.cp_ca_pem.decode(),
+            token=s.token, sds_socket=str(sds_socket), admin_port=s.admin_port)))
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
