@@ -69,7 +69,7 @@ class GlobalControlPlane:
         manager = ResourceManager(self.store)
         if self.settings.bootstrap_default_mesh:
             await bootstrap(manager)
-        self.zone_tokens = TokenAuthority(manager, ZONE)
+        self.zone_tokens = TokenAuthority(manager, ZONE, publish_trust=True)
         await self.zone_tokens.keys()  # the first signing key, before any zone asks
         metrics = CollectorRegistry()
         self.insights = Insights(metrics)

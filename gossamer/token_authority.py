@@ -16,13 +16,15 @@ import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gossamer.errors import InvalidResource, NotFound
 from gossamer.model.base import Resource
 from gossamer.model.secret import SecretSpec
+from gossamer.model.tokentrust import Revocation, TokenTrustSpec, TrustedKey
 from gossamer.resources import ResourceManager
-from gossamer.tokens import Claims, Clock, SigningKey, issue, verify
+from gossamer.tokens import Claims, Clock, SigningKey, TokenRejected, issue, verify
 
 KEY_LABEL = "gossamer.io/signing-key"
 REVOCATIONS_LABEL = "gossamer.io/revocations"
@@ -40,12 +42,13 @@ class TokenAuthority:
     """Issues and verifies one purpose of tokens (``zone`` or ``dataplane``)."""
 
     def __init__(self, manager: ResourceManager, purpose: str, mesh: str = "",
-                 clock: Clock = time.time) -> None:
+                 clock: Clock = time.time, publish_trust: bool = False) -> None:
         self.manager = manager
         self.purpose = purpose
         self._mesh = mesh
         self._kind = "Secret" if mesh else "GlobalSecret"
         self._clock = clock
+        self._publish_trust = publish_trust
 
     def _secret(self, name: str, data: bytes, label: str) -> Resource:
         return Resource(type=self._kind, name=name, mesh=self._mesh, labels={label: self.purpose},
@@ -61,7 +64,18 @@ class TokenAuthority:
         if not keys:
             keys.append(await self.rotate())
         newest = max(keys, key=lambda k: (k.created, k.kid))
-        return KeyRing(newest, {k.kid: k.public for k in keys}, set(await self._revocations()))
+        revocations = await self._revocations()
+        if self._publish_trust:
+            await self._publish(keys, revocations)
+        return KeyRing(newest, {k.kid: k.public for k in keys}, set(revocations))
+
+    async def _publish(self, keys: list[SigningKey], revocations: dict[str, int]) -> None:
+        """Keep the ``TokenTrust`` others verify with in step (a no-op when unchanged)."""
+        spec = TokenTrustSpec(
+            keys=[TrustedKey(kid=k.kid, public_key=_public_pem(k)) for k in
+                  sorted(keys, key=lambda k: k.kid)],
+            revoked=[Revocation(id=i, expires_at=e) for i, e in sorted(revocations.items())])
+        await self.manager.apply(Resource(type="TokenTrust", name=self.purpose, spec=spec))
 
     async def rotate(self) -> SigningKey:
         """Add a new signing key; it signs from now on, older keys keep verifying."""
@@ -105,6 +119,33 @@ class TokenAuthority:
         current[token_id] = expires_at or now + int(MAX_VALIDITY)
         data = json.dumps(current, sort_keys=True).encode()
         await self.manager.apply(self._secret(self._revocations_name(), data, REVOCATIONS_LABEL))
+        if self._publish_trust:
+            await self.keys()
+
+
+def _public_pem(key: SigningKey) -> str:
+    return key.public.public_bytes(serialization.Encoding.PEM,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+async def verify_with_trust(manager: ResourceManager, token: str | None, purpose: str, *,
+                            subject: str | None = None, scope: str | None = None,
+                            now: Clock = time.time) -> Claims:
+    """Verify a token signed elsewhere, with the ``TokenTrust`` its signer published."""
+    try:
+        res = await manager.get("TokenTrust", purpose)
+    except NotFound:
+        raise TokenRejected("unknown-key", f"no {purpose} token keys have been received from "
+                                           "the global yet") from None
+    if not isinstance(res.spec, TokenTrustSpec):
+        raise TypeError("TokenTrust with a foreign spec")
+    keys = {}
+    for trusted in res.spec.keys:
+        public = serialization.load_pem_public_key(trusted.public_key.encode())
+        if isinstance(public, Ed25519PublicKey):
+            keys[trusted.kid] = public
+    return verify(token, keys, kind=purpose, revoked={r.id for r in res.spec.revoked},
+                  subject=subject, scope=scope, now=now)
 
 
 def _data(res: Resource) -> bytes:

@@ -56,3 +56,33 @@ async def test_dataplane_tokens_are_per_mesh() -> None:
     with pytest.raises(TokenRejected) as info:
         await payments.verify(token)
     assert info.value.reason in {"unknown-key", "wrong-mesh"}
+
+
+async def test_published_trust_verifies_elsewhere_and_follows_revocation() -> None:
+    from gossamer.token_authority import verify_with_trust
+
+    signer = ResourceManager(MemoryStore())
+    authority = TokenAuthority(signer, "zone", clock=lambda: NOW, publish_trust=True)
+    token, claims = await authority.issue("east", 3600, scopes=["ingress"])
+    # Another control plane holding only the published TokenTrust (as a zone would).
+    elsewhere = ResourceManager(MemoryStore())
+    trust = await signer.get("TokenTrust", "zone")
+    await elsewhere.apply(trust)
+    got = await verify_with_trust(elsewhere, token, "zone", subject="east", scope="ingress",
+                                  now=lambda: NOW)
+    assert got.token_id == claims.token_id
+    assert "PRIVATE" not in str(trust.spec)
+
+    await authority.revoke(claims.token_id, claims.expires_at)
+    await elsewhere.apply(await signer.get("TokenTrust", "zone"))
+    with pytest.raises(TokenRejected) as info:
+        await verify_with_trust(elsewhere, token, "zone", now=lambda: NOW)
+    assert info.value.reason == "revoked"
+
+
+async def test_verify_with_trust_before_any_trust_arrived() -> None:
+    from gossamer.token_authority import verify_with_trust
+
+    with pytest.raises(TokenRejected) as info:
+        await verify_with_trust(ResourceManager(MemoryStore()), "x.y.z", "zone")
+    assert info.value.reason == "unknown-key"
