@@ -32,7 +32,16 @@ from dnslib import AAAA, RR, SOA, A
 
 from dns.cache import AnswerCache
 from dns.errors import BADVERS, NOERROR, NOTIMP, NXDOMAIN, REFUSED, SERVFAIL, DnsError
-from dns.message import Header, Question, Reply, Request, Transport, pack_reply, parse_request
+from dns.message import (
+    Header,
+    Question,
+    Reply,
+    Request,
+    Transport,
+    pack_reply,
+    parse_request,
+    readdress,
+)
 from dns.table import Address, DnsTable, normalise_name
 
 QTYPE_A = 1
@@ -42,6 +51,7 @@ QTYPE_ANY = 255
 # Zone transfers and the obsolete mailbox types: not for a stub resolver's zone.
 ZONE_TRANSFER_QTYPES = frozenset({251, 252, 253, 254})
 QCLASS_IN = 1
+MAX_TEMPLATES = 8192  # packed .mesh answers kept per table; all dropped when full
 QCLASS_ANY = 255
 
 
@@ -115,6 +125,7 @@ class Resolver:
         self._table = table or DnsTable()
         self._serial = 1
         self._soa = self._make_soa()
+        self._templates: dict[tuple[object, ...], Answer] = {}
 
     @property
     def table(self) -> DnsTable:
@@ -123,6 +134,7 @@ class Resolver:
     def update_table(self, table: DnsTable) -> None:
         """Answer from ``table`` from now on; the SOA serial moves so caches can tell."""
         self._table = table
+        self._templates.clear()
         self._serial = self._serial % 0xFFFF_FFFF + 1
         self._soa = self._make_soa()
 
@@ -140,7 +152,7 @@ class Resolver:
         if request.edns is not None and request.edns.version != 0:
             return self._reply(request, Reply(rcode=BADVERS))
         if self._in_domain(request.question.key):
-            return self._answer_mesh(request)
+            return self._answer_mesh_cached(request)
         cached = self.cache.get(request.question)
         if cached is not None:
             return self._reply(request, cached)
@@ -158,6 +170,24 @@ class Resolver:
     def _in_domain(self, key: str) -> bool:
         domain = self.config.domain
         return key == domain or key.endswith("." + domain)
+
+    def _answer_mesh_cached(self, request: Request) -> Answer:
+        # A .mesh answer depends only on the table, the question and the size bound:
+        # pack it once per table, then give each query a copy with its id, flags and
+        # question case (packing with dnslib is most of the cost of an answer).
+        edns = request.edns
+        limit = request.size_limit(self.config.max_udp_payload)
+        question = request.question
+        key = (question.key, question.qtype, question.qclass, edns is None, edns and edns.do, limit)
+        template = self._templates.get(key)
+        if template is None:
+            blank = Header(id=0, qr=False, opcode=0, rd=False, cd=False)
+            template = self._answer_mesh(Request(blank, question, edns, request.transport))
+            if len(self._templates) >= MAX_TEMPLATES:
+                self._templates.clear()
+            self._templates[key] = template
+        data = readdress(template.data, request.header, question)
+        return Answer(data, template.rcode, template.truncated)
 
     def _answer_mesh(self, request: Request) -> Answer:
         question = request.question

@@ -17,6 +17,7 @@ TC set, and the client retries over TCP, where the bound is the 2-byte frame len
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -76,7 +77,7 @@ class Question:
     qtype: int
     qclass: int
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """The lower-case dotted name (``backend.mesh.``) the table and cache are keyed by.
 
@@ -158,16 +159,17 @@ def _read(data: bytes, header: Header, transport: Transport) -> Request:
     # Only the question and the OPT record matter in a query. The other records are
     # skipped by their RDLENGTH rather than handed to dnslib's per-type RDATA parsers:
     # less work, and no exposure to a parser's failure on RDATA we would ignore anyway.
+    qdcount, ancount, nscount, arcount = struct.unpack_from("!4H", data, 4)
+    if qdcount != 1:
+        raise RemoteProtocolError(f"{qdcount} questions, expected exactly 1")
     buffer = DNSBuffer(data)
-    parsed = DNSHeader.parse(buffer)
-    if parsed.q != 1:
-        raise RemoteProtocolError(f"{parsed.q} questions, expected exactly 1")
+    buffer.offset = HEADER_SIZE  # Header.peek has read it
     dq = DNSQuestion.parse(buffer)
     labels = tuple(bytes(label) for label in dq.qname.label)
     _check_name(labels)
-    for _ in range(parsed.a + parsed.auth):
+    for _ in range(ancount + nscount):
         _skip_record(buffer)
-    opts = [opt for opt in (_skip_record(buffer) for _ in range(parsed.ar)) if opt is not None]
+    opts = [opt for opt in (_skip_record(buffer) for _ in range(arcount)) if opt is not None]
     if len(opts) > 1:
         raise RemoteProtocolError("more than one OPT record")
     question = Question(labels=labels, qtype=dq.qtype, qclass=dq.qclass)
@@ -193,6 +195,33 @@ def _check_name(labels: tuple[bytes, ...]) -> None:
         raise RemoteProtocolError("a label is empty or longer than 63 octets")
     if sum(len(label) + 1 for label in labels) + 1 > MAX_NAME_OCTETS:
         raise RemoteProtocolError("name longer than 255 octets")
+
+
+def question_wire(question: Question) -> bytes:
+    """The question section for ``question``, uncompressed, in the client's case."""
+    name = b"".join(bytes([len(label)]) + label for label in question.labels) + b"\x00"
+    return name + struct.pack("!HH", question.qtype, question.qclass)
+
+
+def readdress(template: bytes, header: Header, question: Question) -> bytes:
+    """A packed answer to another query for the same question, made to answer ``header``.
+
+    ``template`` was packed by ``pack_reply`` for a query with the same question (up to
+    case), opcode QUERY, RD and CD clear. Its id, RD and CD bits and question become
+    this query's; records that point at the question name by compression follow it, so
+    the client's case is echoed there too.
+    """
+    wire = question_wire(question)
+    flags = bytes(
+        (template[2] | (0x01 if header.rd else 0), template[3] | (0x10 if header.cd else 0))
+    )
+    return (
+        struct.pack("!H", header.id)
+        + flags
+        + template[4:HEADER_SIZE]
+        + wire
+        + template[HEADER_SIZE + len(wire) :]
+    )
 
 
 def pack_reply(

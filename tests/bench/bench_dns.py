@@ -1,0 +1,232 @@
+"""Benchmark: queries per second of our ``.mesh`` resolver against dnsmasq, with dnsperf.
+
+Run ``.venv/bin/python -m tests.bench.bench_dns``. Both servers hold the same
+``--names`` names (``svc-NNNN.mesh``, one VIP each; dnsmasq through ``--host-record``,
+authoritative for ``mesh`` through ``--local=/mesh/``) and get the same query file from
+dnsperf: A queries for every name, plus AAAA queries (empty NOERROR) and names that do
+not exist (NXDOMAIN), shuffled. Each server runs as its own process on 127.0.0.1 and
+is measured for ``--seconds`` per round over UDP (and TCP with ``--tcp``); rounds
+alternate between the two servers, and the best round of each is kept, which lowers the
+noise of a shared machine. The table prints queries per second, mean latency, lost
+queries, and our rate as a fraction of dnsmasq's (the reference, measured in the same
+run). Installs dnsperf and dnsmasq with apt-get when missing and running as root.
+
+``--serve PORT`` is the child mode that runs our server for the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from dns.server import DnsServer, ServerConfig
+from dns.table import DnsTable
+
+
+@dataclass(frozen=True)
+class Run:
+    server: str
+    mode: str
+    qps: float
+    latency_ms: float
+    sent: int
+    lost: int
+
+
+def names(count: int) -> dict[str, str]:
+    return {f"svc-{i:04d}.mesh": f"240.0.{i // 250}.{i % 250 + 1}" for i in range(count)}
+
+
+def query_file(path: Path, table: dict[str, str]) -> None:
+    lines = [f"{name} A" for name in table]
+    lines += [f"{name} AAAA" for name in list(table)[: len(table) // 5]]
+    lines += [f"missing-{i:04d}.mesh A" for i in range(len(table) // 5)]
+    random.Random(7).shuffle(lines)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def ensure_tools() -> None:
+    missing = [pkg for tool, pkg in [("dnsperf", "dnsperf"), ("dnsmasq", "dnsmasq")]
+               if shutil.which(tool) is None]  # fmt: skip
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        sys.exit(f"missing {', '.join(missing)}: install the Debian packages (needs root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
+    if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=True)
+        subprocess.run(install, env=env, capture_output=True, check=True)
+
+
+def free_port() -> int:
+    # Both servers bind UDP and TCP on this port; the kernel's pick for port 0 over TCP
+    # is good enough on an otherwise idle loopback.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def ours(port: int, count: int) -> Iterator[subprocess.Popen[bytes]]:
+    cmd = [sys.executable, "-m", "tests.bench.bench_dns", "--serve", str(port),
+           "--names", str(count)]  # fmt: skip
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != b"ready":
+            raise RuntimeError("our server did not start")
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(10)
+
+
+@contextmanager
+def dnsmasq(port: int, table: dict[str, str], workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    conf = workdir / "dnsmasq.conf"
+    lines = [f"port={port}", "listen-address=127.0.0.1", "bind-interfaces", "no-resolv"]
+    lines += ["no-hosts", "no-negcache", "local=/mesh/", "local-ttl=5", "cache-size=1000"]
+    lines += [f"host-record={name},{ip}" for name, ip in table.items()]
+    conf.write_text("\n".join(lines) + "\n")
+    process = subprocess.Popen(
+        ["dnsmasq", "--no-daemon", f"--conf-file={conf}"], stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_answering(port)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def wait_answering(port: int, deadline: float = 10.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        probe = subprocess.run(
+            ["dig", "@127.0.0.1", "-p", str(port), "+time=1", "+tries=1", "svc-0000.mesh"],
+            capture_output=True,
+            text=True,
+        )
+        if "status: NOERROR" in probe.stdout:
+            return
+    raise RuntimeError(f"nothing answers on port {port}")
+
+
+def dnsperf(port: int, queries: Path, seconds: int, mode: str, server: str) -> Run:
+    cmd = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-l",
+           str(seconds), "-c", "4", "-q", "100", "-m", mode]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    def number(label: str) -> float:
+        match = re.search(rf"{label}:\s+([\d.]+)", out)
+        if match is None:
+            raise RuntimeError(f"dnsperf printed no {label!r}:\n{out}")
+        return float(match.group(1))
+
+    return Run(
+        server,
+        mode,
+        qps=number("Queries per second"),
+        latency_ms=number("Average Latency \\(s\\)") * 1000,
+        sent=int(number("Queries sent")),
+        lost=int(number("Queries lost")),
+    )
+
+
+def report(runs: list[Run]) -> str:
+    best: dict[tuple[str, str], Run] = {}
+    for run in runs:
+        key = (run.server, run.mode)
+        if key not in best or run.qps > best[key].qps:
+            best[key] = run
+    lines = [
+        "| transport | server | queries/s | mean latency ms | sent | lost | vs dnsmasq |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for (server, mode), run in sorted(best.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        ratio = run.qps / best[("dnsmasq", mode)].qps
+        lines.append(
+            f"| {mode} | {server} | {run.qps:,.0f} | {run.latency_ms:.2f} | {run.sent:,} "
+            f"| {run.lost:,} | {ratio:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    version = subprocess.run(["dnsmasq", "--version"], capture_output=True, text=True)
+    dnsmasq_version = version.stdout.split("\n")[0].replace("Dnsmasq version ", "")
+    perf = subprocess.run(["dnsperf", "-h"], capture_output=True, text=True)
+    perf_version = re.search(r"Version ([\d.]+)", perf.stdout + perf.stderr)
+    return (
+        f"nproc {os.cpu_count()}, Python {platform.python_version()}, "
+        f"dnsmasq {dnsmasq_version.split()[0]}, "
+        f"dnsperf {perf_version.group(1) if perf_version else '?'}, "
+        f"{platform.system()} {platform.release()}, load average at start {load}"
+    )
+
+
+def main(args: argparse.Namespace) -> None:
+    ensure_tools()
+    table = names(args.names)
+    modes = ["udp", "tcp"] if args.tcp else ["udp"]
+    print(f"DNS: {args.names} .mesh names, dnsperf -c 4 -q 100 for {args.seconds}s per round, "
+          f"{args.rounds} rounds ({machine()})\n")  # fmt: skip
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="dns-bench-") as tmp:
+        queries = Path(tmp) / "queries.txt"
+        query_file(queries, table)
+        for round_no in range(args.rounds):
+            for server in ("ours", "dnsmasq") if round_no % 2 == 0 else ("dnsmasq", "ours"):
+                port = free_port()
+                starter = ours(port, args.names) if server == "ours" else None
+                with starter or dnsmasq(port, table, Path(tmp)):
+                    wait_answering(port)
+                    for mode in modes:
+                        run = dnsperf(port, queries, args.seconds, mode, server)
+                        print(f"  round {round_no + 1} {server} {mode}: {run.qps:,.0f} q/s",
+                              file=sys.stderr)  # fmt: skip
+                        runs.append(run)
+    print(report(runs))
+
+
+async def serve(port: int, count: int) -> None:
+    table = DnsTable.from_mapping({name: [ip] for name, ip in names(count).items()})
+    async with DnsServer(table, ServerConfig(port=port, upstreams=())):
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--names", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--tcp", action="store_true", help="also measure DNS over TCP")
+    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    if arguments.serve is not None:
+        with suppress(KeyboardInterrupt):
+            asyncio.run(serve(arguments.serve, arguments.names))
+    else:
+        main(arguments)
