@@ -50,8 +50,13 @@ class MessageStream(Protocol):
 
 @dataclass(frozen=True)
 class Heartbeats:
-    interval: float = 5.0
-    timeout: float = 15.0
+    """``None`` turns a side off: Envoy neither sends nor understands our heartbeats."""
+
+    interval: float | None = 5.0
+    timeout: float | None = 15.0
+
+
+NO_HEARTBEATS = Heartbeats(interval=None, timeout=None)
 
 
 Clock = Callable[[], float]
@@ -60,11 +65,18 @@ _TIMEOUT = object()
 
 
 class _Inbox:
-    """Messages from the stream and wake-ups from the publisher, in one queue."""
+    """Messages from the stream and wake-ups from the publisher, in one queue.
 
-    def __init__(self, stream: MessageStream) -> None:
+    The reader runs on its own task, so ``last_arrival`` moves whenever anything arrives,
+    even while the loop is busy persisting a large delta: a slow consumer is not a dead
+    peer. Heartbeats only move ``last_arrival``; they are not queued.
+    """
+
+    def __init__(self, stream: MessageStream, clock: Clock) -> None:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self._stream = stream
+        self._clock = clock
+        self.last_arrival = clock()
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -74,16 +86,19 @@ class _Inbox:
                 if message is None or message is grpc.aio.EOF:
                     await self.queue.put(None)
                     return
-                await self.queue.put(message)
+                self.last_arrival = self._clock()
+                if message.type_url != HEARTBEAT:
+                    await self.queue.put(message)
         except Exception as exc:
             await self.queue.put(exc)
 
     def wake(self) -> None:
         self.queue.put_nowait(_WAKE)
 
-    async def next(self, timeout: float) -> Any:
+    async def next(self, timeout: float | None) -> Any:
         try:
-            return await asyncio.wait_for(self.queue.get(), max(timeout, 0.0))
+            limit = None if timeout is None else max(timeout, 0.0)
+            return await asyncio.wait_for(self.queue.get(), limit)
         except TimeoutError:
             return _TIMEOUT
 
@@ -91,34 +106,45 @@ class _Inbox:
         self._reader.cancel()
 
 
+async def _heartbeats(write: Callable[[Any], Awaitable[None]], heartbeat: Any,
+                      interval: float) -> None:
+    while True:
+        await write(heartbeat)
+        await asyncio.sleep(interval)
+
+
 async def _loop(stream: MessageStream, inbox: _Inbox, beats: Heartbeats, clock: Clock,
                 heartbeat: Any, handle: Callable[[Any, float], Awaitable[list[Any]]],
                 deadline: Callable[[], float | None]) -> None:
-    last_seen = clock()
-    next_beat = clock()
-    while True:
-        now = clock()
-        due = [last_seen + beats.timeout, next_beat]
-        extra = deadline()
-        if extra is not None:
-            due.append(extra)
-        item = await inbox.next(min(due) - now)
-        now = clock()
-        if item is None:
-            raise SyncError("the peer closed the stream")
-        if isinstance(item, BaseException):
-            raise item
-        if item is not _TIMEOUT and item is not _WAKE:
-            last_seen = now
-            if item.type_url == HEARTBEAT:
-                continue
-        if now - last_seen > beats.timeout:
-            raise StreamStalled(f"nothing received for {beats.timeout:g}s")
-        for out in await handle(item, now):
-            await stream.write(out)
-        if now >= next_beat:
-            await stream.write(heartbeat)
-            next_beat = now + beats.interval
+    lock = asyncio.Lock()  # one writer at a time: the loop and the heartbeat task
+
+    async def write(message: Any) -> None:
+        async with lock:
+            await stream.write(message)
+
+    beating = (asyncio.create_task(_heartbeats(write, heartbeat, beats.interval))
+               if beats.interval else None)
+    try:
+        while True:
+            due = [] if beats.timeout is None else [inbox.last_arrival + beats.timeout]
+            extra = deadline()
+            if extra is not None:
+                due.append(extra)
+            item = await inbox.next(min(due) - clock() if due else None)
+            if item is None:
+                raise SyncError("the peer closed the stream")
+            if isinstance(item, BaseException):
+                raise item
+            now = clock()
+            if beats.timeout is not None and now - inbox.last_arrival > beats.timeout:
+                raise StreamStalled(f"nothing received for {beats.timeout:g}s")
+            for out in await handle(item, now):
+                await write(out)
+            if beating is not None and beating.done():
+                beating.result()  # a failed heartbeat write ends the stream
+    finally:
+        if beating is not None:
+            beating.cancel()
 
 
 async def publish(engine: Engine, sid: str, stream: MessageStream,
@@ -130,7 +156,7 @@ async def publish(engine: Engine, sid: str, stream: MessageStream,
     desired state changed and returns a function that unregisters it.
     """
     clock = clock or asyncio.get_running_loop().time
-    inbox = _Inbox(stream)
+    inbox = _Inbox(stream, clock)
     unsubscribe = subscribe_changes(inbox.wake)
     engine.connect(sid)
 
@@ -169,7 +195,7 @@ async def subscribe(mirror: Mirror, stream: MessageStream,
     clock = clock or asyncio.get_running_loop().time
     for request in mirror.initial_requests():
         await stream.write(wire.request_to_proto(request))
-    inbox = _Inbox(stream)
+    inbox = _Inbox(stream, clock)
 
     async def handle(item: Any, now: float) -> list[Any]:
         if not isinstance(item, discovery_pb2.DeltaDiscoveryResponse):

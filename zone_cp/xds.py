@@ -28,7 +28,7 @@ from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE, TokenRejected
 from sync.engine import Engine
 from sync.messages import Entry, Payload
-from sync.stream import Heartbeats, StreamStalled, publish
+from sync.stream import NO_HEARTBEATS, StreamStalled, publish
 from zone_cp.agents import AgentRegistry, bearer
 from zone_cp.mesh_state import MeshState
 
@@ -40,8 +40,6 @@ TYPE_URLS = {
     "endpoints": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
     "routes": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
 }
-# Envoy sends no application heartbeats; its ACKs and gRPC keepalive show it is alive.
-ENVOY_BEATS = Heartbeats(interval=3600.0, timeout=10 * 365 * 86400.0)
 
 
 def entries(generated: Any) -> Iterator[tuple[str, str, Message]]:
@@ -146,7 +144,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         try:
             await publish(engine, sid, _Counting(context, insight, first),
                           lambda wake: self._follow(engine, session.dataplane, insight, wake),
-                          ENVOY_BEATS)
+                          NO_HEARTBEATS)  # Envoy has gRPC keepalive, not ours
         except StreamStalled:
             log.warning("proxy %s stream stalled", node_id)
         finally:

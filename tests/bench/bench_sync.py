@@ -95,14 +95,14 @@ async def resync(global_cp: GlobalControlPlane, root: Path, resources: int) -> d
     for chunk in _chunks(docs, 1000):
         await manager.apply_batch(chunk)
     start = time.perf_counter()
-    zone = await start_zone(global_cp, "late", root / "zone-late")
+    zone = await start_zone(global_cp, "late", root / "zone-late", heartbeat=5, timeout=15)
     await eventually(lambda: _at_least(zone.store, resources), timeout=600, interval=0.05)
     full = time.perf_counter() - start
     await zone.stop()
     sent_before = global_cp.insights.get("late").sent.copy()
     await manager.apply(parse_document(policy(7, "77s")))
     start = time.perf_counter()
-    zone = await start_zone(global_cp, "late", root / "zone-late",
+    zone = await start_zone(global_cp, "late", root / "zone-late", heartbeat=5, timeout=15,
                             token_file=root / "late.token")
     await eventually(lambda: _has_marker(zone.store, "bench-00007", "77s"), timeout=60)
     missed = time.perf_counter() - start
