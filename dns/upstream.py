@@ -105,6 +105,9 @@ class AiodnsUpstream:
         if self._resolver is None:
             raise UpstreamError("no upstream resolvers configured")
         name = question.key.rstrip(".") or "."
+        if not name.isascii():
+            # c-ares would IDNA-encode it and ask for a different name than the client's.
+            raise UpstreamError(f"cannot forward a name that is not ASCII: {name!r}")
         try:
             future = self._resolver.query_dns(name, qtype, qclass)
             result = await asyncio.wait_for(future, self.timeout)

@@ -134,6 +134,19 @@ def test_names_match_in_any_case_and_the_question_is_echoed_as_sent() -> None:
     assert reply.rr[0].rname.label == (b"BaCkEnD", b"MeSh")
 
 
+def test_each_query_gets_its_own_id_flags_and_case_from_the_shared_packed_answer() -> None:
+    resolver = Resolver(TABLE)
+    first = ask(resolver, query("backend.mesh", qid=1))
+    assert first.header.rd == 1 and first.header.cd == 0
+    second_query = DNSRecord(DNSHeader(id=2, rd=0, cd=1), q=DNSQuestion("BACKEND.MESH"))
+    second = ask(resolver, bytes(second_query.pack()))
+    assert second.header.id == 2 and second.header.rd == 0 and second.header.cd == 1
+    assert second.header.aa == 1 and second.header.ra == 1
+    assert second.q.qname.label == (b"BACKEND", b"MESH")
+    assert {rr.rname.label for rr in second.rr} == {(b"BACKEND", b"MESH")}
+    assert addresses(second) == addresses(first)
+
+
 def test_aaaa_without_ipv6_vips_is_an_empty_noerror_with_the_soa() -> None:
     reply = ask(Resolver(TABLE), query("backend.mesh", "AAAA"))
     assert reply.header.rcode == RCODE.NOERROR and reply.rr == []
