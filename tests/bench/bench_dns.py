@@ -9,9 +9,11 @@ is measured for ``--seconds`` per round over UDP. ``--tcp`` adds our server over
 without a reference: dnsmasq serves TCP from a forked child per connection and managed
 1 to 100 queries/s under dnsperf's TCP mode here, so a ratio would say nothing. Rounds
 alternate between the two servers and the best round of each is kept, which lowers
-the noise of a shared machine. The table prints queries per second, mean latency, lost
-queries, and our rate as a fraction of dnsmasq's (the reference, measured in the same
-run). Installs dnsperf and dnsmasq with apt-get when missing and running as root.
+the noise of a shared machine. The table prints queries per second and the server's CPU
+time per answered query (from /proc, less sensitive than the rate to other load on
+the machine), each with its ratio to dnsmasq's (the reference, measured in the same
+run), and dnsperf's mean latency, sent and lost queries. Installs dnsperf and dnsmasq
+with apt-get when they are missing and we run as root.
 
 ``--serve PORT`` is the child mode that runs our server for the benchmark.
 """
@@ -33,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dns.server import DnsServer, ServerConfig
@@ -48,6 +50,7 @@ class Run:
     latency_ms: float
     sent: int
     lost: int
+    cpu_us: float = 0.0  # the server's CPU time (user + system) per answered query
 
 
 def names(count: int) -> dict[str, str]:
@@ -130,6 +133,20 @@ def wait_answering(port: int, deadline: float = 10.0) -> None:
     raise RuntimeError(f"nothing answers on port {port}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(pid: int, port: int, queries: Path, seconds: int, mode: str, server: str) -> Run:
+    before = cpu_seconds(pid)
+    run = dnsperf(port, queries, seconds, mode, server)
+    used = cpu_seconds(pid) - before
+    answered = max(1, run.sent - run.lost)
+    return replace(run, cpu_us=used / answered * 1e6)
+
+
 def dnsperf(port: int, queries: Path, seconds: int, mode: str, server: str) -> Run:
     cmd = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-l",
            str(seconds), "-c", "4", "-q", "100", "-m", mode]  # fmt: skip
@@ -158,15 +175,17 @@ def report(runs: list[Run]) -> str:
         if key not in best or run.qps > best[key].qps:
             best[key] = run
     lines = [
-        "| transport | server | queries/s | mean latency ms | sent | lost | vs dnsmasq |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| transport | server | queries/s | vs dnsmasq | server CPU µs/query | vs dnsmasq "
+        "| mean latency ms | sent | lost |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (server, mode), run in sorted(best.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         reference = best.get(("dnsmasq", mode))
         ratio = f"{run.qps / reference.qps:.2f}" if reference else "—"
+        cpu_ratio = f"{run.cpu_us / reference.cpu_us:.1f}" if reference else "—"
         lines.append(
-            f"| {mode} | {server} | {run.qps:,.0f} | {run.latency_ms:.2f} | {run.sent:,} "
-            f"| {run.lost:,} | {ratio} |"
+            f"| {mode} | {server} | {run.qps:,.0f} | {ratio} | {run.cpu_us:.1f} | {cpu_ratio} "
+            f"| {run.latency_ms:.2f} | {run.sent:,} | {run.lost:,} |"
         )
     return "\n".join(lines)
 
@@ -199,11 +218,11 @@ def main(args: argparse.Namespace) -> None:
             for server in ("ours", "dnsmasq") if round_no % 2 == 0 else ("dnsmasq", "ours"):
                 port = free_port()
                 starter = ours(port, args.names) if server == "ours" else None
-                with starter or dnsmasq(port, table, Path(tmp)):
+                with starter or dnsmasq(port, table, Path(tmp)) as process:
                     wait_answering(port)
                     # dnsmasq's TCP (a child process per connection) is no reference.
                     for mode in modes if server == "ours" else ["udp"]:
-                        run = dnsperf(port, queries, args.seconds, mode, server)
+                        run = measure(process.pid, port, queries, args.seconds, mode, server)
                         print(f"  round {round_no + 1} {server} {mode}: {run.qps:,.0f} q/s",
                               file=sys.stderr)  # fmt: skip
                         runs.append(run)
