@@ -15,7 +15,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +81,12 @@ class AgentRegistry:
         self.zone = zone
         self.sessions: dict[str, AgentSession] = {}
         self._lock = asyncio.Lock()
+        self._on_register: list[Callable[[AgentSession], None]] = []
+
+    def on_register(self, listener: Callable[[AgentSession], None]) -> None:
+        """Call ``listener`` with each new session once it is registered, before its first
+        update is streamed: what it puts on ``session.updates`` follows ``Registered``."""
+        self._on_register.append(listener)
 
     async def authenticate(self, token: str | None, mesh: str, dataplane: DataplaneSpec) -> Claims:
         try:
@@ -115,6 +121,8 @@ class AgentRegistry:
                               "identity; stop the other agent or pick another name")
             self.sessions[session.node_id] = session
             await self.manager.apply(res)
+        for listener in self._on_register:
+            listener(session)
         return session
 
     async def unregister(self, session: AgentSession) -> None:
