@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from global_cp.bootstrap import bootstrap
 from global_cp.insights import Insights
 from global_cp.sync_server import ZoneSyncServer
+from global_cp.zone_ca import ZoneCaSigner
 from global_cp.zone_routes import zone_overview_router
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
@@ -39,6 +40,7 @@ class GlobalControlPlane:
         self.admin_token = ""
         self._api: ApiServer | None = None
         self.sync: ZoneSyncServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def api_url(self) -> str:
@@ -79,6 +81,7 @@ class GlobalControlPlane:
         self.sync = ZoneSyncServer(self.settings, self.store, manager, self.zone_tokens,
                                    self.insights)
         await self.sync.start((tls.cert_file.read_bytes(), tls.key_file.read_bytes()))
+        self._tasks.append(asyncio.create_task(ZoneCaSigner(manager).run(), name="zone-ca"))
         routers = [zone_overview_router(manager, self.insights),
                    zone_token_router(self.zone_tokens),
                    dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh))]
@@ -89,6 +92,9 @@ class GlobalControlPlane:
         log.info("global control plane API on %s (data in %s)", self.api_url, data_dir)
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.sync is not None:
             await self.sync.stop()
         if self._api is not None:

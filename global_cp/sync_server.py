@@ -62,6 +62,7 @@ GLOBAL_KINDS = [d.name for d in REGISTRY if d.sync is SyncDirection.GLOBAL_TO_ZO
 ZONE_KINDS = [d.name for d in REGISTRY if d.sync is SyncDirection.ZONE_TO_GLOBAL]
 INGRESS_URL = kind_type_url("ZoneIngress")
 ZONE_URL = kind_type_url("Zone")
+ZONE_CERT_URL = kind_type_url("ZoneCertificate")
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -213,6 +214,8 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
             if type_url == INGRESS_URL:
                 owner = item.resource.labels.get(ZONE_LABEL)
                 return owner != zone and owner not in disabled
+            if type_url == ZONE_CERT_URL:  # a zone's intermediate goes to that zone only
+                return getattr(item.resource.spec, "zone", None) == zone
             return type_url != ZONE_URL
 
         def after_change(type_url: str) -> None:

@@ -97,7 +97,9 @@ class ZoneControlPlane:
         # per change, not once per proxy that calls the service.
         cache = PieceCache()
         self.ads = AdsServer(self.state, self.agents, lambda ctx: generate(ctx, cache))
-        self.xds = XdsServer(s.xds_addr, self.ads, AgentService(self.agents, ZoneCa(self.manager)))
+        self.ca = ZoneCa(self.manager, s.zone, federated=s.federated)
+        self._tasks.append(asyncio.create_task(self.ca.run(), name="zone-ca"))
+        self.xds = XdsServer(s.xds_addr, self.ads, AgentService(self.agents, self.ca))
         return self.xds
 
     async def stop(self) -> None:

@@ -1,7 +1,8 @@
 """The registry of resource kinds, discovered from the modules of ``gossamer.model``.
 
-A kind module exposes ``DESCRIPTOR`` (and, for a second kind sharing its spec,
-``GLOBAL_DESCRIPTOR``); adding a module adds the kind to the API, the CLI and the sync.
+A kind module exposes ``DESCRIPTOR`` (and, for a second kind defined beside it,
+``GLOBAL_DESCRIPTOR`` or ``REQUEST_DESCRIPTOR``); adding a module adds the kind to the
+API, the CLI and the sync.
 Lookups accept the type name, the CLI noun, the plural/REST path or the short alias,
 case-insensitively, so ``get mtp``, ``get meshtrafficpermissions`` and
 ``type: MeshTrafficPermission`` all find the same kind.
@@ -57,7 +58,7 @@ def discover() -> Registry:
     descriptors: list[KindDescriptor] = []
     for info in sorted(pkgutil.iter_modules(model_pkg.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"gossamer.model.{info.name}")
-        for attr in ("DESCRIPTOR", "GLOBAL_DESCRIPTOR"):
+        for attr in ("DESCRIPTOR", "GLOBAL_DESCRIPTOR", "REQUEST_DESCRIPTOR"):
             desc = getattr(module, attr, None)
             if isinstance(desc, KindDescriptor):
                 descriptors.append(desc)

@@ -166,3 +166,40 @@ async def test_inspect_zones_cli(global_cp: GlobalControlPlane,
     assert set(rows) == {"east", "west", "north"}
     assert all(row[1] == "Online" for row in rows.values())
     assert all(row[-1] == "0.1.0" for row in rows.values())
+
+
+async def test_zone_intermediates_from_the_global(global_cp: GlobalControlPlane,
+                                                  zones: list[ZoneControlPlane]) -> None:
+    from cryptography import x509
+
+    from gossamer.model.dataplane import DataplaneSpec
+    from gossamer.pki.certs import new_csr, new_key, uri_sans
+
+    east, west, _ = zones
+    signed = {}
+    for zone in (east, west):
+        await eventually(lambda z=zone: z.ca.issuer("default"), timeout=15,
+                         what=f"intermediate in {zone.settings.zone}")
+        spec = parse_document(dataplane("backend-1")).spec
+        assert isinstance(spec, DataplaneSpec)
+        signed[zone.settings.zone] = await zone.ca.sign("default", spec,
+                                                        new_csr(new_key(), "backend-1"))
+    # Both zones chain to the one mesh root, through their own intermediates.
+    roots = {s.trust_bundle_pem for s in signed.values()}
+    assert len(roots) == 1
+    root = x509.load_pem_x509_certificate(roots.pop())
+    intermediates = set()
+    for s in signed.values():
+        leaf, inter = x509.load_pem_x509_certificates(s.chain_pem)
+        leaf.verify_directly_issued_by(inter)
+        inter.verify_directly_issued_by(root)
+        assert uri_sans(leaf) == ["spiffe://default/backend"]
+        intermediates.add(inter.subject.rfc4514_string())
+    assert len(intermediates) == 2
+    # The root key stays at the global; a zone holds only its own intermediate.
+    for zone in (east, west):
+        assert zone.store is not None
+        secrets = (await zone.store.list(ListQuery("GlobalSecret"))).items
+        assert not [s for s in secrets if s.name.startswith("ca-default")]
+        certs = (await zone.store.list(ListQuery("ZoneCertificate"))).items
+        assert [c.spec.zone for c in certs] == [zone.settings.zone]  # type: ignore[attr-defined]

@@ -32,7 +32,7 @@ async def manager_with_mesh(expiration: str = "6h") -> ResourceManager:
 
 async def test_workload_certificate_identity_and_lifetime() -> None:
     manager = await manager_with_mesh("6h")
-    ca = ZoneCa(manager)
+    ca = ZoneCa(manager, "west", federated=False)
     assert isinstance(DP.spec, DataplaneSpec)
     # The CSR asks for someone else's identity: the CA decides from the Dataplane.
     csr = new_csr(new_key(), "x", ["spiffe://default/admin"])
@@ -46,8 +46,8 @@ async def test_workload_certificate_identity_and_lifetime() -> None:
 
 async def test_the_root_is_made_once_and_survives_a_new_ca_object() -> None:
     manager = await manager_with_mesh()
-    first = await ZoneCa(manager).trust_bundle("default")
-    again = await ZoneCa(manager).trust_bundle("default")
+    first = await ZoneCa(manager, "west", federated=False).trust_bundle("default")
+    again = await ZoneCa(manager, "west", federated=False).trust_bundle("default")
     assert first == again
     stored = await manager.get("GlobalSecret", "ca-default-ca-1")
     assert stored.labels == {"gossamer.io/ca": "default"}
