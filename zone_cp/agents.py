@@ -6,6 +6,10 @@ Dataplane's mesh and name one of its services, and a name already held by a live
 with a different token is refused. The Dataplane is stored while the session lives and
 removed when it ends. ``SignCertificate`` signs a CSR for a registered Dataplane only,
 with the identity the control plane derives from it (``zone_cp.ca``).
+
+Other kinds of agents register through the same Session with their own document: a
+``ZoneIngress`` goes to the ``Registrar`` given for that kind (``zone_cp.ingresses``),
+which authenticates it and keeps its sessions apart from the Dataplanes'.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from cryptography import x509
@@ -73,12 +77,34 @@ def bearer(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
+class OtherSession(Protocol):
+    """A live agent of another kind than a sidecar (what the Session stream needs)."""
+
+    kind: str
+    mesh: str
+    name: str
+    updates: asyncio.Queue[CpMessage]
+
+    @property
+    def node_id(self) -> str: ...
+
+
+class Registrar(Protocol):
+    """Registers the agents of one other kind (``ZoneIngress``) by their document."""
+
+    async def register(self, res: Resource, token: str | None, now: float) -> Any: ...
+
+    async def unregister(self, session: Any) -> None: ...
+
+
 class AgentRegistry:
     """Live agent sessions by node id; the xDS server admits only registered nodes."""
 
-    def __init__(self, manager: ResourceManager, zone: str) -> None:
+    def __init__(self, manager: ResourceManager, zone: str,
+                 others: dict[str, Registrar] | None = None) -> None:
         self.manager = manager
         self.zone = zone
+        self.others = others or {}
         self.sessions: dict[str, AgentSession] = {}
         self._lock = asyncio.Lock()
         self._on_register: list[Callable[[AgentSession], None]] = []
@@ -104,11 +130,15 @@ class AgentRegistry:
                           f"offers {sorted(services)}")
         return claims
 
-    async def register(self, doc: Any, token: str | None, now: float) -> AgentSession:
+    async def register(self, doc: Any, token: str | None, now: float
+                       ) -> AgentSession | OtherSession:
         try:
             res = parse_document(doc, self.manager.registry)
         except InvalidResource as exc:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, exc.detail) from None
+        if res.type in self.others:
+            other: OtherSession = await self.others[res.type].register(res, token, now)
+            return other
         if res.type != "Dataplane" or not isinstance(res.spec, DataplaneSpec):
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "expected a Dataplane document")
         claims = await self.authenticate(token, res.mesh, res.spec)
@@ -125,7 +155,10 @@ class AgentRegistry:
             listener(session)
         return session
 
-    async def unregister(self, session: AgentSession) -> None:
+    async def unregister(self, session: AgentSession | OtherSession) -> None:
+        if not isinstance(session, AgentSession):
+            await self.others[session.kind].unregister(session)
+            return
         async with self._lock:
             if self.sessions.get(session.node_id) is not session:
                 return  # a newer session of the same agent took over
