@@ -28,6 +28,7 @@ from zone_cp.agents import AgentRegistry, AgentService
 from zone_cp.ca import ZoneCa
 from zone_cp.dataplane_routes import dataplane_router
 from zone_cp.guard import zone_write_guard
+from zone_cp.ingresses import IngressRegistry
 from zone_cp.mesh_state import MeshState
 from zone_cp.xds import AdsServer
 from zone_cp.xds_server import XdsServer
@@ -92,11 +93,15 @@ class ZoneControlPlane:
                                       list(s.tls_hosts))
         self.state = MeshState(self.manager.store, s.zone)
         self._tasks.append(asyncio.create_task(self.state.run(), name="mesh-state"))
-        self.agents = AgentRegistry(self.manager, s.zone)
+        self.ingresses = IngressRegistry(self.manager, self.state, s.zone,
+                                         federated=s.federated)
+        self._tasks.append(asyncio.create_task(self.ingresses.run(), name="ingresses"))
+        self.agents = AgentRegistry(self.manager, s.zone, {"ZoneIngress": self.ingresses})
         # One piece cache for every proxy: a service's cluster and endpoints are built once
         # per change, not once per proxy that calls the service.
         cache = PieceCache()
-        self.ads = AdsServer(self.state, self.agents, lambda ctx: generate(ctx, cache))
+        self.ads = AdsServer(self.state, self.agents, lambda ctx: generate(ctx, cache),
+                             self.ingresses)
         self.ca = ZoneCa(self.manager, s.zone, federated=s.federated)
         self._tasks.append(asyncio.create_task(self.ca.run(), name="zone-ca"))
         self.xds = XdsServer(s.xds_addr, self.ads, AgentService(self.agents, self.ca))

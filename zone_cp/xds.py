@@ -6,6 +6,10 @@ the dataplane token as metadata. Each stream gets its own ``Engine``; its desire
 (coalesced to once per loop turn) — the engine then sends only resources whose bytes
 changed, so an endpoint change reaches the proxies as one EDS resource each. The last
 generated config and the ACK/NACK outcome are kept per proxy for ``inspect``.
+
+A zone ingress's Envoy (node ``ingress:<name>``, registered by an ingress agent in
+``zone_cp.ingresses``) is admitted with its zone token and gets the ingress's resources
+(``IngressRegistry.generate``) instead of a sidecar's, through the same engine.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from gossamer.tokens import DATAPLANE, TokenRejected
 from sync.engine import Engine
 from sync.messages import Entry, Payload
 from sync.stream import NO_HEARTBEATS, StreamStalled, publish
-from zone_cp.agents import AgentRegistry, bearer
+from zone_cp.agents import AgentRegistry, Refused, bearer
+from zone_cp.ingresses import IngressRegistry
 from zone_cp.mesh_state import MeshState
 
 log = logging.getLogger(__name__)
@@ -104,10 +109,12 @@ class _Counting:
 
 class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(self, state: MeshState, agents: AgentRegistry,
-                 generate: Callable[[Any], Any]) -> None:
+                 generate: Callable[[Any], Any],
+                 ingresses: IngressRegistry | None = None) -> None:
         self._state = state
         self._agents = agents
         self._generate = generate
+        self._ingresses = ingresses
         self.insights: dict[str, ProxyInsight] = {}
         self._ids = itertools.count(1)
 
@@ -122,6 +129,9 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         if first is grpc.aio.EOF:
             return
         node_id = first.node.id
+        if self._ingresses is not None and node_id in self._ingresses.sessions:
+            await self._serve_ingress(self._ingresses, first, context)
+            return
         session = self._agents.sessions.get(node_id)
         if session is None:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
@@ -179,3 +189,61 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         for type_url, resources in desired.items():
             engine.set_desired(type_url, resources)
         insight.generated = generated
+
+    # -- the zone ingress ---------------------------------------------------------------
+
+    async def _serve_ingress(self, ingresses: IngressRegistry, first: Any,
+                             context: grpc.aio.ServicerContext) -> None:
+        node_id = first.node.id
+        try:
+            await ingresses.admit(node_id, bearer(context))
+        except Refused as exc:
+            await context.abort(exc.code, exc.detail)
+            return
+        insight = self.insights.setdefault(node_id, ProxyInsight(node_id))
+        insight.connected = True
+        engine = Engine()
+
+        def load() -> None:
+            generated = ingresses.generate(node_id)
+            if generated is not None:  # None once the session ended: keep the last config
+                _set_desired(engine, generated)
+                insight.generated = generated
+
+        try:
+            await publish(engine, f"{node_id}#{next(self._ids)}",
+                          _Counting(context, insight, first),
+                          lambda wake: self._on_changes(load, wake), NO_HEARTBEATS)
+        except StreamStalled:
+            log.warning("ingress %s stream stalled", node_id)
+        finally:
+            insight.connected = False
+
+    def _on_changes(self, load: Callable[[], None],
+                    wake: Callable[[], None]) -> Callable[[], None]:
+        """``load`` now and after state changes (coalesced to once per loop turn)."""
+        loop = asyncio.get_running_loop()
+        scheduled = False
+
+        def run() -> None:
+            nonlocal scheduled
+            scheduled = False
+            load()
+            wake()
+
+        def on_change(_: Resource | None) -> None:
+            nonlocal scheduled
+            if not scheduled:
+                scheduled = True
+                loop.call_soon(run)
+
+        load()
+        return self._state.listen(on_change)
+
+
+def _set_desired(engine: Engine, generated: Any) -> None:
+    desired: dict[str, dict[str, Entry]] = {t: {} for t in TYPE_URLS.values()}
+    for type_url, name, message in entries(generated):
+        desired[type_url][name] = encode(message, type_url)
+    for type_url, resources in desired.items():
+        engine.set_desired(type_url, resources)

@@ -1,0 +1,262 @@
+"""Zone ingresses on the zone CP: their sessions, their tokens, their available services.
+
+An ingress agent opens the same agent ``Session`` a sidecar does, but its first message
+carries a ``ZoneIngress`` document instead of a Dataplane (``AgentRegistry`` hands it
+here). It authenticates with a **zone token** that has the ``ingress`` scope and names
+this zone, verified with the ``TokenTrust`` the global publishes (``verify_with_trust``):
+the zone holds no zone-token signing key. A standalone zone refuses ingresses: it has no
+global, so no zone tokens and no other zones to carry traffic from.
+
+While its session lives the ingress is stored as a local ``ZoneIngress`` (no labels; the
+zone sync publishes it to the global, which passes it to the other zones) with
+``zone`` set to this zone and ``availableServices`` computed here, never taken from the
+agent: per mesh, each local service the ingress can route to, with its protocol tag and
+instance count. ``run`` recomputes them on every ``MeshState`` change; identical applies
+are no-ops, so only a real change reaches the store and the sync. The session's end
+removes the ZoneIngress.
+
+The ingress's Envoy is admitted to the ADS by node id ``ingress:<name>`` (a colon never
+occurs in a mesh or resource name, so it cannot collide with a Dataplane's
+``<mesh>.<name>``) and gets ``generate(node_id)``: ``zone_ingress.envoy`` over this
+zone's local services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import grpc
+import jwt
+
+from gossamer.errors import GossamerError, NotFound
+from gossamer.model.base import Resource
+from gossamer.model.dataplane import PROTOCOL_TAG, SERVICE_TAG
+from gossamer.model.zoneingress import AvailableService, ZoneIngressSpec
+from gossamer.resources import ResourceManager
+from gossamer.token_authority import verify_with_trust
+from gossamer.tokens import DATAPLANE, ZONE, Claims, TokenRejected
+from proxy.context import Service
+from proxy.envoy.resources import ProxyResources
+from sync.applier import ORIGIN_LABEL, ZONE_LABEL
+from sync.v1 import agent_pb2
+from zone_cp.agents import Refused
+from zone_cp.mesh_state import MeshState
+from zone_ingress.envoy import IngressContext, generate_ingress, routable
+
+log = logging.getLogger(__name__)
+
+KIND = "ZoneIngress"
+INGRESS_SCOPE = "ingress"
+NODE_PREFIX = "ingress:"
+_RESERVED_LABELS = (ORIGIN_LABEL, ZONE_LABEL)
+_INVALID = frozenset({"missing", "malformed", "expired", "revoked", "bad-signature"})
+
+
+def node_id(name: str) -> str:
+    return f"{NODE_PREFIX}{name}"
+
+
+def available_services(services: Mapping[str, Mapping[str, Service]]
+                       ) -> list[AvailableService]:
+    """What an ingress offers: per mesh, each service with instances it can route to."""
+    out = []
+    for mesh in sorted(services):
+        for name, svc in sorted(services[mesh].items()):
+            instances = len(routable(svc))
+            if instances:
+                out.append(AvailableService(mesh=mesh, instances=instances, tags={
+                    SERVICE_TAG: name, PROTOCOL_TAG: svc.protocol}))
+    return out
+
+
+def _unverified_kind(token: str | None) -> str:
+    """The ``kind`` claim, unverified: only to word a refusal."""
+    try:
+        payload = jwt.decode(token or "", options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return ""
+    return str(payload.get("kind", ""))
+
+
+def refusal(exc: TokenRejected, token: str | None, zone: str) -> Refused:
+    """A rejected ingress token as the agent should hear it: what is wrong, what to do."""
+    how = f"issue one at the global with `gossamer token zone --zone {zone} --scope ingress`"
+    if exc.reason in ("unknown-key", "wrong-kind") and _unverified_kind(token) == DATAPLANE:
+        return Refused(grpc.StatusCode.PERMISSION_DENIED,
+                       "a zone ingress authenticates with a zone token that has the "
+                       f"'ingress' scope, not a dataplane token: {how}")
+    if exc.reason == "wrong-scope":
+        return Refused(grpc.StatusCode.PERMISSION_DENIED,
+                       f"the zone token lacks the 'ingress' scope: {how}")
+    if exc.reason == "wrong-subject":
+        return Refused(grpc.StatusCode.PERMISSION_DENIED,
+                       f"the zone token is not for this zone ({zone!r}): {exc.detail}")
+    code = (grpc.StatusCode.UNAUTHENTICATED if exc.reason in _INVALID or
+            exc.reason == "unknown-key" else grpc.StatusCode.PERMISSION_DENIED)
+    return Refused(code, f"the zone ingress's token was refused: {exc.detail}")
+
+
+@dataclass
+class IngressSession:
+    """A live ingress agent. ``mesh`` is empty: an ingress serves every mesh."""
+
+    name: str
+    claims: Claims
+    ingress: Resource
+    connected_at: float
+    kind: str = KIND
+    mesh: str = ""
+    updates: asyncio.Queue[agent_pb2.ControlPlaneMessage] = field(default_factory=asyncio.Queue)
+
+    @property
+    def node_id(self) -> str:
+        return node_id(self.name)
+
+    @property
+    def spec(self) -> ZoneIngressSpec:
+        if not isinstance(self.ingress.spec, ZoneIngressSpec):
+            raise TypeError("an ingress session holds a ZoneIngress")
+        return self.ingress.spec
+
+
+class IngressRegistry:
+    """Live ingress sessions by node id, and the ZoneIngress each one keeps stored."""
+
+    def __init__(self, manager: ResourceManager, state: MeshState, zone: str, *,
+                 federated: bool,
+                 generate: Callable[[IngressContext], ProxyResources] = generate_ingress
+                 ) -> None:
+        self.manager = manager
+        self.zone = zone
+        self.federated = federated
+        self.sessions: dict[str, IngressSession] = {}
+        self._state = state
+        self._generate = generate
+        self._lock = asyncio.Lock()
+        self._dirty = asyncio.Event()
+
+    # -- authentication -----------------------------------------------------------------
+
+    async def verify(self, token: str | None) -> Claims:
+        if not self.federated:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED,
+                          f"zone {self.zone!r} is standalone: a zone ingress carries traffic "
+                          "from other zones, and a standalone zone has none (nor the zone "
+                          "tokens an ingress authenticates with); federate the zone with "
+                          "`gossamer zone run --global ...` to run an ingress")
+        try:
+            await self.manager.get("TokenTrust", ZONE)
+        except NotFound:
+            raise Refused(grpc.StatusCode.UNAVAILABLE,
+                          f"zone {self.zone!r} has not received the zone token keys from the "
+                          "global yet; retry once it is connected") from None
+        try:
+            return await verify_with_trust(self.manager, token, ZONE, subject=self.zone,
+                                           scope=INGRESS_SCOPE)
+        except TokenRejected as exc:
+            raise refusal(exc, token, self.zone) from None
+
+    async def admit(self, node: str, token: str | None) -> IngressSession:
+        """Admit the ingress's Envoy to ADS: its agent's session and the same token."""
+        session = self.sessions.get(node)
+        if session is None:
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"node {node!r} is not registered by a Gossamer ingress agent")
+        claims = await self.verify(token)
+        if claims.token_id != session.claims.token_id:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED,
+                          "the token is not the one the ingress registered with")
+        return session
+
+    # -- sessions -----------------------------------------------------------------------
+
+    async def register(self, res: Resource, token: str | None, now: float) -> IngressSession:
+        spec = res.spec
+        if not isinstance(spec, ZoneIngressSpec):
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "expected a ZoneIngress document")
+        if spec.zone not in (None, self.zone):
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"the ZoneIngress names zone {spec.zone!r}, but this control plane "
+                          f"is zone {self.zone!r}")
+        claims = await self.verify(token)
+        labels = {k: v for k, v in res.labels.items() if k not in _RESERVED_LABELS}
+        stored = Resource(type=KIND, name=res.name, labels=labels,
+                          spec=spec.model_copy(update={"zone": self.zone,
+                                                       "available_services": []}))
+        session = IngressSession(res.name, claims, stored, now)
+        async with self._lock:
+            held = self.sessions.get(session.node_id)
+            if held is not None and held.claims.token_id != claims.token_id:
+                raise Refused(grpc.StatusCode.ALREADY_EXISTS,
+                              f"zone ingress {res.name!r} is already connected with another "
+                              "token; stop the other ingress or pick another --name")
+            await self._check_not_synced(res.name)
+            self.sessions[session.node_id] = session
+            await self._store(session)
+        log.info("zone ingress %s registered (%s:%d)", res.name, spec.networking.address,
+                 spec.networking.port)
+        return session
+
+    async def _check_not_synced(self, name: str) -> None:
+        with contextlib.suppress(NotFound):
+            current = await self.manager.get(KIND, name)
+            if ORIGIN_LABEL in current.labels:
+                raise Refused(grpc.StatusCode.ALREADY_EXISTS,
+                              f"{name!r} is the name of another zone's ingress here; "
+                              "pick another --name")
+
+    async def unregister(self, session: IngressSession) -> None:
+        async with self._lock:
+            if self.sessions.get(session.node_id) is not session:
+                return  # a newer session of the same ingress took over
+            del self.sessions[session.node_id]
+            with contextlib.suppress(NotFound):
+                await self.manager.delete(KIND, session.name)
+        log.info("zone ingress %s unregistered", session.name)
+
+    # -- available services -------------------------------------------------------------
+
+    def _services(self) -> dict[str, dict[str, Service]]:
+        return {m.name: self._state.services(m.name) for m in self._state.of_kind("Mesh")}
+
+    async def _store(self, session: IngressSession) -> None:
+        spec = session.spec.model_copy(update={
+            "available_services": available_services(self._services())})
+        await self.manager.apply(Resource(type=KIND, name=session.name,
+                                          labels=dict(session.ingress.labels), spec=spec))
+
+    async def run(self) -> None:
+        """Keep every live ingress's ``availableServices`` current, on state changes."""
+        unlisten = self._state.listen(lambda _: self._dirty.set())
+        try:
+            while True:
+                await self._dirty.wait()
+                self._dirty.clear()
+                async with self._lock:
+                    for session in list(self.sessions.values()):
+                        try:
+                            await self._store(session)
+                        except GossamerError as exc:  # the next change tries again
+                            log.warning("cannot update zone ingress %s: %s", session.name,
+                                        exc.detail)
+        finally:
+            unlisten()
+
+    # -- Envoy resources ----------------------------------------------------------------
+
+    def context(self, node: str) -> IngressContext | None:
+        session = self.sessions.get(node)
+        if session is None:
+            return None
+        net = session.spec.networking
+        return IngressContext(name=session.name, zone=self.zone, address=net.address,
+                              port=net.port, services=self._services())
+
+    def generate(self, node: str) -> ProxyResources | None:
+        """The ingress's Envoy resources now, or None once its session is gone."""
+        ctx = self.context(node)
+        return None if ctx is None else self._generate(ctx)
