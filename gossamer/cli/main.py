@@ -22,6 +22,7 @@ from gossamer.cli import (
     inspect,
     resources,
     run_global,
+    run_ingress,
     run_proxy,
     run_zone,
     tokens,
@@ -103,6 +104,14 @@ def proxy() -> None:
 
 
 proxy.add_command(run_proxy.run)
+
+
+@main.group()
+def ingress() -> None:
+    """The zone ingress: other zones reach this zone's services through it."""
+
+
+ingress.add_command(run_ingress.run)
 
 
 @main.command()

@@ -25,7 +25,7 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from proxy.agent import bootstrap, sds_state
 from proxy.agent.cp_client import AgentClient, ControlPlaneAddress, DnsTable, Registration
@@ -217,7 +217,17 @@ class Agent:
             await self.client.close()
 
 
-async def run_agent(agent: Agent) -> None:
+class Supervised(Protocol):
+    """What ``run_agent`` runs: this ``Agent``, or the zone ingress's (``zone_ingress``)."""
+
+    async def start(self) -> None: ...
+
+    async def wait(self) -> None: ...
+
+    async def stop(self, drain: bool = True) -> None: ...
+
+
+async def run_agent(agent: Supervised) -> None:
     """Run until SIGINT/SIGTERM (drain and return) or a failure (re-raise it)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

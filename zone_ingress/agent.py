@@ -1,0 +1,182 @@
+"""The zone ingress agent: register the ZoneIngress, write Envoy's bootstrap, run Envoy.
+
+It is the sidecar agent minus everything about identity, built from the same parts
+(``proxy.agent``): the ``Session`` registers with the zone CP and stays open (its first
+message is this ingress's ``ZoneIngress`` document instead of a Dataplane; the zone
+token is the bearer), ``bootstrap`` writes Envoy's bootstrap (delta ADS to the zone CP
+with the token; no SDS cluster, since the ingress has no secret to serve) and
+``EnvoySupervisor`` runs Envoy. ``proxy.agent.agent.run_agent`` runs it as a process.
+
+No key is made, no CSR is sent and nothing in the work directory is a private key: the
+ingress only forwards TLS by its SNI (``zone_ingress.envoy``). A refusal by the control
+plane before the first registration is final (``ControlPlaneRefused``, with the CP's
+reason); a control plane that is down is waited for; once Envoy runs, the CP going away
+never touches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gossamer.errors import InvalidResource
+from gossamer.model.base import parse_document
+from proxy.agent import bootstrap
+from proxy.agent.cp_client import AgentClient, ControlPlaneAddress, Registration
+from proxy.agent.envoy_process import (
+    EnvoyCommand,
+    EnvoySupervisor,
+    SupervisionPolicy,
+    parent_death_wrapper,
+)
+from proxy.agent.errors import InputError
+from proxy.agent.session import Session, SessionPolicy
+from proxy.context import SDS_CLUSTER
+
+log = logging.getLogger(__name__)
+
+INGRESS_METADATA = "gossamer.io/zone-ingress"
+
+
+@dataclass(frozen=True)
+class IngressSettings:
+    """One ingress's inputs, checked by the command before the agent is built.
+
+    ``address``/``port``: where Envoy listens (``--listen``; the ZoneIngress's
+    ``networking.address``/``port``); ``advertised``: where other zones dial it, if not
+    there (``--advertise``, or the address toward the CP for a wildcard listen).
+    """
+
+    name: str
+    cp: ControlPlaneAddress
+    token: str
+    cp_ca_pem: bytes
+    address: str
+    port: int
+    advertised: tuple[str, int] | None
+    work_dir: Path
+    envoy_binary: Path
+    admin_port: int = 9901
+    concurrency: int = 1
+    envoy_log_level: str = "info"
+    drain_time: float = 5.0
+    session: SessionPolicy = field(default_factory=SessionPolicy)
+    supervision: SupervisionPolicy = field(default_factory=SupervisionPolicy)
+
+    @property
+    def bootstrap_path(self) -> Path:
+        return self.work_dir / "envoy.yaml"
+
+    def document(self) -> dict[str, Any]:
+        """The ZoneIngress this ingress registers (the CP fills zone and services)."""
+        networking: dict[str, Any] = {"address": self.address, "port": self.port}
+        if self.advertised is not None:
+            networking["advertisedAddress"], networking["advertisedPort"] = self.advertised
+        return {"type": "ZoneIngress", "name": self.name, "networking": networking}
+
+    def registration_json(self) -> str:
+        """The document, validated here so a bad flag is an input error, not a refusal."""
+        doc = self.document()
+        try:
+            parse_document(doc)
+        except InvalidResource as exc:
+            raise InputError(f"the zone ingress's flags make no valid ZoneIngress: "
+                             f"{exc.detail}") from None
+        return json.dumps(doc)
+
+
+def ingress_bootstrap(settings: IngressSettings, reg: Registration) -> dict[str, Any]:
+    """The sidecar's bootstrap (``proxy.agent.bootstrap``) without the SDS cluster, and
+    with the ingress's name as node metadata instead of a mesh and Dataplane."""
+    doc = bootstrap.bootstrap(bootstrap.BootstrapParams(
+        node_id=reg.node_id, mesh="", dataplane=reg.name, zone=reg.zone, service=reg.name,
+        cp_host=settings.cp.host, cp_port=settings.cp.port,
+        cp_ca_pem=settings.cp_ca_pem.decode(), token=settings.token, sds_socket="",
+        admin_port=settings.admin_port))
+    doc["node"]["metadata"] = {INGRESS_METADATA: reg.name}
+    static = doc["static_resources"]
+    static["clusters"] = [c for c in static["clusters"] if c["name"] != SDS_CLUSTER]
+    return doc
+
+
+async def first_registration(registered: asyncio.Future[Registration],
+                             session: asyncio.Task[None]) -> Registration:
+    """The registration, or the Session's reason why there will be none."""
+    waiters: set[asyncio.Future[Any]] = {registered, session}
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    if registered.done():
+        return registered.result()
+    session.result()
+    raise AssertionError("the session ended without registering")
+
+
+class IngressAgent:
+    def __init__(self, settings: IngressSettings, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self._rng = rng or random.Random()
+        self.client: AgentClient | None = None
+        self.session: Session | None = None
+        self.envoy: EnvoySupervisor | None = None
+        self.registration: Registration | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop(drain=False)
+            raise
+
+    async def _start(self) -> None:
+        s = self.settings
+        registration_json = s.registration_json()
+        s.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        s.work_dir.chmod(0o700)
+        self.client = AgentClient(s.cp, s.cp_ca_pem, s.token)
+        self.session = Session(self.client, registration_json,
+                               on_trust_bundle=lambda _: None,  # no certificate to verify
+                               policy=s.session, rng=self._rng)
+        session_task = self._spawn(self.session.run(), "ingress-session")
+        log.info("registering zone ingress %s with the control plane %s", s.name, s.cp)
+        self.registration = reg = await first_registration(self.session.registered,
+                                                           session_task)
+        bootstrap.write(s.bootstrap_path, ingress_bootstrap(s, reg))
+        self.envoy = EnvoySupervisor(EnvoyCommand(
+            binary=s.envoy_binary, bootstrap=s.bootstrap_path, work_dir=s.work_dir,
+            concurrency=s.concurrency, log_level=s.envoy_log_level, drain_time=s.drain_time,
+            wrapper=parent_death_wrapper()),
+            admin_port=s.admin_port, policy=s.supervision, rng=self._rng)
+        self._spawn(self.envoy.run(), "ingress-envoy")
+        where = f"{s.address}:{s.port}"
+        if s.advertised is not None:
+            where += " (advertised as {}:{})".format(*s.advertised)
+        log.info("zone ingress %s of zone %s listening on %s", reg.name, reg.zone, where)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        return task
+
+    async def wait(self) -> None:
+        """Return when a part ends for good (Envoy cannot start); re-raise why."""
+        if not self._tasks:
+            return
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+
+    async def stop(self, drain: bool = True) -> None:
+        if self.envoy is not None:
+            await self.envoy.stop(drain=drain)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.client is not None:
+            await self.client.close()
