@@ -40,6 +40,7 @@ class GlobalSettings:
 
 
 DEFAULT_XDS_ADDR = "0.0.0.0:5678"
+DEFAULT_VIP_CIDR = "240.0.0.0/4"
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class ZoneSettings:
 
     ``heartbeat_interval``/``heartbeat_timeout`` bound how long a dead sync stream can
     look alive; ``global_ca`` is the global's CA file (``insecure_skip_verify`` must be
-    set explicitly to connect without it).
+    set explicitly to connect without it). ``vip_cidr`` is the range the zone allocates
+    its services' virtual IPs from (``<service>.mesh``, DESIGN §6).
     """
 
     zone: str
@@ -63,6 +65,7 @@ class ZoneSettings:
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 15.0
     tls_hosts: tuple[str, ...] = ()
+    vip_cidr: str = DEFAULT_VIP_CIDR
 
     @property
     def directory(self) -> Path:

@@ -29,7 +29,10 @@ from zone_cp.ca import ZoneCa
 from zone_cp.dataplane_routes import dataplane_router
 from zone_cp.guard import zone_write_guard
 from zone_cp.ingresses import IngressRegistry
+from zone_cp.mesh_dns import VipView
 from zone_cp.mesh_state import MeshState
+from zone_cp.vip_controller import DnsPublisher, VipAllocator
+from zone_cp.vips import parse_cidr
 from zone_cp.xds import AdsServer
 from zone_cp.xds_server import XdsServer
 
@@ -97,6 +100,11 @@ class ZoneControlPlane:
                                          federated=s.federated)
         self._tasks.append(asyncio.create_task(self.ingresses.run(), name="ingresses"))
         self.agents = AgentRegistry(self.manager, s.zone, {"ZoneIngress": self.ingresses})
+        # Virtual IPs for every service the zone knows, and each mesh's DNS table for its
+        # agents (DESIGN §6).
+        self.vips = VipAllocator(self.state, self.manager, parse_cidr(s.vip_cidr))
+        self._tasks.append(asyncio.create_task(self.vips.run(), name="vip-allocator"))
+        self.dns = DnsPublisher(self.state, self.agents, VipView(self.state))
         # One piece cache for every proxy: a service's cluster and endpoints are built once
         # per change, not once per proxy that calls the service.
         cache = PieceCache()

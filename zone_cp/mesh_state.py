@@ -1,7 +1,8 @@
 """The zone CP's in-memory view of its meshes, and ``ProxyContext`` built from it.
 
-``MeshState`` follows the store (Meshes, Dataplanes, ZoneIngresses and every policy kind)
-and calls its listeners after each change, so the xDS server regenerates only on events.
+``MeshState`` follows the store (Meshes, Dataplanes, ZoneIngresses, VirtualIPs and every
+policy kind) and calls its listeners after each change, so the xDS server regenerates only
+on events.
 ``context_for`` is pure over the state: the Dataplane, its mesh's mTLS mode, the policies
 matched for it, and every service it may call with local endpoints (priority 0) and the
 other zones' ingresses that offer the service (priority 1).
@@ -24,7 +25,7 @@ from gossamer.store.follow import follow
 from proxy.context import Endpoint, OutboundListener, ProxyContext, RemoteZone, Service
 
 POLICY_KINDS = [d.name for d in REGISTRY.policies()]
-KINDS = ["Mesh", "Dataplane", "ZoneIngress", "Zone", *POLICY_KINDS]
+KINDS = ["Mesh", "Dataplane", "ZoneIngress", "Zone", "VirtualIP", *POLICY_KINDS]
 Key = tuple[str, str, str]
 
 

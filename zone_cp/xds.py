@@ -35,6 +35,7 @@ from sync.messages import Entry, Payload
 from sync.stream import NO_HEARTBEATS, StreamStalled, publish
 from zone_cp.agents import AgentRegistry, Refused, bearer
 from zone_cp.ingresses import IngressRegistry
+from zone_cp.mesh_dns import VipView, vip_outbounds
 from zone_cp.mesh_state import MeshState
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self._agents = agents
         self._generate = generate
         self._ingresses = ingresses
+        self._vips = VipView(state)
         self.insights: dict[str, ProxyInsight] = {}
         self._ids = itertools.count(1)
 
@@ -182,7 +184,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         return self._state.listen(on_change)
 
     def _load(self, engine: Engine, dataplane: Resource, insight: ProxyInsight) -> None:
-        generated = self._generate(self._state.context_for(dataplane))
+        extra = vip_outbounds(self._vips.of(dataplane.mesh), dataplane)
+        generated = self._generate(self._state.context_for(dataplane, extra))
         desired: dict[str, dict[str, Entry]] = {t: {} for t in TYPE_URLS.values()}
         for type_url, name, message in entries(generated):
             desired[type_url][name] = encode(message, type_url)

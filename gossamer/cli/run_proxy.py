@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from proxy.agent.agent import AgentSettings
 
 DEFAULT_ADMIN_PORT = 9901
+DEFAULT_DNS_ADDR = "127.0.0.1:15053"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -68,6 +69,21 @@ def read_metrics_tls(cert: Path | None, key: Path | None) -> tuple[bytes, bytes]
     return chain, key_pem
 
 
+def dns_addr(_: click.Context, __: click.Parameter, value: str) -> tuple[str, int]:
+    """``IP:PORT`` for the resolver: an address literal (we bind it), port 0 for any."""
+    import ipaddress
+
+    from gossamer.settings import split_addr
+
+    try:
+        host, port = split_addr(value)
+        ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: {exc}; expected IP:PORT, like "
+                                 f"{DEFAULT_DNS_ADDR}") from None
+    return host, port
+
+
 def error_lines(exc: AgentError) -> list[str]:
     if isinstance(exc, DataplaneFileError):
         first, *rest = exc.lines()
@@ -85,8 +101,9 @@ def error_lines(exc: AgentError) -> list[str]:
 def build_settings(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, token_file: Path,
                    cp_ca: Path, work_dir: Path | None, admin_port: int | None,
                    envoy_binary: str | None, concurrency: int, envoy_log_level: str,
-                   drain_time: float, metrics_tls: tuple[bytes, bytes] | None = None
-                   ) -> AgentSettings:
+                   drain_time: float, metrics_tls: tuple[bytes, bytes] | None = None,
+                   dns: tuple[str, int] = ("127.0.0.1", 15053)) -> AgentSettings:
+    from dns.server import ServerConfig
     from proxy.agent import dataplane_file
     from proxy.agent.agent import AgentSettings
     from proxy.agent.cp_client import ControlPlaneAddress
@@ -109,7 +126,8 @@ def build_settings(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, to
         dataplane=loaded, cp=address, token=token, cp_ca_pem=cp_ca.read_bytes(),
         work_dir=work_dir or Path(f".gossamer/proxy-{loaded.name}"), envoy_binary=binary,
         admin_port=port, concurrency=concurrency, envoy_log_level=envoy_log_level,
-        drain_time=drain_time, metrics_tls=metrics_tls, supervision=SupervisionPolicy())
+        drain_time=drain_time, metrics_tls=metrics_tls, supervision=SupervisionPolicy(),
+        dns=ServerConfig(host=dns[0], port=dns[1]))
 
 
 @click.command()
@@ -151,12 +169,18 @@ def build_settings(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, to
                    "tls.mode is ProvidedTLS; with --metrics-key-file.")
 @click.option("--metrics-key-file", type=_FILE, default=None,
               help="The private key of --metrics-cert-file.")
+@click.option("--dns-addr", envvar="GOSSAMER_DNS_ADDR", show_envvar=True,
+              default=DEFAULT_DNS_ADDR, show_default=True, metavar="IP:PORT",
+              callback=dns_addr,
+              help="Where the sidecar's DNS resolver listens (UDP and TCP): it answers "
+                   "<service>.mesh with the service's virtual IP and forwards other names "
+                   "to /etc/resolv.conf's servers. 127.0.0.1:53 in a namespace of its own.")
 @params.log_level_option
 def run(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, token_file: Path,
         cp_ca: Path, work_dir: Path | None, admin_port: int | None, envoy_binary: str | None,
         concurrency: int, envoy_log_level: str, drain_time: float,
         metrics_cert_file: Path | None, metrics_key_file: Path | None,
-        log_level: str) -> None:
+        dns_addr: tuple[str, int], log_level: str) -> None:
     """Run a sidecar: register the Dataplane, get its certificate, run Envoy (blocks).
 
     Stop it with Ctrl-C or SIGTERM: Envoy drains its connections first.
@@ -172,7 +196,8 @@ def run(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, token_file: P
         settings = build_settings(dataplane, dataplane_vars, cp, token_file, cp_ca, work_dir,
                                   admin_port, envoy_binary, concurrency, envoy_log_level,
                                   drain_time,
-                                  read_metrics_tls(metrics_cert_file, metrics_key_file))
+                                  read_metrics_tls(metrics_cert_file, metrics_key_file),
+                                  dns_addr)
         asyncio.run(run_agent(Agent(settings)))
     except AgentError as exc:
         for line in error_lines(exc):

@@ -20,7 +20,7 @@ import click
 
 from gossamer.cli import params
 from gossamer.cli.serve import serve
-from gossamer.settings import DEFAULT_API_ADDR, DEFAULT_XDS_ADDR, ZoneSettings
+from gossamer.settings import DEFAULT_API_ADDR, DEFAULT_VIP_CIDR, DEFAULT_XDS_ADDR, ZoneSettings
 
 GLOBAL_EXAMPLE = "grpcs://global.example.com:5685"
 
@@ -68,6 +68,16 @@ def check_federation(global_url: str | None, token_file: Path | None, global_ca:
         raise click.UsageError("--global needs " + " and ".join(missing))
 
 
+def check_vip_cidr(_: click.Context, __: click.Parameter, value: str) -> str:
+    """A network with at least one usable address, in its canonical form."""
+    from zone_cp.vips import parse_cidr
+
+    try:
+        return str(parse_cidr(value))
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: {exc}") from None
+
+
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
@@ -98,12 +108,17 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
               show_envvar=True, is_flag=True,
               help="Connect to the global over TLS without verifying its certificate "
                    "(test setups only).")
+@click.option("--vip-cidr", envvar="GOSSAMER_VIP_CIDR", show_envvar=True,
+              default=DEFAULT_VIP_CIDR, show_default=True, metavar="CIDR",
+              callback=check_vip_cidr,
+              help="The range the zone allocates its services' virtual IPs from: what "
+                   "<service>.mesh resolves to. Sidecars route it to lo.")
 @params.heartbeat_options
 @params.log_level_option
 def run(zone: str, data_dir: Path | None, api_addr: str, xds_addr: str, store: str,
         global_url: str | None, token_file: Path | None, global_ca: Path | None,
-        insecure_skip_verify: bool, heartbeat_interval: float, heartbeat_timeout: float,
-        log_level: str) -> None:
+        insecure_skip_verify: bool, vip_cidr: str, heartbeat_interval: float,
+        heartbeat_timeout: float, log_level: str) -> None:
     """Run a zone control plane (blocks; stop it with Ctrl-C or SIGTERM).
 
     Without --global it is a standalone single-zone mesh; with --global grpcs://HOST:5685
@@ -115,7 +130,7 @@ def run(zone: str, data_dir: Path | None, api_addr: str, xds_addr: str, store: s
                             store=store, global_url=global_url, token_file=token_file,
                             global_ca=global_ca, insecure_skip_verify=insecure_skip_verify,
                             heartbeat_interval=heartbeat_interval,
-                            heartbeat_timeout=heartbeat_timeout)
+                            heartbeat_timeout=heartbeat_timeout, vip_cidr=vip_cidr)
 
     def start() -> None:
         from zone_cp.app import serve_forever

@@ -1,7 +1,8 @@
 """The sidecar agent as one component: register, get a certificate, serve SDS, run Envoy.
 
 ``Agent.start`` goes through the startup in order — open the Session and wait for
-``Registered``; have the CSR signed; start the SDS server with the key, the certificate
+``Registered`` (the ``.mesh`` resolver is already listening; DNS tables from the Session
+update it); have the CSR signed; start the SDS server with the key, the certificate
 and the trust bundle; write Envoy's bootstrap; start Envoy — and stops whatever it
 started if a step fails. Then three tasks run side by side: the Session (reconnecting by
 itself; trust bundle updates go to SDS), the Rotator (renewals go to SDS) and the Envoy
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from dns.server import ServerConfig
 from proxy.agent import bootstrap, sds_state
 from proxy.agent.cp_client import AgentClient, ControlPlaneAddress, DnsTable, Registration
 from proxy.agent.dataplane_file import DataplaneFile
@@ -38,6 +40,7 @@ from proxy.agent.envoy_process import (
 )
 from proxy.agent.errors import AgentError, ControlPlaneRefused
 from proxy.agent.identity import Identity, SignedCertificate, check_bundle
+from proxy.agent.resolver import MeshResolver
 from proxy.agent.rotation import Rotator
 from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
 from proxy.agent.session import Session, SessionPolicy
@@ -63,6 +66,7 @@ class AgentSettings:
     envoy_log_level: str = "info"
     drain_time: float = 5.0
     metrics_tls: tuple[bytes, bytes] | None = None  # MeshMetric ProvidedTLS (chain, key)
+    dns: ServerConfig = field(default_factory=ServerConfig)  # the .mesh resolver (--dns-addr)
     session: SessionPolicy = field(default_factory=SessionPolicy)
     supervision: SupervisionPolicy = field(default_factory=SupervisionPolicy)
 
@@ -76,6 +80,7 @@ class Agent:
         self.settings = settings
         self._rng = rng or random.Random()
         self.sds = SecretServer()
+        self.resolver = MeshResolver(settings.dns)
         self.client: AgentClient | None = None
         self.session: Session | None = None
         self.rotator: Rotator | None = None
@@ -111,8 +116,8 @@ class Agent:
         log.info("trust bundle updated")
 
     def _on_dns_table(self, table: DnsTable) -> None:
-        self.dns_table = table  # the .mesh resolver reads it from here
-        log.debug("DNS table %s: %d names", table.version, len(table.entries))
+        if self.resolver.update(table):
+            self.dns_table = table
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -127,6 +132,7 @@ class Agent:
         s = self.settings
         s.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         s.work_dir.chmod(0o700)
+        await self.resolver.start()  # first: a taken --dns-addr fails before registering
         self.client = AgentClient(s.cp, s.cp_ca_pem, s.token)
         self.session = Session(self.client, s.dataplane.registration_json(),
                                on_trust_bundle=self._on_trust_bundle,
@@ -211,6 +217,7 @@ class Agent:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.sds.stop()
+        await self.resolver.stop()
         if self.sds.path is not None:
             cleanup_socket(self.sds.path, self.settings.work_dir)
         if self.client is not None:

@@ -78,3 +78,10 @@ class EnvoyCannotStart(AgentError):
     def __init__(self, detail: str, log_tail: list[str]) -> None:
         super().__init__(detail)
         self.log_tail = log_tail
+
+
+class ResolverCannotStart(AgentError):
+    """The ``.mesh`` resolver cannot listen on ``--dns-addr`` (taken by another sidecar,
+    or port 53 without the right to bind it)."""
+
+    title = "the DNS resolver cannot start"

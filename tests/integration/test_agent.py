@@ -464,11 +464,15 @@ def agent_files(directory: Path, cp: FakeZoneCp, token: str = TOKEN) -> list[str
 async def agent_process(directory: Path, args: list[str]) -> AsyncIterator[AgentProcess]:
     work = directory / "work"
     stderr = directory / "agent.err"
+    # Several agents run side by side here: each resolver on a port of its own unless the
+    # test picks one with --dns-addr.
+    env = {**os.environ, "GOSSAMER_DNS_ADDR": os.environ.get("GOSSAMER_DNS_ADDR",
+                                                             "127.0.0.1:0")}
     with open(stderr, "wb") as err:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", "from gossamer.cli.run_proxy import run; run()",
             *args, "--work-dir", str(work), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=err, cwd=Path(__file__).parents[2])
+            stdout=subprocess.DEVNULL, stderr=err, cwd=Path(__file__).parents[2], env=env)
     try:
         yield AgentProcess(proc, work, stderr)
     finally:

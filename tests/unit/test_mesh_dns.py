@@ -1,0 +1,291 @@
+"""A mesh's VIPs for its sidecars: the DNS table, the VIP listeners, the allocator task
+over a memory store and the publisher that pushes tables to agent sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from global_cp.bootstrap import bootstrap
+from gossamer.model.base import Resource, parse_document
+from gossamer.model.virtualip import SERVICE_LABEL, VirtualIPSpec
+from gossamer.resources import ResourceManager
+from gossamer.store.memory import MemoryStore
+from gossamer.token_authority import TokenAuthority
+from gossamer.tokens import DATAPLANE
+from proxy.context import OutboundListener
+from sync.v1 import agent_pb2
+from zone_cp.agents import AgentRegistry, AgentSession
+from zone_cp.mesh_dns import (
+    VIP_OUTBOUNDS_LABEL,
+    MeshVip,
+    VipView,
+    declared_ports,
+    dns_table,
+    mesh_vips,
+    vip_outbounds,
+)
+from zone_cp.mesh_state import MeshState
+from zone_cp.vip_controller import DnsPublisher, VipAllocator, push
+from zone_cp.vips import parse_cidr
+
+
+def dataplane(name: str, service: str, service_port: int | None = 8080, port: int = 18080,
+              labels: dict[str, str] | None = None,
+              outbound: list[dict[str, Any]] | None = None, mesh: str = "default"
+              ) -> dict[str, Any]:
+    inbound: dict[str, Any] = {"port": port, "tags": {"gossamer.io/service": service}}
+    if service_port is not None:
+        inbound["servicePort"] = service_port
+    return {"type": "Dataplane", "name": name, "mesh": mesh, "labels": labels or {},
+            "networking": {"address": "10.0.0.1", "inbound": [inbound],
+                           "outbound": outbound or []}}
+
+
+def vip(service: str, ip: str, mesh: str = "default") -> Resource:
+    return Resource("VirtualIP", service.lower(), VirtualIPSpec(ip=ip), mesh=mesh,
+                    labels={SERVICE_LABEL: service})
+
+
+# -- pure: ports, table, listeners ---------------------------------------------------------
+
+def test_ports_are_80_and_each_declared_application_port() -> None:
+    dps = [parse_document(d) for d in (
+        dataplane("b1", "backend", 8080), dataplane("b2", "backend", 9090),
+        dataplane("d1", "db", None, port=5432))]  # no servicePort: the inbound port
+    ports = declared_ports(dps)
+    assert ports == {"backend": {8080, 9090}, "db": {5432}}
+    vips = mesh_vips([vip("db", "240.0.0.2"), vip("backend", "240.0.0.1"),
+                      vip("remote", "240.0.0.3")], ports)
+    assert vips == (MeshVip("backend", "240.0.0.1", (80, 8080, 9090)),
+                    MeshVip("db", "240.0.0.2", (80, 5432)),
+                    MeshVip("remote", "240.0.0.3", (80,)))
+
+
+def test_the_dns_table_names_each_service_dot_mesh() -> None:
+    table = dns_table([MeshVip("web", "240.0.0.2"),
+                       MeshVip("backend", "240.0.0.1", (80, 8080))])
+    assert [(e.name, list(e.ips), list(e.ports)) for e in table.entries] == [
+        ("backend.mesh", ["240.0.0.1"], [80, 8080]), ("web.mesh", ["240.0.0.2"], [80])]
+    assert table.version and dns_table([MeshVip("backend", "240.0.0.1", (80, 8080)),
+                                        MeshVip("web", "240.0.0.2")]).version == table.version
+    assert dns_table([MeshVip("web", "240.0.0.9")]).version != table.version
+
+
+def test_names_that_cannot_be_dns_names_are_left_out_and_case_collisions_go_to_the_first(
+        ) -> None:
+    table = dns_table([MeshVip("Backend", "240.0.0.1"), MeshVip("backend", "240.0.0.2"),
+                       MeshVip("a:b", "240.0.0.3"), MeshVip("Kuma_svc_80", "240.0.0.4")])
+    assert {e.name: list(e.ips) for e in table.entries} == {
+        "backend.mesh": ["240.0.0.1"], "kuma_svc_80.mesh": ["240.0.0.4"]}
+
+
+def test_an_empty_mesh_has_an_empty_table_with_a_version() -> None:
+    table = dns_table([])
+    assert not table.entries and table.version
+
+
+def test_vip_listeners_only_for_a_dataplane_that_asks() -> None:
+    vips = (MeshVip("backend", "240.0.0.1", (80, 8080)), MeshVip("web", "240.0.0.2"))
+    plain = parse_document(dataplane("w1", "web"))
+    assert vip_outbounds(vips, plain) == ()
+    asking = parse_document(dataplane(
+        "w1", "web", labels={VIP_OUTBOUNDS_LABEL: "true"},
+        outbound=[{"port": 8080, "address": "240.0.0.1",
+                   "tags": {"gossamer.io/service": "backend"}}]))
+    assert vip_outbounds(vips, asking) == (
+        OutboundListener("backend", 80, "240.0.0.1"),  # 8080 is an explicit outbound
+        OutboundListener("web", 80, "240.0.0.2"))
+
+
+# -- the allocator task and the publisher over a memory store ----------------------------
+
+@dataclass
+class Zone:
+    manager: ResourceManager
+    state: MeshState
+    agents: AgentRegistry
+    clock: list[float]
+
+    def allocator(self, cidr: str = "240.0.0.0/4", grace: float = 60) -> VipAllocator:
+        return VipAllocator(self.state, self.manager, parse_cidr(cidr), grace=grace,
+                            clock=lambda: self.clock[0])
+
+    async def vips(self, mesh: str = "default") -> dict[str, str]:
+        page = await self.manager.list("VirtualIP", mesh)
+        return {r.labels[SERVICE_LABEL]: VirtualIPSpec.model_validate(r.spec).ip
+                for r in page.items}
+
+    async def apply(self, doc: dict[str, Any]) -> None:
+        await self.manager.apply(parse_document(doc))
+
+    async def settled(self) -> None:
+        """Until the state has seen every write to the store."""
+        await until(lambda: self.state.generation > 0)
+        for _ in range(50):
+            await asyncio.sleep(0)
+
+
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def zone_on(store: MemoryStore) -> AsyncIterator[Zone]:
+    manager = ResourceManager(store)
+    state = MeshState(store, "west")
+    task = asyncio.create_task(state.run())
+    try:
+        yield Zone(manager, state, AgentRegistry(manager, "west"), [0.0])
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+async def store() -> MemoryStore:
+    store = MemoryStore()
+    await bootstrap(ResourceManager(store))
+    return store
+
+
+async def test_the_allocator_gives_every_service_a_vip_and_keeps_it_across_a_restart(
+        store: MemoryStore) -> None:
+    async with zone_on(store) as zone:
+        await zone.apply(dataplane("b1", "backend"))
+        await zone.apply(dataplane("w1", "web"))
+        await zone.apply({"type": "ZoneIngress", "name": "east-ingress",
+                          "labels": {"gossamer.io/zone": "east"},
+                          "networking": {"address": "192.168.1.1", "port": 10001},
+                          "availableServices": [{"mesh": "default", "instances": 2,
+                                                 "tags": {"gossamer.io/service": "db"}}]})
+        await zone.settled()
+        await zone.allocator().reconcile()
+        first = await zone.vips()
+        assert first == {"backend": "240.0.0.1", "db": "240.0.0.2", "web": "240.0.0.3"}
+    async with zone_on(store) as zone:  # a new process on the same store
+        await zone.apply(dataplane("a1", "alpha"))
+        await zone.settled()
+        await zone.allocator().reconcile()
+        assert await zone.vips() == {**first, "alpha": "240.0.0.4"}
+
+
+async def test_the_allocator_follows_state_changes_without_polling(
+        store: MemoryStore) -> None:
+    async with zone_on(store) as zone:
+        allocator = zone.allocator()
+        task = asyncio.create_task(allocator.run())
+        try:
+            await zone.apply(dataplane("b1", "backend"))
+            await until(lambda: zone.state.get("VirtualIP", "backend", "default") is not None)
+            await zone.settled()
+            rounds = allocator.rounds
+            await asyncio.sleep(0.2)
+            assert allocator.rounds == rounds, "the allocator ran with nothing changed"
+            # A VirtualIP deleted by hand comes back (the same address: the highest in
+            # use was the one deleted).
+            await zone.manager.delete("VirtualIP", "backend", "default")
+            await until(lambda: allocator.rounds > rounds + 1)
+            assert await zone.vips() == {"backend": "240.0.0.1"}
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_a_gone_service_keeps_its_vip_for_the_grace_period(store: MemoryStore) -> None:
+    async with zone_on(store) as zone:
+        allocator = zone.allocator(grace=60)
+        await zone.apply(dataplane("b1", "backend"))
+        await zone.apply(dataplane("w1", "web"))
+        await zone.settled()
+        await allocator.reconcile()
+        await zone.manager.delete("Dataplane", "b1", "default")
+        await zone.settled()
+        zone.clock[0] = 100.0
+        await allocator.reconcile()
+        assert "backend" in await zone.vips()
+        zone.clock[0] = 159.0
+        await allocator.reconcile()
+        assert "backend" in await zone.vips()
+        zone.clock[0] = 160.0
+        await allocator.reconcile()
+        assert await zone.vips() == {"web": "240.0.0.2"}
+        # The next service gets the address after the highest in use: backend's .1 waits.
+        await zone.apply(dataplane("n1", "new"))
+        await zone.settled()
+        await allocator.reconcile()
+        assert (await zone.vips())["new"] == "240.0.0.3"
+
+
+async def test_an_exhausted_range_allocates_what_fits_and_says_so(
+        store: MemoryStore, caplog: pytest.LogCaptureFixture) -> None:
+    async with zone_on(store) as zone:
+        for i in range(4):
+            await zone.apply(dataplane(f"s{i}", f"s{i}"))
+        await zone.settled()
+        await zone.allocator("10.0.0.0/30").reconcile()
+        assert await zone.vips() == {}  # allocate() answers all or nothing
+        assert "no free virtual IP left in 10.0.0.0/30" in caplog.text
+
+
+async def session_of(zone: Zone, name: str, service: str, mesh: str = "default"
+                     ) -> AgentSession:
+    token, _ = await TokenAuthority(zone.manager, DATAPLANE, mesh).issue(service, 3600)
+    return await zone.agents.register(dataplane(name, service, mesh=mesh), token, 0.0)
+
+
+def tables(session: AgentSession) -> list[dict[str, list[str]]]:
+    out = []
+    while not session.updates.empty():
+        message = session.updates.get_nowait()
+        assert message.WhichOneof("message") == "dns_table"
+        out.append({e.name: list(e.ips) for e in message.dns_table.entries})
+    return out
+
+
+async def test_the_publisher_sends_each_session_its_mesh_table_on_registration_and_change(
+        store: MemoryStore) -> None:
+    async with zone_on(store) as zone:
+        await zone.apply({"type": "Mesh", "name": "other"})
+        DnsPublisher(zone.state, zone.agents, VipView(zone.state))
+        task = asyncio.create_task(zone.allocator().run())
+        try:
+            web = await session_of(zone, "w1", "web")
+            await until(lambda: zone.state.get("VirtualIP", "web", "default") is not None)
+            await zone.settled()
+            assert tables(web)[-1] == {"web.mesh": ["240.0.0.1"]}
+            other = await session_of(zone, "o1", "lonely", mesh="other")
+            await until(lambda: zone.state.get("VirtualIP", "lonely", "other") is not None)
+            await zone.settled()
+            assert tables(other)[-1] == {"lonely.mesh": ["240.0.0.1"]}  # its mesh only
+            assert tables(web) == []  # nothing changed in web's mesh
+            await zone.apply(dataplane("b1", "backend"))
+            await until(lambda: zone.state.get("VirtualIP", "backend", "default") is not None)
+            await zone.settled()
+            assert tables(web) == [{"web.mesh": ["240.0.0.1"], "backend.mesh": ["240.0.0.2"]}]
+            assert tables(other) == []
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def test_a_session_holds_at_most_one_pending_table() -> None:
+    queue: asyncio.Queue[agent_pb2.ControlPlaneMessage] = asyncio.Queue()
+    session = AgentSession("default", "w1", None, None, 0.0, updates=queue)  # type: ignore[arg-type]
+    bundle = agent_pb2.ControlPlaneMessage(trust_bundle=agent_pb2.TrustBundle(pem=b"x"))
+    push(session, agent_pb2.DnsTable(version="1"))
+    queue.put_nowait(bundle)
+    push(session, agent_pb2.DnsTable(version="2"))
+    assert [m.WhichOneof("message") for m in queue._queue] == ["trust_bundle", "dns_table"]  # type: ignore[attr-defined]
+    assert queue._queue[-1].dns_table.version == "2"  # type: ignore[attr-defined]
+

@@ -1,0 +1,126 @@
+"""What a mesh's VIPs mean to its sidecars: the DNS table and the VIP outbound listeners.
+
+Pure over the ``MeshState`` (no I/O). Every ``VirtualIP`` of the mesh becomes a
+``MeshVip``: ``<service>.mesh`` resolves to its address, and a sidecar that opts in
+listens on it at port 80 plus every port the service declares (the ``servicePort`` of
+its inbounds, or the inbound port when there is none — where the application listens,
+as in ``proxy.envoy.inbound``). A service known only from another zone's ingress
+declares no port here, so it is reached on port 80.
+
+A VIP stays in the table and keeps its listeners until the allocator releases it, also
+while its service is briefly gone (a restart): the name keeps resolving and the listener
+keeps its connections, instead of flapping between NXDOMAIN and the same address.
+
+VIP listeners bind addresses that exist only where the VIP range is routed to ``lo``
+(``ip route add local 240.0.0.0/4 dev lo`` in the sidecar's network namespace); elsewhere
+Envoy would refuse them. So a Dataplane asks for them with the label
+``gossamer.io/vip-outbounds: "true"``; without it the sidecar still gets the DNS table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from dns.errors import InvalidTable
+from dns.table import normalise_name
+from gossamer.model.base import Resource
+from gossamer.model.dataplane import DataplaneSpec
+from gossamer.model.virtualip import VirtualIPSpec, service_of
+from proxy.context import OutboundListener
+from sync.v1 import agent_pb2
+from zone_cp.mesh_state import MeshState
+
+VIP_OUTBOUNDS_LABEL = "gossamer.io/vip-outbounds"
+DEFAULT_PORT = 80
+DOMAIN = "mesh"
+
+
+@dataclass(frozen=True)
+class MeshVip:
+    """A service's VIP and the ports its sidecars listen on there (ascending)."""
+
+    service: str
+    address: str
+    ports: tuple[int, ...] = (DEFAULT_PORT,)
+
+
+def declared_ports(dataplanes: Iterable[Resource]) -> dict[str, set[int]]:
+    """Each service's application ports, from the inbounds of ``dataplanes``."""
+    ports: dict[str, set[int]] = {}
+    for dp in dataplanes:
+        if isinstance(dp.spec, DataplaneSpec):
+            for ib in dp.spec.networking.inbound:
+                ports.setdefault(ib.service, set()).add(ib.service_port or ib.port)
+    return ports
+
+
+def mesh_vips(vips: Iterable[Resource], ports: Mapping[str, Iterable[int]]
+              ) -> tuple[MeshVip, ...]:
+    """One ``MeshVip`` per VirtualIP, in service order."""
+    out = [MeshVip(service_of(r), r.spec.ip,
+                   tuple(sorted({DEFAULT_PORT, *ports.get(service_of(r), ())})))
+           for r in vips if isinstance(r.spec, VirtualIPSpec)]
+    return tuple(sorted(out, key=lambda v: v.service))
+
+
+def dns_name(service: str) -> str | None:
+    """``<service>.mesh`` in lower case, or None when the service name cannot be one."""
+    try:
+        return normalise_name(f"{service}.{DOMAIN}").rstrip(".")
+    except InvalidTable:
+        return None
+
+
+def dns_table(vips: Iterable[MeshVip]) -> agent_pb2.DnsTable:
+    """The agent API's DnsTable for one mesh; its version is a digest of its content.
+
+    A name that two services share in lower case (``Backend`` and ``backend``) goes to
+    the first in service order; a service whose name is no DNS name has no entry."""
+    entries: dict[str, MeshVip] = {}
+    for vip in vips:
+        name = dns_name(vip.service)
+        if name is not None:
+            entries.setdefault(name, vip)
+    table = agent_pb2.DnsTable(entries=[
+        agent_pb2.DnsTable.Entry(name=name, ips=[vip.address], ports=vip.ports)
+        for name, vip in sorted(entries.items())])
+    digest = hashlib.sha256(table.SerializeToString(deterministic=True)).hexdigest()
+    table.version = digest[:16]
+    return table
+
+
+def wants_vip_outbounds(dataplane: Resource) -> bool:
+    return dataplane.labels.get(VIP_OUTBOUNDS_LABEL, "").lower() == "true"
+
+
+def vip_outbounds(vips: Iterable[MeshVip], dataplane: Resource) -> tuple[OutboundListener, ...]:
+    """The VIP listeners of ``dataplane``: none unless it opted in, and none where it
+    already has an explicit outbound on the same address and port."""
+    if not wants_vip_outbounds(dataplane) or not isinstance(dataplane.spec, DataplaneSpec):
+        return ()
+    explicit = {(ob.address or "127.0.0.1", ob.port)
+                for ob in dataplane.spec.networking.outbound}
+    return tuple(OutboundListener(service=vip.service, port=port, address=vip.address)
+                 for vip in vips for port in vip.ports if (vip.address, port) not in explicit)
+
+
+class VipView:
+    """``MeshVip``s of each mesh, computed once per ``MeshState`` generation: every proxy
+    of the mesh and the DNS publisher read the same tuple."""
+
+    def __init__(self, state: MeshState) -> None:
+        self._state = state
+        self._generation = -1
+        self._cache: dict[str, tuple[MeshVip, ...]] = {}
+
+    def of(self, mesh: str) -> tuple[MeshVip, ...]:
+        if self._generation != self._state.generation:
+            self._generation = self._state.generation
+            self._cache = {}
+        vips = self._cache.get(mesh)
+        if vips is None:
+            ports = declared_ports(self._state.of_kind("Dataplane", mesh))
+            vips = self._cache[mesh] = mesh_vips(self._state.of_kind("VirtualIP", mesh), ports)
+        return vips

@@ -1,0 +1,178 @@
+"""The zone CP's VIP shells: the allocator task and the DNS table publisher.
+
+``VipAllocator`` keeps one ``VirtualIP`` per (mesh, service) in the store. It wakes on
+``MeshState`` changes (services come and go with Dataplanes and other zones' ingresses;
+a VirtualIP deleted by hand is allocated again) and when a gone service's grace period
+ends, never on a poll. Each round reads the mesh's VirtualIPs from the store — not from
+the state, which learns of our own writes a moment later — asks ``zone_cp.vips`` what
+to change, and writes it. Store failures are retried after ``RETRY`` seconds.
+
+``DnsPublisher`` pushes each mesh's DNS table (``zone_cp.mesh_dns``) to the agent
+sessions of that mesh: to a session as it registers, and to all of them when the
+table's content changes. A session holds at most one pending table: a newer one replaces
+it in the queue, so an agent that reads slowly never makes the queue grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Callable
+
+from gossamer.errors import GossamerError, InvalidResource
+from gossamer.model.base import Resource
+from gossamer.model.virtualip import SERVICE_LABEL, VirtualIPSpec, resource_name, service_of
+from gossamer.resources import ResourceManager
+from sync.v1 import agent_pb2
+from zone_cp.agents import AgentRegistry, AgentSession
+from zone_cp.mesh_dns import VipView, dns_table
+from zone_cp.mesh_state import MeshState
+from zone_cp.vips import DEFAULT_GRACE, Absences, Network, VipsExhausted, allocate
+
+log = logging.getLogger(__name__)
+
+RETRY = 5.0
+# The kinds whose changes can change a mesh's services or VIPs.
+SERVICE_KINDS = frozenset({"Mesh", "Dataplane", "ZoneIngress", "Zone", "VirtualIP"})
+
+
+class VipAllocator:
+    def __init__(self, state: MeshState, manager: ResourceManager, network: Network, *,
+                 grace: float = DEFAULT_GRACE,
+                 clock: Callable[[], float] | None = None) -> None:
+        self._state = state
+        self._manager = manager
+        self.network = network
+        self._grace = grace
+        self._clock = clock or asyncio.get_running_loop().time
+        self._absences: dict[str, Absences] = {}
+        self._wake = asyncio.Event()
+        self._retry_at: float | None = None
+        self.rounds = 0
+
+    async def run(self) -> None:
+        unlisten = self._state.listen(self._changed)
+        if self._state.generation:  # the state was listed before we listened
+            self._wake.set()
+        try:
+            while True:
+                await self._sleep()
+                await self.reconcile()
+        finally:
+            unlisten()
+
+    def _changed(self, res: Resource | None) -> None:
+        if res is None or res.type in SERVICE_KINDS:
+            self._wake.set()
+
+    async def _sleep(self) -> None:
+        """Until a change, the next release or the retry of a failed round."""
+        due = [t for t in (self._retry_at, *(a.next_expiry() for a in
+                                             self._absences.values())) if t is not None]
+        timeout = max(min(due) - self._clock(), 0.0) if due else None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+    async def reconcile(self) -> None:
+        """One round over every mesh the zone knows."""
+        self.rounds += 1
+        self._retry_at = None
+        meshes = [m.name for m in self._state.of_kind("Mesh")]
+        for mesh in list(self._absences):
+            if mesh not in meshes:
+                del self._absences[mesh]
+        for mesh in meshes:
+            try:
+                await self._reconcile_mesh(mesh)
+            except VipsExhausted as exc:
+                log.error("mesh %s: %s", mesh, exc.detail)
+            except GossamerError as exc:
+                log.warning("mesh %s: allocating virtual IPs failed (%s); retrying in %gs",
+                            mesh, exc.detail, RETRY)
+                self._retry_at = self._clock() + RETRY
+
+    async def _reconcile_mesh(self, mesh: str) -> None:
+        services = self._state.services(mesh)
+        stored = {service_of(r): r for r in (await self._manager.list("VirtualIP", mesh)).items
+                  if isinstance(r.spec, VirtualIPSpec)}
+        absences = self._absences.setdefault(mesh, Absences(self._grace))
+        for service in absences.expired(stored, services, self._clock()):
+            res = stored.pop(service)
+            log.info("mesh %s: releasing virtual IP %s of %s, gone for %gs", mesh,
+                     _ip(res), service, self._grace)
+            await self._manager.delete("VirtualIP", res.name, mesh)
+        current = {s: ipaddress.ip_address(_ip(r)) for s, r in stored.items()}
+        for service, address in allocate(self.network, current, services).items():
+            held = stored.get(service)
+            name = held.name if held is not None else resource_name(service)
+            try:
+                await self._manager.apply(Resource(
+                    "VirtualIP", name, VirtualIPSpec(ip=str(address)), mesh=mesh,
+                    labels={SERVICE_LABEL: service}))
+            except InvalidResource as exc:  # the mesh went away meanwhile
+                log.info("mesh %s: not allocating a virtual IP: %s", mesh, exc.detail)
+                return
+            log.info("mesh %s: virtual IP %s for %s", mesh, address, service)
+
+
+def _ip(res: Resource) -> str:
+    assert isinstance(res.spec, VirtualIPSpec)
+    return res.spec.ip
+
+
+class DnsPublisher:
+    def __init__(self, state: MeshState, agents: AgentRegistry, vips: VipView) -> None:
+        self._state = state
+        self._agents = agents
+        self._vips = vips
+        self._tables: dict[str, agent_pb2.DnsTable] = {}
+        self._scheduled = False
+        state.listen(self._changed)
+        agents.on_register(self._registered)
+
+    def table(self, mesh: str) -> agent_pb2.DnsTable:
+        table = self._tables.get(mesh)
+        if table is None:
+            table = self._tables[mesh] = dns_table(self._vips.of(mesh))
+        return table
+
+    def _changed(self, res: Resource | None) -> None:
+        if (res is None or res.type in SERVICE_KINDS) and not self._scheduled:
+            self._scheduled = True  # once per loop turn, however many changes
+            asyncio.get_running_loop().call_soon(self.refresh)
+
+    def refresh(self) -> None:
+        """Recompute the tables of the meshes with sessions; push those that changed."""
+        self._scheduled = False
+        sessions = list(self._agents.sessions.values())
+        meshes = {s.mesh for s in sessions}
+        self._tables = {m: t for m, t in self._tables.items() if m in meshes}
+        for mesh in sorted(meshes):
+            old = self._tables.get(mesh)
+            new = dns_table(self._vips.of(mesh))
+            if old is not None and old.version == new.version:
+                continue
+            self._tables[mesh] = new
+            log.info("mesh %s: DNS table %s, %d names", mesh, new.version, len(new.entries))
+            for session in sessions:
+                if session.mesh == mesh:
+                    push(session, new)
+
+    def _registered(self, session: AgentSession) -> None:
+        push(session, self.table(session.mesh))
+
+
+def push(session: AgentSession, table: agent_pb2.DnsTable) -> None:
+    """Queue ``table`` for ``session``, replacing a table still waiting there."""
+    queue = session.updates
+    pending = []
+    while not queue.empty():
+        message = queue.get_nowait()
+        if message.WhichOneof("message") != "dns_table":
+            pending.append(message)
+    for message in pending:
+        queue.put_nowait(message)
+    queue.put_nowait(agent_pb2.ControlPlaneMessage(dns_table=table))
