@@ -1,0 +1,363 @@
+"""The zone ingress against real control planes and real Envoys.
+
+A global and two zones (``east``, ``west``) run in-process over real gRPC with TLS;
+sidecars and ingresses are real ``gossamer proxy run`` / ``gossamer ingress run``
+processes with real Envoys. In east: ``backend`` (a tiny HTTP server behind its sidecar)
+and east's ingress, with a zone token the global issued with the ``ingress`` scope.
+
+- east's ZoneIngress, with backend's one instance in ``availableServices``, reaches the
+  global and zone west, and follows backend's sidecar going away;
+- the ingress passes TLS through: ``openssl s_client`` with SNI
+  ``backend.default.mesh`` at the ingress's port sees backend's sidecar's own
+  certificate (``spiffe://default/backend``), and another SNI gets no certificate;
+- the ingress's work directory holds no private key;
+- an ingress with a zone token without the ``ingress`` scope, with a dataplane token, or
+  at a standalone zone is refused with the reason;
+- every scenario of ``tests/unit/test_ingress.py`` passes ``envoy --mode validate``;
+- end to end: ``web`` in west calls backend in east through its explicit outbound, over
+  mTLS from sidecar to sidecar through east's ingress (both zones sign with
+  intermediates of the one mesh root the global keeps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+
+from global_cp.app import GlobalControlPlane
+from gossamer.errors import NotFound
+from gossamer.model.base import Resource
+from gossamer.model.zoneingress import ZoneIngressSpec
+from gossamer.resources import ResourceManager
+from gossamer.settings import ZoneSettings
+from gossamer.store.base import ListQuery
+from gossamer.token_authority import KEY_LABEL, TokenAuthority
+from gossamer.tokens import DATAPLANE
+from proxy.envoy_binary import envoy_binary
+from sync.applier import ORIGIN_LABEL, ZONE_LABEL, zone_scoped_name
+from tests.cluster import eventually, start_global, start_zone
+from tests.integration.test_agent import AgentProcess, agent_process, envoy_pids, free_port
+from tests.integration.test_agent_zone import DATAPLANE_YAML, OUTBOUND, http_backend
+from tests.integration.test_envoy_accepts import static_bootstrap, validate
+from tests.unit.test_ingress import SCENARIO_NAMES, SCENARIOS, Scenario, as_data
+from zone_cp.app import ZoneControlPlane
+from zone_ingress.envoy import generate_ingress
+
+ROOT = Path(__file__).parents[2]
+MESH = "default"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=SCENARIO_NAMES)
+def test_envoy_accepts_the_ingress_resources(scenario: Scenario, tmp_path: Path) -> None:
+    validate(envoy_binary(), static_bootstrap(as_data(generate_ingress(scenario.ctx)), []),
+             tmp_path)
+
+
+@dataclass
+class Cluster:
+    global_cp: GlobalControlPlane
+    east: ZoneControlPlane
+    west: ZoneControlPlane
+    directory: Path
+
+    @property
+    def global_manager(self) -> ResourceManager:
+        assert self.global_cp.store is not None
+        return ResourceManager(self.global_cp.store)
+
+    async def dataplane_token(self, service: str, path: Path) -> Path:
+        """Federated zones admit dataplane tokens the global signs (keys synced down)."""
+        token, _ = await TokenAuthority(self.global_manager, DATAPLANE, MESH).issue(
+            service, 3600)
+        path.write_text(token)
+        for zone in (self.east, self.west):
+            await eventually(lambda z=zone: _has_signing_key(z), timeout=15,
+                             what="the global's dataplane signing key in the zone")
+        return path
+
+    async def zone_token(self, zone: str, scopes: list[str], path: Path) -> Path:
+        token, _ = await self.global_cp.zone_tokens.issue(zone, 3600, scopes)
+        path.write_text(token)
+        return path
+
+
+async def _has_signing_key(zone: ZoneControlPlane) -> bool:
+    page = await zone.manager.list("Secret", MESH, {KEY_LABEL: DATAPLANE})
+    return any(ORIGIN_LABEL in r.labels for r in page.items)
+
+
+async def _ready(zone: ZoneControlPlane) -> bool:
+    try:
+        await zone.manager.get("Mesh", MESH)
+        await zone.manager.get("TokenTrust", "zone")
+    except NotFound:
+        return False
+    return True
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    global_cp = await start_global(tmp_path / "global")
+    zones: list[ZoneControlPlane] = []
+    try:
+        for name in ("east", "west"):
+            zones.append(await start_zone(global_cp, name, tmp_path / f"zone-{name}"))
+        for zone in zones:
+            await eventually(lambda z=zone: _ready(z), timeout=15,
+                             what=f"zone {zone.settings.zone} in sync")
+        yield Cluster(global_cp, zones[0], zones[1], tmp_path)
+    finally:
+        for zone in zones:
+            await zone.stop()
+        await global_cp.stop()
+
+
+def _cp_args(zone: ZoneControlPlane) -> list[str]:
+    assert zone.xds is not None
+    return ["--cp", f"https://127.0.0.1:{zone.xds.port}",
+            "--cp-ca", str(zone.settings.directory / "tls" / "ca.pem")]
+
+
+@contextlib.asynccontextmanager
+async def ingress_process(directory: Path, zone: ZoneControlPlane, token: Path, port: int,
+                          *extra: str, admin: int | None = None
+                          ) -> AsyncIterator[AgentProcess]:
+    """``gossamer ingress run`` as a process, listening on 127.0.0.1:``port``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    work, stderr = directory / "work", directory / "ingress.err"
+    args = [*_cp_args(zone), "--token-file", str(token), "--listen", f"127.0.0.1:{port}",
+            "--admin-port", str(admin or free_port()), "--drain-time", "1s",
+            "--work-dir", str(work), *extra]
+    with open(stderr, "wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from gossamer.cli.run_ingress import run; run()", *args,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+    try:
+        yield AgentProcess(proc, work, stderr)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        for pid in envoy_pids(work):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def sidecar(cluster: Cluster, zone: ZoneControlPlane, name: str, service: str,
+                  app_port: int, outbound: int | None = None
+                  ) -> contextlib.AbstractAsyncContextManager[AgentProcess]:
+    directory = cluster.directory / name
+    directory.mkdir(parents=True)
+    dp = directory / "dataplane.yaml"
+    dp.write_text(DATAPLANE_YAML + (OUTBOUND if outbound else ""))
+    token = await cluster.dataplane_token(service, directory / "token")
+    args = ["--dataplane", str(dp), "--dataplane-var", f"name={name}",
+            "--dataplane-var", f"service={service}",
+            "--dataplane-var", f"inbound={free_port()}", "--dataplane-var", f"app={app_port}",
+            *_cp_args(zone), "--token-file", str(token),
+            "--admin-port", str(free_port()), "--drain-time", "1s"]
+    if outbound:
+        args += ["--dataplane-var", f"outbound={outbound}"]
+    return agent_process(directory, args)
+
+
+def offered(res: Resource | None) -> list[tuple[str, dict[str, str], int]]:
+    if res is None:
+        return []
+    assert isinstance(res.spec, ZoneIngressSpec)
+    return [(a.mesh, dict(a.tags), a.instances) for a in res.spec.available_services]
+
+
+async def ingress_at(cp: ZoneControlPlane | GlobalControlPlane, name: str) -> Resource | None:
+    assert cp.store is not None
+    try:
+        return await cp.store.get("ZoneIngress", name)
+    except NotFound:
+        return None
+
+
+async def synced_ingresses(zone: ZoneControlPlane, owner: str) -> list[Resource]:
+    assert zone.store is not None
+    page = await zone.store.list(ListQuery("ZoneIngress"))
+    return [r for r in page.items if r.labels.get(ZONE_LABEL) == owner]
+
+
+def server_certificate(port: int, server_name: str) -> x509.Certificate | None:
+    """The first certificate the server at ``port`` presents for ``server_name``."""
+    result = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", server_name,
+         "-showcerts"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+    begin = result.stdout.find("-----BEGIN CERTIFICATE-----")
+    if begin < 0:
+        return None
+    end = result.stdout.index("-----END CERTIFICATE-----", begin)
+    pem = result.stdout[begin:end + len("-----END CERTIFICATE-----")]
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def uris(cert: x509.Certificate) -> list[str]:
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return san.get_values_for_type(x509.UniformResourceIdentifier)
+
+
+def private_keys(directory: Path) -> list[Path]:
+    return [p for p in directory.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()]
+
+
+BACKEND = (MESH, {"gossamer.io/service": "backend", "gossamer.io/protocol": "http"}, 1)
+
+
+async def test_the_ingress_publishes_its_services_and_passes_tls_through(
+        cluster: Cluster) -> None:
+    east, west = cluster.east, cluster.west
+    token = await cluster.zone_token("east", ["ingress"], cluster.directory / "east.token")
+    port = free_port()
+    async with http_backend(b"hello from east") as app, \
+            await sidecar(cluster, east, "backend-1", "backend", app) as backend, \
+            ingress_process(cluster.directory / "ingress", east, token, port) as ingress:
+        # The ZoneIngress, with backend's one instance, at east, the global and west.
+        stored = await eventually(lambda: ingress_at(east, "east-ingress"), timeout=60,
+                                  what="east's ZoneIngress in east")
+        assert stored.labels == {}
+        assert isinstance(stored.spec, ZoneIngressSpec) and stored.spec.zone == "east"
+        assert stored.spec.networking.address == "127.0.0.1"
+        assert stored.spec.networking.port == port
+        await eventually(lambda: _offers(east, "east-ingress", [BACKEND]), timeout=60,
+                         what="backend in east's availableServices")
+        at_global = zone_scoped_name("east", "", "east-ingress")
+        await eventually(lambda: _offers(cluster.global_cp, at_global, [BACKEND]),
+                         timeout=30, what="east's ZoneIngress at the global")
+
+        async def in_west() -> bool:
+            found = await synced_ingresses(west, "east")
+            return len(found) == 1 and offered(found[0]) == [BACKEND]
+
+        await eventually(in_west, timeout=30, what="east's ZoneIngress in west")
+        assert west.state.services(MESH)["backend"].remote[0].instances == 1
+
+        # TLS passes through: the certificate behind the ingress is backend's sidecar's.
+        cert = await eventually(
+            lambda: asyncio.to_thread(server_certificate, port, "backend.default.mesh"),
+            timeout=60, what="a certificate through the ingress")
+        assert "spiffe://default/backend" in uris(cert)
+        assert await asyncio.to_thread(server_certificate, port, "web.default.mesh") is None
+        insight = east.ads.insights["ingress:east-ingress"]
+        assert insight.acked > 0 and insight.nacked == 0, insight.last_nack
+
+        # The ingress made no key and was given none.
+        assert (ingress.work / "envoy.yaml").exists()
+        assert private_keys(ingress.work) == []
+
+        # Backend goes away: east's ingress stops offering it, here and in west.
+        backend.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(backend.proc.wait(), 15) == 0, backend.errors()
+        await eventually(lambda: _offers(east, "east-ingress", []), timeout=30,
+                         what="backend gone from availableServices")
+
+        async def gone_in_west() -> bool:
+            found = await synced_ingresses(west, "east")
+            return len(found) == 1 and offered(found[0]) == []
+
+        await eventually(gone_in_west, timeout=30, what="backend gone from west's view")
+
+        ingress.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(ingress.proc.wait(), 15) == 0, ingress.errors()
+        assert "Traceback" not in ingress.errors()
+    await eventually(lambda: _absent(east, "east-ingress"), timeout=15,
+                     what="the ZoneIngress removed with its session")
+
+
+async def _offers(cp: ZoneControlPlane | GlobalControlPlane, name: str,
+                  expected: list[tuple[str, dict[str, str], int]]) -> bool:
+    res = await ingress_at(cp, name)
+    return res is not None and offered(res) == expected
+
+
+async def _absent(cp: ZoneControlPlane, name: str) -> bool:
+    return await ingress_at(cp, name) is None
+
+
+async def refusal(directory: Path, zone: ZoneControlPlane, token: Path) -> str:
+    """Run an ingress that must be refused; return its one ``error:`` line."""
+    async with ingress_process(directory, zone, token, free_port(),
+                               "--name", "east-ingress") as ingress:
+        assert await asyncio.wait_for(ingress.proc.wait(), 30) == 1, ingress.errors()
+    errors = [line for line in ingress.errors().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in ingress.errors(), ingress.errors()
+    assert not envoy_pids(ingress.work)
+    return errors[0]
+
+
+async def test_tokens_that_cannot_run_an_ingress_are_refused_with_the_reason(
+        cluster: Cluster) -> None:
+    d = cluster.directory
+    cp_only = await cluster.zone_token("east", ["cp"], d / "cp-only.token")
+    line = await refusal(d / "cp-only", cluster.east, cp_only)
+    assert "lacks the 'ingress' scope" in line and "PERMISSION_DENIED" in line, line
+
+    dataplane = await cluster.dataplane_token("backend", d / "dataplane.token")
+    line = await refusal(d / "dataplane", cluster.east, dataplane)
+    assert "not a dataplane token" in line and "zone token" in line, line
+
+    west = await cluster.zone_token("west", ["ingress"], d / "west.token")
+    line = await refusal(d / "other-zone", cluster.east, west)
+    assert "not for this zone ('east')" in line, line
+    assert await ingress_at(cluster.east, "east-ingress") is None
+
+
+async def test_a_standalone_zone_refuses_an_ingress(cluster: Cluster) -> None:
+    solo = ZoneControlPlane(ZoneSettings(
+        zone="solo", data_dir=cluster.directory / "solo", api_addr="127.0.0.1:0",
+        xds_addr="127.0.0.1:0", store="sqlite"))
+    await solo.start()
+    try:
+        token = await cluster.zone_token("solo", ["ingress"], cluster.directory / "solo.token")
+        line = await refusal(cluster.directory / "solo-ingress", solo, token)
+        assert "standalone" in line and "federate" in line, line
+    finally:
+        await solo.stop()
+
+
+async def test_web_in_west_calls_backend_in_east_through_the_ingress(cluster: Cluster) -> None:
+    token = await cluster.zone_token("east", ["ingress"], cluster.directory / "east.token")
+    outbound, admin = free_port(), free_port()
+    async with http_backend(b"hello from east") as app, \
+            await sidecar(cluster, cluster.east, "backend-1", "backend", app), \
+            ingress_process(cluster.directory / "ingress", cluster.east, token, free_port(),
+                            admin=admin), \
+            await sidecar(cluster, cluster.west, "web-1", "web", free_port(), outbound):
+
+        async def across_zones() -> bool:
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                response = await client.get(f"http://127.0.0.1:{outbound}/")
+            return response.status_code == 200 and response.text == "hello from east"
+
+        await eventually(across_zones, timeout=90, what="web in west -> backend in east")
+        for _ in range(10):
+            assert await across_zones()
+        # The calls went through the ingress, which saw only TLS: it has no TLS listener
+        # stats (it terminated nothing) but forwarded connections to backend's cluster.
+        stats = await ingress_stats(admin)
+        assert stats["cluster.backend.default.mesh.upstream_cx_total"] >= 1
+        assert not [k for k in stats if k.startswith("listener.") and ".ssl." in k]
+
+
+async def ingress_stats(admin: int) -> dict[str, int]:
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        text = (await client.get(f"http://127.0.0.1:{admin}/stats")).text
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(": ")
+        if value.strip().isdigit():
+            out[name] = int(value)
+    return out
