@@ -27,8 +27,9 @@ test: $(STAMP) debian lint
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
+# The multi-zone demo in network namespaces (root): `make demo KEEP=1` leaves it running.
 demo: $(STAMP) debian
-	$(BIN)/python -m deploy.local.demo $(if $(KEEP),--keep,)
+	$(BIN)/gossamer demo $(if $(KEEP),--keep,)
 
 clean:
 	rm -rf $(VENV) .gossamer .pytest_cache .mypy_cache .ruff_cache

@@ -1,84 +1,98 @@
-"""`make demo`: a global control plane, driven with the real CLI.
+"""``gossamer demo`` / ``make demo``: a cross-zone call by mesh DNS name, end to end.
 
-Starts ``gossamer global run`` on its embedded SQLite store in ``.demo/``, points a
-demo-only CLI configuration at it, applies ``samples/policies.yaml``, lists what the
-global holds, and stops it again (``--keep`` leaves it running and says how to use it).
-The multi-zone demo builds on this once zones and proxies exist.
+Builds the demo topology (``topology.demo``: a global, zones ``east`` and ``west`` each in
+its own network with a zone ingress, ``backend`` in east, ``web`` in west) with
+``Environment``, runs ``curl http://backend.mesh/`` in web's namespace until the first
+answer (with a deadline), prints it and the path it took (``probes.trace``), then
+``gossamer inspect zones`` and ``gossamer get dataplanes -A`` at the global. Unless
+``keep``, it tears everything down; with it, it prints how to call in and how to stop.
+
+Every failure is one ``error:`` paragraph (with where the logs are) and a non-zero exit:
+2 when this machine cannot run it (not root, no network namespaces), 1 otherwise.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import shutil
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_DIR = ROOT / ".demo"
-SAMPLES = Path(__file__).parent / "samples"
-API = "127.0.0.1:15681"
+from deploy.local import probes, status
+from deploy.local.environment import Environment, default_state
+from deploy.local.errors import LocalEnvError, NotReady, Unsupported
+from deploy.local.topology import DEFAULT_PREFIX, demo
+
+CALL_DEADLINE = 90.0
 
 
-def gossamer(*args: str, env: dict[str, str]) -> None:
-    print(f"\n$ gossamer {' '.join(args)}", flush=True)
-    subprocess.run([str(Path(sys.executable).parent / "gossamer"), *args], env=env, check=True)
+def say(line: str = "") -> None:
+    print(line, flush=True)
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the global CP exited with {proc.returncode}; "
-                             f"see {DEMO_DIR}/global.log")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the global CP did not become ready in time")
+def show(env: Environment, *args: str) -> None:
+    say(f"\n$ gossamer {' '.join(args)}   # at the global")
+    say(env.gossamer(*args).rstrip())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--keep", action="store_true", help="leave the control plane running")
-    args = parser.parse_args()
+def first_answer(env: Environment, client: str, service: str) -> probes.Reply:
+    """Call until the service answers: the zones learn of each other's ingress and
+    services over the sync in the first seconds."""
+    deadline = time.monotonic() + CALL_DEADLINE
+    while True:
+        reply = probes.call(env, client, f"http://{service}.mesh/")
+        if reply.served_by:
+            return reply
+        if time.monotonic() > deadline:
+            raise NotReady(f"curl http://{service}.mesh/ from {client} did not succeed in "
+                           f"{CALL_DEADLINE:.0f}s; last: {reply.status or reply.error} "
+                           f"{reply.body.strip()}")
+        time.sleep(0.5)  # a poll interval; the bound is the deadline
 
-    shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    DEMO_DIR.mkdir()
-    env = {**os.environ, "GOSSAMER_CONFIG": str(DEMO_DIR / "cli-config.yaml")}
-    log = open(DEMO_DIR / "global.log", "wb")  # noqa: SIM115 - handed to the child
-    print(f"starting the global control plane (API on {API}, data in {DEMO_DIR}/global)")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gossamer"), "global", "run",
-         "--data-dir", str(DEMO_DIR / "global"), "--api-addr", API],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+def run(env: Environment, keep: bool) -> None:
+    t = env.topology
+    say(f"Building zones {', '.join(t.zones)} in network namespaces ({t.prefix}*), "
+        f"state and logs in {env.state}")
+    env.up(progress=lambda line: say(f"  {line}"))
+    client, service = "web-1", "backend"
+    say(f"\nCalling http://{service}.mesh/ from {client} (zone {t.workload(client).zone}):")
+    first_answer(env, client, service)
+    tr = probes.trace(env, client, service)
+    say(f"\n$ ip netns exec {t.workload_ns(client)} curl http://{service}.mesh/")
+    say(tr.reply.body.rstrip() or f"(no answer: {tr.reply.status} {tr.reply.error})")
+    say("\nThe path it took (from the Envoys' own counters):")
+    for line in probes.describe_path(env, client, service, tr):
+        say(line)
+    show(env, "inspect", "zones")
+    show(env, "get", "dataplanes", "-A")
+    if keep:
+        say("\nThe environment keeps running.")
+        say(status.describe(env))
+
+
+def main(keep: bool = False, prefix: str = DEFAULT_PREFIX, state: Path | None = None) -> int:
+    env = Environment(demo(prefix), state or default_state(prefix))
     try:
-        wait_ready(f"http://{API}", proc, time.monotonic() + 30)
-        gossamer("config", "control-planes", "add", "--name", "demo", "--address",
-                 f"http://{API}", "--token-file", str(DEMO_DIR / "global" / "admin-token"),
-                 env=env)
-        gossamer("get", "meshes", env=env)
-        gossamer("apply", "-f", str(SAMPLES / "policies.yaml"), env=env)
-        gossamer("get", "meshtimeouts", "-m", "default", env=env)
-        gossamer("get", "meshtrafficpermissions", "-m", "default", env=env)
-        gossamer("get", "meshretry", "backend-retries", "-m", "default", "-o", "yaml", env=env)
-    except BaseException:
-        proc.terminate()
-        raise
-    if args.keep:
-        print(f"\nThe global CP keeps running (pid {proc.pid}). Use it with:\n"
-              f"  export GOSSAMER_CONFIG={DEMO_DIR}/cli-config.yaml\n"
-              f"  {Path(sys.executable).parent}/gossamer get meshes\n"
-              f"Stop it with: kill {proc.pid}")
-        return
-    proc.terminate()
-    proc.wait(timeout=15)
-    print("\ndemo done; the global CP is stopped (run with KEEP=1 to leave it running)")
+        run(env, keep)
+    except Unsupported as exc:
+        print(f"error: the demo cannot run on this machine: {exc}", file=sys.stderr)
+        return 2
+    except (LocalEnvError, KeyboardInterrupt) as exc:
+        print(f"\nerror: {exc or 'interrupted'}\nlogs: {env.state / 'logs'}", file=sys.stderr)
+        tear_down(env)
+        return 1
+    if not keep:
+        tear_down(env)
+    return 0
+
+
+def tear_down(env: Environment) -> None:
+    removed = env.down()
+    if removed:
+        say(f"\nTore the environment down ({', '.join(removed[:1])} and "
+            f"{len(removed) - 1} namespaces); `make demo KEEP=1` (or `gossamer demo --keep`) "
+            f"leaves it running. Logs stay in {env.state / 'logs'}.")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(keep="--keep" in sys.argv[1:]))

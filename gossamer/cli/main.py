@@ -19,6 +19,7 @@ import httpx
 from gossamer import __version__
 from gossamer.cli import (
     config_cmd,
+    demo,
     inspect,
     resources,
     run_global,
@@ -126,3 +127,4 @@ main.add_command(resources.delete)
 main.add_command(tokens.token)
 main.add_command(config_cmd.config)
 main.add_command(inspect.inspect)
+main.add_command(demo.demo)

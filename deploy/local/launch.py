@@ -1,0 +1,152 @@
+"""The command lines of an environment's processes: pure, from the topology and the layout.
+
+``Layout`` says where each process keeps its state under the environment's directory;
+``commands(topology, layout, options)`` returns every ``Command`` (name, namespace, argv)
+in start order. ``Environment`` starts them; tests read them to restart one as it was.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.local.topology import (
+    APP_PORT,
+    DNS_PORT,
+    ENVOY_ADMIN_PORT,
+    GLOBAL_API_PORT,
+    GLOBAL_IP,
+    GLOBAL_SYNC_PORT,
+    INBOUND_PORT,
+    INGRESS_ADMIN_PORT,
+    INGRESS_PORT,
+    XDS_PORT,
+    ZONE_API_PORT,
+    Topology,
+    Workload,
+)
+
+GOSSAMER = str(Path(sys.executable).parent / "gossamer")
+
+# Sidecars ask for VIP listeners: the VIP range is routed to lo in their namespaces.
+DATAPLANE = """\
+type: Dataplane
+mesh: default
+name: {name}
+labels: {{gossamer.io/vip-outbounds: "true"}}
+networking:
+  address: {address}
+  inbound:
+  - port: {inbound}
+    servicePort: {app}
+    tags: {{gossamer.io/service: {service}, gossamer.io/protocol: http}}
+"""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the processes run. Tests shorten the heartbeats so a dead peer is noticed fast."""
+
+    heartbeat_interval: str = "5s"
+    heartbeat_timeout: str = "15s"
+    log_level: str = "info"
+    envoy_log_level: str = "warning"
+    ready_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where things live under the environment's state directory."""
+
+    root: Path
+
+    @property
+    def global_dir(self) -> Path:
+        return self.root / "global"
+
+    def cp_dir(self, zone: str) -> Path:
+        return self.root / f"{zone}-cp"
+
+    def cp_ca(self, zone: str) -> Path:
+        return self.cp_dir(zone) / "tls" / "ca.pem"
+
+    def zone_token(self, zone: str, scope: str) -> Path:
+        return self.root / "tokens" / f"{zone}-{scope}.token"
+
+    def ingress_dir(self, zone: str) -> Path:
+        return self.root / f"{zone}-ingress"
+
+    def workload_dir(self, name: str) -> Path:
+        return self.root / name
+
+    def dataplane_token(self, name: str) -> Path:
+        return self.root / "tokens" / f"{name}.token"
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    ns: str
+    argv: tuple[str, ...]
+
+
+def _common(o: Options) -> tuple[str, ...]:
+    return ("--heartbeat-interval", o.heartbeat_interval,
+            "--heartbeat-timeout", o.heartbeat_timeout, "--log-level", o.log_level)
+
+
+def global_commands(t: Topology, layout: Layout, o: Options) -> list[Command]:
+    return [
+        Command("upstream-dns", t.global_ns, (
+            sys.executable, "-m", "deploy.local.upstream_dns",
+            "--listen", f"{GLOBAL_IP}:{DNS_PORT}")),
+        Command("global", t.global_ns, (
+            GOSSAMER, "global", "run", "--data-dir", str(layout.global_dir),
+            "--api-addr", f"127.0.0.1:{GLOBAL_API_PORT}",
+            "--sync-addr", f"{GLOBAL_IP}:{GLOBAL_SYNC_PORT}", "--tls-host", GLOBAL_IP,
+            "--store", "sqlite", *_common(o))),
+    ]
+
+
+def zone_command(t: Topology, layout: Layout, o: Options, zone: str) -> Command:
+    return Command(f"{zone}-cp", t.cp_ns(zone), (
+        GOSSAMER, "zone", "run", "--zone", zone, "--data-dir", str(layout.cp_dir(zone)),
+        "--api-addr", f"127.0.0.1:{ZONE_API_PORT}", "--xds-addr", f"0.0.0.0:{XDS_PORT}",
+        "--store", "sqlite", "--global", t.global_sync_url,
+        "--token-file", str(layout.zone_token(zone, "cp")),
+        "--global-ca", str(layout.global_dir / "tls" / "ca.pem"), *_common(o)))
+
+
+def ingress_command(t: Topology, layout: Layout, o: Options, zone: str) -> Command:
+    address = f"{t.ingress_ip(zone)}:{INGRESS_PORT}"
+    return Command(f"{zone}-ingress", t.ingress_ns(zone), (
+        GOSSAMER, "ingress", "run", "--name", f"{zone}-ingress",
+        "--cp", t.cp_url(zone), "--cp-ca", str(layout.cp_ca(zone)),
+        "--token-file", str(layout.zone_token(zone, "ingress")),
+        "--listen", address, "--advertise", address,
+        "--work-dir", str(layout.ingress_dir(zone)), "--admin-port", str(INGRESS_ADMIN_PORT),
+        "--drain-time", "1s", "--envoy-log-level", o.envoy_log_level,
+        "--log-level", o.log_level))
+
+
+def dataplane_yaml(t: Topology, w: Workload) -> str:
+    return DATAPLANE.format(name=w.name, address=t.workload_ip(w.name), inbound=INBOUND_PORT,
+                            app=APP_PORT, service=w.service)
+
+
+def workload_commands(t: Topology, layout: Layout, o: Options, w: Workload) -> list[Command]:
+    """The app, then its sidecar (reading ``<workload dir>/dataplane.yaml``)."""
+    ns, directory = t.workload_ns(w.name), layout.workload_dir(w.name)
+    return [
+        Command(f"{w.name}-app", ns, (
+            sys.executable, "-m", "deploy.local.app", "--service", w.service,
+            "--instance", w.name, "--zone", w.zone, "--port", str(APP_PORT))),
+        Command(f"{w.name}-sidecar", ns, (
+            GOSSAMER, "proxy", "run", "--dataplane", str(directory / "dataplane.yaml"),
+            "--cp", t.cp_url(w.zone), "--cp-ca", str(layout.cp_ca(w.zone)),
+            "--token-file", str(layout.dataplane_token(w.name)),
+            "--work-dir", str(directory / "proxy"), "--admin-port", str(ENVOY_ADMIN_PORT),
+            "--dns-addr", f"127.0.0.1:{DNS_PORT}", "--drain-time", "1s",
+            "--envoy-log-level", o.envoy_log_level, "--log-level", o.log_level)),
+    ]
