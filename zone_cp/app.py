@@ -111,7 +111,8 @@ class ZoneControlPlane:
         self.ads = AdsServer(self.state, self.agents, lambda ctx: generate(ctx, cache),
                              self.ingresses)
         self.ca = ZoneCa(self.manager, s.zone, federated=s.federated)
-        self._tasks.append(asyncio.create_task(self.ca.run(), name="zone-ca"))
+        if s.federated:
+            self._tasks.append(asyncio.create_task(self.ca.run(), name="zone-ca"))
         self.xds = XdsServer(s.xds_addr, self.ads, AgentService(self.agents, self.ca))
         return self.xds
 

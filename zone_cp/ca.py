@@ -120,9 +120,8 @@ class ZoneCa:
     # -- federated: intermediates from the global --------------------------------------
 
     async def run(self) -> None:
-        """Keep an intermediate per mesh: request, install what arrives, renew."""
-        if not self._federated:
-            return
+        """Keep an intermediate per mesh: request, install what arrives, renew (federated
+        zones only; a standalone zone signs with its own root)."""
         wake = asyncio.Event()
         watcher = asyncio.create_task(follow(
             self._manager.store, ["Mesh", "ZoneCertificate"],
