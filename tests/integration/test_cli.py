@@ -227,6 +227,12 @@ availableServices:
   tags: {{gossamer.io/service: backend, version: v2}}
   instances: 3
 ---
+type: VirtualIP
+name: web
+mesh: {MESH}
+labels: {{gossamer.io/service: web}}
+ip: 240.0.0.7
+---
 type: Dataplane
 name: web-7d9f
 mesh: {MESH}
