@@ -22,6 +22,12 @@ ZONE_BRIDGE = "zone"
 UPLINK = "eth0"
 
 
+def wan_port(zone: str) -> str:
+    """The zone router's port on the WAN bridge (in the WAN's namespace): a capture there
+    sees everything that enters or leaves the zone."""
+    return f"z-{zone}"
+
+
 def _plug(topology: Topology, zone: str, ns: str, port: str, address: str) -> None:
     """A box on the zone network: ``eth0`` with ``address``, default route via the router."""
     router = topology.router_ns(zone)
@@ -57,8 +63,8 @@ def _build_zone(t: Topology, zone: str) -> None:
     router = t.router_ns(zone)
     netns.add_namespace(router)
     netns.enable_forwarding(router)
-    netns.add_veth(router, "wan0", t.wan_ns, f"z-{zone}")
-    netns.attach(t.wan_ns, f"z-{zone}", WAN_BRIDGE)
+    netns.add_veth(router, "wan0", t.wan_ns, wan_port(zone))
+    netns.attach(t.wan_ns, wan_port(zone), WAN_BRIDGE)
     netns.add_address(router, "wan0", f"{t.router_wan_ip(zone)}/{WAN.prefixlen}")
     netns.add_bridge(router, ZONE_BRIDGE, f"{t.router_ip(zone)}/{t.subnet(zone).prefixlen}")
     _zone_routes(t, router, skip=zone)
