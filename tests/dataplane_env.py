@@ -54,11 +54,10 @@ from opentelemetry.proto.collector.trace.v1 import (
 from gossamer.model.base import Resource, parse_document
 from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
-from proxy.envoy import generate
 from tests.integration.test_agent import AgentProcess, agent_process, eventually
 from tests.integration.test_agent_zone import Zone
 from zone_cp.app import ZoneControlPlane
-from zone_cp.xds import encode, entries
+from zone_cp.xds import TYPE_URLS, desired_entries
 
 SERVICE = "gossamer.io/service"
 PROTOCOL = "gossamer.io/protocol"
@@ -90,6 +89,9 @@ def listen_port() -> int:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes: with Nagle, the body waits for the peer's
+    # delayed ACK of the headers (40 ms a request).
+    disable_nagle_algorithm = True
     server: _HttpServer
 
     def do_GET(self) -> None:
@@ -355,23 +357,19 @@ def _hosts(assignment: dict[str, Any]) -> str:
 
 
 def desired_versions(cp: ZoneControlPlane, member: Member) -> dict[str, dict[str, str]]:
-    """What the zone CP would send this proxy now, versioned as its ADS server does."""
+    """What the zone CP would send this proxy now, versioned as its ADS server does
+    (load assignments by hosts and listeners by content, as ``envoy_versions``)."""
     dataplane = cp.state.get("Dataplane", member.name, member.mesh)
     if dataplane is None:
         return {}
-    kinds = {"type.googleapis.com/envoy.config.listener.v3.Listener": "listeners",
-             "type.googleapis.com/envoy.config.cluster.v3.Cluster": "clusters",
-             "type.googleapis.com/envoy.config.route.v3.RouteConfiguration": "routes",
-             "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment": "endpoints"}
-    out: dict[str, dict[str, str]] = {kind: {} for kind in kinds.values()}
-    for type_url, name, message in entries(generate(cp.state.context_for(dataplane))):
-        kind = kinds[type_url]
-        if kind == "endpoints":
-            out[kind][name] = _hosts(MessageToDict(message, preserving_proto_field_name=True))
-        elif kind == "listeners":
-            out[kind][name] = _content(MessageToDict(message, preserving_proto_field_name=True))
-        else:
-            out[kind][name] = encode(message, type_url).version
+    generated = cp.ads.generated_for(dataplane)
+    entries = desired_entries(generated)
+    out = {kind: {name: entry.version for name, entry in entries[type_url].items()}
+           for kind, type_url in TYPE_URLS.items()}
+    out["endpoints"] = {name: _hosts(MessageToDict(m, preserving_proto_field_name=True))
+                        for name, m in generated.endpoints.items()}
+    out["listeners"] = {name: _content(MessageToDict(m, preserving_proto_field_name=True))
+                        for name, m in generated.listeners.items()}
     return out
 
 
@@ -443,7 +441,7 @@ class DataplaneEnv:
         self.sidecars[member.name] = sidecar
         return sidecar
 
-    async def converged(self, *sidecars: Sidecar, timeout: float = 20) -> None:
+    async def converged(self, *sidecars: Sidecar, timeout: float = 10) -> None:
         """Wait until each sidecar's Envoy uses exactly the config the zone CP would send
         it now (all sidecars when none are named)."""
         chosen = sidecars or tuple(self.sidecars.values())

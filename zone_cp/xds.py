@@ -19,7 +19,7 @@ import hashlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -56,7 +56,34 @@ def entries(generated: Any) -> Iterator[tuple[str, str, Message]]:
 
 def encode(message: Message, type_url: str) -> Entry:
     value = message.SerializeToString(deterministic=True)
-    return Entry(version=hashlib.sha256(value).hexdigest()[:20], payload=Payload(type_url, value))
+    return Entry(version=_digest(value), payload=Payload(type_url, value))
+
+
+def _digest(value: bytes) -> str:
+    return hashlib.sha256(value).hexdigest()[:20]
+
+
+def desired_entries(generated: Any) -> dict[str, dict[str, Entry]]:
+    """Every resource of ``generated`` as engine entries, by type URL.
+
+    A load assignment's version also covers its cluster's (they share a name): Envoy
+    warms an updated EDS cluster until that cluster's assignment arrives again, and over
+    delta xDS it asks for nothing it already holds, so an unchanged assignment would not
+    be re-sent and the new cluster would wait out Envoy's initial fetch timeout (15 s)
+    before it takes traffic. With the combined version the assignment follows the
+    cluster (the engine sends types in order, CDS before EDS).
+    """
+    desired: dict[str, dict[str, Entry]] = {t: {} for t in TYPE_URLS.values()}
+    for type_url, name, message in entries(generated):
+        desired[type_url][name] = encode(message, type_url)
+    clusters = desired[TYPE_URLS["clusters"]]
+    assignments = desired[TYPE_URLS["endpoints"]]
+    for name, entry in assignments.items():
+        cluster = clusters.get(name)
+        if cluster is not None:
+            version = _digest(f"{entry.version}/{cluster.version}".encode())
+            assignments[name] = replace(entry, version=version)
+    return desired
 
 
 @dataclass
@@ -183,14 +210,14 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self._load(engine, dataplane, insight)
         return self._state.listen(on_change)
 
-    def _load(self, engine: Engine, dataplane: Resource, insight: ProxyInsight) -> None:
+    def generated_for(self, dataplane: Resource) -> Any:
+        """The Envoy resources of ``dataplane``'s sidecar from the current state."""
         extra = vip_outbounds(self._vips.of(dataplane.mesh), dataplane)
-        generated = self._generate(self._state.context_for(dataplane, extra))
-        desired: dict[str, dict[str, Entry]] = {t: {} for t in TYPE_URLS.values()}
-        for type_url, name, message in entries(generated):
-            desired[type_url][name] = encode(message, type_url)
-        for type_url, resources in desired.items():
-            engine.set_desired(type_url, resources)
+        return self._generate(self._state.context_for(dataplane, extra))
+
+    def _load(self, engine: Engine, dataplane: Resource, insight: ProxyInsight) -> None:
+        generated = self.generated_for(dataplane)
+        _set_desired(engine, generated)
         insight.generated = generated
 
     # -- the zone ingress ---------------------------------------------------------------
@@ -245,8 +272,5 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
 
 
 def _set_desired(engine: Engine, generated: Any) -> None:
-    desired: dict[str, dict[str, Entry]] = {t: {} for t in TYPE_URLS.values()}
-    for type_url, name, message in entries(generated):
-        desired[type_url][name] = encode(message, type_url)
-    for type_url, resources in desired.items():
+    for type_url, resources in desired_entries(generated).items():
         engine.set_desired(type_url, resources)

@@ -249,8 +249,7 @@ def subset(version: str, weight: int = 1) -> dict[str, Any]:
 
 
 async def test_http_route_matches_splits_and_rewrites_headers(lab: Lab) -> None:
-    route = to_backend("MeshHTTPRoute", "backend-routes", None)  # type: ignore[arg-type]
-    route["spec"]["to"][0] = {"targetRef": {"kind": "MeshService", "name": "backend"}, "rules": [
+    rules = [
         {"matches": [{"path": {"type": "PathPrefix", "value": "/only-v1"}}],
          "default": {"backendRefs": [subset("v1")]}},
         {"matches": [{"headers": [{"type": "Exact", "name": "x-version", "value": "v2"}]}],
@@ -258,8 +257,10 @@ async def test_http_route_matches_splits_and_rewrites_headers(lab: Lab) -> None:
              {"type": "RequestHeaderModifier", "requestHeaderModifier": {
                  "set": [{"name": "x-routed", "value": "by-header"}]}}]}},
         {"matches": [{"path": {"type": "PathPrefix", "value": "/split"}}],
-         "default": {"backendRefs": [subset("v1", 80), subset("v2", 20)]}}]}
-    async with lab.env.policy(route):
+         "default": {"backendRefs": [subset("v1", 80), subset("v2", 20)]}}]
+    async with lab.env.policy(policy("MeshHTTPRoute", "backend-routes", {
+            "targetRef": {"kind": "MeshService", "name": "web"},
+            "to": [{"targetRef": {"kind": "MeshService", "name": "backend"}, "rules": rules}]})):
         assert instances(await requests(lab.backend, "/only-v1/a", 10)) == {"backend-1": 10}
         by_header = await requests(lab.backend, "/", 10, headers={"x-version": "v2"})
         assert instances(by_header) == {"backend-2": 10}
