@@ -31,6 +31,7 @@ class ZoneInsight:
     acked: Tally[str] = field(default_factory=Tally)
     nacked: Tally[str] = field(default_factory=Tally)
     received: Tally[str] = field(default_factory=Tally)
+    refused: Tally[str] = field(default_factory=Tally)
     last_error: str = ""
 
     @property
@@ -49,10 +50,11 @@ class ZoneInsight:
             "version": self.version, "lastError": self.last_error,
             "totals": {"sent": sum(self.sent.values()), "acked": sum(self.acked.values()),
                        "nacked": sum(self.nacked.values()),
-                       "received": sum(self.received.values())},
+                       "received": sum(self.received.values()),
+                       "refused": sum(self.refused.values())},
             "byType": {k.removeprefix("gossamer.io/"): {
                 "sent": self.sent[k], "acked": self.acked[k], "nacked": self.nacked[k],
-                "received": self.received[k]} for k in kinds},
+                "received": self.received[k], "refused": self.refused[k]} for k in kinds},
         }
 
 
@@ -101,8 +103,10 @@ class Insights:
 class Observed:
     """A ``MessageStream`` that counts the delta messages crossing it for one zone.
 
-    ``publishing``: the global sends the resources on this stream (GlobalToZone), so its
-    responses count as ``sent``; otherwise they arrive from the zone (``received``).
+    ``publishing`` (GlobalToZone): the global's responses count as ``sent`` and the zone's
+    answers as ``acked``/``nacked``. Otherwise (ZoneToGlobal) the zone's responses count
+    as ``received`` and the global's NACKs of them as ``refused``; the global's own ACKs
+    are not counted, so ``acked``/``nacked`` always mean the zone's answers.
     """
 
     def __init__(self, inner: MessageStream, insights: Insights, zone: str,
@@ -128,5 +132,8 @@ class Observed:
             outcome = "sent" if self._publishing else "received"
             self._insights.count(self._zone, message.type_url, outcome)
         elif isinstance(message, discovery_pb2.DeltaDiscoveryRequest) and message.response_nonce:
-            outcome = "nacked" if message.error_detail.code else "acked"
-            self._insights.count(self._zone, message.type_url, outcome)
+            nack = bool(message.error_detail.code)
+            if self._publishing:
+                self._insights.count(self._zone, message.type_url, "nacked" if nack else "acked")
+            elif nack:
+                self._insights.count(self._zone, message.type_url, "refused")

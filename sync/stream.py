@@ -16,6 +16,7 @@ the mirror's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -96,14 +97,37 @@ class _Inbox:
         self.queue.put_nowait(_WAKE)
 
     async def next(self, timeout: float | None) -> Any:
+        # Not asyncio.wait_for: before Python 3.12 it swallows a cancellation that
+        # arrives as the queue delivers, and the stream would outlive its cancelled task.
         try:
-            limit = None if timeout is None else max(timeout, 0.0)
-            return await asyncio.wait_for(self.queue.get(), limit)
+            async with asyncio.timeout(None if timeout is None else max(timeout, 0.0)):
+                return await self.queue.get()
         except TimeoutError:
             return _TIMEOUT
 
+    async def ending(self, wait: float = 1.0) -> BaseException:
+        """Why the stream ended, once a write found it finished: the reader's error if it
+        has one (gRPC's status, with the peer's reason), else a plain "closed"."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await asyncio.shield(self._reader)
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if isinstance(item, BaseException):
+                return item
+        return SyncError("the peer closed the stream")
+
     def close(self) -> None:
         self._reader.cancel()
+
+
+async def _write(stream: MessageStream, inbox: _Inbox, message: Any) -> None:
+    try:
+        await stream.write(message)
+    except asyncio.InvalidStateError:
+        # grpc.aio refuses writes to an RPC that already finished (the peer ended it, or
+        # the connection failed) with a bare asyncio error; report why it finished.
+        raise await inbox.ending() from None
 
 
 async def _heartbeats(write: Callable[[Any], Awaitable[None]], heartbeat: Any,
@@ -120,7 +144,7 @@ async def _loop(stream: MessageStream, inbox: _Inbox, beats: Heartbeats, clock: 
 
     async def write(message: Any) -> None:
         async with lock:
-            await stream.write(message)
+            await _write(stream, inbox, message)
 
     beating = (asyncio.create_task(_heartbeats(write, heartbeat, beats.interval))
                if beats.interval else None)
@@ -193,8 +217,6 @@ async def subscribe(mirror: Mirror, stream: MessageStream,
     stream ends unacknowledged and the publisher resends after the reconnect.
     """
     clock = clock or asyncio.get_running_loop().time
-    for request in mirror.initial_requests():
-        await stream.write(wire.request_to_proto(request))
     inbox = _Inbox(stream, clock)
 
     async def handle(item: Any, now: float) -> list[Any]:
@@ -210,6 +232,8 @@ async def subscribe(mirror: Mirror, stream: MessageStream,
         return [wire.request_to_proto(applied.reply)]
 
     try:
+        for request in mirror.initial_requests():
+            await _write(stream, inbox, wire.request_to_proto(request))
         await _loop(stream, inbox, beats, clock,
                     discovery_pb2.DeltaDiscoveryRequest(type_url=HEARTBEAT), handle,
                     lambda: None)

@@ -45,9 +45,15 @@ from sync.v1 import sync_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-BACKOFF_INITIAL = 0.5
-BACKOFF_MAX = 30.0
-HEALTHY_AFTER = 10.0  # a connection that lasted this long resets the backoff
+
+@dataclass(frozen=True)
+class Redial:
+    """When to dial again after a failure: ``initial`` doubling up to ``maximum`` (each
+    delay jittered to 50-150%); a connection that lasted ``healthy_after`` resets it."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    healthy_after: float = 10.0
 
 
 class SyncConfigError(GossamerError):
@@ -99,6 +105,7 @@ class ZoneSyncClient:
         self._feed = StoreFeed(self._store, ZONE_KINDS, lambda r: _own(settings.zone, r))
         self.status = SyncStatus()
         self.connected = asyncio.Event()
+        self.redial = Redial()  # read at each failure: tests may shorten it once started
 
     def _token(self) -> str:
         if self._settings.token_file is None:
@@ -110,7 +117,7 @@ class ZoneSyncClient:
 
     async def run(self) -> None:
         feed = asyncio.create_task(self._feed.run(), name="zone-feed")
-        delay = BACKOFF_INITIAL
+        delay = self.redial.initial
         loop = asyncio.get_running_loop()
         try:
             await self._feed.ready.wait()
@@ -129,10 +136,11 @@ class ZoneSyncClient:
                 finally:
                     self.status.connected = False
                     self.connected.clear()
-                if loop.time() - started > HEALTHY_AFTER:
-                    delay = BACKOFF_INITIAL
+                if loop.time() - started > self.redial.healthy_after:
+                    delay = self.redial.initial
+                delay = min(delay, self.redial.maximum)
                 await asyncio.sleep(delay * (0.5 + self._rng.random()))
-                delay = min(delay * 2, BACKOFF_MAX)
+                delay = min(delay * 2, self.redial.maximum)
         finally:
             feed.cancel()
 
