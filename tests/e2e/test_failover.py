@@ -1,0 +1,50 @@
+"""Locality and cross-zone failover, in network namespaces (``deploy.local``).
+
+``backend`` runs in both zones (``backend-1`` in east, ``backend-2`` in west) and ``web-1``
+in west calls ``http://backend.mesh/``. With no MeshLoadBalancingStrategy, west's own
+instance serves while it is up; killed (app and sidecar, as a crashed pod), east serves
+through its ingress; restarted, west serves again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from deploy.local.environment import Environment
+from deploy.local.topology import Topology, Workload
+from tests.e2e.support import all_from, eventually, running, zones_of
+
+TOPOLOGY = Topology(zones=("east", "west"), prefix="gsmfo-", workloads=(
+    Workload("backend-1", "backend", "east"),
+    Workload("backend-2", "backend", "west"),
+    Workload("web-1", "web", "west"),
+))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
+    yield from running(TOPOLOGY, tmp_path_factory.mktemp("failover"))
+
+
+def test_traffic_stays_local_fails_over_to_the_other_zone_and_returns(env: Environment
+                                                                      ) -> None:
+    # East's backend is known in west (through east's ingress) before the test relies on
+    # it: west's zone CP offers it once east's ZoneIngress arrives over the sync.
+    eventually(lambda: "zone: east" in env.gossamer("get", "zoneingresses", "-o", "yaml",
+                                                    zone="west"),
+               timeout=60, what="east's ingress (offering backend) known in west")
+    eventually(lambda: all_from(env, "web-1", "backend", "west", n=10), timeout=60,
+               what="web-1's calls served by backend-2 in its own zone")
+    assert all_from(env, "web-1", "backend", "west", n=30)
+
+    env.kill_workload("backend-2")
+    eventually(lambda: all_from(env, "web-1", "backend", "east", n=5), timeout=30,
+               what="failover to backend-1 in east once backend-2 is gone")
+    assert all_from(env, "web-1", "backend", "east", n=30)
+
+    env.start_workload("backend-2")
+    eventually(lambda: all_from(env, "web-1", "backend", "west", n=10), timeout=30,
+               what="traffic back in west once backend-2 returns")
+    assert zones_of(env, "web-1", "backend", 30) == ["west"] * 30
