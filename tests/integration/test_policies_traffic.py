@@ -353,18 +353,6 @@ async def test_access_log_writes_json_lines_with_the_path(lab: Lab) -> None:
 
 # -- MeshTrace -------------------------------------------------------------------------------
 
-async def test_otlp_and_envoy_protos_import_together() -> None:
-    """xds-protos ships an old ``opentelemetry.proto`` copy; if it was installed over
-    opentelemetry-proto, the collector service stubs are missing (see COMPONENTS.md)."""
-    from envoy.config.trace.v3 import opentelemetry_pb2
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
-    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
-
-    assert opentelemetry_pb2.OpenTelemetryConfig.DESCRIPTOR.name == "OpenTelemetryConfig"
-    assert trace_service_pb2_grpc.TraceServiceServicer is not None
-    assert InstrumentationScope.DESCRIPTOR.name == "InstrumentationScope"
-
-
 async def test_trace_reaches_an_otlp_receiver_with_client_and_server_spans(lab: Lab) -> None:
     receiver = await OtlpReceiver().start()
     try:
