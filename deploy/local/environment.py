@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
@@ -31,6 +31,7 @@ from deploy.local import launch, netns, network, processes
 from deploy.local.errors import LocalEnvError, NotReady
 from deploy.local.launch import GOSSAMER, Command, Layout, Options
 from deploy.local.processes import Supervisor
+from deploy.local.tokens import token_requests
 from deploy.local.topology import (
     APP_PORT,
     ENVOY_ADMIN_PORT,
@@ -160,26 +161,17 @@ class Environment:
         return self.gossamer("apply", "-f", "-", zone=zone, stdin=yaml_text)
 
     def _issue_tokens(self) -> None:
-        """Every token at once (each is one CLI run at the global)."""
+        """Per zone a ``cp`` and an ``ingress`` token, per workload a dataplane token: all at
+        the global (a federated zone verifies dataplane tokens with the signing keys the
+        global syncs to it), from one process (``deploy.local.tokens``)."""
         t, layout = self.topology, self.layout
-        jobs: list[tuple[Path, tuple[str, ...]]] = []
-        for zone in t.zones:
-            for scope in ("cp", "ingress"):
-                jobs.append((layout.zone_token(zone, scope),
-                             ("token", "zone", "--zone", zone, "--scope", scope)))
-        # A federated zone verifies dataplane tokens with the signing keys the global syncs
-        # to it; the global issues them.
-        for w in t.workloads:
-            jobs.append((layout.dataplane_token(w.name),
-                         ("token", "dataplane", "--service", w.service)))
-
-        def issue(job: tuple[Path, tuple[str, ...]]) -> None:
-            path, args = job
-            path.write_text(self.gossamer(*args).strip())
-            path.chmod(0o600)
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(issue, jobs))
+        requests = token_requests(list(t.zones), [(w.name, w.service) for w in t.workloads],
+                                  layout.zone_token, layout.dataplane_token)
+        argv = [sys.executable, "-m", "deploy.local.tokens",
+                "--api", f"http://127.0.0.1:{GLOBAL_API_PORT}",
+                "--admin-token-file", str(layout.global_dir / "admin-token")]
+        netns.run(netns.exec_argv(t.global_ns, argv), env=self.env, timeout=60,
+                  stdin=json.dumps(requests))
 
     # -- processes --------------------------------------------------------------------------
 
