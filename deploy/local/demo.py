@@ -4,7 +4,8 @@ Builds the demo topology (``topology.demo``: a global, zones ``east`` and ``west
 its own network with a zone ingress, ``backend`` in east, ``web`` in west) with
 ``Environment``, runs ``curl http://backend.mesh/`` in web's namespace until the first
 answer (with a deadline), prints it and the path it took (``probes.trace``), then
-``gossamer inspect zones`` and ``gossamer get dataplanes -A`` at the global. Unless
+``gossamer inspect zones`` and ``gossamer inspect services`` (``get dataplanes -A`` where
+the CLI has no ``inspect services``) at the global. Unless
 ``keep``, it tears everything down; with it, it prints how to call in and how to stop.
 
 Every failure is one ``error:`` paragraph (with where the logs are) and a non-zero exit:
@@ -17,10 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from deploy.local import probes, status
+from deploy.local import netns, probes, status
 from deploy.local.environment import Environment, default_state
 from deploy.local.errors import LocalEnvError, NotReady, Unsupported
 from deploy.local.topology import DEFAULT_PREFIX, demo
+from gossamer.cli.inspect import inspect as inspect_group
 
 CALL_DEADLINE = 90.0
 
@@ -51,6 +53,7 @@ def first_answer(env: Environment, client: str, service: str) -> probes.Reply:
 
 def run(env: Environment, keep: bool) -> None:
     t = env.topology
+    netns.check_support(f"{t.prefix}probe")
     say(f"Building zones {', '.join(t.zones)} in network namespaces ({t.prefix}*), "
         f"state and logs in {env.state}")
     env.up(progress=lambda line: say(f"  {line}"))
@@ -64,7 +67,10 @@ def run(env: Environment, keep: bool) -> None:
     for line in probes.describe_path(env, client, service, tr):
         say(line)
     show(env, "inspect", "zones")
-    show(env, "get", "dataplanes", "-A")
+    if "services" in inspect_group.commands:
+        show(env, "inspect", "services")
+    else:
+        show(env, "get", "dataplanes", "-A")
     if keep:
         say("\nThe environment keeps running.")
         say(status.describe(env))

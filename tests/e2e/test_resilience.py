@@ -119,7 +119,7 @@ def ingress_registrations_above(env: Environment, zone: str, n: int) -> bool:
 
 def envoy_connected(env: Environment, ns: str, port: int) -> bool:
     stats = probes.admin_get(env, ns, port, "/stats?filter=control_plane.connected_state")
-    return "control_plane.connected_state: 1" in stats
+    return "control_plane.connected_state: 1" in stats.splitlines()  # not SDS's
 
 
 def test_a_restarted_zone_cp_gets_its_proxies_back_and_keeps_every_vip(
