@@ -10,6 +10,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	# xds-protos ships an old copy of opentelemetry/proto that breaks the OTLP modules when
+	# it is installed after opentelemetry-proto: put opentelemetry-proto's files back on top.
+	$(BIN)/pip install -q --force-reinstall --no-deps \
+		"opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $(STAMP)
 
 venv: $(STAMP)
