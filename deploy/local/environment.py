@@ -177,6 +177,11 @@ class Environment:
 
     def _start(self, command: Command) -> None:
         self.supervisor.start(command.name, command.ns, command.argv)
+        if command.envoy_log is not None:
+            # Every log in one directory: Envoy's too (the agent writes it in its work dir).
+            link = self.state / "logs" / f"{command.name}.envoy.log"
+            if not link.is_symlink():
+                link.symlink_to(command.envoy_log)
 
     def _start_all(self, commands: list[Command]) -> None:
         """Start them all, then wait until each is ready."""

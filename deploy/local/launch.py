@@ -89,6 +89,7 @@ class Command:
     name: str
     ns: str
     argv: tuple[str, ...]
+    envoy_log: Path | None = None  # where the agent's Envoy logs, linked from the logs
 
 
 def _common(o: Options) -> tuple[str, ...]:
@@ -127,7 +128,7 @@ def ingress_command(t: Topology, layout: Layout, o: Options, zone: str) -> Comma
         "--listen", address, "--advertise", address,
         "--work-dir", str(layout.ingress_dir(zone)), "--admin-port", str(INGRESS_ADMIN_PORT),
         "--drain-time", "1s", "--envoy-log-level", o.envoy_log_level,
-        "--log-level", o.log_level))
+        "--log-level", o.log_level), envoy_log=layout.ingress_dir(zone) / "envoy.log")
 
 
 def dataplane_yaml(t: Topology, w: Workload) -> str:
@@ -148,5 +149,6 @@ def workload_commands(t: Topology, layout: Layout, o: Options, w: Workload) -> l
             "--token-file", str(layout.dataplane_token(w.name)),
             "--work-dir", str(directory / "proxy"), "--admin-port", str(ENVOY_ADMIN_PORT),
             "--dns-addr", f"127.0.0.1:{DNS_PORT}", "--drain-time", "1s",
-            "--envoy-log-level", o.envoy_log_level, "--log-level", o.log_level)),
+            "--envoy-log-level", o.envoy_log_level, "--log-level", o.log_level),
+            envoy_log=directory / "proxy" / "envoy.log"),
     ]
