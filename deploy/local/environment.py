@@ -33,11 +33,8 @@ from deploy.local.launch import GOSSAMER, Command, Layout, Options
 from deploy.local.processes import Supervisor
 from deploy.local.tokens import token_requests
 from deploy.local.topology import (
-    APP_PORT,
-    ENVOY_ADMIN_PORT,
     GLOBAL_API_PORT,
     GLOBAL_IP,
-    INGRESS_ADMIN_PORT,
     INGRESS_PORT,
     WAN,
     ZONE_API_PORT,
@@ -83,6 +80,7 @@ class Environment:
         self.options = options or Options()
         self.env = clean_env(self.state)
         self.supervisor = Supervisor(self.state, topology.prefix, self.env)
+        self.commands: dict[str, Command] = {}
 
     # -- the whole environment --------------------------------------------------------------
 
@@ -96,9 +94,7 @@ class Environment:
         network.build(t)
         progress(f"network: WAN {WAN}, " + ", ".join(f"zone {z} {t.subnet(z)}" for z in t.zones)
                  + f", {len(t.namespaces())} namespaces")
-        for command in launch.global_commands(t, layout, o):
-            self._start(command)
-        self.wait_global()
+        self._start_all(launch.global_commands(t, layout, o))
         progress(f"global control plane on {GLOBAL_IP} (SQLite), upstream DNS beside it")
         self._issue_tokens()
         for zone in t.zones:
@@ -176,6 +172,7 @@ class Environment:
     # -- processes --------------------------------------------------------------------------
 
     def _start(self, command: Command) -> None:
+        self.commands[command.name] = command
         self.supervisor.start(command.name, command.ns, command.argv)
         if command.envoy_log is not None:
             # Every log in one directory: Envoy's too (the agent writes it in its work dir).
@@ -200,7 +197,7 @@ class Environment:
                            [self.topology.cp_ip(zone)])
 
     def names(self) -> list[str]:
-        return sorted(self.supervisor.processes)
+        return sorted(self.commands)
 
     def stop(self, name: str) -> None:
         """SIGTERM (then SIGKILL), its children too."""
@@ -212,8 +209,7 @@ class Environment:
 
     def start(self, name: str, wait: bool = True) -> None:
         """Start a stopped process again, with the same command line."""
-        proc = self.supervisor.get(name)
-        self.supervisor.start(name, proc.ns, proc.argv)
+        self._start(self.commands[name])
         if wait:
             self.wait_ready(name)
 
@@ -235,30 +231,20 @@ class Environment:
     # -- readiness --------------------------------------------------------------------------
 
     def wait_ready(self, name: str) -> None:
-        """Until ``name`` answers: a CP's ``/readyz``, an Envoy's ``/ready``, the app."""
-        proc = self.supervisor.get(name)
-        if name == "upstream-dns":
+        """Until ``name`` answers on its ready URL (a CP's ``/readyz``, an Envoy's
+        ``/ready``, the app), or ``NotReady`` with its log when it exits or the time is up."""
+        command, proc = self.commands[name], self.supervisor.get(name)
+        url = command.ready_url
+        if url is None:
             return
-        if name == "global" or name.endswith("-cp"):
-            url = f"http://127.0.0.1:{GLOBAL_API_PORT if name == 'global' else ZONE_API_PORT}"
-            url += "/readyz"
-        elif name.endswith("-ingress"):
-            url = f"http://127.0.0.1:{INGRESS_ADMIN_PORT}/ready"
-        elif name.endswith("-sidecar"):
-            url = f"http://127.0.0.1:{ENVOY_ADMIN_PORT}/ready"
-        else:
-            url = f"http://127.0.0.1:{APP_PORT}/"
 
         def ready() -> bool:
             if not proc.running():
                 raise NotReady(f"{name} exited before it was ready; {proc.log}:\n"
                                f"{proc.log_tail()}")
-            done = netns.run_in(proc.ns, ["curl", "-sf", "-m", "2", "-o", "/dev/null", url],
+            done = netns.run_in(command.ns, ["curl", "-sf", "-m", "2", "-o", "/dev/null", url],
                                 check=False, env=self.env)
             return done.returncode == 0
 
         wait_until(ready, self.options.ready_timeout, f"{name} ready ({url})",
                    lambda: f"{proc.log}:\n{proc.log_tail()}")
-
-    def wait_global(self) -> None:
-        self.wait_ready("global")

@@ -86,10 +86,19 @@ class Layout:
 
 @dataclass(frozen=True)
 class Command:
+    """One process: its name (``global``, ``east-cp``, ``web-1-sidecar``...), namespace and
+    command line; the URL (in its namespace) that answers 2xx once it is ready; where its
+    Envoy logs, for an agent that runs one."""
+
     name: str
     ns: str
     argv: tuple[str, ...]
-    envoy_log: Path | None = None  # where the agent's Envoy logs, linked from the logs
+    ready_url: str | None = None
+    envoy_log: Path | None = None
+
+
+def _local(port: int, path: str) -> str:
+    return f"http://127.0.0.1:{port}{path}"
 
 
 def _common(o: Options) -> tuple[str, ...]:
@@ -106,7 +115,7 @@ def global_commands(t: Topology, layout: Layout, o: Options) -> list[Command]:
             GOSSAMER, "global", "run", "--data-dir", str(layout.global_dir),
             "--api-addr", f"127.0.0.1:{GLOBAL_API_PORT}",
             "--sync-addr", f"{GLOBAL_IP}:{GLOBAL_SYNC_PORT}", "--tls-host", GLOBAL_IP,
-            "--store", "sqlite", *_common(o))),
+            "--store", "sqlite", *_common(o)), _local(GLOBAL_API_PORT, "/readyz")),
     ]
 
 
@@ -116,7 +125,8 @@ def zone_command(t: Topology, layout: Layout, o: Options, zone: str) -> Command:
         "--api-addr", f"127.0.0.1:{ZONE_API_PORT}", "--xds-addr", f"0.0.0.0:{XDS_PORT}",
         "--store", "sqlite", "--global", t.global_sync_url,
         "--token-file", str(layout.zone_token(zone, "cp")),
-        "--global-ca", str(layout.global_dir / "tls" / "ca.pem"), *_common(o)))
+        "--global-ca", str(layout.global_dir / "tls" / "ca.pem"), *_common(o)),
+        _local(ZONE_API_PORT, "/readyz"))
 
 
 def ingress_command(t: Topology, layout: Layout, o: Options, zone: str) -> Command:
@@ -128,7 +138,8 @@ def ingress_command(t: Topology, layout: Layout, o: Options, zone: str) -> Comma
         "--listen", address, "--advertise", address,
         "--work-dir", str(layout.ingress_dir(zone)), "--admin-port", str(INGRESS_ADMIN_PORT),
         "--drain-time", "1s", "--envoy-log-level", o.envoy_log_level,
-        "--log-level", o.log_level), envoy_log=layout.ingress_dir(zone) / "envoy.log")
+        "--log-level", o.log_level), _local(INGRESS_ADMIN_PORT, "/ready"),
+        layout.ingress_dir(zone) / "envoy.log")
 
 
 def dataplane_yaml(t: Topology, w: Workload) -> str:
@@ -142,7 +153,8 @@ def workload_commands(t: Topology, layout: Layout, o: Options, w: Workload) -> l
     return [
         Command(f"{w.name}-app", ns, (
             sys.executable, "-m", "deploy.local.app", "--service", w.service,
-            "--instance", w.name, "--zone", w.zone, "--port", str(APP_PORT))),
+            "--instance", w.name, "--zone", w.zone, "--port", str(APP_PORT)),
+            _local(APP_PORT, "/")),
         Command(f"{w.name}-sidecar", ns, (
             GOSSAMER, "proxy", "run", "--dataplane", str(directory / "dataplane.yaml"),
             "--cp", t.cp_url(w.zone), "--cp-ca", str(layout.cp_ca(w.zone)),
@@ -150,5 +162,5 @@ def workload_commands(t: Topology, layout: Layout, o: Options, w: Workload) -> l
             "--work-dir", str(directory / "proxy"), "--admin-port", str(ENVOY_ADMIN_PORT),
             "--dns-addr", f"127.0.0.1:{DNS_PORT}", "--drain-time", "1s",
             "--envoy-log-level", o.envoy_log_level, "--log-level", o.log_level),
-            envoy_log=directory / "proxy" / "envoy.log"),
+            _local(ENVOY_ADMIN_PORT, "/ready"), directory / "proxy" / "envoy.log"),
     ]

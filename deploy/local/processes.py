@@ -145,12 +145,6 @@ class Supervisor:
             proc.popen.wait()
         proc.pidfile.unlink(missing_ok=True)
 
-    def restart(self, name: str) -> Process:
-        proc = self.get(name)
-        if proc.running():
-            self.stop(name)
-        return self.start(name, proc.ns, proc.argv)
-
     @staticmethod
     def _tree(pid: int) -> list[int]:
         """``pid`` and its descendants, children first (from /proc, no psutil)."""
