@@ -13,7 +13,6 @@ heartbeats of 1 s with a 3 s timeout, so a dead peer is noticed in seconds.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from functools import partial
 
@@ -98,15 +97,15 @@ def vips(env: Environment) -> dict[str, list[str]]:
 def connected(env: Environment, zone: str, dataplane: str) -> bool:
     """The zone CP (restarted: no memory of old sessions) has the agent's session and
     the ADS stream of its Envoy."""
-    listing = json.loads(env.gossamer("inspect", "dataplanes", "-o", "json", zone=zone))
-    for item in listing["items"]:
+    for item in env.api_get("/dataplanes/_overviews", zone=zone)["items"]:
         if item["name"] == dataplane:
             return bool(item["online"] and (item.get("xds") or {}).get("connected"))
     return False
 
 
 def has_permission(env: Environment, zone: str, name: str) -> bool:
-    return name in env.gossamer("get", "meshtrafficpermissions", "-m", "default", zone=zone)
+    listing = env.api_get("/meshes/default/meshtrafficpermissions", zone=zone)
+    return name in [item["name"] for item in listing["items"]]
 
 
 def ingress_registrations(env: Environment, zone: str) -> int:
