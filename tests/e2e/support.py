@@ -4,13 +4,17 @@ ways to wait on what it does.
 ``running(topology, state)`` is the body of each module's ``env`` fixture: it checks the
 machine (root and network namespaces: only a kernel without netns skips, loudly; a
 missing tool or no root fails, since CI runs ``make test`` as root and installs them),
-brings the environment up, and always takes it down. ``eventually`` waits on a
+brings the environment up, and always takes it down. Each module's names start with
+``prefix(letter)``, which holds this test process's pid: two runs on one machine never
+touch each other's environments, and what a killed run left is removed by the next
+(``reap_orphans``: its pid is gone). ``eventually`` waits on a
 condition with a deadline; ``zones_of`` makes real calls and says which zone answered.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +23,7 @@ from typing import TypeVar
 
 import pytest
 
-from deploy.local import probes
+from deploy.local import netns, network, probes, processes
 from deploy.local.environment import Environment
 from deploy.local.errors import LocalEnvError, Unsupported
 from deploy.local.launch import Options
@@ -29,6 +33,24 @@ T = TypeVar("T")
 TOOLS = ("ip", "curl", "dig", "tcpdump")
 # Short heartbeats: a zone notices a dead global (and reconnects) in seconds, not 15 s.
 OPTIONS = Options(heartbeat_interval="1s", heartbeat_timeout="3s")
+
+
+_OURS = re.compile(r"^g(\d+)[a-z]-")
+
+
+def prefix(letter: str) -> str:
+    """``g<pid><letter>-``: this test process's names for one module's environment."""
+    return f"g{os.getpid()}{letter}-"
+
+
+def reap_orphans() -> None:
+    """Remove the environments of e2e runs whose test process is gone."""
+    for ns in netns.namespaces("g"):
+        match = _OURS.match(ns)
+        if match and not processes.alive(int(match.group(1))):
+            dead = match.group(0)
+            processes.kill_all(dead, None, netns.namespaces(dead))
+            network.clean(dead)
 
 
 def check_machine() -> None:
@@ -44,6 +66,7 @@ def check_machine() -> None:
 def running(topology: Topology, state: Path, options: Options = OPTIONS
             ) -> Iterator[Environment]:
     check_machine()
+    reap_orphans()
     env = Environment(topology, state, options)
     try:
         env.up()

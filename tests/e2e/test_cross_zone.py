@@ -37,9 +37,9 @@ from deploy.local.network import wan_port
 from deploy.local.topology import INGRESS_ADMIN_PORT, INGRESS_PORT, Topology, Workload
 from deploy.local.upstream_dns import EXAMPLE_ORG
 from tests.e2e import wire
-from tests.e2e.support import all_from, deny, eventually, running, status_of
+from tests.e2e.support import all_from, deny, eventually, prefix, running, status_of
 
-TOPOLOGY = Topology(zones=("east", "west"), prefix="gsmxz-", workloads=(
+TOPOLOGY = Topology(zones=("east", "west"), prefix=prefix("x"), workloads=(
     Workload("backend-1", "backend", "east"),
     Workload("web-1", "web", "west"),
     Workload("web-2", "web", "west"),  # its first call is the captured one

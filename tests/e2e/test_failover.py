@@ -14,9 +14,9 @@ import pytest
 
 from deploy.local.environment import Environment
 from deploy.local.topology import Topology, Workload
-from tests.e2e.support import all_from, eventually, running, zones_of
+from tests.e2e.support import all_from, eventually, prefix, running, zones_of
 
-TOPOLOGY = Topology(zones=("east", "west"), prefix="gsmfo-", workloads=(
+TOPOLOGY = Topology(zones=("east", "west"), prefix=prefix("f"), workloads=(
     Workload("backend-1", "backend", "east"),
     Workload("backend-2", "backend", "west"),
     Workload("web-1", "web", "west"),

@@ -21,9 +21,9 @@ import pytest
 from deploy.local import probes
 from deploy.local.environment import Environment
 from deploy.local.topology import ENVOY_ADMIN_PORT, INGRESS_ADMIN_PORT, Topology, Workload
-from tests.e2e.support import all_from, count, deny, eventually, running, status_of
+from tests.e2e.support import all_from, count, deny, eventually, prefix, running, status_of
 
-TOPOLOGY = Topology(zones=("east", "west"), prefix="gsmrs-", workloads=(
+TOPOLOGY = Topology(zones=("east", "west"), prefix=prefix("r"), workloads=(
     Workload("backend-1", "backend", "east"),
     Workload("web-1", "web", "west"),
 ))
