@@ -113,11 +113,17 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
               callback=check_vip_cidr,
               help="The range the zone allocates its services' virtual IPs from: what "
                    "<service>.mesh resolves to. Sidecars route it to lo.")
+@click.option("--tls-host", "tls_hosts", multiple=True, envvar="GOSSAMER_TLS_HOSTS",
+              show_envvar=True, metavar="HOST", callback=params.hosts,
+              help="A name or IP sidecars and ingresses reach the xDS port by, added to its "
+                   "TLS certificate beside localhost, this host's name, 127.0.0.1 and ::1. "
+                   "Repeatable.")
 @params.heartbeat_options
 @params.log_level_option
 def run(zone: str, data_dir: Path | None, api_addr: str, xds_addr: str, store: str,
         global_url: str | None, token_file: Path | None, global_ca: Path | None,
-        insecure_skip_verify: bool, vip_cidr: str, heartbeat_interval: float,
+        insecure_skip_verify: bool, vip_cidr: str, tls_hosts: tuple[str, ...],
+        heartbeat_interval: float,
         heartbeat_timeout: float, log_level: str) -> None:
     """Run a zone control plane (blocks; stop it with Ctrl-C or SIGTERM).
 
@@ -130,7 +136,8 @@ def run(zone: str, data_dir: Path | None, api_addr: str, xds_addr: str, store: s
                             store=store, global_url=global_url, token_file=token_file,
                             global_ca=global_ca, insecure_skip_verify=insecure_skip_verify,
                             heartbeat_interval=heartbeat_interval,
-                            heartbeat_timeout=heartbeat_timeout, vip_cidr=vip_cidr)
+                            heartbeat_timeout=heartbeat_timeout, vip_cidr=vip_cidr,
+                            tls_hosts=tls_hosts)
 
     def start() -> None:
         from zone_cp.app import serve_forever
