@@ -441,7 +441,7 @@ class DataplaneEnv:
         self.sidecars[member.name] = sidecar
         return sidecar
 
-    async def converged(self, *sidecars: Sidecar, timeout: float = 10) -> None:
+    async def converged(self, *sidecars: Sidecar, timeout: float = 20) -> None:
         """Wait until each sidecar's Envoy uses exactly the config the zone CP would send
         it now (all sidecars when none are named)."""
         chosen = sidecars or tuple(self.sidecars.values())

@@ -346,7 +346,7 @@ async def test_access_log_writes_json_lines_with_the_path(lab: Lab) -> None:
             lines = log.read_text().splitlines() if log.exists() else []
             return [entry for entry in map(json.loads, lines) if entry["path"] == path]
 
-        entries = await eventually(lambda: len(logged()) == 2 and logged(), timeout=15,
+        entries = await eventually(lambda: len(logged()) == 2 and logged(), timeout=30,
                                    what="two JSON lines in the access log")
         assert all(str(e["status"]) == "200" and e["upstream"] == "backend" for e in entries)
 
