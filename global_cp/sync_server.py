@@ -58,6 +58,7 @@ from sync.v1 import sync_pb2_grpc
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 64 * 1024 * 1024
+ADMITTED = "gossamer-admitted"  # initial metadata of a stream the global accepted
 GLOBAL_KINDS = [d.name for d in REGISTRY if d.sync is SyncDirection.GLOBAL_TO_ZONES]
 ZONE_KINDS = [d.name for d in REGISTRY if d.sync is SyncDirection.ZONE_TO_GLOBAL]
 INGRESS_URL = kind_type_url("ZoneIngress")
@@ -172,6 +173,10 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
             log.warning("zone stream refused: %s", exc.detail)
             await context.abort(exc.code, f"{exc.reason}: {exc.detail}")
             return
+        # Say "admitted" before anything else: a zone writes only after it, so a refusal
+        # reaches it as the status above, not as a failed write (which gRPC reports as
+        # INTERNAL, losing the reason).
+        await context.send_initial_metadata(((ADMITTED, zone),))
         sid = f"{zone}#{next(self._ids)}"
         meta = dict(context.invocation_metadata() or ())
         self.insights.connected(zone, str(meta.get("gossamer-version", "")))

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import grpc
 
 import gossamer
-from global_cp.sync_server import GLOBAL_KINDS, GRPC_OPTIONS, ZONE_KINDS
+from global_cp.sync_server import ADMITTED, GLOBAL_KINDS, GRPC_OPTIONS, ZONE_KINDS
 from gossamer.errors import GossamerError
 from gossamer.model.base import Resource
 from gossamer.resources import ResourceManager
@@ -40,7 +40,7 @@ from sync.client_state import Applied, Mirror
 from sync.codec import kind_type_url, validate_entry
 from sync.engine import Engine
 from sync.feed import FeedView, StoreFeed, strip_meta
-from sync.stream import Heartbeats, publish, subscribe
+from sync.stream import Heartbeats, StreamStalled, publish, subscribe
 from sync.v1 import sync_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,9 @@ class Redial:
     healthy_after: float = 10.0
 
 
+ADMISSION_TIMEOUT = 10.0  # at least this long for the global to admit or refuse a stream
+
+
 class SyncConfigError(GossamerError):
     http_status = 400
     title = "invalid sync configuration"
@@ -69,15 +72,18 @@ class SyncStatus:
     last_error: str = ""
 
 
-def _channel_credentials(settings: ZoneSettings, host: str, port: int) -> tuple[Any, list[Any]]:
+async def _channel_credentials(settings: ZoneSettings, host: str,
+                               port: int) -> tuple[Any, list[Any]]:
     if settings.global_ca is not None:
         return grpc.ssl_channel_credentials(settings.global_ca.read_bytes()), []
     if not settings.insecure_skip_verify:
         raise SyncConfigError("refusing to connect to the global without --global-ca; pass "
                               "the global's CA file or, knowingly, --insecure-skip-verify")
-    # Skip verification by trusting whatever certificate the global presents right now.
-    pem = ssl.get_server_certificate((host, port), timeout=10).encode()
-    return grpc.ssl_channel_credentials(pem), [("grpc.ssl_target_name_override", "localhost")]
+    # Skip verification by trusting whatever certificate the global presents right now
+    # (fetched on a thread: a global that does not answer must not stall this loop).
+    pem = await asyncio.to_thread(ssl.get_server_certificate, (host, port), timeout=10)
+    return (grpc.ssl_channel_credentials(pem.encode()),
+            [("grpc.ssl_target_name_override", "localhost")])
 
 
 def parse_global_url(url: str) -> tuple[str, int]:
@@ -147,7 +153,7 @@ class ZoneSyncClient:
     async def _connect_once(self) -> None:
         s = self._settings
         host, port = parse_global_url(s.global_url or "")
-        creds, options = _channel_credentials(s, host, port)
+        creds, options = await _channel_credentials(s, host, port)
         metadata = (("authorization", f"Bearer {self._token()}"), ("gossamer-zone", s.zone),
                     ("gossamer-version", gossamer.__version__))
         async with grpc.aio.secure_channel(f"{host}:{port}", creds,
@@ -169,7 +175,21 @@ class ZoneSyncClient:
                 down.cancel()
                 up.cancel()
 
+    async def _admitted(self, call: Any) -> None:
+        """Wait for the global's verdict on a new stream before writing to it: its
+        ``gossamer-admitted`` metadata, or the refusal's status (with the reason)."""
+        try:
+            async with asyncio.timeout(max(self._beats.timeout or 0.0, ADMISSION_TIMEOUT)):
+                metadata = await call.initial_metadata()
+                if metadata is not None and ADMITTED in metadata:
+                    return
+                await call.read()  # a refused stream: raises its status
+        except TimeoutError:
+            raise StreamStalled("the global did not answer the stream's admission") from None
+        raise StreamStalled("the global ended the stream without admitting it")
+
     async def _receive(self, call: Any) -> None:
+        await self._admitted(call)
         kinds = [*GLOBAL_KINDS, "ZoneIngress"]
         mirror = Mirror([kind_type_url(k) for k in kinds], validate_entry,
                         node_id=self._settings.zone)
@@ -186,6 +206,7 @@ class ZoneSyncClient:
         await subscribe(mirror, call, on_applied, self._beats)
 
     async def _publish(self, call: Any) -> None:
+        await self._admitted(call)
         engine = Engine()
         view = FeedView(self._feed, engine)
         await publish(engine, "global", call, view.follow, self._beats)

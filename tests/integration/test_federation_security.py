@@ -29,10 +29,13 @@ from gossamer.tokens import ZONE, SigningKey, issue
 from sync.v1 import sync_pb2_grpc
 from tests.cluster import eventually, sample, scrape, start_global, start_zone, zone_token
 from zone_cp.app import ZoneControlPlane
-from zone_cp.sync_client import SyncConfigError
+from zone_cp.sync_client import Redial, SyncConfigError
 
 BEAT, DEAD_AFTER = 0.2, 1.0
 REJECTED = "gossamer_sync_rejected_streams_total"
+# A refused zone keeps trying: every 0.1-0.5 s here (up to 30 s in production), so the
+# tests see several refusals quickly.
+QUICK_REDIAL = Redial(initial=0.1, maximum=0.5)
 
 
 @pytest.fixture
@@ -55,6 +58,7 @@ async def zone(global_cp: GlobalControlPlane, zones: list[ZoneControlPlane], nam
                tmp_path: Path, **kwargs: object) -> ZoneControlPlane:
     cp = await start_zone(global_cp, name, tmp_path / f"zone-{name}", heartbeat=BEAT,
                           timeout=DEAD_AFTER, **kwargs)  # type: ignore[arg-type]
+    cp.sync.redial = QUICK_REDIAL
     zones.append(cp)
     return cp
 
@@ -158,22 +162,23 @@ async def test_a_token_revoked_while_connected_cuts_the_zone_off_at_once(
     await eventually(lambda: has_default_mesh(east))
     await eventually(lambda: global_cp.insights.get("east").streams == 2)
 
-    started = time.monotonic()
     await global_cp.zone_tokens.revoke(token_id)
-    await eventually(lambda: not global_cp.insights.get("east").online, timeout=DEAD_AFTER,
+    # Ended by the revocation itself (its own reason, and no heartbeat ever went missing),
+    # typically within tens of milliseconds; the deadline allows for a loaded machine.
+    await eventually(lambda: not global_cp.insights.get("east").online, timeout=5,
                      what="the zone's streams ended")
-    cut_off = time.monotonic() - started
-    assert cut_off < DEAD_AFTER, f"cut off after {cut_off:.2f}s: not by the revocation"
     overview = global_cp.insights.get("east").to_json()
     assert overview["status"] == "Offline" and overview["disconnectedAt"]
     assert "revoked while in use" in overview["lastError"]
     await eventually(lambda: "revoked" in east.sync.status.last_error)
 
-    # It keeps trying, and every attempt is refused as revoked.
+    # It keeps trying, and every attempt is refused as revoked, with the reason.
+    refusals = await _rejections(global_cp, "revoked")
     attempts = east.sync.status.attempts
-    await eventually(lambda: _rejections(global_cp, "revoked"), what="a refused reconnect")
-    await eventually(lambda: east.sync.status.attempts > attempts)
-    assert "revoked" in east.sync.status.last_error
+    await eventually(lambda: _more_than(global_cp, "revoked", refusals),
+                     what="a refused reconnect")
+    await eventually(lambda: east.sync.status.attempts > attempts + 1)
+    assert "UNAUTHENTICATED: revoked: token rejected (revoked)" in east.sync.status.last_error
     assert not global_cp.insights.get("east").online
 
     # Nothing reaches it any more: a change made now is still missing after the next
@@ -263,7 +268,7 @@ async def test_a_disabled_zone_is_cut_off_and_hidden_until_enabled_again(
     manager = ResourceManager(global_cp.store)  # type: ignore[arg-type]
 
     await manager.apply(parse_document({"type": "Zone", "name": "west", "enabled": False}))
-    await eventually(lambda: not global_cp.insights.get("west").online, timeout=DEAD_AFTER,
+    await eventually(lambda: not global_cp.insights.get("west").online, timeout=5,
                      what="west's streams ended")
     assert "was disabled at the global" in global_cp.insights.get("west").last_error
     await eventually(lambda: "disabled" in west.sync.status.last_error)
@@ -272,7 +277,7 @@ async def test_a_disabled_zone_is_cut_off_and_hidden_until_enabled_again(
     assert global_cp.insights.get("east").online  # the other zone is untouched
 
     await manager.apply(parse_document({"type": "Zone", "name": "west", "enabled": True}))
-    await eventually(lambda: global_cp.insights.get("west").streams == 2, timeout=15,
+    await eventually(lambda: global_cp.insights.get("west").streams == 2,
                      what="west admitted again")
     await eventually(lambda: _has_ingress(east), what="west's ingress back in east")
 
