@@ -20,6 +20,7 @@ from global_cp.zone_routes import zone_overview_router
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer
+from gossamer.api.services import services_router
 from gossamer.api.tokens import dataplane_token_router, zone_token_router
 from gossamer.pki.serving import ensure_serving_tls
 from gossamer.process import run_until_signal
@@ -83,6 +84,7 @@ class GlobalControlPlane:
         await self.sync.start((tls.cert_file.read_bytes(), tls.key_file.read_bytes()))
         self._tasks.append(asyncio.create_task(ZoneCaSigner(manager).run(), name="zone-ca"))
         routers = [zone_overview_router(manager, self.insights),
+                   services_router(manager, local_zone=""),
                    zone_token_router(self.zone_tokens),
                    dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh))]
         app = build_app(ApiContext(manager=manager, admin_token=self.admin_token,

@@ -14,6 +14,7 @@ from global_cp.bootstrap import bootstrap
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer
+from gossamer.api.services import services_router
 from gossamer.api.tokens import dataplane_token_router
 from gossamer.pki.serving import ensure_serving_tls
 from gossamer.process import run_until_signal
@@ -73,6 +74,7 @@ class ZoneControlPlane:
             await bootstrap(self.manager)
         xds = self._prepare_xds()
         routers = [dataplane_router(self.manager, self.agents, self.ads)]
+        routers.append(services_router(self.manager, s.zone))
         if not s.federated:
             routers.append(dataplane_token_router(
                 lambda mesh: TokenAuthority(self.manager, DATAPLANE, mesh)))

@@ -90,3 +90,19 @@ def dataplane(ctx: click.Context, name: str, mesh: str, show_config: bool, outpu
     path = f"/meshes/{mesh}/dataplanes/{name}/" + ("_config" if show_config else "_overview")
     with state(ctx).client() as api:
         _format(output, api.get(path))
+
+
+@inspect.command()
+@OUTPUT
+@click.pass_context
+def services(ctx: click.Context, output: str) -> None:
+    """Services per zone: instances and protocol (at the global: every zone's)."""
+    with state(ctx).client() as api:
+        items = api.get("/services/_overviews")["items"]
+    if output != "table":
+        _format(output, {"items": items})
+        return
+    rows = [[i["mesh"], i["service"], i["zone"] or "-", str(i["instances"]), i["protocol"],
+             i["via"]] for i in items]
+    click.echo(render_table(["MESH", "SERVICE", "ZONE", "INSTANCES", "PROTOCOL", "SEEN-VIA"],
+                            rows))

@@ -203,3 +203,25 @@ async def test_zone_intermediates_from_the_global(global_cp: GlobalControlPlane,
         assert not [s for s in secrets if s.name.startswith("ca-default")]
         certs = (await zone.store.list(ListQuery("ZoneCertificate"))).items
         assert [c.spec.zone for c in certs] == [zone.settings.zone]  # type: ignore[attr-defined]
+
+
+async def test_inspect_services_at_the_global(global_cp: GlobalControlPlane,
+                                              zones: list[ZoneControlPlane],
+                                              tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gossamer.cli.main import main
+
+    east = zones[0]
+    await eventually(lambda: has(east, "Mesh", "default"))
+    await east.manager.apply(parse_document(dataplane("backend-1")))
+    name = zone_scoped_name("east", "default", "backend-1")
+    await eventually(lambda: has(global_cp, "Dataplane", name, "default"))
+    token = tmp_path / "admin-token"
+    token.write_text(global_cp.admin_token)
+    env = {"GOSSAMER_ADDRESS": global_cp.api_url, "GOSSAMER_TOKEN_FILE": str(token),
+           "GOSSAMER_CONFIG": str(tmp_path / "cli.yaml")}
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["inspect", "services"], env=env)
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines()[1:]]
+    assert ["default", "backend", "east", "1", "tcp", "dataplanes"] in rows
