@@ -106,7 +106,7 @@ def _network_filters(ctx: ProxyContext, ib: Inbound, name: str, cluster: str,
         out.route(_route_config(name, ib.service, cluster, timeout))
         result.append(connection_manager(HttpSettings(
             stat_prefix=prefix, route_name=name, http_filters=_http_filters(ctx, ib),
-            timeout=timeout, access_logs=logs, tracing=tracing, inbound=True)))
+            timeout=timeout, access_logs=logs, tracing=tracing)))
         return result
     perms = rbac.permissions(ctx.mesh, rbac.source_rules(ctx.policies, ib))
     result.append(filters.network(rbac.NETWORK_FILTER, rbac.network_filter(perms, prefix)))

@@ -828,6 +828,30 @@ def test_permissive_accepts_tls_and_plaintext() -> None:
     assert [f.name for f in listener.listener_filters] == ["envoy.filters.listener.tls_inspector"]
 
 
+@pytest.mark.parametrize("name", ["http", "permissive", "inbounds", "metric", "trace-otel"])
+def test_no_connection_manager_passes_on_a_client_certificate_header(name: str) -> None:
+    """A client cannot hand the application a forged x-forwarded-client-cert (Envoy's
+    default ``SANITIZE`` drops it) and the sidecar adds none: building one per request
+    cost the sidecar pair CPU that nothing required (docs/benchmarks.md); RBAC checks
+    callers."""
+    from envoy.extensions.filters.network.http_connection_manager.v3 import (
+        http_connection_manager_pb2,
+    )
+    hcm_type = http_connection_manager_pb2.HttpConnectionManager
+    seen = 0
+    for listener in generated(scenario(name)).listeners.values():
+        for chain in listener.filter_chains:
+            for f in chain.filters:
+                if f.name != "envoy.filters.network.http_connection_manager":
+                    continue
+                hcm = hcm_type()
+                f.typed_config.Unpack(hcm)
+                assert hcm.forward_client_cert_details == hcm_type.SANITIZE, listener.name
+                assert not hcm.HasField("set_current_client_cert_details"), listener.name
+                seen += 1
+    assert seen >= 1
+
+
 def test_http_routes_follow_gateway_precedence() -> None:
     route_config = generated(scenario("http-route")).routes["outbound:backend"]
     matches = [MessageToDict(r.match) for r in route_config.virtual_hosts[0].routes]
