@@ -31,8 +31,9 @@ from gossamer.model.base import Resource
 from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE, TokenRejected
 from sync.engine import Engine
+from sync.errors import SyncError
 from sync.messages import Entry, Payload
-from sync.stream import NO_HEARTBEATS, StreamStalled, publish
+from sync.stream import NO_HEARTBEATS, publish
 from zone_cp.agents import AgentRegistry, Refused, bearer
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.mesh_dns import VipView, vip_outbounds
@@ -184,8 +185,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             await publish(engine, sid, _Counting(context, insight, first),
                           lambda wake: self._follow(engine, session.dataplane, insight, wake),
                           NO_HEARTBEATS)  # Envoy has gRPC keepalive, not ours
-        except StreamStalled:
-            log.warning("proxy %s stream stalled", node_id)
+        except SyncError as exc:  # the proxy went away, or broke the protocol
+            log.info("proxy %s stream ended: %s", node_id, exc.detail)
         finally:
             insight.connected = False
 
@@ -244,8 +245,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             await publish(engine, f"{node_id}#{next(self._ids)}",
                           _Counting(context, insight, first),
                           lambda wake: self._on_changes(load, wake), NO_HEARTBEATS)
-        except StreamStalled:
-            log.warning("ingress %s stream stalled", node_id)
+        except SyncError as exc:
+            log.info("ingress %s stream ended: %s", node_id, exc.detail)
         finally:
             insight.connected = False
 
