@@ -141,6 +141,16 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
     # -- admission ----------------------------------------------------------------------
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> tuple[str, Claims]:
+        try:
+            return await self._check_admission(context)
+        except _Refused:
+            raise
+        except GossamerError as exc:  # the store failed us, not the zone: it should retry
+            raise _Refused(grpc.StatusCode.UNAVAILABLE, "unavailable",
+                           f"the global could not check the zone's access: {exc.detail}"
+                           ) from None
+
+    async def _check_admission(self, context: grpc.aio.ServicerContext) -> tuple[str, Claims]:
         meta = {k: v for k, v in (context.invocation_metadata() or ())}
         zone = str(meta.get("gossamer-zone", ""))
         if check_name(zone, "zone"):
@@ -272,11 +282,25 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
                     res = event.resource
                     if res.type == "Zone" or (res.type == "GlobalSecret"
                                               and REVOCATIONS_LABEL in res.labels):
-                        await self._cut_off_withdrawn()
+                        await self._check_access()
             except RevisionCompacted:
                 # Fell behind: what was missed may be a revocation, so check everyone.
                 log.warning("access watch fell behind the store's retention; rechecking")
+                await self._check_access()
+
+    async def _check_access(self) -> None:
+        """``_cut_off_withdrawn`` until it succeeds: a check that failed (the store busy or
+        down, a concurrent write) may have been the one for a revocation."""
+        delay = 0.05
+        while True:
+            try:
                 await self._cut_off_withdrawn()
+                return
+            except GossamerError as exc:
+                log.warning("checking the zones' access failed, retrying in %.2fs: %s",
+                            delay, exc.detail)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _cut_off_withdrawn(self) -> None:
         if not self._sessions:
