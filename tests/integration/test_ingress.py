@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -47,7 +49,7 @@ from gossamer.tokens import DATAPLANE
 from proxy.envoy_binary import envoy_binary
 from sync.applier import ORIGIN_LABEL, ZONE_LABEL, zone_scoped_name
 from tests.cluster import eventually, start_global, start_zone
-from tests.integration.test_agent import AgentProcess, agent_process, envoy_pids, free_port
+from tests.integration.test_agent import AgentProcess, agent_process, envoy_pids
 from tests.integration.test_agent_zone import DATAPLANE_YAML, OUTBOUND, http_backend
 from tests.integration.test_envoy_accepts import static_bootstrap, validate
 from tests.unit.test_ingress import SCENARIO_NAMES, SCENARIOS, Scenario, as_data
@@ -56,6 +58,21 @@ from zone_ingress.envoy import generate_ingress
 
 ROOT = Path(__file__).parents[2]
 MESH = "default"
+# Below Linux's ephemeral range (32768-60999): a port picked there can be taken by any
+# outgoing connection on the host before Envoy binds it (seen as a NACKed listener).
+QUIET_PORTS = (20000, 32000)
+
+
+def free_port() -> int:
+    """A port free right now outside the ephemeral range, for a listener started later."""
+    while True:
+        port = random.randrange(*QUIET_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=SCENARIO_NAMES)
@@ -118,9 +135,25 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
                              what=f"zone {zone.settings.zone} in sync")
         yield Cluster(global_cp, zones[0], zones[1], tmp_path)
     finally:
-        for zone in zones:
-            await zone.stop()
-        await global_cp.stop()
+        for cp in [*zones, global_cp]:
+            await stop(cp)
+
+
+async def stop(cp: ZoneControlPlane | GlobalControlPlane, timeout: float = 30.0) -> None:
+    """Stop a control plane; one that does not stop fails the test with what it awaits."""
+    task = asyncio.ensure_future(cp.stop())
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if task in done:
+        task.result()
+        return
+    stacks = []
+    for pending in asyncio.all_tasks():
+        frames = pending.get_stack(limit=8)
+        stacks.append(f"{pending.get_name()}: " + " <- ".join(
+            f"{f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno} {f.f_code.co_name}"
+            for f in frames))
+    raise AssertionError(f"{type(cp).__name__} did not stop in {timeout:g}s; tasks:\n"
+                         + "\n".join(stacks))
 
 
 def _cp_args(zone: ZoneControlPlane) -> list[str]:
@@ -243,7 +276,11 @@ async def test_the_ingress_publishes_its_services_and_passes_tls_through(
             return len(found) == 1 and offered(found[0]) == [BACKEND]
 
         await eventually(in_west, timeout=30, what="east's ZoneIngress in west")
-        assert west.state.services(MESH)["backend"].remote[0].instances == 1
+        # West's sidecars would send to it: backend in east, one instance, at the ingress.
+        remote = await eventually(lambda: west.state.services(MESH)["backend"].remote,
+                                  timeout=10, what="backend in west's mesh state")
+        assert [(r.zone, r.address, r.port, r.instances) for r in remote] == [
+            ("east", "127.0.0.1", port, 1)]
 
         # TLS passes through: the certificate behind the ingress is backend's sidecar's.
         cert = await eventually(
