@@ -14,6 +14,7 @@ and east's ingress, with a zone token the global issued with the ``ingress`` sco
 - an ingress with a zone token without the ``ingress`` scope, with a dataplane token, or
   at a standalone zone is refused with the reason;
 - every scenario of ``tests/unit/test_ingress.py`` passes ``envoy --mode validate``;
+- the ingress rides out a restart of its zone CP (Envoy untouched, registered again);
 - end to end: ``web`` in west calls backend in east through its explicit outbound, over
   mTLS from sidecar to sidecar through east's ingress (both zones sign with
   intermediates of the one mesh root the global keeps).
@@ -30,7 +31,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -87,6 +88,7 @@ class Cluster:
     east: ZoneControlPlane
     west: ZoneControlPlane
     directory: Path
+    running: list[ZoneControlPlane] = field(default_factory=list)
 
     @property
     def global_manager(self) -> ResourceManager:
@@ -102,6 +104,18 @@ class Cluster:
             await eventually(lambda z=zone: _has_signing_key(z), timeout=15,
                              what="the global's dataplane signing key in the zone")
         return path
+
+    async def restart_east(self) -> AsyncIterator[None]:
+        """Stop zone east's CP, yield while it is down, start it again in its place."""
+        old = self.east
+        assert old.xds is not None
+        port = old.xds.port
+        self.running.remove(old)
+        await stop(old)
+        yield
+        self.east = await start_zone(self.global_cp, "east", old.settings.directory,
+                                     xds_addr=f"127.0.0.1:{port}")
+        self.running.append(self.east)
 
     async def zone_token(self, zone: str, scopes: list[str], path: Path) -> Path:
         token, _ = await self.global_cp.zone_tokens.issue(zone, 3600, scopes)
@@ -133,7 +147,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         for zone in zones:
             await eventually(lambda z=zone: _ready(z), timeout=15,
                              what=f"zone {zone.settings.zone} in sync")
-        yield Cluster(global_cp, zones[0], zones[1], tmp_path)
+        yield Cluster(global_cp, zones[0], zones[1], tmp_path, zones)
     finally:
         for cp in [*zones, global_cp]:
             await stop(cp)
@@ -398,3 +412,36 @@ async def ingress_stats(admin: int) -> dict[str, int]:
         if value.strip().isdigit():
             out[name] = int(value)
     return out
+
+
+async def test_the_ingress_rides_out_a_restart_of_its_zone_cp(cluster: Cluster) -> None:
+    token = await cluster.zone_token("east", ["ingress"], cluster.directory / "east.token")
+    port = free_port()
+
+    def backend_behind_the_ingress() -> bool:
+        cert = server_certificate(port, "backend.default.mesh")
+        return cert is not None and "spiffe://default/backend" in uris(cert)
+
+    async with http_backend(b"hello from east") as app, \
+            await sidecar(cluster, cluster.east, "backend-1", "backend", app), \
+            ingress_process(cluster.directory / "ingress", cluster.east, token, port) as ingress:
+        await eventually(lambda: asyncio.to_thread(backend_behind_the_ingress), timeout=60,
+                         what="TLS through the ingress")
+        pids = envoy_pids(ingress.work)
+
+        restart = cluster.restart_east()
+        await anext(restart)
+        # Down: Envoy keeps passing TLS through on its last configuration.
+        for _ in range(3):
+            assert await asyncio.to_thread(backend_behind_the_ingress)
+        await anext(restart, None)
+        east = cluster.east
+
+        # Back: the agent registers again, its Envoy is back on ADS, nothing restarted.
+        await eventually(lambda: _offers(east, "east-ingress", [BACKEND]), timeout=60,
+                         what="east's ZoneIngress registered again with backend")
+        await eventually(lambda: east.ads.insights["ingress:east-ingress"].connected,
+                         timeout=60, what="the ingress's Envoy back on ADS")
+        assert await asyncio.to_thread(backend_behind_the_ingress)
+        assert envoy_pids(ingress.work) == pids
+        assert "Traceback" not in ingress.errors()
