@@ -8,6 +8,7 @@ which proxies are online, their certificate expiry and ACK/NACK counts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -26,6 +27,17 @@ def _format(output: str, doc: Any) -> None:
     click.echo(to_json(doc) if output == "json" else to_yaml(doc), nl=output == "json")
 
 
+def _list(ctx: click.Context, output: str, path: str, headers: list[str],
+          row: Callable[[dict[str, Any]], list[str]]) -> None:
+    """Fetch an overview list and print it as a table, YAML or JSON."""
+    with state(ctx).client() as api:
+        items = api.get(path)["items"]
+    if output != "table":
+        _format(output, {"items": items})
+    else:
+        click.echo(render_table(headers, [row(item) for item in items]))
+
+
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "yaml", "json"]),
                       default="table", show_default=True, help="Output format.")
 
@@ -35,23 +47,17 @@ OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "yaml", "jso
 @click.pass_context
 def zones(ctx: click.Context, output: str) -> None:
     """Zones and their sync with the global (run against the global)."""
-    with state(ctx).client() as api:
-        items = api.get("/zones/_overviews")["items"]
-    if output != "table":
-        _format(output, {"items": items})
-        return
-    rows = []
-    for item in items:
+    def row(item: dict[str, Any]) -> list[str]:
         ins = item["insight"]
         totals = ins["totals"]
         enabled = (item.get("zone") or {}).get("enabled", True)
         status = ins["status"] if enabled else f"{ins['status']} (disabled)"
-        rows.append([item["name"], status, ins.get("connectedAt") or "-",
-                     ins.get("lastUpdate") or "-",
-                     f"{totals['sent']}/{totals['acked']}/{totals['nacked']}",
-                     ins.get("version") or "-"])
-    click.echo(render_table(["NAME", "STATUS", "CONNECTED", "LAST-UPDATE",
-                             "SENT/ACKED/NACKED", "VERSION"], rows))
+        return [item["name"], status, ins.get("connectedAt") or "-", ins.get("lastUpdate") or "-",
+                f"{totals['sent']}/{totals['acked']}/{totals['nacked']}",
+                ins.get("version") or "-"]
+
+    _list(ctx, output, "/zones/_overviews", ["NAME", "STATUS", "CONNECTED", "LAST-UPDATE",
+                                              "SENT/ACKED/NACKED", "VERSION"], row)
 
 
 @inspect.command()
@@ -59,20 +65,15 @@ def zones(ctx: click.Context, output: str) -> None:
 @click.pass_context
 def dataplanes(ctx: click.Context, output: str) -> None:
     """Dataplanes, whether their agent is online, certificates and xDS outcomes."""
-    with state(ctx).client() as api:
-        items = api.get("/dataplanes/_overviews")["items"]
-    if output != "table":
-        _format(output, {"items": items})
-        return
-    rows = []
-    for item in items:
+    def row(item: dict[str, Any]) -> list[str]:
         xds = item.get("xds") or {}
         cert = item.get("certificate") or {}
-        rows.append([item["mesh"], item["name"], "Online" if item["online"] else "Offline",
-                     cert.get("expires", "-"), str(xds.get("acked", 0)),
-                     str(xds.get("nacked", 0)), (xds.get("lastNack") or "-")[:60]])
-    click.echo(render_table(["MESH", "NAME", "STATUS", "CERT-EXPIRY", "ACKS", "NACKS",
-                             "LAST-NACK"], rows))
+        return [item["mesh"], item["name"], "Online" if item["online"] else "Offline",
+                cert.get("expires", "-"), str(xds.get("acked", 0)), str(xds.get("nacked", 0)),
+                (xds.get("lastNack") or "-")[:60]]
+
+    _list(ctx, output, "/dataplanes/_overviews", ["MESH", "NAME", "STATUS", "CERT-EXPIRY",
+                                                   "ACKS", "NACKS", "LAST-NACK"], row)
 
 
 @inspect.command()
@@ -97,12 +98,7 @@ def dataplane(ctx: click.Context, name: str, mesh: str, show_config: bool, outpu
 @click.pass_context
 def services(ctx: click.Context, output: str) -> None:
     """Services per zone: instances and protocol (at the global: every zone's)."""
-    with state(ctx).client() as api:
-        items = api.get("/services/_overviews")["items"]
-    if output != "table":
-        _format(output, {"items": items})
-        return
-    rows = [[i["mesh"], i["service"], i["zone"] or "-", str(i["instances"]), i["protocol"],
-             i["via"]] for i in items]
-    click.echo(render_table(["MESH", "SERVICE", "ZONE", "INSTANCES", "PROTOCOL", "SEEN-VIA"],
-                            rows))
+    _list(ctx, output, "/services/_overviews",
+          ["MESH", "SERVICE", "ZONE", "INSTANCES", "PROTOCOL", "SEEN-VIA"],
+          lambda i: [i["mesh"], i["service"], i["zone"] or "-", str(i["instances"]),
+                     i["protocol"], i["via"]])
