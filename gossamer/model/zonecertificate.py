@@ -31,6 +31,11 @@ class ZoneCertificateSpec(BaseModel):
     mesh: Name
     certificate: str = Field(max_length=MAX_PEM, pattern=r"^-----BEGIN CERTIFICATE-----")
     trust_bundle: str = Field(max_length=MAX_PEM, pattern=r"^-----BEGIN CERTIFICATE-----")
+    # The CA certificates between the intermediate and its root (root excluded), PEM;
+    # empty when the root signed the intermediate itself.
+    chain: str = Field("", max_length=MAX_PEM)
+    # The mesh CA that signed it: ``<backend>/<generation>`` (see MeshTrust).
+    signer: str = Field("", max_length=300)
 
 
 REQUEST_DESCRIPTOR = KindDescriptor(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -176,3 +177,60 @@ def write_public(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+# -- trust bundles ----------------------------------------------------------------------
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """The SHA-256 of the certificate's DER, lowercase hex: how roots are named."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def bundle_pem(certs: Sequence[x509.Certificate]) -> bytes:
+    """A trust bundle: the distinct certificates, PEM, in a stable order (by fingerprint),
+    so the same roots always give the same bytes and the same digest."""
+    unique = {fingerprint(c): c for c in certs}
+    return b"".join(unique[f].public_bytes(serialization.Encoding.PEM) for f in sorted(unique))
+
+
+def bundle_digest(pem: bytes) -> str:
+    """A digest of the roots in a PEM bundle, independent of their order and of the PEM
+    text around them ("" for an empty bundle)."""
+    certs = x509.load_pem_x509_certificates(pem) if pem.strip() else []
+    if not certs:
+        return ""
+    return hashes_hex(b"".join(bytes.fromhex(f) for f in sorted(fingerprint(c) for c in certs)))
+
+
+def hashes_hex(data: bytes) -> str:
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(data)
+    return digest.finalize().hex()
+
+
+def chain_root(chain: Sequence[x509.Certificate],
+               roots: Sequence[x509.Certificate]) -> x509.Certificate | None:
+    """The root among ``roots`` that ``chain`` (leaf first, then the CAs above it) leads to
+    by signatures, or None. Only signatures are checked, not validity periods."""
+    if not chain:
+        return None
+    path = list(chain)
+    for cert in roots:
+        if fingerprint(cert) == fingerprint(path[-1]):
+            return cert  # the chain already ends at the root
+    for i in range(len(path) - 1):
+        if not _issued_by(path[i], path[i + 1]):
+            return None
+    for root in roots:
+        if _issued_by(path[-1], root):
+            return root
+    return None
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

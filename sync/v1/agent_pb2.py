@@ -27,7 +27,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgossamer/sync/v1/agent.proto\x12\x10gossamer.sync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0bSignRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x11\n\tdataplane\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"w\n\x0cSignResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\x0c\x12\x18\n\x10trust_bundle_pem\x18\x02 \x01(\x0c\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"n\n\x0c\x41gentMessage\x12!\n\x17register_dataplane_json\x18\x01 \x01(\tH\x00\x12\x30\n\theartbeat\x18\x02 \x01(\x0b\x32\x1b.gossamer.sync.v1.HeartbeatH\x00\x42\t\n\x07message\"\xee\x01\n\x13\x43ontrolPlaneMessage\x12\x32\n\nregistered\x18\x01 \x01(\x0b\x32\x1c.gossamer.sync.v1.RegisteredH\x00\x12\x35\n\x0ctrust_bundle\x18\x02 \x01(\x0b\x32\x1d.gossamer.sync.v1.TrustBundleH\x00\x12/\n\tdns_table\x18\x03 \x01(\x0b\x32\x1a.gossamer.sync.v1.DnsTableH\x00\x12\x30\n\theartbeat\x18\x04 \x01(\x0b\x32\x1b.gossamer.sync.v1.HeartbeatH\x00\x42\t\n\x07message\"\x0b\n\tHeartbeat\"G\n\nRegistered\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\"\x1a\n\x0bTrustBundle\x12\x0b\n\x03pem\x18\x01 \x01(\x0c\"\x81\x01\n\x08\x44nsTable\x12\x31\n\x07\x65ntries\x18\x01 \x03(\x0b\x32 .gossamer.sync.v1.DnsTable.Entry\x12\x0f\n\x07version\x18\x02 \x01(\t\x1a\x31\n\x05\x45ntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03ips\x18\x02 \x03(\t\x12\r\n\x05ports\x18\x03 \x03(\r2\xaf\x01\n\x05\x41gent\x12P\n\x0fSignCertificate\x12\x1d.gossamer.sync.v1.SignRequest\x1a\x1e.gossamer.sync.v1.SignResponse\x12T\n\x07Session\x12\x1e.gossamer.sync.v1.AgentMessage\x1a%.gossamer.sync.v1.ControlPlaneMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgossamer/sync/v1/agent.proto\x12\x10gossamer.sync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0bSignRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x11\n\tdataplane\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"w\n\x0cSignResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\x0c\x12\x18\n\x10trust_bundle_pem\x18\x02 \x01(\x0c\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9f\x01\n\x0c\x41gentMessage\x12!\n\x17register_dataplane_json\x18\x01 \x01(\tH\x00\x12\x30\n\theartbeat\x18\x02 \x01(\x0b\x32\x1b.gossamer.sync.v1.HeartbeatH\x00\x12/\n\x06status\x18\x03 \x01(\x0b\x32\x1d.gossamer.sync.v1.AgentStatusH\x00\x42\t\n\x07message\"I\n\x0b\x41gentStatus\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\x0c\x12\x1b\n\x13trust_bundle_digest\x18\x02 \x01(\t\"\x98\x02\n\x13\x43ontrolPlaneMessage\x12\x32\n\nregistered\x18\x01 \x01(\x0b\x32\x1c.gossamer.sync.v1.RegisteredH\x00\x12\x35\n\x0ctrust_bundle\x18\x02 \x01(\x0b\x32\x1d.gossamer.sync.v1.TrustBundleH\x00\x12/\n\tdns_table\x18\x03 \x01(\x0b\x32\x1a.gossamer.sync.v1.DnsTableH\x00\x12\x30\n\theartbeat\x18\x04 \x01(\x0b\x32\x1b.gossamer.sync.v1.HeartbeatH\x00\x12(\n\x05renew\x18\x05 \x01(\x0b\x32\x17.gossamer.sync.v1.RenewH\x00\x42\t\n\x07message\"\x07\n\x05Renew\"\x0b\n\tHeartbeat\"G\n\nRegistered\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\"\x1a\n\x0bTrustBundle\x12\x0b\n\x03pem\x18\x01 \x01(\x0c\"\x81\x01\n\x08\x44nsTable\x12\x31\n\x07\x65ntries\x18\x01 \x03(\x0b\x32 .gossamer.sync.v1.DnsTable.Entry\x12\x0f\n\x07version\x18\x02 \x01(\t\x1a\x31\n\x05\x45ntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03ips\x18\x02 \x03(\t\x12\r\n\x05ports\x18\x03 \x03(\r2\xaf\x01\n\x05\x41gent\x12P\n\x0fSignCertificate\x12\x1d.gossamer.sync.v1.SignRequest\x1a\x1e.gossamer.sync.v1.SignResponse\x12T\n\x07Session\x12\x1e.gossamer.sync.v1.AgentMessage\x1a%.gossamer.sync.v1.ControlPlaneMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,20 +38,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNREQUEST']._serialized_end=146
   _globals['_SIGNRESPONSE']._serialized_start=148
   _globals['_SIGNRESPONSE']._serialized_end=267
-  _globals['_AGENTMESSAGE']._serialized_start=269
-  _globals['_AGENTMESSAGE']._serialized_end=379
-  _globals['_CONTROLPLANEMESSAGE']._serialized_start=382
-  _globals['_CONTROLPLANEMESSAGE']._serialized_end=620
-  _globals['_HEARTBEAT']._serialized_start=622
-  _globals['_HEARTBEAT']._serialized_end=633
-  _globals['_REGISTERED']._serialized_start=635
-  _globals['_REGISTERED']._serialized_end=706
-  _globals['_TRUSTBUNDLE']._serialized_start=708
-  _globals['_TRUSTBUNDLE']._serialized_end=734
-  _globals['_DNSTABLE']._serialized_start=737
-  _globals['_DNSTABLE']._serialized_end=866
-  _globals['_DNSTABLE_ENTRY']._serialized_start=817
-  _globals['_DNSTABLE_ENTRY']._serialized_end=866
-  _globals['_AGENT']._serialized_start=869
-  _globals['_AGENT']._serialized_end=1044
+  _globals['_AGENTMESSAGE']._serialized_start=270
+  _globals['_AGENTMESSAGE']._serialized_end=429
+  _globals['_AGENTSTATUS']._serialized_start=431
+  _globals['_AGENTSTATUS']._serialized_end=504
+  _globals['_CONTROLPLANEMESSAGE']._serialized_start=507
+  _globals['_CONTROLPLANEMESSAGE']._serialized_end=787
+  _globals['_RENEW']._serialized_start=789
+  _globals['_RENEW']._serialized_end=796
+  _globals['_HEARTBEAT']._serialized_start=798
+  _globals['_HEARTBEAT']._serialized_end=809
+  _globals['_REGISTERED']._serialized_start=811
+  _globals['_REGISTERED']._serialized_end=882
+  _globals['_TRUSTBUNDLE']._serialized_start=884
+  _globals['_TRUSTBUNDLE']._serialized_end=910
+  _globals['_DNSTABLE']._serialized_start=913
+  _globals['_DNSTABLE']._serialized_end=1042
+  _globals['_DNSTABLE_ENTRY']._serialized_start=993
+  _globals['_DNSTABLE_ENTRY']._serialized_end=1042
+  _globals['_AGENT']._serialized_start=1045
+  _globals['_AGENT']._serialized_end=1220
 # @@protoc_insertion_point(module_scope)

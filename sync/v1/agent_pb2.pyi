@@ -32,24 +32,40 @@ class SignResponse(_message.Message):
     def __init__(self, certificate_chain_pem: _Optional[bytes] = ..., trust_bundle_pem: _Optional[bytes] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("register_dataplane_json", "heartbeat")
+    __slots__ = ("register_dataplane_json", "heartbeat", "status")
     REGISTER_DATAPLANE_JSON_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     register_dataplane_json: str
     heartbeat: Heartbeat
-    def __init__(self, register_dataplane_json: _Optional[str] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    status: AgentStatus
+    def __init__(self, register_dataplane_json: _Optional[str] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., status: _Optional[_Union[AgentStatus, _Mapping]] = ...) -> None: ...
+
+class AgentStatus(_message.Message):
+    __slots__ = ("certificate_chain_pem", "trust_bundle_digest")
+    CERTIFICATE_CHAIN_PEM_FIELD_NUMBER: _ClassVar[int]
+    TRUST_BUNDLE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    certificate_chain_pem: bytes
+    trust_bundle_digest: str
+    def __init__(self, certificate_chain_pem: _Optional[bytes] = ..., trust_bundle_digest: _Optional[str] = ...) -> None: ...
 
 class ControlPlaneMessage(_message.Message):
-    __slots__ = ("registered", "trust_bundle", "dns_table", "heartbeat")
+    __slots__ = ("registered", "trust_bundle", "dns_table", "heartbeat", "renew")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     TRUST_BUNDLE_FIELD_NUMBER: _ClassVar[int]
     DNS_TABLE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    RENEW_FIELD_NUMBER: _ClassVar[int]
     registered: Registered
     trust_bundle: TrustBundle
     dns_table: DnsTable
     heartbeat: Heartbeat
-    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., trust_bundle: _Optional[_Union[TrustBundle, _Mapping]] = ..., dns_table: _Optional[_Union[DnsTable, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    renew: Renew
+    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., trust_bundle: _Optional[_Union[TrustBundle, _Mapping]] = ..., dns_table: _Optional[_Union[DnsTable, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., renew: _Optional[_Union[Renew, _Mapping]] = ...) -> None: ...
+
+class Renew(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ()

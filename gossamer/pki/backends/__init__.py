@@ -1,0 +1,1 @@
+"""Certificate authority backends of a mesh: builtin, provided, vault (see ``base``)."""
