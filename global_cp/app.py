@@ -13,6 +13,7 @@ import logging
 from prometheus_client import CollectorRegistry
 
 from global_cp.bootstrap import bootstrap
+from global_cp.certificate_routes import certificate_router
 from global_cp.insights import Insights
 from global_cp.sync_server import ZoneSyncServer
 from global_cp.zone_ca import ZoneCaSigner
@@ -83,7 +84,7 @@ class GlobalControlPlane:
                                    self.insights)
         await self.sync.start((tls.cert_file.read_bytes(), tls.key_file.read_bytes()))
         self._tasks.append(asyncio.create_task(ZoneCaSigner(manager).run(), name="zone-ca"))
-        routers = [zone_overview_router(manager, self.insights),
+        routers = [zone_overview_router(manager, self.insights), certificate_router(manager),
                    services_router(manager, local_zone=""),
                    zone_token_router(self.zone_tokens),
                    dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh))]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from prometheus_client import CollectorRegistry
+
 from global_cp.bootstrap import bootstrap
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
@@ -27,6 +29,7 @@ from gossamer.tokens import DATAPLANE
 from proxy.envoy import PieceCache, generate
 from zone_cp.agents import AgentRegistry, AgentService
 from zone_cp.ca import ZoneCa
+from zone_cp.cert_metrics import CertificateCollector
 from zone_cp.dataplane_routes import dataplane_router
 from zone_cp.guard import zone_write_guard
 from zone_cp.ingresses import IngressRegistry
@@ -79,8 +82,10 @@ class ZoneControlPlane:
             routers.append(dataplane_token_router(
                 lambda mesh: TokenAuthority(self.manager, DATAPLANE, mesh)))
         mode = "zone" if s.federated else "standalone"
+        self.metrics = CollectorRegistry()
+        self.metrics.register(CertificateCollector(self.agents))
         app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,
-                                   mode=mode, extra_routers=routers,
+                                   mode=mode, extra_routers=routers, metrics=self.metrics,
                                    extra_info=lambda: {"zone": s.zone}))
         self._api = ApiServer(app, s.api_addr)
         await self._api.start()
