@@ -13,8 +13,9 @@ the bootstrap's ``ADMIN_CLUSTER`` (``gossamer_admin``), rewritten to
   is served as ``All``, and ``exclude`` selectors are not applied (the admin filter is
   one RE2 regex, which cannot express "all but"): left to the agent's metrics merger;
 - ``tls.mode``: ``Disabled`` plaintext; ``ActiveMTLSBackend`` the workload identity with
-  client certificates from the mesh required; ``ProvidedTLS`` the SDS secret
-  ``PROMETHEUS_TLS_SECRET`` the agent serves from the operator's files.
+  client certificates from the mesh required, which is mesh mTLS and so TLS 1.3 only
+  (``tls.MESH_TLS_PARAMS``); ``ProvidedTLS`` the SDS secret ``PROMETHEUS_TLS_SECRET`` the
+  agent serves from the operator's files, TLS 1.2 or later.
 
 ``applications`` (scraped and merged by the agent) and ``OpenTelemetry`` backends (a
 bootstrap ``stats_sinks`` entry, not an xDS resource) are the agent's part.
@@ -98,8 +99,8 @@ def _listener(ctx: ProxyContext, conf: MeshMetricConf, backend: PrometheusBacken
     if mode is TlsMode.ACTIVE_MTLS_BACKEND:
         chain.transport_socket.CopyFrom(tls.transport_socket(tls.downstream_context()))
     elif mode is TlsMode.PROVIDED_TLS:
-        chain.transport_socket.CopyFrom(tls.transport_socket(tls.downstream_context(
-            require_client=False, secret=PROMETHEUS_TLS_SECRET)))
+        chain.transport_socket.CopyFrom(tls.transport_socket(
+            tls.provided_context(PROMETHEUS_TLS_SECRET)))
     address = listen_address(ctx.dataplane.networking.address)
     out.listener(listener_pb2.Listener(
         name=name, address=socket_address(address, port), stat_prefix=stat_prefix(name),

@@ -10,6 +10,13 @@ identities may connect is RBAC's business (``rbac``). Outbound contexts send SNI
 ``<service>.<mesh>.mesh`` (the zone ingress routes on it) and accept only a server whose
 certificate carries exactly ``spiffe://<mesh>/<service>``: a ``CombinedValidationContext``
 adds that SAN match to the trust bundle from SDS.
+
+Mesh mTLS, both ends of it, is TLS 1.3 and nothing else (``MESH_TLS_PARAMS``): under
+TLS 1.2 both certificates travel in clear, and cross-zone traffic crosses the WAN with
+the zone ingress only passing it through, so every workload's identity and tags would be
+readable on the way. Both peers are our Envoys, so nothing older needs to be spoken.
+A listener serving an operator's own certificate to a non-mesh client
+(``provided_context``) keeps Envoy's TLS 1.2 minimum.
 """
 
 from __future__ import annotations
@@ -36,23 +43,29 @@ def sds(name: str) -> secret_pb2.SdsSecretConfig:
         resource_api_version=config_source_pb2.V3))
 
 
-def _params() -> common_pb2.TlsParameters:
-    return common_pb2.TlsParameters(
-        tls_minimum_protocol_version=common_pb2.TlsParameters.TLSv1_2)
+_TLS = common_pb2.TlsParameters
+MESH_TLS_PARAMS = _TLS(tls_minimum_protocol_version=_TLS.TLSv1_3,
+                       tls_maximum_protocol_version=_TLS.TLSv1_3)
+PROVIDED_TLS_PARAMS = _TLS(tls_minimum_protocol_version=_TLS.TLSv1_2)
 
 
-def downstream_context(alpn: tuple[str, ...] = (), *, require_client: bool = True,
-                       secret: str = IDENTITY_SECRET) -> tls_pb2.DownstreamTlsContext:
-    """What an inbound listener presents: the workload identity; it demands a client
-    certificate signed by the mesh (unless ``require_client`` is off)."""
+def downstream_context(alpn: tuple[str, ...] = ()) -> tls_pb2.DownstreamTlsContext:
+    """What an inbound listener presents in mesh mTLS: the workload identity; it demands
+    a client certificate signed by the mesh, over TLS 1.3."""
     common = tls_pb2.CommonTlsContext(
-        tls_params=_params(), tls_certificate_sds_secret_configs=[sds(secret)],
-        alpn_protocols=list(alpn))
-    if require_client:
-        common.validation_context_sds_secret_config.CopyFrom(sds(TRUST_SECRET))
+        tls_params=MESH_TLS_PARAMS, tls_certificate_sds_secret_configs=[sds(IDENTITY_SECRET)],
+        validation_context_sds_secret_config=sds(TRUST_SECRET), alpn_protocols=list(alpn))
     return tls_pb2.DownstreamTlsContext(
-        common_tls_context=common,
-        require_client_certificate=boolean(require_client))
+        common_tls_context=common, require_client_certificate=boolean(True))
+
+
+def provided_context(secret: str) -> tls_pb2.DownstreamTlsContext:
+    """Server-only TLS with the certificate in SDS secret ``secret`` (an operator's, for
+    clients outside the mesh): no client certificate asked, TLS 1.2 or later."""
+    return tls_pb2.DownstreamTlsContext(
+        common_tls_context=tls_pb2.CommonTlsContext(
+            tls_params=PROVIDED_TLS_PARAMS, tls_certificate_sds_secret_configs=[sds(secret)]),
+        require_client_certificate=boolean(False))
 
 
 def upstream_context(service: str, mesh: str,
@@ -68,7 +81,8 @@ def upstream_context(service: str, mesh: str,
     return tls_pb2.UpstreamTlsContext(
         sni=sni(service, mesh),
         common_tls_context=tls_pb2.CommonTlsContext(
-            tls_params=_params(), tls_certificate_sds_secret_configs=[sds(IDENTITY_SECRET)],
+            tls_params=MESH_TLS_PARAMS,
+            tls_certificate_sds_secret_configs=[sds(IDENTITY_SECRET)],
             combined_validation_context=combined, alpn_protocols=list(alpn)))
 
 
