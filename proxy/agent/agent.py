@@ -5,8 +5,10 @@
 update it); have the CSR signed; start the SDS server with the key, the certificate
 and the trust bundle; write Envoy's bootstrap; start Envoy — and stops whatever it
 started if a step fails. Then three tasks run side by side: the Session (reconnecting by
-itself; trust bundle updates go to SDS), the Rotator (renewals go to SDS) and the Envoy
-supervisor. ``wait`` returns when one of them ends for good and re-raises why; ``stop``
+itself; trust bundle updates go to SDS, ``Renew`` goes to the Rotator), the Rotator
+(renewals go to SDS) and the Envoy supervisor. Whatever SDS is given to serve — a new
+certificate, a new trust bundle — is also reported to the control plane on the Session
+(``StatusReport``). ``wait`` returns when one of them ends for good and re-raises why; ``stop``
 drains Envoy and closes everything. ``run_agent`` is the process around it: signals,
 and the exit code.
 
@@ -29,8 +31,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dns.server import ServerConfig
+from gossamer.pki.certs import bundle_digest
 from proxy.agent import bootstrap, sds_state
-from proxy.agent.cp_client import AgentClient, ControlPlaneAddress, DnsTable, Registration
+from proxy.agent.cp_client import (
+    AgentClient,
+    ControlPlaneAddress,
+    DnsTable,
+    Registration,
+    StatusReport,
+)
 from proxy.agent.dataplane_file import DataplaneFile
 from proxy.agent.envoy_process import (
     EnvoyCommand,
@@ -98,12 +107,26 @@ class Agent:
         self.sds.update(sds_state.secret_entries(
             ident.chain_pem if ident else None, ident.key_pem() if ident else None,
             self._trust_pem or None, self.settings.metrics_tls))
+        self._report()
+
+    def _report(self) -> None:
+        """Tell the control plane what SDS now serves (nothing before the first
+        certificate: that one is reported as it arrives)."""
+        if self.session is not None and self._identity is not None:
+            self.session.report(StatusReport(self._identity.chain_pem,
+                                             bundle_digest(self._trust_pem)))
 
     def _on_identity(self, identity: Identity, trust_pem: bytes) -> None:
         self._identity = identity
         if trust_pem:
             self._trust_pem = trust_pem
         self._publish()
+
+    def _on_renew(self) -> None:
+        if self.rotator is not None:
+            self.rotator.request_renewal()
+        # Before the Rotator exists the first certificate is yet to be asked for, from
+        # the CA as it is now: nothing to renew.
 
     def _on_trust_bundle(self, pem: bytes) -> None:
         try:
@@ -136,7 +159,8 @@ class Agent:
         self.client = AgentClient(s.cp, s.cp_ca_pem, s.token)
         self.session = Session(self.client, s.dataplane.registration_json(),
                                on_trust_bundle=self._on_trust_bundle,
-                               on_dns_table=self._on_dns_table, policy=s.session,
+                               on_dns_table=self._on_dns_table, on_renew=self._on_renew,
+                               policy=s.session,
                                rng=self._rng)
         session_task = self._spawn(self.session.run(), "agent-session")
         log.info("registering %s.%s with the control plane %s", s.dataplane.mesh,
@@ -148,7 +172,7 @@ class Agent:
         async def sign(csr: bytes) -> SignedCertificate:
             return await client.sign(reg.mesh, reg.name, csr)
 
-        self.rotator = Rotator(reg.name, sign, self._on_identity)
+        self.rotator = Rotator(reg.name, sign, self._on_identity, rng=self._rng)
         identity = await self._with_retry(self.rotator.issue, "the certificate")
         log.info("certificate for %s valid until %s", ", ".join(identity.uris) or reg.name,
                  identity.not_after.isoformat())

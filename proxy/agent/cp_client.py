@@ -3,7 +3,8 @@
 One TLS channel to ``--cp`` verified against ``--cp-ca`` (the zone CP's serving CA; the
 host name in ``--cp`` must be in its certificate), the dataplane token as
 ``authorization: Bearer`` metadata on every call. This module is the boundary for gRPC:
-protobuf answers become ``SignedCertificate``/``Registration``/``DnsTable`` and
+protobuf answers become ``SignedCertificate``/``Registration``/``DnsTable`` (and the
+agent's ``StatusReport`` becomes an ``AgentStatus``) and
 ``grpc.aio.AioRpcError`` becomes an ``AgentError`` (``translate``): a status that says
 "no" (bad token, wrong mesh, name taken) is ``ControlPlaneRefused``, one that says "not
 now" (unreachable, overloaded, a broken stream) is ``ControlPlaneUnavailable``.
@@ -99,6 +100,21 @@ class DnsEntry:
 class DnsTable:
     version: str
     entries: tuple[DnsEntry, ...]
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """What the agent tells the CP it holds: the certificate chain it serves (public
+    material only) and ``gossamer.pki.certs.bundle_digest`` of the trust bundle Envoy has."""
+
+    chain_pem: bytes
+    trust_bundle_digest: str
+
+
+def status_to_proto(report: StatusReport) -> agent_pb2.AgentMessage:
+    return agent_pb2.AgentMessage(status=agent_pb2.AgentStatus(
+        certificate_chain_pem=report.chain_pem,
+        trust_bundle_digest=report.trust_bundle_digest))
 
 
 def translate(exc: grpc.aio.AioRpcError, what: str) -> AgentError:

@@ -7,6 +7,14 @@ certificate's renewal time (two thirds of its lifetime), renews, and starts over
 renewal is retried with backoff (``identity.retry_delay``) while Envoy keeps the old
 certificate. Every renewal makes a new key.
 
+``request_renewal`` (the control plane's ``Renew``, sent when the mesh's CA changes) makes
+``run`` renew now instead of at the scheduled time, after a random delay of up to
+``spread`` seconds: the CP asks every sidecar of a mesh at once, and the delay keeps them
+from reaching the CA in the same instant. Requests coalesce: any number of them before a
+signing request goes out are answered by that one. A request that arrives while a
+signing request is in flight is answered by one more renewal after it, since the CA may
+have changed after that request was signed.
+
 The clock and the sleep are injected, so tests drive hours of rotations in no time.
 """
 
@@ -15,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import random
 from collections.abc import Awaitable, Callable
 
 from proxy.agent.errors import AgentError
@@ -35,25 +44,39 @@ Clock = Callable[[], dt.datetime]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+RENEW_SPREAD = 2.0
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
 class Rotator:
     def __init__(self, common_name: str, sign: Sign, publish: Publish, *,
-                 clock: Clock = utc_now, sleep: Sleep = asyncio.sleep) -> None:
+                 clock: Clock = utc_now, sleep: Sleep = asyncio.sleep,
+                 spread: float = RENEW_SPREAD, rng: random.Random | None = None) -> None:
         self._common_name = common_name
         self._sign = sign
         self._publish = publish
         self._clock = clock
         self._sleep = sleep
+        self._spread = spread
+        self._rng = rng or random.Random()
+        self._requested = asyncio.Event()
         self.current: Identity | None = None
         self.renewals = 0
         self.failures = 0
+        self.requests = 0
+
+    def request_renewal(self) -> None:
+        """Renew as soon as ``run`` can (see the module's notes on coalescing)."""
+        self.requests += 1
+        self._requested.set()
 
     async def issue(self) -> Identity:
         """One signing round trip; raises the CP's error as an ``AgentError``."""
         key, csr = new_request(self._common_name)
+        self._requested.clear()  # requests made until now are answered by this CSR
         signed = await self._sign(csr)
         identity = accept(key, signed, self._clock())
         self.current = identity
@@ -66,8 +89,25 @@ class Rotator:
         while True:
             current = self.current
             wait = (current.renew_at() - self._clock()).total_seconds()
-            await self._sleep(max(wait, MIN_RENEW_DELAY))
+            if await self._until_due(max(wait, MIN_RENEW_DELAY)):
+                log.info("the control plane asked for a new certificate")
+                await self._sleep(self._rng.uniform(0, self._spread))
             await self._renew(current)
+
+    async def _until_due(self, seconds: float) -> bool:
+        """Sleep ``seconds`` or until a renewal is requested; whether one was."""
+        if self._requested.is_set():
+            return True
+        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        requested = asyncio.ensure_future(self._requested.wait())
+        try:
+            await asyncio.wait({sleeping, requested}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            requested.cancel()
+        if sleeping.done() and not sleeping.cancelled():
+            sleeping.result()  # the sleep's own failure, if any
+        return self._requested.is_set()
 
     async def _renew(self, current: Identity) -> None:
         attempt = 0

@@ -1,9 +1,14 @@
 """The agent's Session with the zone CP: register, then follow updates, forever.
 
 Each connection sends the Dataplane document first and expects ``Registered`` back; after
-that the CP streams ``TrustBundle`` and ``DnsTable`` updates and both ends send a
-``Heartbeat`` every ``interval``. Nothing received for ``timeout`` means a dead path: the
+that the CP streams ``TrustBundle``, ``DnsTable`` and ``Renew`` messages and both ends send
+a ``Heartbeat`` every ``interval``. Nothing received for ``timeout`` means a dead path: the
 stream is torn down and dialled again, so a half-open connection never looks registered.
+
+The agent's status (``report``: the certificate chain and the digest of the trust bundle
+it serves) goes up the stream whenever it changes and again after every registration, so
+a control plane that restarted, or a new session after a reconnect, learns it at once.
+Only the latest status is kept: several changes while the stream is busy send one.
 
 When the stream breaks the agent reconnects with exponential backoff and jitter (reset
 after a connection that stayed up for a while) and registers again; Envoy keeps serving
@@ -29,8 +34,10 @@ from proxy.agent.cp_client import (
     AgentClient,
     DnsTable,
     Registration,
+    StatusReport,
     dns_table_from_proto,
     registration_from_proto,
+    status_to_proto,
     translate,
 )
 from proxy.agent.errors import (
@@ -65,12 +72,16 @@ class Session:
     def __init__(self, client: AgentClient, registration_json: str, *,
                  on_trust_bundle: Callable[[bytes], None],
                  on_dns_table: Callable[[DnsTable], None] = lambda _: None,
+                 on_renew: Callable[[], None] = lambda: None,
                  policy: SessionPolicy = SessionPolicy(),
                  rng: random.Random | None = None) -> None:
         self._client = client
         self._json = registration_json
         self._on_trust_bundle = on_trust_bundle
         self._on_dns_table = on_dns_table
+        self._on_renew = on_renew
+        self._status: StatusReport | None = None
+        self._status_changed = asyncio.Event()
         self._policy = policy
         self._rng = rng or random.Random()
         self.registered: asyncio.Future[Registration] = (
@@ -78,6 +89,14 @@ class Session:
         self.connected = asyncio.Event()
         self.connects = 0
         self.last_error = ""
+        self.reports_sent = 0
+
+    def report(self, status: StatusReport) -> None:
+        """Tell the control plane this status: now if a stream is up, else after the next
+        registration. An unchanged status is not sent again."""
+        if status != self._status:
+            self._status = status
+            self._status_changed.set()
 
     async def run(self) -> None:
         """Until cancelled, or until a refusal before the first registration."""
@@ -122,20 +141,36 @@ class Session:
             raise ControlPlaneProtocolError("the control plane did not answer the "
                                             "registration with Registered")
         self._registered(registration_from_proto(first.registered))
+        await self._send_status(call)
         loop = asyncio.get_running_loop()
         reader = asyncio.ensure_future(self._read(call, p.timeout))
+        changed = asyncio.ensure_future(self._status_changed.wait())
         next_beat = loop.time() + p.interval
         try:
             while True:
-                done, _ = await asyncio.wait({reader}, timeout=max(next_beat - loop.time(), 0))
+                done, _ = await asyncio.wait({reader, changed},
+                                             timeout=max(next_beat - loop.time(), 0),
+                                             return_when=asyncio.FIRST_COMPLETED)
                 if reader in done:
                     self._handle(reader.result())
                     reader = asyncio.ensure_future(self._read(call, p.timeout))
+                if changed in done:
+                    await self._send_status(call)
+                    changed = asyncio.ensure_future(self._status_changed.wait())
                 if loop.time() >= next_beat:
                     await call.write(agent_pb2.AgentMessage(heartbeat=agent_pb2.Heartbeat()))
                     next_beat = loop.time() + p.interval
         finally:
             reader.cancel()
+            changed.cancel()
+
+    async def _send_status(self, call: Any) -> None:
+        """The latest status, if there is one yet (before the first certificate there is
+        none: the first ``report`` sends it)."""
+        self._status_changed.clear()
+        if self._status is not None:
+            await call.write(status_to_proto(self._status))
+            self.reports_sent += 1
 
     async def _read(self, call: Any, timeout: float) -> agent_pb2.ControlPlaneMessage:
         try:
@@ -168,5 +203,7 @@ class Session:
             self._on_trust_bundle(message.trust_bundle.pem)
         elif kind == "dns_table":
             self._on_dns_table(dns_table_from_proto(message.dns_table))
+        elif kind == "renew":
+            self._on_renew()
         elif kind == "registered":
             self._registered(registration_from_proto(message.registered))

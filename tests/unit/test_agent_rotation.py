@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
+from collections.abc import Callable
 
 import pytest
 from cryptography import x509
@@ -151,3 +153,145 @@ def test_accept_refuses_what_the_key_cannot_serve() -> None:
         identity.accept(key, SignedCertificate(b"garbage", b"", T0), T0)
     with pytest.raises(ControlPlaneProtocolError, match="trust bundle"):
         identity.accept(key, SignedCertificate(good.chain_pem, b"nope", T0), T0)
+
+
+# -- Renew from the control plane ---------------------------------------------------------
+
+class ManualTime:
+    """A clock whose sleeps last until the test moves it past their end."""
+
+    def __init__(self) -> None:
+        self.now = T0
+        self._sleepers: list[tuple[dt.datetime, asyncio.Future[None]]] = []
+
+    def clock(self) -> dt.datetime:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        future = asyncio.get_running_loop().create_future()
+        entry = (self.now + dt.timedelta(seconds=seconds), future)
+        self._sleepers.append(entry)
+        try:
+            await future
+        finally:
+            self._sleepers.remove(entry)
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+        for until, future in self._sleepers:
+            if until <= self.now and not future.done():
+                future.set_result(None)
+
+    @property
+    def sleeping(self) -> int:
+        return sum(1 for _, f in self._sleepers if not f.done())
+
+
+class GatedCa(FakeCa):
+    """A CA whose answers wait for ``gate`` while it is closed."""
+
+    def __init__(self, time: ManualTime) -> None:
+        super().__init__(time)  # type: ignore[arg-type]
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.asked = 0
+
+    async def sign(self, csr_pem: bytes) -> SignedCertificate:
+        self.asked += 1
+        await self.gate.wait()
+        return await super().sign(csr_pem)
+
+
+async def settle(check: Callable[[], bool], what: str) -> None:
+    """Let the event loop run until ``check()`` holds (no clock involved: the rotator's
+    sleeps are ManualTime's)."""
+    for _ in range(10_000):
+        if check():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never reached: {what}")
+
+
+def manual_rotator(time: ManualTime, ca: FakeCa) -> tuple[Rotator, list[Identity]]:
+    published: list[Identity] = []
+    rot = Rotator("backend-1", ca.sign, lambda ident, _trust: published.append(ident),
+                  clock=time.clock, sleep=time.sleep, spread=2.0, rng=random.Random(7))
+    return rot, published
+
+
+async def test_renew_requests_in_a_row_cause_one_new_certificate_with_a_new_key() -> None:
+    time = ManualTime()
+    ca = GatedCa(time)
+    rot, published = manual_rotator(time, ca)
+    await rot.issue()
+    task = asyncio.create_task(rot.run())
+    try:
+        await settle(lambda: time.sleeping == 1, "waiting for the scheduled renewal")
+        for _ in range(5):
+            rot.request_renewal()
+        await settle(lambda: time.sleeping == 1 and time._sleepers[0][0] <= T0 + dt.timedelta(
+            seconds=2), "the spread delay")
+        rot.request_renewal()  # during the spread delay: still the same renewal
+        time.advance(2.0)
+        await settle(lambda: rot.renewals == 1 and time.sleeping == 1, "one renewal")
+        assert ca.asked == 2 and len(published) == 2
+        assert published[1].key_pem() != published[0].key_pem()
+        # The next scheduled renewal counts from the new certificate, 16 h away.
+        assert time._sleepers[0][0] == T0 + dt.timedelta(hours=16, seconds=2)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_request_while_a_csr_is_in_flight_gets_one_more_renewal() -> None:
+    time = ManualTime()
+    ca = GatedCa(time)
+    rot, _ = manual_rotator(time, ca)
+    await rot.issue()
+    task = asyncio.create_task(rot.run())
+    try:
+        await settle(lambda: time.sleeping == 1, "waiting for the scheduled renewal")
+        ca.gate.clear()
+        rot.request_renewal()
+        await settle(lambda: time.sleeping == 1 and time._sleepers[0][0] <= T0 + dt.timedelta(
+            seconds=2), "the spread delay")
+        time.advance(2.0)
+        await settle(lambda: ca.asked == 2, "the CSR of the requested renewal in flight")
+        rot.request_renewal()
+        rot.request_renewal()  # the CA may have changed since that CSR: one more, not two
+        ca.gate.set()
+        await settle(lambda: rot.renewals == 1 and time.sleeping == 1, "the first renewal")
+        time.advance(2.0)
+        await settle(lambda: rot.renewals == 2 and time.sleeping == 1, "the second one")
+        assert ca.asked == 3
+        assert time._sleepers[0][0] > time.now + dt.timedelta(hours=15)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_requested_renewal_that_fails_backs_off_like_a_scheduled_one() -> None:
+    time = ManualTime()
+    ca = GatedCa(time)
+    rot, published = manual_rotator(time, ca)
+    first = await rot.issue()
+    task = asyncio.create_task(rot.run())
+    try:
+        await settle(lambda: time.sleeping == 1, "waiting for the scheduled renewal")
+        ca.fail = 2
+        rot.request_renewal()
+        await settle(lambda: time.sleeping == 1 and time._sleepers[0][0] <= T0 + dt.timedelta(
+            seconds=2), "the spread delay")
+        time.advance(2.0)
+        await settle(lambda: rot.failures == 1 and time.sleeping == 1, "a failure")
+        assert time._sleepers[0][0] == time.now + dt.timedelta(seconds=identity.RETRY_INITIAL)
+        for _ in range(3):
+            rot.request_renewal()  # more requests during the backoff: no extra attempts
+        time.advance(identity.RETRY_INITIAL)
+        await settle(lambda: rot.failures == 2 and time.sleeping == 1, "a second failure")
+        time.advance(2 * identity.RETRY_INITIAL)
+        await settle(lambda: rot.renewals == 1 and time.sleeping == 1, "the renewal")
+        assert ca.asked == 4 and published[0] is first and len(published) == 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,142 @@
+"""The agent's Session as a conversation, without sockets: a fake stream stands in for
+the gRPC call, the test plays the control plane's messages and reads what the agent
+wrote. Covers the status reports (after each registration, on each change, only the
+latest) and ``Renew``."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from proxy.agent.cp_client import StatusReport
+from proxy.agent.session import Session, SessionPolicy
+from sync.v1 import agent_pb2
+
+REGISTERED = agent_pb2.ControlPlaneMessage(registered=agent_pb2.Registered(
+    mesh="default", name="backend-1", zone="lab", node_id="default.backend-1"))
+FIRST = StatusReport(b"-----BEGIN CERTIFICATE-----\nfirst\n", "a" * 64)
+SECOND = StatusReport(b"-----BEGIN CERTIFICATE-----\nsecond\n", "b" * 64)
+
+
+class FakeCall:
+    """One Session stream: what the agent wrote, and what the CP says next."""
+
+    def __init__(self) -> None:
+        self.written: list[agent_pb2.AgentMessage] = []
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.cancelled = False
+
+    async def write(self, message: agent_pb2.AgentMessage) -> None:
+        self.written.append(message)
+
+    async def read(self) -> Any:
+        return await self.inbox.get()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def statuses(self) -> list[StatusReport]:
+        return [StatusReport(m.status.certificate_chain_pem, m.status.trust_bundle_digest)
+                for m in self.written if m.WhichOneof("message") == "status"]
+
+    def kinds(self) -> list[str]:
+        return [str(m.WhichOneof("message")) for m in self.written
+                if m.WhichOneof("message") != "heartbeat"]
+
+
+class FakeClient:
+    cp = "https://zone.test:5678"
+
+    def __init__(self) -> None:
+        self.calls: list[FakeCall] = []
+
+    def session(self) -> FakeCall:
+        self.calls.append(FakeCall())
+        return self.calls[-1]
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.001)
+
+
+def session(client: FakeClient, renews: list[int]) -> Session:
+    return Session(client, '{"name": "backend-1"}',  # type: ignore[arg-type]
+                   on_trust_bundle=lambda _: None,
+                   on_renew=lambda: renews.append(1),
+                   policy=SessionPolicy(interval=60, timeout=60, backoff_initial=0.001,
+                                        backoff_max=0.001),
+                   rng=random.Random(1))
+
+
+async def test_status_follows_each_registration_and_each_change() -> None:
+    client, renews = FakeClient(), list[int]()
+    s = session(client, renews)
+    task = asyncio.create_task(s.run())
+    try:
+        await until(lambda: len(client.calls) == 1, "the first stream")
+        call = client.calls[0]
+        call.inbox.put_nowait(REGISTERED)
+        await asyncio.wait_for(s.registered, 5)
+        assert call.kinds() == ["register_dataplane_json"]  # no certificate yet: no status
+
+        s.report(FIRST)
+        await until(lambda: call.statuses() == [FIRST], "the first status")
+        s.report(FIRST)  # unchanged: not sent again
+        s.report(SECOND)
+        await until(lambda: len(call.statuses()) == 2, "the second status")
+        assert call.statuses() == [FIRST, SECOND]
+
+        # The stream breaks: the next one registers again and repeats the latest status.
+        call.inbox.put_nowait(grpc.aio.EOF)
+        await until(lambda: len(client.calls) == 2, "a new stream")
+        again = client.calls[1]
+        again.inbox.put_nowait(REGISTERED)
+        await until(lambda: again.statuses() == [SECOND], "the status after re-registering")
+        assert again.kinds() == ["register_dataplane_json", "status"]
+        assert call.cancelled
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_changes_while_disconnected_send_only_the_latest() -> None:
+    client, renews = FakeClient(), list[int]()
+    s = session(client, renews)
+    s.report(FIRST)
+    s.report(SECOND)
+    task = asyncio.create_task(s.run())
+    try:
+        await until(lambda: len(client.calls) == 1, "the first stream")
+        client.calls[0].inbox.put_nowait(REGISTERED)
+        await until(lambda: client.calls[0].statuses() == [SECOND], "the latest status")
+        await until(lambda: s.reports_sent == 1, "one report")
+        assert client.calls[0].statuses() == [SECOND]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_renew_reaches_the_callback_once_per_message() -> None:
+    client, renews = FakeClient(), list[int]()
+    s = session(client, renews)
+    task = asyncio.create_task(s.run())
+    try:
+        await until(lambda: len(client.calls) == 1, "the first stream")
+        call = client.calls[0]
+        call.inbox.put_nowait(REGISTERED)
+        for _ in range(3):
+            call.inbox.put_nowait(agent_pb2.ControlPlaneMessage(renew=agent_pb2.Renew()))
+        await until(lambda: len(renews) == 3, "three renew callbacks")
+        assert s.connects == 1  # Renew is an update like any other: the stream stays up
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
