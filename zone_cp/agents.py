@@ -9,7 +9,18 @@ with the identity the control plane derives from it (``zone_cp.ca``).
 
 Other kinds of agents register through the same Session with their own document: a
 ``ZoneIngress`` goes to the ``Registrar`` given for that kind (``zone_cp.ingresses``),
-which authenticates it and keeps its sessions apart from the Dataplanes'.
+which authenticates it and keeps its sessions apart from the Dataplanes'. They take no
+part in what follows.
+
+Certificates: a sidecar reports its status (``AgentStatus``: its certificate chain and
+the digest of the trust bundle its Envoy serves) on the Session; each session keeps the
+last report, parsed (``zone_cp.cert_status``), and what ``SignCertificate`` last signed
+for it. A report that is too large or does not parse is logged and dropped; the stream
+goes on. For the mesh CA's controller, the registry can push a trust bundle to every
+sidecar of a mesh (``set_trust_bundle``; later sessions get it right after
+``Registered``, and ``SignCertificate`` answers with it), ask sidecars to renew
+(``renew``), list them (``sessions_of``), and tell whoever listens when a session
+registers, reports or goes (``changed``, ``on_change``).
 """
 
 from __future__ import annotations
@@ -17,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import enum
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,11 +41,20 @@ from cryptography import x509
 from gossamer.errors import GossamerError, InvalidResource, NotFound
 from gossamer.model.base import Resource, parse_document
 from gossamer.model.dataplane import DataplaneSpec
+from gossamer.pki.certs import bundle_digest
 from gossamer.resources import ResourceManager
 from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE, Claims, TokenRejected
 from sync.v1 import agent_pb2, agent_pb2_grpc
 from zone_cp.ca import CaUnavailable, ZoneCa
+from zone_cp.cert_status import (
+    CertificateInfo,
+    Health,
+    InvalidStatus,
+    Signed,
+    StatusReport,
+    parse_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +63,56 @@ HEARTBEAT = 5.0
 CpMessage = agent_pb2.ControlPlaneMessage
 
 
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 @dataclass
 class AgentSession:
+    """One live sidecar: its Dataplane, what it reported, what was signed for it.
+    ``updates`` is what the Session stream sends it next."""
+
     mesh: str
     name: str
     claims: Claims
     dataplane: Resource
     connected_at: float
-    cert_expiry: dt.datetime | None = None
-    cert_serial: str = ""
+    report: StatusReport | None = None
+    signed: Signed | None = None
+    signatures: int = 0
+    renewals_asked: int = 0
     updates: asyncio.Queue[agent_pb2.ControlPlaneMessage] = field(default_factory=asyncio.Queue)
 
     @property
     def node_id(self) -> str:
         return f"{self.mesh}.{self.name}"
+
+    @property
+    def certificate(self) -> CertificateInfo | None:
+        """The certificate the sidecar last reported it serves."""
+        return self.report.certificate if self.report else None
+
+    @property
+    def certificate_chain(self) -> Sequence[x509.Certificate]:
+        """That certificate and the CAs after it, leaf first (empty before a report)."""
+        return self.report.certificate.chain if self.report else ()
+
+    @property
+    def trust_bundle_digest(self) -> str:
+        """The digest of the trust bundle the sidecar serves ("" before a report)."""
+        return self.report.trust_bundle_digest if self.report else ""
+
+    def issued_at(self) -> dt.datetime | None:
+        """When the reported certificate was signed, if this zone CP signed it."""
+        cert = self.certificate
+        if cert is not None and self.signed is not None and (
+                self.signed.certificate.serial == cert.serial):
+            return self.signed.signed_at
+        return None
+
+    def health(self, now: dt.datetime) -> Health | None:
+        cert = self.certificate
+        return None if cert is None else cert.health(now, self.issued_at())
 
     @property
     def spec(self) -> DataplaneSpec:
@@ -89,6 +146,14 @@ class OtherSession(Protocol):
     def node_id(self) -> str: ...
 
 
+class Change(enum.StrEnum):
+    """What happened to a session, for ``AgentRegistry.on_change`` listeners."""
+
+    REGISTERED = "registered"
+    REPORTED = "reported"
+    GONE = "gone"
+
+
 class Registrar(Protocol):
     """Registers the agents of one other kind (``ZoneIngress``) by their document."""
 
@@ -108,11 +173,80 @@ class AgentRegistry:
         self.sessions: dict[str, AgentSession] = {}
         self._lock = asyncio.Lock()
         self._on_register: list[Callable[[AgentSession], None]] = []
+        self._on_change: list[Callable[[Change, AgentSession], None]] = []
+        self._bundles: dict[str, tuple[bytes, str]] = {}  # mesh -> (PEM, digest)
+        # Set on every registration, report and departure; its one consumer clears it.
+        self.changed = asyncio.Event()
 
     def on_register(self, listener: Callable[[AgentSession], None]) -> None:
         """Call ``listener`` with each new session once it is registered, before its first
         update is streamed: what it puts on ``session.updates`` follows ``Registered``."""
         self._on_register.append(listener)
+
+    def on_change(self, listener: Callable[[Change, AgentSession], None]) -> None:
+        """Call ``listener`` (synchronously; it must not raise) whenever a sidecar
+        registers, reports its status, or goes. Every listener sees every change, unlike
+        ``changed``, which suits a single consumer that recomputes from ``sessions_of``."""
+        self._on_change.append(listener)
+
+    def _notify(self, change: Change, session: AgentSession) -> None:
+        self.changed.set()
+        for listener in self._on_change:
+            listener(change, session)
+
+    # -- for the mesh CA's controller ------------------------------------------------------
+
+    def sessions_of(self, mesh: str) -> list[AgentSession]:
+        """The live sidecar sessions of ``mesh``, by name."""
+        return sorted((s for s in self.sessions.values() if s.mesh == mesh),
+                      key=lambda s: s.name)
+
+    sidecars_of = sessions_of
+
+    def set_trust_bundle(self, mesh: str, pem: bytes) -> None:
+        """Make ``pem`` the trust bundle of ``mesh``'s sidecars: sent now to every live
+        sidecar session of the mesh, to each later one right after ``Registered``, and
+        with every certificate ``SignCertificate`` signs. Nothing is sent when the bundle
+        holds the same roots as before. Raises ``ValueError`` if ``pem`` is not a
+        non-empty PEM bundle (the caller's fault)."""
+        digest = bundle_digest(pem)
+        if not digest:
+            raise ValueError("an empty trust bundle")
+        held = self._bundles.get(mesh)
+        if held is not None and held[1] == digest:
+            return
+        self._bundles[mesh] = (pem, digest)
+        sessions = self.sessions_of(mesh)
+        for session in sessions:
+            self._send_bundle(session)
+        log.info("trust bundle %s… of mesh %s sent to %d sidecars", digest[:12], mesh,
+                 len(sessions))
+
+    def trust_bundle(self, mesh: str) -> tuple[bytes, str] | None:
+        """The bundle last set for ``mesh`` and its digest, or None."""
+        return self._bundles.get(mesh)
+
+    def _send_bundle(self, session: AgentSession) -> None:
+        held = self._bundles.get(session.mesh)
+        if held is not None:
+            session.updates.put_nowait(CpMessage(trust_bundle=agent_pb2.TrustBundle(
+                pem=held[0])))
+
+    def renew(self, mesh: str, predicate: Callable[[AgentSession], bool] | None = None) -> int:
+        """Ask the sidecars of ``mesh`` that ``predicate`` selects (all without one) for a
+        new certificate now; how many were asked. Agents coalesce requests that reach
+        them before they send their CSR, so asking twice in a row costs one signature."""
+        asked = [s for s in self.sessions_of(mesh) if predicate is None or predicate(s)]
+        for session in asked:
+            session.renewals_asked += 1
+            session.updates.put_nowait(CpMessage(renew=agent_pb2.Renew()))
+        return len(asked)
+
+    def reported(self, session: AgentSession, report: StatusReport) -> None:
+        """Record what a sidecar reported on its Session."""
+        session.report = report
+        if self.sessions.get(session.node_id) is session:
+            self._notify(Change.REPORTED, session)
 
     async def authenticate(self, token: str | None, mesh: str, dataplane: DataplaneSpec) -> Claims:
         try:
@@ -150,9 +284,11 @@ class AgentRegistry:
                               f"dataplane {res.name!r} is already connected with another "
                               "identity; stop the other agent or pick another name")
             self.sessions[session.node_id] = session
+            self._send_bundle(session)  # at once: a set_trust_bundle now would send it too
             await self.manager.apply(res)
         for listener in self._on_register:
             listener(session)
+        self._notify(Change.REGISTERED, session)
         return session
 
     async def unregister(self, session: AgentSession | OtherSession) -> None:
@@ -165,6 +301,7 @@ class AgentRegistry:
             del self.sessions[session.node_id]
             with contextlib.suppress(NotFound):
                 await self.manager.delete("Dataplane", session.name, session.mesh)
+        self._notify(Change.GONE, session)
 
 
 class AgentService(agent_pb2_grpc.AgentServicer):
@@ -194,9 +331,17 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         except CaUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, exc.detail)
             raise AssertionError("unreachable") from exc
-        session.cert_expiry = signed.not_after
-        response = agent_pb2.SignResponse(certificate_chain_pem=signed.chain_pem,
-                                          trust_bundle_pem=signed.trust_bundle_pem)
+        session.signatures += 1
+        try:
+            session.signed = Signed(CertificateInfo.from_chain_pem(signed.chain_pem),
+                                    utc_now())
+        except InvalidStatus as exc:  # the CA's chain: worth a line, not the agent's call
+            log.warning("the chain signed for %s is not recorded: %s", session.node_id, exc)
+        # The controller's bundle when it set one: an answer must not undo a push.
+        held = self._registry.trust_bundle(session.mesh)
+        response = agent_pb2.SignResponse(
+            certificate_chain_pem=signed.chain_pem,
+            trust_bundle_pem=held[0] if held is not None else signed.trust_bundle_pem)
         response.expires_at.FromDatetime(signed.not_after)
         return response
 
@@ -234,7 +379,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             yield agent_pb2.ControlPlaneMessage(registered=agent_pb2.Registered(
                 mesh=session.mesh, name=session.name, zone=self._registry.zone,
                 node_id=session.node_id))
-            reader = asyncio.create_task(_drain(request_iterator))
+            reader = asyncio.create_task(self._read(request_iterator, session))
             try:
                 while not reader.done():
                     try:
@@ -249,7 +394,19 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             log.info("dataplane %s unregistered", session.name)
 
 
-async def _drain(messages: AsyncIterator[agent_pb2.AgentMessage]) -> None:
-    """Read the agent's heartbeats until its side of the stream ends."""
-    async for _ in messages:
-        pass
+    async def _read(self, messages: AsyncIterator[agent_pb2.AgentMessage],
+                    session: AgentSession | OtherSession) -> None:
+        """Read the agent's heartbeats and status reports until its side of the stream
+        ends. Only sidecars' reports are recorded; a bad one is logged and dropped."""
+        async for message in messages:
+            if message.WhichOneof("message") != "status" or not isinstance(
+                    session, AgentSession):
+                continue
+            try:
+                report = parse_status(message.status.certificate_chain_pem,
+                                      message.status.trust_bundle_digest, utc_now())
+            except InvalidStatus as exc:
+                log.warning("dataplane %s sent a status that is ignored: %s",
+                            session.node_id, exc)
+                continue
+            self._registry.reported(session, report)

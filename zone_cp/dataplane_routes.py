@@ -1,8 +1,13 @@
 """``inspect`` for dataplanes on a zone CP: who is connected, their certificates, ACK/NACK
-counts, and the Envoy config each was last sent."""
+counts, and the Envoy config each was last sent.
+
+``certificate`` is what the sidecar last reported it serves (``zone_cp.cert_status``):
+serial, issuer, validity, URIs, the digest of its trust bundle and whether it is due
+for renewal; null until the sidecar has reported one."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter
@@ -10,7 +15,7 @@ from fastapi import APIRouter
 from gossamer.errors import NotFound
 from gossamer.model.base import to_document
 from gossamer.resources import ResourceManager
-from zone_cp.agents import AgentRegistry
+from zone_cp.agents import AgentRegistry, AgentSession
 from zone_cp.xds import AdsServer
 
 
@@ -25,8 +30,8 @@ def dataplane_router(manager: ResourceManager, agents: AgentRegistry,
         return {
             "mesh": mesh, "name": name, "dataplane": doc,
             "online": session is not None,
-            "certificate": None if session is None or session.cert_expiry is None else {
-                "expires": session.cert_expiry.isoformat()},
+            "certificate": None if session is None else certificate_json(
+                session, dt.datetime.now(dt.UTC)),
             "xds": insight.to_json() if insight else None,
         }
 
@@ -49,3 +54,14 @@ def dataplane_router(manager: ResourceManager, agents: AgentRegistry,
         return insight.config()
 
     return router
+
+
+def certificate_json(session: AgentSession, now: dt.datetime) -> dict[str, Any] | None:
+    """The reported certificate as the overview shows it; None before the first report."""
+    report = session.report
+    health = session.health(now)
+    if report is None or health is None:
+        return None
+    return {**report.certificate.to_json(now),
+            "trustBundleDigest": report.trust_bundle_digest,
+            "reportedAt": report.reported_at.isoformat(), "health": health.value}

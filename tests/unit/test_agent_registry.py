@@ -1,7 +1,9 @@
-"""Registering sidecars at the zone CP: who may claim which Dataplane."""
+"""Registering sidecars at the zone CP: who may claim which Dataplane; what they report
+about their certificates, and the trust bundle and renewals the registry sends them."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import grpc
@@ -9,11 +11,20 @@ import pytest
 
 from gossamer.errors import NotFound
 from gossamer.model.base import parse_document
+from gossamer.pki.certs import (
+    KeyPair,
+    bundle_digest,
+    bundle_pem,
+    chain_root,
+    new_leaf,
+    new_root_ca,
+)
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
-from zone_cp.agents import AgentRegistry, AgentSession, Refused
+from zone_cp.agents import AgentRegistry, AgentSession, Change, Refused
+from zone_cp.cert_status import StatusReport, parse_status
 
 DP: dict[str, Any] = {
     "type": "Dataplane", "name": "backend-1", "mesh": "default",
@@ -71,3 +82,111 @@ async def test_tokens_for_another_service_or_mesh_or_none_are_refused() -> None:
         grpc.StatusCode.NOT_FOUND)
     assert await refusal(reg, {**DP, "name": "Bad_Name"}, await token(manager, "backend")) == (
         grpc.StatusCode.INVALID_ARGUMENT)
+
+
+# -- certificates: what sidecars report, and what the mesh CA's controller asks -------------
+
+T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+ROOT = new_root_ca("mesh root", T0 - dt.timedelta(days=1), dt.timedelta(days=365))
+OTHER_ROOT = new_root_ca("next root", T0 - dt.timedelta(days=1), dt.timedelta(days=365))
+
+
+def dataplane(name: str, mesh: str = "default") -> dict[str, Any]:
+    return {**DP, "name": name, "mesh": mesh}
+
+
+async def sidecar(reg: AgentRegistry, manager: ResourceManager, name: str,
+                  mesh: str = "default") -> AgentSession:
+    session = await reg.register(dataplane(name, mesh), await token(manager, "backend", mesh),
+                                 0.0)
+    assert isinstance(session, AgentSession)
+    return session
+
+
+def drain(session: AgentSession) -> list[str]:
+    """The kinds of the messages queued for the sidecar, emptying the queue."""
+    kinds = []
+    while not session.updates.empty():
+        kinds.append(str(session.updates.get_nowait().WhichOneof("message")))
+    return kinds
+
+
+def report(root: KeyPair = ROOT, valid_for: dt.timedelta = dt.timedelta(hours=24),
+           digest: str = "") -> StatusReport:
+    pair = new_leaf(root, "backend-1", T0, valid_for, uris=["spiffe://default/backend"])
+    return parse_status(pair.cert_pem() + root.cert_pem(), digest, T0)
+
+
+async def test_set_trust_bundle_reaches_the_mesh_now_and_later_sessions_once() -> None:
+    reg, manager = await registry()
+    a, b = await sidecar(reg, manager, "a"), await sidecar(reg, manager, "b")
+    elsewhere = await sidecar(reg, manager, "c", mesh="other")
+    bundle = bundle_pem([ROOT.cert, OTHER_ROOT.cert])
+    reg.set_trust_bundle("default", bundle)
+    assert drain(a) == drain(b) == ["trust_bundle"] and drain(elsewhere) == []
+    held = reg.trust_bundle("default")
+    assert held is not None and held == (bundle, bundle_digest(bundle))
+
+    # The same roots again, in another order: nothing is sent.
+    reg.set_trust_bundle("default", OTHER_ROOT.cert_pem() + ROOT.cert_pem())
+    assert drain(a) == []
+
+    # A session that registers later gets it straight away, once.
+    c = await sidecar(reg, manager, "d")
+    message = c.updates.get_nowait()
+    assert message.trust_bundle.pem == bundle and c.updates.empty()
+
+    with pytest.raises(ValueError):
+        reg.set_trust_bundle("default", b"not a bundle")
+
+
+async def test_renew_asks_the_sessions_the_predicate_selects() -> None:
+    reg, manager = await registry()
+    old, new = await sidecar(reg, manager, "old"), await sidecar(reg, manager, "new")
+    elsewhere = await sidecar(reg, manager, "x", mesh="other")
+    reg.reported(old, report(ROOT))
+    reg.reported(new, report(OTHER_ROOT))
+
+    def on_old_root(s: AgentSession) -> bool:
+        return chain_root(s.certificate_chain, [ROOT.cert, OTHER_ROOT.cert]) == ROOT.cert
+
+    assert reg.renew("default", on_old_root) == 1
+    assert drain(old) == ["renew"] and drain(new) == [] and drain(elsewhere) == []
+    assert reg.renew("default") == 2 and old.renewals_asked == 2
+
+
+async def test_sessions_of_a_mesh_and_their_reports() -> None:
+    reg, manager = await registry()
+    b, a = await sidecar(reg, manager, "b"), await sidecar(reg, manager, "a")
+    await sidecar(reg, manager, "z", mesh="other")
+    assert [s.name for s in reg.sessions_of("default")] == ["a", "b"]
+    assert a.certificate_chain == () and a.trust_bundle_digest == "" and a.certificate is None
+    digest = bundle_digest(ROOT.cert_pem())
+    reg.reported(b, report(digest=digest))
+    assert b.trust_bundle_digest == digest and len(b.certificate_chain) == 2
+
+
+async def test_listeners_hear_registrations_reports_and_departures() -> None:
+    reg, manager = await registry()
+    heard: list[tuple[Change, str]] = []
+    reg.on_change(lambda change, s: heard.append((change, s.name)))
+    session = await sidecar(reg, manager, "a")
+    assert reg.changed.is_set()
+    reg.changed.clear()
+    reg.reported(session, report())
+    assert reg.changed.is_set()
+    await reg.unregister(session)
+    assert heard == [(Change.REGISTERED, "a"), (Change.REPORTED, "a"), (Change.GONE, "a")]
+
+
+async def test_a_replaced_session_is_not_reported_or_gone() -> None:
+    reg, manager = await registry()
+    tok = await token(manager, "backend")
+    first = await reg.register(DP, tok, 0.0)
+    second = await reg.register(DP, tok, 1.0)
+    assert isinstance(first, AgentSession) and isinstance(second, AgentSession)
+    heard: list[Change] = []
+    reg.on_change(lambda change, _s: heard.append(change))
+    reg.reported(first, report())
+    await reg.unregister(first)
+    assert heard == [] and reg.sessions["default.backend-1"] is second
