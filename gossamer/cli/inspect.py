@@ -2,18 +2,21 @@
 
 ``inspect zones`` (at the global): each zone's sync status, when it connected, its last
 update, delta counts and control-plane version. ``inspect dataplanes`` (at a zone):
-which proxies are online, their certificate expiry and ACK/NACK counts.
+which proxies are online, their certificate's serial and expiry and ACK/NACK counts.
 ``inspect dataplane NAME --config``: the Envoy resources that proxy was last sent.
+``inspect certificates``: at a zone, the workload certificate each sidecar reported; at
+the global, each zone's intermediate CA per mesh and which mesh CA signed it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import click
 
-from gossamer.cli.output import render_table, to_json, to_yaml
+from gossamer.cli.output import format_age, render_table, to_json, to_yaml
 from gossamer.cli.resources import _checked_name
 from gossamer.cli.state import state
 
@@ -32,10 +35,28 @@ def _list(ctx: click.Context, output: str, path: str, headers: list[str],
     """Fetch an overview list and print it as a table, YAML or JSON."""
     with state(ctx).client() as api:
         items = api.get(path)["items"]
+    _print(output, items, headers, row)
+
+
+def _print(output: str, items: list[dict[str, Any]], headers: list[str],
+           row: Callable[[dict[str, Any]], list[str]]) -> None:
     if output != "table":
         _format(output, {"items": items})
     else:
         click.echo(render_table(headers, [row(item) for item in items]))
+
+
+def expires_in(not_after: Any, now: datetime) -> str:
+    """``23h``, ``41m``... until ``not_after`` (ISO 8601); ``expired``; ``-`` if unknown."""
+    if not isinstance(not_after, str):
+        return "-"
+    try:
+        when = datetime.fromisoformat(not_after)
+    except ValueError:
+        return "-"
+    if when <= now:
+        return "expired"
+    return format_age(now.isoformat(), when)
 
 
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "yaml", "json"]),
@@ -65,15 +86,53 @@ def zones(ctx: click.Context, output: str) -> None:
 @click.pass_context
 def dataplanes(ctx: click.Context, output: str) -> None:
     """Dataplanes, whether their agent is online, certificates and xDS outcomes."""
+    now = state(ctx).now()
+
     def row(item: dict[str, Any]) -> list[str]:
         xds = item.get("xds") or {}
         cert = item.get("certificate") or {}
         return [item["mesh"], item["name"], "Online" if item["online"] else "Offline",
-                cert.get("expires", "-"), str(xds.get("acked", 0)), str(xds.get("nacked", 0)),
+                cert.get("serial") or "-", cert.get("notAfter") or "-",
+                expires_in(cert.get("notAfter"), now),
+                str(xds.get("acked", 0)), str(xds.get("nacked", 0)),
                 (xds.get("lastNack") or "-")[:60]]
 
-    _list(ctx, output, "/dataplanes/_overviews", ["MESH", "NAME", "STATUS", "CERT-EXPIRY",
-                                                   "ACKS", "NACKS", "LAST-NACK"], row)
+    _list(ctx, output, "/dataplanes/_overviews",
+          ["MESH", "NAME", "STATUS", "CERT-SERIAL", "CERT-NOT-AFTER", "EXPIRES-IN", "ACKS",
+           "NACKS", "LAST-NACK"], row)
+
+
+CERT_FIELDS = ("serial", "issuer", "notBefore", "notAfter", "expiresInSeconds", "uris",
+               "trustBundleDigest", "health")
+
+
+def _dataplane_certificate(overview: dict[str, Any]) -> dict[str, Any]:
+    cert = overview.get("certificate") or {}
+    return {"mesh": overview["mesh"], "dataplane": overview["name"],
+            **{f: cert.get(f) for f in CERT_FIELDS}}
+
+
+@inspect.command()
+@OUTPUT
+@click.pass_context
+def certificates(ctx: click.Context, output: str) -> None:
+    """Certificates: at a zone each dataplane's; at the global each zone's intermediate CA."""
+    now = state(ctx).now()
+    with state(ctx).client() as api:
+        at_global = api.get("/").get("mode") == "global"
+        path = "/certificates/_overviews" if at_global else "/dataplanes/_overviews"
+        answer = api.get(path)["items"]
+    if at_global:
+        _print(output, answer, ["ZONE", "MESH", "SERIAL", "ISSUER", "NOT-AFTER", "EXPIRES-IN",
+                                "SIGNER"],
+               lambda i: [i["zone"], i["mesh"], i.get("serial") or "-",
+                          i.get("issuer") or i.get("error") or "-", i.get("notAfter") or "-",
+                          expires_in(i.get("notAfter"), now), i.get("signer") or "-"])
+        return
+    _print(output, [_dataplane_certificate(i) for i in answer],
+           ["MESH", "DATAPLANE", "SERIAL", "ISSUER", "NOT-AFTER", "EXPIRES-IN"],
+           lambda i: [i["mesh"], i["dataplane"], i["serial"] or "-", i["issuer"] or "-",
+                      i["notAfter"] or "-", expires_in(i["notAfter"], now)])
 
 
 @inspect.command()
