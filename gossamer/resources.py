@@ -5,13 +5,18 @@ live once: a mesh-scoped resource needs its mesh to exist; applying an identical
 is a no-op (no version bump, no event); a Mesh that still has Dataplanes cannot be
 deleted, and deleting one removes its policies and secrets; a control plane may forbid
 writes to kinds another owner holds (``WriteGuard``, used by zone CPs).
+
+``checks`` look deeper than a document's own fields before it is stored (a Mesh's CA
+material, for one): each raises ``InvalidResource`` to refuse the write, which then leaves
+the stored document as it was. A check sees the other documents of the same batch, so a
+Mesh and the Secrets it refers to can be applied together.
 """
 
 from __future__ import annotations
 
 import builtins
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +29,13 @@ MAX_BATCH = 10_000
 
 # Raises Conflict (or Forbidden) when this control plane may not write `res`.
 WriteGuard = Callable[[KindDescriptor, Resource | None], None]
+
+
+# The other documents of the batch a write belongs to, by ``Resource.key``.
+Batch = Mapping[tuple[str, str, str], Resource]
+
+# Runs before ``res`` is stored (created or changed); raises InvalidResource to refuse it.
+ApplyCheck = Callable[["ResourceManager", Resource, Batch], Awaitable[None]]
 
 
 def allow_all(desc: KindDescriptor, res: Resource | None) -> None:
@@ -45,13 +57,22 @@ class Applied:
 
 class ResourceManager:
     def __init__(self, store: Store, registry: Registry = REGISTRY,
-                 guard: WriteGuard = allow_all) -> None:
+                 guard: WriteGuard = allow_all, checks: Sequence[ApplyCheck] = ()) -> None:
         self.store = store
         self.registry = registry
         self._guard = guard
+        self._checks = tuple(checks)
 
     async def get(self, kind: str, name: str, mesh: str = "") -> Resource:
         return await self.store.get(self.registry.get(kind).name, name, mesh)
+
+    async def get_as_applied(self, kind: str, name: str, mesh: str = "",
+                             batch: Batch | None = None) -> Resource:
+        """The resource as a write in ``batch`` would see it: the batch's document if it
+        holds one, else the stored one (NotFound if neither)."""
+        kind = self.registry.get(kind).name
+        pending = (batch or {}).get((kind, mesh, name))
+        return pending if pending is not None else await self.store.get(kind, name, mesh)
 
     async def list(self, kind: str, mesh: str | None = None,
                    labels: Mapping[str, str] | None = None, limit: int | None = None,
@@ -93,27 +114,54 @@ class ResourceManager:
                           dry_run: bool = False) -> builtins.list[Applied]:
         parsed = self.parse_batch(docs)
         new_meshes = {r.name for r, _ in parsed if r.type == "Mesh"}
+        batch = {r.key: r for r, _ in parsed}
         errors: builtins.list[FieldError] = []
         for i, (res, _) in enumerate(parsed):
             self._guard(self.registry.get(res.type), res)
-            if res.mesh and res.mesh not in new_meshes:
-                try:
+            try:
+                if res.mesh and res.mesh not in new_meshes:
                     await self._require_mesh(res.mesh)
-                except InvalidResource as exc:
-                    errors += [FieldError(f"documents[{i}].{e.path}", e.message)
-                               for e in exc.field_errors]
+                await self._check(res, batch)
+            except InvalidResource as exc:
+                errors += [FieldError(f"documents[{i}]" + (f".{e.path}" if e.path else ""),
+                                      e.message) for e in exc.field_errors]
+                if not exc.field_errors:
+                    errors.append(FieldError(f"documents[{i}]", exc.detail))
         if errors:
             raise InvalidResource("invalid batch", errors)
         if dry_run:
             return [Applied(r, Action.VALID) for r, _ in parsed]
-        return [await self.apply(r, v) for r, v in parsed]
+        # Checked above, with the batch in view; the mesh is required again as each is
+        # written, so a document that precedes its new Mesh is still refused.
+        return [await self._apply(r, v, check=False) for r, v in parsed]
 
     async def apply(self, res: Resource, expected_version: int | None = None) -> Applied:
         """Create or update; with ``expected_version`` only if it is still current."""
-        desc = self.registry.get(res.type)
-        self._guard(desc, res)
+        return await self._apply(res, expected_version, check=True)
+
+    async def _apply(self, res: Resource, expected_version: int | None,
+                     check: bool) -> Applied:
+        self._guard(self.registry.get(res.type), res)
         if res.mesh:
             await self._require_mesh(res.mesh)
+        if check:
+            await self._check(res, {})
+        return await self._write(res, expected_version)
+
+    async def _check(self, res: Resource, batch: Batch) -> None:
+        """Run the checks, unless ``res`` would leave the stored document unchanged."""
+        if not self._checks:
+            return
+        try:
+            current = await self.store.get(res.type, res.name, res.mesh)
+        except NotFound:
+            current = None
+        if current is not None and _same(current, res):
+            return
+        for check in self._checks:
+            await check(self, res, batch)
+
+    async def _write(self, res: Resource, expected_version: int | None) -> Applied:
         try:
             current = await self.store.get(res.type, res.name, res.mesh)
         except NotFound:
@@ -122,7 +170,7 @@ class ResourceManager:
                                f"{expected_version} cannot be updated") from None
             return Applied(await self.store.create(res), Action.CREATED)
         version = expected_version or current.meta.version
-        if current.spec == res.spec and dict(current.labels) == dict(res.labels):
+        if _same(current, res):
             if version != current.meta.version:
                 raise Conflict(f"{res.type} {res.name!r} is at version "
                                f"{current.meta.version}, not {version}")
@@ -157,6 +205,10 @@ class ResourceManager:
             page = await self.store.list(ListQuery(desc.name, mesh))
             for res in page.items:
                 await self.store.delete(res.type, res.name, res.mesh)
+
+
+def _same(current: Resource, res: Resource) -> bool:
+    return current.spec == res.spec and dict(current.labels) == dict(res.labels)
 
 
 def _version_of(doc: Any) -> int | None:

@@ -1,49 +1,35 @@
-"""The root CA of each mesh, kept by the control plane that owns it.
+"""The root CA of each mesh's enabled backend, as the zone CA and zone-CA signer use it today.
 
-A builtin root is made the first time a mesh needs one (ECDSA P-256, ten years) and kept
-as a GlobalSecret ``ca-<mesh>-<backend>`` — a kind that never leaves the control plane
-holding it: the global in a federation, the zone itself when it is standalone.
+A thin shim over ``gossamer.pki.backends.builtin``: the root of generation 0 of the enabled
+backend, kept as GlobalSecret ``ca-<mesh>-<backend>``. ``secret_json`` and
+``read_secret_json`` live in ``builtin`` and are re-exported here for the modules that
+still import them from this one; the control planes move to ``gossamer.pki.backends``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
-import json
 
-from gossamer.errors import NotFound
-from gossamer.model.base import Resource
-from gossamer.model.mesh import MeshSpec
-from gossamer.model.secret import SecretSpec
-from gossamer.pki.certs import KeyPair, new_root_ca
+from gossamer.model.mesh import BackendType, CaBackend, MeshSpec
+from gossamer.pki.backends.builtin import (
+    CA_LABEL,
+    BuiltinProvider,
+    read_secret_json,
+    secret_json,
+)
+from gossamer.pki.certs import KeyPair
 from gossamer.resources import ResourceManager
 
+__all__ = ["CA_LABEL", "ROOT_LIFETIME", "MeshRoots", "read_secret_json", "secret_json"]
+
 ROOT_LIFETIME = dt.timedelta(days=3650)
-CA_LABEL = "gossamer.io/ca"
-
-
-def secret_json(name: str, labels: dict[str, str], data: dict[str, str]) -> Resource:
-    blob = json.dumps(data, sort_keys=True).encode()
-    return Resource(type="GlobalSecret", name=name, labels=labels,
-                    spec=SecretSpec(data=base64.b64encode(blob).decode()))
-
-
-async def read_secret_json(manager: ResourceManager, name: str) -> dict[str, str] | None:
-    try:
-        res = await manager.get("GlobalSecret", name)
-    except NotFound:
-        return None
-    if not isinstance(res.spec, SecretSpec):
-        raise TypeError(f"GlobalSecret {name} has a foreign spec")
-    data = json.loads(res.spec.value())
-    return {str(k): str(v) for k, v in data.items()}
 
 
 class MeshRoots:
     def __init__(self, manager: ResourceManager) -> None:
         self._manager = manager
-        self._cache: dict[tuple[str, str], KeyPair] = {}
+        self._providers: dict[tuple[str, str], BuiltinProvider] = {}
         self._lock = asyncio.Lock()
 
     async def mesh(self, mesh: str) -> MeshSpec:
@@ -54,20 +40,15 @@ class MeshRoots:
 
     async def root(self, mesh: str) -> KeyPair:
         spec = await self.mesh(mesh)
-        backend = spec.mtls.enabled_backend if spec.mtls and spec.mtls.enabled_backend else "none"
-        key = (mesh, backend)
+        enabled = spec.mtls.enabled() if spec.mtls else None
+        if enabled is None or enabled.type != BackendType.BUILTIN:
+            # Not builtin (or none): a builtin-style root under the enabled backend's name,
+            # as before the other backends existed.
+            enabled = CaBackend(name=enabled.name if enabled else "none",
+                                type=BackendType.BUILTIN)
+        key = (mesh, enabled.name)
         async with self._lock:
-            if key not in self._cache:
-                self._cache[key] = await self._load_or_create(mesh, backend)
-        return self._cache[key]
-
-    async def _load_or_create(self, mesh: str, backend: str) -> KeyPair:
-        name = f"ca-{mesh}-{backend}"
-        stored = await read_secret_json(self._manager, name)
-        if stored is not None:
-            return KeyPair.from_pem(stored["cert"].encode(), stored["key"].encode())
-        root = new_root_ca(f"Gossamer mesh {mesh}", dt.datetime.now(dt.UTC), ROOT_LIFETIME,
-                           path_length=1)
-        await self._manager.apply(secret_json(name, {CA_LABEL: mesh}, {
-            "cert": root.cert_pem().decode(), "key": root.key_pem().decode()}))
-        return root
+            provider = self._providers.get(key)
+            if provider is None:
+                provider = self._providers[key] = BuiltinProvider(self._manager, mesh, enabled)
+        return await provider.root_pair()

@@ -17,8 +17,11 @@ planes talk to all three through ``CaProvider``:
 
 Every failure is a ``CaBackendError``: ``CaUnreachable`` (retry later: the server did not
 answer or answered 5xx) or ``CaRefused`` (the backend said no: denied policy, unknown role,
-bad credentials), ``InvalidCaMaterial`` (the provided material is unusable). Messages name
-the mesh, the backend and the cause.
+bad credentials, a server certificate that does not verify), ``InvalidCaMaterial`` (the
+provided material is unusable). Messages name the mesh, the backend and the cause.
+
+Backends whose CA key is held here (builtin, provided) also offer ``local_ca()``: the
+``LocalCa`` a standalone zone signs workload certificates with directly.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from gossamer.errors import GossamerError
+from gossamer.pki.certs import KeyPair, fingerprint
 
 
 class CaBackendError(GossamerError):
@@ -50,9 +55,15 @@ class CaRefused(CaBackendError):
 
 
 class InvalidCaMaterial(CaBackendError):
+    """``part`` says which half is at fault: "cert", "key" or "" (both, or neither)."""
+
     http_status = 400
     title = "invalid CA material"
     caller_fault = True
+
+    def __init__(self, detail: str, part: str = "") -> None:
+        super().__init__(detail)
+        self.part = part
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,17 @@ class SignedChain:
     nearest first), and the roots the chain ends at."""
 
     certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    roots: tuple[x509.Certificate, ...]
+
+
+@dataclass(frozen=True)
+class LocalCa:
+    """A CA whose key is held here: ``ca`` signs; ``chain`` is what follows a certificate
+    it signs (the CA certificate and its issuers, root excluded; empty when ``ca`` is the
+    root); ``roots`` the self-signed anchors."""
+
+    ca: KeyPair
     chain: tuple[x509.Certificate, ...]
     roots: tuple[x509.Certificate, ...]
 
@@ -84,3 +106,39 @@ class CaProvider(Protocol):
                             now: dt.datetime, lifetime: dt.timedelta) -> SignedChain: ...
 
     async def check(self) -> None: ...
+
+    async def close(self) -> None: ...   # release connections; the provider is done
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` signed ``cert`` (names and signature; not validity periods)."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    return issued_by(cert, cert)
+
+
+def path_to_root(cert: x509.Certificate, pool: Sequence[x509.Certificate]
+                 ) -> tuple[tuple[x509.Certificate, ...], x509.Certificate | None]:
+    """Follow signatures from ``cert`` up through ``pool``: the CA certificates between
+    ``cert`` and a self-signed root (nearest first, root excluded), and that root — or
+    None when the pool does not lead to one."""
+    own = fingerprint(cert)
+    candidates = [c for c in pool if fingerprint(c) != own]
+    chain: list[x509.Certificate] = []
+    current = cert
+    while not is_self_signed(current):
+        issuer = next((c for c in candidates if issued_by(current, c)), None)
+        if issuer is None:
+            return tuple(chain), None
+        candidates.remove(issuer)
+        if is_self_signed(issuer):
+            return tuple(chain), issuer
+        chain.append(issuer)
+        current = issuer
+    return tuple(chain), current
