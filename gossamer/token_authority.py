@@ -6,10 +6,21 @@ secret labelled ``gossamer.io/signing-key: <purpose>``; the newest signs, every 
 verifies, so rotation is "add a key, wait for old tokens to expire, delete the old key".
 Revoked token ids live in one secret per purpose, as JSON ``{id: expiry}``; entries are
 pruned once the token would have expired anyway.
+
+An authority that publishes its ``TokenTrust`` (the global's zone tokens) writes it only
+when the keys or revocations differ from what is stored, as a compare-and-set on the
+version it read *before* reading them: a writer that read older keys or revocations
+finds the version moved and reads again, so a stale view never overwrites a newer one
+and concurrent callers see no ``Conflict``. ``revoke`` updates the revocations secret
+the same way, so concurrent revocations never overwrite each other. Writers on one
+authority take turns (a lock), so only other authorities or processes sharing the store
+ever collide, and ``Conflict`` escapes only after ``WRITE_ATTEMPTS`` lost rounds. One
+window stays open, two *first* writes at once (see ``_compare_and_set``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -19,7 +30,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gossamer.errors import InvalidResource, NotFound
+from gossamer.errors import AlreadyExists, Conflict, InvalidResource, NotFound
 from gossamer.model.base import Resource
 from gossamer.model.secret import SecretSpec
 from gossamer.model.tokentrust import Revocation, TokenTrustSpec, TrustedKey
@@ -29,6 +40,9 @@ from gossamer.tokens import Claims, Clock, SigningKey, TokenRejected, issue, ver
 KEY_LABEL = "gossamer.io/signing-key"
 REVOCATIONS_LABEL = "gossamer.io/revocations"
 MAX_VALIDITY = 10 * 365 * 24 * 3600.0
+# Compare-and-set rounds before a write of the TokenTrust or the revocations gives up
+# with Conflict: each lost round means another writer changed it in between.
+WRITE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -49,12 +63,24 @@ class TokenAuthority:
         self._kind = "Secret" if mesh else "GlobalSecret"
         self._clock = clock
         self._publish_trust = publish_trust
+        # One authority's writers take turns, so they never collide with each other.
+        self._publish_lock = asyncio.Lock()
+        self._revoke_lock = asyncio.Lock()
 
     def _secret(self, name: str, data: bytes, label: str) -> Resource:
         return Resource(type=self._kind, name=name, mesh=self._mesh, labels={label: self.purpose},
                         spec=SecretSpec(data=base64.b64encode(data).decode()))
 
     async def keys(self) -> KeyRing:
+        """The signing key, every verifying key and the revoked ids (a first key is made
+        when there is none); publishing authorities also bring the TokenTrust in step."""
+        if not self._publish_trust:
+            ring, _ = await self._read()
+            return ring
+        async with self._publish_lock:
+            return await self._publish()
+
+    async def _read(self) -> tuple[KeyRing, TokenTrustSpec]:
         page = await self.manager.list(self._kind, self._mesh or None, {KEY_LABEL: self.purpose})
         keys = []
         for res in page.items:
@@ -65,17 +91,47 @@ class TokenAuthority:
             keys.append(await self.rotate())
         newest = max(keys, key=lambda k: (k.created, k.kid))
         revocations = await self._revocations()
-        if self._publish_trust:
-            await self._publish(keys, revocations)
-        return KeyRing(newest, {k.kid: k.public for k in keys}, set(revocations))
-
-    async def _publish(self, keys: list[SigningKey], revocations: dict[str, int]) -> None:
-        """Keep the ``TokenTrust`` others verify with in step (a no-op when unchanged)."""
-        spec = TokenTrustSpec(
+        trust = TokenTrustSpec(
             keys=[TrustedKey(kid=k.kid, public_key=_public_pem(k)) for k in
                   sorted(keys, key=lambda k: k.kid)],
             revoked=[Revocation(id=i, expires_at=e) for i, e in sorted(revocations.items())])
-        await self.manager.apply(Resource(type="TokenTrust", name=self.purpose, spec=spec))
+        return KeyRing(newest, {k.kid: k.public for k in keys}, set(revocations)), trust
+
+    async def _publish(self) -> KeyRing:
+        """Read the keys and revocations and store them as the ``TokenTrust`` unless it
+        already says the same (see the module docstring)."""
+        for _ in range(WRITE_ATTEMPTS):
+            published = await self._get("TokenTrust", self.purpose)
+            ring, trust = await self._read()
+            if published is not None and published.spec == trust:
+                return ring
+            if await self._compare_and_set(
+                    Resource(type="TokenTrust", name=self.purpose, spec=trust), published):
+                return ring
+        raise Conflict(f"the {self.purpose} TokenTrust kept changing while it was being "
+                       "published; retry")
+
+    async def _get(self, kind: str, name: str, mesh: str = "") -> Resource | None:
+        try:
+            return await self.manager.get(kind, name, mesh)
+        except NotFound:
+            return None
+
+    async def _compare_and_set(self, res: Resource, read: Resource | None) -> bool:
+        """Write ``res`` over the version ``read`` (None: there was none). False when
+        another writer changed it since: read again and retry. A refusal for any other
+        reason (a federated zone's write guard, the store failing) is raised.
+
+        With ``read`` None, ``ResourceManager.apply`` (which has no create-only mode)
+        would update a resource another writer created since: a concurrent *first*
+        write is the one window left open."""
+        try:
+            await self.manager.apply(res, read.meta.version if read is not None else None)
+        except (Conflict, AlreadyExists, NotFound):
+            if _version(await self._get(res.type, res.name, res.mesh)) == _version(read):
+                raise
+            return False
+        return True
 
     async def rotate(self) -> SigningKey:
         """Add a new signing key; it signs from now on, older keys keep verifying."""
@@ -102,25 +158,42 @@ class TokenAuthority:
         return f"{self.purpose}-token-revocations"
 
     async def _revocations(self) -> dict[str, int]:
-        try:
-            res = await self.manager.get(self._kind, self._revocations_name(), self._mesh)
-        except NotFound:
-            return {}
-        raw = json.loads(_data(res))
-        return {str(k): int(v) for k, v in raw.items()}
+        return _revoked(await self._get(self._kind, self._revocations_name(), self._mesh))
 
     async def revoke(self, token_id: str, expires_at: int | None = None) -> None:
-        """Refuse ``token_id`` from now on (kept until it would have expired anyway)."""
+        """Refuse ``token_id`` from now on (kept until it would have expired anyway).
+
+        The revocations are one secret, written by compare-and-set like the TokenTrust:
+        a concurrent revocation is never overwritten."""
         if not token_id or len(token_id) > 128:
             raise InvalidResource("invalid token id")
-        now = int(self._clock())
-        current = await self._revocations()
-        current = {k: v for k, v in current.items() if v > now}
-        current[token_id] = expires_at or now + int(MAX_VALIDITY)
-        data = json.dumps(current, sort_keys=True).encode()
-        await self.manager.apply(self._secret(self._revocations_name(), data, REVOCATIONS_LABEL))
+        async with self._revoke_lock:
+            await self._add_revocation(token_id, expires_at)
         if self._publish_trust:
             await self.keys()
+
+    async def _add_revocation(self, token_id: str, expires_at: int | None) -> None:
+        for _ in range(WRITE_ATTEMPTS):
+            now = int(self._clock())
+            stored = await self._get(self._kind, self._revocations_name(), self._mesh)
+            current = {k: v for k, v in _revoked(stored).items() if v > now}
+            current[token_id] = expires_at or now + int(MAX_VALIDITY)
+            data = json.dumps(current, sort_keys=True).encode()
+            if await self._compare_and_set(
+                    self._secret(self._revocations_name(), data, REVOCATIONS_LABEL), stored):
+                return
+        raise Conflict(f"the {self.purpose} token revocations kept changing; retry")
+
+
+def _version(res: Resource | None) -> int:
+    return res.meta.version if res is not None else 0
+
+
+def _revoked(res: Resource | None) -> dict[str, int]:
+    if res is None:
+        return {}
+    raw = json.loads(_data(res))
+    return {str(k): int(v) for k, v in raw.items()}
 
 
 def _public_pem(key: SigningKey) -> str:
