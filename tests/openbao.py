@@ -24,8 +24,8 @@ Helpers:
   whose CA is an intermediate signed by the root of ``parent`` (its CA chain is set);
 * ``create_role(mount, role, …)`` — a role for ``<mount>/sign/<role>`` that takes its URI
   SANs from the request only (``use_csr_sans=false``: the zone decides identities, never
-  the CSR), allows ``spiffe://*`` and ``gossamer://*``, needs no common name, and signs
-  ECDSA P-256 keys (what the sidecar agents make);
+  the CSR), allows ``spiffe://*`` and ``gossamer://*``, needs no common name, signs
+  ECDSA P-256 keys (what the sidecar agents make) and marks leaves CA:FALSE;
 * ``write_policy(name, hcl)``, ``pki_policy(mount, *paths, capabilities=…)`` and
   ``create_token(policies)`` — a token limited to those policies;
 * ``enable_cert_auth(name, cert_pem, policies)`` — TLS certificate auth at ``auth/cert``
@@ -245,6 +245,7 @@ class OpenBao:
             "use_csr_sans": False, "use_csr_common_name": False, "require_cn": False,
             "allow_any_name": False, "enforce_hostnames": False,
             "server_flag": True, "client_flag": True, "max_ttl": max_ttl, "no_store": True,
+            "basic_constraints_valid_for_non_ca": True,  # CA:FALSE, as Gossamer's own leaves
             **AGENT_KEY, **extra})
 
     def write_policy(self, name: str, hcl: str) -> None:

@@ -1,10 +1,17 @@
 """Certificate authority backends of a mesh: builtin, provided, vault (see ``base``).
 
-``provider_for`` builds the provider of one backend of a mesh; ``mesh_secret_reader`` is
+``provider_for`` gives the provider of one backend of a mesh; ``mesh_secret_reader`` is
 how providers read the mesh's Secrets (a missing one is ``InvalidCaMaterial`` naming it).
+
+Builtin and provided providers are cheap and built on each call. A vault provider holds a
+logged-in client, its connections and the mount's CA chain, so ``provider_for`` keeps one
+per manager, mesh and backend configuration and returns it again (a changed configuration
+gets a new one); ``close()`` on it only drops its connections until the next use.
 """
 
 from __future__ import annotations
+
+import weakref
 
 from gossamer.errors import NotFound
 from gossamer.model.mesh import BackendType, CaBackend
@@ -31,8 +38,19 @@ __all__ = [
 ]
 
 
+# Vault providers by manager, then by (mesh, backend name, backend configuration).
+_vault: weakref.WeakKeyDictionary[ResourceManager, dict[tuple[str, str, str], VaultProvider]] = (
+    weakref.WeakKeyDictionary())
+
+
 def mesh_secret_reader(manager: ResourceManager, mesh: str) -> SecretReader:
+    # A weak reference: a cached provider must not keep its manager (its cache key) alive.
+    ref = weakref.ref(manager)
+
     async def read(name: str) -> bytes:
+        manager = ref()
+        if manager is None:
+            raise CaBackendError("the resource manager of this CA provider is gone")
         try:
             res = await manager.get("Secret", name, mesh)
         except NotFound:
@@ -51,4 +69,12 @@ def provider_for(manager: ResourceManager, mesh: str, backend: CaBackend,
         return BuiltinProvider(manager, mesh, backend, generation)
     if backend.type == BackendType.PROVIDED:
         return ProvidedProvider(mesh, backend, mesh_secret_reader(manager, mesh))
-    return VaultProvider(mesh, backend, mesh_secret_reader(manager, mesh))
+    providers = _vault.setdefault(manager, {})
+    key = (mesh, backend.name, backend.model_dump_json())
+    provider = providers.get(key)
+    if provider is None:
+        for stale in [k for k in providers if k[:2] == key[:2]]:
+            del providers[stale]  # the backend's configuration changed
+        provider = providers[key] = VaultProvider(mesh, backend,
+                                                  mesh_secret_reader(manager, mesh))
+    return provider

@@ -121,6 +121,9 @@ def _network_reason(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, requests.Timeout | TimeoutError):
         return f"no answer within {timeout:g} s"
     text = str(exc)
+    ssl_error = re.search(r"\[SSL: [A-Z_]+\] (.*?)\s*\(_ssl\.c", text)
+    if ssl_error:
+        return ssl_error.group(1).rstrip(".")
     for needle, reason in (("Connection refused", "connection refused"),
                            ("Name or service not known", "the host name does not resolve"),
                            ("No address associated", "the host name does not resolve"),
@@ -250,11 +253,7 @@ class VaultProvider:
             "max_path_length": 0, "ttl": _ttl(lifetime, now, ca.certs[0] if ca.certs else None),
             "format": "pem"})
         cert = self._signed(data, path, csr)
-        try:
-            constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        except x509.ExtensionNotFound:
-            constraints = None
-        if constraints is None or not constraints.ca:
+        if not _is_ca(cert):
             raise CaRefused(f"{self._who()}: {path} returned a certificate that is not a CA")
         return await self._with_chain(cert, data, path)
 
@@ -270,6 +269,8 @@ class VaultProvider:
             "exclude_cn_from_sans": True, "format": "pem",
             "ttl": _ttl(lifetime, now, ca.certs[0] if ca.certs else None)})
         cert = self._signed(data, path, csr)
+        if _is_ca(cert):
+            raise CaRefused(f"{self._who()}: {path} returned a CA certificate for a workload")
         if sorted(uri_sans(cert)) != sorted(uris):
             # A role with use_csr_sans takes the CSR's SANs: the agent would pick its own
             # identity. Never hand such a certificate out.
@@ -313,7 +314,12 @@ class VaultProvider:
 
     async def _check_role(self) -> None:
         path = f"{self.conf.pki}/roles/{self.conf.role}"
-        data = await self._call("get", path)
+        try:
+            data = await self._call("get", path)
+        except CaRefused as exc:
+            if not isinstance(exc.__cause__, hvac.exceptions.InvalidPath):
+                raise
+            data = {}
         if not data:
             raise CaRefused(f"{self._who()}: role {self.conf.role!r} does not exist in PKI "
                             f"mount {self.conf.pki!r} of Vault at {self.address}")
@@ -369,22 +375,25 @@ class VaultProvider:
         except CaRefused as refused:
             if not isinstance(refused.__cause__, hvac.exceptions.Forbidden):
                 raise
-            await self._login(after=logins)
-            try:
-                return await self._run(req, _request, client, method, path, data)
-            except CaRefused as again:
-                if isinstance(again.__cause__, hvac.exceptions.Forbidden):
-                    await self._explain_forbidden(client)
-                raise
+        await self._login(after=logins)  # the token may have expired or been revoked
+        client = await self._logged_in()
+        try:
+            return await self._run(req, _request, client, method, path, data)
+        except CaRefused as again:
+            if isinstance(again.__cause__, hvac.exceptions.Forbidden):
+                await self._explain_forbidden(client)
+            raise
 
     async def _run(self, req: _Request, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return await asyncio.wait_for(asyncio.to_thread(fn, *args),
                                           timeout=4 * self._timeout)
-        except TimeoutError as exc:
-            raise translate(exc, self._who(), self.address, req, self.conf,
-                            self._timeout) from exc
-        except (requests.RequestException, hvac.exceptions.VaultError, OSError) as exc:
+        except (TimeoutError, requests.RequestException, hvac.exceptions.VaultError,
+                OSError) as exc:
+            if req.login or isinstance(exc, requests.exceptions.SSLError):
+                # Build the client again next time, from the secrets as they are then: the
+                # CA, client certificate or credentials may have been fixed meanwhile.
+                self._client = None
             raise translate(exc, self._who(), self.address, req, self.conf,
                             self._timeout) from exc
 
@@ -468,6 +477,13 @@ def _login_approle(client: hvac.Client, mount: str, role_id: str, secret_id: str
 
 def _login_cert(client: hvac.Client) -> None:
     client.adapter.login(f"/v1/auth/{CERT_AUTH_MOUNT}/login", json={})
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
 
 
 def _pem_list(value: object) -> list[x509.Certificate]:
