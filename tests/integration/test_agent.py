@@ -33,7 +33,7 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.secret.v3 import sds_pb2_grpc
 
-from gossamer.pki.certs import KeyPair, new_leaf, new_root_ca, sign_leaf
+from gossamer.pki.certs import KeyPair, bundle_digest, new_leaf, new_root_ca, sign_leaf
 from gossamer.pki.serving import ensure_serving_tls
 from proxy.agent import bootstrap as boot
 from proxy.agent.envoy_process import EnvoyCommand, EnvoySupervisor, SupervisionPolicy
@@ -369,6 +369,8 @@ class FakeZoneCp(agent_pb2_grpc.AgentServicer):
         self.lifetime = lifetime
         self.registrations: list[dict[str, Any]] = []
         self.signed: list[x509.Certificate] = []
+        # (registration number, status) for every AgentStatus the agent sent
+        self.statuses: list[tuple[int, agent_pb2.AgentStatus]] = []
         self.live: set[asyncio.Queue[agent_pb2.ControlPlaneMessage]] = set()
         self.port = 0
         self._server: Any = None
@@ -390,9 +392,15 @@ class FakeZoneCp(agent_pb2_grpc.AgentServicer):
         return f"https://127.0.0.1:{self.port}"
 
     def push_trust_bundle(self, pem: bytes) -> None:
+        self.push(agent_pb2.ControlPlaneMessage(trust_bundle=agent_pb2.TrustBundle(pem=pem)))
+
+    def push(self, message: agent_pb2.ControlPlaneMessage) -> None:
         for queue in self.live:
-            queue.put_nowait(agent_pb2.ControlPlaneMessage(
-                trust_bundle=agent_pb2.TrustBundle(pem=pem)))
+            queue.put_nowait(message)
+
+    def reported_chains(self, since: int = 1) -> list[bytes]:
+        """The certificate chains reported from registration number ``since`` on."""
+        return [st.certificate_chain_pem for n, st in self.statuses if n >= since]
 
     async def _check_token(self, context: Any) -> None:
         metadata = dict(context.invocation_metadata() or ())
@@ -423,6 +431,8 @@ class FakeZoneCp(agent_pb2_grpc.AgentServicer):
             node_id=f"{doc['mesh']}.{doc['name']}"))
         queue: asyncio.Queue[agent_pb2.ControlPlaneMessage] = asyncio.Queue()
         self.live.add(queue)
+        reader = asyncio.create_task(self._statuses(request_iterator,
+                                                    len(self.registrations)))
         try:
             while True:
                 try:
@@ -431,6 +441,12 @@ class FakeZoneCp(agent_pb2_grpc.AgentServicer):
                     yield agent_pb2.ControlPlaneMessage(heartbeat=agent_pb2.Heartbeat())
         finally:
             self.live.discard(queue)
+            reader.cancel()
+
+    async def _statuses(self, messages: Any, registration: int) -> None:
+        async for message in messages:
+            if message.WhichOneof("message") == "status":
+                self.statuses.append((registration, message.status))
 
 
 @pytest.fixture
@@ -552,12 +568,21 @@ async def test_the_agent_runs_envoy_rotates_and_drains(tmp_path: Path,
             return chain == zone_cp.signed[-1].public_bytes(Encoding.PEM)
 
         await eventually(serves_latest, timeout=10, what="the first certificate over SDS")
+        # ...and what the agent reports: the chain it serves, the bundle's digest.
+        first = zone_cp.signed[0].public_bytes(Encoding.PEM)
+        await eventually(lambda: first in zone_cp.reported_chains(), timeout=10,
+                         what="the first certificate to be reported")
+        assert zone_cp.statuses[0][1].trust_bundle_digest == bundle_digest(
+            zone_cp.mesh.ca.cert_pem())
         provided = (await served_secrets(sock, (PROMETHEUS_TLS_SECRET,)))[PROMETHEUS_TLS_SECRET]
         assert provided.tls_certificate.certificate_chain.inline_bytes == metrics.cert_pem()
         await eventually(lambda: len(zone_cp.signed) >= 3, timeout=20,
                          what="two renewals of a 6 s certificate")
         await eventually(serves_latest, timeout=10, what="the renewed certificate over SDS")
         assert envoy_pids(agent.work) == [pid]
+        renewed = zone_cp.signed[1].public_bytes(Encoding.PEM)
+        await eventually(lambda: renewed in zone_cp.reported_chains(), timeout=10,
+                         what="the renewed certificate to be reported")
 
         # A trust bundle pushed on the Session reaches SDS.
         bundle = zone_cp.mesh.ca.cert_pem() + Pki().ca.cert_pem()
@@ -568,17 +593,29 @@ async def test_the_agent_runs_envoy_rotates_and_drains(tmp_path: Path,
             return secrets[TRUST_SECRET].validation_context.trusted_ca.inline_bytes == bundle
 
         await eventually(serves_bundle, timeout=10, what="the new trust bundle over SDS")
+        await eventually(lambda: bundle_digest(bundle) in {
+            st.trust_bundle_digest for _, st in zone_cp.statuses}, timeout=10,
+            what="the new bundle's digest to be reported")
 
         # The control plane goes away: Envoy stays; it comes back: the agent registers again.
         port = zone_cp.port
         await zone_cp.stop()
         await asyncio.sleep(0)  # let the session notice (the check below waits properly)
         await eventually(lambda: not zone_cp.live, timeout=10, what="the session to break")
+        last_before_restart, signed = zone_cp.statuses[-1][1], len(zone_cp.signed)
         assert envoy_pids(agent.work) == [pid]
         await zone_cp.start(port)
         await eventually(lambda: len(zone_cp.registrations) >= 2, timeout=30,
                          what="the agent to register again")
         assert envoy_pids(agent.work) == [pid]
+        # The latest status comes again right after the new registration.
+        await eventually(lambda: zone_cp.reported_chains(since=2), timeout=10,
+                         what="a status after registering again")
+        again = next(st for n, st in zone_cp.statuses if n >= 2)
+        # (or the certificate of a renewal whose status the stop cut off, or that got
+        # through between the CP's return and the registration)
+        latest = [c.public_bytes(Encoding.PEM) for c in zone_cp.signed[signed - 1:]]
+        assert again == last_before_restart or again.certificate_chain_pem in latest
 
         agent.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(agent.proc.wait(), 15) == 0, agent.errors()
