@@ -159,6 +159,9 @@ async def test_two_sidecars_talk_over_mtls_and_survive_a_control_plane_outage(
         assert zone.cp is not None
         insight = zone.cp.ads.insights["default.backend-1"]
         assert insight.acked > 0 and insight.nacked == 0, insight.last_nack
+        nodes = ("default.backend-1", "default.web-1")
+        serials = await eventually(lambda: reported_serials(zone, nodes), timeout=30,
+                                   what="both agents to report their certificates")
 
         # The control plane goes away: traffic keeps flowing on the last configuration.
         await zone.stop()
@@ -171,6 +174,10 @@ async def test_two_sidecars_talk_over_mtls_and_survive_a_control_plane_outage(
         await eventually(lambda: {"default.backend-1", "default.web-1"}
                          <= set(cp.agents.sessions), timeout=60,
                          what="both agents registered again")
+        # The new CP signed nothing for them: it knows their certificates because each
+        # agent reports its status again when it registers again.
+        assert await eventually(lambda: reported_serials(zone, nodes), timeout=10,
+                                what="both agents to report again") == serials
         await cp.manager.apply(parse_document(DENY_WEB))
         await eventually(lambda: _status(outbound, 403), timeout=30,
                          what="the deny to reach backend's sidecar")
@@ -181,6 +188,14 @@ async def test_two_sidecars_talk_over_mtls_and_survive_a_control_plane_outage(
         for agent in (web, backend):
             assert await asyncio.wait_for(agent.proc.wait(), 15) == 0, agent.errors()
             assert "Traceback" not in agent.errors()
+
+
+def reported_serials(zone: Zone, nodes: tuple[str, ...]) -> dict[str, str] | None:
+    """The serial each node reported to the zone CP, or None until all have."""
+    assert zone.cp is not None
+    sessions = zone.cp.agents.sessions
+    certs = {n: sessions[n].certificate if n in sessions else None for n in nodes}
+    return {n: c.serial for n, c in certs.items() if c} if all(certs.values()) else None
 
 
 async def _status(port: int, status: int) -> bool:
