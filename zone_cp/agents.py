@@ -387,6 +387,9 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                     except TimeoutError:
                         update = agent_pb2.ControlPlaneMessage(heartbeat=agent_pb2.Heartbeat())
                     yield update
+                if not reader.cancelled() and (failure := reader.exception()) is not None:
+                    log.warning("dataplane %s: reading its session failed", session.node_id,
+                                exc_info=failure)
             finally:
                 reader.cancel()
         finally:
