@@ -72,8 +72,11 @@ class VipAllocator:
         due = [t for t in (self._retry_at, *(a.next_expiry() for a in
                                              self._absences.values())) if t is not None]
         timeout = max(min(due) - self._clock(), 0.0) if due else None
+        # asyncio.timeout, not wait_for: before Python 3.12 wait_for can swallow a
+        # cancellation that arrives as the event is set, and the task would not stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
         self._wake.clear()
 
     async def reconcile(self) -> None:

@@ -14,7 +14,10 @@ until woken. A trigger on ``events`` sends ``NOTIFY gossamer_events`` at each co
 dedicated LISTEN connection per store (``_Listener``) wakes every local watcher on each
 notification, and again after it reconnects, since notifications sent while it was
 away are lost: a woken watcher simply re-reads from its last revision. During an outage
-watchers retry their reads with a backoff instead of failing.
+watchers retry their reads with a backoff instead of failing. Bounded waits use
+``asyncio.timeout``, not ``asyncio.wait_for``: before Python 3.12 the latter can swallow
+a cancellation that arrives as the awaited thing completes, and a cancelled watcher or
+listener would keep running.
 
 asyncpg's exceptions are translated at this boundary (``_translate``): connection
 failures are ``StoreUnavailable``, unique violations and serialization failures
@@ -258,7 +261,8 @@ class PostgresStore:
                     log.warning("store watch: %s; retrying from revision %d", exc.detail,
                                 cursor)
                     with suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), backoff)
+                        async with asyncio.timeout(backoff):
+                            await wake.wait()
                     backoff = min(backoff * 2, RETRY_MAX)
                     continue
                 backoff = RETRY_MIN
@@ -278,7 +282,8 @@ class PostgresStore:
         self._wake_watchers()
         await self._listener.close()
         try:
-            await asyncio.wait_for(self._pool.close(), 10)
+            async with asyncio.timeout(10):
+                await self._pool.close()
         except _UNAVAILABLE:  # TimeoutError among them
             self._pool.terminate()
 
@@ -375,7 +380,8 @@ class _Listener:
             self._wake()
             while not lost.is_set():
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), KEEPALIVE)
+                    async with asyncio.timeout(KEEPALIVE):
+                        await lost.wait()
                     return
                 # Quiet for a while: prove the connection still carries traffic, so a
                 # half-dead one (no RST after a partition) is not trusted forever.
@@ -383,7 +389,8 @@ class _Listener:
                     await conn.execute("SELECT 1", timeout=self._connect_timeout)
         finally:
             with suppress(*_UNAVAILABLE, asyncpg.InterfaceError):
-                await asyncio.wait_for(conn.close(), 5)
+                async with asyncio.timeout(5):
+                    await conn.close()
             if not conn.is_closed():
                 conn.terminate()
 
