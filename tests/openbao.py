@@ -17,8 +17,9 @@ in memory: ``stop()`` loses it all. Use it as a context manager or call ``stop()
 
 Helpers:
 
-* ``client(token=None)`` — an ``hvac.Client`` that verifies the server against ``ca_pem``
-  (root token unless another is given), for setting things up in a test;
+* ``client(token=None, namespace=None)`` — an ``hvac.Client`` that verifies the server
+  against ``ca_pem`` (root token unless another is given), for setting things up in a test;
+* ``create_namespace(name)`` — an OpenBao namespace (``X-Vault-Namespace``);
 * ``enable_pki(mount, …)`` — enable a PKI secrets engine and generate a root in it
   (ECDSA P-256); returns the root's PEM. ``enable_intermediate_pki(mount, parent)`` — a mount
   whose CA is an intermediate signed by the root of ``parent`` (its CA chain is set);
@@ -205,17 +206,22 @@ class OpenBao:
 
     # -- setting things up ----------------------------------------------------------------
 
-    def client(self, token: str | None = None) -> hvac.Client:
+    def client(self, token: str | None = None, namespace: str | None = None) -> hvac.Client:
         session = requests.Session()
         session.trust_env = False  # no proxy or CA bundle from the environment
         session.verify = str(self.ca_file)  # hvac prefers the session's verify to its own
         return hvac.Client(url=self.address, token=token or self.root_token,
-                           verify=str(self.ca_file), timeout=10, session=session)
+                           verify=str(self.ca_file), timeout=10, session=session,
+                           namespace=namespace)
+
+    def create_namespace(self, name: str) -> None:
+        self.client().write_data(f"sys/namespaces/{name}", data={})
 
     def enable_pki(self, mount: str = "pki", common_name: str = "Vault test root",
-                   ttl: str = "87600h") -> bytes:
-        """A PKI mount with a self-signed root (ECDSA P-256); returns the root's PEM."""
-        client = self.client()
+                   ttl: str = "87600h", namespace: str | None = None) -> bytes:
+        """A PKI mount with a self-signed root (ECDSA P-256), in ``namespace`` if given;
+        returns the root's PEM."""
+        client = self.client(namespace=namespace)
         client.sys.enable_secrets_engine("pki", path=mount, config={"max_lease_ttl": ttl})
         data = client.write_data(f"{mount}/root/generate/internal", data={
             "common_name": common_name, "ttl": ttl, "key_type": "ec", "key_bits": 256})

@@ -163,6 +163,24 @@ async def test_a_role_that_takes_sans_from_the_csr_is_refused(bao: OpenBao) -> N
     await provider.close()
 
 
+async def test_a_role_of_any_key_type_signs_and_another_key_type_is_refused_in_vaults_words(
+        bao: OpenBao) -> None:
+    # /sign takes the key from the CSR, so key_type any works (unlike /issue, which would
+    # need key_type and key_bits in the request).
+    bao.create_role(PKI, "any-key", key_type="any", key_bits=0)
+    bao.create_role(PKI, "rsa-only", key_type="rsa", key_bits=2048)
+    uris = ["spiffe://payments/backend"]
+    provider = token_provider(bao, ["issue"], mode="issue", role="any-key")
+    signed = await provider.sign_workload(new_csr(new_key(), "w"), uris, NOW, HOUR)
+    assert uri_sans(signed.certificate) == uris
+    await provider.close()
+    provider = token_provider(bao, ["issue"], mode="issue", role="rsa-only")
+    with pytest.raises(CaRefused, match=f"refused POST {PKI}/sign/rsa-only: role requires "
+                                        "keys of type rsa"):
+        await provider.sign_workload(new_csr(new_key(), "w"), uris, NOW, HOUR)
+    await provider.close()
+
+
 async def test_an_unknown_role_is_refused_with_a_clear_message(bao: OpenBao) -> None:
     provider = token_provider(bao, ["issue"], mode="issue", role="no-such-role")
     expected = f"role 'no-such-role' does not exist in PKI mount '{PKI}'"
@@ -308,6 +326,27 @@ async def test_a_server_name_or_skip_verify_connects(bao: OpenBao, tls: dict[str
     await provider.check()
     assert [fingerprint(r) for r in await provider.roots()] == [fingerprint(root_of(bao))]
     await provider.close()
+
+
+async def test_a_namespace_is_sent_with_every_request(bao: OpenBao) -> None:
+    bao.create_namespace("team-a")
+    root = x509.load_pem_x509_certificate(bao.enable_pki("pki-team", "Team root",
+                                                         namespace="team-a"))
+    secrets = {"vault-ca": bao.ca_pem, "vault-token": bao.root_token.encode()}
+    auth = {"token": {"secretRef": "vault-token"}}
+    conf = backend(bao, auth, pki="pki-team").conf
+    assert conf is not None
+    in_namespace = CaBackend.model_validate({"name": "vault-1", "type": "vault", "conf": {
+        **conf.model_dump(by_alias=True, exclude_none=True), "namespace": "team-a"}})
+    provider = VaultProvider("payments", in_namespace, reader(secrets))
+    signed = await provider.sign_intermediate(zone_csr(), NOW, HOUR)
+    assert chain_root([signed.certificate], signed.roots) == root
+    await provider.close()
+    # Outside the namespace the mount does not exist.
+    outside = VaultProvider("payments", backend(bao, auth, pki="pki-team"), reader(secrets))
+    with pytest.raises(CaRefused, match="has nothing at pki-team/cert/ca_chain"):
+        await outside.roots()
+    await outside.close()
 
 
 # -- wiring ---------------------------------------------------------------------------------
