@@ -6,8 +6,9 @@ workload certificate is signed at ``<pki>/sign/<role>`` from the agent's CSR, wi
 the URI SANs the control plane decided, so no mesh key exists outside Vault. The roots are
 the self-signed top of the mount's CA chain (``<pki>/cert/ca_chain``), cached briefly.
 
-``hvac`` is synchronous: each request runs in a worker thread with a bounded connect and
-read timeout, so a Vault that does not answer costs seconds, never a hung task. TLS is
+``hvac`` is synchronous: each request runs in one of the provider's own few worker
+threads with a bounded connect and read timeout, so a Vault that does not answer costs
+seconds, never a hung task, and cannot take the threads the rest of the process uses. TLS is
 verified by default, against ``tls.caCertSecretRef`` when given (else the system's CAs),
 with ``tls.serverName`` as SNI and expected name; every TLS setting lives in one
 ``ssl.SSLContext`` the transport hands to each connection, so neither requests' defaults
@@ -30,6 +31,7 @@ import ssl
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,7 @@ TIMEOUT = 5.0          # seconds, for connecting and for each read
 ROOTS_TTL = 60.0       # seconds a mount's CA chain is reused before it is read again
 CERT_AUTH_MOUNT = "cert"
 TTL_MARGIN = dt.timedelta(minutes=1)
+WORKERS = 4            # threads per provider: requests to Vault at once
 
 
 # -- TLS ------------------------------------------------------------------------------------
@@ -189,10 +192,6 @@ def _expected_name(address: str, conf: VaultConf) -> str:
 # -- the provider ---------------------------------------------------------------------------
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _ttl(lifetime: dt.timedelta, now: dt.datetime, issuer: x509.Certificate | None) -> str:
     if issuer is not None:  # Vault refuses a certificate that would outlive its issuer
         lifetime = min(lifetime, issuer.not_valid_after_utc - now - TTL_MARGIN)
@@ -216,7 +215,6 @@ class VaultProvider:
 
     def __init__(self, mesh: str, backend: CaBackend, read_secret: SecretReader, *,
                  timeout: float = TIMEOUT, roots_ttl: float = ROOTS_TTL,
-                 clock: Callable[[], dt.datetime] = _utcnow,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         if not isinstance(backend.conf, VaultConf):
             raise InvalidCaMaterial(f"mesh {mesh}, backend {backend.name}: a vault backend "
@@ -229,8 +227,8 @@ class VaultProvider:
         self._read_secret = read_secret
         self._timeout = timeout
         self._roots_ttl = roots_ttl
-        self._clock = clock
         self._monotonic = monotonic
+        self._executor: ThreadPoolExecutor | None = None
         self._client: hvac.Client | None = None
         self._logins = 0          # raised by each login; a 403 re-logs in once per login
         self._login_lock = asyncio.Lock()
@@ -289,9 +287,13 @@ class VaultProvider:
             await self._check_capability(f"{self.conf.pki}/root/sign-intermediate")
 
     async def close(self) -> None:
-        if self._client is not None:
-            await asyncio.to_thread(self._client.adapter.close)
-            self._client = None
+        """Drop the connections and threads (a later call makes new ones)."""
+        client, executor = self._client, self._executor
+        self._client = self._executor = None
+        if client is not None:
+            client.adapter.close()    # closes idle sockets; does not wait on Vault
+        if executor is not None:
+            executor.shutdown(wait=False)
 
     # -- reading and checking -----------------------------------------------------------------
 
@@ -302,7 +304,11 @@ class VaultProvider:
         path = f"{self.conf.pki}/cert/ca_chain"
         data = await self._call("get", path)
         pem = str(data.get("ca_chain") or data.get("certificate") or "")
-        certs = tuple(x509.load_pem_x509_certificates(pem.encode())) if pem.strip() else ()
+        try:
+            certs = tuple(x509.load_pem_x509_certificates(pem.encode())) if pem.strip() else ()
+        except ValueError as exc:
+            raise CaRefused(f"{self._who()}: {path} at Vault {self.address} returned a CA "
+                            f"chain that does not parse: {exc}") from None
         roots = tuple(c for c in certs if is_self_signed(c))
         if not roots:
             raise CaRefused(f"{self._who()}: the CA chain of PKI mount {self.conf.pki!r} at "
@@ -385,8 +391,11 @@ class VaultProvider:
             raise
 
     async def _run(self, req: _Request, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(WORKERS, f"vault-{self.mesh}-{self.backend}")
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(asyncio.to_thread(fn, *args),
+            return await asyncio.wait_for(loop.run_in_executor(self._executor, fn, *args),
                                           timeout=4 * self._timeout)
         except (TimeoutError, requests.RequestException, hvac.exceptions.VaultError,
                 OSError) as exc:
