@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry
 from global_cp.bootstrap import bootstrap
 from global_cp.certificate_routes import certificate_router
 from global_cp.insights import Insights
+from global_cp.mesh_ca import MeshCaController
+from global_cp.mesh_routes import mesh_router
 from global_cp.sync_server import ZoneSyncServer
-from global_cp.zone_ca import ZoneCaSigner
 from global_cp.zone_routes import zone_overview_router
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
@@ -83,8 +84,10 @@ class GlobalControlPlane:
         self.sync = ZoneSyncServer(self.settings, self.store, manager, self.zone_tokens,
                                    self.insights)
         await self.sync.start((tls.cert_file.read_bytes(), tls.key_file.read_bytes()))
-        self._tasks.append(asyncio.create_task(ZoneCaSigner(manager).run(), name="zone-ca"))
+        self.mesh_ca = MeshCaController(manager, metrics=metrics)
+        self._tasks.append(asyncio.create_task(self.mesh_ca.run(), name="mesh-ca"))
         routers = [zone_overview_router(manager, self.insights), certificate_router(manager),
+                   mesh_router(manager, self.mesh_ca),
                    services_router(manager, local_zone=""),
                    zone_token_router(self.zone_tokens),
                    dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh))]

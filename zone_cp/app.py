@@ -13,6 +13,8 @@ import logging
 from prometheus_client import CollectorRegistry
 
 from global_cp.bootstrap import bootstrap
+from global_cp.mesh_ca import MeshCaController
+from global_cp.mesh_routes import mesh_router
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer
@@ -75,14 +77,19 @@ class ZoneControlPlane:
         api_manager = ResourceManager(self.store, guard=zone_write_guard(s.federated))
         if not s.federated:
             await bootstrap(self.manager)
+        self.metrics = CollectorRegistry()
         xds = self._prepare_xds()
         routers = [dataplane_router(self.manager, self.agents, self.ads)]
         routers.append(services_router(self.manager, s.zone))
         if not s.federated:
             routers.append(dataplane_token_router(
                 lambda mesh: TokenAuthority(self.manager, DATAPLANE, mesh)))
+            # A standalone zone owns its meshes' roots: it runs the CA controller itself.
+            self.mesh_ca = MeshCaController(self.manager, local_zone=s.zone,
+                                            metrics=self.metrics)
+            self._tasks.append(asyncio.create_task(self.mesh_ca.run(), name="mesh-ca"))
+            routers.append(mesh_router(self.manager, self.mesh_ca, local_zone=s.zone))
         mode = "zone" if s.federated else "standalone"
-        self.metrics = CollectorRegistry()
         self.metrics.register(CertificateCollector(self.agents))
         app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,
                                    mode=mode, extra_routers=routers, metrics=self.metrics,
@@ -117,9 +124,8 @@ class ZoneControlPlane:
         cache = PieceCache()
         self.ads = AdsServer(self.state, self.agents, lambda ctx: generate(ctx, cache),
                              self.ingresses)
-        self.ca = ZoneCa(self.manager, s.zone, federated=s.federated)
-        if s.federated:
-            self._tasks.append(asyncio.create_task(self.ca.run(), name="zone-ca"))
+        self.ca = ZoneCa(self.manager, s.zone, sidecars=self.agents, metrics=self.metrics)
+        self._tasks.append(asyncio.create_task(self.ca.run(), name="zone-ca"))
         self.xds = XdsServer(s.xds_addr, self.ads, AgentService(self.agents, self.ca))
         return self.xds
 

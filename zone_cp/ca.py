@@ -1,15 +1,24 @@
-"""The zone's certificate authority per mesh, and workload certificates from CSRs.
+"""The zone's certificate authority per mesh: workload certificates, bundles, rotation.
 
-Standalone, the zone owns the mesh root (``gossamer.pki.mesh_roots``) and signs with it.
-Federated, the root never leaves the global: the zone makes its own key per mesh,
-publishes a ``ZoneCertificateRequest`` (the CSR) that the sync carries to the global, and
-signs with the intermediate that comes back as a ``ZoneCertificate``; it asks again with a
-new key when a third of the intermediate's life is left. Until the first one arrives,
-signing raises ``CaUnavailable`` and agents retry.
+The mesh's ``MeshTrust`` (from the global, or from this zone's own controller when it is
+standalone) says which CA signs and which roots every sidecar must trust. The zone:
+
+* keeps an intermediate CA per mesh: it makes its own key, publishes a
+  ``ZoneCertificateRequest`` (the CSR; the key never leaves the zone) and signs workloads
+  with the ``ZoneCertificate`` that comes back; it asks again with a new key when a third
+  of the intermediate's life is left. When the mesh's CA issues workload certificates
+  itself (Vault in ``issue`` mode) the zone forwards each CSR to it instead, and holds no
+  mesh key at all;
+* hands the trust bundle to every sidecar of the mesh and, once its own issuer is on the
+  signer's roots, asks every sidecar whose certificate chains elsewhere to renew;
+* reports what it sees (``ZoneTrustStatus``): how many sidecars serve the current bundle,
+  which roots their certificates chain to, its intermediate's root, and why it cannot
+  issue, if it cannot. The rotation advances on these reports.
 
 Workload identities are decided here, from the registered Dataplane, never from the CSR:
 ``spiffe://<mesh>/<service>`` per inbound service and ``gossamer://<tag>/<value>`` per
-inbound tag.
+inbound tag. Until the first intermediate arrives, signing raises ``CaUnavailable`` and
+agents retry.
 """
 
 from __future__ import annotations
@@ -18,20 +27,35 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gossamer.errors import GossamerError, NotFound
 from gossamer.model.base import Resource
 from gossamer.model.dataplane import DataplaneSpec
 from gossamer.model.fields import duration_seconds
-from gossamer.model.mesh import MeshSpec
+from gossamer.model.mesh import BackendType, CaBackend, MeshSpec
+from gossamer.model.meshtrust import CaIdentity, MeshTrustSpec
 from gossamer.model.zonecertificate import ZoneCertificateRequestSpec, ZoneCertificateSpec
-from gossamer.pki.certs import KeyPair, PrivateKey, new_csr, new_key, sign_leaf
-from gossamer.pki.mesh_roots import MeshRoots, read_secret_json, secret_json
+from gossamer.model.zonetrust import ZoneTrustStatusSpec
+from gossamer.pki.backends import provider_for
+from gossamer.pki.backends.base import CaBackendError
+from gossamer.pki.backends.builtin import read_secret_json, secret_json
+from gossamer.pki.certs import (
+    KeyPair,
+    PrivateKey,
+    chain_root,
+    fingerprint,
+    new_csr,
+    new_key,
+    sign_leaf,
+)
 from gossamer.resources import ResourceManager
 from gossamer.store.follow import follow
 from proxy.context import spiffe, tag_uri
@@ -40,6 +64,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WORKLOAD_LIFETIME = dt.timedelta(hours=24)
 ZONE_KEY_LABEL = "gossamer.io/zone-ca-key"
+RENEW_AGAIN = 30.0      # seconds before a sidecar that was asked to renew is asked again
+REPORT_DEBOUNCE = 0.2   # seconds: sidecar events are gathered into one status report
+WATCHED = ["Mesh", "MeshTrust", "ZoneCertificate", "Secret"]
 
 
 class CaUnavailable(GossamerError):
@@ -57,11 +84,36 @@ class Signed:
 
 @dataclass(frozen=True)
 class Issuer:
-    """What signs a mesh's workloads here: the CA, the chain above leaves, the roots."""
+    """What signs a mesh's workloads here: the intermediate and the CAs above it."""
 
     ca: KeyPair
-    chain_pem: bytes
-    trust_bundle_pem: bytes
+    chain_pem: bytes          # the intermediate and the CAs between it and the root
+    signer: str               # the mesh CA that signed it (``<backend>/<generation>``)
+
+
+class SidecarView(Protocol):
+    """One connected sidecar as the CA needs it (``zone_cp.agents.AgentSession``)."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def certificate_chain(self) -> Sequence[x509.Certificate]: ...
+
+    @property
+    def trust_bundle_digest(self) -> str: ...
+
+
+class Sidecars(Protocol):
+    """The live sidecars of the zone (``zone_cp.agents.AgentRegistry``)."""
+
+    changed: asyncio.Event
+
+    def set_trust_bundle(self, mesh: str, pem: bytes) -> None: ...
+
+    def renew(self, mesh: str, predicate: Callable[[SidecarView], bool]) -> int: ...
+
+    def sessions_of(self, mesh: str) -> Sequence[SidecarView]: ...
 
 
 def workload_uris(mesh: str, dataplane: DataplaneSpec) -> list[str]:
@@ -83,68 +135,166 @@ def _public_der(key: object) -> bytes:
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+def _certs(pem: str) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(pem.encode()) if pem.strip() else []
+
+
+def _roots(trust: MeshTrustSpec) -> list[x509.Certificate]:
+    return _certs(trust.trust_bundle)
+
+
 class ZoneCa:
-    def __init__(self, manager: ResourceManager, zone: str, federated: bool) -> None:
+    def __init__(self, manager: ResourceManager, zone: str, sidecars: Sidecars | None = None,
+                 metrics: CollectorRegistry | None = None) -> None:
         self._manager = manager
+        registry = metrics or CollectorRegistry()
+        self._can_issue = Gauge("gossamer_zone_ca_can_issue", "1 if the zone could issue "
+                                "workload certificates for the mesh at the last attempt",
+                                ["mesh"], registry=registry)
+        self._issue_failures = Counter("gossamer_zone_ca_issue_failures", "Workload "
+                                       "certificates the zone could not issue", ["mesh"],
+                                       registry=registry)
         self._zone = zone
-        self._federated = federated
-        self._roots = MeshRoots(manager)
+        self._sidecars = sidecars
+        self._trusts: dict[str, MeshTrustSpec] = {}
         self._intermediates: dict[str, Issuer] = {}
+        self._errors: dict[str, str] = {}
+        self._renewed: dict[str, float] = {}
         self.changed = asyncio.Event()
 
-    async def issuer(self, mesh: str) -> Issuer:
-        if not self._federated:
-            root = await self._roots.root(mesh)
-            return Issuer(root, b"", root.cert_pem())
-        issuer = self._intermediates.get(mesh)
-        if issuer is None:
-            raise CaUnavailable(f"zone {self._zone} has no intermediate CA for mesh {mesh!r} "
-                                "yet: it is requested from the global")
-        return issuer
+    # -- signing -------------------------------------------------------------------------
+
+    def trust(self, mesh: str) -> MeshTrustSpec:
+        trust = self._trusts.get(mesh)
+        if trust is None:
+            raise CaUnavailable(f"zone {self._zone} does not know the CA of mesh {mesh!r} "
+                                "yet: it comes from the control plane that owns the roots")
+        return trust
 
     async def trust_bundle(self, mesh: str) -> bytes:
-        return (await self.issuer(mesh)).trust_bundle_pem
+        return self.trust(mesh).trust_bundle.encode()
 
     async def sign(self, mesh: str, dataplane: DataplaneSpec,
                    csr: x509.CertificateSigningRequest,
                    now: dt.datetime | None = None) -> Signed:
         now = now or dt.datetime.now(dt.UTC)
-        mesh_spec = await self._roots.mesh(mesh)
-        issuer = await self.issuer(mesh)
-        cert = sign_leaf(issuer.ca, csr, now, workload_lifetime(mesh_spec),
-                         uris=workload_uris(mesh, dataplane), server=True, client=True)
-        return Signed(chain_pem=cert.public_bytes(Encoding.PEM) + issuer.chain_pem,
-                      trust_bundle_pem=issuer.trust_bundle_pem,
-                      not_after=cert.not_valid_after_utc)
+        trust = self.trust(mesh)
+        mesh_spec = await self._mesh(mesh)
+        lifetime = workload_lifetime(mesh_spec)
+        uris = workload_uris(mesh, dataplane)
+        if trust.signer.issues_workloads:
+            chain_pem, not_after = await self._sign_at_backend(mesh, mesh_spec, trust, csr,
+                                                               uris, now, lifetime)
+        else:
+            issuer = self._intermediates.get(mesh)
+            if issuer is None:
+                self._set_error(mesh, "no intermediate CA yet")
+                raise CaUnavailable(f"zone {self._zone} has no intermediate CA for mesh "
+                                    f"{mesh!r} yet: it is requested from the control plane "
+                                    "that owns the roots")
+            cert = sign_leaf(issuer.ca, csr, now, lifetime, uris=uris, server=True,
+                             client=True)
+            chain_pem = cert.public_bytes(Encoding.PEM) + issuer.chain_pem
+            not_after = cert.not_valid_after_utc
+            self._set_error(mesh, "")
+        return Signed(chain_pem=chain_pem, trust_bundle_pem=trust.trust_bundle.encode(),
+                      not_after=not_after)
 
-    # -- federated: intermediates from the global --------------------------------------
+    async def _sign_at_backend(self, mesh: str, mesh_spec: MeshSpec, trust: MeshTrustSpec,
+                               csr: x509.CertificateSigningRequest, uris: list[str],
+                               now: dt.datetime, lifetime: dt.timedelta
+                               ) -> tuple[bytes, dt.datetime]:
+        backend = _backend(mesh_spec, trust.signer)
+        try:
+            if backend is None:
+                raise CaBackendError(f"backend {trust.signer.backend!r} signs for mesh "
+                                     f"{mesh!r} but is not among its backends")
+            provider = provider_for(self._manager, mesh, backend, trust.signer.generation)
+            signed = await provider.sign_workload(csr, uris, now, lifetime)
+        except CaBackendError as exc:
+            self._set_error(mesh, f"backend {trust.signer.backend!r}: {exc.detail}")
+            raise CaUnavailable(f"mesh {mesh!r}: the CA cannot issue right now: "
+                                f"{exc.detail}") from None
+        self._set_error(mesh, "")
+        pem = b"".join(c.public_bytes(Encoding.PEM) for c in (signed.certificate,
+                                                               *signed.chain))
+        return pem, signed.certificate.not_valid_after_utc
+
+    def _set_error(self, mesh: str, error: str) -> None:
+        self._can_issue.labels(mesh).set(0 if error else 1)
+        if error:
+            self._issue_failures.labels(mesh).inc()
+        if self._errors.get(mesh, "") != error:
+            self._errors[mesh] = error
+            self.changed.set()
+
+    async def _mesh(self, mesh: str) -> MeshSpec:
+        res = await self._manager.get("Mesh", mesh)
+        if not isinstance(res.spec, MeshSpec):
+            raise TypeError(f"Mesh {mesh} has a {type(res.spec).__name__} spec")
+        return res.spec
+
+    # -- the loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Keep an intermediate per mesh: request, install what arrives, renew (federated
-        zones only; a standalone zone signs with its own root)."""
+        """Keep every mesh's trust, intermediate, sidecars and report up to date."""
         wake = asyncio.Event()
         watcher = asyncio.create_task(follow(
-            self._manager.store, ["Mesh", "ZoneCertificate"],
-            lambda _: wake.set(), lambda _res, _deleted: wake.set()))
+            self._manager.store, WATCHED, lambda _: wake.set(),
+            lambda _res, _deleted: wake.set()))
+        sidecar_events = asyncio.create_task(self._forward_sidecar_events(wake))
         try:
             while True:
-                next_check = await self._reconcile(dt.datetime.now(dt.UTC))
                 wake.clear()
-                timeout = max(1.0, (next_check - dt.datetime.now(dt.UTC)).total_seconds())
+                try:
+                    next_check = await self.reconcile(dt.datetime.now(dt.UTC))
+                except GossamerError as exc:
+                    log.warning("zone %s: CA reconcile failed: %s", self._zone, exc.detail)
+                    next_check = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+                timeout = (next_check - dt.datetime.now(dt.UTC)).total_seconds()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=min(timeout, 3600))
+                    async with asyncio.timeout(min(max(timeout, 1.0), 3600)):
+                        await wake.wait()
+                await asyncio.sleep(REPORT_DEBOUNCE)
         finally:
             watcher.cancel()
+            sidecar_events.cancel()
+            await asyncio.gather(watcher, sidecar_events, return_exceptions=True)
 
-    async def _reconcile(self, now: dt.datetime) -> dt.datetime:
+    async def _forward_sidecar_events(self, wake: asyncio.Event) -> None:
+        while True:
+            events = [self.changed]
+            if self._sidecars is not None:
+                events.append(self._sidecars.changed)
+            waiters = [asyncio.create_task(e.wait()) for e in events]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+            for e in events:
+                e.clear()
+            wake.set()
+
+    async def reconcile(self, now: dt.datetime) -> dt.datetime:
         next_check = now + dt.timedelta(hours=1)
-        meshes = (await self._manager.list("Mesh")).items
+        meshes = {m.name: m for m in (await self._manager.list("Mesh")).items}
+        self._trusts = {r.name: r.spec for r in (await self._manager.list("MeshTrust")).items
+                        if isinstance(r.spec, MeshTrustSpec) and r.name in meshes}
         certs = {r.spec.mesh: r.spec for r in (await self._manager.list("ZoneCertificate")).items
                  if isinstance(r.spec, ZoneCertificateSpec) and r.spec.zone == self._zone}
         for mesh in meshes:
-            renew_at = await self._mesh_intermediate(mesh.name, certs.get(mesh.name), now)
+            renew_at = await self._mesh_intermediate(mesh, certs.get(mesh), now)
             next_check = min(next_check, renew_at)
+            trust = self._trusts.get(mesh)
+            if trust is not None:
+                self._sync_sidecars(mesh, trust)
+            await self._report(mesh, trust, now)
+        for gone in set(self._intermediates) - set(meshes):
+            del self._intermediates[gone]
         return next_check
+
+    # -- the intermediate ------------------------------------------------------------------
 
     async def _mesh_intermediate(self, mesh: str, cert: ZoneCertificateSpec | None,
                                  now: dt.datetime) -> dt.datetime:
@@ -164,11 +314,11 @@ class ZoneCa:
         return now + dt.timedelta(minutes=5)
 
     def _install(self, mesh: str, ca: KeyPair, cert: ZoneCertificateSpec) -> None:
-        issuer = Issuer(ca, ca.cert_pem(), cert.trust_bundle.encode())
+        issuer = Issuer(ca, ca.cert_pem() + cert.chain.encode(), cert.signer)
         if self._intermediates.get(mesh) != issuer:
             self._intermediates[mesh] = issuer
-            log.info("zone %s: intermediate CA for mesh %s installed", self._zone, mesh)
-            self.changed.set()
+            log.info("zone %s: intermediate CA for mesh %s installed (signed by %s)",
+                     self._zone, mesh, cert.signer or "the mesh root")
 
     async def _key(self, mesh: str, renew: bool) -> PrivateKey:
         name = f"zone-ca-key-{mesh}"
@@ -195,3 +345,82 @@ class ZoneCa:
             spec=ZoneCertificateRequestSpec(mesh=mesh,
                                             csr=csr.public_bytes(Encoding.PEM).decode())))
         log.info("zone %s: requested an intermediate CA for mesh %s", self._zone, mesh)
+
+    # -- sidecars and the report -----------------------------------------------------------
+
+    def issuing_root(self, mesh: str, trust: MeshTrustSpec) -> str:
+        """The fingerprint of the root this zone's new workload certificates chain to
+        ("" if it cannot issue)."""
+        if trust.signer.issues_workloads:
+            return trust.signer.fingerprints[0] if trust.signer.fingerprints else ""
+        issuer = self._intermediates.get(mesh)
+        if issuer is None:
+            return ""
+        root = chain_root(x509.load_pem_x509_certificates(issuer.chain_pem), _roots(trust))
+        return fingerprint(root) if root is not None else ""
+
+    def _sync_sidecars(self, mesh: str, trust: MeshTrustSpec) -> None:
+        if self._sidecars is None:
+            return
+        self._sidecars.set_trust_bundle(mesh, trust.trust_bundle.encode())
+        if self.issuing_root(mesh, trust) not in trust.signer.fingerprints:
+            return  # re-issuing now would only give the same old root again
+        signer_roots = set(trust.signer.fingerprints)
+        roots = _roots(trust)
+        loop_now = asyncio.get_running_loop().time()
+
+        def stale(sidecar: SidecarView) -> bool:
+            if not sidecar.certificate_chain:
+                return False
+            root = chain_root(sidecar.certificate_chain, roots)
+            if root is not None and fingerprint(root) in signer_roots:
+                return False
+            asked = self._renewed.get(sidecar.node_id)
+            if asked is not None and loop_now - asked < RENEW_AGAIN:
+                return False
+            self._renewed[sidecar.node_id] = loop_now
+            return True
+
+        asked = self._sidecars.renew(mesh, stale)
+        if asked:
+            log.info("zone %s: asked %d sidecars of mesh %s to renew onto %s", self._zone,
+                     asked, mesh, trust.signer.backend)
+
+    async def _report(self, mesh: str, trust: MeshTrustSpec | None, now: dt.datetime) -> None:
+        status = self.status(mesh, trust)
+        with contextlib.suppress(NotFound):
+            stored = (await self._manager.get("ZoneTrustStatus", mesh)).spec
+            if isinstance(stored, ZoneTrustStatusSpec) and stored.model_copy(
+                    update={"updated_at": ""}) == status:
+                return
+        status = status.model_copy(update={"updated_at": now.isoformat(timespec="seconds")})
+        await self._manager.apply(Resource(type="ZoneTrustStatus", name=mesh, spec=status))
+
+    def status(self, mesh: str, trust: MeshTrustSpec | None) -> ZoneTrustStatusSpec:
+        sidecars = list(self._sidecars.sessions_of(mesh)) if self._sidecars else []
+        digest = trust.bundle_digest if trust is not None else ""
+        roots = _roots(trust) if trust is not None else []
+        counts: dict[str, int] = {}
+        for sidecar in sidecars:
+            if not sidecar.certificate_chain:
+                key = "pending"
+            else:
+                root = chain_root(sidecar.certificate_chain, roots)
+                key = fingerprint(root) if root is not None else "unknown"
+            counts[key] = counts.get(key, 0) + 1
+        intermediate = ""
+        if trust is not None and not trust.signer.issues_workloads:
+            intermediate = self.issuing_root(mesh, trust)
+        return ZoneTrustStatusSpec(
+            zone=self._zone, mesh=mesh, bundle_digest=digest, dataplanes=len(sidecars),
+            dataplanes_with_bundle=sum(1 for s in sidecars
+                                       if digest and s.trust_bundle_digest == digest),
+            certificates=counts, intermediate_root=intermediate,
+            issuance_error=self._errors.get(mesh, ""))
+
+
+def _backend(mesh: MeshSpec, ca: CaIdentity) -> CaBackend | None:
+    for backend in mesh.mtls.backends if mesh.mtls else []:
+        if backend.name == ca.backend and backend.type == BackendType(ca.type):
+            return backend
+    return None

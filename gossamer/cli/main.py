@@ -21,6 +21,7 @@ from gossamer.cli import (
     config_cmd,
     demo,
     inspect,
+    mesh_cmd,
     resources,
     run_global,
     run_ingress,
@@ -127,4 +128,6 @@ main.add_command(resources.delete)
 main.add_command(tokens.token)
 main.add_command(config_cmd.config)
 main.add_command(inspect.inspect)
+inspect.inspect.add_command(mesh_cmd.inspect_meshes)
+main.add_command(mesh_cmd.mesh)
 main.add_command(demo.demo)

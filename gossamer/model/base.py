@@ -66,6 +66,8 @@ class KindDescriptor:
     spec_inline: bool = False
     is_policy: bool = False
     description: str = ""
+    # Written by the control planes only (state, not intent): the API serves it read-only.
+    system: bool = False
 
     @property
     def plural(self) -> str:

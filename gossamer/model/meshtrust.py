@@ -75,5 +75,6 @@ DESCRIPTOR = KindDescriptor(
     noun="meshtrust",
     alias="mtrust",
     sync=SyncDirection.GLOBAL_TO_ZONES,
+    system=True,
     description="a mesh's CA state: the signer, the trust bundle, the rotation phase",
 )

@@ -45,5 +45,6 @@ DESCRIPTOR = KindDescriptor(
     noun="zonetruststatus",
     alias="ztrust",
     sync=SyncDirection.ZONE_TO_GLOBAL,
+    system=True,
     description="one zone's progress with its mesh's trust bundle and certificates",
 )

@@ -1,17 +1,31 @@
-"""The zone's CA: a mesh root made once and kept, workload identities from the Dataplane."""
+"""The mesh CA on one store, as a standalone zone runs it: the controller that owns the
+roots (``MeshCaController``) and the zone's CA (``ZoneCa``) with a set of sidecars.
+
+The sidecars are a small in-memory stand-in for ``zone_cp.agents.AgentRegistry`` (the
+real one is exercised with real agents in tests/integration/test_ca_rotation.py): they
+take the bundle and renew requests the zone CA sends and report what a real agent would.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
+from global_cp.mesh_ca import MeshCaController
+from gossamer.errors import NotFound
 from gossamer.model.base import parse_document
 from gossamer.model.dataplane import DataplaneSpec
-from gossamer.pki.certs import new_csr, new_key, uri_sans
+from gossamer.model.meshtrust import MeshTrustSpec, TrustPhase
+from gossamer.model.zonetrust import ZoneTrustStatusSpec
+from gossamer.pki.certs import bundle_digest, chain_root, fingerprint, new_csr, new_key, uri_sans
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
-from zone_cp.ca import ZoneCa
+from zone_cp.ca import CaUnavailable, SidecarView, ZoneCa
 
 NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
 
@@ -21,33 +35,182 @@ DP = parse_document({
         {"port": 18080, "tags": {"gossamer.io/service": "backend", "version": "v1"}}]}})
 
 
-async def manager_with_mesh(expiration: str = "6h") -> ResourceManager:
-    manager = ResourceManager(MemoryStore())
-    await manager.apply(parse_document({
-        "type": "Mesh", "name": "default", "mtls": {"enabledBackend": "ca-1", "backends": [
-            {"name": "ca-1", "type": "builtin",
-             "dpCert": {"rotation": {"expiration": expiration}}}]}}))
-    return manager
+def mesh_doc(enabled: str = "ca-1", expiration: str = "6h") -> dict[str, object]:
+    return {"type": "Mesh", "name": "default", "mtls": {"enabledBackend": enabled, "backends": [
+        {"name": "ca-1", "type": "builtin", "dpCert": {"rotation": {"expiration": expiration}}},
+        {"name": "ca-2", "type": "builtin"}]}}
 
 
-async def test_workload_certificate_identity_and_lifetime() -> None:
-    manager = await manager_with_mesh("6h")
-    ca = ZoneCa(manager, "west", federated=False)
+@dataclass
+class FakeSidecar:
+    node_id: str
+    certificate_chain: list[x509.Certificate] = field(default_factory=list)
+    trust_bundle_digest: str = ""
+    renewals_asked: int = 0
+
+
+class FakeSidecars:
+    def __init__(self) -> None:
+        self.changed = asyncio.Event()
+        self.bundles: dict[str, bytes] = {}
+        self.members: list[FakeSidecar] = []
+
+    def set_trust_bundle(self, mesh: str, pem: bytes) -> None:
+        self.bundles[mesh] = pem
+
+    def renew(self, mesh: str, predicate: Callable[[SidecarView], bool]) -> int:
+        chosen = [s for s in self.members if predicate(s)]
+        for s in chosen:
+            s.renewals_asked += 1
+        return len(chosen)
+
+    def sessions_of(self, mesh: str) -> Sequence[SidecarView]:
+        return self.members
+
+
+class Standalone:
+    def __init__(self) -> None:
+        self.manager = ResourceManager(MemoryStore())
+        self.sidecars = FakeSidecars()
+        self.controller = MeshCaController(self.manager, local_zone="west")
+        self.ca = ZoneCa(self.manager, "west", self.sidecars)
+
+    async def settle(self, rounds: int = 4) -> None:
+        """Run both sides until nothing changes (each pass reads what the other wrote)."""
+        for _ in range(rounds):
+            await self.controller.reconcile(NOW)
+            await self.ca.reconcile(NOW)
+
+    async def trust(self) -> MeshTrustSpec:
+        spec = (await self.manager.get("MeshTrust", "default")).spec
+        assert isinstance(spec, MeshTrustSpec)
+        return spec
+
+    async def status(self) -> ZoneTrustStatusSpec:
+        spec = (await self.manager.get("ZoneTrustStatus", "default")).spec
+        assert isinstance(spec, ZoneTrustStatusSpec)
+        return spec
+
+    async def issue(self, sidecar: FakeSidecar) -> None:
+        """What an agent does: sign, take the chain and the bundle, report."""
+        assert isinstance(DP.spec, DataplaneSpec)
+        signed = await self.ca.sign("default", DP.spec, new_csr(new_key(), "x"), now=NOW)
+        sidecar.certificate_chain = x509.load_pem_x509_certificates(signed.chain_pem)
+        sidecar.trust_bundle_digest = bundle_digest(signed.trust_bundle_pem)
+
+    def take_bundle(self) -> None:
+        for s in self.sidecars.members:
+            s.trust_bundle_digest = bundle_digest(self.sidecars.bundles["default"])
+
+
+async def standalone(expiration: str = "6h") -> Standalone:
+    zone = Standalone()
+    await zone.manager.apply(parse_document(mesh_doc(expiration=expiration)))
+    await zone.settle()
+    return zone
+
+
+async def test_workload_certificate_identity_lifetime_and_chain() -> None:
+    zone = await standalone("6h")
     assert isinstance(DP.spec, DataplaneSpec)
     # The CSR asks for someone else's identity: the CA decides from the Dataplane.
     csr = new_csr(new_key(), "x", ["spiffe://default/admin"])
-    signed = await ca.sign("default", DP.spec, csr, now=NOW)
-    leaf = x509.load_pem_x509_certificate(signed.chain_pem)
-    assert uri_sans(leaf) == ["gossamer://version/v1", "spiffe://default/backend"]
+    signed = await zone.ca.sign("default", DP.spec, csr, now=NOW)
+    chain = x509.load_pem_x509_certificates(signed.chain_pem)
+    assert uri_sans(chain[0]) == ["gossamer://version/v1", "spiffe://default/backend"]
     assert signed.not_after == NOW + dt.timedelta(hours=6)
-    root = x509.load_pem_x509_certificate(signed.trust_bundle_pem)
-    leaf.verify_directly_issued_by(root)
-
-
-async def test_the_root_is_made_once_and_survives_a_new_ca_object() -> None:
-    manager = await manager_with_mesh()
-    first = await ZoneCa(manager, "west", federated=False).trust_bundle("default")
-    again = await ZoneCa(manager, "west", federated=False).trust_bundle("default")
-    assert first == again
-    stored = await manager.get("GlobalSecret", "ca-default-ca-1")
+    roots = x509.load_pem_x509_certificates(signed.trust_bundle_pem)
+    assert len(chain) == 2  # leaf and the zone's intermediate
+    assert chain_root(chain, roots) is not None
+    # The root's key stays with the controller; the zone signs with its intermediate.
+    stored = await zone.manager.get("GlobalSecret", "ca-default-ca-1")
     assert stored.labels == {"gossamer.io/ca": "default"}
+
+
+async def test_no_certificate_before_the_mesh_has_a_ca() -> None:
+    zone = Standalone()
+    await zone.manager.apply(parse_document(mesh_doc()))
+    assert isinstance(DP.spec, DataplaneSpec)
+    try:
+        await zone.ca.sign("default", DP.spec, new_csr(new_key(), "x"), now=NOW)
+    except CaUnavailable as exc:
+        assert "does not know the CA of mesh 'default'" in exc.detail
+    else:
+        raise AssertionError("signed without a MeshTrust")
+
+
+async def test_the_root_survives_a_new_controller_and_ca() -> None:
+    zone = await standalone()
+    first = (await zone.trust()).bundle_digest
+    again = Standalone()
+    again.manager = zone.manager
+    again.controller = MeshCaController(zone.manager, local_zone="west")
+    again.ca = ZoneCa(zone.manager, "west", again.sidecars)
+    await again.settle()
+    assert (await again.trust()).bundle_digest == first
+
+
+async def test_a_rotation_walks_every_phase_with_the_sidecars() -> None:
+    zone = await standalone()
+    one, two = FakeSidecar("default.a"), FakeSidecar("default.b")
+    zone.sidecars.members = [one, two]
+    for s in (one, two):
+        await zone.issue(s)
+    await zone.settle()
+    old = await zone.trust()
+    assert old.phase is TrustPhase.STABLE
+    assert (await zone.status()).dataplanes_with_bundle == 2
+
+    await zone.manager.apply(parse_document(mesh_doc(enabled="ca-2")))
+    await zone.settle()
+    adding = await zone.trust()
+    assert adding.phase is TrustPhase.ADDING_TRUST
+    assert adding.incoming is not None and adding.incoming.backend == "ca-2"
+    # The bundle with both roots went to the sidecars; until they serve it, no progress.
+    assert bundle_digest(zone.sidecars.bundles["default"]) == adding.bundle_digest
+    assert (await zone.status()).dataplanes_with_bundle == 0
+    assert "waiting for every sidecar" in adding.message
+
+    zone.take_bundle()
+    await zone.settle()
+    reissuing = await zone.trust()
+    assert reissuing.phase is TrustPhase.REISSUING
+    assert reissuing.signer.backend == "ca-2"
+    # The zone got an intermediate from the new root and asked both sidecars to renew.
+    status = await zone.status()
+    assert status.intermediate_root in reissuing.signer.fingerprints
+    assert one.renewals_asked == 1 and two.renewals_asked == 1
+    assert status.certificates == {old.signer.fingerprints[0]: 2}
+
+    for s in (one, two):
+        await zone.issue(s)
+    await zone.settle()
+    done = await zone.trust()
+    assert done.phase is TrustPhase.STABLE and done.retiring is None
+    assert [fingerprint(c) for c in x509.load_pem_x509_certificates(
+        done.trust_bundle.encode())] == done.signer.fingerprints
+    new_root = x509.load_pem_x509_certificate(done.signer.roots[0].encode())
+    for s in (one, two):
+        root = chain_root(s.certificate_chain, [new_root])
+        assert root is not None
+    # The retired builtin root's key is gone.
+    try:
+        await zone.manager.get("GlobalSecret", "ca-default-ca-1")
+    except NotFound:
+        pass
+    else:
+        raise AssertionError("the retired root's key is still stored")
+
+
+async def test_regenerating_a_builtin_root_rotates_to_a_new_generation() -> None:
+    zone = await standalone()
+    before = await zone.trust()
+    await zone.controller.request_rotation("default")
+    await zone.settle()
+    trust = await zone.trust()
+    # No sidecars: every phase passes at once and the new generation signs.
+    assert trust.phase is TrustPhase.STABLE
+    assert trust.signer.generation == 1
+    assert trust.signer.fingerprints != before.signer.fingerprints
+    root = x509.load_pem_x509_certificate(trust.signer.roots[0].encode())
+    assert root.public_bytes(Encoding.PEM).decode() in trust.trust_bundle
