@@ -395,8 +395,10 @@ class VaultProvider:
             self._executor = ThreadPoolExecutor(WORKERS, f"vault-{self.mesh}-{self.backend}")
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self._executor, fn, *args),
-                                          timeout=4 * self._timeout)
+            # asyncio.timeout, not wait_for: before 3.12 wait_for can swallow a cancellation
+            # that arrives together with the result.
+            async with asyncio.timeout(4 * self._timeout):
+                return await loop.run_in_executor(self._executor, fn, *args)
         except (TimeoutError, requests.RequestException, hvac.exceptions.VaultError,
                 OSError) as exc:
             if req.login or isinstance(exc, requests.exceptions.SSLError):
