@@ -150,6 +150,9 @@ class OpenBao:
                 if attempt == attempts - 1:
                     shutil.rmtree(workdir, ignore_errors=True)
                     raise
+            except BaseException:
+                server.stop()   # never leave a server behind
+                raise
         raise AssertionError("unreachable")
 
     def stop(self) -> None:
