@@ -24,9 +24,10 @@ from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer
 from gossamer.api.services import services_router
 from gossamer.api.tokens import dataplane_token_router, zone_token_router
+from gossamer.pki.backends.validation import ca_checks
 from gossamer.pki.serving import ensure_serving_tls
 from gossamer.process import run_until_signal
-from gossamer.resources import ResourceManager
+from gossamer.resources import ResourceManager, deny_system
 from gossamer.settings import GlobalSettings, split_addr
 from gossamer.store import open_store
 from gossamer.store.base import Store
@@ -91,7 +92,9 @@ class GlobalControlPlane:
                    services_router(manager, local_zone=""),
                    zone_token_router(self.zone_tokens),
                    dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh))]
-        app = build_app(ApiContext(manager=manager, admin_token=self.admin_token,
+        # The API's writes are checked (CA material) and may not touch system kinds.
+        api_manager = ResourceManager(self.store, guard=deny_system, checks=ca_checks())
+        app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,
                                    mode="global", extra_routers=routers, metrics=metrics))
         self._api = ApiServer(app, self.settings.api_addr)
         await self._api.start()

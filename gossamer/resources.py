@@ -42,6 +42,14 @@ def allow_all(desc: KindDescriptor, res: Resource | None) -> None:
     return None
 
 
+def deny_system(desc: KindDescriptor, res: Resource | None) -> None:
+    """The guard of an API: system kinds (a mesh CA's state) are the control planes'."""
+    if desc.system:
+        raise Conflict(f"{desc.name} resources are written by the control planes only: "
+                       "change the Mesh (mtls.enabledBackend) or run `gossamer mesh "
+                       "rotate-ca` instead")
+
+
 class Action(enum.StrEnum):
     CREATED = "created"
     UPDATED = "updated"

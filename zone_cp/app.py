@@ -20,6 +20,7 @@ from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer
 from gossamer.api.services import services_router
 from gossamer.api.tokens import dataplane_token_router
+from gossamer.pki.backends.validation import ca_checks
 from gossamer.pki.serving import ensure_serving_tls
 from gossamer.process import run_until_signal
 from gossamer.resources import ResourceManager
@@ -74,7 +75,8 @@ class ZoneControlPlane:
         self.store = await open_store(s.store, s.directory)
         # The sync writes through an unguarded manager; the API through a guarded one.
         self.manager = ResourceManager(self.store)
-        api_manager = ResourceManager(self.store, guard=zone_write_guard(s.federated))
+        api_manager = ResourceManager(self.store, guard=zone_write_guard(s.federated),
+                                      checks=ca_checks())
         if not s.federated:
             await bootstrap(self.manager)
         self.metrics = CollectorRegistry()

@@ -56,6 +56,7 @@ from gossamer.pki.certs import (
     new_key,
     sign_leaf,
 )
+from gossamer.pki.rotation import signer_id
 from gossamer.resources import ResourceManager
 from gossamer.store.follow import follow
 from proxy.context import spiffe, tag_uri
@@ -159,7 +160,9 @@ class ZoneCa:
         self._trusts: dict[str, MeshTrustSpec] = {}
         self._intermediates: dict[str, Issuer] = {}
         self._errors: dict[str, str] = {}
-        self._renewed: dict[str, float] = {}
+        # node id -> (the signer it was asked to renew onto, when), so one rotation asks
+        # a sidecar once per RENEW_AGAIN and a new rotation asks again at once.
+        self._renewed: dict[str, tuple[str, float]] = {}
         self.changed = asyncio.Event()
 
     # -- signing -------------------------------------------------------------------------
@@ -170,6 +173,15 @@ class ZoneCa:
             raise CaUnavailable(f"zone {self._zone} does not know the CA of mesh {mesh!r} "
                                 "yet: it comes from the control plane that owns the roots")
         return trust
+
+    def issuer(self, mesh: str) -> Issuer:
+        """The zone's intermediate for ``mesh`` (``CaUnavailable`` until it has one)."""
+        issuer = self._intermediates.get(mesh)
+        if issuer is None:
+            raise CaUnavailable(f"zone {self._zone} has no intermediate CA for mesh {mesh!r} "
+                                "yet: it is requested from the control plane that owns the "
+                                "roots")
+        return issuer
 
     async def trust_bundle(self, mesh: str) -> bytes:
         return self.trust(mesh).trust_bundle.encode()
@@ -186,12 +198,11 @@ class ZoneCa:
             chain_pem, not_after = await self._sign_at_backend(mesh, mesh_spec, trust, csr,
                                                                uris, now, lifetime)
         else:
-            issuer = self._intermediates.get(mesh)
-            if issuer is None:
+            try:
+                issuer = self.issuer(mesh)
+            except CaUnavailable:
                 self._set_error(mesh, "no intermediate CA yet")
-                raise CaUnavailable(f"zone {self._zone} has no intermediate CA for mesh "
-                                    f"{mesh!r} yet: it is requested from the control plane "
-                                    "that owns the roots")
+                raise
             cert = sign_leaf(issuer.ca, csr, now, lifetime, uris=uris, server=True,
                              client=True)
             chain_pem = cert.public_bytes(Encoding.PEM) + issuer.chain_pem
@@ -287,8 +298,8 @@ class ZoneCa:
             renew_at = await self._mesh_intermediate(mesh, certs.get(mesh), now)
             next_check = min(next_check, renew_at)
             trust = self._trusts.get(mesh)
-            if trust is not None:
-                self._sync_sidecars(mesh, trust)
+            if trust is not None and self._sync_sidecars(mesh, trust):
+                next_check = min(next_check, now + dt.timedelta(seconds=RENEW_AGAIN))
             await self._report(mesh, trust, now)
         for gone in set(self._intermediates) - set(meshes):
             del self._intermediates[gone]
@@ -359,32 +370,39 @@ class ZoneCa:
         root = chain_root(x509.load_pem_x509_certificates(issuer.chain_pem), _roots(trust))
         return fingerprint(root) if root is not None else ""
 
-    def _sync_sidecars(self, mesh: str, trust: MeshTrustSpec) -> None:
+    def _sync_sidecars(self, mesh: str, trust: MeshTrustSpec) -> bool:
+        """Hand the bundle to every sidecar; ask those on other roots to renew. True while
+        some sidecar's certificate is still on another root (look again soon)."""
         if self._sidecars is None:
-            return
+            return False
         self._sidecars.set_trust_bundle(mesh, trust.trust_bundle.encode())
         if self.issuing_root(mesh, trust) not in trust.signer.fingerprints:
-            return  # re-issuing now would only give the same old root again
+            return False  # re-issuing now would only give the same old root again
         signer_roots = set(trust.signer.fingerprints)
+        target = signer_id(trust.signer)
         roots = _roots(trust)
         loop_now = asyncio.get_running_loop().time()
+        behind = 0
 
         def stale(sidecar: SidecarView) -> bool:
+            nonlocal behind
             if not sidecar.certificate_chain:
                 return False
             root = chain_root(sidecar.certificate_chain, roots)
             if root is not None and fingerprint(root) in signer_roots:
                 return False
+            behind += 1
             asked = self._renewed.get(sidecar.node_id)
-            if asked is not None and loop_now - asked < RENEW_AGAIN:
+            if asked is not None and asked[0] == target and loop_now - asked[1] < RENEW_AGAIN:
                 return False
-            self._renewed[sidecar.node_id] = loop_now
+            self._renewed[sidecar.node_id] = (target, loop_now)
             return True
 
         asked = self._sidecars.renew(mesh, stale)
         if asked:
             log.info("zone %s: asked %d sidecars of mesh %s to renew onto %s", self._zone,
-                     asked, mesh, trust.signer.backend)
+                     asked, mesh, target)
+        return behind > 0
 
     async def _report(self, mesh: str, trust: MeshTrustSpec | None, now: dt.datetime) -> None:
         status = self.status(mesh, trust)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from gossamer.errors import Conflict
 from gossamer.model.base import KindDescriptor, Resource, SyncDirection
-from gossamer.resources import WriteGuard, allow_all
+from gossamer.resources import WriteGuard, deny_system
 
 
 def zone_write_guard(federated: bool) -> WriteGuard:
     if not federated:
-        return allow_all
+        return deny_system
 
     def guard(desc: KindDescriptor, res: Resource | None) -> None:
+        deny_system(desc, res)
         if desc.sync is SyncDirection.GLOBAL_TO_ZONES or desc.name in ("Zone", "GlobalSecret"):
             raise Conflict(f"{desc.name} resources are owned by the global control plane in a "
                            "federated zone: apply them at the global")
