@@ -858,3 +858,41 @@ def test_zone_run_flags_are_checked_before_it_starts(tmp_path: Path, args: list[
                                        obj=runtime)
     assert message in _one_line_error(result, 2)
     assert not (tmp_path / "d").exists()
+
+
+def test_inspect_meshes_and_rotate_a_builtin_root(cp: Session) -> None:
+    def overview() -> dict[str, Any]:
+        items = json.loads(_ok(cp.cli("inspect", "meshes", "-o", "json")))["items"]
+        found: dict[str, Any] = next(i for i in items if i["name"] == "default")
+        return found
+
+    deadline = time.monotonic() + 30
+    while overview()["trust"] is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    before = overview()["trust"]
+    assert before["phase"] == "stable" and before["signer"]["backend"] == "ca-1"
+    table = _ok(cp.cli("inspect", "meshes"))
+    assert table.splitlines()[0].split()[:4] == ["NAME", "ENABLED-BACKEND", "PHASE", "SIGNER"]
+    row = next(line for line in table.splitlines() if line.startswith("default"))
+    assert row.split()[1:5] == ["ca-1", "(builtin)", "stable",
+                                f"ca-1/{before['signer']['generation']}"]
+
+    out = _ok(cp.cli("mesh", "rotate-ca", "default"))
+    assert f"generation {before['signer']['generation'] + 1}" in out
+    # No zone is connected: nothing to wait for, the new root takes over at once.
+    while time.monotonic() < deadline:
+        after = overview()["trust"]
+        if after["signer"]["generation"] == before["signer"]["generation"] + 1 and (
+                after["phase"] == "stable"):
+            break
+        time.sleep(0.2)
+    assert after["phase"] == "stable"
+    assert after["signer"]["roots"] != before["signer"]["roots"]
+    assert [r["fingerprint"] for r in after["roots"]] == after["signer"]["roots"]
+
+    missing = cp.cli("mesh", "rotate-ca", "nope")
+    assert missing.exit_code != 0 and "nope" in missing.output
+    refused = cp.cli("apply", "-f", str(cp.write("trust.yaml", (
+        "type: MeshTrust\nname: default\nspec: {signer: {backend: x, type: builtin}, "
+        "trustBundle: '', bundleDigest: ''}\n"))))
+    assert refused.exit_code != 0 and "written by the control planes only" in refused.output
