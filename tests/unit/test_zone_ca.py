@@ -214,3 +214,41 @@ async def test_regenerating_a_builtin_root_rotates_to_a_new_generation() -> None
     assert trust.signer.fingerprints != before.signer.fingerprints
     root = x509.load_pem_x509_certificate(trust.signer.roots[0].encode())
     assert root.public_bytes(Encoding.PEM).decode() in trust.trust_bundle
+
+
+async def test_a_rotation_resumes_after_both_sides_restart_in_every_phase() -> None:
+    zone = await standalone()
+    sidecar = FakeSidecar("default.a")
+    zone.sidecars.members = [sidecar]
+    await zone.issue(sidecar)
+    await zone.settle()
+    old_root = (await zone.trust()).signer.fingerprints[0]
+
+    def restart() -> None:
+        """New controller and zone CA objects on the same store: nothing in memory."""
+        zone.controller = MeshCaController(zone.manager, local_zone="west")
+        zone.ca = ZoneCa(zone.manager, "west", zone.sidecars)
+
+    await zone.manager.apply(parse_document(mesh_doc(enabled="ca-2")))
+    await zone.settle(rounds=1)
+    assert (await zone.trust()).phase is TrustPhase.ADDING_TRUST
+    restart()
+    await zone.settle()
+    assert (await zone.trust()).phase is TrustPhase.ADDING_TRUST  # still waiting on a
+    zone.take_bundle()
+    await zone.settle()
+    assert (await zone.trust()).phase is TrustPhase.REISSUING
+    restart()
+    await zone.settle()
+    trust = await zone.trust()
+    assert trust.phase is TrustPhase.REISSUING
+    # The restarted zone CA asked again (its memory of asking is gone) and got nowhere
+    # until the sidecar renewed.
+    assert sidecar.renewals_asked == 2
+    await zone.issue(sidecar)
+    await zone.settle()
+    done = await zone.trust()
+    assert done.phase is TrustPhase.STABLE and done.signer.backend == "ca-2"
+    in_bundle = [fingerprint(c) for c in x509.load_pem_x509_certificates(
+        done.trust_bundle.encode())]
+    assert old_root not in in_bundle and in_bundle == done.signer.fingerprints
