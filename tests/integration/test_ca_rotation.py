@@ -30,6 +30,7 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,7 +44,7 @@ from gossamer.model.secret import SecretSpec
 from gossamer.model.zonecertificate import ZoneCertificateSpec
 from gossamer.pki.certs import chain_root, fingerprint, new_csr, new_key, new_leaf, new_root_ca
 from gossamer.store.follow import follow
-from tests.cluster import eventually, sample, scrape
+from tests.cluster import eventually, sample, scrape, start_global, start_zone
 from tests.integration import test_ingress
 from tests.integration.test_agent import agent_process
 from tests.integration.test_agent_zone import http_backend
@@ -237,7 +238,8 @@ class Running:
 @contextlib.asynccontextmanager
 async def mesh_with_traffic(cluster: Cluster) -> AsyncIterator[Running]:
     """backend in east, east's ingress, web in west and local in east calling backend."""
-    token = await cluster.zone_token("east", ["ingress"], cluster.directory / "east.token")
+    token = await cluster.zone_token("east", ["ingress"],
+                                     cluster.directory / "east-ingress.token")
     web_out, local_out, ingress_port = free_port(), free_port(), free_port()
     async with http_backend(b"hello") as app, \
             await sidecar(cluster, cluster.east, "backend-1", "backend", app), \
@@ -515,3 +517,114 @@ async def _files_key(cluster: Cluster) -> bytes:
     res = await cluster.global_manager.get("Secret", "files-key", MESH)
     assert isinstance(res.spec, SecretSpec)
     return res.spec.value()
+
+
+@pytest.fixture
+async def restartable(tmp_path: Path) -> AsyncIterator[Cluster]:
+    """Like ``cluster``, but whichever control planes are current at the end are stopped
+    (a test may replace the global and the zones with new processes on their ports)."""
+    global_cp = await start_global(tmp_path / "global")
+    setup = Cluster(global_cp, None, None, tmp_path, [])  # type: ignore[arg-type]
+    try:
+        for name in ("east", "west"):
+            setup.running.append(await start_zone(global_cp, name, tmp_path / f"zone-{name}"))
+        setup.east, setup.west = setup.running
+        for zone in setup.running:
+            await eventually(lambda z=zone: test_ingress._ready(z), timeout=15,
+                             what=f"zone {zone.settings.zone} in sync")
+        yield setup
+    finally:
+        for cp in [*setup.running, setup.global_cp]:
+            await test_ingress.stop(cp)
+
+
+async def restart_global(cluster: Cluster) -> None:
+    """Stop the global and start a new one on the same store and ports."""
+    old = cluster.global_cp
+    assert old.sync is not None and old._api is not None
+    api_port, sync_port = old._api.port, old.sync.port
+    await test_ingress.stop(old)
+    cluster.global_cp = await start_global(
+        old.settings.data_dir, api_addr=f"127.0.0.1:{api_port}",
+        sync_addr=f"127.0.0.1:{sync_port}")
+
+
+@contextlib.asynccontextmanager
+async def west_down(cluster: Cluster) -> AsyncIterator[None]:
+    """Zone west's CP stopped for the block, then started again on its ports."""
+    old = cluster.west
+    assert old.xds is not None
+    port = old.xds.port
+    cluster.running.remove(old)
+    await test_ingress.stop(old)
+    try:
+        yield
+    finally:
+        cluster.west = await start_zone(cluster.global_cp, "west", old.settings.directory,
+                                        xds_addr=f"127.0.0.1:{port}")
+        cluster.running.append(cluster.west)
+
+
+async def phase_of(cluster: Cluster) -> dict[str, Any]:
+    trust: dict[str, Any] = (await api_of(cluster).get(f"/meshes/{MESH}/_overview"))["trust"]
+    return trust
+
+
+async def stays(cluster: Cluster, phase: str, seconds: float = 3.0) -> dict[str, Any]:
+    """The rotation is held in ``phase`` for ``seconds`` (something it waits on is down)."""
+    trust = await eventually(lambda: _in_phase(cluster, phase), timeout=30, interval=0.2,
+                             what=f"the rotation in {phase}")
+    await asyncio.sleep(seconds)
+    trust = await phase_of(cluster)
+    assert trust["phase"] == phase, trust
+    return trust
+
+
+async def _in_phase(cluster: Cluster, phase: str) -> dict[str, Any] | None:
+    trust = await phase_of(cluster)
+    return trust if trust["phase"] == phase else None
+
+
+async def test_a_rotation_held_by_outages_resumes_across_restarts_without_a_failed_request(
+        restartable: Cluster, bao: OpenBao) -> None:
+    """builtin -> vault while west's CP is down (held in adding-trust), the global
+    restarts, Vault stops answering (held in reissuing), the global restarts again: the
+    rotation carries on from the stored phase each time and ends on Vault's root."""
+    cluster = restartable
+    api = api_of(cluster)
+    await vault_and_files(cluster, bao)
+    await api.ok(mesh("ca-1", bao.address))
+    await eventually(lambda: _stable_on(cluster, "ca-1"), timeout=30, what="builtin in use")
+    async with mesh_with_traffic(cluster) as running, running.load.running() as load:
+        async with west_down(cluster):
+            await api.ok(mesh("vault-1", bao.address))
+            trust = await stays(cluster, "adding-trust")
+            assert "west" in trust["message"], trust
+            await restart_global(cluster)
+            trust = await stays(cluster, "adding-trust")
+            assert trust["signer"]["backend"] == "ca-1", trust
+            bao.pause()
+        try:
+            # West is back and takes the bundle; the new signer cannot sign intermediates.
+            trust = await stays(cluster, "reissuing")
+            assert trust["signer"]["backend"] == "vault-1", trust
+            await restart_global(cluster)
+            trust = await stays(cluster, "reissuing")
+
+            async def reported() -> dict[str, Any] | None:
+                now = await phase_of(cluster)
+                return now if "does not answer" in now["message"] else None
+
+            trust = await eventually(reported, timeout=60, interval=0.5,
+                                     what="the silent Vault reported")
+            assert trust["phase"] == "reissuing", trust
+        finally:
+            bao.resume()
+        final = await rotated_to(cluster, "vault-1")
+        await asyncio.sleep(2)
+    assert load.failures == [], load.failures[:20]
+    assert all(n >= 50 for n in load.ok.values()), load.ok
+    vault_root = roots_of(final)[0]
+    for zone in (cluster.east, cluster.west):
+        for name, chain in (await sidecar_chains(zone)).items():
+            assert chain_root(chain, [vault_root]) is not None, name

@@ -13,6 +13,7 @@ to see the paging).
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import re
@@ -35,6 +36,7 @@ from gossamer.cli.main import main
 from gossamer.cli.state import Runtime
 from gossamer.model.base import parse_document
 from gossamer.model.registry import REGISTRY
+from gossamer.pki.certs import new_root_ca
 
 GOSSAMER = Path(sys.executable).parent / "gossamer"
 READY_DEADLINE = 30.0
@@ -180,7 +182,9 @@ def _one_line_error(result: subprocess.CompletedProcess[str] | Result, code: int
 
 # --- one realistic document of every kind --------------------------------------------------
 
-PEM = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n")
+# A real CA: a provided backend's material is checked when it is applied.
+CORP_CA = new_root_ca("Corp CA", dt.datetime.now(dt.UTC), dt.timedelta(days=365))
+PEM = base64.b64encode(CORP_CA.cert_pem())
 
 EVERY_KIND = f"""\
 type: Mesh
@@ -204,6 +208,11 @@ type: Secret
 name: corp-ca-cert
 mesh: {MESH}
 data: {PEM.decode()}
+---
+type: Secret
+name: corp-ca-key
+mesh: {MESH}
+data: {base64.b64encode(CORP_CA.key_pem()).decode()}
 ---
 type: GlobalSecret
 name: vault-approle
@@ -455,7 +464,7 @@ def _get_args(doc: dict[str, Any]) -> list[str]:
 
 def test_the_fixture_covers_every_kind() -> None:
     # System kinds (the CA's state) are written by the control planes only.
-    assert sorted(d["type"] for d in _docs()) == sorted(d.name for d in REGISTRY
+    assert sorted({d["type"] for d in _docs()}) == sorted(d.name for d in REGISTRY
                                                         if not d.system)
 
 
@@ -860,39 +869,64 @@ def test_zone_run_flags_are_checked_before_it_starts(tmp_path: Path, args: list[
     assert not (tmp_path / "d").exists()
 
 
-def test_inspect_meshes_and_rotate_a_builtin_root(cp: Session) -> None:
+def test_inspect_meshes_and_rotate_a_builtin_root(tmp_path: Path) -> None:
+    """Against a standalone zone, which owns its roots (no other zone to wait for)."""
+    env = _clean_env(tmp_path / "config.yaml")
+    port = _free_port()
+    data_dir = tmp_path / "zone-lab"
+    proc = Proc(["zone", "run", "--zone", "lab", "--data-dir", str(data_dir),
+                 "--api-addr", f"127.0.0.1:{port}", "--xds-addr", f"127.0.0.1:{_free_port()}"],
+                tmp_path / "zone.log", f"http://127.0.0.1:{port}", env)
+    runtime = Runtime(env={**env, "GOSSAMER_ADDRESS": proc.api,
+                           "GOSSAMER_TOKEN_FILE": str(data_dir / "admin-token")})
+
+    def cli(*args: str) -> Result:
+        return CliRunner().invoke(main, list(args), obj=runtime)
+
     def overview() -> dict[str, Any]:
-        items = json.loads(_ok(cp.cli("inspect", "meshes", "-o", "json")))["items"]
+        items = json.loads(_ok(cli("inspect", "meshes", "-o", "json")))["items"]
         found: dict[str, Any] = next(i for i in items if i["name"] == "default")
         return found
 
-    deadline = time.monotonic() + 30
-    while overview()["trust"] is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    before = overview()["trust"]
-    assert before["phase"] == "stable" and before["signer"]["backend"] == "ca-1"
-    table = _ok(cp.cli("inspect", "meshes"))
-    assert table.splitlines()[0].split()[:4] == ["NAME", "ENABLED-BACKEND", "PHASE", "SIGNER"]
-    row = next(line for line in table.splitlines() if line.startswith("default"))
-    assert row.split()[1:5] == ["ca-1", "(builtin)", "stable",
-                                f"ca-1/{before['signer']['generation']}"]
+    try:
+        proc.start()
+        deadline = time.monotonic() + 30
+        while overview()["trust"] is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before = overview()["trust"]
+        assert before["phase"] == "stable" and before["signer"]["backend"] == "ca-1"
+        table = _ok(cli("inspect", "meshes"))
+        assert table.splitlines()[0].split()[:4] == ["NAME", "ENABLED-BACKEND", "PHASE",
+                                                     "SIGNER"]
+        row = next(line for line in table.splitlines() if line.startswith("default"))
+        assert row.split()[1:5] == ["ca-1", "(builtin)", "stable", "ca-1/0"]
 
-    out = _ok(cp.cli("mesh", "rotate-ca", "default"))
-    assert f"generation {before['signer']['generation'] + 1}" in out
-    # No zone is connected: nothing to wait for, the new root takes over at once.
-    while time.monotonic() < deadline:
-        after = overview()["trust"]
-        if after["signer"]["generation"] == before["signer"]["generation"] + 1 and (
-                after["phase"] == "stable"):
-            break
-        time.sleep(0.2)
-    assert after["phase"] == "stable"
-    assert after["signer"]["roots"] != before["signer"]["roots"]
-    assert [r["fingerprint"] for r in after["roots"]] == after["signer"]["roots"]
+        out = _ok(cli("mesh", "rotate-ca", "default"))
+        assert "generation 1" in out
+        # No sidecar is connected: nothing to wait for, the new root takes over at once.
+        after = before
+        while time.monotonic() < deadline:
+            after = overview()["trust"]
+            if after["signer"]["generation"] == 1 and after["phase"] == "stable":
+                break
+            time.sleep(0.2)
+        assert after["phase"] == "stable" and after["signer"]["generation"] == 1, after
+        assert after["signer"]["roots"] != before["signer"]["roots"]
+        assert [r["fingerprint"] for r in after["roots"]] == after["signer"]["roots"]
+        assert overview()["zones"][0]["zone"] == "lab"
 
-    missing = cp.cli("mesh", "rotate-ca", "nope")
-    assert missing.exit_code != 0 and "nope" in missing.output
-    refused = cp.cli("apply", "-f", str(cp.write("trust.yaml", (
-        "type: MeshTrust\nname: default\nspec: {signer: {backend: x, type: builtin}, "
-        "trustBundle: '', bundleDigest: ''}\n"))))
-    assert refused.exit_code != 0 and "written by the control planes only" in refused.output
+        missing = cli("mesh", "rotate-ca", "nope")
+        assert missing.exit_code != 0 and "nope" in missing.output
+        refused = cli("apply", "-f", str(_write(tmp_path / "trust.yaml", (
+            "type: MeshTrust\nname: default\nspec: {signer: {backend: x, type: builtin}, "
+            "trustBundle: '', bundleDigest: ''}\n"))))
+        assert refused.exit_code != 0
+        assert "written by the control planes only" in refused.output
+    finally:
+        proc.stop()
+        print(f"--- log ---\n{proc.log()}")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
