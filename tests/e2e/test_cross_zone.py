@@ -164,9 +164,10 @@ def test_a_capture_on_the_wan_shows_only_tls(reachable: Environment, tmp_path: P
         assert types and types[0] == 22, "each direction opens with a TLS handshake"
         if src == web2:
             assert b"backend.default.mesh" in data  # the SNI the ingress routes on
-        # The HTTP, both ways. (Under TLS 1.2, Envoy's default as a client, certificates
-        # still cross in clear: names, not traffic.)
-        for plain in (b"GET /", b"HTTP/1.1", b"curl/", b"served by", b"x-served-by"):
+        # Neither the HTTP, both ways, nor the certificates: mesh mTLS is TLS 1.3 only, so
+        # the workload identities are encrypted too.
+        for plain in (b"GET /", b"HTTP/1.1", b"curl/", b"served by", b"x-served-by",
+                      b"spiffe://", b"Gossamer zone"):
             assert plain not in data, plain
 
 

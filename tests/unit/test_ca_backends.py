@@ -52,7 +52,6 @@ from gossamer.pki.certs import (
     new_root_ca,
     sign_leaf,
 )
-from gossamer.pki.mesh_roots import MeshRoots
 from gossamer.resources import Action, ResourceManager
 from gossamer.store.memory import MemoryStore
 
@@ -327,9 +326,6 @@ async def test_a_root_stored_under_the_old_name_is_kept() -> None:
         "cert": existing.cert_pem().decode(), "key": existing.key_pem().decode()}))
     provider = provider_for(manager, "payments", builtin())
     assert list(await provider.roots()) == [existing.cert]
-    await manager.apply(parse_document({"type": "Mesh", "name": "payments", "mtls": {
-        "enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}}))
-    assert (await MeshRoots(manager).root("payments")).cert == existing.cert
 
 
 async def test_builtin_signs_intermediates_capped_at_the_root_and_no_workloads() -> None:
