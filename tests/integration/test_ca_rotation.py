@@ -502,6 +502,20 @@ async def test_bad_ca_input_is_refused_or_reported_and_the_ca_in_use_stays(
     assert "the CA in use stays" in trust.message
     samples = await scrape(cluster.global_cp.api_url)
     assert present(samples, "gossamer_ca_backend_up", mesh=MESH, backend="vault-1") == 0
+    # A Vault that answers but refuses: a role that does not exist (issue mode checks
+    # it before trusting the backend), reported in Vault's terms, never enabled.
+    wrong_role = mesh("vault-1", bao.address, vault_mode="issue")
+    wrong_role["mtls"]["backends"][1]["conf"]["role"] = "no-such-role"
+    await api.ok(wrong_role)
+
+    async def refused() -> MeshTrustSpec | None:
+        trust = await global_trust(cluster)
+        return trust if "no-such-role" in trust.message else None
+
+    trust = await eventually(refused, timeout=45, interval=0.5,
+                             what="the unknown role reported in the MeshTrust")
+    assert "does not exist" in trust.message, trust.message
+    assert trust.phase is TrustPhase.STABLE and trust.signer == in_use.signer
     # The zones still sign from the builtin CA.
     for zone in (cluster.east, cluster.west):
         spec = parse_document({"type": "Dataplane", "name": "x", "mesh": MESH, "networking": {
