@@ -68,6 +68,7 @@ ZONE_KEY_LABEL = "gossamer.io/zone-ca-key"
 RENEW_AGAIN = 30.0      # seconds before a sidecar that was asked to renew is asked again
 REPORT_DEBOUNCE = 0.2   # seconds: sidecar events are gathered into one status report
 WATCHED = ["Mesh", "MeshTrust", "ZoneCertificate", "Secret"]
+ROOTS_SEEN_MAX = 100_000  # (leaf, bundle) -> root answers kept; cleared when full
 
 
 class CaUnavailable(GossamerError):
@@ -163,6 +164,7 @@ class ZoneCa:
         # node id -> (the signer it was asked to renew onto, when), so one rotation asks
         # a sidecar once per RENEW_AGAIN and a new rotation asks again at once.
         self._renewed: dict[str, tuple[str, float]] = {}
+        self._roots_seen: dict[tuple[str, str], str] = {}
         self.changed = asyncio.Event()
 
     # -- signing -------------------------------------------------------------------------
@@ -303,6 +305,9 @@ class ZoneCa:
             await self._report(mesh, trust, now)
         for gone in set(self._intermediates) - set(meshes):
             del self._intermediates[gone]
+        if self._sidecars is not None:  # forget renewals asked of sidecars that left
+            live = {s.node_id for mesh in meshes for s in self._sidecars.sessions_of(mesh)}
+            self._renewed = {n: v for n, v in self._renewed.items() if n in live}
         return next_check
 
     # -- the intermediate ------------------------------------------------------------------
@@ -388,8 +393,7 @@ class ZoneCa:
             nonlocal behind
             if not sidecar.certificate_chain:
                 return False
-            root = chain_root(sidecar.certificate_chain, roots)
-            if root is not None and fingerprint(root) in signer_roots:
+            if self._root_of(sidecar.certificate_chain, trust, roots) in signer_roots:
                 return False
             behind += 1
             asked = self._renewed.get(sidecar.node_id)
@@ -403,6 +407,21 @@ class ZoneCa:
             log.info("zone %s: asked %d sidecars of mesh %s to renew onto %s", self._zone,
                      asked, mesh, target)
         return behind > 0
+
+    def _root_of(self, chain: Sequence[x509.Certificate], trust: MeshTrustSpec,
+                 roots: Sequence[x509.Certificate]) -> str:
+        """The fingerprint of the bundle root ``chain`` leads to, or "unknown". Remembered
+        per leaf and bundle: a zone recounts every sidecar on each change, and checking
+        signatures each time would cost a thousand sidecars a CPU-second."""
+        key = (fingerprint(chain[0]), trust.bundle_digest)
+        found = self._roots_seen.get(key)
+        if found is None:
+            root = chain_root(chain, roots)
+            found = fingerprint(root) if root is not None else "unknown"
+            if len(self._roots_seen) >= ROOTS_SEEN_MAX:
+                self._roots_seen.clear()
+            self._roots_seen[key] = found
+        return found
 
     async def _report(self, mesh: str, trust: MeshTrustSpec | None, now: dt.datetime) -> None:
         status = self.status(mesh, trust)
@@ -422,9 +441,10 @@ class ZoneCa:
         for sidecar in sidecars:
             if not sidecar.certificate_chain:
                 key = "pending"
+            elif trust is None:
+                key = "unknown"
             else:
-                root = chain_root(sidecar.certificate_chain, roots)
-                key = fingerprint(root) if root is not None else "unknown"
+                key = self._root_of(sidecar.certificate_chain, trust, roots)
             counts[key] = counts.get(key, 0) + 1
         intermediate = ""
         if trust is not None and not trust.signer.issues_workloads:
