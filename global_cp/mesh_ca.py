@@ -24,6 +24,7 @@ import logging
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -38,7 +39,8 @@ from gossamer.model.zonetrust import ZoneTrustStatusSpec
 from gossamer.pki.backends import provider_for
 from gossamer.pki.backends.base import CaBackendError, CaProvider
 from gossamer.pki.backends.builtin import BuiltinProvider
-from gossamer.pki.rotation import Wanted, advance, identity, same_ca, signer_id
+from gossamer.pki.certs import chain_root
+from gossamer.pki.rotation import Wanted, advance, identity, signer_id
 from gossamer.resources import ResourceManager
 from gossamer.store.follow import follow
 from sync.applier import ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL
@@ -132,8 +134,15 @@ class MeshCaController:
             for mesh in meshes:
                 if not isinstance(mesh.spec, MeshSpec):
                     continue
-                trust = await self._advance(mesh.name, mesh.spec, trusts.get(mesh.name),
-                                            statuses.get(mesh.name, []), now)
+                try:
+                    trust = await self._advance(mesh.name, mesh.spec, trusts.get(mesh.name),
+                                                statuses.get(mesh.name, []), now)
+                except GossamerError:
+                    raise  # the store: the whole pass is retried
+                except Exception:  # one mesh's bad state must not stop the others
+                    log.exception("mesh %s: the CA controller failed; retrying", mesh.name)
+                    failed = True
+                    continue
                 if trust is None:
                     failed = True
                     continue
@@ -156,8 +165,9 @@ class MeshCaController:
                        now: dt.datetime) -> MeshTrustSpec | None:
         current = stored.spec if stored is not None else None
         assert current is None or isinstance(current, MeshTrustSpec)
-        generation = current.requested_generation if current is not None else 0
-        wanted = await self._wanted_ca(mesh, enabled_backend(spec), generation)
+        backend = enabled_backend(spec)
+        generation = current.generations.get(backend.name, 0) if current is not None else 0
+        wanted = await self._wanted_ca(mesh, backend, generation)
         step = advance(current, wanted, zones, now)
         if step is None:
             log.warning("mesh %s has no usable CA: %s", mesh, wanted.error)
@@ -180,6 +190,7 @@ class MeshCaController:
         except Conflict:
             return trust  # another writer moved it on; the next pass sees its state
         if step.retired is not None:
+            self._wanted.pop(mesh, None)
             await self._retire(mesh, step.retired, trust.signer)
         return trust
 
@@ -230,9 +241,10 @@ class MeshCaController:
                 raise Conflict(f"mesh {mesh!r} uses the {spec.signer.type} backend "
                                f"{spec.signer.backend!r}: only a builtin root can be "
                                "regenerated; switch enabledBackend to rotate to another CA")
-            updated = spec.model_copy(update={
-                "requested_generation": max(spec.requested_generation,
-                                            spec.signer.generation) + 1})
+            backend = spec.signer.backend
+            updated = spec.model_copy(update={"generations": {
+                **spec.generations,
+                backend: max(spec.generations.get(backend, 0), spec.signer.generation) + 1}})
             await self._manager.apply(Resource(type="MeshTrust", name=mesh, spec=updated),
                                       expected_version=res.meta.version)
             self._wanted.pop(mesh, None)
@@ -284,9 +296,15 @@ class MeshCaController:
                 errors[spec.mesh] = (f"cannot sign the intermediate of zone {zone} with "
                                      f"{signer_id(trust.signer)}: {exc.detail}")
                 log.warning("mesh %s: %s", spec.mesh, errors[spec.mesh])
-            except ValueError as exc:
+            except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
                 log.warning("zone %s sent an unusable CSR for mesh %s: %s", zone, spec.mesh,
                             exc)
+            except GossamerError:
+                raise
+            except Exception:  # never let one request stop every other zone's signing
+                log.exception("cannot sign the intermediate of zone %s for mesh %s", zone,
+                              spec.mesh)
+                errors[spec.mesh] = f"cannot sign the intermediate of zone {zone}: see the log"
         self._sign_errors = errors
         return not errors
 
@@ -296,25 +314,29 @@ class MeshCaController:
         if not csr.is_signature_valid:
             raise ValueError("the CSR's signature does not verify")
         name = f"{zone}.{req.mesh}"
+        signer_roots = [x509.load_pem_x509_certificate(p.encode()) for p in trust.signer.roots]
         with contextlib.suppress(NotFound):
             current = (await self._manager.get("ZoneCertificate", name)).spec
-            if isinstance(current, ZoneCertificateSpec) and current.signer == signer_id(
-                    trust.signer):
+            if isinstance(current, ZoneCertificateSpec):
                 cert = x509.load_pem_x509_certificate(current.certificate.encode())
+                chain = x509.load_pem_x509_certificates(current.chain.encode()) if (
+                    current.chain.strip()) else []
                 fresh = cert.not_valid_after_utc - now > self._lifetime / 3
-                if fresh and _public_der(cert.public_key()) == _public_der(csr.public_key()):
+                # Fresh, for the zone's key, and on the signer's roots (the signer's name
+                # alone could be a root that was retired and made again).
+                if (fresh and _public_der(cert.public_key()) == _public_der(csr.public_key())
+                        and chain_root([cert, *chain], signer_roots) is not None):
                     return
         provider = await self._provider(req.mesh, trust.signer)
         signed = await provider.sign_intermediate(csr, now, self._lifetime)
-        if not same_ca(identity(trust.signer.backend, trust.signer.type,
-                                trust.signer.generation, signed.roots), trust.signer):
+        if chain_root([signed.certificate, *signed.chain], signer_roots) is None:
             raise CaBackendError(f"backend {trust.signer.backend!r} now signs under other "
                                  "roots than the mesh trusts; change the CA by enabling "
                                  "another backend instead of changing this one in place")
         pem = signed.certificate.public_bytes(Encoding.PEM).decode()
-        chain = "".join(c.public_bytes(Encoding.PEM).decode() for c in signed.chain)
+        above = "".join(c.public_bytes(Encoding.PEM).decode() for c in signed.chain)
         await self._manager.apply(Resource(type="ZoneCertificate", name=name, spec=(
-            ZoneCertificateSpec(zone=zone, mesh=req.mesh, certificate=pem, chain=chain,
+            ZoneCertificateSpec(zone=zone, mesh=req.mesh, certificate=pem, chain=above,
                                 trust_bundle=trust.trust_bundle,
                                 signer=signer_id(trust.signer)))))
         self._metrics.up.labels(req.mesh, trust.signer.backend).set(1)

@@ -118,6 +118,7 @@ def mesh_router(manager: ResourceManager, controller: MeshCaController,
         except NotFound:
             raise NotFound(f"mesh {name!r} has no CA yet: try again in a moment") from None
         trust = await controller.request_rotation(name)
-        return {"mesh": name, "requestedGeneration": trust.requested_generation}
+        return {"mesh": name,
+                "requestedGeneration": trust.generations.get(trust.signer.backend, 0)}
 
     return router

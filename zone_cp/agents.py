@@ -222,6 +222,15 @@ class AgentRegistry:
         log.info("trust bundle %s… of mesh %s sent to %d sidecars", digest[:12], mesh,
                  len(sessions))
 
+    def resend_trust_bundle(self, mesh: str,
+                            predicate: Callable[[AgentSession], bool]) -> int:
+        """Send the mesh's current bundle again to the sessions ``predicate`` selects (a
+        sidecar that reports another digest missed or refused a push); how many."""
+        chosen = [s for s in self.sessions_of(mesh) if predicate(s)]
+        for session in chosen:
+            self._send_bundle(session)
+        return len(chosen)
+
     def trust_bundle(self, mesh: str) -> tuple[bytes, str] | None:
         """The bundle last set for ``mesh`` and its digest, or None."""
         return self._bundles.get(mesh)

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -68,6 +69,9 @@ ZONE_KEY_LABEL = "gossamer.io/zone-ca-key"
 RENEW_AGAIN = 30.0      # seconds before a sidecar that was asked to renew is asked again
 REPORT_DEBOUNCE = 0.2   # seconds: sidecar events are gathered into one status report
 WATCHED = ["Mesh", "MeshTrust", "ZoneCertificate", "Secret"]
+NEXT, NEXT_NONE = "-next", ""  # the pending key's secret suffix, and the current one's
+RESEND_AFTER = 10.0     # seconds a sidecar may report another bundle before it is resent
+STARTUP_GRACE = 45.0    # seconds a restarted zone waits for its sidecars before reporting
 ROOTS_SEEN_MAX = 100_000  # (leaf, bundle) -> root answers kept; cleared when full
 
 
@@ -112,6 +116,9 @@ class Sidecars(Protocol):
     changed: asyncio.Event
 
     def set_trust_bundle(self, mesh: str, pem: bytes) -> None: ...
+
+    def resend_trust_bundle(self, mesh: str,
+                            predicate: Callable[[SidecarView], bool]) -> int: ...
 
     def renew(self, mesh: str, predicate: Callable[[SidecarView], bool]) -> int: ...
 
@@ -165,6 +172,9 @@ class ZoneCa:
         # a sidecar once per RENEW_AGAIN and a new rotation asks again at once.
         self._renewed: dict[str, tuple[str, float]] = {}
         self._roots_seen: dict[tuple[str, str], str] = {}
+        self._resent: dict[str, tuple[str, float]] = {}
+        self._started = time.monotonic()
+        self.startup_grace = STARTUP_GRACE
         self.changed = asyncio.Event()
 
     # -- signing -------------------------------------------------------------------------
@@ -234,6 +244,7 @@ class ZoneCa:
         return pem, signed.certificate.not_valid_after_utc
 
     def _set_error(self, mesh: str, error: str) -> None:
+        error = error if len(error) <= 1000 else error[:1000] + "… (cut)"
         self._can_issue.labels(mesh).set(0 if error else 1)
         if error:
             self._issue_failures.labels(mesh).inc()
@@ -297,17 +308,31 @@ class ZoneCa:
         certs = {r.spec.mesh: r.spec for r in (await self._manager.list("ZoneCertificate")).items
                  if isinstance(r.spec, ZoneCertificateSpec) and r.spec.zone == self._zone}
         for mesh in meshes:
-            renew_at = await self._mesh_intermediate(mesh, certs.get(mesh), now)
-            next_check = min(next_check, renew_at)
-            trust = self._trusts.get(mesh)
-            if trust is not None and self._sync_sidecars(mesh, trust):
-                next_check = min(next_check, now + dt.timedelta(seconds=RENEW_AGAIN))
-            await self._report(mesh, trust, now)
+            try:
+                next_check = min(next_check, await self._reconcile_mesh(mesh, certs.get(mesh),
+                                                                     now))
+            except GossamerError:
+                raise  # the store: the whole pass is retried
+            except Exception:  # one mesh's bad state must not stop the others
+                log.exception("zone %s: the CA of mesh %s failed; retrying", self._zone, mesh)
+                next_check = min(next_check, now + dt.timedelta(seconds=5))
         for gone in set(self._intermediates) - set(meshes):
             del self._intermediates[gone]
         if self._sidecars is not None:  # forget renewals asked of sidecars that left
             live = {s.node_id for mesh in meshes for s in self._sidecars.sessions_of(mesh)}
             self._renewed = {n: v for n, v in self._renewed.items() if n in live}
+            self._resent = {n: v for n, v in self._resent.items() if n in live}
+        return next_check
+
+    async def _reconcile_mesh(self, mesh: str, cert: ZoneCertificateSpec | None,
+                              now: dt.datetime) -> dt.datetime:
+        next_check = await self._mesh_intermediate(mesh, cert, now)
+        trust = self._trusts.get(mesh)
+        if trust is not None and self._sync_sidecars(mesh, trust):
+            next_check = min(next_check, now + dt.timedelta(seconds=RESEND_AFTER))
+        if await self._report(mesh, trust, now):
+            grace_ends = self.startup_grace - (time.monotonic() - self._started)
+            next_check = min(next_check, now + dt.timedelta(seconds=max(grace_ends, 0.5)))
         return next_check
 
     # -- the intermediate ------------------------------------------------------------------
@@ -315,18 +340,27 @@ class ZoneCa:
     async def _mesh_intermediate(self, mesh: str, cert: ZoneCertificateSpec | None,
                                  now: dt.datetime) -> dt.datetime:
         """Install ``cert`` if it is for our key; request a new one when due. Returns when
-        to look again."""
-        key = await self._key(mesh, renew=False)
+        to look again.
+
+        A renewal asks with a *pending* key (``zone-ca-key-<mesh>-next``) and keeps the
+        current one until the new certificate arrives, so a zone restarted while the
+        signer is unreachable still signs with its current intermediate."""
+        current = await self._key(mesh, NEXT_NONE) or await self._new_key(mesh, "")
+        pending = await self._key(mesh, NEXT)
         if cert is not None:
             parsed = x509.load_pem_x509_certificate(cert.certificate.encode())
-            lifetime = parsed.not_valid_after_utc - parsed.not_valid_before_utc
-            renew_at = parsed.not_valid_after_utc - lifetime / 3
-            if _public_der(parsed.public_key()) == _public_der(key.public_key()):
-                self._install(mesh, KeyPair(parsed, key), cert)
+            if pending is not None and _public_der(parsed.public_key()) == _public_der(
+                    pending.public_key()):
+                await self._promote(mesh, pending)
+                current, pending = pending, None
+            if _public_der(parsed.public_key()) == _public_der(current.public_key()):
+                self._install(mesh, KeyPair(parsed, current), cert)
+                lifetime = parsed.not_valid_after_utc - parsed.not_valid_before_utc
+                renew_at = parsed.not_valid_after_utc - lifetime / 3
                 if now < renew_at:
                     return renew_at
-                key = await self._key(mesh, renew=True)
-        await self._request(mesh, key)
+                pending = pending or await self._new_key(mesh, NEXT)
+        await self._request(mesh, pending or current)
         return now + dt.timedelta(minutes=5)
 
     def _install(self, mesh: str, ca: KeyPair, cert: ZoneCertificateSpec) -> None:
@@ -336,17 +370,27 @@ class ZoneCa:
             log.info("zone %s: intermediate CA for mesh %s installed (signed by %s)",
                      self._zone, mesh, cert.signer or "the mesh root")
 
-    async def _key(self, mesh: str, renew: bool) -> PrivateKey:
-        name = f"zone-ca-key-{mesh}"
-        stored = await read_secret_json(self._manager, name)
-        if stored is not None and not renew:
-            loaded = serialization.load_pem_private_key(stored["key"].encode(), password=None)
-            return loaded  # type: ignore[return-value]
-        key = new_key()
+    async def _key(self, mesh: str, suffix: str) -> PrivateKey | None:
+        stored = await read_secret_json(self._manager, f"zone-ca-key-{mesh}{suffix}")
+        if stored is None:
+            return None
+        loaded = serialization.load_pem_private_key(stored["key"].encode(), password=None)
+        return loaded  # type: ignore[return-value]
+
+    async def _new_key(self, mesh: str, suffix: str, key: PrivateKey | None = None
+                       ) -> PrivateKey:
+        key = key or new_key()
         pem = key.private_bytes(Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
-        await self._manager.apply(secret_json(name, {ZONE_KEY_LABEL: mesh}, {"key": pem}))
+        await self._manager.apply(secret_json(f"zone-ca-key-{mesh}{suffix}",
+                                              {ZONE_KEY_LABEL: mesh}, {"key": pem}))
         return key
+
+    async def _promote(self, mesh: str, pending: PrivateKey) -> None:
+        """The pending key got its certificate: it becomes the current key."""
+        await self._new_key(mesh, NEXT_NONE, pending)
+        with contextlib.suppress(NotFound):
+            await self._manager.delete("GlobalSecret", f"zone-ca-key-{mesh}{NEXT}")
 
     async def _request(self, mesh: str, key: PrivateKey) -> None:
         with contextlib.suppress(NotFound):
@@ -381,8 +425,9 @@ class ZoneCa:
         if self._sidecars is None:
             return False
         self._sidecars.set_trust_bundle(mesh, trust.trust_bundle.encode())
+        missing = self._resend_bundle(mesh, trust)
         if self.issuing_root(mesh, trust) not in trust.signer.fingerprints:
-            return False  # re-issuing now would only give the same old root again
+            return missing  # re-issuing now would only give the same old root again
         signer_roots = set(trust.signer.fingerprints)
         target = signer_id(trust.signer)
         roots = _roots(trust)
@@ -406,7 +451,36 @@ class ZoneCa:
         if asked:
             log.info("zone %s: asked %d sidecars of mesh %s to renew onto %s", self._zone,
                      asked, mesh, target)
-        return behind > 0
+        return behind > 0 or missing
+
+    def _resend_bundle(self, mesh: str, trust: MeshTrustSpec) -> bool:
+        """Send the bundle again to sidecars that have reported another one for
+        ``RESEND_AFTER`` seconds (a push lost or refused). True while any differs."""
+        assert self._sidecars is not None
+        loop_now = asyncio.get_running_loop().time()
+        differs = False
+
+        def behind(sidecar: SidecarView) -> bool:
+            nonlocal differs
+            if not sidecar.trust_bundle_digest or (
+                    sidecar.trust_bundle_digest == trust.bundle_digest):
+                self._resent.pop(sidecar.node_id, None)
+                return False
+            differs = True
+            seen = self._resent.get(sidecar.node_id)
+            if seen is None or seen[0] != trust.bundle_digest:
+                self._resent[sidecar.node_id] = (trust.bundle_digest, loop_now)
+                return False  # just pushed: give it time to report
+            if loop_now - seen[1] < RESEND_AFTER:
+                return False
+            self._resent[sidecar.node_id] = (trust.bundle_digest, loop_now)
+            return True
+
+        sent = self._sidecars.resend_trust_bundle(mesh, behind)
+        if sent:
+            log.info("zone %s: sent the bundle of mesh %s again to %d sidecars that report "
+                     "another", self._zone, mesh, sent)
+        return differs
 
     def _root_of(self, chain: Sequence[x509.Certificate], trust: MeshTrustSpec,
                  roots: Sequence[x509.Certificate]) -> str:
@@ -423,15 +497,24 @@ class ZoneCa:
             self._roots_seen[key] = found
         return found
 
-    async def _report(self, mesh: str, trust: MeshTrustSpec | None, now: dt.datetime) -> None:
+    async def _report(self, mesh: str, trust: MeshTrustSpec | None, now: dt.datetime) -> bool:
+        """Store this zone's status for ``mesh`` if it changed; True if it is held back
+        (see ``STARTUP_GRACE``)."""
         status = self.status(mesh, trust)
         with contextlib.suppress(NotFound):
             stored = (await self._manager.get("ZoneTrustStatus", mesh)).spec
             if isinstance(stored, ZoneTrustStatusSpec) and stored.model_copy(
                     update={"updated_at": ""}) == status:
-                return
+                return False
+            if (isinstance(stored, ZoneTrustStatusSpec)
+                    and status.dataplanes < stored.dataplanes
+                    and time.monotonic() - self._started < self.startup_grace):
+                # Restarted: sidecars are still coming back. Reporting only those would
+                # let a rotation count the others as done; the last report stands.
+                return True
         status = status.model_copy(update={"updated_at": now.isoformat(timespec="seconds")})
         await self._manager.apply(Resource(type="ZoneTrustStatus", name=mesh, spec=status))
+        return False
 
     def status(self, mesh: str, trust: MeshTrustSpec | None) -> ZoneTrustStatusSpec:
         sidecars = list(self._sidecars.sessions_of(mesh)) if self._sidecars else []

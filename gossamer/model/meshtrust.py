@@ -63,8 +63,10 @@ class MeshTrustSpec(BaseModel):
     bundle_digest: str = Field(max_length=64)
     since: str = Field("", max_length=64)       # when the phase began (ISO 8601)
     message: str = Field("", max_length=4096)   # the last problem, "" when all is well
-    # Raised by `gossamer mesh rotate-ca` to regenerate a builtin root.
-    requested_generation: int = Field(0, ge=0)
+    # The root generation wanted per builtin backend: raised by `gossamer mesh rotate-ca`
+    # to regenerate a root, and past every generation retired (a retired root's key is
+    # deleted, so a generation is never used twice).
+    generations: dict[str, int] = Field(default_factory=dict, max_length=16)
 
 
 DESCRIPTOR = KindDescriptor(

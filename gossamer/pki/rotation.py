@@ -74,12 +74,12 @@ def _bundle(*cas: CaIdentity) -> tuple[str, str]:
 
 def trust_of(phase: TrustPhase, signer: CaIdentity, now: dt.datetime, *,
              incoming: CaIdentity | None = None, retiring: CaIdentity | None = None,
-             requested_generation: int = 0, message: str = "") -> MeshTrustSpec:
+             generations: dict[str, int] | None = None, message: str = "") -> MeshTrustSpec:
     bundle, digest = _bundle(*(ca for ca in (signer, incoming, retiring) if ca is not None))
     return MeshTrustSpec(phase=phase, signer=signer, incoming=incoming, retiring=retiring,
                          trust_bundle=bundle, bundle_digest=digest,
                          since=now.isoformat(timespec="seconds"), message=message,
-                         requested_generation=requested_generation)
+                         generations=dict(generations or {}))
 
 
 def _has_bundle(z: ZoneTrustStatusSpec, digest: str) -> bool:
@@ -105,28 +105,28 @@ def advance(current: MeshTrustSpec | None, wanted: Wanted,
             return None
         return Step(trust_of(TrustPhase.STABLE, wanted.identity, now))
     want, problem = wanted.identity, wanted.error
-    gen = current.requested_generation
+    gen = current.generations
     if current.phase is TrustPhase.STABLE:
         if want is None or same_ca(want, current.signer):
             signer = want if want is not None else current.signer
             return _keep(current, problem, signer=signer)
         return Step(trust_of(TrustPhase.ADDING_TRUST, current.signer, now, incoming=want,
-                             requested_generation=gen))
+                             generations=gen))
     if current.phase is TrustPhase.ADDING_TRUST:
         assert current.incoming is not None
         if want is not None and same_ca(want, current.signer):
             return Step(trust_of(TrustPhase.STABLE, current.signer, now,
-                                 requested_generation=gen))
+                                 generations=gen))
         if want is not None and not same_ca(want, current.incoming):
             return Step(trust_of(TrustPhase.ADDING_TRUST, current.signer, now, incoming=want,
-                                 requested_generation=gen))
+                                 generations=gen))
         behind = [z for z in zones if not _has_bundle(z, current.bundle_digest)]
         if behind:
             waiting = tuple(_progress(z) for z in behind)
             return _keep(current, _join(problem, "waiting for every sidecar to trust both "
                                                  "CAs: " + ", ".join(waiting)), waiting)
         return Step(trust_of(TrustPhase.REISSUING, current.incoming, now,
-                             retiring=current.signer, requested_generation=gen))
+                             retiring=current.signer, generations=gen))
     assert current.retiring is not None
     behind = [z for z in zones if not (_has_bundle(z, current.bundle_digest)
                                        and _on_roots(z, current.signer))]
@@ -135,8 +135,20 @@ def advance(current: MeshTrustSpec | None, wanted: Wanted,
         return _keep(current, _join(problem, "re-issuing certificates from "
                                              f"{signer_id(current.signer)}: "
                                              + ", ".join(waiting)), waiting)
-    return Step(trust_of(TrustPhase.STABLE, current.signer, now, requested_generation=gen),
+    return Step(trust_of(TrustPhase.STABLE, current.signer, now,
+                         generations=_past(gen, current.retiring, current.signer)),
                 retired=current.retiring)
+
+
+def _past(generations: dict[str, int], retired: CaIdentity,
+          signer: CaIdentity) -> dict[str, int]:
+    """The generations wanted once ``retired`` is gone: a retired builtin root's key is
+    deleted, so its backend's next use makes a new root under a new generation."""
+    if retired.type != "builtin" or (retired.backend, retired.generation) == (
+            signer.backend, signer.generation):
+        return generations
+    return {**generations, retired.backend: max(generations.get(retired.backend, 0),
+                                                 retired.generation + 1)}
 
 
 def _certs_progress(z: ZoneTrustStatusSpec, signer: CaIdentity) -> str:

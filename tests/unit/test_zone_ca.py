@@ -47,6 +47,7 @@ class FakeSidecar:
     certificate_chain: list[x509.Certificate] = field(default_factory=list)
     trust_bundle_digest: str = ""
     renewals_asked: int = 0
+    bundles_resent: int = 0
 
 
 class FakeSidecars:
@@ -57,6 +58,12 @@ class FakeSidecars:
 
     def set_trust_bundle(self, mesh: str, pem: bytes) -> None:
         self.bundles[mesh] = pem
+
+    def resend_trust_bundle(self, mesh: str, predicate: Callable[[SidecarView], bool]) -> int:
+        chosen = [s for s in self.members if predicate(s)]
+        for s in chosen:
+            s.bundles_resent += 1
+        return len(chosen)
 
     def renew(self, mesh: str, predicate: Callable[[SidecarView], bool]) -> int:
         chosen = [s for s in self.members if predicate(s)]
@@ -252,3 +259,101 @@ async def test_a_rotation_resumes_after_both_sides_restart_in_every_phase() -> N
     in_bundle = [fingerprint(c) for c in x509.load_pem_x509_certificates(
         done.trust_bundle.encode())]
     assert old_root not in in_bundle and in_bundle == done.signer.fingerprints
+
+
+async def test_a_restarted_zone_holds_its_report_until_its_sidecars_are_back() -> None:
+    zone = await standalone()
+    one, two = FakeSidecar("default.a"), FakeSidecar("default.b")
+    zone.sidecars.members = [one, two]
+    for s in (one, two):
+        await zone.issue(s)
+    await zone.settle()
+    await zone.manager.apply(parse_document(mesh_doc(enabled="ca-2")))
+    await zone.settle(rounds=1)
+    assert (await zone.trust()).phase is TrustPhase.ADDING_TRUST
+    # The zone CP restarts; no sidecar has registered again yet.
+    zone.sidecars = FakeSidecars()
+    zone.ca = ZoneCa(zone.manager, "west", zone.sidecars)
+    await zone.settle()
+    # Zero of zero would look done: the report of two sidecars stands instead.
+    assert (await zone.status()).dataplanes == 2
+    assert (await zone.trust()).phase is TrustPhase.ADDING_TRUST
+    # Past the grace, the zone reports what it has.
+    zone.ca.startup_grace = 0
+    await zone.settle()
+    assert (await zone.status()).dataplanes == 0
+
+
+async def test_a_restart_while_the_intermediate_is_due_keeps_the_current_key() -> None:
+    zone = await standalone()
+    assert isinstance(DP.spec, DataplaneSpec)
+    later = NOW + dt.timedelta(days=6)  # past the renewal point of a 7-day intermediate
+    await zone.ca.reconcile(later)  # asks with a pending key; the signer is "down"
+    assert await zone.manager.get("GlobalSecret", "zone-ca-key-default-next")
+    restarted = ZoneCa(zone.manager, "west", zone.sidecars)
+    await restarted.reconcile(later)
+    # The current intermediate and its key still sign after the restart.
+    signed = await restarted.sign("default", DP.spec, new_csr(new_key(), "x"), now=later)
+    assert x509.load_pem_x509_certificates(signed.chain_pem)[1] == (
+        restarted.issuer("default").ca.cert)
+    # The signer comes back: the pending key gets its certificate and replaces the old.
+    await zone.controller.reconcile(later)
+    await restarted.reconcile(later)
+    try:
+        await zone.manager.get("GlobalSecret", "zone-ca-key-default-next")
+    except NotFound:
+        pass
+    else:
+        raise AssertionError("the pending key was not promoted")
+    new_ca = restarted.issuer("default").ca
+    assert new_ca.cert.not_valid_after_utc > later + dt.timedelta(days=6)
+
+
+async def test_a_sidecar_that_reports_another_bundle_gets_it_again() -> None:
+    zone = await standalone()
+    sidecar = FakeSidecar("default.a")
+    zone.sidecars.members = [sidecar]
+    await zone.issue(sidecar)
+    sidecar.trust_bundle_digest = "0" * 64  # it refused or lost the push
+    await zone.settle(rounds=1)
+    assert sidecar.bundles_resent == 0  # first seen: give it time
+    node = sidecar.node_id
+    digest, seen = zone.ca._resent[node]
+    zone.ca._resent[node] = (digest, seen - 11)
+    await zone.settle(rounds=1)
+    assert sidecar.bundles_resent == 1
+    sidecar.trust_bundle_digest = (await zone.trust()).bundle_digest
+    await zone.settle(rounds=1)
+    assert node not in zone.ca._resent
+
+
+async def test_switching_back_during_reissuing_ends_on_a_new_generation() -> None:
+    zone = await standalone()
+    sidecar = FakeSidecar("default.a")
+    zone.sidecars.members = [sidecar]
+    await zone.issue(sidecar)
+    await zone.settle()
+    first = (await zone.trust()).signer
+    await zone.manager.apply(parse_document(mesh_doc(enabled="ca-2")))
+    await zone.settle(rounds=1)
+    zone.take_bundle()
+    await zone.settle()
+    assert (await zone.trust()).phase is TrustPhase.REISSUING
+    # Back to ca-1 while ca-2's certificates are going out: ca-2 finishes first.
+    await zone.manager.apply(parse_document(mesh_doc(enabled="ca-1")))
+    await zone.issue(sidecar)
+    await zone.settle()
+    trust = await zone.trust()
+    assert trust.signer.backend == "ca-2" and trust.phase is not TrustPhase.REISSUING
+    assert trust.generations == {"ca-1": 1}
+    # Then back to ca-1, under a new root: the retired generation 0's key is gone.
+    for _ in range(3):
+        zone.take_bundle()
+        await zone.issue(sidecar)
+        await zone.settle()
+    trust = await zone.trust()
+    assert trust.phase is TrustPhase.STABLE, trust.message
+    assert (trust.signer.backend, trust.signer.generation) == ("ca-1", 1)
+    assert trust.signer.fingerprints != first.fingerprints
+    assert chain_root(sidecar.certificate_chain, [
+        x509.load_pem_x509_certificate(trust.signer.roots[0].encode())]) is not None
