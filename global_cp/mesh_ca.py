@@ -25,7 +25,6 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -39,7 +38,7 @@ from gossamer.model.zonetrust import ZoneTrustStatusSpec
 from gossamer.pki.backends import provider_for
 from gossamer.pki.backends.base import CaBackendError, CaProvider
 from gossamer.pki.backends.builtin import BuiltinProvider
-from gossamer.pki.certs import chain_root
+from gossamer.pki.certs import chain_root, public_der
 from gossamer.pki.rotation import Wanted, advance, identity, signer_id
 from gossamer.resources import ResourceManager
 from gossamer.store.follow import follow
@@ -52,18 +51,23 @@ INTERMEDIATE_LIFETIME = dt.timedelta(days=7)
 IMPLICIT_BACKEND = CaBackend(name="builtin", type=BackendType.BUILTIN)
 WATCHED = ["Mesh", "MeshTrust", "ZoneTrustStatus", "ZoneCertificateRequest", "Secret", "Zone"]
 WANTED_TTL = 30.0      # how long a backend's check and roots are trusted, seconds
-ROTATING_POLL = 5.0    # look again this often while a rotation runs, seconds
+ROTATING_POLL = 30.0   # a safety net while a rotation runs: store events drive it
 RETRY_MAX = 60.0
+
+
+def zone_of(res: Resource, local_zone: str | None) -> str | None:
+    """The zone a zone-owned resource came from: the label the sync set from the
+    authenticated stream (never the zone's own claim), or ``local_zone`` for one written
+    here by a standalone zone."""
+    if res.labels.get(ORIGIN_LABEL) == ORIGIN_ZONE:
+        return res.labels.get(ZONE_LABEL)
+    return local_zone
 
 
 def enabled_backend(mesh: MeshSpec) -> CaBackend:
     backend = mesh.mtls.enabled() if mesh.mtls else None
     return backend or IMPLICIT_BACKEND
 
-
-def _public_der(key: object) -> bytes:
-    return key.public_bytes(Encoding.DER,  # type: ignore[attr-defined]
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 class CaMetrics:
@@ -148,7 +152,10 @@ class MeshCaController:
                     continue
                 busy |= trust.phase is not TrustPhase.STABLE
                 failed |= bool(trust.message) and trust.phase is TrustPhase.STABLE
-            for name in set(trusts) - {m.name for m in meshes}:
+            names = {m.name for m in meshes}
+            for gone in set(self._wanted) - names:
+                del self._wanted[gone]
+            for name in set(trusts) - names:
                 with contextlib.suppress(NotFound):
                     await self._manager.delete("MeshTrust", name)
             failed |= not await self._sign_pending(now)
@@ -269,9 +276,7 @@ class MeshCaController:
         return out
 
     def _zone_of(self, res: Resource) -> str | None:
-        if res.labels.get(ORIGIN_LABEL) == ORIGIN_ZONE:
-            return res.labels.get(ZONE_LABEL)
-        return self._local_zone
+        return zone_of(res, self._local_zone)
 
     # -- zone intermediates --------------------------------------------------------------
 
@@ -324,7 +329,7 @@ class MeshCaController:
                 fresh = cert.not_valid_after_utc - now > self._lifetime / 3
                 # Fresh, for the zone's key, and on the signer's roots (the signer's name
                 # alone could be a root that was retired and made again).
-                if (fresh and _public_der(cert.public_key()) == _public_der(csr.public_key())
+                if (fresh and public_der(cert.public_key()) == public_der(csr.public_key())
                         and chain_root([cert, *chain], signer_roots) is not None):
                     return
         provider = await self._provider(req.mesh, trust.signer)

@@ -14,7 +14,7 @@ from typing import Any
 from cryptography import x509
 from fastapi import APIRouter
 
-from global_cp.mesh_ca import MeshCaController, enabled_backend
+from global_cp.mesh_ca import MeshCaController, enabled_backend, zone_of
 from gossamer.errors import NotFound
 from gossamer.model.base import Resource
 from gossamer.model.mesh import MeshSpec
@@ -22,7 +22,6 @@ from gossamer.model.meshtrust import CaIdentity, MeshTrustSpec
 from gossamer.model.zonetrust import ZoneTrustStatusSpec
 from gossamer.pki.certs import fingerprint
 from gossamer.resources import ResourceManager
-from sync.applier import ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL
 
 
 def _ca(ca: CaIdentity | None) -> dict[str, Any] | None:
@@ -88,8 +87,7 @@ def mesh_router(manager: ResourceManager, controller: MeshCaController,
         for res in (await manager.list("ZoneTrustStatus")).items:
             if not isinstance(res.spec, ZoneTrustStatusSpec):
                 continue
-            zone = (res.labels.get(ZONE_LABEL) if res.labels.get(ORIGIN_LABEL) == ORIGIN_ZONE
-                    else local_zone)
+            zone = zone_of(res, local_zone)
             if zone:
                 out.setdefault(res.spec.mesh, []).append((zone, res.spec))
         return out

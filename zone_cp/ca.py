@@ -55,6 +55,7 @@ from gossamer.pki.certs import (
     fingerprint,
     new_csr,
     new_key,
+    public_der,
     sign_leaf,
 )
 from gossamer.pki.rotation import signer_id
@@ -138,10 +139,6 @@ def workload_lifetime(mesh: MeshSpec) -> dt.timedelta:
         return DEFAULT_WORKLOAD_LIFETIME
     return dt.timedelta(seconds=duration_seconds(backend.dp_cert.rotation.expiration))
 
-
-def _public_der(key: object) -> bytes:
-    return key.public_bytes(Encoding.DER,  # type: ignore[attr-defined]
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _certs(pem: str) -> list[x509.Certificate]:
@@ -349,11 +346,11 @@ class ZoneCa:
         pending = await self._key(mesh, NEXT)
         if cert is not None:
             parsed = x509.load_pem_x509_certificate(cert.certificate.encode())
-            if pending is not None and _public_der(parsed.public_key()) == _public_der(
+            if pending is not None and public_der(parsed.public_key()) == public_der(
                     pending.public_key()):
                 await self._promote(mesh, pending)
                 current, pending = pending, None
-            if _public_der(parsed.public_key()) == _public_der(current.public_key()):
+            if public_der(parsed.public_key()) == public_der(current.public_key()):
                 self._install(mesh, KeyPair(parsed, current), cert)
                 lifetime = parsed.not_valid_after_utc - parsed.not_valid_before_utc
                 renew_at = parsed.not_valid_after_utc - lifetime / 3
@@ -395,8 +392,8 @@ class ZoneCa:
     async def _request(self, mesh: str, key: PrivateKey) -> None:
         with contextlib.suppress(NotFound):
             asked = (await self._manager.get("ZoneCertificateRequest", mesh)).spec
-            if isinstance(asked, ZoneCertificateRequestSpec) and _public_der(
-                    x509.load_pem_x509_csr(asked.csr.encode()).public_key()) == _public_der(
+            if isinstance(asked, ZoneCertificateRequestSpec) and public_der(
+                    x509.load_pem_x509_csr(asked.csr.encode()).public_key()) == public_der(
                     key.public_key()):
                 return  # already asked with this key
         csr = new_csr(key, f"Gossamer zone {self._zone} mesh {mesh}")

@@ -154,6 +154,12 @@ def spiffe_id(mesh: str, service: str) -> str:
     return f"spiffe://{mesh}/{service}"
 
 
+def public_der(key: object) -> bytes:
+    """A public key as DER SubjectPublicKeyInfo: how two keys are compared."""
+    return key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def uri_sans(cert: x509.Certificate) -> list[str]:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
