@@ -1,10 +1,11 @@
 """Mesh: a tenancy boundary with its own CA, identities and policies.
 
 ``mtls.backends`` lists the certificate authorities the mesh may use (``builtin``: a
-root generated at the global; ``provided``: a root from Secrets; ``vault``: Vault's PKI
-engine); ``mtls.enabledBackend`` names the one in use, and ``mtls.mode`` says whether
-sidecars require mTLS on inbound traffic (``strict``) or also accept plaintext
-(``permissive``, for migrating workloads in).
+root generated at the global; ``provided``: a CA the platform team brings, its certificate
+in a Secret of the mesh and its key in a GlobalSecret; ``vault``: Vault's PKI engine);
+``mtls.enabledBackend`` names the one in use, and ``mtls.mode`` says whether sidecars
+require mTLS on inbound traffic (``strict``) or also accept plaintext (``permissive``, for
+migrating workloads in).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class MtlsMode(enum.StrEnum):
 
 
 class SecretRef(BaseModel):
-    """Where a piece of key material comes from: a Secret in the mesh, or inline PEM."""
+    """Where a piece of CA material comes from: a secret named by ``secretRef`` (which kind
+    of secret depends on the field, see ``ProvidedConf``), or ``inline`` PEM."""
 
     model_config = SPEC_CONFIG
 
@@ -57,6 +59,16 @@ class BuiltinConf(BaseModel):
 
 
 class ProvidedConf(BaseModel):
+    """A CA the platform team brings.
+
+    ``cert``: the CA certificate and its issuers up to the root; public, so a Secret of the
+    mesh (synced to every zone) or inline. ``key``: its private key, which must never leave
+    the control plane that owns the mesh roots: ``secretRef`` names a GlobalSecret (never
+    synced; the global's, or a standalone zone's own). An inline key is refused on apply
+    (``gossamer.pki.backends.validation``): the Mesh is copied to every zone and returned
+    by GET, and the key with it.
+    """
+
     model_config = SPEC_CONFIG
 
     cert: SecretRef

@@ -153,7 +153,12 @@ async def vault_and_files(cluster: Cluster, bao: OpenBao) -> x509.Certificate:
     await api.secret("vault-ca", bao.ca_pem)
     files = new_root_ca("Gossamer test provided root", NOW, dt.timedelta(days=30))
     await api.secret("files-cert", files.cert_pem())
-    await api.secret("files-key", files.key_pem())
+    # The key is a GlobalSecret: it stays at the global.
+    async with httpx.AsyncClient(base_url=api.url, timeout=10, headers={
+            "authorization": f"Bearer {api.token}"}) as client:
+        response = await client.put("/global-secrets/files-key", json={
+            "type": "GlobalSecret", "name": "files-key", "data": b64(files.key_pem())})
+    assert response.status_code in (200, 201), response.text
     return files.cert
 
 
@@ -478,7 +483,7 @@ async def test_bad_ca_input_is_refused_or_reported_and_the_ca_in_use_stays(
         # The secrets change in one batch with the Mesh that would use them.
         doc = mesh("files", bao.address)
         secrets = [{"type": "Secret", "name": "files-cert", "mesh": MESH, "data": b64(cert)},
-                   {"type": "Secret", "name": "files-key", "mesh": MESH, "data": b64(key)}]
+                   {"type": "GlobalSecret", "name": "files-key", "data": b64(key)}]
         async with httpx.AsyncClient(base_url=api.url, timeout=10, headers={
                 "authorization": f"Bearer {api.token}"}) as client:
             response = await client.post("/_apply", json={"documents": [*secrets, doc]})
@@ -528,7 +533,7 @@ async def test_bad_ca_input_is_refused_or_reported_and_the_ca_in_use_stays(
 
 
 async def _files_key(cluster: Cluster) -> bytes:
-    res = await cluster.global_manager.get("Secret", "files-key", MESH)
+    res = await cluster.global_manager.get("GlobalSecret", "files-key")
     assert isinstance(res.spec, SecretSpec)
     return res.spec.value()
 

@@ -209,9 +209,8 @@ name: corp-ca-cert
 mesh: {MESH}
 data: {PEM.decode()}
 ---
-type: Secret
+type: GlobalSecret
 name: corp-ca-key
-mesh: {MESH}
 data: {base64.b64encode(CORP_CA.key_pem()).decode()}
 ---
 type: GlobalSecret

@@ -27,6 +27,7 @@ from gossamer.model.secret import SecretSpec
 from gossamer.pki.backends import (
     BuiltinProvider,
     ProvidedProvider,
+    global_secret_reader,
     mesh_secret_reader,
     provider_for,
     validate_provided,
@@ -353,6 +354,11 @@ def secret_doc(name: str, data: bytes, mesh: str = "payments") -> dict[str, Any]
             "data": base64.b64encode(data).decode()}
 
 
+def global_secret_doc(name: str, data: bytes) -> dict[str, Any]:
+    """Where a provided CA's key lives: never synced to the zones."""
+    return {"type": "GlobalSecret", "name": name, "data": base64.b64encode(data).decode()}
+
+
 def provided(name: str = "files", cert: str = "ca-cert", key: str = "ca-key") -> dict[str, Any]:
     return {"name": name, "type": "provided",
             "conf": {"cert": {"secretRef": cert}, "key": {"secretRef": key}}}
@@ -370,7 +376,7 @@ async def test_provided_with_an_intermediate_and_its_root_in_one_secret() -> Non
     inter = make_ca("Payments CA", root, path_length=1)
     manager = ResourceManager(MemoryStore())
     await manager.apply_batch([mesh_doc(provided()), secret_doc("ca-cert", pem(inter, root)),
-                               secret_doc("ca-key", inter.key_pem())])
+                               global_secret_doc("ca-key", inter.key_pem())])
     provider = provider_for(manager, "payments", CaBackend.model_validate(provided()))
     assert isinstance(provider, ProvidedProvider) and not provider.issues_workloads
     await provider.check()
@@ -385,13 +391,15 @@ async def test_provided_with_an_intermediate_and_its_root_in_one_secret() -> Non
         await provider.sign_workload(new_csr(new_key(), "w"), [], NOW, HOUR)
 
 
-async def test_provided_inline_pem_and_material_that_goes_bad() -> None:
+async def test_provided_inline_cert_and_material_that_goes_bad() -> None:
     root = make_ca("Inline root", not_after=NOW + DAY)
+    manager = ResourceManager(MemoryStore())
+    await manager.apply(parse_document(global_secret_doc("ca-key", root.key_pem())))
     backend = CaBackend.model_validate({"name": "files", "type": "provided", "conf": {
-        "cert": {"inline": root.cert_pem().decode()}, "key": {"inline": root.key_pem().decode()}}})
+        "cert": {"inline": root.cert_pem().decode()}, "key": {"secretRef": "ca-key"}}})
     clock = [NOW]
-    provider = ProvidedProvider("payments", backend, mesh_secret_reader(
-        ResourceManager(MemoryStore()), "payments"), clock=lambda: clock[0])
+    provider = ProvidedProvider("payments", backend, mesh_secret_reader(manager, "payments"),
+                                global_secret_reader(manager), clock=lambda: clock[0])
     assert list(await provider.roots()) == [root.cert]
     clock[0] = NOW + 2 * DAY
     with pytest.raises(InvalidCaMaterial, match=r"^mesh payments, backend files: certificate "
@@ -406,6 +414,22 @@ async def test_a_missing_secret_is_named_with_its_mesh() -> None:
     with pytest.raises(InvalidCaMaterial,
                        match="secret 'ca-cert' does not exist in mesh 'payments'"):
         await provider.roots()
+
+
+async def test_the_key_is_read_from_a_global_secret_never_from_a_mesh_secret() -> None:
+    root = make_ca("Corp root")
+    manager = ResourceManager(MemoryStore())
+    # The old layout: the key as a Secret of the mesh, which the global syncs to every zone.
+    await manager.apply_batch([mesh_doc(provided()), secret_doc("ca-cert", root.cert_pem()),
+                               secret_doc("ca-key", root.key_pem())])
+    provider = provider_for(manager, "payments", CaBackend.model_validate(provided()))
+    with pytest.raises(InvalidCaMaterial) as missing:
+        await provider.roots()
+    assert str(missing.value) == (
+        "mesh payments, backend files: GlobalSecret 'ca-key' does not exist (a provided CA's "
+        "key is a GlobalSecret, kept by the control plane that owns the mesh roots)")
+    await manager.apply(parse_document(global_secret_doc("ca-key", root.key_pem())))
+    assert list(await provider.roots()) == [root.cert]
 
 
 # -- apply-time checks --------------------------------------------------------------------
@@ -430,7 +454,7 @@ async def test_a_mesh_and_its_ca_secrets_apply_together_in_one_batch() -> None:
     manager = checked_manager()
     applied = await manager.apply_batch([
         mesh_doc(provided(), enabled="files"), secret_doc("ca-cert", root.cert_pem()),
-        secret_doc("ca-key", root.key_pem())])
+        global_secret_doc("ca-key", root.key_pem())])
     assert [a.action for a in applied] == [Action.CREATED] * 3
 
 
@@ -441,8 +465,10 @@ async def test_a_mesh_whose_provided_secrets_do_not_exist_is_refused() -> None:
     assert errors == [
         ("mtls.backends[1].conf.cert", "secret 'ca-cert' does not exist in mesh 'payments'; "
                                        "apply it first, or in the same batch"),
-        ("mtls.backends[1].conf.key", "secret 'ca-key' does not exist in mesh 'payments'; "
-                                      "apply it first, or in the same batch")]
+        ("mtls.backends[1].conf.key", "GlobalSecret 'ca-key' does not exist; apply it first, "
+                                      "or in the same batch (a provided CA's key is a "
+                                      "GlobalSecret: it never leaves the control plane that "
+                                      "owns the mesh roots)")]
     with pytest.raises(NotFound):
         await manager.get("Mesh", "payments")
 
@@ -451,7 +477,7 @@ async def test_a_batch_with_a_certificate_that_is_not_a_ca_stores_nothing() -> N
     leaf = new_leaf(new_root_ca("r", NOW, DAY), "web", NOW, HOUR)
     manager = checked_manager()
     docs = [mesh_doc(provided(), enabled="files"), secret_doc("ca-cert", leaf.cert_pem()),
-            secret_doc("ca-key", leaf.key_pem())]
+            global_secret_doc("ca-key", leaf.key_pem())]
     errors = await refused(manager, *docs)
     problem = "certificate 'CN=web,O=Gossamer' is not a CA: its basicConstraints say CA:FALSE"
     # The Mesh and each Secret of the pair are refused for the same reason.
@@ -461,6 +487,7 @@ async def test_a_batch_with_a_certificate_that_is_not_a_ca_stores_nothing() -> N
         ("documents[2].data", f"the key of CA backend 'files' of mesh 'payments': {problem}")]
     assert (await manager.list("Mesh")).total == 0
     assert (await manager.list("Secret")).total == 0
+    assert (await manager.list("GlobalSecret")).total == 0
     with pytest.raises(InvalidResource):   # a dry run checks the same
         await manager.apply_batch(docs, dry_run=True)
 
@@ -471,7 +498,7 @@ async def test_a_refused_mesh_update_leaves_the_stored_mesh_in_place() -> None:
     await manager.apply_batch([mesh_doc({"name": "builtin-1", "type": "builtin"},
                                         enabled="builtin-1"),
                                secret_doc("ca-cert", root.cert_pem()),
-                               secret_doc("ca-key", other.key_pem())])
+                               global_secret_doc("ca-key", other.key_pem())])
     before = await manager.get("Mesh", "payments")
     errors = await refused(manager, mesh_doc({"name": "builtin-1", "type": "builtin"},
                                              provided(), enabled="files"))
@@ -487,7 +514,7 @@ async def test_a_mesh_can_switch_away_from_a_backend_whose_material_expired() ->
     builtin_doc = {"name": "builtin-1", "type": "builtin"}
     await manager.apply_batch([mesh_doc(builtin_doc, provided(), enabled="files"),
                                secret_doc("ca-cert", root.cert_pem()),
-                               secret_doc("ca-key", root.key_pem())])
+                               global_secret_doc("ca-key", root.key_pem())])
     clock[0] = NOW + 2 * DAY
     # The same document again is no change, so nothing is judged again.
     again = await manager.apply(parse_document(mesh_doc(builtin_doc, provided(),
@@ -507,20 +534,65 @@ async def test_a_secret_update_that_would_break_a_provided_backend_is_refused() 
     manager = checked_manager()
     await manager.apply_batch([mesh_doc(provided(), enabled="files"),
                                secret_doc("ca-cert", root.cert_pem()),
-                               secret_doc("ca-key", root.key_pem())])
-    errors = await refused(manager, secret_doc("ca-key", make_ca("Other").key_pem()))
+                               global_secret_doc("ca-key", root.key_pem())])
+    errors = await refused(manager, global_secret_doc("ca-key", make_ca("Other").key_pem()))
     assert errors == [("data", "the key of CA backend 'files' of mesh 'payments': the key does "
                                "not match certificate 'CN=Corp root': it is the private key of "
                                "another certificate")]
-    stored = await manager.get("Secret", "ca-key", "payments")
+    stored = await manager.get("GlobalSecret", "ca-key")
     assert isinstance(stored.spec, SecretSpec) and stored.spec.value() == root.key_pem()
+    errors = await refused(manager, secret_doc("ca-cert", make_ca("Other").cert_pem()))
+    assert errors == [("data", "the cert of CA backend 'files' of mesh 'payments': the key does "
+                               "not match certificate 'CN=Other': it is the private key of "
+                               "another certificate")]
     # Both halves replaced together in one batch: the new pair is judged as a pair.
     new = make_ca("New root")
     applied = await manager.apply_batch([secret_doc("ca-cert", new.cert_pem()),
-                                         secret_doc("ca-key", new.key_pem())])
+                                         global_secret_doc("ca-key", new.key_pem())])
     assert [a.action for a in applied] == [Action.UPDATED, Action.UPDATED]
-    # A secret no backend uses is not judged.
+    # A secret no backend uses is not judged, nor is a mesh Secret named like the key.
     await manager.apply(parse_document(secret_doc("unrelated", b"anything")))
+    await manager.apply(parse_document(global_secret_doc("unrelated", b"anything")))
+    await manager.apply(parse_document(secret_doc("ca-key", b"not the key")))
+
+
+async def test_an_inline_key_is_refused_and_the_key_may_not_be_a_mesh_secret() -> None:
+    root = make_ca("Corp root")
+    manager = checked_manager()
+    inline = {"name": "files", "type": "provided", "conf": {
+        "cert": {"inline": root.cert_pem().decode()}, "key": {"inline": root.key_pem().decode()}}}
+    errors = await refused(manager, mesh_doc(inline, enabled="files"))
+    assert errors == [("mtls.backends[0].conf.key.inline",
+                       "a provided CA's private key may not be inline: the Mesh is copied to "
+                       "every zone and returned by GET, and the key would be too; store it in "
+                       "a GlobalSecret (never synced) and refer to it with key: {secretRef: "
+                       "<name>}")]
+    # The old layout, the key as a Secret of the mesh, is refused with what to do instead.
+    errors = await refused(manager, mesh_doc(provided(), enabled="files"),
+                           secret_doc("ca-cert", root.cert_pem()),
+                           secret_doc("ca-key", root.key_pem()))
+    assert errors == [("documents[0].mtls.backends[0].conf.key",
+                       "GlobalSecret 'ca-key' does not exist; apply it first, or in the same "
+                       "batch (a provided CA's key is a GlobalSecret: it never leaves the "
+                       "control plane that owns the mesh roots); secret 'ca-key' of mesh "
+                       "'payments' is not read for the key: store the key as a GlobalSecret "
+                       "and delete that Secret, which is copied to every zone")]
+    assert (await manager.list("Mesh")).total == 0
+
+
+async def test_a_global_secret_is_judged_for_every_mesh_whose_provided_key_it_is() -> None:
+    root = make_ca("Corp root")
+    manager = checked_manager()
+    await manager.apply_batch([mesh_doc(provided(), enabled="files"),
+                               secret_doc("ca-cert", root.cert_pem()),
+                               global_secret_doc("ca-key", root.key_pem())])
+    # Another mesh uses the same CA under another backend name.
+    await manager.apply_batch([{**mesh_doc(provided(name="corp")), "name": "billing"},
+                               secret_doc("ca-cert", root.cert_pem(), mesh="billing")])
+    errors = await refused(manager, global_secret_doc("ca-key", make_ca("New").key_pem()))
+    assert [e[1].split(":")[0] for e in errors] == [
+        "the key of CA backend 'corp' of mesh 'billing'",
+        "the key of CA backend 'files' of mesh 'payments'"]
 
 
 async def test_a_vault_backend_needs_its_secrets_and_pem_where_pem_is_due() -> None:

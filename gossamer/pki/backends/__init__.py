@@ -1,7 +1,9 @@
 """Certificate authority backends of a mesh: builtin, provided, vault (see ``base``).
 
 ``provider_for`` gives the provider of one backend of a mesh; ``mesh_secret_reader`` is
-how providers read the mesh's Secrets (a missing one is ``InvalidCaMaterial`` naming it).
+how providers read the mesh's Secrets, ``global_secret_reader`` how the provided backend
+reads its CA key, a GlobalSecret, so that the key stays with the control plane that owns
+the mesh roots (a missing secret of either kind is ``InvalidCaMaterial`` naming it).
 
 Builtin and provided providers are cheap and built on each call. A vault provider holds a
 logged-in client, its connections and the mount's CA chain, so ``provider_for`` keeps one
@@ -12,6 +14,7 @@ gets a new one); ``close()`` on it only drops its connections until the next use
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 
 from gossamer.errors import NotFound
 from gossamer.model.mesh import BackendType, CaBackend
@@ -34,7 +37,8 @@ from gossamer.resources import ResourceManager
 __all__ = [
     "BuiltinProvider", "CaBackendError", "CaProvider", "CaRefused", "CaUnreachable",
     "InvalidCaMaterial", "LocalCa", "ProvidedProvider", "SecretReader", "SignedChain",
-    "VaultProvider", "mesh_secret_reader", "provider_for", "validate_provided",
+    "VaultProvider", "global_secret_reader", "mesh_secret_reader", "provider_for",
+    "validate_provided",
 ]
 
 
@@ -44,6 +48,20 @@ _vault: weakref.WeakKeyDictionary[ResourceManager, dict[tuple[str, str, str], Va
 
 
 def mesh_secret_reader(manager: ResourceManager, mesh: str) -> SecretReader:
+    """Reads Secrets of ``mesh`` (credentials and certificates: synced to every zone)."""
+    return _reader(manager, "Secret", mesh,
+                   lambda name: f"secret {name!r} does not exist in mesh {mesh!r}")
+
+
+def global_secret_reader(manager: ResourceManager) -> SecretReader:
+    """Reads GlobalSecrets (never synced): where a provided backend's CA key lives."""
+    return _reader(manager, "GlobalSecret", "", lambda name: (
+        f"GlobalSecret {name!r} does not exist (a provided CA's key is a GlobalSecret, kept "
+        "by the control plane that owns the mesh roots)"))
+
+
+def _reader(manager: ResourceManager, kind: str, mesh: str,
+            missing: Callable[[str], str]) -> SecretReader:
     # A weak reference: a cached provider must not keep its manager (its cache key) alive.
     ref = weakref.ref(manager)
 
@@ -52,11 +70,11 @@ def mesh_secret_reader(manager: ResourceManager, mesh: str) -> SecretReader:
         if manager is None:
             raise CaBackendError("the resource manager of this CA provider is gone")
         try:
-            res = await manager.get("Secret", name, mesh)
+            res = await manager.get(kind, name, mesh)
         except NotFound:
-            raise InvalidCaMaterial(f"secret {name!r} does not exist in mesh {mesh!r}") from None
+            raise InvalidCaMaterial(missing(name)) from None
         if not isinstance(res.spec, SecretSpec):
-            raise TypeError(f"Secret {name} has a {type(res.spec).__name__} spec")
+            raise TypeError(f"{kind} {name} has a {type(res.spec).__name__} spec")
         return res.spec.value()
     return read
 
@@ -68,7 +86,8 @@ def provider_for(manager: ResourceManager, mesh: str, backend: CaBackend,
     if backend.type == BackendType.BUILTIN:
         return BuiltinProvider(manager, mesh, backend, generation)
     if backend.type == BackendType.PROVIDED:
-        return ProvidedProvider(mesh, backend, mesh_secret_reader(manager, mesh))
+        return ProvidedProvider(mesh, backend, mesh_secret_reader(manager, mesh),
+                                global_secret_reader(manager))
     providers = _vault.setdefault(manager, {})
     key = (mesh, backend.name, backend.model_dump_json())
     provider = providers.get(key)

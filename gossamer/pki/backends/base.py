@@ -1,9 +1,10 @@
 """What every certificate authority backend of a mesh offers (DESIGN §5).
 
 A backend is one entry of ``Mesh.mtls.backends``: ``builtin`` (a root generated and kept
-by the control plane that owns the mesh roots), ``provided`` (a CA certificate and key
-from the mesh's Secrets) or ``vault`` (Vault's PKI engine through ``hvac``). The control
-planes talk to all three through ``CaProvider``:
+by the control plane that owns the mesh roots), ``provided`` (a CA certificate from a
+Secret of the mesh, its key from a GlobalSecret that, like a builtin root, stays with that
+control plane) or ``vault`` (Vault's PKI engine through ``hvac``). The control planes talk
+to all three through ``CaProvider``:
 
 * ``roots()`` — the trust anchors (self-signed) that everything it signs chains to; what
   goes into the mesh's trust bundle while the backend is in use;
@@ -87,7 +88,7 @@ class LocalCa:
     roots: tuple[x509.Certificate, ...]
 
 
-# Reads the bytes of a Secret of the mesh by name (NotFound if it does not exist).
+# Reads the bytes of a secret by name (InvalidCaMaterial naming it if it does not exist).
 SecretReader = Callable[[str], Awaitable[bytes]]
 
 

@@ -1,10 +1,14 @@
-"""The provided backend: a CA certificate and key the platform team brings, from Secrets.
+"""The provided backend: a CA certificate and key the platform team brings.
 
 ``conf.cert`` holds the CA certificate, optionally followed by its issuers up to the root
-(so an intermediate of a corporate PKI works); ``conf.key`` its private key (ECDSA or RSA,
-PKCS#8 or traditional, unencrypted). ``validate_provided`` is the pure check run on apply
-and before every use; each refusal says what is wrong in the words a platform engineer
-would look for (basicConstraints, keyCertSign, pathLenConstraint, the dates).
+(so an intermediate of a corporate PKI works): public, a Secret of the mesh or inline.
+``conf.key`` names the GlobalSecret holding its private key (ECDSA or RSA, PKCS#8 or
+traditional, unencrypted): a kind never synced, so the key stays with the control plane
+that owns the mesh roots, like a builtin root's. (An inline key is refused on apply; one
+stored before that rule is still read, so its mesh can switch away without an outage.)
+``validate_provided`` is the pure check run on apply and before every use; each refusal
+says what is wrong in the words a platform engineer would look for (basicConstraints,
+keyCertSign, pathLenConstraint, the dates).
 """
 
 from __future__ import annotations
@@ -165,7 +169,10 @@ class ProvidedProvider:
     issues_workloads = False
 
     def __init__(self, mesh: str, backend: CaBackend, read_secret: SecretReader,
+                 read_global_secret: SecretReader,
                  clock: Callable[[], dt.datetime] = _utcnow) -> None:
+        """``read_secret`` reads the mesh's Secrets (the cert); ``read_global_secret``
+        GlobalSecrets (the key)."""
         if not isinstance(backend.conf, ProvidedConf):
             raise InvalidCaMaterial(f"mesh {mesh}, backend {backend.name}: a provided backend "
                                     "needs conf.cert and conf.key")
@@ -173,6 +180,7 @@ class ProvidedProvider:
         self.backend = backend.name
         self._conf = backend.conf
         self._read_secret = read_secret
+        self._read_global_secret = read_global_secret
         self._clock = clock
         # The last material read, and what it validated to (re-checked when it changes).
         self._seen: tuple[bytes, bytes] | None = None
@@ -181,15 +189,17 @@ class ProvidedProvider:
     async def local_ca(self, now: dt.datetime | None = None) -> LocalCa:
         """The CA from the secrets as they are now, validated (``InvalidCaMaterial``)."""
         now = now or self._clock()
-        material = (await read_ref(self._conf.cert, self._read_secret),
-                    await read_ref(self._conf.key, self._read_secret))
-        if material != self._seen or self._local is None or not _valid_at(self._local, now):
-            try:
+        try:
+            material = (await read_ref(self._conf.cert, self._read_secret),
+                        await read_ref(self._conf.key, self._read_global_secret))
+            local = self._local
+            if material != self._seen or local is None or not _valid_at(local, now):
                 ca, chain, roots = validate_provided(*material, now)
-            except InvalidCaMaterial as exc:
-                raise InvalidCaMaterial(f"{self._who()}: {exc.detail}", exc.part) from None
-            self._seen, self._local = material, LocalCa(ca=ca, chain=chain, roots=roots)
-        return self._local
+                local = LocalCa(ca=ca, chain=chain, roots=roots)
+                self._seen, self._local = material, local
+        except InvalidCaMaterial as exc:
+            raise InvalidCaMaterial(f"{self._who()}: {exc.detail}", exc.part) from None
+        return local
 
     async def roots(self) -> Sequence[x509.Certificate]:
         return list((await self.local_ca()).roots)

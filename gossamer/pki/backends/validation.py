@@ -3,12 +3,14 @@
 ``ca_checks()`` gives the ``ResourceManager`` two checks:
 
 * a Mesh: each ``provided`` backend that is new, changed or newly enabled must have its
-  cert and key (Secrets of that mesh, or inline) and pass ``validate_provided``; each such
-  ``vault`` backend's Secrets must exist, and its CA and client certificate must be PEM.
-  Backends the write leaves as they were are not judged again, so a mesh can always switch
-  away from a backend whose material went bad;
-* a Secret that a ``provided`` backend of its mesh uses as cert or key: the new bytes must
-  pass ``validate_provided`` with the other half as it is (or as the same batch has it).
+  cert (a Secret of that mesh, or inline) and its key (a GlobalSecret: never inline, which
+  would copy the key into every zone) and pass ``validate_provided``; each such ``vault``
+  backend's Secrets must exist, and its CA and client certificate must be PEM. Backends
+  the write leaves as they were are not judged again, so a mesh can always switch away
+  from a backend whose material went bad;
+* a Secret that a ``provided`` backend of its mesh uses as cert, or a GlobalSecret that a
+  ``provided`` backend of any mesh uses as key: the new bytes must pass
+  ``validate_provided`` with the other half as it is (or as the same batch has it).
 
 A refusal is an ``InvalidResource`` with one ``FieldError`` per problem, at the path of the
 field to fix (``mtls.backends[1].conf.cert``); nothing is stored. The server is not asked
@@ -43,7 +45,7 @@ def ca_checks(clock: Clock = _utcnow) -> Sequence[ApplyCheck]:
         await check_mesh(manager, res, batch, clock())
 
     async def secret_check(manager: ResourceManager, res: Resource, batch: Batch) -> None:
-        await check_secret(manager, res, batch, clock())
+        await check_secret(manager, res, batch, clock())  # a Secret or a GlobalSecret
 
     return (mesh_check, secret_check)
 
@@ -84,11 +86,18 @@ async def _stored_backends(manager: ResourceManager,
 
 async def _provided_errors(manager: ResourceManager, mesh: str, conf: ProvidedConf, at: str,
                            batch: Batch, now: dt.datetime) -> list[FieldError]:
+    errors: list[FieldError] = []
     cert = await _ref_bytes(manager, mesh, conf.cert, batch)
-    key = await _ref_bytes(manager, mesh, conf.key, batch)
-    errors = [FieldError(f"{at}.{part}", _missing(ref, mesh))
-              for part, ref, value in (("cert", conf.cert, cert), ("key", conf.key, key))
-              if value is None]
+    if cert is None:
+        errors.append(FieldError(f"{at}.cert", _missing(conf.cert, mesh)))
+    key = None
+    if conf.key.inline is not None:
+        errors.append(FieldError(f"{at}.key.inline", INLINE_KEY))
+    else:
+        key = await _key_bytes(manager, conf.key, batch)
+        if key is None:
+            errors.append(FieldError(f"{at}.key", await _missing_key(manager, mesh, conf.key,
+                                                                     batch)))
     if cert is None or key is None:
         return errors
     try:
@@ -130,41 +139,60 @@ async def _vault_errors(manager: ResourceManager, mesh: str, conf: VaultConf, at
     return errors
 
 
-# -- a Secret -----------------------------------------------------------------------------
+# -- a Secret or a GlobalSecret -----------------------------------------------------------
 
 
 async def check_secret(manager: ResourceManager, res: Resource, batch: Batch,
                        now: dt.datetime) -> None:
-    if res.type != "Secret" or not isinstance(res.spec, SecretSpec):
+    """A Secret is judged as the cert of its mesh's provided backends that name it; a
+    GlobalSecret as the key of every mesh's provided backends that name it."""
+    if res.type not in ("Secret", "GlobalSecret") or not isinstance(res.spec, SecretSpec):
         return
-    try:
-        mesh = (await manager.get_as_applied("Mesh", res.mesh, "", batch)).spec
-    except NotFound:
-        return  # the manager refuses a secret without its mesh anyway
-    if not isinstance(mesh, MeshSpec) or mesh.mtls is None:
-        return
+    as_key = res.type == "GlobalSecret"
+    if as_key:
+        meshes = await _meshes_as_applied(manager, batch)
+    else:
+        meshes = await _mesh_as_applied(manager, res.mesh, batch)
     errors: list[FieldError] = []
-    for backend in mesh.mtls.backends:
-        conf = backend.conf
-        if not isinstance(conf, ProvidedConf):
-            continue
-        as_cert, as_key = conf.cert.secret_ref == res.name, conf.key.secret_ref == res.name
-        if not (as_cert or as_key):
-            continue
-        cert = res.spec.value() if as_cert else await _ref_bytes(manager, res.mesh, conf.cert,
-                                                                  batch)
-        key = res.spec.value() if as_key else await _ref_bytes(manager, res.mesh, conf.key,
-                                                               batch)
-        if cert is None or key is None:
-            continue  # the other half is missing: the Mesh check reports that
-        try:
-            validate_provided(cert, key, now)
-        except InvalidCaMaterial as exc:
-            role = "cert and key" if as_cert and as_key else "cert" if as_cert else "key"
-            errors.append(FieldError("data", f"the {role} of CA backend {backend.name!r} of "
-                                             f"mesh {res.mesh!r}: {exc.detail}"))
+    for mesh, spec in meshes:
+        for backend in spec.mtls.backends if spec.mtls else []:
+            conf = backend.conf
+            if not isinstance(conf, ProvidedConf):
+                continue
+            if (conf.key if as_key else conf.cert).secret_ref != res.name:
+                continue
+            value = res.spec.value()
+            cert = await _ref_bytes(manager, mesh, conf.cert, batch) if as_key else value
+            key = value if as_key else await _key_bytes(manager, conf.key, batch)
+            if cert is None or key is None:
+                continue  # the other half is missing: the Mesh check reports that
+            try:
+                validate_provided(cert, key, now)
+            except InvalidCaMaterial as exc:
+                errors.append(FieldError("data", f"the {'key' if as_key else 'cert'} of CA "
+                                                 f"backend {backend.name!r} of mesh "
+                                                 f"{mesh!r}: {exc.detail}"))
     if errors:
-        raise InvalidResource(f"secret {res.name!r} would break a CA backend", errors)
+        what = "GlobalSecret" if as_key else "secret"
+        raise InvalidResource(f"{what} {res.name!r} would break a CA backend", errors)
+
+
+async def _mesh_as_applied(manager: ResourceManager, mesh: str,
+                           batch: Batch) -> list[tuple[str, MeshSpec]]:
+    try:
+        spec = (await manager.get_as_applied("Mesh", mesh, "", batch)).spec
+    except NotFound:
+        return []  # the manager refuses a secret without its mesh anyway
+    return [(mesh, spec)] if isinstance(spec, MeshSpec) else []
+
+
+async def _meshes_as_applied(manager: ResourceManager,
+                             batch: Batch) -> list[tuple[str, MeshSpec]]:
+    """Every Mesh as the batch would leave it: the batch's documents over the store's."""
+    meshes = {m.name: m.spec for m in (await manager.list("Mesh")).items}
+    meshes |= {res.name: res.spec for (kind, _, _), res in batch.items() if kind == "Mesh"}
+    return [(name, spec) for name, spec in sorted(meshes.items())
+            if isinstance(spec, MeshSpec)]
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -182,6 +210,36 @@ async def _ref_bytes(manager: ResourceManager, mesh: str, ref: SecretRef,
     return res.spec.value() if isinstance(res.spec, SecretSpec) else None
 
 
+async def _key_bytes(manager: ResourceManager, ref: SecretRef, batch: Batch) -> bytes | None:
+    """A provided CA's key: a GlobalSecret (inline only in a Mesh stored before that was
+    refused)."""
+    if ref.inline is not None:
+        return ref.inline.encode()
+    assert ref.secret_ref is not None
+    try:
+        res = await manager.get_as_applied("GlobalSecret", ref.secret_ref, "", batch)
+    except NotFound:
+        return None
+    return res.spec.value() if isinstance(res.spec, SecretSpec) else None
+
+
 def _missing(ref: SecretRef, mesh: str) -> str:
     return (f"secret {ref.secret_ref!r} does not exist in mesh {mesh!r}; apply it first, or "
             "in the same batch")
+
+
+async def _missing_key(manager: ResourceManager, mesh: str, ref: SecretRef,
+                       batch: Batch) -> str:
+    text = (f"GlobalSecret {ref.secret_ref!r} does not exist; apply it first, or in the same "
+            "batch (a provided CA's key is a GlobalSecret: it never leaves the control plane "
+            "that owns the mesh roots)")
+    if await _ref_bytes(manager, mesh, ref, batch) is not None:
+        text += (f"; secret {ref.secret_ref!r} of mesh {mesh!r} is not read for the key: "
+                 "store the key as a GlobalSecret and delete that Secret, which is copied "
+                 "to every zone")
+    return text
+
+
+INLINE_KEY = ("a provided CA's private key may not be inline: the Mesh is copied to every "
+              "zone and returned by GET, and the key would be too; store it in a GlobalSecret "
+              "(never synced) and refer to it with key: {secretRef: <name>}")
