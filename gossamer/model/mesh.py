@@ -116,6 +116,9 @@ class VaultTls(BaseModel):
 
 
 class VaultConf(BaseModel):
+    """Vault's (or OpenBao's) PKI engine: ``address`` is https:// (``insecureHttp: true``
+    allows http:// for local development only), ``pki`` the mount, ``role`` its role."""
+
     model_config = SPEC_CONFIG
 
     address: str = Field(pattern=r"^https?://[^\s/]+(/.*)?$", max_length=2048)
@@ -125,6 +128,18 @@ class VaultConf(BaseModel):
     namespace: str | None = Field(None, max_length=256)
     auth: VaultAuth
     tls: VaultTls | None = None
+    # Allow an http:// address. For local development only: the token or AppRole secret
+    # ID, and every CSR and certificate, would cross the network in clear.
+    insecure_http: bool = False
+
+    @model_validator(mode="after")
+    def _https(self) -> VaultConf:
+        if self.address.startswith("http://") and not self.insecure_http:
+            raise ValueError(
+                f"address {self.address!r} is plain HTTP: the Vault token or AppRole secret "
+                "ID would be sent in clear; use https://, or set insecureHttp: true (for "
+                "local development only)")
+        return self
 
 
 class DpCertRotation(BaseModel):

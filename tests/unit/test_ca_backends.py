@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from gossamer.errors import InvalidResource, NotFound
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource, parse_document, to_document
 from gossamer.model.mesh import CaBackend, VaultConf
 from gossamer.model.secret import SecretSpec
 from gossamer.pki.backends import (
@@ -614,6 +614,26 @@ async def test_a_vault_backend_needs_its_secrets_and_pem_where_pem_is_due() -> N
     applied = await manager.apply_batch([mesh_doc(vault), secret_doc("vault-ca", ca.cert_pem()),
                                          secret_doc("vault-token", b"s.token")])
     assert [a.action for a in applied] == [Action.UPDATED, Action.UPDATED, Action.CREATED]
+
+
+def vault_doc(address: str, **extra: Any) -> dict[str, Any]:
+    return mesh_doc({"name": "vault-1", "type": "vault", "conf": {
+        "address": address, "pki": "pki-payments", "role": "zones",
+        "auth": {"token": {"secretRef": "vault-token"}}, **extra}})
+
+
+def test_vault_over_plain_http_is_refused_unless_asked_for() -> None:
+    with pytest.raises(InvalidResource) as exc:
+        parse_document(vault_doc("http://vault.internal:8200"))
+    assert [(e.path, e.message) for e in exc.value.field_errors] == [(
+        "mtls.backends[0].conf",
+        "address 'http://vault.internal:8200' is plain HTTP: the Vault token or AppRole "
+        "secret ID would be sent in clear; use https://, or set insecureHttp: true (for local "
+        "development only)")]
+    local = parse_document(vault_doc("http://127.0.0.1:8200", insecureHttp=True))
+    assert to_document(local)["mtls"]["backends"][0]["conf"]["insecureHttp"] is True
+    secure = parse_document(vault_doc("https://vault.internal:8200"))
+    assert to_document(secure)["mtls"]["backends"][0]["conf"]["insecureHttp"] is False
 
 
 async def test_a_manager_without_checks_stores_what_it_is_given() -> None:

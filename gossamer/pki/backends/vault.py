@@ -13,7 +13,9 @@ verified by default, against ``tls.caCertSecretRef`` when given (else the system
 with ``tls.serverName`` as SNI and expected name; every TLS setting lives in one
 ``ssl.SSLContext`` the transport hands to each connection, so neither requests' defaults
 nor the environment (``REQUESTS_CA_BUNDLE``, ``VAULT_*``) change what is trusted. A client
-key is loaded into that context from a private temporary file removed at once.
+key is loaded into that context from a private temporary file removed at once. An
+``http://`` address is refused when the Mesh is parsed unless ``insecureHttp: true`` says
+it is meant (local development only: the token would cross the network in clear).
 
 The client token is cached; on 403 the provider logs in again once (reading the token
 secret again for token auth) and retries. Foreign errors end here: ``CaUnreachable`` for
