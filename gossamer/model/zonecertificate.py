@@ -4,7 +4,9 @@ A federated zone makes its own key per mesh and publishes a ``ZoneCertificateReq
 (named after the mesh) holding only the CSR; the global signs it with the mesh root (which
 never leaves the global) and publishes a ``ZoneCertificate`` (named ``<zone>.<mesh>``)
 that only that zone receives: the intermediate (path length 0) and the mesh's roots.
-Both keep their fields under ``spec:`` since ``mesh`` is one of them.
+Both keep their fields under ``spec:`` since ``mesh`` is one of them. Both are state the
+control planes write (``system``): the APIs serve them read-only, and only the zone CA,
+the global's signer and the sync (through unguarded managers) store them.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ REQUEST_DESCRIPTOR = KindDescriptor(
     alias="zcr",
     sync=SyncDirection.ZONE_TO_GLOBAL,
     description="a zone's CSR for its intermediate CA of one mesh",
+    system=True,
 )
 
 DESCRIPTOR = KindDescriptor(
@@ -58,4 +61,5 @@ DESCRIPTOR = KindDescriptor(
     alias="zcert",
     sync=SyncDirection.GLOBAL_TO_ZONES,
     description="a zone's intermediate CA for one mesh, signed by the mesh root",
+    system=True,
 )

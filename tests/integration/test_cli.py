@@ -435,20 +435,6 @@ keys:
   publicKey: "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA...\n-----END PUBLIC KEY-----\n"
 revoked:
 - {{id: 5f0e, expiresAt: 1900000000}}
----
-type: ZoneCertificateRequest
-name: {MESH}
-spec:
-  mesh: {MESH}
-  csr: "-----BEGIN CERTIFICATE REQUEST-----\nMIIB...\n-----END CERTIFICATE REQUEST-----\n"
----
-type: ZoneCertificate
-name: east.{MESH}
-spec:
-  zone: east
-  mesh: {MESH}
-  certificate: "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"
-  trustBundle: "-----BEGIN CERTIFICATE-----\nMIIC...\n-----END CERTIFICATE-----\n"
 """
 
 

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from gossamer.errors import InvalidResource, NotFound
+from gossamer.errors import Conflict, InvalidResource, NotFound
 from gossamer.model.base import Resource, parse_document, to_document
 from gossamer.model.mesh import CaBackend, VaultConf
 from gossamer.model.secret import SecretSpec
@@ -53,7 +53,7 @@ from gossamer.pki.certs import (
     new_root_ca,
     sign_leaf,
 )
-from gossamer.resources import Action, ResourceManager
+from gossamer.resources import Action, ResourceManager, deny_system
 from gossamer.store.memory import MemoryStore
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
@@ -634,6 +634,24 @@ def test_vault_over_plain_http_is_refused_unless_asked_for() -> None:
     assert to_document(local)["mtls"]["backends"][0]["conf"]["insecureHttp"] is True
     secure = parse_document(vault_doc("https://vault.internal:8200"))
     assert to_document(secure)["mtls"]["backends"][0]["conf"]["insecureHttp"] is False
+
+
+@pytest.mark.parametrize("doc", [
+    {"type": "ZoneCertificateRequest", "name": "payments",
+     "spec": {"mesh": "payments", "csr": "-----BEGIN CERTIFICATE REQUEST-----\n"}},
+    {"type": "ZoneCertificate", "name": "east.payments",
+     "spec": {"zone": "east", "mesh": "payments", "certificate": "-----BEGIN CERTIFICATE-----\n",
+              "trustBundle": "-----BEGIN CERTIFICATE-----\n"}}])
+async def test_zone_certificates_are_written_by_control_planes_only(doc: dict[str, Any]) -> None:
+    store = MemoryStore()
+    api = ResourceManager(store, guard=deny_system)
+    with pytest.raises(Conflict, match="written by the control planes only"):
+        await api.apply(parse_document(doc))
+    # The control planes' own managers (the zone CA, the signer, the sync) are unguarded.
+    written = await ResourceManager(store).apply(parse_document(doc))
+    assert written.action is Action.CREATED
+    with pytest.raises(Conflict, match="written by the control planes only"):
+        await api.delete(doc["type"], doc["name"])
 
 
 async def test_a_manager_without_checks_stores_what_it_is_given() -> None:
