@@ -695,3 +695,25 @@ def test_vault_errors_are_translated_for_the_platform_engineer() -> None:
               _Request("post", "auth/approle/login", "AppRole"))
     assert isinstance(login, CaRefused)
     assert "refused the AppRole login: invalid role or secret ID" in str(login)
+
+
+def test_a_long_foreign_error_text_is_cut_to_its_start() -> None:
+    # A load balancer in front of Vault answers 502 with its own HTML page, which hvac
+    # hands over whole as the error text.
+    page = ("<html><head><title>502 Bad Gateway</title></head><body>\n"
+            + "<p>The upstream server is not available.</p>\n" * 500 + "</body></html>")
+    req = _Request("post", "pki-payments/root/sign-intermediate")
+    error = translate(hvac.exceptions.BadGateway(page), WHO, ADDRESS, req, VAULT)
+    assert isinstance(error, CaUnreachable)
+    text = str(error)
+    assert text.startswith(f"{WHO}: Vault at {ADDRESS} cannot serve "
+                           "pki-payments/root/sign-intermediate now: <html><head><title>502 Bad "
+                           "Gateway</title></head><body> <p>The upstream server")
+    assert text.endswith(" more characters cut)")
+    assert len(text) < 500
+    # The same for the other ways a foreign text reaches an error.
+    long = "x" * 10_000
+    for exc in (hvac.exceptions.InvalidRequest(errors=[long]),
+                requests.exceptions.ConnectionError(long), RuntimeError(long)):
+        text = str(translate(exc, WHO, ADDRESS, req, VAULT))
+        assert len(text) < 500 and text.endswith(" more characters cut)"), text

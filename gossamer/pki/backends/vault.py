@@ -20,7 +20,9 @@ it is meant (local development only: the token would cross the network in clear)
 The client token is cached; on 403 the provider logs in again once (reading the token
 secret again for token auth) and retries. Foreign errors end here: ``CaUnreachable`` for
 no answer, a timeout or 5xx; ``CaRefused`` for everything Vault (or its TLS certificate)
-says no with, worded for the platform engineer who has to fix the policy or the role.
+says no with, worded for the platform engineer who has to fix the policy or the role. What
+they quote from elsewhere (Vault's error text, a proxy's HTML page, an exception) is cut
+to its first ``MAX_TEXT`` characters, saying so.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ ROOTS_TTL = 60.0       # seconds a mount's CA chain is reused before it is read 
 CERT_AUTH_MOUNT = "cert"
 TTL_MARGIN = dt.timedelta(minutes=1)
 WORKERS = 4            # threads per provider: requests to Vault at once
+MAX_TEXT = 300         # characters of a foreign text (a body, an exception) in an error
 
 
 # -- TLS ------------------------------------------------------------------------------------
@@ -116,10 +119,20 @@ class _Transport(requests.adapters.HTTPAdapter):
 # -- errors ---------------------------------------------------------------------------------
 
 
+def cut(text: str, limit: int = MAX_TEXT) -> str:
+    """The start of ``text`` on one line, at most ``limit`` characters and a note of what
+    was cut: hvac hands over a whole non-JSON body (a load balancer's HTML page) as the
+    error, which must not become a MeshTrust message or a log line of many kilobytes."""
+    text = re.sub(r"\s+", " ", text).strip()
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters cut)"
+
+
 def _vault_text(exc: hvac.exceptions.VaultError) -> str:
     errors = exc.errors if isinstance(exc.errors, list) else [str(exc.args[0] if exc.args else "")]
     text = "; ".join(re.sub(r"\s+", " ", str(e)).strip() for e in errors if str(e).strip())
-    return re.sub(r"^\d+ errors? occurred: \* ", "", text) or "(no error text)"
+    return cut(re.sub(r"^\d+ errors? occurred: \* ", "", text)) or "(no error text)"
 
 
 def _network_reason(exc: BaseException, timeout: float) -> str:
@@ -128,7 +141,7 @@ def _network_reason(exc: BaseException, timeout: float) -> str:
     text = str(exc)
     ssl_error = re.search(r"\[SSL: [A-Z_]+\] (.*?)\s*\(_ssl\.c", text)
     if ssl_error:
-        return ssl_error.group(1).rstrip(".")
+        return cut(ssl_error.group(1).rstrip("."))
     for needle, reason in (("Connection refused", "connection refused"),
                            ("Name or service not known", "the host name does not resolve"),
                            ("No address associated", "the host name does not resolve"),
@@ -138,7 +151,7 @@ def _network_reason(exc: BaseException, timeout: float) -> str:
                            ("RemoteDisconnected", "the connection was closed")):
         if needle in text:
             return reason
-    return text[-300:]
+    return cut(text)
 
 
 @dataclass(frozen=True)
@@ -163,7 +176,7 @@ def translate(exc: BaseException, who: str, address: str, req: _Request, conf: V
     if isinstance(exc, requests.RequestException | TimeoutError | OSError):
         return CaUnreachable(f"{who}: {at} does not answer: {_network_reason(exc, timeout)}")
     if not isinstance(exc, hvac.exceptions.VaultError):
-        return CaBackendError(f"{who}: {at}: {exc}")
+        return CaBackendError(f"{who}: {at}: {cut(str(exc))}")
     text = _vault_text(exc)
     if isinstance(exc, hvac.exceptions.InternalServerError | hvac.exceptions.VaultDown
                   | hvac.exceptions.BadGateway | hvac.exceptions.VaultNotInitialized
@@ -310,7 +323,7 @@ class VaultProvider:
             certs = tuple(x509.load_pem_x509_certificates(pem.encode())) if pem.strip() else ()
         except ValueError as exc:
             raise CaRefused(f"{self._who()}: {path} at Vault {self.address} returned a CA "
-                            f"chain that does not parse: {exc}") from None
+                            f"chain that does not parse: {cut(str(exc))}") from None
         roots = tuple(c for c in certs if is_self_signed(c))
         if not roots:
             raise CaRefused(f"{self._who()}: the CA chain of PKI mount {self.conf.pki!r} at "
@@ -344,8 +357,8 @@ class VaultProvider:
         caps = data.get(target) or data.get("capabilities") or []
         if not {"update", "root", "sudo"} & set(caps) or "deny" in caps:
             raise CaRefused(f"{self._who()}: the token's policy does not allow {target} at "
-                            f"Vault {self.address} (capabilities: {', '.join(caps) or 'none'}); "
-                            "grant it update")
+                            f"Vault {self.address} (capabilities: "
+                            f"{cut(', '.join(map(str, caps))) or 'none'}); grant it update")
 
     def _signed(self, data: dict[str, Any], path: str,
                 csr: x509.CertificateSigningRequest) -> x509.Certificate:
@@ -461,7 +474,7 @@ class VaultProvider:
             context = tls_context(ca_pem, bool(tls and tls.skip_verify), client_pair)
         except (ssl.SSLError, ValueError, OSError) as exc:
             raise InvalidCaMaterial(f"{self._who()}: the TLS material for Vault does not load "
-                                    f"(tls.caCertSecretRef, auth.tls): {exc}") from None
+                                    f"(tls.caCertSecretRef, auth.tls): {cut(str(exc))}") from None
         session = requests.Session()
         session.trust_env = False     # no proxy or CA bundle from the environment
         session.mount("https://", _Transport(context, tls.server_name if tls else None))
