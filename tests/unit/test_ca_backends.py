@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import socket
+import threading
 from typing import Any
 
 import hvac.exceptions
@@ -717,3 +719,30 @@ def test_a_long_foreign_error_text_is_cut_to_its_start() -> None:
                 requests.exceptions.ConnectionError(long), RuntimeError(long)):
         text = str(translate(exc, WHO, ADDRESS, req, VAULT))
         assert len(text) < 500 and text.endswith(" more characters cut)"), text
+
+
+async def test_a_vault_provider_replaced_by_a_new_configuration_is_closed() -> None:
+    manager = ResourceManager(MemoryStore())
+    await manager.apply(parse_document({"type": "Mesh", "name": "replaced"}))
+    await manager.apply(parse_document(secret_doc("vault-token", b"s.token", mesh="replaced")))
+    with socket.socket() as probe:      # a port nothing listens on: refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conf = {"address": f"https://127.0.0.1:{port}", "pki": "pki", "role": "zones",
+            "auth": {"token": {"secretRef": "vault-token"}}}
+
+    def backend(**changed: str) -> CaBackend:
+        return CaBackend.model_validate({"name": "vault-1", "type": "vault",
+                                         "conf": {**conf, **changed}})
+
+    old = provider_for(manager, "replaced", backend())
+    with pytest.raises(CaUnreachable):
+        await old.roots()               # starts its worker thread and connection pool
+    workers = [t for t in threading.enumerate() if t.name.startswith("vault-replaced-")]
+    assert workers
+    assert provider_for(manager, "replaced", backend()) is old
+    new = provider_for(manager, "replaced", backend(role="other-role"))
+    assert new is not old
+    for worker in workers:
+        worker.join(timeout=5)
+    assert not [t.name for t in workers if t.is_alive()]

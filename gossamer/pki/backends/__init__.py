@@ -8,7 +8,8 @@ the mesh roots (a missing secret of either kind is ``InvalidCaMaterial`` naming 
 Builtin and provided providers are cheap and built on each call. A vault provider holds a
 logged-in client, its connections and the mount's CA chain, so ``provider_for`` keeps one
 per manager, mesh and backend configuration and returns it again (a changed configuration
-gets a new one); ``close()`` on it only drops its connections until the next use.
+gets a new one, and the one it replaces is closed at once, its threads and connections
+released); ``close()`` on it only drops its connections until the next use.
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ def provider_for(manager: ResourceManager, mesh: str, backend: CaBackend,
     provider = providers.get(key)
     if provider is None:
         for stale in [k for k in providers if k[:2] == key[:2]]:
-            del providers[stale]  # the backend's configuration changed
+            # The backend's configuration changed: nothing will ask this cache for the old
+            # provider again, so its threads and connection pool would only leak.
+            providers.pop(stale).release()
         provider = providers[key] = VaultProvider(mesh, backend,
                                                   mesh_secret_reader(manager, mesh))
     return provider

@@ -303,6 +303,11 @@ class VaultProvider:
 
     async def close(self) -> None:
         """Drop the connections and threads (a later call makes new ones)."""
+        self.release()
+
+    def release(self) -> None:
+        """``close()`` without a loop: nothing here waits, neither on Vault nor on a request
+        in flight (it finishes in its thread; its connection is not reused)."""
         client, executor = self._client, self._executor
         self._client = self._executor = None
         if client is not None:
