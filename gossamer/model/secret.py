@@ -1,8 +1,9 @@
 """Secret (mesh-scoped) and GlobalSecret: opaque bytes, base64 in ``data``.
 
-Secrets hold CA material for ``provided`` backends and Vault credentials; GlobalSecrets
-hold the global's own material such as zone-token signing keys. Both are readable only
-with the admin token.
+Secrets (synced to every zone) hold public CA material of ``provided`` backends and Vault
+credentials; GlobalSecrets (never synced) hold what must not leave the control plane that
+owns it: zone-token signing keys, builtin mesh roots, a ``provided`` backend's private key,
+a zone's own intermediate keys. Both are readable only with the admin token.
 """
 
 from __future__ import annotations
