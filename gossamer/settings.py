@@ -50,7 +50,9 @@ class ZoneSettings:
     ``heartbeat_interval``/``heartbeat_timeout`` bound how long a dead sync stream can
     look alive; ``global_ca`` is the global's CA file (``insecure_skip_verify`` must be
     set explicitly to connect without it). ``vip_cidr`` is the range the zone allocates
-    its services' virtual IPs from (``<service>.mesh``, DESIGN §6).
+    its services' virtual IPs from (``<service>.mesh``, DESIGN §6). ``agent_grace`` is how
+    many seconds after a start the Dataplanes and ZoneIngresses a previous run left stored
+    wait for their agents to register again before they are removed.
     """
 
     zone: str
@@ -66,6 +68,7 @@ class ZoneSettings:
     heartbeat_timeout: float = 15.0
     tls_hosts: tuple[str, ...] = ()
     vip_cidr: str = DEFAULT_VIP_CIDR
+    agent_grace: float = 60.0
 
     @property
     def directory(self) -> Path:

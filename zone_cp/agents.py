@@ -3,9 +3,21 @@
 A sidecar agent opens one ``Session`` for its lifetime. Its first message registers the
 Dataplane: the document is validated, the dataplane token must be valid for the
 Dataplane's mesh and name one of its services, and a name already held by a live agent
-with a different token is refused. The Dataplane is stored while the session lives and
-removed when it ends. ``SignCertificate`` signs a CSR for a registered Dataplane only,
-with the identity the control plane derives from it (``zone_cp.ca``).
+with a different token is refused (a stored Dataplane with no live session blocks no
+one). ``SignCertificate`` signs a CSR for a registered Dataplane only, with the identity
+the control plane derives from it (``zone_cp.ca``).
+
+Lifetime of a registered Dataplane: it is stored (with the label ``AGENT_LABEL``) when
+its agent registers and removed when the agent's stream ends while the control plane
+keeps running. It is *not* removed when the stream ends because the control plane
+itself stops (``stopping``): the Envoys keep serving meanwhile, and deleting their
+Dataplanes would reach the global and every other zone as a lost route. After a start,
+``run`` gives the Dataplanes a previous run left behind (``leftovers``) a grace period
+for their agents to register again (which replaces them, as any re-registration does)
+and then removes those still without a session: a sidecar that died with the CP does
+not linger. Only agent-registered, zone-local Dataplanes are touched; one applied by
+hand or synced from elsewhere is not the registry's. The same holds for the other kinds'
+registrars (``Registrar``).
 
 Other kinds of agents register through the same Session with their own document: a
 ``ZoneIngress`` goes to the ``Registrar`` given for that kind (``zone_cp.ingresses``),
@@ -31,8 +43,8 @@ import datetime as dt
 import enum
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import grpc
@@ -45,6 +57,7 @@ from gossamer.pki.certs import bundle_digest
 from gossamer.resources import ResourceManager
 from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE, Claims, TokenRejected
+from sync.applier import ORIGIN_LABEL
 from sync.v1 import agent_pb2, agent_pb2_grpc
 from zone_cp.ca import CaUnavailable, ZoneCa
 from zone_cp.cert_status import (
@@ -61,6 +74,13 @@ log = logging.getLogger(__name__)
 MAX_CSR = 16 * 1024
 HEARTBEAT = 5.0
 CpMessage = agent_pb2.ControlPlaneMessage
+# Marks a Dataplane an agent registered, so a restarted CP knows which stored ones are its
+# to expire (``leftovers``); a hand-applied Dataplane has no agent to wait for.
+AGENT_LABEL = "gossamer.io/registered-by"
+AGENT_VALUE = "agent"
+# How long a restarted zone CP keeps a previous run's Dataplanes and ZoneIngresses for
+# their agents to register again (agents reconnect within 45 s, see docs/decisions.md).
+LEFTOVER_GRACE = 60.0
 
 
 def utc_now() -> dt.datetime:
@@ -155,11 +175,31 @@ class Change(enum.StrEnum):
 
 
 class Registrar(Protocol):
-    """Registers the agents of one other kind (``ZoneIngress``) by their document."""
+    """Registers the agents of one other kind (``ZoneIngress``) by their document, with
+    the same lifetime rules as the Dataplanes' (see the module's docstring)."""
 
     async def register(self, res: Resource, token: str | None, now: float) -> Any: ...
 
     async def unregister(self, session: Any) -> None: ...
+
+    def stopping(self) -> None: ...
+
+    async def leftovers(self) -> list[tuple[str, str]]: ...
+
+    async def expire(self, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]: ...
+
+
+def leftover_keys(stored: Iterable[Resource], live: Collection[str],
+                  node_id: Callable[[Resource], str],
+                  owned: Callable[[Resource], bool]) -> list[tuple[str, str]]:
+    """The (mesh, name) of each stored resource ``owned`` by a registry (zone-local and
+    agent-registered) whose node id has no live session, sorted."""
+    return sorted((r.mesh, r.name) for r in stored
+                  if ORIGIN_LABEL not in r.labels and owned(r) and node_id(r) not in live)
+
+
+def registered_by_agent(res: Resource) -> bool:
+    return res.labels.get(AGENT_LABEL) == AGENT_VALUE
 
 
 class AgentRegistry:
@@ -175,6 +215,7 @@ class AgentRegistry:
         self._on_register: list[Callable[[AgentSession], None]] = []
         self._on_change: list[Callable[[Change, AgentSession], None]] = []
         self._bundles: dict[str, tuple[bytes, str]] = {}  # mesh -> (PEM, digest)
+        self._stopping = False
         # Set on every registration, report and departure; its one consumer clears it.
         self.changed = asyncio.Event()
 
@@ -285,6 +326,7 @@ class AgentRegistry:
         if res.type != "Dataplane" or not isinstance(res.spec, DataplaneSpec):
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "expected a Dataplane document")
         claims = await self.authenticate(token, res.mesh, res.spec)
+        res = replace(res, labels={**res.labels, AGENT_LABEL: AGENT_VALUE})
         session = AgentSession(res.mesh, res.name, claims, res, now)
         async with self._lock:
             held = self.sessions.get(session.node_id)
@@ -308,9 +350,61 @@ class AgentRegistry:
             if self.sessions.get(session.node_id) is not session:
                 return  # a newer session of the same agent took over
             del self.sessions[session.node_id]
-            with contextlib.suppress(NotFound):
-                await self.manager.delete("Dataplane", session.name, session.mesh)
+            if not self._stopping:  # the CP's own stop: the sidecar lives on, so does its DP
+                with contextlib.suppress(NotFound):
+                    await self.manager.delete("Dataplane", session.name, session.mesh)
         self._notify(Change.GONE, session)
+
+    # -- the control plane's own lifetime ---------------------------------------------------
+
+    def stopping(self) -> None:
+        """The control plane is stopping: sessions that end from now on (here and in the
+        other kinds' registrars) leave their resources stored for the next run."""
+        self._stopping = True
+        for other in self.others.values():
+            other.stopping()
+
+    async def leftovers(self) -> list[tuple[str, str]]:
+        """The (mesh, name) of stored agent-registered Dataplanes with no live session."""
+        page = await self.manager.list("Dataplane", labels={AGENT_LABEL: AGENT_VALUE})
+        return leftover_keys(page.items, self.sessions.keys(),
+                             lambda r: f"{r.mesh}.{r.name}", registered_by_agent)
+
+    async def expire(self, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Remove the Dataplanes ``keys`` names whose agent has still not registered;
+        which were removed."""
+        removed = []
+        async with self._lock:
+            for mesh, name in keys:
+                if f"{mesh}.{name}" in self.sessions or self._stopping:
+                    continue
+                with contextlib.suppress(NotFound):
+                    if registered_by_agent(await self.manager.get("Dataplane", name, mesh)):
+                        await self.manager.delete("Dataplane", name, mesh)
+                        removed.append((mesh, name))
+        if removed:
+            log.info("removed %d dataplanes whose agents did not come back: %s",
+                     len(removed), ", ".join(f"{m}.{n}" for m, n in removed))
+        return removed
+
+    async def run(self, grace: float = LEFTOVER_GRACE) -> None:
+        """After a start: wait ``grace`` seconds for the agents of the resources a previous
+        run left stored, then remove those whose agent did not come back. Runs until
+        cancelled, like the control plane's other parts (its end would end the CP)."""
+        found: dict[str, list[tuple[str, str]]] = {"Dataplane": await self.leftovers()}
+        for kind, other in self.others.items():
+            found[kind] = await other.leftovers()
+        if any(found.values()):
+            log.info("keeping %d resources of the previous run for %gs while their agents "
+                     "come back", sum(map(len, found.values())), grace)
+            await asyncio.sleep(grace)
+            try:
+                await self.expire(found.pop("Dataplane"))
+                for kind, keys in found.items():
+                    await self.others[kind].expire(keys)
+            except GossamerError as exc:  # a store failure: the next run expires them
+                log.warning("cannot remove the previous run's leftovers: %s", exc.detail)
+        await asyncio.Event().wait()
 
 
 class AgentService(agent_pb2_grpc.AgentServicer):

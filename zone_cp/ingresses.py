@@ -13,7 +13,11 @@ zone sync publishes it to the global, which passes it to the other zones) with
 agent: per mesh, each local service the ingress can route to, with its protocol tag and
 instance count. ``run`` recomputes them on every ``MeshState`` change; identical applies
 are no-ops, so only a real change reaches the store and the sync. The session's end
-removes the ZoneIngress.
+removes the ZoneIngress, unless it ends because the control plane stops (``stopping``):
+the ingress's Envoy keeps passing traffic, so other zones must keep their route. After a
+start, a ZoneIngress left by the previous run stays until its agent registers again or
+``AgentRegistry.run``'s grace passes (``leftovers``, ``expire``). Every local ZoneIngress
+(one without an origin label) is the registry's: the zone CP owns its contents.
 
 The ingress's Envoy is admitted to the ADS by node id ``ingress:<name>`` (a colon never
 occurs in a mesh or resource name, so it cannot collide with a Dataplane's
@@ -26,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -43,7 +47,7 @@ from proxy.context import Service
 from proxy.envoy.resources import ProxyResources
 from sync.applier import ORIGIN_LABEL, ZONE_LABEL
 from sync.v1 import agent_pb2
-from zone_cp.agents import Refused
+from zone_cp.agents import Refused, leftover_keys
 from zone_cp.mesh_state import MeshState
 from zone_ingress.envoy import IngressContext, generate_ingress, routable
 
@@ -138,6 +142,7 @@ class IngressRegistry:
         self._generate = generate
         self._lock = asyncio.Lock()
         self._dirty = asyncio.Event()
+        self._stopping = False
 
     # -- authentication -----------------------------------------------------------------
 
@@ -214,9 +219,39 @@ class IngressRegistry:
             if self.sessions.get(session.node_id) is not session:
                 return  # a newer session of the same ingress took over
             del self.sessions[session.node_id]
+            if self._stopping:  # the CP's own stop: the ingress serves on, keep its route
+                return
             with contextlib.suppress(NotFound):
                 await self.manager.delete(KIND, session.name)
         log.info("zone ingress %s unregistered", session.name)
+
+    # -- the control plane's own lifetime (see AgentRegistry.run) -----------------------
+
+    def stopping(self) -> None:
+        """Sessions that end from now on leave their ZoneIngress stored."""
+        self._stopping = True
+
+    async def leftovers(self) -> list[tuple[str, str]]:
+        """("", name) of each local ZoneIngress stored with no live session."""
+        page = await self.manager.list(KIND)
+        return leftover_keys(page.items, self.sessions.keys(), lambda r: node_id(r.name),
+                             lambda _: True)
+
+    async def expire(self, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Remove the ZoneIngresses ``keys`` names whose agent has still not registered
+        (nor a synced one taken the name since); which were removed."""
+        removed = []
+        async with self._lock:
+            for mesh, name in keys:
+                if node_id(name) in self.sessions or self._stopping:
+                    continue
+                with contextlib.suppress(NotFound):
+                    if ORIGIN_LABEL not in (await self.manager.get(KIND, name)).labels:
+                        await self.manager.delete(KIND, name)
+                        removed.append((mesh, name))
+        for _, name in removed:
+            log.info("zone ingress %s removed: its agent did not come back", name)
+        return removed
 
     # -- available services -------------------------------------------------------------
 
