@@ -116,6 +116,7 @@ class ZoneControlPlane:
                                          federated=s.federated)
         self._tasks.append(asyncio.create_task(self.ingresses.run(), name="ingresses"))
         self.agents = AgentRegistry(self.manager, s.zone, {"ZoneIngress": self.ingresses})
+        self._tasks.append(asyncio.create_task(self.agents.run(s.agent_grace), name="agents"))
         # Virtual IPs for every service the zone knows, and each mesh's DNS table for its
         # agents (DESIGN §6).
         self.vips = VipAllocator(self.state, self.manager, parse_cidr(s.vip_cidr))
@@ -133,6 +134,7 @@ class ZoneControlPlane:
 
     async def stop(self) -> None:
         if self.xds is not None:
+            self.agents.stopping()  # sessions ended by our stop keep their resources stored
             await self.xds.stop()
         for task in self._tasks:
             task.cancel()
