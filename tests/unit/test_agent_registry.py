@@ -3,6 +3,7 @@ about their certificates, and the trust bundle and renewals the registry sends t
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -23,7 +24,8 @@ from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
-from zone_cp.agents import AgentRegistry, AgentSession, Change, Refused
+from tests.cluster import eventually
+from zone_cp.agents import AgentRegistry, AgentSession, Change, Refused, leftover_keys
 from zone_cp.cert_status import StatusReport, parse_status
 
 DP: dict[str, Any] = {
@@ -190,3 +192,76 @@ async def test_a_replaced_session_is_not_reported_or_gone() -> None:
     reg.reported(first, report())
     await reg.unregister(first)
     assert heard == [] and reg.sessions["default.backend-1"] is second
+
+
+# -- the control plane's own stop and restart ------------------------------------------------
+
+async def stored_names(manager: ResourceManager) -> list[str]:
+    return sorted(r.name for r in (await manager.list("Dataplane")).items)
+
+
+async def test_sessions_ended_by_the_cp_stopping_keep_their_dataplanes() -> None:
+    reg, manager = await registry()
+    a, b = await sidecar(reg, manager, "a"), await sidecar(reg, manager, "b")
+    await reg.unregister(a)  # an agent going away while the CP runs: removed at once
+    assert await stored_names(manager) == ["b"]
+    reg.stopping()
+    await reg.unregister(b)
+    assert await stored_names(manager) == ["b"] and reg.sessions == {}
+    assert await reg.expire([("default", "b")]) == []  # nothing expires during a stop
+
+
+async def test_a_restarted_registry_expires_only_leftovers_whose_agent_did_not_return(
+        ) -> None:
+    old, manager = await registry()
+    tok = await token(manager, "backend")
+    for name in ("back", "gone"):
+        await old.register(dataplane(name), tok, 0.0)
+    stored = await manager.get("Dataplane", "back", "default")
+    assert stored.labels == {"gossamer.io/registered-by": "agent"}
+    old.stopping()
+    for session in list(old.sessions.values()):
+        await old.unregister(session)
+    # Not the registry's: applied by hand, or synced from another zone.
+    await manager.apply(parse_document(dataplane("by-hand")))
+    await manager.apply(parse_document({**dataplane("synced"), "labels": {
+        "gossamer.io/registered-by": "agent", "gossamer.io/origin": "zone"}}))
+
+    new = AgentRegistry(manager, "west")
+    leftovers = await new.leftovers()
+    assert leftovers == [("default", "back"), ("default", "gone")]
+    # A stale Dataplane blocks no one: an agent with another token may take the name.
+    await new.register(dataplane("back"), await token(manager, "backend"), 1.0)
+    assert await new.expire(leftovers) == [("default", "gone")]
+    assert await stored_names(manager) == ["back", "by-hand", "synced"]
+
+
+async def test_run_waits_the_grace_then_expires() -> None:
+    old, manager = await registry()
+    await sidecar(old, manager, "gone")
+    old.stopping()
+    await old.unregister(old.sessions["default.gone"])
+    new = AgentRegistry(manager, "west")
+    task = asyncio.create_task(new.run(grace=0.3))
+    try:
+        await asyncio.sleep(0.1)  # inside the grace: still there
+        assert await stored_names(manager) == ["gone"]
+        await eventually(lambda: _none_stored(manager), timeout=5,
+                         what="the leftover expired after the grace")
+        assert not task.done()  # a part of the CP: it runs until cancelled
+    finally:
+        task.cancel()
+
+
+async def _none_stored(manager: ResourceManager) -> bool:
+    return await stored_names(manager) == []
+
+
+def test_leftover_keys_are_local_owned_and_without_a_session() -> None:
+    def dp(name: str, **labels: str) -> Any:
+        return parse_document({**dataplane(name), "labels": labels})
+
+    stored = [dp("live", mine="1"), dp("left", mine="1"), dp("other"),
+              dp("synced", mine="1", **{"gossamer.io/origin": "zone"})]
+    assert leftover_keys(stored, {"default.live"}, lambda r: f"{r.mesh}.{r.name}",
+                         lambda r: "mine" in r.labels) == [("default", "left")]

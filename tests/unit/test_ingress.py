@@ -364,6 +364,39 @@ async def test_a_standalone_zone_or_one_not_yet_in_sync_refuses(zone: Zone) -> N
     assert early.value.code is grpc.StatusCode.UNAVAILABLE  # the agent retries
 
 
+async def test_the_cp_stopping_keeps_the_ingress_and_a_restart_expires_it_if_not_back(
+        zone: Zone) -> None:
+    token = await zone.token()
+    session = await zone.register(token)
+    zone.registry.stopping()
+    await zone.registry.unregister(session)
+    assert await zone.stored() is not None and zone.registry.sessions == {}
+
+    # The next run: the leftover (and not another zone's synced ingress) waits for its agent.
+    await zone.manager.apply(parse_document({
+        "type": "ZoneIngress", "name": "east-ingress-1a2b", "networking": {
+            "address": "192.168.1.1"},
+        "labels": {"gossamer.io/zone": "east", "gossamer.io/origin": "zone"}}))
+    again = IngressRegistry(zone.manager, zone.state, "west", federated=True)
+    leftovers = await again.leftovers()
+    assert leftovers == [("", "west-ingress")]
+    back = await again.register(parse_document({
+        "type": "ZoneIngress", "name": "west-ingress",
+        "networking": {"address": "10.0.0.9"}}), await zone.token(), 1.0)  # any token
+    assert await again.expire(leftovers) == [] and await zone.stored() is not None
+    await again.unregister(back)  # gone while the CP runs: removed at once
+    assert await zone.stored() is None
+
+    # An ingress that does not come back is removed when its grace ends.
+    await zone.register(token, name="lost")
+    zone.registry.stopping()
+    await zone.registry.unregister(zone.registry.sessions["ingress:lost"])
+    third = IngressRegistry(zone.manager, zone.state, "west", federated=True)
+    assert await third.expire(await third.leftovers()) == [("", "lost")]
+    assert await zone.stored("lost") is None
+    assert await zone.stored("east-ingress-1a2b") is not None
+
+
 # --- the agent's inputs and bootstrap ----------------------------------------------------
 
 def settings(**overrides: Any) -> IngressSettings:
