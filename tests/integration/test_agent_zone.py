@@ -1,8 +1,9 @@
 """The agent against the real zone control plane: two sidecars (``web`` calling ``backend``
 through an explicit outbound) with real Envoys, mTLS between them, a tiny HTTP backend,
 the zone CP in-process (standalone, SQLite), the agents as real ``gossamer proxy run``
-processes. Also: the sidecars keep serving while the zone CP is down and pick up changes
-when it returns; a token for another service is refused with the CP's reason."""
+processes. Also: the sidecars keep serving while the zone CP is down, their Dataplanes stay
+stored across its restart, and they pick up changes when it returns; a token for another
+service is refused with the CP's reason."""
 
 from __future__ import annotations
 
@@ -169,8 +170,11 @@ async def test_two_sidecars_talk_over_mtls_and_survive_a_control_plane_outage(
             assert await through_the_mesh()
         assert envoy_pids(backend.work) + envoy_pids(web.work) == pids
 
-        # It comes back: the agents register again and a new policy reaches the Envoys.
+        # It comes back: its stop deleted neither Dataplane (the sidecars kept running), the
+        # agents register again and a new policy reaches the Envoys.
         cp = await zone.start()
+        assert {"backend-1", "web-1"} <= {r.name for r in (
+            await cp.manager.list("Dataplane", "default")).items}
         await eventually(lambda: {"default.backend-1", "default.web-1"}
                          <= set(cp.agents.sessions), timeout=60,
                          what="both agents registered again")
