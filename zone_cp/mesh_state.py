@@ -34,6 +34,11 @@ class MeshState:
         self._store = store
         self.zone = zone
         self._items: dict[Key, Resource] = {}
+        # The same resources by kind, and what was derived from them since the last
+        # change (each mesh's services and policies): every proxy of a mesh shares them,
+        # so a change costs one rebuild, not one per connected proxy.
+        self._by_kind: dict[str, dict[Key, Resource]] = defaultdict(dict)
+        self._derived: dict[tuple[str, str], object] = {}
         self._listeners: list[Callable[[Resource | None], None]] = []
         self.generation = 0
 
@@ -46,17 +51,23 @@ class MeshState:
 
     def _reset(self, resources: list[Resource]) -> None:
         self._items = {r.key: r for r in resources}
+        self._by_kind = defaultdict(dict)
+        for r in resources:
+            self._by_kind[r.type][r.key] = r
         self._bump(None)
 
     def _changed(self, res: Resource, deleted: bool) -> None:
         if deleted:
             self._items.pop(res.key, None)
+            self._by_kind[res.type].pop(res.key, None)
         else:
             self._items[res.key] = res
+            self._by_kind[res.type][res.key] = res
         self._bump(res)
 
     def _bump(self, res: Resource | None) -> None:
         self.generation += 1
+        self._derived.clear()
         for listener in list(self._listeners):
             listener(res)
 
@@ -66,15 +77,32 @@ class MeshState:
         return self._items.get((kind, mesh, name))
 
     def of_kind(self, kind: str, mesh: str | None = None) -> list[Resource]:
-        return [r for (k, m, _), r in sorted(self._items.items())
-                if k == kind and (mesh is None or m == mesh)]
+        return [r for (_, m, _), r in sorted(self._by_kind.get(kind, {}).items())
+                if mesh is None or m == mesh]
 
     def disabled_zones(self) -> set[str]:
         return {z.name for z in self.of_kind("Zone")
                 if isinstance(z.spec, ZoneSpec) and not z.spec.enabled}
 
     def services(self, mesh: str) -> dict[str, Service]:
-        """Every service of the mesh, local instances first, then other zones' ingresses."""
+        """Every service of the mesh, local instances first, then other zones' ingresses
+        (a new dict each call; built once per change)."""
+        built = self._derived.get(("services", mesh))
+        if built is None:
+            built = self._derived[("services", mesh)] = self._services(mesh)
+        assert isinstance(built, dict)
+        return dict(built)
+
+    def policies(self, mesh: str) -> list[Resource]:
+        """Every policy of the mesh, kind by kind (built once per change)."""
+        built = self._derived.get(("policies", mesh))
+        if built is None:
+            built = self._derived[("policies", mesh)] = [
+                p for kind in POLICY_KINDS for p in self.of_kind(kind, mesh)]
+        assert isinstance(built, list)
+        return list(built)
+
+    def _services(self, mesh: str) -> dict[str, Service]:
         protocol: dict[str, str] = {}
         local = self._local_endpoints(mesh, protocol)
         remote = self._remote_zones(mesh, protocol)
@@ -133,7 +161,7 @@ class MeshState:
             raise TypeError(f"{dataplane.type} {dataplane.name} is not a Dataplane")
         mesh = dataplane.mesh
         services = self.services(mesh)
-        policies = [p for kind in POLICY_KINDS for p in self.of_kind(kind, mesh)]
+        policies = self.policies(mesh)
         matched = match_policies(dataplane, policies, destinations=list(services), zone=self.zone)
         outbounds = tuple(OutboundListener(service=ob.service, port=ob.port,
                                            address=ob.address or "127.0.0.1")
