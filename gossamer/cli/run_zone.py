@@ -118,12 +118,17 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
               help="A name or IP sidecars and ingresses reach the xDS port by, added to its "
                    "TLS certificate beside localhost, this host's name, 127.0.0.1 and ::1. "
                    "Repeatable.")
+@click.option("--agent-grace", envvar="GOSSAMER_AGENT_GRACE", show_envvar=True,
+              default="60s", show_default=True, metavar="DURATION",
+              callback=params.duration(1.0, seconds=True),
+              help="After a restart, how long the sidecars and ingresses a previous run "
+                   "registered stay in the mesh waiting for their agents to come back.")
 @params.heartbeat_options
 @params.log_level_option
 def run(zone: str, data_dir: Path | None, api_addr: str, xds_addr: str, store: str,
         global_url: str | None, token_file: Path | None, global_ca: Path | None,
         insecure_skip_verify: bool, vip_cidr: str, tls_hosts: tuple[str, ...],
-        heartbeat_interval: float,
+        agent_grace: float, heartbeat_interval: float,
         heartbeat_timeout: float, log_level: str) -> None:
     """Run a zone control plane (blocks; stop it with Ctrl-C or SIGTERM).
 
@@ -137,7 +142,7 @@ def run(zone: str, data_dir: Path | None, api_addr: str, xds_addr: str, store: s
                             global_ca=global_ca, insecure_skip_verify=insecure_skip_verify,
                             heartbeat_interval=heartbeat_interval,
                             heartbeat_timeout=heartbeat_timeout, vip_cidr=vip_cidr,
-                            tls_hosts=tls_hosts)
+                            tls_hosts=tls_hosts, agent_grace=agent_grace)
 
     def start() -> None:
         from zone_cp.app import serve_forever

@@ -833,6 +833,8 @@ ZONE_USAGE_ERRORS: Sequence[tuple[list[str], dict[str, str], str]] = [
     (["--heartbeat-interval", "10s", "--heartbeat-timeout", "5s"], {},
      "--heartbeat-timeout must be longer"),
     (["--heartbeat-interval", "0s"], {}, "shorter than 100ms"),
+    (["--agent-grace", "0s"], {}, "shorter than 1s"),
+    ([], {"GOSSAMER_AGENT_GRACE": "soon"}, 'expected a duration like "5s"'),
     (["--api-addr", "localhost"], {}, "expected HOST:PORT"),
     (["--store", "mysql://x"], {}, "expected sqlite, memory"),
     ([], {"GOSSAMER_GLOBAL_ADDRESS": "grpc://global:5685"}, "plaintext"),
