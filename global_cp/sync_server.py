@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -194,6 +195,8 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
         task = asyncio.create_task(body(sid, stream))
         self._sessions[sid] = _Session(zone, claims, task)
         session = self._sessions[sid]
+        expiry = asyncio.get_running_loop().call_later(
+            max(claims.expires_at - time.time(), 0.0), self._expire, sid)
         error = ""
         try:
             await task
@@ -211,8 +214,22 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
             error = exc.detail
             log.info("zone %s stream %s ended: %s", zone, sid, exc.detail)
         finally:
+            expiry.cancel()
             self._sessions.pop(sid, None)
             self.insights.disconnected(zone, error)
+
+    def _expire(self, sid: str) -> None:
+        """The stream's token has expired: end it (the zone reconnects with its token file,
+        which must hold a fresh token by then)."""
+        session = self._sessions.get(sid)
+        if session is None or session.withdrawn is not None:
+            return
+        session.withdrawn = _Refused(
+            grpc.StatusCode.UNAUTHENTICATED, "expired",
+            f"token {session.claims.token_id} expired while in use; reconnect with a new "
+            "zone token")
+        log.warning("ending zone %s stream %s: %s", session.zone, sid, session.withdrawn.detail)
+        session.task.cancel()
 
     # -- GlobalToZone -------------------------------------------------------------------
 

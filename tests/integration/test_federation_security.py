@@ -155,6 +155,27 @@ async def test_an_expired_token_is_refused(global_cp: GlobalControlPlane,
     await assert_refused(global_cp, east, "expired")
 
 
+async def test_a_token_that_expires_while_connected_ends_the_stream_then_a_new_one_works(
+        global_cp: GlobalControlPlane, zones: list[ZoneControlPlane], tmp_path: Path) -> None:
+    path, token_id = await zone_token(global_cp, "east", tmp_path / "east.token",
+                                      valid_for=4.0)
+    east = await zone(global_cp, zones, "east", tmp_path, token_file=path)
+    await eventually(lambda: has_default_mesh(east))
+    await eventually(lambda: global_cp.insights.get("east").streams == 2)
+
+    # The expiry ends both streams with its own reason (no heartbeat went missing).
+    await eventually(lambda: not global_cp.insights.get("east").online, timeout=10,
+                     what="the zone's streams ended at the token's expiry")
+    overview = global_cp.insights.get("east").to_json()
+    assert f"token {token_id} expired while in use" in overview["lastError"]
+    await eventually(lambda: "expired" in east.sync.status.last_error)
+
+    # A fresh token in the same file lets the zone back in on its next attempt.
+    await zone_token(global_cp, "east", path)
+    await eventually(lambda: global_cp.insights.get("east").online, timeout=60,
+                     what="the zone back with a new token")
+
+
 async def test_a_token_revoked_while_connected_cuts_the_zone_off_at_once(
         global_cp: GlobalControlPlane, zones: list[ZoneControlPlane], tmp_path: Path) -> None:
     path, token_id = await zone_token(global_cp, "east", tmp_path / "east.token")
