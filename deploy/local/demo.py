@@ -4,8 +4,8 @@ Builds the demo topology (``topology.demo``: a global, zones ``east`` and ``west
 its own network with a zone ingress, ``backend`` in east, ``web`` in west) with
 ``Environment``, runs ``curl http://backend.mesh/`` in web's namespace until the first
 answer (with a deadline), prints it and the path it took (``probes.trace``), then
-``gossamer inspect zones`` and ``gossamer inspect services`` (``get dataplanes -A`` where
-the CLI has no ``inspect services``) at the global. Unless
+``gossamer inspect zones``, ``gossamer inspect services`` (``get dataplanes -A`` where
+the CLI has no ``inspect services``) and ``gossamer inspect meshes`` at the global. Unless
 ``keep``, it tears everything down; with it, it prints how to call in and how to stop.
 
 Every failure is one ``error:`` paragraph (with where the logs are) and a non-zero exit:
@@ -71,6 +71,7 @@ def run(env: Environment, keep: bool) -> None:
         show(env, "inspect", "services")
     else:
         show(env, "get", "dataplanes", "-A")
+    show(env, "inspect", "meshes")  # the CA: backend, phase, signer, roots
     if keep:
         say("\nThe environment keeps running.")
         say(status.describe(env))
