@@ -6,11 +6,15 @@ update it); have the CSR signed; start the SDS server with the key, the certific
 and the trust bundle; write Envoy's bootstrap; start Envoy — and stops whatever it
 started if a step fails. Then three tasks run side by side: the Session (reconnecting by
 itself; trust bundle updates go to SDS, ``Renew`` goes to the Rotator), the Rotator
-(renewals go to SDS) and the Envoy supervisor. Whatever SDS is given to serve — a new
-certificate, a new trust bundle — is also reported to the control plane on the Session
-(``StatusReport``). ``wait`` returns when one of them ends for good and re-raises why; ``stop``
-drains Envoy and closes everything. ``run_agent`` is the process around it: signals,
-and the exit code.
+(renewals go to SDS) and the Envoy supervisor. What SDS serves is reported to the control
+plane on the Session (``StatusReport``): a new certificate as soon as SDS has it; a new
+trust bundle's digest only once every Envoy stream that subscribes to it has ACKed it
+(``SecretServer.watch_trust``), since a CA rotation moves on when every sidecar reports
+the bundle. Until Envoy asks for the bundle at all (it starts after the first
+certificate) the bundle handed to SDS is reported; a bundle Envoy refuses is logged and
+the previous digest, the one Envoy still has, stays reported. ``wait`` returns when one
+of them ends for good and re-raises why; ``stop`` drains Envoy and closes everything.
+``run_agent`` is the process around it: signals, and the exit code.
 
 A control plane that is down at startup is waited for (with backoff and a log line per
 attempt); a control plane that refuses is final at startup (``ControlPlaneRefused``).
@@ -98,7 +102,9 @@ class Agent:
         self.dns_table: DnsTable | None = None
         self._identity: Identity | None = None
         self._trust_pem = b""
+        self._reported_digest: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.sds.watch_trust(self._on_trust_ack)
 
     # -- what SDS serves --------------------------------------------------------------
 
@@ -110,11 +116,22 @@ class Agent:
         self._report()
 
     def _report(self) -> None:
-        """Tell the control plane what SDS now serves (nothing before the first
-        certificate: that one is reported as it arrives)."""
-        if self.session is not None and self._identity is not None:
-            self.session.report(StatusReport(self._identity.chain_pem,
-                                             bundle_digest(self._trust_pem)))
+        """Tell the control plane the chain SDS serves and the bundle Envoy has (nothing
+        before the first certificate: that one is reported as it arrives)."""
+        if self.session is None or self._identity is None:
+            return
+        digest = sds_state.digest_to_report(self.sds.trust_ack(),
+                                            bundle_digest(self._trust_pem),
+                                            self._reported_digest)
+        self._reported_digest = digest
+        self.session.report(StatusReport(self._identity.chain_pem, digest))
+
+    def _on_trust_ack(self, ack: sds_state.TrustAck) -> None:
+        if ack.phase is sds_state.TrustPhase.REFUSED:
+            log.error("Envoy refused the trust bundle (secret version %s): %s; still "
+                      "reporting the bundle it has (digest %s)", ack.version, ack.error,
+                      (self._reported_digest or "none")[:16])
+        self._report()
 
     def _on_identity(self, identity: Identity, trust_pem: bytes) -> None:
         self._identity = identity

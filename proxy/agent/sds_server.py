@@ -12,6 +12,12 @@ driven by ``sds_state.SotwState``; ``DeltaSecrets`` by the shared delta engine
 (``sync.engine.Engine``), so ACK/NACK, holds on refused versions and resumption behave as
 on every other delta link. Envoy does not understand Gossamer's application heartbeats,
 so neither dialect sends any: the stream is a local socket and dies with either end.
+
+``trust_ack`` says whether every open stream that subscribes to the trust bundle has
+ACKed its current version (``sds_state.trust_ack``, from each stream's ``SotwState`` or
+the engine's acked and held versions); ``watch_trust`` calls back whenever that verdict
+changes (a request, a stream opening or closing, a new version), so the agent reports a
+bundle only once Envoy has it.
 """
 
 from __future__ import annotations
@@ -30,7 +36,17 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.secret.v3 import sds_pb2_grpc
 
-from proxy.agent.sds_state import SECRET_TYPE, SotwRequest, SotwState
+from proxy.agent.sds_state import (
+    SECRET_TYPE,
+    DeltaWants,
+    SotwRequest,
+    SotwState,
+    StreamView,
+    TrustAck,
+    TrustPhase,
+    trust_ack,
+)
+from proxy.context import TRUST_SECRET
 from sync import wire
 from sync.engine import Engine, counter_nonces
 from sync.errors import RemoteProtocolError
@@ -104,6 +120,11 @@ class SecretServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):
         self.path: Path | None = None
         self.last_nack: str | None = None
         self.streams = 0
+        self._sotw: dict[str, SotwState] = {}
+        self._delta: dict[str, DeltaWants] = {}
+        self._trust_watchers: list[Callable[[TrustAck], None]] = []
+        self._trust = TrustAck(TrustPhase.UNWATCHED, None)
+        self._trust_refused: TrustAck | None = None
 
     # -- what is served ---------------------------------------------------------------
 
@@ -116,10 +137,43 @@ class SecretServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):
         self._engine.set_desired(SECRET_TYPE, self._desired)
         for wake in list(self._wakers):
             wake()
+        self._check_trust()
 
     @property
     def versions(self) -> dict[str, str]:
         return {n: e.version for n, e in self._desired.items()}
+
+    # -- whether Envoy has the trust bundle -----------------------------------------
+
+    def trust_ack(self) -> TrustAck:
+        """Where the current trust secret stands with the open streams that want it."""
+        trust = self._desired.get(TRUST_SECRET)
+        views = [v for state in self._sotw.values()
+                 if (v := state.view(TRUST_SECRET)) is not None]
+        views += [self._delta_view(sid, wants) for sid, wants in self._delta.items()
+                  if wants.wants(TRUST_SECRET)]
+        return trust_ack(trust.version if trust else None, views, self._trust_refused)
+
+    def watch_trust(self, callback: Callable[[TrustAck], None]) -> None:
+        """Call ``callback`` with the new verdict whenever ``trust_ack`` changes."""
+        self._trust_watchers.append(callback)
+
+    def _delta_view(self, sid: str, wants: DeltaWants) -> StreamView:
+        return StreamView(self._engine.acked(sid, SECRET_TYPE).get(TRUST_SECRET),
+                          self._engine.held(sid, SECRET_TYPE).get(TRUST_SECRET),
+                          wants.last_error)
+
+    def _check_trust(self) -> None:
+        ack = self.trust_ack()
+        if ack == self._trust:
+            return
+        self._trust = ack
+        if ack.phase is TrustPhase.REFUSED:
+            self._trust_refused = ack
+        elif ack.phase is TrustPhase.APPLIED:
+            self._trust_refused = None
+        for callback in list(self._trust_watchers):
+            callback(ack)
 
     # -- the server -------------------------------------------------------------------
 
@@ -143,7 +197,8 @@ class SecretServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):
     # -- state of the world -----------------------------------------------------------
 
     async def StreamSecrets(self, request_iterator: Any, context: Any) -> None:
-        state = SotwState()
+        sid = f"sotw-{next(self._ids)}"
+        state = self._sotw[sid] = SotwState()
         inbox = _Inbox(context)
         self._wakers.add(inbox.wake)
         self.streams += 1
@@ -161,10 +216,13 @@ class SecretServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):
                 response = state.pending(self._desired)
                 if response is not None:
                     await context.write(response.to_proto())
+                self._check_trust()
         finally:
             self.streams -= 1
+            del self._sotw[sid]
             self._wakers.discard(inbox.wake)
             inbox.close()
+            self._check_trust()
 
     # -- delta ------------------------------------------------------------------------
 
@@ -174,6 +232,7 @@ class SecretServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):
         inbox = _Inbox(context)
         self._wakers.add(inbox.wake)
         self._engine.connect(sid)
+        wants = self._delta[sid] = DeltaWants()
         self.streams += 1
         try:
             while True:
@@ -192,16 +251,20 @@ class SecretServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):
                         return
                     self._note_nack(item.node.id,
                                     request.error.message if request.error else None)
+                    wants.on_request(request)
                     responses = self._engine.on_request(sid, request, now)
                 else:
                     responses = self._engine.pending(sid, now)
                 for response in responses:
                     await context.write(wire.response_to_proto(response))
+                self._check_trust()
         finally:
             self.streams -= 1
+            del self._delta[sid]
             self._engine.disconnect(sid)
             self._wakers.discard(inbox.wake)
             inbox.close()
+            self._check_trust()
 
     def _note_nack(self, node: str, error: str | None) -> None:
         if error is not None:

@@ -17,15 +17,24 @@ enough to be ``SotwState`` below:
 * a request names the secrets the stream wants (Envoy opens one stream per secret);
 * ``pending(desired)`` returns a response when the wanted secrets' combined version
   differs from the last one sent on the stream, else ``None``;
-* an ACK changes nothing; a NACK is recorded (``last_error``) and the refused version is
-  not sent again: only a new version of the secrets is.
+* an ACK records the versions of the secrets it answers (``acked``); a NACK is recorded
+  (``last_error``, ``refused``) and the refused version is not sent again: only a new
+  version of the secrets is.
+
+Whether Envoy *has* the trust bundle (what the agent reports during a CA rotation) is
+``trust_ack``: from what each open stream that subscribes to ``TRUST_SECRET`` ACKed or
+refused (a ``StreamView`` per stream, from ``SotwState.view`` or the delta engine), the
+current version is ``APPLIED`` (every such stream ACKed it), ``PENDING``, ``REFUSED`` (a
+stream NACKed it) or ``UNWATCHED`` (no stream wants it: Envoy has not asked yet).
+``digest_to_report`` turns that into the bundle digest the agent reports.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
 
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2
@@ -33,7 +42,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
 from proxy.context import IDENTITY_SECRET, PROMETHEUS_TLS_SECRET, TRUST_SECRET
-from sync.messages import Entry, Payload
+from sync.messages import WILDCARD, Entry, Payload, Request
 
 SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
@@ -112,10 +121,13 @@ class SotwState:
         self.names: frozenset[str] = frozenset()
         self.sent_version: str | None = None
         self.acked_version = ""
+        self.acked: dict[str, str] = {}  # secret name -> entry version, as last ACKed
+        self.refused: dict[str, str] = {}  # ... as last NACKed, until a later ACK
         self.last_error: str | None = None
         self.node_id = ""
         self._nonces = 0
         self._in_flight = ""
+        self._in_flight_versions: dict[str, str] = {}
 
     def on_request(self, request: SotwRequest) -> None:
         self.node_id = request.node_id or self.node_id
@@ -125,8 +137,12 @@ class SotwState:
         if request.response_nonce and request.response_nonce == self._in_flight:
             if request.error is None:
                 self.acked_version = request.version_info
+                # state of the world: the response carried every secret Envoy now holds
+                self.acked = dict(self._in_flight_versions)
+                self.refused = {}
                 self.last_error = None
             else:
+                self.refused = dict(self._in_flight_versions)
                 self.last_error = request.error
 
     def pending(self, desired: Mapping[str, Entry]) -> SotwResponse | None:
@@ -140,4 +156,97 @@ class SotwState:
         self._nonces += 1
         self._in_flight = str(self._nonces)
         self.sent_version = version
+        self._in_flight_versions = {n: e.version for n, e in wanted}
         return SotwResponse(version, self._in_flight, wanted)
+
+    def view(self, name: str) -> StreamView | None:
+        """What this stream holds of secret ``name`` (None: it does not subscribe)."""
+        if name not in self.names:
+            return None
+        return StreamView(self.acked.get(name), self.refused.get(name), self.last_error)
+
+
+@dataclass
+class DeltaWants:
+    """Which secrets one ``DeltaSecrets`` stream subscribes to, from its requests.
+
+    The engine keeps the same for its own use and does not expose it; this follows the
+    same rules (``sync.subscription.TypeState``): a first request that names nothing is a
+    wildcard subscription."""
+
+    started: bool = False
+    wildcard: bool = False
+    names: set[str] = field(default_factory=set)
+    last_error: str | None = None
+
+    def on_request(self, request: Request) -> None:
+        if request.type_url != SECRET_TYPE:
+            return
+        if not self.started:
+            self.started = True
+            self.wildcard = not request.subscribe
+        self.wildcard = (self.wildcard or WILDCARD in request.subscribe) \
+            and WILDCARD not in request.unsubscribe
+        self.names |= request.subscribe - {WILDCARD}
+        self.names -= request.unsubscribe
+        if request.response_nonce:
+            self.last_error = request.error.message if request.error else None
+
+    def wants(self, name: str) -> bool:
+        return self.wildcard or name in self.names
+
+
+@dataclass(frozen=True)
+class StreamView:
+    """What one stream that subscribes to a secret holds of it: the version it ACKed
+    (None: none yet), the version it refused (None: none since its last ACK), and why."""
+
+    acked: str | None
+    refused: str | None = None
+    error: str | None = None
+
+
+class TrustPhase(Enum):
+    UNWATCHED = "no Envoy stream subscribes to the trust bundle"
+    PENDING = "not yet ACKed by every Envoy stream"
+    APPLIED = "ACKed by every Envoy stream"
+    REFUSED = "refused by Envoy"
+
+
+@dataclass(frozen=True)
+class TrustAck:
+    """Where the current version of the trust secret stands with Envoy."""
+
+    phase: TrustPhase
+    version: str | None  # the entry version this is about (None: nothing served yet)
+    error: str | None = None  # Envoy's reason, when REFUSED
+
+
+def trust_ack(version: str | None, views: Iterable[StreamView],
+              refused: TrustAck | None = None) -> TrustAck:
+    """How the streams that subscribe to the trust secret stand on its ``version``.
+
+    ``refused`` is an earlier REFUSED verdict: with no stream open (Envoy restarting), a
+    version Envoy refused stays refused rather than counting as unwatched.
+    """
+    views = list(views)
+    bad = next((v for v in views if version is not None and v.refused == version), None)
+    if bad is not None:
+        return TrustAck(TrustPhase.REFUSED, version, bad.error or "refused")
+    if not views:
+        if refused is not None and refused.version == version:
+            return refused
+        return TrustAck(TrustPhase.UNWATCHED, version)
+    if version is not None and all(v.acked == version for v in views):
+        return TrustAck(TrustPhase.APPLIED, version)
+    return TrustAck(TrustPhase.PENDING, version)
+
+
+def digest_to_report(ack: TrustAck, served: str, reported: str | None) -> str:
+    """The bundle digest the agent reports: ``served`` (the digest of the bundle handed
+    to SDS) once Envoy ACKed it or while no Envoy stream wants it (the first report, before
+    Envoy runs); otherwise ``reported``, the one Envoy still has (``served`` if nothing
+    was reported yet)."""
+    if ack.phase in (TrustPhase.APPLIED, TrustPhase.UNWATCHED) or reported is None:
+        return served
+    return reported

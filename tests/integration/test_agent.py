@@ -7,8 +7,10 @@ contract of ``agent.proto``, so these tests do not depend on the zone CP's inter
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import signal
@@ -29,9 +31,11 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from envoy.config.core.v3 import base_pb2
+from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
-from envoy.service.discovery.v3 import discovery_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from envoy.service.secret.v3 import sds_pb2_grpc
+from google.protobuf import json_format
 
 from gossamer.pki.certs import KeyPair, bundle_digest, new_leaf, new_root_ca, sign_leaf
 from gossamer.pki.serving import ensure_serving_tls
@@ -41,7 +45,11 @@ from proxy.agent.errors import EnvoyCannotStart
 from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
 from proxy.agent.sds_state import SECRET_TYPE, secret_entries
 from proxy.context import IDENTITY_SECRET, PROMETHEUS_TLS_SECRET, SDS_CLUSTER, TRUST_SECRET
+from proxy.envoy import LISTENER_TYPE
 from proxy.envoy_binary import envoy_binary
+from sync import wire
+from sync.engine import Engine
+from sync.messages import Entry, Payload
 from sync.v1 import agent_pb2, agent_pb2_grpc
 
 ENVOY = envoy_binary()
@@ -622,6 +630,100 @@ async def test_the_agent_runs_envoy_rotates_and_drains(tmp_path: Path,
         assert envoy_pids(agent.work) == []
         assert not sock.exists()
         assert "Traceback" not in agent.errors()
+
+
+class AdsZoneCp(FakeZoneCp, ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+    """``FakeZoneCp`` plus delta ADS with one inbound TLS listener whose client CA is the
+    agent's trust secret, so the agent's Envoy subscribes to the trust bundle over SDS (a
+    real zone CP's listeners do the same)."""
+
+    def __init__(self, directory: Path, sds_api_type: str = "GRPC") -> None:
+        super().__init__(directory)
+        # only the listener is taken: its secrets name SDS_CLUSTER, the agent's socket
+        listener = tls_listener_bootstrap(free_port(), free_port(), Path("unused"),
+                                          sds_api_type)["static_resources"]["listeners"][0]
+        body = json_format.ParseDict(listener, listener_pb2.Listener()).SerializeToString()
+        self.ads = Engine()
+        self.ads.set_desired(LISTENER_TYPE, {"inbound": Entry(
+            version=hashlib.sha256(body).hexdigest()[:16],
+            payload=Payload(LISTENER_TYPE, body))})
+        self._sids = iter(range(1, 1 << 30))
+
+    async def start(self, port: int = 0) -> None:
+        await super().start(port)
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self, self._server)
+
+    async def DeltaAggregatedResources(self, request_iterator: Any, context: Any) -> Any:
+        await self._check_token(context)
+        sid = f"envoy-{next(self._sids)}"
+        self.ads.connect(sid)
+        try:
+            async for message in request_iterator:
+                for response in self.ads.on_request(sid, wire.request_from_proto(message),
+                                                    time.monotonic()):
+                    yield wire.response_to_proto(response)
+        finally:
+            self.ads.disconnect(sid)
+
+
+async def envoy_trusted_ca(admin: int) -> bytes | None:
+    """The trust bundle Envoy holds (from its config dump), None before it has one."""
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        dump = (await client.get(f"http://127.0.0.1:{admin}/config_dump",
+                                 params={"resource": "dynamic_active_secrets"})).json()
+    for config in dump.get("configs", []):
+        if config.get("name") == TRUST_SECRET:
+            inline = config["secret"]["validation_context"]["trusted_ca"]["inline_bytes"]
+            return base64.b64decode(inline)
+    return None
+
+
+@pytest.mark.parametrize("api_type", ["GRPC", "DELTA_GRPC"])
+async def test_the_bundle_digest_is_reported_once_envoy_has_the_bundle(
+        tmp_path: Path, api_type: str) -> None:
+    """A pushed bundle is reported once Envoy ACKed it; a bundle Envoy refuses (a PEM that
+    parses in Python, but whose CRL block Envoy cannot load) is never reported: the
+    previous digest stays."""
+    admin = free_port()
+    cp = AdsZoneCp(tmp_path / "cp-tls", api_type)
+    await cp.start()
+    args = [*agent_files(tmp_path, cp), "--cp", cp.url, "--admin-port", str(admin)]
+    try:
+        async with agent_process(tmp_path, args) as agent:
+            first = cp.mesh.ca.cert_pem()
+            assert await eventually(lambda: envoy_trusted_ca(admin), timeout=60,
+                                    what="Envoy to load the first bundle") == first
+            assert cp.statuses[-1][1].trust_bundle_digest == bundle_digest(first)
+
+            two_roots = first + Pki().ca.cert_pem()
+            cp.push_trust_bundle(two_roots)
+            await eventually(lambda: bundle_digest(two_roots) in {
+                st.trust_bundle_digest for _, st in cp.statuses}, timeout=20,
+                what="the two-root bundle's digest to be reported")
+            # reported only after the ACK, so Envoy holds it by now
+            assert await envoy_trusted_ca(admin) == two_roots
+
+            refused = (first + Pki().ca.cert_pem()
+                       + b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n")
+            assert bundle_digest(refused) not in {bundle_digest(first),
+                                                  bundle_digest(two_roots)}
+            cp.push_trust_bundle(refused)
+            await eventually(lambda: "Envoy refused the trust bundle" in agent.errors(),
+                             timeout=20, what="the refusal to be logged")
+            assert "Failed to load trusted CA certificates" in agent.errors()
+            # Statuses are ordered on the Session: once the next good bundle's digest
+            # arrives, any report of the refused one would have arrived before it.
+            fixed = first + Pki().ca.cert_pem()
+            cp.push_trust_bundle(fixed)
+            await eventually(lambda: cp.statuses[-1][1].trust_bundle_digest
+                             == bundle_digest(fixed), timeout=20,
+                             what="the fixed bundle's digest to be reported")
+            reported = [st.trust_bundle_digest for _, st in cp.statuses]
+            assert bundle_digest(refused) not in reported
+            assert reported.index(bundle_digest(two_roots)) < len(reported) - 1
+            assert await envoy_trusted_ca(admin) == fixed
+    finally:
+        await cp.stop()
 
 
 async def test_a_wrong_token_is_one_line_and_exit_1(tmp_path: Path,
