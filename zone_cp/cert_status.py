@@ -76,8 +76,10 @@ class CertificateInfo:
             leaf = chain[0]
             uris = tuple(uri_sans(leaf))
             issuer = leaf.issuer.rfc4514_string()
-        except ValueError as exc:  # cryptography's error for anything malformed
-            raise InvalidStatus(f"the certificate chain does not parse: {exc}") from None
+        except (ValueError, KeyError, TypeError, UnicodeError) as exc:
+            # cryptography raises ValueError for most malformed input, but a name with a
+            # mangled attribute type fails in formatting with a KeyError.
+            raise InvalidStatus(f"the certificate chain does not parse: {exc!r}") from None
         return cls(serial=format(leaf.serial_number, "x"), issuer=issuer,
                    not_before=leaf.not_valid_before_utc, not_after=leaf.not_valid_after_utc,
                    uris=uris, chain=tuple(chain))
