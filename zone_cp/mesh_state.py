@@ -5,7 +5,10 @@ policy kind) and calls its listeners after each change, so the xDS server regene
 on events.
 ``context_for`` is pure over the state: the Dataplane, its mesh's mTLS mode, the policies
 matched for it, and every service it may call with local endpoints (priority 0) and the
-other zones' ingresses that offer the service (priority 1).
+other zones' ingresses that offer the service (priority 1). Outbound (``to[]``) confs are
+matched only for the services the proxy can reach (its outbounds and their routes'
+backends, ``gossamer.policy.RouteBackends``): matching every service of the mesh as a
+destination made ``context_for`` grow with the mesh (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from gossamer.model.mesh import MeshSpec
 from gossamer.model.registry import REGISTRY
 from gossamer.model.zone import ZoneSpec
 from gossamer.model.zoneingress import ZoneIngressSpec
-from gossamer.policy import ZONE_LABEL, match_policies
+from gossamer.policy import ZONE_LABEL, RouteBackends, match_policies
 from gossamer.store.base import Store
 from gossamer.store.follow import follow
 from proxy.context import Endpoint, OutboundListener, ProxyContext, RemoteZone, Service
@@ -102,6 +105,15 @@ class MeshState:
         assert isinstance(built, list)
         return list(built)
 
+    def route_backends(self, mesh: str) -> RouteBackends:
+        """The backends the mesh's routes name, by destination (built once per change)."""
+        built = self._derived.get(("route_backends", mesh))
+        if built is None:
+            built = self._derived[("route_backends", mesh)] = RouteBackends.of(
+                self.policies(mesh), mesh)
+        assert isinstance(built, RouteBackends)
+        return built
+
     def _services(self, mesh: str) -> dict[str, Service]:
         protocol: dict[str, str] = {}
         local = self._local_endpoints(mesh, protocol)
@@ -161,11 +173,12 @@ class MeshState:
             raise TypeError(f"{dataplane.type} {dataplane.name} is not a Dataplane")
         mesh = dataplane.mesh
         services = self.services(mesh)
-        policies = self.policies(mesh)
-        matched = match_policies(dataplane, policies, destinations=list(services), zone=self.zone)
         outbounds = tuple(OutboundListener(service=ob.service, port=ob.port,
                                            address=ob.address or "127.0.0.1")
                           for ob in spec.networking.outbound) + extra_outbounds
+        reachable = self.route_backends(mesh).reachable(ob.service for ob in outbounds)
+        matched = match_policies(dataplane, self.policies(mesh), destinations=reachable,
+                                 zone=self.zone, only_destinations=True)
         for ob in outbounds:
             services.setdefault(ob.service, Service(name=ob.service))
         return ProxyContext(mesh=mesh, name=dataplane.name, zone=self.zone, dataplane=spec,

@@ -1,10 +1,12 @@
 """Policy matching and merging: which policies apply to a proxy and what they add up to.
 
 Pure code (no I/O). Entry point: ``match_policies``; see ``matching`` for the model,
-``selectors`` for targetRef selection and ordering, ``merge`` for field-by-field merging
-and ``sources`` for the first-match ``from[]`` source rules.
+``selectors`` for targetRef selection and ordering, ``merge`` for field-by-field merging,
+``sources`` for the first-match ``from[]`` source rules and ``destinations`` for the
+services a proxy's outbounds can reach (the destinations worth matching).
 """
 
+from gossamer.policy.destinations import RouteBackends
 from gossamer.policy.errors import PolicyMatchingError, TooManySourceRules
 from gossamer.policy.matching import (
     InboundPolicies,
@@ -36,6 +38,7 @@ __all__ = [
     "PolicyMatchingError",
     "PolicyRef",
     "ProxyPolicies",
+    "RouteBackends",
     "SourceSelector",
     "TooManySourceRules",
     "match_policies",

@@ -80,6 +80,8 @@ class KindPolicies:
     some policy configures. ``outbounds``: per destination service, for every destination
     the caller named and every service a matching ``to[]`` item names.
     ``outbound_default``: what any other destination gets (the merged ``Mesh`` items).
+    ``scope``: when matched with ``only_destinations``, the destinations ``outbounds`` is
+    complete for; None when it holds every service a ``to[]`` item names.
     Use ``inbound()`` and ``outbound()`` rather than the maps: they fill in the defaults.
     """
 
@@ -88,6 +90,7 @@ class KindPolicies:
     inbounds: Mapping[InboundKey, InboundPolicies] = field(default_factory=_empty)
     outbounds: Mapping[str, MergedConf] = field(default_factory=_empty)
     outbound_default: MergedConf | None = None
+    scope: frozenset[str] | None = None
 
     def inbound(self, port: int, address: str | None = None) -> InboundPolicies:
         key = InboundKey(port, address)
@@ -98,6 +101,10 @@ class KindPolicies:
         return found if found is not None else InboundPolicies(key)
 
     def outbound(self, service: str) -> MergedConf | None:
+        if self.scope is not None and service not in self.scope:
+            # The default would be a wrong answer for a service some to[] item names.
+            raise KeyError(f"{self.kind} was matched for {len(self.scope)} destinations, "
+                           f"not for {service!r}")
         return self.outbounds.get(service, self.outbound_default)
 
     @property
@@ -109,14 +116,16 @@ class KindPolicies:
 @dataclass(frozen=True)
 class ProxyPolicies:
     """Everything that applies to one proxy: ``kinds`` maps a kind name to its confs
-    (only kinds with something applying); ``kind()`` returns an empty one otherwise."""
+    (only kinds with something applying); ``kind()`` returns an empty one otherwise.
+    ``scope``: the destinations matched, as in ``KindPolicies``."""
 
     dataplane: str
     mesh: str
     kinds: Mapping[str, KindPolicies] = field(default_factory=_empty)
+    scope: frozenset[str] | None = None
 
     def kind(self, name: str) -> KindPolicies:
-        return self.kinds.get(name) or KindPolicies(name)
+        return self.kinds.get(name) or KindPolicies(name, scope=self.scope)
 
 
 @dataclass(frozen=True)
@@ -137,15 +146,20 @@ class _ToItem:
 
 
 def match_policies(dataplane: Resource, policies: Iterable[Resource], *,
-                   destinations: Iterable[str] = (), zone: str | None = None) -> ProxyPolicies:
+                   destinations: Iterable[str] = (), zone: str | None = None,
+                   only_destinations: bool = False) -> ProxyPolicies:
     """The effective conf of every policy kind for the proxy ``dataplane``.
 
     ``policies`` may mix kinds and include non-policies (ignored). ``destinations`` are
     the services the proxy may call; the Dataplane's explicit outbounds are added. ``zone``
-    is the zone the proxy runs in, if known (see ``selectors``).
+    is the zone the proxy runs in, if known (see ``selectors``). With
+    ``only_destinations``, outbound confs are merged for those services alone rather than
+    also for every other service a ``to[]`` item names (in a big mesh, most of the work),
+    and ``outbound()`` raises ``KeyError`` for any other service.
     """
     proxy = ProxyView.of(dataplane, zone)
     services = sorted({*destinations, *proxy.outbound_services} - {ALL_DESTINATIONS})
+    scope = frozenset(services) if only_destinations else None
     applicable = sorted((p for p in policies if _applies(p, proxy)), key=policy_order)
     by_kind: dict[str, list[_Ordered]] = defaultdict(list)
     for index, policy in enumerate(applicable):
@@ -153,10 +167,10 @@ def match_policies(dataplane: Resource, policies: Iterable[Resource], *,
         assert target is not None  # _applies checked it
         by_kind[policy.type].append(
             _Ordered(index, PolicyRef(policy.type, policy.name), target, policy.spec))
-    kinds = {kind: _match_kind(kind, proxy, ordered, services)
+    kinds = {kind: _match_kind(kind, proxy, ordered, services, scope)
              for kind, ordered in sorted(by_kind.items())}
     return ProxyPolicies(dataplane=proxy.name, mesh=proxy.mesh, kinds=MappingProxyType(
-        {kind: conf for kind, conf in kinds.items() if not conf.empty}))
+        {kind: conf for kind, conf in kinds.items() if not conf.empty}), scope=scope)
 
 
 def _applies(policy: Resource, proxy: ProxyView) -> bool:
@@ -165,11 +179,11 @@ def _applies(policy: Resource, proxy: ProxyView) -> bool:
 
 
 def _match_kind(kind: str, proxy: ProxyView, ordered: Sequence[_Ordered],
-                services: Sequence[str]) -> KindPolicies:
+                services: Sequence[str], scope: frozenset[str] | None) -> KindPolicies:
     selected = [p for p in ordered if selects_proxy(p.target, proxy)]
     defaults = [(p.ref, d) for p in selected
                 if isinstance(d := getattr(p.spec, "default", None), BaseModel)]
-    outbounds, outbound_default = _outbounds(proxy, selected, services)
+    outbounds, outbound_default = _outbounds(proxy, selected, services, scope)
     inbounds = {}
     for inbound in proxy.inbounds:
         conf = _inbound(proxy, inbound, ordered)
@@ -178,7 +192,7 @@ def _match_kind(kind: str, proxy: ProxyView, ordered: Sequence[_Ordered],
     return KindPolicies(kind=kind, proxy=merge_confs(defaults) if defaults else None,
                         inbounds=MappingProxyType(inbounds),
                         outbounds=MappingProxyType(outbounds),
-                        outbound_default=outbound_default)
+                        outbound_default=outbound_default, scope=scope)
 
 
 def _item_conf(item: Any) -> Conf | None:
@@ -196,15 +210,19 @@ def _items(spec: Any, section: str) -> list[Any]:
     return list(getattr(spec, section, None) or [])
 
 
-def _outbounds(proxy: ProxyView, selected: Sequence[_Ordered], services: Sequence[str]
+def _outbounds(proxy: ProxyView, selected: Sequence[_Ordered], services: Sequence[str],
+               scope: frozenset[str] | None
                ) -> tuple[dict[str, MergedConf], MergedConf | None]:
     everywhere: list[_ToItem] = []
     named: dict[str, list[_ToItem]] = defaultdict(list)
     for p in selected:
         for i, item in enumerate(_items(p.spec, "to")):
             key = destination_key(item.target_ref, proxy.mesh)
+            if key is None or (scope is not None and key != ALL_DESTINATIONS
+                               and key not in scope):
+                continue
             conf = _item_conf(item)
-            if key is None or conf is None:
+            if conf is None:
                 continue
             to_item = _ToItem((SPECIFICITY[item.target_ref.kind], p.index, i), p.ref, conf)
             (everywhere if key == ALL_DESTINATIONS else named[key]).append(to_item)

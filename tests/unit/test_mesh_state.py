@@ -99,3 +99,29 @@ def test_listeners_are_told_of_every_change() -> None:
     state._changed(parse_document(dp("b", "10.0.0.1", "b")), deleted=False)
     assert seen == ["a", "a"]
     assert state.get("Dataplane", "a", "default") is None
+
+
+def test_context_follows_a_new_route_to_its_backend() -> None:
+    web = dp("web-1", "10.0.0.3", "web",
+             outbound=[{"port": 20001, "tags": {"gossamer.io/service": "backend"}}])
+    breaker = {"type": "MeshCircuitBreaker", "name": "cb", "mesh": "default",
+               "spec": {"targetRef": {"kind": "Mesh"},
+                        "to": [{"targetRef": {"kind": "MeshService", "name": "canary"},
+                                "default": {"connectionLimits": {"maxConnections": 5}}}]}}
+    route = {"type": "MeshHTTPRoute", "name": "r", "mesh": "default",
+             "spec": {"targetRef": {"kind": "Mesh"},
+                      "to": [{"targetRef": {"kind": "MeshService", "name": "backend"},
+                              "rules": [{"matches": [{"path": {"type": "PathPrefix",
+                                                               "value": "/"}}],
+                                         "default": {"backendRefs": [
+                                             {"kind": "MeshService", "name": "canary"}]}}]}]}}
+    state = state_of(web, breaker)
+    web_res = state.get("Dataplane", "web-1", "default")
+    assert web_res is not None
+    # Outbound confs are matched only for what the proxy can reach: not canary yet...
+    assert "canary" not in (state.context_for(web_res).policies.kind("MeshCircuitBreaker")
+                            .outbounds)
+    # ...and once a route on its outbound sends there, the change brings canary's confs.
+    state._changed(parse_document(route), deleted=False)
+    merged = state.context_for(web_res).policies.kind("MeshCircuitBreaker").outbound("canary")
+    assert merged is not None and merged.policies[0].name == "cb"
