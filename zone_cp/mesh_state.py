@@ -22,7 +22,7 @@ from gossamer.model.mesh import MeshSpec
 from gossamer.model.registry import REGISTRY
 from gossamer.model.zone import ZoneSpec
 from gossamer.model.zoneingress import ZoneIngressSpec
-from gossamer.policy import ZONE_LABEL, RouteBackends, match_policies
+from gossamer.policy import ZONE_LABEL, RouteBackends, match_policies, policy_order
 from gossamer.store.base import Store
 from gossamer.store.follow import follow
 from proxy.context import Endpoint, OutboundListener, ProxyContext, RemoteZone, Service
@@ -97,11 +97,12 @@ class MeshState:
         return dict(built)
 
     def policies(self, mesh: str) -> list[Resource]:
-        """Every policy of the mesh, kind by kind (built once per change)."""
+        """Every policy of the mesh in ``policy_order`` (built once per change)."""
         built = self._derived.get(("policies", mesh))
         if built is None:
-            built = self._derived[("policies", mesh)] = [
-                p for kind in POLICY_KINDS for p in self.of_kind(kind, mesh)]
+            built = self._derived[("policies", mesh)] = sorted(
+                (p for kind in POLICY_KINDS for p in self.of_kind(kind, mesh)),
+                key=policy_order)
         assert isinstance(built, list)
         return list(built)
 
@@ -178,7 +179,7 @@ class MeshState:
                           for ob in spec.networking.outbound) + extra_outbounds
         reachable = self.route_backends(mesh).reachable(ob.service for ob in outbounds)
         matched = match_policies(dataplane, self.policies(mesh), destinations=reachable,
-                                 zone=self.zone, only_destinations=True)
+                                 zone=self.zone, only_destinations=True, presorted=True)
         for ob in outbounds:
             services.setdefault(ob.service, Service(name=ob.service))
         return ProxyContext(mesh=mesh, name=dataplane.name, zone=self.zone, dataplane=spec,

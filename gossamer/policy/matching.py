@@ -147,7 +147,7 @@ class _ToItem:
 
 def match_policies(dataplane: Resource, policies: Iterable[Resource], *,
                    destinations: Iterable[str] = (), zone: str | None = None,
-                   only_destinations: bool = False) -> ProxyPolicies:
+                   only_destinations: bool = False, presorted: bool = False) -> ProxyPolicies:
     """The effective conf of every policy kind for the proxy ``dataplane``.
 
     ``policies`` may mix kinds and include non-policies (ignored). ``destinations`` are
@@ -155,12 +155,16 @@ def match_policies(dataplane: Resource, policies: Iterable[Resource], *,
     is the zone the proxy runs in, if known (see ``selectors``). With
     ``only_destinations``, outbound confs are merged for those services alone rather than
     also for every other service a ``to[]`` item names (in a big mesh, most of the work),
-    and ``outbound()`` raises ``KeyError`` for any other service.
+    and ``outbound()`` raises ``KeyError`` for any other service. ``presorted`` says the
+    policies already come in ``policy_order`` (a caller matching many proxies against one
+    mesh sorts once, not once per proxy).
     """
     proxy = ProxyView.of(dataplane, zone)
     services = sorted({*destinations, *proxy.outbound_services} - {ALL_DESTINATIONS})
     scope = frozenset(services) if only_destinations else None
-    applicable = sorted((p for p in policies if _applies(p, proxy)), key=policy_order)
+    applicable = [p for p in policies if _applies(p, proxy)]
+    if not presorted:
+        applicable.sort(key=policy_order)
     by_kind: dict[str, list[_Ordered]] = defaultdict(list)
     for index, policy in enumerate(applicable):
         target = top_target_ref(policy)
