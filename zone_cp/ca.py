@@ -71,6 +71,8 @@ RENEW_AGAIN = 30.0      # seconds before a sidecar that was asked to renew is as
 REPORT_DEBOUNCE = 0.2   # seconds: sidecar events are gathered into one status report
 WATCHED = ["Mesh", "MeshTrust", "ZoneCertificate", "Secret"]
 NEXT, NEXT_NONE = "-next", ""  # the pending key's secret suffix, and the current one's
+RENEW_PER_PASS = 100    # sidecars asked to renew at once; the rest a pass later
+RENEW_PACE = 1.0        # seconds between such passes
 RESEND_AFTER = 10.0     # seconds a sidecar may report another bundle before it is resent
 STARTUP_GRACE = 45.0    # seconds a restarted zone waits for its sidecars before reporting
 ROOTS_SEEN_MAX = 100_000  # (leaf, bundle) -> root answers kept; cleared when full
@@ -325,8 +327,9 @@ class ZoneCa:
                               now: dt.datetime) -> dt.datetime:
         next_check = await self._mesh_intermediate(mesh, cert, now)
         trust = self._trusts.get(mesh)
-        if trust is not None and self._sync_sidecars(mesh, trust):
-            next_check = min(next_check, now + dt.timedelta(seconds=RESEND_AFTER))
+        again = self._sync_sidecars(mesh, trust) if trust is not None else None
+        if again is not None:
+            next_check = min(next_check, now + dt.timedelta(seconds=again))
         if await self._report(mesh, trust, now):
             grace_ends = self.startup_grace - (time.monotonic() - self._started)
             next_check = min(next_check, now + dt.timedelta(seconds=max(grace_ends, 0.5)))
@@ -416,23 +419,24 @@ class ZoneCa:
         root = chain_root(x509.load_pem_x509_certificates(issuer.chain_pem), _roots(trust))
         return fingerprint(root) if root is not None else ""
 
-    def _sync_sidecars(self, mesh: str, trust: MeshTrustSpec) -> bool:
-        """Hand the bundle to every sidecar; ask those on other roots to renew. True while
-        some sidecar's certificate is still on another root (look again soon)."""
+    def _sync_sidecars(self, mesh: str, trust: MeshTrustSpec) -> float | None:
+        """Hand the bundle to every sidecar; ask those on other roots to renew, at most
+        ``RENEW_PER_PASS`` at a time (a big zone must not take its CA down with a burst of
+        CSRs). Returns in how many seconds to look again, None if nothing waits."""
         if self._sidecars is None:
-            return False
+            return None
         self._sidecars.set_trust_bundle(mesh, trust.trust_bundle.encode())
-        missing = self._resend_bundle(mesh, trust)
+        missing = RESEND_AFTER if self._resend_bundle(mesh, trust) else None
         if self.issuing_root(mesh, trust) not in trust.signer.fingerprints:
             return missing  # re-issuing now would only give the same old root again
         signer_roots = set(trust.signer.fingerprints)
         target = signer_id(trust.signer)
         roots = _roots(trust)
         loop_now = asyncio.get_running_loop().time()
-        behind = 0
+        behind = held_back = asking = 0
 
         def stale(sidecar: SidecarView) -> bool:
-            nonlocal behind
+            nonlocal behind, held_back, asking
             if not sidecar.certificate_chain:
                 return False
             if self._root_of(sidecar.certificate_chain, trust, roots) in signer_roots:
@@ -441,14 +445,21 @@ class ZoneCa:
             asked = self._renewed.get(sidecar.node_id)
             if asked is not None and asked[0] == target and loop_now - asked[1] < RENEW_AGAIN:
                 return False
+            if asking >= RENEW_PER_PASS:
+                held_back += 1
+                return False  # the next pass asks it
+            asking += 1
             self._renewed[sidecar.node_id] = (target, loop_now)
             return True
 
         asked = self._sidecars.renew(mesh, stale)
         if asked:
-            log.info("zone %s: asked %d sidecars of mesh %s to renew onto %s", self._zone,
-                     asked, mesh, target)
-        return behind > 0 or missing
+            log.info("zone %s: asked %d sidecars of mesh %s to renew onto %s%s", self._zone,
+                     asked, mesh, target, f" ({held_back} more next)" if held_back else "")
+        if held_back:
+            return RENEW_PACE
+        waits = [d for d in (missing, RENEW_AGAIN if behind else None) if d is not None]
+        return min(waits) if waits else None
 
     def _resend_bundle(self, mesh: str, trust: MeshTrustSpec) -> bool:
         """Send the bundle again to sidecars that have reported another one for

@@ -25,7 +25,7 @@ from gossamer.model.zonetrust import ZoneTrustStatusSpec
 from gossamer.pki.certs import bundle_digest, chain_root, fingerprint, new_csr, new_key, uri_sans
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
-from zone_cp.ca import CaUnavailable, SidecarView, ZoneCa
+from zone_cp.ca import RENEW_PACE, RENEW_PER_PASS, CaUnavailable, SidecarView, ZoneCa
 
 NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
 
@@ -357,3 +357,23 @@ async def test_switching_back_during_reissuing_ends_on_a_new_generation() -> Non
     assert trust.signer.fingerprints != first.fingerprints
     assert chain_root(sidecar.certificate_chain, [
         x509.load_pem_x509_certificate(trust.signer.roots[0].encode())]) is not None
+
+
+async def test_renewals_are_asked_in_paced_batches() -> None:
+    zone = await standalone()
+    sidecars = [FakeSidecar(f"default.s{i}") for i in range(RENEW_PER_PASS + 30)]
+    zone.sidecars.members = sidecars
+    for s in sidecars:
+        await zone.issue(s)
+        s.trust_bundle_digest = (await zone.trust()).bundle_digest
+    await zone.controller.request_rotation("default")
+    await zone.settle(rounds=2)  # adding-trust: the zone pushes both roots
+    zone.take_bundle()
+    await zone.ca.reconcile(NOW)  # reports that every sidecar has both roots
+    await zone.controller.reconcile(NOW)  # -> reissuing, new intermediate signed
+    assert (await zone.trust()).phase is TrustPhase.REISSUING
+    next_check = await zone.ca.reconcile(NOW)
+    assert sum(s.renewals_asked for s in sidecars) == RENEW_PER_PASS
+    assert next_check <= NOW + dt.timedelta(seconds=RENEW_PACE)  # the rest soon
+    await zone.ca.reconcile(NOW)
+    assert sorted({s.renewals_asked for s in sidecars}) == [1]  # everyone once, no repeats
