@@ -30,7 +30,8 @@ from gossamer.store.base import Store
 from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
 from proxy.envoy import PieceCache, generate
-from zone_cp.agents import AgentRegistry, AgentService
+from zone_cp.agent_service import AgentService
+from zone_cp.agents import AgentRegistry
 from zone_cp.ca import ZoneCa
 from zone_cp.cert_metrics import CertificateCollector
 from zone_cp.dataplane_routes import dataplane_router

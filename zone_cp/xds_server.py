@@ -14,7 +14,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from gossamer.settings import split_addr
 from sync.v1 import agent_pb2_grpc
-from zone_cp.agents import AgentService
+from zone_cp.agent_service import AgentService
 from zone_cp.xds import AdsServer
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,155 @@
+"""The agent API's gRPC service on the zone CP: ``Session`` and ``SignCertificate``.
+
+``Session`` reads the first message (a Dataplane or another kind's document) and
+registers it with the ``AgentRegistry`` (``zone_cp.agents``), then streams what the
+registry queues for the session (trust bundles, DNS tables, Renew) with a heartbeat
+while idle, records the agent's status reports, and unregisters it when the stream ends.
+``SignCertificate`` signs a registered sidecar's CSR through the zone's CA
+(``zone_cp.ca``) with the identity the control plane derives from its Dataplane; the
+bearer must be the token the sidecar registered with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from cryptography import x509
+
+from gossamer.errors import GossamerError
+from gossamer.token_authority import TokenAuthority
+from gossamer.tokens import DATAPLANE, Claims, TokenRejected
+from sync.v1 import agent_pb2, agent_pb2_grpc
+from zone_cp.agents import (
+    HEARTBEAT,
+    MAX_CSR,
+    AgentRegistry,
+    AgentSession,
+    CpMessage,
+    OtherSession,
+    Refused,
+    bearer,
+    utc_now,
+)
+from zone_cp.ca import CaUnavailable, ZoneCa
+from zone_cp.cert_status import (
+    CertificateInfo,
+    InvalidStatus,
+    Signed,
+    parse_status,
+)
+
+log = logging.getLogger(__name__)
+
+class AgentService(agent_pb2_grpc.AgentServicer):
+    def __init__(self, registry: AgentRegistry, ca: ZoneCa) -> None:
+        self._registry = registry
+        self._ca = ca
+
+    async def SignCertificate(self, request: agent_pb2.SignRequest,
+                              context: grpc.aio.ServicerContext) -> agent_pb2.SignResponse:
+        session = self._registry.sessions.get(f"{request.mesh}.{request.dataplane}")
+        if session is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "the dataplane is not registered: open a Session first")
+            raise AssertionError("unreachable")
+        claims = await self._verify(context, session)
+        if claims.token_id != session.claims.token_id:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                "the token is not the one the dataplane registered with")
+        if len(request.csr_pem) > MAX_CSR:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the CSR is too large")
+        try:
+            csr = x509.load_pem_x509_csr(request.csr_pem)
+            signed = await self._ca.sign(session.mesh, session.spec, csr)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid CSR: {exc}")
+            raise AssertionError("unreachable") from exc
+        except CaUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, exc.detail)
+            raise AssertionError("unreachable") from exc
+        session.signatures += 1
+        try:
+            session.signed = Signed(CertificateInfo.from_chain_pem(signed.chain_pem),
+                                    utc_now())
+        except InvalidStatus as exc:  # the CA's chain: worth a line, not the agent's call
+            log.warning("the chain signed for %s is not recorded: %s", session.node_id, exc)
+        # The controller's bundle when it set one: an answer must not undo a push.
+        held = self._registry.trust_bundle(session.mesh)
+        response = agent_pb2.SignResponse(
+            certificate_chain_pem=signed.chain_pem,
+            trust_bundle_pem=held[0] if held is not None else signed.trust_bundle_pem)
+        response.expires_at.FromDatetime(signed.not_after)
+        return response
+
+    async def _verify(self, context: grpc.aio.ServicerContext, session: AgentSession) -> Claims:
+        try:
+            return await TokenAuthority(self._registry.manager, DATAPLANE,
+                                        session.mesh).verify(bearer(context))
+        except TokenRejected as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.detail)
+            raise AssertionError("unreachable") from exc
+
+    async def Session(self, request_iterator: AsyncIterator[agent_pb2.AgentMessage],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[CpMessage]:
+        loop = asyncio.get_running_loop()
+        first = await anext(request_iterator, None)
+        if first is None or not first.register_dataplane_json:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "the first message must register a Dataplane")
+            return
+        try:
+            doc = json.loads(first.register_dataplane_json)
+            session = await self._registry.register(doc, bearer(context), loop.time())
+        except json.JSONDecodeError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid JSON: {exc}")
+            return
+        except Refused as exc:
+            log.warning("agent refused: %s", exc.detail)
+            await context.abort(exc.code, exc.detail)
+            return
+        except GossamerError as exc:
+            await context.abort(grpc.StatusCode.INTERNAL, exc.detail)
+            return
+        log.info("dataplane %s registered in mesh %s", session.name, session.mesh)
+        try:
+            yield agent_pb2.ControlPlaneMessage(registered=agent_pb2.Registered(
+                mesh=session.mesh, name=session.name, zone=self._registry.zone,
+                node_id=session.node_id))
+            reader = asyncio.create_task(self._read(request_iterator, session))
+            try:
+                while not reader.done():
+                    try:
+                        update = await asyncio.wait_for(session.updates.get(), HEARTBEAT)
+                    except TimeoutError:
+                        update = agent_pb2.ControlPlaneMessage(heartbeat=agent_pb2.Heartbeat())
+                    yield update
+                if not reader.cancelled() and (failure := reader.exception()) is not None:
+                    log.warning("dataplane %s: reading its session failed", session.node_id,
+                                exc_info=failure)
+            finally:
+                reader.cancel()
+        finally:
+            await self._registry.unregister(session)
+            log.info("dataplane %s unregistered", session.name)
+
+
+    async def _read(self, messages: AsyncIterator[agent_pb2.AgentMessage],
+                    session: AgentSession | OtherSession) -> None:
+        """Read the agent's heartbeats and status reports until its side of the stream
+        ends. Only sidecars' reports are recorded; a bad one is logged and dropped."""
+        async for message in messages:
+            if message.WhichOneof("message") != "status" or not isinstance(
+                    session, AgentSession):
+                continue
+            try:
+                report = parse_status(message.status.certificate_chain_pem,
+                                      message.status.trust_bundle_digest, utc_now())
+            except InvalidStatus as exc:
+                log.warning("dataplane %s sent a status that is ignored: %s",
+                            session.node_id, exc)
+                continue
+            self._registry.reported(session, report)
