@@ -3,10 +3,9 @@
 The mesh's ``MeshTrust`` (from the global, or from this zone's own controller when it is
 standalone) says which CA signs and which roots every sidecar must trust. The zone:
 
-* keeps an intermediate CA per mesh: it makes its own key, publishes a
-  ``ZoneCertificateRequest`` (the CSR; the key never leaves the zone) and signs workloads
-  with the ``ZoneCertificate`` that comes back; it asks again with a new key when a third
-  of the intermediate's life is left. When the mesh's CA issues workload certificates
+* keeps an intermediate CA per mesh (``zone_cp.intermediates``: its own key, a CSR to the
+  owner of the roots, the ``ZoneCertificate`` that comes back) and signs workloads with
+  it. When the mesh's CA issues workload certificates
   itself (Vault in ``issue`` mode) the zone forwards each CSR to it instead, and holds no
   mesh key at all;
 * hands the trust bundle to every sidecar of the mesh and, once its own issuer is on the
@@ -33,7 +32,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -43,34 +41,27 @@ from gossamer.model.dataplane import DataplaneSpec
 from gossamer.model.fields import duration_seconds
 from gossamer.model.mesh import BackendType, CaBackend, MeshSpec
 from gossamer.model.meshtrust import CaIdentity, MeshTrustSpec
-from gossamer.model.zonecertificate import ZoneCertificateRequestSpec, ZoneCertificateSpec
+from gossamer.model.zonecertificate import ZoneCertificateSpec
 from gossamer.model.zonetrust import ZoneTrustStatusSpec
 from gossamer.pki.backends import provider_for
 from gossamer.pki.backends.base import CaBackendError
-from gossamer.pki.backends.builtin import read_secret_json, secret_json
 from gossamer.pki.certs import (
-    KeyPair,
-    PrivateKey,
     chain_root,
     fingerprint,
-    new_csr,
-    new_key,
-    public_der,
     sign_leaf,
 )
 from gossamer.pki.rotation import signer_id
 from gossamer.resources import ResourceManager
 from gossamer.store.follow import follow
 from proxy.context import spiffe, tag_uri
+from zone_cp.intermediates import Intermediates, Issuer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKLOAD_LIFETIME = dt.timedelta(hours=24)
-ZONE_KEY_LABEL = "gossamer.io/zone-ca-key"
 RENEW_AGAIN = 30.0      # seconds before a sidecar that was asked to renew is asked again
 REPORT_DEBOUNCE = 0.2   # seconds: sidecar events are gathered into one status report
 WATCHED = ["Mesh", "MeshTrust", "ZoneCertificate", "Secret"]
-NEXT, NEXT_NONE = "-next", ""  # the pending key's secret suffix, and the current one's
 RENEW_PER_PASS = 100    # sidecars asked to renew at once; the rest a pass later
 RENEW_PACE = 1.0        # seconds between such passes
 RESEND_AFTER = 10.0     # seconds a sidecar may report another bundle before it is resent
@@ -89,15 +80,6 @@ class Signed:
     chain_pem: bytes
     trust_bundle_pem: bytes
     not_after: dt.datetime
-
-
-@dataclass(frozen=True)
-class Issuer:
-    """What signs a mesh's workloads here: the intermediate and the CAs above it."""
-
-    ca: KeyPair
-    chain_pem: bytes          # the intermediate and the CAs between it and the root
-    signer: str               # the mesh CA that signed it (``<backend>/<generation>``)
 
 
 class SidecarView(Protocol):
@@ -165,7 +147,7 @@ class ZoneCa:
         self._zone = zone
         self._sidecars = sidecars
         self._trusts: dict[str, MeshTrustSpec] = {}
-        self._intermediates: dict[str, Issuer] = {}
+        self._intermediates = Intermediates(manager, zone)
         self._errors: dict[str, str] = {}
         # node id -> (the signer it was asked to renew onto, when), so one rotation asks
         # a sidecar once per RENEW_AGAIN and a new rotation asks again at once.
@@ -187,7 +169,7 @@ class ZoneCa:
 
     def issuer(self, mesh: str) -> Issuer:
         """The zone's intermediate for ``mesh`` (``CaUnavailable`` until it has one)."""
-        issuer = self._intermediates.get(mesh)
+        issuer = self._intermediates.installed.get(mesh)
         if issuer is None:
             raise CaUnavailable(f"zone {self._zone} has no intermediate CA for mesh {mesh!r} "
                                 "yet: it is requested from the control plane that owns the "
@@ -315,8 +297,7 @@ class ZoneCa:
             except Exception:  # one mesh's bad state must not stop the others
                 log.exception("zone %s: the CA of mesh %s failed; retrying", self._zone, mesh)
                 next_check = min(next_check, now + dt.timedelta(seconds=5))
-        for gone in set(self._intermediates) - set(meshes):
-            del self._intermediates[gone]
+        self._intermediates.keep_only(set(meshes))
         if self._sidecars is not None:  # forget renewals asked of sidecars that left
             live = {s.node_id for mesh in meshes for s in self._sidecars.sessions_of(mesh)}
             self._renewed = {n: v for n, v in self._renewed.items() if n in live}
@@ -325,7 +306,7 @@ class ZoneCa:
 
     async def _reconcile_mesh(self, mesh: str, cert: ZoneCertificateSpec | None,
                               now: dt.datetime) -> dt.datetime:
-        next_check = await self._mesh_intermediate(mesh, cert, now)
+        next_check = await self._intermediates.reconcile(mesh, cert, now)
         trust = self._trusts.get(mesh)
         again = self._sync_sidecars(mesh, trust) if trust is not None else None
         if again is not None:
@@ -337,75 +318,6 @@ class ZoneCa:
 
     # -- the intermediate ------------------------------------------------------------------
 
-    async def _mesh_intermediate(self, mesh: str, cert: ZoneCertificateSpec | None,
-                                 now: dt.datetime) -> dt.datetime:
-        """Install ``cert`` if it is for our key; request a new one when due. Returns when
-        to look again.
-
-        A renewal asks with a *pending* key (``zone-ca-key-<mesh>-next``) and keeps the
-        current one until the new certificate arrives, so a zone restarted while the
-        signer is unreachable still signs with its current intermediate."""
-        current = await self._key(mesh, NEXT_NONE) or await self._new_key(mesh, "")
-        pending = await self._key(mesh, NEXT)
-        if cert is not None:
-            parsed = x509.load_pem_x509_certificate(cert.certificate.encode())
-            if pending is not None and public_der(parsed.public_key()) == public_der(
-                    pending.public_key()):
-                await self._promote(mesh, pending)
-                current, pending = pending, None
-            if public_der(parsed.public_key()) == public_der(current.public_key()):
-                self._install(mesh, KeyPair(parsed, current), cert)
-                lifetime = parsed.not_valid_after_utc - parsed.not_valid_before_utc
-                renew_at = parsed.not_valid_after_utc - lifetime / 3
-                if now < renew_at:
-                    return renew_at
-                pending = pending or await self._new_key(mesh, NEXT)
-        await self._request(mesh, pending or current)
-        return now + dt.timedelta(minutes=5)
-
-    def _install(self, mesh: str, ca: KeyPair, cert: ZoneCertificateSpec) -> None:
-        issuer = Issuer(ca, ca.cert_pem() + cert.chain.encode(), cert.signer)
-        if self._intermediates.get(mesh) != issuer:
-            self._intermediates[mesh] = issuer
-            log.info("zone %s: intermediate CA for mesh %s installed (signed by %s)",
-                     self._zone, mesh, cert.signer or "the mesh root")
-
-    async def _key(self, mesh: str, suffix: str) -> PrivateKey | None:
-        stored = await read_secret_json(self._manager, f"zone-ca-key-{mesh}{suffix}")
-        if stored is None:
-            return None
-        loaded = serialization.load_pem_private_key(stored["key"].encode(), password=None)
-        return loaded  # type: ignore[return-value]
-
-    async def _new_key(self, mesh: str, suffix: str, key: PrivateKey | None = None
-                       ) -> PrivateKey:
-        key = key or new_key()
-        pem = key.private_bytes(Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-        await self._manager.apply(secret_json(f"zone-ca-key-{mesh}{suffix}",
-                                              {ZONE_KEY_LABEL: mesh}, {"key": pem}))
-        return key
-
-    async def _promote(self, mesh: str, pending: PrivateKey) -> None:
-        """The pending key got its certificate: it becomes the current key."""
-        await self._new_key(mesh, NEXT_NONE, pending)
-        with contextlib.suppress(NotFound):
-            await self._manager.delete("GlobalSecret", f"zone-ca-key-{mesh}{NEXT}")
-
-    async def _request(self, mesh: str, key: PrivateKey) -> None:
-        with contextlib.suppress(NotFound):
-            asked = (await self._manager.get("ZoneCertificateRequest", mesh)).spec
-            if isinstance(asked, ZoneCertificateRequestSpec) and public_der(
-                    x509.load_pem_x509_csr(asked.csr.encode()).public_key()) == public_der(
-                    key.public_key()):
-                return  # already asked with this key
-        csr = new_csr(key, f"Gossamer zone {self._zone} mesh {mesh}")
-        await self._manager.apply(Resource(
-            type="ZoneCertificateRequest", name=mesh,
-            spec=ZoneCertificateRequestSpec(mesh=mesh,
-                                            csr=csr.public_bytes(Encoding.PEM).decode())))
-        log.info("zone %s: requested an intermediate CA for mesh %s", self._zone, mesh)
-
     # -- sidecars and the report -----------------------------------------------------------
 
     def issuing_root(self, mesh: str, trust: MeshTrustSpec) -> str:
@@ -413,7 +325,7 @@ class ZoneCa:
         ("" if it cannot issue)."""
         if trust.signer.issues_workloads:
             return trust.signer.fingerprints[0] if trust.signer.fingerprints else ""
-        issuer = self._intermediates.get(mesh)
+        issuer = self._intermediates.installed.get(mesh)
         if issuer is None:
             return ""
         root = chain_root(x509.load_pem_x509_certificates(issuer.chain_pem), _roots(trust))
