@@ -12,10 +12,10 @@ Layout (see ``load_balancing`` for what ``Locality`` changes):
   for MeshRetry's ``OmitHostMetadata`` host predicate, and the service's mesh DNS name
   (``<service>.mesh``) as its ``hostname``, which MeshHTTPRoute's
   ``hostToBackendHostname`` (``auto_host_rewrite``) puts in the Host header;
-- each remote zone's ingress (``Service.remote``): priority 1, a locality
-  ``zone=<remote zone>`` with ``load_balancing_weight`` = its instance count, the
-  ingress endpoint weighted the same (so zones split traffic by instances whether or not
-  locality weighting is on);
+- each remote zone (``Service.remote``): priority 1, a locality ``zone=<remote zone>``
+  with ``load_balancing_weight`` = its instance count and one endpoint per ingress of the
+  zone, sharing that weight (so zones split traffic by instances whether or not locality
+  weighting is on, and a zone's ingresses share its traffic);
 - every locality always has a ``load_balancing_weight`` (gRPC's xDS client drops
   localities without one); priorities are renumbered to leave no gaps, so a service with
   no local instances has its remote zones at priority 0.
@@ -120,18 +120,26 @@ def _local(hosts: Hosts, zone: str, locality: Locality) -> list[ec_pb2.LocalityL
     return out
 
 
-def _remote(zone: RemoteZone, hostname: str) -> ec_pb2.LocalityLbEndpoints:
-    weight = max(1, zone.instances)
+def _remote(ingresses: list[RemoteZone], hostname: str) -> ec_pb2.LocalityLbEndpoints:
+    """One remote zone: a locality weighted by the zone's instances, holding every
+    ingress of the zone; the zone's weight is shared among them, so a zone with two
+    ingresses gets no more traffic than one with one."""
+    weight = max(1, max(i.instances for i in ingresses))
+    each = max(1, weight // len(ingresses))
     return ec_pb2.LocalityLbEndpoints(
-        locality=base_pb2.Locality(zone=zone.zone), load_balancing_weight=u32(weight),
-        lb_endpoints=[_lb_endpoint(zone.address, zone.port, weight, True, hostname)])
+        locality=base_pb2.Locality(zone=ingresses[0].zone), load_balancing_weight=u32(weight),
+        lb_endpoints=[_lb_endpoint(i.address, i.port, each, True, hostname)
+                      for i in sorted(ingresses, key=lambda i: (i.address, i.port))])
 
 
 def endpoints(cluster_name: str, hosts: Hosts, zone: str,
               locality: Locality = NO_LOCALITY_POLICY) -> endpoint_pb2.ClusterLoadAssignment:
     """The load assignment of ``cluster_name`` for proxies in ``zone``."""
     local = _local(hosts, zone, locality)
-    by_zone = {r.zone: r for r in hosts.remote if r.zone != zone and is_ip(r.address)}
+    by_zone: dict[str, list[RemoteZone]] = defaultdict(list)
+    for ingress in hosts.remote:
+        if ingress.zone != zone and is_ip(ingress.address):
+            by_zone[ingress.zone].append(ingress)
     levels: list[list[ec_pb2.LocalityLbEndpoints]] = [local]
     for zones in locality.zone_priorities(tuple(sorted(by_zone))):
         level = [_remote(by_zone[z], hosts.hostname) for z in zones]

@@ -977,6 +977,24 @@ def test_inbound_addresses_and_local_clusters() -> None:
         res.clusters["localhost:16379"])
 
 
+def test_every_ingress_of_a_zone_shares_its_locality() -> None:
+    service = Service("svc", "http", remote=(
+        RemoteZone("east", "192.168.1.11", 10001, instances=4),
+        RemoteZone("east", "192.168.1.10", 10001, instances=4),
+        RemoteZone("west", "192.168.2.10", 10001, instances=4)))
+    cla = endpoints("svc", Hosts.of(service), ZONE)
+    by_zone = {loc.locality.zone: loc for loc in cla.endpoints}
+    assert sorted(by_zone) == ["east", "west"]
+    east, west = by_zone["east"], by_zone["west"]
+    assert [e.endpoint.address.socket_address.address for e in east.lb_endpoints] == [
+        "192.168.1.10", "192.168.1.11"]
+    # Both zones have 4 instances: the same locality weight, and east's two ingresses
+    # split it, so east gets no more than west for having two.
+    assert east.load_balancing_weight.value == west.load_balancing_weight.value == 4
+    assert [e.load_balancing_weight.value for e in east.lb_endpoints] == [2, 2]
+    assert [e.load_balancing_weight.value for e in west.lb_endpoints] == [4]
+
+
 def test_hostnames_never_reach_eds() -> None:
     service = Service("svc", "http", endpoints=(Endpoint("10.0.0.2", 80), Endpoint("host.lan", 80)),
                       remote=(RemoteZone("east", "ingress.example.com", 10001),
