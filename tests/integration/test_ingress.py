@@ -445,3 +445,42 @@ async def test_the_ingress_rides_out_a_restart_of_its_zone_cp(cluster: Cluster) 
         assert await asyncio.to_thread(backend_behind_the_ingress)
         assert envoy_pids(ingress.work) == pids
         assert "Traceback" not in ingress.errors()
+
+
+async def test_two_ingresses_of_a_zone_share_its_traffic(cluster: Cluster) -> None:
+    """East runs two ingresses: web in west spreads its calls to backend over both (a new
+    connection per call, so each call picks an ingress), and every call is answered."""
+    token = await cluster.zone_token("east", ["ingress"], cluster.directory / "ingress.token")
+    outbound, admin_a, admin_b = free_port(), free_port(), free_port()
+    async with http_backend(b"hello from east") as app, \
+            await sidecar(cluster, cluster.east, "backend-1", "backend", app), \
+            ingress_process(cluster.directory / "ingress-a", cluster.east, token, free_port(),
+                            "--name", "east-ingress-a", admin=admin_a), \
+            ingress_process(cluster.directory / "ingress-b", cluster.east, token, free_port(),
+                            "--name", "east-ingress-b", admin=admin_b), \
+            await sidecar(cluster, cluster.west, "web-1", "web", free_port(), outbound):
+
+        async def both_known() -> bool:
+            names = {r.labels.get("gossamer.io/display-name", r.name)
+                     for r in await synced_ingresses(cluster.west, "east")}
+            return {"east-ingress-a", "east-ingress-b"} <= names
+
+        await eventually(both_known, timeout=60, what="both of east's ingresses in west")
+
+        async def call() -> bool:
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                response = await client.get(f"http://127.0.0.1:{outbound}/",
+                                            headers={"connection": "close"})
+            return response.status_code == 200 and response.text == "hello from east"
+
+        await eventually(call, timeout=90, what="web in west -> backend in east")
+
+        async def both_used() -> bool:
+            for _ in range(10):
+                assert await call()
+            counts = [(await ingress_stats(a)).get(
+                "cluster.backend.default.mesh.upstream_cx_total", 0) for a in (admin_a, admin_b)]
+            return all(n >= 1 for n in counts)
+
+        await eventually(both_used, timeout=60, interval=0.1,
+                         what="calls through both of east's ingresses")
