@@ -17,7 +17,8 @@ and east's ingress, with a zone token the global issued with the ``ingress`` sco
 - the ingress rides out a restart of its zone CP (Envoy untouched, registered again);
 - end to end: ``web`` in west calls backend in east through its explicit outbound, over
   mTLS from sidecar to sidecar through east's ingress (both zones sign with
-  intermediates of the one mesh root the global keeps).
+  intermediates of the one mesh root the global keeps);
+- a zone with two ingresses: the other zone's calls go through both.
 """
 
 from __future__ import annotations
