@@ -30,7 +30,6 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -44,16 +43,15 @@ from gossamer.model.secret import SecretSpec
 from gossamer.model.zonecertificate import ZoneCertificateSpec
 from gossamer.pki.certs import chain_root, fingerprint, new_csr, new_key, new_leaf, new_root_ca
 from gossamer.store.follow import follow
-from tests.cluster import eventually, sample, scrape, start_global, start_zone
+from tests.cluster import eventually, sample, scrape
 from tests.integration import test_ingress
-from tests.integration.test_agent import agent_process
-from tests.integration.test_agent_zone import http_backend
+from tests.integration.test_agent_zone import DATAPLANE_YAML, http_backend
 from tests.integration.test_ingress import (
     Cluster,
-    _cp_args,
     free_port,
     ingress_process,
     server_certificate,
+    sidecar,
 )
 from tests.openbao import OpenBao, OpenBaoUnavailable
 from zone_cp.app import ZoneControlPlane
@@ -65,22 +63,8 @@ PKI = "pki-mesh"
 NOW = dt.datetime.now(dt.UTC)
 
 # backend speaks TCP at its inbound: one connection, one mTLS handshake, per request.
-DATAPLANE = """\
-type: Dataplane
-mesh: default
-name: {{ name }}
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: {{ inbound }}
-    servicePort: {{ app }}
-    tags: {gossamer.io/service: {{ service }}, gossamer.io/protocol: tcp}
-"""
-OUTBOUND = """\
-  outbound:
-  - port: {{ outbound }}
-    tags: {gossamer.io/service: backend}
-"""
+TCP_DATAPLANE = DATAPLANE_YAML.replace("gossamer.io/protocol: http", "gossamer.io/protocol: tcp")
+assert TCP_DATAPLANE != DATAPLANE_YAML
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +189,13 @@ class Load:
                 self.failures.append(f"{name} during {self.phase}: {exc!r}")
             await asyncio.sleep(0.005)
 
+    async def served(self, calls: int, timeout: float = 30.0) -> None:
+        """Wait until every path has answered ``calls`` more requests."""
+        before = dict(self.ok)
+        await eventually(lambda: all(self.ok.get(k, 0) >= before.get(k, 0) + calls
+                                     for k in self.ports),
+                         timeout=timeout, what=f"{calls} more answered calls on each path")
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Load]:
         tasks = [asyncio.create_task(self.run(n, p)) for n, p in self.ports.items()]
@@ -213,24 +204,6 @@ class Load:
         finally:
             self._stop.set()
             await asyncio.gather(*tasks)
-
-
-async def sidecar(cluster: Cluster, zone: ZoneControlPlane, name: str, service: str,
-                  app_port: int, outbound: int | None = None
-                  ) -> contextlib.AbstractAsyncContextManager[Any]:
-    directory = cluster.directory / name
-    directory.mkdir(parents=True)
-    dp = directory / "dataplane.yaml"
-    dp.write_text(DATAPLANE + (OUTBOUND if outbound else ""))
-    token = await cluster.dataplane_token(service, directory / "token")
-    args = ["--dataplane", str(dp), "--dataplane-var", f"name={name}",
-            "--dataplane-var", f"service={service}",
-            "--dataplane-var", f"inbound={free_port()}", "--dataplane-var", f"app={app_port}",
-            *_cp_args(zone), "--token-file", str(token),
-            "--admin-port", str(free_port()), "--drain-time", "1s"]
-    if outbound:
-        args += ["--dataplane-var", f"outbound={outbound}"]
-    return agent_process(directory, args)
 
 
 @dataclass
@@ -247,10 +220,13 @@ async def mesh_with_traffic(cluster: Cluster) -> AsyncIterator[Running]:
                                      cluster.directory / "east-ingress.token")
     web_out, local_out, ingress_port = free_port(), free_port(), free_port()
     async with http_backend(b"hello") as app, \
-            await sidecar(cluster, cluster.east, "backend-1", "backend", app), \
+            await sidecar(cluster, cluster.east, "backend-1", "backend", app,
+                          dataplane=TCP_DATAPLANE), \
             ingress_process(cluster.directory / "ingress", cluster.east, token, ingress_port), \
-            await sidecar(cluster, cluster.west, "web-1", "web", free_port(), web_out), \
-            await sidecar(cluster, cluster.east, "local-1", "local", free_port(), local_out):
+            await sidecar(cluster, cluster.west, "web-1", "web", free_port(), web_out,
+                          dataplane=TCP_DATAPLANE), \
+            await sidecar(cluster, cluster.east, "local-1", "local", free_port(), local_out,
+                          dataplane=TCP_DATAPLANE):
         load = Load({"web (west -> east)": web_out, "local (east)": local_out})
         for port in (web_out, local_out):
             await eventually(lambda p=port: _answers(load, p), timeout=90,
@@ -331,7 +307,7 @@ async def test_builtin_to_vault_to_provided_under_load_fails_no_request(
                                what="the builtin CA in use")
     async with mesh_with_traffic(cluster) as running, running.load.running() as load, \
             phases(cluster, load) as seen:
-        await asyncio.sleep(2)  # traffic on the builtin CA first
+        await load.served(20)  # traffic on the builtin CA first
 
         await api.ok(mesh("vault-1", bao.address))
         vault = await rotated_to(cluster, "vault-1")
@@ -340,7 +316,7 @@ async def test_builtin_to_vault_to_provided_under_load_fails_no_request(
 
         await api.ok(mesh("files", bao.address))
         final = await rotated_to(cluster, "files")
-        await asyncio.sleep(2)  # and traffic on the provided CA last
+        await load.served(20)  # and traffic on the provided CA last
         presented = await asyncio.to_thread(server_certificate, running.ingress_port,
                                             "backend.default.mesh")
         chains = {**await sidecar_chains(cluster.east), **await sidecar_chains(cluster.west)}
@@ -433,9 +409,8 @@ async def test_vault_issue_mode_down_and_back(cluster: Cluster, bao: OpenBao) ->
             assert present(samples, "gossamer_zone_ca_can_issue", mesh=MESH) == 0
             assert sample(samples, "gossamer_zone_ca_issue_failures_total", mesh=MESH) >= 1
             # Meanwhile the certificates already out keep every call working.
-            ok_before = dict(load.ok)
-            await asyncio.sleep(3)
-            assert all(load.ok[k] > ok_before[k] for k in ok_before), (ok_before, load.ok)
+            await load.served(20)
+            assert load.failures == [], load.failures[:5]
             assert serials(cluster.east) == before
         finally:
             bao.resume()
@@ -449,6 +424,17 @@ async def test_vault_issue_mode_down_and_back(cluster: Cluster, bao: OpenBao) ->
         await eventually(lambda: _error_cleared(cluster), timeout=30, interval=0.5,
                          what="east's issuance error cleared")
     assert load.failures == [], load.failures[:20]
+
+
+async def trust_saying(cluster: Cluster, text: str, timeout: float) -> MeshTrustSpec:
+    """The global's MeshTrust once its message mentions ``text``."""
+
+    async def says() -> MeshTrustSpec | None:
+        trust = await global_trust(cluster)
+        return trust if text in trust.message else None
+
+    return await eventually(says, timeout=timeout, interval=0.5,
+                            what=f"the MeshTrust saying {text!r}")
 
 
 async def _error_cleared(cluster: Cluster) -> bool:
@@ -497,12 +483,7 @@ async def test_bad_ca_input_is_refused_or_reported_and_the_ca_in_use_stays(
     dead = mesh("vault-1", f"https://127.0.0.1:{free_port()}")
     await api.ok(dead)
 
-    async def reported() -> MeshTrustSpec | None:
-        trust = await global_trust(cluster)
-        return trust if "does not answer" in trust.message else None
-
-    trust = await eventually(reported, timeout=30, interval=0.5,
-                             what="the dead Vault reported in the MeshTrust")
+    trust = await trust_saying(cluster, "does not answer", timeout=30)
     assert trust.phase is TrustPhase.STABLE and trust.signer == in_use.signer
     assert "the CA in use stays" in trust.message
     samples = await scrape(cluster.global_cp.api_url)
@@ -513,12 +494,7 @@ async def test_bad_ca_input_is_refused_or_reported_and_the_ca_in_use_stays(
     wrong_role["mtls"]["backends"][1]["conf"]["role"] = "no-such-role"
     await api.ok(wrong_role)
 
-    async def refused() -> MeshTrustSpec | None:
-        trust = await global_trust(cluster)
-        return trust if "no-such-role" in trust.message else None
-
-    trust = await eventually(refused, timeout=45, interval=0.5,
-                             what="the unknown role reported in the MeshTrust")
+    trust = await trust_saying(cluster, "no-such-role", timeout=45)
     assert "does not exist" in trust.message, trust.message
     assert trust.phase is TrustPhase.STABLE and trust.signer == in_use.signer
     # The zones still sign from the builtin CA.
@@ -536,52 +512,6 @@ async def _files_key(cluster: Cluster) -> bytes:
     res = await cluster.global_manager.get("GlobalSecret", "files-key")
     assert isinstance(res.spec, SecretSpec)
     return res.spec.value()
-
-
-@pytest.fixture
-async def restartable(tmp_path: Path) -> AsyncIterator[Cluster]:
-    """Like ``cluster``, but whichever control planes are current at the end are stopped
-    (a test may replace the global and the zones with new processes on their ports)."""
-    global_cp = await start_global(tmp_path / "global")
-    setup = Cluster(global_cp, None, None, tmp_path, [])  # type: ignore[arg-type]
-    try:
-        for name in ("east", "west"):
-            setup.running.append(await start_zone(global_cp, name, tmp_path / f"zone-{name}"))
-        setup.east, setup.west = setup.running
-        for zone in setup.running:
-            await eventually(lambda z=zone: test_ingress._ready(z), timeout=15,
-                             what=f"zone {zone.settings.zone} in sync")
-        yield setup
-    finally:
-        for cp in [*setup.running, setup.global_cp]:
-            await test_ingress.stop(cp)
-
-
-async def restart_global(cluster: Cluster) -> None:
-    """Stop the global and start a new one on the same store and ports."""
-    old = cluster.global_cp
-    assert old.sync is not None and old._api is not None
-    api_port, sync_port = old._api.port, old.sync.port
-    await test_ingress.stop(old)
-    cluster.global_cp = await start_global(
-        old.settings.data_dir, api_addr=f"127.0.0.1:{api_port}",
-        sync_addr=f"127.0.0.1:{sync_port}")
-
-
-@contextlib.asynccontextmanager
-async def west_down(cluster: Cluster) -> AsyncIterator[None]:
-    """Zone west's CP stopped for the block, then started again on its ports."""
-    old = cluster.west
-    assert old.xds is not None
-    port = old.xds.port
-    cluster.running.remove(old)
-    await test_ingress.stop(old)
-    try:
-        yield
-    finally:
-        cluster.west = await start_zone(cluster.global_cp, "west", old.settings.directory,
-                                        xds_addr=f"127.0.0.1:{port}")
-        cluster.running.append(cluster.west)
 
 
 async def phase_of(cluster: Cluster) -> dict[str, Any]:
@@ -605,21 +535,20 @@ async def _in_phase(cluster: Cluster, phase: str) -> dict[str, Any] | None:
 
 
 async def test_a_rotation_held_by_outages_resumes_across_restarts_without_a_failed_request(
-        restartable: Cluster, bao: OpenBao) -> None:
+        cluster: Cluster, bao: OpenBao) -> None:
     """builtin -> vault while west's CP is down (held in adding-trust), the global
     restarts, Vault stops answering (held in reissuing), the global restarts again: the
     rotation carries on from the stored phase each time and ends on Vault's root."""
-    cluster = restartable
     api = api_of(cluster)
     await vault_and_files(cluster, bao)
     await api.ok(mesh("ca-1", bao.address))
     await eventually(lambda: _stable_on(cluster, "ca-1"), timeout=30, what="builtin in use")
     async with mesh_with_traffic(cluster) as running, running.load.running() as load:
-        async with west_down(cluster):
+        async with cluster.down("west"):
             await api.ok(mesh("vault-1", bao.address))
             trust = await stays(cluster, "adding-trust")
             assert "west" in trust["message"], trust
-            await restart_global(cluster)
+            await cluster.restart_global()
             trust = await stays(cluster, "adding-trust")
             assert trust["signer"]["backend"] == "ca-1", trust
             bao.pause()
@@ -627,20 +556,15 @@ async def test_a_rotation_held_by_outages_resumes_across_restarts_without_a_fail
             # West is back and takes the bundle; the new signer cannot sign intermediates.
             trust = await stays(cluster, "reissuing")
             assert trust["signer"]["backend"] == "vault-1", trust
-            await restart_global(cluster)
+            await cluster.restart_global()
             trust = await stays(cluster, "reissuing")
 
-            async def reported() -> dict[str, Any] | None:
-                now = await phase_of(cluster)
-                return now if "does not answer" in now["message"] else None
-
-            trust = await eventually(reported, timeout=60, interval=0.5,
-                                     what="the silent Vault reported")
-            assert trust["phase"] == "reissuing", trust
+            reported = await trust_saying(cluster, "does not answer", timeout=60)
+            assert reported.phase is TrustPhase.REISSUING, reported
         finally:
             bao.resume()
         final = await rotated_to(cluster, "vault-1")
-        await asyncio.sleep(2)
+        await load.served(20)
     assert load.failures == [], load.failures[:20]
     assert all(n >= 50 for n in load.ok.values()), load.ok
     vault_root = roots_of(final)[0]

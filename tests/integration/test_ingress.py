@@ -34,6 +34,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -106,17 +107,33 @@ class Cluster:
                              what="the global's dataplane signing key in the zone")
         return path
 
-    async def restart_east(self) -> AsyncIterator[None]:
-        """Stop zone east's CP, yield while it is down, start it again in its place."""
-        old = self.east
+    @contextlib.asynccontextmanager
+    async def down(self, name: str, **overrides: Any) -> AsyncIterator[None]:
+        """Zone ``name``'s CP (``east`` or ``west``) stopped for the block, then started
+        again in its place: same data, same xDS port; ``overrides`` replace other
+        ``ZoneSettings`` fields of the new one."""
+        old: ZoneControlPlane = getattr(self, name)
         assert old.xds is not None
         port = old.xds.port
         self.running.remove(old)
         await stop(old)
-        yield
-        self.east = await start_zone(self.global_cp, "east", old.settings.directory,
-                                     xds_addr=f"127.0.0.1:{port}")
-        self.running.append(self.east)
+        try:
+            yield
+        finally:
+            new = await start_zone(self.global_cp, name, old.settings.directory,
+                                   xds_addr=f"127.0.0.1:{port}", **overrides)
+            setattr(self, name, new)
+            self.running.append(new)
+
+    async def restart_global(self) -> None:
+        """Stop the global and start a new one on the same store and ports."""
+        old = self.global_cp
+        assert old.sync is not None and old._api is not None
+        api_port, sync_port = old._api.port, old.sync.port
+        await stop(old)
+        self.global_cp = await start_global(
+            old.settings.data_dir, api_addr=f"127.0.0.1:{api_port}",
+            sync_addr=f"127.0.0.1:{sync_port}")
 
     async def zone_token(self, zone: str, scopes: list[str], path: Path) -> Path:
         token, _ = await self.global_cp.zone_tokens.issue(zone, 3600, scopes)
@@ -140,17 +157,21 @@ async def _ready(zone: ZoneControlPlane) -> bool:
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    global_cp = await start_global(tmp_path / "global")
-    zones: list[ZoneControlPlane] = []
+    """The global and zones east and west, in sync; whichever control planes are current
+    at the end are stopped (a test may restart any of them: ``down``, ``restart_global``)."""
+    running = Cluster(await start_global(tmp_path / "global"), None, None,  # type: ignore[arg-type]
+                      tmp_path)
     try:
         for name in ("east", "west"):
-            zones.append(await start_zone(global_cp, name, tmp_path / f"zone-{name}"))
-        for zone in zones:
+            running.running.append(await start_zone(running.global_cp, name,
+                                                     tmp_path / f"zone-{name}"))
+        running.east, running.west = running.running
+        for zone in running.running:
             await eventually(lambda z=zone: _ready(z), timeout=15,
                              what=f"zone {zone.settings.zone} in sync")
-        yield Cluster(global_cp, zones[0], zones[1], tmp_path, zones)
+        yield running
     finally:
-        for cp in [*zones, global_cp]:
+        for cp in [*running.running, running.global_cp]:
             await stop(cp)
 
 
@@ -202,12 +223,15 @@ async def ingress_process(directory: Path, zone: ZoneControlPlane, token: Path, 
 
 
 async def sidecar(cluster: Cluster, zone: ZoneControlPlane, name: str, service: str,
-                  app_port: int, outbound: int | None = None
+                  app_port: int, outbound: int | None = None, dataplane: str = DATAPLANE_YAML
                   ) -> contextlib.AbstractAsyncContextManager[AgentProcess]:
+    """``gossamer proxy run`` for ``name`` in ``zone`` from the template ``dataplane``
+    (variables name, service, inbound, app and, with ``outbound``, an outbound to
+    backend)."""
     directory = cluster.directory / name
     directory.mkdir(parents=True)
     dp = directory / "dataplane.yaml"
-    dp.write_text(DATAPLANE_YAML + (OUTBOUND if outbound else ""))
+    dp.write_text(dataplane + (OUTBOUND if outbound else ""))
     token = await cluster.dataplane_token(service, directory / "token")
     args = ["--dataplane", str(dp), "--dataplane-var", f"name={name}",
             "--dataplane-var", f"service={service}",
@@ -430,12 +454,10 @@ async def test_the_ingress_rides_out_a_restart_of_its_zone_cp(cluster: Cluster) 
                          what="TLS through the ingress")
         pids = envoy_pids(ingress.work)
 
-        restart = cluster.restart_east()
-        await anext(restart)
-        # Down: Envoy keeps passing TLS through on its last configuration.
-        for _ in range(3):
-            assert await asyncio.to_thread(backend_behind_the_ingress)
-        await anext(restart, None)
+        async with cluster.down("east"):
+            # Down: Envoy keeps passing TLS through on its last configuration.
+            for _ in range(3):
+                assert await asyncio.to_thread(backend_behind_the_ingress)
         east = cluster.east
 
         # Back: the agent registers again, its Envoy is back on ADS, nothing restarted.

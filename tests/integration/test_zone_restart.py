@@ -20,13 +20,11 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-
-import pytest
 
 from gossamer.errors import NotFound
 from sync.applier import zone_scoped_name
-from tests.cluster import eventually, start_global, start_zone
+from tests.cluster import eventually
+from tests.integration import test_ingress
 from tests.integration.test_agent import envoy_pids
 from tests.integration.test_agent_zone import http_backend
 from tests.integration.test_ingress import (
@@ -34,12 +32,10 @@ from tests.integration.test_ingress import (
     MESH,
     Cluster,
     _offers,
-    _ready,
     free_port,
     ingress_process,
     offered,
     sidecar,
-    stop,
     synced_ingresses,
 )
 from zone_cp.app import ZoneControlPlane
@@ -47,21 +43,8 @@ from zone_cp.app import ZoneControlPlane
 GRACE = 8.0
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    """The global, east and west in sync (as in test_ingress.py)."""
-    global_cp = await start_global(tmp_path / "global")
-    zones: list[ZoneControlPlane] = []
-    try:
-        for name in ("east", "west"):
-            zones.append(await start_zone(global_cp, name, tmp_path / f"zone-{name}"))
-        for zone in zones:
-            await eventually(lambda z=zone: _ready(z), timeout=15,
-                             what=f"zone {zone.settings.zone} in sync")
-        yield Cluster(global_cp, zones[0], zones[1], tmp_path, zones)
-    finally:
-        for cp in [*zones, global_cp]:
-            await stop(cp)
+# The global, east and west in sync (the fixture of the ingress tests).
+cluster = test_ingress.cluster
 
 
 async def restart_east(cluster: Cluster, down: float, grace: float,
@@ -69,17 +52,10 @@ async def restart_east(cluster: Cluster, down: float, grace: float,
     """Stop east's CP, keep it down ``down`` seconds (running ``while_down``), start it
     again on the same port and data with ``agent_grace=grace``; when it started
     (monotonic)."""
-    old = cluster.east
-    assert old.xds is not None
-    port = old.xds.port
-    cluster.running.remove(old)
-    await stop(old)
-    if while_down is not None:
-        await while_down()
-    await asyncio.sleep(down)  # a real outage lasts: the global sees east offline
-    cluster.east = await start_zone(cluster.global_cp, "east", old.settings.directory,
-                                    xds_addr=f"127.0.0.1:{port}", agent_grace=grace)
-    cluster.running.append(cluster.east)
+    async with cluster.down("east", agent_grace=grace):
+        if while_down is not None:
+            await while_down()
+        await asyncio.sleep(down)  # a real outage lasts: the global sees east offline
     return time.monotonic()
 
 
