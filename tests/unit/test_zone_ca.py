@@ -105,6 +105,14 @@ class Standalone:
         sidecar.certificate_chain = x509.load_pem_x509_certificates(signed.chain_pem)
         sidecar.trust_bundle_digest = bundle_digest(signed.trust_bundle_pem)
 
+    async def connect(self, *names: str) -> list[FakeSidecar]:
+        """Sidecars that registered and got their first certificate."""
+        members = [FakeSidecar(f"default.{n}") for n in names]
+        self.sidecars.members = members
+        for s in members:
+            await self.issue(s)
+        return members
+
     def take_bundle(self) -> None:
         for s in self.sidecars.members:
             s.trust_bundle_digest = bundle_digest(self.sidecars.bundles["default"])
@@ -159,10 +167,7 @@ async def test_the_root_survives_a_new_controller_and_ca() -> None:
 
 async def test_a_rotation_walks_every_phase_with_the_sidecars() -> None:
     zone = await standalone()
-    one, two = FakeSidecar("default.a"), FakeSidecar("default.b")
-    zone.sidecars.members = [one, two]
-    for s in (one, two):
-        await zone.issue(s)
+    one, two = await zone.connect("a", "b")
     await zone.settle()
     old = await zone.trust()
     assert old.phase is TrustPhase.STABLE
@@ -225,9 +230,7 @@ async def test_regenerating_a_builtin_root_rotates_to_a_new_generation() -> None
 
 async def test_a_rotation_resumes_after_both_sides_restart_in_every_phase() -> None:
     zone = await standalone()
-    sidecar = FakeSidecar("default.a")
-    zone.sidecars.members = [sidecar]
-    await zone.issue(sidecar)
+    [sidecar] = await zone.connect("a")
     await zone.settle()
     old_root = (await zone.trust()).signer.fingerprints[0]
 
@@ -263,10 +266,7 @@ async def test_a_rotation_resumes_after_both_sides_restart_in_every_phase() -> N
 
 async def test_a_restarted_zone_holds_its_report_until_its_sidecars_are_back() -> None:
     zone = await standalone()
-    one, two = FakeSidecar("default.a"), FakeSidecar("default.b")
-    zone.sidecars.members = [one, two]
-    for s in (one, two):
-        await zone.issue(s)
+    await zone.connect("a", "b")
     await zone.settle()
     await zone.manager.apply(parse_document(mesh_doc(enabled="ca-2")))
     await zone.settle(rounds=1)
@@ -311,9 +311,7 @@ async def test_a_restart_while_the_intermediate_is_due_keeps_the_current_key() -
 
 async def test_a_sidecar_that_reports_another_bundle_gets_it_again() -> None:
     zone = await standalone()
-    sidecar = FakeSidecar("default.a")
-    zone.sidecars.members = [sidecar]
-    await zone.issue(sidecar)
+    [sidecar] = await zone.connect("a")
     sidecar.trust_bundle_digest = "0" * 64  # it refused or lost the push
     await zone.settle(rounds=1)
     assert sidecar.bundles_resent == 0  # first seen: give it time
@@ -329,9 +327,7 @@ async def test_a_sidecar_that_reports_another_bundle_gets_it_again() -> None:
 
 async def test_switching_back_during_reissuing_ends_on_a_new_generation() -> None:
     zone = await standalone()
-    sidecar = FakeSidecar("default.a")
-    zone.sidecars.members = [sidecar]
-    await zone.issue(sidecar)
+    [sidecar] = await zone.connect("a")
     await zone.settle()
     first = (await zone.trust()).signer
     await zone.manager.apply(parse_document(mesh_doc(enabled="ca-2")))
@@ -361,11 +357,7 @@ async def test_switching_back_during_reissuing_ends_on_a_new_generation() -> Non
 
 async def test_renewals_are_asked_in_paced_batches() -> None:
     zone = await standalone()
-    sidecars = [FakeSidecar(f"default.s{i}") for i in range(RENEW_PER_PASS + 30)]
-    zone.sidecars.members = sidecars
-    for s in sidecars:
-        await zone.issue(s)
-        s.trust_bundle_digest = (await zone.trust()).bundle_digest
+    sidecars = await zone.connect(*(f"s{i}" for i in range(RENEW_PER_PASS + 30)))
     await zone.controller.request_rotation("default")
     await zone.settle(rounds=2)  # adding-trust: the zone pushes both roots
     zone.take_bundle()
