@@ -13,6 +13,7 @@ to see the paging).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import os
@@ -712,7 +713,10 @@ def test_a_second_global_on_a_taken_port_is_one_line_and_exit_1(cp: Session,
     assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0], result.stderr
 
 
-def test_standalone_zone_serves_its_api(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def standalone_zone(tmp_path: Path) -> Iterator[tuple[Proc, dict[str, str]]]:
+    """`gossamer zone run --zone lab` as a process, and the CLI environment that manages it
+    (its address and its own admin token); its log is printed when it stops."""
     env = _clean_env(tmp_path / "config.yaml")
     port = _free_port()
     data_dir = tmp_path / "zone-lab"
@@ -721,11 +725,18 @@ def test_standalone_zone_serves_its_api(tmp_path: Path) -> None:
                 tmp_path / "zone.log", f"http://127.0.0.1:{port}", env)
     try:
         proc.start()
+        yield proc, {**env, "GOSSAMER_ADDRESS": proc.api,
+                     "GOSSAMER_TOKEN_FILE": str(data_dir / "admin-token")}
+    finally:
+        proc.stop()
+        print(f"--- log ---\n{proc.log()}")
+
+
+def test_standalone_zone_serves_its_api(tmp_path: Path) -> None:
+    with standalone_zone(tmp_path) as (proc, zone_env):
         info = httpx.get(f"{proc.api}/", timeout=5).json()
         assert (info["mode"], info["zone"]) == ("standalone", "lab")
         # The CLI manages it like a global, with its own admin token.
-        zone_env = {**env, "GOSSAMER_ADDRESS": proc.api,
-                    "GOSSAMER_TOKEN_FILE": str(data_dir / "admin-token")}
         result = subprocess.run([str(GOSSAMER), "get", "meshes"], capture_output=True,
                                 text=True, env=zone_env, timeout=CLI_TIMEOUT, check=False)
         assert _ok(result).splitlines()[1].split()[:2] == ["default", "ca-1"]
@@ -738,9 +749,6 @@ def test_standalone_zone_serves_its_api(tmp_path: Path) -> None:
                                       obj=Runtime(env=zone_env))
         line = _one_line_error(zone_cli, 1)
         assert "is a standalone zone: zone tokens are issued by the global" in line
-    finally:
-        proc.stop()
-        print(f"--- log ---\n{proc.log()}")
 
 
 def _wait_for(what: str, check: Any, deadline: float = READY_DEADLINE) -> Any:
@@ -858,25 +866,17 @@ def test_zone_run_flags_are_checked_before_it_starts(tmp_path: Path, args: list[
 
 def test_inspect_meshes_and_rotate_a_builtin_root(tmp_path: Path) -> None:
     """Against a standalone zone, which owns its roots (no other zone to wait for)."""
-    env = _clean_env(tmp_path / "config.yaml")
-    port = _free_port()
-    data_dir = tmp_path / "zone-lab"
-    proc = Proc(["zone", "run", "--zone", "lab", "--data-dir", str(data_dir),
-                 "--api-addr", f"127.0.0.1:{port}", "--xds-addr", f"127.0.0.1:{_free_port()}"],
-                tmp_path / "zone.log", f"http://127.0.0.1:{port}", env)
-    runtime = Runtime(env={**env, "GOSSAMER_ADDRESS": proc.api,
-                           "GOSSAMER_TOKEN_FILE": str(data_dir / "admin-token")})
+    with standalone_zone(tmp_path) as (_, zone_env):
+        runtime = Runtime(env=zone_env)
 
-    def cli(*args: str) -> Result:
-        return CliRunner().invoke(main, list(args), obj=runtime)
+        def cli(*args: str) -> Result:
+            return CliRunner().invoke(main, list(args), obj=runtime)
 
-    def overview() -> dict[str, Any]:
-        items = json.loads(_ok(cli("inspect", "meshes", "-o", "json")))["items"]
-        found: dict[str, Any] = next(i for i in items if i["name"] == "default")
-        return found
+        def overview() -> dict[str, Any]:
+            items = json.loads(_ok(cli("inspect", "meshes", "-o", "json")))["items"]
+            found: dict[str, Any] = next(i for i in items if i["name"] == "default")
+            return found
 
-    try:
-        proc.start()
         deadline = time.monotonic() + 30
         while overview()["trust"] is None and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -904,16 +904,9 @@ def test_inspect_meshes_and_rotate_a_builtin_root(tmp_path: Path) -> None:
 
         missing = cli("mesh", "rotate-ca", "nope")
         assert missing.exit_code != 0 and "nope" in missing.output
-        refused = cli("apply", "-f", str(_write(tmp_path / "trust.yaml", (
-            "type: MeshTrust\nname: default\nspec: {signer: {backend: x, type: builtin}, "
-            "trustBundle: '', bundleDigest: ''}\n"))))
+        trust_doc = tmp_path / "trust.yaml"
+        trust_doc.write_text("type: MeshTrust\nname: default\nspec: {signer: {backend: x, "
+                             "type: builtin}, trustBundle: '', bundleDigest: ''}\n")
+        refused = cli("apply", "-f", str(trust_doc))
         assert refused.exit_code != 0
         assert "written by the control planes only" in refused.output
-    finally:
-        proc.stop()
-        print(f"--- log ---\n{proc.log()}")
-
-
-def _write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
