@@ -405,8 +405,8 @@ class ZoneCa:
     def _root_of(self, chain: Sequence[x509.Certificate], trust: MeshTrustSpec,
                  roots: Sequence[x509.Certificate]) -> str:
         """The fingerprint of the bundle root ``chain`` leads to, or "unknown". Remembered
-        per leaf and bundle: a zone recounts every sidecar on each change, and checking
-        signatures each time would cost a thousand sidecars a CPU-second."""
+        per leaf and bundle: a zone recounts every sidecar on each change, and would
+        otherwise check two signatures per sidecar each time."""
         key = (fingerprint(chain[0]), trust.bundle_digest)
         found = self._roots_seen.get(key)
         if found is None:

@@ -23,7 +23,7 @@ from gossamer.cli.state import state
 
 @click.group()
 def inspect() -> None:
-    """Live state: zones, dataplanes, effective proxy config."""
+    """Live state: zones, meshes and their CA, dataplanes, certificates, proxy config."""
 
 
 def _format(output: str, doc: Any) -> None:
