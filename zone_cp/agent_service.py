@@ -38,7 +38,7 @@ from zone_cp.ca import CaUnavailable, ZoneCa
 from zone_cp.cert_status import (
     CertificateInfo,
     InvalidStatus,
-    Signed,
+    SignedRecord,
     parse_status,
 )
 
@@ -73,7 +73,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             raise AssertionError("unreachable") from exc
         session.signatures += 1
         try:
-            session.signed = Signed(CertificateInfo.from_chain_pem(signed.chain_pem),
+            session.signed = SignedRecord(CertificateInfo.from_chain_pem(signed.chain_pem),
                                     utc_now())
         except InvalidStatus as exc:  # the CA's chain: worth a line, not the agent's call
             log.warning("the chain signed for %s is not recorded: %s", session.node_id, exc)

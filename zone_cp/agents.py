@@ -63,7 +63,7 @@ from sync.v1 import agent_pb2
 from zone_cp.cert_status import (
     CertificateInfo,
     Health,
-    Signed,
+    SignedRecord,
     StatusReport,
 )
 
@@ -96,7 +96,7 @@ class AgentSession:
     dataplane: Resource
     connected_at: float
     report: StatusReport | None = None
-    signed: Signed | None = None
+    signed: SignedRecord | None = None
     signatures: int = 0
     renewals_asked: int = 0
     updates: asyncio.Queue[agent_pb2.ControlPlaneMessage] = field(default_factory=asyncio.Queue)

@@ -120,7 +120,7 @@ class StatusReport:
 
 
 @dataclass(frozen=True)
-class Signed:
+class SignedRecord:
     """A certificate the zone CP signed for a sidecar, and when."""
 
     certificate: CertificateInfo
