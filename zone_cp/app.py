@@ -128,7 +128,8 @@ class ZoneControlPlane:
         cache = PieceCache()
         self.ads = AdsServer(self.state, self.agents, lambda ctx: generate(ctx, cache),
                              self.ingresses)
-        self.ca = ZoneCa(self.manager, s.zone, sidecars=self.agents, metrics=self.metrics)
+        self.ca = ZoneCa(self.manager, s.zone, sidecars=self.agents, metrics=self.metrics,
+                         startup_grace=s.agent_grace)
         self._tasks.append(asyncio.create_task(self.ca.run(), name="zone-ca"))
         self.xds = XdsServer(s.xds_addr, self.ads, AgentService(self.agents, self.ca))
         return self.xds

@@ -54,6 +54,7 @@ from gossamer.pki.rotation import signer_id
 from gossamer.resources import ResourceManager
 from gossamer.store.follow import follow
 from proxy.context import spiffe, tag_uri
+from zone_cp.agents import LEFTOVER_GRACE
 from zone_cp.intermediates import Intermediates, Issuer
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,6 @@ WATCHED = ["Mesh", "MeshTrust", "ZoneCertificate", "Secret"]
 RENEW_PER_PASS = 100    # sidecars asked to renew at once; the rest a pass later
 RENEW_PACE = 1.0        # seconds between such passes
 RESEND_AFTER = 10.0     # seconds a sidecar may report another bundle before it is resent
-STARTUP_GRACE = 45.0    # seconds a restarted zone waits for its sidecars before reporting
 ROOTS_SEEN_MAX = 100_000  # (leaf, bundle) -> root answers kept; cleared when full
 
 
@@ -135,7 +135,11 @@ def _roots(trust: MeshTrustSpec) -> list[x509.Certificate]:
 
 class ZoneCa:
     def __init__(self, manager: ResourceManager, zone: str, sidecars: Sidecars | None = None,
-                 metrics: CollectorRegistry | None = None) -> None:
+                 metrics: CollectorRegistry | None = None,
+                 startup_grace: float = LEFTOVER_GRACE) -> None:
+        """``startup_grace``: how long after a start the sidecars of the previous run may
+        take to come back (the zone's ``agent_grace``): until then a report that would
+        count fewer of them than the last one is held back."""
         self._manager = manager
         registry = metrics or CollectorRegistry()
         self._can_issue = Gauge("gossamer_zone_ca_can_issue", "1 if the zone could issue "
@@ -155,7 +159,7 @@ class ZoneCa:
         self._roots_seen: dict[tuple[str, str], str] = {}
         self._resent: dict[str, tuple[str, float]] = {}
         self._started = time.monotonic()
-        self.startup_grace = STARTUP_GRACE
+        self.startup_grace = startup_grace
         self.changed = asyncio.Event()
 
     # -- signing -------------------------------------------------------------------------
@@ -419,7 +423,7 @@ class ZoneCa:
 
     async def _report(self, mesh: str, trust: MeshTrustSpec | None, now: dt.datetime) -> bool:
         """Store this zone's status for ``mesh`` if it changed; True if it is held back
-        (see ``STARTUP_GRACE``)."""
+        (see ``startup_grace``)."""
         status = self.status(mesh, trust)
         with contextlib.suppress(NotFound):
             stored = (await self._manager.get("ZoneTrustStatus", mesh)).spec
