@@ -7,16 +7,24 @@ events after ``since`` and then follows new ones, so a watcher that restarts res
 it left off. Events older than the retention window are compacted away, and resuming
 before them raises ``RevisionCompacted``: the watcher lists everything and continues from
 ``revision()``.
+
+``write(ops)`` applies a batch of writes in one transaction: all of them or none. Each op
+is checked as its single-write twin would be, and the first refusal raises that write's
+error (``AlreadyExists``, ``NotFound``, ``Conflict``) with nothing stored and no event;
+otherwise every op that changed something gets its event, in the batch's order, at
+consecutive revisions. A caller that must not leave a half-done change behind (a Mesh and
+its contents, an ``_apply``, one sync response) writes it as one batch.
 """
 
 from __future__ import annotations
 
 import base64
+import builtins
 import enum
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from gossamer.errors import InvalidResource
 from gossamer.model.base import Resource
@@ -74,6 +82,57 @@ class ListQuery:
             raise InvalidResource("invalid page token") from None
 
 
+@dataclass(frozen=True)
+class Create:
+    """Store a new resource at version 1; ``AlreadyExists`` if the key is taken."""
+
+    resource: Resource
+
+
+@dataclass(frozen=True)
+class Update:
+    """Replace spec and labels if the stored version is ``expected_version``."""
+
+    resource: Resource
+    expected_version: int
+
+
+@dataclass(frozen=True)
+class Put:
+    """Create, or replace whatever is stored: for a copy of what another store owns (the
+    sync). Content equal to the stored resource's changes nothing and makes no event,
+    so re-receiving what a store holds wakes no watcher."""
+
+    resource: Resource
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Remove a resource; a stale ``expected_version`` is a ``Conflict``. A missing one is
+    ``NotFound``, unless ``missing_ok`` (then the op does nothing)."""
+
+    kind: str
+    name: str
+    mesh: str = ""
+    expected_version: int | None = None
+    missing_ok: bool = False
+
+
+WriteOp: TypeAlias = Create | Update | Put | Delete
+
+
+def op_key(op: WriteOp) -> tuple[str, str, str]:
+    """The ``Resource.key`` an op writes."""
+    if isinstance(op, Delete):
+        return (op.kind, op.mesh, op.name)
+    return op.resource.key
+
+
+def same_content(current: Resource, res: Resource) -> bool:
+    """Whether writing ``res`` over ``current`` would change nothing a reader sees."""
+    return current.spec == res.spec and dict(current.labels) == dict(res.labels)
+
+
 def page_token(res: Resource) -> str:
     return base64.urlsafe_b64encode(json.dumps([res.mesh, res.name]).encode()).decode()
 
@@ -104,6 +163,15 @@ class Store(Protocol):
     async def delete(self, kind: str, name: str, mesh: str = "",
                      expected_version: int | None = None) -> None:
         """Remove the resource, or ``NotFound``; a stale version is a ``Conflict``."""
+        ...
+
+    async def write(self, ops: Sequence[WriteOp]) -> builtins.list[Resource | None]:
+        """Apply ``ops`` in one transaction, all or nothing (see the module's docstring).
+
+        Returns, per op, the resource as stored (for a ``Delete``: as it was last stored;
+        ``None`` for a ``missing_ok`` delete of nothing; for a ``Put`` that changed
+        nothing: the stored resource).
+        """
         ...
 
     async def revision(self) -> int:

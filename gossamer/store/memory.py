@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 from gossamer.errors import AlreadyExists, Conflict, NotFound, RevisionCompacted
 from gossamer.model.base import Meta, Resource
 from gossamer.store.base import (
     EVENT_RETENTION,
+    Create,
+    Delete,
     Event,
     EventType,
     ListQuery,
     Page,
+    Put,
+    Update,
+    WriteOp,
     labels_match,
+    op_key,
     page_token,
+    same_content,
 )
 
 
@@ -50,32 +57,35 @@ class MemoryStore:
         return Page(items=items, total=len(matching), next_token=token)
 
     async def create(self, res: Resource) -> Resource:
-        if res.key in self._items:
-            raise AlreadyExists(_describe(res.type, res.name, res.mesh) + " already exists")
-        now = datetime.now(UTC)
-        stored = res.with_meta(Meta(version=1, creation_time=now, modification_time=now,
-                                    revision=self._revision + 1))
-        await self._commit(EventType.CREATED, stored)
-        return stored
+        return _stored(await self.write([Create(res)]))
 
     async def update(self, res: Resource, expected_version: int) -> Resource:
-        current = await self.get(res.type, res.name, res.mesh)
-        if current.meta.version != expected_version:
-            raise Conflict(_stale(res.type, res.name, res.mesh, expected_version,
-                                  current.meta.version))
-        stored = res.with_meta(Meta(version=expected_version + 1,
-                                    creation_time=current.meta.creation_time,
-                                    modification_time=datetime.now(UTC),
-                                    revision=self._revision + 1))
-        await self._commit(EventType.UPDATED, stored)
-        return stored
+        return _stored(await self.write([Update(res, expected_version)]))
 
     async def delete(self, kind: str, name: str, mesh: str = "",
                      expected_version: int | None = None) -> None:
-        current = await self.get(kind, name, mesh)
-        if expected_version is not None and current.meta.version != expected_version:
-            raise Conflict(_stale(kind, name, mesh, expected_version, current.meta.version))
-        await self._commit(EventType.DELETED, current)
+        await self.write([Delete(kind, name, mesh, expected_version)])
+
+    async def write(self, ops: Sequence[WriteOp]) -> builtins.list[Resource | None]:
+        # Planned against a staged view, then committed at once: a refused op raises
+        # before anything is stored. No await between the two, so nobody interleaves.
+        staged: dict[tuple[str, str, str], Resource | None] = {}
+        changes: builtins.list[tuple[EventType, Resource]] = []
+        results: builtins.list[Resource | None] = []
+        now = datetime.now(UTC)
+        for op in ops:
+            key = op_key(op)
+            current = staged[key] if key in staged else self._items.get(key)
+            change = _plan(op, current, now, self._revision + len(changes) + 1)
+            if change is None:
+                results.append(current)
+                continue
+            kind, res = change
+            staged[key] = None if kind is EventType.DELETED else res
+            changes.append(change)
+            results.append(res)
+        await self._commit(changes)
+        return results
 
     async def revision(self) -> int:
         return self._revision
@@ -96,17 +106,56 @@ class MemoryStore:
     async def close(self) -> None:
         return None
 
-    async def _commit(self, kind: EventType, res: Resource) -> None:
+    async def _commit(self, changes: builtins.list[tuple[EventType, Resource]]) -> None:
+        if not changes:
+            return
         async with self._changed:
-            self._revision += 1
-            if kind is EventType.DELETED:
-                del self._items[res.key]
-            else:
-                self._items[res.key] = res
-            self._events.append(Event(self._revision, kind, res))
+            for kind, res in changes:
+                self._revision += 1
+                if kind is EventType.DELETED:
+                    del self._items[res.key]
+                else:
+                    self._items[res.key] = res
+                self._events.append(Event(self._revision, kind, res))
             if len(self._events) > self._retention:
                 del self._events[: len(self._events) - self._retention]
             self._changed.notify_all()
+
+
+def _plan(op: WriteOp, current: Resource | None, now: datetime,
+          revision: int) -> tuple[EventType, Resource] | None:
+    """What ``op`` does to ``current`` (None: nothing); raises the write's refusal."""
+    if isinstance(op, Delete):
+        if current is None:
+            if op.missing_ok:
+                return None
+            raise NotFound(_describe(op.kind, op.name, op.mesh) + " not found")
+        if op.expected_version is not None and current.meta.version != op.expected_version:
+            raise Conflict(_stale(op.kind, op.name, op.mesh, op.expected_version,
+                                  current.meta.version))
+        return EventType.DELETED, current
+    res = op.resource
+    if current is None:
+        if isinstance(op, Update):
+            raise NotFound(_describe(res.type, res.name, res.mesh) + " not found")
+        return EventType.CREATED, res.with_meta(Meta(version=1, creation_time=now,
+                                                     modification_time=now, revision=revision))
+    if isinstance(op, Create):
+        raise AlreadyExists(_describe(res.type, res.name, res.mesh) + " already exists")
+    if isinstance(op, Update) and current.meta.version != op.expected_version:
+        raise Conflict(_stale(res.type, res.name, res.mesh, op.expected_version,
+                              current.meta.version))
+    if isinstance(op, Put) and same_content(current, res):
+        return None
+    return EventType.UPDATED, res.with_meta(Meta(
+        version=current.meta.version + 1, creation_time=current.meta.creation_time,
+        modification_time=now, revision=revision))
+
+
+def _stored(results: builtins.list[Resource | None]) -> Resource:
+    (res,) = results
+    assert res is not None  # a create or update always stores its resource
+    return res
 
 
 def _describe(kind: str, name: str, mesh: str) -> str:

@@ -2,16 +2,18 @@
 
 Theory of operation. The schema is ``gossamer/store/migrations/*.sql``, applied at
 open inside one transaction that holds an advisory lock, so replicas starting together
-migrate once. Every write is one transaction that first takes the row lock of
-``store_revision`` (bumping the revision), then writes the resource with a version check
-(``UPDATE … WHERE version = $n``) and appends its event. Holding that one lock until
-commit serializes writers, so revisions commit in order and a failed write leaves no
-gap (a sequence would let revision n+1 commit before n and a watcher skip n); taking it
-first gives every writer the same lock order, so writers never deadlock.
+migrate once. Every write is one transaction (a single write is a batch of one) that
+first takes the row lock of ``store_revision``, then writes each resource with its check
+(``UPDATE … WHERE version = $n``; a refused op raises, which rolls the transaction back),
+then appends the events of the ops that changed something and moves the revision past
+them. Holding that one lock until commit serializes writers, so revisions commit in
+order and a failed write leaves no gap (a sequence would let revision n+1 commit before
+n and a watcher skip n); taking it first gives every writer the same lock order, so
+writers never deadlock.
 
 ``watch`` reads events from the ``events`` table — the source of truth — and sleeps
 until woken. A trigger on ``events`` sends ``NOTIFY gossamer_events`` at each commit; one
-dedicated LISTEN connection per store (``_Listener``) wakes every local watcher on each
+dedicated LISTEN connection per store (``pg_connection.Listener``) wakes every local watcher on each
 notification, and again after it reconnects, since notifications sent while it was
 away are lost: a woken watcher simply re-reads from its last revision. During an outage
 watchers retry their reads with a backoff instead of failing. Bounded waits use
@@ -19,9 +21,7 @@ watchers retry their reads with a backoff instead of failing. Bounded waits use
 a cancellation that arrives as the awaited thing completes, and a cancelled watcher or
 listener would keep running.
 
-asyncpg's exceptions are translated at this boundary (``_translate``): connection
-failures are ``StoreUnavailable``, unique violations and serialization failures
-``Conflict``, a missing database or refused credentials ``StoreConfigError``.
+asyncpg's exceptions are translated at this boundary (``pg_connection.translate``).
 """
 
 from __future__ import annotations
@@ -30,70 +30,47 @@ import asyncio
 import builtins
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from gossamer.errors import (
-    Conflict,
     RevisionCompacted,
     StoreConfigError,
     StoreUnavailable,
 )
 from gossamer.model.base import Meta, Resource
 from gossamer.store import codec
-from gossamer.store.base import EVENT_RETENTION, Event, EventType, ListQuery, Page, page_token
+from gossamer.store.base import (
+    EVENT_RETENTION,
+    Create,
+    Delete,
+    Event,
+    EventType,
+    ListQuery,
+    Page,
+    Update,
+    WriteOp,
+    page_token,
+)
 from gossamer.store.migrations import steps
+from gossamer.store.pg_connection import RETRY_MAX, RETRY_MIN, UNAVAILABLE, Listener, translate
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "gossamer_events"
 MIGRATION_LOCK = 0x676F_7373_0000_0001  # "goss" + 1: the schema migration advisory lock
 WATCH_BATCH = 1000
-RETRY_MIN, RETRY_MAX = 0.05, 2.0
-KEEPALIVE = 30.0  # seconds of silence before the LISTEN connection is probed
 
 if TYPE_CHECKING:  # generic only in asyncpg-stubs
     from asyncpg.pool import PoolConnectionProxy
 
     Conn = PoolConnectionProxy[asyncpg.Record]
 
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,  # refused, reset, unreachable; ConnectionError is one
-    TimeoutError,
-    asyncpg.PostgresConnectionError,  # SQLSTATE 08: the connection failed or is gone
-    asyncpg.exceptions.OperatorInterventionError,  # 57: shutdown, cannot connect now
-    asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
-    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby, or a failover in progress
-)
-_CONFIG: tuple[type[BaseException], ...] = (
-    asyncpg.exceptions.InvalidAuthorizationSpecificationError,  # 28: bad user/password
-    asyncpg.exceptions.InvalidCatalogNameError,  # 3D000: no such database
-    asyncpg.exceptions.ClientConfigurationError,  # a malformed DSN
-)
 _COLUMNS = ("kind, mesh, name, labels, spec, version, creation_time, modification_time, "
             "revision")
-
-
-@contextmanager
-def _translate() -> Iterator[None]:
-    try:
-        yield
-    except asyncpg.UniqueViolationError as exc:
-        raise Conflict(f"the store refused the write: {exc}") from exc
-    except asyncpg.exceptions.TransactionRollbackError as exc:  # serialization, deadlock
-        raise Conflict(f"the write collided with another one; retry it: {exc}") from exc
-    except _CONFIG as exc:
-        raise StoreConfigError(f"postgres: {exc}") from exc
-    except _UNAVAILABLE as exc:
-        raise StoreUnavailable(f"postgres is unavailable: {exc or type(exc).__name__}") from exc
-    except asyncpg.InterfaceError as exc:
-        if "closed" not in str(exc):
-            raise
-        raise StoreUnavailable(f"postgres is unavailable: {exc}") from exc
 
 
 async def migrate(conn: asyncpg.Connection[Any] | Conn) -> builtins.list[int]:
@@ -132,7 +109,7 @@ class PostgresStore:
         self._pool = pool
         self._retention = retention
         self._watchers: set[asyncio.Event] = set()
-        self._listener = _Listener(dsn, self._wake_watchers, connect_timeout)
+        self._listener = Listener(dsn, self._wake_watchers, connect_timeout)
         self._closed = False
         self._decoded = codec.DecodeCache()
 
@@ -140,12 +117,12 @@ class PostgresStore:
     async def open(cls, dsn: str, *, retention: int = EVENT_RETENTION, min_size: int = 1,
                    max_size: int = 10, connect_timeout: float = 10.0,
                    command_timeout: float = 60.0) -> PostgresStore:
-        with _translate():
+        with translate():
             pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
                                              timeout=connect_timeout,
                                              command_timeout=command_timeout)
         try:
-            with _translate():
+            with translate():
                 async with pool.acquire() as conn:
                     await migrate(conn)
         except BaseException:
@@ -187,59 +164,31 @@ class PostgresStore:
         return Page(items=items, total=int(rows[0]["total"]), next_token=token)
 
     async def create(self, res: Resource) -> Resource:
-        async with self._transaction() as conn:
-            rev = await _bump(conn)
-            now = datetime.now(UTC)
-            stored = res.with_meta(Meta(version=1, creation_time=now, modification_time=now,
-                                        revision=rev))
-            inserted = await conn.fetchval(
-                f"INSERT INTO resources ({_COLUMNS}) "
-                "VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9) "
-                "ON CONFLICT (kind, mesh, name) DO NOTHING RETURNING 1",
-                res.type, res.mesh, res.name, codec.labels_json(stored),
-                codec.spec_json(stored), 1, now, now, rev)
-            if inserted is None:
-                raise codec.already_exists(res.type, res.name, res.mesh)
-            await self._append(conn, rev, EventType.CREATED, stored)
-        return stored
+        return _stored(await self.write([Create(res)]))
 
     async def update(self, res: Resource, expected_version: int) -> Resource:
-        async with self._transaction() as conn:
-            rev = await _bump(conn)
-            now = datetime.now(UTC)
-            created = await conn.fetchval(
-                "UPDATE resources SET labels = $4::jsonb, spec = $5::jsonb, "
-                "version = version + 1, modification_time = $6, revision = $7 "
-                "WHERE kind = $1 AND mesh = $2 AND name = $3 AND version = $8 "
-                "RETURNING creation_time",
-                res.type, res.mesh, res.name, codec.labels_json(res), codec.spec_json(res),
-                now, rev, expected_version)
-            if created is None:
-                actual = await conn.fetchval(
-                    "SELECT version FROM resources WHERE kind = $1 AND mesh = $2 AND name = $3",
-                    res.type, res.mesh, res.name)
-                if actual is None:
-                    raise codec.not_found(res.type, res.name, res.mesh)
-                raise codec.stale(res.type, res.name, res.mesh, expected_version, int(actual))
-            stored = res.with_meta(Meta(version=expected_version + 1, creation_time=created,
-                                        modification_time=now, revision=rev))
-            await self._append(conn, rev, EventType.UPDATED, stored)
-        return stored
+        return _stored(await self.write([Update(res, expected_version)]))
 
     async def delete(self, kind: str, name: str, mesh: str = "",
                      expected_version: int | None = None) -> None:
+        await self.write([Delete(kind, name, mesh, expected_version)])
+
+    async def write(self, ops: Sequence[WriteOp]) -> builtins.list[Resource | None]:
+        if not ops:
+            return []
         async with self._transaction() as conn:
-            rev = await _bump(conn)
-            row = await conn.fetchrow(
-                f"DELETE FROM resources WHERE kind = $1 AND mesh = $2 AND name = $3 "
-                f"RETURNING {_COLUMNS}", kind, mesh, name)
-            if row is None:
-                raise codec.not_found(kind, name, mesh)
-            current = _row_resource(row)
-            if expected_version is not None and current.meta.version != expected_version:
-                # Raising rolls the delete back.
-                raise codec.stale(kind, name, mesh, expected_version, current.meta.version)
-            await self._append(conn, rev, EventType.DELETED, current)
+            base = int(await conn.fetchval("SELECT value FROM store_revision FOR UPDATE"))
+            now = datetime.now(UTC)
+            changes: builtins.list[tuple[EventType, Resource]] = []
+            results: builtins.list[Resource | None] = []
+            for op in ops:
+                result, change = await _write_op(conn, op, base + len(changes) + 1, now)
+                results.append(result)
+                if change is not None and result is not None:
+                    changes.append((change, result))
+            if changes:
+                await self._append(conn, base, changes)
+        return results
 
     async def revision(self) -> int:
         async with self._connection() as conn:
@@ -284,7 +233,7 @@ class PostgresStore:
         try:
             async with asyncio.timeout(10):
                 await self._pool.close()
-        except _UNAVAILABLE:  # TimeoutError among them
+        except UNAVAILABLE:  # TimeoutError among them
             self._pool.terminate()
 
     # -- internals --------------------------------------------------------------------
@@ -301,13 +250,18 @@ class PostgresStore:
                       codec.load_event_resource(r["kind"], r["mesh"], r["name"], r["document"]))
                 for r in rows]
 
-    async def _append(self, conn: Conn, rev: int, kind: EventType, res: Resource) -> None:
-        await conn.execute(
+    async def _append(self, conn: Conn, base: int,
+                      changes: builtins.list[tuple[EventType, Resource]]) -> None:
+        """The events of one transaction, at revisions ``base + 1`` on."""
+        last = base + len(changes)
+        await conn.executemany(
             "INSERT INTO events (revision, type, kind, mesh, name, document) "
             "VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
-            rev, kind.value, res.type, res.mesh, res.name, codec.event_document(res))
-        if rev > self._retention:
-            await conn.execute("DELETE FROM events WHERE revision <= $1", rev - self._retention)
+            [(base + i, kind.value, res.type, res.mesh, res.name, codec.event_document(res))
+             for i, (kind, res) in enumerate(changes, start=1)])
+        await conn.execute("UPDATE store_revision SET value = $1", last)
+        if last > self._retention:
+            await conn.execute("DELETE FROM events WHERE revision <= $1", last - self._retention)
 
     def _resource(self, row: asyncpg.Record) -> Resource:
         key = (row["kind"], row["mesh"], row["name"], row["revision"], row["version"],
@@ -325,7 +279,7 @@ class PostgresStore:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
         self._check_open()
-        with _translate():
+        with translate():
             async with self._pool.acquire() as conn:
                 yield conn
 
@@ -335,73 +289,74 @@ class PostgresStore:
             yield conn
 
 
-class _Listener:
-    """The LISTEN connection of one store: wakes its watchers, reconnects when lost."""
-
-    def __init__(self, dsn: str, wake: Callable[[], None], connect_timeout: float) -> None:
-        self._dsn = dsn
-        self._wake = wake
-        self._connect_timeout = connect_timeout
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="postgres-store-listener")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        backoff = RETRY_MIN
-        while True:
-            try:
-                await self._listen_once()
-                backoff = RETRY_MIN
-            except (StoreUnavailable, StoreConfigError) as exc:
-                log.warning("store listener: %s; reconnecting in %.2fs", exc.detail, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_MAX)
-
-    async def _listen_once(self) -> None:
-        """Connect, LISTEN, wake everyone, then return when the connection is lost."""
-        lost = asyncio.Event()
-        with _translate():
-            conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
-        try:
-            conn.add_termination_listener(lambda _conn: lost.set())
-            with _translate():
-                await conn.add_listener(CHANNEL, self._on_notify)
-            # Notifications sent before LISTEN took effect are lost: whatever was
-            # committed meanwhile is found by the re-read this wake-up causes.
-            self._wake()
-            while not lost.is_set():
-                with suppress(TimeoutError):
-                    async with asyncio.timeout(KEEPALIVE):
-                        await lost.wait()
-                    return
-                # Quiet for a while: prove the connection still carries traffic, so a
-                # half-dead one (no RST after a partition) is not trusted forever.
-                with _translate():
-                    await conn.execute("SELECT 1", timeout=self._connect_timeout)
-        finally:
-            with suppress(*_UNAVAILABLE, asyncpg.InterfaceError):
-                async with asyncio.timeout(5):
-                    await conn.close()
-            if not conn.is_closed():
-                conn.terminate()
-
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
-        self._wake()
+async def _write_op(conn: Conn, op: WriteOp, rev: int,
+                    now: datetime) -> tuple[Resource | None, EventType | None]:
+    """One op inside a batch's transaction, at revision ``rev`` if it changes anything:
+    the op's result and its event type (None: nothing changed); raises its refusal."""
+    if isinstance(op, Delete):
+        row = await conn.fetchrow(
+            f"DELETE FROM resources WHERE kind = $1 AND mesh = $2 AND name = $3 "
+            f"RETURNING {_COLUMNS}", op.kind, op.mesh, op.name)
+        if row is None:
+            if op.missing_ok:
+                return None, None
+            raise codec.not_found(op.kind, op.name, op.mesh)
+        current = _row_resource(row)
+        if op.expected_version is not None and current.meta.version != op.expected_version:
+            # Raising rolls the delete back, with the whole batch.
+            raise codec.stale(op.kind, op.name, op.mesh, op.expected_version,
+                              current.meta.version)
+        return current, EventType.DELETED
+    res = op.resource
+    args = (res.type, res.mesh, res.name, codec.labels_json(res), codec.spec_json(res))
+    if isinstance(op, Update):
+        row = await conn.fetchrow(
+            "UPDATE resources SET labels = $4::jsonb, spec = $5::jsonb, "
+            "version = version + 1, modification_time = $6, revision = $7 "
+            "WHERE kind = $1 AND mesh = $2 AND name = $3 AND version = $8 "
+            "RETURNING version, creation_time", *args, now, rev, op.expected_version)
+        if row is None:
+            raise await _refusal(conn, res, op.expected_version)
+        return _with_meta(res, row, now, rev), EventType.UPDATED
+    conflict = ("DO NOTHING" if isinstance(op, Create) else
+                "DO UPDATE SET labels = EXCLUDED.labels, spec = EXCLUDED.spec, "
+                "version = resources.version + 1, modification_time = EXCLUDED.modification_time, "
+                "revision = EXCLUDED.revision WHERE resources.labels IS DISTINCT FROM "
+                "EXCLUDED.labels OR resources.spec IS DISTINCT FROM EXCLUDED.spec")
+    row = await conn.fetchrow(
+        f"INSERT INTO resources ({_COLUMNS}) "
+        "VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, 1, $6, $6, $7) "
+        f"ON CONFLICT (kind, mesh, name) {conflict} RETURNING version, creation_time",
+        *args, now, rev)
+    if row is None and isinstance(op, Create):
+        raise codec.already_exists(res.type, res.name, res.mesh)
+    if row is None:  # a Put of what is stored already
+        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM resources WHERE kind = $1 "
+                                  "AND mesh = $2 AND name = $3", res.type, res.mesh, res.name)
+        assert row is not None  # it conflicted, and the revision lock keeps writers out
+        return _row_resource(row), None
+    kind = EventType.CREATED if row["version"] == 1 else EventType.UPDATED
+    return _with_meta(res, row, now, rev), kind
 
 
-async def _bump(conn: Conn) -> int:
-    """The next revision; locks the counter row until this transaction ends."""
-    return int(await conn.fetchval(
-        "UPDATE store_revision SET value = value + 1 RETURNING value"))
+async def _refusal(conn: Conn, res: Resource, expected: int) -> Exception:
+    actual = await conn.fetchval(
+        "SELECT version FROM resources WHERE kind = $1 AND mesh = $2 AND name = $3",
+        res.type, res.mesh, res.name)
+    if actual is None:
+        return codec.not_found(res.type, res.name, res.mesh)
+    return codec.stale(res.type, res.name, res.mesh, expected, int(actual))
+
+
+def _with_meta(res: Resource, row: asyncpg.Record, now: datetime, rev: int) -> Resource:
+    return res.with_meta(Meta(version=int(row["version"]), creation_time=row["creation_time"],
+                              modification_time=now, revision=rev))
+
+
+def _stored(results: builtins.list[Resource | None]) -> Resource:
+    (res,) = results
+    assert res is not None  # a create or update always stores its resource
+    return res
 
 
 def _where(query: ListQuery) -> tuple[str, builtins.list[Any]]:

@@ -14,7 +14,11 @@ nothing, so revisions are contiguous and commit in order: a watcher that sees re
 
 One statement per write matters because each aiosqlite call is a round trip to the
 connection's thread (~0.1 ms): a BEGIN … COMMIT transaction of five statements costs
-several times more than the statement itself.
+several times more than the statement itself. A batch (``write``) is the exception: its
+statements run between ``BEGIN IMMEDIATE`` and ``COMMIT`` (one statement per op, the same
+ones), and a refused op rolls all of them back. Since a transaction belongs to the
+connection, not to a task, every write takes ``_write_lock``, so no other task's
+statement lands inside a batch.
 
 Each store holds two connections: a writer and a reader, which in WAL mode sees only
 committed data and never waits for the writer.
@@ -41,10 +45,22 @@ from typing import Any
 
 import aiosqlite
 
-from gossamer.errors import Conflict, RevisionCompacted, StoreUnavailable
+from gossamer.errors import Conflict, NotFound, RevisionCompacted, StoreUnavailable
 from gossamer.model.base import Meta, Resource
 from gossamer.store import codec
-from gossamer.store.base import EVENT_RETENTION, Event, EventType, ListQuery, Page, page_token
+from gossamer.store.base import (
+    EVENT_RETENTION,
+    Create,
+    Delete,
+    Event,
+    EventType,
+    ListQuery,
+    Page,
+    Put,
+    Update,
+    WriteOp,
+    page_token,
+)
 
 BUSY_TIMEOUT_MS = 10_000
 WATCH_BATCH = 1000
@@ -125,6 +141,7 @@ class SqliteStore:
         self._reader = reader
         self._poll_interval = poll_interval if cross_process else None
         self._read_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
         self._changed = asyncio.Condition()
         self._writes = 0  # writes committed through this store, for waking watchers
         self._closed = False
@@ -188,40 +205,32 @@ class SqliteStore:
         return Page(items=items, total=total, next_token=token)
 
     async def create(self, res: Resource) -> Resource:
-        now = datetime.now(UTC)
-        stored = res.with_meta(Meta(version=1, creation_time=now, modification_time=now))
-        rows = await self._write(
-            f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {_NEXT}) "
-            "ON CONFLICT (kind, mesh, name) DO NOTHING RETURNING revision",
-            _row_values(stored))
-        if not rows:
-            raise codec.already_exists(res.type, res.name, res.mesh)
-        return stored.with_meta(Meta(version=1, creation_time=now, modification_time=now,
-                                     revision=int(rows[0][0])))
+        async with self._writing():
+            return await self._create(res)
 
     async def update(self, res: Resource, expected_version: int) -> Resource:
-        now = datetime.now(UTC)
-        rows = await self._write(
-            f"UPDATE resources SET labels = ?, spec = ?, version = version + 1, "
-            f"modification_time = ?, revision = {_NEXT} WHERE {_KEY} AND version = ? "
-            "RETURNING creation_time, revision",
-            (codec.labels_json(res), codec.spec_json(res), codec.format_time(now),
-             res.type, res.mesh, res.name, expected_version))
-        if not rows:
-            raise await self._refusal(res.type, res.name, res.mesh, expected_version)
-        created, revision = rows[0]
-        return res.with_meta(Meta(version=expected_version + 1,
-                                  creation_time=codec.parse_time(created),
-                                  modification_time=now, revision=int(revision)))
+        async with self._writing():
+            return await self._update(res, expected_version)
 
     async def delete(self, kind: str, name: str, mesh: str = "",
                      expected_version: int | None = None) -> None:
-        rows = await self._write(
-            "DELETE FROM resources WHERE kind = ?1 AND mesh = ?2 AND name = ?3 "
-            "AND (?4 IS NULL OR version = ?4) RETURNING revision",
-            (kind, mesh, name, expected_version))
-        if not rows:
-            raise await self._refusal(kind, name, mesh, expected_version)
+        async with self._writing():
+            await self._delete(Delete(kind, name, mesh, expected_version))
+
+    async def write(self, ops: Sequence[WriteOp]) -> builtins.list[Resource | None]:
+        if not ops:
+            return []
+        async with self._writing():
+            await self._statement("BEGIN IMMEDIATE")
+            try:
+                results = [await self._op(op) for op in ops]
+                await self._statement("COMMIT")
+            except BaseException:
+                # Shielded: a cancelled batch must still end its transaction before the
+                # next writer's statements reach this connection.
+                await asyncio.shield(self._rollback())
+                raise
+        return results
 
     async def revision(self) -> int:
         async with self._read() as db:
@@ -252,23 +261,100 @@ class SqliteStore:
 
     # -- internals --------------------------------------------------------------------
 
-    async def _write(self, sql: str, params: Sequence[Any]) -> builtins.list[Any]:
-        """One write statement, committed on return; wakes this store's watchers."""
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """Hold the writer connection; wake this store's watchers after the write (a
+        refused one too: they re-read, find nothing new and sleep again)."""
+        self._check_open()
+        async with self._write_lock:
+            try:
+                yield
+            finally:
+                async with self._changed:
+                    self._writes += 1
+                    self._changed.notify_all()
+
+    async def _statement(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[Any]:
         self._check_open()
         with _translate():
-            rows = builtins.list(await self._writer.execute_fetchall(sql, params))
+            return builtins.list(await self._writer.execute_fetchall(sql, params))
+
+    async def _rollback(self) -> None:
+        with suppress(sqlite3.Error, ValueError):  # no transaction left, or closed
+            await self._writer.execute_fetchall("ROLLBACK")
+
+    async def _op(self, op: WriteOp) -> Resource | None:
+        if isinstance(op, Create):
+            return await self._create(op.resource)
+        if isinstance(op, Update):
+            return await self._update(op.resource, op.expected_version)
+        if isinstance(op, Put):
+            return await self._put(op.resource)
+        return await self._delete(op)
+
+    async def _create(self, res: Resource) -> Resource:
+        now = datetime.now(UTC)
+        stored = res.with_meta(Meta(version=1, creation_time=now, modification_time=now))
+        rows = await self._statement(
+            f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {_NEXT}) "
+            "ON CONFLICT (kind, mesh, name) DO NOTHING RETURNING revision",
+            _row_values(stored))
+        if not rows:
+            raise codec.already_exists(res.type, res.name, res.mesh)
+        return stored.with_meta(Meta(version=1, creation_time=now, modification_time=now,
+                                     revision=int(rows[0][0])))
+
+    async def _update(self, res: Resource, expected_version: int) -> Resource:
+        now = datetime.now(UTC)
+        rows = await self._statement(
+            f"UPDATE resources SET labels = ?, spec = ?, version = version + 1, "
+            f"modification_time = ?, revision = {_NEXT} WHERE {_KEY} AND version = ? "
+            "RETURNING creation_time, revision",
+            (codec.labels_json(res), codec.spec_json(res), codec.format_time(now),
+             res.type, res.mesh, res.name, expected_version))
+        if not rows:
+            raise await self._refusal(res.type, res.name, res.mesh, expected_version)
+        created, revision = rows[0]
+        return res.with_meta(Meta(version=expected_version + 1,
+                                  creation_time=codec.parse_time(created),
+                                  modification_time=now, revision=int(revision)))
+
+    async def _put(self, res: Resource) -> Resource:
+        # The upsert's WHERE leaves equal content alone: no row changes, no trigger fires.
+        now = datetime.now(UTC)
+        stored = res.with_meta(Meta(version=1, creation_time=now, modification_time=now))
+        rows = await self._statement(
+            f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {_NEXT}) "
+            "ON CONFLICT (kind, mesh, name) DO UPDATE SET labels = excluded.labels, "
+            "spec = excluded.spec, version = resources.version + 1, "
+            "modification_time = excluded.modification_time, revision = excluded.revision "
+            "WHERE resources.labels IS NOT excluded.labels "
+            "OR resources.spec IS NOT excluded.spec "
+            f"RETURNING {_COLUMNS}", _row_values(stored))
+        if not rows:  # unchanged
+            rows = await self._statement(f"SELECT {_COLUMNS} FROM resources WHERE {_KEY}",
+                                         (res.type, res.mesh, res.name))
+        return self._resource(rows[0])
+
+    async def _delete(self, op: Delete) -> Resource | None:
+        rows = await self._statement(
+            "DELETE FROM resources WHERE kind = ?1 AND mesh = ?2 AND name = ?3 "
+            f"AND (?4 IS NULL OR version = ?4) RETURNING {_COLUMNS}",
+            (op.kind, op.mesh, op.name, op.expected_version))
         if rows:
-            async with self._changed:
-                self._writes += 1
-                self._changed.notify_all()
-        return rows
+            return self._resource(rows[0])
+        refusal = await self._refusal(op.kind, op.name, op.mesh, op.expected_version)
+        if op.missing_ok and isinstance(refusal, NotFound):
+            return None
+        raise refusal
 
     async def _refusal(self, kind: str, name: str, mesh: str,
                        expected: int | None) -> Exception:
         """Why a checked write matched no row: the resource is gone, or it moved on."""
-        async with self._read() as db:
-            rows = builtins.list(await db.execute_fetchall(
-                f"SELECT version FROM resources WHERE {_KEY}", (kind, mesh, name)))
+        # Through the writer, which holds the lock: inside a batch only it sees the
+        # batch's earlier writes.
+        rows = await self._statement(f"SELECT version FROM resources WHERE {_KEY}",
+                                     (kind, mesh, name))
         if not rows:
             return codec.not_found(kind, name, mesh)
         if expected is None:  # deleted and made again between the two statements
