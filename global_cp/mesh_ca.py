@@ -39,6 +39,7 @@ from gossamer.pki.backends import provider_for
 from gossamer.pki.backends.base import CaBackendError, CaProvider
 from gossamer.pki.backends.builtin import BuiltinProvider
 from gossamer.pki.certs import chain_root, public_der
+from gossamer.pki.names import legacy_zone_certificate_name, zone_certificate_name
 from gossamer.pki.rotation import Wanted, advance, identity, signer_id
 from gossamer.resources import ResourceManager
 from gossamer.store.follow import follow
@@ -318,7 +319,7 @@ class MeshCaController:
         csr = x509.load_pem_x509_csr(req.csr.encode())
         if not csr.is_signature_valid:
             raise ValueError("the CSR's signature does not verify")
-        name = f"{zone}.{req.mesh}"
+        name = zone_certificate_name(zone, req.mesh)
         signer_roots = [x509.load_pem_x509_certificate(p.encode()) for p in trust.signer.roots]
         with contextlib.suppress(NotFound):
             current = (await self._manager.get("ZoneCertificate", name)).spec
@@ -344,10 +345,21 @@ class MeshCaController:
             ZoneCertificateSpec(zone=zone, mesh=req.mesh, certificate=pem, chain=above,
                                 trust_bundle=trust.trust_bundle,
                                 signer=signer_id(trust.signer)))))
+        await self._drop_legacy_certificate(zone, req.mesh)
         self._metrics.up.labels(req.mesh, trust.signer.backend).set(1)
         self._metrics.intermediates.labels(req.mesh, trust.signer.backend).inc()
         log.info("signed the intermediate CA of zone %s for mesh %s with %s", zone, req.mesh,
                  signer_id(trust.signer))
+
+    async def _drop_legacy_certificate(self, zone: str, mesh: str) -> None:
+        """Delete this zone's intermediate stored under its old name (``<zone>.<mesh>``,
+        which two pairs could share): the zone would see it beside the new one and might
+        install the old one. Another pair's certificate under that name stays."""
+        legacy = legacy_zone_certificate_name(zone, mesh)
+        with contextlib.suppress(NotFound):
+            spec = (await self._manager.get("ZoneCertificate", legacy)).spec
+            if isinstance(spec, ZoneCertificateSpec) and (spec.zone, spec.mesh) == (zone, mesh):
+                await self._manager.delete("ZoneCertificate", legacy)
 
     async def _provider(self, mesh: str, ca: CaIdentity) -> CaProvider:
         """The provider of a CA the MeshTrust names, configured as the Mesh lists it."""

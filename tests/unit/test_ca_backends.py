@@ -55,6 +55,7 @@ from gossamer.pki.certs import (
     new_root_ca,
     sign_leaf,
 )
+from gossamer.pki.names import root_secret_name
 from gossamer.resources import Action, ResourceManager, deny_system
 from gossamer.store.memory import MemoryStore
 
@@ -286,7 +287,7 @@ async def test_two_callers_never_make_two_roots() -> None:
     roots = await asyncio.gather(*(p.roots() for p in providers))
     assert len({fingerprint(r[0]) for r in roots}) == 1
     stored = await read_secret_json(manager, "ca-payments-ca-1")
-    assert stored is not None
+    stored = await read_secret_json(manager, providers[0].secret_name)
     assert x509.load_pem_x509_certificate(stored["cert"].encode()) == roots[0][0]
 
 
@@ -300,7 +301,7 @@ async def test_the_root_follows_the_backend_conf_and_is_labelled() -> None:
     public = root.public_key()
     assert isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp384r1"
     assert root.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 1
-    stored = await manager.get("GlobalSecret", "ca-payments-ca-1")
+    stored = await manager.get("GlobalSecret", root_secret_name("payments", "ca-1", 0))
     assert stored.labels == {"gossamer.io/ca": "payments"}
 
 
@@ -310,14 +311,14 @@ async def test_each_generation_has_its_own_root_and_only_it_is_deleted() -> None
     second = BuiltinProvider(manager, "payments", builtin(), 2)
     root0, root2 = (await first.roots())[0], (await second.roots())[0]
     assert fingerprint(root0) != fingerprint(root2)
-    assert second.secret_name == "ca-payments-ca-1-g2"
-    assert (await manager.get("GlobalSecret", "ca-payments-ca-1-g2")).labels == {
+    assert second.secret_name == root_secret_name("payments", "ca-1", 2)
+    assert (await manager.get("GlobalSecret", second.secret_name)).labels == {
         "gossamer.io/ca": "payments"}
     # A new provider object finds the stored roots again.
     assert (await BuiltinProvider(manager, "payments", builtin(), 2).roots())[0] == root2
     await first.delete_root()
     with pytest.raises(NotFound):
-        await manager.get("GlobalSecret", "ca-payments-ca-1")
+        await manager.get("GlobalSecret", first.secret_name)
     assert (await BuiltinProvider(manager, "payments", builtin(), 2).roots())[0] == root2
     await first.delete_root()   # already gone: nothing to do
 
@@ -329,6 +330,11 @@ async def test_a_root_stored_under_the_old_name_is_kept() -> None:
         "cert": existing.cert_pem().decode(), "key": existing.key_pem().decode()}))
     provider = provider_for(manager, "payments", builtin())
     assert list(await provider.roots()) == [existing.cert]
+    # ... and moved to its new name: created there, then deleted under the old one.
+    moved = await read_secret_json(manager, root_secret_name("payments", "ca-1", 0))
+    assert moved is not None and moved["key"] == existing.key_pem().decode()
+    with pytest.raises(NotFound):
+        await manager.get("GlobalSecret", "ca-payments-ca-1")
 
 
 async def test_builtin_signs_intermediates_capped_at_the_root_and_no_workloads() -> None:

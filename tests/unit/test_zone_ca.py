@@ -23,6 +23,7 @@ from gossamer.model.dataplane import DataplaneSpec
 from gossamer.model.meshtrust import MeshTrustSpec, TrustPhase
 from gossamer.model.zonetrust import ZoneTrustStatusSpec
 from gossamer.pki.certs import bundle_digest, chain_root, fingerprint, new_csr, new_key, uri_sans
+from gossamer.pki.names import root_secret_name, zone_key_secret_name
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from zone_cp.ca import RENEW_PACE, RENEW_PER_PASS, CaUnavailable, SidecarView, ZoneCa
@@ -138,7 +139,7 @@ async def test_workload_certificate_identity_lifetime_and_chain() -> None:
     assert len(chain) == 2  # leaf and the zone's intermediate
     assert chain_root(chain, roots) is not None
     # The root's key stays with the controller; the zone signs with its intermediate.
-    stored = await zone.manager.get("GlobalSecret", "ca-default-ca-1")
+    stored = await zone.manager.get("GlobalSecret", root_secret_name("default", "ca-1", 0))
     assert stored.labels == {"gossamer.io/ca": "default"}
 
 
@@ -289,7 +290,7 @@ async def test_a_restart_while_the_intermediate_is_due_keeps_the_current_key() -
     assert isinstance(DP.spec, DataplaneSpec)
     later = NOW + dt.timedelta(days=6)  # past the renewal point of a 7-day intermediate
     await zone.ca.reconcile(later)  # asks with a pending key; the signer is "down"
-    assert await zone.manager.get("GlobalSecret", "zone-ca-key-default-next")
+    assert await zone.manager.get("GlobalSecret", zone_key_secret_name("default", True))
     restarted = ZoneCa(zone.manager, "west", zone.sidecars)
     await restarted.reconcile(later)
     # The current intermediate and its key still sign after the restart.
@@ -300,7 +301,7 @@ async def test_a_restart_while_the_intermediate_is_due_keeps_the_current_key() -
     await zone.controller.reconcile(later)
     await restarted.reconcile(later)
     try:
-        await zone.manager.get("GlobalSecret", "zone-ca-key-default-next")
+        await zone.manager.get("GlobalSecret", zone_key_secret_name("default", True))
     except NotFound:
         pass
     else:
