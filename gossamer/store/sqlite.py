@@ -1,6 +1,6 @@
 """The SQLite store: the embedded default, one file and no server (DESIGN §7).
 
-Theory of operation. Three tables: ``resources`` (one row per resource, primary key
+Theory of operation. Three tables (``sqlite_schema``): ``resources`` (one row per resource, primary key
 ``(kind, mesh, name)``), ``events`` (one row per write, keyed by revision) and
 ``counters`` (the store-wide revision). Every write is a single SQL statement, and so
 one transaction: the ``INSERT``/``UPDATE``/``DELETE`` of the resource carries its own
@@ -61,70 +61,10 @@ from gossamer.store.base import (
     WriteOp,
     page_token,
 )
+from gossamer.store.sqlite_schema import SCHEMA, triggers
 
 BUSY_TIMEOUT_MS = 10_000
 WATCH_BATCH = 1000
-
-_SCHEMA = """
-BEGIN IMMEDIATE;
-CREATE TABLE IF NOT EXISTS resources (
-    kind TEXT NOT NULL,
-    mesh TEXT NOT NULL,
-    name TEXT NOT NULL,
-    labels TEXT NOT NULL CHECK (json_valid(labels)),
-    spec TEXT NOT NULL CHECK (json_valid(spec)),
-    version INTEGER NOT NULL,
-    creation_time TEXT NOT NULL,
-    modification_time TEXT NOT NULL,
-    revision INTEGER NOT NULL,
-    PRIMARY KEY (kind, mesh, name)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
-    revision INTEGER PRIMARY KEY,
-    type TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    mesh TEXT NOT NULL,
-    name TEXT NOT NULL,
-    document TEXT NOT NULL CHECK (json_valid(document))
-);
-CREATE TABLE IF NOT EXISTS counters (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO counters (name, value) VALUES ('revision', 0);
-PRAGMA user_version = 1;
-COMMIT;
-"""
-
-# The event document of a row, in the shape codec.load_event_resource reads.
-_DOCUMENT = ("json_object('labels', json({r}.labels), 'spec', json({r}.spec), "
-             "'version', {r}.version, 'creationTime', {r}.creation_time, "
-             "'modificationTime', {r}.modification_time, 'revision', {r}.revision)")
-_REVISION = "(SELECT value FROM counters WHERE name = 'revision')"
-
-
-def _triggers(retention: int) -> str:
-    """The event log, as TEMP triggers of one writer connection."""
-    written = """
-CREATE TEMP TRIGGER IF NOT EXISTS resource_{type} AFTER {op} ON resources BEGIN
-    UPDATE counters SET value = NEW.revision WHERE name = 'revision';
-    INSERT INTO events (revision, type, kind, mesh, name, document)
-        VALUES (NEW.revision, '{type}', NEW.kind, NEW.mesh, NEW.name, {doc});
-    DELETE FROM events WHERE revision <= NEW.revision - {retention};
-END;"""
-    old = _DOCUMENT.format(r="OLD")
-    deleted = f"""
-CREATE TEMP TRIGGER IF NOT EXISTS resource_deleted AFTER DELETE ON resources BEGIN
-    UPDATE counters SET value = value + 1 WHERE name = 'revision';
-    INSERT INTO events (revision, type, kind, mesh, name, document)
-        VALUES ({_REVISION}, 'deleted', OLD.kind, OLD.mesh, OLD.name, {old});
-    DELETE FROM events WHERE revision <= {_REVISION} - {retention};
-END;"""
-    doc = _DOCUMENT.format(r="NEW")
-    return (written.format(type="created", op="INSERT", doc=doc, retention=retention)
-            + written.format(type="updated", op="UPDATE", doc=doc, retention=retention)
-            + deleted)
-
 
 _COLUMNS = ("kind, mesh, name, labels, spec, version, creation_time, modification_time, "
             "revision")
@@ -165,8 +105,8 @@ class SqliteStore:
         try:
             with _translate():
                 await writer.execute_fetchall("PRAGMA journal_mode = WAL")
-                await writer.executescript(_SCHEMA)
-                await writer.executescript(_triggers(int(retention)))
+                await writer.executescript(SCHEMA)
+                await writer.executescript(triggers(int(retention)))
             reader = await _connect(Path(path), synchronous)
         except BaseException:
             await writer.close()
