@@ -1,7 +1,7 @@
 """The SQLite store: the embedded default, one file and no server (DESIGN §7).
 
-Theory of operation. Three tables (``sqlite_schema``): ``resources`` (one row per resource, primary key
-``(kind, mesh, name)``), ``events`` (one row per write, keyed by revision) and
+Theory of operation. Three tables (``sqlite_schema``): ``resources`` (one row per
+resource, primary key ``(kind, mesh, name)``), ``events`` (one row per write, keyed by revision) and
 ``counters`` (the store-wide revision). Every write is a single SQL statement, and so
 one transaction: the ``INSERT``/``UPDATE``/``DELETE`` of the resource carries its own
 version check (``WHERE version = ?``) and takes the next revision, and triggers in the
