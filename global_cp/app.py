@@ -21,7 +21,7 @@ from global_cp.sync_server import ZoneSyncServer
 from global_cp.zone_routes import zone_overview_router
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
-from gossamer.api.serve import ApiServer
+from gossamer.api.serve import ApiServer, api_tls, certificate_hosts
 from gossamer.api.services import services_router
 from gossamer.api.tokens import dataplane_token_router, zone_token_router
 from gossamer.pki.backends.validation import ca_checks
@@ -49,7 +49,8 @@ class GlobalControlPlane:
     @property
     def api_url(self) -> str:
         host, port = self.bound_api_addr
-        return f"http://{host}:{port}"
+        scheme = self._api.scheme if self._api is not None else "http"
+        return f"{scheme}://{host}:{port}"
 
     @property
     def bound_api_addr(self) -> tuple[str, int]:
@@ -80,7 +81,8 @@ class GlobalControlPlane:
         metrics = CollectorRegistry()
         self.insights = Insights(metrics)
         tls = ensure_serving_tls(data_dir / "tls", "gossamer-global",
-                                 list(self.settings.tls_hosts))
+                                 certificate_hosts(self.settings.tls_hosts,
+                                                   self.settings.api_addr))
         self.tls = tls
         self.sync = ZoneSyncServer(self.settings, self.store, manager, self.zone_tokens,
                                    self.insights)
@@ -95,8 +97,10 @@ class GlobalControlPlane:
         # The API's writes are checked (CA material) and may not touch system kinds.
         api_manager = ResourceManager(self.store, guard=deny_system, checks=ca_checks())
         app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,
-                                   mode="global", extra_routers=routers, metrics=metrics))
-        self._api = ApiServer(app, self.settings.api_addr)
+                                   mode="global", extra_routers=routers, metrics=metrics,
+                                   max_body=self.settings.api.max_body))
+        self._api = ApiServer(app, self.settings.api_addr,
+                              api_tls(self.settings.api, self.settings.api_addr, tls))
         await self._api.start()
         log.info("global control plane API on %s (data in %s)", self.api_url, data_dir)
 

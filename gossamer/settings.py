@@ -6,11 +6,18 @@ both); defaults follow DESIGN §1.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_API_ADDR = "127.0.0.1:5681"
 DEFAULT_SYNC_ADDR = "0.0.0.0:5685"
+DEFAULT_API_MAX_BODY = 8 << 20
+# Below this even one ordinary resource could not be applied; above it one request could
+# hold a large share of a small control plane's memory.
+MIN_API_MAX_BODY = 1 << 10
+MAX_API_MAX_BODY = 1 << 30
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -19,6 +26,58 @@ def split_addr(addr: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected HOST:PORT, got {addr!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address is reachable from this host only: ``localhost``, the whole
+    of 127.0.0.0/8 and ``::1``. A wildcard (``0.0.0.0``, ``::``) or any other name is not,
+    and names are not resolved: a name could point anywhere tomorrow."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_byte_size(text: str) -> int:
+    """``"8MiB"`` → 8388608. Units are binary whatever their spelling (``k``, ``KB``,
+    ``KiB`` are all 1024 bytes), so ``8MB`` does not mean two different things."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"expected a size like 8MiB, 512KiB or 1048576, got {text!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)[:1].lower()]
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """How the HTTP API guards itself (DESIGN §5).
+
+    ``max_body`` bounds every request body (413 beyond it). TLS is on whenever the API
+    listens beyond loopback, or when ``tls`` forces it on a loopback address; ``tls_cert``
+    and ``tls_key`` are the files to serve with (both or neither), otherwise the control
+    plane's own CA signs a certificate for the API, as for its gRPC port.
+    """
+
+    max_body: int = DEFAULT_API_MAX_BODY
+    tls: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not MIN_API_MAX_BODY <= self.max_body <= MAX_API_MAX_BODY:
+            raise ValueError(f"the API body limit must be between 1KiB and 1GiB, "
+                             f"got {self.max_body} bytes")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--api-tls-cert and --api-tls-key go together")
+
+    def serves_tls(self, api_addr: str) -> bool:
+        host, _ = split_addr(api_addr)
+        return self.tls or self.tls_cert is not None or not is_loopback(host)
 
 
 @dataclass(frozen=True)
@@ -37,6 +96,7 @@ class GlobalSettings:
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 15.0
     tls_hosts: tuple[str, ...] = ()
+    api: ApiSettings = ApiSettings()
 
 
 DEFAULT_XDS_ADDR = "0.0.0.0:5678"
@@ -69,6 +129,7 @@ class ZoneSettings:
     tls_hosts: tuple[str, ...] = ()
     vip_cidr: str = DEFAULT_VIP_CIDR
     agent_grace: float = 60.0
+    api: ApiSettings = ApiSettings()
 
     @property
     def directory(self) -> Path:

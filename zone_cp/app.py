@@ -17,7 +17,7 @@ from global_cp.mesh_ca import MeshCaController
 from global_cp.mesh_routes import mesh_router
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
-from gossamer.api.serve import ApiServer
+from gossamer.api.serve import ApiServer, api_tls, certificate_hosts
 from gossamer.api.services import services_router
 from gossamer.api.tokens import dataplane_token_router
 from gossamer.pki.backends.validation import ca_checks
@@ -59,7 +59,8 @@ class ZoneControlPlane:
     @property
     def api_url(self) -> str:
         port = self._api.port if self._api else 0
-        return f"http://127.0.0.1:{port}"
+        scheme = self._api.scheme if self._api else "http"
+        return f"{scheme}://127.0.0.1:{port}"
 
     async def start(self) -> None:
         """Start every part, or stop the ones that started and re-raise."""
@@ -96,8 +97,9 @@ class ZoneControlPlane:
         self.metrics.register(CertificateCollector(self.agents))
         app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,
                                    mode=mode, extra_routers=routers, metrics=self.metrics,
-                                   extra_info=lambda: {"zone": s.zone}))
-        self._api = ApiServer(app, s.api_addr)
+                                   extra_info=lambda: {"zone": s.zone},
+                                   max_body=s.api.max_body))
+        self._api = ApiServer(app, s.api_addr, api_tls(s.api, s.api_addr, self.tls))
         await self._api.start()
         await xds.start(self.tls.cert_file.read_bytes(), self.tls.key_file.read_bytes())
         if s.federated:
@@ -110,7 +112,7 @@ class ZoneControlPlane:
     def _prepare_xds(self) -> XdsServer:
         s = self.settings
         self.tls = ensure_serving_tls(s.directory / "tls", f"gossamer-zone-{s.zone}",
-                                      list(s.tls_hosts))
+                                      certificate_hosts(s.tls_hosts, s.api_addr))
         self.state = MeshState(self.manager.store, s.zone)
         self._tasks.append(asyncio.create_task(self.state.run(), name="mesh-state"))
         self.ingresses = IngressRegistry(self.manager, self.state, s.zone,

@@ -2,17 +2,19 @@
 
 ``build_app`` takes everything it serves from one ``ApiContext`` so the global and the
 zone assemble it the same way; routes beyond the generic resource ones (tokens, inspect)
-are passed in as extra routers by each control plane.
+are passed in as extra routers by each control plane. ``ApiGuard`` wraps the whole app:
+the admin token and the body limit are checked on the request head, before any route
+reads a body.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -20,13 +22,15 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import gossamer
 from gossamer.api import errors
-from gossamer.api.auth import BearerAuth
+from gossamer.api.guard import ApiGuard
 from gossamer.api.routes import resource_router
 from gossamer.errors import GossamerError
 from gossamer.resources import ResourceManager
+from gossamer.settings import DEFAULT_API_MAX_BODY
 
 
 @dataclass
@@ -34,7 +38,8 @@ class ApiContext:
     """What one control plane's API serves.
 
     ``mode`` is ``global``, ``zone`` or ``standalone`` (shown at ``GET /``); ``metrics`` is
-    the process's Prometheus registry, which other components add their metrics to.
+    the process's Prometheus registry, which other components add their metrics to;
+    ``max_body`` bounds every request body (``--api-max-body``).
     """
 
     manager: ResourceManager
@@ -43,6 +48,7 @@ class ApiContext:
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     extra_routers: Sequence[APIRouter] = ()
     extra_info: Callable[[], dict[str, Any]] = dict
+    max_body: int = DEFAULT_API_MAX_BODY
 
 
 def build_app(ctx: ApiContext) -> FastAPI:
@@ -50,7 +56,8 @@ def build_app(ctx: ApiContext) -> FastAPI:
                   docs_url="/docs", redoc_url=None)
     errors.install(app)
     _instrument(app, ctx.metrics)
-    auth = [Depends(BearerAuth(ctx.admin_token))]
+    # Added last, so outermost of the app's own middleware: nothing runs before it.
+    app.add_middleware(ApiGuard, admin_token=ctx.admin_token, max_body=ctx.max_body)
 
     @app.get("/", tags=["health"])
     async def index() -> dict[str, Any]:
@@ -76,9 +83,40 @@ def build_app(ctx: ApiContext) -> FastAPI:
 
     # Extra routes first: `/zones/_overviews` must not be taken for the Zone "_overviews".
     for router in ctx.extra_routers:
-        app.include_router(router, dependencies=auth)
-    app.include_router(resource_router(ctx.manager.registry, ctx.manager), dependencies=auth)
+        app.include_router(router)
+    app.include_router(resource_router(ctx.manager.registry, ctx.manager))
     return app
+
+
+class _Observe:
+    """Counts and times requests per route template.
+
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware``
+    reads the body through a task group, which wraps ``ApiGuard``'s 413 in an exception
+    group that FastAPI then answers as a 400."""
+
+    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram) -> None:
+        self.app, self.requests, self.latency = app, requests, latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # what the client gets when the app raises before answering
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            self.requests.labels(scope["method"], template, str(status)).inc()
+            self.latency.labels(scope["method"], template).observe(time.perf_counter() - start)
 
 
 def _instrument(app: FastAPI, registry: CollectorRegistry) -> None:
@@ -86,14 +124,4 @@ def _instrument(app: FastAPI, registry: CollectorRegistry) -> None:
                        ["method", "route", "status"], registry=registry)
     latency = Histogram("gossamer_api_request_duration_seconds", "API request latency",
                         ["method", "route"], registry=registry)
-
-    @app.middleware("http")
-    async def observe(request: Request,
-                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        requests.labels(request.method, template, str(response.status_code)).inc()
-        latency.labels(request.method, template).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(_Observe, requests=requests, latency=latency)

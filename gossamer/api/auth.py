@@ -7,8 +7,6 @@ import os
 import secrets
 from pathlib import Path
 
-from fastapi import Request
-
 from gossamer.errors import Unauthorized
 
 TOKEN_FILE = "admin-token"
@@ -34,16 +32,20 @@ def load_or_create_admin_token(data_dir: Path) -> str:
 
 
 class BearerAuth:
-    """A FastAPI dependency that requires ``Authorization: Bearer <admin token>``."""
+    """The check of ``Authorization: Bearer <admin token>``, on the header alone.
+
+    ``gossamer.api.guard.ApiGuard`` runs it before a request's body is read; it is a
+    plain function of the header so that nothing about the request has to be parsed
+    first."""
 
     def __init__(self, token: str) -> None:
         self._token = token.encode()
 
-    async def __call__(self, request: Request) -> None:
-        header = request.headers.get("authorization", "")
+    def refusal(self, header: str) -> str | None:
+        """Why ``header`` does not carry the admin token, or ``None`` when it does."""
         scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value:
-            raise Unauthorized("this API needs the admin token: "
-                               "send 'Authorization: Bearer <token>'")
+        if scheme.lower() != "bearer" or not value.strip():
+            return "this API needs the admin token: send 'Authorization: Bearer <token>'"
         if not hmac.compare_digest(value.strip().encode(), self._token):
-            raise Unauthorized("the bearer token is not valid")
+            return "the bearer token is not valid"
+        return None

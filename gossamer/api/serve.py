@@ -3,6 +3,11 @@
 uvicorn normally owns the process (signals, exit on bind failure); here it is one task
 among the control plane's others, so signal handling is left to the process and a bind
 failure becomes an ``OSError`` the caller can report.
+
+``api_tls`` decides what the API serves with: nothing on a loopback address (unless
+forced), the operator's files when given, else the control plane's own serving
+certificate (``gossamer.pki.serving``), whose names ``certificate_hosts`` extends with
+the API's host.
 """
 
 from __future__ import annotations
@@ -10,13 +15,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import Generator
 from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-from gossamer.settings import split_addr
+from gossamer.pki.serving import ServingTls
+from gossamer.settings import ApiSettings, is_loopback, split_addr
+
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+@dataclass(frozen=True)
+class ApiTls:
+    cert_file: Path
+    key_file: Path
+
+
+def api_tls(api: ApiSettings, api_addr: str, serving: ServingTls) -> ApiTls | None:
+    """The certificate the API serves with, or ``None`` for plain HTTP on loopback."""
+    if not api.serves_tls(api_addr):
+        return None
+    if api.tls_cert is not None and api.tls_key is not None:
+        return ApiTls(api.tls_cert, api.tls_key)
+    return ApiTls(serving.cert_file, serving.key_file)
+
+
+def certificate_hosts(tls_hosts: tuple[str, ...], api_addr: str) -> list[str]:
+    """The names the serving certificate must carry: ``--tls-host`` and the API's own
+    host when it is bound to one (a wildcard bind is reached by names only the operator
+    knows: they pass them as ``--tls-host``)."""
+    host, _ = split_addr(api_addr)
+    hosts = list(tls_hosts)
+    if host not in WILDCARDS and not is_loopback(host) and host not in hosts:
+        hosts.append(host)
+    return hosts
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -26,9 +63,14 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class ApiServer:
-    def __init__(self, app: Any, addr: str) -> None:
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    def __init__(self, app: Any, addr: str, tls: ApiTls | None = None) -> None:
+        ssl_files: dict[str, Any] = {}
+        if tls is not None:
+            ssl_files = {"ssl_certfile": str(tls.cert_file), "ssl_keyfile": str(tls.key_file)}
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                                **ssl_files)
         self._addr = addr
+        self._tls = tls
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
 
@@ -36,6 +78,7 @@ class ApiServer:
         # Bind here, so a taken port is an OSError for the caller rather than uvicorn's
         # sys.exit inside a task.
         host, port = split_addr(self._addr)
+        self._check_tls()
         try:
             sock = socket.create_server((host, port), reuse_port=False)
         except OSError as exc:
@@ -47,6 +90,22 @@ class ApiServer:
                     await self._task
                 raise OSError(f"the API cannot listen on {self._addr} (is the port in use?)")
             await asyncio.sleep(0.005)
+
+    def _check_tls(self) -> None:
+        """Load the pair once here, so a bad file is named rather than ending the task."""
+        if self._tls is None:
+            return
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                self._tls.cert_file, self._tls.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+            raise OSError(f"the API cannot serve TLS with {self._tls.cert_file} and "
+                          f"{self._tls.key_file}: {reason}") from None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self._tls is not None else "http"
 
     @property
     def port(self) -> int:

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import httpx
 
 from gossamer import __version__
-from gossamer.cli.config import ConfigError, ControlPlane
+from gossamer.cli.config import ENV_CA_FILE, ConfigError, ControlPlane
 from gossamer.errors import (
     AlreadyExists,
     Conflict,
@@ -142,7 +142,8 @@ def error_from_response(resp: httpx.Response) -> GossamerError:
 
 
 @contextlib.contextmanager
-def _translate_transport_errors(base_url: str) -> Iterator[None]:
+def _translate_transport_errors(cp: ControlPlane) -> Iterator[None]:
+    base_url = cp.address
     try:
         yield
     except httpx.TimeoutException as exc:
@@ -152,12 +153,37 @@ def _translate_transport_errors(base_url: str) -> Iterator[None]:
     except httpx.TransportError as exc:
         reason = str(exc) or type(exc).__name__
         raise ControlPlaneUnreachable(
-            f"cannot reach the control plane at {base_url}: {reason}") from None
+            f"cannot reach the control plane at {base_url}: {reason}{tls_hint(cp, exc)}"
+        ) from None
     except httpx.InvalidURL as exc:
         raise ConfigError(f"invalid control plane address {base_url}: {exc}") from None
 
 
+def tls_hint(cp: ControlPlane, exc: Exception) -> str:
+    """What to do when TLS is why a request failed: the fix, in the user's terms."""
+    text = str(exc)
+    readd = (f"set {ENV_CA_FILE}" if cp.name == "env" else
+             f"run `gossamer config control-planes add --name {cp.name} --address "
+             f"{cp.address} --ca-file FILE --overwrite`")
+    if "CERTIFICATE_VERIFY_FAILED" in text or "IP address mismatch" in text:
+        if cp.ca_file is None:
+            return (f"; its certificate is not signed by a CA this system trusts: {readd} "
+                    f"with the control plane's CA (its DATA_DIR/tls/ca.pem)")
+        return (f"; its certificate does not verify with the CA file {cp.ca_file} or does "
+                f"not name this address: check the CA file (the control plane's "
+                f"DATA_DIR/tls/ca.pem) and add the name it is reached by with --tls-host")
+    if cp.address.startswith("http://") and isinstance(
+            exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return ("; if its API speaks TLS (it does when listening beyond loopback), use an "
+                "https:// address and its CA file")
+    if cp.address.startswith("https://") and ("WRONG_VERSION_NUMBER" in text
+                                              or "record layer failure" in text):
+        return "; it does not speak TLS: use an http:// address"
+    return ""
+
+
 def _verify(cp: ControlPlane) -> ssl.SSLContext | bool:
+    """TLS is verified: against ``ca_file`` when given, else the system's trusted CAs."""
     if not cp.address.startswith("https://"):
         return True
     try:
@@ -172,6 +198,7 @@ class ApiClient:
     def __init__(self, cp: ControlPlane, *, transport: httpx.BaseTransport | None = None,
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> None:
         self.base_url = cp.address
+        self._cp = cp
         headers = {"User-Agent": f"gossamer-cli/{__version__}", "Accept": "application/json"}
         token = cp.read_token()
         if token is not None:
@@ -190,7 +217,7 @@ class ApiClient:
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 body: Any = None) -> Any:
-        with _translate_transport_errors(self.base_url):
+        with _translate_transport_errors(self._cp):
             resp = self._http.request(method, path, params=params, json=body)
         if resp.status_code >= 400:
             raise error_from_response(resp)

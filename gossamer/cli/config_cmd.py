@@ -7,6 +7,7 @@ Every change loads the file, builds a new ``CliConfig`` and writes it back atomi
 from __future__ import annotations
 
 import os
+import ssl
 
 import click
 import pydantic
@@ -42,22 +43,33 @@ def _warn_unless_file(path: str | None, what: str) -> None:
 
 
 @control_planes.command()
-@click.option("--name", required=True, help="A name for this control plane.")
+@click.argument("name_arg", metavar="[NAME]", required=False)
+@click.option("--name", default=None, help="A name for this control plane (or give it as NAME).")
 @click.option("--address", required=True, metavar="URL",
-              help="Its API, e.g. http://127.0.0.1:5681 or https://cp.example.com:5681.")
+              help="Its API, e.g. http://127.0.0.1:5681 or https://cp.example.com:5681 "
+                   "(an API listening beyond loopback always speaks TLS).")
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None,
               help="A file holding the admin token; its absolute path is stored and the "
                    "file is read at each command, so a rotated token needs no re-add.")
 @click.option("--token", default=None, help="The admin token itself, stored in the config.")
 @click.option("--ca-file", type=click.Path(dir_okay=False), default=None,
-              help="A PEM CA bundle to verify an https:// address with.")
+              help="A PEM CA bundle to verify an https:// address with: the control "
+                   "plane's DATA_DIR/tls/ca.pem unless it serves a certificate of your own. "
+                   "Without it the system's trusted CAs are used.")
 @click.option("--overwrite", is_flag=True, help="Replace a control plane of the same name.")
 @click.pass_context
-def add(ctx: click.Context, name: str, address: str, token_file: str | None,
-        token: str | None, ca_file: str | None, overwrite: bool) -> None:
-    """Add a control plane; the first one added becomes the current one."""
+def add(ctx: click.Context, name_arg: str | None, name: str | None, address: str,
+        token_file: str | None, token: str | None, ca_file: str | None,
+        overwrite: bool) -> None:
+    """Add a control plane NAME; the first one added becomes the current one."""
+    if name_arg is not None and name is not None and name_arg != name:
+        raise click.UsageError(f"two names given: {name_arg!r} and --name {name!r}")
+    name = name or name_arg
+    if name is None:
+        raise click.UsageError("give the control plane a name: add NAME --address URL")
     if token_file is not None and token is not None:
         raise click.UsageError("--token-file and --token exclude each other")
+    _check_ca_file(ca_file, address)
     token_file = os.path.abspath(token_file) if token_file else None
     ca_file = os.path.abspath(ca_file) if ca_file else None
     try:
@@ -78,6 +90,22 @@ def add(ctx: click.Context, name: str, address: str, token_file: str | None,
     click.echo(f"added control plane {name!r} ({cp.address})")
     if new.current_context == name and cfg.current_context != name:
         click.echo(f"switched to control plane {name!r}")
+
+
+def _check_ca_file(ca_file: str | None, address: str) -> None:
+    """Refuse a CA file that is there but holds no CA, now rather than at each command."""
+    if ca_file is None:
+        return
+    if not address.startswith("https://"):
+        raise click.UsageError("--ca-file applies to an https:// address only")
+    if not os.path.isfile(ca_file):
+        return
+    try:
+        ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise click.BadParameter(f"{ca_file} is not a PEM CA bundle ({reason})",
+                                 param_hint="--ca-file") from None
 
 
 @control_planes.command()

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from gossamer.cli import params
+from gossamer.cli.api_options import api_options, api_settings
 from gossamer.cli.serve import serve
 from gossamer.settings import DEFAULT_API_ADDR, DEFAULT_SYNC_ADDR, GlobalSettings
 
@@ -29,21 +30,26 @@ from gossamer.settings import DEFAULT_API_ADDR, DEFAULT_SYNC_ADDR, GlobalSetting
               help="HOST:PORT of the zone sync (gRPC over TLS).")
 @click.option("--tls-host", "tls_hosts", multiple=True, envvar="GOSSAMER_TLS_HOSTS",
               show_envvar=True, metavar="HOST", callback=params.hosts,
-              help="A name or IP zones reach the zone sync by, added to its TLS certificate "
-                   "beside localhost, this host's name, 127.0.0.1 and ::1. Repeatable.")
+              help="A name or IP zones reach the zone sync (and a TLS API) by, added to "
+                   "its certificate beside localhost, this host's name, 127.0.0.1, ::1 and "
+                   "the API's address. Repeatable.")
 @params.store_option
+@api_options
 @params.heartbeat_options
 @params.log_level_option
 def run(data_dir: Path, api_addr: str, sync_addr: str, tls_hosts: tuple[str, ...], store: str,
+        api_max_body: int, api_tls: bool, api_tls_cert: Path | None, api_tls_key: Path | None,
         heartbeat_interval: float, heartbeat_timeout: float, log_level: str) -> None:
     """Run the global control plane (blocks; stop it with Ctrl-C or SIGTERM).
 
     At first start it writes DATA_DIR/admin-token (the API's admin token) and
-    DATA_DIR/tls/ca.pem (what zones pass as --global-ca).
+    DATA_DIR/tls/ca.pem (what zones pass as --global-ca, and the CLI as --ca-file when
+    the API speaks TLS: always when --api-addr is not a loopback address).
     """
     params.check_heartbeats(heartbeat_interval, heartbeat_timeout)
     settings = GlobalSettings(data_dir=data_dir, api_addr=api_addr, sync_addr=sync_addr,
                               store=store, tls_hosts=tls_hosts,
+                              api=api_settings(api_max_body, api_tls, api_tls_cert, api_tls_key),
                               heartbeat_interval=heartbeat_interval,
                               heartbeat_timeout=heartbeat_timeout)
 

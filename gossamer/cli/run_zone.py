@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import click
 
 from gossamer.cli import params
+from gossamer.cli.api_options import api_options, api_settings
 from gossamer.cli.serve import serve
 from gossamer.settings import DEFAULT_API_ADDR, DEFAULT_VIP_CIDR, DEFAULT_XDS_ADDR, ZoneSettings
 
@@ -123,12 +124,14 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
               callback=params.duration(1.0, seconds=True),
               help="After a restart, how long the sidecars and ingresses a previous run "
                    "registered stay in the mesh waiting for their agents to come back.")
+@api_options
 @params.heartbeat_options
 @params.log_level_option
 def run(zone: str, data_dir: Path | None, api_addr: str, xds_addr: str, store: str,
         global_url: str | None, token_file: Path | None, global_ca: Path | None,
         insecure_skip_verify: bool, vip_cidr: str, tls_hosts: tuple[str, ...],
-        agent_grace: float, heartbeat_interval: float,
+        agent_grace: float, api_max_body: int, api_tls: bool, api_tls_cert: Path | None,
+        api_tls_key: Path | None, heartbeat_interval: float,
         heartbeat_timeout: float, log_level: str) -> None:
     """Run a zone control plane (blocks; stop it with Ctrl-C or SIGTERM).
 
@@ -142,7 +145,8 @@ def run(zone: str, data_dir: Path | None, api_addr: str, xds_addr: str, store: s
                             global_ca=global_ca, insecure_skip_verify=insecure_skip_verify,
                             heartbeat_interval=heartbeat_interval,
                             heartbeat_timeout=heartbeat_timeout, vip_cidr=vip_cidr,
-                            tls_hosts=tls_hosts, agent_grace=agent_grace)
+                            tls_hosts=tls_hosts, agent_grace=agent_grace,
+                            api=api_settings(api_max_body, api_tls, api_tls_cert, api_tls_key))
 
     def start() -> None:
         from zone_cp.app import serve_forever
