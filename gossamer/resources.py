@@ -6,6 +6,10 @@ is a no-op (no version bump, no event); a Mesh that still has Dataplanes cannot 
 deleted, and deleting one removes its policies and secrets; a control plane may forbid
 writes to kinds another owner holds (``WriteGuard``, used by zone CPs).
 
+Writes that belong together are one store transaction (``Store.write``): a batch apply
+writes all its documents or none, and a Mesh goes with its contents. Everything that can
+refuse such a write is checked before it, so a refusal leaves the store as it was.
+
 ``checks`` look deeper than a document's own fields before it is stored (a Mesh's CA
 material, for one): each raises ``InvalidResource`` to refuse the write, which then leaves
 the stored document as it was. A check sees the other documents of the same batch, so a
@@ -23,7 +27,17 @@ from typing import Any
 from gossamer.errors import Conflict, FieldError, InvalidResource, NotFound
 from gossamer.model.base import KindDescriptor, Resource, parse_document
 from gossamer.model.registry import REGISTRY, Registry
-from gossamer.store.base import ListQuery, Page, Store
+from gossamer.store import codec
+from gossamer.store.base import (
+    Create,
+    Delete,
+    ListQuery,
+    Page,
+    Store,
+    Update,
+    WriteOp,
+    same_content,
+)
 
 MAX_BATCH = 10_000
 
@@ -139,21 +153,30 @@ class ResourceManager:
             raise InvalidResource("invalid batch", errors)
         if dry_run:
             return [Applied(r, Action.VALID) for r, _ in parsed]
-        # Checked above, with the batch in view; the mesh is required again as each is
-        # written, so a document that precedes its new Mesh is still refused.
-        return [await self._apply(r, v, check=False) for r, v in parsed]
+        return await self._write_batch(parsed)
+
+    async def _write_batch(self, parsed: Sequence[tuple[Resource, int | None]]
+                           ) -> builtins.list[Applied]:
+        """Write the changed documents in one transaction: all of them or, when one is
+        refused (a stale version, a concurrent writer), none. Meshes go first, so a
+        watcher never sees a resource before its Mesh, whatever the documents' order."""
+        plans = [await self._plan(r, v) for r, v in parsed]
+        order = sorted((i for i, (op, _) in enumerate(plans) if op is not None),
+                       key=lambda i: parsed[i][0].type != "Mesh")
+        written = await self.store.write([op for i in order
+                                          if (op := plans[i][0]) is not None])
+        results = [applied for _, applied in plans]
+        for i, stored in zip(order, written, strict=True):
+            if stored is not None:
+                results[i] = Applied(stored, results[i].action)
+        return results
 
     async def apply(self, res: Resource, expected_version: int | None = None) -> Applied:
         """Create or update; with ``expected_version`` only if it is still current."""
-        return await self._apply(res, expected_version, check=True)
-
-    async def _apply(self, res: Resource, expected_version: int | None,
-                     check: bool) -> Applied:
         self._guard(self.registry.get(res.type), res)
         if res.mesh:
             await self._require_mesh(res.mesh)
-        if check:
-            await self._check(res, {})
+        await self._check(res, {})
         return await self._write(res, expected_version)
 
     async def _check(self, res: Resource, batch: Batch) -> None:
@@ -164,35 +187,49 @@ class ResourceManager:
             current = await self.store.get(res.type, res.name, res.mesh)
         except NotFound:
             current = None
-        if current is not None and _same(current, res):
+        if current is not None and same_content(current, res):
             return
         for check in self._checks:
             await check(self, res, batch)
 
     async def _write(self, res: Resource, expected_version: int | None) -> Applied:
+        op, applied = await self._plan(res, expected_version)
+        if op is None:
+            return applied
+        (stored,) = await self.store.write([op])
+        return Applied(stored or applied.resource, applied.action)
+
+    async def _plan(self, res: Resource, expected_version: int | None
+                    ) -> tuple[WriteOp | None, Applied]:
+        """The store write ``res`` needs (None: it is stored already) and its outcome."""
         try:
             current = await self.store.get(res.type, res.name, res.mesh)
         except NotFound:
             if expected_version:
                 raise NotFound(f"{res.type} {res.name!r} does not exist, so version "
                                f"{expected_version} cannot be updated") from None
-            return Applied(await self.store.create(res), Action.CREATED)
+            return Create(res), Applied(res, Action.CREATED)
         version = expected_version or current.meta.version
-        if _same(current, res):
+        if same_content(current, res):
             if version != current.meta.version:
                 raise Conflict(f"{res.type} {res.name!r} is at version "
                                f"{current.meta.version}, not {version}")
-            return Applied(current, Action.UNCHANGED)
-        return Applied(await self.store.update(res, version), Action.UPDATED)
+            return None, Applied(current, Action.UNCHANGED)
+        return Update(res, version), Applied(res, Action.UPDATED)
 
     async def delete(self, kind: str, name: str, mesh: str = "",
                      expected_version: int | None = None) -> None:
+        """Delete one resource; a Mesh with its policies and secrets, in one transaction.
+
+        Every refusal (a stale version, a guard, a Mesh that still has Dataplanes) comes
+        before anything is written, so a refused delete leaves everything as it was."""
         desc = self.registry.get(kind)
         current = await self.store.get(desc.name, name, mesh)
         self._guard(desc, current)
-        if desc.name == "Mesh":
-            await self._delete_mesh_contents(name)
-        await self.store.delete(desc.name, name, mesh, expected_version)
+        if expected_version is not None and current.meta.version != expected_version:
+            raise codec.stale(desc.name, name, mesh, expected_version, current.meta.version)
+        contents = await self._mesh_contents(name) if desc.name == "Mesh" else []
+        await self.store.write([*contents, Delete(desc.name, name, mesh, expected_version)])
 
     async def _require_mesh(self, mesh: str) -> None:
         try:
@@ -202,21 +239,18 @@ class ResourceManager:
                                   [FieldError("mesh", f"mesh {mesh!r} does not exist; "
                                                       "create the Mesh first")]) from None
 
-    async def _delete_mesh_contents(self, mesh: str) -> None:
+    async def _mesh_contents(self, mesh: str) -> builtins.list[WriteOp]:
+        """The deletes of a mesh's resources, or Conflict while it has Dataplanes."""
         dataplanes = await self.store.list(ListQuery("Dataplane", mesh, limit=1))
         if dataplanes.total:
             raise Conflict(f"mesh {mesh!r} still has {dataplanes.total} dataplane(s); "
                            "stop their proxies before deleting the mesh")
+        ops: builtins.list[WriteOp] = []
         for desc in self.registry:
-            if not desc.mesh_scoped:
-                continue
-            page = await self.store.list(ListQuery(desc.name, mesh))
-            for res in page.items:
-                await self.store.delete(res.type, res.name, res.mesh)
-
-
-def _same(current: Resource, res: Resource) -> bool:
-    return current.spec == res.spec and dict(current.labels) == dict(res.labels)
+            if desc.mesh_scoped:
+                page = await self.store.list(ListQuery(desc.name, mesh))
+                ops += [Delete(r.type, r.name, r.mesh, missing_ok=True) for r in page.items]
+        return ops
 
 
 def _version_of(doc: Any) -> int | None:
