@@ -38,7 +38,7 @@ from gossamer.model.zonetrust import ZoneTrustStatusSpec
 from gossamer.pki.backends import provider_for
 from gossamer.pki.backends.base import CaBackendError, CaProvider
 from gossamer.pki.backends.builtin import BuiltinProvider
-from gossamer.pki.certs import chain_root, public_der
+from gossamer.pki.certs import chain_root, check_csr, public_der
 from gossamer.pki.names import legacy_zone_certificate_name, zone_certificate_name
 from gossamer.pki.rotation import Wanted, advance, identity, signer_id
 from gossamer.resources import ResourceManager
@@ -317,8 +317,7 @@ class MeshCaController:
     async def _sign_one(self, zone: str, req: ZoneCertificateRequestSpec, trust: MeshTrustSpec,
                         now: dt.datetime) -> None:
         csr = x509.load_pem_x509_csr(req.csr.encode())
-        if not csr.is_signature_valid:
-            raise ValueError("the CSR's signature does not verify")
+        check_csr(csr)  # a refused key is logged below, like any unusable CSR
         name = zone_certificate_name(zone, req.mesh)
         signer_roots = [x509.load_pem_x509_certificate(p.encode()) for p in trust.signer.roots]
         with contextlib.suppress(NotFound):
@@ -334,7 +333,8 @@ class MeshCaController:
                         and chain_root([cert, *chain], signer_roots) is not None):
                     return
         provider = await self._provider(req.mesh, trust.signer)
-        signed = await provider.sign_intermediate(csr, now, self._lifetime)
+        signed = await provider.sign_intermediate(csr, now, self._lifetime,
+                                                  f"Gossamer zone {zone} mesh {req.mesh}")
         if chain_root([signed.certificate, *signed.chain], signer_roots) is None:
             raise CaBackendError(f"backend {trust.signer.backend!r} now signs under other "
                                  "roots than the mesh trusts; change the CA by enabling "

@@ -4,6 +4,11 @@ Pure functions over ``cryptography`` objects; the clock is passed in. A ``KeyPai
 certificate with its private key. Workload identities are SPIFFE URI SANs
 (``spiffe://<mesh>/<service>``); CA certificates carry basicConstraints with an explicit
 path length (zone intermediates get 0, so they can sign workloads and nothing else).
+
+A CSR is judged here before anything is signed (``check_csr``): its key must be one the
+mesh can rely on, and the subject of what we sign is ours, never the CSR's (a requester
+could otherwise put a misleading or over-long name in a certificate the mesh vouches
+for): the CSR only contributes its public key.
 """
 
 from __future__ import annotations
@@ -18,11 +23,21 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 BACKDATE = dt.timedelta(minutes=5)  # tolerate clocks a little behind ours
+MIN_RSA_BITS = 2048
+SIGNABLE_CURVES = ("secp256r1", "secp384r1")
+SIGNABLE_KEYS = "EC P-256 or P-384, Ed25519, or RSA of at least 2048 bits"
+WORKLOAD_SUBJECT = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Gossamer")])
+ZONE_CA_NAME = "Gossamer zone intermediate"
+
+
+class CsrRefused(ValueError):
+    """A CSR we will not sign. The requester's fault and never retryable as it is: the
+    agent API answers INVALID_ARGUMENT with this message."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,39 @@ def new_csr(key: PrivateKey, common_name: str,
     return builder.sign(key, hashes.SHA256())
 
 
+def _key_kind(key: object) -> str:
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA-{key.key_size}"
+    if isinstance(key, dsa.DSAPublicKey):
+        return f"DSA-{key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"EC {key.curve.name}"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448"
+    return type(key).__name__
+
+
+def check_csr(csr: x509.CertificateSigningRequest) -> None:
+    """Refuse (``CsrRefused``) a CSR whose signature does not verify or whose key is not
+    one we sign: EC P-256/P-384, Ed25519, RSA of 2048 bits or more. Weak keys (RSA-1024)
+    can be factored, DSA and other curves are not what the mesh's TLS 1.3 peers expect."""
+    try:
+        key = csr.public_key()
+        valid = csr.is_signature_valid
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise CsrRefused(f"the CSR's key cannot be read ({exc}); use {SIGNABLE_KEYS}") from None
+    if not valid:
+        raise CsrRefused("the CSR's signature does not verify")
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in SIGNABLE_CURVES:
+        return
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size >= MIN_RSA_BITS:
+        return
+    raise CsrRefused(f"the CSR's key is {_key_kind(key)}: only {SIGNABLE_KEYS} keys are "
+                     "signed")
+
+
 def _issuer_builder(issuer: KeyPair, subject: x509.Name, public: object, now: dt.datetime,
                     valid_for: dt.timedelta) -> x509.CertificateBuilder:
     not_after = min(now + valid_for, issuer.cert.not_valid_after_utc)
@@ -107,27 +155,31 @@ def _issuer_builder(issuer: KeyPair, subject: x509.Name, public: object, now: dt
 
 
 def sign_intermediate(issuer: KeyPair, csr: x509.CertificateSigningRequest, now: dt.datetime,
-                      valid_for: dt.timedelta) -> x509.Certificate:
-    """A CA that may sign leaf certificates only (path length 0)."""
-    if not csr.is_signature_valid:
-        raise ValueError("the CSR's signature does not verify")
-    builder = _issuer_builder(issuer, csr.subject, csr.public_key(), now, valid_for)
+                      valid_for: dt.timedelta, common_name: str = ZONE_CA_NAME
+                      ) -> x509.Certificate:
+    """A CA that may sign leaf certificates only (path length 0), named ``common_name``
+    by the signer (the CSR's subject is ignored)."""
+    check_csr(csr)
+    builder = _issuer_builder(issuer, _name(common_name), csr.public_key(), now, valid_for)
     return _ca_extensions(builder, csr.public_key(), 0).sign(issuer.key, hashes.SHA256())
 
 
 def sign_leaf(issuer: KeyPair, csr: x509.CertificateSigningRequest, now: dt.datetime,
               valid_for: dt.timedelta, *, uris: Sequence[str] = (), dns: Sequence[str] = (),
-              ips: Sequence[str] = (), server: bool = True,
-              client: bool = True) -> x509.Certificate:
-    """A leaf certificate with exactly the SANs given (the CSR's own SANs are ignored)."""
-    if not csr.is_signature_valid:
-        raise ValueError("the CSR's signature does not verify")
+              ips: Sequence[str] = (), server: bool = True, client: bool = True,
+              common_name: str | None = None) -> x509.Certificate:
+    """A leaf certificate with exactly the SANs given (the CSR's own SANs and subject are
+    ignored). Its subject is ``common_name`` when the signer names it (the control
+    planes' own certificates), else just ``O=Gossamer``: a workload is its SPIFFE SAN,
+    which is all Envoy and our code read, and a SPIFFE ID may not fit a 64-character CN."""
+    check_csr(csr)
     sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(u) for u in uris]
     sans += [x509.DNSName(d) for d in dns]
     sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
         [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
-    builder = (_issuer_builder(issuer, csr.subject, csr.public_key(), now, valid_for)
+    subject = WORKLOAD_SUBJECT if common_name is None else _name(common_name)
+    builder = (_issuer_builder(issuer, subject, csr.public_key(), now, valid_for)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
                                             key_encipherment=True, data_encipherment=False,
@@ -146,7 +198,7 @@ def new_leaf(issuer: KeyPair, common_name: str, now: dt.datetime, valid_for: dt.
     """A new key and a leaf certificate for it, for material the issuer may hold itself."""
     key = new_key()
     cert = sign_leaf(issuer, new_csr(key, common_name), now, valid_for, uris=uris, dns=dns,
-                     ips=ips, server=server, client=client)
+                     ips=ips, server=server, client=client, common_name=common_name)
     return KeyPair(cert, key)
 
 

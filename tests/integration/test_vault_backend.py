@@ -16,12 +16,16 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gossamer.model.base import parse_document
 from gossamer.model.mesh import CaBackend
 from gossamer.pki.backends import VaultProvider, provider_for
 from gossamer.pki.backends.base import CaRefused, CaUnreachable, InvalidCaMaterial, SecretReader
 from gossamer.pki.certs import (
+    ZONE_CA_NAME,
+    CsrRefused,
     KeyPair,
     chain_root,
     fingerprint,
@@ -107,6 +111,8 @@ async def test_a_zone_intermediate_is_signed_by_vault_and_chains_to_its_root(
     assert chain_root([signed.certificate, *signed.chain], signed.roots) == root
     constraints = signed.certificate.extensions.get_extension_for_class(x509.BasicConstraints)
     assert constraints.value.ca and constraints.value.path_length == 0
+    # Named by the signer, not by the zone's CSR.
+    assert signed.certificate.subject.rfc4514_string() == f"CN={ZONE_CA_NAME}"
     lifetime = signed.certificate.not_valid_after_utc - asked_at
     assert HOUR < lifetime <= 2 * HOUR + dt.timedelta(minutes=1)
     # The zone's intermediate signs workloads that chain to Vault's root.
@@ -150,6 +156,30 @@ async def test_issue_mode_returns_a_leaf_with_exactly_the_uris_asked_for(bao: Op
     assert chain_root([signed.certificate, *signed.chain], signed.roots) == root_of(bao)
     with pytest.raises(Exception, match="mode issue"):
         await provider.sign_intermediate(zone_csr(), NOW, HOUR)
+    # The subject is the role's: the CSR's common name is not copied.
+    assert "backend-1" not in signed.certificate.subject.rfc4514_string()
+    await provider.close()
+
+
+async def test_a_weak_key_is_refused_before_vault_sees_it(bao: OpenBao) -> None:
+    provider = token_provider(bao, ["issue"], mode="issue")
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+           .sign(weak, hashes.SHA256()))
+    with pytest.raises(CsrRefused, match="the CSR's key is RSA-1024"):
+        await provider.sign_workload(csr, ["spiffe://payments/backend"], NOW, HOUR)
+    await provider.close()
+    provider = token_provider(bao, ["zones"])
+    with pytest.raises(CsrRefused, match="the CSR's key is RSA-1024"):
+        await provider.sign_intermediate(csr, NOW, HOUR)
+    await provider.close()
+
+
+async def test_a_role_that_copies_the_csrs_common_name_is_refused(bao: OpenBao) -> None:
+    bao.create_role(PKI, "csr-cn", use_csr_common_name=True)
+    provider = token_provider(bao, ["issue"], mode="issue", role="csr-cn")
+    with pytest.raises(CaRefused, match="use_csr_common_name=false"):
+        await provider.check()
     await provider.close()
 
 

@@ -11,12 +11,17 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import NameOID
 
 from gossamer.pki.certs import (
+    CsrRefused,
     KeyPair,
+    check_csr,
     new_csr,
     new_key,
+    new_leaf,
     new_root_ca,
     sign_intermediate,
     sign_leaf,
@@ -58,6 +63,46 @@ def test_tampered_csr_is_refused() -> None:
     root = new_root_ca("r", NOW, DAY)
     with pytest.raises(ValueError, match="signature"):
         sign_leaf(root, bad, NOW, DAY)
+
+
+def _csr(key: object, subject: str = "evil") -> x509.CertificateSigningRequest:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    edwards = (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)
+    algorithm = None if isinstance(key, edwards) else hashes.SHA256()
+    return x509.CertificateSigningRequestBuilder().subject_name(name).sign(
+        key, algorithm)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("key", "named"), [
+    (rsa.generate_private_key(public_exponent=65537, key_size=1024), "RSA-1024"),
+    (dsa.generate_private_key(key_size=2048), "DSA-2048"),
+    (ec.generate_private_key(ec.SECP521R1()), "EC secp521r1"),
+    (ec.generate_private_key(ec.SECP256K1()), "EC secp256k1"),
+    (ed448.Ed448PrivateKey.generate(), "Ed448"),
+])
+def test_only_strong_common_keys_are_signed(key: object, named: str) -> None:
+    root = new_root_ca("r", NOW, DAY)
+    for sign in (lambda c: sign_leaf(root, c, NOW, DAY, uris=["spiffe://m/s"]),
+                 lambda c: sign_intermediate(root, c, NOW, DAY)):
+        with pytest.raises(CsrRefused, match=f"the CSR's key is {named}: only EC P-256"):
+            sign(_csr(key))
+
+
+@pytest.mark.parametrize("key", [
+    ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP384R1()),
+    ed25519.Ed25519PrivateKey.generate(),
+    rsa.generate_private_key(public_exponent=65537, key_size=2048)])
+def test_the_subject_is_the_signers_never_the_csrs(key: object) -> None:
+    root = new_root_ca("r", NOW, DAY)
+    check_csr(_csr(key))
+    leaf = sign_leaf(root, _csr(key), NOW, DAY, uris=["spiffe://m/s"])
+    assert leaf.subject.rfc4514_string() == "O=Gossamer"
+    inter = sign_intermediate(root, _csr(key), NOW, DAY, "Gossamer zone east mesh m")
+    assert inter.subject.rfc4514_string() == "CN=Gossamer zone east mesh m,O=Gossamer"
+    # The control planes' own leaves keep the name their issuer gives them.
+    assert new_leaf(root, "gossamer-cp", NOW, DAY, dns=["cp"]).cert.subject == x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Gossamer"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "gossamer-cp")])
 
 
 def test_serving_tls_is_created_once_and_private_files_are_0600(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from gossamer.errors import GossamerError
-from gossamer.pki.certs import KeyPair, fingerprint
+from gossamer.pki.certs import ZONE_CA_NAME, KeyPair, fingerprint
 
 
 class CaBackendError(GossamerError):
@@ -101,7 +101,8 @@ class CaProvider(Protocol):
     async def roots(self) -> Sequence[x509.Certificate]: ...
 
     async def sign_intermediate(self, csr: x509.CertificateSigningRequest, now: dt.datetime,
-                                lifetime: dt.timedelta) -> SignedChain: ...
+                                lifetime: dt.timedelta, common_name: str = ZONE_CA_NAME
+                                ) -> SignedChain: ...
 
     async def sign_workload(self, csr: x509.CertificateSigningRequest, uris: Sequence[str],
                             now: dt.datetime, lifetime: dt.timedelta) -> SignedChain: ...

@@ -31,7 +31,7 @@ from gossamer.model.fields import duration_seconds
 from gossamer.model.mesh import BuiltinConf, CaBackend
 from gossamer.model.secret import SecretSpec
 from gossamer.pki.backends.base import CaBackendError, LocalCa, SignedChain
-from gossamer.pki.certs import KeyPair, new_root_ca, sign_intermediate
+from gossamer.pki.certs import ZONE_CA_NAME, KeyPair, new_root_ca, sign_intermediate
 from gossamer.pki.names import legacy_root_secret_name, root_secret_name
 from gossamer.resources import ResourceManager
 
@@ -123,10 +123,12 @@ class BuiltinProvider:
         return [(await self.root_pair()).cert]
 
     async def sign_intermediate(self, csr: x509.CertificateSigningRequest, now: dt.datetime,
-                                lifetime: dt.timedelta) -> SignedChain:
+                                lifetime: dt.timedelta, common_name: str = ZONE_CA_NAME
+                                ) -> SignedChain:
         root = await self.root_pair()
         try:
-            cert = sign_intermediate(root, csr, now, lifetime)  # capped at the root's expiry
+            # capped at the root's expiry
+            cert = sign_intermediate(root, csr, now, lifetime, common_name)
         except ValueError as exc:
             raise CaBackendError(f"{self._who()}: {exc}") from None
         return SignedChain(certificate=cert, chain=(), roots=(root.cert,))

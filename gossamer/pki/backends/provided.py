@@ -32,7 +32,7 @@ from gossamer.pki.backends.base import (
     is_self_signed,
     issued_by,
 )
-from gossamer.pki.certs import KeyPair, sign_intermediate
+from gossamer.pki.certs import ZONE_CA_NAME, KeyPair, sign_intermediate
 
 _KEY_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----",
                         re.DOTALL)
@@ -205,10 +205,12 @@ class ProvidedProvider:
         return list((await self.local_ca()).roots)
 
     async def sign_intermediate(self, csr: x509.CertificateSigningRequest, now: dt.datetime,
-                                lifetime: dt.timedelta) -> SignedChain:
+                                lifetime: dt.timedelta, common_name: str = ZONE_CA_NAME
+                                ) -> SignedChain:
         local = await self.local_ca(now)
         try:
-            cert = sign_intermediate(local.ca, csr, now, lifetime)  # capped at the CA's expiry
+            # capped at the CA's expiry
+            cert = sign_intermediate(local.ca, csr, now, lifetime, common_name)
         except ValueError as exc:
             raise CaBackendError(f"{self._who()}: {exc}") from None
         return SignedChain(certificate=cert, chain=local.chain, roots=local.roots)

@@ -59,7 +59,7 @@ from gossamer.pki.backends.base import (
     is_self_signed,
     path_to_root,
 )
-from gossamer.pki.certs import uri_sans
+from gossamer.pki.certs import ZONE_CA_NAME, check_csr, uri_sans
 
 TIMEOUT = 5.0          # seconds, for connecting and for each read
 ROOTS_TTL = 60.0       # seconds a mount's CA chain is reused before it is read again
@@ -255,14 +255,18 @@ class VaultProvider:
         return list((await self._ca_chain()).roots)
 
     async def sign_intermediate(self, csr: x509.CertificateSigningRequest, now: dt.datetime,
-                                lifetime: dt.timedelta) -> SignedChain:
+                                lifetime: dt.timedelta, common_name: str = ZONE_CA_NAME
+                                ) -> SignedChain:
         if self.issues_workloads:
             raise CaBackendError(f"{self._who()} signs workload certificates itself (mode "
                                  "issue): the zones need no intermediate from it")
+        check_csr(csr)  # before Vault sees it: Vault signs weak keys too
         ca = await self._ca_chain()
         path = f"{self.conf.pki}/root/sign-intermediate"
         data = await self._call("post", path, {
-            "csr": csr.public_bytes(Encoding.PEM).decode(), "use_csr_values": True,
+            # The subject is ours: Vault's use_csr_values would copy the zone's.
+            "csr": csr.public_bytes(Encoding.PEM).decode(), "use_csr_values": False,
+            "common_name": common_name, "exclude_cn_from_sans": True,
             "max_path_length": 0, "ttl": _ttl(lifetime, now, ca.certs[0] if ca.certs else None),
             "format": "pem"})
         cert = self._signed(data, path, csr)
@@ -275,6 +279,7 @@ class VaultProvider:
         if not self.issues_workloads:
             raise CaBackendError(f"{self._who()} signs the zones' intermediates (mode "
                                  "intermediate): workload certificates come from the zones")
+        check_csr(csr)  # before Vault sees it: Vault signs weak keys too
         ca = await self._ca_chain()
         path = f"{self.conf.pki}/sign/{self.conf.role}"
         data = await self._call("post", path, {
@@ -353,6 +358,11 @@ class VaultProvider:
             raise CaRefused(f"{self._who()}: role {self.conf.role!r} takes SANs from the CSR "
                             "(use_csr_sans=true); set use_csr_sans=false so the control plane "
                             "decides workload identities")
+        if data.get("use_csr_common_name", True):
+            raise CaRefused(f"{self._who()}: role {self.conf.role!r} copies the CSR's common "
+                            "name into the certificate (use_csr_common_name=true); set "
+                            "use_csr_common_name=false and require_cn=false so the subject "
+                            "is the role's, not the requester's")
         if not data.get("allowed_uri_sans"):
             raise CaRefused(f"{self._who()}: role {self.conf.role!r} allows no URI SANs; set "
                             f"allowed_uri_sans to spiffe://{self.mesh}/*,gossamer://*")
