@@ -32,6 +32,7 @@ from gossamer.settings import GlobalSettings, split_addr
 from gossamer.store import open_store
 from gossamer.store.base import Store
 from gossamer.token_authority import TokenAuthority
+from gossamer.token_upkeep import TokenUpkeep, migrate_token_state
 from gossamer.tokens import DATAPLANE, ZONE
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,12 @@ class GlobalControlPlane:
         manager = ResourceManager(self.store)
         if self.settings.bootstrap_default_mesh:
             await bootstrap(manager)
-        self.zone_tokens = TokenAuthority(manager, ZONE, publish_trust=True)
+        # Signing keys and revocations of older versions move before anyone verifies.
+        await migrate_token_state(manager)
+        self.zone_tokens = TokenAuthority(manager, ZONE)
         await self.zone_tokens.keys()  # the first signing key, before any zone asks
+        self._tasks.append(asyncio.create_task(TokenUpkeep(manager).run(),
+                                               name="token-upkeep"))
         metrics = CollectorRegistry()
         self.insights = Insights(metrics)
         tls = ensure_serving_tls(data_dir / "tls", "gossamer-global",

@@ -10,6 +10,9 @@ Every stream starts with the zone token (``authorization: Bearer``) and the zone
 (``gossamer-zone``) in its metadata. A missing, expired, revoked, forged or foreign
 token, or a disabled zone, is refused with UNAUTHENTICATED / PERMISSION_DENIED and the
 reason; a token revoked or a zone disabled while streaming ends its streams at once.
+
+Mesh Secrets that are Vault credentials no zone uses stay at the global
+(``global_cp.credentials``); signing keys never reach the feed (they are GlobalSecrets).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 import grpc
 
+from global_cp.credentials import withheld_secrets
 from global_cp.insights import Insights, Observed
 from gossamer.errors import (
     AlreadyExists,
@@ -35,11 +39,12 @@ from gossamer.errors import (
 )
 from gossamer.model.base import Resource, SyncDirection, check_name, parse_document
 from gossamer.model.registry import REGISTRY
+from gossamer.model.tokenrevocation import TokenRevocationSpec, revocation_name
 from gossamer.resources import ResourceManager
 from gossamer.settings import GlobalSettings, split_addr
-from gossamer.store.base import Store
-from gossamer.token_authority import REVOCATIONS_LABEL, TokenAuthority
-from gossamer.tokens import Claims, TokenRejected
+from gossamer.store.base import EventType, Store
+from gossamer.token_authority import TokenAuthority
+from gossamer.tokens import ZONE, Claims, TokenRejected
 from sync.applier import (
     ORIGIN_GLOBAL,
     ORIGIN_LABEL,
@@ -65,6 +70,9 @@ ZONE_KINDS = [d.name for d in REGISTRY if d.sync is SyncDirection.ZONE_TO_GLOBAL
 INGRESS_URL = kind_type_url("ZoneIngress")
 ZONE_URL = kind_type_url("Zone")
 ZONE_CERT_URL = kind_type_url("ZoneCertificate")
+SECRET_URL = kind_type_url("Secret")
+# What decides which Secrets are withheld (see global_cp.credentials).
+CREDENTIAL_URLS = (kind_type_url("Mesh"), kind_type_url("MeshTrust"))
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -241,8 +249,11 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
         zone = sid.split("#")[0]
         engine = Engine()
         disabled = self._disabled_zones()
+        withheld = self._withheld_secrets()
 
         def visible(type_url: str, item: Item) -> bool:
+            if type_url == SECRET_URL:
+                return (item.resource.mesh, item.resource.name) not in withheld
             if type_url == INGRESS_URL:
                 owner = item.resource.labels.get(ZONE_LABEL)
                 return owner != zone and owner not in disabled
@@ -251,10 +262,13 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
             return type_url != ZONE_URL
 
         def after_change(type_url: str) -> None:
-            nonlocal disabled
+            nonlocal disabled, withheld
             if type_url == ZONE_URL:
                 disabled = self._disabled_zones()
                 view.refill(INGRESS_URL)
+            elif type_url in CREDENTIAL_URLS and withheld != self._withheld_secrets():
+                withheld = self._withheld_secrets()
+                view.refill(SECRET_URL)
 
         view = FeedView(self._feed, engine, visible, after_change)
         await publish(engine, sid, stream, view.follow, self._beats)
@@ -262,6 +276,10 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
     def _disabled_zones(self) -> set[str]:
         return {i.resource.name for i in self._feed.items(ZONE_URL).values()
                 if not getattr(i.resource.spec, "enabled", True)}
+
+    def _withheld_secrets(self) -> set[tuple[str, str]]:
+        meshes, trusts = (self._feed.items(url).values() for url in CREDENTIAL_URLS)
+        return withheld_secrets([i.resource for i in meshes], [i.resource for i in trusts])
 
     # -- ZoneToGlobal -------------------------------------------------------------------
 
@@ -292,17 +310,27 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
     # -- cutting off access -------------------------------------------------------------
 
     async def _watch_access(self) -> None:
-        """End the streams of revoked tokens and disabled zones as soon as that is stored."""
+        """End the streams of revoked tokens and disabled zones as soon as that is stored.
+
+        A zone-token revocation names its token in the event itself, so it costs no read
+        and no stored data can make this loop fail; a Zone change rereads the zones."""
         while True:
             try:
                 async for event in self._store.watch(await self._store.revision()):
                     res = event.resource
-                    if res.type == "Zone" or (res.type == "GlobalSecret"
-                                              and REVOCATIONS_LABEL in res.labels):
+                    if res.type == "Zone":
                         await self._check_access()
+                    elif (res.type == "TokenRevocation" and event.type is not EventType.DELETED
+                          and isinstance(res.spec, TokenRevocationSpec)
+                          and res.spec.purpose == ZONE):
+                        self._cut_off_token(res.spec.token_id)
             except RevisionCompacted:
                 # Fell behind: what was missed may be a revocation, so check everyone.
                 log.warning("access watch fell behind the store's retention; rechecking")
+                await self._check_access()
+            except GossamerError as exc:  # the store failed the watch: resume and recheck
+                log.warning("access watch failed, resuming in 1s: %s", exc.detail)
+                await asyncio.sleep(1.0)
                 await self._check_access()
 
     async def _check_access(self) -> None:
@@ -322,22 +350,32 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
     async def _cut_off_withdrawn(self) -> None:
         if not self._sessions:
             return
-        revoked = (await self._tokens.keys()).revoked
         disabled = {z.name for z in (await self._manager.list("Zone")).items
                     if not getattr(z.spec, "enabled", True)}
+        for token_id in {s.claims.token_id for s in self._sessions.values()}:
+            if await self._is_revoked(token_id):
+                self._cut_off_token(token_id)
         for sid, session in list(self._sessions.items()):
-            if session.withdrawn is not None:
-                continue
-            if session.claims.token_id in revoked:
-                session.withdrawn = _Refused(
-                    grpc.StatusCode.UNAUTHENTICATED, "revoked",
-                    f"token {session.claims.token_id} was revoked while in use")
-            elif session.zone in disabled:
-                session.withdrawn = _Refused(
+            if session.withdrawn is None and session.zone in disabled:
+                self._withdraw(sid, session, _Refused(
                     grpc.StatusCode.PERMISSION_DENIED, "disabled",
-                    f"zone {session.zone!r} was disabled at the global (Zone.enabled: false)")
-            else:
-                continue
-            log.warning("ending zone %s stream %s: %s", session.zone, sid,
-                        session.withdrawn.detail)
-            session.task.cancel()
+                    f"zone {session.zone!r} was disabled at the global (Zone.enabled: false)"))
+
+    async def _is_revoked(self, token_id: str) -> bool:
+        try:
+            await self._manager.get("TokenRevocation", revocation_name(ZONE, "", token_id))
+        except NotFound:
+            return False
+        return True
+
+    def _cut_off_token(self, token_id: str) -> None:
+        for sid, session in list(self._sessions.items()):
+            if session.withdrawn is None and session.claims.token_id == token_id:
+                self._withdraw(sid, session, _Refused(
+                    grpc.StatusCode.UNAUTHENTICATED, "revoked",
+                    f"token {token_id} was revoked while in use"))
+
+    def _withdraw(self, sid: str, session: _Session, why: _Refused) -> None:
+        session.withdrawn = why
+        log.warning("ending zone %s stream %s: %s", session.zone, sid, why.detail)
+        session.task.cancel()

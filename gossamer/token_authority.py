@@ -1,28 +1,33 @@
-"""Token signing keys and revocations kept in a control plane's store.
+"""Token signing keys kept by the control plane that signs, and verification anywhere.
 
-Zone tokens are signed by the global with keys held as GlobalSecrets; dataplane tokens
-by a zone CP (or the global) with keys held as Secrets of their mesh. Each key is one
-secret labelled ``gossamer.io/signing-key: <purpose>``; the newest signs, every one
-verifies, so rotation is "add a key, wait for old tokens to expire, delete the old key".
-Revoked token ids live in one secret per purpose, as JSON ``{id: expiry}``; entries are
-pruned once the token would have expired anyway.
+Zone tokens are signed by the global, a mesh's dataplane tokens by the control plane that
+owns the mesh (the global in a federation, a standalone zone for itself). The private
+keys never leave that control plane: each is a GlobalSecret (a kind that never syncs)
+labelled ``gossamer.io/signing-key: <purpose>`` (and ``gossamer.io/mesh`` for dataplane
+keys); the newest signs, every one verifies, so rotation is "add a key, wait for old
+tokens to expire, delete the old key". The signer publishes the public keys as a
+``TokenTrust`` per (purpose, mesh) (``trust_name``), which the sync takes to every zone.
 
-An authority that publishes its ``TokenTrust`` (the global's zone tokens) writes it only
-when the keys or revocations differ from what is stored, as a compare-and-set on the
-version it read *before* reading them: a writer that read older keys or revocations
-finds the version moved and reads again, so a stale view never overwrites a newer one
-and concurrent callers see no ``Conflict``. ``revoke`` updates the revocations secret
-the same way, so concurrent revocations never overwrite each other. Writers on one
-authority take turns (a lock), so only other authorities or processes sharing the store
-ever collide, and ``Conflict`` escapes only after ``WRITE_ATTEMPTS`` lost rounds. One
-window stays open, two *first* writes at once (see ``_compare_and_set``).
+Verification: a control plane holding a ``TokenTrust`` the global sent it (labelled
+``gossamer.io/origin: global``) did not sign those tokens and verifies with it; the
+signer verifies with its own keys. Neither creates a key to verify: only ``issue``,
+``keys`` and ``rotate`` do. A revoked token is a ``TokenRevocation`` row named from
+(purpose, mesh, token id), so "revoked?" is one store get however many there are.
+
+The signer writes its ``TokenTrust`` only when the keys differ from what is stored, as a
+compare-and-set on the version it read *before* reading the keys: a writer that read
+older keys finds the version moved and reads again, so a stale view never overwrites a
+newer one and concurrent callers see no ``Conflict``. Writers on one authority take
+turns (a lock), so only other authorities or processes sharing the store ever collide,
+and ``Conflict`` escapes only after ``WRITE_ATTEMPTS`` lost rounds. First writes are
+create-only, so two of them at once cannot overwrite each other either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
+import re
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -30,85 +35,103 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gossamer.errors import AlreadyExists, Conflict, InvalidResource, NotFound
+from gossamer.errors import AlreadyExists, Conflict, FieldError, InvalidResource, NotFound
 from gossamer.model.base import Resource
 from gossamer.model.secret import SecretSpec
-from gossamer.model.tokentrust import Revocation, TokenTrustSpec, TrustedKey
+from gossamer.model.tokenrevocation import (
+    TOKEN_ID_PATTERN,
+    TokenRevocationSpec,
+    revocation_name,
+    scoped_name,
+)
+from gossamer.model.tokentrust import TokenTrustSpec, TrustedKey, trust_name
+from gossamer.policy.selectors import ORIGIN_LABEL
 from gossamer.resources import ResourceManager
 from gossamer.tokens import Claims, Clock, SigningKey, TokenRejected, issue, verify
 
 KEY_LABEL = "gossamer.io/signing-key"
-REVOCATIONS_LABEL = "gossamer.io/revocations"
+MESH_LABEL = "gossamer.io/mesh"
+KID_LABEL = "gossamer.io/key-id"
 MAX_VALIDITY = 10 * 365 * 24 * 3600.0
-# Compare-and-set rounds before a write of the TokenTrust or the revocations gives up
-# with Conflict: each lost round means another writer changed it in between.
+# Compare-and-set rounds before a write of the TokenTrust or a revocation gives up with
+# Conflict: each lost round means another writer changed it in between.
 WRITE_ATTEMPTS = 5
+_TOKEN_ID = re.compile(TOKEN_ID_PATTERN)
 
 
 @dataclass(frozen=True)
 class KeyRing:
     signing: SigningKey
     public: Mapping[str, Ed25519PublicKey]
-    revoked: Collection[str]
+
+
+def key_selector(purpose: str, mesh: str = "") -> dict[str, str]:
+    """The labels of the signing keys of one purpose (and mesh)."""
+    return {KEY_LABEL: purpose, **({MESH_LABEL: mesh} if mesh else {})}
+
+
+def key_secret_name(purpose: str, mesh: str, kid: str) -> str:
+    """Zone keys keep their historical name; a mesh's keys are named injectively."""
+    if not mesh:
+        return f"{purpose}-token-signing-key-{kid}"
+    return scoped_name(f"{purpose}-token-signing-key", mesh, kid)
 
 
 class TokenAuthority:
-    """Issues and verifies one purpose of tokens (``zone`` or ``dataplane``)."""
+    """Issues and verifies one purpose of tokens (``zone`` or ``dataplane``, per mesh)."""
 
     def __init__(self, manager: ResourceManager, purpose: str, mesh: str = "",
-                 clock: Clock = time.time, publish_trust: bool = False) -> None:
+                 clock: Clock = time.time, publish_trust: bool = True) -> None:
         self.manager = manager
         self.purpose = purpose
         self._mesh = mesh
-        self._kind = "Secret" if mesh else "GlobalSecret"
         self._clock = clock
         self._publish_trust = publish_trust
+        self.trust_name = trust_name(purpose, mesh)
         # One authority's writers take turns, so they never collide with each other.
         self._publish_lock = asyncio.Lock()
         self._revoke_lock = asyncio.Lock()
 
-    def _secret(self, name: str, data: bytes, label: str) -> Resource:
-        return Resource(type=self._kind, name=name, mesh=self._mesh, labels={label: self.purpose},
-                        spec=SecretSpec(data=base64.b64encode(data).decode()))
-
     async def keys(self) -> KeyRing:
-        """The signing key, every verifying key and the revoked ids (a first key is made
-        when there is none); publishing authorities also bring the TokenTrust in step."""
+        """The signing key and every verifying key (a first key is made when there is
+        none); a publishing authority also brings its TokenTrust in step. Signers only."""
         if not self._publish_trust:
             ring, _ = await self._read()
             return ring
         async with self._publish_lock:
             return await self._publish()
 
-    async def _read(self) -> tuple[KeyRing, TokenTrustSpec]:
-        page = await self.manager.list(self._kind, self._mesh or None, {KEY_LABEL: self.purpose})
+    async def _own_keys(self) -> list[SigningKey]:
+        page = await self.manager.list("GlobalSecret", None,
+                                       key_selector(self.purpose, self._mesh))
         keys = []
         for res in page.items:
             created = res.meta.creation_time.timestamp() if res.meta.creation_time else 0.0
-            kid = res.name.rsplit("-", 1)[-1]
+            kid = res.labels.get(KID_LABEL) or res.name.rsplit("-", 1)[-1]
             keys.append(SigningKey.from_pem(kid, _data(res), created))
+        return keys
+
+    async def _read(self) -> tuple[KeyRing, TokenTrustSpec]:
+        keys = await self._own_keys()
         if not keys:
-            keys.append(await self.rotate())
+            keys.append(await self._add_key())
         newest = max(keys, key=lambda k: (k.created, k.kid))
-        revocations = await self._revocations()
-        trust = TokenTrustSpec(
-            keys=[TrustedKey(kid=k.kid, public_key=_public_pem(k)) for k in
-                  sorted(keys, key=lambda k: k.kid)],
-            revoked=[Revocation(id=i, expires_at=e) for i, e in sorted(revocations.items())])
-        return KeyRing(newest, {k.kid: k.public for k in keys}, set(revocations)), trust
+        trust = TokenTrustSpec(keys=[TrustedKey(kid=k.kid, public_key=_public_pem(k))
+                                     for k in sorted(keys, key=lambda k: k.kid)])
+        return KeyRing(newest, {k.kid: k.public for k in keys}), trust
 
     async def _publish(self) -> KeyRing:
-        """Read the keys and revocations and store them as the ``TokenTrust`` unless it
-        already says the same (see the module docstring)."""
+        """Read the keys and store them as the ``TokenTrust`` unless it already says the
+        same (see the module docstring)."""
         for _ in range(WRITE_ATTEMPTS):
-            published = await self._get("TokenTrust", self.purpose)
+            published = await self._get("TokenTrust", self.trust_name)
             ring, trust = await self._read()
             if published is not None and published.spec == trust:
                 return ring
             if await self._compare_and_set(
-                    Resource(type="TokenTrust", name=self.purpose, spec=trust), published):
+                    Resource(type="TokenTrust", name=self.trust_name, spec=trust), published):
                 return ring
-        raise Conflict(f"the {self.purpose} TokenTrust kept changing while it was being "
+        raise Conflict(f"the {self.trust_name} TokenTrust kept changing while it was being "
                        "published; retry")
 
     async def _get(self, kind: str, name: str, mesh: str = "") -> Resource | None:
@@ -118,26 +141,33 @@ class TokenAuthority:
             return None
 
     async def _compare_and_set(self, res: Resource, read: Resource | None) -> bool:
-        """Write ``res`` over the version ``read`` (None: there was none). False when
-        another writer changed it since: read again and retry. A refusal for any other
-        reason (a federated zone's write guard, the store failing) is raised.
-
-        With ``read`` None, ``ResourceManager.apply`` (which has no create-only mode)
-        would update a resource another writer created since: a concurrent *first*
-        write is the one window left open."""
+        """Write ``res`` over the version ``read`` (None: there was none, so create it).
+        False when another writer changed (or created) it since: read again and retry. A
+        refusal for any other reason (the store failing) is raised."""
         try:
-            await self.manager.apply(res, read.meta.version if read is not None else None)
+            if read is None:  # create-only: never over a row another writer just made
+                await self.manager.store.create(res)
+            else:
+                await self.manager.apply(res, read.meta.version)
         except (Conflict, AlreadyExists, NotFound):
             if _version(await self._get(res.type, res.name, res.mesh)) == _version(read):
                 raise
             return False
         return True
 
+    async def _add_key(self) -> SigningKey:
+        key = SigningKey.generate(self._clock())
+        await self.manager.apply(Resource(
+            type="GlobalSecret", name=key_secret_name(self.purpose, self._mesh, key.kid),
+            labels={**key_selector(self.purpose, self._mesh), KID_LABEL: key.kid},
+            spec=SecretSpec(data=base64.b64encode(key.to_pem()).decode())))
+        return key
+
     async def rotate(self) -> SigningKey:
         """Add a new signing key; it signs from now on, older keys keep verifying."""
-        key = SigningKey.generate(self._clock())
-        await self.manager.apply(self._secret(f"{self.purpose}-token-signing-key-{key.kid}",
-                                               key.to_pem(), KEY_LABEL))
+        key = await self._add_key()
+        if self._publish_trust:
+            await self.keys()
         return key
 
     async def issue(self, subject: str, valid_for: float,
@@ -150,50 +180,62 @@ class TokenAuthority:
 
     async def verify(self, token: str | None, *, subject: str | None = None,
                      scope: str | None = None) -> Claims:
-        ring = await self.keys()
-        return verify(token, ring.public, kind=self.purpose, revoked=ring.revoked,
-                      subject=subject, scope=scope, mesh=self._mesh or None, now=self._clock)
+        """Check a token (raises ``TokenRejected`` naming why); never makes a key."""
+        trust = await self._get("TokenTrust", self.trust_name)
+        if trust is not None and trust.labels.get(ORIGIN_LABEL) == "global":
+            keys = _trusted_keys(trust)  # signed at the global: this CP holds no key
+        else:
+            keys = {k.kid: k.public for k in await self._own_keys()}
+        claims = verify(token, keys, kind=self.purpose, subject=subject, scope=scope,
+                        mesh=self._mesh or None, now=self._clock)
+        await refuse_revoked(self.manager, claims)
+        return claims
 
-    def _revocations_name(self) -> str:
-        return f"{self.purpose}-token-revocations"
+    def revocation(self, token_id: str, expires_at: int | None) -> TokenRevocationSpec:
+        """The revocation to store, or ``InvalidResource`` naming the bad field.
 
-    async def _revocations(self) -> dict[str, int]:
-        return _revoked(await self._get(self._kind, self._revocations_name(), self._mesh))
+        ``expires_at`` (the token's expiry, unix seconds) must be ahead of now and no
+        further than the longest a token lives; without it the row is kept that long."""
+        now = int(self._clock())
+        errors = []
+        if not isinstance(token_id, str) or not _TOKEN_ID.match(token_id):
+            errors.append(FieldError("id", "expected a token id as issued: lower-case "
+                                           "letters, digits and '-', at most 128"))
+        if expires_at is None:
+            expires_at = now + int(MAX_VALIDITY)
+        elif expires_at <= now:
+            errors.append(FieldError("expiresAt", f"{expires_at} is not after now ({now}): "
+                                     "a token past its expiry is refused anyway"))
+        elif expires_at > now + MAX_VALIDITY:
+            errors.append(FieldError("expiresAt", f"{expires_at} is further than the "
+                                     "longest a token lives (10 years)"))
+        if errors:
+            raise InvalidResource("invalid revocation", errors)
+        return TokenRevocationSpec(purpose=self.purpose, mesh=self._mesh, token_id=token_id,
+                                   expires_at=expires_at)
 
     async def revoke(self, token_id: str, expires_at: int | None = None) -> None:
-        """Refuse ``token_id`` from now on (kept until it would have expired anyway).
-
-        The revocations are one secret, written by compare-and-set like the TokenTrust:
-        a concurrent revocation is never overwritten."""
-        if not token_id or len(token_id) > 128:
-            raise InvalidResource("invalid token id")
+        """Refuse ``token_id`` from now on: one ``TokenRevocation`` row, which the signer
+        drops once the token would have expired anyway. Revoking again keeps the later
+        expiry; nothing is stored when the input is refused."""
+        spec = self.revocation(token_id, expires_at)
+        row = Resource(type="TokenRevocation", name=spec.name, spec=spec)
         async with self._revoke_lock:
-            await self._add_revocation(token_id, expires_at)
-        if self._publish_trust:
-            await self.keys()
-
-    async def _add_revocation(self, token_id: str, expires_at: int | None) -> None:
-        for _ in range(WRITE_ATTEMPTS):
-            now = int(self._clock())
-            stored = await self._get(self._kind, self._revocations_name(), self._mesh)
-            current = {k: v for k, v in _revoked(stored).items() if v > now}
-            current[token_id] = expires_at or now + int(MAX_VALIDITY)
-            data = json.dumps(current, sort_keys=True).encode()
-            if await self._compare_and_set(
-                    self._secret(self._revocations_name(), data, REVOCATIONS_LABEL), stored):
-                return
-        raise Conflict(f"the {self.purpose} token revocations kept changing; retry")
+            for _ in range(WRITE_ATTEMPTS):
+                stored = await self._get("TokenRevocation", row.name)
+                if stored is not None and _expiry(stored) >= spec.expires_at:
+                    return
+                if await self._compare_and_set(row, stored):
+                    return
+        raise Conflict(f"the revocation of token {token_id} kept changing; retry")
 
 
 def _version(res: Resource | None) -> int:
     return res.meta.version if res is not None else 0
 
 
-def _revoked(res: Resource | None) -> dict[str, int]:
-    if res is None:
-        return {}
-    raw = json.loads(_data(res))
-    return {str(k): int(v) for k, v in raw.items()}
+def _expiry(res: Resource) -> int:
+    return res.spec.expires_at if isinstance(res.spec, TokenRevocationSpec) else 0
 
 
 def _public_pem(key: SigningKey) -> str:
@@ -201,15 +243,7 @@ def _public_pem(key: SigningKey) -> str:
                                    serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
-async def verify_with_trust(manager: ResourceManager, token: str | None, purpose: str, *,
-                            subject: str | None = None, scope: str | None = None,
-                            now: Clock = time.time) -> Claims:
-    """Verify a token signed elsewhere, with the ``TokenTrust`` its signer published."""
-    try:
-        res = await manager.get("TokenTrust", purpose)
-    except NotFound:
-        raise TokenRejected("unknown-key", f"no {purpose} token keys have been received from "
-                                           "the global yet") from None
+def _trusted_keys(res: Resource) -> dict[str, Ed25519PublicKey]:
     if not isinstance(res.spec, TokenTrustSpec):
         raise TypeError("TokenTrust with a foreign spec")
     keys = {}
@@ -217,8 +251,32 @@ async def verify_with_trust(manager: ResourceManager, token: str | None, purpose
         public = serialization.load_pem_public_key(trusted.public_key.encode())
         if isinstance(public, Ed25519PublicKey):
             keys[trusted.kid] = public
-    return verify(token, keys, kind=purpose, revoked={r.id for r in res.spec.revoked},
-                  subject=subject, scope=scope, now=now)
+    return keys
+
+
+async def refuse_revoked(manager: ResourceManager, claims: Claims) -> None:
+    """``TokenRejected("revoked")`` if the token has a ``TokenRevocation``: one get."""
+    name = revocation_name(claims.kind, claims.mesh, claims.token_id)
+    try:
+        await manager.get("TokenRevocation", name)
+    except NotFound:
+        return
+    raise TokenRejected("revoked", f"token {claims.token_id} is revoked")
+
+
+async def verify_with_trust(manager: ResourceManager, token: str | None, purpose: str, *,
+                            mesh: str = "", subject: str | None = None,
+                            scope: str | None = None, now: Clock = time.time) -> Claims:
+    """Verify a token signed elsewhere, with the ``TokenTrust`` its signer published."""
+    try:
+        res = await manager.get("TokenTrust", trust_name(purpose, mesh))
+    except NotFound:
+        raise TokenRejected("unknown-key", f"no {purpose} token keys have been received from "
+                                           "the global yet") from None
+    claims = verify(token, _trusted_keys(res), kind=purpose, subject=subject, scope=scope,
+                    mesh=mesh or None, now=now)
+    await refuse_revoked(manager, claims)
+    return claims
 
 
 def _data(res: Resource) -> bytes:

@@ -28,6 +28,7 @@ from gossamer.settings import ZoneSettings
 from gossamer.store import open_store
 from gossamer.store.base import Store
 from gossamer.token_authority import TokenAuthority
+from gossamer.token_upkeep import TokenUpkeep, migrate_token_state
 from gossamer.tokens import DATAPLANE
 from proxy.envoy import PieceCache, generate
 from zone_cp.agent_service import AgentService
@@ -39,6 +40,7 @@ from zone_cp.guard import zone_write_guard
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.mesh_dns import VipView
 from zone_cp.mesh_state import MeshState
+from zone_cp.token_routes import federated_dataplane_token_router
 from zone_cp.vip_controller import DnsPublisher, VipAllocator
 from zone_cp.vips import parse_cidr
 from zone_cp.xds import AdsServer
@@ -81,11 +83,18 @@ class ZoneControlPlane:
                                       checks=ca_checks())
         if not s.federated:
             await bootstrap(self.manager)
+            # A standalone zone signs its own dataplane tokens: it keeps their keys (moved
+            # out of mesh Secrets if an older version put them there) and revocations.
+            await migrate_token_state(self.manager)
+            self._tasks.append(asyncio.create_task(TokenUpkeep(self.manager).run(),
+                                                   name="token-upkeep"))
         self.metrics = CollectorRegistry()
         xds = self._prepare_xds()
         routers = [dataplane_router(self.manager, self.agents, self.ads)]
         routers.append(services_router(self.manager, s.zone))
-        if not s.federated:
+        if s.federated:
+            routers.append(federated_dataplane_token_router())
+        else:
             routers.append(dataplane_token_router(
                 lambda mesh: TokenAuthority(self.manager, DATAPLANE, mesh)))
             # A standalone zone owns its meshes' roots: it runs the CA controller itself.

@@ -36,8 +36,10 @@ class DataplaneTokenRequest(_Request):
 
 
 class RevokeRequest(_Request):
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9\-]+$")
-    expires_at: int | None = Field(None, alias="expiresAt")
+    # Lower-case as issued: the id is part of the TokenRevocation's name. The expiry's
+    # range (ahead of now, within 10 years) is checked by the authority, against its clock.
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[a-z0-9]([a-z0-9\-]*[a-z0-9])?$")
+    expires_at: int | None = Field(None, alias="expiresAt", gt=0)
     mesh: Name | None = None
 
 

@@ -22,7 +22,7 @@ from gossamer.errors import NotFound
 from gossamer.tokens import ZONE_SCOPES
 
 # The server's RevokeRequest.id rule (gossamer/api/tokens.py).
-_TOKEN_ID_RE = re.compile(r"^[a-zA-Z0-9\-]{1,128}$")
+_TOKEN_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9\-]{0,126}[a-z0-9])?$")  # as issued
 # tokens.issue counts whole seconds: anything shorter would expire as it is issued.
 MIN_VALIDITY = 1.0
 
@@ -30,7 +30,7 @@ MIN_VALIDITY = 1.0
 def _check_token_id(_: click.Context, __: click.Parameter, value: str) -> str:
     if not _TOKEN_ID_RE.match(value):
         raise click.BadParameter(f"{value!r}: expected the id printed when the token was "
-                                 "issued (letters, digits and '-')")
+                                 "issued (lower-case letters, digits and '-')")
     return value
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from gossamer.model.tokenrevocation import TokenRevocationSpec
 from gossamer.model.tokentrust import TokenTrustSpec
 from gossamer.resources import ResourceManager
 from gossamer.store.sqlite import SqliteStore
@@ -65,25 +66,22 @@ async def test_concurrent_calls_publish_nothing_when_nothing_changed(
     assert await trust(manager) == before
 
 
-async def test_concurrent_calls_after_a_revocation_publish_it_once(
+async def test_revocations_leave_the_trust_alone_and_are_refused_at_once(
         manager: ResourceManager) -> None:
+    """A revocation is a row of its own: the TokenTrust (public keys) does not change,
+    and concurrent verifiers refuse the revoked token with one get each."""
     authority = publisher(manager)
     token, _ = await authority.issue("east", 3600)
-    version, published = await trust(manager)
-    assert not published.revoked
-    # Revoked without publishing (as by another replica that has not published yet): the
-    # stored TokenTrust is now behind, and every caller below finds it so. Whether two
-    # callers collide depends on thread timing, so the race is run several times.
+    before = await trust(manager)
     other = TokenAuthority(manager, "zone", clock=lambda: NOW)
-    revoked = []
     for _ in range(ROUNDS):
-        _, claims = await authority.issue("east", 3600)
+        revoked_token, claims = await authority.issue("east", 3600)
         await other.revoke(claims.token_id, claims.expires_at)
-        revoked.append(claims.token_id)
         await crowd(authority, token=token)
-        version, published = await trust(manager)
-        assert sorted(r.id for r in published.revoked) == sorted(revoked)
-    assert version == 1 + ROUNDS
+        outcomes = await asyncio.gather(*(authority.verify(revoked_token) for _ in range(4)),
+                                        return_exceptions=True)
+        assert all(isinstance(o, TokenRejected) and o.reason == "revoked" for o in outcomes)
+    assert await trust(manager) == before
 
 
 async def test_two_authorities_on_one_store_race_without_conflict(
@@ -105,31 +103,30 @@ async def test_two_authorities_on_one_store_race_without_conflict(
         await first.verify(token, subject="west")
 
 
+async def revoked_ids(manager: ResourceManager) -> set[str]:
+    return {r.spec.token_id for r in (await manager.list("TokenRevocation")).items
+            if isinstance(r.spec, TokenRevocationSpec)}
+
+
 async def test_concurrent_revocations_are_all_kept(manager: ResourceManager) -> None:
-    """Each revocation rewrites the one revocations secret: none may overwrite another."""
+    """Each revocation is its own row: none may be lost, however many run at once."""
     authority = publisher(manager)
-    issued = [claims for _, claims in
-              await asyncio.gather(*(authority.issue("east", 3600) for _ in range(CALLERS)))]
-    await asyncio.gather(*(authority.revoke(c.token_id, c.expires_at) for c in issued))
-    want = {c.token_id for c in issued}
-    assert set((await authority.keys()).revoked) == want
-    assert {r.id for r in (await trust(manager))[1].revoked} == want
+    issued = await asyncio.gather(*(authority.issue("east", 3600) for _ in range(CALLERS)))
+    await asyncio.gather(*(authority.revoke(c.token_id, c.expires_at) for _, c in issued))
+    assert await revoked_ids(manager) == {c.token_id for _, c in issued}
+    for token, _ in issued:
+        with pytest.raises(TokenRejected, match="revoked"):
+            await authority.verify(token)
 
 
 async def test_revocations_from_two_authorities_are_all_kept(manager: ResourceManager) -> None:
-    """Two authorities on one store (no shared lock): their writes collide and the loser
-    reads the other's revocation before adding its own."""
+    """Two authorities on one store (no shared lock), revoking the same ids at once with
+    different expiries: every id is kept, with the later expiry."""
     first, second = publisher(manager), TokenAuthority(manager, "zone", clock=lambda: NOW)
     issued = [claims for _, claims in
               await asyncio.gather(*(first.issue("east", 3600) for _ in range(7)))]
-    # The secret exists before the race: concurrent *first* writes are the one case
-    # compare-and-set through ResourceManager.apply cannot cover (see _compare_and_set).
-    await first.revoke(issued[6].token_id, issued[6].expires_at)
-    await asyncio.gather(*(authority.revoke(c.token_id, c.expires_at)
-                           for authority, c in zip([first, second] * 3, issued[:6],
-                                                   strict=True)))
-    want = {c.token_id for c in issued}
-    assert set((await second.keys()).revoked) == want
-    # second does not publish: the publisher's next call brings the TokenTrust in step.
-    assert set((await first.keys()).revoked) == want
-    assert {r.id for r in (await trust(manager))[1].revoked} == want
+    await asyncio.gather(*(authority.revoke(c.token_id, c.expires_at + extra)
+                           for c in issued for authority, extra in ((first, 0), (second, 9))))
+    assert await revoked_ids(manager) == {c.token_id for c in issued}
+    rows = (await manager.list("TokenRevocation")).items
+    assert {r.spec.expires_at for r in rows} == {c.expires_at + 9 for c in issued}
