@@ -9,6 +9,12 @@ keys and revocations in their stores (``global_cp.tokens``).
 Every verification failure is a ``TokenRejected`` whose ``reason`` names the cause
 (missing, malformed, expired, revoked, unknown-key, bad-signature, wrong-subject,
 wrong-kind, wrong-scope, wrong-mesh) so the rejected party can be told why.
+
+A dataplane token binds an identity, not just a service: its subject is the service,
+and it may also name the one Dataplane it admits (``name``), tags every inbound must
+carry (``tags``, vouched for in the certificate) and how many Dataplanes may be live
+with it at once (``max_dataplanes``, default 1). A token without these claims (issued
+before they existed) binds its service alone and admits one Dataplane.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ MAX_TOKEN_LENGTH = 8192
 ZONE = "zone"
 DATAPLANE = "dataplane"
 ZONE_SCOPES = frozenset({"cp", "ingress"})
+# At most this many Dataplanes may be live with one dataplane token.
+MAX_DATAPLANES_LIMIT = 10_000
 
 Clock = Callable[[], float]
 
@@ -70,7 +78,9 @@ class SigningKey:
 
 @dataclass(frozen=True)
 class Claims:
-    """What a token says. ``subject`` is the zone name or the dataplane's service."""
+    """What a token says. ``subject`` is the zone name or the dataplane's service; a
+    dataplane token's ``name``, ``tags`` and ``max_dataplanes`` bind the rest of the
+    identity it admits (see the module docstring)."""
 
     kind: str
     subject: str
@@ -80,25 +90,52 @@ class Claims:
     scopes: frozenset[str] = frozenset()
     mesh: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    name: str = ""
+    max_dataplanes: int = 1
 
 
 def issue(key: SigningKey, kind: str, subject: str, valid_for: float, *,
-          scopes: Collection[str] = (), mesh: str = "",
+          scopes: Collection[str] = (), mesh: str = "", name: str = "",
+          tags: Mapping[str, str] | None = None, max_dataplanes: int = 1,
           now: Clock = time.time) -> tuple[str, Claims]:
     """Sign a new token; returns it with its claims (for the audit log and revocation)."""
     if valid_for <= 0:
         raise ValueError("a token must be valid for a positive duration")
+    if not 1 <= max_dataplanes <= MAX_DATAPLANES_LIMIT:
+        raise ValueError(f"a token admits between 1 and {MAX_DATAPLANES_LIMIT} dataplanes")
     issued = int(now())
     claims = Claims(kind=kind, subject=subject, token_id=secrets.token_hex(16),
                     issued_at=issued, expires_at=issued + int(valid_for),
-                    scopes=frozenset(scopes), mesh=mesh)
-    payload = {"iss": ISSUER, "sub": subject, "kind": kind, "jti": claims.token_id,
-               "iat": claims.issued_at, "exp": claims.expires_at,
-               "scope": sorted(claims.scopes)}
+                    scopes=frozenset(scopes), mesh=mesh, tags=dict(tags or {}), name=name,
+                    max_dataplanes=max_dataplanes)
+    payload: dict[str, object] = {
+        "iss": ISSUER, "sub": subject, "kind": kind, "jti": claims.token_id,
+        "iat": claims.issued_at, "exp": claims.expires_at, "scope": sorted(claims.scopes)}
     if mesh:
         payload["mesh"] = mesh
+    if kind == DATAPLANE:
+        payload.update(name=name, tags=dict(sorted(claims.tags.items())),
+                       maxDataplanes=max_dataplanes)
     token = jwt.encode(payload, key.private, algorithm="EdDSA", headers={"kid": key.kid})
     return token, claims
+
+
+def peek(token: str | None) -> tuple[str, str]:
+    """The ``kind`` and ``mesh`` a token claims, *unverified*: only to pick the key ring
+    that verifies it (a dataplane token's mesh) and to word refusals. Raises
+    ``TokenRejected`` for what cannot be a token at all."""
+    if not token:
+        raise TokenRejected("missing", "no token was presented")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenRejected("malformed", "token is too long")
+    try:
+        payload = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise TokenRejected("malformed", f"not a JWT ({exc})") from None
+    kind, mesh = payload.get("kind", ""), payload.get("mesh", "")
+    if not isinstance(kind, str) or not isinstance(mesh, str):
+        raise TokenRejected("malformed", "token claims have the wrong shape")
+    return kind, mesh
 
 
 def verify(token: str | None, keys: Mapping[str, Ed25519PublicKey], *, kind: str,
@@ -146,8 +183,15 @@ def verify(token: str | None, keys: Mapping[str, Ed25519PublicKey], *, kind: str
 def _claims(payload: Mapping[str, object]) -> Claims:
     scopes = payload.get("scope") or []
     iat, exp = payload.get("iat"), payload.get("exp")
-    if not isinstance(scopes, list) or not isinstance(iat, int) or not isinstance(exp, int):
+    name, tags = payload.get("name", ""), payload.get("tags", {})
+    most = payload.get("maxDataplanes", 1)
+    if (not isinstance(scopes, list) or not isinstance(iat, int) or not isinstance(exp, int)
+            or not isinstance(name, str) or not isinstance(tags, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
+            or isinstance(most, bool) or not isinstance(most, int)
+            or not 1 <= most <= MAX_DATAPLANES_LIMIT):
         raise TokenRejected("malformed", "token claims have the wrong shape")
     return Claims(kind=str(payload.get("kind", "")), subject=str(payload["sub"]),
                   token_id=str(payload["jti"]), issued_at=iat, expires_at=exp,
-                  scopes=frozenset(str(s) for s in scopes), mesh=str(payload.get("mesh", "")))
+                  scopes=frozenset(str(s) for s in scopes), mesh=str(payload.get("mesh", "")),
+                  tags=tags, name=name, max_dataplanes=most)

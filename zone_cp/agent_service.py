@@ -5,14 +5,13 @@ registers it with the ``AgentRegistry`` (``zone_cp.agents``), then streams what 
 registry queues for the session (trust bundles, DNS tables, Renew) with a heartbeat
 while idle, records the agent's status reports, and unregisters it when the stream ends.
 ``SignCertificate`` signs a registered sidecar's CSR through the zone's CA
-(``zone_cp.ca``) with the identity the control plane derives from its Dataplane; the
-bearer must be the token the sidecar registered with.
+(``zone_cp.ca``) with the identity its token vouches for; the bearer must be the token
+the sidecar registered with. Both check the token before anything else of the request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 
@@ -20,8 +19,7 @@ import grpc
 from cryptography import x509
 
 from gossamer.errors import GossamerError
-from gossamer.token_authority import TokenAuthority
-from gossamer.tokens import DATAPLANE, Claims, TokenRejected
+from gossamer.tokens import Claims, TokenRejected, peek
 from sync.v1 import agent_pb2, agent_pb2_grpc
 from zone_cp.agents import (
     HEARTBEAT,
@@ -34,7 +32,7 @@ from zone_cp.agents import (
     bearer,
     utc_now,
 )
-from zone_cp.ca import CaUnavailable, ZoneCa
+from zone_cp.ca import CaUnavailable, ZoneCa, workload_uris
 from zone_cp.cert_status import (
     CertificateInfo,
     InvalidStatus,
@@ -51,12 +49,16 @@ class AgentService(agent_pb2_grpc.AgentServicer):
 
     async def SignCertificate(self, request: agent_pb2.SignRequest,
                               context: grpc.aio.ServicerContext) -> agent_pb2.SignResponse:
+        # The token first, with the keys of the mesh it claims; then the request.
+        claims = await self._verify(context)
+        if request.mesh != claims.mesh:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"the token is for mesh {claims.mesh!r}, not {request.mesh!r}")
         session = self._registry.sessions.get(f"{request.mesh}.{request.dataplane}")
         if session is None:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 "the dataplane is not registered: open a Session first")
             raise AssertionError("unreachable")
-        claims = await self._verify(context, session)
         if claims.token_id != session.claims.token_id:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 "the token is not the one the dataplane registered with")
@@ -64,7 +66,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the CSR is too large")
         try:
             csr = x509.load_pem_x509_csr(request.csr_pem)
-            signed = await self._ca.sign(session.mesh, session.spec, csr)
+            signed = await self._ca.sign(session.mesh, workload_uris(
+                session.mesh, session.claims.subject, session.claims.tags), csr)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid CSR: {exc}")
             raise AssertionError("unreachable") from exc
@@ -85,28 +88,36 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         response.expires_at.FromDatetime(signed.not_after)
         return response
 
-    async def _verify(self, context: grpc.aio.ServicerContext, session: AgentSession) -> Claims:
+    async def _verify(self, context: grpc.aio.ServicerContext) -> Claims:
+        token = bearer(context)
         try:
-            return await TokenAuthority(self._registry.manager, DATAPLANE,
-                                        session.mesh).verify(bearer(context))
+            _, mesh = peek(token)
+            return await self._registry.verify_dataplane(token, mesh)
         except TokenRejected as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.detail)
+            raise AssertionError("unreachable") from exc
+        except Refused as exc:
+            await context.abort(exc.code, exc.detail)
             raise AssertionError("unreachable") from exc
 
     async def Session(self, request_iterator: AsyncIterator[agent_pb2.AgentMessage],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[CpMessage]:
         loop = asyncio.get_running_loop()
+        token = bearer(context)
+        try:  # the token before a byte of the registration is read
+            claims = await self._registry.admit(token)
+        except Refused as exc:
+            log.warning("agent refused: %s", exc.detail)
+            await context.abort(exc.code, exc.detail)
+            return
         first = await anext(request_iterator, None)
         if first is None or not first.register_dataplane_json:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "the first message must register a Dataplane")
             return
         try:
-            doc = json.loads(first.register_dataplane_json)
-            session = await self._registry.register(doc, bearer(context), loop.time())
-        except json.JSONDecodeError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid JSON: {exc}")
-            return
+            session = await self._registry.register(first.register_dataplane_json, token,
+                                                    loop.time(), claims=claims)
         except Refused as exc:
             log.warning("agent refused: %s", exc.detail)
             await context.abort(exc.code, exc.detail)

@@ -2,12 +2,18 @@
 
 (The gRPC service that feeds this registry is ``zone_cp.agent_service``.)
 
-A sidecar agent opens one ``Session`` for its lifetime. Its first message registers the
-Dataplane: the document is validated, the dataplane token must be valid for the
-Dataplane's mesh and name one of its services, and a name already held by a live agent
-with a different token is refused (a stored Dataplane with no live session blocks no
-one). ``SignCertificate`` signs a CSR for a registered Dataplane only, with the identity
-the control plane derives from it (``zone_cp.ca``).
+A sidecar agent opens one ``Session`` for its lifetime. Its token is checked first
+(``admit``), before a byte of the registration is read: a dataplane token is verified
+with the keys of the mesh it claims (an unknown mesh is refused exactly like a forged
+token, so an unauthenticated caller learns nothing about meshes). Its first message
+registers the Dataplane: the document is validated and must be what the token vouches
+for (``zone_cp.admission``: its mesh, every inbound's service, the bound name and tags,
+no reserved labels), the token may have at most ``max_dataplanes`` live Dataplanes, a
+name already held by a live agent with a different token is refused, and so is the name
+of a stored Dataplane no agent registered (applied by hand or synced): an agent cannot
+take one over, nor delete it by disconnecting. A stored agent-registered Dataplane with
+no live session blocks no one. ``SignCertificate`` signs a CSR for a registered
+Dataplane only, with the identity its token vouches for (``zone_cp.ca.workload_uris``).
 
 Lifetime of a registered Dataplane: it is stored (with the label ``AGENT_LABEL``) when
 its agent registers and removed when the agent's stream ends while the control plane
@@ -43,6 +49,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import enum
+import json
 import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -57,15 +64,24 @@ from gossamer.model.dataplane import DataplaneSpec
 from gossamer.pki.certs import bundle_digest
 from gossamer.resources import ResourceManager
 from gossamer.token_authority import TokenAuthority
-from gossamer.tokens import DATAPLANE, Claims, TokenRejected
+from gossamer.tokens import DATAPLANE, Claims, TokenRejected, peek
 from sync.applier import ORIGIN_LABEL
 from sync.v1 import agent_pb2
+from zone_cp.admission import (
+    INVALID_ARGUMENT,
+    RESOURCE_EXHAUSTED,
+    Denied,
+    check_binding,
+    check_capacity,
+    check_labels,
+)
 from zone_cp.cert_status import (
     CertificateInfo,
     Health,
     SignedRecord,
     StatusReport,
 )
+from zone_cp.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +95,14 @@ AGENT_VALUE = "agent"
 # How long a restarted zone CP keeps a previous run's Dataplanes and ZoneIngresses for
 # their agents to register again (agents reconnect within 45 s, see docs/decisions.md).
 LEFTOVER_GRACE = 60.0
+# The registration document is bounded well below the gRPC message limit: the largest
+# Dataplane the model admits with realistic tags (64 inbounds, 1,024 outbounds) is ~200 KiB.
+MAX_REGISTRATION = 1024 * 1024
+# The one answer to a token no mesh here trusts: the same for an unknown mesh, an unknown
+# signing key and a bad signature, so an unauthenticated caller cannot probe for meshes.
+UNTRUSTED = ("token rejected: it was not issued for a mesh of this control plane "
+             "(unknown mesh, signing key or signature)")
+_UNTRUSTED_REASONS = frozenset({"unknown-key", "bad-signature", "wrong-mesh"})
 
 
 def utc_now() -> dt.datetime:
@@ -88,7 +112,7 @@ def utc_now() -> dt.datetime:
 @dataclass
 class AgentSession:
     """One live sidecar: its Dataplane, what it reported, what was signed for it.
-    ``updates`` is what the Session stream sends it next."""
+    ``updates`` is what the Session stream sends it next (bounded: ``Mailbox``)."""
 
     mesh: str
     name: str
@@ -99,7 +123,7 @@ class AgentSession:
     signed: SignedRecord | None = None
     signatures: int = 0
     renewals_asked: int = 0
-    updates: asyncio.Queue[agent_pb2.ControlPlaneMessage] = field(default_factory=asyncio.Queue)
+    updates: Mailbox = field(default_factory=Mailbox)
 
     @property
     def node_id(self) -> str:
@@ -158,7 +182,8 @@ class OtherSession(Protocol):
     kind: str
     mesh: str
     name: str
-    updates: asyncio.Queue[CpMessage]
+    claims: Claims
+    updates: Mailbox
 
     @property
     def node_id(self) -> str: ...
@@ -174,7 +199,12 @@ class Change(enum.StrEnum):
 
 class Registrar(Protocol):
     """Registers the agents of one other kind (``ZoneIngress``) by their document, with
-    the same lifetime rules as the Dataplanes' (see the module's docstring)."""
+    the same lifetime rules as the Dataplanes' (see the module's docstring).
+    ``token_kind`` is the kind of token its agents present; ``verify`` checks one."""
+
+    token_kind: str
+
+    async def verify(self, token: str | None) -> Claims: ...
 
     async def register(self, res: Resource, token: str | None, now: float) -> Any: ...
 
@@ -198,6 +228,16 @@ def leftover_keys(stored: Iterable[Resource], live: Collection[str],
 
 def registered_by_agent(res: Resource) -> bool:
     return res.labels.get(AGENT_LABEL) == AGENT_VALUE
+
+
+_DENIED_CODES = {RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+                 INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT}
+
+
+def refused(denied: Denied) -> Refused:
+    """An admission refusal (``zone_cp.admission``) as the agent hears it."""
+    return Refused(_DENIED_CODES.get(denied.code, grpc.StatusCode.PERMISSION_DENIED),
+                   denied.detail)
 
 
 class AgentRegistry:
@@ -296,34 +336,58 @@ class AgentRegistry:
         if self.sessions.get(session.node_id) is session:
             self._notify(Change.REPORTED, session)
 
-    async def authenticate(self, token: str | None, mesh: str, dataplane: DataplaneSpec) -> Claims:
+    async def admit(self, token: str | None) -> Claims:
+        """Verify the bearer's token before anything else of its request is read: a
+        dataplane token with the keys of the mesh it claims, another kind's (a zone
+        token) by the registrar that takes it. Refused with UNAUTHENTICATED otherwise."""
         try:
-            await self.manager.get("Mesh", mesh)
-        except NotFound:
-            raise Refused(grpc.StatusCode.NOT_FOUND, f"mesh {mesh!r} does not exist") from None
-        try:
-            claims = await TokenAuthority(self.manager, DATAPLANE, mesh).verify(token)
+            kind, mesh = peek(token)
         except TokenRejected as exc:
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, exc.detail) from None
-        services = {ib.service for ib in dataplane.networking.inbound}
-        if services and claims.subject not in services:
-            raise Refused(grpc.StatusCode.PERMISSION_DENIED,
-                          f"the token is for service {claims.subject!r}, but the Dataplane "
-                          f"offers {sorted(services)}")
-        return claims
+        for other in self.others.values():
+            if other.token_kind == kind:
+                return await other.verify(token)
+        if kind != DATAPLANE:
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED,
+                          f"a {kind or 'kind-less'} token does not admit an agent here; a "
+                          "sidecar presents a dataplane token")
+        return await self.verify_dataplane(token, mesh)
 
-    async def register(self, doc: Any, token: str | None, now: float
-                       ) -> AgentSession | OtherSession:
+    async def verify_dataplane(self, token: str | None, mesh: str) -> Claims:
+        """A dataplane token of ``mesh`` (the mesh it claims), or UNAUTHENTICATED with
+        one answer (``UNTRUSTED``) whether the mesh is unknown or the token forged."""
         try:
-            res = parse_document(doc, self.manager.registry)
-        except InvalidResource as exc:
-            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, exc.detail) from None
+            if not mesh:
+                raise NotFound("a dataplane token without a mesh")
+            await self.manager.get("Mesh", mesh)
+            return await TokenAuthority(self.manager, DATAPLANE, mesh).verify(token)
+        except NotFound:
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, UNTRUSTED) from None
+        except TokenRejected as exc:
+            detail = UNTRUSTED if exc.reason in _UNTRUSTED_REASONS else exc.detail
+            raise Refused(grpc.StatusCode.UNAUTHENTICATED, detail) from None
+
+    async def register(self, doc: Any, token: str | None, now: float, *,
+                       claims: Claims | None = None) -> AgentSession | OtherSession:
+        """Register the agent whose first message is ``doc`` (a document, or its JSON).
+        ``claims``: its token, when the caller already ``admit``ted it."""
+        if claims is None:
+            claims = await self.admit(token)
+        res = self._parse(doc)
         if res.type in self.others:
             other: OtherSession = await self.others[res.type].register(res, token, now)
             return other
         if res.type != "Dataplane" or not isinstance(res.spec, DataplaneSpec):
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "expected a Dataplane document")
-        claims = await self.authenticate(token, res.mesh, res.spec)
+        if claims.kind != DATAPLANE:
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED,
+                          f"a Dataplane registers with a dataplane token, not a {claims.kind} "
+                          "token: issue one with `gossamer token dataplane`")
+        try:
+            check_labels(res.labels)
+            check_binding(claims, res.mesh, res.name, res.spec)
+        except Denied as exc:
+            raise refused(exc) from None
         res = replace(res, labels={**res.labels, AGENT_LABEL: AGENT_VALUE})
         session = AgentSession(res.mesh, res.name, claims, res, now)
         async with self._lock:
@@ -332,6 +396,8 @@ class AgentRegistry:
                 raise Refused(grpc.StatusCode.ALREADY_EXISTS,
                               f"dataplane {res.name!r} is already connected with another "
                               "identity; stop the other agent or pick another name")
+            self._check_capacity(session)
+            await self._check_not_foreign(res.mesh, res.name)
             self.sessions[session.node_id] = session
             self._send_bundle(session)  # at once: a set_trust_bundle now would send it too
             await self.manager.apply(res)
@@ -339,6 +405,44 @@ class AgentRegistry:
             listener(session)
         self._notify(Change.REGISTERED, session)
         return session
+
+    def _parse(self, doc: Any) -> Resource:
+        """The registration document (JSON text or already decoded) as a resource."""
+        try:
+            if isinstance(doc, str | bytes):
+                if len(doc) > MAX_REGISTRATION:
+                    raise InvalidResource(f"the registration is larger than "
+                                          f"{MAX_REGISTRATION} bytes")
+                doc = json.loads(doc)
+            return parse_document(doc, self.manager.registry)
+        except json.JSONDecodeError as exc:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"invalid JSON: {exc}") from None
+        except InvalidResource as exc:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, exc.detail) from None
+
+    def _check_capacity(self, session: AgentSession) -> None:
+        """The token's ``max_dataplanes``, counting its other live sessions (its own
+        node's, which this one replaces, does not count)."""
+        live = sum(1 for s in self.sessions.values()
+                   if s.claims.token_id == session.claims.token_id
+                   and s.node_id != session.node_id)
+        try:
+            check_capacity(session.claims, live)
+        except Denied as exc:
+            raise refused(exc) from None
+
+    async def _check_not_foreign(self, mesh: str, name: str) -> None:
+        """Refuse the name of a stored Dataplane no agent registered here (applied by
+        hand, or synced): registering would overwrite it, disconnecting delete it."""
+        try:
+            stored = await self.manager.get("Dataplane", name, mesh)
+        except NotFound:
+            return
+        if not registered_by_agent(stored) or ORIGIN_LABEL in stored.labels:
+            raise Refused(grpc.StatusCode.ALREADY_EXISTS,
+                          f"dataplane {name!r} of mesh {mesh!r} exists and was not registered "
+                          "by an agent (applied by hand or synced): an agent cannot take it "
+                          "over; pick another name or delete it first")
 
     async def unregister(self, session: AgentSession | OtherSession) -> None:
         if not isinstance(session, AgentSession):

@@ -14,10 +14,10 @@ standalone) says which CA signs and which roots every sidecar must trust. The zo
   which roots their certificates chain to, its intermediate's root, and why it cannot
   issue, if it cannot. The rotation advances on these reports.
 
-Workload identities are decided here, from the registered Dataplane, never from the CSR:
-``spiffe://<mesh>/<service>`` per inbound service and ``gossamer://<tag>/<value>`` per
-inbound tag. Until the first intermediate arrives, signing raises ``CaUnavailable`` and
-agents retry.
+Workload identities are decided from the sidecar's dataplane token, never from the
+Dataplane or the CSR: ``spiffe://<mesh>/<service>`` for the token's service and
+``gossamer://<tag>/<value>`` per tag the token binds (``workload_uris``). Until the
+first intermediate arrives, signing raises ``CaUnavailable`` and agents retry.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,7 +37,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gossamer.errors import GossamerError, NotFound
 from gossamer.model.base import Resource
-from gossamer.model.dataplane import DataplaneSpec
 from gossamer.model.fields import duration_seconds
 from gossamer.model.mesh import BackendType, CaBackend, MeshSpec
 from gossamer.model.meshtrust import CaIdentity, MeshTrustSpec
@@ -110,10 +109,13 @@ class Sidecars(Protocol):
     def sessions_of(self, mesh: str) -> Sequence[SidecarView]: ...
 
 
-def workload_uris(mesh: str, dataplane: DataplaneSpec) -> list[str]:
-    uris = {spiffe(mesh, ib.service) for ib in dataplane.networking.inbound}
-    for ib in dataplane.networking.inbound:
-        uris |= {tag_uri(k, v) for k, v in ib.tags.items() if k != "gossamer.io/service"}
+def workload_uris(mesh: str, service: str, tags: Mapping[str, str] | None = None
+                  ) -> list[str]:
+    """The URI SANs of a workload certificate: the service and the tags the sidecar's
+    dataplane token vouches for (its claims, ``zone_cp.admission``), never what the
+    Dataplane or the CSR says."""
+    uris = {spiffe(mesh, service)}
+    uris |= {tag_uri(k, v) for k, v in (tags or {}).items() if k != "gossamer.io/service"}
     return sorted(uris)
 
 
@@ -183,14 +185,15 @@ class ZoneCa:
     async def trust_bundle(self, mesh: str) -> bytes:
         return self.trust(mesh).trust_bundle.encode()
 
-    async def sign(self, mesh: str, dataplane: DataplaneSpec,
+    async def sign(self, mesh: str, uris: Sequence[str],
                    csr: x509.CertificateSigningRequest,
                    now: dt.datetime | None = None) -> Signed:
+        """Sign ``csr`` with exactly ``uris`` (``workload_uris``) as its identity."""
         now = now or dt.datetime.now(dt.UTC)
         trust = self.trust(mesh)
         mesh_spec = await self._mesh(mesh)
         lifetime = workload_lifetime(mesh_spec)
-        uris = workload_uris(mesh, dataplane)
+        uris = list(uris)
         if trust.signer.issues_workloads:
             chain_pem, not_after = await self._sign_at_backend(mesh, mesh_spec, trust, csr,
                                                                uris, now, lifetime)

@@ -45,9 +45,10 @@ from gossamer.token_authority import verify_with_trust
 from gossamer.tokens import DATAPLANE, ZONE, Claims, TokenRejected
 from proxy.context import Service
 from proxy.envoy.resources import ProxyResources
-from sync.applier import ORIGIN_LABEL, ZONE_LABEL
-from sync.v1 import agent_pb2
+from sync.applier import ORIGIN_LABEL
+from zone_cp.admission import reserved_labels
 from zone_cp.agents import Refused, leftover_keys
+from zone_cp.mailbox import Mailbox
 from zone_cp.mesh_state import MeshState
 from zone_ingress.envoy import IngressContext, generate_ingress, routable
 
@@ -56,7 +57,6 @@ log = logging.getLogger(__name__)
 KIND = "ZoneIngress"
 INGRESS_SCOPE = "ingress"
 NODE_PREFIX = "ingress:"
-_RESERVED_LABELS = (ORIGIN_LABEL, ZONE_LABEL)
 _INVALID = frozenset({"missing", "malformed", "expired", "revoked", "bad-signature"})
 
 
@@ -114,7 +114,7 @@ class IngressSession:
     connected_at: float
     kind: str = KIND
     mesh: str = ""
-    updates: asyncio.Queue[agent_pb2.ControlPlaneMessage] = field(default_factory=asyncio.Queue)
+    updates: Mailbox = field(default_factory=Mailbox)
 
     @property
     def node_id(self) -> str:
@@ -129,6 +129,8 @@ class IngressSession:
 
 class IngressRegistry:
     """Live ingress sessions by node id, and the ZoneIngress each one keeps stored."""
+
+    token_kind = ZONE  # what its agents present (``AgentRegistry.admit`` dispatches on it)
 
     def __init__(self, manager: ResourceManager, state: MeshState, zone: str, *,
                  federated: bool,
@@ -188,7 +190,8 @@ class IngressRegistry:
                           f"the ZoneIngress names zone {spec.zone!r}, but this control plane "
                           f"is zone {self.zone!r}")
         claims = await self.verify(token)
-        labels = {k: v for k, v in res.labels.items() if k not in _RESERVED_LABELS}
+        # Reserved labels are the zone CP's to set (zone and origin would stop the sync).
+        labels = {k: v for k, v in res.labels.items() if k not in reserved_labels(res.labels)}
         stored = Resource(type=KIND, name=res.name, labels=labels,
                           spec=spec.model_copy(update={"zone": self.zone,
                                                        "available_services": []}))

@@ -36,8 +36,6 @@ import httpx
 import pytest
 from cryptography import x509
 
-from gossamer.model.base import parse_document
-from gossamer.model.dataplane import DataplaneSpec
 from gossamer.model.meshtrust import MeshTrustSpec, TrustPhase
 from gossamer.model.secret import SecretSpec
 from gossamer.model.zonecertificate import ZoneCertificateSpec
@@ -55,6 +53,7 @@ from tests.integration.test_ingress import (
 )
 from tests.openbao import OpenBao, OpenBaoUnavailable
 from zone_cp.app import ZoneControlPlane
+from zone_cp.ca import workload_uris
 
 # A global and zones east and west, in sync (the fixture of the ingress tests).
 cluster = test_ingress.cluster
@@ -499,11 +498,8 @@ async def test_bad_ca_input_is_refused_or_reported_and_the_ca_in_use_stays(
     assert trust.phase is TrustPhase.STABLE and trust.signer == in_use.signer
     # The zones still sign from the builtin CA.
     for zone in (cluster.east, cluster.west):
-        spec = parse_document({"type": "Dataplane", "name": "x", "mesh": MESH, "networking": {
-            "address": "127.0.0.1", "inbound": [
-                {"port": 1, "tags": {"gossamer.io/service": "backend"}}]}}).spec
-        assert isinstance(spec, DataplaneSpec)
-        signed = await zone.ca.sign(MESH, spec, new_csr(new_key(), "x"))
+        signed = await zone.ca.sign(MESH, workload_uris(MESH, "backend"),
+                                    new_csr(new_key(), "x"))
         chain = x509.load_pem_x509_certificates(signed.chain_pem)
         assert chain_root(chain, roots_of(in_use)) is not None
 

@@ -45,6 +45,7 @@ from tests.dataplane_env import DataplaneEnv, HttpApp, Member, Sidecar, listen_p
 from tests.integration.test_agent import eventually
 from zone_cp.agents import AgentSession, Change
 from zone_cp.app import ZoneControlPlane
+from zone_cp.ca import workload_uris
 from zone_cp.cert_status import MAX_CHAIN_PEM
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -133,8 +134,7 @@ async def current_bundle(lab: Lab) -> bytes:
     held = lab.cp.agents.trust_bundle(MESH)
     if held is not None:
         return held[0]
-    spec = lab.session("web-1").spec
-    signed = await lab.cp.ca.sign(MESH, spec, new_csr(new_key(), "probe"))
+    signed = await lab.cp.ca.sign(MESH, workload_uris(MESH, "web"), new_csr(new_key(), "probe"))
     return signed.trust_bundle_pem
 
 

@@ -172,17 +172,16 @@ async def test_zone_intermediates_from_the_global(global_cp: GlobalControlPlane,
                                                   zones: list[ZoneControlPlane]) -> None:
     from cryptography import x509
 
-    from gossamer.model.dataplane import DataplaneSpec
     from gossamer.pki.certs import new_csr, new_key, uri_sans
+    from zone_cp.ca import workload_uris
 
     east, west, _ = zones
     signed = {}
     for zone in (east, west):
         await eventually(lambda z=zone: z.ca.issuer("default"), timeout=15,
                          what=f"intermediate in {zone.settings.zone}")
-        spec = parse_document(dataplane("backend-1")).spec
-        assert isinstance(spec, DataplaneSpec)
-        signed[zone.settings.zone] = await zone.ca.sign("default", spec,
+        signed[zone.settings.zone] = await zone.ca.sign("default",
+                                                        workload_uris("default", "backend"),
                                                         new_csr(new_key(), "backend-1"))
     # Both zones chain to the one mesh root, through their own intermediates.
     roots = {s.trust_bundle_pem for s in signed.values()}

@@ -25,10 +25,9 @@ import pytest_asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from gossamer.model.base import parse_document
-from gossamer.model.dataplane import DataplaneSpec
 from gossamer.pki.certs import new_csr, new_key, uri_sans
 from tests.dataplane_env import DataplaneEnv, HttpApp, Member, Sidecar, listen_port, requests
+from zone_cp.ca import workload_uris
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -61,10 +60,9 @@ class Lab:
 
 async def web_identity(env: DataplaneEnv, web: Member, directory: Path) -> ClientIdentity:
     """A certificate the zone's CA signs for web's Dataplane, as its agent would get."""
-    spec = parse_document(web.document(listen_port())).spec
-    assert isinstance(spec, DataplaneSpec)
     key = new_key()
-    signed = await env.cp.ca.sign(MESH, spec, new_csr(key, web.name))
+    signed = await env.cp.ca.sign(MESH, workload_uris(MESH, web.service, web.tags),
+                                  new_csr(key, web.name))
     identity = ClientIdentity(directory / "web.pem", directory / "web-key.pem",
                               directory / "trust.pem")
     identity.chain.write_bytes(signed.chain_pem)

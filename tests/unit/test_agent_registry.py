@@ -41,8 +41,10 @@ async def registry() -> tuple[AgentRegistry, ResourceManager]:
     return AgentRegistry(manager, "west"), manager
 
 
-async def token(manager: ResourceManager, service: str, mesh: str = "default") -> str:
-    issued, _ = await TokenAuthority(manager, DATAPLANE, mesh).issue(service, 600)
+async def token(manager: ResourceManager, service: str, mesh: str = "default",
+                max_dataplanes: int = 1) -> str:
+    issued, _ = await TokenAuthority(manager, DATAPLANE, mesh).issue(
+        service, 600, max_dataplanes=max_dataplanes)
     return issued
 
 
@@ -77,11 +79,12 @@ async def test_tokens_for_another_service_or_mesh_or_none_are_refused() -> None:
     reg, manager = await registry()
     assert await refusal(reg, DP, await token(manager, "web")) == (
         grpc.StatusCode.PERMISSION_DENIED)
+    # The token names its mesh: a document of another mesh is not what it vouches for.
     assert await refusal(reg, DP, await token(manager, "backend", mesh="other")) == (
-        grpc.StatusCode.UNAUTHENTICATED)
+        grpc.StatusCode.PERMISSION_DENIED)
     assert await refusal(reg, DP, None) == grpc.StatusCode.UNAUTHENTICATED
     assert await refusal(reg, {**DP, "mesh": "nope"}, await token(manager, "backend")) == (
-        grpc.StatusCode.NOT_FOUND)
+        grpc.StatusCode.PERMISSION_DENIED)
     assert await refusal(reg, {**DP, "name": "Bad_Name"}, await token(manager, "backend")) == (
         grpc.StatusCode.INVALID_ARGUMENT)
 
@@ -214,7 +217,7 @@ async def test_sessions_ended_by_the_cp_stopping_keep_their_dataplanes() -> None
 async def test_a_restarted_registry_expires_only_leftovers_whose_agent_did_not_return(
         ) -> None:
     old, manager = await registry()
-    tok = await token(manager, "backend")
+    tok = await token(manager, "backend", max_dataplanes=2)
     for name in ("back", "gone"):
         await old.register(dataplane(name), tok, 0.0)
     stored = await manager.get("Dataplane", "back", "default")

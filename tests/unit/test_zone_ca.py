@@ -26,7 +26,14 @@ from gossamer.pki.certs import bundle_digest, chain_root, fingerprint, new_csr, 
 from gossamer.pki.names import root_secret_name, zone_key_secret_name
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
-from zone_cp.ca import RENEW_PACE, RENEW_PER_PASS, CaUnavailable, SidecarView, ZoneCa
+from zone_cp.ca import (
+    RENEW_PACE,
+    RENEW_PER_PASS,
+    CaUnavailable,
+    SidecarView,
+    ZoneCa,
+    workload_uris,
+)
 
 NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
 
@@ -34,6 +41,8 @@ DP = parse_document({
     "type": "Dataplane", "name": "backend-1", "mesh": "default",
     "networking": {"address": "10.0.0.7", "inbound": [
         {"port": 18080, "tags": {"gossamer.io/service": "backend", "version": "v1"}}]}})
+# What backend-1's token vouches for (a token binding the version tag).
+IDENTITY = workload_uris("default", "backend", {"version": "v1"})
 
 
 def mesh_doc(enabled: str = "ca-1", expiration: str = "6h") -> dict[str, object]:
@@ -102,7 +111,7 @@ class Standalone:
     async def issue(self, sidecar: FakeSidecar) -> None:
         """What an agent does: sign, take the chain and the bundle, report."""
         assert isinstance(DP.spec, DataplaneSpec)
-        signed = await self.ca.sign("default", DP.spec, new_csr(new_key(), "x"), now=NOW)
+        signed = await self.ca.sign("default", IDENTITY, new_csr(new_key(), "x"), now=NOW)
         sidecar.certificate_chain = x509.load_pem_x509_certificates(signed.chain_pem)
         sidecar.trust_bundle_digest = bundle_digest(signed.trust_bundle_pem)
 
@@ -129,9 +138,9 @@ async def standalone(expiration: str = "6h") -> Standalone:
 async def test_workload_certificate_identity_lifetime_and_chain() -> None:
     zone = await standalone("6h")
     assert isinstance(DP.spec, DataplaneSpec)
-    # The CSR asks for someone else's identity: the CA decides from the Dataplane.
+    # The CSR asks for someone else's identity: the CA signs what the token vouches for.
     csr = new_csr(new_key(), "x", ["spiffe://default/admin"])
-    signed = await zone.ca.sign("default", DP.spec, csr, now=NOW)
+    signed = await zone.ca.sign("default", IDENTITY, csr, now=NOW)
     chain = x509.load_pem_x509_certificates(signed.chain_pem)
     assert uri_sans(chain[0]) == ["gossamer://version/v1", "spiffe://default/backend"]
     assert signed.not_after == NOW + dt.timedelta(hours=6)
@@ -148,7 +157,7 @@ async def test_no_certificate_before_the_mesh_has_a_ca() -> None:
     await zone.manager.apply(parse_document(mesh_doc()))
     assert isinstance(DP.spec, DataplaneSpec)
     try:
-        await zone.ca.sign("default", DP.spec, new_csr(new_key(), "x"), now=NOW)
+        await zone.ca.sign("default", IDENTITY, new_csr(new_key(), "x"), now=NOW)
     except CaUnavailable as exc:
         assert "does not know the CA of mesh 'default'" in exc.detail
     else:
@@ -294,7 +303,7 @@ async def test_a_restart_while_the_intermediate_is_due_keeps_the_current_key() -
     restarted = ZoneCa(zone.manager, "west", zone.sidecars)
     await restarted.reconcile(later)
     # The current intermediate and its key still sign after the restart.
-    signed = await restarted.sign("default", DP.spec, new_csr(new_key(), "x"), now=later)
+    signed = await restarted.sign("default", IDENTITY, new_csr(new_key(), "x"), now=later)
     assert x509.load_pem_x509_certificates(signed.chain_pem)[1] == (
         restarted.issuer("default").ca.cert)
     # The signer comes back: the pending key gets its certificate and replaces the old.

@@ -1,0 +1,102 @@
+"""What a dataplane token admits: which Dataplane, under which name, with what identity.
+
+Pure: no store, no gRPC. ``zone_cp.agents`` calls these with what it read and maps each
+``Denied`` to the gRPC status its ``code`` names.
+
+A dataplane token binds one identity (``gossamer.tokens.Claims``): its subject is the
+service, and it may also name the Dataplane and tags. A registration is admitted only if
+
+* the document's mesh is the token's (the token was verified against that mesh's keys);
+* every inbound's ``gossamer.io/service`` is the token's service: a ``web`` token
+  cannot register an inbound of ``backend`` and so obtain backend's certificate;
+* the Dataplane's name is the token's, when the token names one;
+* every inbound carries every tag the token binds, with the same value;
+* the agent sets no label reserved to the control plane (``gossamer.io/...``) other
+  than the opt-ins in ``AGENT_LABELS``: zone, origin and display-name labels would make
+  a zone-local Dataplane pass for a synced one, and the registered-by label is the
+  registry's own mark.
+
+The certificate carries what the token vouches for and nothing else
+(``zone_cp.ca.workload_uris`` of the token's claims): ``spiffe://<mesh>/<token
+service>`` and one ``gossamer://k/v`` URI per tag the token binds. Inbound tags the
+token does not bind (a ``version`` the agent chose) are not vouched for, so permissions
+that select sources by such a tag need tokens that bind it. A Dataplane with no
+inbound (a pure client) gets the token's service as its identity, like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gossamer.model.dataplane import DataplaneSpec
+from gossamer.tokens import Claims
+
+RESERVED_PREFIX = "gossamer.io/"
+# Reserved-prefix labels an agent may set on its own Dataplane: opt-ins that change only
+# what its own sidecar gets (VIP listeners, see zone_cp.mesh_dns).
+AGENT_LABELS = frozenset({"gossamer.io/vip-outbounds"})
+
+PERMISSION_DENIED = "permission-denied"
+INVALID_ARGUMENT = "invalid-argument"
+RESOURCE_EXHAUSTED = "resource-exhausted"
+
+
+@dataclass(frozen=True)
+class Denied(Exception):
+    """A registration the token does not admit; ``code`` is the gRPC status to answer
+    (one of the constants above), ``detail`` names the mismatch."""
+
+    code: str
+    detail: str
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+def reserved_labels(labels: Mapping[str, str]) -> list[str]:
+    """The labels in ``labels`` an agent may not set, sorted."""
+    return sorted(k for k in labels
+                  if k.startswith(RESERVED_PREFIX) and k not in AGENT_LABELS)
+
+
+def check_labels(labels: Mapping[str, str]) -> None:
+    """Refuse reserved labels from an agent, naming them."""
+    reserved = reserved_labels(labels)
+    if reserved:
+        raise Denied(INVALID_ARGUMENT,
+                     f"labels {reserved} are reserved to the control plane and cannot be "
+                     "set by an agent; remove them from the Dataplane")
+
+
+def check_binding(claims: Claims, mesh: str, name: str, spec: DataplaneSpec) -> None:
+    """Refuse a Dataplane the token does not vouch for, naming the first mismatch."""
+    if mesh != claims.mesh:
+        raise Denied(PERMISSION_DENIED,
+                     f"the token is for mesh {claims.mesh!r}, but the Dataplane is in mesh "
+                     f"{mesh!r}")
+    if claims.name and name != claims.name:
+        raise Denied(PERMISSION_DENIED,
+                     f"the token is for dataplane {claims.name!r}, not {name!r}")
+    for i, inbound in enumerate(spec.networking.inbound):
+        if inbound.service != claims.subject:
+            raise Denied(PERMISSION_DENIED,
+                         f"the token is for service {claims.subject!r}, but inbound[{i}] "
+                         f"is service {inbound.service!r}: a token admits one service; "
+                         "issue one per service")
+        for key, value in sorted(claims.tags.items()):
+            if inbound.tags.get(key) != value:
+                raise Denied(PERMISSION_DENIED,
+                             f"the token binds tag {key}={value!r}, but inbound[{i}] has "
+                             f"{key}={inbound.tags.get(key)!r}")
+
+
+def check_capacity(claims: Claims, live: int) -> None:
+    """Refuse a registration beyond the token's ``max_dataplanes``, given how many other
+    Dataplanes are live with it now."""
+    if live >= claims.max_dataplanes:
+        raise Denied(RESOURCE_EXHAUSTED,
+                     f"token {claims.token_id} admits at most {claims.max_dataplanes} "
+                     f"dataplane(s) at once and {live} are connected with it; stop one "
+                     "or issue a token with a higher --max-dataplanes")
+

@@ -1,0 +1,69 @@
+"""What the zone CP has to tell one agent next, bounded however slowly the agent reads.
+
+A session's ``updates`` used to be an unbounded ``asyncio.Queue``: an agent that stops
+reading its stream (while its TCP window and gRPC's buffers fill) would let every trust
+bundle, DNS table and ``Renew`` pile up in the CP's memory. Every message the CP sends an
+agent is *state*, not an event: the newest trust bundle replaces the last, the newest
+DNS table too, one pending ``Renew`` asks as much as ten (the agent coalesces them
+anyway), and ``Registered``/``Heartbeat`` are sent directly. So the mailbox keeps at
+most one message per kind (the ``ControlPlaneMessage`` oneof): a new one replaces the
+pending one of its kind and goes to the back. Its size is bounded by the number of kinds
+(five), a slow agent still converges on the newest state, and nothing needs to end its
+session. Items that are not ``ControlPlaneMessage``s (a sentinel a shell may queue) are
+never coalesced.
+
+It offers the part of ``asyncio.Queue``'s interface the registry and its listeners use
+(``put_nowait``, ``get``, ``get_nowait``, ``empty``, ``qsize``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import OrderedDict
+from typing import Any
+
+from sync.v1 import agent_pb2
+
+_unique = itertools.count()
+
+
+def _kind(item: Any) -> object:
+    if isinstance(item, agent_pb2.ControlPlaneMessage):
+        return item.WhichOneof("message")
+    return ("item", next(_unique))
+
+
+class Mailbox:
+    """A FIFO of pending messages holding at most one per message kind."""
+
+    def __init__(self) -> None:
+        self._pending: OrderedDict[object, Any] = OrderedDict()
+        self._ready = asyncio.Event()
+
+    def put_nowait(self, item: Any) -> None:
+        """Queue ``item``, replacing (and moving behind the others) a pending message of
+        its kind. Never blocks or raises: the mailbox cannot grow past its kinds."""
+        kind = _kind(item)
+        self._pending.pop(kind, None)
+        self._pending[kind] = item
+        self._ready.set()
+
+    def get_nowait(self) -> Any:
+        if not self._pending:
+            raise asyncio.QueueEmpty
+        _, item = self._pending.popitem(last=False)
+        if not self._pending:
+            self._ready.clear()
+        return item
+
+    async def get(self) -> Any:
+        while not self._pending:
+            await self._ready.wait()
+        return self.get_nowait()
+
+    def empty(self) -> bool:
+        return not self._pending
+
+    def qsize(self) -> int:
+        return len(self._pending)
