@@ -171,12 +171,20 @@ class TokenAuthority:
         return key
 
     async def issue(self, subject: str, valid_for: float,
-                    scopes: Collection[str] = ()) -> tuple[str, Claims]:
+                    scopes: Collection[str] = (), *, name: str = "",
+                    tags: Mapping[str, str] | None = None,
+                    max_dataplanes: int = 1) -> tuple[str, Claims]:
+        """Sign a token; ``name``, ``tags`` and ``max_dataplanes`` bind a dataplane
+        token's identity beyond its service (``gossamer.tokens``)."""
         if not 0 < valid_for <= MAX_VALIDITY:
             raise InvalidResource("a token must be valid for between 1s and 10 years")
         ring = await self.keys()
-        return issue(ring.signing, self.purpose, subject, valid_for, scopes=scopes,
-                     mesh=self._mesh, now=self._clock)
+        try:
+            return issue(ring.signing, self.purpose, subject, valid_for, scopes=scopes,
+                         mesh=self._mesh, name=name, tags=tags,
+                         max_dataplanes=max_dataplanes, now=self._clock)
+        except ValueError as exc:  # the request's fault (a bound on the claims)
+            raise InvalidResource(str(exc)) from None
 
     async def verify(self, token: str | None, *, subject: str | None = None,
                      scope: str | None = None) -> Claims:

@@ -14,9 +14,10 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
 from gossamer.errors import FieldError, InvalidResource
-from gossamer.model.fields import Duration, Name, duration_seconds
+from gossamer.model.dataplane import SERVICE_TAG
+from gossamer.model.fields import Duration, Name, Tags, duration_seconds
 from gossamer.token_authority import TokenAuthority
-from gossamer.tokens import ZONE_SCOPES
+from gossamer.tokens import MAX_DATAPLANES_LIMIT, ZONE_SCOPES
 
 
 class _Request(BaseModel):
@@ -30,9 +31,16 @@ class ZoneTokenRequest(_Request):
 
 
 class DataplaneTokenRequest(_Request):
+    """A dataplane token binds an identity: the service its sidecar serves, optionally
+    the one Dataplane name it admits and tags every inbound must carry (and its
+    certificate then carries), and how many Dataplanes may be live with it at once."""
+
     mesh: Name = "default"
     service: Name
     valid_for: Duration = Field("720h", alias="validFor")
+    name: Name | None = None
+    tags: Tags = Field(default_factory=dict)
+    max_dataplanes: int = Field(1, alias="maxDataplanes", ge=1, le=MAX_DATAPLANES_LIMIT)
 
 
 class RevokeRequest(_Request):
@@ -70,10 +78,16 @@ def dataplane_token_router(authority_for: Callable[[str], TokenAuthority]) -> AP
 
     @router.post("", summary="Issue a dataplane token for one service of one mesh")
     async def issue(req: Annotated[DataplaneTokenRequest, Body()]) -> dict[str, Any]:
+        if SERVICE_TAG in req.tags:
+            raise InvalidResource("invalid token request", [FieldError(
+                "tags", f"{SERVICE_TAG} is the token's service: set it with 'service'")])
         authority = authority_for(req.mesh)
         await authority.manager.get("Mesh", req.mesh)  # a clear 404 for an unknown mesh
-        token, claims = await authority.issue(req.service, duration_seconds(req.valid_for))
-        return _answer(token, claims)
+        token, claims = await authority.issue(
+            req.service, duration_seconds(req.valid_for), name=req.name or "",
+            tags=req.tags, max_dataplanes=req.max_dataplanes)
+        return {**_answer(token, claims), "name": claims.name, "tags": dict(claims.tags),
+                "maxDataplanes": claims.max_dataplanes}
 
     @router.post("/revoke", summary="Revoke a dataplane token by id")
     async def revoke(req: Annotated[RevokeRequest, Body()]) -> dict[str, Any]:

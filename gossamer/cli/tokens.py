@@ -14,15 +14,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from pydantic import TypeAdapter, ValidationError
 
 from gossamer.cli import params
 from gossamer.cli.client import ApiClient, UnexpectedAnswer
 from gossamer.cli.state import state
 from gossamer.errors import NotFound
-from gossamer.tokens import ZONE_SCOPES
+from gossamer.model.dataplane import SERVICE_TAG
+from gossamer.model.fields import Tags
+from gossamer.tokens import MAX_DATAPLANES_LIMIT, ZONE_SCOPES
 
 # The server's RevokeRequest.id rule (gossamer/api/tokens.py).
 _TOKEN_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9\-]{0,126}[a-z0-9])?$")  # as issued
+_TAGS: TypeAdapter[dict[str, str]] = TypeAdapter(Tags)
 # tokens.issue counts whole seconds: anything shorter would expire as it is issued.
 MIN_VALIDITY = 1.0
 
@@ -86,21 +90,56 @@ def zone(ctx: click.Context, zone: str, scopes: tuple[str, ...], valid_for: str)
                   f"a zone token for zone {zone} (scopes {', '.join(chosen)})")
 
 
+def _tags(_: click.Context, __: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    """``--tag k=v`` options as a mapping, checked with the Dataplane's tag rules."""
+    tags: dict[str, str] = {}
+    for item in value:
+        key, sep, tag = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE")
+        if key == SERVICE_TAG:
+            raise click.BadParameter(f"{SERVICE_TAG} is the token's service: use --service")
+        if key in tags:
+            raise click.BadParameter(f"tag {key!r} is given twice")
+        tags[key] = tag
+    try:
+        _TAGS.validate_python(tags)
+    except ValidationError as exc:
+        raise click.BadParameter(exc.errors()[0]["msg"]) from None
+    return tags
+
+
 @token.command()
 @click.option("-m", "--mesh", default="default", show_default=True,
               callback=params.name("mesh"), help="The mesh of the dataplane.")
 @click.option("--service", required=True, callback=params.name("service"),
               help="The service (gossamer.io/service) the dataplane may serve.")
+@click.option("--name", "dp_name", default=None, callback=params.name("name"),
+              help="The one Dataplane name the token admits  [default: any]")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", callback=_tags,
+              help="A tag every inbound must carry, vouched for in the certificate; "
+                   "repeatable.")
+@click.option("--max-dataplanes", type=click.IntRange(1, MAX_DATAPLANES_LIMIT), default=1,
+              show_default=True, help="How many Dataplanes may be connected with the token "
+                                      "at once.")
 @click.option("--valid-for", default="24h", show_default=True, metavar="DURATION",
               callback=params.duration(MIN_VALIDITY), help="Lifetime, like 24h or 30m.")
 @click.pass_context
-def dataplane(ctx: click.Context, mesh: str, service: str, valid_for: str) -> None:
-    """Issue a dataplane token: the token on stdout, its id on stderr."""
+def dataplane(ctx: click.Context, mesh: str, service: str, dp_name: str | None,
+              tags: dict[str, str], max_dataplanes: int, valid_for: str) -> None:
+    """Issue a dataplane token binding one identity: the token on stdout, its id on
+    stderr."""
+    body: dict[str, Any] = {"mesh": mesh, "service": service, "validFor": valid_for,
+                            "tags": tags, "maxDataplanes": max_dataplanes}
+    if dp_name:
+        body["name"] = dp_name
     with state(ctx).client() as api:
-        answer = api.post("/tokens/dataplane", {"mesh": mesh, "service": service,
-                                                "validFor": valid_for})
+        answer = api.post("/tokens/dataplane", body)
+    bound = "".join([f" named {dp_name}" if dp_name else "",
+                     "".join(f", {k}={v}" for k, v in sorted(tags.items())),
+                     f", up to {max_dataplanes} dataplanes" if max_dataplanes > 1 else ""])
     _print_issued(answer, "/tokens/dataplane",
-                  f"a dataplane token for service {service} in mesh {mesh}",
+                  f"a dataplane token for service {service}{bound} in mesh {mesh}",
                   f" --dataplane --mesh {mesh}")
 
 
