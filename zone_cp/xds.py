@@ -155,6 +155,11 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
 
     async def DeltaAggregatedResources(self, request_iterator: AsyncIterator[Any],
                                        context: grpc.aio.ServicerContext) -> None:
+        try:  # the token before anything the peer sends (checked against its node below)
+            await self._agents.admit(bearer(context))
+        except Refused as exc:
+            await context.abort(exc.code, exc.detail)
+            return
         first = await context.read()
         if first is grpc.aio.EOF:
             return

@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from gossamer.model.base import parse_document
 from gossamer.pki.certs import new_csr, new_key, new_root_ca, uri_sans
@@ -255,6 +256,17 @@ async def test_sign_certificate_checks_the_token_first(zone: Zone) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await agent_pb2_grpc.AgentStub(channel).SignCertificate(
                 agent_pb2.SignRequest(mesh=MESH, dataplane="nobody", csr_pem=b"x"), timeout=10)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_ads_checks_the_token_before_the_node(zone: Zone) -> None:
+    async with zone.channel() as channel:
+        call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).DeltaAggregatedResources()
+        request = discovery_pb2.DeltaDiscoveryRequest()
+        request.node.id = "default.nobody"
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call.write(request)
+            await asyncio.wait_for(call.read(), 10)
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
