@@ -396,8 +396,9 @@ class DataplaneEnv:
         await self._stack.aclose()
 
     async def token(self, member: Member, path: Path) -> Path:
+        # The token vouches for the member's tags, so permissions may select by them.
         token, _ = await TokenAuthority(self.cp.manager, DATAPLANE, member.mesh).issue(
-            member.service, 3600)
+            member.service, 3600, name=member.name, tags=member.tags)
         path.write_text(token)
         return path
 
