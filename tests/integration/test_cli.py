@@ -428,14 +428,6 @@ spec:
     backends:
     - type: Prometheus
       prometheus: {{port: 5670, path: /metrics}}
----
-type: TokenTrust
-name: partner
-keys:
-- kid: 0a1b2c3d
-  publicKey: "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA...\n-----END PUBLIC KEY-----\n"
-revoked:
-- {{id: 5f0e, expiresAt: 1900000000}}
 """
 
 
