@@ -3,7 +3,9 @@
 ``Session`` reads the first message (a Dataplane or another kind's document) and
 registers it with the ``AgentRegistry`` (``zone_cp.agents``), then streams what the
 registry queues for the session (trust bundles, DNS tables, Renew) with a heartbeat
-while idle, records the agent's status reports, and unregisters it when the stream ends.
+while idle, records the agent's status reports, and unregisters it when the stream ends,
+which it does with UNAUTHENTICATED once the session's token expires or is revoked
+(``zone_cp.token_expiry``).
 ``SignCertificate`` signs a registered sidecar's CSR through the zone's CA
 (``zone_cp.ca``) with the identity its token vouches for; the bearer must be the token
 the sidecar registered with. Both check the token before anything else of the request.
@@ -39,13 +41,17 @@ from zone_cp.cert_status import (
     SignedRecord,
     parse_status,
 )
+from zone_cp.token_expiry import TokenLifetimes
 
 log = logging.getLogger(__name__)
+WAKE = agent_pb2.ControlPlaneMessage(heartbeat=agent_pb2.Heartbeat())
 
 class AgentService(agent_pb2_grpc.AgentServicer):
-    def __init__(self, registry: AgentRegistry, ca: ZoneCa) -> None:
+    def __init__(self, registry: AgentRegistry, ca: ZoneCa,
+                 lifetimes: TokenLifetimes) -> None:
         self._registry = registry
         self._ca = ca
+        self._lifetimes = lifetimes
 
     async def SignCertificate(self, request: agent_pb2.SignRequest,
                               context: grpc.aio.ServicerContext) -> agent_pb2.SignResponse:
@@ -126,6 +132,9 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             await context.abort(grpc.StatusCode.INTERNAL, exc.detail)
             return
         log.info("dataplane %s registered in mesh %s", session.name, session.mesh)
+        # The session lives no longer than its token: its end wakes the loop below.
+        hold = self._lifetimes.hold(session.claims)
+        hold.on_end(lambda _: session.updates.put_nowait(WAKE))
         try:
             yield agent_pb2.ControlPlaneMessage(registered=agent_pb2.Registered(
                 mesh=session.mesh, name=session.name, zone=self._registry.zone,
@@ -137,6 +146,9 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                         update = await asyncio.wait_for(session.updates.get(), HEARTBEAT)
                     except TimeoutError:
                         update = agent_pb2.ControlPlaneMessage(heartbeat=agent_pb2.Heartbeat())
+                    if hold.withdrawn is not None:
+                        await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                            hold.withdrawn.detail)
                     yield update
                 if not reader.cancelled() and (failure := reader.exception()) is not None:
                     log.warning("dataplane %s: reading its session failed", session.node_id,
@@ -144,6 +156,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             finally:
                 reader.cancel()
         finally:
+            hold.release()
             await self._registry.unregister(session)
             log.info("dataplane %s unregistered", session.name)
 

@@ -40,6 +40,7 @@ from zone_cp.guard import zone_write_guard
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.mesh_dns import VipView
 from zone_cp.mesh_state import MeshState
+from zone_cp.token_expiry import TokenLifetimes
 from zone_cp.token_routes import federated_dataplane_token_router
 from zone_cp.vip_controller import DnsPublisher, VipAllocator
 from zone_cp.vips import parse_cidr
@@ -137,12 +138,16 @@ class ZoneControlPlane:
         # One piece cache for every proxy: a service's cluster and endpoints are built once
         # per change, not once per proxy that calls the service.
         cache = PieceCache()
+        # Sessions and ADS streams end with their token (DESIGN §5).
+        self.lifetimes = TokenLifetimes(self.manager.store)
+        self._tasks.append(asyncio.create_task(self.lifetimes.run(), name="token-lifetimes"))
         self.ads = AdsServer(self.state, self.agents, lambda ctx: generate(ctx, cache),
-                             self.ingresses)
+                             self.ingresses, lifetimes=self.lifetimes)
         self.ca = ZoneCa(self.manager, s.zone, sidecars=self.agents, metrics=self.metrics,
                          startup_grace=s.agent_grace)
         self._tasks.append(asyncio.create_task(self.ca.run(), name="zone-ca"))
-        self.xds = XdsServer(s.xds_addr, self.ads, AgentService(self.agents, self.ca))
+        self.xds = XdsServer(s.xds_addr, self.ads, AgentService(self.agents, self.ca,
+                                                                  self.lifetimes))
         return self.xds
 
     async def stop(self) -> None:

@@ -10,6 +10,11 @@ generated config and the ACK/NACK outcome are kept per proxy for ``inspect``.
 A zone ingress's Envoy (node ``ingress:<name>``, registered by an ingress agent in
 ``zone_cp.ingresses``) is admitted with its zone token and gets the ingress's resources
 (``IngressRegistry.generate``) instead of a sidecar's, through the same engine.
+
+Either stream lives no longer than the token that admitted it: it holds the token
+(``zone_cp.token_expiry``) and ends with UNAUTHENTICATED when the token expires or its
+revocation is stored, like the agent's Session; Envoy then reconnects and is admitted
+only with a valid token of a registered agent.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import asyncio
 import hashlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,7 +34,7 @@ from google.protobuf.message import Message
 
 from gossamer.model.base import Resource
 from gossamer.token_authority import TokenAuthority
-from gossamer.tokens import DATAPLANE, TokenRejected
+from gossamer.tokens import DATAPLANE, Claims, TokenRejected
 from sync.engine import Engine
 from sync.errors import SyncError
 from sync.messages import Entry, Payload
@@ -38,6 +43,7 @@ from zone_cp.agents import AgentRegistry, Refused, bearer
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.mesh_dns import VipView, vip_outbounds
 from zone_cp.mesh_state import MeshState
+from zone_cp.token_expiry import TokenLifetimes
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +145,10 @@ class _Counting:
 class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(self, state: MeshState, agents: AgentRegistry,
                  generate: Callable[[Any], Any],
-                 ingresses: IngressRegistry | None = None) -> None:
+                 ingresses: IngressRegistry | None = None, *,
+                 lifetimes: TokenLifetimes) -> None:
         self._state = state
+        self._lifetimes = lifetimes
         self._agents = agents
         self._generate = generate
         self._ingresses = ingresses
@@ -187,13 +195,33 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         sid = f"{node_id}#{next(self._ids)}"
         engine = Engine()
         try:
-            await publish(engine, sid, _Counting(context, insight, first),
-                          lambda wake: self._follow(engine, session.dataplane, insight, wake),
-                          NO_HEARTBEATS)  # Envoy has gRPC keepalive, not ours
+            await self._while_admitted(claims, context, publish(
+                engine, sid, _Counting(context, insight, first),
+                lambda wake: self._follow(engine, session.dataplane, insight, wake),
+                NO_HEARTBEATS))  # Envoy has gRPC keepalive, not ours
         except SyncError as exc:  # the proxy went away, or broke the protocol
             log.info("proxy %s stream ended: %s", node_id, exc.detail)
         finally:
             insight.connected = False
+
+    async def _while_admitted(self, claims: Claims, context: grpc.aio.ServicerContext,
+                              stream: Coroutine[Any, Any, None]) -> None:
+        """Run ``stream`` until it ends, or until ``claims``' token expires or is revoked:
+        then end it and answer UNAUTHENTICATED, saying why."""
+        hold = self._lifetimes.hold(claims)
+        task = asyncio.ensure_future(stream)
+        hold.on_end(lambda _: task.cancel())
+        try:
+            await task
+        except asyncio.CancelledError:
+            why = hold.withdrawn
+            current = asyncio.current_task()
+            if why is None or context.cancelled() or (current and current.cancelling()):
+                raise  # the stream itself is being cancelled: nothing to tell
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, why.detail)
+        finally:
+            hold.release()
+            task.cancel()
 
     def _follow(self, engine: Engine, dataplane: Resource, insight: ProxyInsight,
                 wake: Callable[[], None]) -> Callable[[], None]:
@@ -232,7 +260,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                              context: grpc.aio.ServicerContext) -> None:
         node_id = first.node.id
         try:
-            await ingresses.admit(node_id, bearer(context))
+            session = await ingresses.admit(node_id, bearer(context))
         except Refused as exc:
             await context.abort(exc.code, exc.detail)
             return
@@ -247,9 +275,9 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 insight.generated = generated
 
         try:
-            await publish(engine, f"{node_id}#{next(self._ids)}",
-                          _Counting(context, insight, first),
-                          lambda wake: self._on_changes(load, wake), NO_HEARTBEATS)
+            await self._while_admitted(session.claims, context, publish(
+                engine, f"{node_id}#{next(self._ids)}", _Counting(context, insight, first),
+                lambda wake: self._on_changes(load, wake), NO_HEARTBEATS))
         except SyncError as exc:
             log.info("ingress %s stream ended: %s", node_id, exc.detail)
         finally:
