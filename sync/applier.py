@@ -9,14 +9,12 @@ versions it holds (``load_mirror``) and the zone sends only the difference.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from gossamer.errors import AlreadyExists, Conflict, NotFound
 from gossamer.model.base import Meta, Resource
-from gossamer.store.base import ListQuery, Store
+from gossamer.store.base import Delete, ListQuery, Put, Store, WriteOp
 from sync.client_state import Applied, Mirror
 from sync.codec import decode, encode, kind_of, resource_key
 
@@ -25,7 +23,7 @@ ZONE_LABEL = "gossamer.io/zone"
 DISPLAY_NAME_LABEL = "gossamer.io/display-name"
 ORIGIN_GLOBAL = "global"
 ORIGIN_ZONE = "zone"
-_MAX_ATTEMPTS = 5
+CHUNK = 1000  # ops per transaction when a response is stored
 
 
 def zone_scoped_name(zone: str, mesh: str, name: str) -> str:
@@ -85,31 +83,25 @@ async def load_mirror(mirror: Mirror, store: Store, rename: Rename) -> None:
 
 async def apply_to_store(store: Store, applied: Applied, rename: Rename,
                          held: Mapping[str, str] | None = None) -> None:
-    """Persist one accepted response: upserts, then removals."""
+    """Persist one accepted response: upserts, then removals, in few transactions.
+
+    ``Put`` leaves a resource stored with the same content alone (no version bump, no
+    event), and a removal of what is already gone is no error, so writing a response
+    twice (a reconnect before the ACK) changes nothing the second time. Chunks of
+    ``CHUNK`` ops keep any one transaction (and the SQLite write lock) short; a failure
+    part way leaves earlier chunks stored, which the next attempt's ``Put`` skips.
+    """
+    ops = write_ops(applied, rename)
+    for start in range(0, len(ops), CHUNK):
+        await store.write(ops[start:start + CHUNK])
+
+
+def write_ops(applied: Applied, rename: Rename) -> list[WriteOp]:
+    """The store writes that make one accepted response hold locally."""
     kind = kind_of(applied.type_url)
-    for entry in applied.updated.values():
-        await _upsert(store, rename.to_local(decode(entry.payload)))
+    ops: list[WriteOp] = [Put(rename.to_local(decode(entry.payload)))
+                          for entry in applied.updated.values()]
     for key in applied.removed:
         mesh, _, name = key.rpartition("/")
-        with contextlib.suppress(NotFound):
-            await store.delete(kind, rename.local_name(mesh, name), mesh)
-
-
-async def _upsert(store: Store, res: Resource) -> None:
-    for _ in range(_MAX_ATTEMPTS):
-        try:
-            current = await store.get(res.type, res.name, res.mesh)
-        except NotFound:
-            try:
-                await store.create(res)
-                return
-            except AlreadyExists:
-                continue
-        if current.spec == res.spec and dict(current.labels) == dict(res.labels):
-            return
-        try:
-            await store.update(res, current.meta.version)
-            return
-        except (Conflict, NotFound):
-            continue
-    raise Conflict(f"{res.type} {res.name!r} kept changing while the sync wrote it")
+        ops.append(Delete(kind, rename.local_name(mesh, name), mesh, missing_ok=True))
+    return ops

@@ -33,6 +33,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -112,6 +113,7 @@ class PostgresStore:
         self._listener = Listener(dsn, self._wake_watchers, connect_timeout)
         self._closed = False
         self._decoded = codec.DecodeCache()
+        self._decoded_events = codec.DecodeCache()  # every watcher reads the same events
 
     @classmethod
     async def open(cls, dsn: str, *, retention: int = EVENT_RETENTION, min_size: int = 1,
@@ -246,8 +248,10 @@ class PostgresStore:
         if rows and rows[0]["revision"] != cursor + 1:
             raise RevisionCompacted(f"events before revision {rows[0]['revision']} "
                                     "are compacted")
-        return [Event(int(r["revision"]), EventType(r["type"]),
-                      codec.load_event_resource(r["kind"], r["mesh"], r["name"], r["document"]))
+        return [Event(int(r["revision"]), EventType(r["type"]), self._decoded_events.get(
+                    (r["revision"], r["kind"], r["mesh"], r["name"], r["document"]),
+                    partial(codec.load_event_resource, r["kind"], r["mesh"], r["name"],
+                            r["document"])))
                 for r in rows]
 
     async def _append(self, conn: Conn, base: int,

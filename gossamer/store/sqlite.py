@@ -1,9 +1,9 @@
 """The SQLite store: the embedded default, one file and no server (DESIGN §7).
 
 Theory of operation. Three tables (``sqlite_schema``): ``resources`` (one row per
-resource, primary key ``(kind, mesh, name)``), ``events`` (one row per write, keyed by revision) and
-``counters`` (the store-wide revision). Every write is a single SQL statement, and so
-one transaction: the ``INSERT``/``UPDATE``/``DELETE`` of the resource carries its own
+resource, primary key ``(kind, mesh, name)``), ``events`` (one row per write, keyed by
+revision) and ``counters`` (the store-wide revision). Each op of a write is a single SQL
+statement: the ``INSERT``/``UPDATE``/``DELETE`` of the resource carries its own
 version check (``WHERE version = ?``) and takes the next revision, and triggers in the
 same statement bump the counter, append the event and compact events that fell out of
 the retention window. The triggers are TEMP triggers, created by each store's writer
@@ -12,15 +12,11 @@ serializes writers across connections and processes and a refused write changes
 nothing, so revisions are contiguous and commit in order: a watcher that sees revision
 ``n + 2`` right after ``n`` knows that ``n + 1`` was compacted.
 
-One statement per write matters because each aiosqlite call is a round trip to the
-connection's thread (~0.1 ms): a BEGIN … COMMIT transaction of five statements costs
-several times more than the statement itself. A batch (``write``) is the exception: its
-statements run between ``BEGIN IMMEDIATE`` and ``COMMIT`` (one statement per op, the same
-ones), and a refused op rolls all of them back. Since a transaction belongs to the
-connection, not to a task, every write takes ``_write_lock``, so no other task's
-statement lands inside a batch.
+Writes go through ``sqlite_writer``: its own connection and thread, where a whole
+batch (``write``; a single write is a batch of one) runs as one call between
+``BEGIN IMMEDIATE`` and ``COMMIT``, and a refused op rolls all of it back.
 
-Each store holds two connections: a writer and a reader, which in WAL mode sees only
+Each store holds two connections: the writer and a reader, which in WAL mode sees only
 committed data and never waits for the writer.
 
 ``watch`` replays events from the table, then sleeps on an ``asyncio.Condition`` that
@@ -40,12 +36,13 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from gossamer.errors import Conflict, NotFound, RevisionCompacted, StoreUnavailable
+from gossamer.errors import Conflict, RevisionCompacted, StoreUnavailable
 from gossamer.model.base import Meta, Resource
 from gossamer.store import codec
 from gossamer.store.base import (
@@ -56,36 +53,33 @@ from gossamer.store.base import (
     EventType,
     ListQuery,
     Page,
-    Put,
     Update,
     WriteOp,
     page_token,
 )
 from gossamer.store.sqlite_schema import SCHEMA, triggers
+from gossamer.store.sqlite_writer import COLUMNS, KEY, Outcome, Writer, written
 
 BUSY_TIMEOUT_MS = 10_000
 WATCH_BATCH = 1000
 
-_COLUMNS = ("kind, mesh, name, labels, spec, version, creation_time, modification_time, "
-            "revision")
-_KEY = "kind = ? AND mesh = ? AND name = ?"
-_NEXT = "(SELECT value + 1 FROM counters WHERE name = 'revision')"
+_COLUMNS, _KEY = COLUMNS, KEY
 
 
 class SqliteStore:
     """A ``Store`` in one SQLite file; open it with ``await SqliteStore.open(path)``."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
+    def __init__(self, writer: Writer, reader: aiosqlite.Connection,
                  cross_process: bool, poll_interval: float) -> None:
         self._writer = writer
         self._reader = reader
         self._poll_interval = poll_interval if cross_process else None
         self._read_lock = asyncio.Lock()
-        self._write_lock = asyncio.Lock()
         self._changed = asyncio.Condition()
         self._writes = 0  # writes committed through this store, for waking watchers
         self._closed = False
         self._decoded = codec.DecodeCache()
+        self._decoded_events = codec.DecodeCache()  # every watcher reads the same events
 
     @classmethod
     async def open(cls, path: Path | str, *, retention: int = EVENT_RETENTION,
@@ -101,12 +95,16 @@ class SqliteStore:
             raise ValueError("event retention must be at least 1")
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
-        writer = await _connect(Path(path), synchronous)
+        def setup(conn: sqlite3.Connection) -> None:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(SCHEMA)
+            conn.executescript(triggers(int(retention)))
+
+        with _translate():
+            writer = await Writer.open(Path(path), setup)
         try:
-            with _translate():
-                await writer.execute_fetchall("PRAGMA journal_mode = WAL")
-                await writer.executescript(SCHEMA)
-                await writer.executescript(triggers(int(retention)))
             reader = await _connect(Path(path), synchronous)
         except BaseException:
             await writer.close()
@@ -145,32 +143,29 @@ class SqliteStore:
         return Page(items=items, total=total, next_token=token)
 
     async def create(self, res: Resource) -> Resource:
-        async with self._writing():
-            return await self._create(res)
+        return _stored(await self.write([Create(res)]))
 
     async def update(self, res: Resource, expected_version: int) -> Resource:
-        async with self._writing():
-            return await self._update(res, expected_version)
+        return _stored(await self.write([Update(res, expected_version)]))
 
     async def delete(self, kind: str, name: str, mesh: str = "",
                      expected_version: int | None = None) -> None:
-        async with self._writing():
-            await self._delete(Delete(kind, name, mesh, expected_version))
+        await self.write([Delete(kind, name, mesh, expected_version)])
 
     async def write(self, ops: Sequence[WriteOp]) -> builtins.list[Resource | None]:
         if not ops:
             return []
-        async with self._writing():
-            await self._statement("BEGIN IMMEDIATE")
-            try:
-                results = [await self._op(op) for op in ops]
-                await self._statement("COMMIT")
-            except BaseException:
-                # Shielded: a cancelled batch must still end its transaction before the
-                # next writer's statements reach this connection.
-                await asyncio.shield(self._rollback())
-                raise
-        return results
+        self._check_open()
+        now = datetime.now(UTC)
+        try:
+            with _translate():
+                outcomes = await self._writer.write(ops, now)
+        finally:  # a refused batch too: woken watchers re-read, find nothing, sleep again
+            async with self._changed:
+                self._writes += 1
+                self._changed.notify_all()
+        return [self._result(op, outcome, now) for op, outcome in zip(ops, outcomes,
+                                                                        strict=True)]
 
     async def revision(self) -> int:
         async with self._read() as db:
@@ -201,106 +196,12 @@ class SqliteStore:
 
     # -- internals --------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[None]:
-        """Hold the writer connection; wake this store's watchers after the write (a
-        refused one too: they re-read, find nothing new and sleep again)."""
-        self._check_open()
-        async with self._write_lock:
-            try:
-                yield
-            finally:
-                async with self._changed:
-                    self._writes += 1
-                    self._changed.notify_all()
-
-    async def _statement(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[Any]:
-        self._check_open()
-        with _translate():
-            return builtins.list(await self._writer.execute_fetchall(sql, params))
-
-    async def _rollback(self) -> None:
-        with suppress(sqlite3.Error, ValueError):  # no transaction left, or closed
-            await self._writer.execute_fetchall("ROLLBACK")
-
-    async def _op(self, op: WriteOp) -> Resource | None:
-        if isinstance(op, Create):
-            return await self._create(op.resource)
-        if isinstance(op, Update):
-            return await self._update(op.resource, op.expected_version)
-        if isinstance(op, Put):
-            return await self._put(op.resource)
-        return await self._delete(op)
-
-    async def _create(self, res: Resource) -> Resource:
-        now = datetime.now(UTC)
-        stored = res.with_meta(Meta(version=1, creation_time=now, modification_time=now))
-        rows = await self._statement(
-            f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {_NEXT}) "
-            "ON CONFLICT (kind, mesh, name) DO NOTHING RETURNING revision",
-            _row_values(stored))
-        if not rows:
-            raise codec.already_exists(res.type, res.name, res.mesh)
-        return stored.with_meta(Meta(version=1, creation_time=now, modification_time=now,
-                                     revision=int(rows[0][0])))
-
-    async def _update(self, res: Resource, expected_version: int) -> Resource:
-        now = datetime.now(UTC)
-        rows = await self._statement(
-            f"UPDATE resources SET labels = ?, spec = ?, version = version + 1, "
-            f"modification_time = ?, revision = {_NEXT} WHERE {_KEY} AND version = ? "
-            "RETURNING creation_time, revision",
-            (codec.labels_json(res), codec.spec_json(res), codec.format_time(now),
-             res.type, res.mesh, res.name, expected_version))
-        if not rows:
-            raise await self._refusal(res.type, res.name, res.mesh, expected_version)
-        created, revision = rows[0]
-        return res.with_meta(Meta(version=expected_version + 1,
-                                  creation_time=codec.parse_time(created),
-                                  modification_time=now, revision=int(revision)))
-
-    async def _put(self, res: Resource) -> Resource:
-        # The upsert's WHERE leaves equal content alone: no row changes, no trigger fires.
-        now = datetime.now(UTC)
-        stored = res.with_meta(Meta(version=1, creation_time=now, modification_time=now))
-        rows = await self._statement(
-            f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {_NEXT}) "
-            "ON CONFLICT (kind, mesh, name) DO UPDATE SET labels = excluded.labels, "
-            "spec = excluded.spec, version = resources.version + 1, "
-            "modification_time = excluded.modification_time, revision = excluded.revision "
-            "WHERE resources.labels IS NOT excluded.labels "
-            "OR resources.spec IS NOT excluded.spec "
-            f"RETURNING {_COLUMNS}", _row_values(stored))
-        if not rows:  # unchanged
-            rows = await self._statement(f"SELECT {_COLUMNS} FROM resources WHERE {_KEY}",
-                                         (res.type, res.mesh, res.name))
-        return self._resource(rows[0])
-
-    async def _delete(self, op: Delete) -> Resource | None:
-        rows = await self._statement(
-            "DELETE FROM resources WHERE kind = ?1 AND mesh = ?2 AND name = ?3 "
-            f"AND (?4 IS NULL OR version = ?4) RETURNING {_COLUMNS}",
-            (op.kind, op.mesh, op.name, op.expected_version))
-        if rows:
-            return self._resource(rows[0])
-        refusal = await self._refusal(op.kind, op.name, op.mesh, op.expected_version)
-        if op.missing_ok and isinstance(refusal, NotFound):
+    def _result(self, op: WriteOp, outcome: Outcome, now: datetime) -> Resource | None:
+        if outcome.row is not None:
+            return self._resource(outcome.row)
+        if outcome.meta is None or isinstance(op, Delete):
             return None
-        raise refusal
-
-    async def _refusal(self, kind: str, name: str, mesh: str,
-                       expected: int | None) -> Exception:
-        """Why a checked write matched no row: the resource is gone, or it moved on."""
-        # Through the writer, which holds the lock: inside a batch only it sees the
-        # batch's earlier writes.
-        rows = await self._statement(f"SELECT version FROM resources WHERE {_KEY}",
-                                     (kind, mesh, name))
-        if not rows:
-            return codec.not_found(kind, name, mesh)
-        if expected is None:  # deleted and made again between the two statements
-            return Conflict(f"{codec.describe(kind, name, mesh)} changed while it was being "
-                            "deleted; retry")
-        return codec.stale(kind, name, mesh, expected, int(rows[0][0]))
+        return written(op.resource, outcome, now)
 
     async def _events_after(self, cursor: int) -> builtins.list[Event]:
         async with self._read() as db:
@@ -309,7 +210,8 @@ class SqliteStore:
                 "WHERE revision > ? ORDER BY revision LIMIT ?", (cursor, WATCH_BATCH)))
         if rows and rows[0][0] != cursor + 1:
             raise RevisionCompacted(f"events before revision {rows[0][0]} are compacted")
-        return [Event(int(rev), EventType(kind), codec.load_event_resource(k, m, n, doc))
+        return [Event(int(rev), EventType(kind), self._decoded_events.get(
+                    (rev, k, m, n, doc), partial(codec.load_event_resource, k, m, n, doc)))
                 for rev, kind, k, m, n, doc in rows]
 
     async def _wait_for_write(self, seen: int) -> None:
@@ -388,13 +290,10 @@ def _where(query: ListQuery) -> tuple[str, builtins.list[Any]]:
     return " AND ".join(clauses), params
 
 
-def _row_values(res: Resource) -> tuple[Any, ...]:
-    meta = res.meta
-    if meta.creation_time is None or meta.modification_time is None:
-        raise ValueError("a stored resource always has its times")
-    return (res.type, res.mesh, res.name, codec.labels_json(res), codec.spec_json(res),
-            meta.version, codec.format_time(meta.creation_time),
-            codec.format_time(meta.modification_time))
+def _stored(results: builtins.list[Resource | None]) -> Resource:
+    (res,) = results
+    assert res is not None  # a create or update always stores its resource
+    return res
 
 
 def _row_resource(row: Sequence[Any]) -> Resource:

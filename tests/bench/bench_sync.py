@@ -130,20 +130,34 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
         yield items[i:i + size]
 
 
-async def main(zones_n: int, changes: int, resources: int) -> None:
+async def main(zones_n: int, changes: int, resources: int, propagate: bool = True) -> None:
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="gossamer-bench-sync-") as tmp:
         root = Path(tmp)
         global_cp = await start_global(root / "global", heartbeat=5, timeout=15)
-        zones = [await start_zone(global_cp, f"z{i}", root / f"zone-{i}", heartbeat=5,
-                                  timeout=15) for i in range(zones_n)]
-        try:
-            local, remote = await propagation(global_cp, zones, changes)
-        finally:
-            for zone in zones:
-                await zone.stop()
+        local: list[float] = []
+        remote: list[float] = []
+        if propagate:
+            zones = [await start_zone(global_cp, f"z{i}", root / f"zone-{i}", heartbeat=5,
+                                      timeout=15) for i in range(zones_n)]
+            try:
+                local, remote = await propagation(global_cp, zones, changes)
+            finally:
+                for zone in zones:
+                    await zone.stop()
         result = await resync(global_cp, root, resources)
         await global_cp.stop()
+    if local:
+        print_propagation(changes, zones_n, local, remote)
+    print(f"\n### Resync of {resources} resources\n")
+    print(f"- a new zone stores all {resources}: {result['full_s']:.2f} s")
+    print(f"- a zone that missed one change while down, from restart to stored: "
+          f"{result['missed_s']:.2f} s; MeshTimeout responses sent after the reconnect: "
+          f"{int(result['responses_after_reconnect'])}")
+
+
+def print_propagation(changes: int, zones_n: int, local: list[float],
+                      remote: list[float]) -> None:
     ms = 1e3
     print(f"\n### Propagation: {changes} changes to {zones_n} zones "
           f"({len(remote)} zone-stores)\n")
@@ -154,11 +168,6 @@ async def main(zones_n: int, changes: int, resources: int) -> None:
     print(f"| stored in each zone | {pct(remote, 50) * ms:.2f} | {pct(remote, 99) * ms:.2f} | "
           f"{max(remote) * ms:.2f} |")
     print(f"\nratio p50 zone/reference: {statistics.median(remote) / statistics.median(local):.1f}")
-    print(f"\n### Resync of {resources} resources\n")
-    print(f"- a new zone stores all {resources}: {result['full_s']:.2f} s")
-    print(f"- a zone that missed one change while down, from restart to stored: "
-          f"{result['missed_s']:.2f} s; MeshTimeout responses sent after the reconnect: "
-          f"{int(result['responses_after_reconnect'])}")
 
 
 if __name__ == "__main__":
@@ -166,5 +175,7 @@ if __name__ == "__main__":
     parser.add_argument("--zones", type=int, default=10)
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--resources", type=int, default=10_000)
+    parser.add_argument("--resync-only", action="store_true",
+                        help="skip the propagation measurement")
     args = parser.parse_args()
-    asyncio.run(main(args.zones, args.changes, args.resources))
+    asyncio.run(main(args.zones, args.changes, args.resources, not args.resync_only))
