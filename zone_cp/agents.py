@@ -400,7 +400,16 @@ class AgentRegistry:
             await self._check_not_foreign(res.mesh, res.name)
             self.sessions[session.node_id] = session
             self._send_bundle(session)  # at once: a set_trust_bundle now would send it too
-            await self.manager.apply(res)
+            try:
+                await self.manager.apply(res)
+            except BaseException:
+                # Not stored, so not registered: nothing may hold the name or count for
+                # a CA rotation. A session this one was taking over is put back.
+                if held is None:
+                    del self.sessions[session.node_id]
+                else:
+                    self.sessions[session.node_id] = held
+                raise
         for listener in self._on_register:
             listener(session)
         self._notify(Change.REGISTERED, session)

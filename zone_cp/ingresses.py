@@ -204,7 +204,16 @@ class IngressRegistry:
                               "token; stop the other ingress or pick another --name")
             await self._check_not_synced(res.name)
             self.sessions[session.node_id] = session
-            await self._store(session)
+            try:
+                await self._store(session)
+            except BaseException:
+                # Not stored, so not registered: the name stays free, and ``run`` must
+                # not store this ingress later. A session it took over is put back.
+                if held is None:
+                    del self.sessions[session.node_id]
+                else:
+                    self.sessions[session.node_id] = held
+                raise
         log.info("zone ingress %s registered (%s:%d)", res.name, spec.networking.address,
                  spec.networking.port)
         return session
