@@ -43,11 +43,12 @@ from cryptography import x509
 from global_cp.app import GlobalControlPlane
 from gossamer.errors import NotFound
 from gossamer.model.base import Resource
+from gossamer.model.tokentrust import trust_name
 from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
 from gossamer.store.base import ListQuery
-from gossamer.token_authority import KEY_LABEL, TokenAuthority
+from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
 from proxy.envoy_binary import envoy_binary
 from sync.applier import ORIGIN_LABEL, ZONE_LABEL, zone_scoped_name
@@ -98,13 +99,14 @@ class Cluster:
         return ResourceManager(self.global_cp.store)
 
     async def dataplane_token(self, service: str, path: Path) -> Path:
-        """Federated zones admit dataplane tokens the global signs (keys synced down)."""
+        """Federated zones admit dataplane tokens the global signs (its public keys, a
+        TokenTrust, synced down; the signing keys stay at the global)."""
         token, _ = await TokenAuthority(self.global_manager, DATAPLANE, MESH).issue(
             service, 3600)
         path.write_text(token)
         for zone in (self.east, self.west):
-            await eventually(lambda z=zone: _has_signing_key(z), timeout=15,
-                             what="the global's dataplane signing key in the zone")
+            await eventually(lambda z=zone: _has_token_trust(z), timeout=15,
+                             what="the global's dataplane TokenTrust in the zone")
         return path
 
     @contextlib.asynccontextmanager
@@ -141,9 +143,12 @@ class Cluster:
         return path
 
 
-async def _has_signing_key(zone: ZoneControlPlane) -> bool:
-    page = await zone.manager.list("Secret", MESH, {KEY_LABEL: DATAPLANE})
-    return any(ORIGIN_LABEL in r.labels for r in page.items)
+async def _has_token_trust(zone: ZoneControlPlane) -> bool:
+    try:
+        trust = await zone.manager.get("TokenTrust", trust_name(DATAPLANE, MESH))
+    except NotFound:
+        return False
+    return ORIGIN_LABEL in trust.labels
 
 
 async def _ready(zone: ZoneControlPlane) -> bool:
