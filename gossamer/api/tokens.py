@@ -91,7 +91,9 @@ def dataplane_token_router(authority_for: Callable[[str], TokenAuthority]) -> AP
 
     @router.post("/revoke", summary="Revoke a dataplane token by id")
     async def revoke(req: Annotated[RevokeRequest, Body()]) -> dict[str, Any]:
-        await authority_for(req.mesh or "default").revoke(req.id, req.expires_at)
+        authority = authority_for(req.mesh or "default")
+        await authority.manager.get("Mesh", req.mesh or "default")  # 404 for an unknown mesh
+        await authority.revoke(req.id, req.expires_at)
         return {"revoked": req.id}
 
     return router

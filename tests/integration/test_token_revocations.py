@@ -110,6 +110,7 @@ async def test_bad_revocations_are_400_store_nothing_and_break_nothing(
             for body, field in BAD:
                 answer = await post(api, path, {**body, **extra}, status=400)
                 assert field in str(answer), answer
+        await post(api, "/tokens/dataplane/revoke", {"id": "abc", "mesh": "nope"}, status=404)
         manager = global_cp.zone_tokens.manager
         assert not (await manager.list("TokenRevocation")).items
         # Verifying and issuing work as before, for both kinds of token.
