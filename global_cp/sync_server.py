@@ -54,11 +54,12 @@ from sync.applier import (
     apply_to_store,
     load_mirror,
 )
+from sync.bounds import Bounds
 from sync.client_state import Applied, Mirror
 from sync.codec import decode, kind_type_url, resource_key
 from sync.engine import Engine
 from sync.feed import FeedView, Item, StoreFeed, strip_meta
-from sync.stream import Heartbeats, StreamStalled, publish, subscribe
+from sync.stream import Heartbeats, StreamStalled, abort_status, publish, subscribe
 from sync.v1 import sync_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,9 @@ ZONE_CERT_URL = kind_type_url("ZoneCertificate")
 SECRET_URL = kind_type_url("Secret")
 # What decides which Secrets are withheld (see global_cp.credentials).
 CREDENTIAL_URLS = (kind_type_url("Mesh"), kind_type_url("MeshTrust"))
+PUBLISHED_KINDS = [*GLOBAL_KINDS, "ZoneIngress", "Zone"]
+# A zone subscribes to what the global publishes, nothing else (sync/bounds.py).
+ZONE_SYNC_BOUNDS = Bounds(types=frozenset(kind_type_url(k) for k in PUBLISHED_KINDS))
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -117,7 +121,7 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
         self._tokens = tokens
         self.insights = insights
         self._beats = Heartbeats(settings.heartbeat_interval, settings.heartbeat_timeout)
-        self._feed = StoreFeed(store, [*GLOBAL_KINDS, "ZoneIngress", "Zone"], _prepare)
+        self._feed = StoreFeed(store, PUBLISHED_KINDS, _prepare)
         self._sessions: dict[str, _Session] = {}
         self._ids = itertools.count(1)
         self._server: grpc.aio.Server | None = None
@@ -221,6 +225,8 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
         except GossamerError as exc:
             error = exc.detail
             log.info("zone %s stream %s ended: %s", zone, sid, exc.detail)
+            if (code := abort_status(exc)) is not None:  # a bound, a broken protocol
+                await context.abort(code, exc.detail)
         finally:
             expiry.cancel()
             self._sessions.pop(sid, None)
@@ -247,7 +253,7 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
 
     async def _publish_to_zone(self, sid: str, stream: Observed) -> None:
         zone = sid.split("#")[0]
-        engine = Engine()
+        engine = Engine(bounds=ZONE_SYNC_BOUNDS)
         disabled = self._disabled_zones()
         withheld = self._withheld_secrets()
 

@@ -37,6 +37,9 @@ new stream trusts the subscriber's report, not what an old stream may or may not
 delivered. The first response for each type is sent even when it is empty, so a
 subscriber can tell "in sync" from "not answered yet".
 
+What one subscriber can make the engine hold is bounded (``sync/bounds.py``): the type
+URLs it may subscribe to, how many, and the names per type.
+
 Cost: each ``pending`` call reconciles the whole desired snapshot of each subscribed type
 against the subscriber's acked versions (a dict walk, linear in the number of resources).
 """
@@ -48,6 +51,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from sync.bounds import Bounds, check_request, check_subscription
 from sync.errors import LocalProtocolError
 from sync.messages import Entry, Request, Response
 from sync.subscription import Backoff, Counters, Delta, Limits, TypeState
@@ -71,8 +75,9 @@ class Engine:
     """Publishes versioned snapshots per type to subscribers over delta xDS."""
 
     def __init__(self, *, nonces: NonceFactory | None = None, backoff: Backoff | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, bounds: Bounds | None = None) -> None:
         self._nonces = nonces or counter_nonces()
+        self.bounds = bounds or Bounds()
         self._backoff = backoff or Backoff()
         self._limits = limits or Limits()
         self._desired: dict[str, dict[str, Entry]] = {}
@@ -125,14 +130,20 @@ class Engine:
         An ACK or NACK whose nonce is not the response in flight for its type is stale
         (it answers a response that a later one superseded, or another session's) and only
         its subscription changes count.
+
+        A request past one of the session's ``Bounds`` raises ``RemoteProtocolError``
+        (``PeerLimitExceeded`` for a count) before any state grows: the shell ends the
+        stream with its status.
         """
         session = self._session(subscriber_id)
+        check_request(self.bounds, request, session.types.keys())
         session.node_id = request.node_id or session.node_id
         state = session.types.get(request.type_url)
         if state is None:
             session.types[request.type_url] = TypeState(request)
         else:
             state.resubscribe(request.subscribe, request.unsubscribe)
+            check_subscription(self.bounds, request.type_url, len(state.names))
             if request.response_nonce:
                 state.settle(request, now, self._backoff)
         return self.pending(subscriber_id, now)

@@ -27,6 +27,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from opentelemetry import trace
 
 from sync import wire
+from sync.bounds import Bounds, PeerLimitExceeded
 from sync.client_state import Applied, Mirror
 from sync.engine import Engine
 from sync.errors import SyncError
@@ -70,13 +71,20 @@ class _Inbox:
 
     The reader runs on its own task, so ``last_arrival`` moves whenever anything arrives,
     even while the loop is busy persisting a large delta: a slow consumer is not a dead
-    peer. Heartbeats only move ``last_arrival``; they are not queued.
+    peer. Heartbeats only move ``last_arrival``; they are not queued. At most
+    ``max_queued`` messages wait: a peer that sends faster than it is served (no
+    well-behaved one does: each side answers before the other sends again) has its
+    stream ended with ``PeerLimitExceeded`` rather than growing the queue. Wake-ups are
+    coalesced, so the queue holds at most one.
     """
 
-    def __init__(self, stream: MessageStream, clock: Clock) -> None:
+    def __init__(self, stream: MessageStream, clock: Clock,
+                 max_queued: int = Bounds().max_queued) -> None:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self._stream = stream
         self._clock = clock
+        self._max_queued = max_queued
+        self._wake_queued = False
         self.last_arrival = clock()
         self._reader = asyncio.create_task(self._read())
 
@@ -88,22 +96,32 @@ class _Inbox:
                     await self.queue.put(None)
                     return
                 self.last_arrival = self._clock()
-                if message.type_url != HEARTBEAT:
-                    await self.queue.put(message)
+                if message.type_url == HEARTBEAT:
+                    continue
+                if self.queue.qsize() - self._wake_queued >= self._max_queued:
+                    raise PeerLimitExceeded(f"more than {self._max_queued} messages from the "
+                                            "peer wait to be handled; send each request "
+                                            "after the answer to the previous one")
+                await self.queue.put(message)
         except Exception as exc:
             await self.queue.put(exc)
 
     def wake(self) -> None:
-        self.queue.put_nowait(_WAKE)
+        if not self._wake_queued:
+            self._wake_queued = True
+            self.queue.put_nowait(_WAKE)
 
     async def next(self, timeout: float | None) -> Any:
         # Not asyncio.wait_for: before Python 3.12 it swallows a cancellation that
         # arrives as the queue delivers, and the stream would outlive its cancelled task.
         try:
             async with asyncio.timeout(None if timeout is None else max(timeout, 0.0)):
-                return await self.queue.get()
+                item = await self.queue.get()
         except TimeoutError:
             return _TIMEOUT
+        if item is _WAKE:
+            self._wake_queued = False
+        return item
 
     async def ending(self, wait: float = 1.0) -> BaseException:
         """Why the stream ended, once a write found it finished: the reader's error if it
@@ -119,6 +137,15 @@ class _Inbox:
 
     def close(self) -> None:
         self._reader.cancel()
+
+
+def abort_status(exc: BaseException) -> grpc.StatusCode | None:
+    """The status to end a server stream with when ``exc`` ended it by the peer's fault
+    (a broken protocol, a bound exceeded), else None (the peer went away, or our side
+    failed: nothing useful to tell it)."""
+    if isinstance(exc, SyncError) and exc.caller_fault:
+        return grpc.StatusCode[exc.grpc_status]
+    return None
 
 
 async def _write(stream: MessageStream, inbox: _Inbox, message: Any) -> None:
@@ -180,7 +207,7 @@ async def publish(engine: Engine, sid: str, stream: MessageStream,
     desired state changed and returns a function that unregisters it.
     """
     clock = clock or asyncio.get_running_loop().time
-    inbox = _Inbox(stream, clock)
+    inbox = _Inbox(stream, clock, engine.bounds.max_queued)
     unsubscribe = subscribe_changes(inbox.wake)
     engine.connect(sid)
 

@@ -35,10 +35,11 @@ from google.protobuf.message import Message
 from gossamer.model.base import Resource
 from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE, Claims, TokenRejected
+from sync.bounds import Bounds
 from sync.engine import Engine
 from sync.errors import SyncError
 from sync.messages import Entry, Payload
-from sync.stream import NO_HEARTBEATS, publish
+from sync.stream import NO_HEARTBEATS, abort_status, publish
 from zone_cp.agents import AgentRegistry, Refused, bearer
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.mesh_dns import VipView, vip_outbounds
@@ -53,6 +54,9 @@ TYPE_URLS = {
     "endpoints": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
     "routes": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
 }
+
+# Envoy subscribes to these only; anything else is refused (sync/bounds.py).
+ADS_BOUNDS = Bounds(types=frozenset(TYPE_URLS.values()))
 
 
 def entries(generated: Any) -> Iterator[tuple[str, str, Message]]:
@@ -193,7 +197,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         insight = self.insights.setdefault(node_id, ProxyInsight(node_id))
         insight.connected = True
         sid = f"{node_id}#{next(self._ids)}"
-        engine = Engine()
+        engine = Engine(bounds=ADS_BOUNDS)
         try:
             await self._while_admitted(claims, context, publish(
                 engine, sid, _Counting(context, insight, first),
@@ -201,6 +205,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 NO_HEARTBEATS))  # Envoy has gRPC keepalive, not ours
         except SyncError as exc:  # the proxy went away, or broke the protocol
             log.info("proxy %s stream ended: %s", node_id, exc.detail)
+            if (code := abort_status(exc)) is not None:  # a bound, a broken protocol
+                await context.abort(code, exc.detail)
         finally:
             insight.connected = False
 
@@ -266,7 +272,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             return
         insight = self.insights.setdefault(node_id, ProxyInsight(node_id))
         insight.connected = True
-        engine = Engine()
+        engine = Engine(bounds=ADS_BOUNDS)
 
         def load() -> None:
             generated = ingresses.generate(node_id)
@@ -280,6 +286,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 lambda wake: self._on_changes(load, wake), NO_HEARTBEATS))
         except SyncError as exc:
             log.info("ingress %s stream ended: %s", node_id, exc.detail)
+            if (code := abort_status(exc)) is not None:
+                await context.abort(code, exc.detail)
         finally:
             insight.connected = False
 
