@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -25,7 +26,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import gossamer
-from gossamer.api import errors
+from gossamer.api import errors, openapi
 from gossamer.api.guard import ApiGuard
 from gossamer.api.routes import resource_router
 from gossamer.errors import GossamerError
@@ -55,6 +56,7 @@ def build_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(title="Gossamer control plane", version=gossamer.__version__,
                   docs_url="/docs", redoc_url=None)
     errors.install(app)
+    openapi.install(app)
     _instrument(app, ctx.metrics)
     # Added last, so outermost of the app's own middleware: nothing runs before it.
     app.add_middleware(ApiGuard, admin_token=ctx.admin_token, max_body=ctx.max_body)
@@ -77,7 +79,8 @@ def build_app(ctx: ApiContext) -> FastAPI:
         return Response(f'{{"status":"ready","revision":{revision}}}',
                         media_type="application/json")
 
-    @app.get("/metrics", tags=["health"])
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         return Response(generate_latest(ctx.metrics), media_type=CONTENT_TYPE_LATEST)
 

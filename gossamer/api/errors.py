@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from gossamer.errors import GossamerError, InvalidResource
 from gossamer.model.base import format_loc
 
 
 def problem(status: int, title: str, detail: str,
-            field_errors: list[dict[str, str]] | None = None) -> JSONResponse:
+            field_errors: list[dict[str, str]] | None = None,
+            headers: Mapping[str, str] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"status": status, "title": title, "detail": detail}
     if field_errors:
         body["fieldErrors"] = field_errors
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    extra = dict(headers or {})
+    if status == 401:
+        extra["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, headers=extra or None)
 
 
 async def _gossamer_error(request: Request, exc: Exception) -> JSONResponse:
@@ -40,7 +45,22 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return problem(exc.status_code, str(exc.detail).lower(), str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem(exc.status_code, str(exc.detail).lower(), str(exc.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path. Starlette's own ``Allow`` names only
+    the first route that matched the path, and each method is a route of its own here."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        route_methods = getattr(route, "methods", None)
+        if match is not Match.NONE and route_methods:
+            methods.update(route_methods)
+    return sorted(methods)
 
 
 def install(app: FastAPI) -> None:
