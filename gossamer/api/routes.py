@@ -104,7 +104,8 @@ def add_kind_routes(router: APIRouter, desc: KindDescriptor, manager: ResourceMa
 def resource_router(registry: Registry, manager: ResourceManager) -> APIRouter:
     router = APIRouter()
 
-    @router.post("/_apply", tags=["batch"], summary="Validate a batch whole, then apply it")
+    @router.post("/_apply", tags=["batch"],
+                 summary="Validate a batch whole, then apply all of it or none")
     async def apply(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         docs = body.get("documents")
         if not isinstance(docs, list):

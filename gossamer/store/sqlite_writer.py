@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gossamer.errors import Conflict, GossamerError, NotFound
+from gossamer.errors import Conflict, GossamerError, NotFound, StoreUnavailable
 from gossamer.model.base import Meta, Resource
 from gossamer.store import codec
 from gossamer.store.base import Create, Delete, Put, Update, WriteOp
@@ -80,7 +80,11 @@ class Writer:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(connection)`` in the writer thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, self._conn)
+        try:
+            pending = asyncio.get_running_loop().run_in_executor(self._pool, fn, self._conn)
+        except RuntimeError:  # the pool is shut down: a write racing close()
+            raise StoreUnavailable("the store is closed") from None
+        return await pending
 
     async def write(self, ops: Sequence[WriteOp], now: datetime) -> list[Outcome]:
         return await self.run(lambda conn: write_batch(conn, ops, now))
