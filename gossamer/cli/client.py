@@ -163,7 +163,7 @@ def tls_hint(cp: ControlPlane, exc: Exception) -> str:
     """What to do when TLS is why a request failed: the fix, in the user's terms."""
     text = str(exc)
     readd = (f"set {ENV_CA_FILE}" if cp.name == "env" else
-             f"run `gossamer config control-planes add --name {cp.name} --address "
+             f"run `gossamer config control-planes add {cp.name} --address "
              f"{cp.address} --ca-file FILE --overwrite`")
     if "CERTIFICATE_VERIFY_FAILED" in text or "IP address mismatch" in text:
         if cp.ca_file is None:
