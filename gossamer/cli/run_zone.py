@@ -116,9 +116,9 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
                    "<service>.mesh resolves to. Sidecars route it to lo.")
 @click.option("--tls-host", "tls_hosts", multiple=True, envvar="GOSSAMER_TLS_HOSTS",
               show_envvar=True, metavar="HOST", callback=params.hosts,
-              help="A name or IP sidecars and ingresses reach the xDS port by, added to its "
-                   "TLS certificate beside localhost, this host's name, 127.0.0.1 and ::1. "
-                   "Repeatable.")
+              help="A name or IP sidecars and ingresses reach the xDS port (and clients a "
+                   "TLS API) by, added to its certificate beside localhost, this host's "
+                   "name, 127.0.0.1, ::1 and the API's address. Repeatable.")
 @click.option("--agent-grace", envvar="GOSSAMER_AGENT_GRACE", show_envvar=True,
               default="60s", show_default=True, metavar="DURATION",
               callback=params.duration(1.0, seconds=True),
