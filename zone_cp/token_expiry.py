@@ -30,15 +30,16 @@ import logging
 import time
 from collections.abc import Callable
 
-from gossamer.errors import GossamerError, RevisionCompacted
+from gossamer.errors import GossamerError, NotFound, RevisionCompacted
 from gossamer.model.base import Resource
-from gossamer.store.base import EventType, ListQuery, Store
+from gossamer.model.tokenrevocation import TokenRevocationSpec, revocation_name
+from gossamer.store.base import EventType, Store
 from gossamer.tokens import Claims, Clock
 from zone_cp.token_deadlines import Deadlines, Withdrawn
 
 log = logging.getLogger(__name__)
 
-KIND = "TokenRevocation"
+KIND = "TokenRevocation"  # gossamer.model.tokenrevocation
 # How long a revocation seen on the watch is remembered for holds taken just after it.
 RECENT = 60.0
 # Backoff after the store failed under the watch.
@@ -85,6 +86,9 @@ class TokenLifetimes:
         self._ids = itertools.count(1)
         self._wake = asyncio.Event()
         self._recent: dict[str, float] = {}  # revoked token id -> when seen (monotonic)
+        # Set once the watch has its starting revision: revocations stored from then on
+        # are seen (nothing is held before the CP serves, so startup misses nothing).
+        self.watching = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._holds)
@@ -139,12 +143,16 @@ class TokenLifetimes:
             self._end(self._deadlines.due(self._clock()))
             at = self._deadlines.next_at()
             timeout = None if at is None else max(at - self._clock(), 0.0)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that arrives as the event is set, and this task would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def _watch(self) -> None:
         delay = 0.05
         revision = await self._revision()
+        self.watching.set()
         while True:
             try:
                 async for event in self._store.watch(revision):
@@ -172,21 +180,16 @@ class TokenLifetimes:
                 delay = min(delay * 2, RETRY_MAX)
 
     def _on_revocation(self, res: Resource) -> None:
-        token_id = getattr(res.spec, "token_id", None)
-        if isinstance(token_id, str) and token_id:
-            self.revoked(token_id)
+        if isinstance(res.spec, TokenRevocationSpec):
+            self.revoked(res.spec.token_id)
 
     async def _recheck(self) -> None:
-        """End the holds on any token that a stored revocation names."""
-        held = {hold.claims.token_id for hold in self._holds.values()}
-        if not held:
-            return
-        page = await self._store.list(ListQuery(KIND))
-        for res in page.items:
-            self._on_revocation_if_held(res, held)
-
-    def _on_revocation_if_held(self, res: Resource, held: set[str]) -> None:
-        token_id = getattr(res.spec, "token_id", None)
-        if token_id in held:
-            self._end(self._deadlines.revoked(str(token_id)))
-
+        """End the holds on any token a stored revocation names: one get per token held
+        (a revocation's name derives from its token), never a listing of them all."""
+        held = {(h.claims.kind, h.claims.mesh, h.claims.token_id) for h in self._holds.values()}
+        for purpose, mesh, token_id in sorted(held):
+            try:
+                await self._store.get(KIND, revocation_name(purpose, mesh, token_id))
+            except NotFound:
+                continue
+            self.revoked(token_id)
