@@ -12,18 +12,20 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from global_cp.bootstrap import bootstrap
+from authority.bootstrap import bootstrap
+from authority.mesh_ca import MeshCaController
+from authority.mesh_routes import mesh_router
+from authority.token_authority import TokenAuthority
+from authority.token_routes import dataplane_token_router, zone_token_router
+from authority.token_upkeep import TokenUpkeep, migrate_token_state
 from global_cp.certificate_routes import certificate_router
 from global_cp.insights import Insights
-from global_cp.mesh_ca import MeshCaController
-from global_cp.mesh_routes import mesh_router
 from global_cp.sync_server import ZoneSyncServer
 from global_cp.zone_routes import zone_overview_router
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer, api_tls, certificate_hosts
 from gossamer.api.services import services_router
-from gossamer.api.tokens import dataplane_token_router, zone_token_router
 from gossamer.pki.backends.validation import ca_checks
 from gossamer.pki.serving import ensure_serving_tls
 from gossamer.process import run_until_signal
@@ -31,8 +33,6 @@ from gossamer.resources import ResourceManager, deny_system
 from gossamer.settings import GlobalSettings, split_addr
 from gossamer.store import open_store
 from gossamer.store.base import Store
-from gossamer.token_authority import TokenAuthority
-from gossamer.token_upkeep import TokenUpkeep, migrate_token_state
 from gossamer.tokens import DATAPLANE, ZONE
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """``GET /certificates/_overviews`` at the global: each zone's intermediate CA per mesh.
 
-Read from the ``ZoneCertificate`` resources the global signed (``global_cp.mesh_ca``): the
+Read from the ``ZoneCertificate`` resources the global signed (``authority.mesh_ca``): the
 zone, the mesh, the intermediate's serial, issuer and validity, and the ``signer`` (which
 mesh CA signed it, ``<backend>/<generation>``), so an operator sees which intermediates a
 root rotation has not re-issued yet. A certificate that does not parse is listed with an

@@ -28,6 +28,7 @@ from typing import Any
 
 import grpc
 
+from authority.token_authority import TokenAuthority
 from global_cp.credentials import withheld_secrets
 from global_cp.insights import Insights, Observed
 from gossamer.errors import (
@@ -43,7 +44,6 @@ from gossamer.model.tokenrevocation import TokenRevocationSpec, revocation_name
 from gossamer.resources import ResourceManager
 from gossamer.settings import GlobalSettings, split_addr
 from gossamer.store.base import EventType, Store
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import ZONE, Claims, TokenRejected
 from sync.applier import (
     ORIGIN_GLOBAL,

@@ -51,8 +51,8 @@ from opentelemetry.proto.collector.trace.v1 import (
     trace_service_pb2_grpc,
 )
 
+from authority.token_authority import TokenAuthority
 from gossamer.model.base import Resource, parse_document
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
 from tests.integration.test_agent import AgentProcess, agent_process, eventually
 from tests.integration.test_agent_zone import Zone

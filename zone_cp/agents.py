@@ -58,12 +58,12 @@ from typing import Any, Protocol
 import grpc
 from cryptography import x509
 
+from authority.token_authority import TokenAuthority
 from gossamer.errors import GossamerError, InvalidResource, NotFound
 from gossamer.model.base import Resource, parse_document
 from gossamer.model.dataplane import DataplaneSpec
 from gossamer.pki.certs import bundle_digest
 from gossamer.resources import ResourceManager
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE, Claims, TokenRejected, peek
 from sync.applier import ORIGIN_LABEL
 from sync.v1 import agent_pb2

@@ -12,14 +12,16 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from global_cp.bootstrap import bootstrap
-from global_cp.mesh_ca import MeshCaController
-from global_cp.mesh_routes import mesh_router
+from authority.bootstrap import bootstrap
+from authority.mesh_ca import MeshCaController
+from authority.mesh_routes import mesh_router
+from authority.token_authority import TokenAuthority
+from authority.token_routes import dataplane_token_router
+from authority.token_upkeep import TokenUpkeep, migrate_token_state
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer, api_tls, certificate_hosts
 from gossamer.api.services import services_router
-from gossamer.api.tokens import dataplane_token_router
 from gossamer.pki.backends.validation import ca_checks
 from gossamer.pki.serving import ensure_serving_tls
 from gossamer.process import run_until_signal
@@ -27,8 +29,6 @@ from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
 from gossamer.store import open_store
 from gossamer.store.base import Store
-from gossamer.token_authority import TokenAuthority
-from gossamer.token_upkeep import TokenUpkeep, migrate_token_state
 from gossamer.tokens import DATAPLANE
 from proxy.envoy import PieceCache, generate
 from zone_cp.agent_service import AgentService

@@ -36,12 +36,12 @@ from dataclasses import dataclass, field
 import grpc
 import jwt
 
+from authority.token_authority import verify_with_trust
 from gossamer.errors import GossamerError, NotFound
 from gossamer.model.base import Resource
 from gossamer.model.dataplane import PROTOCOL_TAG, SERVICE_TAG
 from gossamer.model.zoneingress import AvailableService, ZoneIngressSpec
 from gossamer.resources import ResourceManager
-from gossamer.token_authority import verify_with_trust
 from gossamer.tokens import DATAPLANE, ZONE, Claims, TokenRejected
 from proxy.context import Service
 from proxy.envoy.resources import ProxyResources

@@ -32,8 +32,8 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from authority.token_authority import TokenAuthority
 from gossamer.model.base import Resource
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE, Claims, TokenRejected
 from sync.bounds import Bounds
 from sync.engine import Engine

@@ -5,5 +5,5 @@
 ``agent``  ``IngressAgent``: registers the ZoneIngress, writes Envoy's bootstrap,
            supervises Envoy (built from ``proxy.agent``'s parts)
 
-The zone CP's side is ``zone_cp.ingresses``; the command is ``gossamer.cli.run_ingress``.
+The zone CP's side is ``zone_cp.ingresses``; the command is ``cli.run_ingress``.
 """

@@ -18,11 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+from cli.inspect import inspect as inspect_group
 from deploy.local import netns, probes, status
 from deploy.local.environment import Environment, default_state
 from deploy.local.errors import LocalEnvError, NotReady, Unsupported
 from deploy.local.topology import DEFAULT_PREFIX, demo
-from gossamer.cli.inspect import inspect as inspect_group
 
 CALL_DEADLINE = 90.0
 

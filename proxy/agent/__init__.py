@@ -15,5 +15,5 @@
 ``agent``           ``Agent``: the startup sequence and the tasks above; ``run_agent``
 ``errors``          the agent's errors and their exit codes
 
-The command itself is ``gossamer.cli.run_proxy``.
+The command itself is ``cli.run_proxy``.
 """

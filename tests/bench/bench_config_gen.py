@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from global_cp.bootstrap import ALLOW_ALL, DEFAULT_MESH
+from authority.bootstrap import ALLOW_ALL, DEFAULT_MESH
 from gossamer.model.base import Resource, parse_document
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore

@@ -50,9 +50,9 @@ from pathlib import Path
 
 import httpx
 
+from authority.token_authority import TokenAuthority
 from gossamer.pki.certs import KeyPair, new_leaf, new_root_ca
 from gossamer.settings import ZoneSettings
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
 from proxy.envoy_binary import envoy_binary
 from tests.integration.test_agent import eventually, free_port

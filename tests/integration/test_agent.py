@@ -494,7 +494,7 @@ async def agent_process(directory: Path, args: list[str]) -> AsyncIterator[Agent
                                                              "127.0.0.1:0")}
     with open(stderr, "wb") as err:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from gossamer.cli.run_proxy import run; run()",
+            sys.executable, "-c", "from cli.run_proxy import run; run()",
             *args, "--work-dir", str(work), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=err, cwd=Path(__file__).parents[2], env=env)
     try:

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from authority.token_authority import TokenAuthority
 from gossamer.model.base import parse_document
 from gossamer.settings import ZoneSettings
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
 from tests.integration.test_agent import (
     AgentProcess,

@@ -34,9 +34,9 @@ import pytest_asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from authority.token_authority import TokenAuthority
 from gossamer.model.zonecertificate import ZoneCertificateSpec
 from gossamer.pki.certs import bundle_digest, new_csr, new_key, new_leaf, new_root_ca
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
 from proxy.agent.rotation import RENEW_SPREAD
 from sync.v1 import agent_pb2, agent_pb2_grpc

@@ -33,8 +33,8 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from gossamer.cli.main import main
-from gossamer.cli.state import Runtime
+from cli.main import main
+from cli.state import Runtime
 from gossamer.model.base import parse_document
 from gossamer.model.registry import REGISTRY
 from gossamer.pki.certs import new_root_ca

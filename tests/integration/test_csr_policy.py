@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from authority.token_authority import TokenAuthority
 from gossamer.pki.certs import uri_sans
 from gossamer.settings import ZoneSettings
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
 from sync.v1 import agent_pb2, agent_pb2_grpc
 from tests.cluster import eventually

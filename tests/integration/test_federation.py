@@ -149,7 +149,7 @@ async def test_inspect_zones_cli(global_cp: GlobalControlPlane,
                                  zones: list[ZoneControlPlane], tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from gossamer.cli.main import main
+    from cli.main import main
 
     for name in ("east", "west", "north"):
         await eventually(lambda n=name: global_cp.insights.get(n).streams == 2)
@@ -209,7 +209,7 @@ async def test_inspect_services_at_the_global(global_cp: GlobalControlPlane,
                                               tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from gossamer.cli.main import main
+    from cli.main import main
 
     east = zones[0]
     await eventually(lambda: has(east, "Mesh", "default"))

@@ -18,13 +18,13 @@ import grpc
 import pytest
 from click.testing import CliRunner
 
+from authority.token_authority import TokenAuthority
+from cli.main import main as cli
 from global_cp.app import GlobalControlPlane
-from gossamer.cli.main import main as cli
 from gossamer.errors import NotFound
 from gossamer.model.base import parse_document
 from gossamer.pki.serving import ensure_serving_tls
 from gossamer.resources import ResourceManager
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import ZONE, SigningKey, issue
 from sync.v1 import sync_pb2_grpc
 from tests.cluster import eventually, sample, scrape, start_global, start_zone, zone_token

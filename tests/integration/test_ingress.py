@@ -40,6 +40,7 @@ import httpx
 import pytest
 from cryptography import x509
 
+from authority.token_authority import TokenAuthority
 from global_cp.app import GlobalControlPlane
 from gossamer.errors import NotFound
 from gossamer.model.base import Resource
@@ -48,7 +49,6 @@ from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
 from gossamer.store.base import ListQuery
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
 from proxy.envoy_binary import envoy_binary
 from sync.applier import ORIGIN_LABEL, ZONE_LABEL, zone_scoped_name
@@ -215,7 +215,7 @@ async def ingress_process(directory: Path, zone: ZoneControlPlane, token: Path, 
             "--work-dir", str(work), *extra]
     with open(stderr, "wb") as err:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from gossamer.cli.run_ingress import run; run()", *args,
+            sys.executable, "-c", "from cli.run_ingress import run; run()", *args,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
     try:
         yield AgentProcess(proc, work, stderr)

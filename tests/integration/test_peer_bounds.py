@@ -23,9 +23,9 @@ import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
+from authority.token_authority import TokenAuthority
 from global_cp.app import GlobalControlPlane
 from gossamer.settings import ZoneSettings
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
 from sync.bounds import Bounds
 from sync.codec import kind_type_url

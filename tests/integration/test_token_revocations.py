@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
+from authority.token_authority import TokenAuthority
 from global_cp.app import GlobalControlPlane
 from gossamer.model.base import Resource
 from gossamer.model.tokenrevocation import TokenRevocationSpec
 from gossamer.store.base import Create
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE, TokenRejected
 from tests.cluster import eventually, start_global, start_zone
 

@@ -24,11 +24,11 @@ import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
+from authority.token_authority import TokenAuthority
 from global_cp.app import GlobalControlPlane
 from gossamer.errors import NotFound
 from gossamer.settings import ZoneSettings
 from gossamer.store.base import ListQuery
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
 from sync.v1 import agent_pb2, agent_pb2_grpc
 from tests.cluster import eventually, start_global, start_zone

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pytest
 
+from authority.token_authority import TokenAuthority
 from gossamer.model.base import parse_document
 from gossamer.model.virtualip import VirtualIPSpec
 from gossamer.settings import ZoneSettings
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
 from tests.integration.test_agent import AgentProcess, envoy_pids, eventually, free_port
 from tests.integration.test_agent_zone import http_backend
@@ -111,7 +111,7 @@ async def agent(directory: Path, args: list[str], prefix: Sequence[str] = ()
     env = {**os.environ, "GOSSAMER_DNS_ADDR": "127.0.0.1:0"}  # unless --dns-addr says
     with open(stderr, "wb") as err:
         proc = await asyncio.create_subprocess_exec(
-            *prefix, sys.executable, "-c", "from gossamer.cli.run_proxy import run; run()",
+            *prefix, sys.executable, "-c", "from cli.run_proxy import run; run()",
             *args, "--work-dir", str(work), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=err, cwd=REPO, env=env)
     try:

@@ -28,11 +28,11 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
+from authority.token_authority import TokenAuthority
 from global_cp.app import GlobalControlPlane
 from global_cp.sync_server import ADMITTED, GLOBAL_KINDS, GRPC_OPTIONS
 from gossamer.model.base import Resource
 from gossamer.pki.certs import new_root_ca
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE, TokenRejected
 from sync.client_state import Applied, Mirror
 from sync.codec import decode, kind_type_url

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from gossamer.cli.run_proxy import run
+from cli.run_proxy import run
 from gossamer.pki.certs import new_leaf, new_root_ca
 
 DATAPLANE = """\

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
+from authority.token_authority import TokenAuthority
 from gossamer.errors import NotFound
 from gossamer.model.base import parse_document
 from gossamer.pki.certs import (
@@ -22,7 +23,6 @@ from gossamer.pki.certs import (
 )
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
 from tests.cluster import eventually
 from zone_cp.agents import AgentRegistry, AgentSession, Change, Refused, leftover_keys

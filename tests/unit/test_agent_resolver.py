@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from dnslib import QTYPE, RCODE, DNSRecord
 
+from cli.run_proxy import run
 from dns.server import ServerConfig
-from gossamer.cli.run_proxy import run
 from proxy.agent.cp_client import DnsEntry, DnsTable, dns_table_from_proto
 from proxy.agent.errors import ResolverCannotStart
 from proxy.agent.resolver import MeshResolver, resolver_table

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cli.main import main
 from gossamer.api.openapi import complete
 from gossamer.api.serve import certificate_hosts
-from gossamer.cli.main import main
 from gossamer.settings import ApiSettings, is_loopback, parse_byte_size
 
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from global_cp.mesh_ca import MeshCaController
+from authority.mesh_ca import MeshCaController
 from gossamer.errors import NotFound
 from gossamer.model.base import Resource, parse_document
 from gossamer.model.fields import MAX_NAME_LENGTH

@@ -22,10 +22,10 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from gossamer.cli.client import ServerError, error_from_response
-from gossamer.cli.main import main
-from gossamer.cli.output import format_age
-from gossamer.cli.state import Runtime
+from cli.client import ServerError, error_from_response
+from cli.main import main
+from cli.output import format_age
+from cli.state import Runtime
 from gossamer.errors import InvalidResource, NotFound
 from gossamer.model.base import parse_document, to_document
 from gossamer.model.registry import REGISTRY

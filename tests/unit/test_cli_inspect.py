@@ -15,9 +15,9 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from gossamer.cli.inspect import expires_in
-from gossamer.cli.main import main
-from gossamer.cli.state import Runtime
+from cli.inspect import expires_in
+from cli.main import main
+from cli.state import Runtime
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 CERT = {"serial": "1f2e3d", "issuer": "CN=Gossamer zone lab mesh default,O=Gossamer",

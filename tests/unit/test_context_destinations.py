@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from global_cp.bootstrap import ALLOW_ALL, DEFAULT_MESH
+from authority.bootstrap import ALLOW_ALL, DEFAULT_MESH
 from gossamer.model.base import Resource, parse_document
 from gossamer.policy import RouteBackends, match_policies
 from gossamer.resources import ResourceManager

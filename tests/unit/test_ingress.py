@@ -23,14 +23,14 @@ import pytest
 from click.testing import CliRunner
 from google.protobuf.json_format import MessageToDict
 
-from gossamer.cli.main import main
-from gossamer.cli.run_ingress import zone_of
+from authority.token_authority import TokenAuthority
+from cli.main import main
+from cli.run_ingress import zone_of
 from gossamer.errors import NotFound
 from gossamer.model.base import Resource, parse_document
 from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE, ZONE, TokenRejected
 from proxy.agent.cp_client import ControlPlaneAddress, Registration
 from proxy.agent.errors import InputError

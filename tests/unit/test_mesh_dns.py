@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from global_cp.bootstrap import bootstrap
+from authority.bootstrap import bootstrap
+from authority.token_authority import TokenAuthority
 from gossamer.model.base import Resource, parse_document
 from gossamer.model.virtualip import SERVICE_LABEL, VirtualIPSpec
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE
 from proxy.context import OutboundListener
 from sync.v1 import agent_pb2

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
+from authority.token_authority import TokenAuthority
 from gossamer.errors import NotFound, StoreUnavailable
 from gossamer.model.base import Resource, parse_document
 from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.resources import ResourceManager
 from gossamer.store.base import WriteOp, op_key
 from gossamer.store.memory import MemoryStore
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import DATAPLANE, ZONE
 from tests.cluster import eventually
 from zone_cp.agents import AgentRegistry, AgentSession

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from authority.token_authority import TokenAuthority
 from gossamer.model.base import parse_document
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import TokenRejected
 
 NOW = 1_800_000_000.0
@@ -59,7 +59,7 @@ async def test_dataplane_tokens_are_per_mesh() -> None:
 
 
 async def test_published_trust_verifies_elsewhere_and_follows_revocation() -> None:
-    from gossamer.token_authority import verify_with_trust
+    from authority.token_authority import verify_with_trust
 
     signer = ResourceManager(MemoryStore())
     authority = TokenAuthority(signer, "zone", clock=lambda: NOW, publish_trust=True)
@@ -83,7 +83,7 @@ async def test_published_trust_verifies_elsewhere_and_follows_revocation() -> No
 
 
 async def test_verify_with_trust_before_any_trust_arrived() -> None:
-    from gossamer.token_authority import verify_with_trust
+    from authority.token_authority import verify_with_trust
 
     with pytest.raises(TokenRejected) as info:
         await verify_with_trust(ResourceManager(MemoryStore()), "x.y.z", "zone")

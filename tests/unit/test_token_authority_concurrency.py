@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from authority.token_authority import TokenAuthority
 from gossamer.model.tokenrevocation import TokenRevocationSpec
 from gossamer.model.tokentrust import TokenTrustSpec
 from gossamer.resources import ResourceManager
 from gossamer.store.sqlite import SqliteStore
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import TokenRejected
 
 NOW = 1_800_000_000.0

@@ -17,6 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from authority.token_authority import KEY_LABEL, TokenAuthority
+from authority.token_upkeep import TokenUpkeep, migrate_token_state
 from gossamer.errors import InvalidResource
 from gossamer.model.base import Resource, parse_document
 from gossamer.model.secret import SecretSpec
@@ -24,8 +26,6 @@ from gossamer.model.tokenrevocation import revocation_name
 from gossamer.policy.selectors import ORIGIN_LABEL
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
-from gossamer.token_authority import KEY_LABEL, TokenAuthority
-from gossamer.token_upkeep import TokenUpkeep, migrate_token_state
 from gossamer.tokens import DATAPLANE, SigningKey, TokenRejected, issue
 from tests.cluster import eventually
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from global_cp.bootstrap import bootstrap
+from authority.bootstrap import bootstrap
 from gossamer.model.base import Resource
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore

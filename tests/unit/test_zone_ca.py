@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from global_cp.mesh_ca import MeshCaController
+from authority.mesh_ca import MeshCaController
 from gossamer.errors import NotFound
 from gossamer.model.base import parse_document
 from gossamer.model.dataplane import DataplaneSpec

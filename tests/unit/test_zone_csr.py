@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from global_cp.mesh_ca import MeshCaController
+from authority.mesh_ca import MeshCaController
 from gossamer.errors import NotFound
 from gossamer.model.base import Resource, parse_document
 from gossamer.model.zonecertificate import ZoneCertificateRequestSpec, ZoneCertificateSpec
@@ -45,7 +45,7 @@ async def test_a_weak_zone_key_gets_no_intermediate_and_a_good_one_gets_ours(
     controller = MeshCaController(manager, local_zone="west")
     await controller.reconcile(NOW)
     await ask(manager, rsa.generate_private_key(public_exponent=65537, key_size=1024))
-    with caplog.at_level(logging.WARNING, logger="global_cp.mesh_ca"):
+    with caplog.at_level(logging.WARNING, logger="authority.mesh_ca"):
         await controller.reconcile(NOW)
     with pytest.raises(NotFound):
         await manager.get("ZoneCertificate", zone_certificate_name("west", "default"))

@@ -1,7 +1,7 @@
 """``gossamer config``: the control planes the CLI knows (contexts, like a kubeconfig).
 
 Every change loads the file, builds a new ``CliConfig`` and writes it back atomically
-(``gossamer.cli.config.save_config``); see that module for the file's format.
+(``cli.config.save_config``); see that module for the file's format.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import ssl
 import click
 import pydantic
 
-from gossamer.cli.config import ConfigError, ControlPlane, load_config, save_config
-from gossamer.cli.output import render_table, to_yaml
-from gossamer.cli.state import state
+from cli.config import ConfigError, ControlPlane, load_config, save_config
+from cli.output import render_table, to_yaml
+from cli.state import state
 from gossamer.model.base import field_errors
 
 

@@ -27,13 +27,7 @@ import logging
 import time
 from datetime import datetime
 
-from gossamer.errors import Conflict, GossamerError, InvalidResource, NotFound
-from gossamer.model.base import Resource
-from gossamer.model.tokenrevocation import TokenRevocationSpec
-from gossamer.model.tokentrust import trust_name
-from gossamer.resources import ResourceManager
-from gossamer.store.follow import follow
-from gossamer.token_authority import (
+from authority.token_authority import (
     KEY_LABEL,
     KID_LABEL,
     MESH_LABEL,
@@ -41,6 +35,12 @@ from gossamer.token_authority import (
     key_secret_name,
     key_selector,
 )
+from gossamer.errors import Conflict, GossamerError, InvalidResource, NotFound
+from gossamer.model.base import Resource
+from gossamer.model.tokenrevocation import TokenRevocationSpec
+from gossamer.model.tokentrust import trust_name
+from gossamer.resources import ResourceManager
+from gossamer.store.follow import follow
 from gossamer.tokens import DATAPLANE, ZONE, Clock
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from typing import Any
 import click
 from pydantic import TypeAdapter, ValidationError
 
-from gossamer.cli import params
-from gossamer.cli.client import ApiClient, UnexpectedAnswer
-from gossamer.cli.state import state
+from cli import params
+from cli.client import ApiClient, UnexpectedAnswer
+from cli.state import state
 from gossamer.errors import NotFound
 from gossamer.model.dataplane import SERVICE_TAG
 from gossamer.model.fields import Tags

@@ -12,9 +12,9 @@ from typing import Any
 
 import click
 
-from gossamer.cli.inspect import OUTPUT, _list
-from gossamer.cli.resources import _checked_name
-from gossamer.cli.state import state
+from cli.inspect import OUTPUT, _list
+from cli.resources import _checked_name
+from cli.state import state
 
 
 @click.group()

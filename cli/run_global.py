@@ -2,8 +2,8 @@
 
 A thin entry point (STYLE habit 10): it turns flags and ``GOSSAMER_*`` variables into one
 ``GlobalSettings`` and hands over to ``global_cp.app.serve_forever`` through
-``gossamer.cli.serve``. The options it shares with ``zone run`` come from
-``gossamer.cli.params``.
+``cli.serve``. The options it shares with ``zone run`` come from
+``cli.params``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
-from gossamer.cli import params
-from gossamer.cli.api_options import api_options, api_settings
-from gossamer.cli.serve import serve
+from cli import params
+from cli.api_options import api_options, api_settings
+from cli.serve import serve
 from gossamer.settings import DEFAULT_API_ADDR, DEFAULT_SYNC_ADDR, GlobalSettings
 
 

@@ -5,7 +5,7 @@ server's refusal, an unreachable control plane) prints one ``error:`` line, plus
 per field error, on stderr and exits 1, never with a traceback. A usage error (a bad flag
 value, a missing option, flags that exclude each other) is one ``error:`` line too, naming
 the command's ``--help``, and exits 2. ``httpx`` errors are
-translated inside ``gossamer.cli.client``; catching ``httpx.HTTPError`` here is only a
+translated inside ``cli.client``; catching ``httpx.HTTPError`` here is only a
 backstop for one that slipped through. Anything else is a bug and keeps its traceback.
 """
 
@@ -16,8 +16,7 @@ from typing import Any
 import click
 import httpx
 
-from gossamer import __version__
-from gossamer.cli import (
+from cli import (
     config_cmd,
     demo,
     inspect,
@@ -29,7 +28,8 @@ from gossamer.cli import (
     run_zone,
     tokens,
 )
-from gossamer.cli.state import CliState, Runtime
+from cli.state import CliState, Runtime
+from gossamer import __version__
 from gossamer.errors import GossamerError, Unauthorized
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gossamer.cli import params
+from cli import params
 from proxy.agent.envoy_process import ENVOY_LOG_LEVELS, SupervisionPolicy
 from proxy.agent.errors import AgentError, DataplaneFileError, EnvoyCannotStart, InputError
 

@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 
 import click
 
-from gossamer.cli import params
-from gossamer.cli.api_options import api_options, api_settings
-from gossamer.cli.serve import serve
+from cli import params
+from cli.api_options import api_options, api_settings
+from cli.serve import serve
 from gossamer.settings import DEFAULT_API_ADDR, DEFAULT_VIP_CIDR, DEFAULT_XDS_ADDR, ZoneSettings
 
 GLOBAL_EXAMPLE = "grpcs://global.example.com:5685"

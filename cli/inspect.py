@@ -16,9 +16,9 @@ from typing import Any
 
 import click
 
-from gossamer.cli.output import format_age, render_table, to_json, to_yaml
-from gossamer.cli.resources import _checked_name
-from gossamer.cli.state import state
+from cli.output import format_age, render_table, to_json, to_yaml
+from cli.resources import _checked_name
+from cli.state import state
 
 
 @click.group()

@@ -14,7 +14,7 @@ from typing import Any
 from cryptography import x509
 from fastapi import APIRouter
 
-from global_cp.mesh_ca import MeshCaController, enabled_backend, zone_of
+from authority.mesh_ca import MeshCaController, enabled_backend, zone_of
 from gossamer.errors import NotFound
 from gossamer.model.base import Resource
 from gossamer.model.mesh import MeshSpec

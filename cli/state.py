@@ -16,8 +16,8 @@ from pathlib import Path
 import click
 import httpx
 
-from gossamer.cli.client import ApiClient
-from gossamer.cli.config import config_path, resolve_control_plane
+from cli.client import ApiClient
+from cli.config import config_path, resolve_control_plane
 
 
 def _utc_now() -> datetime:

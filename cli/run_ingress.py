@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 import click
 import jwt
 
-from gossamer.cli import params
-from gossamer.cli.run_proxy import LOG_FORMAT, error_lines
+from cli import params
+from cli.run_proxy import LOG_FORMAT, error_lines
 from gossamer.settings import split_addr
 from proxy.agent.envoy_process import ENVOY_LOG_LEVELS, SupervisionPolicy
 from proxy.agent.errors import AgentError, InputError

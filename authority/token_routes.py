@@ -13,10 +13,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
+from authority.token_authority import TokenAuthority
 from gossamer.errors import FieldError, InvalidResource
 from gossamer.model.dataplane import SERVICE_TAG
 from gossamer.model.fields import Duration, Name, Tags, duration_seconds
-from gossamer.token_authority import TokenAuthority
 from gossamer.tokens import MAX_DATAPLANES_LIMIT, ZONE_SCOPES
 
 

@@ -23,8 +23,8 @@ from urllib.parse import quote
 
 import httpx
 
+from cli.config import ENV_CA_FILE, ConfigError, ControlPlane
 from gossamer import __version__
-from gossamer.cli.config import ENV_CA_FILE, ConfigError, ControlPlane
 from gossamer.errors import (
     AlreadyExists,
     Conflict,

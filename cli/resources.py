@@ -13,10 +13,10 @@ from typing import Any
 
 import click
 
-from gossamer.cli.client import collection_path, resource_path
-from gossamer.cli.documents import InputProblems, SourceDocument, load_documents
-from gossamer.cli.output import table, to_json, to_yaml, to_yaml_stream
-from gossamer.cli.state import state
+from cli.client import collection_path, resource_path
+from cli.documents import InputProblems, SourceDocument, load_documents
+from cli.output import table, to_json, to_yaml, to_yaml_stream
+from cli.state import state
 from gossamer.errors import FieldError, InvalidResource
 from gossamer.model.base import KindDescriptor, check_name
 from gossamer.model.registry import REGISTRY
