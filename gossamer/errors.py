@@ -1,9 +1,12 @@
 """The error hierarchy of Gossamer's kernel.
 
 Each error knows whose fault it is (``caller_fault``), whether retrying can help
-(``retryable``) and how it maps onto the wire (``http_status``). The API turns any
-``GossamerError`` into a JSON problem document; the CLI prints it as one line. Foreign
-exceptions (pydantic, asyncpg, sqlite) are translated into these at the boundary.
+(``retryable``) and how it maps onto the wire: ``http_status`` for the HTTP API and
+``grpc_status``, the name of a ``grpc.StatusCode`` (this package imports no gRPC), for
+the gRPC servers (the zone CP's agent API and ADS, the zone sync), which read it at
+their edge. The API turns any ``GossamerError`` into a JSON problem document; the CLI
+prints it as one line. Foreign exceptions (pydantic, asyncpg, sqlite) are translated
+into these at the boundary.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class GossamerError(Exception):
     """Base of every error Gossamer raises on purpose."""
 
     http_status = 500
+    grpc_status = "INTERNAL"
     title = "internal error"
     caller_fault = False
     retryable = False
@@ -39,6 +43,7 @@ class InvalidResource(GossamerError):
     """A document that does not describe a valid resource."""
 
     http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
     title = "invalid resource"
     caller_fault = True
 
@@ -51,12 +56,14 @@ class InvalidResource(GossamerError):
 
 class NotFound(GossamerError):
     http_status = 404
+    grpc_status = "NOT_FOUND"
     title = "not found"
     caller_fault = True
 
 
 class AlreadyExists(GossamerError):
     http_status = 409
+    grpc_status = "ALREADY_EXISTS"
     title = "already exists"
     caller_fault = True
 
@@ -65,20 +72,52 @@ class Conflict(GossamerError):
     """A write based on a stale version, or one that another owner forbids."""
 
     http_status = 409
+    grpc_status = "ABORTED"
     title = "conflict"
     caller_fault = True
 
 
 class Unauthorized(GossamerError):
     http_status = 401
+    grpc_status = "UNAUTHENTICATED"
     title = "unauthorized"
     caller_fault = True
 
 
 class Forbidden(GossamerError):
     http_status = 403
+    grpc_status = "PERMISSION_DENIED"
     title = "forbidden"
     caller_fault = True
+
+
+class FailedPrecondition(GossamerError):
+    """A request that comes too early for the state it needs (a CSR before its sidecar
+    registered): the caller must do the missing step first."""
+
+    http_status = 409
+    grpc_status = "FAILED_PRECONDITION"
+    title = "failed precondition"
+    caller_fault = True
+
+
+class ResourceExhausted(GossamerError):
+    """A request beyond a quota the caller holds (a token's ``max_dataplanes``)."""
+
+    http_status = 429
+    grpc_status = "RESOURCE_EXHAUSTED"
+    title = "resource exhausted"
+    caller_fault = True
+
+
+class Unavailable(GossamerError):
+    """Something this server needs is not there yet (the zone token keys before the
+    global sent them): the same request can succeed later."""
+
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    title = "unavailable"
+    retryable = True
 
 
 class RevisionCompacted(GossamerError):
@@ -88,12 +127,14 @@ class RevisionCompacted(GossamerError):
     """
 
     http_status = 410
+    grpc_status = "OUT_OF_RANGE"
     title = "revision compacted"
     caller_fault = True
 
 
 class StoreUnavailable(GossamerError):
     http_status = 503
+    grpc_status = "UNAVAILABLE"
     title = "store unavailable"
     retryable = True
 
@@ -102,5 +143,6 @@ class StoreConfigError(GossamerError):
     """A store URL or store option that names no store Gossamer can open."""
 
     http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
     title = "invalid store configuration"
     caller_fault = True
