@@ -38,8 +38,7 @@ from gossamer.errors import (
     NotFound,
     RevisionCompacted,
 )
-from gossamer.model.base import Resource, SyncDirection, check_name, parse_document
-from gossamer.model.registry import REGISTRY
+from gossamer.model.base import Resource, check_name, parse_document
 from gossamer.model.tokenrevocation import TokenRevocationSpec, revocation_name
 from gossamer.resources import ResourceManager
 from gossamer.settings import GlobalSettings, split_addr
@@ -61,13 +60,10 @@ from sync.engine import Engine
 from sync.feed import FeedView, Item, StoreFeed, strip_meta
 from sync.stream import Heartbeats, StreamStalled, abort_status, publish, subscribe
 from sync.v1 import sync_pb2_grpc
+from sync.zone_link import ADMITTED, GLOBAL_KINDS, GRPC_OPTIONS, ZONE_KINDS, ZONE_METADATA
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 64 * 1024 * 1024
-ADMITTED = "gossamer-admitted"  # initial metadata of a stream the global accepted
-GLOBAL_KINDS = [d.name for d in REGISTRY if d.sync is SyncDirection.GLOBAL_TO_ZONES]
-ZONE_KINDS = [d.name for d in REGISTRY if d.sync is SyncDirection.ZONE_TO_GLOBAL]
 INGRESS_URL = kind_type_url("ZoneIngress")
 ZONE_URL = kind_type_url("Zone")
 ZONE_CERT_URL = kind_type_url("ZoneCertificate")
@@ -77,14 +73,6 @@ CREDENTIAL_URLS = (kind_type_url("Mesh"), kind_type_url("MeshTrust"))
 PUBLISHED_KINDS = [*GLOBAL_KINDS, "ZoneIngress", "Zone"]
 # A zone subscribes to what the global publishes, nothing else (sync/bounds.py).
 ZONE_SYNC_BOUNDS = Bounds(types=frozenset(kind_type_url(k) for k in PUBLISHED_KINDS))
-GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE),
-    ("grpc.max_send_message_length", MAX_MESSAGE),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
 
 
 def _prepare(res: Resource) -> Resource | None:
@@ -165,7 +153,7 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
 
     async def _check_admission(self, context: grpc.aio.ServicerContext) -> tuple[str, Claims]:
         meta = {k: v for k, v in (context.invocation_metadata() or ())}
-        zone = str(meta.get("gossamer-zone", ""))
+        zone = str(meta.get(ZONE_METADATA, ""))
         if check_name(zone, "zone"):
             raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "bad-zone",
                            f"invalid zone name {zone!r} in the gossamer-zone metadata")

@@ -8,6 +8,8 @@
 ``wire``          Envoy's ``DeltaDiscoveryRequest/Response`` <-> ``messages`` (the only
                   protobuf-aware module of the engine)
 ``codec``         Gossamer resources <-> entries (``gossamer.sync.v1.Resource`` in an Any)
+``zone_link``     the global ↔ zone link's constants both ends import (kinds, metadata,
+                  gRPC options)
 ``v1``            generated code of ``proto/gossamer/sync/v1/sync.proto``
                   (regenerate with ``python sync/proto/generate.py``)
 

@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 import grpc
 
 import gossamer
-from global_cp.sync_server import ADMITTED, GLOBAL_KINDS, GRPC_OPTIONS, ZONE_KINDS
 from gossamer.errors import GossamerError
 from gossamer.model.base import Resource
 from gossamer.resources import ResourceManager
@@ -42,6 +41,7 @@ from sync.engine import Engine
 from sync.feed import FeedView, StoreFeed, strip_meta
 from sync.stream import Heartbeats, StreamStalled, publish, subscribe
 from sync.v1 import sync_pb2_grpc
+from sync.zone_link import ADMITTED, GLOBAL_KINDS, GRPC_OPTIONS, ZONE_KINDS, ZONE_METADATA
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class ZoneSyncClient:
         s = self._settings
         host, port = parse_global_url(s.global_url or "")
         creds, options = await _channel_credentials(s, host, port)
-        metadata = (("authorization", f"Bearer {self._token()}"), ("gossamer-zone", s.zone),
+        metadata = (("authorization", f"Bearer {self._token()}"), (ZONE_METADATA, s.zone),
                     ("gossamer-version", gossamer.__version__))
         async with grpc.aio.secure_channel(f"{host}:{port}", creds,
                                            options=GRPC_OPTIONS + options,

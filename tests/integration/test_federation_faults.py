@@ -24,12 +24,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import gossamer
 from global_cp.app import GlobalControlPlane
-from global_cp.sync_server import GLOBAL_KINDS
 from gossamer.errors import NotFound
 from gossamer.model.base import Resource, parse_document
 from gossamer.resources import ResourceManager
 from gossamer.store.base import ListQuery
 from sync.applier import zone_scoped_name
+from sync.zone_link import GLOBAL_KINDS
 from tests.cluster import eventually, sample, scrape, span_recorder, start_global, start_zone
 from tests.pg import PostgresCluster, free_port
 from zone_cp.app import ZoneControlPlane

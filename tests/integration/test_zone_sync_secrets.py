@@ -30,7 +30,6 @@ from cryptography.hazmat.primitives.serialization import load_der_private_key
 
 from authority.token_authority import TokenAuthority
 from global_cp.app import GlobalControlPlane
-from global_cp.sync_server import ADMITTED, GLOBAL_KINDS, GRPC_OPTIONS
 from gossamer.model.base import Resource
 from gossamer.pki.certs import new_root_ca
 from gossamer.tokens import DATAPLANE, TokenRejected
@@ -38,6 +37,7 @@ from sync.client_state import Applied, Mirror
 from sync.codec import decode, kind_type_url
 from sync.stream import Heartbeats, subscribe
 from sync.v1 import sync_pb2_grpc
+from sync.zone_link import ADMITTED, GLOBAL_KINDS, GRPC_OPTIONS
 from tests.cluster import eventually, start_global, start_zone, zone_token
 
 NOW = dt.datetime.now(dt.UTC)
