@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gossamer.errors import Conflict, GossamerError, NotFound
 from gossamer.model.base import Resource
+from gossamer.model.labels import ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL
 from gossamer.model.mesh import BackendType, CaBackend, MeshSpec
 from gossamer.model.meshtrust import CaIdentity, MeshTrustSpec, TrustPhase
 from gossamer.model.zone import ZoneSpec
@@ -43,7 +44,6 @@ from gossamer.pki.names import legacy_zone_certificate_name, zone_certificate_na
 from gossamer.pki.rotation import Wanted, advance, identity, signer_id
 from gossamer.resources import ResourceManager
 from gossamer.store.follow import follow
-from sync.applier import ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gossamer.errors import AlreadyExists, Conflict, FieldError, InvalidResource, NotFound
 from gossamer.model.base import Resource
+from gossamer.model.labels import KEY_LABEL, KID_LABEL, MESH_LABEL, ORIGIN_LABEL
 from gossamer.model.secret import SecretSpec
 from gossamer.model.tokenrevocation import (
     TOKEN_ID_PATTERN,
@@ -45,13 +46,9 @@ from gossamer.model.tokenrevocation import (
     scoped_name,
 )
 from gossamer.model.tokentrust import TokenTrustSpec, TrustedKey, trust_name
-from gossamer.policy.selectors import ORIGIN_LABEL
 from gossamer.resources import ResourceManager
 from gossamer.tokens import Claims, Clock, SigningKey, TokenRejected, issue, verify
 
-KEY_LABEL = "gossamer.io/signing-key"
-MESH_LABEL = "gossamer.io/mesh"
-KID_LABEL = "gossamer.io/key-id"
 MAX_VALIDITY = 10 * 365 * 24 * 3600.0
 # Compare-and-set rounds before a write of the TokenTrust or a revocation gives up with
 # Conflict: each lost round means another writer changed it in between.

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from authority.token_authority import TokenAuthority
 from gossamer.errors import FieldError, InvalidResource
-from gossamer.model.dataplane import SERVICE_TAG
 from gossamer.model.fields import Duration, Name, Tags, duration_seconds
+from gossamer.model.labels import SERVICE_TAG
 from gossamer.tokens import MAX_DATAPLANES_LIMIT, ZONE_SCOPES
 
 

@@ -27,16 +27,10 @@ import logging
 import time
 from datetime import datetime
 
-from authority.token_authority import (
-    KEY_LABEL,
-    KID_LABEL,
-    MESH_LABEL,
-    TokenAuthority,
-    key_secret_name,
-    key_selector,
-)
+from authority.token_authority import TokenAuthority, key_secret_name, key_selector
 from gossamer.errors import Conflict, GossamerError, InvalidResource, NotFound
 from gossamer.model.base import Resource
+from gossamer.model.labels import KEY_LABEL, KID_LABEL, MESH_LABEL, OLD_REVOCATIONS_LABEL
 from gossamer.model.tokenrevocation import TokenRevocationSpec
 from gossamer.model.tokentrust import trust_name
 from gossamer.resources import ResourceManager
@@ -45,8 +39,6 @@ from gossamer.tokens import DATAPLANE, ZONE, Clock
 
 log = logging.getLogger(__name__)
 
-# Labels of what older versions stored: revoked ids as one JSON secret per purpose.
-OLD_REVOCATIONS_LABEL = "gossamer.io/revocations"
 # The timer re-reads the wall clock at least this often, so a clock that jumps is
 # followed within the hour; nothing is read from the store when it fires with nothing due.
 MAX_WAIT = 3600.0

@@ -20,8 +20,8 @@ from cli import params
 from cli.client import ApiClient, UnexpectedAnswer
 from cli.state import state
 from gossamer.errors import NotFound
-from gossamer.model.dataplane import SERVICE_TAG
 from gossamer.model.fields import Tags
+from gossamer.model.labels import SERVICE_TAG
 from gossamer.tokens import MAX_DATAPLANES_LIMIT, ZONE_SCOPES
 
 # The server's RevokeRequest.id rule (gossamer/api/tokens.py).

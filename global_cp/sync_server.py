@@ -39,20 +39,13 @@ from gossamer.errors import (
     RevisionCompacted,
 )
 from gossamer.model.base import Resource, check_name, parse_document
+from gossamer.model.labels import ORIGIN_GLOBAL, ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL
 from gossamer.model.tokenrevocation import TokenRevocationSpec, revocation_name
 from gossamer.resources import ResourceManager
 from gossamer.settings import GlobalSettings, split_addr
 from gossamer.store.base import EventType, Store
 from gossamer.tokens import ZONE, Claims, TokenRejected
-from sync.applier import (
-    ORIGIN_GLOBAL,
-    ORIGIN_LABEL,
-    ORIGIN_ZONE,
-    ZONE_LABEL,
-    ZoneRename,
-    apply_to_store,
-    load_mirror,
-)
+from sync.applier import ZoneRename, apply_to_store, load_mirror
 from sync.bounds import Bounds
 from sync.client_state import Applied, Mirror
 from sync.codec import decode, kind_type_url, resource_key

@@ -14,15 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from gossamer.model.base import Meta, Resource
+from gossamer.model.labels import (
+    DISPLAY_NAME_LABEL,
+    ORIGIN_GLOBAL,
+    ORIGIN_LABEL,
+    ORIGIN_ZONE,
+    ZONE_LABEL,
+)
 from gossamer.store.base import Delete, ListQuery, Put, Store, WriteOp
 from sync.client_state import Applied, Mirror
 from sync.codec import decode, encode, kind_of, resource_key
 
-ORIGIN_LABEL = "gossamer.io/origin"
-ZONE_LABEL = "gossamer.io/zone"
-DISPLAY_NAME_LABEL = "gossamer.io/display-name"
-ORIGIN_GLOBAL = "global"
-ORIGIN_ZONE = "zone"
 CHUNK = 1000  # ops per transaction when a response is stored
 
 

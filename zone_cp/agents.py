@@ -62,10 +62,10 @@ from authority.token_authority import TokenAuthority
 from gossamer.errors import GossamerError, InvalidResource, NotFound
 from gossamer.model.base import Resource, parse_document
 from gossamer.model.dataplane import DataplaneSpec
+from gossamer.model.labels import AGENT_LABEL, AGENT_VALUE, ORIGIN_LABEL
 from gossamer.pki.certs import bundle_digest
 from gossamer.resources import ResourceManager
 from gossamer.tokens import DATAPLANE, Claims, TokenRejected, peek
-from sync.applier import ORIGIN_LABEL
 from sync.v1 import agent_pb2
 from zone_cp.admission import (
     INVALID_ARGUMENT,
@@ -88,10 +88,6 @@ log = logging.getLogger(__name__)
 MAX_CSR = 16 * 1024
 HEARTBEAT = 5.0
 CpMessage = agent_pb2.ControlPlaneMessage
-# Marks a Dataplane an agent registered, so a restarted CP knows which stored ones are its
-# to expire (``leftovers``); a hand-applied Dataplane has no agent to wait for.
-AGENT_LABEL = "gossamer.io/registered-by"
-AGENT_VALUE = "agent"
 # How long a restarted zone CP keeps a previous run's Dataplanes and ZoneIngresses for
 # their agents to register again (agents reconnect within 45 s, see docs/decisions.md).
 LEFTOVER_GRACE = 60.0

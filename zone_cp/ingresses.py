@@ -39,13 +39,12 @@ import jwt
 from authority.token_authority import verify_with_trust
 from gossamer.errors import GossamerError, NotFound
 from gossamer.model.base import Resource
-from gossamer.model.dataplane import PROTOCOL_TAG, SERVICE_TAG
+from gossamer.model.labels import ORIGIN_LABEL, PROTOCOL_TAG, SERVICE_TAG
 from gossamer.model.zoneingress import AvailableService, ZoneIngressSpec
 from gossamer.resources import ResourceManager
 from gossamer.tokens import DATAPLANE, ZONE, Claims, TokenRejected
 from proxy.context import Service
 from proxy.envoy.resources import ProxyResources
-from sync.applier import ORIGIN_LABEL
 from zone_cp.admission import reserved_labels
 from zone_cp.agents import Refused, leftover_keys
 from zone_cp.mailbox import Mailbox

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from gossamer.errors import NotFound
 from gossamer.model.base import Resource
+from gossamer.model.labels import ZONE_KEY_LABEL
 from gossamer.model.zonecertificate import ZoneCertificateRequestSpec, ZoneCertificateSpec
 from gossamer.pki.backends.builtin import adopt_legacy, read_secret_json, secret_json
 from gossamer.pki.certs import KeyPair, PrivateKey, new_csr, new_key, public_der
@@ -34,7 +35,6 @@ from gossamer.resources import ResourceManager
 
 log = logging.getLogger(__name__)
 
-ZONE_KEY_LABEL = "gossamer.io/zone-ca-key"
 
 
 @dataclass(frozen=True)

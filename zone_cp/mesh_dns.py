@@ -27,12 +27,12 @@ from dns.errors import InvalidTable
 from dns.table import normalise_name
 from gossamer.model.base import Resource
 from gossamer.model.dataplane import DataplaneSpec
+from gossamer.model.labels import VIP_OUTBOUNDS_LABEL
 from gossamer.model.virtualip import VirtualIPSpec, service_of
 from proxy.context import OutboundListener
 from sync.v1 import agent_pb2
 from zone_cp.mesh_state import MeshState
 
-VIP_OUTBOUNDS_LABEL = "gossamer.io/vip-outbounds"
 DEFAULT_PORT = 80
 DOMAIN = "mesh"
 

@@ -17,12 +17,13 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from gossamer.model.base import Resource
-from gossamer.model.dataplane import PROTOCOL_TAG, SERVICE_TAG, DataplaneSpec
+from gossamer.model.dataplane import DataplaneSpec
+from gossamer.model.labels import PROTOCOL_TAG, SERVICE_TAG, ZONE_LABEL
 from gossamer.model.mesh import MeshSpec
 from gossamer.model.registry import REGISTRY
 from gossamer.model.zone import ZoneSpec
 from gossamer.model.zoneingress import ZoneIngressSpec
-from gossamer.policy import ZONE_LABEL, RouteBackends, match_policies, policy_order
+from gossamer.policy import RouteBackends, match_policies, policy_order
 from gossamer.store.base import Store
 from gossamer.store.follow import follow
 from proxy.context import Endpoint, OutboundListener, ProxyContext, RemoteZone, Service

@@ -25,16 +25,10 @@ import grpc
 import gossamer
 from gossamer.errors import GossamerError
 from gossamer.model.base import Resource
+from gossamer.model.labels import ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL
 from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
-from sync.applier import (
-    ORIGIN_LABEL,
-    ORIGIN_ZONE,
-    ZONE_LABEL,
-    Rename,
-    apply_to_store,
-    load_mirror,
-)
+from sync.applier import Rename, apply_to_store, load_mirror
 from sync.client_state import Applied, Mirror
 from sync.codec import kind_type_url, validate_entry
 from sync.engine import Engine

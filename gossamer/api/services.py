@@ -14,11 +14,10 @@ from typing import Any
 from fastapi import APIRouter
 
 from gossamer.model.base import Resource
-from gossamer.model.dataplane import PROTOCOL_TAG, SERVICE_TAG, DataplaneSpec
+from gossamer.model.dataplane import DataplaneSpec
+from gossamer.model.labels import PROTOCOL_TAG, SERVICE_TAG, ZONE_LABEL
 from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.resources import ResourceManager
-
-ZONE_LABEL = "gossamer.io/zone"
 
 
 def service_overviews(dataplanes: Iterable[Resource], ingresses: Iterable[Resource],

@@ -14,10 +14,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from gossamer.model.address import Address, IPAddress
 from gossamer.model.base import KindDescriptor, Scope, SyncDirection
 from gossamer.model.fields import SPEC_CONFIG, Port, Tags
+from gossamer.model.labels import PROTOCOL_TAG, SERVICE_TAG
 
-SERVICE_TAG = "gossamer.io/service"
-PROTOCOL_TAG = "gossamer.io/protocol"
-ZONE_TAG = "gossamer.io/zone"
 PROTOCOLS = ("http", "http2", "grpc", "tcp")
 
 

@@ -18,8 +18,8 @@ from pydantic import BaseModel
 
 from gossamer.model.address import IPAddress
 from gossamer.model.base import KindDescriptor, Resource, Scope, SyncDirection, check_name
-from gossamer.model.dataplane import SERVICE_TAG
 from gossamer.model.fields import SPEC_CONFIG
+from gossamer.model.labels import SERVICE_TAG
 
 SERVICE_LABEL = SERVICE_TAG
 _INVALID = re.compile(r"[^a-z0-9.\-]+")

@@ -15,21 +15,10 @@ from gossamer.policy.matching import (
     match_policies,
 )
 from gossamer.policy.merge import MergedConf, PolicyRef, merge_confs, merge_data
-from gossamer.policy.selectors import (
-    ORIGIN_GLOBAL,
-    ORIGIN_LABEL,
-    ORIGIN_ZONE,
-    ZONE_LABEL,
-    InboundKey,
-    policy_order,
-)
+from gossamer.policy.selectors import InboundKey, policy_order
 from gossamer.policy.sources import FromRule, SourceSelector
 
 __all__ = [
-    "ORIGIN_GLOBAL",
-    "ORIGIN_LABEL",
-    "ORIGIN_ZONE",
-    "ZONE_LABEL",
     "FromRule",
     "InboundKey",
     "InboundPolicies",

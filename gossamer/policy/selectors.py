@@ -32,13 +32,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gossamer.model.base import Resource
-from gossamer.model.dataplane import SERVICE_TAG, ZONE_TAG, DataplaneSpec, Inbound
+from gossamer.model.dataplane import DataplaneSpec, Inbound
+from gossamer.model.labels import (
+    ORIGIN_GLOBAL,
+    ORIGIN_LABEL,
+    ORIGIN_ZONE,
+    SERVICE_TAG,
+    ZONE_LABEL,
+    ZONE_TAG,
+)
 from gossamer.model.policy import SPECIFICITY, TargetKind, TargetRef
-
-ORIGIN_LABEL = "gossamer.io/origin"
-ZONE_LABEL = "gossamer.io/zone"
-ORIGIN_GLOBAL = "global"
-ORIGIN_ZONE = "zone"
 
 # A tag selector as a sorted tuple of (key, value): hashable and canonical.
 TagSet = tuple[tuple[str, str], ...]

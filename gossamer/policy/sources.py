@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gossamer.model.dataplane import SERVICE_TAG
+from gossamer.model.labels import SERVICE_TAG
 from gossamer.policy.errors import TooManySourceRules
 from gossamer.policy.merge import Conf, MergedConf, PolicyRef, merge_confs
 from gossamer.policy.selectors import TagSet

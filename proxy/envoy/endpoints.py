@@ -39,7 +39,7 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2 as ec_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from google.protobuf import struct_pb2
 
-from gossamer.model.dataplane import PROTOCOL_TAG, SERVICE_TAG
+from gossamer.model.labels import PROTOCOL_TAG, SERVICE_TAG
 from gossamer.policy.selectors import TagSet
 from proxy.context import RemoteZone, Service
 from proxy.envoy.load_balancing import Locality

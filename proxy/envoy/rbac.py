@@ -34,7 +34,8 @@ from envoy.config.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 
-from gossamer.model.dataplane import SERVICE_TAG, Inbound
+from gossamer.model.dataplane import Inbound
+from gossamer.model.labels import SERVICE_TAG
 from gossamer.model.meshtrafficpermission import Action, MeshTrafficPermissionConf
 from gossamer.policy import ProxyPolicies
 from gossamer.policy.selectors import TagSet

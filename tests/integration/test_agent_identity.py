@@ -24,12 +24,13 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from authority.token_authority import TokenAuthority
 from gossamer.model.base import parse_document
+from gossamer.model.labels import AGENT_LABEL
 from gossamer.pki.certs import new_csr, new_key, new_root_ca, uri_sans
 from gossamer.settings import ZoneSettings
 from gossamer.tokens import DATAPLANE, SigningKey, issue
 from sync.v1 import agent_pb2, agent_pb2_grpc
 from tests.cluster import eventually
-from zone_cp.agents import AGENT_LABEL, UNTRUSTED
+from zone_cp.agents import UNTRUSTED
 from zone_cp.app import ZoneControlPlane
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

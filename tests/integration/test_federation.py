@@ -11,9 +11,10 @@ import pytest
 from global_cp.app import GlobalControlPlane
 from gossamer.errors import Conflict, NotFound
 from gossamer.model.base import parse_document
+from gossamer.model.labels import DISPLAY_NAME_LABEL, ORIGIN_LABEL, ZONE_LABEL
 from gossamer.resources import ResourceManager
 from gossamer.store.base import ListQuery
-from sync.applier import DISPLAY_NAME_LABEL, ORIGIN_LABEL, ZONE_LABEL, zone_scoped_name
+from sync.applier import zone_scoped_name
 from tests.cluster import eventually, start_global, start_zone
 from zone_cp.app import ZoneControlPlane
 

@@ -44,6 +44,7 @@ from authority.token_authority import TokenAuthority
 from global_cp.app import GlobalControlPlane
 from gossamer.errors import NotFound
 from gossamer.model.base import Resource
+from gossamer.model.labels import ORIGIN_LABEL, ZONE_LABEL
 from gossamer.model.tokentrust import trust_name
 from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.resources import ResourceManager
@@ -51,7 +52,7 @@ from gossamer.settings import ZoneSettings
 from gossamer.store.base import ListQuery
 from gossamer.tokens import DATAPLANE
 from proxy.envoy_binary import envoy_binary
-from sync.applier import ORIGIN_LABEL, ZONE_LABEL, zone_scoped_name
+from sync.applier import zone_scoped_name
 from tests.cluster import eventually, start_global, start_zone
 from tests.integration.test_agent import AgentProcess, agent_process, envoy_pids
 from tests.integration.test_agent_zone import DATAPLANE_YAML, OUTBOUND, http_backend

@@ -31,13 +31,13 @@ import pytest
 
 from authority.token_authority import TokenAuthority
 from gossamer.model.base import parse_document
+from gossamer.model.labels import VIP_OUTBOUNDS_LABEL
 from gossamer.model.virtualip import VirtualIPSpec
 from gossamer.settings import ZoneSettings
 from gossamer.tokens import DATAPLANE
 from tests.integration.test_agent import AgentProcess, envoy_pids, eventually, free_port
 from tests.integration.test_agent_zone import http_backend
 from zone_cp.app import ZoneControlPlane
-from zone_cp.mesh_dns import VIP_OUTBOUNDS_LABEL
 
 REPO = Path(__file__).parents[2]
 DATAPLANE_YAML = """\

@@ -24,6 +24,7 @@ from authority.mesh_ca import MeshCaController
 from gossamer.errors import NotFound
 from gossamer.model.base import Resource, parse_document
 from gossamer.model.fields import MAX_NAME_LENGTH
+from gossamer.model.labels import ZONE_KEY_LABEL
 from gossamer.model.meshtrust import MeshTrustSpec
 from gossamer.model.zonecertificate import ZoneCertificateSpec
 from gossamer.pki.backends.builtin import BuiltinProvider, read_secret_json, secret_json
@@ -39,7 +40,7 @@ from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from tests.unit.test_zone_ca import FakeSidecars
 from zone_cp.ca import ZoneCa
-from zone_cp.intermediates import ZONE_KEY_LABEL, Intermediates
+from zone_cp.intermediates import Intermediates
 
 NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.\-]*[a-z0-9])?$")

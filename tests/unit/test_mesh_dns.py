@@ -14,6 +14,7 @@ import pytest
 from authority.bootstrap import bootstrap
 from authority.token_authority import TokenAuthority
 from gossamer.model.base import Resource, parse_document
+from gossamer.model.labels import VIP_OUTBOUNDS_LABEL
 from gossamer.model.virtualip import SERVICE_LABEL, VirtualIPSpec
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
@@ -21,15 +22,7 @@ from gossamer.tokens import DATAPLANE
 from proxy.context import OutboundListener
 from sync.v1 import agent_pb2
 from zone_cp.agents import AgentRegistry, AgentSession
-from zone_cp.mesh_dns import (
-    VIP_OUTBOUNDS_LABEL,
-    MeshVip,
-    VipView,
-    declared_ports,
-    dns_table,
-    mesh_vips,
-    vip_outbounds,
-)
+from zone_cp.mesh_dns import MeshVip, VipView, declared_ports, dns_table, mesh_vips, vip_outbounds
 from zone_cp.mesh_state import MeshState
 from zone_cp.vip_controller import DnsPublisher, VipAllocator, push
 from zone_cp.vips import parse_cidr

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from authority.token_authority import KEY_LABEL, TokenAuthority
+from authority.token_authority import TokenAuthority
 from authority.token_upkeep import TokenUpkeep, migrate_token_state
 from gossamer.errors import InvalidResource
 from gossamer.model.base import Resource, parse_document
+from gossamer.model.labels import KEY_LABEL, ORIGIN_LABEL
 from gossamer.model.secret import SecretSpec
 from gossamer.model.tokenrevocation import revocation_name
-from gossamer.policy.selectors import ORIGIN_LABEL
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from gossamer.tokens import DATAPLANE, SigningKey, TokenRejected, issue

@@ -28,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from gossamer.errors import AlreadyExists, Conflict, NotFound
 from gossamer.model.base import Resource
 from gossamer.model.fields import duration_seconds
+from gossamer.model.labels import CA_LABEL
 from gossamer.model.mesh import BuiltinConf, CaBackend
 from gossamer.model.secret import SecretSpec
 from gossamer.pki.backends.base import CaBackendError, LocalCa, SignedChain
@@ -37,7 +38,6 @@ from gossamer.resources import ResourceManager
 
 log = logging.getLogger(__name__)
 
-CA_LABEL = "gossamer.io/ca"
 ROOT_PATH_LENGTH = 1  # the root signs zone intermediates, which sign workloads
 
 
