@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from gossamer.model.base import parse_document
+from gossamer.model.registry import parse_document
 from gossamer.resources import ResourceManager
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,7 @@ from typing import Any
 import yaml
 
 from gossamer.errors import FieldError, InvalidResource
-from gossamer.model.base import parse_document
-from gossamer.model.registry import REGISTRY
+from gossamer.model.registry import REGISTRY, parse_document
 
 MAX_FILE_BYTES = 16 << 20
 MAX_DOCUMENTS = 10_000

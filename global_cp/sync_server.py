@@ -38,8 +38,9 @@ from gossamer.errors import (
     NotFound,
     RevisionCompacted,
 )
-from gossamer.model.base import Resource, check_name, parse_document
+from gossamer.model.base import Resource, check_name
 from gossamer.model.labels import ORIGIN_GLOBAL, ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL
+from gossamer.model.registry import parse_document
 from gossamer.model.tokenrevocation import TokenRevocationSpec, revocation_name
 from gossamer.resources import ResourceManager
 from gossamer.settings import GlobalSettings, split_addr

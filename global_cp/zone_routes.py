@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from global_cp.insights import Insights
 from gossamer.errors import NotFound
-from gossamer.model.base import to_document
+from gossamer.model.registry import to_document
 from gossamer.resources import ResourceManager
 
 

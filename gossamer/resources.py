@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gossamer.errors import Conflict, FieldError, InvalidResource, NotFound
-from gossamer.model.base import KindDescriptor, Resource, parse_document
-from gossamer.model.registry import REGISTRY, Registry
+from gossamer.model.base import KindDescriptor, Resource
+from gossamer.model.registry import REGISTRY, Registry, parse_document
 from gossamer.store import codec
 from gossamer.store.base import (
     Create,

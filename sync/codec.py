@@ -27,7 +27,8 @@ from google.protobuf import timestamp_pb2
 from google.protobuf.message import DecodeError
 
 from gossamer.errors import FieldError, InvalidResource
-from gossamer.model.base import Meta, Resource, parse_document
+from gossamer.model.base import Meta, Resource
+from gossamer.model.registry import parse_document
 from sync.messages import Entry, Payload
 from sync.v1 import sync_pb2
 

@@ -52,7 +52,8 @@ from opentelemetry.proto.collector.trace.v1 import (
 )
 
 from authority.token_authority import TokenAuthority
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
+from gossamer.model.registry import parse_document
 from gossamer.tokens import DATAPLANE
 from tests.integration.test_agent import AgentProcess, agent_process, eventually
 from tests.integration.test_agent_zone import Zone

@@ -60,9 +60,10 @@ from cryptography import x509
 
 from authority.token_authority import TokenAuthority
 from gossamer.errors import GossamerError, InvalidResource, NotFound
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
 from gossamer.model.dataplane import DataplaneSpec
 from gossamer.model.labels import AGENT_LABEL, AGENT_VALUE, ORIGIN_LABEL
+from gossamer.model.registry import parse_document
 from gossamer.pki.certs import bundle_digest
 from gossamer.resources import ResourceManager
 from gossamer.tokens import DATAPLANE, Claims, TokenRejected, peek

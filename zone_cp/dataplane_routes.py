@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from gossamer.errors import NotFound
-from gossamer.model.base import to_document
+from gossamer.model.registry import to_document
 from gossamer.resources import ResourceManager
 from zone_cp.agents import AgentRegistry, AgentSession
 from zone_cp.xds import AdsServer

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gossamer.errors import InvalidResource
-from gossamer.model.base import parse_document
+from gossamer.model.registry import parse_document
 from proxy.agent import bootstrap
 from proxy.agent.cp_client import AgentClient, ControlPlaneAddress, Registration
 from proxy.agent.envoy_process import (

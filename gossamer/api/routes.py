@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from gossamer.errors import FieldError, InvalidResource
-from gossamer.model.base import KindDescriptor, to_document
-from gossamer.model.registry import Registry
+from gossamer.model.base import KindDescriptor
+from gossamer.model.registry import Registry, to_document
 from gossamer.resources import Action, ResourceManager
 
 MAX_LABEL_SELECTOR = 1024

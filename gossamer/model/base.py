@@ -6,8 +6,10 @@ the CLI and the sync are generic over descriptors, so a new kind touches one mod
 
 Documents follow Kuma's universal shapes: policies carry their spec under ``spec:``,
 while the older kinds (``Mesh``, ``Dataplane``, ``Zone``...) keep their fields at the top
-level next to ``type`` and ``name`` (``spec_inline``). ``parse_document`` is the one way
-a dict becomes a ``Resource``; ``to_document`` is the one way back.
+level next to ``type`` and ``name`` (``spec_inline``). This module holds the shapes and the
+checks every document goes through; the codec that looks a document's kind up
+(``parse_document``, ``to_document``) is in ``gossamer.model.registry``, which imports
+this module and never the other way round.
 """
 
 from __future__ import annotations
@@ -178,67 +180,3 @@ def check_labels(value: Any) -> list[FieldError]:
             errors.append(FieldError(f"labels.{key}", "expected a string of at most 253 "
                                                       "letters, digits, '-', '_', '.', ':', '/'"))
     return errors
-
-
-def parse_document(doc: Any, registry: Any = None) -> Resource:
-    """Turn one YAML/JSON document into a validated ``Resource`` (or ``InvalidResource``).
-
-    Collects every problem it can find before raising, so one round trip shows them all.
-    """
-    from gossamer.model.registry import REGISTRY
-
-    reg = registry or REGISTRY
-    if not isinstance(doc, Mapping):
-        raise InvalidResource("invalid document", [FieldError("", "expected a mapping")])
-    kind = doc.get("type")
-    if not isinstance(kind, str) or not kind:
-        raise InvalidResource("invalid document", [FieldError("type", "required field is missing")])
-    desc = reg.get(kind)
-    errors: list[FieldError] = []
-    errors += check_name(doc.get("name"))
-    errors += check_labels(doc.get("labels"))
-    mesh = doc.get("mesh", "")
-    if desc.mesh_scoped:
-        mesh = mesh or "default"
-        errors += check_name(mesh, "mesh")
-    elif mesh:
-        errors.append(FieldError("mesh", f"{desc.name} is not mesh-scoped"))
-    if desc.spec_inline:
-        raw: Any = {k: v for k, v in doc.items() if k not in META_KEYS}
-    else:
-        unknown = [k for k in doc if k not in META_KEYS and k != "spec"]
-        errors += [FieldError(k, "unknown field") for k in unknown]
-        raw = doc.get("spec")
-    try:
-        spec = validate_spec(desc, raw)
-    except InvalidResource as exc:
-        errors += exc.field_errors
-    if errors:
-        name = doc.get("name")
-        label = f"{desc.name} {name}" if isinstance(name, str) else desc.name
-        raise InvalidResource(f"invalid {label}", errors)
-    return Resource(type=desc.name, name=doc["name"], mesh=mesh, spec=spec,
-                    labels=dict(doc.get("labels") or {}))
-
-
-def to_document(res: Resource, registry: Any = None, with_meta: bool = True) -> dict[str, Any]:
-    from gossamer.model.registry import REGISTRY
-
-    desc = (registry or REGISTRY).get(res.type)
-    doc: dict[str, Any] = {"type": res.type, "name": res.name}
-    if desc.mesh_scoped:
-        doc["mesh"] = res.mesh
-    if res.labels:
-        doc["labels"] = dict(res.labels)
-    if with_meta and res.meta.version:
-        doc["version"] = res.meta.version
-        if res.meta.creation_time:
-            doc["creationTime"] = res.meta.creation_time.isoformat()
-        if res.meta.modification_time:
-            doc["modificationTime"] = res.meta.modification_time.isoformat()
-    spec = res.spec_dict()
-    if desc.spec_inline:
-        doc.update(spec)
-    else:
-        doc["spec"] = spec
-    return doc

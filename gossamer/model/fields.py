@@ -1,7 +1,7 @@
 """Constrained scalar types shared by every resource kind.
 
 Each type is an ``Annotated`` alias whose validator raises a ``PydanticCustomError``
-with a message a person can act on; ``gossamer.model.base.parse_document`` prefixes it
+with a message a person can act on; ``gossamer.model.registry.parse_document`` prefixes it
 with the field path (``spec.to[0].default.http.requestTimeout: expected a duration like
 "5s"``). Values stay in their YAML form (``"5s"``, ``"12.5"``) in the spec so that a
 round trip is exact; helpers convert them for Envoy.

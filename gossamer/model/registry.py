@@ -6,17 +6,30 @@ API, the CLI and the sync.
 Lookups accept the type name, the CLI noun, the plural/REST path or the short alias,
 case-insensitively, so ``get mtp``, ``get meshtrafficpermissions`` and
 ``type: MeshTrafficPermission`` all find the same kind.
+
+The document codec lives here too: ``parse_document`` is the one way a dict becomes a
+``Resource`` and ``to_document`` the one way back; both look the kind up in a registry
+(``REGISTRY`` unless given one). ``gossamer.model.base`` holds the shapes and checks they
+use and imports nothing from here, so the two modules form no cycle.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import gossamer.model as model_pkg
 from gossamer.errors import FieldError, InvalidResource
-from gossamer.model.base import KindDescriptor
+from gossamer.model.base import (
+    META_KEYS,
+    KindDescriptor,
+    Resource,
+    check_labels,
+    check_name,
+    validate_spec,
+)
 
 
 class Registry:
@@ -66,3 +79,66 @@ def discover() -> Registry:
 
 
 REGISTRY = discover()
+
+
+def parse_document(doc: Any, registry: Registry | None = None) -> Resource:
+    """Turn one YAML/JSON document into a validated ``Resource`` (or ``InvalidResource``).
+
+    Collects every problem it can find before raising, so one round trip shows them all.
+    """
+    reg = registry or REGISTRY
+    if not isinstance(doc, Mapping):
+        raise InvalidResource("invalid document", [FieldError("", "expected a mapping")])
+    kind = doc.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise InvalidResource("invalid document", [FieldError("type", "required field is missing")])
+    desc = reg.get(kind)
+    errors: list[FieldError] = []
+    errors += check_name(doc.get("name"))
+    errors += check_labels(doc.get("labels"))
+    mesh = doc.get("mesh", "")
+    if desc.mesh_scoped:
+        mesh = mesh or "default"
+        errors += check_name(mesh, "mesh")
+    elif mesh:
+        errors.append(FieldError("mesh", f"{desc.name} is not mesh-scoped"))
+    if desc.spec_inline:
+        raw: Any = {k: v for k, v in doc.items() if k not in META_KEYS}
+    else:
+        unknown = [k for k in doc if k not in META_KEYS and k != "spec"]
+        errors += [FieldError(k, "unknown field") for k in unknown]
+        raw = doc.get("spec")
+    try:
+        spec = validate_spec(desc, raw)
+    except InvalidResource as exc:
+        errors += exc.field_errors
+    if errors:
+        name = doc.get("name")
+        label = f"{desc.name} {name}" if isinstance(name, str) else desc.name
+        raise InvalidResource(f"invalid {label}", errors)
+    return Resource(type=desc.name, name=doc["name"], mesh=mesh, spec=spec,
+                    labels=dict(doc.get("labels") or {}))
+
+
+def to_document(res: Resource, registry: Registry | None = None,
+                with_meta: bool = True) -> dict[str, Any]:
+    """A ``Resource`` as the document ``parse_document`` reads back (with system meta
+    unless ``with_meta`` is false)."""
+    desc = (registry or REGISTRY).get(res.type)
+    doc: dict[str, Any] = {"type": res.type, "name": res.name}
+    if desc.mesh_scoped:
+        doc["mesh"] = res.mesh
+    if res.labels:
+        doc["labels"] = dict(res.labels)
+    if with_meta and res.meta.version:
+        doc["version"] = res.meta.version
+        if res.meta.creation_time:
+            doc["creationTime"] = res.meta.creation_time.isoformat()
+        if res.meta.modification_time:
+            doc["modificationTime"] = res.meta.modification_time.isoformat()
+    spec = res.spec_dict()
+    if desc.spec_inline:
+        doc.update(spec)
+    else:
+        doc["spec"] = spec
+    return doc

@@ -23,8 +23,9 @@ from typing import Any
 import yaml
 
 from gossamer.errors import InvalidResource
-from gossamer.model.base import Resource, parse_document, to_document
+from gossamer.model.base import Resource
 from gossamer.model.dataplane import DataplaneSpec
+from gossamer.model.registry import parse_document, to_document
 from proxy.agent.errors import DataplaneFileError, InputError
 
 MAX_FILE_BYTES = 1 << 20

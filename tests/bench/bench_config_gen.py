@@ -47,7 +47,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from authority.bootstrap import ALLOW_ALL, DEFAULT_MESH
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
+from gossamer.model.registry import parse_document
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from proxy.envoy import PieceCache, ProxyResources, generate

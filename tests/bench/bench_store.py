@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
+from gossamer.model.registry import parse_document
 from gossamer.store import open_store
 from gossamer.store.base import ListQuery, Store
 from tests.pg import PostgresCluster, PostgresUnavailable

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from global_cp.app import GlobalControlPlane
-from gossamer.model.base import parse_document
+from gossamer.model.registry import parse_document
 from gossamer.resources import ResourceManager
 from gossamer.store.base import ListQuery, Store
 from tests.cluster import eventually, start_global, start_zone

@@ -23,7 +23,7 @@ from deploy.local import launch, probes
 from deploy.local.app import answer, parse_answer
 from deploy.local.topology import Topology, Workload, demo
 from deploy.local.upstream_dns import EXAMPLE_ORG, RECORDS, FixedResolver
-from gossamer.model.base import parse_document
+from gossamer.model.registry import parse_document
 from tests.e2e import wire
 
 BIG = Topology(zones=("east", "west", "north"), prefix="gsmq-", workloads=tuple(

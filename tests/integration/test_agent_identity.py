@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from authority.token_authority import TokenAuthority
-from gossamer.model.base import parse_document
 from gossamer.model.labels import AGENT_LABEL
+from gossamer.model.registry import parse_document
 from gossamer.pki.certs import new_csr, new_key, new_root_ca, uri_sans
 from gossamer.settings import ZoneSettings
 from gossamer.tokens import DATAPLANE, SigningKey, issue

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from authority.token_authority import TokenAuthority
-from gossamer.model.base import parse_document
+from gossamer.model.registry import parse_document
 from gossamer.settings import ZoneSettings
 from gossamer.tokens import DATAPLANE
 from tests.integration.test_agent import (

@@ -35,8 +35,7 @@ from click.testing import CliRunner, Result
 
 from cli.main import main
 from cli.state import Runtime
-from gossamer.model.base import parse_document
-from gossamer.model.registry import REGISTRY
+from gossamer.model.registry import REGISTRY, parse_document
 from gossamer.pki.certs import new_root_ca
 
 GOSSAMER = Path(sys.executable).parent / "gossamer"

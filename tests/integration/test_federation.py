@@ -10,8 +10,8 @@ import pytest
 
 from global_cp.app import GlobalControlPlane
 from gossamer.errors import Conflict, NotFound
-from gossamer.model.base import parse_document
 from gossamer.model.labels import DISPLAY_NAME_LABEL, ORIGIN_LABEL, ZONE_LABEL
+from gossamer.model.registry import parse_document
 from gossamer.resources import ResourceManager
 from gossamer.store.base import ListQuery
 from sync.applier import zone_scoped_name

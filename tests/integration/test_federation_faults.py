@@ -25,7 +25,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import gossamer
 from global_cp.app import GlobalControlPlane
 from gossamer.errors import NotFound
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
+from gossamer.model.registry import parse_document
 from gossamer.resources import ResourceManager
 from gossamer.store.base import ListQuery
 from sync.applier import zone_scoped_name

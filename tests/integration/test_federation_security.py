@@ -22,7 +22,7 @@ from authority.token_authority import TokenAuthority
 from cli.main import main as cli
 from global_cp.app import GlobalControlPlane
 from gossamer.errors import NotFound
-from gossamer.model.base import parse_document
+from gossamer.model.registry import parse_document
 from gossamer.pki.serving import ensure_serving_tls
 from gossamer.resources import ResourceManager
 from gossamer.tokens import ZONE, SigningKey, issue

@@ -25,7 +25,8 @@ from gossamer.errors import (
     RevisionCompacted,
     StoreConfigError,
 )
-from gossamer.model.base import Resource, parse_document, to_document
+from gossamer.model.base import Resource
+from gossamer.model.registry import parse_document, to_document
 from gossamer.store import open_store
 from gossamer.store.base import (
     Create,

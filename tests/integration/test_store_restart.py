@@ -18,7 +18,8 @@ import asyncpg
 import pytest
 
 from gossamer.errors import NotFound, StoreConfigError, StoreUnavailable
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
+from gossamer.model.registry import parse_document
 from gossamer.store import open_store
 from gossamer.store.base import Event, EventType, ListQuery, Store
 from gossamer.store.migrations import steps

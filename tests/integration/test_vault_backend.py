@@ -19,8 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gossamer.model.base import parse_document
 from gossamer.model.mesh import CaBackend
+from gossamer.model.registry import parse_document
 from gossamer.pki.backends import VaultProvider, provider_for
 from gossamer.pki.backends.base import CaRefused, CaUnreachable, InvalidCaMaterial, SecretReader
 from gossamer.pki.certs import (

@@ -30,8 +30,8 @@ from pathlib import Path
 import pytest
 
 from authority.token_authority import TokenAuthority
-from gossamer.model.base import parse_document
 from gossamer.model.labels import VIP_OUTBOUNDS_LABEL
+from gossamer.model.registry import parse_document
 from gossamer.model.virtualip import VirtualIPSpec
 from gossamer.settings import ZoneSettings
 from gossamer.tokens import DATAPLANE

@@ -12,7 +12,7 @@ import pytest
 
 from authority.token_authority import TokenAuthority
 from gossamer.errors import NotFound
-from gossamer.model.base import parse_document
+from gossamer.model.registry import parse_document
 from gossamer.pki.certs import (
     KeyPair,
     bundle_digest,

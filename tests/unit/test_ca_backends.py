@@ -23,8 +23,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from gossamer.errors import Conflict, InvalidResource, NotFound
-from gossamer.model.base import Resource, parse_document, to_document
+from gossamer.model.base import Resource
 from gossamer.model.mesh import CaBackend, VaultConf
+from gossamer.model.registry import parse_document, to_document
 from gossamer.model.secret import SecretSpec
 from gossamer.pki.backends import (
     BuiltinProvider,

@@ -22,10 +22,11 @@ from hypothesis import strategies as st
 
 from authority.mesh_ca import MeshCaController
 from gossamer.errors import NotFound
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
 from gossamer.model.fields import MAX_NAME_LENGTH
 from gossamer.model.labels import ZONE_KEY_LABEL
 from gossamer.model.meshtrust import MeshTrustSpec
+from gossamer.model.registry import parse_document
 from gossamer.model.zonecertificate import ZoneCertificateSpec
 from gossamer.pki.backends.builtin import BuiltinProvider, read_secret_json, secret_json
 from gossamer.pki.certs import fingerprint, new_key, new_root_ca, public_der

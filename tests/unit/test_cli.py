@@ -27,8 +27,7 @@ from cli.main import main
 from cli.output import format_age
 from cli.state import Runtime
 from gossamer.errors import InvalidResource, NotFound
-from gossamer.model.base import parse_document, to_document
-from gossamer.model.registry import REGISTRY
+from gossamer.model.registry import REGISTRY, parse_document, to_document
 
 TOKEN = "s3cret-admin-token"
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

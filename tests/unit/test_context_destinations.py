@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from authority.bootstrap import ALLOW_ALL, DEFAULT_MESH
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
+from gossamer.model.registry import parse_document
 from gossamer.policy import RouteBackends, match_policies
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore

@@ -23,8 +23,9 @@ import pytest
 import yaml
 from google.protobuf.json_format import MessageToDict
 
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
 from gossamer.model.dataplane import DataplaneSpec
+from gossamer.model.registry import parse_document
 from gossamer.policy import match_policies
 from proxy.context import (
     ADMIN_CLUSTER,

@@ -27,7 +27,8 @@ from authority.token_authority import TokenAuthority
 from cli.main import main
 from cli.run_ingress import zone_of
 from gossamer.errors import NotFound
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
+from gossamer.model.registry import parse_document
 from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore

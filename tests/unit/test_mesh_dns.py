@@ -13,8 +13,9 @@ import pytest
 
 from authority.bootstrap import bootstrap
 from authority.token_authority import TokenAuthority
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
 from gossamer.model.labels import VIP_OUTBOUNDS_LABEL
+from gossamer.model.registry import parse_document
 from gossamer.model.virtualip import SERVICE_LABEL, VirtualIPSpec
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore

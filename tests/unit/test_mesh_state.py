@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gossamer.model.base import parse_document
+from gossamer.model.registry import parse_document
 from gossamer.store.memory import MemoryStore
 from proxy.context import Endpoint, OutboundListener, RemoteZone
 from zone_cp.mesh_state import MeshState

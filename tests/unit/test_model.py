@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from gossamer.errors import InvalidResource
-from gossamer.model.base import parse_document, to_document
-from gossamer.model.registry import REGISTRY
+from gossamer.model.registry import REGISTRY, parse_document, to_document
 
 DOCS: list[dict[str, Any]] = [
     {"type": "Mesh", "name": "payments",

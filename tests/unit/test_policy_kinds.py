@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossamer.errors import InvalidResource
-from gossamer.model.base import Scope, SyncDirection, parse_document, to_document
-from gossamer.model.registry import REGISTRY
+from gossamer.model.base import Scope, SyncDirection
+from gossamer.model.registry import REGISTRY, parse_document, to_document
 
 POLICY_KINDS = [
     "MeshAccessLog", "MeshCircuitBreaker", "MeshFaultInjection", "MeshHTTPRoute",

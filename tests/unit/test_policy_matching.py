@@ -18,11 +18,11 @@ from pydantic import BaseModel, Field, model_validator
 
 from gossamer.model import dataplane as dataplane_kind
 from gossamer.model import meshtimeout
-from gossamer.model.base import KindDescriptor, Resource, Scope, SyncDirection, parse_document
+from gossamer.model.base import KindDescriptor, Resource, Scope, SyncDirection
 from gossamer.model.fields import SPEC_CONFIG
 from gossamer.model.meshtimeout import MeshTimeoutConf
 from gossamer.model.policy import MAX_ITEMS, MESH_TARGET, From, PolicySpec, TargetRef, To
-from gossamer.model.registry import Registry
+from gossamer.model.registry import Registry, parse_document
 from gossamer.policy import (
     InboundKey,
     KindPolicies,

@@ -16,7 +16,8 @@ import pytest
 
 from authority.token_authority import TokenAuthority
 from gossamer.errors import NotFound, StoreUnavailable
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
+from gossamer.model.registry import parse_document
 from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.resources import ResourceManager
 from gossamer.store.base import WriteOp, op_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gossamer.api.services import service_overviews
-from gossamer.model.base import parse_document
+from gossamer.model.registry import parse_document
 
 
 def dp(name: str, service: str, zone: str | None = None) -> Any:

@@ -14,7 +14,8 @@ from google.protobuf import any_pb2
 from google.rpc import status_pb2
 
 from gossamer.errors import InvalidResource
-from gossamer.model.base import Meta, parse_document
+from gossamer.model.base import Meta
+from gossamer.model.registry import parse_document
 from sync import codec, wire
 from sync.messages import Entry, Nack, Payload, Request, Response
 from sync.v1 import sync_pb2, sync_pb2_grpc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from authority.token_authority import TokenAuthority
-from gossamer.model.base import parse_document
+from gossamer.model.registry import parse_document
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from gossamer.tokens import TokenRejected

@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from authority.token_authority import TokenAuthority
 from authority.token_upkeep import TokenUpkeep, migrate_token_state
 from gossamer.errors import InvalidResource
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
 from gossamer.model.labels import KEY_LABEL, ORIGIN_LABEL
+from gossamer.model.registry import parse_document
 from gossamer.model.secret import SecretSpec
 from gossamer.model.tokenrevocation import revocation_name
 from gossamer.resources import ResourceManager

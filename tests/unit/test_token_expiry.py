@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
+from gossamer.model.registry import parse_document
 from gossamer.model.tokenrevocation import TokenRevocationSpec
 from gossamer.store.memory import MemoryStore
 from gossamer.tokens import DATAPLANE, ZONE, Claims

@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from authority.mesh_ca import MeshCaController
 from gossamer.errors import NotFound
-from gossamer.model.base import parse_document
 from gossamer.model.dataplane import DataplaneSpec
 from gossamer.model.meshtrust import MeshTrustSpec, TrustPhase
+from gossamer.model.registry import parse_document
 from gossamer.model.zonetrust import ZoneTrustStatusSpec
 from gossamer.pki.certs import bundle_digest, chain_root, fingerprint, new_csr, new_key, uri_sans
 from gossamer.pki.names import root_secret_name, zone_key_secret_name

@@ -19,7 +19,8 @@ from cryptography.x509.oid import NameOID
 
 from authority.mesh_ca import MeshCaController
 from gossamer.errors import NotFound
-from gossamer.model.base import Resource, parse_document
+from gossamer.model.base import Resource
+from gossamer.model.registry import parse_document
 from gossamer.model.zonecertificate import ZoneCertificateRequestSpec, ZoneCertificateSpec
 from gossamer.pki.names import zone_certificate_name
 from gossamer.resources import ResourceManager
