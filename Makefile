@@ -21,9 +21,11 @@ venv: $(STAMP)
 debian:
 	./scripts/install-debian-packages
 
+# The import contract (DESIGN.md §2): the layers and the pure cores, in pyproject.toml.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: $(STAMP) debian lint
 	GOSSAMER_REQUIRE_POSTGRES=1 $(BIN)/pytest -q -p no:cacheprovider
@@ -36,4 +38,4 @@ demo: $(STAMP) debian
 	$(BIN)/gossamer demo $(if $(KEEP),--keep,)
 
 clean:
-	rm -rf $(VENV) .gossamer .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .gossamer .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -4,8 +4,9 @@ Builds the demo topology (``topology.demo``: a global, zones ``east`` and ``west
 its own network with a zone ingress, ``backend`` in east, ``web`` in west) with
 ``Environment``, runs ``curl http://backend.mesh/`` in web's namespace until the first
 answer (with a deadline), prints it and the path it took (``probes.trace``), then
-``gossamer inspect zones``, ``gossamer inspect services`` (``get dataplanes -A`` where
-the CLI has no ``inspect services``) and ``gossamer inspect meshes`` at the global. Unless
+``gossamer inspect zones``, ``gossamer inspect services`` and ``gossamer inspect meshes``
+at the global (through the ``gossamer`` command, never by importing ``cli``: the commands
+sit above ``deploy``, and ``gossamer demo`` imports this module). Unless
 ``keep``, it tears everything down; with it, it prints how to call in and how to stop.
 
 Every failure is one ``error:`` paragraph (with where the logs are) and a non-zero exit:
@@ -18,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-from cli.inspect import inspect as inspect_group
 from deploy.local import netns, probes, status
 from deploy.local.environment import Environment, default_state
 from deploy.local.errors import LocalEnvError, NotReady, Unsupported
@@ -67,10 +67,7 @@ def run(env: Environment, keep: bool) -> None:
     for line in probes.describe_path(env, client, service, tr):
         say(line)
     show(env, "inspect", "zones")
-    if "services" in inspect_group.commands:
-        show(env, "inspect", "services")
-    else:
-        show(env, "get", "dataplanes", "-A")
+    show(env, "inspect", "services")
     show(env, "inspect", "meshes")  # the CA: backend, phase, signer, roots
     if keep:
         say("\nThe environment keeps running.")
