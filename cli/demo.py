@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from deploy.local.demo import main
+
 
 @click.command()
 @click.option("--keep", is_flag=True,
@@ -25,6 +27,4 @@ def demo(keep: bool, prefix: str, state_dir: Path | None) -> None:
     ingress over end-to-end mTLS; the demo prints the answer, the path it took, the zones
     and the dataplanes, then tears everything down unless --keep.
     """
-    from deploy.local.demo import main
-
     raise click.exceptions.Exit(main(keep=keep, prefix=prefix, state=state_dir))

@@ -54,6 +54,8 @@ def run(data_dir: Path, api_addr: str, sync_addr: str, tls_hosts: tuple[str, ...
                               heartbeat_timeout=heartbeat_timeout)
 
     def start() -> None:
+        # Lazy on purpose: the global CP (FastAPI, gRPC, the stores) takes about half a
+        # second to import, which every other `gossamer` command would pay at its start.
         from global_cp.app import serve_forever
 
         serve_forever(settings)

@@ -36,6 +36,8 @@ from cli.run_proxy import LOG_FORMAT, error_lines
 from gossamer.settings import split_addr
 from proxy.agent.envoy_process import ENVOY_LOG_LEVELS, SupervisionPolicy
 from proxy.agent.errors import AgentError, InputError
+from proxy.envoy_binary import EnvoyNotFound
+from proxy.envoy_binary import envoy_binary as find_envoy
 
 if TYPE_CHECKING:
     from proxy.agent.cp_client import ControlPlaneAddress
@@ -99,9 +101,9 @@ def build_settings(cp: str, token_file: Path, cp_ca: Path, name: str | None,
                    work_dir: Path | None, admin_port: int, envoy_binary: str | None,
                    concurrency: int, envoy_log_level: str, drain_time: float
                    ) -> IngressSettings:
+    # Lazy on purpose: the agent's runtime (gRPC and its protobufs, Envoy's API) would
+    # load at the start of every `gossamer` command, which imports this module.
     from proxy.agent.cp_client import ControlPlaneAddress
-    from proxy.envoy_binary import EnvoyNotFound
-    from proxy.envoy_binary import envoy_binary as find_envoy
     from zone_ingress.agent import IngressSettings
 
     address = ControlPlaneAddress.parse(cp)
@@ -172,6 +174,7 @@ def run(cp: str, token_file: Path, cp_ca: Path, name: str | None, listen: tuple[
     It routes by the TLS SNI and never decrypts: it holds no workload key. Stop it with
     Ctrl-C or SIGTERM: Envoy drains its connections first.
     """
+    # Lazy on purpose, as in build_settings: only `ingress run` needs the agent's runtime.
     from proxy.agent.agent import run_agent
     from zone_ingress.agent import IngressAgent
 

@@ -11,6 +11,7 @@ refusal by the control plane (a wrong token) or an Envoy that cannot start ends 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 from pathlib import Path
@@ -19,8 +20,14 @@ from typing import TYPE_CHECKING
 import click
 
 from cli import params
+from gossamer.pki.certs import KeyPair
+from gossamer.settings import split_addr
+from proxy.agent import dataplane_file
 from proxy.agent.envoy_process import ENVOY_LOG_LEVELS, SupervisionPolicy
 from proxy.agent.errors import AgentError, DataplaneFileError, EnvoyCannotStart, InputError
+from proxy.agent.identity import matches
+from proxy.envoy_binary import EnvoyNotFound
+from proxy.envoy_binary import envoy_binary as find_envoy
 
 if TYPE_CHECKING:
     from proxy.agent.agent import AgentSettings
@@ -54,9 +61,6 @@ def read_metrics_tls(cert: Path | None, key: Path | None) -> tuple[bytes, bytes]
         return None
     if cert is None or key is None:
         raise InputError("--metrics-cert-file and --metrics-key-file go together")
-    from gossamer.pki.certs import KeyPair
-    from proxy.agent.identity import matches
-
     try:
         chain, key_pem = cert.read_bytes(), key.read_bytes()
         pair = KeyPair.from_pem(chain, key_pem)
@@ -71,10 +75,6 @@ def read_metrics_tls(cert: Path | None, key: Path | None) -> tuple[bytes, bytes]
 
 def dns_addr(_: click.Context, __: click.Parameter, value: str) -> tuple[str, int]:
     """``IP:PORT`` for the resolver: an address literal (we bind it), port 0 for any."""
-    import ipaddress
-
-    from gossamer.settings import split_addr
-
     try:
         host, port = split_addr(value)
         ipaddress.ip_address(host)
@@ -103,12 +103,11 @@ def build_settings(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, to
                    envoy_binary: str | None, concurrency: int, envoy_log_level: str,
                    drain_time: float, metrics_tls: tuple[bytes, bytes] | None = None,
                    dns: tuple[str, int] = ("127.0.0.1", 15053)) -> AgentSettings:
+    # Lazy on purpose: the agent's runtime (gRPC and its protobufs, Envoy's API, c-ares)
+    # would load at the start of every `gossamer` command, which imports this module.
     from dns.server import ServerConfig
-    from proxy.agent import dataplane_file
     from proxy.agent.agent import AgentSettings
     from proxy.agent.cp_client import ControlPlaneAddress
-    from proxy.envoy_binary import EnvoyNotFound
-    from proxy.envoy_binary import envoy_binary as find_envoy
 
     address = ControlPlaneAddress.parse(cp)
     loaded = dataplane_file.load(dataplane, dataplane_file.parse_vars(dataplane_vars))
@@ -185,6 +184,7 @@ def run(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, token_file: P
 
     Stop it with Ctrl-C or SIGTERM: Envoy drains its connections first.
     """
+    # Lazy on purpose, as in build_settings: only `proxy run` needs the agent's runtime.
     from proxy.agent.agent import Agent, run_agent
 
     # gRPC's C core logs connection events (a GOAWAY from a restarting control plane) on

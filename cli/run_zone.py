@@ -22,6 +22,7 @@ from cli import params
 from cli.api_options import api_options, api_settings
 from cli.serve import serve
 from gossamer.settings import DEFAULT_API_ADDR, DEFAULT_VIP_CIDR, DEFAULT_XDS_ADDR, ZoneSettings
+from zone_cp.vips import parse_cidr
 
 GLOBAL_EXAMPLE = "grpcs://global.example.com:5685"
 
@@ -71,8 +72,6 @@ def check_federation(global_url: str | None, token_file: Path | None, global_ca:
 
 def check_vip_cidr(_: click.Context, __: click.Parameter, value: str) -> str:
     """A network with at least one usable address, in its canonical form."""
-    from zone_cp.vips import parse_cidr
-
     try:
         return str(parse_cidr(value))
     except ValueError as exc:
@@ -149,6 +148,8 @@ def run(zone: str, data_dir: Path | None, api_addr: str, xds_addr: str, store: s
                             api=api_settings(api_max_body, api_tls, api_tls_cert, api_tls_key))
 
     def start() -> None:
+        # Lazy on purpose: the zone CP (FastAPI, gRPC, xDS, the stores) takes about half a
+        # second to import, which every other `gossamer` command would pay at its start.
         from zone_cp.app import serve_forever
 
         serve_forever(settings)
