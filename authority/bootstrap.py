@@ -1,4 +1,5 @@
-"""What a global CP creates on its first start: the ``default`` mesh.
+"""What a control plane that owns its meshes (the global, or a standalone zone) creates
+on its first start: the ``default`` mesh.
 
 ``default`` has builtin mTLS enabled and an allow-all MeshTrafficPermission, so a new
 installation works before anyone writes policy. Both are ordinary resources: delete or

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from gossamer.model.base import KindDescriptor
+from gossamer.model.labels import SERVICE_TAG
 
 
 def _dig(doc: Any, *keys: str) -> Any:
@@ -44,9 +45,9 @@ def _address(doc: dict[str, Any]) -> str:
 
 def _services(doc: dict[str, Any]) -> str:
     inbounds = _dig(doc, "networking", "inbound")
-    names = sorted({str(_dig(ib, "tags", "gossamer.io/service"))
+    names = sorted({str(_dig(ib, "tags", SERVICE_TAG))
                     for ib in (inbounds if isinstance(inbounds, list) else [])
-                    if _dig(ib, "tags", "gossamer.io/service")})
+                    if _dig(ib, "tags", SERVICE_TAG)})
     return ",".join(names) or "-"
 
 

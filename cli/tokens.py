@@ -24,7 +24,7 @@ from gossamer.model.fields import Tags
 from gossamer.model.labels import SERVICE_TAG
 from gossamer.tokens import MAX_DATAPLANES_LIMIT, ZONE_SCOPES
 
-# The server's RevokeRequest.id rule (gossamer/api/tokens.py).
+# The server's RevokeRequest.id rule (authority/token_routes.py).
 _TOKEN_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9\-]{0,126}[a-z0-9])?$")  # as issued
 _TAGS: TypeAdapter[dict[str, str]] = TypeAdapter(Tags)
 # tokens.issue counts whole seconds: anything shorter would expire as it is issued.

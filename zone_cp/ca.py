@@ -52,6 +52,7 @@ from gossamer.pki.certs import (
 from gossamer.pki.rotation import signer_id
 from gossamer.resources import ResourceManager
 from gossamer.store.follow import follow
+from gossamer.model.labels import SERVICE_TAG
 from proxy.context import spiffe, tag_uri
 from zone_cp.agents import LEFTOVER_GRACE
 from zone_cp.intermediates import Intermediates, Issuer
@@ -115,7 +116,7 @@ def workload_uris(mesh: str, service: str, tags: Mapping[str, str] | None = None
     dataplane token vouches for (its claims, ``zone_cp.admission``), never what the
     Dataplane or the CSR says."""
     uris = {spiffe(mesh, service)}
-    uris |= {tag_uri(k, v) for k, v in (tags or {}).items() if k != "gossamer.io/service"}
+    uris |= {tag_uri(k, v) for k, v in (tags or {}).items() if k != SERVICE_TAG}
     return sorted(uris)
 
 
