@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from gossamer.errors import GossamerError, NotFound
 from gossamer.model.base import Resource
 from gossamer.model.fields import duration_seconds
+from gossamer.model.labels import SERVICE_TAG
 from gossamer.model.mesh import BackendType, CaBackend, MeshSpec
 from gossamer.model.meshtrust import CaIdentity, MeshTrustSpec
 from gossamer.model.zonecertificate import ZoneCertificateSpec
@@ -52,7 +53,6 @@ from gossamer.pki.certs import (
 from gossamer.pki.rotation import signer_id
 from gossamer.resources import ResourceManager
 from gossamer.store.follow import follow
-from gossamer.model.labels import SERVICE_TAG
 from proxy.context import spiffe, tag_uri
 from zone_cp.agents import LEFTOVER_GRACE
 from zone_cp.intermediates import Intermediates, Issuer
