@@ -1,7 +1,8 @@
 """What a dataplane token admits: which Dataplane, under which name, with what identity.
 
-Pure: no store, no gRPC. ``zone_cp.agents`` calls these with what it read and maps each
-``Denied`` to the gRPC status its ``code`` names.
+Pure: no store, no gRPC. ``zone_cp.agents`` calls these with what it read; each refusal
+is a ``GossamerError`` (``Forbidden``, ``InvalidResource``, ``ResourceExhausted``) whose
+``grpc_status`` the agent API answers with.
 
 A dataplane token binds one identity (``gossamer.tokens.Claims``): its subject is the
 service, and it may also name the Dataplane and tags. A registration is admitted only if
@@ -27,8 +28,8 @@ inbound (a pure client) gets the token's service as its identity, like any other
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from gossamer.errors import Forbidden, InvalidResource, ResourceExhausted
 from gossamer.model.dataplane import DataplaneSpec
 from gossamer.model.labels import RESERVED_PREFIX, VIP_OUTBOUNDS_LABEL
 from gossamer.tokens import Claims
@@ -36,22 +37,6 @@ from gossamer.tokens import Claims
 # Reserved-prefix labels an agent may set on its own Dataplane: opt-ins that change only
 # what its own sidecar gets (VIP listeners, see zone_cp.mesh_dns).
 AGENT_LABELS = frozenset({VIP_OUTBOUNDS_LABEL})
-
-PERMISSION_DENIED = "permission-denied"
-INVALID_ARGUMENT = "invalid-argument"
-RESOURCE_EXHAUSTED = "resource-exhausted"
-
-
-@dataclass(frozen=True)
-class Denied(Exception):
-    """A registration the token does not admit; ``code`` is the gRPC status to answer
-    (one of the constants above), ``detail`` names the mismatch."""
-
-    code: str
-    detail: str
-
-    def __str__(self) -> str:
-        return self.detail
 
 
 def reserved_labels(labels: Mapping[str, str]) -> list[str]:
@@ -64,39 +49,34 @@ def check_labels(labels: Mapping[str, str]) -> None:
     """Refuse reserved labels from an agent, naming them."""
     reserved = reserved_labels(labels)
     if reserved:
-        raise Denied(INVALID_ARGUMENT,
-                     f"labels {reserved} are reserved to the control plane and cannot be "
-                     "set by an agent; remove them from the Dataplane")
+        raise InvalidResource(
+            f"labels {reserved} are reserved to the control plane and cannot be set by an "
+            "agent; remove them from the Dataplane")
 
 
 def check_binding(claims: Claims, mesh: str, name: str, spec: DataplaneSpec) -> None:
     """Refuse a Dataplane the token does not vouch for, naming the first mismatch."""
     if mesh != claims.mesh:
-        raise Denied(PERMISSION_DENIED,
-                     f"the token is for mesh {claims.mesh!r}, but the Dataplane is in mesh "
-                     f"{mesh!r}")
+        raise Forbidden(f"the token is for mesh {claims.mesh!r}, but the Dataplane is in "
+                        f"mesh {mesh!r}")
     if claims.name and name != claims.name:
-        raise Denied(PERMISSION_DENIED,
-                     f"the token is for dataplane {claims.name!r}, not {name!r}")
+        raise Forbidden(f"the token is for dataplane {claims.name!r}, not {name!r}")
     for i, inbound in enumerate(spec.networking.inbound):
         if inbound.service != claims.subject:
-            raise Denied(PERMISSION_DENIED,
-                         f"the token is for service {claims.subject!r}, but inbound[{i}] "
-                         f"is service {inbound.service!r}: a token admits one service; "
-                         "issue one per service")
+            raise Forbidden(f"the token is for service {claims.subject!r}, but inbound[{i}] "
+                            f"is service {inbound.service!r}: a token admits one service; "
+                            "issue one per service")
         for key, value in sorted(claims.tags.items()):
             if inbound.tags.get(key) != value:
-                raise Denied(PERMISSION_DENIED,
-                             f"the token binds tag {key}={value!r}, but inbound[{i}] has "
-                             f"{key}={inbound.tags.get(key)!r}")
+                raise Forbidden(f"the token binds tag {key}={value!r}, but inbound[{i}] "
+                                f"has {key}={inbound.tags.get(key)!r}")
 
 
 def check_capacity(claims: Claims, live: int) -> None:
     """Refuse a registration beyond the token's ``max_dataplanes``, given how many other
     Dataplanes are live with it now."""
     if live >= claims.max_dataplanes:
-        raise Denied(RESOURCE_EXHAUSTED,
-                     f"token {claims.token_id} admits at most {claims.max_dataplanes} "
-                     f"dataplane(s) at once and {live} are connected with it; stop one "
-                     "or issue a token with a higher --max-dataplanes")
-
+        raise ResourceExhausted(f"token {claims.token_id} admits at most "
+                                f"{claims.max_dataplanes} dataplane(s) at once and {live} "
+                                "are connected with it; stop one or issue a token with a "
+                                "higher --max-dataplanes")

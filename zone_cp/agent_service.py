@@ -2,13 +2,17 @@
 
 ``Session`` reads the first message (a Dataplane or another kind's document) and
 registers it with the ``AgentRegistry`` (``zone_cp.agents``), then streams what the
-registry queues for the session (trust bundles, DNS tables, Renew) with a heartbeat
-while idle, records the agent's status reports, and unregisters it when the stream ends,
-which it does with UNAUTHENTICATED once the session's token expires or is revoked
+registry and its listeners queue for the session (``zone_cp.updates``: trust bundles,
+DNS tables, Renew, converted to ``agent_pb2`` here) with a heartbeat while idle,
+records the agent's status reports, and unregisters it when the stream ends, which it
+does with UNAUTHENTICATED once the session's token expires or is revoked
 (``zone_cp.token_expiry``).
 ``SignCertificate`` signs a registered sidecar's CSR through the zone's CA
 (``zone_cp.ca``) with the identity its token vouches for; the bearer must be the token
 the sidecar registered with. Both check the token before anything else of the request.
+
+This is the agent API's gRPC edge: a refusal from inside (a ``GossamerError``) is
+answered with the status its ``grpc_status`` names, and protobuf goes no further in.
 """
 
 from __future__ import annotations
@@ -23,17 +27,8 @@ from cryptography import x509
 from gossamer.errors import GossamerError
 from gossamer.tokens import Claims, TokenRejected, peek
 from sync.v1 import agent_pb2, agent_pb2_grpc
-from zone_cp.agents import (
-    HEARTBEAT,
-    MAX_CSR,
-    AgentRegistry,
-    AgentSession,
-    CpMessage,
-    OtherSession,
-    Refused,
-    bearer,
-    utc_now,
-)
+from zone_cp.agent_session import AgentSession, OtherSession, utc_now
+from zone_cp.agents import AgentRegistry
 from zone_cp.ca import CaUnavailable, ZoneCa, workload_uris
 from zone_cp.cert_status import (
     CertificateInfo,
@@ -41,10 +36,15 @@ from zone_cp.cert_status import (
     SignedRecord,
     parse_status,
 )
+from zone_cp.grpc_edge import bearer, status_code
 from zone_cp.token_expiry import TokenLifetimes
+from zone_cp.updates import Heartbeat, to_message
 
 log = logging.getLogger(__name__)
-WAKE = agent_pb2.ControlPlaneMessage(heartbeat=agent_pb2.Heartbeat())
+
+MAX_CSR = 16 * 1024
+HEARTBEAT = 5.0  # seconds without an update before a heartbeat is sent
+CpMessage = agent_pb2.ControlPlaneMessage
 
 class AgentService(agent_pb2_grpc.AgentServicer):
     def __init__(self, registry: AgentRegistry, ca: ZoneCa,
@@ -87,7 +87,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         except InvalidStatus as exc:  # the CA's chain: worth a line, not the agent's call
             log.warning("the chain signed for %s is not recorded: %s", session.node_id, exc)
         # The controller's bundle when it set one: an answer must not undo a push.
-        held = self._registry.trust_bundle(session.mesh)
+        held = self._registry.trust.trust_bundle(session.mesh)
         response = agent_pb2.SignResponse(
             certificate_chain_pem=signed.chain_pem,
             trust_bundle_pem=held[0] if held is not None else signed.trust_bundle_pem)
@@ -98,12 +98,12 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         token = bearer(context)
         try:
             _, mesh = peek(token)
-            return await self._registry.verify_dataplane(token, mesh)
+            return await self._registry.auth.verify_dataplane(token, mesh)
         except TokenRejected as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.detail)
             raise AssertionError("unreachable") from exc
-        except Refused as exc:
-            await context.abort(exc.code, exc.detail)
+        except GossamerError as exc:
+            await context.abort(status_code(exc), exc.detail)
             raise AssertionError("unreachable") from exc
 
     async def Session(self, request_iterator: AsyncIterator[agent_pb2.AgentMessage],
@@ -111,10 +111,10 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         loop = asyncio.get_running_loop()
         token = bearer(context)
         try:  # the token before a byte of the registration is read
-            claims = await self._registry.admit(token)
-        except Refused as exc:
+            claims = await self._registry.auth.admit(token)
+        except GossamerError as exc:
             log.warning("agent refused: %s", exc.detail)
-            await context.abort(exc.code, exc.detail)
+            await context.abort(status_code(exc), exc.detail)
             return
         first = await anext(request_iterator, None)
         if first is None or not first.register_dataplane_json:
@@ -124,17 +124,15 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         try:
             session = await self._registry.register(first.register_dataplane_json, token,
                                                     loop.time(), claims=claims)
-        except Refused as exc:
-            log.warning("agent refused: %s", exc.detail)
-            await context.abort(exc.code, exc.detail)
-            return
         except GossamerError as exc:
-            await context.abort(grpc.StatusCode.INTERNAL, exc.detail)
+            if exc.caller_fault:
+                log.warning("agent refused: %s", exc.detail)
+            await context.abort(status_code(exc), exc.detail)
             return
         log.info("dataplane %s registered in mesh %s", session.name, session.mesh)
         # The session lives no longer than its token: its end wakes the loop below.
         hold = self._lifetimes.hold(session.claims)
-        hold.on_end(lambda _: session.updates.put_nowait(WAKE))
+        hold.on_end(lambda _: session.updates.put_nowait(Heartbeat()))
         try:
             yield agent_pb2.ControlPlaneMessage(registered=agent_pb2.Registered(
                 mesh=session.mesh, name=session.name, zone=self._registry.zone,
@@ -145,11 +143,11 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                     try:
                         update = await asyncio.wait_for(session.updates.get(), HEARTBEAT)
                     except TimeoutError:
-                        update = agent_pb2.ControlPlaneMessage(heartbeat=agent_pb2.Heartbeat())
+                        update = Heartbeat()
                     if hold.withdrawn is not None:
                         await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                             hold.withdrawn.detail)
-                    yield update
+                    yield to_message(update)
                 if not reader.cancelled() and (failure := reader.exception()) is not None:
                     log.warning("dataplane %s: reading its session failed", session.node_id,
                                 exc_info=failure)

@@ -54,8 +54,8 @@ from gossamer.pki.rotation import signer_id
 from gossamer.resources import ResourceManager
 from gossamer.store.follow import follow
 from proxy.context import spiffe, tag_uri
-from zone_cp.agents import LEFTOVER_GRACE
 from zone_cp.intermediates import Intermediates, Issuer
+from zone_cp.leftovers import LEFTOVER_GRACE
 
 log = logging.getLogger(__name__)
 

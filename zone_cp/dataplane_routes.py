@@ -15,7 +15,8 @@ from fastapi import APIRouter
 from gossamer.errors import NotFound
 from gossamer.model.registry import to_document
 from gossamer.resources import ResourceManager
-from zone_cp.agents import AgentRegistry, AgentSession
+from zone_cp.agent_session import AgentSession
+from zone_cp.agents import AgentRegistry
 from zone_cp.xds import AdsServer
 
 

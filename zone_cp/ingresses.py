@@ -33,11 +33,19 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-import grpc
 import jwt
 
 from authority.token_authority import verify_with_trust
-from gossamer.errors import GossamerError, NotFound
+from gossamer.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    Forbidden,
+    GossamerError,
+    InvalidResource,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 from gossamer.model.base import Resource
 from gossamer.model.labels import ORIGIN_LABEL, PROTOCOL_TAG, SERVICE_TAG
 from gossamer.model.zoneingress import AvailableService, ZoneIngressSpec
@@ -46,7 +54,7 @@ from gossamer.tokens import DATAPLANE, ZONE, Claims, TokenRejected
 from proxy.context import Service
 from proxy.envoy.resources import ProxyResources
 from zone_cp.admission import reserved_labels
-from zone_cp.agents import Refused, leftover_keys
+from zone_cp.leftovers import leftover_keys
 from zone_cp.mailbox import Mailbox
 from zone_cp.mesh_state import MeshState
 from zone_ingress.envoy import IngressContext, generate_ingress, routable
@@ -85,22 +93,21 @@ def _unverified_kind(token: str | None) -> str:
     return str(payload.get("kind", ""))
 
 
-def refusal(exc: TokenRejected, token: str | None, zone: str) -> Refused:
-    """A rejected ingress token as the agent should hear it: what is wrong, what to do."""
+def refusal(exc: TokenRejected, token: str | None, zone: str) -> Forbidden | Unauthorized:
+    """A rejected ingress token as the agent should hear it: what is wrong, what to do
+    (``Unauthorized`` for a token that is no valid token, ``Forbidden`` for one that
+    does not admit an ingress here)."""
     how = f"issue one at the global with `gossamer token zone --zone {zone} --scope ingress`"
     if exc.reason in ("unknown-key", "wrong-kind") and _unverified_kind(token) == DATAPLANE:
-        return Refused(grpc.StatusCode.PERMISSION_DENIED,
-                       "a zone ingress authenticates with a zone token that has the "
-                       f"'ingress' scope, not a dataplane token: {how}")
+        return Forbidden("a zone ingress authenticates with a zone token that has the "
+                         f"'ingress' scope, not a dataplane token: {how}")
     if exc.reason == "wrong-scope":
-        return Refused(grpc.StatusCode.PERMISSION_DENIED,
-                       f"the zone token lacks the 'ingress' scope: {how}")
+        return Forbidden(f"the zone token lacks the 'ingress' scope: {how}")
     if exc.reason == "wrong-subject":
-        return Refused(grpc.StatusCode.PERMISSION_DENIED,
-                       f"the zone token is not for this zone ({zone!r}): {exc.detail}")
-    code = (grpc.StatusCode.UNAUTHENTICATED if exc.reason in _INVALID or
-            exc.reason == "unknown-key" else grpc.StatusCode.PERMISSION_DENIED)
-    return Refused(code, f"the zone ingress's token was refused: {exc.detail}")
+        return Forbidden(f"the zone token is not for this zone ({zone!r}): {exc.detail}")
+    kind = (Unauthorized if exc.reason in _INVALID or exc.reason == "unknown-key"
+            else Forbidden)
+    return kind(f"the zone ingress's token was refused: {exc.detail}")
 
 
 @dataclass
@@ -149,17 +156,15 @@ class IngressRegistry:
 
     async def verify(self, token: str | None) -> Claims:
         if not self.federated:
-            raise Refused(grpc.StatusCode.PERMISSION_DENIED,
-                          f"zone {self.zone!r} is standalone: a zone ingress carries traffic "
-                          "from other zones, and a standalone zone has none (nor the zone "
-                          "tokens an ingress authenticates with); federate the zone with "
-                          "`gossamer zone run --global ...` to run an ingress")
+            raise Forbidden(f"zone {self.zone!r} is standalone: a zone ingress carries "
+                            "traffic from other zones, and a standalone zone has none (nor "
+                            "the zone tokens an ingress authenticates with); federate the "
+                            "zone with `gossamer zone run --global ...` to run an ingress")
         try:
             await self.manager.get("TokenTrust", ZONE)
         except NotFound:
-            raise Refused(grpc.StatusCode.UNAVAILABLE,
-                          f"zone {self.zone!r} has not received the zone token keys from the "
-                          "global yet; retry once it is connected") from None
+            raise Unavailable(f"zone {self.zone!r} has not received the zone token keys "
+                              "from the global yet; retry once it is connected") from None
         try:
             return await verify_with_trust(self.manager, token, ZONE, subject=self.zone,
                                            scope=INGRESS_SCOPE)
@@ -170,12 +175,11 @@ class IngressRegistry:
         """Admit the ingress's Envoy to ADS: its agent's session and the same token."""
         session = self.sessions.get(node)
         if session is None:
-            raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"node {node!r} is not registered by a Gossamer ingress agent")
+            raise FailedPrecondition(
+                f"node {node!r} is not registered by a Gossamer ingress agent")
         claims = await self.verify(token)
         if claims.token_id != session.claims.token_id:
-            raise Refused(grpc.StatusCode.PERMISSION_DENIED,
-                          "the token is not the one the ingress registered with")
+            raise Forbidden("the token is not the one the ingress registered with")
         return session
 
     # -- sessions -----------------------------------------------------------------------
@@ -183,11 +187,10 @@ class IngressRegistry:
     async def register(self, res: Resource, token: str | None, now: float) -> IngressSession:
         spec = res.spec
         if not isinstance(spec, ZoneIngressSpec):
-            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "expected a ZoneIngress document")
+            raise InvalidResource("expected a ZoneIngress document")
         if spec.zone not in (None, self.zone):
-            raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"the ZoneIngress names zone {spec.zone!r}, but this control plane "
-                          f"is zone {self.zone!r}")
+            raise InvalidResource(f"the ZoneIngress names zone {spec.zone!r}, but this "
+                                  f"control plane is zone {self.zone!r}")
         claims = await self.verify(token)
         # Reserved labels are the zone CP's to set (zone and origin would stop the sync).
         labels = {k: v for k, v in res.labels.items() if k not in reserved_labels(res.labels)}
@@ -198,9 +201,9 @@ class IngressRegistry:
         async with self._lock:
             held = self.sessions.get(session.node_id)
             if held is not None and held.claims.token_id != claims.token_id:
-                raise Refused(grpc.StatusCode.ALREADY_EXISTS,
-                              f"zone ingress {res.name!r} is already connected with another "
-                              "token; stop the other ingress or pick another --name")
+                raise AlreadyExists(f"zone ingress {res.name!r} is already connected with "
+                                    "another token; stop the other ingress or pick another "
+                                    "--name")
             await self._check_not_synced(res.name)
             self.sessions[session.node_id] = session
             try:
@@ -221,9 +224,8 @@ class IngressRegistry:
         with contextlib.suppress(NotFound):
             current = await self.manager.get(KIND, name)
             if ORIGIN_LABEL in current.labels:
-                raise Refused(grpc.StatusCode.ALREADY_EXISTS,
-                              f"{name!r} is the name of another zone's ingress here; "
-                              "pick another --name")
+                raise AlreadyExists(f"{name!r} is the name of another zone's ingress "
+                                    "here; pick another --name")
 
     async def unregister(self, session: IngressSession) -> None:
         async with self._lock:

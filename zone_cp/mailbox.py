@@ -5,12 +5,11 @@ reading its stream (while its TCP window and gRPC's buffers fill) would let ever
 bundle, DNS table and ``Renew`` pile up in the CP's memory. Every message the CP sends an
 agent is *state*, not an event: the newest trust bundle replaces the last, the newest
 DNS table too, one pending ``Renew`` asks as much as ten (the agent coalesces them
-anyway), and ``Registered``/``Heartbeat`` are sent directly. So the mailbox keeps at
-most one message per kind (the ``ControlPlaneMessage`` oneof): a new one replaces the
-pending one of its kind and goes to the back. Its size is bounded by the number of kinds
-(five), a slow agent still converges on the newest state, and nothing needs to end its
-session. Items that are not ``ControlPlaneMessage``s (a sentinel a shell may queue) are
-never coalesced.
+anyway), and ``Registered`` is sent directly. So the mailbox keeps at most one update
+per type (``zone_cp.updates``: ``TrustBundle``, ``DnsTable``, ``Renew``, ``Heartbeat``):
+a new one replaces the pending one of its type and goes to the back. Its size is bounded
+by the number of types, a slow agent still converges on the newest state, and nothing
+needs to end its session.
 
 It offers the part of ``asyncio.Queue``'s interface the registry and its listeners use
 (``put_nowait``, ``get``, ``get_nowait``, ``empty``, ``qsize``).
@@ -19,37 +18,27 @@ It offers the part of ``asyncio.Queue``'s interface the registry and its listene
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections import OrderedDict
-from typing import Any
 
-from sync.v1 import agent_pb2
-
-_unique = itertools.count()
-
-
-def _kind(item: Any) -> object:
-    if isinstance(item, agent_pb2.ControlPlaneMessage):
-        return item.WhichOneof("message")
-    return ("item", next(_unique))
+from zone_cp.updates import Update
 
 
 class Mailbox:
-    """A FIFO of pending messages holding at most one per message kind."""
+    """A FIFO of pending updates holding at most one per type."""
 
     def __init__(self) -> None:
-        self._pending: OrderedDict[object, Any] = OrderedDict()
+        self._pending: OrderedDict[type, Update] = OrderedDict()
         self._ready = asyncio.Event()
 
-    def put_nowait(self, item: Any) -> None:
-        """Queue ``item``, replacing (and moving behind the others) a pending message of
-        its kind. Never blocks or raises: the mailbox cannot grow past its kinds."""
-        kind = _kind(item)
+    def put_nowait(self, item: Update) -> None:
+        """Queue ``item``, replacing (and moving behind the others) a pending update of
+        its type. Never blocks or raises: the mailbox cannot grow past its types."""
+        kind = type(item)
         self._pending.pop(kind, None)
         self._pending[kind] = item
         self._ready.set()
 
-    def get_nowait(self) -> Any:
+    def get_nowait(self) -> Update:
         if not self._pending:
             raise asyncio.QueueEmpty
         _, item = self._pending.popitem(last=False)
@@ -57,7 +46,7 @@ class Mailbox:
             self._ready.clear()
         return item
 
-    async def get(self) -> Any:
+    async def get(self) -> Update:
         while not self._pending:
             await self._ready.wait()
         return self.get_nowait()

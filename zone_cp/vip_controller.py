@@ -26,9 +26,11 @@ from gossamer.model.base import Resource
 from gossamer.model.virtualip import SERVICE_LABEL, VirtualIPSpec, resource_name, service_of
 from gossamer.resources import ResourceManager
 from sync.v1 import agent_pb2
-from zone_cp.agents import AgentRegistry, AgentSession
+from zone_cp.agent_session import AgentSession, Change
+from zone_cp.agents import AgentRegistry
 from zone_cp.mesh_dns import VipView, dns_table
 from zone_cp.mesh_state import MeshState
+from zone_cp.updates import DnsTable
 from zone_cp.vips import DEFAULT_GRACE, Absences, Network, VipsExhausted, allocate
 
 log = logging.getLogger(__name__)
@@ -134,7 +136,7 @@ class DnsPublisher:
         self._tables: dict[str, agent_pb2.DnsTable] = {}
         self._scheduled = False
         state.listen(self._changed)
-        agents.on_register(self._registered)
+        agents.on_change(self._agent_changed)
 
     def table(self, mesh: str) -> agent_pb2.DnsTable:
         table = self._tables.get(mesh)
@@ -164,18 +166,12 @@ class DnsPublisher:
                 if session.mesh == mesh:
                     push(session, new)
 
-    def _registered(self, session: AgentSession) -> None:
-        push(session, self.table(session.mesh))
+    def _agent_changed(self, change: Change, session: AgentSession) -> None:
+        if change is Change.REGISTERED:  # before its first update is streamed
+            push(session, self.table(session.mesh))
 
 
 def push(session: AgentSession, table: agent_pb2.DnsTable) -> None:
-    """Queue ``table`` for ``session``, replacing a table still waiting there."""
-    queue = session.updates
-    pending = []
-    while not queue.empty():
-        message = queue.get_nowait()
-        if message.WhichOneof("message") != "dns_table":
-            pending.append(message)
-    for message in pending:
-        queue.put_nowait(message)
-    queue.put_nowait(agent_pb2.ControlPlaneMessage(dns_table=table))
+    """Queue ``table`` for ``session``, replacing a table still waiting there (the
+    session's mailbox keeps one per type)."""
+    session.updates.put_nowait(DnsTable.from_message(table))

@@ -33,14 +33,24 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from authority.token_authority import TokenAuthority
+from gossamer.errors import GossamerError
 from gossamer.model.base import Resource
 from gossamer.tokens import DATAPLANE, Claims, TokenRejected
+from proxy.context import ProxyContext
+from proxy.envoy.resources import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    ProxyResources,
+)
 from sync.bounds import Bounds
 from sync.engine import Engine
 from sync.errors import SyncError
 from sync.messages import Entry, Payload
 from sync.stream import NO_HEARTBEATS, abort_status, publish
-from zone_cp.agents import AgentRegistry, Refused, bearer
+from zone_cp.agents import AgentRegistry
+from zone_cp.grpc_edge import bearer, status_code
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.mesh_dns import VipView, vip_outbounds
 from zone_cp.mesh_state import MeshState
@@ -48,18 +58,21 @@ from zone_cp.token_expiry import TokenLifetimes
 
 log = logging.getLogger(__name__)
 
+# ``ProxyResources``' fields (the kind names of ``inspect``'s output) and their type URLs.
 TYPE_URLS = {
-    "listeners": "type.googleapis.com/envoy.config.listener.v3.Listener",
-    "clusters": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
-    "endpoints": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
-    "routes": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+    "listeners": LISTENER_TYPE,
+    "clusters": CLUSTER_TYPE,
+    "endpoints": ENDPOINT_TYPE,
+    "routes": ROUTE_TYPE,
 }
 
 # Envoy subscribes to these only; anything else is refused (sync/bounds.py).
 ADS_BOUNDS = Bounds(types=frozenset(TYPE_URLS.values()))
 
 
-def entries(generated: Any) -> Iterator[tuple[str, str, Message]]:
+def entries(generated: ProxyResources) -> Iterator[tuple[str, str, Message]]:
+    """Every resource of ``generated`` as ``(type_url, name, message)``, in
+    ``TYPE_URLS``' order, then by name."""
     for attr, type_url in TYPE_URLS.items():
         for name, message in sorted(getattr(generated, attr).items()):
             yield type_url, name, message
@@ -74,7 +87,7 @@ def _digest(value: bytes) -> str:
     return hashlib.sha256(value).hexdigest()[:20]
 
 
-def desired_entries(generated: Any) -> dict[str, dict[str, Entry]]:
+def desired_entries(generated: ProxyResources) -> dict[str, dict[str, Entry]]:
     """Every resource of ``generated`` as engine entries, by type URL.
 
     A load assignment's version also covers its cluster's (they share a name): Envoy
@@ -87,8 +100,8 @@ def desired_entries(generated: Any) -> dict[str, dict[str, Entry]]:
     desired: dict[str, dict[str, Entry]] = {t: {} for t in TYPE_URLS.values()}
     for type_url, name, message in entries(generated):
         desired[type_url][name] = encode(message, type_url)
-    clusters = desired[TYPE_URLS["clusters"]]
-    assignments = desired[TYPE_URLS["endpoints"]]
+    clusters = desired[CLUSTER_TYPE]
+    assignments = desired[ENDPOINT_TYPE]
     for name, entry in assignments.items():
         cluster = clusters.get(name)
         if cluster is not None:
@@ -104,7 +117,7 @@ class ProxyInsight:
     acked: int = 0
     nacked: int = 0
     last_nack: str = ""
-    generated: Any = None
+    generated: ProxyResources | None = None
 
     def config(self) -> dict[str, dict[str, Any]]:
         """The Envoy resources last generated for this proxy, as JSON (for inspect)."""
@@ -148,7 +161,7 @@ class _Counting:
 
 class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(self, state: MeshState, agents: AgentRegistry,
-                 generate: Callable[[Any], Any],
+                 generate: Callable[[ProxyContext], ProxyResources],
                  ingresses: IngressRegistry | None = None, *,
                  lifetimes: TokenLifetimes) -> None:
         self._state = state
@@ -168,9 +181,9 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     async def DeltaAggregatedResources(self, request_iterator: AsyncIterator[Any],
                                        context: grpc.aio.ServicerContext) -> None:
         try:  # the token before anything the peer sends (checked against its node below)
-            await self._agents.admit(bearer(context))
-        except Refused as exc:
-            await context.abort(exc.code, exc.detail)
+            await self._agents.auth.admit(bearer(context))
+        except GossamerError as exc:
+            await context.abort(status_code(exc), exc.detail)
             return
         first = await context.read()
         if first is grpc.aio.EOF:
@@ -250,7 +263,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self._load(engine, dataplane, insight)
         return self._state.listen(on_change)
 
-    def generated_for(self, dataplane: Resource) -> Any:
+    def generated_for(self, dataplane: Resource) -> ProxyResources:
         """The Envoy resources of ``dataplane``'s sidecar from the current state."""
         extra = vip_outbounds(self._vips.of(dataplane.mesh), dataplane)
         return self._generate(self._state.context_for(dataplane, extra))
@@ -267,8 +280,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         node_id = first.node.id
         try:
             session = await ingresses.admit(node_id, bearer(context))
-        except Refused as exc:
-            await context.abort(exc.code, exc.detail)
+        except GossamerError as exc:
+            await context.abort(status_code(exc), exc.detail)
             return
         insight = self.insights.setdefault(node_id, ProxyInsight(node_id))
         insight.connected = True
@@ -313,6 +326,6 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         return self._state.listen(on_change)
 
 
-def _set_desired(engine: Engine, generated: Any) -> None:
+def _set_desired(engine: Engine, generated: ProxyResources) -> None:
     for type_url, resources in desired_entries(generated).items():
         engine.set_desired(type_url, resources)

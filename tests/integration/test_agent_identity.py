@@ -30,8 +30,9 @@ from gossamer.settings import ZoneSettings
 from gossamer.tokens import DATAPLANE, SigningKey, issue
 from sync.v1 import agent_pb2, agent_pb2_grpc
 from tests.cluster import eventually
-from zone_cp.agents import UNTRUSTED
+from zone_cp.agent_auth import UNTRUSTED
 from zone_cp.app import ZoneControlPlane
+from zone_cp.updates import TrustBundle
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -288,9 +289,8 @@ async def test_a_slow_agent_holds_one_pending_message_per_kind(zone: Zone,
     now = dt.datetime.now(dt.UTC)
     roots = [new_root_ca(f"root {i}", now, dt.timedelta(days=1)) for i in range(200)]
     for root in roots:  # the agent reads nothing meanwhile
-        session.updates.put_nowait(agent_pb2.ControlPlaneMessage(
-            trust_bundle=agent_pb2.TrustBundle(pem=root.cert_pem())))
-        zone.cp.agents.renew(MESH, lambda s: s is session)
+        session.updates.put_nowait(TrustBundle(pem=root.cert_pem()))
+        zone.cp.agents.trust.renew(MESH, lambda s: s is session)
     assert session.updates.qsize() <= 5
     seen = []
     while True:

@@ -395,7 +395,7 @@ async def test_vault_issue_mode_down_and_back(cluster: Cluster, bao: OpenBao) ->
 
         bao.pause()
         try:
-            assert cluster.east.agents.renew(MESH) == 2
+            assert cluster.east.agents.trust.renew(MESH) == 2
 
             async def reported() -> dict[str, Any] | None:
                 east = await zone_overview(cluster, "east")

@@ -43,7 +43,7 @@ from sync.v1 import agent_pb2, agent_pb2_grpc
 from tests.cluster import sample, scrape, start_global, start_zone
 from tests.dataplane_env import DataplaneEnv, HttpApp, Member, Sidecar, listen_port, requests
 from tests.integration.test_agent import eventually
-from zone_cp.agents import AgentSession, Change
+from zone_cp.agent_session import AgentSession, Change
 from zone_cp.app import ZoneControlPlane
 from zone_cp.ca import workload_uris
 from zone_cp.cert_status import MAX_CHAIN_PEM
@@ -131,7 +131,7 @@ async def lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lab]:
 
 async def current_bundle(lab: Lab) -> bytes:
     """What the zone hands sidecars now: the bundle set on the registry, or its CA's."""
-    held = lab.cp.agents.trust_bundle(MESH)
+    held = lab.cp.agents.trust.trust_bundle(MESH)
     if held is not None:
         return held[0]
     signed = await lab.cp.ca.sign(MESH, workload_uris(MESH, "web"), new_csr(new_key(), "probe"))
@@ -213,7 +213,7 @@ async def test_renew_reissues_the_selected_sidecar_once(lab: Lab) -> None:
     before, signatures = lab.serial("backend-1"), backend.signatures
     web_serial = lab.serial("web-1")
     for _ in range(3):
-        assert lab.cp.agents.renew(MESH, lambda s: s.name == "backend-1") == 1
+        assert lab.cp.agents.trust.renew(MESH, lambda s: s.name == "backend-1") == 1
 
     renewed = await eventually(
         lambda: [s for s in lab.seen if s.name == "backend-1" and s.change == Change.REPORTED
@@ -243,7 +243,7 @@ async def test_a_trust_bundle_reaches_every_sidecar_without_dropping_connections
         opened = await lab.web.stat("cluster.backend.upstream_cx_total")
         assert opened >= 1
 
-        lab.cp.agents.set_trust_bundle(MESH, bundle)
+        lab.cp.agents.trust.set_trust_bundle(MESH, bundle)
         await eventually(lambda: {s.name for s in lab.seen if s.digest == digest}
                          == {"web-1", "backend-1"}, timeout=30,
                          what="both sidecars to report the new bundle")

@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from authority.token_authority import TokenAuthority
-from gossamer.errors import NotFound
+from gossamer.errors import GossamerError, NotFound
 from gossamer.model.registry import parse_document
 from gossamer.pki.certs import (
     KeyPair,
@@ -25,8 +25,12 @@ from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from gossamer.tokens import DATAPLANE
 from tests.cluster import eventually
-from zone_cp.agents import AgentRegistry, AgentSession, Change, Refused, leftover_keys
+from zone_cp.agent_session import AgentSession, Change
+from zone_cp.agents import AgentRegistry
 from zone_cp.cert_status import StatusReport, parse_status
+from zone_cp.grpc_edge import status_code
+from zone_cp.leftovers import leftover_keys
+from zone_cp.updates import TrustBundle, to_message
 
 DP: dict[str, Any] = {
     "type": "Dataplane", "name": "backend-1", "mesh": "default",
@@ -49,9 +53,9 @@ async def token(manager: ResourceManager, service: str, mesh: str = "default",
 
 
 async def refusal(reg: AgentRegistry, doc: dict[str, Any], tok: str | None) -> grpc.StatusCode:
-    with pytest.raises(Refused) as info:
+    with pytest.raises(GossamerError) as info:
         await reg.register(doc, tok, 0.0)
-    return info.value.code
+    return status_code(info.value)
 
 
 async def test_register_stores_the_dataplane_and_unregister_removes_it() -> None:
@@ -112,7 +116,7 @@ def drain(session: AgentSession) -> list[str]:
     """The kinds of the messages queued for the sidecar, emptying the queue."""
     kinds = []
     while not session.updates.empty():
-        kinds.append(str(session.updates.get_nowait().WhichOneof("message")))
+        kinds.append(str(to_message(session.updates.get_nowait()).WhichOneof("message")))
     return kinds
 
 
@@ -127,22 +131,22 @@ async def test_set_trust_bundle_reaches_the_mesh_now_and_later_sessions_once() -
     a, b = await sidecar(reg, manager, "a"), await sidecar(reg, manager, "b")
     elsewhere = await sidecar(reg, manager, "c", mesh="other")
     bundle = bundle_pem([ROOT.cert, OTHER_ROOT.cert])
-    reg.set_trust_bundle("default", bundle)
+    reg.trust.set_trust_bundle("default", bundle)
     assert drain(a) == drain(b) == ["trust_bundle"] and drain(elsewhere) == []
-    held = reg.trust_bundle("default")
+    held = reg.trust.trust_bundle("default")
     assert held is not None and held == (bundle, bundle_digest(bundle))
 
     # The same roots again, in another order: nothing is sent.
-    reg.set_trust_bundle("default", OTHER_ROOT.cert_pem() + ROOT.cert_pem())
+    reg.trust.set_trust_bundle("default", OTHER_ROOT.cert_pem() + ROOT.cert_pem())
     assert drain(a) == []
 
     # A session that registers later gets it straight away, once.
     c = await sidecar(reg, manager, "d")
     message = c.updates.get_nowait()
-    assert message.trust_bundle.pem == bundle and c.updates.empty()
+    assert message == TrustBundle(pem=bundle) and c.updates.empty()
 
     with pytest.raises(ValueError):
-        reg.set_trust_bundle("default", b"not a bundle")
+        reg.trust.set_trust_bundle("default", b"not a bundle")
 
 
 async def test_renew_asks_the_sessions_the_predicate_selects() -> None:
@@ -155,9 +159,9 @@ async def test_renew_asks_the_sessions_the_predicate_selects() -> None:
     def on_old_root(s: AgentSession) -> bool:
         return chain_root(s.certificate_chain, [ROOT.cert, OTHER_ROOT.cert]) == ROOT.cert
 
-    assert reg.renew("default", on_old_root) == 1
+    assert reg.trust.renew("default", on_old_root) == 1
     assert drain(old) == ["renew"] and drain(new) == [] and drain(elsewhere) == []
-    assert reg.renew("default") == 2 and old.renewals_asked == 2
+    assert reg.trust.renew("default") == 2 and old.renewals_asked == 2
 
 
 async def test_sessions_of_a_mesh_and_their_reports() -> None:
@@ -176,10 +180,10 @@ async def test_listeners_hear_registrations_reports_and_departures() -> None:
     heard: list[tuple[Change, str]] = []
     reg.on_change(lambda change, s: heard.append((change, s.name)))
     session = await sidecar(reg, manager, "a")
-    assert reg.changed.is_set()
-    reg.changed.clear()
+    assert reg.trust.changed.is_set()
+    reg.trust.changed.clear()
     reg.reported(session, report())
-    assert reg.changed.is_set()
+    assert reg.trust.changed.is_set()
     await reg.unregister(session)
     assert heard == [(Change.REGISTERED, "a"), (Change.REPORTED, "a"), (Change.GONE, "a")]
 

@@ -26,7 +26,7 @@ from google.protobuf.json_format import MessageToDict
 from authority.token_authority import TokenAuthority
 from cli.main import main
 from cli.run_ingress import zone_of
-from gossamer.errors import NotFound
+from gossamer.errors import GossamerError, NotFound
 from gossamer.model.base import Resource
 from gossamer.model.registry import parse_document
 from gossamer.model.zoneingress import ZoneIngressSpec
@@ -38,7 +38,7 @@ from proxy.agent.errors import InputError
 from proxy.context import SDS_CLUSTER, Endpoint, RemoteZone, Service
 from proxy.envoy.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ProxyResources
 from tests.cluster import eventually
-from zone_cp.agents import Refused
+from zone_cp.grpc_edge import status_code
 from zone_cp.ingresses import IngressRegistry, IngressSession, available_services, refusal
 from zone_cp.mesh_state import MeshState
 from zone_ingress.agent import IngressSettings, ingress_bootstrap
@@ -197,14 +197,14 @@ def test_refusals_say_what_is_wrong_and_what_to_do() -> None:
     dataplane = jwt.encode({"kind": "dataplane", "sub": "backend"}, KEY, algorithm="HS256")
     wrong_key = refusal(TokenRejected("unknown-key", "signed by unknown key 'x'"), dataplane,
                         "east")
-    assert wrong_key.code is grpc.StatusCode.PERMISSION_DENIED
+    assert status_code(wrong_key) is grpc.StatusCode.PERMISSION_DENIED
     assert "not a dataplane token" in wrong_key.detail
     assert "gossamer token zone --zone east --scope ingress" in wrong_key.detail
     scope = refusal(TokenRejected("wrong-scope", "token lacks the 'ingress' scope"), "t", "east")
-    assert scope.code is grpc.StatusCode.PERMISSION_DENIED
+    assert status_code(scope) is grpc.StatusCode.PERMISSION_DENIED
     assert "lacks the 'ingress' scope" in scope.detail
     expired = refusal(TokenRejected("expired", "token 1 expired"), "t", "east")
-    assert expired.code is grpc.StatusCode.UNAUTHENTICATED and "expired" in expired.detail
+    assert status_code(expired) is grpc.StatusCode.UNAUTHENTICATED and "expired" in expired.detail
 
 
 # --- registration at the zone CP ---------------------------------------------------------
@@ -293,7 +293,7 @@ async def _offers(zone: Zone, expected: list[tuple[str, int]]) -> bool:
 async def test_the_agent_cannot_set_zone_or_services(zone: Zone) -> None:
     foreign = {"type": "ZoneIngress", "name": "west-ingress", "zone": "east",
                "networking": {"address": "10.0.0.9"}}
-    with pytest.raises(Refused, match="names zone 'east'"):
+    with pytest.raises(GossamerError, match="names zone 'east'"):
         await zone.registry.register(parse_document(foreign), await zone.token(), 0.0)
     doc = {"type": "ZoneIngress", "name": "west-ingress",
            "labels": {"gossamer.io/origin": "zone", "team": "edge"},
@@ -306,15 +306,15 @@ async def test_the_agent_cannot_set_zone_or_services(zone: Zone) -> None:
 
 
 async def test_tokens_are_checked(zone: Zone) -> None:
-    with pytest.raises(Refused, match="lacks the 'ingress' scope") as scope:
+    with pytest.raises(GossamerError, match="lacks the 'ingress' scope") as scope:
         await zone.register(await zone.token(scopes=("cp",)))
-    assert scope.value.code is grpc.StatusCode.PERMISSION_DENIED
-    with pytest.raises(Refused, match="not for this zone"):
+    assert status_code(scope.value) is grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(GossamerError, match="not for this zone"):
         await zone.register(await zone.token("east"))
     dp_token, _ = await TokenAuthority(zone.manager, DATAPLANE, "default").issue("web", 60)
-    with pytest.raises(Refused, match="not a dataplane token"):
+    with pytest.raises(GossamerError, match="not a dataplane token"):
         await zone.register(dp_token)
-    with pytest.raises(Refused, match="token rejected"):
+    with pytest.raises(GossamerError, match="token rejected"):
         await zone.register("not-a-token")
     assert await zone.stored() is None
 
@@ -323,10 +323,10 @@ async def test_admission_to_ads_needs_the_registering_token(zone: Zone) -> None:
     token = await zone.token()
     session = await zone.register(token)
     assert await zone.registry.admit(session.node_id, token) is session
-    with pytest.raises(Refused, match="not the one the ingress registered with") as other:
+    with pytest.raises(GossamerError, match="not the one the ingress registered with") as other:
         await zone.registry.admit(session.node_id, await zone.token())
-    assert other.value.code is grpc.StatusCode.PERMISSION_DENIED
-    with pytest.raises(Refused, match="not registered"):
+    assert status_code(other.value) is grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(GossamerError, match="not registered"):
         await zone.registry.admit("ingress:nobody", token)
 
 
@@ -334,9 +334,9 @@ async def test_a_name_is_held_by_its_token_and_never_taken_from_another_zone(
         zone: Zone) -> None:
     first = await zone.token()
     held = await zone.register(first)
-    with pytest.raises(Refused, match="already connected with another token") as taken:
+    with pytest.raises(GossamerError, match="already connected with another token") as taken:
         await zone.register(await zone.token())
-    assert taken.value.code is grpc.StatusCode.ALREADY_EXISTS
+    assert status_code(taken.value) is grpc.StatusCode.ALREADY_EXISTS
     again = await zone.register(first)  # the same agent reconnecting takes over
     await zone.registry.unregister(held)  # the old session's end leaves the new one alone
     assert await zone.stored() is not None
@@ -347,22 +347,22 @@ async def test_a_name_is_held_by_its_token_and_never_taken_from_another_zone(
                                         "gossamer.io/origin": "zone"},
                              "networking": {"address": "192.168.1.1"}})
     await zone.manager.apply(synced)
-    with pytest.raises(Refused, match="another zone's ingress"):
+    with pytest.raises(GossamerError, match="another zone's ingress"):
         await zone.register(await zone.token(), name="east-ingress-1a2b")
 
 
 async def test_a_standalone_zone_or_one_not_yet_in_sync_refuses(zone: Zone) -> None:
     standalone = IngressRegistry(zone.manager, zone.state, "west", federated=False)
-    with pytest.raises(Refused, match="standalone") as refused:
+    with pytest.raises(GossamerError, match="standalone") as refused:
         await standalone.register(parse_document({
             "type": "ZoneIngress", "name": "i", "networking": {"address": "10.0.0.9"}}),
             await zone.token(), 0.0)
-    assert refused.value.code is grpc.StatusCode.PERMISSION_DENIED
+    assert status_code(refused.value) is grpc.StatusCode.PERMISSION_DENIED
     token = await zone.token()
     await zone.manager.delete("TokenTrust", ZONE)
-    with pytest.raises(Refused, match="not received the zone token keys") as early:
+    with pytest.raises(GossamerError, match="not received the zone token keys") as early:
         await zone.register(token)
-    assert early.value.code is grpc.StatusCode.UNAVAILABLE  # the agent retries
+    assert status_code(early.value) is grpc.StatusCode.UNAVAILABLE  # the agent retries
 
 
 async def test_the_cp_stopping_keeps_the_ingress_and_a_restart_expires_it_if_not_back(

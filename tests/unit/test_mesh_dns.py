@@ -22,9 +22,12 @@ from gossamer.store.memory import MemoryStore
 from gossamer.tokens import DATAPLANE
 from proxy.context import OutboundListener
 from sync.v1 import agent_pb2
-from zone_cp.agents import AgentRegistry, AgentSession
+from zone_cp.agent_session import AgentSession
+from zone_cp.agents import AgentRegistry
+from zone_cp.mailbox import Mailbox
 from zone_cp.mesh_dns import MeshVip, VipView, declared_ports, dns_table, mesh_vips, vip_outbounds
 from zone_cp.mesh_state import MeshState
+from zone_cp.updates import DnsTable, TrustBundle
 from zone_cp.vip_controller import DnsPublisher, VipAllocator, push
 from zone_cp.vips import parse_cidr
 
@@ -241,8 +244,8 @@ def tables(session: AgentSession) -> list[dict[str, list[str]]]:
     out = []
     while not session.updates.empty():
         message = session.updates.get_nowait()
-        assert message.WhichOneof("message") == "dns_table"
-        out.append({e.name: list(e.ips) for e in message.dns_table.entries})
+        assert isinstance(message, DnsTable)
+        out.append({e.name: list(e.ips) for e in message.entries})
     return out
 
 
@@ -274,12 +277,12 @@ async def test_the_publisher_sends_each_session_its_mesh_table_on_registration_a
 
 
 def test_a_session_holds_at_most_one_pending_table() -> None:
-    queue: asyncio.Queue[agent_pb2.ControlPlaneMessage] = asyncio.Queue()
+    queue = Mailbox()
     session = AgentSession("default", "w1", None, None, 0.0, updates=queue)  # type: ignore[arg-type]
-    bundle = agent_pb2.ControlPlaneMessage(trust_bundle=agent_pb2.TrustBundle(pem=b"x"))
     push(session, agent_pb2.DnsTable(version="1"))
-    queue.put_nowait(bundle)
+    queue.put_nowait(TrustBundle(pem=b"x"))
     push(session, agent_pb2.DnsTable(version="2"))
-    assert [m.WhichOneof("message") for m in queue._queue] == ["trust_bundle", "dns_table"]  # type: ignore[attr-defined]
-    assert queue._queue[-1].dns_table.version == "2"  # type: ignore[attr-defined]
+    pending = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert [type(m) for m in pending] == [TrustBundle, DnsTable]
+    assert isinstance(pending[-1], DnsTable) and pending[-1].version == "2"
 

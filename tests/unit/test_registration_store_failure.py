@@ -24,7 +24,8 @@ from gossamer.store.base import WriteOp, op_key
 from gossamer.store.memory import MemoryStore
 from gossamer.tokens import DATAPLANE, ZONE
 from tests.cluster import eventually
-from zone_cp.agents import AgentRegistry, AgentSession
+from zone_cp.agent_session import AgentSession
+from zone_cp.agents import AgentRegistry
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.mesh_state import MeshState
 

@@ -1,0 +1,73 @@
+"""Who may open an agent session: the bearer's token, checked before a byte of the
+request is read.
+
+A dataplane token is verified with the keys of the mesh it claims; an unknown mesh is
+refused exactly like a forged token (``UNTRUSTED``), so an unauthenticated caller learns
+nothing about meshes. Another kind's token (a zone token, for a zone ingress) is
+verified by the registrar that takes that kind (``zone_cp.ingresses``). What the token
+then admits (which Dataplane, which name, how many) is ``zone_cp.admission``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from authority.token_authority import TokenAuthority
+from gossamer.errors import NotFound, Unauthorized
+from gossamer.resources import ResourceManager
+from gossamer.tokens import DATAPLANE, Claims, TokenRejected, peek
+
+# The one answer to a token no mesh here trusts: the same for an unknown mesh, an unknown
+# signing key and a bad signature, so an unauthenticated caller cannot probe for meshes.
+UNTRUSTED = ("token rejected: it was not issued for a mesh of this control plane "
+             "(unknown mesh, signing key or signature)")
+_UNTRUSTED_REASONS = frozenset({"unknown-key", "bad-signature", "wrong-mesh"})
+
+
+class TokenVerifier(Protocol):
+    """Verifies the tokens of one kind other than a dataplane token."""
+
+    token_kind: str
+
+    async def verify(self, token: str | None) -> Claims: ...
+
+
+class AgentAuth:
+    """Verifies an agent's bearer token; every refusal is ``Unauthorized``
+    (UNAUTHENTICATED) or what the other kind's verifier raises."""
+
+    def __init__(self, manager: ResourceManager,
+                 others: Mapping[str, TokenVerifier] | None = None) -> None:
+        self._manager = manager
+        self._others = others or {}
+
+    async def admit(self, token: str | None) -> Claims:
+        """Verify the bearer's token before anything else of its request is read: a
+        dataplane token with the keys of the mesh it claims, another kind's (a zone
+        token) by the registrar that takes it."""
+        try:
+            kind, mesh = peek(token)
+        except TokenRejected as exc:
+            raise Unauthorized(exc.detail) from None
+        for other in self._others.values():
+            if other.token_kind == kind:
+                return await other.verify(token)
+        if kind != DATAPLANE:
+            raise Unauthorized(f"a {kind or 'kind-less'} token does not admit an agent "
+                               "here; a sidecar presents a dataplane token")
+        return await self.verify_dataplane(token, mesh)
+
+    async def verify_dataplane(self, token: str | None, mesh: str) -> Claims:
+        """A dataplane token of ``mesh`` (the mesh it claims), or ``Unauthorized`` with
+        one answer (``UNTRUSTED``) whether the mesh is unknown or the token forged."""
+        try:
+            if not mesh:
+                raise NotFound("a dataplane token without a mesh")
+            await self._manager.get("Mesh", mesh)
+            return await TokenAuthority(self._manager, DATAPLANE, mesh).verify(token)
+        except NotFound:
+            raise Unauthorized(UNTRUSTED) from None
+        except TokenRejected as exc:
+            detail = UNTRUSTED if exc.reason in _UNTRUSTED_REASONS else exc.detail
+            raise Unauthorized(detail) from None

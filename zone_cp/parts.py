@@ -1,0 +1,100 @@
+"""The parts of a zone control plane and how they are wired, built once its store is open.
+
+``build_parts`` only constructs (no task, no socket, no await): ``ZoneControlPlane``
+then bootstraps a standalone zone, starts each part's loop and opens the ports. Every
+part writes through one unguarded ``ResourceManager``; the API gets its own guarded one
+(``zone_cp.guard``). A standalone zone owns its meshes' roots, so it has a mesh CA
+controller (``authority.mesh_ca``); a federated one has the sync client to the global.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from authority.mesh_ca import MeshCaController
+from gossamer.api.serve import certificate_hosts
+from gossamer.pki.serving import ServingTls, ensure_serving_tls
+from gossamer.resources import ResourceManager
+from gossamer.settings import ZoneSettings
+from gossamer.store.base import Store
+from proxy.context import ProxyContext
+from proxy.envoy import PieceCache, generate
+from proxy.envoy.resources import ProxyResources
+from zone_cp.agent_service import AgentService
+from zone_cp.agents import AgentRegistry
+from zone_cp.ca import ZoneCa
+from zone_cp.cert_metrics import CertificateCollector
+from zone_cp.ingresses import IngressRegistry
+from zone_cp.mesh_dns import VipView
+from zone_cp.mesh_state import MeshState
+from zone_cp.sync_client import ZoneSyncClient
+from zone_cp.token_expiry import TokenLifetimes
+from zone_cp.vip_controller import DnsPublisher, VipAllocator
+from zone_cp.vips import parse_cidr
+from zone_cp.xds import AdsServer
+from zone_cp.xds_server import XdsServer
+
+
+@dataclass(frozen=True)
+class ZoneParts:
+    """A zone CP's parts (each documented in its own module)."""
+
+    store: Store
+    manager: ResourceManager  # unguarded: what the zone's own parts write through
+    metrics: CollectorRegistry
+    tls: ServingTls  # the serving CA and certificate of the API and the xDS port
+    state: MeshState
+    ingresses: IngressRegistry
+    agents: AgentRegistry
+    vips: VipAllocator
+    dns: DnsPublisher
+    lifetimes: TokenLifetimes
+    ads: AdsServer
+    ca: ZoneCa
+    xds: XdsServer
+    mesh_ca: MeshCaController | None  # standalone only
+    sync: ZoneSyncClient | None  # federated only
+
+
+def build_parts(s: ZoneSettings, store: Store) -> ZoneParts:
+    """Construct and wire every part of the zone CP ``s`` describes over ``store``."""
+    manager = ResourceManager(store)
+    metrics = CollectorRegistry()
+    tls = ensure_serving_tls(s.directory / "tls", f"gossamer-zone-{s.zone}",
+                             certificate_hosts(s.tls_hosts, s.api_addr))
+    state = MeshState(store, s.zone)
+    ingresses = IngressRegistry(manager, state, s.zone, federated=s.federated)
+    agents = AgentRegistry(manager, s.zone, {"ZoneIngress": ingresses})
+    # Virtual IPs for every service the zone knows, and each mesh's DNS table for its
+    # agents (DESIGN §6).
+    vips = VipAllocator(state, manager, parse_cidr(s.vip_cidr))
+    dns = DnsPublisher(state, agents, VipView(state))
+    # Sessions and ADS streams end with their token (DESIGN §5).
+    lifetimes = TokenLifetimes(store)
+    ads = AdsServer(state, agents, _generator(), ingresses, lifetimes=lifetimes)
+    ca = ZoneCa(manager, s.zone, sidecars=agents.trust, metrics=metrics,
+                startup_grace=s.agent_grace)
+    xds = XdsServer(s.xds_addr, ads, AgentService(agents, ca, lifetimes))
+    mesh_ca = None
+    if not s.federated:  # a standalone zone owns its meshes' roots
+        mesh_ca = MeshCaController(manager, local_zone=s.zone, metrics=metrics)
+    metrics.register(CertificateCollector(agents))
+    sync = ZoneSyncClient(s, manager) if s.federated else None
+    return ZoneParts(store=store, manager=manager, metrics=metrics, tls=tls, state=state,
+                     ingresses=ingresses, agents=agents, vips=vips, dns=dns,
+                     lifetimes=lifetimes, ads=ads, ca=ca, xds=xds, mesh_ca=mesh_ca,
+                     sync=sync)
+
+
+def _generator() -> Callable[[ProxyContext], ProxyResources]:
+    """``proxy.envoy.generate`` over one piece cache for every proxy: a service's cluster
+    and endpoints are built once per change, not once per proxy that calls the service."""
+    cache = PieceCache()
+
+    def generate_with_cache(ctx: ProxyContext) -> ProxyResources:
+        return generate(ctx, cache)
+
+    return generate_with_cache
