@@ -88,10 +88,17 @@ class _Session:
     withdrawn: _Refused | None = None  # set before the task is cancelled for it
 
 
-class _Refused(Exception):
+class _Refused(GossamerError):
+    """A zone's stream refused at admission or cut later: ``grpc_status`` is what the
+    zone is answered, ``reason`` labels the rejection metric."""
+
     def __init__(self, code: grpc.StatusCode, reason: str, detail: str) -> None:
         super().__init__(detail)
-        self.code, self.reason, self.detail = code, reason, detail
+        self.grpc_status, self.reason = code.name, reason
+
+    @property
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode[self.grpc_status]
 
 
 class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
