@@ -21,6 +21,7 @@ import ipaddress
 import logging
 from collections.abc import Callable
 
+from gossamer.coalesce import Coalesced
 from gossamer.errors import GossamerError, InvalidResource
 from gossamer.model.base import Resource
 from gossamer.model.virtualip import SERVICE_LABEL, VirtualIPSpec, resource_name, service_of
@@ -134,7 +135,7 @@ class DnsPublisher:
         self._agents = agents
         self._vips = vips
         self._tables: dict[str, agent_pb2.DnsTable] = {}
-        self._scheduled = False
+        self._refresh = Coalesced(self.refresh)  # once per loop turn, however many changes
         state.listen(self._changed)
         agents.on_change(self._agent_changed)
 
@@ -145,13 +146,11 @@ class DnsPublisher:
         return table
 
     def _changed(self, res: Resource | None) -> None:
-        if (res is None or res.type in SERVICE_KINDS) and not self._scheduled:
-            self._scheduled = True  # once per loop turn, however many changes
-            asyncio.get_running_loop().call_soon(self.refresh)
+        if res is None or res.type in SERVICE_KINDS:
+            self._refresh()
 
     def refresh(self) -> None:
         """Recompute the tables of the meshes with sessions; push those that changed."""
-        self._scheduled = False
         sessions = list(self._agents.sessions.values())
         meshes = {s.mesh for s in sessions}
         self._tables = {m: t for m, t in self._tables.items() if m in meshes}

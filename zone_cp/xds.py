@@ -33,6 +33,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from authority.token_authority import TokenAuthority
+from gossamer.coalesce import Coalesced
 from gossamer.errors import GossamerError
 from gossamer.model.base import Resource
 from gossamer.tokens import DATAPLANE, Claims, TokenRejected
@@ -244,24 +245,14 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
 
     def _follow(self, engine: Engine, dataplane: Resource, insight: ProxyInsight,
                 wake: Callable[[], None]) -> Callable[[], None]:
-        loop = asyncio.get_running_loop()
-        scheduled = False
+        """Load the registered ``dataplane`` now, then its current version after changes."""
 
-        def regenerate() -> None:
-            nonlocal scheduled
-            scheduled = False
+        def load() -> None:
             current = self._state.get("Dataplane", dataplane.name, dataplane.mesh) or dataplane
             self._load(engine, current, insight)
-            wake()
 
-        def on_change(_: Resource | None) -> None:
-            nonlocal scheduled
-            if not scheduled:
-                scheduled = True
-                loop.call_soon(regenerate)
-
-        self._load(engine, dataplane, insight)
-        return self._state.listen(on_change)
+        return self._on_changes(load, wake,
+                                first=lambda: self._load(engine, dataplane, insight))
 
     def generated_for(self, dataplane: Resource) -> ProxyResources:
         """The Envoy resources of ``dataplane``'s sidecar from the current state."""
@@ -304,26 +295,17 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         finally:
             insight.connected = False
 
-    def _on_changes(self, load: Callable[[], None],
-                    wake: Callable[[], None]) -> Callable[[], None]:
-        """``load`` now and after state changes (coalesced to once per loop turn)."""
-        loop = asyncio.get_running_loop()
-        scheduled = False
+    def _on_changes(self, load: Callable[[], None], wake: Callable[[], None], *,
+                    first: Callable[[], None] | None = None) -> Callable[[], None]:
+        """``first`` (by default ``load``) now, then ``load`` and ``wake`` after state
+        changes, coalesced to once per loop turn; returns the unlisten function."""
 
         def run() -> None:
-            nonlocal scheduled
-            scheduled = False
             load()
             wake()
 
-        def on_change(_: Resource | None) -> None:
-            nonlocal scheduled
-            if not scheduled:
-                scheduled = True
-                loop.call_soon(run)
-
-        load()
-        return self._state.listen(on_change)
+        (first or load)()
+        return self._state.listen(Coalesced(run))
 
 
 def _set_desired(engine: Engine, generated: ProxyResources) -> None:
