@@ -1,17 +1,13 @@
 """In-process control planes for integration tests and benchmarks: a global and zones
 wired over real gRPC with TLS on loopback, each with its own store and data directory.
 
-Also what those tests observe them with: ``eventually`` (wait on a condition with a
-deadline, never a fixed sleep), ``scrape`` (the global's Prometheus ``/metrics``) and
-``span_recorder`` (the OpenTelemetry spans of this process).
+Also what those tests observe them with: ``scrape`` (the global's Prometheus
+``/metrics``) and ``span_recorder`` (the OpenTelemetry spans of this process). Waiting on
+a condition is ``tests.waiting.eventually``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,30 +24,6 @@ from gossamer.settings import GlobalSettings, ZoneSettings
 from zone_cp.app import ZoneControlPlane
 
 T = TypeVar("T")
-
-
-async def eventually(check: Callable[[], Awaitable[T] | T], timeout: float = 10.0,
-                     interval: float = 0.02, what: str = "condition") -> T:
-    """Wait until ``check()`` (sync or async) returns a truthy value and return it, or fail
-    at the deadline. Exceptions from ``check`` count as "not yet"; the last is reported.
-    """
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            result = check()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return result
-            last = result
-        except AssertionError as exc:
-            last = exc
-        except Exception as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        await asyncio.sleep(interval)
 
 
 async def start_global(data_dir: Path, store: str = "sqlite", heartbeat: float = 1.0,

@@ -45,7 +45,7 @@ from deploy.local.environment import Environment
 from deploy.local.launch import Options
 from deploy.local.topology import APP_PORT, Topology, Workload
 from tests.bench.bench_dataplane import NGINX_CONF
-from tests.e2e.support import eventually
+from tests.waiting import eventually_sync
 
 PREFIX = f"bx{os.getpid()}-"
 TOPOLOGY = Topology(zones=("east", "west"), prefix=PREFIX, workloads=(
@@ -151,11 +151,11 @@ def main() -> None:
         if args.app == "nginx":
             nginx_apps(env, state / "nginx")
             print("backends' apps replaced by nginx", flush=True)
-        eventually(lambda: "zone: east" in env.gossamer("get", "zoneingresses", "-o", "yaml",
+        eventually_sync(lambda: "zone: east" in env.gossamer("get", "zoneingresses", "-o", "yaml",
                                                         zone="west"),
                    timeout=120, what="east's ingress known in west")
         for path, (service, zone) in PATHS.items():
-            eventually(lambda s=service, z=zone: [probes.call(env, CLIENT, f"http://{s}.mesh/")
+            eventually_sync(lambda s=service, z=zone: [probes.call(env, CLIENT, f"http://{s}.mesh/")
                                                   .zone for _ in range(10)] == [z] * 10,
                        timeout=120, what=f"{path}: {service}.mesh served from {zone}")
             print(f"{path}: {service}.mesh served from zone {zone}", flush=True)

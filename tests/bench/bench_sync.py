@@ -30,7 +30,8 @@ from global_cp.app import GlobalControlPlane
 from gossamer.model.registry import parse_document
 from gossamer.resources import ResourceManager
 from gossamer.store.base import ListQuery, Store
-from tests.cluster import eventually, start_global, start_zone
+from tests.cluster import start_global, start_zone
+from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 
 

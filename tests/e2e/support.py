@@ -1,5 +1,5 @@
 """What the e2e modules share: one running ``deploy.local`` environment per module, and
-ways to wait on what it does.
+what the tests observe it with (waiting on a condition is ``tests.waiting.eventually_sync``).
 
 ``running(topology, state)`` is the body of each module's ``env`` fixture: it checks the
 machine (root and network namespaces: only a kernel without netns skips, loudly; a
@@ -7,8 +7,8 @@ missing tool or no root fails, since CI runs ``make test`` as root and installs 
 brings the environment up, and always takes it down. Each module's names start with
 ``prefix(letter)``, which holds this test process's pid: two runs on one machine never
 touch each other's environments, and what a killed run left is removed by the next
-(``reap_orphans``: its pid is gone). ``eventually`` waits on a
-condition with a deadline; ``zones_of`` makes real calls and says which zone answered.
+(``reap_orphans``: its pid is gone). ``zones_of`` makes real calls and says which zone
+answered.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -80,26 +79,6 @@ def running(topology: Topology, state: Path, options: Options = OPTIONS
         yield env
     finally:
         env.down()
-
-
-def eventually(check: Callable[[], T | None], timeout: float = 30.0, what: str = "condition",
-               interval: float = 0.25) -> T:
-    """``check()``'s first truthy result; an ``AssertionError`` from it counts as "not yet".
-    Fails at the deadline with the last result or error."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-            last = result
-        except AssertionError as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; "
-                                 f"last: {last!r}")
-        time.sleep(interval)  # a poll interval; the bound is the deadline
 
 
 def zones_of(env: Environment, client: str, service: str, n: int = 10) -> list[str | None]:

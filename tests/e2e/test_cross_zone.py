@@ -37,7 +37,8 @@ from deploy.local.network import wan_port
 from deploy.local.topology import INGRESS_ADMIN_PORT, INGRESS_PORT, Topology, Workload
 from deploy.local.upstream_dns import EXAMPLE_ORG
 from tests.e2e import wire
-from tests.e2e.support import all_from, deny, eventually, prefix, running, status_of
+from tests.e2e.support import all_from, deny, prefix, running, status_of
+from tests.waiting import eventually_sync
 
 TOPOLOGY = Topology(zones=("east", "west"), prefix=prefix("x"), workloads=(
     Workload("backend-1", "backend", "east"),
@@ -55,7 +56,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
 def reachable(env: Environment) -> Environment:
     """The environment once web-1's first call got through (zones learn of each other's
     ingress and services over the sync in the first seconds)."""
-    eventually(lambda: probes.call(env, "web-1", "http://backend.mesh/").zone == "east",
+    eventually_sync(lambda: probes.call(env, "web-1", "http://backend.mesh/").zone == "east",
                timeout=60, what="web-1's first answer from backend in east")
     return env
 
@@ -93,12 +94,12 @@ def test_a_permission_at_the_global_denies_web_then_allows_it_again(reachable: E
     env = reachable
     env.apply(deny("web", "backend"))
     try:
-        eventually(lambda: status_of(env, "web-1", "backend") == 403, timeout=30,
+        eventually_sync(lambda: status_of(env, "web-1", "backend") == 403, timeout=30,
                    what="the deny applied at the global to refuse web-1's call in east")
         for _ in range(5):
             assert status_of(env, "web-1", "backend") == 403
         env.apply(deny("web", "backend", action="Allow"))
-        eventually(lambda: all_from(env, "web-1", "backend", "east", n=3), timeout=30,
+        eventually_sync(lambda: all_from(env, "web-1", "backend", "east", n=3), timeout=30,
                    what="the allow to restore the call")
     finally:
         env.gossamer("delete", "meshtrafficpermission", "web-to-backend", "-m", "default")
@@ -154,7 +155,7 @@ def test_a_capture_on_the_wan_shows_only_tls(reachable: Environment, tmp_path: P
         for _ in range(3):  # web-2's first calls: a new connection, handshake and all
             reply = probes.call(env, "web-2", "http://backend.mesh/")
             assert reply.zone == "east", reply
-        streams = eventually(captured, timeout=10, what=f"web-2's ({web2}) traffic to "
+        streams = eventually_sync(captured, timeout=10, what=f"web-2's ({web2}) traffic to "
                              f"port {INGRESS_PORT} in the capture")
     finally:
         tcpdump.send_signal(signal.SIGINT)

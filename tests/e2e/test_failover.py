@@ -14,7 +14,8 @@ import pytest
 
 from deploy.local.environment import Environment
 from deploy.local.topology import Topology, Workload
-from tests.e2e.support import all_from, eventually, prefix, running, zones_of
+from tests.e2e.support import all_from, prefix, running, zones_of
+from tests.waiting import eventually_sync
 
 TOPOLOGY = Topology(zones=("east", "west"), prefix=prefix("f"), workloads=(
     Workload("backend-1", "backend", "east"),
@@ -32,19 +33,19 @@ def test_traffic_stays_local_fails_over_to_the_other_zone_and_returns(env: Envir
                                                                       ) -> None:
     # East's backend is known in west (through east's ingress) before the test relies on
     # it: west's zone CP offers it once east's ZoneIngress arrives over the sync.
-    eventually(lambda: "zone: east" in env.gossamer("get", "zoneingresses", "-o", "yaml",
+    eventually_sync(lambda: "zone: east" in env.gossamer("get", "zoneingresses", "-o", "yaml",
                                                     zone="west"),
                timeout=60, what="east's ingress (offering backend) known in west")
-    eventually(lambda: all_from(env, "web-1", "backend", "west", n=10), timeout=60,
+    eventually_sync(lambda: all_from(env, "web-1", "backend", "west", n=10), timeout=60,
                what="web-1's calls served by backend-2 in its own zone")
     assert all_from(env, "web-1", "backend", "west", n=30)
 
     env.kill_workload("backend-2")
-    eventually(lambda: all_from(env, "web-1", "backend", "east", n=5), timeout=30,
+    eventually_sync(lambda: all_from(env, "web-1", "backend", "east", n=5), timeout=30,
                what="failover to backend-1 in east once backend-2 is gone")
     assert all_from(env, "web-1", "backend", "east", n=30)
 
     env.start_workload("backend-2")
-    eventually(lambda: all_from(env, "web-1", "backend", "west", n=10), timeout=30,
+    eventually_sync(lambda: all_from(env, "web-1", "backend", "west", n=10), timeout=30,
                what="traffic back in west once backend-2 returns")
     assert zones_of(env, "web-1", "backend", 30) == ["west"] * 30

@@ -21,7 +21,8 @@ import pytest
 from deploy.local import probes
 from deploy.local.environment import Environment
 from deploy.local.topology import ENVOY_ADMIN_PORT, INGRESS_ADMIN_PORT, Topology, Workload
-from tests.e2e.support import all_from, count, deny, eventually, prefix, running, status_of
+from tests.e2e.support import all_from, count, deny, prefix, running, status_of
+from tests.waiting import eventually_sync
 
 TOPOLOGY = Topology(zones=("east", "west"), prefix=prefix("r"), workloads=(
     Workload("backend-1", "backend", "east"),
@@ -39,7 +40,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
 
 @pytest.fixture(scope="module")
 def reachable(env: Environment) -> Environment:
-    eventually(lambda: all_from(env, "web-1", "backend", "east", n=3), timeout=60,
+    eventually_sync(lambda: all_from(env, "web-1", "backend", "east", n=3), timeout=60,
                what="web-1's first answers from backend in east")
     return env
 
@@ -58,28 +59,28 @@ def test_calls_survive_the_global_and_a_policy_applied_after_it_returns_reaches_
     env = reachable
     lost = log_counts(env, LOST)
     env.kill("global")
-    eventually(lambda: grew(env, LOST, lost), timeout=30,
+    eventually_sync(lambda: grew(env, LOST, lost), timeout=30,
                what="both zones to notice the global is gone")
     assert all_from(env, "web-1", "backend", "east", n=30)
 
     synced = log_counts(env, SYNCED)
     env.start("global")
-    eventually(lambda: grew(env, SYNCED, synced), timeout=60,
+    eventually_sync(lambda: grew(env, SYNCED, synced), timeout=60,
                what="both zones in sync with the returned global")
-    eventually(lambda: env.gossamer("inspect", "zones").count(" Online ") == len(ZONES),
+    eventually_sync(lambda: env.gossamer("inspect", "zones").count(" Online ") == len(ZONES),
                timeout=30, what="the global to see both zones online")
     assert all_from(env, "web-1", "backend", "east", n=5)
 
     env.apply(deny("web", "backend"))
     try:
         for zone in ZONES:
-            eventually(partial(has_permission, env, zone, "web-to-backend"), timeout=30,
+            eventually_sync(partial(has_permission, env, zone, "web-to-backend"), timeout=30,
                        what=f"the deny applied at the returned global to reach zone {zone}")
-        eventually(lambda: status_of(env, "web-1", "backend") == 403, timeout=30,
+        eventually_sync(lambda: status_of(env, "web-1", "backend") == 403, timeout=30,
                    what="the deny to refuse web-1's call in east")
     finally:
         env.gossamer("delete", "meshtrafficpermission", "web-to-backend", "-m", "default")
-    eventually(lambda: all_from(env, "web-1", "backend", "east", n=3), timeout=30,
+    eventually_sync(lambda: all_from(env, "web-1", "backend", "east", n=3), timeout=30,
                what="calls again once the deny is deleted")
 
 
@@ -131,11 +132,11 @@ def test_a_restarted_zone_cp_gets_its_proxies_back_and_keeps_every_vip(
         env.stop(f"{zone}-cp")
         assert all_from(env, "web-1", "backend", "east", n=20), f"{zone}'s CP down"
         env.start(f"{zone}-cp")
-        eventually(partial(connected, env, zone, dataplane), timeout=60,
+        eventually_sync(partial(connected, env, zone, dataplane), timeout=60,
                    what=f"{dataplane} back at zone {zone}'s restarted CP")
-        eventually(partial(ingress_registrations_above, env, zone, registrations), timeout=60,
+        eventually_sync(partial(ingress_registrations_above, env, zone, registrations), timeout=60,
                    what=f"{zone}'s ingress registered again")
-        eventually(partial(envoy_connected, env, t.ingress_ns(zone), INGRESS_ADMIN_PORT),
+        eventually_sync(partial(envoy_connected, env, t.ingress_ns(zone), INGRESS_ADMIN_PORT),
                    timeout=30, what=f"{zone}'s ingress Envoy on the ADS again")
         assert envoy_connected(env, t.workload_ns(dataplane), ENVOY_ADMIN_PORT)
         assert vips(env) == before

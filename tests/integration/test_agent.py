@@ -19,7 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from sync import wire
 from sync.engine import Engine
 from sync.messages import Entry, Payload
 from sync.v1 import agent_pb2, agent_pb2_grpc
+from tests.waiting import eventually
 
 ENVOY = envoy_binary()
 NOW = dt.datetime.now(dt.UTC)
@@ -60,28 +61,6 @@ _HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_ma
 _ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 _DOWNSTREAM_TLS = ("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
                    "DownstreamTlsContext")
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0,
-                     what: str = "condition") -> Any:
-    """Wait until ``check()`` (sync or async) is truthy and return it, or fail at the
-    deadline (the same helper as ``tests.cluster.eventually``, without importing the
-    control planes)."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            result = check()
-            if isinstance(result, Awaitable):
-                result = await result
-            if result:
-                return result
-            last = result
-        except Exception as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        await asyncio.sleep(0.05)
 
 
 def free_port() -> int:

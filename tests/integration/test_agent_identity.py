@@ -29,7 +29,7 @@ from gossamer.pki.certs import new_csr, new_key, new_root_ca, uri_sans
 from gossamer.settings import ZoneSettings
 from gossamer.tokens import DATAPLANE, SigningKey, issue
 from sync.v1 import agent_pb2, agent_pb2_grpc
-from tests.cluster import eventually
+from tests.waiting import eventually
 from zone_cp.agent_auth import UNTRUSTED
 from zone_cp.app import ZoneControlPlane
 from zone_cp.updates import TrustBundle

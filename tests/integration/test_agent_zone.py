@@ -25,9 +25,9 @@ from tests.integration.test_agent import (
     AgentProcess,
     agent_process,
     envoy_pids,
-    eventually,
     free_port,
 )
+from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 
 DATAPLANE_YAML = """\

@@ -23,12 +23,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.waiting import ready
 
 BIN = Path(sys.executable).parent
 READY_DEADLINE = 30.0
@@ -51,20 +51,6 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GOSSAMER_")}
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], api: str, log: Path) -> None:
-    deadline = time.monotonic() + READY_DEADLINE
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"exited with {proc.returncode}; its log:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{api}/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # a poll interval; the bound is the deadline
-    pytest.fail(f"not ready after {READY_DEADLINE}s; its log:\n{log.read_text()}")
-
-
 @pytest.fixture
 def control_plane(tmp_path: Path,
                   request: pytest.FixtureRequest) -> Iterator[tuple[str, str, Path]]:
@@ -80,7 +66,7 @@ def control_plane(tmp_path: Path,
                                 stdout=out, stderr=subprocess.STDOUT, env=_env())
     api = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(proc, api, log)
+        ready(proc, api, log, READY_DEADLINE)
         yield request.param, api, data_dir
     finally:
         proc.terminate()

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import os
 import socket
-import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.waiting import ready
 
 GOSSAMER = Path(sys.executable).parent / "gossamer"
 READY_DEADLINE = 30.0
@@ -51,21 +50,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, ca: Path, log: Path) -> None:
-    deadline = time.monotonic() + READY_DEADLINE
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"exited with {proc.returncode}; its log:\n{log.read_text()}")
-        try:
-            verify = ssl.create_default_context(cafile=ca)
-            if httpx.get(f"{url}/readyz", verify=verify, timeout=1.0).status_code == 200:
-                return
-        except (httpx.TransportError, OSError):
-            pass  # not listening yet, or its CA not written yet
-        time.sleep(0.05)  # a poll interval; the bound is the deadline
-    pytest.fail(f"not ready after {READY_DEADLINE}s; its log:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def tls_global(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsGlobal]:
     tmp = tmp_path_factory.mktemp("tls-cli")
@@ -79,7 +63,7 @@ def tls_global(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsGlobal]:
              "--api-addr", f"0.0.0.0:{cp.port}", "--sync-addr", f"127.0.0.1:{_free_port()}"],
             stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        _wait_ready(proc, f"https://127.0.0.1:{cp.port}", cp.ca_file, log)
+        ready(proc, f"https://127.0.0.1:{cp.port}", log, READY_DEADLINE, ca=cp.ca_file)
         yield cp
     finally:
         proc.terminate()

@@ -41,7 +41,7 @@ from gossamer.model.secret import SecretSpec
 from gossamer.model.zonecertificate import ZoneCertificateSpec
 from gossamer.pki.certs import chain_root, fingerprint, new_csr, new_key, new_leaf, new_root_ca
 from gossamer.store.follow import follow
-from tests.cluster import eventually, sample, scrape
+from tests.cluster import sample, scrape
 from tests.integration import test_ingress
 from tests.integration.test_agent_zone import DATAPLANE_YAML, http_backend
 from tests.integration.test_ingress import (
@@ -52,6 +52,7 @@ from tests.integration.test_ingress import (
     sidecar,
 )
 from tests.openbao import OpenBao, OpenBaoUnavailable
+from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 from zone_cp.ca import workload_uris
 

@@ -42,7 +42,7 @@ from proxy.agent.rotation import RENEW_SPREAD
 from sync.v1 import agent_pb2, agent_pb2_grpc
 from tests.cluster import sample, scrape, start_global, start_zone
 from tests.dataplane_env import DataplaneEnv, HttpApp, Member, Sidecar, listen_port, requests
-from tests.integration.test_agent import eventually
+from tests.waiting import eventually
 from zone_cp.agent_session import AgentSession, Change
 from zone_cp.app import ZoneControlPlane
 from zone_cp.ca import workload_uris

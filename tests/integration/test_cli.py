@@ -22,7 +22,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from cli.main import main
 from cli.state import Runtime
 from gossamer.model.registry import REGISTRY, parse_document
 from gossamer.pki.certs import new_root_ca
+from tests.waiting import eventually_sync, ready
 
 GOSSAMER = Path(sys.executable).parent / "gossamer"
 READY_DEADLINE = 30.0
@@ -79,18 +79,7 @@ class Proc:
 
     def wait_ready(self) -> None:
         assert self.popen is not None
-        deadline = time.monotonic() + READY_DEADLINE
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                pytest.fail(f"{self.args[:2]} exited with {self.popen.returncode} before it was "
-                            f"ready; its log:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.api}/readyz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)  # a poll interval; the bound is the deadline above
-        pytest.fail(f"{self.args[:2]} not ready after {READY_DEADLINE}s; its log:\n{self.log()}")
+        ready(self.popen, self.api, self.log_path, READY_DEADLINE)
 
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL if it does not stop in time; the exit code."""
@@ -742,17 +731,6 @@ def test_standalone_zone_serves_its_api(tmp_path: Path) -> None:
         assert "is a standalone zone: zone tokens are issued by the global" in line
 
 
-def _wait_for(what: str, check: Any, deadline: float = READY_DEADLINE) -> Any:
-    """Poll ``check()`` until it returns something truthy, or fail after ``deadline``."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)  # a poll interval; the bound is the deadline
-    pytest.fail(f"timed out after {deadline}s waiting for {what}")
-
-
 def test_zone_joins_with_a_token_from_the_cli_and_revoking_it_cuts_the_zone_off(
         cp: Session, tmp_path: Path) -> None:
     token_file = tmp_path / "west.token"
@@ -780,12 +758,13 @@ def test_zone_joins_with_a_token_from_the_cli_and_revoking_it_cuts_the_zone_off(
     try:
         zone.start()
         assert httpx.get(f"{zone.api}/", timeout=5).json()["mode"] == "zone"
-        _wait_for("the zone to be online at the global",
-                  lambda: insight().get("status") == "Online")
+        eventually_sync(lambda: insight().get("status") == "Online", READY_DEADLINE,
+                        "the zone to be online at the global", interval=0.1)
         assert "west" in _ok(cp.cli("get", "zones")).split()
 
         _ok(cp.run("token", "revoke", token_id))
-        _wait_for("the zone to be cut off", lambda: insight().get("status") == "Offline")
+        eventually_sync(lambda: insight().get("status") == "Offline", READY_DEADLINE,
+                        "the zone to be cut off", interval=0.1)
     finally:
         zone.stop()
         print(f"--- zone log ---\n{zone.log()}")
@@ -868,10 +847,8 @@ def test_inspect_meshes_and_rotate_a_builtin_root(tmp_path: Path) -> None:
             found: dict[str, Any] = next(i for i in items if i["name"] == "default")
             return found
 
-        deadline = time.monotonic() + 30
-        while overview()["trust"] is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        before = overview()["trust"]
+        before = eventually_sync(lambda: overview()["trust"], 30, "the mesh's trust",
+                                 interval=0.2)
         assert before["phase"] == "stable" and before["signer"]["backend"] == "ca-1"
         table = _ok(cli("inspect", "meshes"))
         assert table.splitlines()[0].split()[:4] == ["NAME", "ENABLED-BACKEND", "PHASE",
@@ -882,12 +859,13 @@ def test_inspect_meshes_and_rotate_a_builtin_root(tmp_path: Path) -> None:
         out = _ok(cli("mesh", "rotate-ca", "default"))
         assert "generation 1" in out
         # No sidecar is connected: nothing to wait for, the new root takes over at once.
-        after = before
-        while time.monotonic() < deadline:
-            after = overview()["trust"]
-            if after["signer"]["generation"] == 1 and after["phase"] == "stable":
-                break
-            time.sleep(0.2)
+
+        def rotated() -> dict[str, Any] | None:
+            trust: dict[str, Any] = overview()["trust"]
+            done = trust["signer"]["generation"] == 1 and trust["phase"] == "stable"
+            return trust if done else None
+
+        after = eventually_sync(rotated, 30, "the new root to take over", interval=0.2)
         assert after["phase"] == "stable" and after["signer"]["generation"] == 1, after
         assert after["signer"]["roots"] != before["signer"]["roots"]
         assert [r["fingerprint"] for r in after["roots"]] == after["signer"]["roots"]

@@ -27,7 +27,7 @@ from gossamer.pki.certs import uri_sans
 from gossamer.settings import ZoneSettings
 from gossamer.tokens import DATAPLANE
 from sync.v1 import agent_pb2, agent_pb2_grpc
-from tests.cluster import eventually
+from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 
 MESH = "default"

@@ -15,7 +15,8 @@ from gossamer.model.registry import parse_document
 from gossamer.resources import ResourceManager
 from gossamer.store.base import ListQuery
 from sync.applier import zone_scoped_name
-from tests.cluster import eventually, start_global, start_zone
+from tests.cluster import start_global, start_zone
+from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 
 TIMEOUT = {"type": "MeshTimeout", "name": "slow", "mesh": "default",

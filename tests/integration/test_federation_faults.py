@@ -31,8 +31,9 @@ from gossamer.resources import ResourceManager
 from gossamer.store.base import ListQuery
 from sync.applier import zone_scoped_name
 from sync.zone_link import GLOBAL_KINDS
-from tests.cluster import eventually, sample, scrape, span_recorder, start_global, start_zone
+from tests.cluster import sample, scrape, span_recorder, start_global, start_zone
 from tests.pg import PostgresCluster, free_port
+from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 from zone_cp.sync_client import Redial
 

@@ -27,7 +27,8 @@ from gossamer.pki.serving import ensure_serving_tls
 from gossamer.resources import ResourceManager
 from gossamer.tokens import ZONE, SigningKey, issue
 from sync.v1 import sync_pb2_grpc
-from tests.cluster import eventually, sample, scrape, start_global, start_zone, zone_token
+from tests.cluster import sample, scrape, start_global, start_zone, zone_token
+from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 from zone_cp.sync_client import Redial, SyncConfigError
 

@@ -24,7 +24,8 @@ from gossamer.model.base import Resource
 from gossamer.model.tokenrevocation import TokenRevocationSpec
 from gossamer.store.base import Create
 from gossamer.tokens import DATAPLANE, TokenRejected
-from tests.cluster import eventually, start_global, start_zone
+from tests.cluster import start_global, start_zone
+from tests.waiting import eventually
 
 ROWS = 100_000
 THROUGH_API = 50

@@ -31,7 +31,8 @@ from gossamer.settings import ZoneSettings
 from gossamer.store.base import ListQuery
 from gossamer.tokens import DATAPLANE
 from sync.v1 import agent_pb2, agent_pb2_grpc
-from tests.cluster import eventually, start_global, start_zone
+from tests.cluster import start_global, start_zone
+from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 
 MESH = "default"

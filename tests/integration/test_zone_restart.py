@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from gossamer.errors import NotFound
 from sync.applier import zone_scoped_name
-from tests.cluster import eventually
 from tests.integration import test_ingress
 from tests.integration.test_agent import envoy_pids
 from tests.integration.test_agent_zone import http_backend
@@ -38,6 +37,7 @@ from tests.integration.test_ingress import (
     sidecar,
     synced_ingresses,
 )
+from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 
 GRACE = 8.0

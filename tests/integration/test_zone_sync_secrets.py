@@ -38,7 +38,8 @@ from sync.codec import decode, kind_type_url
 from sync.stream import Heartbeats, subscribe
 from sync.v1 import sync_pb2_grpc
 from sync.zone_link import ADMITTED, GLOBAL_KINDS, GRPC_OPTIONS
-from tests.cluster import eventually, start_global, start_zone, zone_token
+from tests.cluster import start_global, start_zone, zone_token
+from tests.waiting import eventually
 
 NOW = dt.datetime.now(dt.UTC)
 VAULT = "https://127.0.0.1:1"  # never reached: Vault is not contacted on apply

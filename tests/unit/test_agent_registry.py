@@ -24,7 +24,7 @@ from gossamer.pki.certs import (
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from gossamer.tokens import DATAPLANE
-from tests.cluster import eventually
+from tests.waiting import eventually
 from zone_cp.agent_session import AgentSession, Change
 from zone_cp.agents import AgentRegistry
 from zone_cp.cert_status import StatusReport, parse_status

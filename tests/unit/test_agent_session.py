@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -15,6 +14,7 @@ import grpc
 from proxy.agent.cp_client import StatusReport
 from proxy.agent.session import Session, SessionPolicy
 from sync.v1 import agent_pb2
+from tests.waiting import eventually
 
 REGISTERED = agent_pb2.ControlPlaneMessage(registered=agent_pb2.Registered(
     mesh="default", name="backend-1", zone="lab", node_id="default.backend-1"))
@@ -59,15 +59,6 @@ class FakeClient:
         return self.calls[-1]
 
 
-async def until(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.001)
-
-
 def session(client: FakeClient, renews: list[int]) -> Session:
     return Session(client, '{"name": "backend-1"}',  # type: ignore[arg-type]
                    on_trust_bundle=lambda _: None,
@@ -82,25 +73,26 @@ async def test_status_follows_each_registration_and_each_change() -> None:
     s = session(client, renews)
     task = asyncio.create_task(s.run())
     try:
-        await until(lambda: len(client.calls) == 1, "the first stream")
+        await eventually(lambda: len(client.calls) == 1, 5, "the first stream", interval=0.001)
         call = client.calls[0]
         call.inbox.put_nowait(REGISTERED)
         await asyncio.wait_for(s.registered, 5)
         assert call.kinds() == ["register_dataplane_json"]  # no certificate yet: no status
 
         s.report(FIRST)
-        await until(lambda: call.statuses() == [FIRST], "the first status")
+        await eventually(lambda: call.statuses() == [FIRST], 5, "the first status", interval=0.001)
         s.report(FIRST)  # unchanged: not sent again
         s.report(SECOND)
-        await until(lambda: len(call.statuses()) == 2, "the second status")
+        await eventually(lambda: len(call.statuses()) == 2, 5, "the second status", interval=0.001)
         assert call.statuses() == [FIRST, SECOND]
 
         # The stream breaks: the next one registers again and repeats the latest status.
         call.inbox.put_nowait(grpc.aio.EOF)
-        await until(lambda: len(client.calls) == 2, "a new stream")
+        await eventually(lambda: len(client.calls) == 2, 5, "a new stream", interval=0.001)
         again = client.calls[1]
         again.inbox.put_nowait(REGISTERED)
-        await until(lambda: again.statuses() == [SECOND], "the status after re-registering")
+        await eventually(lambda: again.statuses() == [SECOND], 5,
+                         "the status after re-registering", interval=0.001)
         assert again.kinds() == ["register_dataplane_json", "status"]
         assert call.cancelled
     finally:
@@ -115,10 +107,11 @@ async def test_changes_while_disconnected_send_only_the_latest() -> None:
     s.report(SECOND)
     task = asyncio.create_task(s.run())
     try:
-        await until(lambda: len(client.calls) == 1, "the first stream")
+        await eventually(lambda: len(client.calls) == 1, 5, "the first stream", interval=0.001)
         client.calls[0].inbox.put_nowait(REGISTERED)
-        await until(lambda: client.calls[0].statuses() == [SECOND], "the latest status")
-        await until(lambda: s.reports_sent == 1, "one report")
+        await eventually(lambda: client.calls[0].statuses() == [SECOND], 5,
+                         "the latest status", interval=0.001)
+        await eventually(lambda: s.reports_sent == 1, 5, "one report", interval=0.001)
         assert client.calls[0].statuses() == [SECOND]
     finally:
         task.cancel()
@@ -130,12 +123,12 @@ async def test_renew_reaches_the_callback_once_per_message() -> None:
     s = session(client, renews)
     task = asyncio.create_task(s.run())
     try:
-        await until(lambda: len(client.calls) == 1, "the first stream")
+        await eventually(lambda: len(client.calls) == 1, 5, "the first stream", interval=0.001)
         call = client.calls[0]
         call.inbox.put_nowait(REGISTERED)
         for _ in range(3):
             call.inbox.put_nowait(agent_pb2.ControlPlaneMessage(renew=agent_pb2.Renew()))
-        await until(lambda: len(renews) == 3, "three renew callbacks")
+        await eventually(lambda: len(renews) == 3, 5, "three renew callbacks", interval=0.001)
         assert s.connects == 1  # Renew is an update like any other: the stream stays up
     finally:
         task.cancel()

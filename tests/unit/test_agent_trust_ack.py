@@ -31,6 +31,7 @@ from proxy.agent.sds_state import (
 from proxy.context import IDENTITY_SECRET, TRUST_SECRET
 from sync.engine import Engine
 from sync.messages import Nack, Request
+from tests.waiting import eventually
 
 CHAIN, KEY = b"chain", b"key"
 OLD, NEW = secret_entries(CHAIN, KEY, b"bundle-old"), secret_entries(CHAIN, KEY, b"bundle-new")
@@ -239,16 +240,6 @@ async def server() -> AsyncIterator[tuple[SecretServer, list[TrustAck]]]:
     yield sds, seen
 
 
-async def until(check: Any, what: str) -> None:
-    async def poll() -> None:
-        while not check():
-            await asyncio.sleep(0.01)
-    try:
-        await asyncio.wait_for(poll(), 5)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
 @pytest.mark.parametrize("dialect", ["sotw", "delta"])
 async def test_the_server_calls_back_on_ack_nack_and_stream_end(
         server: tuple[SecretServer, list[TrustAck]], dialect: str) -> None:
@@ -263,14 +254,14 @@ async def test_the_server_calls_back_on_ack_nack_and_stream_end(
         first = await envoy.subscribe()
         assert sds.trust_ack().phase is TrustPhase.PENDING  # sent, not yet ACKed
         await envoy.answer(first)
-        await until(lambda: sds.trust_ack().phase is TrustPhase.APPLIED, "the ACK")
+        await eventually(lambda: sds.trust_ack().phase is TrustPhase.APPLIED, 5, "the ACK")
         assert seen[-1] == TrustAck(TrustPhase.APPLIED, V_OLD)
 
         sds.update(NEW)
         assert seen[-1] == TrustAck(TrustPhase.PENDING, V_NEW)
         pushed = await stream.response()
         await envoy.answer(pushed, error="Failed to load trusted CA certificates")
-        await until(lambda: sds.trust_ack().phase is TrustPhase.REFUSED, "the NACK")
+        await eventually(lambda: sds.trust_ack().phase is TrustPhase.REFUSED, 5, "the NACK")
         assert seen[-1] == TrustAck(TrustPhase.REFUSED, V_NEW,
                                     "Failed to load trusted CA certificates")
     finally:

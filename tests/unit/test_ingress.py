@@ -37,7 +37,7 @@ from proxy.agent.cp_client import ControlPlaneAddress, Registration
 from proxy.agent.errors import InputError
 from proxy.context import SDS_CLUSTER, Endpoint, RemoteZone, Service
 from proxy.envoy.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ProxyResources
-from tests.cluster import eventually
+from tests.waiting import eventually
 from zone_cp.grpc_edge import status_code
 from zone_cp.ingresses import IngressRegistry, IngressSession, available_services, refusal
 from zone_cp.mesh_state import MeshState

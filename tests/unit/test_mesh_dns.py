@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from gossamer.store.memory import MemoryStore
 from gossamer.tokens import DATAPLANE
 from proxy.context import OutboundListener
 from sync.v1 import agent_pb2
+from tests.waiting import eventually
 from zone_cp.agent_session import AgentSession
 from zone_cp.agents import AgentRegistry
 from zone_cp.mailbox import Mailbox
@@ -123,15 +124,9 @@ class Zone:
 
     async def settled(self) -> None:
         """Until the state has seen every write to the store."""
-        await until(lambda: self.state.generation > 0)
+        await eventually(lambda: self.state.generation > 0, 5, "the state to load the store")
         for _ in range(50):
             await asyncio.sleep(0)
-
-
-async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager
@@ -182,7 +177,8 @@ async def test_the_allocator_follows_state_changes_without_polling(
         task = asyncio.create_task(allocator.run())
         try:
             await zone.apply(dataplane("b1", "backend"))
-            await until(lambda: zone.state.get("VirtualIP", "backend", "default") is not None)
+            await eventually(lambda: zone.state.get("VirtualIP", "backend", "default"),
+                             5, "backend's VirtualIP")
             await zone.settled()
             rounds = allocator.rounds
             await asyncio.sleep(0.2)
@@ -190,7 +186,7 @@ async def test_the_allocator_follows_state_changes_without_polling(
             # A VirtualIP deleted by hand comes back (the same address: the highest in
             # use was the one deleted).
             await zone.manager.delete("VirtualIP", "backend", "default")
-            await until(lambda: allocator.rounds > rounds + 1)
+            await eventually(lambda: allocator.rounds > rounds + 1, 5, "the allocator to run again")
             assert await zone.vips() == {"backend": "240.0.0.1"}
         finally:
             task.cancel()
@@ -257,16 +253,19 @@ async def test_the_publisher_sends_each_session_its_mesh_table_on_registration_a
         task = asyncio.create_task(zone.allocator().run())
         try:
             web = await session_of(zone, "w1", "web")
-            await until(lambda: zone.state.get("VirtualIP", "web", "default") is not None)
+            await eventually(lambda: zone.state.get("VirtualIP", "web", "default"),
+                             5, "web's VirtualIP")
             await zone.settled()
             assert tables(web)[-1] == {"web.mesh": ["240.0.0.1"]}
             other = await session_of(zone, "o1", "lonely", mesh="other")
-            await until(lambda: zone.state.get("VirtualIP", "lonely", "other") is not None)
+            await eventually(lambda: zone.state.get("VirtualIP", "lonely", "other"),
+                             5, "lonely's VirtualIP")
             await zone.settled()
             assert tables(other)[-1] == {"lonely.mesh": ["240.0.0.1"]}  # its mesh only
             assert tables(web) == []  # nothing changed in web's mesh
             await zone.apply(dataplane("b1", "backend"))
-            await until(lambda: zone.state.get("VirtualIP", "backend", "default") is not None)
+            await eventually(lambda: zone.state.get("VirtualIP", "backend", "default"),
+                             5, "backend's VirtualIP")
             await zone.settled()
             assert tables(web) == [{"web.mesh": ["240.0.0.1"], "backend.mesh": ["240.0.0.2"]}]
             assert tables(other) == []

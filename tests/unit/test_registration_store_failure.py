@@ -23,7 +23,7 @@ from gossamer.resources import ResourceManager
 from gossamer.store.base import WriteOp, op_key
 from gossamer.store.memory import MemoryStore
 from gossamer.tokens import DATAPLANE, ZONE
-from tests.cluster import eventually
+from tests.waiting import eventually
 from zone_cp.agent_session import AgentSession
 from zone_cp.agents import AgentRegistry
 from zone_cp.ingresses import IngressRegistry

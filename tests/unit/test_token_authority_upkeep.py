@@ -28,7 +28,7 @@ from gossamer.model.tokenrevocation import revocation_name
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from gossamer.tokens import DATAPLANE, SigningKey, TokenRejected, issue
-from tests.cluster import eventually
+from tests.waiting import eventually
 
 NOW = 1_800_000_000.0
 mesh_names = st.from_regex(r"[a-z0-9]([a-z0-9.\-]{0,250}[a-z0-9])?", fullmatch=True)

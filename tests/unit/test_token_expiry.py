@@ -18,7 +18,7 @@ from gossamer.model.registry import parse_document
 from gossamer.model.tokenrevocation import TokenRevocationSpec
 from gossamer.store.memory import MemoryStore
 from gossamer.tokens import DATAPLANE, ZONE, Claims
-from tests.cluster import eventually
+from tests.waiting import eventually
 from zone_cp.token_deadlines import Withdrawn
 from zone_cp.token_expiry import TokenLifetimes
 
