@@ -71,10 +71,12 @@ def build_parts(s: ZoneSettings, store: Store) -> ZoneParts:
     # Virtual IPs for every service the zone knows, and each mesh's DNS table for its
     # agents (DESIGN §6).
     vips = VipAllocator(state, manager, parse_cidr(s.vip_cidr))
-    dns = DnsPublisher(state, agents, VipView(state))
+    vip_view = VipView(state)  # one per zone CP: the DNS tables and the ADS server share it
+    dns = DnsPublisher(state, agents, vip_view)
     # Sessions and ADS streams end with their token (DESIGN §5).
     lifetimes = TokenLifetimes(store)
-    ads = AdsServer(state, agents, _generator(), ingresses, lifetimes=lifetimes)
+    ads = AdsServer(state, agents, _generator(), ingresses, lifetimes=lifetimes,
+                    vips=vip_view)
     ca = ZoneCa(manager, s.zone, sidecars=agents.trust, metrics=metrics,
                 startup_grace=s.agent_grace)
     xds = XdsServer(s.xds_addr, ads, AgentService(agents, ca, lifetimes))

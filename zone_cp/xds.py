@@ -164,13 +164,13 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(self, state: MeshState, agents: AgentRegistry,
                  generate: Callable[[ProxyContext], ProxyResources],
                  ingresses: IngressRegistry | None = None, *,
-                 lifetimes: TokenLifetimes) -> None:
+                 lifetimes: TokenLifetimes, vips: VipView) -> None:
         self._state = state
         self._lifetimes = lifetimes
         self._agents = agents
         self._generate = generate
         self._ingresses = ingresses
-        self._vips = VipView(state)
+        self._vips = vips  # shared with the DNS publisher: one computation per generation
         self.insights: dict[str, ProxyInsight] = {}
         self._ids = itertools.count(1)
 
