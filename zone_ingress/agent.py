@@ -21,22 +21,21 @@ import json
 import logging
 import random
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from gossamer.errors import InvalidResource
 from gossamer.model.registry import parse_document
 from proxy.agent import bootstrap
-from proxy.agent.cp_client import AgentClient, ControlPlaneAddress, Registration
+from proxy.agent.cp_client import AgentClient, Registration
 from proxy.agent.envoy_process import (
     EnvoyCommand,
     EnvoySupervisor,
-    SupervisionPolicy,
     parent_death_wrapper,
 )
 from proxy.agent.errors import InputError
-from proxy.agent.session import Session, SessionPolicy
+from proxy.agent.session import Session
+from proxy.agent.settings import EnvoyAgentSettings
 from proxy.context import SDS_CLUSTER
 
 log = logging.getLogger(__name__)
@@ -44,9 +43,10 @@ log = logging.getLogger(__name__)
 INGRESS_METADATA = "gossamer.io/zone-ingress"
 
 
-@dataclass(frozen=True)
-class IngressSettings:
-    """One ingress's inputs, checked by the command before the agent is built.
+@dataclass(frozen=True, kw_only=True)
+class IngressSettings(EnvoyAgentSettings):
+    """One ingress's inputs, checked by the command before the agent is built: what every
+    Envoy agent has (the token is a zone token), plus the ZoneIngress's own fields.
 
     ``address``/``port``: where Envoy listens (``--listen``; the ZoneIngress's
     ``networking.address``/``port``); ``advertised``: where other zones dial it, if not
@@ -54,24 +54,9 @@ class IngressSettings:
     """
 
     name: str
-    cp: ControlPlaneAddress
-    token: str
-    cp_ca_pem: bytes
     address: str
     port: int
     advertised: tuple[str, int] | None
-    work_dir: Path
-    envoy_binary: Path
-    admin_port: int = 9901
-    concurrency: int = 1
-    envoy_log_level: str = "info"
-    drain_time: float = 5.0
-    session: SessionPolicy = field(default_factory=SessionPolicy)
-    supervision: SupervisionPolicy = field(default_factory=SupervisionPolicy)
-
-    @property
-    def bootstrap_path(self) -> Path:
-        return self.work_dir / "envoy.yaml"
 
     def document(self) -> dict[str, Any]:
         """The ZoneIngress this ingress registers (the CP fills zone and services)."""

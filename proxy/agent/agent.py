@@ -39,7 +39,6 @@ from gossamer.pki.certs import bundle_digest
 from proxy.agent import bootstrap, sds_state
 from proxy.agent.cp_client import (
     AgentClient,
-    ControlPlaneAddress,
     DnsTable,
     Registration,
     StatusReport,
@@ -48,7 +47,6 @@ from proxy.agent.dataplane_file import DataplaneFile
 from proxy.agent.envoy_process import (
     EnvoyCommand,
     EnvoySupervisor,
-    SupervisionPolicy,
     parent_death_wrapper,
 )
 from proxy.agent.errors import AgentError, ControlPlaneRefused
@@ -56,7 +54,8 @@ from proxy.agent.identity import Identity, SignedCertificate, check_bundle
 from proxy.agent.resolver import MeshResolver
 from proxy.agent.rotation import Rotator
 from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
-from proxy.agent.session import Session, SessionPolicy
+from proxy.agent.session import Session
+from proxy.agent.settings import EnvoyAgentSettings
 
 log = logging.getLogger(__name__)
 
@@ -64,28 +63,14 @@ STARTUP_RETRY_INITIAL = 0.5
 STARTUP_RETRY_MAX = 30.0
 
 
-@dataclass(frozen=True)
-class AgentSettings:
-    """One agent's inputs, all checked by the command before the agent is built."""
+@dataclass(frozen=True, kw_only=True)
+class AgentSettings(EnvoyAgentSettings):
+    """One sidecar agent's inputs, all checked by the command before the agent is built:
+    what every Envoy agent has, plus the Dataplane and what only a sidecar serves."""
 
     dataplane: DataplaneFile
-    cp: ControlPlaneAddress
-    token: str
-    cp_ca_pem: bytes
-    work_dir: Path
-    envoy_binary: Path
-    admin_port: int = 9901
-    concurrency: int = 1
-    envoy_log_level: str = "info"
-    drain_time: float = 5.0
     metrics_tls: tuple[bytes, bytes] | None = None  # MeshMetric ProvidedTLS (chain, key)
     dns: ServerConfig = field(default_factory=ServerConfig)  # the .mesh resolver (--dns-addr)
-    session: SessionPolicy = field(default_factory=SessionPolicy)
-    supervision: SupervisionPolicy = field(default_factory=SupervisionPolicy)
-
-    @property
-    def bootstrap_path(self) -> Path:
-        return self.work_dir / "envoy.yaml"
 
 
 class Agent:
