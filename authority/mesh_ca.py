@@ -33,7 +33,7 @@ from gossamer.model.base import Resource
 from gossamer.model.labels import ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL
 from gossamer.model.mesh import BackendType, CaBackend, MeshSpec
 from gossamer.model.meshtrust import CaIdentity, MeshTrustSpec, TrustPhase
-from gossamer.model.zone import ZoneSpec
+from gossamer.model.zone import is_enabled
 from gossamer.model.zonecertificate import ZoneCertificateRequestSpec, ZoneCertificateSpec
 from gossamer.model.zonetrust import ZoneTrustStatusSpec
 from gossamer.pki.backends import provider_for
@@ -265,7 +265,7 @@ class MeshCaController:
         (by the label the sync set from the authenticated stream); standalone, ours."""
         if self._local_zone is None:
             zones = {z.name for z in (await self._manager.list("Zone")).items
-                     if not isinstance(z.spec, ZoneSpec) or z.spec.enabled}
+                     if is_enabled(z)}
         else:
             zones = {self._local_zone}
         out: dict[str, list[ZoneTrustStatusSpec]] = {}

@@ -42,6 +42,7 @@ from gossamer.model.base import Resource, check_name
 from gossamer.model.labels import ORIGIN_GLOBAL, ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL
 from gossamer.model.registry import parse_document
 from gossamer.model.tokenrevocation import TokenRevocationSpec, revocation_name
+from gossamer.model.zone import disabled_zones, is_enabled
 from gossamer.resources import ResourceManager
 from gossamer.settings import GlobalSettings, split_addr
 from gossamer.store.base import EventType, Store
@@ -171,7 +172,7 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
             with contextlib.suppress(AlreadyExists):
                 await self._manager.store.create(parse_document({"type": "Zone", "name": zone}))
             record = await self._manager.get("Zone", zone)
-        if not getattr(record.spec, "enabled", True):
+        if not is_enabled(record):
             raise _Refused(grpc.StatusCode.PERMISSION_DENIED, "disabled",
                            f"zone {zone!r} is disabled at the global (Zone.enabled: false)")
         return zone, claims
@@ -269,8 +270,7 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
         await publish(engine, sid, stream, view.follow, self._beats)
 
     def _disabled_zones(self) -> set[str]:
-        return {i.resource.name for i in self._feed.items(ZONE_URL).values()
-                if not getattr(i.resource.spec, "enabled", True)}
+        return disabled_zones(i.resource for i in self._feed.items(ZONE_URL).values())
 
     def _withheld_secrets(self) -> set[tuple[str, str]]:
         meshes, trusts = (self._feed.items(url).values() for url in CREDENTIAL_URLS)
@@ -345,8 +345,7 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
     async def _cut_off_withdrawn(self) -> None:
         if not self._sessions:
             return
-        disabled = {z.name for z in (await self._manager.list("Zone")).items
-                    if not getattr(z.spec, "enabled", True)}
+        disabled = disabled_zones((await self._manager.list("Zone")).items)
         for token_id in {s.claims.token_id for s in self._sessions.values()}:
             if await self._is_revoked(token_id):
                 self._cut_off_token(token_id)

@@ -21,7 +21,7 @@ from gossamer.model.dataplane import DataplaneSpec
 from gossamer.model.labels import PROTOCOL_TAG, SERVICE_TAG, ZONE_LABEL
 from gossamer.model.mesh import MeshSpec
 from gossamer.model.registry import REGISTRY
-from gossamer.model.zone import ZoneSpec
+from gossamer.model.zone import disabled_zones
 from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.policy import RouteBackends, match_policies, policy_order
 from gossamer.store.base import Store
@@ -85,8 +85,7 @@ class MeshState:
                 if mesh is None or m == mesh]
 
     def disabled_zones(self) -> set[str]:
-        return {z.name for z in self.of_kind("Zone")
-                if isinstance(z.spec, ZoneSpec) and not z.spec.enabled}
+        return disabled_zones(self.of_kind("Zone"))
 
     def services(self, mesh: str) -> dict[str, Service]:
         """Every service of the mesh, local instances first, then other zones' ingresses

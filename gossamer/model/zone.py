@@ -6,9 +6,11 @@ other zones receive, without deleting anything.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pydantic import BaseModel
 
-from gossamer.model.base import KindDescriptor, Scope, SyncDirection
+from gossamer.model.base import KindDescriptor, Resource, Scope, SyncDirection
 from gossamer.model.fields import SPEC_CONFIG
 
 
@@ -29,3 +31,14 @@ DESCRIPTOR = KindDescriptor(
     spec_inline=True,
     description="a zone control plane and whether it may connect",
 )
+
+
+def is_enabled(zone: Resource) -> bool:
+    """False only for a Zone whose spec says ``enabled: false``."""
+    return not isinstance(zone.spec, ZoneSpec) or zone.spec.enabled
+
+
+def disabled_zones(zones: Iterable[Resource]) -> set[str]:
+    """The names of the disabled Zones among ``zones``: the one definition that the
+    global's sync server, the mesh CA controller and a zone's mesh state share."""
+    return {z.name for z in zones if not is_enabled(z)}
