@@ -54,6 +54,7 @@ from gossamer.store.memory import MemoryStore
 from proxy.envoy import PieceCache, ProxyResources, generate
 from sync.engine import Engine
 from sync.messages import Entry, Request
+from tests.waiting import eventually
 from zone_cp.mesh_state import MeshState
 from zone_cp.xds import TYPE_URLS, ProxyInsight, encode, entries
 
@@ -130,8 +131,7 @@ async def mesh_state(n: int, instances: int, outbounds: int) -> MeshState:
         await manager.apply(parse_document(doc, manager.registry))
     state = MeshState(manager.store, zone="lab")
     task = asyncio.create_task(state.run())
-    while state.generation == 0:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: state.generation > 0, what="the state to load the store")
     task.cancel()
     return state
 

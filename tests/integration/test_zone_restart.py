@@ -32,6 +32,7 @@ from tests.integration.test_ingress import (
     Cluster,
     _offers,
     free_port,
+    ingress_at,
     ingress_process,
     offered,
     sidecar,
@@ -47,16 +48,28 @@ GRACE = 8.0
 cluster = test_ingress.cluster
 
 
-async def restart_east(cluster: Cluster, down: float, grace: float,
+async def restart_east(cluster: Cluster, grace: float,
                        while_down: Callable[[], Awaitable[None]] | None = None) -> float:
-    """Stop east's CP, keep it down ``down`` seconds (running ``while_down``), start it
-    again on the same port and data with ``agent_grace=grace``; when it started
-    (monotonic)."""
+    """Stop east's CP, keep it down (running ``while_down``) until the global sees east
+    offline, start it again on the same port and data with ``agent_grace=grace``; when it
+    started (monotonic)."""
     async with cluster.down("east", agent_grace=grace):
         if while_down is not None:
             await while_down()
-        await asyncio.sleep(down)  # a real outage lasts: the global sees east offline
+        await eventually(lambda: not cluster.global_cp.insights.get("east").online,
+                         timeout=30, what="the global to see east offline")
     return time.monotonic()
+
+
+async def west_has_east_ingress(cluster: Cluster, name: str) -> bool:
+    """West holds east's ingress ``name`` as east last wrote it (what east sent has
+    reached west through the global)."""
+    own = await ingress_at(cluster.east, name)
+    copies = await synced_ingresses(cluster.west, "east")
+    return (own is not None and len(copies) == 1 and offered(copies[0]) == offered(own)
+            and own.meta.modification_time is not None
+            and copies[0].meta.modification_time is not None
+            and copies[0].meta.modification_time >= own.meta.modification_time)
 
 
 async def dataplane_at(cp: ZoneControlPlane, name: str) -> bool:
@@ -124,14 +137,15 @@ async def test_a_zone_cp_restart_keeps_its_routes_at_the_global_and_in_west(
             return None
 
         async with watching(routes) as lapses:
-            await restart_east(cluster, down=4.0, grace=60.0)
+            await restart_east(cluster, grace=60.0)
             east = cluster.east
             await eventually(lambda: "default.backend-1" in east.agents.sessions
                              and "ingress:east-ingress" in east.ingresses.sessions,
                              timeout=90, what="both agents registered again")
             await eventually(lambda: _offers(east, "east-ingress", [BACKEND]), timeout=30,
                              what="east's ingress stored again with backend")
-            await asyncio.sleep(2.0)  # what the re-registration sent has reached west
+            await eventually(lambda: west_has_east_ingress(cluster, "east-ingress"),
+                             timeout=30, what="what the re-registration sent to reach west")
         assert lapses == [], lapses[:5]
 
         # An agent that stops while the CP runs is removed at once, not after the grace.
@@ -174,7 +188,7 @@ async def test_a_sidecar_that_does_not_come_back_is_removed_after_the_grace(
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
-        started = await restart_east(cluster, down=2.0, grace=GRACE, while_down=kill_lost)
+        started = await restart_east(cluster, grace=GRACE, while_down=kill_lost)
         east = cluster.east
         assert await dataplane_at(east, "backend-1") and await dataplane_at(east, "backend-2")
         await eventually(lambda: "default.backend-2" in east.agents.sessions, timeout=60,

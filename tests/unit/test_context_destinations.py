@@ -25,6 +25,7 @@ from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from proxy.context import OutboundListener, ProxyContext
 from proxy.envoy import ProxyResources, generate
+from tests.waiting import eventually
 from zone_cp.mesh_state import MeshState
 
 SVC = "gossamer.io/service"
@@ -172,8 +173,7 @@ async def mesh_state() -> MeshState:
         await manager.apply(parse_document(doc, manager.registry))
     state = MeshState(manager.store, zone=ZONE)
     task = asyncio.create_task(state.run())
-    while state.generation == 0:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: state.generation > 0, what="the state to load the store")
     task.cancel()
     return state
 
