@@ -1,10 +1,31 @@
-"""Running a control plane as a process: start it, wait for a signal or a crash, stop it."""
+"""Running a component as a process: start it, wait for a signal or for it to end, stop it.
+
+Every long-running command (``gossamer global run``, ``zone run``, ``proxy run``,
+``ingress run``) runs its component with ``run_until_signal``; the component only has to
+start, wait and stop. SIGINT and SIGTERM are handled from before ``start`` until the end:
+
+- a signal while the component starts cancels ``start`` (which stops whatever it had
+  started) and the run returns;
+- a signal while it runs stops it with ``stop()`` (for the sidecar agent, a drain of
+  Envoy) and the run returns;
+- when ``wait()`` returns or raises by itself (a part failed, the API server ended), the
+  component is stopped with ``abort`` (by default ``stop``) and whatever ``wait`` raised
+  is raised again, so the process exits with the failure;
+- a failing ``start`` raises.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import signal
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Runnable(Protocol):
@@ -15,16 +36,42 @@ class Runnable(Protocol):
     async def stop(self) -> None: ...
 
 
-async def run_until_signal(component: Runnable) -> None:
-    await component.start()
-    stop = asyncio.Event()
+async def run_until_signal(component: Runnable, *,
+                           abort: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Run ``component`` until SIGINT/SIGTERM or until it ends (see the module's doc)."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(component.wait())]
+    signalled = asyncio.Event()
+    for sig in SIGNALS:
+        loop.add_signal_handler(sig, signalled.set)
+    stopper = asyncio.ensure_future(signalled.wait())
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        started = await _unless_signalled(component.start(), stopper)
+        if started is None:
+            log.info("signal received while starting: stopped")
+            return
+        started.result()
+        running = await _unless_signalled(component.wait(), stopper)
+        if running is None:
+            log.info("signal received: stopping")
+            await component.stop()
+            return
+        await (abort or component.stop)()
+        running.result()
     finally:
-        for task in waiters:
-            task.cancel()
-        await component.stop()
+        stopper.cancel()
+        for sig in SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+async def _unless_signalled(coro: Coroutine[Any, Any, None],
+                            stopper: asyncio.Future[Any]) -> asyncio.Future[None] | None:
+    """``coro``'s finished task, or None if ``stopper`` finished first (``coro`` is then
+    cancelled and waited for). If both are done, ``coro`` wins."""
+    task = asyncio.ensure_future(coro)
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        return task
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None

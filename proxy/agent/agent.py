@@ -25,10 +25,8 @@ configuration until the Session and its own ADS stream reconnect.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ from typing import Any, Protocol
 
 from dns.server import ServerConfig
 from gossamer.pki.certs import bundle_digest
+from gossamer.process import run_until_signal
 from proxy.agent import bootstrap, sds_state
 from proxy.agent.cp_client import (
     AgentClient,
@@ -261,32 +260,6 @@ class Supervised(Protocol):
 
 
 async def run_agent(agent: Supervised) -> None:
-    """Run until SIGINT/SIGTERM (drain and return) or a failure (re-raise it)."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        starting = asyncio.ensure_future(agent.start())
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():
-            log.info("stopping before the agent finished starting")
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
-            return
-        starting.result()
-        running = asyncio.ensure_future(agent.wait())
-        await asyncio.wait({running, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if running.done():
-            stopper.cancel()
-            await agent.stop(drain=False)
-            running.result()
-            return
-        running.cancel()
-        log.info("signal received: draining Envoy and stopping")
-        await agent.stop()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    """Run until SIGINT/SIGTERM (drain and return) or a failure (stop without draining,
+    re-raise it): ``gossamer.process.run_until_signal``."""
+    await run_until_signal(agent, abort=lambda: agent.stop(drain=False))
