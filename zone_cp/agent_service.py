@@ -28,6 +28,7 @@ from gossamer.errors import GossamerError
 from gossamer.tokens import Claims, TokenRejected, peek
 from sync.v1 import agent_pb2, agent_pb2_grpc
 from zone_cp.agent_session import AgentSession, OtherSession, utc_now
+from zone_cp.agent_wire import to_message
 from zone_cp.agents import AgentRegistry
 from zone_cp.ca import CaUnavailable, ZoneCa, workload_uris
 from zone_cp.cert_status import (
@@ -38,7 +39,7 @@ from zone_cp.cert_status import (
 )
 from zone_cp.grpc_edge import bearer, status_code
 from zone_cp.token_expiry import TokenLifetimes
-from zone_cp.updates import Heartbeat, to_message
+from zone_cp.updates import Heartbeat
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dns.errors import InvalidTable
 from dns.table import normalise_name
@@ -30,8 +30,9 @@ from gossamer.model.dataplane import DataplaneSpec
 from gossamer.model.labels import VIP_OUTBOUNDS_LABEL
 from gossamer.model.virtualip import VirtualIPSpec, service_of
 from proxy.context import OutboundListener
-from sync.v1 import agent_pb2
+from zone_cp.agent_wire import dns_table_message
 from zone_cp.mesh_state import MeshState
+from zone_cp.updates import DnsEntry, DnsTable
 
 DEFAULT_PORT = 80
 DOMAIN = "mesh"
@@ -73,8 +74,9 @@ def dns_name(service: str) -> str | None:
         return None
 
 
-def dns_table(vips: Iterable[MeshVip]) -> agent_pb2.DnsTable:
-    """The agent API's DnsTable for one mesh; its version is a digest of its content.
+def dns_table(vips: Iterable[MeshVip]) -> DnsTable:
+    """The DnsTable of one mesh for its agents; its version is a digest of its wire
+    form (``zone_cp.agent_wire``), so it names exactly what an agent receives.
 
     A name that two services share in lower case (``Backend`` and ``backend``) goes to
     the first in service order; a service whose name is no DNS name has no entry."""
@@ -83,12 +85,10 @@ def dns_table(vips: Iterable[MeshVip]) -> agent_pb2.DnsTable:
         name = dns_name(vip.service)
         if name is not None:
             entries.setdefault(name, vip)
-    table = agent_pb2.DnsTable(entries=[
-        agent_pb2.DnsTable.Entry(name=name, ips=[vip.address], ports=vip.ports)
-        for name, vip in sorted(entries.items())])
-    digest = hashlib.sha256(table.SerializeToString(deterministic=True)).hexdigest()
-    table.version = digest[:16]
-    return table
+    table = DnsTable("", tuple(DnsEntry(name, (vip.address,), tuple(vip.ports))
+                               for name, vip in sorted(entries.items())))
+    wire = dns_table_message(table).SerializeToString(deterministic=True)
+    return replace(table, version=hashlib.sha256(wire).hexdigest()[:16])
 
 
 def wants_vip_outbounds(dataplane: Resource) -> bool:

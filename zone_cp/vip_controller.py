@@ -26,7 +26,6 @@ from gossamer.errors import GossamerError, InvalidResource
 from gossamer.model.base import Resource
 from gossamer.model.virtualip import SERVICE_LABEL, VirtualIPSpec, resource_name, service_of
 from gossamer.resources import ResourceManager
-from sync.v1 import agent_pb2
 from zone_cp.agent_session import AgentSession, Change
 from zone_cp.agents import AgentRegistry
 from zone_cp.mesh_dns import VipView, dns_table
@@ -134,12 +133,12 @@ class DnsPublisher:
         self._state = state
         self._agents = agents
         self._vips = vips
-        self._tables: dict[str, agent_pb2.DnsTable] = {}
+        self._tables: dict[str, DnsTable] = {}
         self._refresh = Coalesced(self.refresh)  # once per loop turn, however many changes
         state.listen(self._changed)
         agents.on_change(self._agent_changed)
 
-    def table(self, mesh: str) -> agent_pb2.DnsTable:
+    def table(self, mesh: str) -> DnsTable:
         table = self._tables.get(mesh)
         if table is None:
             table = self._tables[mesh] = dns_table(self._vips.of(mesh))
@@ -170,7 +169,7 @@ class DnsPublisher:
             push(session, self.table(session.mesh))
 
 
-def push(session: AgentSession, table: agent_pb2.DnsTable) -> None:
+def push(session: AgentSession, table: DnsTable) -> None:
     """Queue ``table`` for ``session``, replacing a table still waiting there (the
     session's mailbox keeps one per type)."""
-    session.updates.put_nowait(DnsTable.from_message(table))
+    session.updates.put_nowait(table)

@@ -24,18 +24,17 @@ from gossamer.pki.certs import (
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from gossamer.tokens import DATAPLANE
+from tests.builders import dataplane_doc
 from tests.waiting import eventually
 from zone_cp.agent_session import AgentSession, Change
+from zone_cp.agent_wire import to_message
 from zone_cp.agents import AgentRegistry
 from zone_cp.cert_status import StatusReport, parse_status
 from zone_cp.grpc_edge import status_code
 from zone_cp.leftovers import leftover_keys
-from zone_cp.updates import TrustBundle, to_message
+from zone_cp.updates import TrustBundle
 
-DP: dict[str, Any] = {
-    "type": "Dataplane", "name": "backend-1", "mesh": "default",
-    "networking": {"address": "10.0.0.7", "inbound": [
-        {"port": 18080, "tags": {"gossamer.io/service": "backend"}}]}}
+DP: dict[str, Any] = dataplane_doc("backend-1", service_port=None)
 
 
 async def registry() -> tuple[AgentRegistry, ResourceManager]:
@@ -101,7 +100,8 @@ OTHER_ROOT = new_root_ca("next root", T0 - dt.timedelta(days=1), dt.timedelta(da
 
 
 def dataplane(name: str, mesh: str = "default") -> dict[str, Any]:
-    return {**DP, "name": name, "mesh": mesh}
+    """``DP`` under another name or mesh."""
+    return dataplane_doc(name, mesh=mesh, service_port=None)
 
 
 async def sidecar(reg: AgentRegistry, manager: ResourceManager, name: str,

@@ -21,7 +21,6 @@ from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from gossamer.tokens import DATAPLANE
 from proxy.context import OutboundListener
-from sync.v1 import agent_pb2
 from tests.waiting import eventually
 from zone_cp.agent_session import AgentSession
 from zone_cp.agents import AgentRegistry
@@ -278,9 +277,9 @@ async def test_the_publisher_sends_each_session_its_mesh_table_on_registration_a
 def test_a_session_holds_at_most_one_pending_table() -> None:
     queue = Mailbox()
     session = AgentSession("default", "w1", None, None, 0.0, updates=queue)  # type: ignore[arg-type]
-    push(session, agent_pb2.DnsTable(version="1"))
+    push(session, DnsTable("1", ()))
     queue.put_nowait(TrustBundle(pem=b"x"))
-    push(session, agent_pb2.DnsTable(version="2"))
+    push(session, DnsTable("2", ()))
     pending = [queue.get_nowait() for _ in range(queue.qsize())]
     assert [type(m) for m in pending] == [TrustBundle, DnsTable]
     assert isinstance(pending[-1], DnsTable) and pending[-1].version == "2"
