@@ -79,7 +79,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid CSR: {exc}")
             raise AssertionError("unreachable") from exc
         except CaUnavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, exc.detail)
+            await context.abort(status_code(exc), exc.detail)
             raise AssertionError("unreachable") from exc
         session.signatures += 1
         try:

@@ -71,6 +71,7 @@ ROOTS_SEEN_MAX = 100_000  # (leaf, bundle) -> root answers kept; cleared when fu
 
 class CaUnavailable(GossamerError):
     http_status = 503
+    grpc_status = "UNAVAILABLE"
     title = "certificate authority unavailable"
     retryable = True
 
