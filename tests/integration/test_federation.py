@@ -15,6 +15,7 @@ from gossamer.model.registry import parse_document
 from gossamer.resources import ResourceManager
 from gossamer.store.base import ListQuery
 from sync.applier import zone_scoped_name
+from tests.builders import dataplane_doc
 from tests.cluster import start_global, start_zone
 from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
@@ -22,13 +23,6 @@ from zone_cp.app import ZoneControlPlane
 TIMEOUT = {"type": "MeshTimeout", "name": "slow", "mesh": "default",
            "spec": {"to": [{"targetRef": {"kind": "MeshService", "name": "backend"},
                             "default": {"http": {"requestTimeout": "5s"}}}]}}
-
-
-def dataplane(name: str, service: str = "backend") -> dict[str, object]:
-    return {"type": "Dataplane", "name": name, "mesh": "default",
-            "networking": {"address": "10.0.0.7", "inbound": [
-                {"port": 18080, "servicePort": 8080,
-                 "tags": {"gossamer.io/service": service}}]}}
 
 
 @pytest.fixture
@@ -95,8 +89,8 @@ async def test_dataplanes_flow_to_the_global_with_zone_labels(
     await eventually(lambda: has(east, "Mesh", "default"))
     await eventually(lambda: has(west, "Mesh", "default"))
     # The same dataplane name in two zones: two resources at the global.
-    await east.manager.apply(parse_document(dataplane("backend-1")))
-    await west.manager.apply(parse_document(dataplane("backend-1", service="web")))
+    await east.manager.apply(parse_document(dataplane_doc("backend-1")))
+    await west.manager.apply(parse_document(dataplane_doc("backend-1", service="web")))
     assert global_cp.store is not None
     for zone in ("east", "west"):
         name = zone_scoped_name(zone, "default", "backend-1")
@@ -126,7 +120,7 @@ async def test_zone_api_refuses_writes_to_global_owned_kinds(
         r = await c.put("/meshes/default/meshtimeouts/slow", json=TIMEOUT)
         assert r.status_code == 409
         assert "owned by the global" in r.json()["detail"]
-        r = await c.put("/meshes/default/dataplanes/backend-1", json=dataplane("backend-1"))
+        r = await c.put("/meshes/default/dataplanes/backend-1", json=dataplane_doc("backend-1"))
         assert r.status_code == 201, r.text
         r = await c.get("/meshes/default")
         assert r.status_code == 200
@@ -215,7 +209,7 @@ async def test_inspect_services_at_the_global(global_cp: GlobalControlPlane,
 
     east = zones[0]
     await eventually(lambda: has(east, "Mesh", "default"))
-    await east.manager.apply(parse_document(dataplane("backend-1")))
+    await east.manager.apply(parse_document(dataplane_doc("backend-1")))
     name = zone_scoped_name("east", "default", "backend-1")
     await eventually(lambda: has(global_cp, "Dataplane", name, "default"))
     token = tmp_path / "admin-token"

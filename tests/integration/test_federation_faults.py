@@ -31,6 +31,7 @@ from gossamer.resources import ResourceManager
 from gossamer.store.base import ListQuery
 from sync.applier import zone_scoped_name
 from sync.zone_link import GLOBAL_KINDS
+from tests.builders import dataplane_doc
 from tests.cluster import sample, scrape, span_recorder, start_global, start_zone
 from tests.pg import PostgresCluster, free_port
 from tests.waiting import eventually
@@ -50,13 +51,6 @@ def timeout_policy(name: str, seconds: int = 5) -> dict[str, Any]:
     return {"type": "MeshTimeout", "name": name, "mesh": "default",
             "spec": {"to": [{"targetRef": {"kind": "MeshService", "name": "backend"},
                              "default": {"http": {"requestTimeout": f"{seconds}s"}}}]}}
-
-
-def dataplane(name: str) -> dict[str, Any]:
-    return {"type": "Dataplane", "name": name, "mesh": "default",
-            "networking": {"address": "10.0.0.7", "inbound": [
-                {"port": 18080, "servicePort": 8080,
-                 "tags": {"gossamer.io/service": "backend"}}]}}
 
 
 @pytest.fixture(scope="session")
@@ -432,7 +426,7 @@ async def test_a_global_on_postgres_restarted_with_its_database_loses_nothing(
     await manager.apply(parse_document(timeout_policy("slow", 5)))
     zones = [await planes.zone(global_cp, name) for name in ("east", "west")]
     await eventually(lambda: converged(zones, {"slow": "5s"}))
-    await zones[0].manager.apply(parse_document(dataplane("backend-1")))
+    await zones[0].manager.apply(parse_document(dataplane_doc("backend-1")))
     from_east = zone_scoped_name("east", "default", "backend-1")
     await eventually(lambda: get(global_cp, "Dataplane", from_east, "default"))
     api_port, sync_port = ports(global_cp)
@@ -457,7 +451,7 @@ async def test_a_global_on_postgres_restarted_with_its_database_loses_nothing(
     await eventually(lambda: converged(zones, {"slow": "9s"}), timeout=15)
     for zone in zones:
         await eventually(lambda z=zone: online(global_cp, z.settings.zone))
-    await zones[1].manager.apply(parse_document(dataplane("backend-2")))
+    await zones[1].manager.apply(parse_document(dataplane_doc("backend-2")))
     await eventually(lambda: get(global_cp, "Dataplane",
                                  zone_scoped_name("west", "default", "backend-2"), "default"))
 
@@ -503,13 +497,13 @@ async def test_a_zone_resource_the_global_refuses_does_not_hold_back_the_others(
     east = await planes.zone(global_cp, "east")
     await eventually(lambda: get(east, "Mesh", "default"))
     assert east.store is not None
-    good = parse_document(dataplane("broken"))
+    good = parse_document(dataplane_doc("broken"))
     await east.store.create(Resource(type=good.type, name=good.name, mesh=good.mesh,
                                      spec=good.spec, labels={"not a label!": "x"}))
     await eventually(lambda: global_cp.insights.get("east").refused["gossamer.io/Dataplane"],
                      what="the global to refuse east's broken dataplane")
     for i in range(3):
-        await east.manager.apply(parse_document(dataplane(f"after-{i}")))
+        await east.manager.apply(parse_document(dataplane_doc(f"after-{i}")))
     for i in range(3):
         await eventually(lambda n=f"after-{i}": get(
             global_cp, "Dataplane", zone_scoped_name("east", "default", n), "default"))
@@ -534,7 +528,7 @@ async def test_zone_overviews_metrics_and_spans_show_the_sync(
     manager = ResourceManager(global_cp.store)  # type: ignore[arg-type]
     await manager.apply(parse_document(timeout_policy("slow", 5)))
     await eventually(lambda: converged([east, west], {"slow": "5s"}))
-    await east.manager.apply(parse_document(dataplane("backend-1")))
+    await east.manager.apply(parse_document(dataplane_doc("backend-1")))
     await eventually(lambda: get(global_cp, "Dataplane",
                                  zone_scoped_name("east", "default", "backend-1"), "default"))
     await eventually(lambda: online(global_cp, "east") and online(global_cp, "west"))

@@ -39,6 +39,7 @@ from gossamer.store.base import (
     Update,
     WriteOp,
 )
+from tests import builders
 
 WAIT = 15.0  # seconds any one expected event may take
 
@@ -59,13 +60,9 @@ def timeout(name: str, mesh: str = "default", labels: dict[str, str] | None = No
 
 
 def dataplane(name: str, mesh: str = "default", address: str = "10.0.0.1") -> Resource:
-    return parse_document({
-        "type": "Dataplane", "name": name, "mesh": mesh,
-        "labels": {"gossamer.io/zone": "zone-1"},
-        "networking": {"address": address, "inbound": [
-            {"port": 8080, "servicePort": 80,
-             "tags": {"gossamer.io/service": "web", "gossamer.io/protocol": "http"}}]},
-    })
+    return builders.dataplane(name, "web", mesh=mesh, address=address, port=8080,
+                              service_port=80, tags={"gossamer.io/protocol": "http"},
+                              labels={"gossamer.io/zone": "zone-1"})
 
 
 # -- backends -------------------------------------------------------------------------

@@ -31,18 +31,13 @@ from gossamer.settings import ZoneSettings
 from gossamer.store.base import ListQuery
 from gossamer.tokens import DATAPLANE
 from sync.v1 import agent_pb2, agent_pb2_grpc
+from tests.builders import dataplane_doc
 from tests.cluster import start_global, start_zone
 from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 
 MESH = "default"
 LISTENERS = "type.googleapis.com/envoy.config.listener.v3.Listener"
-
-
-def dataplane(name: str, service: str) -> dict[str, Any]:
-    return {"type": "Dataplane", "mesh": MESH, "name": name, "networking": {
-        "address": "127.0.0.1", "inbound": [
-            {"port": 20001, "servicePort": 20002, "tags": {"gossamer.io/service": service}}]}}
 
 
 def ingress(name: str) -> dict[str, Any]:
@@ -133,7 +128,8 @@ async def _sidecar(zone: ZoneControlPlane, channel: grpc.aio.Channel, name: str,
                    valid_for: float) -> tuple[Streams, str]:
     authority = TokenAuthority(zone.manager, DATAPLANE, MESH)
     token, claims = await authority.issue("backend", valid_for)
-    streams = await Peer(zone).open(channel, token, dataplane(name, "backend"),
+    doc = dataplane_doc(name, mesh=MESH, address="127.0.0.1", port=20001, service_port=20002)
+    streams = await Peer(zone).open(channel, token, doc,
                                     f"{MESH}.{name}")
     assert not await _gone(zone, "Dataplane", name, MESH)
     return streams, claims.token_id

@@ -37,6 +37,7 @@ from proxy.agent.cp_client import ControlPlaneAddress, Registration
 from proxy.agent.errors import InputError
 from proxy.context import SDS_CLUSTER, Endpoint, RemoteZone, Service
 from proxy.envoy.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ProxyResources
+from tests.builders import dataplane
 from tests.waiting import eventually
 from zone_cp.grpc_edge import status_code
 from zone_cp.ingresses import IngressRegistry, IngressSession, available_services, refusal
@@ -233,13 +234,6 @@ class Zone:
             return None
 
 
-def dataplane(name: str, service: str, address: str) -> Resource:
-    return parse_document({
-        "type": "Dataplane", "name": name, "mesh": "default",
-        "networking": {"address": address, "inbound": [
-            {"port": 18080, "servicePort": 8080, "tags": {SVC: service, PROTO: "http"}}]}})
-
-
 @pytest.fixture
 async def zone() -> AsyncIterator[Zone]:
     manager = ResourceManager(MemoryStore())
@@ -262,7 +256,8 @@ def offered(res: Resource | None) -> list[tuple[str, int]]:
 
 
 async def test_a_registered_ingress_is_stored_and_follows_the_services(zone: Zone) -> None:
-    await zone.manager.apply(dataplane("backend-1", "backend", "10.0.0.1"))
+    await zone.manager.apply(dataplane("backend-1", "backend", address="10.0.0.1",
+                                       tags={PROTO: "http"}))
     session = await zone.register(await zone.token())
     assert session.node_id == "ingress:west-ingress" and session.mesh == ""
     stored = await zone.stored()
@@ -270,8 +265,10 @@ async def test_a_registered_ingress_is_stored_and_follows_the_services(zone: Zon
     assert isinstance(stored.spec, ZoneIngressSpec) and stored.spec.zone == "west"
     await eventually(lambda: _offers(zone, [("backend", 1)]))
 
-    await zone.manager.apply(dataplane("backend-2", "backend", "10.0.0.2"))
-    await zone.manager.apply(dataplane("web-1", "web", "10.0.0.3"))
+    await zone.manager.apply(dataplane("backend-2", "backend", address="10.0.0.2",
+                                       tags={PROTO: "http"}))
+    await zone.manager.apply(dataplane("web-1", "web", address="10.0.0.3",
+                                       tags={PROTO: "http"}))
     await eventually(lambda: _offers(zone, [("backend", 2), ("web", 1)]))
     await zone.manager.delete("Dataplane", "backend-1", "default")
     await eventually(lambda: _offers(zone, [("backend", 1), ("web", 1)]))
