@@ -54,6 +54,7 @@ from gossamer.store.memory import MemoryStore
 from proxy.envoy import PieceCache, ProxyResources, generate
 from sync.engine import Engine
 from sync.messages import Entry, Request
+from tests.builders import dataplane_doc
 from tests.waiting import eventually
 from zone_cp.mesh_state import MeshState
 from zone_cp.xds import TYPE_URLS, ProxyInsight, encode, entries
@@ -72,14 +73,11 @@ def service(i: int) -> str:
 def dataplane(i: int, instance: int, n: int, instances: int, outbounds: int) -> dict[str, Any]:
     k = i * instances + instance + 1
     protocol = "tcp" if i % 5 == 4 else "http"
-    return {"type": "Dataplane", "mesh": "default", "name": f"{service(i)}-{instance}",
-            "networking": {
-                "address": f"10.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}",
-                "inbound": [{"port": 18080, "servicePort": 8080,
-                             "tags": {SVC: service(i), PROTO: protocol,
-                                      "version": f"v{instance % 2 + 1}"}}],
-                "outbound": [{"port": 20000 + j, "tags": {SVC: service((i + j) % n)}}
-                             for j in range(1, min(outbounds, n - 1) + 1)]}}
+    return dataplane_doc(f"{service(i)}-{instance}", service(i),
+                         address=f"10.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}",
+                         tags={PROTO: protocol, "version": f"v{instance % 2 + 1}"},
+                         outbounds=[{"port": 20000 + j, "tags": {SVC: service((i + j) % n)}}
+                                    for j in range(1, min(outbounds, n - 1) + 1)])
 
 
 def _to(kind: str, name: str, target: str, default: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from gossamer.pki.certs import new_csr, new_key, new_root_ca, uri_sans
 from gossamer.settings import ZoneSettings
 from gossamer.tokens import DATAPLANE, SigningKey, issue
 from sync.v1 import agent_pb2, agent_pb2_grpc
+from tests.builders import dataplane_doc
 from tests.waiting import eventually
 from zone_cp.agent_auth import UNTRUSTED
 from zone_cp.app import ZoneControlPlane
@@ -73,10 +74,8 @@ async def zone(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Zone]:
 
 def dataplane(name: str, *inbounds: Mapping[str, str], **labels: str) -> dict[str, Any]:
     """A Dataplane document with one inbound per tag set."""
-    return {"type": "Dataplane", "mesh": MESH, "name": name, "labels": labels,
-            "networking": {"address": "127.0.0.1", "inbound": [
-                {"port": next(_ports), "servicePort": 1, "tags": dict(tags)}
-                for tags in inbounds]}}
+    return dataplane_doc(name, mesh=MESH, address="127.0.0.1", labels=labels, inbounds=[
+        {"port": next(_ports), "servicePort": 1, "tags": dict(tags)} for tags in inbounds])
 
 
 def svc(service: str, **tags: str) -> dict[str, str]:

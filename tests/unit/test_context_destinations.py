@@ -25,6 +25,7 @@ from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from proxy.context import OutboundListener, ProxyContext
 from proxy.envoy import ProxyResources, generate
+from tests.builders import dataplane_doc
 from tests.waiting import eventually
 from zone_cp.mesh_state import MeshState
 
@@ -43,14 +44,10 @@ def svc(i: int) -> str:
 
 def dataplane(name: str, service: str, protocol: str, k: int, instance: int,
               outbounds: list[str]) -> dict[str, Any]:
-    return {"type": "Dataplane", "mesh": "default", "name": f"{name}-{instance}",
-            "networking": {
-                "address": f"10.0.{k}.{instance + 1}",
-                "inbound": [{"port": 18080, "servicePort": 8080,
-                             "tags": {SVC: service, PROTO: protocol,
-                                      "version": f"v{instance % 2 + 1}"}}],
-                "outbound": [{"port": 20000 + j, "tags": {SVC: s}}
-                             for j, s in enumerate(outbounds)]}}
+    return dataplane_doc(f"{name}-{instance}", service, address=f"10.0.{k}.{instance + 1}",
+                         tags={PROTO: protocol, "version": f"v{instance % 2 + 1}"},
+                         outbounds=[{"port": 20000 + j, "tags": {SVC: s}}
+                                    for j, s in enumerate(outbounds)])
 
 
 def dataplanes() -> Iterator[dict[str, Any]]:

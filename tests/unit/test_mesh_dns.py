@@ -21,6 +21,7 @@ from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from gossamer.tokens import DATAPLANE
 from proxy.context import OutboundListener
+from tests.builders import dataplane_doc
 from tests.waiting import eventually
 from zone_cp.agent_session import AgentSession
 from zone_cp.agents import AgentRegistry
@@ -36,12 +37,9 @@ def dataplane(name: str, service: str, service_port: int | None = 8080, port: in
               labels: dict[str, str] | None = None,
               outbound: list[dict[str, Any]] | None = None, mesh: str = "default"
               ) -> dict[str, Any]:
-    inbound: dict[str, Any] = {"port": port, "tags": {"gossamer.io/service": service}}
-    if service_port is not None:
-        inbound["servicePort"] = service_port
-    return {"type": "Dataplane", "name": name, "mesh": mesh, "labels": labels or {},
-            "networking": {"address": "10.0.0.1", "inbound": [inbound],
-                           "outbound": outbound or []}}
+    return dataplane_doc(name, service, mesh=mesh, address="10.0.0.1", port=port,
+                         service_port=service_port, labels=labels or {},
+                         outbounds=outbound or [])
 
 
 def vip(service: str, ip: str, mesh: str = "default") -> Resource:

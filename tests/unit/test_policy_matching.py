@@ -34,6 +34,8 @@ from gossamer.policy import (
     merge_data,
 )
 from gossamer.policy.merge import conf_data
+from tests import builders
+from tests.builders import inbound
 
 SVC = "gossamer.io/service"
 
@@ -106,10 +108,9 @@ REGISTRY = Registry([dataplane_kind.DESCRIPTOR, meshtimeout.DESCRIPTOR,
 def dataplane(name: str = "web-1", inbounds: list[dict[str, Any]] | None = None,
               outbounds: list[dict[str, Any]] | None = None, mesh: str = "default") -> Resource:
     if inbounds is None:
-        inbounds = [{"port": 8080, "tags": {SVC: "web", "version": "v1"}}]
-    return parse_document({"type": "Dataplane", "name": name, "mesh": mesh,
-                           "networking": {"address": "10.0.0.1", "inbound": inbounds,
-                                          "outbound": outbounds or []}}, REGISTRY)
+        inbounds = [inbound("web", 8080, None, version="v1")]
+    return builders.dataplane(name, mesh=mesh, address="10.0.0.1", inbounds=inbounds,
+                              outbounds=outbounds or [], registry=REGISTRY)
 
 
 def policy(name: str, target: dict[str, Any] | None = None, *, kind: str = "MeshTimeout",
