@@ -109,26 +109,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
 
     async def Session(self, request_iterator: AsyncIterator[agent_pb2.AgentMessage],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[CpMessage]:
-        loop = asyncio.get_running_loop()
-        token = bearer(context)
-        try:  # the token before a byte of the registration is read
-            claims = await self._registry.auth.admit(token)
-        except GossamerError as exc:
-            log.warning("agent refused: %s", exc.detail)
-            await context.abort(status_code(exc), exc.detail)
-            return
-        first = await anext(request_iterator, None)
-        if first is None or not first.register_dataplane_json:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                "the first message must register a Dataplane")
-            return
-        try:
-            session = await self._registry.register(first.register_dataplane_json, token,
-                                                    loop.time(), claims=claims)
-        except GossamerError as exc:
-            if exc.caller_fault:
-                log.warning("agent refused: %s", exc.detail)
-            await context.abort(status_code(exc), exc.detail)
+        session = await self._register(request_iterator, context)
+        if session is None:
             return
         log.info("dataplane %s registered in mesh %s", session.name, session.mesh)
         # The session lives no longer than its token: its end wakes the loop below.
@@ -159,6 +141,32 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             await self._registry.unregister(session)
             log.info("dataplane %s unregistered", session.name)
 
+    async def _register(self, request_iterator: AsyncIterator[agent_pb2.AgentMessage],
+                        context: grpc.aio.ServicerContext
+                        ) -> AgentSession | OtherSession | None:
+        """Admit the bearer, then register what its first message says; a refusal
+        ends the call with the status it names (None: the call is over)."""
+        token = bearer(context)
+        try:  # the token before a byte of the registration is read
+            claims = await self._registry.auth.admit(token)
+        except GossamerError as exc:
+            log.warning("agent refused: %s", exc.detail)
+            await context.abort(status_code(exc), exc.detail)
+            return None
+        first = await anext(request_iterator, None)
+        if first is None or not first.register_dataplane_json:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "the first message must register a Dataplane")
+            return None
+        try:
+            return await self._registry.register(first.register_dataplane_json, token,
+                                                 asyncio.get_running_loop().time(),
+                                                 claims=claims)
+        except GossamerError as exc:
+            if exc.caller_fault:
+                log.warning("agent refused: %s", exc.detail)
+            await context.abort(status_code(exc), exc.detail)
+            return None
 
     async def _read(self, messages: AsyncIterator[agent_pb2.AgentMessage],
                     session: AgentSession | OtherSession) -> None:
