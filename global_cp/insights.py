@@ -1,22 +1,28 @@
 """What the global knows about each zone's connection: the insights behind ``inspect zones``.
 
-Kept in memory by the sync server and updated from the streams themselves (``Observed``
-wraps a stream and counts what crosses it), so a zone is Online exactly while it has a
-live stream; a stream that stalls is torn down by its heartbeat timeout and the zone goes
+Kept in memory by the sync server and updated from the streams themselves (each stream is
+wrapped in ``sync.observed.Observed``, which reports what crosses it; the counts are a
+``sync.outcomes.Tally`` per zone), so a zone is Online exactly while it has a live
+stream; a stream that stalls is torn down by its heartbeat timeout and the zone goes
 Offline within that bound. Prometheus metrics (``gossamer_sync_*``) are updated alongside.
+
+On a GlobalToZone stream the global publishes: its responses count as ``sent`` and the
+zone's answers as ``acked``/``nacked``. On a ZoneToGlobal stream the zone's responses
+count as ``received`` and the global's NACKs of them as ``refused``.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter as Tally
+from collections import Counter as Tallied
 from dataclasses import dataclass, field
 from typing import Any
 
-from envoy.service.discovery.v3 import discovery_pb2
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from sync.stream import HEARTBEAT, MessageStream
+from sync.observed import Observed
+from sync.outcomes import Outcome, Tally
+from sync.stream import MessageStream
 
 
 @dataclass
@@ -27,35 +33,56 @@ class ZoneInsight:
     disconnected_at: float | None = None
     last_update: float | None = None
     version: str = ""
-    sent: Tally[str] = field(default_factory=Tally)
-    acked: Tally[str] = field(default_factory=Tally)
-    nacked: Tally[str] = field(default_factory=Tally)
-    received: Tally[str] = field(default_factory=Tally)
-    refused: Tally[str] = field(default_factory=Tally)
+    tally: Tally = field(default_factory=Tally)
     last_error: str = ""
 
     @property
     def online(self) -> bool:
         return self.streams > 0
 
+    # type URL -> count, one property per outcome (0 for a type never counted)
+    @property
+    def sent(self) -> Tallied[str]:
+        return self.tally.by_type(Outcome.SENT)
+
+    @property
+    def acked(self) -> Tallied[str]:
+        return self.tally.by_type(Outcome.ACKED)
+
+    @property
+    def nacked(self) -> Tallied[str]:
+        return self.tally.by_type(Outcome.NACKED)
+
+    @property
+    def received(self) -> Tallied[str]:
+        return self.tally.by_type(Outcome.RECEIVED)
+
+    @property
+    def refused(self) -> Tallied[str]:
+        return self.tally.by_type(Outcome.REFUSED)
+
     def to_json(self) -> dict[str, Any]:
         def stamp(t: float | None) -> str | None:
             return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
-        kinds = sorted(set(self.sent) | set(self.received))
+        totals = self.tally.totals()
+        kinds = [t for t in self.tally if (c := self.tally.of(t)).sent or c.received]
         return {
             "zone": self.zone, "status": "Online" if self.online else "Offline",
             "streams": self.streams, "connectedAt": stamp(self.connected_at),
             "disconnectedAt": stamp(self.disconnected_at), "lastUpdate": stamp(self.last_update),
             "version": self.version, "lastError": self.last_error,
-            "totals": {"sent": sum(self.sent.values()), "acked": sum(self.acked.values()),
-                       "nacked": sum(self.nacked.values()),
-                       "received": sum(self.received.values()),
-                       "refused": sum(self.refused.values())},
-            "byType": {k.removeprefix("gossamer.io/"): {
-                "sent": self.sent[k], "acked": self.acked[k], "nacked": self.nacked[k],
-                "received": self.received[k], "refused": self.refused[k]} for k in kinds},
+            "totals": {"sent": totals.sent, "acked": totals.acked, "nacked": totals.nacked,
+                       "received": totals.received, "refused": totals.refused},
+            "byType": {k.removeprefix("gossamer.io/"): _counts_json(self.tally, k)
+                       for k in kinds},
         }
+
+
+def _counts_json(tally: Tally, type_url: str) -> dict[str, int]:
+    c = tally.of(type_url)
+    return {"sent": c.sent, "acked": c.acked, "nacked": c.nacked, "received": c.received,
+            "refused": c.refused}
 
 
 class Insights:
@@ -92,48 +119,14 @@ class Insights:
             z.disconnected_at = self._clock()
             self.online.labels(zone).set(0)
 
-    def count(self, zone: str, type_url: str, outcome: str) -> None:
+    def count(self, zone: str, type_url: str, outcome: Outcome) -> None:
         z = self.get(zone)
-        getattr(z, outcome)[type_url] += 1
-        if outcome in ("sent", "received"):
+        z.tally.add(type_url, outcome)
+        if outcome in (Outcome.SENT, Outcome.RECEIVED):
             z.last_update = self._clock()
-        self.messages.labels(zone, type_url.removeprefix("gossamer.io/"), outcome).inc()
+        self.messages.labels(zone, type_url.removeprefix("gossamer.io/"), outcome.value).inc()
 
-
-class Observed:
-    """A ``MessageStream`` that counts the delta messages crossing it for one zone.
-
-    ``publishing`` (GlobalToZone): the global's responses count as ``sent`` and the zone's
-    answers as ``acked``/``nacked``. Otherwise (ZoneToGlobal) the zone's responses count
-    as ``received`` and the global's NACKs of them as ``refused``; the global's own ACKs
-    are not counted, so ``acked``/``nacked`` always mean the zone's answers.
-    """
-
-    def __init__(self, inner: MessageStream, insights: Insights, zone: str,
-                 publishing: bool) -> None:
-        self._inner = inner
-        self._insights = insights
-        self._zone = zone
-        self._publishing = publishing
-
-    async def read(self) -> Any:
-        message = await self._inner.read()
-        self._observe(message)
-        return message
-
-    async def write(self, message: Any) -> None:
-        await self._inner.write(message)
-        self._observe(message)
-
-    def _observe(self, message: Any) -> None:
-        if message is None or getattr(message, "type_url", HEARTBEAT) == HEARTBEAT:
-            return
-        if isinstance(message, discovery_pb2.DeltaDiscoveryResponse):
-            outcome = "sent" if self._publishing else "received"
-            self._insights.count(self._zone, message.type_url, outcome)
-        elif isinstance(message, discovery_pb2.DeltaDiscoveryRequest) and message.response_nonce:
-            nack = bool(message.error_detail.code)
-            if self._publishing:
-                self._insights.count(self._zone, message.type_url, "nacked" if nack else "acked")
-            elif nack:
-                self._insights.count(self._zone, message.type_url, "refused")
+    def observe(self, inner: MessageStream, zone: str, publishing: bool) -> Observed:
+        """``inner``, counting what crosses it for ``zone`` (``publishing``: GlobalToZone)."""
+        return Observed(inner, lambda message, outcome: self.count(
+            zone, message.type_url, outcome), publishing=publishing)

@@ -30,7 +30,7 @@ import grpc
 
 from authority.token_authority import TokenAuthority
 from global_cp.credentials import withheld_secrets
-from global_cp.insights import Insights, Observed
+from global_cp.insights import Insights
 from gossamer.errors import (
     AlreadyExists,
     GossamerError,
@@ -53,6 +53,7 @@ from sync.client_state import Applied, Mirror
 from sync.codec import decode, kind_type_url, resource_key
 from sync.engine import Engine
 from sync.feed import FeedView, Item, StoreFeed, strip_meta
+from sync.observed import Observed
 from sync.stream import Heartbeats, StreamStalled, abort_status, publish, subscribe
 from sync.v1 import sync_pb2_grpc
 from sync.zone_link import ADMITTED, GLOBAL_KINDS, GRPC_OPTIONS, ZONE_KINDS, ZONE_METADATA
@@ -193,7 +194,7 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
         sid = f"{zone}#{next(self._ids)}"
         meta = dict(context.invocation_metadata() or ())
         self.insights.connected(zone, str(meta.get("gossamer-version", "")))
-        stream = Observed(context, self.insights, zone, publishing)
+        stream = self.insights.observe(context, zone, publishing)
         task = asyncio.create_task(body(sid, stream))
         self._sessions[sid] = _Session(zone, claims, task)
         session = self._sessions[sid]

@@ -54,7 +54,8 @@ from types import MappingProxyType
 from sync.bounds import Bounds, check_request, check_subscription
 from sync.errors import LocalProtocolError
 from sync.messages import Entry, Request, Response
-from sync.subscription import Backoff, Counters, Delta, Limits, TypeState
+from sync.outcomes import Counts
+from sync.subscription import Backoff, Delta, Limits, TypeState
 
 NonceFactory = Callable[[], str]
 
@@ -190,8 +191,10 @@ class Engine:
         state = self._session(subscriber_id).types.get(type_url)
         return {n: h.version for n, h in state.holds.items()} if state else {}
 
-    def counters(self, subscriber_id: str) -> Mapping[str, Counters]:
-        """type URL → responses sent, ACKed and NACKed in this session."""
+    def counters(self, subscriber_id: str) -> Mapping[str, Counts]:
+        """type URL → responses sent, and ACKs and NACKs settled (stale ones are not
+        counted), in this session: ``sync.outcomes.Counts``, the type every link counts
+        with."""
         return {t: s.counters for t, s in self._session(subscriber_id).types.items()}
 
     def node_id(self, subscriber_id: str) -> str:

@@ -40,6 +40,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sync.messages import WILDCARD, Entry, Nack, Request
+from sync.outcomes import Counts
 
 
 @dataclass(frozen=True)
@@ -102,15 +103,6 @@ class InFlight:
     removed: frozenset[str]
 
 
-@dataclass
-class Counters:
-    """Per-type totals for insights: responses sent, ACKed and NACKed."""
-
-    sent: int = 0
-    acked: int = 0
-    nacked: int = 0
-
-
 def limit(delta: Delta, limits: Limits) -> Delta:
     """The longest prefix of ``delta`` within ``limits`` (never empty if delta is not)."""
     updated: dict[str, Entry] = {}
@@ -133,7 +125,7 @@ class TypeState:
         self.names: set[str] = set(request.subscribe - {WILDCARD})
         self.in_flight: InFlight | None = None
         self.holds: dict[str, Hold] = {}
-        self.counters = Counters()
+        self.counters = Counts()  # sent, acked and nacked in this session
         self.answered_once = False  # the first response goes out even when empty
 
     # -- subscription -----------------------------------------------------------------

@@ -24,11 +24,11 @@ import hashlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
@@ -49,6 +49,8 @@ from sync.bounds import Bounds
 from sync.engine import Engine
 from sync.errors import SyncError
 from sync.messages import Entry, Payload
+from sync.observed import Observed
+from sync.outcomes import Outcome, Tally
 from sync.stream import NO_HEARTBEATS, abort_status, publish
 from zone_cp.agents import AgentRegistry
 from zone_cp.grpc_edge import bearer, status_code
@@ -113,12 +115,34 @@ def desired_entries(generated: ProxyResources) -> dict[str, dict[str, Entry]]:
 
 @dataclass
 class ProxyInsight:
+    """One proxy's ADS stream for ``inspect``: connected or not, the outcomes of what it
+    was sent (a ``sync.outcomes.Tally``) and the config last generated for it."""
+
     node_id: str
     connected: bool = False
-    acked: int = 0
-    nacked: int = 0
-    last_nack: str = ""
+    tally: Tally = field(default_factory=Tally)
     generated: ProxyResources | None = None
+
+    @property
+    def acked(self) -> int:
+        return self.tally.totals().acked
+
+    @property
+    def nacked(self) -> int:
+        return self.tally.totals().nacked
+
+    @property
+    def last_nack(self) -> str:
+        return self.tally.last_nack
+
+    def observe(self, message: Any, outcome: Outcome) -> None:
+        """Count one outcome of the stream (``sync.observed``); a NACK is logged and kept."""
+        if outcome is Outcome.NACKED:
+            detail = message.error_detail.message
+            self.tally.nack(message.type_url, detail)
+            log.warning("proxy %s NACKed %s: %s", self.node_id, message.type_url, detail[:500])
+        else:
+            self.tally.add(message.type_url, outcome)
 
     def config(self) -> dict[str, dict[str, Any]]:
         """The Envoy resources last generated for this proxy, as JSON (for inspect)."""
@@ -133,31 +157,6 @@ class ProxyInsight:
     def to_json(self) -> dict[str, Any]:
         return {"nodeId": self.node_id, "connected": self.connected, "acked": self.acked,
                 "nacked": self.nacked, "lastNack": self.last_nack}
-
-
-class _Counting:
-    """The ADS stream, counting ACKs and NACKs for the proxy's insight."""
-
-    def __init__(self, context: Any, insight: ProxyInsight, first: Any) -> None:
-        self._context, self._insight, self._first = context, insight, first
-
-    async def read(self) -> Any:
-        if self._first is not None:
-            message, self._first = self._first, None
-            return message
-        message = await self._context.read()
-        if isinstance(message, discovery_pb2.DeltaDiscoveryRequest) and message.response_nonce:
-            if message.error_detail.code:
-                self._insight.nacked += 1
-                self._insight.last_nack = message.error_detail.message[:2000]
-                log.warning("proxy %s NACKed %s: %s", self._insight.node_id,
-                            message.type_url, message.error_detail.message[:500])
-            else:
-                self._insight.acked += 1
-        return message
-
-    async def write(self, message: Any) -> None:
-        await self._context.write(message)
 
 
 class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
@@ -214,7 +213,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         engine = Engine(bounds=ADS_BOUNDS)
         try:
             await self._while_admitted(claims, context, publish(
-                engine, sid, _Counting(context, insight, first),
+                engine, sid, _observed(context, insight, first),
                 lambda wake: self._follow(engine, session.dataplane, insight, wake),
                 NO_HEARTBEATS))  # Envoy has gRPC keepalive, not ours
         except SyncError as exc:  # the proxy went away, or broke the protocol
@@ -286,7 +285,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
 
         try:
             await self._while_admitted(session.claims, context, publish(
-                engine, f"{node_id}#{next(self._ids)}", _Counting(context, insight, first),
+                engine, f"{node_id}#{next(self._ids)}", _observed(context, insight, first),
                 lambda wake: self._on_changes(load, wake), NO_HEARTBEATS))
         except SyncError as exc:
             log.info("ingress %s stream ended: %s", node_id, exc.detail)
@@ -306,6 +305,12 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
 
         (first or load)()
         return self._state.listen(Coalesced(run))
+
+
+def _observed(context: grpc.aio.ServicerContext, insight: ProxyInsight,
+              first: Any) -> Observed:
+    """The ADS stream (``first`` already read from it), counting for ``insight``."""
+    return Observed(context, insight.observe, publishing=True, first=first)
 
 
 def _set_desired(engine: Engine, generated: ProxyResources) -> None:
