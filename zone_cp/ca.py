@@ -84,7 +84,7 @@ class Signed:
 
 
 class SidecarView(Protocol):
-    """One connected sidecar as the CA needs it (``zone_cp.agents.AgentSession``)."""
+    """One connected sidecar as the CA needs it (``zone_cp.agent_session.AgentSession``)."""
 
     @property
     def node_id(self) -> str: ...
@@ -97,7 +97,8 @@ class SidecarView(Protocol):
 
 
 class Sidecars(Protocol):
-    """The live sidecars of the zone (``zone_cp.agents.AgentRegistry``)."""
+    """The live sidecars of the zone (``zone_cp.trust_push.SidecarTrust``); ``changed``
+    is set on every registration, report and departure."""
 
     changed: asyncio.Event
 

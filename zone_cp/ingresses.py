@@ -16,8 +16,9 @@ are no-ops, so only a real change reaches the store and the sync. The session's 
 removes the ZoneIngress, unless it ends because the control plane stops (``stopping``):
 the ingress's Envoy keeps passing traffic, so other zones must keep their route. After a
 start, a ZoneIngress left by the previous run stays until its agent registers again or
-``AgentRegistry.run``'s grace passes (``leftovers``, ``expire``). Every local ZoneIngress
-(one without an origin label) is the registry's: the zone CP owns its contents.
+``AgentRegistry.run``'s grace passes (``zone_cp.leftovers``: ``leftovers``, ``expire``).
+Every local ZoneIngress (one without an origin label) is the registry's: the zone CP
+owns its contents.
 
 The ingress's Envoy is admitted to the ADS by node id ``ingress:<name>`` (a colon never
 occurs in a mesh or resource name, so it cannot collide with a Dataplane's
@@ -136,7 +137,7 @@ class IngressSession:
 class IngressRegistry:
     """Live ingress sessions by node id, and the ZoneIngress each one keeps stored."""
 
-    token_kind = ZONE  # what its agents present (``AgentRegistry.admit`` dispatches on it)
+    token_kind = ZONE  # what its agents present (``AgentAuth.admit`` dispatches on it)
 
     def __init__(self, manager: ResourceManager, state: MeshState, zone: str, *,
                  federated: bool,
@@ -238,7 +239,7 @@ class IngressRegistry:
                 await self.manager.delete(KIND, session.name)
         log.info("zone ingress %s unregistered", session.name)
 
-    # -- the control plane's own lifetime (see AgentRegistry.run) -----------------------
+    # -- the control plane's own lifetime (zone_cp.leftovers) --------------------------
 
     def stopping(self) -> None:
         """Sessions that end from now on leave their ZoneIngress stored."""
