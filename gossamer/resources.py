@@ -1,10 +1,13 @@
 """The resource manager: the one place writes are checked before they reach a store.
 
-The HTTP API, the CLI's batch apply and (later) the sync all go through it, so the rules
-live once: a mesh-scoped resource needs its mesh to exist; applying an identical document
-is a no-op (no version bump, no event); a Mesh that still has Dataplanes cannot be
-deleted, and deleting one removes its policies and secrets; a control plane may forbid
-writes to kinds another owner holds (``WriteGuard``, used by zone CPs).
+The HTTP API, the CLI's batch apply and each control plane's own parts go through it, so
+the rules live once. The sync does not: what a zone or the global accepted from the other
+end is written straight to the store (``sync.applier``), since the sending side's manager
+already checked it and the receiver keeps it under its own names. The rules: a mesh-scoped
+resource needs its mesh to exist; applying an identical document is a no-op (no version
+bump, no event); a Mesh that still has Dataplanes cannot be deleted, and deleting one
+removes its policies and secrets; a control plane may forbid writes to kinds another owner
+holds (``WriteGuard``, used by zone CPs).
 
 Writes that belong together are one store transaction (``Store.write``): a batch apply
 writes all its documents or none, and a Mesh goes with its contents. Everything that can

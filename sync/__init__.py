@@ -13,5 +13,11 @@
 ``v1``            generated code of ``proto/gossamer/sync/v1/sync.proto``
                   (regenerate with ``python sync/proto/generate.py``)
 
-Everything here except ``v1``'s gRPC stubs is pure: no asyncio, gRPC or sockets.
+Pure (no asyncio, gRPC or sockets; the import contract checks the engine's core):
+``messages``, ``subscription``, ``engine``, ``client_state``, ``wire``, ``codec``,
+``bounds`` (what one peer may make a publisher hold), ``errors`` and ``zone_link``. The
+package also holds the I/O that runs them: ``stream``, the asyncio shells that drive an
+``Engine`` or a ``Mirror`` over one gRPC stream with heartbeats; ``feed``, which follows a
+store's watch for the publishers; ``applier``, which writes what a mirror accepted to a
+store.
 """

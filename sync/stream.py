@@ -4,7 +4,7 @@
 drives a ``Mirror`` (responses in, ACK/NACK requests out). Both are written against
 ``MessageStream`` — ``read()`` returning ``None`` or ``grpc.aio.EOF`` at the end,
 ``write(msg)`` — which a grpc.aio server context and a client call both provide, so the
-same shells serve both ends of both zone-sync RPCs (and, later, Envoy's delta ADS).
+same shells serve both ends of both zone-sync RPCs and Envoy's delta ADS (``zone_cp.xds``).
 
 Both ends send an application heartbeat (a message whose type URL is ``HEARTBEAT``)
 every ``interval`` and tear the stream down (``StreamStalled``) when nothing has arrived

@@ -2,9 +2,11 @@
 
 ``build_parts`` only constructs (no task, no socket, no await): ``ZoneControlPlane``
 then bootstraps a standalone zone, starts each part's loop and opens the ports. Every
-part writes through one unguarded ``ResourceManager``; the API gets its own guarded one
-(``zone_cp.guard``). A standalone zone owns its meshes' roots, so it has a mesh CA
-controller (``authority.mesh_ca``); a federated one has the sync client to the global.
+part but the sync client writes through one unguarded ``ResourceManager``; the sync
+client writes what the global sent straight to the store (``sync.applier``); the API gets
+its own guarded manager (``zone_cp.guard``). A standalone zone owns its meshes' roots, so
+it has a mesh CA controller (``authority.mesh_ca``); a federated one has the sync client
+to the global.
 """
 
 from __future__ import annotations

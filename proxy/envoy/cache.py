@@ -4,7 +4,8 @@
 inputs (hashable: ``Destination``, ``ClusterConfs``, ``Hosts``, the zone, ``Locality``).
 Proxies with the same inputs get the very same message object, and a change to one
 service's endpoints makes a new key for that service alone. A plain bounded LRU dict: no
-locks, no clock; the zone CP owns one per mesh and passes it to every ``generate``.
+locks, no clock; the zone CP owns one for all its meshes (``zone_cp.parts``) and passes it
+to every ``generate``.
 """
 
 from __future__ import annotations
