@@ -7,6 +7,9 @@ exit 0). A refusal by the control plane (a token without the ``ingress`` scope, 
 dataplane token, a standalone zone) or an Envoy that cannot start is one ``error:`` line
 and exit 1; never a traceback.
 
+The options it shares with ``proxy run`` are ``cli.agent_options``, the run body and
+the error report ``cli.agent_process``.
+
 Defaults a person should know about:
 
 - ``--name``: ``<zone>-ingress``, the zone read from the zone token's subject (the

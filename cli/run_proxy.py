@@ -6,6 +6,10 @@ message and exit 2. Then the agent registers with the zone CP, gets its certific
 serves it to Envoy over SDS and runs Envoy until SIGINT/SIGTERM (drain, exit 0). A
 refusal by the control plane (a wrong token) or an Envoy that cannot start ends in one
 ``error:`` line (plus the tail of Envoy's log) and exit 1; never a traceback.
+
+The options it shares with ``ingress run`` are ``cli.agent_options``; its own are the
+Dataplane file, MeshMetric TLS and the resolver's address. The run body and the error
+report are ``cli.agent_process``.
 """
 
 from __future__ import annotations
