@@ -41,7 +41,7 @@ async def eventually(check: Callable[[], Awaitable[T] | T], timeout: float = 10.
             if inspect.isawaitable(result):
                 result = await result
             if result:
-                return result  # type: ignore[return-value]
+                return result
             last = result
         except Exception as exc:  # "not yet"; reported at the deadline
             last = exc
