@@ -34,7 +34,7 @@ from google.protobuf.message import Message
 
 from authority.token_authority import TokenAuthority
 from gossamer.coalesce import Coalesced
-from gossamer.errors import GossamerError
+from gossamer.errors import FailedPrecondition, Forbidden, GossamerError, Unauthorized
 from gossamer.model.base import Resource
 from gossamer.tokens import DATAPLANE, Claims, TokenRejected
 from proxy.context import ProxyContext
@@ -52,6 +52,7 @@ from sync.messages import Entry, Payload
 from sync.observed import Observed
 from sync.outcomes import Outcome, Tally
 from sync.stream import NO_HEARTBEATS, abort_status, publish
+from zone_cp.agent_session import AgentSession
 from zone_cp.agents import AgentRegistry
 from zone_cp.grpc_edge import bearer, status_code
 from zone_cp.ingresses import IngressRegistry
@@ -192,20 +193,10 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         if self._ingresses is not None and node_id in self._ingresses.sessions:
             await self._serve_ingress(self._ingresses, first, context)
             return
-        session = self._agents.sessions.get(node_id)
-        if session is None:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                f"node {node_id!r} is not registered by a Gossamer agent")
-            return
         try:
-            claims = await TokenAuthority(self._agents.manager, DATAPLANE,
-                                          session.mesh).verify(bearer(context))
-        except TokenRejected as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.detail)
-            return
-        if claims.token_id != session.claims.token_id:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                "the token is not the one the dataplane registered with")
+            session, claims = await self._admit_sidecar(node_id, bearer(context))
+        except (FailedPrecondition, Unauthorized, Forbidden) as exc:
+            await context.abort(status_code(exc), exc.detail)
             return
         insight = self.insights.setdefault(node_id, ProxyInsight(node_id))
         insight.connected = True
@@ -222,6 +213,23 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 await context.abort(code, exc.detail)
         finally:
             insight.connected = False
+
+    async def _admit_sidecar(self, node_id: str,
+                             token: str | None) -> tuple[AgentSession, Claims]:
+        """The live session of the sidecar ``node_id`` names and the claims of ``token``,
+        which must be the token that sidecar registered with."""
+        session = self._agents.sessions.get(node_id)
+        if session is None:
+            raise FailedPrecondition(f"node {node_id!r} is not registered by a Gossamer "
+                                     "agent")
+        try:
+            claims = await TokenAuthority(self._agents.manager, DATAPLANE,
+                                          session.mesh).verify(token)
+        except TokenRejected as exc:
+            raise Unauthorized(exc.detail) from None
+        if claims.token_id != session.claims.token_id:
+            raise Forbidden("the token is not the one the dataplane registered with")
+        return session, claims
 
     async def _while_admitted(self, claims: Claims, context: grpc.aio.ServicerContext,
                               stream: Coroutine[Any, Any, None]) -> None:
