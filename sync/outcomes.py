@@ -69,8 +69,10 @@ class Tally:
         return counts
 
     def by_type(self, outcome: Outcome) -> Counter[str]:
-        """type URL → how many messages had ``outcome`` (0 for any other type)."""
-        return Counter({t: getattr(c, outcome.value) for t, c in self._types.items()})
+        """type URL → how many messages had ``outcome``, for the types that had one
+        (any other type reads 0)."""
+        return Counter({t: n for t, c in self._types.items()
+                        if (n := getattr(c, outcome.value))})
 
     def totals(self) -> Counts:
         out = Counts()
