@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -102,6 +103,7 @@ class SqliteStore:
             conn.executescript(SCHEMA)
             conn.executescript(triggers(int(retention)))
 
+        _keep_private(Path(path))
         with _translate():
             writer = await Writer.open(Path(path), setup)
         try:
@@ -239,6 +241,19 @@ class SqliteStore:
             self._check_open()
             with _translate():
                 yield self._reader
+
+
+def _keep_private(path: Path) -> None:
+    """Make the store file 0600 before SQLite opens it (its -wal and -shm files take the
+    same mode): it holds GlobalSecrets, root CA and token signing keys among them."""
+    if str(path) == ":memory:" or str(path).startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError:
+        return  # SQLite's own open reports a path it cannot use, with its reason
 
 
 async def _connect(path: Path, synchronous: str) -> aiosqlite.Connection:

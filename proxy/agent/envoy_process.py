@@ -66,6 +66,10 @@ class EnvoyCommand:
             raise ValueError("concurrency must be at least 1")
         if self.log_level not in ENVOY_LOG_LEVELS:
             raise ValueError(f"unknown Envoy log level {self.log_level!r}")
+        # Envoy runs with work_dir as its cwd, so a relative bootstrap path (the default
+        # --work-dir is relative) would be resolved against the wrong directory.
+        object.__setattr__(self, "bootstrap", self.bootstrap.absolute())
+        object.__setattr__(self, "work_dir", self.work_dir.absolute())
 
     @property
     def log_file(self) -> Path:

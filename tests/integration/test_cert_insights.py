@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from authority.token_authority import TokenAuthority
 from gossamer.model.zonecertificate import ZoneCertificateSpec
 from gossamer.pki.certs import bundle_digest, new_csr, new_key, new_leaf, new_root_ca
+from gossamer.pki.names import zone_certificate_name
 from gossamer.tokens import DATAPLANE
 from proxy.agent.rotation import RENEW_SPREAD
 from sync.v1 import agent_pb2, agent_pb2_grpc
@@ -303,7 +304,8 @@ async def test_inspect_certificates_against_the_global_lists_zone_intermediates(
             async def intermediate() -> ZoneCertificateSpec | None:
                 async with httpx.AsyncClient(base_url=global_cp.api_url, headers={
                         "Authorization": f"Bearer {global_cp.admin_token}"}) as client:
-                    answer = await client.get(f"/zone-certificates/west.{MESH}")
+                    answer = await client.get(
+                        f"/zone-certificates/{zone_certificate_name('west', MESH)}")
                 if answer.status_code != 200:
                     return None
                 return ZoneCertificateSpec.model_validate(answer.json()["spec"])

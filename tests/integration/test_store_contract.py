@@ -39,6 +39,7 @@ from gossamer.store.base import (
     Update,
     WriteOp,
 )
+from gossamer.store.sqlite import SqliteStore
 from tests import builders
 
 WAIT = 15.0  # seconds any one expected event may take
@@ -527,3 +528,19 @@ async def test_open_store_sqlite_makes_its_file_in_the_data_dir(tmp_path: Path) 
     finally:
         await store.close()
     assert (data_dir / "store.db").is_file()
+
+
+async def test_the_sqlite_store_and_its_journal_are_private(tmp_path: Path) -> None:
+    """The file holds GlobalSecrets (root CA and token signing keys): 0600, also when an
+    older version left it readable by others."""
+    old = tmp_path / "old.db"
+    old.touch(mode=0o644)
+    old.chmod(0o644)
+    for path in (tmp_path / "store.db", old):
+        store = await SqliteStore.open(path)
+        try:
+            await store.create(mesh("default"))
+            modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.glob(path.name + "*")}
+        finally:
+            await store.close()
+        assert modes and set(modes.values()) == {0o600}, modes

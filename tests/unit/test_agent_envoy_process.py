@@ -61,3 +61,17 @@ def test_log_tail_reads_only_this_start(tmp_path: Path) -> None:
 def test_describe_exit() -> None:
     assert describe_exit(1) == "exited with code 1"
     assert describe_exit(-9) == "was killed by SIGKILL"
+
+
+def test_a_relative_work_dir_gives_envoy_absolute_paths(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Envoy's cwd is the work dir, so the default relative ``--work-dir`` must not reach
+    its command line as a relative path (it would be resolved twice)."""
+    monkeypatch.chdir(tmp_path)
+    work = Path(".gossamer/proxy-backend-1")
+    cmd = EnvoyCommand(binary=Path("/usr/bin/envoy"), bootstrap=work / "envoy.yaml",
+                       work_dir=work)
+    argv = cmd.argv()
+    assert argv[argv.index("--config-path") + 1] == str(tmp_path / work / "envoy.yaml")
+    assert argv[argv.index("--base-id-path") + 1] == str(tmp_path / work / "envoy-base-id")
+    assert cmd.log_file == tmp_path / work / "envoy.log"
