@@ -448,7 +448,9 @@ async def ingress_stats(admin: int) -> dict[str, int]:
 
 
 async def test_the_ingress_rides_out_a_restart_of_its_zone_cp(cluster: Cluster) -> None:
-    token = await cluster.zone_token("east", ["ingress"], cluster.directory / "east.token")
+    # A file of its own: restarting east writes east's new zone token to east.token, and
+    # the agent would follow a new token in its file (a hot restart of its Envoy).
+    token = await cluster.zone_token("east", ["ingress"], cluster.directory / "ingress.token")
     port = free_port()
 
     def backend_behind_the_ingress() -> bool:
@@ -524,7 +526,8 @@ async def test_the_ingress_moves_to_a_new_zone_token_before_the_old_one_expires(
     moment, the ZoneIngress stays registered, and after the expiry the ingress's Envoy
     (hot restarted) is connected to ADS, which only the new token can be."""
     east, node = cluster.east, "ingress:east-ingress"
-    token_file = await cluster.zone_token("east", ["ingress"], cluster.directory / "east.token")
+    token_file = await cluster.zone_token("east", ["ingress"],
+                                          cluster.directory / "ingress.token")
     port, admin = free_port(), free_port()
 
     def backend_behind_the_ingress() -> bool:
