@@ -29,9 +29,12 @@ epoch starts with ``--restart-epoch N`` and the base id the first one wrote to
 ``envoy-base-id``; it initializes from the rewritten bootstrap (its ADS stream, with the
 new token, fetches listeners and clusters first), takes the listen sockets and the admin
 port from its parent, which then drains for the drain time and is told to exit at
-``--parent-shutdown-time-s``. From then on the supervisor follows the new process; a new
-epoch that dies while its parent still runs is a failed hot restart: logged, and the
-parent is followed again. A crash always restarts at epoch 0 with a new dynamic base id.
+``--parent-shutdown-time-s``. From then on the supervisor follows the new process. A new
+epoch that dies while its parent still runs is a failed hot restart (no parent to join,
+a bootstrap it refused): logged, and the fallback is a plain restart, since the parent
+still runs the old bootstrap: the parent is drained and stopped, and the loop starts
+Envoy again from the new bootstrap like after a crash. A crash always restarts at epoch
+0 with a new dynamic base id.
 """
 
 from __future__ import annotations
@@ -181,6 +184,7 @@ class EnvoySupervisor:
         self._process: asyncio.subprocess.Process | None = None  # the newest epoch
         self._parent: asyncio.subprocess.Process | None = None  # the epoch it replaced
         self._replaced = asyncio.Event()
+        self._fallback: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.starts = 0
         self.epoch = 0
@@ -224,7 +228,7 @@ class EnvoySupervisor:
     async def _follow(self, proc: asyncio.subprocess.Process) -> asyncio.subprocess.Process:
         """Wait for the Envoy in charge to exit, following hot restarts; the one that did.
         A new epoch that exits while its parent still runs failed to take over: the
-        parent is in charge again."""
+        parent is in charge again, until the fallback restart stops it."""
         while True:
             if self._process is not None and self._process is not proc:
                 proc = self._process
@@ -242,11 +246,12 @@ class EnvoySupervisor:
             if parent is None or parent.returncode is not None or self._stopping.is_set():
                 return proc
             log.error("the hot restart failed: Envoy epoch %d (pid %d) %s (log: %s); "
-                      "Envoy (pid %d) keeps serving", self.epoch, proc.pid,
-                      describe_exit(proc.returncode), self.command.log_file, parent.pid)
+                      "restarting Envoy (pid %d) plainly: drain, stop, start", self.epoch,
+                      proc.pid, describe_exit(proc.returncode), self.command.log_file,
+                      parent.pid)
             self._process, self._parent, proc = parent, None, parent
-            self.epoch -= 1  # the next try joins the parent as this epoch again
             self.running.set()
+            self._fallback = asyncio.ensure_future(self._drain_and_stop(parent))
 
     async def hot_restart(self) -> bool:
         """Replace the running Envoy by the next epoch, which reads the bootstrap again
@@ -311,6 +316,12 @@ class EnvoySupervisor:
                 await asyncio.wait_for(self._drain(proc), self.command.drain_time)
         await asyncio.gather(self._terminate(proc), self._terminate(self._parent))
         log.info("Envoy (pid %d) stopped", proc.pid)
+
+    async def _drain_and_stop(self, proc: asyncio.subprocess.Process) -> None:
+        """The fallback of a failed hot restart: its exit makes ``run`` start Envoy anew."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drain(proc), self.command.drain_time)
+        await self._terminate(proc)
 
     async def _terminate(self, proc: asyncio.subprocess.Process | None) -> None:
         """SIGTERM, then SIGKILL after ``kill_after``; nothing if it already exited."""
