@@ -105,7 +105,9 @@ def build_settings(cp: str, token_file: Path, cp_ca: Path, name: str | None,
     from zone_ingress.agent import IngressSettings
 
     address = ControlPlaneAddress.parse(cp)
-    token = token_file.read_text().strip()
+    from proxy.agent import token_file as tokens
+
+    token = tokens.read(token_file, tokens.INGRESS_TOKEN)
     name = name or f"{zone_of(token)}-ingress"
     host, port = listen
     if advertise is None and _is_wildcard(host):
@@ -121,7 +123,7 @@ def build_settings(cp: str, token_file: Path, cp_ca: Path, name: str | None,
         port=port, advertised=advertise, work_dir=work_dir or Path(f".gossamer/{name}"),
         envoy_binary=binary, admin_port=admin_port, concurrency=concurrency,
         envoy_log_level=envoy_log_level, drain_time=drain_time,
-        supervision=SupervisionPolicy())
+        supervision=SupervisionPolicy(), token_file=token_file)
 
 
 @click.command()

@@ -34,17 +34,9 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 
 def read_token(path: Path) -> str:
     """The dataplane token: a JWT (three dot-separated parts) alone in the file."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(params.MAX_TOKEN_FILE_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read the token file {path}: {exc.strerror or exc}") from None
-    text = raw.decode("utf-8", errors="replace").strip()
-    if len(raw) > params.MAX_TOKEN_FILE_BYTES or not text or text.count(".") != 2 or any(
-            c.isspace() for c in text):
-        raise InputError(f"{path} does not hold a dataplane token (a JWT from "
-                         "`gossamer token dataplane`)")
-    return text
+    from proxy.agent import token_file
+
+    return token_file.read(path, token_file.DATAPLANE_TOKEN)
 
 
 def read_metrics_tls(cert: Path | None, key: Path | None) -> tuple[bytes, bytes] | None:
@@ -127,7 +119,7 @@ def build_settings(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, to
         work_dir=work_dir or Path(f".gossamer/proxy-{loaded.name}"), envoy_binary=binary,
         admin_port=port, concurrency=concurrency, envoy_log_level=envoy_log_level,
         drain_time=drain_time, metrics_tls=metrics_tls, supervision=SupervisionPolicy(),
-        dns=ServerConfig(host=dns[0], port=dns[1]))
+        dns=ServerConfig(host=dns[0], port=dns[1]), token_file=token_file)
 
 
 @click.command()
@@ -183,7 +175,9 @@ def run(dataplane: Path, dataplane_vars: tuple[str, ...], cp: str, token_file: P
         dns_addr: tuple[str, int], log_level: str) -> None:
     """Run a sidecar: register the Dataplane, get its certificate, run Envoy (blocks).
 
-    Stop it with Ctrl-C or SIGTERM: Envoy drains its connections first.
+    Stop it with Ctrl-C or SIGTERM: Envoy drains its connections first. The token file
+    is read again before the token expires, on SIGHUP and whenever the agent reconnects:
+    write a new token into it and the agent and Envoy move to it without a restart.
     """
     from proxy.agent.agent import Agent, run_agent
 
