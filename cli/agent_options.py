@@ -95,7 +95,8 @@ class AgentOptions:
         return kind(cp=cp, token=token, cp_ca_pem=self.cp_ca.read_bytes(),
                     work_dir=work_dir, envoy_binary=binary, admin_port=admin_port,
                     concurrency=self.concurrency, envoy_log_level=self.envoy_log_level,
-                    drain_time=self.drain_time, supervision=SupervisionPolicy(), **specific)
+                    drain_time=self.drain_time, supervision=SupervisionPolicy(),
+                    token_file=self.token_file, **specific)
 
 
 _SHARED = tuple(f.name for f in fields(AgentOptions))

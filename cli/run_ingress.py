@@ -114,12 +114,14 @@ def build_settings(options: IngressOptions) -> IngressSettings:
     """The zone ingress's settings; an ``InputError`` names the first bad input."""
     # Lazy on purpose: the agent's runtime (gRPC and its protobufs, Envoy's API) would
     # load at the start of every `gossamer` command, which imports this module.
+    # Lazy like the imports above.
+    from proxy.agent import token_file as tokens
     from proxy.agent.cp_client import ControlPlaneAddress
     from zone_ingress.agent import IngressSettings
 
     agent = options.agent
     address = ControlPlaneAddress.parse(agent.cp)
-    token = agent.token_file.read_text().strip()
+    token = tokens.read(agent.token_file, tokens.INGRESS_TOKEN)
     name = options.name or f"{zone_of(token)}-ingress"
     host, port = options.listen
     advertise = options.advertise

@@ -47,17 +47,10 @@ DEFAULT_DNS_ADDR = "127.0.0.1:15053"
 
 def read_token(path: Path) -> str:
     """The dataplane token: a JWT (three dot-separated parts) alone in the file."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(params.MAX_TOKEN_FILE_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read the token file {path}: {exc.strerror or exc}") from None
-    text = raw.decode("utf-8", errors="replace").strip()
-    if len(raw) > params.MAX_TOKEN_FILE_BYTES or not text or text.count(".") != 2 or any(
-            c.isspace() for c in text):
-        raise InputError(f"{path} does not hold a dataplane token (a JWT from "
-                         "`gossamer token dataplane`)")
-    return text
+    # Lazy like the agent's other runtime imports (see build_settings).
+    from proxy.agent import token_file
+
+    return token_file.read(path, token_file.DATAPLANE_TOKEN)
 
 
 def read_metrics_tls(cert: Path | None, key: Path | None) -> tuple[bytes, bytes] | None:
@@ -163,7 +156,9 @@ PROXY = AgentKind(
 def run(options: ProxyOptions) -> None:
     """Run a sidecar: register the Dataplane, get its certificate, run Envoy (blocks).
 
-    Stop it with Ctrl-C or SIGTERM: Envoy drains its connections first.
+    Stop it with Ctrl-C or SIGTERM: Envoy drains its connections first. The token file
+    is read again before the token expires, on SIGHUP and whenever the agent reconnects:
+    write a new token into it and the agent and Envoy move to it without a restart.
     """
     # Lazy on purpose, as in build_settings: only `proxy run` needs the agent's runtime.
     from proxy.agent.agent import Agent

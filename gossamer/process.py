@@ -37,12 +37,16 @@ class Runnable(Protocol):
 
 
 async def run_until_signal(component: Runnable, *,
-                           abort: Callable[[], Awaitable[None]] | None = None) -> None:
-    """Run ``component`` until SIGINT/SIGTERM or until it ends (see the module's doc)."""
+                           abort: Callable[[], Awaitable[None]] | None = None,
+                           reload: Callable[[], None] | None = None) -> None:
+    """Run ``component`` until SIGINT/SIGTERM or until it ends (see the module's doc);
+    SIGHUP calls ``reload`` when one is given (an agent reads its token file again)."""
     loop = asyncio.get_running_loop()
     signalled = asyncio.Event()
     for sig in SIGNALS:
         loop.add_signal_handler(sig, signalled.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload)
     stopper = asyncio.ensure_future(signalled.wait())
     try:
         started = await _unless_signalled(component.start(), stopper)
@@ -59,7 +63,7 @@ async def run_until_signal(component: Runnable, *,
         running.result()
     finally:
         stopper.cancel()
-        for sig in SIGNALS:
+        for sig in (*SIGNALS, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
 

@@ -11,7 +11,10 @@ No key is made, no CSR is sent and nothing in the work directory is a private ke
 ingress only forwards TLS by its SNI (``zone_ingress.envoy``). A refusal by the control
 plane before the first registration is final (``ControlPlaneRefused``, with the CP's
 reason); a control plane that is down is waited for; once Envoy runs, the CP going away
-never touches it.
+never touches it. The zone token is kept current like a sidecar's dataplane token
+(``proxy.agent.token_refresh``): ``--token-file`` is read again at each Session connect,
+on SIGHUP (``reload``) and before the token expires, and a new token moves the Session
+and then Envoy (a hot restart) to it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from proxy.agent.envoy_process import (
 from proxy.agent.errors import InputError
 from proxy.agent.session import Session
 from proxy.agent.settings import EnvoyAgentSettings
+from proxy.agent.token_file import INGRESS_TOKEN
+from proxy.agent.token_refresh import TokenRefresher
 from proxy.context import SDS_CLUSTER
 
 log = logging.getLogger(__name__)
@@ -76,13 +81,15 @@ class IngressSettings(EnvoyAgentSettings):
         return json.dumps(doc)
 
 
-def ingress_bootstrap(settings: IngressSettings, reg: Registration) -> dict[str, Any]:
+def ingress_bootstrap(settings: IngressSettings, reg: Registration,
+                      token: str | None = None) -> dict[str, Any]:
     """The sidecar's bootstrap (``proxy.agent.bootstrap``) without the SDS cluster, and
-    with the ingress's name as node metadata instead of a mesh and Dataplane."""
+    with the ingress's name as node metadata instead of a mesh and Dataplane; ``token``
+    (default: the one of ``settings``) for its ADS stream."""
     doc = bootstrap.bootstrap(bootstrap.BootstrapParams(
         node_id=reg.node_id, mesh="", dataplane=reg.name, zone=reg.zone, service=reg.name,
         cp_host=settings.cp.host, cp_port=settings.cp.port,
-        cp_ca_pem=settings.cp_ca_pem.decode(), token=settings.token, sds_socket="",
+        cp_ca_pem=settings.cp_ca_pem.decode(), token=token or settings.token, sds_socket="",
         admin_port=settings.admin_port))
     doc["node"]["metadata"] = {INGRESS_METADATA: reg.name}
     static = doc["static_resources"]
@@ -108,6 +115,7 @@ class IngressAgent:
         self.client: AgentClient | None = None
         self.session: Session | None = None
         self.envoy: EnvoySupervisor | None = None
+        self.tokens: TokenRefresher | None = None
         self.registration: Registration | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -124,24 +132,40 @@ class IngressAgent:
         s.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         s.work_dir.chmod(0o700)
         self.client = AgentClient(s.cp, s.cp_ca_pem, s.token)
-        self.session = Session(self.client, registration_json,
-                               on_trust_bundle=lambda _: None,  # no certificate to verify
-                               policy=s.session, rng=self._rng)
+        self.tokens = tokens = TokenRefresher(s.token_file, self.client, what=INGRESS_TOKEN,
+                                              write_bootstrap=self._write_bootstrap)
+        self.session = tokens.session = Session(
+            self.client, registration_json,
+            on_trust_bundle=lambda _: None,  # no certificate to verify
+            before_connect=lambda: tokens.reread("connecting"),
+            on_registered=tokens.registered, policy=s.session, rng=self._rng)
         session_task = self._spawn(self.session.run(), "ingress-session")
         log.info("registering zone ingress %s with the control plane %s", s.name, s.cp)
         self.registration = reg = await first_registration(self.session.registered,
                                                            session_task)
-        bootstrap.write(s.bootstrap_path, ingress_bootstrap(s, reg))
-        self.envoy = EnvoySupervisor(EnvoyCommand(
+        tokens.envoy_token = self.session.token or self.client.token
+        self._write_bootstrap(tokens.envoy_token)
+        self.envoy = tokens.envoy = EnvoySupervisor(EnvoyCommand(
             binary=s.envoy_binary, bootstrap=s.bootstrap_path, work_dir=s.work_dir,
             concurrency=s.concurrency, log_level=s.envoy_log_level, drain_time=s.drain_time,
             wrapper=parent_death_wrapper()),
             admin_port=s.admin_port, policy=s.supervision, rng=self._rng)
         self._spawn(self.envoy.run(), "ingress-envoy")
+        self._spawn(tokens.run(), "ingress-token")
         where = f"{s.address}:{s.port}"
         if s.advertised is not None:
             where += " (advertised as {}:{})".format(*s.advertised)
         log.info("zone ingress %s of zone %s listening on %s", reg.name, reg.zone, where)
+
+    def reload(self) -> None:
+        """SIGHUP: read the token file again now."""
+        if self.tokens is not None:
+            self.tokens.hangup()
+
+    def _write_bootstrap(self, token: str) -> None:
+        assert self.registration is not None, "written once registered"
+        bootstrap.write(self.settings.bootstrap_path,
+                        ingress_bootstrap(self.settings, self.registration, token))
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)

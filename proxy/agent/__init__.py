@@ -10,8 +10,11 @@
 ``cp_client``       the zone CP's agent API over gRPC/TLS; gRPC errors translated here
 ``session``         the Session stream: register, trust bundle and DNS table, heartbeats,
                     reconnects
-``envoy_process``   Envoy's command line and ``EnvoySupervisor`` (restart, drain, "cannot
-                    start")
+``envoy_process``   Envoy's command line and ``EnvoySupervisor`` (restart, hot restart,
+                    drain, "cannot start")
+``token_file``      the token file: what a token looks like, when to read it again (pure)
+``token_refresh``   ``TokenRefresher``: re-reads the token file, hands the Session and then
+                    Envoy over to a new token
 ``agent``           ``Agent``: the startup sequence and the tasks above; ``run_agent``
 ``errors``          the agent's errors and their exit codes
 

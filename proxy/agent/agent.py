@@ -2,19 +2,22 @@
 
 ``Agent.start`` goes through the startup in order — open the Session and wait for
 ``Registered`` (the ``.mesh`` resolver is already listening; DNS tables from the Session
-update it); have the CSR signed; start the SDS server with the key, the certificate
-and the trust bundle; write Envoy's bootstrap; start Envoy — and stops whatever it
-started if a step fails. Then three tasks run side by side: the Session (reconnecting by
-itself; trust bundle updates go to SDS, ``Renew`` goes to the Rotator), the Rotator
-(renewals go to SDS) and the Envoy supervisor. What SDS serves is reported to the control
-plane on the Session (``StatusReport``): a new certificate as soon as SDS has it; a new
-trust bundle's digest only once every Envoy stream that subscribes to it has ACKed it
-(``SecretServer.watch_trust``), since a CA rotation moves on when every sidecar reports
-the bundle. Until Envoy asks for the bundle at all (it starts after the first
-certificate) the bundle handed to SDS is reported; a bundle Envoy refuses is logged and
-the previous digest, the one Envoy still has, stays reported. ``wait`` returns when one
-of them ends for good and re-raises why; ``stop`` drains Envoy and closes everything.
-``run_agent`` is the process around it: signals, and the exit code.
+update it); have the CSR signed; start the SDS server with the key, the certificate and
+the trust bundle; write Envoy's bootstrap; start Envoy — and stops whatever it started
+if a step fails. Then four tasks run side by side: the Session (reconnecting by itself;
+trust bundle updates go to SDS, ``Renew`` goes to the Rotator), the Rotator (renewals go
+to SDS), the Envoy supervisor and the ``TokenRefresher``, which re-reads
+``--token-file`` (at each Session connect, before each CSR, on SIGHUP, before the token
+expires) and moves the Session and then Envoy (a hot restart) to a new token. What SDS
+serves is reported to the control plane on the Session (``StatusReport``): a new
+certificate as soon as SDS has it; a new trust bundle's digest only once every Envoy
+stream that subscribes to it has ACKed it (``SecretServer.watch_trust``), since a CA
+rotation moves on when every sidecar reports the bundle. Until Envoy asks for the bundle
+at all (it starts after the first certificate) the bundle handed to SDS is reported; a
+bundle Envoy refuses is logged and the previous digest, the one Envoy still has, stays
+reported. ``wait`` returns when one of them ends for good and re-raises why; ``stop``
+drains Envoy and closes everything. ``run_agent`` is the process around it: signals
+(SIGHUP: ``reload``), and the exit code.
 
 A control plane that is down at startup is waited for (with backoff and a log line per
 attempt); a control plane that refuses is final at startup (``ControlPlaneRefused``).
@@ -29,7 +32,6 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from dns.server import ServerConfig
@@ -55,6 +57,8 @@ from proxy.agent.rotation import Rotator
 from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
 from proxy.agent.session import Session
 from proxy.agent.settings import EnvoyAgentSettings
+from proxy.agent.token_file import DATAPLANE_TOKEN
+from proxy.agent.token_refresh import TokenRefresher
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,7 @@ class Agent:
         self.session: Session | None = None
         self.rotator: Rotator | None = None
         self.envoy: EnvoySupervisor | None = None
+        self.tokens: TokenRefresher | None = None
         self.registration: Registration | None = None
         self.dns_table: DnsTable | None = None
         self._identity: Identity | None = None
@@ -158,11 +163,13 @@ class Agent:
         s.work_dir.chmod(0o700)
         await self.resolver.start()  # first: a taken --dns-addr fails before registering
         self.client = AgentClient(s.cp, s.cp_ca_pem, s.token)
-        self.session = Session(self.client, s.dataplane.registration_json(),
-                               on_trust_bundle=self._on_trust_bundle,
-                               on_dns_table=self._on_dns_table, on_renew=self._on_renew,
-                               policy=s.session,
-                               rng=self._rng)
+        self.tokens = tokens = TokenRefresher(s.token_file, self.client, what=DATAPLANE_TOKEN,
+                                              write_bootstrap=self._write_bootstrap)
+        self.session = tokens.session = Session(
+            self.client, s.dataplane.registration_json(),
+            on_trust_bundle=self._on_trust_bundle, on_dns_table=self._on_dns_table,
+            on_renew=self._on_renew, before_connect=lambda: tokens.reread("connecting"),
+            on_registered=tokens.registered, policy=s.session, rng=self._rng)
         session_task = self._spawn(self.session.run(), "agent-session")
         log.info("registering %s.%s with the control plane %s", s.dataplane.mesh,
                  s.dataplane.name, s.cp)
@@ -171,7 +178,7 @@ class Agent:
         client = self.client
 
         async def sign(csr: bytes) -> SignedCertificate:
-            return await client.sign(reg.mesh, reg.name, csr)
+            return await client.sign(reg.mesh, reg.name, csr, await tokens.sign_token())
 
         self.rotator = Rotator(reg.name, sign, self._on_identity, rng=self._rng)
         identity = await self._with_retry(self.rotator.issue, "the certificate")
@@ -180,22 +187,31 @@ class Agent:
 
         sock = socket_path(s.work_dir)
         await self.sds.start(sock)
-        self._write_bootstrap(reg, sock)
-        self.envoy = EnvoySupervisor(EnvoyCommand(
+        tokens.envoy_token = self.session.token or client.token
+        self._write_bootstrap(tokens.envoy_token)
+        self.envoy = tokens.envoy = EnvoySupervisor(EnvoyCommand(
             binary=s.envoy_binary, bootstrap=s.bootstrap_path, work_dir=s.work_dir,
             concurrency=s.concurrency, log_level=s.envoy_log_level, drain_time=s.drain_time,
             wrapper=parent_death_wrapper()),
             admin_port=s.admin_port, policy=s.supervision, rng=self._rng)
         self._spawn(self.envoy.run(), "agent-envoy")
         self._spawn(self.rotator.run(), "agent-rotation")
+        self._spawn(tokens.run(), "agent-token")
 
-    def _write_bootstrap(self, reg: Registration, sds_socket: Path) -> None:
-        s = self.settings
+    def reload(self) -> None:
+        """SIGHUP: read the token file again now."""
+        if self.tokens is not None:
+            self.tokens.hangup()
+
+    def _write_bootstrap(self, token: str) -> None:
+        """Envoy's bootstrap for the registration, with ``token`` for its ADS stream."""
+        s, reg, sock = self.settings, self.registration, self.sds.path
+        assert reg is not None and sock is not None, "written once registered, SDS started"
         bootstrap.write(s.bootstrap_path, bootstrap.bootstrap(bootstrap.BootstrapParams(
             node_id=reg.node_id, mesh=reg.mesh, dataplane=reg.name, zone=reg.zone,
             service=(s.dataplane.spec.services or [reg.name])[0],
             cp_host=s.cp.host, cp_port=s.cp.port, cp_ca_pem=s.cp_ca_pem.decode(),
-            token=s.token, sds_socket=str(sds_socket), admin_port=s.admin_port)))
+            token=token, sds_socket=str(sock), admin_port=s.admin_port)))
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
@@ -258,8 +274,11 @@ class Supervised(Protocol):
 
     async def stop(self, drain: bool = True) -> None: ...
 
+    def reload(self) -> None: ...
+
 
 async def run_agent(agent: Supervised) -> None:
     """Run until SIGINT/SIGTERM (drain and return) or a failure (stop without draining,
-    re-raise it): ``gossamer.process.run_until_signal``."""
-    await run_until_signal(agent, abort=lambda: agent.stop(drain=False))
+    re-raise it): ``gossamer.process.run_until_signal``; SIGHUP makes the agent read its
+    token file again."""
+    await run_until_signal(agent, abort=lambda: agent.stop(drain=False), reload=agent.reload)

@@ -2,12 +2,15 @@
 
 One TLS channel to ``--cp`` verified against ``--cp-ca`` (the zone CP's serving CA; the
 host name in ``--cp`` must be in its certificate), the dataplane token as
-``authorization: Bearer`` metadata on every call. This module is the boundary for gRPC:
-protobuf answers become ``SignedCertificate``/``Registration``/``DnsTable`` (and the
-agent's ``StatusReport`` becomes an ``AgentStatus``) and
-``grpc.aio.AioRpcError`` becomes an ``AgentError`` (``translate``): a status that says
-"no" (bad token, wrong mesh, name taken) is ``ControlPlaneRefused``, one that says "not
-now" (unreachable, overloaded, a broken stream) is ``ControlPlaneUnavailable``.
+``authorization: Bearer`` metadata on every call. ``token`` may be replaced at any time
+(the agent re-reads its token file, ``proxy.agent.token_refresh``): each new call
+presents the token of that moment, a call already open keeps the one it started with.
+This module is the boundary for gRPC: protobuf answers become
+``SignedCertificate``/``Registration``/``DnsTable`` (and the agent's ``StatusReport``
+becomes an ``AgentStatus``) and ``grpc.aio.AioRpcError`` becomes an ``AgentError``
+(``translate``): a status that says "no" (bad token, wrong mesh, name taken) is
+``ControlPlaneRefused``, one that says "not now" (unreachable, overloaded, a broken
+stream) is ``ControlPlaneUnavailable``.
 """
 
 from __future__ import annotations
@@ -144,13 +147,19 @@ class AgentClient:
         credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
         self._channel = grpc.aio.secure_channel(cp.target, credentials, options=GRPC_OPTIONS)
         self._stub = agent_pb2_grpc.AgentStub(self._channel)
-        self._metadata = (("authorization", f"Bearer {token}"),
-                          ("gossamer-version", gossamer.__version__))
+        self.token = token
 
-    async def sign(self, mesh: str, name: str, csr_pem: bytes) -> SignedCertificate:
+    def _metadata(self, token: str | None = None) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {token or self.token}"),
+                ("gossamer-version", gossamer.__version__))
+
+    async def sign(self, mesh: str, name: str, csr_pem: bytes,
+                   token: str | None = None) -> SignedCertificate:
+        """Sign ``csr_pem`` presenting ``token`` (default: ``self.token``): the CP signs
+        only with the token the Dataplane's live Session registered with."""
         request = agent_pb2.SignRequest(mesh=mesh, dataplane=name, csr_pem=csr_pem)
         try:
-            answer = await self._stub.SignCertificate(request, metadata=self._metadata,
+            answer = await self._stub.SignCertificate(request, metadata=self._metadata(token),
                                                       timeout=SIGN_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
             raise translate(exc, "the certificate signing request") from None
@@ -159,8 +168,8 @@ class AgentClient:
                                  trust_bundle_pem=answer.trust_bundle_pem, expires_at=expires)
 
     def session(self) -> Any:
-        """A new Session stream (``read``/``write``/``cancel``)."""
-        return self._stub.Session(metadata=self._metadata)
+        """A new Session stream (``read``/``write``/``cancel``) with the current token."""
+        return self._stub.Session(metadata=self._metadata())
 
     async def close(self) -> None:
         await self._channel.close()

@@ -17,6 +17,16 @@ its last configuration meanwhile, untouched. The one failure that is final is a 
 first registration: it fails ``registered`` and ``run`` returns, so the agent can exit
 with the CP's reason instead of knocking forever. A refusal later (a revoked token) is
 logged and retried like any other failure.
+
+The token: every connection presents the client's token of that moment, after
+``before_connect`` (the agent re-reads its token file there), and ``token`` is the one
+the live registration holds. ``reconnect`` (a new token was read) ends the stream at once
+and registers again without backoff: a hand-over. The CP refuses a name held by a live
+session with another token (ALREADY_EXISTS), and it ends the old session only once it
+sees the old stream cancelled, deleting the Dataplane as it does; the new registration
+stores it again. So for ``handover`` seconds after ending its own stream the agent takes
+ALREADY_EXISTS as "not yet" and tries again every ``handover_retry`` seconds: the
+Dataplane is away for about one round trip to the CP.
 """
 
 from __future__ import annotations
@@ -60,10 +70,16 @@ class SessionPolicy:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     healthy_after: float = 10.0
+    handover: float = 5.0
+    handover_retry: float = 0.05
 
 
 class _Stalled(Exception):
     pass
+
+
+class _Reconnect(Exception):
+    """``reconnect`` was asked: end this stream and register again at once."""
 
 
 class Session:
@@ -73,6 +89,8 @@ class Session:
                  on_trust_bundle: Callable[[bytes], None],
                  on_dns_table: Callable[[DnsTable], None] = lambda _: None,
                  on_renew: Callable[[], None] = lambda: None,
+                 before_connect: Callable[[], object] = lambda: None,
+                 on_registered: Callable[[Registration, str], None] = lambda _, __: None,
                  policy: SessionPolicy = SessionPolicy(),
                  rng: random.Random | None = None) -> None:
         self._client = client
@@ -80,6 +98,10 @@ class Session:
         self._on_trust_bundle = on_trust_bundle
         self._on_dns_table = on_dns_table
         self._on_renew = on_renew
+        self._before_connect = before_connect
+        self._on_registered = on_registered
+        self._reconnect = asyncio.Event()
+        self._handover_until = 0.0
         self._status: StatusReport | None = None
         self._status_changed = asyncio.Event()
         self._policy = policy
@@ -87,6 +109,7 @@ class Session:
         self.registered: asyncio.Future[Registration] = (
             asyncio.get_running_loop().create_future())
         self.connected = asyncio.Event()
+        self.token = ""  # the token of the live registration ("" while there is none)
         self.connects = 0
         self.last_error = ""
         self.reports_sent = 0
@@ -98,6 +121,10 @@ class Session:
             self._status = status
             self._status_changed.set()
 
+    def reconnect(self) -> None:
+        """End the stream now and register again at once (with the client's token)."""
+        self._reconnect.set()
+
     async def run(self) -> None:
         """Until cancelled, or until a refusal before the first registration."""
         loop = asyncio.get_running_loop()
@@ -105,52 +132,70 @@ class Session:
         while True:
             started = loop.time()
             try:
+                self._before_connect()
                 await self._once()
+            except _Reconnect:
+                self._handover_until = loop.time() + self._policy.handover
+                continue
             except ControlPlaneRefused as exc:
                 self.last_error = exc.detail
                 if not self.registered.done():
                     self.registered.set_exception(exc)
                     return
+                if self._handing_over(exc, loop.time()):
+                    await asyncio.sleep(self._policy.handover_retry)
+                    continue
                 log.error("%s; retrying", exc.detail)
             except (AgentError, _Stalled) as exc:
                 self.last_error = str(exc)
                 log.warning("session with the control plane %s: %s", self._client.cp, exc)
             finally:
                 self.connected.clear()
+                self.token = ""
             if loop.time() - started > self._policy.healthy_after:
                 delay = self._policy.backoff_initial
             await asyncio.sleep(delay * (0.5 + self._rng.random()))
             delay = min(delay * 2, self._policy.backoff_max)
 
+    def _handing_over(self, exc: ControlPlaneRefused, now: float) -> bool:
+        """Whether ``exc`` is the CP still holding the session this agent just ended."""
+        return exc.code == "ALREADY_EXISTS" and now < self._handover_until
+
     async def _once(self) -> None:
+        self._reconnect.clear()  # the token read just before is the one this call sends
+        token = self._client.token
         call = self._client.session()
         connects = self.connects
         try:
-            await self._converse(call)
+            await self._converse(call, token)
         except grpc.aio.AioRpcError as exc:
             what = "the session" if self.connects > connects else "the dataplane's registration"
             raise translate(exc, what) from None
         finally:
             call.cancel()
 
-    async def _converse(self, call: Any) -> None:
+    async def _converse(self, call: Any, token: str) -> None:
         p = self._policy
         await call.write(agent_pb2.AgentMessage(register_dataplane_json=self._json))
         first = await self._read(call, p.timeout)
         if first.WhichOneof("message") != "registered":
             raise ControlPlaneProtocolError("the control plane did not answer the "
                                             "registration with Registered")
+        self.token = token
         self._registered(registration_from_proto(first.registered))
         await self._send_status(call)
         loop = asyncio.get_running_loop()
         reader = asyncio.ensure_future(self._read(call, p.timeout))
         changed = asyncio.ensure_future(self._status_changed.wait())
+        again = asyncio.ensure_future(self._reconnect.wait())
         next_beat = loop.time() + p.interval
         try:
             while True:
-                done, _ = await asyncio.wait({reader, changed},
+                done, _ = await asyncio.wait({reader, changed, again},
                                              timeout=max(next_beat - loop.time(), 0),
                                              return_when=asyncio.FIRST_COMPLETED)
+                if again in done:
+                    raise _Reconnect()
                 if reader in done:
                     self._handle(reader.result())
                     reader = asyncio.ensure_future(self._read(call, p.timeout))
@@ -163,6 +208,7 @@ class Session:
         finally:
             reader.cancel()
             changed.cancel()
+            again.cancel()
 
     async def _send_status(self, call: Any) -> None:
         """The latest status, if there is one yet (before the first certificate there is
@@ -196,6 +242,7 @@ class Session:
                         registration, self.registered.result())
         else:
             log.info("registered again with the control plane %s", self._client.cp)
+        self._on_registered(registration, self.token)
 
     def _handle(self, message: agent_pb2.ControlPlaneMessage) -> None:
         kind = message.WhichOneof("message")

@@ -39,6 +39,7 @@ class EnvoyAgentSettings:
     drain_time: float = 5.0
     session: SessionPolicy = field(default_factory=SessionPolicy)
     supervision: SupervisionPolicy = field(default_factory=SupervisionPolicy)
+    token_file: Path | None = None  # where ``token`` came from, read again (None: never)
 
     @property
     def bootstrap_path(self) -> Path:

@@ -288,6 +288,41 @@ async def test_a_killed_envoy_is_restarted(tmp_path: Path) -> None:
         assert log.count("--- gossamer:") == 2
 
 
+async def test_a_hot_restart_replaces_envoy_and_its_parent_exits(tmp_path: Path) -> None:
+    """The next epoch joins the running Envoy's base id and takes its admin port over;
+    the parent exits after its drain, and the supervisor follows the new process."""
+    admin = free_port()
+    command = envoy_command(tmp_path, admin_only_bootstrap(admin), drain_time=1)
+    async with supervised(command, admin) as (envoy, task):
+        await eventually(lambda: admin_ready(admin), timeout=20, what="Envoy's admin")
+        first = envoy.pid
+        assert first is not None and await envoy.hot_restart()
+        assert envoy.pid not in (None, first) and envoy.epoch == 1
+        await eventually(lambda: first not in envoy_pids(tmp_path), timeout=15,
+                         what="the parent to exit after its drain")
+        assert await admin_ready(admin) and envoy.epoch == 1 and not task.done()
+        assert envoy_pids(tmp_path) == [envoy.pid]
+        assert "--restart-epoch 1" in command.log_file.read_text()
+
+
+async def test_a_failed_hot_restart_falls_back_to_a_plain_restart(tmp_path: Path) -> None:
+    """A new epoch that cannot join its parent (here: a base id nobody holds) dies while
+    the parent runs; the parent, still on the old bootstrap, is stopped and Envoy started
+    again at epoch 0."""
+    admin = free_port()
+    policy = SupervisionPolicy(restart_initial=0.05)
+    command = envoy_command(tmp_path, admin_only_bootstrap(admin), drain_time=1)
+    async with supervised(command, admin, policy) as (envoy, task):
+        await eventually(lambda: admin_ready(admin), timeout=20, what="Envoy's admin")
+        first = envoy.pid
+        command.base_id_file.write_text(str(int(command.base_id_file.read_text()) + 7))
+        assert await envoy.hot_restart()
+        await eventually(lambda: envoy.epoch == 0 and envoy.pid not in (None, first)
+                         and envoy.starts == 3, timeout=20, what="a plain restart")
+        await eventually(lambda: admin_ready(admin), timeout=20, what="the new Envoy's admin")
+        assert first not in envoy_pids(tmp_path) and not task.done()
+
+
 async def test_an_envoy_that_cannot_bind_its_admin_port_fails_with_its_log(
         tmp_path: Path) -> None:
     with socket.socket() as taken:

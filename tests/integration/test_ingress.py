@@ -18,7 +18,9 @@ and east's ingress, with a zone token the global issued with the ``ingress`` sco
 - end to end: ``web`` in west calls backend in east through its explicit outbound, over
   mTLS from sidecar to sidecar through east's ingress (both zones sign with
   intermediates of the one mesh root the global keeps);
-- a zone with two ingresses: the other zone's calls go through both.
+- a zone with two ingresses: the other zone's calls go through both;
+- the ingress follows its token file: a zone token replaced before it expires moves the
+  session and Envoy (hot restart) to the new one without a failed handshake.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -447,7 +450,9 @@ async def ingress_stats(admin: int) -> dict[str, int]:
 
 
 async def test_the_ingress_rides_out_a_restart_of_its_zone_cp(cluster: Cluster) -> None:
-    token = await cluster.zone_token("east", ["ingress"], cluster.directory / "east.token")
+    # A file of its own: restarting east writes east's new zone token to east.token, and
+    # the agent would follow a new token in its file (a hot restart of its Envoy).
+    token = await cluster.zone_token("east", ["ingress"], cluster.directory / "ingress.token")
     port = free_port()
 
     def backend_behind_the_ingress() -> bool:
@@ -514,3 +519,68 @@ async def test_two_ingresses_of_a_zone_share_its_traffic(cluster: Cluster) -> No
 
         await eventually(both_used, timeout=60, interval=0.1,
                          what="calls through both of east's ingresses")
+
+
+async def test_the_ingress_moves_to_a_new_zone_token_before_the_old_one_expires(
+        cluster: Cluster) -> None:
+    """SIGHUP moves the ingress to a zone token valid for 10 s; a long one written into
+    the file (no signal) is read before that expiry. TLS keeps passing through at every
+    moment, the ZoneIngress stays registered, and after the expiry the ingress's Envoy
+    (hot restarted) is connected to ADS, which only the new token can be."""
+    east, node = cluster.east, "ingress:east-ingress"
+    token_file = await cluster.zone_token("east", ["ingress"],
+                                          cluster.directory / "ingress.token")
+    port, admin = free_port(), free_port()
+
+    def backend_behind_the_ingress() -> bool:
+        cert = server_certificate(port, "backend.default.mesh")
+        return cert is not None and "spiffe://default/backend" in uris(cert)
+
+    def holds() -> str | None:
+        session = east.ingresses.sessions.get(node)
+        return session.claims.token_id if session is not None else None
+
+    failures: list[float] = []
+    passed = [0]
+
+    async def handshakes() -> None:
+        while True:
+            if await asyncio.to_thread(backend_behind_the_ingress):
+                passed[0] += 1
+            else:
+                failures.append(time.time())
+
+    async with http_backend(b"hello from east") as app, \
+            await sidecar(cluster, east, "backend-1", "backend", app), \
+            ingress_process(cluster.directory / "ingress", east, token_file, port,
+                            admin=admin) as ingress:
+        await eventually(lambda: asyncio.to_thread(backend_behind_the_ingress), timeout=60,
+                         what="TLS through the ingress")
+        load = asyncio.create_task(handshakes())
+        try:
+            short, short_claims = await cluster.global_cp.zone_tokens.issue(
+                "east", 10, ["ingress"])
+            token_file.write_text(short)
+            ingress.proc.send_signal(signal.SIGHUP)
+            await eventually(lambda: holds() == short_claims.token_id, timeout=10,
+                             what="the ingress's session to hold the short token")
+            long, long_claims = await cluster.global_cp.zone_tokens.issue(
+                "east", 3600, ["ingress"])
+            token_file.write_text(long)
+            await eventually(lambda: holds() == long_claims.token_id, timeout=12,
+                             what="the ingress to move to the long token on its own")
+            assert time.time() < short_claims.expires_at
+            await eventually(lambda: time.time() > short_claims.expires_at + 1, timeout=15,
+                             what="the short token's expiry")
+            await eventually(lambda: len(envoy_pids(ingress.work)) == 1, timeout=15,
+                             what="the hot-restarted Envoy alone")
+            assert (await ingress_stats(admin)).get("control_plane.connected_state") == 1
+            assert await ingress_at(east, "east-ingress") is not None
+            assert holds() == long_claims.token_id
+        finally:
+            load.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await load
+        assert failures == [] and passed[0] > 20
+        assert ingress.errors().count("Envoy hot restarted") == 2
+        assert "Traceback" not in ingress.errors()

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from proxy.agent.envoy_process import EnvoyCommand, active_connections, describe_exit, log_tail
+from proxy.agent.envoy_process import (
+    EnvoyCommand,
+    active_connections,
+    describe_exit,
+    log_tail,
+    read_base_id,
+)
 
 
 def test_command_line(tmp_path: Path) -> None:
@@ -75,3 +81,31 @@ def test_a_relative_work_dir_gives_envoy_absolute_paths(
     assert argv[argv.index("--config-path") + 1] == str(tmp_path / work / "envoy.yaml")
     assert argv[argv.index("--base-id-path") + 1] == str(tmp_path / work / "envoy-base-id")
     assert cmd.log_file == tmp_path / work / "envoy.log"
+
+
+def test_a_later_epoch_joins_the_running_envoys_base_id(tmp_path: Path) -> None:
+    """Epoch 0 picks a base id and writes it down; a hot restart passes that id and its
+    epoch, never a dynamic id (it would not find its parent); both get a parent
+    shutdown time past the drain time."""
+    cmd = EnvoyCommand(binary=Path("/usr/bin/envoy"), bootstrap=tmp_path / "envoy.yaml",
+                       work_dir=tmp_path, drain_time=1)
+    first = cmd.argv()
+    assert "--restart-epoch" not in first and "--base-id" not in first
+    later = cmd.argv(epoch=2, base_id=7310)
+    pairs = dict(zip(later[1::2], later[2::2], strict=False))
+    assert pairs["--base-id"] == "7310" and pairs["--restart-epoch"] == "2"
+    assert "--use-dynamic-base-id" not in later and "--base-id-path" not in later
+    for argv in (first, later):
+        drain = int(argv[argv.index("--drain-time-s") + 1])
+        assert int(argv[argv.index("--parent-shutdown-time-s") + 1]) > drain
+    with pytest.raises(ValueError):
+        cmd.argv(epoch=1)
+
+
+def test_read_base_id(tmp_path: Path) -> None:
+    path = tmp_path / "envoy-base-id"
+    assert read_base_id(path) is None
+    path.write_text("46711912\n")
+    assert read_base_id(path) == 46711912
+    path.write_text("not a number")
+    assert read_base_id(path) is None

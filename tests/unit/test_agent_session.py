@@ -34,7 +34,10 @@ class FakeCall:
         self.written.append(message)
 
     async def read(self) -> Any:
-        return await self.inbox.get()
+        message = await self.inbox.get()
+        if isinstance(message, Exception):
+            raise message
+        return message
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -53,9 +56,12 @@ class FakeClient:
 
     def __init__(self) -> None:
         self.calls: list[FakeCall] = []
+        self.token = "token-1"
+        self.tokens: list[str] = []  # the token each stream was opened with
 
     def session(self) -> FakeCall:
         self.calls.append(FakeCall())
+        self.tokens.append(self.token)
         return self.calls[-1]
 
 
@@ -130,6 +136,70 @@ async def test_renew_reaches_the_callback_once_per_message() -> None:
             call.inbox.put_nowait(agent_pb2.ControlPlaneMessage(renew=agent_pb2.Renew()))
         await eventually(lambda: len(renews) == 3, 5, "three renew callbacks", interval=0.001)
         assert s.connects == 1  # Renew is an update like any other: the stream stays up
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def refusal(code: grpc.StatusCode, detail: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), detail)
+
+
+async def test_reconnect_hands_the_session_over_to_the_new_token_without_backoff() -> None:
+    """A new token: the live stream ends and the next registers with it at once; the CP
+    still holding the old session (ALREADY_EXISTS) is retried at the hand-over pace, not
+    the backoff's (a minute here, so waiting for it would time the test out)."""
+    client, registered = FakeClient(), list[str]()
+    reads = list[int]()
+    s = Session(client, '{"name": "backend-1"}',  # type: ignore[arg-type]
+                on_trust_bundle=lambda _: None,
+                before_connect=lambda: reads.append(1),
+                on_registered=lambda _, token: registered.append(token),
+                policy=SessionPolicy(interval=60, timeout=60, backoff_initial=60,
+                                     backoff_max=60, handover_retry=0.001),
+                rng=random.Random(1))
+    task = asyncio.create_task(s.run())
+    try:
+        await eventually(lambda: len(client.calls) == 1, what="the first stream")
+        client.calls[0].inbox.put_nowait(REGISTERED)
+        await eventually(lambda: s.token == "token-1", what="the first registration")
+
+        client.token = "token-2"
+        s.reconnect()
+        await eventually(lambda: len(client.calls) == 2, what="a stream with the new token")
+        assert client.calls[0].cancelled  # the old session ends first
+        client.calls[1].inbox.put_nowait(refusal(
+            grpc.StatusCode.ALREADY_EXISTS, "dataplane 'backend-1' is already connected"))
+        await eventually(lambda: len(client.calls) == 3, what="another try during the hand-over")
+        client.calls[2].inbox.put_nowait(REGISTERED)
+        await eventually(lambda: s.token == "token-2", what="the registration with the new token")
+        assert client.tokens == ["token-1", "token-2", "token-2"]
+        assert registered == ["token-1", "token-2"]
+        assert len(reads) == 3  # the token file is read before every connection
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_refusal_after_registration_backs_off_and_clears_the_token() -> None:
+    """Outside a hand-over a refused reconnect (the token expired) is an ordinary failure:
+    no token is live until a registration succeeds."""
+    client, renews = FakeClient(), list[int]()
+    s = session(client, renews)
+    task = asyncio.create_task(s.run())
+    try:
+        await eventually(lambda: len(client.calls) == 1, what="the first stream")
+        client.calls[0].inbox.put_nowait(REGISTERED)
+        await eventually(lambda: s.token == "token-1", what="the first registration")
+        client.calls[0].inbox.put_nowait(refusal(grpc.StatusCode.UNAUTHENTICATED,
+                                                 "token abc expired"))
+        await eventually(lambda: len(client.calls) == 2, what="a new try")
+        assert s.token == "" and "UNAUTHENTICATED" in s.last_error
+        client.token = "token-2"
+        client.calls[1].inbox.put_nowait(grpc.aio.EOF)
+        await eventually(lambda: len(client.calls) == 3, what="the try after")
+        client.calls[2].inbox.put_nowait(REGISTERED)
+        await eventually(lambda: s.token == "token-2", what="registered with the replaced token")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
