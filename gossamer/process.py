@@ -12,6 +12,9 @@ start, wait and stop. SIGINT and SIGTERM are handled from before ``start`` until
   component is stopped with ``abort`` (by default ``stop``) and whatever ``wait`` raised
   is raised again, so the process exits with the failure;
 - a failing ``start`` raises.
+
+SIGHUP calls ``reload`` when the caller gives one (the sidecar agent and the ingress read
+their token file again) and changes nothing else; without one it keeps its default.
 """
 
 from __future__ import annotations

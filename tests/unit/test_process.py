@@ -88,3 +88,25 @@ async def test_the_handlers_are_removed_afterwards() -> None:
     before = signal.getsignal(signal.SIGTERM)
     await run_until_signal(c)
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+async def test_sighup_reloads_and_the_run_goes_on() -> None:
+    c = Component()
+    reloads: list[int] = []
+
+    def reload() -> None:
+        reloads.append(1)
+        if len(reloads) == 2:
+            c.ended.set()
+
+    async def hang_up_twice() -> None:
+        await c.started.wait()
+        for _ in range(2):
+            await asyncio.sleep(0)
+            os.kill(os.getpid(), signal.SIGHUP)
+
+    sender = asyncio.create_task(hang_up_twice())
+    await asyncio.wait_for(run_until_signal(c, reload=reload), 10)
+    await sender
+    assert reloads == [1, 1] and c.calls == ["start", "stop"]
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
