@@ -24,12 +24,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from authority.token_authority import TokenAuthority
 from gossamer.errors import NotFound
-from gossamer.model.base import parse_document
-from gossamer.token_authority import TokenAuthority
+from gossamer.model.registry import parse_document
 from gossamer.tokens import DATAPLANE
-from tests.integration.test_agent import AgentProcess, envoy_pids, eventually, free_port
+from tests.integration.test_agent import AgentProcess, envoy_pids, free_port
 from tests.integration.test_agent_zone import Zone, get, http_backend, sidecar
+from tests.waiting import eventually
 
 NODE = "default.web-1"
 MOVED = {  # web's own Envoy answers /moved once it has this route
