@@ -9,7 +9,8 @@ standalone) says which CA signs and which roots every sidecar must trust. The zo
   itself (Vault in ``issue`` mode) the zone forwards each CSR to it instead, and holds no
   mesh key at all;
 * hands the trust bundle to every sidecar of the mesh and, once its own issuer is on the
-  signer's roots, asks every sidecar whose certificate chains elsewhere to renew;
+  signer's roots, asks every sidecar whose certificate chains elsewhere to renew
+  (``zone_cp.rollout``: the sidecars' side, paced);
 * reports what it sees (``ZoneTrustStatus``): how many sidecars serve the current bundle,
   which roots their certificates chain to, its intermediate's root, and why it cannot
   issue, if it cannot. The rotation advances on these reports.
@@ -27,9 +28,8 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -50,23 +50,18 @@ from gossamer.pki.certs import (
     fingerprint,
     sign_leaf,
 )
-from gossamer.pki.rotation import signer_id
 from gossamer.resources import ResourceManager
 from gossamer.store.follow import follow
 from proxy.context import spiffe, tag_uri
 from zone_cp.intermediates import Intermediates, Issuer
 from zone_cp.leftovers import LEFTOVER_GRACE
+from zone_cp.rollout import Rollout, Sidecars, bundle_roots
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKLOAD_LIFETIME = dt.timedelta(hours=24)
-RENEW_AGAIN = 30.0      # seconds before a sidecar that was asked to renew is asked again
 REPORT_DEBOUNCE = 0.2   # seconds: sidecar events are gathered into one status report
 WATCHED = ["Mesh", "MeshTrust", "ZoneCertificate", "Secret"]
-RENEW_PER_PASS = 100    # sidecars asked to renew at once; the rest a pass later
-RENEW_PACE = 1.0        # seconds between such passes
-RESEND_AFTER = 10.0     # seconds a sidecar may report another bundle before it is resent
-ROOTS_SEEN_MAX = 100_000  # (leaf, bundle) -> root answers kept; cleared when full
 
 
 class CaUnavailable(GossamerError):
@@ -81,35 +76,6 @@ class Signed:
     chain_pem: bytes
     trust_bundle_pem: bytes
     not_after: dt.datetime
-
-
-class SidecarView(Protocol):
-    """One connected sidecar as the CA needs it (``zone_cp.agent_session.AgentSession``)."""
-
-    @property
-    def node_id(self) -> str: ...
-
-    @property
-    def certificate_chain(self) -> Sequence[x509.Certificate]: ...
-
-    @property
-    def trust_bundle_digest(self) -> str: ...
-
-
-class Sidecars(Protocol):
-    """The live sidecars of the zone (``zone_cp.trust_push.SidecarTrust``); ``changed``
-    is set on every registration, report and departure."""
-
-    changed: asyncio.Event
-
-    def set_trust_bundle(self, mesh: str, pem: bytes) -> None: ...
-
-    def resend_trust_bundle(self, mesh: str,
-                            predicate: Callable[[SidecarView], bool]) -> int: ...
-
-    def renew(self, mesh: str, predicate: Callable[[SidecarView], bool]) -> int: ...
-
-    def sessions_of(self, mesh: str) -> Sequence[SidecarView]: ...
 
 
 def workload_uris(mesh: str, service: str, tags: Mapping[str, str] | None = None
@@ -129,15 +95,6 @@ def workload_lifetime(mesh: MeshSpec) -> dt.timedelta:
     return dt.timedelta(seconds=duration_seconds(backend.dp_cert.rotation.expiration))
 
 
-
-def _certs(pem: str) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(pem.encode()) if pem.strip() else []
-
-
-def _roots(trust: MeshTrustSpec) -> list[x509.Certificate]:
-    return _certs(trust.trust_bundle)
-
-
 class ZoneCa:
     def __init__(self, manager: ResourceManager, zone: str, sidecars: Sidecars | None = None,
                  metrics: CollectorRegistry | None = None,
@@ -154,15 +111,11 @@ class ZoneCa:
                                        "certificates the zone could not issue", ["mesh"],
                                        registry=registry)
         self._zone = zone
-        self._sidecars = sidecars
+        # The sidecars' side: their bundle, renewals and counts (``zone_cp.rollout``).
+        self.rollout = Rollout(zone, sidecars)
         self._trusts: dict[str, MeshTrustSpec] = {}
         self._intermediates = Intermediates(manager, zone)
         self._errors: dict[str, str] = {}
-        # node id -> (the signer it was asked to renew onto, when), so one rotation asks
-        # a sidecar once per RENEW_AGAIN and a new rotation asks again at once.
-        self._renewed: dict[str, tuple[str, float]] = {}
-        self._roots_seen: dict[tuple[str, str], str] = {}
-        self._resent: dict[str, tuple[str, float]] = {}
         self._started = time.monotonic()
         self.startup_grace = startup_grace
         self.changed = asyncio.Event()
@@ -279,8 +232,8 @@ class ZoneCa:
     async def _forward_sidecar_events(self, wake: asyncio.Event) -> None:
         while True:
             events = [self.changed]
-            if self._sidecars is not None:
-                events.append(self._sidecars.changed)
+            if self.rollout.sidecars is not None:
+                events.append(self.rollout.sidecars.changed)
             waiters = [asyncio.create_task(e.wait()) for e in events]
             try:
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -308,17 +261,15 @@ class ZoneCa:
                 log.exception("zone %s: the CA of mesh %s failed; retrying", self._zone, mesh)
                 next_check = min(next_check, now + dt.timedelta(seconds=5))
         self._intermediates.keep_only(set(meshes))
-        if self._sidecars is not None:  # forget renewals asked of sidecars that left
-            live = {s.node_id for mesh in meshes for s in self._sidecars.sessions_of(mesh)}
-            self._renewed = {n: v for n, v in self._renewed.items() if n in live}
-            self._resent = {n: v for n, v in self._resent.items() if n in live}
+        self.rollout.forget_departed(list(meshes))
         return next_check
 
     async def _reconcile_mesh(self, mesh: str, cert: ZoneCertificateSpec | None,
                               now: dt.datetime) -> dt.datetime:
         next_check = await self._intermediates.reconcile(mesh, cert, now)
         trust = self._trusts.get(mesh)
-        again = self._sync_sidecars(mesh, trust) if trust is not None else None
+        again = (self.rollout.sync(mesh, trust, self.issuing_root(mesh, trust))
+                 if trust is not None else None)
         if again is not None:
             next_check = min(next_check, now + dt.timedelta(seconds=again))
         if await self._report(mesh, trust, now):
@@ -326,9 +277,7 @@ class ZoneCa:
             next_check = min(next_check, now + dt.timedelta(seconds=max(grace_ends, 0.5)))
         return next_check
 
-    # -- the intermediate ------------------------------------------------------------------
-
-    # -- sidecars and the report -----------------------------------------------------------
+    # -- the report ------------------------------------------------------------------------
 
     def issuing_root(self, mesh: str, trust: MeshTrustSpec) -> str:
         """The fingerprint of the root this zone's new workload certificates chain to
@@ -338,94 +287,9 @@ class ZoneCa:
         issuer = self._intermediates.installed.get(mesh)
         if issuer is None:
             return ""
-        root = chain_root(x509.load_pem_x509_certificates(issuer.chain_pem), _roots(trust))
+        root = chain_root(x509.load_pem_x509_certificates(issuer.chain_pem),
+                          bundle_roots(trust))
         return fingerprint(root) if root is not None else ""
-
-    def _sync_sidecars(self, mesh: str, trust: MeshTrustSpec) -> float | None:
-        """Hand the bundle to every sidecar; ask those on other roots to renew, at most
-        ``RENEW_PER_PASS`` at a time (a big zone must not take its CA down with a burst of
-        CSRs). Returns in how many seconds to look again, None if nothing waits."""
-        if self._sidecars is None:
-            return None
-        self._sidecars.set_trust_bundle(mesh, trust.trust_bundle.encode())
-        missing = RESEND_AFTER if self._resend_bundle(mesh, trust) else None
-        if self.issuing_root(mesh, trust) not in trust.signer.fingerprints:
-            return missing  # re-issuing now would only give the same old root again
-        signer_roots = set(trust.signer.fingerprints)
-        target = signer_id(trust.signer)
-        roots = _roots(trust)
-        loop_now = asyncio.get_running_loop().time()
-        behind = held_back = asking = 0
-
-        def stale(sidecar: SidecarView) -> bool:
-            nonlocal behind, held_back, asking
-            if not sidecar.certificate_chain:
-                return False
-            if self._root_of(sidecar.certificate_chain, trust, roots) in signer_roots:
-                return False
-            behind += 1
-            asked = self._renewed.get(sidecar.node_id)
-            if asked is not None and asked[0] == target and loop_now - asked[1] < RENEW_AGAIN:
-                return False
-            if asking >= RENEW_PER_PASS:
-                held_back += 1
-                return False  # the next pass asks it
-            asking += 1
-            self._renewed[sidecar.node_id] = (target, loop_now)
-            return True
-
-        asked = self._sidecars.renew(mesh, stale)
-        if asked:
-            log.info("zone %s: asked %d sidecars of mesh %s to renew onto %s%s", self._zone,
-                     asked, mesh, target, f" ({held_back} more next)" if held_back else "")
-        if held_back:
-            return RENEW_PACE
-        waits = [d for d in (missing, RENEW_AGAIN if behind else None) if d is not None]
-        return min(waits) if waits else None
-
-    def _resend_bundle(self, mesh: str, trust: MeshTrustSpec) -> bool:
-        """Send the bundle again to sidecars that have reported another one for
-        ``RESEND_AFTER`` seconds (a push lost or refused). True while any differs."""
-        assert self._sidecars is not None
-        loop_now = asyncio.get_running_loop().time()
-        differs = False
-
-        def behind(sidecar: SidecarView) -> bool:
-            nonlocal differs
-            if not sidecar.trust_bundle_digest or (
-                    sidecar.trust_bundle_digest == trust.bundle_digest):
-                self._resent.pop(sidecar.node_id, None)
-                return False
-            differs = True
-            seen = self._resent.get(sidecar.node_id)
-            if seen is None or seen[0] != trust.bundle_digest:
-                self._resent[sidecar.node_id] = (trust.bundle_digest, loop_now)
-                return False  # just pushed: give it time to report
-            if loop_now - seen[1] < RESEND_AFTER:
-                return False
-            self._resent[sidecar.node_id] = (trust.bundle_digest, loop_now)
-            return True
-
-        sent = self._sidecars.resend_trust_bundle(mesh, behind)
-        if sent:
-            log.info("zone %s: sent the bundle of mesh %s again to %d sidecars that report "
-                     "another", self._zone, mesh, sent)
-        return differs
-
-    def _root_of(self, chain: Sequence[x509.Certificate], trust: MeshTrustSpec,
-                 roots: Sequence[x509.Certificate]) -> str:
-        """The fingerprint of the bundle root ``chain`` leads to, or "unknown". Remembered
-        per leaf and bundle: a zone recounts every sidecar on each change, and would
-        otherwise check two signatures per sidecar each time."""
-        key = (fingerprint(chain[0]), trust.bundle_digest)
-        found = self._roots_seen.get(key)
-        if found is None:
-            root = chain_root(chain, roots)
-            found = fingerprint(root) if root is not None else "unknown"
-            if len(self._roots_seen) >= ROOTS_SEEN_MAX:
-                self._roots_seen.clear()
-            self._roots_seen[key] = found
-        return found
 
     async def _report(self, mesh: str, trust: MeshTrustSpec | None, now: dt.datetime) -> bool:
         """Store this zone's status for ``mesh`` if it changed; True if it is held back
@@ -447,26 +311,16 @@ class ZoneCa:
         return False
 
     def status(self, mesh: str, trust: MeshTrustSpec | None) -> ZoneTrustStatusSpec:
-        sidecars = list(self._sidecars.sessions_of(mesh)) if self._sidecars else []
-        digest = trust.bundle_digest if trust is not None else ""
-        roots = _roots(trust) if trust is not None else []
-        counts: dict[str, int] = {}
-        for sidecar in sidecars:
-            if not sidecar.certificate_chain:
-                key = "pending"
-            elif trust is None:
-                key = "unknown"
-            else:
-                key = self._root_of(sidecar.certificate_chain, trust, roots)
-            counts[key] = counts.get(key, 0) + 1
+        """This zone's report for ``mesh`` as of now (without ``updated_at``)."""
+        census = self.rollout.census(mesh, trust)
         intermediate = ""
         if trust is not None and not trust.signer.issues_workloads:
             intermediate = self.issuing_root(mesh, trust)
         return ZoneTrustStatusSpec(
-            zone=self._zone, mesh=mesh, bundle_digest=digest, dataplanes=len(sidecars),
-            dataplanes_with_bundle=sum(1 for s in sidecars
-                                       if digest and s.trust_bundle_digest == digest),
-            certificates=counts, intermediate_root=intermediate,
+            zone=self._zone, mesh=mesh,
+            bundle_digest=trust.bundle_digest if trust is not None else "",
+            dataplanes=census.dataplanes, dataplanes_with_bundle=census.with_bundle,
+            certificates=census.certificates, intermediate_root=intermediate,
             issuance_error=self._errors.get(mesh, ""))
 
 

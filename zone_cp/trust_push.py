@@ -1,5 +1,5 @@
 """Trust bundles and renewals for the sidecars of a zone: what the zone CA
-(``zone_cp.ca.ZoneCa``, through its ``Sidecars`` protocol) drives.
+(``zone_cp.ca.ZoneCa``, through ``zone_cp.rollout``'s ``Sidecars`` protocol) drives.
 
 ``SidecarTrust`` listens to the ``AgentRegistry`` (``on_change``): it sends each newly
 registered sidecar its mesh's current bundle, and sets ``changed`` on every

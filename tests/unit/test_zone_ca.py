@@ -26,14 +26,8 @@ from gossamer.pki.certs import bundle_digest, chain_root, fingerprint, new_csr, 
 from gossamer.pki.names import root_secret_name, zone_key_secret_name
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
-from zone_cp.ca import (
-    RENEW_PACE,
-    RENEW_PER_PASS,
-    CaUnavailable,
-    SidecarView,
-    ZoneCa,
-    workload_uris,
-)
+from zone_cp.ca import CaUnavailable, ZoneCa, workload_uris
+from zone_cp.rollout import RENEW_PACE, RENEW_PER_PASS, SidecarView
 
 NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
 
@@ -326,13 +320,13 @@ async def test_a_sidecar_that_reports_another_bundle_gets_it_again() -> None:
     await zone.settle(rounds=1)
     assert sidecar.bundles_resent == 0  # first seen: give it time
     node = sidecar.node_id
-    digest, seen = zone.ca._resent[node]
-    zone.ca._resent[node] = (digest, seen - 11)
+    digest, seen = zone.ca.rollout.resent[node]
+    zone.ca.rollout.resent[node] = (digest, seen - 11)
     await zone.settle(rounds=1)
     assert sidecar.bundles_resent == 1
     sidecar.trust_bundle_digest = (await zone.trust()).bundle_digest
     await zone.settle(rounds=1)
-    assert node not in zone.ca._resent
+    assert node not in zone.ca.rollout.resent
 
 
 async def test_switching_back_during_reissuing_ends_on_a_new_generation() -> None:
