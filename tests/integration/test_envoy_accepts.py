@@ -1,6 +1,6 @@
 """Every generated resource is accepted by a real Envoy (``envoy --mode validate``).
 
-For each scenario of ``tests/unit/test_envoy_generation.py`` the generated resources go
+For each scenario of ``tests/unit/envoy_scenarios.py`` the generated resources go
 into one static bootstrap, as close to what the xDS server sends as a static file allows:
 
 - EDS clusters become STATIC clusters with their generated load assignment inline;
@@ -36,7 +36,7 @@ from proxy.context import (
     tag_uri,
 )
 from proxy.envoy_binary import EnvoyNotFound, envoy_binary
-from tests.unit.test_envoy_generation import (
+from tests.unit.envoy_scenarios import (
     SCENARIO_NAMES,
     SCENARIOS,
     Scenario,
