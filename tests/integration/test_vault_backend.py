@@ -258,8 +258,8 @@ async def test_approle_auth_signs_and_logs_in_again_when_its_token_is_revoked(
     signed = await provider.sign_intermediate(zone_csr(), NOW, HOUR)
     assert chain_root([signed.certificate], signed.roots) == root_of(bao)
     # Revoke the token the login gave: the next request gets 403, logs in, and succeeds.
-    assert provider._client is not None
-    bao.client().auth.token.revoke(provider._client.token)
+    assert provider.session.client is not None
+    bao.client().auth.token.revoke(provider.session.client.token)
     signed = await provider.sign_intermediate(zone_csr(), NOW, HOUR)
     assert chain_root([signed.certificate], signed.roots) == root_of(bao)
     await provider.close()

@@ -44,7 +44,7 @@ from gossamer.pki.backends.base import (
 )
 from gossamer.pki.backends.builtin import read_secret_json, secret_json
 from gossamer.pki.backends.validation import ca_checks
-from gossamer.pki.backends.vault import _Request, translate
+from gossamer.pki.backends.vault_session import _Request, translate
 from gossamer.pki.certs import (
     KeyPair,
     PrivateKey,
