@@ -46,9 +46,11 @@ def api_tls(api: ApiSettings, api_addr: str, serving: ServingTls) -> ApiTls | No
 
 
 def certificate_hosts(tls_hosts: tuple[str, ...], api_addr: str) -> list[str]:
-    """The names the serving certificate must carry: ``--tls-host`` and the API's own
-    host when it is bound to one (a wildcard bind is reached by names only the operator
-    knows: they pass them as ``--tls-host``)."""
+    """The names the serving certificate must carry beyond its defaults (``localhost``,
+    the host name, every interface address: ``gossamer.pki.serving``): ``--tls-host``
+    and the API's own host when it is bound to one. A wildcard bind is reached by the
+    interface addresses, already named; names only the operator knows (a DNS name, a
+    NAT or load balancer address) come as ``--tls-host``."""
     host, _ = split_addr(api_addr)
     hosts = list(tls_hosts)
     if host not in WILDCARDS and not is_loopback(host) and host not in hosts:

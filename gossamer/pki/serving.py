@@ -2,8 +2,12 @@
 
 At first start a control plane makes ``<data-dir>/tls/ca.pem`` (the file clients pass as
 ``--global-ca`` / ``--cp-ca``), ``ca-key.pem`` and ``server.pem``/``server-key.pem`` for
-the names it is reached by. Provided files (``--tls-cert``/``--tls-key``) replace the
-server pair. The server certificate is renewed when it nears expiry or its names change.
+the names it is reached by: ``localhost``, the host name, every address of the host's
+interfaces (``gossamer.netinfo``) and the ``--tls-host`` names, so that a zone, a sidecar
+or the CLI calling it by any of its IPs verifies it on the first run. Provided files
+(``--tls-cert``/``--tls-key``) replace the server pair. The server certificate is issued
+again when it nears expiry or lacks a name it should have (an interface got a new address
+since the last start, a new ``--tls-host``).
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 
+from gossamer.netinfo import interface_addresses
 from gossamer.pki.certs import KeyPair, new_leaf, new_root_ca, write_public, write_secret
 
 CA_LIFETIME = dt.timedelta(days=3650)
@@ -33,10 +39,23 @@ class ServingTls:
         return self.ca_file.read_bytes(), self.cert_file.read_bytes(), self.key_file.read_bytes()
 
 
-def default_names() -> tuple[list[str], list[str]]:
-    dns = ["localhost", socket.gethostname()]
-    ips = ["127.0.0.1", "::1"]
-    return dns, ips
+def serving_names(hosts: list[str], host_name: str,
+                  addresses: list[str]) -> tuple[list[str], list[str]]:
+    """The DNS names and IPs (each sorted, no duplicates) a serving certificate carries:
+    ``localhost``, ``host_name``, the loopback and interface ``addresses`` and ``hosts``
+    (``--tls-host``: names or IPs)."""
+    dns = {"localhost", host_name}
+    ips = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
+    for host in [*addresses, *hosts]:
+        try:
+            ips.add(ipaddress.ip_address(host))
+        except ValueError:
+            dns.add(host)
+    return sorted(d for d in dns if d), [str(i) for i in sorted(ips, key=_ip_order)]
+
+
+def _ip_order(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[int, int]:
+    return ip.version, int(ip)
 
 
 def _names_of(cert: x509.Certificate) -> set[str]:
@@ -49,8 +68,10 @@ def _names_of(cert: x509.Certificate) -> set[str]:
 
 
 def ensure_serving_tls(directory: Path, common_name: str, hosts: list[str],
-                       now: dt.datetime | None = None) -> ServingTls:
-    """Create or refresh the CA and server certificate in ``directory``."""
+                       now: dt.datetime | None = None,
+                       addresses: Callable[[], list[str]] = interface_addresses) -> ServingTls:
+    """Create or refresh the CA and server certificate in ``directory``; ``addresses``
+    reads the host's interface addresses (tests give their own)."""
     now = now or dt.datetime.now(dt.UTC)
     tls = ServingTls(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
     ca_key_file = directory / "ca-key.pem"
@@ -60,20 +81,13 @@ def ensure_serving_tls(directory: Path, common_name: str, hosts: list[str],
         ca = new_root_ca(f"{common_name} CA", now, CA_LIFETIME, path_length=0)
         write_secret(ca_key_file, ca.key_pem())
         write_public(tls.ca_file, ca.cert_pem())
-    dns, ips = default_names()
-    for host in hosts:
-        try:
-            ips.append(str(ipaddress.ip_address(host)))
-        except ValueError:
-            dns.append(host)
-    wanted = set(dns) | {str(ipaddress.ip_address(i)) for i in ips}
+    dns, ips = serving_names(hosts, socket.gethostname(), addresses())
     if tls.cert_file.exists() and tls.key_file.exists():
         cert = x509.load_pem_x509_certificate(tls.cert_file.read_bytes())
         fresh = cert.not_valid_after_utc - now > RENEW_BEFORE
-        if fresh and wanted <= _names_of(cert) and cert.issuer == ca.cert.subject:
+        if fresh and set(dns) | set(ips) <= _names_of(cert) and cert.issuer == ca.cert.subject:
             return tls
-    leaf = new_leaf(ca, common_name, now, SERVER_LIFETIME, dns=sorted(set(dns)),
-                    ips=sorted(set(ips)), client=False)
+    leaf = new_leaf(ca, common_name, now, SERVER_LIFETIME, dns=dns, ips=ips, client=False)
     write_secret(tls.key_file, leaf.key_pem())
     write_public(tls.cert_file, leaf.cert_pem())
     return tls
