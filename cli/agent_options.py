@@ -96,7 +96,7 @@ class AgentOptions:
                     work_dir=work_dir, envoy_binary=binary, admin_port=admin_port,
                     concurrency=self.concurrency, envoy_log_level=self.envoy_log_level,
                     drain_time=self.drain_time, supervision=SupervisionPolicy(),
-                    token_file=self.token_file, **specific)
+                    token_file=self.token_file, cp_ca_file=self.cp_ca, **specific)
 
 
 _SHARED = tuple(f.name for f in fields(AgentOptions))

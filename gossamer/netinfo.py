@@ -15,6 +15,7 @@ can always name more with ``--tls-host``.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import ipaddress
 import socket
@@ -68,8 +69,6 @@ def interface_addresses() -> list[str]:
         ipv4 = _ipv4_of(name)
         if ipv4 is not None:
             out.append(ipv4)
-    try:
+    with contextlib.suppress(OSError):
         out.extend(parse_if_inet6(IF_INET6.read_text()))
-    except OSError:
-        pass
     return list(dict.fromkeys(out))

@@ -7,7 +7,10 @@ Dataplanes and ZoneIngresses, labelled with the zone and origin.
 
 Either stream failing ends both; the client re-dials with exponential backoff and
 jitter. A refusal by the global (bad token, disabled zone) is logged with the global's
-reason and backed off the same way; ``status`` says what happened last.
+reason and backed off the same way; ``status`` says what happened last. A global whose
+certificate does not verify is reported as the address dialled and the flag that fixes
+it (``--tls-host`` at the global, or the right ``--global-ca``:
+``gossamer.pki.dial_errors``), not gRPC's "Hostname Verification Check failed".
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import gossamer
 from gossamer.errors import GossamerError
 from gossamer.model.base import Resource
 from gossamer.model.labels import ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL
+from gossamer.pki.dial_errors import explain, verify_failure
 from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
 from sync.applier import Rename, apply_to_store, load_mirror
@@ -130,7 +134,7 @@ class ZoneSyncClient:
                     self.status.last_error = exc.detail  # retrying cannot help: say why
                     raise
                 except (grpc.aio.AioRpcError, GossamerError, OSError) as exc:
-                    self.status.last_error = _describe(exc)
+                    self.status.last_error = _describe(exc, self._settings)
                     log.warning("zone %s: sync with the global failed: %s",
                                 self._settings.zone, self.status.last_error)
                 finally:
@@ -206,9 +210,17 @@ class ZoneSyncClient:
         await publish(engine, "global", call, view.follow, self._beats)
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, settings: ZoneSettings) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name}: {exc.details()}"
+        details = exc.details() or ""
+        failure = (verify_failure(details) if exc.code() == grpc.StatusCode.UNAVAILABLE
+                   else None)
+        if failure is not None and settings.global_url:
+            host, port = parse_global_url(settings.global_url)
+            ca = str(settings.global_ca) if settings.global_ca else None
+            target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            return explain(failure, target, host, "--global-ca", ca)
+        return f"{exc.code().name}: {details}"
     if isinstance(exc, GossamerError):
         return exc.detail
     return str(exc)

@@ -131,7 +131,7 @@ class IngressAgent:
         registration_json = s.registration_json()
         s.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         s.work_dir.chmod(0o700)
-        self.client = AgentClient(s.cp, s.cp_ca_pem, s.token)
+        self.client = AgentClient(s.cp, s.cp_ca_pem, s.token, ca_file=s.cp_ca_file)
         self.tokens = tokens = TokenRefresher(s.token_file, self.client, what=INGRESS_TOKEN,
                                               write_bootstrap=self._write_bootstrap)
         self.session = tokens.session = Session(

@@ -162,7 +162,7 @@ class Agent:
         s.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         s.work_dir.chmod(0o700)
         await self.resolver.start()  # first: a taken --dns-addr fails before registering
-        self.client = AgentClient(s.cp, s.cp_ca_pem, s.token)
+        self.client = AgentClient(s.cp, s.cp_ca_pem, s.token, ca_file=s.cp_ca_file)
         self.tokens = tokens = TokenRefresher(s.token_file, self.client, what=DATAPLANE_TOKEN,
                                               write_bootstrap=self._write_bootstrap)
         self.session = tokens.session = Session(

@@ -8,9 +8,11 @@ presents the token of that moment, a call already open keeps the one it started 
 This module is the boundary for gRPC: protobuf answers become
 ``SignedCertificate``/``Registration``/``DnsTable`` (and the agent's ``StatusReport``
 becomes an ``AgentStatus``) and ``grpc.aio.AioRpcError`` becomes an ``AgentError``
-(``translate``): a status that says "no" (bad token, wrong mesh, name taken) is
-``ControlPlaneRefused``, one that says "not now" (unreachable, overloaded, a broken
-stream) is ``ControlPlaneUnavailable``.
+(``AgentClient.translate``): a status that says "no" (bad token, wrong mesh, name taken)
+is ``ControlPlaneRefused``, one that says "not now" (unreachable, overloaded, a broken
+stream) is ``ControlPlaneUnavailable``, and a certificate that did not verify is
+``ControlPlaneNotVerified``, naming the address dialled and the flag that fixes it
+(``--tls-host`` at the CP, or the right ``--cp-ca``: ``gossamer.pki.dial_errors``).
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
 
 import gossamer
+from gossamer.pki.dial_errors import explain, verify_failure
 from proxy.agent.errors import (
     AgentError,
+    ControlPlaneNotVerified,
     ControlPlaneRefused,
     ControlPlaneUnavailable,
     InputError,
@@ -120,13 +125,20 @@ def status_to_proto(report: StatusReport) -> agent_pb2.AgentMessage:
         trust_bundle_digest=report.trust_bundle_digest))
 
 
-def translate(exc: grpc.aio.AioRpcError, what: str) -> AgentError:
-    """A gRPC failure as the agent's error, with the control plane's own reason."""
+def translate(exc: grpc.aio.AioRpcError, what: str, cp: ControlPlaneAddress | None = None,
+              ca_file: Path | None = None) -> AgentError:
+    """A gRPC failure as the agent's error, with the control plane's own reason; a
+    certificate that did not verify dialling ``cp`` (with ``--cp-ca ca_file``) says which
+    flag fixes it."""
     code = exc.code()
     reason = exc.details() or code.name
     if code in REFUSALS:
         return ControlPlaneRefused(f"the control plane refused {what}: {reason} "
                                    f"({code.name})", code.name)
+    failure = verify_failure(reason) if code == grpc.StatusCode.UNAVAILABLE else None
+    if failure is not None and cp is not None:
+        return ControlPlaneNotVerified(f"{what} failed: " + explain(
+            failure, cp.target, cp.host, "--cp-ca", str(ca_file) if ca_file else None))
     return ControlPlaneUnavailable(f"{what} failed: {code.name}: {reason}")
 
 
@@ -142,8 +154,10 @@ def dns_table_from_proto(msg: agent_pb2.DnsTable) -> DnsTable:
 class AgentClient:
     """The channel and the two calls; open one per agent and ``close`` it at the end."""
 
-    def __init__(self, cp: ControlPlaneAddress, ca_pem: bytes, token: str) -> None:
+    def __init__(self, cp: ControlPlaneAddress, ca_pem: bytes, token: str,
+                 ca_file: Path | None = None) -> None:
         self.cp = cp
+        self.ca_file = ca_file  # where ``ca_pem`` came from (``--cp-ca``), for errors
         credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
         self._channel = grpc.aio.secure_channel(cp.target, credentials, options=GRPC_OPTIONS)
         self._stub = agent_pb2_grpc.AgentStub(self._channel)
@@ -162,10 +176,14 @@ class AgentClient:
             answer = await self._stub.SignCertificate(request, metadata=self._metadata(token),
                                                       timeout=SIGN_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
-            raise translate(exc, "the certificate signing request") from None
+            raise self.translate(exc, "the certificate signing request") from None
         expires = answer.expires_at.ToDatetime(tzinfo=dt.UTC)
         return SignedCertificate(chain_pem=answer.certificate_chain_pem,
                                  trust_bundle_pem=answer.trust_bundle_pem, expires_at=expires)
+
+    def translate(self, exc: grpc.aio.AioRpcError, what: str) -> AgentError:
+        """``translate`` for a call of this client: names its address and CA file."""
+        return translate(exc, what, self.cp, self.ca_file)
 
     def session(self) -> Any:
         """A new Session stream (``read``/``write``/``cancel``) with the current token."""

@@ -61,6 +61,16 @@ class ControlPlaneUnavailable(AgentError):
     retryable = True
 
 
+class ControlPlaneNotVerified(ControlPlaneUnavailable):
+    """The zone CP's certificate did not verify: it does not name the host in ``--cp``,
+    or ``--cp-ca`` is not its CA. The detail names the address and the flag that fixes
+    it. Still retried (a control plane restarted with the right certificate is picked up
+    without restarting the agent), but the caller's to fix."""
+
+    title = "control plane certificate not verified"
+    caller_fault = True
+
+
 class ControlPlaneProtocolError(AgentError):
     """The zone CP sent something the agent cannot use (a certificate that does not
     match the key, a session that does not start with ``Registered``)."""

@@ -48,7 +48,6 @@ from proxy.agent.cp_client import (
     dns_table_from_proto,
     registration_from_proto,
     status_to_proto,
-    translate,
 )
 from proxy.agent.errors import (
     AgentError,
@@ -170,7 +169,7 @@ class Session:
             await self._converse(call, token)
         except grpc.aio.AioRpcError as exc:
             what = "the session" if self.connects > connects else "the dataplane's registration"
-            raise translate(exc, what) from None
+            raise self._client.translate(exc, what) from None
         finally:
             call.cancel()
 

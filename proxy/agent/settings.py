@@ -40,6 +40,7 @@ class EnvoyAgentSettings:
     session: SessionPolicy = field(default_factory=SessionPolicy)
     supervision: SupervisionPolicy = field(default_factory=SupervisionPolicy)
     token_file: Path | None = None  # where ``token`` came from, read again (None: never)
+    cp_ca_file: Path | None = None  # where ``cp_ca_pem`` came from, named in errors
 
     @property
     def bootstrap_path(self) -> Path:
