@@ -33,6 +33,15 @@ class _Entry:
     expires_at: float
 
 
+@dataclass(frozen=True)
+class Lease:
+    """One ``lookup``'s hold on an entry: ``renew`` it before reusing what it returned."""
+
+    key: CacheKey
+    entry: _Entry
+    age: int
+
+
 class AnswerCache:
     """Forwarded replies by (lower-case name, qtype, qclass)."""
 
@@ -57,6 +66,16 @@ class AnswerCache:
 
     def get(self, question: Question) -> Reply | None:
         """The cached reply with TTLs aged, or None when absent or expired."""
+        found = self.lookup(question)
+        return None if found is None else found[0]
+
+    def lookup(self, question: Question) -> tuple[Reply, Lease] | None:
+        """As ``get``, with a ``Lease`` that ``renew`` checks before the reply is reused.
+
+        The resolver keeps the reply packed; the lease says for how long those bytes
+        stay what ``get`` would return: until the entry goes or its age in whole
+        seconds (what the TTLs are lowered by) moves on.
+        """
         key = _key(question)
         entry = self._entries.get(key)
         if entry is None:
@@ -68,13 +87,29 @@ class AnswerCache:
         self._entries.move_to_end(key)
         age = int(now - entry.stored_at)
         reply = entry.reply
-        return Reply(
+        aged = Reply(
             rcode=reply.rcode,
             answer=_aged(reply.answer, age),
             authority=_aged(reply.authority, age),
             additional=_aged(reply.additional, age),
             authoritative=False,
         )
+        return aged, Lease(key, entry, age)
+
+    def renew(self, lease: Lease) -> bool:
+        """Whether ``get`` would still return the reply ``lease`` came with; a hit if so.
+
+        True marks the entry recently used, as ``get`` does; False means look it up
+        again (the entry expired, was replaced or evicted, or has aged a second more).
+        """
+        entry = self._entries.get(lease.key)
+        if entry is not lease.entry:
+            return False
+        now = self._clock()
+        if now >= entry.expires_at or int(now - entry.stored_at) != lease.age:
+            return False
+        self._entries.move_to_end(lease.key)
+        return True
 
     def put(self, question: Question, reply: Reply) -> None:
         """Remember ``reply`` for ``question`` if it may be cached at all."""

@@ -197,30 +197,70 @@ def _check_name(labels: tuple[bytes, ...]) -> None:
         raise RemoteProtocolError("name longer than 255 octets")
 
 
-def question_wire(question: Question) -> bytes:
-    """The question section for ``question``, uncompressed, in the client's case."""
-    name = b"".join(bytes([len(label)]) + label for label in question.labels) + b"\x00"
-    return name + struct.pack("!HH", question.qtype, question.qclass)
+# The hot path. Nearly every query a sidecar sees is the same few questions asked again:
+# one question, no other records but an OPT, opcode QUERY. ``query_key`` reads what an
+# answer to such a query depends on straight from the bytes, without dnslib, and the
+# resolver keeps a packed answer per key; ``answer_from`` gives that answer the query's
+# id, RD and CD bits and question case. Anything else (no key) takes the full parse.
+# The key only ever finds an answer that a full parse of an equal query produced, so
+# the short reading cannot accept what the full one refuses.
+
+QueryKey = tuple[bytes, int, int]
+"""(question section in lower case, size bound of the answer, EDNS: 0 none, 1 on, 2 DO)."""
 
 
-def readdress(template: bytes, header: Header, question: Question) -> bytes:
-    """A packed answer to another query for the same question, made to answer ``header``.
+def query_key(data: bytes, transport: Transport, max_udp_payload: int) -> QueryKey | None:
+    """The key of a plain query, or None when ``data`` is anything else.
 
-    ``template`` was packed by ``pack_reply`` for a query with the same question (up to
-    case), opcode QUERY, RD and CD clear. Its id, RD and CD bits and question become
-    this query's; records that point at the question name by compression follow it, so
-    the client's case is echoed there too.
+    Plain: a header with QR clear, opcode QUERY, one question and no records but at
+    most one OPT of EDNS version 0, owned by the root; a name of uncompressed labels.
+    Bytes after the records are ignored, as the full parse ignores them.
     """
-    wire = question_wire(question)
-    flags = bytes(
-        (template[2] | (0x01 if header.rd else 0), template[3] | (0x10 if header.cd else 0))
-    )
+    size = len(data)
+    if size < HEADER_SIZE + 5 or data[2] & 0xF8 or data[4:11] != b"\x00\x01\x00\x00\x00\x00\x00":
+        return None
+    end = HEADER_SIZE
+    length = data[end]
+    while length:
+        if length > MAX_LABEL_OCTETS:
+            return None
+        end += length + 1
+        if end >= size:
+            return None
+        length = data[end]
+    end += 5  # the root label, QTYPE, QCLASS
+    if end > size:
+        return None
+    arcount = data[11]
+    if arcount == 0:
+        edns, limit = 0, MIN_UDP_PAYLOAD
+    elif arcount == 1 and data[end : end + 3] == b"\x00\x00\x29" and end + 11 <= size:
+        payload, version, flags, rdlength = struct.unpack_from("!HxBHH", data, end + 3)
+        if version or end + 11 + rdlength > size:
+            return None
+        edns = 2 if flags & 0x8000 else 1
+        limit = max(MIN_UDP_PAYLOAD, min(payload, max_udp_payload))
+    else:
+        return None
+    if transport is Transport.TCP:
+        limit = MAX_TCP_MESSAGE
+    return data[HEADER_SIZE:end].lower(), limit, edns
+
+
+def answer_from(template: bytes, query: bytes, question_end: int) -> bytes:
+    """``template``, packed for a query with an equal question (up to case), id 0 and
+    RD and CD clear, made to answer ``query``: its id, RD and CD bits and its question.
+
+    Records that point at the question name by compression follow it, so the client's
+    case is echoed there too. ``question_end`` is where both questions end.
+    """
+    flags = bytes((template[2] | (query[2] & 0x01), template[3] | (query[3] & 0x10)))
     return (
-        struct.pack("!H", header.id)
+        query[:2]
         + flags
         + template[4:HEADER_SIZE]
-        + wire
-        + template[HEADER_SIZE + len(wire) :]
+        + query[HEADER_SIZE:question_end]
+        + template[question_end:]
     )
 
 
