@@ -21,6 +21,7 @@ from cli import (
     demo,
     inspect,
     mesh_cmd,
+    proxy_redirect,
     resources,
     run_global,
     run_ingress,
@@ -106,6 +107,7 @@ def proxy() -> None:
 
 
 proxy.add_command(run_proxy.run)
+proxy.add_command(proxy_redirect.redirect)
 
 
 @main.group()

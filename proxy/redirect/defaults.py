@@ -28,3 +28,7 @@ SIDECAR_USER: Final = "gossamer"
 TABLE_FAMILY: Final = "inet"
 TABLE_NAME: Final = "gossamer"
 """The one nftables table ``install`` owns (``inet gossamer``); nothing else is touched."""
+
+INBOUND_ADDRESS: Final = "0.0.0.0"
+"""Where the inbound capture listener must bind: in prerouting, nftables ``redirect``
+rewrites to the receiving interface's primary address, not to 127.0.0.1."""
