@@ -89,6 +89,7 @@ class ZoneControlPlane:
             await migrate_token_state(parts.manager)
             self._spawn(TokenUpkeep(parts.manager).run(), "token-upkeep")
         self._spawn(parts.state.run(), "mesh-state")
+        self._spawn(parts.ingress_names.run(parts.state), "ingress-names")
         self._spawn(parts.ingresses.run(), "ingresses")
         self._spawn(parts.agents.run(s.agent_grace), "agents")
         self._spawn(parts.vips.run(), "vip-allocator")

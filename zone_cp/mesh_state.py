@@ -27,6 +27,7 @@ from gossamer.policy import RouteBackends, match_policies, policy_order
 from gossamer.store.base import Store
 from gossamer.store.follow import follow
 from proxy.context import Endpoint, OutboundListener, ProxyContext, RemoteZone, Service
+from zone_cp.ingress_names import is_ip
 
 POLICY_KINDS = [d.name for d in REGISTRY.policies()]
 KINDS = ["Mesh", "Dataplane", "ZoneIngress", "Zone", "VirtualIP", *POLICY_KINDS]
@@ -34,9 +35,13 @@ Key = tuple[str, str, str]
 
 
 class MeshState:
-    def __init__(self, store: Store, zone: str) -> None:
+    def __init__(self, store: Store, zone: str,
+                 names: Callable[[str], tuple[str, ...]] | None = None) -> None:
         self._store = store
         self.zone = zone
+        # The addresses of an ingress advertised by a host name (zone_cp.ingress_names):
+        # EDS carries IPs only, so a name without addresses reaches no proxy.
+        self._names = names or (lambda _: ())
         self._items: dict[Key, Resource] = {}
         # The same resources by kind, and what was derived from them since the last
         # change (each mesh's services and policies): every proxy of a mesh shares them,
@@ -68,6 +73,11 @@ class MeshState:
             self._items[res.key] = res
             self._by_kind[res.type][res.key] = res
         self._bump(res)
+
+    def refresh(self) -> None:
+        """Build everything again and tell the listeners: what an ingress's name resolves
+        to changed (``zone_cp.ingress_names``)."""
+        self._bump(None)
 
     def _bump(self, res: Resource | None) -> None:
         self.generation += 1
@@ -152,12 +162,13 @@ class MeshState:
             net = spec.networking
             address = net.advertised_address or net.address
             port = net.advertised_port or net.port
+            addresses = (address,) if is_ip(address) else self._names(address)
             for avail in spec.available_services:
                 name = avail.tags.get(SERVICE_TAG)
                 if avail.mesh != mesh or not name or avail.instances <= 0:
                     continue
-                remote[name].append(RemoteZone(zone=owner, address=address, port=port,
-                                               instances=avail.instances))
+                remote[name].extend(RemoteZone(zone=owner, address=ip, port=port,
+                                               instances=avail.instances) for ip in addresses)
                 protocol.setdefault(name, avail.tags.get(PROTOCOL_TAG, "tcp"))
         return remote
 

@@ -29,6 +29,7 @@ from zone_cp.agent_service import AgentService
 from zone_cp.agents import AgentRegistry
 from zone_cp.ca import ZoneCa
 from zone_cp.cert_metrics import CertificateCollector
+from zone_cp.ingress_names import IngressNames
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.mesh_dns import VipView
 from zone_cp.mesh_state import MeshState
@@ -49,6 +50,7 @@ class ZoneParts:
     metrics: CollectorRegistry
     tls: ServingTls  # the serving CA and certificate of the API and the xDS port
     state: MeshState
+    ingress_names: IngressNames  # other zones' ingresses advertised by name, resolved
     ingresses: IngressRegistry
     agents: AgentRegistry
     vips: VipAllocator
@@ -67,7 +69,8 @@ def build_parts(s: ZoneSettings, store: Store) -> ZoneParts:
     metrics = CollectorRegistry()
     tls = ensure_serving_tls(s.directory / "tls", f"gossamer-zone-{s.zone}",
                              certificate_hosts(s.tls_hosts, s.api_addr))
-    state = MeshState(store, s.zone)
+    ingress_names = IngressNames()
+    state = MeshState(store, s.zone, names=ingress_names.addresses)
     ingresses = IngressRegistry(manager, state, s.zone, federated=s.federated)
     agents = AgentRegistry(manager, s.zone, {"ZoneIngress": ingresses})
     # Virtual IPs for every service the zone knows, and each mesh's DNS table for its
@@ -88,6 +91,7 @@ def build_parts(s: ZoneSettings, store: Store) -> ZoneParts:
     metrics.register(CertificateCollector(agents))
     sync = ZoneSyncClient(s, manager) if s.federated else None
     return ZoneParts(store=store, manager=manager, metrics=metrics, tls=tls, state=state,
+                     ingress_names=ingress_names,
                      ingresses=ingresses, agents=agents, vips=vips, dns=dns,
                      lifetimes=lifetimes, ads=ads, ca=ca, xds=xds, mesh_ca=mesh_ca,
                      sync=sync)

@@ -21,8 +21,10 @@ Layout (see ``load_balancing`` for what ``Locality`` changes):
   no local instances has its remote zones at priority 0.
 
 EDS carries IP addresses only (Envoy resolves no names there, and one hostname would get
-the whole assignment NACKed), so an instance or ingress known by a hostname is left out;
-the zone CP must give IPs (or resolve names) for them to receive traffic.
+the whole assignment NACKed), so an instance or ingress known by a hostname is left out.
+Ingresses advertised by name arrive here already resolved: the zone CP resolves them
+(``zone_cp.ingress_names``) and passes one ``RemoteZone`` per address, which keeps a
+cross-zone cluster one EDS cluster (rather than an EDS part and a ``STRICT_DNS`` part).
 
 A subset (a backend selected by tags) holds only the local instances carrying those tags:
 an ingress cannot tell which of its zone's instances carry them (the SNI names only the
