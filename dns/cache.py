@@ -72,9 +72,8 @@ class AnswerCache:
     def lookup(self, question: Question) -> tuple[Reply, Lease] | None:
         """As ``get``, with a ``Lease`` that ``renew`` checks before the reply is reused.
 
-        The resolver keeps the reply packed; the lease says for how long those bytes
-        stay what ``get`` would return: until the entry goes or its age in whole
-        seconds (what the TTLs are lowered by) moves on.
+        The resolver keeps the reply packed; the lease tells it whether the entry is
+        still there, and how many seconds more to lower the packed TTLs by.
         """
         key = _key(question)
         entry = self._entries.get(key)
@@ -96,20 +95,21 @@ class AnswerCache:
         )
         return aged, Lease(key, entry, age)
 
-    def renew(self, lease: Lease) -> bool:
-        """Whether ``get`` would still return the reply ``lease`` came with; a hit if so.
+    def renew(self, lease: Lease) -> int | None:
+        """The entry's age now if it is still the one ``lease`` holds; a hit if so.
 
-        True marks the entry recently used, as ``get`` does; False means look it up
-        again (the entry expired, was replaced or evicted, or has aged a second more).
+        An age (whole seconds, what the TTLs are lowered by) marks the entry recently
+        used, as ``get`` does; None means look it up again: the entry expired, or was
+        replaced or evicted.
         """
         entry = self._entries.get(lease.key)
         if entry is not lease.entry:
-            return False
+            return None
         now = self._clock()
-        if now >= entry.expires_at or int(now - entry.stored_at) != lease.age:
-            return False
+        if now >= entry.expires_at:
+            return None
         self._entries.move_to_end(lease.key)
-        return True
+        return int(now - entry.stored_at)
 
     def put(self, question: Question, reply: Reply) -> None:
         """Remember ``reply`` for ``question`` if it may be cached at all."""

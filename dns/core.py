@@ -25,8 +25,8 @@ several times what the rest of a query costs, so ``handle`` keeps every answer i
 for a plain query (``dns.message.query_key``) and gives the next query with the same
 key a copy with its id, flags and question (``dns.message.answer_from``), read and
 written without dnslib. ``.mesh`` answers stay packed until the table changes; cached
-forwarded answers until the cache entry goes or ages another second (its TTLs drop by
-whole seconds), so both cost the same on a hit.
+forwarded answers until the cache entry goes, their TTLs lowered in place as it ages,
+so both cost the same on a hit.
 
 ``handle`` and ``complete`` never raise: every error in the query becomes an answer.
 """
@@ -50,10 +50,12 @@ from dns.message import (
     Reply,
     Request,
     Transport,
+    age_ttls,
     answer_from,
     pack_reply,
     parse_request,
     query_key,
+    ttl_offsets,
 )
 from dns.table import Address, DnsTable, normalise_name
 
@@ -131,13 +133,15 @@ class _Packed:
 
     A ``.mesh`` answer (``lease`` None) holds until the table changes and serves the
     question in any case. A cached forwarded answer holds while its ``lease`` renews,
-    and only for the question as first sent (``question``): its records keep the
-    upstream's case, so only that question packs to the same bytes.
+    with the TTLs at ``ttls`` lowered as the entry ages, and only for the question as
+    first sent (``question``): its records keep the upstream's case, so only that
+    question packs to the same bytes.
     """
 
     answer: Answer
     question: bytes = b""
     lease: Lease | None = None
+    ttls: tuple[int, ...] = ()
 
 
 class Resolver:
@@ -177,10 +181,9 @@ class Resolver:
             packed = self._packed.get(key)
             if packed is not None:
                 end = HEADER_SIZE + len(key[0])
-                lease = packed.lease
-                if lease is None or (
-                    data[HEADER_SIZE:end] == packed.question and self.cache.renew(lease)
-                ):
+                if packed.lease is not None:
+                    packed = self._renewed(key, packed, data[HEADER_SIZE:end])
+                if packed is not None:
                     template = packed.answer
                     data = answer_from(template.data, data, end)
                     return Answer(data, template.rcode, template.truncated)
@@ -220,6 +223,23 @@ class Resolver:
         domain = self.config.domain
         return key == domain or key.endswith("." + domain)
 
+    def _renewed(self, key: QueryKey, packed: _Packed, question: bytes) -> _Packed | None:
+        """``packed``, a cached forwarded answer, as the cache holds it now, or None."""
+        lease = packed.lease
+        assert lease is not None
+        if question != packed.question:
+            return None
+        age = self.cache.renew(lease)
+        if age is None or age == lease.age:
+            return None if age is None else packed
+        # Older by a second or more: lower the packed TTLs rather than pack it again.
+        old = packed.answer
+        data = age_ttls(old.data, packed.ttls, age - lease.age)
+        lease = Lease(lease.key, lease.entry, age)
+        packed = _Packed(Answer(data, old.rcode, old.truncated), question, lease, packed.ttls)
+        self._packed[key] = packed
+        return packed
+
     def _packed_answer(
         self,
         data: bytes,
@@ -240,7 +260,8 @@ class Resolver:
         end = HEADER_SIZE + len(key[0])
         if len(self._packed) >= MAX_TEMPLATES:
             self._packed.clear()
-        self._packed[key] = _Packed(template, data[HEADER_SIZE:end], lease)
+        ttls = ttl_offsets(template.data) if lease is not None else ()
+        self._packed[key] = _Packed(template, data[HEADER_SIZE:end], lease, ttls)
         return Answer(answer_from(template.data, data, end), template.rcode, template.truncated)
 
     def _answer_mesh(self, request: Request) -> Answer:

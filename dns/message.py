@@ -264,6 +264,44 @@ def answer_from(template: bytes, query: bytes, question_end: int) -> bytes:
     )
 
 
+def ttl_offsets(message: bytes) -> tuple[int, ...]:
+    """Where the TTL of each record of a message we packed is, but an OPT's (no TTL).
+
+    Our own output only: well formed, so this walks it without checks.
+    """
+    qdcount, ancount, nscount, arcount = struct.unpack_from("!4H", message, 4)
+    offset = HEADER_SIZE
+    for _ in range(qdcount):
+        offset = _skip_name(message, offset) + 4
+    offsets: list[int] = []
+    for _ in range(ancount + nscount + arcount):
+        offset = _skip_name(message, offset)
+        rtype, rdlength = struct.unpack_from("!H6xH", message, offset)
+        if rtype != QTYPE_OPT:
+            offsets.append(offset + 4)
+        offset += 10 + rdlength
+    return tuple(offsets)
+
+
+def _skip_name(message: bytes, offset: int) -> int:
+    length = message[offset]
+    while length:
+        if length >= 0xC0:  # a compression pointer ends the name
+            return offset + 2
+        offset += length + 1
+        length = message[offset]
+    return offset + 1
+
+
+def age_ttls(message: bytes, offsets: tuple[int, ...], seconds: int) -> bytes:
+    """``message`` with the TTLs at ``offsets`` lowered by ``seconds``, never below 0."""
+    out = bytearray(message)
+    for offset in offsets:
+        (ttl,) = struct.unpack_from("!I", out, offset)
+        struct.pack_into("!I", out, offset, max(0, ttl - seconds))
+    return bytes(out)
+
+
 def pack_reply(
     header: Header,
     question: Question | None,
