@@ -8,7 +8,6 @@ install script: skipped loudly without root or ``nft``.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 import subprocess
@@ -16,7 +15,6 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from cli.main import main
 from proxy.redirect import defaults
@@ -24,6 +22,7 @@ from proxy.redirect.errors import ProgramMissing
 from proxy.redirect.ruleset import Plan, install_script, plan, render, uninstall_script
 from proxy.redirect.settings import RedirectSettings, parse_cidr, parse_port, parse_uid
 from proxy.redirect.system import find_program
+from tests.unit.redirect_strategies import SETTINGS
 
 DEFAULT_TABLE = """\
 table inet gossamer {
@@ -160,21 +159,6 @@ def test_a_missing_program_names_the_package_to_install() -> None:
 
 
 # -- every combination parses with the real nft ----------------------------------------------
-
-PORTS = st.integers(1, 65535)
-NETS = st.builds(lambda addr, prefix: ipaddress.ip_network(f"{addr}/{prefix}", strict=False),
-                 st.ip_addresses(v=4), st.integers(0, 32))
-SETTINGS = st.builds(
-    RedirectSettings,
-    exclude_uids=st.lists(st.integers(0, 2**32 - 2), min_size=1, max_size=4).map(tuple),
-    outbound_port=st.just(15001),
-    inbound_port=st.sampled_from([None, 15006, 16006]),
-    dns_port=st.sampled_from([None, 15053, 5353]),
-    exclude_outbound_ports=st.lists(PORTS, max_size=5).map(tuple),
-    exclude_outbound_cidrs=st.lists(NETS, max_size=5).map(tuple),
-    exclude_inbound_ports=st.lists(PORTS, max_size=5).map(tuple),
-)
-
 
 def nft_or_skip() -> str:
     nft = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
