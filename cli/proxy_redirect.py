@@ -114,9 +114,9 @@ def install(uids: tuple[str, ...], outbound_port: int, inbound_port: int, dns_po
             inbound_port=None if no_inbound else inbound_port,
             dns_port=None if no_dns else dns_port, exclude_outbound_ports=out_ports,
             exclude_outbound_cidrs=out_cidrs, exclude_inbound_ports=in_ports)
+        settings = replace(asked, exclude_uids=exclude_uids(uids, create=not dry_run))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    settings = replace(asked, exclude_uids=exclude_uids(uids, create=not dry_run))
     if dry_run:
         click.echo(render(settings), nl=False)
         return

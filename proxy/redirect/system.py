@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 
 from proxy.redirect.errors import CommandFailed, NoSuchUser, NotRoot, ProgramMissing
+from proxy.redirect.settings import parse_uid
 
 Runner = Callable[[Sequence[str], str | None], "subprocess.CompletedProcess[str]"]
 
@@ -86,9 +87,10 @@ def uid_of(name: str) -> int | None:
 
 
 def resolve_uid(text: str) -> int:
-    """An ``--exclude-uid`` value: a number, or the name of an existing user."""
+    """An ``--exclude-uid`` value: a number (``ValueError`` out of range), or the name of
+    an existing user."""
     if text.strip().isdigit():
-        return int(text)
+        return parse_uid(text)
     uid = uid_of(text)
     if uid is None:
         raise NoSuchUser(f"--exclude-uid {text}: there is no user named {text!r}")

@@ -136,6 +136,7 @@ def test_settings_refuse_shared_capture_ports_and_no_excluded_uid() -> None:
     ["--exclude-outbound-cidrs", "10.0.0.0/8,not-a-net"],
     ["--exclude-inbound-ports", "22,x"],
     ["--dns-port", "15006"],
+    ["--exclude-uid", "99999999999"],
 ])
 def test_a_bad_flag_is_one_error_line_and_exit_2(args: list[str]) -> None:
     done = CliRunner().invoke(main, ["proxy", "redirect", "install", "--dry-run",
