@@ -1,11 +1,20 @@
 """Benchmark: queries per second of our ``.mesh`` resolver against dnsmasq, with dnsperf.
 
-Run ``.venv/bin/python -m tests.bench.bench_dns``. Both servers hold the same
-``--names`` names (``svc-NNNN.mesh``, one VIP each; dnsmasq through ``--host-record``,
-authoritative for ``mesh`` through ``--local=/mesh/``) and get the same query file from
-dnsperf: A queries for every name, plus AAAA queries (empty NOERROR) and names that do
-not exist (NXDOMAIN), shuffled. Each server runs as its own process on 127.0.0.1 and
-is measured for ``--seconds`` per round over UDP. ``--tcp`` adds our server over TCP,
+Run ``.venv/bin/python -m tests.bench.bench_dns``. Two sets of names, each measured
+on both servers with the same query file from dnsperf:
+
+- ``mesh``: both servers hold the same ``--names`` names (``svc-NNNN.mesh``, one VIP
+  each; dnsmasq through ``--host-record``, authoritative for ``mesh`` through
+  ``--local=/mesh/``); A queries for every name, plus AAAA queries (empty NOERROR) and
+  names that do not exist (NXDOMAIN), shuffled.
+- ``forwarded``: A queries for ``--names`` names ``fwd-NNNN.example`` that both servers
+  forward to a third process, a dnsmasq authoritative for ``example`` (TTL 3600), and
+  cache: each server is first sent the whole file twice (not measured), so the rate
+  is that of cached forwarded answers. Our cache holds 1,024 answers by default, so
+  ``--names`` above about 1,000 measures misses too.
+
+Each server runs as its own process on 127.0.0.1 and is measured for ``--seconds`` per
+round over UDP. ``--tcp`` adds our server over TCP,
 without a reference: dnsmasq serves TCP from a forked child per connection and managed
 1 to 100 queries/s under dnsperf's TCP mode here, so a ratio would say nothing. Rounds
 alternate between the two servers and the best round of each is kept, which lowers
@@ -51,16 +60,27 @@ class Run:
     sent: int
     lost: int
     cpu_us: float = 0.0  # the server's CPU time (user + system) per answered query
+    names: str = "mesh"  # which set of names: mesh, or forwarded (cached)
 
 
 def names(count: int) -> dict[str, str]:
     return {f"svc-{i:04d}.mesh": f"240.0.{i // 250}.{i % 250 + 1}" for i in range(count)}
 
 
+def forwarded_names(count: int) -> dict[str, str]:
+    return {f"fwd-{i:04d}.example": f"10.1.{i // 250}.{i % 250 + 1}" for i in range(count)}
+
+
 def query_file(path: Path, table: dict[str, str]) -> None:
     lines = [f"{name} A" for name in table]
     lines += [f"{name} AAAA" for name in list(table)[: len(table) // 5]]
     lines += [f"missing-{i:04d}.mesh A" for i in range(len(table) // 5)]
+    random.Random(7).shuffle(lines)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def forwarded_query_file(path: Path, table: dict[str, str]) -> None:
+    lines = [f"{name} A" for name in table]
     random.Random(7).shuffle(lines)
     path.write_text("\n".join(lines) + "\n")
 
@@ -88,9 +108,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def ours(port: int, count: int) -> Iterator[subprocess.Popen[bytes]]:
+def ours(port: int, count: int, upstream: int) -> Iterator[subprocess.Popen[bytes]]:
     cmd = [sys.executable, "-m", "tests.bench.bench_dns", "--serve", str(port),
-           "--names", str(count)]  # fmt: skip
+           "--names", str(count), "--upstream", str(upstream)]  # fmt: skip
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE)
     try:
         assert process.stdout is not None
@@ -102,29 +122,43 @@ def ours(port: int, count: int) -> Iterator[subprocess.Popen[bytes]]:
         process.wait(10)
 
 
+def reference_conf(table: dict[str, str], upstream: int) -> list[str]:
+    """dnsmasq as the reference: our table, and ``example`` forwarded and cached."""
+    lines = ["no-negcache", "local=/mesh/", "local-ttl=5", "cache-size=10000"]
+    lines += [f"server=/example/127.0.0.1#{upstream}"]
+    return lines + [f"host-record={name},{ip}" for name, ip in table.items()]
+
+
+def upstream_conf(table: dict[str, str]) -> list[str]:
+    """dnsmasq as the upstream of the forwarded names, authoritative for ``example``."""
+    lines = ["local=/example/", "local-ttl=3600"]
+    return lines + [f"host-record={name},{ip}" for name, ip in table.items()]
+
+
 @contextmanager
-def dnsmasq(port: int, table: dict[str, str], workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    conf = workdir / "dnsmasq.conf"
+def dnsmasq(
+    port: int, conf_lines: list[str], workdir: Path, probe: str = "svc-0000.mesh"
+) -> Iterator[subprocess.Popen[bytes]]:
+    conf = workdir / f"dnsmasq-{port}.conf"
     lines = [f"port={port}", "listen-address=127.0.0.1", "bind-interfaces", "no-resolv"]
-    lines += ["no-hosts", "no-negcache", "local=/mesh/", "local-ttl=5", "cache-size=1000"]
-    lines += [f"host-record={name},{ip}" for name, ip in table.items()]
+    lines += ["no-hosts", *conf_lines]
     conf.write_text("\n".join(lines) + "\n")
     process = subprocess.Popen(
         ["dnsmasq", "--no-daemon", f"--conf-file={conf}"], stderr=subprocess.DEVNULL
     )
     try:
-        wait_answering(port)
+        wait_answering(port, probe)
         yield process
     finally:
         process.terminate()
         process.wait(10)
 
 
-def wait_answering(port: int, deadline: float = 10.0) -> None:
+def wait_answering(port: int, name: str = "svc-0000.mesh", deadline: float = 10.0) -> None:
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         probe = subprocess.run(
-            ["dig", "@127.0.0.1", "-p", str(port), "+time=1", "+tries=1", "svc-0000.mesh"],
+            ["dig", "@127.0.0.1", "-p", str(port), "+time=1", "+tries=1", name],
             capture_output=True,
             text=True,
         )
@@ -141,15 +175,20 @@ def cpu_seconds(pid: int) -> float:
 
 def measure(pid: int, port: int, queries: Path, seconds: int, mode: str, server: str) -> Run:
     before = cpu_seconds(pid)
-    run = dnsperf(port, queries, seconds, mode, server)
+    run = dnsperf(port, queries, ["-l", str(seconds)], mode, server)
     used = cpu_seconds(pid) - before
     answered = max(1, run.sent - run.lost)
     return replace(run, cpu_us=used / answered * 1e6)
 
 
-def dnsperf(port: int, queries: Path, seconds: int, mode: str, server: str) -> Run:
-    cmd = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-l",
-           str(seconds), "-c", "4", "-q", "100", "-m", mode]  # fmt: skip
+def warm(port: int, queries: Path) -> None:
+    """Send the whole file twice, so every forwarded answer is in the server's cache."""
+    dnsperf(port, queries, ["-n", "2", "-t", "3"], "udp", "warm-up")
+
+
+def dnsperf(port: int, queries: Path, limit: list[str], mode: str, server: str) -> Run:
+    cmd = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), *limit,
+           "-c", "4", "-q", "100", "-m", mode]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
     def number(label: str) -> float:
@@ -169,23 +208,33 @@ def dnsperf(port: int, queries: Path, seconds: int, mode: str, server: str) -> R
 
 
 def report(runs: list[Run]) -> str:
-    best: dict[tuple[str, str], Run] = {}
+    best: dict[tuple[str, str, str], Run] = {}
     for run in runs:
-        key = (run.server, run.mode)
+        key = (run.names, run.mode, run.server)
         if key not in best or run.qps > best[key].qps:
             best[key] = run
     lines = [
-        "| transport | server | queries/s | vs dnsmasq | server CPU µs/query | vs dnsmasq "
-        "| mean latency ms | sent | lost |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| names | transport | server | queries/s | vs dnsmasq | server CPU µs/query "
+        "| vs dnsmasq | mean latency ms | sent | lost |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for (server, mode), run in sorted(best.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        reference = best.get(("dnsmasq", mode))
+    order = {"mesh": 0, "forwarded": 1}
+    for (names_set, mode, server), run in sorted(
+        best.items(), key=lambda kv: (order.get(kv[0][0], 2), kv[0][1], kv[0][2])
+    ):
+        reference = best.get((names_set, "udp", "dnsmasq")) if mode == "udp" else None
         ratio = f"{run.qps / reference.qps:.2f}" if reference else "—"
         cpu_ratio = f"{run.cpu_us / reference.cpu_us:.1f}" if reference else "—"
         lines.append(
-            f"| {mode} | {server} | {run.qps:,.0f} | {ratio} | {run.cpu_us:.1f} | {cpu_ratio} "
-            f"| {run.latency_ms:.2f} | {run.sent:,} | {run.lost:,} |"
+            f"| {names_set} | {mode} | {server} | {run.qps:,.0f} | {ratio} | {run.cpu_us:.1f} "
+            f"| {cpu_ratio} | {run.latency_ms:.2f} | {run.sent:,} | {run.lost:,} |"
+        )
+    mesh, cached = best.get(("mesh", "udp", "ours")), best.get(("forwarded", "udp", "ours"))
+    if mesh and cached:
+        lines.append(
+            f"\nOurs, a cached forwarded name against a .mesh name: "
+            f"{cached.qps / mesh.qps:.2f} times the queries/s, "
+            f"{cached.cpu_us / mesh.cpu_us:.2f} times the CPU per query."
         )
     return "\n".join(lines)
 
@@ -204,34 +253,66 @@ def machine() -> str:
     )
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What every round needs: the query files, the upstream's port, the options."""
+
+    table: dict[str, str]
+    files: dict[str, Path]  # query file per set of names: mesh, forwarded
+    upstream: int
+    workdir: Path
+    args: argparse.Namespace
+
+
 def main(args: argparse.Namespace) -> None:
     ensure_tools()
     table = names(args.names)
-    modes = ["udp", "tcp"] if args.tcp else ["udp"]
-    print(f"DNS: {args.names} .mesh names, dnsperf -c 4 -q 100 for {args.seconds}s per round, "
+    print(f"DNS: {args.names} .mesh names and {args.names} cached forwarded names, "
+          f"dnsperf -c 4 -q 100 for {args.seconds}s per round, "
           f"{args.rounds} rounds ({machine()})\n")  # fmt: skip
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="dns-bench-") as tmp:
-        queries = Path(tmp) / "queries.txt"
-        query_file(queries, table)
-        for round_no in range(args.rounds):
-            for server in ("ours", "dnsmasq") if round_no % 2 == 0 else ("dnsmasq", "ours"):
-                port = free_port()
-                starter = ours(port, args.names) if server == "ours" else None
-                with starter or dnsmasq(port, table, Path(tmp)) as process:
-                    wait_answering(port)
-                    # dnsmasq's TCP (a child process per connection) is no reference.
-                    for mode in modes if server == "ours" else ["udp"]:
-                        run = measure(process.pid, port, queries, args.seconds, mode, server)
-                        print(f"  round {round_no + 1} {server} {mode}: {run.qps:,.0f} q/s",
-                              file=sys.stderr)  # fmt: skip
-                        runs.append(run)
+        workdir = Path(tmp)
+        files = {"mesh": workdir / "mesh.txt", "forwarded": workdir / "forwarded.txt"}
+        query_file(files["mesh"], table)
+        forwarded = forwarded_names(args.names)
+        forwarded_query_file(files["forwarded"], forwarded)
+        upstream = free_port()
+        with dnsmasq(upstream, upstream_conf(forwarded), workdir, probe="fwd-0000.example"):
+            setup = Setup(table, files, upstream, workdir, args)
+            for round_no in range(args.rounds):
+                runs += one_round(setup, round_no)
     print(report(runs))
 
 
-async def serve(port: int, count: int) -> None:
+def one_round(setup: Setup, round_no: int) -> list[Run]:
+    """Each server in turn (alternating which goes first), each set of names on it."""
+    args, runs = setup.args, []
+    for server in ("ours", "dnsmasq") if round_no % 2 == 0 else ("dnsmasq", "ours"):
+        port = free_port()
+        if server == "ours":
+            starter = ours(port, args.names, setup.upstream)
+        else:
+            conf = reference_conf(setup.table, setup.upstream)
+            starter = dnsmasq(port, conf, setup.workdir)
+        with starter as process:
+            wait_answering(port)
+            for names_set, queries in setup.files.items():
+                if names_set == "forwarded":
+                    warm(port, queries)
+                # dnsmasq's TCP (a child process per connection) is no reference.
+                for mode in ["udp", "tcp"] if server == "ours" and args.tcp else ["udp"]:
+                    run = measure(process.pid, port, queries, args.seconds, mode, server)
+                    runs.append(replace(run, names=names_set))
+                    print(f"  round {round_no + 1} {server} {names_set} {mode}: "
+                          f"{run.qps:,.0f} q/s", file=sys.stderr)  # fmt: skip
+    return runs
+
+
+async def serve(port: int, count: int, upstream: int) -> None:
     table = DnsTable.from_mapping({name: [ip] for name, ip in names(count).items()})
-    async with DnsServer(table, ServerConfig(port=port, upstreams=())):
+    config = ServerConfig(port=port, upstreams=(f"127.0.0.1:{upstream}",))
+    async with DnsServer(table, config):
         print("ready", flush=True)
         await asyncio.Event().wait()
 
@@ -243,6 +324,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tcp", action="store_true", help="also measure DNS over TCP")
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--upstream", type=int, default=53, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -250,6 +332,6 @@ if __name__ == "__main__":
     arguments = parse_args()
     if arguments.serve is not None:
         with suppress(KeyboardInterrupt):
-            asyncio.run(serve(arguments.serve, arguments.names))
+            asyncio.run(serve(arguments.serve, arguments.names, arguments.upstream))
     else:
         main(arguments)
