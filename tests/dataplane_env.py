@@ -55,7 +55,7 @@ from authority.token_authority import TokenAuthority
 from gossamer.model.base import Resource
 from gossamer.model.registry import parse_document
 from gossamer.tokens import DATAPLANE
-from tests.integration.test_agent import AgentProcess, agent_process
+from tests.integration.agent_env import AgentProcess, agent_process
 from tests.integration.test_agent_zone import Zone
 from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane

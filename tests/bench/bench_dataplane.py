@@ -55,7 +55,7 @@ from gossamer.pki.certs import KeyPair, new_leaf, new_root_ca
 from gossamer.settings import ZoneSettings
 from gossamer.tokens import DATAPLANE
 from proxy.envoy_binary import envoy_binary
-from tests.integration.test_agent import free_port
+from tests.integration.agent_env import free_port
 from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 

@@ -57,7 +57,7 @@ from gossamer.tokens import DATAPLANE
 from proxy.envoy_binary import envoy_binary
 from sync.applier import zone_scoped_name
 from tests.cluster import start_global, start_zone
-from tests.integration.test_agent import AgentProcess, agent_process, envoy_pids
+from tests.integration.agent_env import AgentProcess, agent_process, envoy_pids
 from tests.integration.test_agent_zone import DATAPLANE_YAML, OUTBOUND, http_backend
 from tests.integration.test_envoy_accepts import static_bootstrap, validate
 from tests.unit.test_ingress import SCENARIO_NAMES, SCENARIOS, Scenario, as_data

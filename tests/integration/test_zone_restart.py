@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from gossamer.errors import NotFound
 from sync.applier import zone_scoped_name
 from tests.integration import test_ingress
-from tests.integration.test_agent import envoy_pids
+from tests.integration.agent_env import envoy_pids
 from tests.integration.test_agent_zone import http_backend
 from tests.integration.test_ingress import (
     BACKEND,

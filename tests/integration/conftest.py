@@ -1,0 +1,69 @@
+"""Fixtures shared by integration test modules.
+
+``session`` (one per test module) is a ``gossamer global run`` process with a CLI config
+that manages it (``tests/integration/cli_env.py``); ``cp`` hands a test that session and
+prints the global's log when the test fails. ``sds`` is the agent's SDS server on a
+temporary directory, ``zone_cp`` a ``FakeZoneCp`` speaking the agent API
+(``tests/integration/agent_env.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
+from tests.integration.agent_env import FakeZoneCp
+from tests.integration.cli_env import Session, _clean_env, _free_port, global_proc
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
+    tmp = tmp_path_factory.mktemp("cli")
+    env = _clean_env(tmp / "config" / "config.yaml")
+    proc = global_proc(tmp / "global", _free_port(), env)
+    try:
+        proc.start()
+        s = Session(proc, tmp, env)
+        added = s.run("config", "control-planes", "add", "--name", "test", "--address",
+                      proc.api, "--token-file", str(s.token_file))
+        assert added.returncode == 0, added.stderr
+        yield s
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def cp(session: Session) -> Iterator[Session]:
+    """The shared session; the global's log is printed (and shown) if the test fails."""
+    yield session
+    print(f"--- log of {session.proc.args[:2]} ---\n{session.proc.log()}")
+
+
+
+
+
+
+
+@pytest.fixture
+async def sds(tmp_path: Path) -> AsyncIterator[SecretServer]:
+    server = SecretServer()
+    sock = socket_path(tmp_path)
+    await server.start(sock)
+    yield server
+    await server.stop()
+    cleanup_socket(sock, tmp_path)
+
+
+@pytest.fixture
+async def zone_cp(tmp_path: Path) -> AsyncIterator[FakeZoneCp]:
+    cp = FakeZoneCp(tmp_path / "cp-tls", lifetime=dt.timedelta(seconds=6))
+    await cp.start()
+    yield cp
+    with contextlib.suppress(Exception):
+        await cp.stop()
+
