@@ -4,7 +4,9 @@
 that manages it (``tests/integration/cli_env.py``); ``cp`` hands a test that session and
 prints the global's log when the test fails. ``sds`` is the agent's SDS server on a
 temporary directory, ``zone_cp`` a ``FakeZoneCp`` speaking the agent API
-(``tests/integration/agent_env.py``).
+(``tests/integration/agent_env.py``). ``planes`` starts a federation's control planes and
+stops what is left (``tests/integration/federation_env.py``); ``spans`` is the session's
+span ``recorder``, cleared around a test.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
+from tests.cluster import span_recorder
 from tests.integration.agent_env import FakeZoneCp
 from tests.integration.cli_env import Session, _clean_env, _free_port, global_proc
+from tests.integration.federation_env import Planes, stop_or_show
 
 
 @pytest.fixture(scope="module")
@@ -66,4 +71,29 @@ async def zone_cp(tmp_path: Path) -> AsyncIterator[FakeZoneCp]:
     yield cp
     with contextlib.suppress(Exception):
         await cp.stop()
+
+
+
+
+
+
+
+@pytest.fixture(scope="session")
+def recorder() -> InMemorySpanExporter:
+    return span_recorder()
+
+
+@pytest.fixture
+def spans(recorder: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
+    recorder.clear()
+    yield recorder
+    recorder.clear()
+
+
+@pytest.fixture
+async def planes(tmp_path: Path) -> AsyncIterator[Planes]:
+    p = Planes(tmp_path)
+    yield p
+    for cp in reversed(p.running):
+        await stop_or_show(cp)
 
