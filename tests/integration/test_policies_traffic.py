@@ -26,21 +26,19 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.dataplane_env import (
-    DataplaneEnv,
+from tests.dataplane_apps import (
     EchoApp,
     HttpApp,
-    Member,
     OtlpReceiver,
-    Sidecar,
     echo,
-    eventually,
     instances,
     listen_port,
     request,
     requests,
     statuses,
 )
+from tests.dataplane_env import DataplaneEnv, Member, Sidecar
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
