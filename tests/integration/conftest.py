@@ -6,7 +6,9 @@ prints the global's log when the test fails. ``sds`` is the agent's SDS server o
 temporary directory, ``zone_cp`` a ``FakeZoneCp`` speaking the agent API
 (``tests/integration/agent_env.py``). ``planes`` starts a federation's control planes and
 stops what is left (``tests/integration/federation_env.py``); ``spans`` is the session's
-span ``recorder``, cleared around a test.
+span ``recorder``, cleared around a test. ``cluster`` is a global and zones east and west
+in sync, the harness of the ingress, CA-rotation and zone-restart tests
+(``tests/integration/ingress_env.py``).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
-from tests.cluster import span_recorder
+from tests.cluster import span_recorder, start_global, start_zone
 from tests.integration.agent_env import FakeZoneCp
 from tests.integration.cli_env import Session, _clean_env, _free_port, global_proc
 from tests.integration.federation_env import Planes, stop_or_show
+from tests.integration.ingress_env import Cluster, _ready, stop
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -96,4 +100,29 @@ async def planes(tmp_path: Path) -> AsyncIterator[Planes]:
     yield p
     for cp in reversed(p.running):
         await stop_or_show(cp)
+
+
+
+
+
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    """The global and zones east and west, in sync; whichever control planes are current
+    at the end are stopped (a test may restart any of them: ``down``, ``restart_global``)."""
+    running = Cluster(await start_global(tmp_path / "global"), None, None,  # type: ignore[arg-type]
+                      tmp_path)
+    try:
+        for name in ("east", "west"):
+            running.running.append(await start_zone(running.global_cp, name,
+                                                     tmp_path / f"zone-{name}"))
+        running.east, running.west = running.running
+        for zone in running.running:
+            await eventually(lambda z=zone: _ready(z), timeout=15,
+                             what=f"zone {zone.settings.zone} in sync")
+        yield running
+    finally:
+        for cp in [*running.running, running.global_cp]:
+            await stop(cp)
 

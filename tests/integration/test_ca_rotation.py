@@ -42,22 +42,19 @@ from gossamer.model.zonecertificate import ZoneCertificateSpec
 from gossamer.pki.certs import chain_root, fingerprint, new_csr, new_key, new_leaf, new_root_ca
 from gossamer.store.follow import follow
 from tests.cluster import sample, scrape
-from tests.integration import test_ingress
-from tests.integration.test_agent_zone import DATAPLANE_YAML, http_backend
-from tests.integration.test_ingress import (
+from tests.integration.ingress_env import (
     Cluster,
     free_port,
     ingress_process,
     server_certificate,
     sidecar,
 )
+from tests.integration.test_agent_zone import DATAPLANE_YAML, http_backend
 from tests.openbao import OpenBao, OpenBaoUnavailable
 from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 from zone_cp.ca import workload_uris
 
-# A global and zones east and west, in sync (the fixture of the ingress tests).
-cluster = test_ingress.cluster
 MESH = "default"
 PKI = "pki-mesh"
 NOW = dt.datetime.now(dt.UTC)
