@@ -9,7 +9,9 @@ stops what is left (``tests/integration/federation_env.py``); ``spans`` is the s
 span ``recorder``, cleared around a test. ``cluster`` is a global and zones east and west
 in sync, the harness of the ingress, CA-rotation and zone-restart tests
 (``tests/integration/ingress_env.py``); ``bao`` is the real OpenBao of the CA-rotation
-tests, one per test module (``tests/integration/ca_rotation_env.py``).
+tests, one per test module (``tests/integration/ca_rotation_env.py``). ``backend`` runs a
+store-contract test once per store backend (memory, SQLite, PostgreSQL;
+``tests/integration/store_backends.py``).
 """
 
 from __future__ import annotations
@@ -28,11 +30,8 @@ from tests.integration.agent_env import FakeZoneCp
 from tests.integration.ca_rotation_env import PKI
 from tests.integration.cli_env import Session, _clean_env, _free_port, global_proc
 from tests.integration.federation_env import Planes, stop_or_show
-from tests.integration.ingress_env import (
-    Cluster,
-    _ready,
-    stop,
-)
+from tests.integration.ingress_env import Cluster, _ready, stop
+from tests.integration.store_backends import Backend
 from tests.openbao import OpenBao, OpenBaoUnavailable
 from tests.waiting import eventually
 
@@ -60,11 +59,6 @@ def cp(session: Session) -> Iterator[Session]:
     print(f"--- log of {session.proc.args[:2]} ---\n{session.proc.log()}")
 
 
-
-
-
-
-
 @pytest.fixture
 async def sds(tmp_path: Path) -> AsyncIterator[SecretServer]:
     server = SecretServer()
@@ -82,11 +76,6 @@ async def zone_cp(tmp_path: Path) -> AsyncIterator[FakeZoneCp]:
     yield cp
     with contextlib.suppress(Exception):
         await cp.stop()
-
-
-
-
-
 
 
 @pytest.fixture(scope="session")
@@ -109,11 +98,6 @@ async def planes(tmp_path: Path) -> AsyncIterator[Planes]:
         await stop_or_show(cp)
 
 
-
-
-
-
-
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     """The global and zones east and west, in sync; whichever control planes are current
@@ -134,11 +118,6 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             await stop(cp)
 
 
-
-
-
-
-
 @pytest.fixture(scope="module")
 def bao() -> Iterator[OpenBao]:
     try:
@@ -151,4 +130,17 @@ def bao() -> Iterator[OpenBao]:
         server.write_policy("zones", server.pki_policy(PKI, "root/sign-intermediate",
                                                        "sign/workloads"))
         yield server
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_db_url")
+    elif request.param == "sqlite":
+        url = f"sqlite://{tmp_path}/store.db"
+    else:
+        url = "memory"
+    backend = Backend(request.param, url, tmp_path)
+    yield backend
+    await backend.close_all()
 
