@@ -24,12 +24,7 @@ from cryptography import x509
 
 from gossamer.model.meshtrust import MeshTrustSpec, TrustPhase
 from gossamer.pki.certs import new_root_ca
-from tests.integration.ingress_env import (
-    Cluster,
-    free_port,
-    ingress_process,
-    sidecar,
-)
+from tests.integration.ingress_env import Cluster, free_port, ingress_process, sidecar
 from tests.integration.test_agent_zone import DATAPLANE_YAML, http_backend
 from tests.openbao import OpenBao
 from tests.waiting import eventually

@@ -18,10 +18,7 @@ from typing import Any
 from gossamer.model.base import Resource
 from gossamer.model.registry import parse_document
 from gossamer.store import open_store
-from gossamer.store.base import (
-    Event,
-    Store,
-)
+from gossamer.store.base import Event, Store
 
 WAIT = 15.0  # seconds any one expected event may take
 

@@ -35,10 +35,7 @@ from tests.integration.ca_rotation_env import (
     trust_saying,
     vault_and_files,
 )
-from tests.integration.ingress_env import (
-    Cluster,
-    free_port,
-)
+from tests.integration.ingress_env import Cluster, free_port
 from tests.openbao import OpenBao
 from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane

@@ -36,10 +36,7 @@ from tests.integration.ca_rotation_env import (
     trust_saying,
     vault_and_files,
 )
-from tests.integration.ingress_env import (
-    Cluster,
-    server_certificate,
-)
+from tests.integration.ingress_env import Cluster, server_certificate
 from tests.openbao import OpenBao
 from tests.waiting import eventually
 

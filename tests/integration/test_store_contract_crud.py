@@ -12,18 +12,10 @@ from typing import Any
 
 import pytest
 
-from gossamer.errors import (
-    AlreadyExists,
-    Conflict,
-    InvalidResource,
-    NotFound,
-)
+from gossamer.errors import AlreadyExists, Conflict, InvalidResource, NotFound
 from gossamer.model.base import Resource
 from gossamer.model.registry import to_document
-from gossamer.store.base import (
-    ListQuery,
-    Store,
-)
+from gossamer.store.base import ListQuery, Store
 from tests import builders
 from tests.integration.store_backends import Backend, collect, mesh, timeout
 

@@ -10,23 +10,9 @@ import asyncio
 
 import pytest
 
-from gossamer.errors import (
-    AlreadyExists,
-    Conflict,
-    NotFound,
-    RevisionCompacted,
-)
+from gossamer.errors import AlreadyExists, Conflict, NotFound, RevisionCompacted
 from gossamer.model.base import Resource
-from gossamer.store.base import (
-    Create,
-    Delete,
-    EventType,
-    ListQuery,
-    Put,
-    Store,
-    Update,
-    WriteOp,
-)
+from gossamer.store.base import Create, Delete, EventType, ListQuery, Put, Store, Update, WriteOp
 from tests.integration.store_backends import Backend, collect, mesh, timeout
 
 

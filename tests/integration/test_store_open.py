@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gossamer.errors import (
-    StoreConfigError,
-)
+from gossamer.errors import StoreConfigError
 from gossamer.store import open_store
 from gossamer.store.sqlite import SqliteStore
 from tests.integration.store_backends import mesh

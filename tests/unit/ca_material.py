@@ -18,10 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from gossamer.errors import InvalidResource
 from gossamer.model.mesh import CaBackend
 from gossamer.model.registry import parse_document
-from gossamer.pki.certs import (
-    KeyPair,
-    PrivateKey,
-)
+from gossamer.pki.certs import KeyPair, PrivateKey
 from gossamer.resources import ResourceManager
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)

@@ -17,9 +17,7 @@ from gossamer.model.fields import SPEC_CONFIG
 from gossamer.model.meshtimeout import MeshTimeoutConf
 from gossamer.model.policy import MAX_ITEMS, MESH_TARGET, From, PolicySpec, TargetRef, To
 from gossamer.model.registry import Registry, parse_document
-from gossamer.policy import (
-    match_policies,
-)
+from gossamer.policy import match_policies
 from gossamer.policy.merge import conf_data
 from tests import builders
 from tests.builders import inbound

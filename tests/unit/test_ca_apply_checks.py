@@ -16,10 +16,7 @@ from gossamer.errors import Conflict, InvalidResource, NotFound
 from gossamer.model.registry import parse_document, to_document
 from gossamer.model.secret import SecretSpec
 from gossamer.pki.backends.validation import ca_checks
-from gossamer.pki.certs import (
-    new_leaf,
-    new_root_ca,
-)
+from gossamer.pki.certs import new_leaf, new_root_ca
 from gossamer.resources import Action, ResourceManager, deny_system
 from gossamer.store.memory import MemoryStore
 from tests.unit.ca_material import (

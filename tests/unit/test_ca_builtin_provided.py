@@ -22,10 +22,7 @@ from gossamer.pki.backends import (
     mesh_secret_reader,
     provider_for,
 )
-from gossamer.pki.backends.base import (
-    CaBackendError,
-    InvalidCaMaterial,
-)
+from gossamer.pki.backends.base import CaBackendError, InvalidCaMaterial
 from gossamer.pki.backends.builtin import read_secret_json, secret_json
 from gossamer.pki.certs import (
     KeyPair,

@@ -12,18 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from gossamer.pki.backends import (
-    validate_provided,
-)
-from gossamer.pki.backends.base import (
-    InvalidCaMaterial,
-    path_to_root,
-)
-from gossamer.pki.certs import (
-    PrivateKey,
-    new_leaf,
-    new_root_ca,
-)
+from gossamer.pki.backends import validate_provided
+from gossamer.pki.backends.base import InvalidCaMaterial, path_to_root
+from gossamer.pki.certs import PrivateKey, new_leaf, new_root_ca
 from tests.unit.ca_material import DAY, HOUR, NOW, make_ca, pem
 
 

@@ -15,14 +15,8 @@ import requests
 
 from gossamer.model.mesh import CaBackend, VaultConf
 from gossamer.model.registry import parse_document
-from gossamer.pki.backends import (
-    provider_for,
-)
-from gossamer.pki.backends.base import (
-    CaBackendError,
-    CaRefused,
-    CaUnreachable,
-)
+from gossamer.pki.backends import provider_for
+from gossamer.pki.backends.base import CaBackendError, CaRefused, CaUnreachable
 from gossamer.pki.backends.vault_session import _Request, translate
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore

@@ -11,11 +11,7 @@ import pytest
 
 from gossamer.model.base import Resource
 from gossamer.model.registry import parse_document
-from gossamer.policy import (
-    PolicyRef,
-    match_policies,
-    merge_data,
-)
+from gossamer.policy import PolicyRef, match_policies, merge_data
 from gossamer.policy.merge import conf_data
 from tests.unit.policy_matching_kinds import MESH, ListConf, dataplane, policy, svc, to_
 

@@ -10,11 +10,7 @@ import pytest
 
 from gossamer.model.base import Resource
 from gossamer.model.meshtimeout import MeshTimeoutConf
-from gossamer.policy import (
-    KindPolicies,
-    PolicyRef,
-    match_policies,
-)
+from gossamer.policy import KindPolicies, PolicyRef, match_policies
 from gossamer.policy.merge import conf_data
 from tests.unit.policy_matching_kinds import MESH, SVC, dataplane, outbound, policy, svc, to_
 

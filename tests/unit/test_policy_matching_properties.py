@@ -14,11 +14,7 @@ from hypothesis import strategies as st
 
 from gossamer.model.base import Resource
 from gossamer.model.meshtimeout import MeshTimeoutConf
-from gossamer.policy import (
-    PolicyRef,
-    match_policies,
-    merge_confs,
-)
+from gossamer.policy import PolicyRef, match_policies, merge_confs
 from gossamer.policy.merge import conf_data
 from tests.unit.policy_matching_kinds import MESH, SVC, dataplane, outbound, policy, svc, to_
 
