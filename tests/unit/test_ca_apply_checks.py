@@ -1,7 +1,7 @@
 """Apply-time checks of meshes' CA backends and their secrets on a ``ResourceManager`` over
 the memory store: a mesh and its CA secrets apply together, a batch that would break a
 backend stores nothing, and zone certificates are written by control planes only. The vault
-backend is tested against a real OpenBao in ``tests/integration/test_vault_backend.py``;
+backend is tested against a real OpenBao in ``tests/integration/vault/``;
 here only its configuration checks and error wording.
 """
 

@@ -1,7 +1,7 @@
 """The vault CA backend without a network: its errors translated for the platform engineer
 (a foreign error text cut to its start), and a provider replaced by a new configuration is
 closed. The backend itself is tested against a real OpenBao in
-``tests/integration/test_vault_backend.py``.
+``tests/integration/vault/``.
 """
 
 from __future__ import annotations
