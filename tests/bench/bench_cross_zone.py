@@ -44,7 +44,7 @@ from deploy.local.app import answer
 from deploy.local.environment import Environment
 from deploy.local.launch import Options
 from deploy.local.topology import APP_PORT, Topology, Workload
-from tests.bench.bench_dataplane import NGINX_CONF
+from tests.bench.dataplane_paths import NGINX_CONF
 from tests.waiting import eventually_sync
 
 PREFIX = f"bx{os.getpid()}-"

@@ -28,7 +28,7 @@ from authority.token_authority import TokenAuthority
 from gossamer.errors import NotFound
 from gossamer.model.registry import parse_document
 from gossamer.tokens import DATAPLANE
-from tests.integration.test_agent import AgentProcess, envoy_pids, free_port
+from tests.integration.agent_env import AgentProcess, envoy_pids, free_port
 from tests.integration.test_agent_zone import Zone, get, http_backend, sidecar
 from tests.waiting import eventually
 

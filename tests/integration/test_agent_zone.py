@@ -21,7 +21,7 @@ from authority.token_authority import TokenAuthority
 from gossamer.model.registry import parse_document
 from gossamer.settings import ZoneSettings
 from gossamer.tokens import DATAPLANE
-from tests.integration.test_agent import (
+from tests.integration.agent_env import (
     AgentProcess,
     agent_process,
     envoy_pids,

@@ -42,7 +42,8 @@ from gossamer.tokens import DATAPLANE
 from proxy.agent.rotation import RENEW_SPREAD
 from sync.v1 import agent_pb2, agent_pb2_grpc
 from tests.cluster import sample, scrape, start_global, start_zone
-from tests.dataplane_env import DataplaneEnv, HttpApp, Member, Sidecar, listen_port, requests
+from tests.dataplane_apps import HttpApp, listen_port, requests
+from tests.dataplane_env import DataplaneEnv, Member, Sidecar
 from tests.waiting import eventually
 from zone_cp.agent_session import AgentSession, Change
 from zone_cp.app import ZoneControlPlane

@@ -26,7 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from gossamer.pki.certs import new_csr, new_key, uri_sans
-from tests.dataplane_env import DataplaneEnv, HttpApp, Member, Sidecar, listen_port, requests
+from tests.dataplane_apps import HttpApp, listen_port, requests
+from tests.dataplane_env import DataplaneEnv, Member, Sidecar
 from zone_cp.ca import workload_uris
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

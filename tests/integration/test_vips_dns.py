@@ -35,7 +35,7 @@ from gossamer.model.registry import parse_document
 from gossamer.model.virtualip import VirtualIPSpec
 from gossamer.settings import ZoneSettings
 from gossamer.tokens import DATAPLANE
-from tests.integration.test_agent import AgentProcess, envoy_pids, free_port
+from tests.integration.agent_env import AgentProcess, envoy_pids, free_port
 from tests.integration.test_agent_zone import http_backend
 from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane

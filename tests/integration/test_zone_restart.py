@@ -2,7 +2,8 @@
 
 A global and two zones (``east``, ``west``) in-process over real gRPC with TLS; in east,
 real sidecars (``gossamer proxy run``) and east's ingress (``gossamer ingress run``) with
-real Envoys (the harness of ``tests/integration/test_ingress.py``).
+real Envoys (the harness of ``tests/integration/ingress_env.py``; its ``cluster`` fixture is in
+``tests/integration/conftest.py``).
 
 - While east's CP stops, stays down and starts again, east's Dataplane and ZoneIngress
   stay visible at the global, and west keeps east's ingress offering backend, checked
@@ -23,10 +24,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from gossamer.errors import NotFound
 from sync.applier import zone_scoped_name
-from tests.integration import test_ingress
-from tests.integration.test_agent import envoy_pids
-from tests.integration.test_agent_zone import http_backend
-from tests.integration.test_ingress import (
+from tests.integration.agent_env import envoy_pids
+from tests.integration.ingress_env import (
     BACKEND,
     MESH,
     Cluster,
@@ -38,14 +37,11 @@ from tests.integration.test_ingress import (
     sidecar,
     synced_ingresses,
 )
+from tests.integration.test_agent_zone import http_backend
 from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 
 GRACE = 8.0
-
-
-# The global, east and west in sync (the fixture of the ingress tests).
-cluster = test_ingress.cluster
 
 
 async def restart_east(cluster: Cluster, grace: float,
