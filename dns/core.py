@@ -182,7 +182,7 @@ class Resolver:
             if packed is not None:
                 end = HEADER_SIZE + len(key[0])
                 if packed.lease is not None:
-                    packed = self._renewed(key, packed, data[HEADER_SIZE:end])
+                    packed = self._renewed(key, packed, data)
                 if packed is not None:
                     template = packed.answer
                     data = answer_from(template.data, data, end)
@@ -223,20 +223,19 @@ class Resolver:
         domain = self.config.domain
         return key == domain or key.endswith("." + domain)
 
-    def _renewed(self, key: QueryKey, packed: _Packed, question: bytes) -> _Packed | None:
-        """``packed``, a cached forwarded answer, as the cache holds it now, or None."""
+    def _renewed(self, key: QueryKey, packed: _Packed, data: bytes) -> _Packed | None:
+        """``packed``, a cached forwarded answer to ``data``, as the cache holds it now."""
         lease = packed.lease
         assert lease is not None
-        if question != packed.question:
+        if not data.startswith(packed.question, HEADER_SIZE):  # same length: same question
             return None
         age = self.cache.renew(lease)
         if age is None or age == lease.age:
             return None if age is None else packed
         # Older by a second or more: lower the packed TTLs rather than pack it again.
         old = packed.answer
-        data = age_ttls(old.data, packed.ttls, age - lease.age)
-        lease = Lease(lease.key, lease.entry, age)
-        packed = _Packed(Answer(data, old.rcode, old.truncated), question, lease, packed.ttls)
+        aged = Answer(age_ttls(old.data, packed.ttls, age - lease.age), old.rcode, old.truncated)
+        packed = _Packed(aged, packed.question, Lease(lease.key, lease.entry, age), packed.ttls)
         self._packed[key] = packed
         return packed
 
