@@ -85,7 +85,8 @@ class OutboundListener:
 class ProxyContext:
     """One proxy's inputs. ``services`` holds every service named by ``outbounds`` and
     every backend a route may send to; ``mtls_mode`` is the Mesh's (``strict`` or
-    ``permissive``); ``zone`` is the proxy's zone, for locality."""
+    ``permissive``); ``zone`` is the proxy's zone, for locality; ``passthrough`` is the
+    Mesh's ``networking.outbound.passthrough`` (for a transparent proxy's capture)."""
 
     mesh: str
     name: str
@@ -95,6 +96,7 @@ class ProxyContext:
     outbounds: tuple[OutboundListener, ...] = ()
     services: Mapping[str, Service] = field(default_factory=dict)
     mtls_mode: str = "strict"
+    passthrough: bool = True
 
 
 # The Envoy admin interface as a cluster, defined by the agent's bootstrap (pointing at the

@@ -92,6 +92,10 @@ def dns_table(vips: Iterable[MeshVip]) -> DnsTable:
 
 
 def wants_vip_outbounds(dataplane: Resource) -> bool:
+    # A transparent proxy always does: its VIPs are capture chains, nothing to bind.
+    if isinstance(dataplane.spec, DataplaneSpec) and \
+            dataplane.spec.networking.transparent_proxying is not None:
+        return True
     return dataplane.labels.get(VIP_OUTBOUNDS_LABEL, "").lower() == "true"
 
 

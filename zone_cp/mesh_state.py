@@ -178,6 +178,10 @@ class MeshState:
             return res.spec.mtls.mode.value
         return "strict"
 
+    def passthrough(self, mesh: str) -> bool:
+        spec = getattr(self.get("Mesh", mesh), "spec", None)
+        return not isinstance(spec, MeshSpec) or spec.passthrough
+
     def context_for(self, dataplane: Resource,
                     extra_outbounds: tuple[OutboundListener, ...] = ()) -> ProxyContext:
         spec = dataplane.spec
@@ -195,7 +199,8 @@ class MeshState:
             services.setdefault(ob.service, Service(name=ob.service))
         return ProxyContext(mesh=mesh, name=dataplane.name, zone=self.zone, dataplane=spec,
                             policies=matched, outbounds=outbounds, services=services,
-                            mtls_mode=self.mtls_mode(mesh))
+                            mtls_mode=self.mtls_mode(mesh),
+                            passthrough=self.passthrough(mesh))
 
 
 def _endpoint_order(e: Endpoint) -> tuple[str, int]:

@@ -5,6 +5,9 @@ Each inbound is a port where other sidecars reach the workload over mTLS
 ``gossamer.io/service`` names the service and ``gossamer.io/protocol`` (``http``,
 ``http2``, ``grpc``, ``tcp``; default ``tcp``) picks the Envoy filter. Outbounds are
 optional explicit ports on 127.0.0.1; VIP listeners come from the DNS table.
+``transparentProxying`` (Kuma's field, set by ``proxy run --transparent``) says the
+workload's traffic is redirected to the sidecar (``gossamer proxy redirect``), so the zone
+CP generates the capture listeners on those ports (``proxy.envoy.transparent``).
 """
 
 from __future__ import annotations
@@ -76,6 +79,22 @@ class Admin(BaseModel):
     port: Port = 9901
 
 
+class TransparentProxying(BaseModel):
+    """Where the redirect sends captured traffic: outbound on 127.0.0.1, inbound on
+    0.0.0.0 (``proxy.redirect.defaults``: 15001 and 15006)."""
+
+    model_config = SPEC_CONFIG
+
+    redirect_port_outbound: Port = 15001
+    redirect_port_inbound: Port = 15006
+
+    @model_validator(mode="after")
+    def _distinct(self) -> TransparentProxying:
+        if self.redirect_port_outbound == self.redirect_port_inbound:
+            raise ValueError("redirectPortOutbound and redirectPortInbound must differ")
+        return self
+
+
 class Networking(BaseModel):
     model_config = SPEC_CONFIG
 
@@ -84,13 +103,18 @@ class Networking(BaseModel):
     inbound: list[Inbound] = Field(default_factory=list, max_length=64)
     outbound: list[Outbound] = Field(default_factory=list, max_length=1024)
     admin: Admin | None = None
+    transparent_proxying: TransparentProxying | None = None
 
     @model_validator(mode="after")
     def _ports(self) -> Networking:
         seen: set[tuple[str | None, int]] = set()
+        capture = self._capture_ports()
         for i, ib in enumerate(self.inbound):
             if (ib.address, ib.port) in seen:
                 raise ValueError(f"inbound[{i}].port {ib.port} is used twice")
+            if ib.port in capture:
+                raise ValueError(f"inbound[{i}].port {ib.port} is a transparentProxying "
+                                 "redirect port")
             seen.add((ib.address, ib.port))
         outs: set[tuple[str | None, int]] = set()
         for i, ob in enumerate(self.outbound):
@@ -98,6 +122,10 @@ class Networking(BaseModel):
                 raise ValueError(f"outbound[{i}].port {ob.port} is used twice")
             outs.add((ob.address, ob.port))
         return self
+
+    def _capture_ports(self) -> set[int]:
+        tp = self.transparent_proxying
+        return set() if tp is None else {tp.redirect_port_outbound, tp.redirect_port_inbound}
 
 
 class DataplaneSpec(BaseModel):

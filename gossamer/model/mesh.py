@@ -5,14 +5,16 @@ root generated at the global; ``provided``: a CA the platform team brings, its c
 in a Secret of the mesh and its key in a GlobalSecret; ``vault``: Vault's PKI engine);
 ``mtls.enabledBackend`` names the one in use, and ``mtls.mode`` says whether sidecars
 require mTLS on inbound traffic (``strict``) or also accept plaintext (``permissive``, for
-migrating workloads in).
+migrating workloads in). ``networking.outbound.passthrough`` (default true) says whether
+a transparent sidecar forwards captured traffic to destinations outside the mesh to their
+original address, or closes it.
 """
 
 from __future__ import annotations
 
 import enum
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StrictBool, model_validator
 
 from gossamer.model.base import KindDescriptor, Scope, SyncDirection
 from gossamer.model.fields import SPEC_CONFIG, Duration, Name, validate_nested
@@ -201,10 +203,29 @@ class Mtls(BaseModel):
         return next((b for b in self.backends if b.name == self.enabled_backend), None)
 
 
+class MeshOutbound(BaseModel):
+    model_config = SPEC_CONFIG
+
+    # Captured connections to a destination that is no mesh service: forwarded to their
+    # original address (true), or closed (false), as Kuma's field does.
+    passthrough: StrictBool = True
+
+
+class MeshNetworking(BaseModel):
+    model_config = SPEC_CONFIG
+
+    outbound: MeshOutbound = Field(default_factory=MeshOutbound)
+
+
 class MeshSpec(BaseModel):
     model_config = SPEC_CONFIG
 
     mtls: Mtls | None = None
+    networking: MeshNetworking | None = None
+
+    @property
+    def passthrough(self) -> bool:
+        return self.networking is None or self.networking.outbound.passthrough
 
 
 DESCRIPTOR = KindDescriptor(

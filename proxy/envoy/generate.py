@@ -2,7 +2,9 @@
 
 Inbound listeners (``inbound``), outbound listeners with their routes, clusters and load
 assignments (``outbound``), the Prometheus listener (``metrics``), and the collector
-clusters that tracing and access logs point at. Pure: the same context gives equal
+clusters that tracing and access logs point at. A Dataplane with
+``transparentProxying`` gets the capture listeners (``transparent``), which serve its VIP
+outbounds in place of listeners of their own. Pure: the same context gives equal
 resources, and with a ``PieceCache`` the outbound clusters and load assignments are the
 very objects other proxies with the same inputs got.
 """
@@ -19,6 +21,7 @@ from proxy.envoy.metrics import metrics_listeners
 from proxy.envoy.outbound import outbound_listener
 from proxy.envoy.resources import Builder, ProxyResources
 from proxy.envoy.tracing import tracing
+from proxy.envoy.transparent import capture_listeners, is_captured
 
 
 def service_name(ctx: ProxyContext) -> str:
@@ -36,7 +39,10 @@ def generate(ctx: ProxyContext, cache: PieceCache | None = None) -> ProxyResourc
         out.cluster(collector)
     for ib in ctx.dataplane.networking.inbound:
         inbound_listener(ctx, ib, trace, out)
+    transparent = ctx.dataplane.networking.transparent_proxying is not None
     for ob in ctx.outbounds:
-        outbound_listener(ctx, ob, trace, out, cache)
+        if not (transparent and is_captured(ob)):
+            outbound_listener(ctx, ob, trace, out, cache)
+    capture_listeners(ctx, trace, out, cache)
     metrics_listeners(ctx, confs.proxy(ctx.policies, confs.METRIC, MeshMetricConf), out)
     return out.freeze()

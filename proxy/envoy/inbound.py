@@ -116,10 +116,12 @@ def _network_filters(ctx: ProxyContext, ib: Inbound, name: str, cluster: str,
     return result
 
 
-def inbound_listener(ctx: ProxyContext, ib: Inbound,
-                     tracing: hcm_pb2.HttpConnectionManager.Tracing | None,
-                     out: Builder) -> None:
-    """Add the listener of ``ib``, its route configuration and its local cluster."""
+def inbound_chains(ctx: ProxyContext, ib: Inbound,
+                   tracing: hcm_pb2.HttpConnectionManager.Tracing | None,
+                   out: Builder) -> list[lc_pb2.FilterChain]:
+    """The filter chains of ``ib``'s listener (two when permissive: TLS, then plaintext,
+    told apart by ``transport_protocol``, which needs the TLS inspector); adds its route
+    configuration and local cluster. The inbound capture listener uses them too."""
     address = inbound_address(ctx, ib)
     name = names.inbound(address, ib.port)
     service_address = ib.service_address or names.LOCALHOST
@@ -134,17 +136,30 @@ def inbound_listener(ctx: ProxyContext, ib: Inbound,
     secure = lc_pb2.FilterChain(
         filters=chain_filters,
         transport_socket=tls.transport_socket(tls.downstream_context(alpn)))
+    if ctx.mtls_mode != PERMISSIVE:
+        return [secure]
+    secure.filter_chain_match.transport_protocol = "tls"
+    plain = lc_pb2.FilterChain(
+        filters=chain_filters,
+        filter_chain_match=lc_pb2.FilterChainMatch(transport_protocol="raw_buffer"))
+    return [secure, plain]
+
+
+def tls_inspector() -> lc_pb2.ListenerFilter:
+    return lc_pb2.ListenerFilter(name=TLS_INSPECTOR,
+                                 typed_config=pack(tls_inspector_pb2.TlsInspector()))
+
+
+def inbound_listener(ctx: ProxyContext, ib: Inbound,
+                     tracing: hcm_pb2.HttpConnectionManager.Tracing | None,
+                     out: Builder) -> None:
+    """Add the listener of ``ib``, its route configuration and its local cluster."""
+    address = inbound_address(ctx, ib)
+    name = names.inbound(address, ib.port)
     listener = listener_pb2.Listener(
         name=name, address=socket_address(address, ib.port),
-        traffic_direction=base_pb2.INBOUND, stat_prefix=stat_prefix(name))
+        traffic_direction=base_pb2.INBOUND, stat_prefix=stat_prefix(name),
+        filter_chains=inbound_chains(ctx, ib, tracing, out))
     if ctx.mtls_mode == PERMISSIVE:
-        secure.filter_chain_match.transport_protocol = "tls"
-        plain = lc_pb2.FilterChain(
-            filters=chain_filters,
-            filter_chain_match=lc_pb2.FilterChainMatch(transport_protocol="raw_buffer"))
-        listener.filter_chains.extend([secure, plain])
-        listener.listener_filters.append(lc_pb2.ListenerFilter(
-            name=TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector())))
-    else:
-        listener.filter_chains.append(secure)
+        listener.listener_filters.append(tls_inspector())
     out.listener(listener)

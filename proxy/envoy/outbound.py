@@ -157,21 +157,30 @@ def _tcp_filter(ctx: ProxyContext, service: Service, name: str,
     return filters.network(TCP_PROXY, proxy), {b for b, w in chosen if w > 0}
 
 
-def outbound_listener(ctx: ProxyContext, outbound: OutboundListener, tracing: Tracing | None,
-                      out: Builder, cache: PieceCache | None = None) -> None:
-    """Add the listener for ``outbound`` and everything it routes to."""
+def outbound_filter(ctx: ProxyContext, outbound: OutboundListener, tracing: Tracing | None,
+                    out: Builder, cache: PieceCache | None = None) -> lc_pb2.Filter:
+    """The network filter of ``outbound``'s listener; adds everything it routes to.
+    The transparent proxy's capture listener uses it too (``transparent``)."""
     service = service_of(ctx, outbound.service)
     name = names.outbound_listener(outbound.address, outbound.port)
     if service.protocol in HTTP_PROTOCOLS:
         chain_filter, backends = _http_filter(ctx, service, name, tracing, out)
     else:
         chain_filter, backends = _tcp_filter(ctx, service, name, out)
-    out.listener(listener_pb2.Listener(
-        name=name, address=socket_address(outbound.address, outbound.port),
-        traffic_direction=base_pb2.OUTBOUND, stat_prefix=stat_prefix(name),
-        filter_chains=[lc_pb2.FilterChain(filters=[chain_filter])]))
     for backend in sorted(backends, key=lambda b: (b.service, b.subset)):
         cluster, assignment = backend_pieces(ctx, backend, cache)
         out.cluster(cluster)
         out.load_assignment(assignment)
+    return chain_filter
+
+
+def outbound_listener(ctx: ProxyContext, outbound: OutboundListener, tracing: Tracing | None,
+                      out: Builder, cache: PieceCache | None = None) -> None:
+    """Add the listener for ``outbound`` and everything it routes to."""
+    chain_filter = outbound_filter(ctx, outbound, tracing, out, cache)
+    name = names.outbound_listener(outbound.address, outbound.port)
+    out.listener(listener_pb2.Listener(
+        name=name, address=socket_address(outbound.address, outbound.port),
+        traffic_direction=base_pb2.OUTBOUND, stat_prefix=stat_prefix(name),
+        filter_chains=[lc_pb2.FilterChain(filters=[chain_filter])]))
 
