@@ -25,9 +25,11 @@ IDENTITY_SECRET = "identity"
 TRUST_SECRET = "trust_bundle"
 
 
-def sni(service: str, mesh: str) -> str:
-    """The SNI a client sidecar sends and the zone ingress routes on."""
-    return f"{service}.{mesh}.mesh"
+def sni(service: str, mesh: str, port: int | None = None) -> str:
+    """The SNI a client sidecar sends and the zone ingress routes on; with ``port``, the
+    one that names a port of a service with several (``proxy.envoy.ports``)."""
+    name = f"{service}.{mesh}.mesh"
+    return name if port is None else f"{port}.{name}"
 
 
 def spiffe(mesh: str, service: str) -> str:
@@ -49,16 +51,29 @@ class Endpoint:
     tags: Mapping[str, str] = field(default_factory=dict)
     weight: int = 1
     healthy: bool = True
+    # The port the service is called on at this instance (its inbound's ``servicePort``,
+    # else ``port``); 0 when unknown.
+    service_port: int = 0
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """A port a service is called on, with its protocol."""
+
+    port: int
+    protocol: str = "tcp"
 
 
 @dataclass(frozen=True)
 class RemoteZone:
-    """A zone ingress through which other zones' instances of a service are reached."""
+    """A zone ingress through which other zones' instances of a service are reached, and
+    the ports the service has there (empty when the zone did not say: older zones)."""
 
     zone: str
     address: str
     port: int
     instances: int = 1
+    ports: tuple[ServicePort, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ global, so no zone tokens and no other zones to carry traffic from.
 While its session lives the ingress is stored as a local ``ZoneIngress`` (no labels; the
 zone sync publishes it to the global, which passes it to the other zones) with
 ``zone`` set to this zone and ``availableServices`` computed here, never taken from the
-agent: per mesh, each local service the ingress can route to, with its protocol tag and
-instance count. ``run`` recomputes them on every ``MeshState`` change; identical applies
+agent: per mesh, each local service the ingress can route to, with its protocol tag,
+instance count and ports (each instance's ``servicePort``, else its inbound port, with
+that inbound's protocol). ``run`` recomputes them on every ``MeshState`` change; identical applies
 are no-ops, so only a real change reaches the store and the sync. The session's end
 removes the ZoneIngress, unless it ends because the control plane stops (``stopping``):
 the ingress's Envoy keeps passing traffic, so other zones must keep their route. After a
@@ -49,10 +50,11 @@ from gossamer.errors import (
 )
 from gossamer.model.base import Resource
 from gossamer.model.labels import ORIGIN_LABEL, PROTOCOL_TAG, SERVICE_TAG
-from gossamer.model.zoneingress import AvailableService, ZoneIngressSpec
+from gossamer.model.zoneingress import AvailableService, ServicePort, ZoneIngressSpec
 from gossamer.resources import ResourceManager
 from gossamer.tokens import DATAPLANE, ZONE, Claims, TokenRejected
 from proxy.context import Service
+from proxy.envoy.ports import local_ports
 from proxy.envoy.resources import ProxyResources
 from zone_cp.admission import reserved_labels
 from zone_cp.leftovers import leftover_keys
@@ -74,14 +76,17 @@ def node_id(name: str) -> str:
 
 def available_services(services: Mapping[str, Mapping[str, Service]]
                        ) -> list[AvailableService]:
-    """What an ingress offers: per mesh, each service with instances it can route to."""
+    """What an ingress offers: per mesh, each service with instances it can route to, and
+    the ports those instances serve (so other zones listen on each of them)."""
     out = []
     for mesh in sorted(services):
         for name, svc in sorted(services[mesh].items()):
-            instances = len(routable(svc))
+            instances = routable(svc)
             if instances:
-                out.append(AvailableService(mesh=mesh, instances=instances, tags={
-                    SERVICE_TAG: name, PROTOCOL_TAG: svc.protocol}))
+                ports = [ServicePort(port=p.port, protocol=p.protocol)
+                         for p in local_ports(instances, svc.protocol)]
+                out.append(AvailableService(mesh=mesh, instances=len(instances), tags={
+                    SERVICE_TAG: name, PROTOCOL_TAG: svc.protocol}, ports=ports))
     return out
 
 

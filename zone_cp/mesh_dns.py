@@ -1,20 +1,22 @@
 """What a mesh's VIPs mean to its sidecars: the DNS table and the VIP outbound listeners.
 
 Pure over the ``MeshState`` (no I/O). Every ``VirtualIP`` of the mesh becomes a
-``MeshVip``: ``<service>.mesh`` resolves to its address, and a sidecar that opts in
-listens on it at port 80 plus every port the service declares (the ``servicePort`` of
-its inbounds, or the inbound port when there is none — where the application listens,
-as in ``proxy.envoy.inbound``). A service known only from another zone's ingress
-declares no port here, so it is reached on port 80.
+``MeshVip``: ``<service>.mesh`` resolves to its address, and a sidecar listens on it at
+port 80 plus every port the service has (``proxy.envoy.ports``): the ``servicePort`` of
+its inbounds here, or the inbound port when there is none — where the application
+listens, as in ``proxy.envoy.inbound`` — and the ports other zones' ingresses list for
+it, so a service that runs only in another zone is called on its own ports too.
 
 A VIP stays in the table and keeps its listeners until the allocator releases it, also
 while its service is briefly gone (a restart): the name keeps resolving and the listener
 keeps its connections, instead of flapping between NXDOMAIN and the same address.
 
-VIP listeners bind addresses that exist only where the VIP range is routed to ``lo``
-(``ip route add local 240.0.0.0/4 dev lo`` in the sidecar's network namespace); elsewhere
-Envoy would refuse them. So a Dataplane asks for them with the label
-``gossamer.io/vip-outbounds: "true"``; without it the sidecar still gets the DNS table.
+VIP listeners are on by default: a call by name needs them. They bind addresses that
+exist only where the VIP range is routed to ``lo`` (``ip route add local 240.0.0.0/4 dev
+lo`` in the sidecar's network namespace; elsewhere Envoy refuses them), so a Dataplane
+labelled ``gossamer.io/vip-outbounds: "false"`` gets none (it still gets the DNS table),
+and an agent that finds the range not routed says how to route it and sets that label
+(``proxy.agent.vip_route``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from gossamer.model.base import Resource
 from gossamer.model.dataplane import DataplaneSpec
 from gossamer.model.labels import VIP_OUTBOUNDS_LABEL
 from gossamer.model.virtualip import VirtualIPSpec, service_of
-from proxy.context import OutboundListener
+from proxy.context import OutboundListener, Service
+from proxy.envoy.ports import service_ports
 from zone_cp.agent_wire import dns_table_message
 from zone_cp.mesh_state import MeshState
 from zone_cp.updates import DnsEntry, DnsTable
@@ -54,6 +57,16 @@ def declared_ports(dataplanes: Iterable[Resource]) -> dict[str, set[int]]:
         if isinstance(dp.spec, DataplaneSpec):
             for ib in dp.spec.networking.inbound:
                 ports.setdefault(ib.service, set()).add(ib.service_port or ib.port)
+    return ports
+
+
+def known_ports(dataplanes: Iterable[Resource], services: Mapping[str, Service]
+                ) -> dict[str, set[int]]:
+    """Each service's ports: declared by ``dataplanes`` (as ``declared_ports``) or by the
+    instances and other zones' ingresses of ``services`` (``MeshState.services``)."""
+    ports = declared_ports(dataplanes)
+    for name, service in services.items():
+        ports.setdefault(name, set()).update(p.port for p in service_ports(service))
     return ports
 
 
@@ -96,11 +109,11 @@ def wants_vip_outbounds(dataplane: Resource) -> bool:
     if isinstance(dataplane.spec, DataplaneSpec) and \
             dataplane.spec.networking.transparent_proxying is not None:
         return True
-    return dataplane.labels.get(VIP_OUTBOUNDS_LABEL, "").lower() == "true"
+    return dataplane.labels.get(VIP_OUTBOUNDS_LABEL, "").lower() != "false"
 
 
 def vip_outbounds(vips: Iterable[MeshVip], dataplane: Resource) -> tuple[OutboundListener, ...]:
-    """The VIP listeners of ``dataplane``: none unless it opted in, and none where it
+    """The VIP listeners of ``dataplane``: none when it opted out, and none where it
     already has an explicit outbound on the same address and port."""
     if not wants_vip_outbounds(dataplane) or not isinstance(dataplane.spec, DataplaneSpec):
         return ()
@@ -125,6 +138,7 @@ class VipView:
             self._cache = {}
         vips = self._cache.get(mesh)
         if vips is None:
-            ports = declared_ports(self._state.of_kind("Dataplane", mesh))
+            ports = known_ports(self._state.of_kind("Dataplane", mesh),
+                                self._state.services(mesh))
             vips = self._cache[mesh] = mesh_vips(self._state.of_kind("VirtualIP", mesh), ports)
         return vips

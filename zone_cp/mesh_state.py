@@ -26,7 +26,14 @@ from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.policy import RouteBackends, match_policies, policy_order
 from gossamer.store.base import Store
 from gossamer.store.follow import follow
-from proxy.context import Endpoint, OutboundListener, ProxyContext, RemoteZone, Service
+from proxy.context import (
+    Endpoint,
+    OutboundListener,
+    ProxyContext,
+    RemoteZone,
+    Service,
+    ServicePort,
+)
 from zone_cp.ingress_names import is_ip
 
 POLICY_KINDS = [d.name for d in REGISTRY.policies()]
@@ -145,7 +152,8 @@ class MeshState:
             for ib in spec.networking.inbound:
                 address = ib.address or spec.networking.address
                 local[ib.service].append(Endpoint(address=address, port=ib.port,
-                                                  tags=dict(ib.tags)))
+                                                  tags=dict(ib.tags),
+                                                  service_port=ib.service_port or ib.port))
                 protocol.setdefault(ib.service, ib.tags.get(PROTOCOL_TAG, "tcp"))
         return local
 
@@ -167,8 +175,10 @@ class MeshState:
                 name = avail.tags.get(SERVICE_TAG)
                 if avail.mesh != mesh or not name or avail.instances <= 0:
                     continue
+                ports = tuple(ServicePort(p.port, p.protocol) for p in avail.ports)
                 remote[name].extend(RemoteZone(zone=owner, address=ip, port=port,
-                                               instances=avail.instances) for ip in addresses)
+                                               instances=avail.instances, ports=ports)
+                                    for ip in addresses)
                 protocol.setdefault(name, avail.tags.get(PROTOCOL_TAG, "tcp"))
         return remote
 

@@ -13,6 +13,12 @@ inbound listener terminates the mTLS. So:
   and ``server_names: [<service>.<mesh>.mesh]``, with one ``tcp_proxy`` to the
   service's cluster; a default filter chain closes every other connection (no SNI, an
   unknown service, plaintext), so the listener is valid even with no service yet;
+- for each port of a service (``proxy.envoy.ports``), the SNI ``<port>.<service>.<mesh>.mesh``
+  that another zone sends for that port of a service with several ports: for a service
+  with one port it is one more name of the service's chain (every instance serves the
+  port); for a service with several, a chain and cluster of its own holding the
+  instances that serve that port. Every port is answered either way, so a zone that
+  knows the service with more ports (its own instances have others) still gets through;
 - one EDS cluster per (mesh, service), named like its SNI, with no transport socket:
   the bytes go upstream as they came. Its ClusterLoadAssignment holds the service's
   local instances only (the sidecars' inbound ports), never other zones' ingresses, so
@@ -39,6 +45,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from proxy.context import Endpoint, Service, sni
 from proxy.envoy import filters
 from proxy.envoy.endpoints import Hosts, endpoints
+from proxy.envoy.ports import at_port, local_ports
 from proxy.envoy.protos import (
     ads,
     duration,
@@ -66,9 +73,10 @@ def listener_name(address: str, port: int) -> str:
     return f"ingress:{address}:{port}"
 
 
-def cluster_name(service: str, mesh: str) -> str:
-    """A (mesh, service) cluster and load assignment are named like the SNI they serve."""
-    return sni(service, mesh)
+def cluster_name(service: str, mesh: str, port: int | None = None) -> str:
+    """A (mesh, service) cluster and load assignment are named like the SNI they serve
+    (that of one port, for one port of a service with several)."""
+    return sni(service, mesh, port)
 
 
 def routable(service: Service) -> tuple[Endpoint, ...]:
@@ -111,13 +119,34 @@ def passthrough_cluster(name: str) -> cluster_pb2.Cluster:
     return cluster
 
 
-def _chain(server_name: str, cluster: str) -> lc_pb2.FilterChain:
+def _chain(server_names: list[str], cluster: str) -> lc_pb2.FilterChain:
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix(cluster), cluster=cluster)
     return lc_pb2.FilterChain(
-        name=server_name,
+        name=server_names[0],
         filter_chain_match=lc_pb2.FilterChainMatch(transport_protocol="tls",
-                                                   server_names=[server_name]),
+                                                   server_names=server_names),
         filters=[filters.network(TCP_PROXY, proxy)])
+
+
+def _service_chains(mesh: str, service: Service, zone: str, out: Builder
+                    ) -> list[lc_pb2.FilterChain]:
+    """The chains of one (mesh, service), adding their clusters and load assignments."""
+    # Local instances only: an ingress never forwards to another zone.
+    local = replace(service, remote=(), endpoints=routable(service))
+    ports = [p.port for p in local_ports(local.endpoints, service.protocol)]
+    whole = [sni(service.name, mesh)]
+    if len(ports) == 1:  # its one port is the whole service
+        whole.append(sni(service.name, mesh, ports[0]))
+    parts: list[tuple[list[str], int | None]] = [(whole, None)]
+    if len(ports) > 1:
+        parts += [([sni(service.name, mesh, p)], p) for p in ports]
+    chains = []
+    for server_names, port in parts:
+        cluster = cluster_name(service.name, mesh, port)
+        out.cluster(passthrough_cluster(cluster))
+        out.load_assignment(endpoints(cluster, Hosts.of(at_port(local, port)), zone))
+        chains.append(_chain(server_names, cluster))
+    return chains
 
 
 def _no_service_chain() -> lc_pb2.FilterChain:
@@ -136,11 +165,6 @@ def generate_ingress(ctx: IngressContext) -> ProxyResources:
             name=TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector()))],
         default_filter_chain=_no_service_chain())
     for mesh, service in ctx.targets():
-        cluster = cluster_name(service.name, mesh)
-        out.cluster(passthrough_cluster(cluster))
-        # Local instances only: an ingress never forwards to another zone.
-        local = Hosts.of(replace(service, remote=()))
-        out.load_assignment(endpoints(cluster, local, ctx.zone))
-        listener.filter_chains.append(_chain(sni(service.name, mesh), cluster))
+        listener.filter_chains.extend(_service_chains(mesh, service, ctx.zone, out))
     out.listener(listener)
     return out.freeze()

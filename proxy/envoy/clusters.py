@@ -1,10 +1,12 @@
 """Clusters: a service's outbound cluster, an inbound's local application, collectors.
 
 ``outbound_cluster(destination, confs)`` depends only on its hashable arguments (the
-mesh, the service, its protocol, the tag subset, and the merged ``to[]`` confs that
-shape a cluster), so the zone CP can cache one message and share it across proxies. Its
-endpoints come by EDS over ADS under the cluster's own name (``endpoints``); its
-transport socket is mTLS that verifies the server's SPIFFE identity (``tls``);
+mesh, the service, its protocol, the tag subset, the port for one port of a service
+with several, and the merged ``to[]`` confs that shape a cluster), so the zone CP can
+cache one message and share it across proxies. Its endpoints come by EDS over ADS under
+the cluster's own name (``endpoints``); its transport socket is mTLS that verifies the
+server's SPIFFE identity (``tls``), with the SNI naming the port when there is one
+(``proxy.envoy.ports``);
 HTTP/2 and gRPC destinations speak HTTP/2 upstream, HTTP ones HTTP/1.1, both through
 ``envoy.extensions.upstreams.http.v3.HttpProtocolOptions``.
 """
@@ -23,6 +25,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as upst
 from gossamer.model.meshcircuitbreaker import MeshCircuitBreakerConf
 from gossamer.model.meshtimeout import MeshTimeoutConf
 from gossamer.policy.selectors import TagSet
+from proxy.context import sni
 from proxy.envoy import circuit_breakers, health_checks, load_balancing, names, timeouts, tls
 from proxy.envoy.confs import ClusterConfs
 from proxy.envoy.protos import ads, duration, is_ip, pack, socket_address
@@ -35,16 +38,18 @@ COLLECTOR_CONNECT_TIMEOUT = "5s"
 
 @dataclass(frozen=True)
 class Destination:
-    """An outbound cluster's identity: a service of a mesh (or a tagged subset of it)."""
+    """An outbound cluster's identity: a service of a mesh (or a tagged subset of it, or
+    one port of it)."""
 
     mesh: str
     service: str
     protocol: str = "tcp"
     subset: TagSet = ()
+    port: int | None = None
 
     @property
     def name(self) -> str:
-        return names.cluster(self.service, self.subset)
+        return names.cluster(self.service, self.subset, self.port)
 
 
 def _http_options(protocol: str, timeout: MeshTimeoutConf | None
@@ -67,8 +72,10 @@ def outbound_cluster(destination: Destination, confs: ClusterConfs) -> cluster_p
     cluster.eds_cluster_config.eds_config.CopyFrom(ads())
     cluster.eds_cluster_config.service_name = destination.name
     alpn = tls.H2_ALPN if proto in HTTP2_PROTOCOLS else ()
-    cluster.transport_socket.CopyFrom(tls.transport_socket(
-        tls.upstream_context(destination.service, destination.mesh, alpn)))
+    upstream = tls.upstream_context(destination.service, destination.mesh, alpn)
+    if destination.port is not None:
+        upstream.sni = sni(destination.service, destination.mesh, destination.port)
+    cluster.transport_socket.CopyFrom(tls.transport_socket(upstream))
     if proto in HTTP_PROTOCOLS:
         cluster.typed_extension_protocol_options[HTTP_OPTIONS].CopyFrom(
             pack(_http_options(proto, confs.timeout)))

@@ -8,8 +8,10 @@ a name depends only on what the resource is for, never on the proxy:
 - ``localhost:<servicePort>``: the local application behind an inbound
   (``local:<serviceAddress>:<servicePort>`` when the inbound sets another address);
 - ``outbound:<address>:<port>``: an outbound listener; ``outbound:<service>``: the route
-  configuration its HTTP connection manager fetches by RDS;
+  configuration its HTTP connection manager fetches by RDS (``outbound:<service>:<port>``
+  for one port of a service with several, ``proxy.envoy.ports``);
 - ``<service>``: the outbound cluster of a service, and its ClusterLoadAssignment;
+  ``<service>__p<port>``: the cluster of one port of a service with several;
 - ``<service>__<8 hex>``: a subset of a service's instances selected by tags (a
   ``MeshServiceSubset`` backend); the hex is a digest of the sorted tags, and ``_`` never
   occurs in a service name, so subset names cannot collide with service names;
@@ -40,16 +42,18 @@ def outbound_listener(address: str, port: int) -> str:
     return f"outbound:{address}:{port}"
 
 
-def outbound_route(service: str) -> str:
-    return f"outbound:{service}"
+def outbound_route(service: str, port: int | None = None) -> str:
+    return f"outbound:{service}" if port is None else f"outbound:{service}:{port}"
 
 
-def cluster(service: str, subset: TagSet = ()) -> str:
-    """The cluster (and load assignment) of ``service``, or of its ``subset`` by tags."""
-    if not subset:
-        return service
-    digest = hashlib.sha256(json.dumps(sorted(subset)).encode()).hexdigest()[:8]
-    return f"{service}__{digest}"
+def cluster(service: str, subset: TagSet = (), port: int | None = None) -> str:
+    """The cluster (and load assignment) of ``service``, or of its ``subset`` by tags,
+    or of one ``port`` of it (a hex digest never holds a ``p``)."""
+    name = service
+    if subset:
+        digest = hashlib.sha256(json.dumps(sorted(subset)).encode()).hexdigest()[:8]
+        name = f"{service}__{digest}"
+    return name if port is None else f"{name}__p{port}"
 
 
 def prometheus(port: int) -> str:

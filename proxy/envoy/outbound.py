@@ -11,7 +11,9 @@ One listener per ``OutboundListener``, ``outbound:<address>:<port>``, with
 
 Every backend a listener may send to gets its cluster (``clusters.outbound_cluster``)
 and load assignment (``endpoints.endpoints``), built from the backend service's own
-merged ``to[]`` confs, through the ``PieceCache`` when one is given.
+merged ``to[]`` confs, through the ``PieceCache`` when one is given. A listener on one
+port of a service with several sends to that port's cluster, and its protocol is that
+port's (``ports``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from proxy.envoy.confs import ClusterConfs
 from proxy.envoy.endpoints import Hosts, endpoints
 from proxy.envoy.http import HttpSettings, connection_manager
 from proxy.envoy.load_balancing import Locality
+from proxy.envoy.ports import at_port, port_of
 from proxy.envoy.protos import socket_address, stat_prefix
 from proxy.envoy.resources import Builder
 from proxy.envoy.routes import Backend
@@ -77,10 +80,11 @@ def proxy_tags(ctx: ProxyContext) -> dict[str, str]:
 
 def backend_pieces(ctx: ProxyContext, backend: Backend, cache: PieceCache | None = None
                    ) -> tuple[cluster_pb2.Cluster, endpoint_pb2.ClusterLoadAssignment]:
-    """The cluster and load assignment of ``backend`` (a service or a tagged subset) for
-    this proxy, from ``cache`` when it holds them for the same inputs."""
-    service = service_of(ctx, backend.service)
-    destination = Destination(ctx.mesh, service.name, service.protocol, backend.subset)
+    """The cluster and load assignment of ``backend`` (a service, a tagged subset or one
+    port of it) for this proxy, from ``cache`` when it holds them for the same inputs."""
+    service = at_port(service_of(ctx, backend.service), backend.port)
+    destination = Destination(ctx.mesh, service.name, service.protocol, backend.subset,
+                              backend.port)
     cluster_confs = ClusterConfs.of(ctx.policies, service.name)
     hosts = Hosts.of(service, backend.subset)
     lb = confs.outbound(ctx.policies, confs.LOAD_BALANCING, MeshLoadBalancingStrategyConf,
@@ -122,11 +126,11 @@ def _logs(ctx: ProxyContext, service: str, out: Builder) -> list[accesslog_pb2.A
 
 
 def _http_filter(ctx: ProxyContext, service: Service, name: str, tracing: Tracing | None,
-                 out: Builder) -> tuple[lc_pb2.Filter, set[Backend]]:
+                 out: Builder, port: int | None) -> tuple[lc_pb2.Filter, set[Backend]]:
     config, backends = routes.outbound_route_config(
         service.name, confs.outbound_rules(ctx.policies, confs.HTTP_ROUTE, service.name),
         confs.outbound_rules(ctx.policies, confs.TCP_ROUTE, service.name),
-        _settle(ctx, service))
+        _settle(ctx, service), port)
     out.route(config)
     fault = confs.outbound(ctx.policies, confs.FAULT_INJECTION, MeshFaultInjectionConf,
                            service.name)
@@ -139,14 +143,14 @@ def _http_filter(ctx: ProxyContext, service: Service, name: str, tracing: Tracin
 
 
 def _tcp_filter(ctx: ProxyContext, service: Service, name: str,
-                out: Builder) -> tuple[lc_pb2.Filter, set[Backend]]:
+                out: Builder, port: int | None) -> tuple[lc_pb2.Filter, set[Backend]]:
     chosen = routes.tcp_backends(confs.outbound_rules(ctx.policies, confs.TCP_ROUTE,
                                                       service.name))
-    chosen = chosen or [(Backend(service.name), 1)]
+    chosen = chosen or [(Backend(service.name, port=port), 1)]
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix(name),
                                    access_log=_logs(ctx, service.name, out))
     if not routes.set_tcp_backends(proxy, chosen):
-        chosen = [(Backend(service.name), 1)]  # every weight 0: nothing sensible but the service
+        chosen = [(Backend(service.name, port=port), 1)]  # every weight 0: only the service
         routes.set_tcp_backends(proxy, chosen)
     timeouts.apply_to_tcp_proxy(
         proxy, confs.outbound(ctx.policies, confs.TIMEOUT, MeshTimeoutConf, service.name))
@@ -161,13 +165,15 @@ def outbound_filter(ctx: ProxyContext, outbound: OutboundListener, tracing: Trac
                     out: Builder, cache: PieceCache | None = None) -> lc_pb2.Filter:
     """The network filter of ``outbound``'s listener; adds everything it routes to.
     The transparent proxy's capture listener uses it too (``transparent``)."""
-    service = service_of(ctx, outbound.service)
+    whole = service_of(ctx, outbound.service)
+    port = port_of(whole, outbound.port)  # one port of a service with several
+    service = at_port(whole, port)
     name = names.outbound_listener(outbound.address, outbound.port)
     if service.protocol in HTTP_PROTOCOLS:
-        chain_filter, backends = _http_filter(ctx, service, name, tracing, out)
+        chain_filter, backends = _http_filter(ctx, service, name, tracing, out, port)
     else:
-        chain_filter, backends = _tcp_filter(ctx, service, name, out)
-    for backend in sorted(backends, key=lambda b: (b.service, b.subset)):
+        chain_filter, backends = _tcp_filter(ctx, service, name, out, port)
+    for backend in sorted(backends, key=lambda b: (b.service, b.subset, b.port or 0)):
         cluster, assignment = backend_pieces(ctx, backend, cache)
         out.cluster(cluster)
         out.load_assignment(assignment)

@@ -74,14 +74,16 @@ NO_BACKEND_STATUS = 500
 
 @dataclass(frozen=True)
 class Backend:
-    """A cluster a route sends to: a service, or a tagged subset of one."""
+    """A cluster a route sends to: a service, or a tagged subset of one, or one port of
+    a service with several (``proxy.envoy.ports``)."""
 
     service: str
     subset: TagSet = ()
+    port: int | None = None
 
     @property
     def cluster(self) -> str:
-        return names.cluster(self.service, self.subset)
+        return names.cluster(self.service, self.subset, self.port)
 
     @classmethod
     def of(cls, ref: BackendRef) -> Backend:
@@ -199,7 +201,7 @@ def _filters_of(rule: Rule, kind: FilterType) -> list[Filter]:
 
 
 def _rule_route(rule: Rule, match: Match, service: str, settle: Settle,
-                backends: set[Backend]) -> rc_pb2.Route:
+                backends: set[Backend], port: int | None = None) -> rc_pb2.Route:
     route = rc_pb2.Route(match=route_match(match))
     for f in _filters_of(rule, FilterType.REQUEST_HEADER_MODIFIER):
         route.request_headers_to_add.extend(header_options(f.request_header_modifier))
@@ -212,7 +214,7 @@ def _rule_route(rule: Rule, match: Match, service: str, settle: Settle,
             route.redirect.CopyFrom(_redirect(f.request_redirect, match))
             return route
     refs = rule.default.backend_refs
-    chosen = ([(Backend(service), 1)] if refs is None
+    chosen = ([(Backend(service, port=port), 1)] if refs is None
               else [(Backend.of(r), r.weight) for r in refs])
     action = rc_pb2.RouteAction()
     if not set_backends(action, chosen):
@@ -243,16 +245,19 @@ def tcp_backends(rules: Sequence[TcpRule]) -> list[tuple[Backend, int]]:
 
 
 def outbound_route_config(service: str, http_rules: Sequence[Rule],
-                          tcp_rules: Sequence[TcpRule], settle: Settle
+                          tcp_rules: Sequence[TcpRule], settle: Settle,
+                          port: int | None = None
                           ) -> tuple[route_pb2.RouteConfiguration, set[Backend]]:
-    """The RDS route configuration of ``service``'s outbound listener, and every backend
-    it may send to (so their clusters can be generated)."""
+    """The RDS route configuration of ``service``'s outbound listener (of its ``port``
+    when the listener sends to one port of it), and every backend it may send to (so
+    their clusters can be generated)."""
     backends: set[Backend] = set()
     matches = [(rule, match) for rule in http_rules for match in rule.matches]
     matches.sort(key=lambda rm: _precedence(rm[1]))
-    routes = [_rule_route(rule, match, service, settle, backends) for rule, match in matches]
+    routes = [_rule_route(rule, match, service, settle, backends, port)
+              for rule, match in matches]
     fallback = tcp_backends(tcp_rules) if not http_rules else []
-    default = fallback or [(Backend(service), 1)]
+    default = fallback or [(Backend(service, port=port), 1)]
     action = rc_pb2.RouteAction()
     catch_all = rc_pb2.Route(match=rc_pb2.RouteMatch(prefix="/"))
     if set_backends(action, default):
@@ -265,7 +270,7 @@ def outbound_route_config(service: str, http_rules: Sequence[Rule],
     for i, route in enumerate(routes):
         route.name = f"{service}:{i}"
     config = route_pb2.RouteConfiguration(
-        name=names.outbound_route(service),
+        name=names.outbound_route(service, port),
         virtual_hosts=[rc_pb2.VirtualHost(name=service, domains=["*"], routes=routes)])
     return config, backends
 

@@ -85,17 +85,18 @@ def test_an_empty_mesh_has_an_empty_table_with_a_version() -> None:
     assert not table.entries and table.version
 
 
-def test_vip_listeners_only_for_a_dataplane_that_asks() -> None:
+def test_vip_listeners_by_default_but_not_for_a_dataplane_that_opts_out() -> None:
     vips = (MeshVip("backend", "240.0.0.1", (80, 8080)), MeshVip("web", "240.0.0.2"))
-    plain = parse_document(dataplane("w1", "web"))
-    assert vip_outbounds(vips, plain) == ()
-    asking = parse_document(dataplane(
-        "w1", "web", labels={VIP_OUTBOUNDS_LABEL: "true"},
-        outbound=[{"port": 8080, "address": "240.0.0.1",
-                   "tags": {"gossamer.io/service": "backend"}}]))
-    assert vip_outbounds(vips, asking) == (
-        OutboundListener("backend", 80, "240.0.0.1"),  # 8080 is an explicit outbound
-        OutboundListener("web", 80, "240.0.0.2"))
+    out = parse_document(dataplane("w1", "web", labels={VIP_OUTBOUNDS_LABEL: "false"}))
+    assert vip_outbounds(vips, out) == ()
+    for labels in ({}, {VIP_OUTBOUNDS_LABEL: "true"}):
+        plain = parse_document(dataplane(
+            "w1", "web", labels=labels,
+            outbound=[{"port": 8080, "address": "240.0.0.1",
+                       "tags": {"gossamer.io/service": "backend"}}]))
+        assert vip_outbounds(vips, plain) == (
+            OutboundListener("backend", 80, "240.0.0.1"),  # 8080 is an explicit outbound
+            OutboundListener("web", 80, "240.0.0.2"))
 
 
 # -- the allocator task and the publisher over a memory store ----------------------------

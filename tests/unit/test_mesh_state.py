@@ -57,9 +57,9 @@ def test_services_local_first_then_remote_zones() -> None:
     assert backend.protocol == "http"
     assert backend.endpoints == (
         Endpoint("10.0.0.1", 18080, {"gossamer.io/service": "backend",
-                                     "gossamer.io/protocol": "http"}),
+                                     "gossamer.io/protocol": "http"}, service_port=8080),
         Endpoint("10.0.0.2", 18080, {"gossamer.io/service": "backend",
-                                     "gossamer.io/protocol": "http"}))
+                                     "gossamer.io/protocol": "http"}, service_port=8080))
     assert backend.remote == (RemoteZone("east", "192.168.1.1", 10001, 3),)
     assert services["db"].endpoints == () and services["db"].remote[0].zone == "east"
     assert services["web"].protocol == "tcp"
