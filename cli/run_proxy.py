@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,9 +36,10 @@ from cli.agent_options import (
 from cli.agent_process import run_agent_process
 from gossamer.pki.certs import KeyPair
 from gossamer.settings import split_addr
-from proxy.agent import dataplane_file
+from proxy.agent import dataplane_file, transparent
 from proxy.agent.errors import InputError
 from proxy.agent.identity import matches
+from proxy.redirect.defaults import SIDECAR_USER
 
 if TYPE_CHECKING:
     from proxy.agent.agent import AgentSettings
@@ -93,6 +96,8 @@ class ProxyOptions:
     metrics_cert_file: Path | None
     metrics_key_file: Path | None
     dns_addr: tuple[str, int]
+    transparent: bool = False
+    run_as: str = SIDECAR_USER
 
 
 def build_settings(options: ProxyOptions) -> AgentSettings:
@@ -111,6 +116,8 @@ def build_settings(options: ProxyOptions) -> AgentSettings:
     for name in loaded.unused_vars:
         logging.getLogger(__name__).warning(
             "--dataplane-var %s is not used by %s", name, options.dataplane)
+    if options.transparent:
+        loaded = transparent.with_capture(loaded)
     token = read_token(agent.token_file)
     admin = loaded.spec.networking.admin
     host, port = options.dns_addr
@@ -152,6 +159,16 @@ PROXY = AgentKind(
               help="Where the sidecar's DNS resolver listens (UDP and TCP): it answers "
                    "<service>.mesh with the service's virtual IP and forwards other names "
                    "to /etc/resolv.conf's servers. 127.0.0.1:53 in a namespace of its own.")
+@click.option("--transparent", is_flag=True, envvar="GOSSAMER_TRANSPARENT",
+              show_envvar=True,
+              help="The workload's traffic is redirected to this sidecar (`gossamer proxy "
+                   "redirect install`): ask the zone CP for the capture listeners "
+                   "(outbound 127.0.0.1:15001, inbound 0.0.0.0:15006) and, started as "
+                   "root, run as --run-as with CAP_NET_BIND_SERVICE only.")
+@click.option("--run-as", default=SIDECAR_USER, show_default=True, metavar="USER",
+              envvar="GOSSAMER_RUN_AS", show_envvar=True,
+              help="With --transparent, started as root: the user the sidecar runs as, the "
+                   "one the redirect lets pass (its --exclude-uid).")
 @params.log_level_option
 def run(options: ProxyOptions) -> None:
     """Run a sidecar: register the Dataplane, get its certificate, run Envoy (blocks).
@@ -163,4 +180,16 @@ def run(options: ProxyOptions) -> None:
     # Lazy on purpose, as in build_settings: only `proxy run` needs the agent's runtime.
     from proxy.agent.agent import Agent
 
-    run_agent_process(options.agent.log_level, lambda: Agent(build_settings(options)))
+    run_agent_process(options.agent.log_level, lambda: Agent(_as_sidecar_user(options)))
+
+
+def _as_sidecar_user(options: ProxyOptions) -> AgentSettings:
+    """The settings; with --transparent as root, the command runs again as --run-as
+    first (``proxy.agent.transparent``), so nothing the sidecar sends is captured."""
+    settings = build_settings(options)
+    if options.transparent and os.geteuid() == 0:
+        user = transparent.lookup(options.run_as)
+        transparent.become(user, settings.work_dir, [sys.executable, *sys.orig_argv[1:]])
+    elif options.transparent:
+        transparent.note_user()
+    return settings
