@@ -22,6 +22,8 @@ and an agent that finds the range not routed says how to route it and sets that 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
@@ -39,6 +41,8 @@ from zone_cp.updates import DnsEntry, DnsTable
 
 DEFAULT_PORT = 80
 DOMAIN = "mesh"
+# Envoy's words when a listener's address is not local: "cannot bind '240.0.0.5:80': ..."
+_CANNOT_BIND = re.compile(r"cannot bind '\[?([0-9a-fA-F.:]+?)\]?:\d+'")
 
 
 @dataclass(frozen=True)
@@ -123,12 +127,32 @@ def vip_outbounds(vips: Iterable[MeshVip], dataplane: Resource) -> tuple[Outboun
                  for vip in vips for port in vip.ports if (vip.address, port) not in explicit)
 
 
+def bind_hint(nack: str, cidr: str = "240.0.0.0/4") -> str | None:
+    """What fixes a listener update Envoy NACKed because it cannot bind a VIP of
+    ``cidr`` (its message names the address), else None."""
+    found = _CANNOT_BIND.search(nack)
+    if found is None:
+        return None
+    try:
+        address = ipaddress.ip_address(found.group(1))
+        if address not in ipaddress.ip_network(cidr, strict=False):
+            return None
+    except ValueError:
+        return None
+    return (f"Envoy cannot bind the VIP {address}: route the VIP range to lo in the "
+            f"sidecar's network namespace (`ip route add local {cidr} dev lo`, or run the "
+            f"sidecar with `gossamer proxy run --vip-route`), or label the Dataplane "
+            f'{VIP_OUTBOUNDS_LABEL}: "false"')
+
+
 class VipView:
     """``MeshVip``s of each mesh, computed once per ``MeshState`` generation: every proxy
-    of the mesh and the DNS publisher read the same tuple."""
+    of the mesh and the DNS publisher read the same tuple. ``cidr`` is the range they
+    come from (the zone's ``--vip-cidr``), for ``bind_hint``."""
 
-    def __init__(self, state: MeshState) -> None:
+    def __init__(self, state: MeshState, cidr: str = "240.0.0.0/4") -> None:
         self._state = state
+        self.cidr = cidr
         self._generation = -1
         self._cache: dict[str, tuple[MeshVip, ...]] = {}
 

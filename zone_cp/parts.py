@@ -76,7 +76,8 @@ def build_parts(s: ZoneSettings, store: Store) -> ZoneParts:
     # Virtual IPs for every service the zone knows, and each mesh's DNS table for its
     # agents (DESIGN §6).
     vips = VipAllocator(state, manager, parse_cidr(s.vip_cidr))
-    vip_view = VipView(state)  # one per zone CP: the DNS tables and the ADS server share it
+    # One per zone CP: the DNS tables and the ADS server share it.
+    vip_view = VipView(state, s.vip_cidr)
     dns = DnsPublisher(state, agents, vip_view)
     # Sessions and ADS streams end with their token (DESIGN §5).
     lifetimes = TokenLifetimes(store)

@@ -56,7 +56,7 @@ from zone_cp.agent_session import AgentSession
 from zone_cp.agents import AgentRegistry
 from zone_cp.grpc_edge import bearer, status_code
 from zone_cp.ingresses import IngressRegistry
-from zone_cp.mesh_dns import VipView, vip_outbounds
+from zone_cp.mesh_dns import VipView, bind_hint, vip_outbounds
 from zone_cp.mesh_state import MeshState
 from zone_cp.token_expiry import TokenLifetimes
 
@@ -123,6 +123,7 @@ class ProxyInsight:
     connected: bool = False
     tally: Tally = field(default_factory=Tally)
     generated: ProxyResources | None = None
+    vip_cidr: str = "240.0.0.0/4"  # for the hint of a VIP Envoy cannot bind
 
     @property
     def acked(self) -> int:
@@ -156,8 +157,13 @@ class ProxyInsight:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"nodeId": self.node_id, "connected": self.connected, "acked": self.acked,
-                "nacked": self.nacked, "lastNack": self.last_nack}
+        out: dict[str, Any] = {"nodeId": self.node_id, "connected": self.connected,
+                               "acked": self.acked, "nacked": self.nacked,
+                               "lastNack": self.last_nack}
+        hint = bind_hint(self.last_nack or "", self.vip_cidr)
+        if hint is not None:
+            out["hint"] = hint
+        return out
 
 
 class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
@@ -198,7 +204,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         except (FailedPrecondition, Unauthorized, Forbidden) as exc:
             await context.abort(status_code(exc), exc.detail)
             return
-        insight = self.insights.setdefault(node_id, ProxyInsight(node_id))
+        insight = self.insights.setdefault(node_id, ProxyInsight(node_id,
+                                                                 vip_cidr=self._vips.cidr))
         insight.connected = True
         sid = f"{node_id}#{next(self._ids)}"
         engine = Engine(bounds=ADS_BOUNDS)

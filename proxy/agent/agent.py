@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from dns.server import ServerConfig
 from gossamer.pki.certs import bundle_digest
 from gossamer.process import run_until_signal
-from proxy.agent import bootstrap, sds_state
+from proxy.agent import bootstrap, sds_state, vip_route
 from proxy.agent.cp_client import (
     AgentClient,
     DnsTable,
@@ -59,6 +59,7 @@ from proxy.agent.session import Session
 from proxy.agent.settings import EnvoyAgentSettings
 from proxy.agent.token_file import DATAPLANE_TOKEN
 from proxy.agent.token_refresh import TokenRefresher
+from proxy.agent.vip_route import VipRoute
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class AgentSettings(EnvoyAgentSettings):
     dataplane: DataplaneFile
     metrics_tls: tuple[bytes, bytes] | None = None  # MeshMetric ProvidedTLS (chain, key)
     dns: ServerConfig = field(default_factory=ServerConfig)  # the .mesh resolver (--dns-addr)
+    vip: VipRoute = field(default_factory=VipRoute)  # --vip-cidr, --vip-route
 
 
 class Agent:
@@ -162,11 +164,12 @@ class Agent:
         s.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         s.work_dir.chmod(0o700)
         await self.resolver.start()  # first: a taken --dns-addr fails before registering
+        dataplane = await vip_route.ready(s.dataplane, s.vip)  # can Envoy bind the VIPs?
         self.client = AgentClient(s.cp, s.cp_ca_pem, s.token, ca_file=s.cp_ca_file)
         self.tokens = tokens = TokenRefresher(s.token_file, self.client, what=DATAPLANE_TOKEN,
                                               write_bootstrap=self._write_bootstrap)
         self.session = tokens.session = Session(
-            self.client, s.dataplane.registration_json(),
+            self.client, dataplane.registration_json(),
             on_trust_bundle=self._on_trust_bundle, on_dns_table=self._on_dns_table,
             on_renew=self._on_renew, before_connect=lambda: tokens.reread("connecting"),
             on_registered=tokens.registered, policy=s.session, rng=self._rng)
