@@ -41,6 +41,8 @@ from proxy.agent.errors import InputError
 from proxy.agent.identity import matches
 from proxy.redirect.defaults import SIDECAR_USER
 
+DEFAULT_VIP_CIDR = "240.0.0.0/4"  # zone_cp's default --vip-cidr
+
 if TYPE_CHECKING:
     from proxy.agent.agent import AgentSettings
 
@@ -75,6 +77,14 @@ def read_metrics_tls(cert: Path | None, key: Path | None) -> tuple[bytes, bytes]
     return chain, key_pem
 
 
+def vip_cidr(_: click.Context, __: click.Parameter, value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an IP network (e.g. 240.0.0.0/4)") \
+            from None
+
+
 def dns_addr(_: click.Context, __: click.Parameter, value: str) -> tuple[str, int]:
     """``IP:PORT`` for the resolver: an address literal (we bind it), port 0 for any."""
     try:
@@ -98,6 +108,8 @@ class ProxyOptions:
     dns_addr: tuple[str, int]
     transparent: bool = False
     run_as: str = SIDECAR_USER
+    vip_cidr: str = DEFAULT_VIP_CIDR
+    vip_route: bool = False
 
 
 def build_settings(options: ProxyOptions) -> AgentSettings:
@@ -107,6 +119,7 @@ def build_settings(options: ProxyOptions) -> AgentSettings:
     from dns.server import ServerConfig
     from proxy.agent.agent import AgentSettings
     from proxy.agent.cp_client import ControlPlaneAddress
+    from proxy.agent.vip_route import VipRoute
 
     metrics_tls = read_metrics_tls(options.metrics_cert_file, options.metrics_key_file)
     agent = options.agent
@@ -125,7 +138,8 @@ def build_settings(options: ProxyOptions) -> AgentSettings:
         AgentSettings, address, token=token,
         work_dir=agent.work_dir or Path(f".gossamer/proxy-{loaded.name}"),
         admin_port=agent.admin_port or (admin.port if admin else DEFAULT_ADMIN_PORT),
-        dataplane=loaded, metrics_tls=metrics_tls, dns=ServerConfig(host=host, port=port))
+        dataplane=loaded, metrics_tls=metrics_tls, dns=ServerConfig(host=host, port=port),
+        vip=VipRoute(cidr=options.vip_cidr, add_route=options.vip_route))
 
 
 PROXY = AgentKind(
@@ -169,6 +183,15 @@ PROXY = AgentKind(
               envvar="GOSSAMER_RUN_AS", show_envvar=True,
               help="With --transparent, started as root: the user the sidecar runs as, the "
                    "one the redirect lets pass (its --exclude-uid).")
+@click.option("--vip-cidr", envvar="GOSSAMER_VIP_CIDR", show_envvar=True,
+              default=DEFAULT_VIP_CIDR, show_default=True, callback=vip_cidr,
+              help="The zone CP's --vip-cidr: the range the VIP listeners bind. Unless it "
+                   "is routed to lo here, the agent turns them off and logs the command "
+                   "that routes it.")
+@click.option("--vip-route", is_flag=True, envvar="GOSSAMER_VIP_ROUTE", show_envvar=True,
+              help="Route --vip-cidr to lo in this network namespace when it is not "
+                   "(`ip route replace local CIDR dev lo`; needs CAP_NET_ADMIN, e.g. root "
+                   "in the workload's namespace).")
 @params.log_level_option
 def run(options: ProxyOptions) -> None:
     """Run a sidecar: register the Dataplane, get its certificate, run Envoy (blocks).

@@ -29,12 +29,11 @@ from deploy.local.topology import (
 
 GOSSAMER = str(Path(sys.executable).parent / "gossamer")
 
-# Sidecars ask for VIP listeners: the VIP range is routed to lo in their namespaces.
+# Sidecars get VIP listeners by default: the VIP range is routed to lo in their namespaces.
 DATAPLANE = """\
 type: Dataplane
 mesh: default
 name: {name}
-labels: {{gossamer.io/vip-outbounds: "true"}}
 networking:
   address: {address}
   inbound:

@@ -61,7 +61,7 @@ def test_each_workload_registers_a_valid_dataplane_with_its_own_zone(tmp_path: P
     for w in t.workloads:
         resource = parse_document(yaml.safe_load(launch.dataplane_yaml(t, w)))
         assert resource.name == w.name
-        assert resource.labels["gossamer.io/vip-outbounds"] == "true"
+        assert "gossamer.io/vip-outbounds" not in resource.labels  # on by default
         _, sidecar = launch.workload_commands(t, layout, options, w)
         argv = list(sidecar.argv)
         assert argv[argv.index("--cp") + 1] == t.cp_url(w.zone)
