@@ -20,6 +20,7 @@ as root, who ran dig.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pwd
@@ -134,7 +135,8 @@ def run_step(hosts: Hosts, step: Step, n: int) -> None:
             env={**hosts.env, "HOME": str(hosts.dir(step.host))}, timeout=60, check=False)
     assert done.returncode == 0, f"step {n} on {step.host} failed:\n{log.read_text()}"
     for server in step.servers():
-        eventually_sync(lambda url=READY[server]: hosts.ready(step.host, url), timeout=60,
+        url = READY[server]
+        eventually_sync(functools.partial(hosts.ready, step.host, url), timeout=60,
                         what=f"step {n}: {server} on {step.host} ready; its output:\n"
                              f"{log.read_text()[-3000:]}")
 
