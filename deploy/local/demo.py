@@ -3,7 +3,9 @@
 Builds the demo topology (``topology.demo``: a global, zones ``east`` and ``west`` each in
 its own network with a zone ingress, ``backend`` in east, ``web`` in west) with
 ``Environment``, runs ``curl http://backend.mesh/`` in web's namespace until the first
-answer (with a deadline), prints it and the path it took (``probes.trace``), then
+answer (with a deadline), prints it and the path it took (``probes.trace``: the lookup
+and the connection redirected to the sidecar by the transparent proxy, as on a host
+that follows the README's "Calling services by name"), then
 ``gossamer inspect zones``, ``gossamer inspect services`` and ``gossamer inspect meshes``
 at the global (through the ``gossamer`` command, never by importing ``cli``: the commands
 sit above ``deploy``, and ``gossamer demo`` imports this module). Unless
@@ -93,8 +95,9 @@ def main(keep: bool = False, prefix: str = DEFAULT_PREFIX, state: Path | None = 
 def tear_down(env: Environment) -> None:
     removed = env.down()
     if removed:
-        say(f"\nTore the environment down ({', '.join(removed[:1])} and "
-            f"{len(removed) - 1} namespaces); `make demo KEEP=1` (or `gossamer demo --keep`) "
+        spaces = sum(line.startswith("namespace ") for line in removed)
+        say(f"\nTore the environment down ({', '.join(removed[:1])} and {spaces} "
+            f"namespaces); `make demo KEEP=1` (or `gossamer demo --keep`) "
             f"leaves it running. Logs stay in {env.state / 'logs'}.")
 
 

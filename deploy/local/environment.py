@@ -5,8 +5,9 @@
 DNS and the global CP (embedded SQLite) in the global's namespace; the tokens (at the
 global: per zone one with the ``cp`` and one with the ``ingress`` scope, per workload a
 dataplane token); every zone CP, federated with the global; then every zone ingress
-(advertising its address on the zone network) and every workload (its app and its
-sidecar, the sidecar's resolver on port 53 of the workload's namespace). The command
+(advertising its address on the zone network) and every workload (its app, then
+``gossamer proxy redirect install`` in its namespace and its sidecar with
+``--transparent``, as the README's "Calling services by name" does on a host). The command
 lines are ``launch``'s; every process is a real ``gossamer`` (or
 ``python -m deploy.local.*``) started by ``processes.Supervisor``.
 
@@ -39,7 +40,9 @@ from deploy.local.topology import (
     WAN,
     ZONE_API_PORT,
     Topology,
+    Workload,
 )
+from proxy.redirect.defaults import SIDECAR_USER
 
 __all__ = ["Environment", "Options", "default_state"]
 T = TypeVar("T")
@@ -76,7 +79,7 @@ class Environment:
     def __init__(self, topology: Topology, state: Path, options: Options | None = None) -> None:
         self.topology = topology
         self.state = state.resolve()
-        self.layout = Layout(self.state)
+        self.layout = Layout(self.state, launch.sidecars_dir(topology.prefix))
         self.options = options or Options()
         self.env = clean_env(self.state)
         self.supervisor = Supervisor(self.state, topology.prefix, self.env)
@@ -103,9 +106,7 @@ class Environment:
         progress(f"zone control planes on {', '.join(t.cp_ip(z) for z in t.zones)}, federated")
         commands = [launch.ingress_command(t, layout, o, z) for z in t.zones]
         for w in t.workloads:
-            self.layout.workload_dir(w.name).mkdir()
-            (self.layout.workload_dir(w.name) / "dataplane.yaml").write_text(
-                launch.dataplane_yaml(t, w))
+            self._prepare_workload(w)
             commands += launch.workload_commands(t, layout, o, w)
         self._start_all(commands)
         for zone in t.zones:
@@ -120,6 +121,17 @@ class Environment:
         removed = [f"{len(pids)} processes"] if pids else []
         return removed + network.clean(prefix)
 
+    def _prepare_workload(self, w: Workload) -> None:
+        """What a user does on the workload's host before its sidecar starts: the
+        Dataplane file, the zone CP's CA, ``gossamer proxy redirect install`` in its
+        namespace (which makes the ``gossamer`` user), and the token handed to that user."""
+        t, layout = self.topology, self.layout
+        (layout.workload_dir(w.name) / "dataplane.yaml").write_text(launch.dataplane_yaml(t, w))
+        shutil.copyfile(layout.cp_ca(w.zone), layout.sidecar_ca(w.name))
+        netns.run(netns.exec_argv(t.workload_ns(w.name), launch.redirect_argv()),
+                  env=self.env, timeout=60)
+        shutil.chown(layout.dataplane_token(w.name), user=SIDECAR_USER)
+
     def _fresh_state(self) -> None:
         """An empty state directory: a rerun starts from scratch, not on old stores."""
         if self.state.exists() and any(self.state.iterdir()):
@@ -128,6 +140,12 @@ class Environment:
                                     f"state directory; choose another")
             shutil.rmtree(self.state)
         (self.state / "tokens").mkdir(parents=True)
+        sidecars = self.layout.sidecars
+        if sidecars is not None:
+            shutil.rmtree(sidecars, ignore_errors=True)
+            sidecars.mkdir(mode=0o755)
+        for w in self.topology.workloads:
+            self.layout.workload_dir(w.name).mkdir(mode=0o755)
         self.supervisor = Supervisor(self.state, self.topology.prefix, self.env)
         t = self.topology
         (self.state / RECORD).write_text(json.dumps({

@@ -29,7 +29,7 @@ from deploy.local.topology import (
 
 GOSSAMER = str(Path(sys.executable).parent / "gossamer")
 
-# Sidecars get VIP listeners by default: the VIP range is routed to lo in their namespaces.
+# Sidecars are transparent: the zone CP gives them capture listeners, not VIP listeners.
 DATAPLANE = """\
 type: Dataplane
 mesh: default
@@ -54,11 +54,20 @@ class Options:
     ready_timeout: float = 60.0
 
 
+def sidecars_dir(prefix: str) -> Path:
+    """Where the sidecars' files live: a transparent sidecar runs as the ``gossamer`` user,
+    which must read them, and a state directory may sit under one only root can enter
+    (pytest's). Named with the prefix, so cleanup finds it."""
+    return Path("/tmp") / f"{prefix}sidecars"
+
+
 @dataclass(frozen=True)
 class Layout:
-    """Where things live under the environment's state directory."""
+    """Where things live under the environment's state directory (the sidecars' files
+    under ``sidecars``, when given: see ``sidecars_dir``)."""
 
     root: Path
+    sidecars: Path | None = None
 
     @property
     def global_dir(self) -> Path:
@@ -77,10 +86,14 @@ class Layout:
         return self.root / f"{zone}-ingress"
 
     def workload_dir(self, name: str) -> Path:
-        return self.root / name
+        return (self.sidecars or self.root) / name
 
     def dataplane_token(self, name: str) -> Path:
-        return self.root / "tokens" / f"{name}.token"
+        return self.workload_dir(name) / "token"
+
+    def sidecar_ca(self, name: str) -> Path:
+        """The workload's copy of its zone CP's CA certificate, readable by the sidecar."""
+        return self.workload_dir(name) / "ca.pem"
 
 
 @dataclass(frozen=True)
@@ -146,8 +159,17 @@ def dataplane_yaml(t: Topology, w: Workload) -> str:
                             app=APP_PORT, service=w.service)
 
 
+def redirect_argv() -> list[str]:
+    """Run once in a workload's namespace before its sidecar: the transparent proxy's
+    nftables table (and the ``gossamer`` user the sidecar runs as), as a user would."""
+    return [GOSSAMER, "proxy", "redirect", "install"]
+
+
 def workload_commands(t: Topology, layout: Layout, o: Options, w: Workload) -> list[Command]:
-    """The app, then its sidecar (reading ``<workload dir>/dataplane.yaml``)."""
+    """The app, then its sidecar (reading ``<workload dir>/dataplane.yaml``) on the
+    transparent proxy: started as root, it runs itself as ``gossamer``, the user the
+    redirect lets pass; its resolver is on the default 127.0.0.1:15053, where the redirect
+    sends the workload's DNS."""
     ns, directory = t.workload_ns(w.name), layout.workload_dir(w.name)
     return [
         Command(f"{w.name}-app", ns, (
@@ -155,11 +177,12 @@ def workload_commands(t: Topology, layout: Layout, o: Options, w: Workload) -> l
             "--instance", w.name, "--zone", w.zone, "--port", str(APP_PORT)),
             _local(APP_PORT, "/")),
         Command(f"{w.name}-sidecar", ns, (
-            GOSSAMER, "proxy", "run", "--dataplane", str(directory / "dataplane.yaml"),
-            "--cp", t.cp_url(w.zone), "--cp-ca", str(layout.cp_ca(w.zone)),
+            GOSSAMER, "proxy", "run", "--transparent",
+            "--dataplane", str(directory / "dataplane.yaml"),
+            "--cp", t.cp_url(w.zone), "--cp-ca", str(layout.sidecar_ca(w.name)),
             "--token-file", str(layout.dataplane_token(w.name)),
             "--work-dir", str(directory / "proxy"), "--admin-port", str(ENVOY_ADMIN_PORT),
-            "--dns-addr", f"127.0.0.1:{DNS_PORT}", "--drain-time", "1s",
+            "--drain-time", "1s",
             "--envoy-log-level", o.envoy_log_level, "--log-level", o.log_level),
             _local(ENVOY_ADMIN_PORT, "/ready"), directory / "proxy" / "envoy.log"),
     ]

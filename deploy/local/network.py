@@ -3,20 +3,23 @@
 ``build`` makes the namespaces of ``topology`` (see its docstring for the picture): the
 WAN bridge, the global's namespace, and per zone a router namespace holding the zone
 network's bridge, with one namespace per box (zone CP, ingress, each workload) plugged
-into it. Each workload namespace routes the VIP range to its loopback, so its sidecar's
-Envoy can listen on any VIP, and gets a ``resolv.conf`` naming its sidecar's resolver
-first and the environment's upstream DNS (in the global's namespace) after it: the
-resolver forwards what is not ``.mesh`` to the servers listed there other than itself.
+into it. Every namespace gets a ``resolv.conf`` naming the environment's upstream DNS
+(in the global's namespace), as a host names its own: nothing points a workload at its
+sidecar and no VIP route is made, since the transparent proxy (``gossamer proxy redirect
+install``, run by ``Environment``) sends the workload's DNS and connections to the
+sidecar whatever they are addressed to.
 
 ``clean`` needs nothing but the prefix, so it also cleans up after a crash.
 """
 
 from __future__ import annotations
 
+import shutil
+
 from deploy.local import netns
+from deploy.local.launch import sidecars_dir
 from deploy.local.topology import GLOBAL_IP, WAN, Topology
 
-VIP_RANGE = "240.0.0.0/4"
 WAN_BRIDGE = "wan"
 ZONE_BRIDGE = "zone"
 UPLINK = "eth0"
@@ -75,12 +78,12 @@ def _build_zone(t: Topology, zone: str) -> None:
     for w in t.in_zone(zone):
         ns, address = t.workload_ns(w.name), t.workload_ip(w.name)
         _plug(t, zone, ns, "w" + address.rsplit(".", 1)[1], address)
-        netns.add_route(ns, "local", VIP_RANGE, "dev", "lo")
-        netns.write_resolv_conf(ns, ["127.0.0.1", GLOBAL_IP])
+        netns.write_resolv_conf(ns, [GLOBAL_IP])
 
 
 def clean(prefix: str) -> list[str]:
-    """Delete every namespace, ``/etc/netns`` entry and host link named with ``prefix``
+    """Delete every namespace, ``/etc/netns`` entry, host link and the sidecars' directory
+    named with ``prefix``
     (kill their processes first: see ``processes.kill_all``). What it removed."""
     removed = []
     for ns in netns.namespaces(prefix):
@@ -92,4 +95,8 @@ def clean(prefix: str) -> list[str]:
     for link in netns.host_links(prefix):
         netns.ip("link", "del", link, check=False)
         removed.append(f"link {link}")
+    sidecars = sidecars_dir(prefix)
+    if sidecars.exists():
+        shutil.rmtree(sidecars, ignore_errors=True)
+        removed.append(f"{sidecars}")
     return removed

@@ -17,8 +17,9 @@ from deploy.local import netns
 from deploy.local.app import parse_answer
 from deploy.local.environment import Environment
 from deploy.local.errors import CommandFailed
-from deploy.local.topology import DNS_PORT, ENVOY_ADMIN_PORT, INGRESS_ADMIN_PORT
+from deploy.local.topology import DNS_PORT, ENVOY_ADMIN_PORT, GLOBAL_IP, INGRESS_ADMIN_PORT
 from proxy.context import sni
+from proxy.redirect import defaults as redirect
 
 MESH = "default"
 
@@ -156,9 +157,12 @@ def describe_path(env: Environment, workload: str, service: str, tr: Trace) -> l
     w = t.workload(workload)
     lines = [f"{workload} (zone {w.zone}, {t.workload_ip(workload)}) runs "
              f"curl http://{service}.mesh/",
-             f"  -> its sidecar's resolver (127.0.0.1:{DNS_PORT}): {service}.mesh is "
-             f"VIP {tr.vip}",
-             f"  -> its sidecar's Envoy, listening on {tr.vip}:80"]
+             f"  -> the lookup (to {GLOBAL_IP}:{DNS_PORT}, its resolv.conf's server) is "
+             f"redirected by nftables to its sidecar's resolver (127.0.0.1:"
+             f"{redirect.DNS_PORT}): {service}.mesh is VIP {tr.vip}",
+             f"  -> the connection to {tr.vip}:80 is redirected to its sidecar's Envoy: the "
+             f"capture listener (127.0.0.1:{redirect.OUTBOUND_PORT}) matches its original "
+             f"destination"]
     for cluster, host in tr.client_hops:
         lines.append(f"  -> cluster {cluster!r} picked {host}: {box_of(env, host)} (mTLS "
                      f"from here on, SNI {sni(service, MESH)})")

@@ -1,7 +1,7 @@
 """The environment's "internet" DNS: a tiny authoritative server in the global's namespace.
 
 The namespaces have no way out, so the sidecars' resolvers forward names outside ``.mesh``
-here (it is the second ``nameserver`` of every workload's ``resolv.conf``). It knows a
+here (it is the ``nameserver`` of every namespace's ``resolv.conf``). It knows a
 few fixed names (``RECORDS``: ``example.org`` among them) and answers NXDOMAIN for the
 rest; a test that sees ``example.org`` resolve to ``EXAMPLE_ORG`` from inside a workload
 knows the query went through the sidecar's resolver and was forwarded.

@@ -65,7 +65,8 @@ def test_each_workload_registers_a_valid_dataplane_with_its_own_zone(tmp_path: P
         _, sidecar = launch.workload_commands(t, layout, options, w)
         argv = list(sidecar.argv)
         assert argv[argv.index("--cp") + 1] == t.cp_url(w.zone)
-        assert argv[argv.index("--cp-ca") + 1] == str(layout.cp_ca(w.zone))
+        assert argv[argv.index("--cp-ca") + 1] == str(layout.sidecar_ca(w.name))
+        assert "--transparent" in argv
         assert sidecar.ns == t.workload_ns(w.name)
 
 
