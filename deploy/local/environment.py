@@ -126,7 +126,8 @@ class Environment:
         Dataplane file, the zone CP's CA, ``gossamer proxy redirect install`` in its
         namespace (which makes the ``gossamer`` user), and the token handed to that user."""
         t, layout = self.topology, self.layout
-        (layout.workload_dir(w.name) / "dataplane.yaml").write_text(launch.dataplane_yaml(t, w))
+        dataplane = launch.dataplane_yaml(t, w, self.options)
+        (layout.workload_dir(w.name) / "dataplane.yaml").write_text(dataplane)
         shutil.copyfile(layout.cp_ca(w.zone), layout.sidecar_ca(w.name))
         netns.run(netns.exec_argv(t.workload_ns(w.name), launch.redirect_argv()),
                   env=self.env, timeout=60)

@@ -26,6 +26,7 @@ from deploy.local.topology import (
     Topology,
     Workload,
 )
+from proxy.redirect import defaults as redirect
 
 GOSSAMER = str(Path(sys.executable).parent / "gossamer")
 
@@ -43,15 +44,52 @@ networking:
 """
 
 
+OUTBOUND = """\
+  outbound:
+"""
+OUTBOUND_ITEM = """\
+  - port: {port}
+    address: 127.0.0.1
+    tags: {{gossamer.io/service: {service}}}
+"""
+# What already listens on a workload's loopback: its app, its Envoy's admin, inbound and
+# capture listeners, its resolver. An explicit outbound there could never bind.
+TAKEN_PORTS = frozenset({APP_PORT, INBOUND_PORT, ENVOY_ADMIN_PORT, redirect.OUTBOUND_PORT,
+                         redirect.INBOUND_PORT, redirect.DNS_PORT})
+
+
+@dataclass(frozen=True)
+class ExplicitOutbound:
+    """An explicit ``outbound`` in ``workload``'s Dataplane: ``service`` on
+    ``127.0.0.1:port``. The redirect lets loopback traffic pass, so this is the path
+    without the transparent proxy, beside the captured one, in the same sidecar (the
+    cross-zone bench compares the two)."""
+
+    workload: str
+    service: str
+    port: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"explicit outbound {self.service} of {self.workload}: port "
+                             f"{self.port} is not in 1-65535")
+        if self.port in TAKEN_PORTS:
+            raise ValueError(f"explicit outbound {self.service} of {self.workload}: port "
+                             f"{self.port} is taken on the workload's loopback (by one of "
+                             f"{sorted(TAKEN_PORTS)})")
+
+
 @dataclass(frozen=True)
 class Options:
-    """How the processes run. Tests shorten the heartbeats so a dead peer is noticed fast."""
+    """How the processes run. Tests shorten the heartbeats so a dead peer is noticed fast;
+    ``outbounds`` adds explicit outbounds to the workloads' Dataplanes."""
 
     heartbeat_interval: str = "5s"
     heartbeat_timeout: str = "15s"
     log_level: str = "info"
     envoy_log_level: str = "warning"
     ready_timeout: float = 60.0
+    outbounds: tuple[ExplicitOutbound, ...] = ()
 
 
 def sidecars_dir(prefix: str) -> Path:
@@ -154,9 +192,30 @@ def ingress_command(t: Topology, layout: Layout, o: Options, zone: str) -> Comma
         layout.ingress_dir(zone) / "envoy.log")
 
 
-def dataplane_yaml(t: Topology, w: Workload) -> str:
-    return DATAPLANE.format(name=w.name, address=t.workload_ip(w.name), inbound=INBOUND_PORT,
+def explicit_outbounds(t: Topology, o: Options, w: Workload) -> list[ExplicitOutbound]:
+    """``w``'s explicit outbounds in ``o``; ``ValueError`` for one naming a workload the
+    topology lacks, or two of a workload on one port (Envoy could bind neither)."""
+    names = {x.name for x in t.workloads}
+    for ob in o.outbounds:
+        if ob.workload not in names:
+            raise ValueError(f"explicit outbound {ob.service} of {ob.workload}: no workload "
+                             f"{ob.workload!r}; there are {sorted(names)}")
+    mine = [ob for ob in o.outbounds if ob.workload == w.name]
+    ports = [ob.port for ob in mine]
+    if len(set(ports)) != len(ports):
+        raise ValueError(f"explicit outbounds of {w.name}: a port is used twice in {ports}")
+    return mine
+
+
+def dataplane_yaml(t: Topology, w: Workload, o: Options | None = None) -> str:
+    """``w``'s Dataplane: one inbound for its app, and the explicit outbounds ``o`` gives it."""
+    text = DATAPLANE.format(name=w.name, address=t.workload_ip(w.name), inbound=INBOUND_PORT,
                             app=APP_PORT, service=w.service)
+    outbounds = explicit_outbounds(t, o or Options(), w)
+    if outbounds:
+        text += OUTBOUND + "".join(OUTBOUND_ITEM.format(port=ob.port, service=ob.service)
+                                   for ob in outbounds)
+    return text
 
 
 def redirect_argv() -> list[str]:
