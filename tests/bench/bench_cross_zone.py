@@ -240,6 +240,8 @@ def report(results: dict[str, list[Result]], args: argparse.Namespace, loads: li
 
 def explicit_port(text: str) -> int:
     """``--explicit-port``: a port web's sidecar can bind on loopback, or argparse's error."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number")
     try:
         return ExplicitOutbound(CLIENT, "remote", int(text)).port
     except ValueError as e:
