@@ -4,7 +4,9 @@ Pure modules (no asyncio, no sockets; test them without either):
 
 - ``table``: ``DnsTable``, names to VIPs, built from the agent API's message;
 - ``message``: the codec over dnslib: parse a query, pack a reply, EDNS0, truncation;
-- ``core``: ``Resolver.handle(bytes, transport) -> Answer | Forward | Drop``;
+  and the hot path's own short reading and writing (``query_key``, ``answer_from``);
+- ``core``: ``Resolver.handle(bytes, transport) -> Answer | Forward | Drop``, answering
+  repeated questions from answers it packed before;
 - ``cache``: ``AnswerCache`` for forwarded answers (TTL, LRU, injectable clock);
 - ``framing``: DNS-over-TCP length framing;
 - ``errors``: the package's errors, each with its rcode.
