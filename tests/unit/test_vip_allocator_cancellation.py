@@ -15,7 +15,8 @@ from authority.bootstrap import bootstrap
 from gossamer.model.base import Resource
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
-from tests.unit.test_mesh_dns import dataplane, until, zone_on
+from tests.unit.test_mesh_dns import dataplane, zone_on
+from tests.waiting import eventually
 
 
 async def test_a_cancel_that_arrives_with_a_wake_up_stops_the_allocator() -> None:
@@ -26,12 +27,12 @@ async def test_a_cancel_that_arrives_with_a_wake_up_stops_the_allocator() -> Non
         task = asyncio.create_task(allocator.run())
         try:
             await zone.apply(dataplane("b1", "backend"))
-            await until(lambda: zone.state.get("VirtualIP", "backend", "default") is not None)
+            await eventually(lambda: zone.state.get("VirtualIP", "backend", "default") is not None)
             # backend goes away: its VIP is kept for the grace period, so the allocator
             # now sleeps with a timeout (until the release is due).
             rounds = allocator.rounds
             await zone.manager.delete("Dataplane", "b1", "default")
-            await until(lambda: allocator.rounds > rounds)
+            await eventually(lambda: allocator.rounds > rounds)
             await zone.settled()
 
             # The allocator listened first: each change sets its wake-up, then cancels it.
