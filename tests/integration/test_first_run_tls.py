@@ -31,9 +31,9 @@ from gossamer.pki.serving import ensure_serving_tls
 from gossamer.resources import ResourceManager
 from gossamer.tokens import DATAPLANE
 from tests.cluster import start_global, start_zone
-from tests.integration.test_agent import AgentProcess, agent_process, free_port
+from tests.integration.agent_env import AgentProcess, agent_process, free_port
+from tests.integration.ingress_env import _has_token_trust, stop
 from tests.integration.test_agent_zone import DATAPLANE_YAML
-from tests.integration.test_ingress import _has_token_trust, stop
 from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import httpx
 
-from tests.integration.test_agent import agent_process
-from tests.integration.test_agent_zone import DATAPLANE_YAML, OUTBOUND, http_backend
-from tests.integration.test_ingress import (  # noqa: F401  (cluster: a fixture)
+from tests.integration.agent_env import agent_process
+from tests.integration.ingress_env import (
     Cluster,
     _cp_args,
-    cluster,
     free_port,
     ingress_process,
     sidecar,
 )
+from tests.integration.test_agent_zone import DATAPLANE_YAML, OUTBOUND, http_backend
 from tests.unit.test_ingress_names import Records
 from tests.waiting import eventually
 
@@ -37,7 +36,7 @@ async def envoy_hosts(admin: int, cluster_name: str) -> set[str]:
 
 
 async def test_west_reaches_east_through_its_ingress_name_and_follows_its_records(
-        cluster: Cluster) -> None:  # noqa: F811  (the fixture imported above)
+        cluster: Cluster) -> None:
     token = await cluster.zone_token("east", ["ingress"], cluster.directory / "east.token")
     port, outbound, admin = free_port(), free_port(), free_port()
     web_dir = cluster.directory / "web-1"
