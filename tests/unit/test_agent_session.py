@@ -11,7 +11,8 @@ from typing import Any
 
 import grpc
 
-from proxy.agent.cp_client import StatusReport
+from proxy.agent.cp_client import StatusReport, translate
+from proxy.agent.errors import AgentError
 from proxy.agent.session import Session, SessionPolicy
 from sync.v1 import agent_pb2
 from tests.waiting import eventually
@@ -63,6 +64,9 @@ class FakeClient:
         self.calls.append(FakeCall())
         self.tokens.append(self.token)
         return self.calls[-1]
+
+    def translate(self, exc: grpc.aio.AioRpcError, what: str) -> AgentError:
+        return translate(exc, what)  # the real client's, without an address to name
 
 
 def session(client: FakeClient, renews: list[int]) -> Session:
