@@ -1,6 +1,6 @@
 """Envoy's delta ADS on the zone CP, through the same engine as the zone sync.
 
-A sidecar's Envoy connects with the node id its agent registered (``<mesh>.<name>``) and
+A sidecar's Envoy connects with the node id its agent registered (``dp:<mesh>:<name>``) and
 the dataplane token as metadata. Each stream gets its own ``Engine``; its desired state is
 ``proxy.envoy.generate`` of the proxy's context, recomputed when the mesh state changes
 (coalesced to once per loop turn) — the engine then sends only resources whose bytes
@@ -220,6 +220,10 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         which must be the token that sidecar registered with."""
         session = self._agents.sessions.get(node_id)
         if session is None:
+            if ":" not in node_id:  # an Envoy an older agent started: ``<mesh>.<name>``
+                raise FailedPrecondition(
+                    f"node {node_id!r} has the old <mesh>.<name> form: restart the sidecar "
+                    "so its agent writes the node id this control plane registered")
             raise FailedPrecondition(f"node {node_id!r} is not registered by a Gossamer "
                                      "agent")
         try:
