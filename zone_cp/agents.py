@@ -84,11 +84,12 @@ class AgentRegistry:
     """Live agent sessions by node id; the xDS server admits only registered nodes."""
 
     def __init__(self, manager: ResourceManager, zone: str,
-                 others: dict[str, Registrar] | None = None) -> None:
+                 others: dict[str, Registrar] | None = None, *,
+                 signer: bool = True) -> None:
         self.manager = manager
         self.zone = zone
         self.others = others or {}
-        self.auth = AgentAuth(manager, self.others)
+        self.auth = AgentAuth(manager, self.others, signer=signer)
         self.sessions: dict[str, AgentSession] = {}
         self._lock = asyncio.Lock()
         self._listeners: list[Callable[[Change, AgentSession], None]] = []
