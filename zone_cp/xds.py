@@ -32,11 +32,10 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from authority.token_authority import TokenAuthority
 from gossamer.coalesce import Coalesced
 from gossamer.errors import FailedPrecondition, Forbidden, GossamerError, Unauthorized
 from gossamer.model.base import Resource
-from gossamer.tokens import DATAPLANE, Claims, TokenRejected
+from gossamer.tokens import Claims, TokenRejected
 from proxy.context import ProxyContext
 from proxy.envoy.resources import (
     CLUSTER_TYPE,
@@ -227,8 +226,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             raise FailedPrecondition(f"node {node_id!r} is not registered by a Gossamer "
                                      "agent")
         try:
-            claims = await TokenAuthority(self._agents.manager, DATAPLANE,
-                                          session.mesh).verify(token)
+            claims = await self._agents.auth.authority(session.mesh).verify(token)
         except TokenRejected as exc:
             raise Unauthorized(exc.detail) from None
         if claims.token_id != session.claims.token_id:
