@@ -10,7 +10,10 @@ tokens to expire, delete the old key". The signer publishes the public keys as a
 
 Verification: a control plane holding a ``TokenTrust`` the global sent it (labelled
 ``gossamer.io/origin: global``) did not sign those tokens and verifies with it; the
-signer verifies with its own keys. Neither creates a key to verify: only ``issue``,
+signer verifies with its own keys. A verifier built with ``signer=False`` (a federated
+zone's dataplane tokens) never reads its own keys: without the global's trust every
+token is an ``unknown-key``, so keys left in a zone's store (or planted there) admit
+nothing. Neither creates a key to verify: only ``issue``,
 ``keys`` and ``rotate`` do. A revoked token is a ``TokenRevocation`` row named from
 (purpose, mesh, token id), so "revoked?" is one store get however many there are.
 
@@ -78,12 +81,14 @@ class TokenAuthority:
     """Issues and verifies one purpose of tokens (``zone`` or ``dataplane``, per mesh)."""
 
     def __init__(self, manager: ResourceManager, purpose: str, mesh: str = "",
-                 clock: Clock = time.time, publish_trust: bool = True) -> None:
+                 clock: Clock = time.time, publish_trust: bool = True,
+                 signer: bool = True) -> None:
         self.manager = manager
         self.purpose = purpose
         self._mesh = mesh
         self._clock = clock
         self._publish_trust = publish_trust
+        self._signer = signer  # False: verify only with the trust the global sent
         self.trust_name = trust_name(purpose, mesh)
         # One authority's writers take turns, so they never collide with each other.
         self._publish_lock = asyncio.Lock()
@@ -189,8 +194,11 @@ class TokenAuthority:
         trust = await self._get("TokenTrust", self.trust_name)
         if trust is not None and trust.labels.get(ORIGIN_LABEL) == "global":
             keys = _trusted_keys(trust)  # signed at the global: this CP holds no key
-        else:
+        elif self._signer:
             keys = {k.kid: k.public for k in await self._own_keys()}
+        else:
+            raise TokenRejected("unknown-key", f"no {self.trust_name} token keys have been "
+                                               "received from the global yet")
         claims = verify(token, keys, kind=self.purpose, subject=subject, scope=scope,
                         mesh=self._mesh or None, now=self._clock)
         await refuse_revoked(self.manager, claims)

@@ -43,6 +43,10 @@ class DataplaneTokenRequest(_Request):
     max_dataplanes: int = Field(1, alias="maxDataplanes", ge=1, le=MAX_DATAPLANES_LIMIT)
 
 
+class SigningKeyRequest(_Request):
+    mesh: Name = "default"
+
+
 class RevokeRequest(_Request):
     # Lower-case as issued: the id is part of the TokenRevocation's name. The expiry's
     # range (ahead of now, within 10 years) is checked by the authority, against its clock.
@@ -95,6 +99,14 @@ def dataplane_token_router(authority_for: Callable[[str], TokenAuthority]) -> AP
         await authority.manager.get("Mesh", req.mesh or "default")  # 404 for an unknown mesh
         await authority.revoke(req.id, req.expires_at)
         return {"revoked": req.id}
+
+    @router.post("/signing-keys", summary="Add a mesh's dataplane-token signing key; older "
+                                          "keys keep verifying until deleted")
+    async def rotate(req: Annotated[SigningKeyRequest, Body()]) -> dict[str, Any]:
+        authority = authority_for(req.mesh)
+        await authority.manager.get("Mesh", req.mesh)  # 404 for an unknown mesh
+        key = await authority.rotate()
+        return {"kid": key.kid, "mesh": req.mesh}
 
     return router
 

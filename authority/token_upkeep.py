@@ -9,12 +9,20 @@
 * a deleted Mesh takes its dataplane signing keys and ``TokenTrust`` with it, as it took
   its key Secrets before keys became GlobalSecrets: a Mesh created again under the same
   name must not accept the old mesh's tokens. Keys older than the Mesh now stored (or
-  all, when there is none) go.
+  all, when there is none) go;
+* each ``TokenTrust`` follows its signing keys: a signing-key GlobalSecret created,
+  changed or deleted (by ``rotate``, by hand, by the pruning above) republishes the
+  TokenTrust of its purpose and mesh, so a deleted key stops verifying in every zone
+  within a sync round trip, not at the next issue. A Mesh created publishes its
+  ``dataplane.<mesh>`` trust (making its first key), so its tokens verify at the zones
+  from the first one issued.
 
 ``migrate_token_state`` moves what older versions stored: dataplane signing keys kept as
 mesh Secrets (which the sync copied to every zone) become GlobalSecrets, so tokens
 already issued keep verifying, and the Secrets are deleted (which removes them from the
-zones); revocations kept as one JSON secret per purpose become one row each.
+zones); revocations kept as one JSON secret per purpose become one row each. The zones
+held those keys, so a fresh key signs from then on and the moved ones only verify the
+tokens already issued: delete them once those tokens have expired.
 """
 
 from __future__ import annotations
@@ -51,11 +59,13 @@ class TokenUpkeep:
         self._expiry: dict[str, tuple[int, int]] = {}  # row name -> (expires_at, version)
         self._heap: list[tuple[int, str]] = []          # may hold stale entries
         self._meshes: set[str] = set()                  # to prune keys of
+        self._trusts: set[tuple[str, str]] = set()      # (purpose, mesh) to republish
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
         follower = asyncio.create_task(
-            follow(self._manager.store, ["TokenRevocation", "Mesh"], self._reset,
+            follow(self._manager.store, ["TokenRevocation", "Mesh", "GlobalSecret"],
+                   self._reset,
                    self._changed), name="token-upkeep-follow")
         try:
             await self._loop()
@@ -71,8 +81,15 @@ class TokenUpkeep:
             self._changed(res, False)
 
     def _changed(self, res: Resource, deleted: bool) -> None:
-        if res.type == "Mesh":
+        if res.type == "GlobalSecret":
+            purpose = res.labels.get(KEY_LABEL)
+            if purpose not in (ZONE, DATAPLANE):
+                return  # not a signing key: nothing to do, no wake-up
+            self._trusts.add((purpose, res.labels.get(MESH_LABEL, "")))
+        elif res.type == "Mesh":
             self._meshes.add(res.name)
+            if not deleted:
+                self._trusts.add((DATAPLANE, res.name))
         elif deleted:
             self._expiry.pop(res.name, None)
         elif isinstance(res.spec, TokenRevocationSpec):
@@ -86,6 +103,7 @@ class TokenUpkeep:
             self._wake.clear()
             try:
                 await self._prune_meshes()
+                await self._republish()
                 await self._drop_expired()
             except GossamerError as exc:  # the store failed: try again shortly
                 log.warning("token upkeep failed, retrying in %.2fs: %s", delay, exc.detail)
@@ -123,6 +141,25 @@ class TokenUpkeep:
                                     if r.labels.get(MESH_LABEL))
 
 
+    async def _republish(self) -> None:
+        """Bring each TokenTrust whose keys or Mesh changed in step with its keys. A
+        mesh's trust only while the Mesh exists: a deleted one's is the pruning's."""
+        while self._trusts:
+            purpose, mesh = self._trusts.pop()
+            if purpose == DATAPLANE:
+                if not mesh:
+                    continue  # a dataplane key without a mesh label signs nothing
+                try:
+                    await self._manager.get("Mesh", mesh)
+                except NotFound:
+                    continue
+            try:
+                await TokenAuthority(self._manager, purpose, mesh).keys()
+            except GossamerError:
+                self._trusts.add((purpose, mesh))  # the loop retries after a pause
+                raise
+
+
 async def prune_mesh_keys(manager: ResourceManager, mesh: str) -> None:
     """Delete the dataplane signing keys of ``mesh`` made before the Mesh now stored
     (all of them when there is none), then bring its TokenTrust in step."""
@@ -151,17 +188,27 @@ async def migrate_token_state(manager: ResourceManager, clock: Clock = time.time
     """Move signing keys and revocations stored by older versions (see the module
     docstring). Idempotent: a start interrupted half way finishes at the next."""
     page = await manager.list("Secret", None, {KEY_LABEL: DATAPLANE})
-    moved: set[str] = set()
-    for res in sorted(page.items, key=_created):  # oldest first: the newest still signs
-        kid = res.labels.get(KID_LABEL) or res.name.rsplit("-", 1)[-1]
-        await manager.apply(Resource(
-            type="GlobalSecret", name=key_secret_name(DATAPLANE, res.mesh, kid),
-            labels={**key_selector(DATAPLANE, res.mesh), KID_LABEL: kid}, spec=res.spec))
-        await manager.store.delete("Secret", res.name, res.mesh)
-        moved.add(res.mesh)
-    for mesh in sorted(moved):
-        await TokenAuthority(manager, DATAPLANE, mesh, clock=clock).keys()
-        log.info("moved the dataplane signing keys of mesh %r out of its Secrets", mesh)
+    by_mesh: dict[str, list[Resource]] = {}
+    for res in sorted(page.items, key=_created):  # oldest first
+        by_mesh.setdefault(res.mesh, []).append(res)
+    for mesh, secrets in sorted(by_mesh.items()):
+        for res in secrets:
+            kid = res.labels.get(KID_LABEL) or res.name.rsplit("-", 1)[-1]
+            await manager.apply(Resource(
+                type="GlobalSecret", name=key_secret_name(DATAPLANE, mesh, kid),
+                labels={**key_selector(DATAPLANE, mesh), KID_LABEL: kid}, spec=res.spec))
+        # Every zone held these keys: a fresh one signs from now on, before the Secrets
+        # go, so a start interrupted here still rotates at the next.
+        await TokenAuthority(manager, DATAPLANE, mesh, clock=clock).rotate()
+        for res in secrets:
+            with contextlib.suppress(NotFound):
+                await manager.store.delete("Secret", res.name, mesh)
+        log.warning("moved the dataplane signing keys of mesh %r out of its Secrets, which "
+                    "every zone held, and added a fresh signing key: delete the moved keys "
+                    "(GlobalSecrets %s) once the tokens they signed have expired", mesh,
+                    ", ".join(key_secret_name(DATAPLANE, mesh, r.labels.get(KID_LABEL)
+                                              or r.name.rsplit("-", 1)[-1])
+                              for r in secrets))
     for kind, purpose in (("Secret", DATAPLANE), ("GlobalSecret", ZONE)):
         old = await manager.list(kind, None, {OLD_REVOCATIONS_LABEL: purpose})
         for res in old.items:

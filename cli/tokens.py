@@ -174,13 +174,27 @@ def revoke(ctx: click.Context, token_id: str, is_dataplane: bool, mesh: str | No
 
 
 @token.command("rotate-signing-key")
+@click.option("--dataplane", "is_dataplane", is_flag=True,
+              help="Rotate a mesh's dataplane-token key (default: the zone-token key).")
+@click.option("-m", "--mesh", default=None, callback=params.name("mesh"),
+              help="The mesh whose key to rotate (default: 'default'); with --dataplane.")
 @click.pass_context
-def rotate_signing_key(ctx: click.Context) -> None:
-    """Add a zone-token signing key: new tokens use it, older keys keep verifying."""
+def rotate_signing_key(ctx: click.Context, is_dataplane: bool, mesh: str | None) -> None:
+    """Add a signing key: new tokens use it, older keys keep verifying theirs until
+    their GlobalSecrets are deleted."""
+    if mesh is not None and not is_dataplane:
+        raise click.UsageError("-m/--mesh applies only with --dataplane (zone tokens have "
+                               "no mesh)")
     with state(ctx).client() as api:
-        answer = _zone_tokens(api, "/tokens/zone/signing-keys", None)
+        if is_dataplane:
+            path = "/tokens/dataplane/signing-keys"
+            answer = api.post(path, {"mesh": mesh or "default"})
+        else:
+            path = "/tokens/zone/signing-keys"
+            answer = _zone_tokens(api, path, None)
     kid = answer.get("kid") if isinstance(answer, Mapping) else None
     if not kid:
-        raise UnexpectedAnswer("POST /tokens/zone/signing-keys: expected {\"kid\": ...}")
-    click.echo(f"added zone token signing key {kid}: it signs new tokens, older keys "
-               "keep verifying theirs")
+        raise UnexpectedAnswer(f"POST {path}: expected {{\"kid\": ...}}")
+    what = f"dataplane token signing key of mesh {mesh or 'default'}" if is_dataplane \
+        else "zone token signing key"
+    click.echo(f"added {what} {kid}: it signs new tokens, older keys keep verifying theirs")

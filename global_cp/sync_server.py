@@ -40,6 +40,7 @@ from gossamer.errors import (
 )
 from gossamer.model.base import Resource, check_name
 from gossamer.model.labels import ORIGIN_GLOBAL, ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL
+from gossamer.model.mesh import MeshSpec, ProvidedConf, SecretRef
 from gossamer.model.registry import parse_document
 from gossamer.model.tokenrevocation import TokenRevocationSpec, revocation_name
 from gossamer.model.zone import disabled_zones, is_enabled
@@ -71,11 +72,30 @@ PUBLISHED_KINDS = [*GLOBAL_KINDS, "ZoneIngress", "Zone"]
 ZONE_SYNC_BOUNDS = Bounds(types=frozenset(kind_type_url(k) for k in PUBLISHED_KINDS))
 
 
+# What a provided backend's inline key (stored before apply refused one) becomes in the
+# copy zones get: zones never sign with a provided root, so they never read it, and a
+# ``secretRef`` keeps the copy valid (a SecretRef needs one of the two).
+WITHHELD_KEY = SecretRef(secret_ref="withheld-inline-key")
+
+
+def _without_inline_keys(spec: MeshSpec) -> MeshSpec:
+    """``spec`` with every provided backend's inline private key withheld."""
+    if spec.mtls is None or not any(isinstance(b.conf, ProvidedConf) and b.conf.key.inline
+                                    for b in spec.mtls.backends):
+        return spec
+    backends = [b.model_copy(update={"conf": b.conf.model_copy(update={"key": WITHHELD_KEY})})
+                if isinstance(b.conf, ProvidedConf) and b.conf.key.inline else b
+                for b in spec.mtls.backends]
+    return spec.model_copy(update={"mtls": spec.mtls.model_copy(update={"backends": backends})})
+
+
 def _prepare(res: Resource) -> Resource | None:
-    """What the global publishes: its own kinds labelled as global-owned, zone ingresses
-    as their zones sent them, zones (used only for filtering) as they are."""
+    """What the global publishes: its own kinds labelled as global-owned (a Mesh without
+    any inline provided-CA key), zone ingresses as their zones sent them, zones (used only
+    for filtering) as they are."""
     if res.type in GLOBAL_KINDS:
-        return strip_meta(Resource(type=res.type, name=res.name, mesh=res.mesh, spec=res.spec,
+        spec = _without_inline_keys(res.spec) if isinstance(res.spec, MeshSpec) else res.spec
+        return strip_meta(Resource(type=res.type, name=res.name, mesh=res.mesh, spec=spec,
                                    labels={**res.labels, ORIGIN_LABEL: ORIGIN_GLOBAL}))
     if res.type == "ZoneIngress":
         return strip_meta(res) if res.labels.get(ORIGIN_LABEL) == ORIGIN_ZONE else None

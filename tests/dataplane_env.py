@@ -217,7 +217,7 @@ class DataplaneEnv:
     async def _start_all(self, members: Iterable[Member], stack: contextlib.AsyncExitStack
                          ) -> list[Sidecar]:
         started = [await self._start(m, stack) for m in members]
-        await eventually(lambda: {f"{s.member.mesh}.{s.name}" for s in started}
+        await eventually(lambda: {f"dp:{s.member.mesh}:{s.name}" for s in started}
                          <= set(self.cp.agents.sessions), timeout=60,
                          what="every agent registered")
         await self.converged(*started, timeout=60)

@@ -12,6 +12,9 @@ service, and it may also name the Dataplane and tags. A registration is admitted
   cannot register an inbound of ``backend`` and so obtain backend's certificate;
 * the Dataplane's name is the token's, when the token names one;
 * every inbound carries every tag the token binds, with the same value;
+* no inbound sets a reserved tag (``gossamer.io/...``) other than its service and
+  protocol (``AGENT_TAGS``): ``gossamer.io/zone`` is the control plane's to set, and a
+  sidecar claiming another zone would match policies selecting that zone;
 * the agent sets no label reserved to the control plane (``gossamer.io/...``) other
   than the opt-ins in ``AGENT_LABELS``: zone, origin and display-name labels would make
   a zone-local Dataplane pass for a synced one, and the registered-by label is the
@@ -31,12 +34,19 @@ from collections.abc import Mapping
 
 from gossamer.errors import Forbidden, InvalidResource, ResourceExhausted
 from gossamer.model.dataplane import DataplaneSpec
-from gossamer.model.labels import RESERVED_PREFIX, VIP_OUTBOUNDS_LABEL
+from gossamer.model.labels import (
+    PROTOCOL_TAG,
+    RESERVED_PREFIX,
+    SERVICE_TAG,
+    VIP_OUTBOUNDS_LABEL,
+)
 from gossamer.tokens import Claims
 
 # Reserved-prefix labels an agent may set on its own Dataplane: opt-ins that change only
 # what its own sidecar gets (VIP listeners, see zone_cp.mesh_dns).
 AGENT_LABELS = frozenset({VIP_OUTBOUNDS_LABEL})
+# Reserved-prefix tags an agent may set on an inbound: what it serves and how.
+AGENT_TAGS = frozenset({SERVICE_TAG, PROTOCOL_TAG})
 
 
 def reserved_labels(labels: Mapping[str, str]) -> list[str]:
@@ -62,6 +72,12 @@ def check_binding(claims: Claims, mesh: str, name: str, spec: DataplaneSpec) -> 
     if claims.name and name != claims.name:
         raise Forbidden(f"the token is for dataplane {claims.name!r}, not {name!r}")
     for i, inbound in enumerate(spec.networking.inbound):
+        reserved = sorted(k for k in inbound.tags
+                          if k.startswith(RESERVED_PREFIX) and k not in AGENT_TAGS)
+        if reserved:
+            raise InvalidResource(
+                f"inbound[{i}] tag {reserved[0]} is reserved to the control plane and "
+                "cannot be set by an agent; remove it from the Dataplane")
         if inbound.service != claims.subject:
             raise Forbidden(f"the token is for service {claims.subject!r}, but inbound[{i}] "
                             f"is service {inbound.service!r}: a token admits one service; "

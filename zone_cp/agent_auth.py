@@ -3,9 +3,12 @@ request is read.
 
 A dataplane token is verified with the keys of the mesh it claims; an unknown mesh is
 refused exactly like a forged token (``UNTRUSTED``), so an unauthenticated caller learns
-nothing about meshes. Another kind's token (a zone token, for a zone ingress) is
-verified by the registrar that takes that kind (``zone_cp.ingresses``). What the token
-then admits (which Dataplane, which name, how many) is ``zone_cp.admission``'s.
+nothing about meshes. Only a signer of dataplane tokens (a standalone zone) may verify
+with keys of its own; a federated zone verifies with the ``TokenTrust`` the global sent,
+and without one refuses every token (``signer=False``). Another kind's token (a zone
+token, for a zone ingress) is verified by the registrar that takes that kind
+(``zone_cp.ingresses``). What the token then admits (which Dataplane, which name, how
+many) is ``zone_cp.admission``'s.
 """
 
 from __future__ import annotations
@@ -38,9 +41,15 @@ class AgentAuth:
     (UNAUTHENTICATED) or what the other kind's verifier raises."""
 
     def __init__(self, manager: ResourceManager,
-                 others: Mapping[str, TokenVerifier] | None = None) -> None:
+                 others: Mapping[str, TokenVerifier] | None = None, *,
+                 signer: bool = True) -> None:
         self._manager = manager
         self._others = others or {}
+        self.signer = signer  # False at a federated zone: the global signs its tokens
+
+    def authority(self, mesh: str) -> TokenAuthority:
+        """The verifier of ``mesh``'s dataplane tokens at this control plane."""
+        return TokenAuthority(self._manager, DATAPLANE, mesh, signer=self.signer)
 
     async def admit(self, token: str | None) -> Claims:
         """Verify the bearer's token before anything else of its request is read: a
@@ -65,7 +74,7 @@ class AgentAuth:
             if not mesh:
                 raise NotFound("a dataplane token without a mesh")
             await self._manager.get("Mesh", mesh)
-            return await TokenAuthority(self._manager, DATAPLANE, mesh).verify(token)
+            return await self.authority(mesh).verify(token)
         except NotFound:
             raise Unauthorized(UNTRUSTED) from None
         except TokenRejected as exc:

@@ -27,7 +27,7 @@ from cryptography import x509
 from gossamer.errors import GossamerError
 from gossamer.tokens import Claims, TokenRejected, peek
 from sync.v1 import agent_pb2, agent_pb2_grpc
-from zone_cp.agent_session import AgentSession, OtherSession, utc_now
+from zone_cp.agent_session import AgentSession, OtherSession, sidecar_node_id, utc_now
 from zone_cp.agent_wire import to_message
 from zone_cp.agents import AgentRegistry
 from zone_cp.ca import CaUnavailable, ZoneCa, workload_uris
@@ -61,7 +61,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         if request.mesh != claims.mesh:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"the token is for mesh {claims.mesh!r}, not {request.mesh!r}")
-        session = self._registry.sessions.get(f"{request.mesh}.{request.dataplane}")
+        session = self._registry.sessions.get(sidecar_node_id(request.mesh, request.dataplane))
         if session is None:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 "the dataplane is not registered: open a Session first")

@@ -6,6 +6,11 @@ A session keeps the sidecar's registered Dataplane, the token that admitted it, 
 last status it reported (parsed, ``zone_cp.cert_status``), what ``SignCertificate``
 last signed for it, and ``updates``: what the Session stream sends it next (bounded,
 ``zone_cp.mailbox``; Gossamer types, converted to protobuf by ``zone_cp.agent_service``).
+
+A sidecar's node id is ``dp:<mesh>:<name>`` (``sidecar_node_id``): names never contain a
+colon, so no two (mesh, name) pairs share one (``<mesh>.<name>`` did: mesh ``a`` with
+name ``b.c`` against mesh ``a.b`` with name ``c``), and the ``dp:`` prefix keeps it apart
+from an ingress's ``ingress:<name>`` even for a mesh named ``ingress``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,13 @@ from gossamer.model.dataplane import DataplaneSpec
 from gossamer.tokens import Claims
 from zone_cp.cert_status import CertificateInfo, Health, SignedRecord, StatusReport
 from zone_cp.mailbox import Mailbox
+
+SIDECAR_NODE_PREFIX = "dp:"
+
+
+def sidecar_node_id(mesh: str, name: str) -> str:
+    """The node id of the sidecar ``name`` of ``mesh`` (sessions, ADS, ``inspect``)."""
+    return f"{SIDECAR_NODE_PREFIX}{mesh}:{name}"
 
 
 def utc_now() -> dt.datetime:
@@ -47,7 +59,7 @@ class AgentSession:
 
     @property
     def node_id(self) -> str:
-        return f"{self.mesh}.{self.name}"
+        return sidecar_node_id(self.mesh, self.name)
 
     @property
     def certificate(self) -> CertificateInfo | None:

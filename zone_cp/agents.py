@@ -48,7 +48,7 @@ from gossamer.resources import ResourceManager
 from gossamer.tokens import DATAPLANE, Claims
 from zone_cp.admission import check_binding, check_capacity, check_labels
 from zone_cp.agent_auth import AgentAuth
-from zone_cp.agent_session import AgentSession, Change, OtherSession
+from zone_cp.agent_session import AgentSession, Change, OtherSession, sidecar_node_id
 from zone_cp.cert_status import StatusReport
 from zone_cp.leftovers import (
     LEFTOVER_GRACE,
@@ -84,11 +84,12 @@ class AgentRegistry:
     """Live agent sessions by node id; the xDS server admits only registered nodes."""
 
     def __init__(self, manager: ResourceManager, zone: str,
-                 others: dict[str, Registrar] | None = None) -> None:
+                 others: dict[str, Registrar] | None = None, *,
+                 signer: bool = True) -> None:
         self.manager = manager
         self.zone = zone
         self.others = others or {}
-        self.auth = AgentAuth(manager, self.others)
+        self.auth = AgentAuth(manager, self.others, signer=signer)
         self.sessions: dict[str, AgentSession] = {}
         self._lock = asyncio.Lock()
         self._listeners: list[Callable[[Change, AgentSession], None]] = []
@@ -226,7 +227,7 @@ class AgentRegistry:
         """The (mesh, name) of stored agent-registered Dataplanes with no live session."""
         page = await self.manager.list("Dataplane", labels={AGENT_LABEL: AGENT_VALUE})
         return leftover_keys(page.items, self.sessions.keys(),
-                             lambda r: f"{r.mesh}.{r.name}", registered_by_agent)
+                             lambda r: sidecar_node_id(r.mesh, r.name), registered_by_agent)
 
     async def expire(self, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """Remove the Dataplanes ``keys`` names whose agent has still not registered;
@@ -234,7 +235,7 @@ class AgentRegistry:
         removed = []
         async with self._lock:
             for mesh, name in keys:
-                if f"{mesh}.{name}" in self.sessions or self._stopping:
+                if sidecar_node_id(mesh, name) in self.sessions or self._stopping:
                     continue
                 with contextlib.suppress(NotFound):
                     if registered_by_agent(await self.manager.get("Dataplane", name, mesh)):
@@ -242,7 +243,7 @@ class AgentRegistry:
                         removed.append((mesh, name))
         if removed:
             log.info("removed %d dataplanes whose agents did not come back: %s",
-                     len(removed), ", ".join(f"{m}.{n}" for m, n in removed))
+                     len(removed), ", ".join(sidecar_node_id(m, n) for m, n in removed))
         return removed
 
     async def run(self, grace: float = LEFTOVER_GRACE) -> None:

@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from gossamer.errors import NotFound
 from gossamer.model.registry import to_document
 from gossamer.resources import ResourceManager
-from zone_cp.agent_session import AgentSession
+from zone_cp.agent_session import AgentSession, sidecar_node_id
 from zone_cp.agents import AgentRegistry
 from zone_cp.xds import AdsServer
 
@@ -25,7 +25,7 @@ def dataplane_router(manager: ResourceManager, agents: AgentRegistry,
     router = APIRouter(tags=["Dataplane"])
 
     def overview(mesh: str, name: str, doc: dict[str, Any] | None) -> dict[str, Any]:
-        node_id = f"{mesh}.{name}"
+        node_id = sidecar_node_id(mesh, name)
         session = agents.sessions.get(node_id)
         insight = ads.insights.get(node_id)
         return {
@@ -49,7 +49,7 @@ def dataplane_router(manager: ResourceManager, agents: AgentRegistry,
     @router.get("/meshes/{mesh}/dataplanes/{name}/_config",
                 summary="The Envoy resources last sent to this dataplane")
     async def config(mesh: str, name: str) -> dict[str, Any]:
-        insight = ads.insights.get(f"{mesh}.{name}")
+        insight = ads.insights.get(sidecar_node_id(mesh, name))
         if insight is None or insight.generated is None:
             raise NotFound(f"no config was generated for dataplane {name!r} in mesh {mesh!r}")
         return insight.config()

@@ -21,10 +21,9 @@ start, a ZoneIngress left by the previous run stays until its agent registers ag
 Every local ZoneIngress (one without an origin label) is the registry's: the zone CP
 owns its contents.
 
-The ingress's Envoy is admitted to the ADS by node id ``ingress:<name>`` (a colon never
-occurs in a mesh or resource name, so it cannot collide with a Dataplane's
-``<mesh>.<name>``) and gets ``generate(node_id)``: ``zone_ingress.envoy`` over this
-zone's local services.
+The ingress's Envoy is admitted to the ADS by node id ``ingress:<name>`` (a Dataplane's
+is ``dp:<mesh>:<name>``, so the two cannot collide) and gets ``generate(node_id)``:
+``zone_ingress.envoy`` over this zone's local services.
 """
 
 from __future__ import annotations

@@ -72,7 +72,9 @@ def build_parts(s: ZoneSettings, store: Store) -> ZoneParts:
     ingress_names = IngressNames()
     state = MeshState(store, s.zone, names=ingress_names.addresses)
     ingresses = IngressRegistry(manager, state, s.zone, federated=s.federated)
-    agents = AgentRegistry(manager, s.zone, {"ZoneIngress": ingresses})
+    # A federated zone never signs dataplane tokens: it verifies with the global's keys.
+    agents = AgentRegistry(manager, s.zone, {"ZoneIngress": ingresses},
+                           signer=not s.federated)
     # Virtual IPs for every service the zone knows, and each mesh's DNS table for its
     # agents (DESIGN §6).
     vips = VipAllocator(state, manager, parse_cidr(s.vip_cidr))

@@ -2,8 +2,9 @@
 
 In a federation the global signs every mesh's dataplane tokens (its keys never leave
 it; the zone verifies with the ``TokenTrust`` it receives), so a zone can neither issue
-nor revoke one. Answering with the reason beats a bare 404 from a missing route: an
-operator used to a standalone zone is told where the route lives now.
+nor revoke one, nor rotate a signing key. Answering with the reason beats a bare 404
+from a missing route: an operator used to a standalone zone is told where the route
+lives now.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def federated_dataplane_token_router() -> APIRouter:
     @router.post("/revoke", summary="Refused at a federated zone: revoke at the global",
                  response_model=None, responses=refused)
     async def revoke() -> None:
+        raise Conflict(AT_THE_GLOBAL)
+
+    @router.post("/signing-keys", summary="Refused at a federated zone: rotate at the "
+                 "global", response_model=None, responses=refused)
+    async def rotate() -> None:
         raise Conflict(AT_THE_GLOBAL)
 
     return router

@@ -1,6 +1,6 @@
 """Envoy's delta ADS on the zone CP, through the same engine as the zone sync.
 
-A sidecar's Envoy connects with the node id its agent registered (``<mesh>.<name>``) and
+A sidecar's Envoy connects with the node id its agent registered (``dp:<mesh>:<name>``) and
 the dataplane token as metadata. Each stream gets its own ``Engine``; its desired state is
 ``proxy.envoy.generate`` of the proxy's context, recomputed when the mesh state changes
 (coalesced to once per loop turn) — the engine then sends only resources whose bytes
@@ -32,11 +32,10 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from authority.token_authority import TokenAuthority
 from gossamer.coalesce import Coalesced
 from gossamer.errors import FailedPrecondition, Forbidden, GossamerError, Unauthorized
 from gossamer.model.base import Resource
-from gossamer.tokens import DATAPLANE, Claims, TokenRejected
+from gossamer.tokens import Claims, TokenRejected
 from proxy.context import ProxyContext
 from proxy.envoy.resources import (
     CLUSTER_TYPE,
@@ -227,11 +226,14 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         which must be the token that sidecar registered with."""
         session = self._agents.sessions.get(node_id)
         if session is None:
+            if ":" not in node_id:  # an Envoy an older agent started: ``<mesh>.<name>``
+                raise FailedPrecondition(
+                    f"node {node_id!r} has the old <mesh>.<name> form: restart the sidecar "
+                    "so its agent writes the node id this control plane registered")
             raise FailedPrecondition(f"node {node_id!r} is not registered by a Gossamer "
                                      "agent")
         try:
-            claims = await TokenAuthority(self._agents.manager, DATAPLANE,
-                                          session.mesh).verify(token)
+            claims = await self._agents.auth.authority(session.mesh).verify(token)
         except TokenRejected as exc:
             raise Unauthorized(exc.detail) from None
         if claims.token_id != session.claims.token_id:

@@ -82,8 +82,8 @@ class ProxyView:
         spec = dataplane.spec
         if not isinstance(spec, DataplaneSpec):
             raise TypeError(f"expected a Dataplane, got a {dataplane.type}")
-        extra = {ZONE_TAG: zone} if zone else {}
-        inbounds = tuple(ProxyInbound(InboundKey.of(ib), {**extra, **ib.tags})
+        extra = {ZONE_TAG: zone} if zone else {}  # the CP's zone wins over an inbound's
+        inbounds = tuple(ProxyInbound(InboundKey.of(ib), {**ib.tags, **extra})
                          for ib in spec.networking.inbound)
         outs = tuple(sorted({ob.service for ob in spec.networking.outbound}))
         return cls(name=dataplane.name, mesh=dataplane.mesh, zone=zone, inbounds=inbounds,

@@ -152,7 +152,7 @@ async def test_a_web_token_cannot_register_or_sign_for_backend(zone: Zone,
         "web-1", svc("web"), svc("backend", version="v1")))
     assert code == grpc.StatusCode.PERMISSION_DENIED
     assert "inbound[1]" in detail and "'backend'" in detail and "'web'" in detail
-    assert "default.web-1" not in zone.cp.agents.sessions
+    assert "dp:default:web-1" not in zone.cp.agents.sessions
 
     # The honest registration: only what the token vouches for is certified, not the
     # version tag the agent chose, nor the identity the CSR asks for.
@@ -222,7 +222,7 @@ async def test_a_token_admits_max_dataplanes_at_once(zone: Zone, agents: list[Ag
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     # Once the first token's Dataplane goes, it may register another.
     await again.close()
-    await eventually(lambda: "default.queue-1" not in zone.cp.agents.sessions, timeout=10,
+    await eventually(lambda: "dp:default:queue-1" not in zone.cp.agents.sessions, timeout=10,
                      what="queue-1's session to end")
     await registered(zone, agents, one, dataplane("queue-6", svc("queue")))
 
@@ -284,7 +284,7 @@ async def test_a_slow_agent_holds_one_pending_message_per_kind(zone: Zone,
                                                                agents: list[Agent]) -> None:
     agent = await registered(zone, agents, await zone.token("slow"),
                              dataplane("slow-1", svc("slow")))
-    session = zone.cp.agents.sessions["default.slow-1"]
+    session = zone.cp.agents.sessions["dp:default:slow-1"]
     now = dt.datetime.now(dt.UTC)
     roots = [new_root_ca(f"root {i}", now, dt.timedelta(days=1)) for i in range(200)]
     for root in roots:  # the agent reads nothing meanwhile

@@ -32,7 +32,7 @@ from tests.integration.agent_env import AgentProcess, envoy_pids, free_port
 from tests.integration.test_agent_zone import Zone, get, http_backend, sidecar
 from tests.waiting import eventually
 
-NODE = "default.web-1"
+NODE = "dp:default:web-1"
 MOVED = {  # web's own Envoy answers /moved once it has this route
     "type": "MeshHTTPRoute", "name": "moved", "mesh": "default",
     "spec": {"targetRef": {"kind": "MeshService", "name": "web"},

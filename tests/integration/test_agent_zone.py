@@ -158,9 +158,9 @@ async def test_two_sidecars_talk_over_mtls_and_survive_a_control_plane_outage(
                          what="web -> backend through both sidecars")
         pids = envoy_pids(backend.work) + envoy_pids(web.work)
         assert zone.cp is not None
-        insight = zone.cp.ads.insights["default.backend-1"]
+        insight = zone.cp.ads.insights["dp:default:backend-1"]
         assert insight.acked > 0 and insight.nacked == 0, insight.last_nack
-        nodes = ("default.backend-1", "default.web-1")
+        nodes = ("dp:default:backend-1", "dp:default:web-1")
         serials = await eventually(lambda: reported_serials(zone, nodes), timeout=30,
                                    what="both agents to report their certificates")
 
@@ -175,7 +175,7 @@ async def test_two_sidecars_talk_over_mtls_and_survive_a_control_plane_outage(
         cp = await zone.start()
         assert {"backend-1", "web-1"} <= {r.name for r in (
             await cp.manager.list("Dataplane", "default")).items}
-        await eventually(lambda: {"default.backend-1", "default.web-1"}
+        await eventually(lambda: {"dp:default:backend-1", "dp:default:web-1"}
                          <= set(cp.agents.sessions), timeout=60,
                          what="both agents registered again")
         # The new CP signed nothing for them: it knows their certificates because each

@@ -78,7 +78,7 @@ class Lab:
         return self.env.cp
 
     def session(self, name: str) -> AgentSession:
-        return self.cp.agents.sessions[f"{MESH}.{name}"]
+        return self.cp.agents.sessions[f"dp:{MESH}:{name}"]
 
     def serial(self, name: str) -> str:
         cert = self.session(name).certificate
@@ -292,7 +292,7 @@ async def test_a_bad_status_is_dropped_and_the_stream_goes_on(
         assert (await asyncio.wait_for(call.read(), 10)).WhichOneof("message") in (
             "heartbeat", "trust_bundle", "dns_table")
         call.cancel()
-    await eventually(lambda: f"{MESH}.probe-1" not in lab.cp.agents.sessions, timeout=10,
+    await eventually(lambda: f"dp:{MESH}:probe-1" not in lab.cp.agents.sessions, timeout=10,
                      what="the probe's session to end")
 
 

@@ -143,7 +143,7 @@ async def zone(tmp_path: Path) -> AsyncIterator[ZoneControlPlane]:
 
 
 def node(request: discovery_pb2.DeltaDiscoveryRequest) -> discovery_pb2.DeltaDiscoveryRequest:
-    request.node.CopyFrom(base_pb2.Node(id="default.web-1"))
+    request.node.CopyFrom(base_pb2.Node(id="dp:default:web-1"))
     return request
 
 

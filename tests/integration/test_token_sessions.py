@@ -130,7 +130,7 @@ async def _sidecar(zone: ZoneControlPlane, channel: grpc.aio.Channel, name: str,
     token, claims = await authority.issue("backend", valid_for)
     doc = dataplane_doc(name, mesh=MESH, address="127.0.0.1", port=20001, service_port=20002)
     streams = await Peer(zone).open(channel, token, doc,
-                                    f"{MESH}.{name}")
+                                    f"dp:{MESH}:{name}")
     assert not await _gone(zone, "Dataplane", name, MESH)
     return streams, claims.token_id
 
@@ -145,8 +145,8 @@ async def test_an_expired_dataplane_token_ends_the_sidecars_session_ads_and_data
         _assert_withdrawn(status, short_id, "expired")
         await eventually(lambda: _gone(zone, "Dataplane", "short-1", MESH), timeout=5,
                          what="the expired sidecar's Dataplane to be removed")
-        assert f"{MESH}.short-1" not in zone.agents.sessions
-        assert f"{MESH}.long-1" in zone.agents.sessions
+        assert f"dp:{MESH}:short-1" not in zone.agents.sessions
+        assert f"dp:{MESH}:long-1" in zone.agents.sessions
         assert not await _gone(zone, "Dataplane", "long-1", MESH)
         assert long.session.done() is False and long.ads.done() is False
         long.session.cancel()

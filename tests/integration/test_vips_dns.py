@@ -173,7 +173,7 @@ async def test_mesh_names_resolve_to_stable_vips_and_new_services_appear_live(
             # The zone CP restarts: the VIPs are the same, and so are the answers.
             await zone.stop()
             cp = await zone.start()
-            await eventually(lambda: {"default.backend-1", "default.web-1"}
+            await eventually(lambda: {"dp:default:backend-1", "dp:default:web-1"}
                              <= set(cp.agents.sessions), 60, "both agents registered again")
             await eventually(lambda: zone.vip("backend"), 10, "the VIPs loaded")
             assert (zone.vip("backend"), zone.vip("web")) == (vip, web_vip)
@@ -191,7 +191,7 @@ async def test_mesh_names_resolve_to_stable_vips_and_new_services_appear_live(
             await eventually(lambda: _answers(dns_port, "cache.mesh", [cache_vip]), 10,
                              "cache.mesh to resolve without restarting the agent")
             assert web.proc.returncode is None and envoy_pids(web.work) == envoys
-            insight = await eventually(lambda: cp.ads.insights.get("default.web-1"), 60,
+            insight = await eventually(lambda: cp.ads.insights.get("dp:default:web-1"), 60,
                                        "web's Envoy back on the zone CP")
             await eventually(lambda: insight.acked, 30, "web's Envoy to ACK")
             assert insight.nacked == 0, insight.last_nack
@@ -292,7 +292,7 @@ async def test_curl_backend_dot_mesh_from_a_namespace_goes_through_the_vip_liste
             await eventually(through_the_vip, 60,
                              "curl http://backend.mesh/ to reach backend from the namespace")
             assert zone.cp is not None
-            insight = zone.cp.ads.insights["default.web-1"]
+            insight = zone.cp.ads.insights["dp:default:web-1"]
             listeners = insight.config()["listeners"]
             assert f"outbound:{vip}:80" in listeners, sorted(listeners)
             assert insight.nacked == 0, insight.last_nack

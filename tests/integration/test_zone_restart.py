@@ -135,7 +135,7 @@ async def test_a_zone_cp_restart_keeps_its_routes_at_the_global_and_in_west(
         async with watching(routes) as lapses:
             await restart_east(cluster, grace=60.0)
             east = cluster.east
-            await eventually(lambda: "default.backend-1" in east.agents.sessions
+            await eventually(lambda: "dp:default:backend-1" in east.agents.sessions
                              and "ingress:east-ingress" in east.ingresses.sessions,
                              timeout=90, what="both agents registered again")
             await eventually(lambda: _offers(east, "east-ingress", [BACKEND]), timeout=30,
@@ -187,9 +187,9 @@ async def test_a_sidecar_that_does_not_come_back_is_removed_after_the_grace(
         started = await restart_east(cluster, grace=GRACE, while_down=kill_lost)
         east = cluster.east
         assert await dataplane_at(east, "backend-1") and await dataplane_at(east, "backend-2")
-        await eventually(lambda: "default.backend-2" in east.agents.sessions, timeout=60,
+        await eventually(lambda: "dp:default:backend-2" in east.agents.sessions, timeout=60,
                          what="backend-2 registered again")
-        assert "default.backend-1" not in east.agents.sessions
+        assert "dp:default:backend-1" not in east.agents.sessions
         # Within the grace the lost one is still everywhere.
         remaining = started + GRACE * 0.6 - time.monotonic()
         if remaining > 0:

@@ -1,7 +1,9 @@
 """No private key leaves the global: everything it sends a zone, walked over the real sync.
 
 A global holds meshes on each CA backend (builtin, provided, vault in intermediate mode,
-vault in issue mode), dataplane tokens issued through its API in every mesh, one revoked.
+vault in issue mode), dataplane tokens issued through its API in every mesh, one revoked,
+and a mesh whose provided CA key an older version stored inline (zones get its Mesh
+without the key).
 A subscriber with a real zone token opens the zone sync (gRPC over TLS, as a zone CP
 does) and collects every resource the global publishes. None may carry a private key:
 no PEM ``PRIVATE KEY`` block anywhere, no Secret whose bytes load as a private key, no
@@ -31,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import load_der_private_key
 from authority.token_authority import TokenAuthority
 from global_cp.app import GlobalControlPlane
 from gossamer.model.base import Resource
+from gossamer.model.registry import parse_document
 from gossamer.pki.certs import new_root_ca
 from gossamer.tokens import DATAPLANE, TokenRejected
 from sync.client_state import Applied, Mirror
@@ -73,6 +76,13 @@ async def populate(cp: GlobalControlPlane) -> dict[str, Any]:
         vault_mesh("vlt", "intermediate", "vault-token"),
         vault_mesh("vis", "issue", "vault-token"),
     ]
+    # A provided CA's key inline, as an older version stored it (the API now refuses one).
+    legacy = new_root_ca("legacy root", NOW, dt.timedelta(days=30))
+    assert cp.store is not None
+    await cp.store.create(parse_document({"type": "Mesh", "name": "legacy", "mtls": {
+        "enabledBackend": "inline", "backends": [{"name": "inline", "type": "provided", "conf": {
+            "cert": {"inline": legacy.cert_pem().decode()},
+            "key": {"inline": legacy.key_pem().decode()}}}]}}))
     async with httpx.AsyncClient(base_url=cp.api_url, timeout=10, headers={
             "authorization": f"Bearer {cp.admin_token}"}) as api:
         for doc in docs:
@@ -156,7 +166,8 @@ async def test_no_private_key_reaches_a_zone(global_cp: GlobalControlPlane,
     sub = asyncio.create_task(subscribe_as_zone(
         global_cp, "east", (tmp_path / "east.token").read_text(), got))
     sent = {("TokenTrust", "zone"), ("Secret", "prov/files-cert"), ("Secret", "vis/vault-token"),
-            ("Mesh", "vlt"), ("Mesh", "prov"), ("Mesh", "vis"), ("Mesh", "default")}
+            ("Mesh", "vlt"), ("Mesh", "prov"), ("Mesh", "vis"), ("Mesh", "default"),
+            ("Mesh", "legacy")}
     trusts = {("TokenTrust", f"dataplane.{m}") for m in ("default", "prov", "vlt", "vis")}
 
     def names() -> set[tuple[str, str]]:
@@ -166,6 +177,10 @@ async def test_no_private_key_reaches_a_zone(global_cp: GlobalControlPlane,
         await eventually(lambda: sent <= names(), timeout=15, what="the meshes and secrets")
         findings = [f for res in got.values() for f in private_material(res)]
         assert not findings, findings
+        # The legacy mesh's inline key was withheld; its public certificate was not.
+        legacy = got[(kind_type_url("Mesh"), "legacy")].spec_dict()["mtls"]["backends"][0]
+        assert "inline" not in legacy["conf"]["key"]
+        assert "BEGIN CERTIFICATE" in legacy["conf"]["cert"]["inline"]
         assert not [r for r in got.values() if "gossamer.io/signing-key" in r.labels]
         # The Vault token of the intermediate-mode mesh stayed at the global.
         assert ("Secret", "vlt/vault-token") not in names()

@@ -60,7 +60,7 @@ async def refusal(reg: AgentRegistry, doc: dict[str, Any], tok: str | None) -> g
 async def test_register_stores_the_dataplane_and_unregister_removes_it() -> None:
     reg, manager = await registry()
     session = await reg.register(DP, await token(manager, "backend"), 0.0)
-    assert isinstance(session, AgentSession) and session.node_id == "default.backend-1"
+    assert isinstance(session, AgentSession) and session.node_id == "dp:default:backend-1"
     assert (await manager.get("Dataplane", "backend-1", "default")).name == "backend-1"
     await reg.unregister(session)
     with pytest.raises(NotFound):
@@ -75,7 +75,7 @@ async def test_a_second_agent_with_another_identity_is_refused() -> None:
         grpc.StatusCode.ALREADY_EXISTS)
     # The same agent reconnecting (same token) takes its session over.
     again = await reg.register(DP, first, 1.0)
-    assert reg.sessions["default.backend-1"] is again
+    assert reg.sessions["dp:default:backend-1"] is again
 
 
 async def test_tokens_for_another_service_or_mesh_or_none_are_refused() -> None:
@@ -198,7 +198,7 @@ async def test_a_replaced_session_is_not_reported_or_gone() -> None:
     reg.on_change(lambda change, _s: heard.append(change))
     reg.reported(first, report())
     await reg.unregister(first)
-    assert heard == [] and reg.sessions["default.backend-1"] is second
+    assert heard == [] and reg.sessions["dp:default:backend-1"] is second
 
 
 # -- the control plane's own stop and restart ------------------------------------------------
@@ -247,7 +247,7 @@ async def test_run_waits_the_grace_then_expires() -> None:
     old, manager = await registry()
     await sidecar(old, manager, "gone")
     old.stopping()
-    await old.unregister(old.sessions["default.gone"])
+    await old.unregister(old.sessions["dp:default:gone"])
     new = AgentRegistry(manager, "west")
     task = asyncio.create_task(new.run(grace=0.3))
     try:
@@ -270,5 +270,5 @@ def test_leftover_keys_are_local_owned_and_without_a_session() -> None:
 
     stored = [dp("live", mine="1"), dp("left", mine="1"), dp("other"),
               dp("synced", mine="1", **{"gossamer.io/origin": "zone"})]
-    assert leftover_keys(stored, {"default.live"}, lambda r: f"{r.mesh}.{r.name}",
+    assert leftover_keys(stored, {"dp:default:live"}, lambda r: f"dp:{r.mesh}:{r.name}",
                          lambda r: "mine" in r.labels) == [("default", "left")]

@@ -75,7 +75,7 @@ async def test_a_failed_dataplane_write_leaves_no_session(
     store.failing.clear()
     session = await reg.register(DP, await dataplane_token(reg.manager), 1.0)
     assert isinstance(session, AgentSession)
-    assert reg.sessions == {"default.backend-1": session}
+    assert reg.sessions == {"dp:default:backend-1": session}
 
 
 async def test_a_failed_takeover_keeps_the_session_it_would_replace(
@@ -88,7 +88,7 @@ async def test_a_failed_takeover_keeps_the_session_it_would_replace(
     moved = {**DP, "networking": {**DP["networking"], "address": "10.0.0.8"}}
     with pytest.raises(StoreUnavailable):
         await reg.register(moved, token, 1.0)  # the same agent, reconnecting
-    assert reg.sessions == {"default.backend-1": first}
+    assert reg.sessions == {"dp:default:backend-1": first}
     assert await reg.manager.get("Dataplane", "backend-1", "default") == stored
 
 
