@@ -117,7 +117,7 @@ async def test_control_planes_on_wildcards_are_reached_by_ip_without_tls_host(
         async with sidecar(tmp_path / "backend", f"https://{ip}:{zone.xds.port}",
                            zone.settings.directory / "tls" / "ca.pem",
                            tmp_path / "token") as agent:
-            await eventually(lambda: "default.backend-1" in zone.agents.sessions,
+            await eventually(lambda: "dp:default:backend-1" in zone.agents.sessions,
                              timeout=60, what=f"the sidecar registered at {ip}")
             assert "Traceback" not in agent.errors()
         # The CLI, by IP, to both APIs.

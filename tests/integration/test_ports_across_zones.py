@@ -206,7 +206,7 @@ async def test_a_remote_service_answers_on_each_of_its_ports_by_name(
         # The agent routed the range itself; Envoy took every VIP listener.
         routes = await run(*ns.exec, "ip", "route", "show", "table", "local")
         assert "local 240.0.0.0/4 dev lo" in routes, routes
-        insight = lab.west.ads.insights["default.web-1"]
+        insight = lab.west.ads.insights["dp:default:web-1"]
         listeners = insight.config()["listeners"]
         vip = (await dig(53, "backend-db.mesh", ns.exec))[0]
         assert f"outbound:{vip}:5432" in listeners, sorted(listeners)

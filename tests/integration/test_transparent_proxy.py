@@ -285,7 +285,7 @@ async def _running(net: Net, cp: ZoneControlPlane, url: str, directory: Path, ou
 
     def registered() -> bool:
         assert proc.poll() is None, (directory / "web-1" / "agent.err").read_text()[-2000:]
-        return {"default.web-1", "default.backend-1"} <= set(cp.agents.sessions)
+        return {"dp:default:web-1", "dp:default:backend-1"} <= set(cp.agents.sessions)
 
     await eventually(registered, timeout=60, what="both sidecars registered")
     await eventually(lambda: cp.state.get("VirtualIP", "backend", "default") is not None,

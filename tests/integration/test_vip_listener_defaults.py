@@ -74,17 +74,17 @@ async def test_an_unroutable_vip_range_is_reported_not_nacked(tmp_path: Path,
                                   60, "backend-1 registered")
         assert stored.labels["gossamer.io/vip-outbounds"] == "false"
         assert FIX in b.errors(), b.errors()
-        await eventually(lambda: cp.ads.insights["default.backend-1"].acked > 0, 60,
+        await eventually(lambda: cp.ads.insights["dp:default:backend-1"].acked > 0, 60,
                          "backend-1's Envoy to ACK its config")
 
         # The one that asked: Envoy cannot bind backend's VIP and says so; inspect tells
         # the fix. (web's own VIP too: both services have one.)
         def hint() -> str | None:
-            insight = cp.ads.insights.get("default.web-1")
+            insight = cp.ads.insights.get("dp:default:web-1")
             return None if insight is None else insight.to_json().get("hint")
 
         found = await eventually(hint, 90, "web-1's NACK of a VIP listener, with a hint")
         assert FIX in found and "--vip-route" in found
-        assert bind_hint(cp.ads.insights["default.web-1"].last_nack) == found
-        assert cp.ads.insights["default.backend-1"].nacked == 0
+        assert bind_hint(cp.ads.insights["dp:default:web-1"].last_nack) == found
+        assert cp.ads.insights["dp:default:backend-1"].nacked == 0
         assert "Traceback" not in b.errors() + web.errors()
