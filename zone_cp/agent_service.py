@@ -6,7 +6,8 @@ registry and its listeners queue for the session (``zone_cp.updates``: trust bun
 DNS tables, Renew, converted to ``agent_pb2`` here) with a heartbeat while idle,
 records the agent's status reports, and unregisters it when the stream ends, which it
 does with UNAUTHENTICATED once the session's token expires or is revoked
-(``zone_cp.token_expiry``).
+(``zone_cp.token_expiry``), and with ABORTED once a newer Session of the same sidecar
+(same token) took its place: the older stream and its token hold go at once.
 ``SignCertificate`` signs a registered sidecar's CSR through the zone's CA
 (``zone_cp.ca``) with the identity its token vouches for; the bearer must be the token
 the sidecar registered with. Both check the token before anything else of the request.
@@ -53,6 +54,19 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self._registry = registry
         self._ca = ca
         self._lifetimes = lifetimes
+        self._streams: dict[str, AgentSession] = {}  # whose Session stream is live, by node
+
+    def _took_over(self, session: AgentSession) -> None:
+        """``session`` is a node's live Session now: wake the stream it replaced, which
+        then ends (its loop sees it is no longer the registered one)."""
+        older = self._streams.get(session.node_id)
+        if older is not None and older is not session:
+            older.updates.put_nowait(Heartbeat())
+        self._streams[session.node_id] = session
+
+    def _superseded(self, session: AgentSession | OtherSession) -> bool:
+        return (isinstance(session, AgentSession)
+                and self._registry.sessions.get(session.node_id) is not session)
 
     async def SignCertificate(self, request: agent_pb2.SignRequest,
                               context: grpc.aio.ServicerContext) -> agent_pb2.SignResponse:
@@ -113,6 +127,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         if session is None:
             return
         log.info("dataplane %s registered in mesh %s", session.name, session.mesh)
+        if isinstance(session, AgentSession):
+            self._took_over(session)
         # The session lives no longer than its token: its end wakes the loop below.
         hold = self._lifetimes.hold(session.claims)
         hold.on_end(lambda _: session.updates.put_nowait(Heartbeat()))
@@ -130,6 +146,9 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                     if hold.withdrawn is not None:
                         await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                             hold.withdrawn.detail)
+                    if self._superseded(session):
+                        await context.abort(grpc.StatusCode.ABORTED,
+                                            "replaced by a newer session of this dataplane")
                     yield to_message(update)
                 if not reader.cancelled() and (failure := reader.exception()) is not None:
                     log.warning("dataplane %s: reading its session failed", session.node_id,
@@ -138,6 +157,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 reader.cancel()
         finally:
             hold.release()
+            if self._streams.get(session.node_id) is session:
+                del self._streams[session.node_id]
             await self._registry.unregister(session)
             log.info("dataplane %s unregistered", session.name)
 

@@ -15,6 +15,13 @@ Either stream lives no longer than the token that admitted it: it holds the toke
 (``zone_cp.token_expiry``) and ends with UNAUTHENTICATED when the token expires or its
 revocation is stored, like the agent's Session; Envoy then reconnects and is admitted
 only with a valid token of a registered agent.
+
+What one dataplane token can make this server hold is bounded: a node has one ADS stream
+(a newer one ends the older with ABORTED), a token at most its ``max_dataplanes`` streams
+(RESOURCE_EXHAUSTED), a sidecar's stream ends with its agent's session (FAILED_PRECONDITION),
+and a node's insight is dropped once it has neither a stream nor a session, so a token
+cycling through names cannot pile up generated configs. ``ADS_BOUNDS`` is sized for one
+sidecar, not a zone.
 """
 
 from __future__ import annotations
@@ -33,7 +40,13 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from gossamer.coalesce import Coalesced
-from gossamer.errors import FailedPrecondition, Forbidden, GossamerError, Unauthorized
+from gossamer.errors import (
+    FailedPrecondition,
+    Forbidden,
+    GossamerError,
+    ResourceExhausted,
+    Unauthorized,
+)
 from gossamer.model.base import Resource
 from gossamer.tokens import Claims, TokenRejected
 from proxy.context import ProxyContext
@@ -51,7 +64,7 @@ from sync.messages import Entry, Payload
 from sync.observed import Observed
 from sync.outcomes import Outcome, Tally
 from sync.stream import NO_HEARTBEATS, abort_status, publish
-from zone_cp.agent_session import AgentSession
+from zone_cp.agent_session import AgentSession, Change
 from zone_cp.agents import AgentRegistry
 from zone_cp.grpc_edge import bearer, status_code
 from zone_cp.ingresses import IngressRegistry
@@ -69,8 +82,12 @@ TYPE_URLS = {
     "routes": ROUTE_TYPE,
 }
 
-# Envoy subscribes to these only; anything else is refused (sync/bounds.py).
-ADS_BOUNDS = Bounds(types=frozenset(TYPE_URLS.values()))
+# Envoy subscribes to these only; anything else is refused (sync/bounds.py). Sized for one
+# sidecar, not a zone: an Envoy of a 10,000-service mesh subscribes to ~10,000 EDS names
+# (``<service>__p<port>``, SNI-like ``outbound:...`` names, well under 256 characters),
+# and it sends one ACK per response, so a few per type wait at most.
+ADS_BOUNDS = Bounds(types=frozenset(TYPE_URLS.values()), max_names=20_000,
+                    max_name_length=256, max_queued=64)
 
 
 def entries(generated: ProxyResources) -> Iterator[tuple[str, str, Message]]:
@@ -165,6 +182,22 @@ class ProxyInsight:
         return out
 
 
+@dataclass
+class _Stream:
+    """One live sidecar ADS stream: the token that admitted it, and why it was ended
+    from here (a status and a detail), once it was."""
+
+    token_id: str
+    task: asyncio.Future[None] | None = None
+    ended: tuple[grpc.StatusCode, str] | None = None
+
+    def end(self, code: grpc.StatusCode, detail: str) -> None:
+        if self.ended is None:
+            self.ended = (code, detail)
+        if self.task is not None:
+            self.task.cancel()
+
+
 class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(self, state: MeshState, agents: AgentRegistry,
                  generate: Callable[[ProxyContext], ProxyResources],
@@ -177,7 +210,44 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self._ingresses = ingresses
         self._vips = vips  # shared with the DNS publisher: one computation per generation
         self.insights: dict[str, ProxyInsight] = {}
+        self._streams: dict[str, _Stream] = {}  # the live sidecar streams, by node id
         self._ids = itertools.count(1)
+        agents.on_change(self._on_agent_change)
+
+    def _on_agent_change(self, change: Change, session: AgentSession) -> None:
+        """A sidecar's agent went: its ADS stream ends (Envoy is admitted again once the
+        agent registers again), and with no stream its insight goes too."""
+        if change is not Change.GONE:
+            return
+        stream = self._streams.get(session.node_id)
+        if stream is not None:  # its ``finally`` drops the insight
+            stream.end(grpc.StatusCode.FAILED_PRECONDITION,
+                       f"the agent session of node {session.node_id!r} ended")
+        else:
+            self.insights.pop(session.node_id, None)
+
+    def _claim_stream(self, node_id: str, claims: Claims) -> _Stream:
+        """Hold the stream slot of ``node_id``: one per node (an older stream is ended),
+        at most ``max_dataplanes`` per token."""
+        others = sum(1 for n, s in self._streams.items()
+                     if s.token_id == claims.token_id and n != node_id)
+        if others >= claims.max_dataplanes:
+            raise ResourceExhausted(
+                f"the token has {others} ADS streams open; it admits at most "
+                f"{claims.max_dataplanes} (max_dataplanes)")
+        old = self._streams.get(node_id)
+        if old is not None:
+            old.end(grpc.StatusCode.ABORTED,
+                    f"replaced by a newer ADS stream of node {node_id!r}")
+        stream = self._streams[node_id] = _Stream(claims.token_id)
+        return stream
+
+    def _release_stream(self, node_id: str, stream: _Stream) -> None:
+        """``stream`` ended: free its slot; with no session left, forget the node."""
+        if self._streams.get(node_id) is stream:
+            del self._streams[node_id]
+        if node_id not in self._streams and node_id not in self._agents.sessions:
+            self.insights.pop(node_id, None)
 
     async def StreamAggregatedResources(self, request_iterator: AsyncIterator[Any],
                                         context: grpc.aio.ServicerContext) -> None:
@@ -200,7 +270,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             return
         try:
             session, claims = await self._admit_sidecar(node_id, bearer(context))
-        except (FailedPrecondition, Unauthorized, Forbidden) as exc:
+            stream = self._claim_stream(node_id, claims)
+        except (FailedPrecondition, Unauthorized, Forbidden, ResourceExhausted) as exc:
             await context.abort(status_code(exc), exc.detail)
             return
         insight = self.insights.setdefault(node_id, ProxyInsight(node_id,
@@ -212,13 +283,14 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             await self._while_admitted(claims, context, publish(
                 engine, sid, _observed(context, insight, first),
                 lambda wake: self._follow(engine, session.dataplane, insight, wake),
-                NO_HEARTBEATS))  # Envoy has gRPC keepalive, not ours
+                NO_HEARTBEATS), stream)  # Envoy has gRPC keepalive, not ours
         except SyncError as exc:  # the proxy went away, or broke the protocol
             log.info("proxy %s stream ended: %s", node_id, exc.detail)
             if (code := abort_status(exc)) is not None:  # a bound, a broken protocol
                 await context.abort(code, exc.detail)
         finally:
-            insight.connected = False
+            self._release_stream(node_id, stream)
+            insight.connected = node_id in self._streams  # a newer stream took over
 
     async def _admit_sidecar(self, node_id: str,
                              token: str | None) -> tuple[AgentSession, Claims]:
@@ -238,23 +310,33 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             raise Unauthorized(exc.detail) from None
         if claims.token_id != session.claims.token_id:
             raise Forbidden("the token is not the one the dataplane registered with")
+        if self._agents.sessions.get(node_id) is not session:  # it went while we checked
+            raise FailedPrecondition(f"the agent session of node {node_id!r} ended")
         return session, claims
 
     async def _while_admitted(self, claims: Claims, context: grpc.aio.ServicerContext,
-                              stream: Coroutine[Any, Any, None]) -> None:
-        """Run ``stream`` until it ends, or until ``claims``' token expires or is revoked:
-        then end it and answer UNAUTHENTICATED, saying why."""
+                              stream: Coroutine[Any, Any, None],
+                              slot: _Stream | None = None) -> None:
+        """Run ``stream`` until it ends, or until ``claims``' token expires or is revoked
+        (then end it and answer UNAUTHENTICATED, saying why), or ``slot`` is ended (then
+        answer with the status it was ended with)."""
         hold = self._lifetimes.hold(claims)
         task = asyncio.ensure_future(stream)
         hold.on_end(lambda _: task.cancel())
+        if slot is not None:
+            slot.task = task
+            if slot.ended is not None:
+                task.cancel()
         try:
             await task
         except asyncio.CancelledError:
             why = hold.withdrawn
+            answer = ((grpc.StatusCode.UNAUTHENTICATED, why.detail) if why is not None
+                      else slot.ended if slot is not None else None)
             current = asyncio.current_task()
-            if why is None or context.cancelled() or (current and current.cancelling()):
+            if answer is None or context.cancelled() or (current and current.cancelling()):
                 raise  # the stream itself is being cancelled: nothing to tell
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, why.detail)
+            await context.abort(*answer)
         finally:
             hold.release()
             task.cancel()
@@ -310,6 +392,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 await context.abort(code, exc.detail)
         finally:
             insight.connected = False
+            if node_id not in ingresses.sessions:  # nothing left to inspect
+                self.insights.pop(node_id, None)
 
     def _on_changes(self, load: Callable[[], None], wake: Callable[[], None], *,
                     first: Callable[[], None] | None = None) -> Callable[[], None]:

@@ -32,6 +32,7 @@ from sync.codec import kind_type_url
 from sync.v1 import agent_pb2, agent_pb2_grpc, sync_pb2_grpc
 from tests.cluster import start_global
 from zone_cp.app import ZoneControlPlane
+from zone_cp.xds import ADS_BOUNDS
 
 MESH_URL = kind_type_url("Mesh")
 LISTENERS = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -172,7 +173,7 @@ async def test_an_ads_client_past_the_bounds_is_refused(zone: ZoneControlPlane) 
         assert "type URL 'evil.example/0' is not one this server publishes" in details
 
         # A subscription grown past the bound over two requests (each within gRPC's 4 MiB).
-        half = MAX_NAMES // 2 + 1
+        half = ADS_BOUNDS.max_names // 2 + 1
         grown = [node(discovery_pb2.DeltaDiscoveryRequest(
                      type_url=LISTENERS, resource_names_subscribe=names(half))),
                  discovery_pb2.DeltaDiscoveryRequest(
@@ -180,7 +181,8 @@ async def test_an_ads_client_past_the_bounds_is_refused(zone: ZoneControlPlane) 
                      resource_names_subscribe=[f"m{n}" for n in names(half)])]
         code, details = await refusal(target, ca, ads, auth, grown)
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
-        assert f"more than {MAX_NAMES} resource names subscribed for {LISTENERS}" in details
+        assert (f"more than {ADS_BOUNDS.max_names} resource names subscribed for "
+                f"{LISTENERS}") in details
 
         # The sidecar's own stream still works.
         call = ads(channel)(metadata=auth)
