@@ -36,7 +36,7 @@ from tests.integration.agent_env import AgentProcess, agent_process
 from tests.integration.test_agent_zone import Zone
 from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
-from zone_cp.xds import TYPE_URLS, desired_entries
+from zone_cp.xds_resources import TYPE_URLS, desired_entries
 
 SERVICE = "gossamer.io/service"
 

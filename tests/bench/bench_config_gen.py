@@ -57,7 +57,7 @@ from sync.messages import Entry, Request
 from tests.builders import dataplane_doc
 from tests.waiting import eventually
 from zone_cp.mesh_state import MeshState
-from zone_cp.xds import TYPE_URLS, ProxyInsight, encode, entries
+from zone_cp.xds_resources import TYPE_URLS, ProxyInsight, encode, entries
 
 SVC = "gossamer.io/service"
 PROTO = "gossamer.io/protocol"

@@ -11,7 +11,7 @@ from proxy.envoy.protos import socket_address
 from proxy.envoy.resources import CLUSTER_TYPE, ENDPOINT_TYPE, ProxyResources
 from sync.engine import Engine
 from sync.messages import Request, Response
-from zone_cp.xds import desired_entries, encode
+from zone_cp.xds_resources import desired_entries, encode
 
 _C = cluster_pb2.Cluster
 
