@@ -26,6 +26,7 @@ from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer, api_tls, certificate_hosts
 from gossamer.api.services import services_router
+from gossamer.loop_lag import LoopLagMonitor
 from gossamer.pki.backends.validation import ca_checks
 from gossamer.pki.serving import ensure_serving_tls
 from gossamer.process import run_until_signal
@@ -85,6 +86,7 @@ class GlobalControlPlane:
                                                name="token-upkeep"))
         metrics = CollectorRegistry()
         self.insights = Insights(metrics)
+        self._tasks.append(asyncio.create_task(LoopLagMonitor(metrics).run(), name="loop-lag"))
         tls = ensure_serving_tls(data_dir / "tls", "gossamer-global",
                                  certificate_hosts(self.settings.tls_hosts,
                                                    self.settings.api_addr))

@@ -28,6 +28,7 @@ from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer, api_tls
 from gossamer.api.services import services_router
+from gossamer.loop_lag import LoopLagMonitor
 from gossamer.pki.backends.validation import ca_checks
 from gossamer.pki.serving import ServingTls
 from gossamer.process import run_until_signal
@@ -88,6 +89,7 @@ class ZoneControlPlane:
             # out of mesh Secrets if an older version put them there) and revocations.
             await migrate_token_state(parts.manager)
             self._spawn(TokenUpkeep(parts.manager).run(), "token-upkeep")
+        self._spawn(LoopLagMonitor(parts.metrics).run(), "loop-lag")
         self._spawn(parts.state.run(), "mesh-state")
         self._spawn(parts.ingress_names.run(parts.state), "ingress-names")
         self._spawn(parts.ingresses.run(), "ingresses")
