@@ -1,0 +1,188 @@
+"""Benchmark: how long a change applied at the global takes to be ACKed by every affected
+Envoy of a fleet, with zone CPs as separate processes and simulated sidecars.
+
+Run ``.venv/bin/python -m tests.bench.bench_fleet`` (``--zones 2 --proxies 20 --services
+10 --changes 5 [--burst 100] [--json]``). It starts a global CP and ``--zones`` zone CPs
+with the real ``gossamer`` CLI (SQLite stores in a temporary directory, zones joined with
+zone tokens; ``tests.bench.fleet.processes``), and per zone a worker process holding
+``--proxies`` simulated sidecars (``tests.bench.fleet.worker``): each registers through
+the real agent API with a real dataplane token and CSR and follows a real delta ADS stream
+as Envoy does, ACKing every response.
+
+The mesh (the same in every zone, local traffic only: no zone ingresses): ``--services``
+services, proxy i of a zone serving ``svc-(i mod S)`` with explicit outbounds to the next
+four services (every fifth service TCP, the others HTTP), like ``bench_config_gen``'s;
+the sidecars opt out of VIP listeners, so a service's callers are the proxies with it
+among their outbounds. The changes and their timing are in ``tests.bench.fleet.changes``;
+the reference in the same run is the time until each zone's own API shows the change.
+
+Also measured: the zone CPs' resident memory before and after the sidecars connect (per
+proxy), and their event-loop lag during the changes (``gossamer_event_loop_lag_seconds``
+from their /metrics, p99 over every zone). With ``--json`` the last line is the issue's
+JSON object. Every child process ends with the benchmark, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gossamer.loop_lag import METRIC as LOOP_LAG
+from tests.bench.fleet import stats
+from tests.bench.fleet.changes import Runner, Samples, timeout_doc
+from tests.bench.fleet.link import WorkerLink
+from tests.bench.fleet.processes import ControlPlane, Fleet
+
+OUTBOUNDS = 4
+
+
+def service(i: int) -> str:
+    return f"svc-{i:04d}"
+
+
+def layout(zone_index: int, zone: str, proxies: int, services: int) -> list[dict[str, Any]]:
+    """The sidecars of one zone (``sidecar.Spec`` fields)."""
+    specs = []
+    for i in range(proxies):
+        s = i % services
+        k = i + 1
+        specs.append({"name": f"{zone}-p{i}", "service": service(s),
+                      "address": f"10.{zone_index + 1}.{k >> 8 & 255}.{k & 255}",
+                      "protocol": "tcp" if s % 5 == 4 else "http",
+                      "outbounds": [service((s + j) % services)
+                                    for j in range(1, min(OUTBOUNDS, services - 1) + 1)]})
+    return specs
+
+
+async def scrape(http: httpx.AsyncClient, zones: list[ControlPlane]) -> list[stats.Buckets]:
+    answers = await asyncio.gather(*(http.get(f"{z.api}/metrics") for z in zones))
+    return [stats.histogram(r.text, LOOP_LAG) for r in answers]
+
+
+def lag_p99_ms(before: list[stats.Buckets], after: list[stats.Buckets]) -> float:
+    window = stats.added(*(stats.between(b, a) for b, a in zip(before, after, strict=True)))
+    return round(stats.quantile(window, 0.99) * 1000, 1)
+
+
+async def connect(fleet: Fleet, args: argparse.Namespace, services: int
+                  ) -> list[WorkerLink]:
+    """Tokens, one worker per zone, every sidecar connected and synced."""
+    per_service = -(-args.proxies // services) + 2  # one extra sidecar, and slack
+    tokens = {service(s): fleet.dataplane_token(service(s), per_service)
+              for s in range(services)}
+    links = []
+    for i, zone in enumerate(fleet.zones):
+        config = {"mesh": "default", "xds": zone.xds, "tokens": tokens,
+                  "ca_file": str(zone.data_dir / "tls" / "ca.pem"),
+                  "specs": layout(i, zone.name, args.proxies, services)}
+        links.append(await WorkerLink.start(zone.name, config, fleet.root))
+        fleet.workers.append(links[-1].proc.pid)
+    readies = await asyncio.gather(*(link.wait("ready", "", None) for link in links))
+    slowest = max(r["seconds"] for r in readies)
+    print(f"connected {sum(r['connected'] for r in readies)} sidecars in {slowest:.1f} s")
+    return links
+
+
+def line(kind: str, s: Samples) -> str:
+    def ms(values: list[float], q: float) -> str:
+        return f"{stats.percentile(values, q) * 1000:8.1f}"
+    ratio = stats.percentile(s.all_zones, 50) / max(stats.percentile(s.reference, 50), 1e-9)
+    return (f"{kind:20s} {len(s.all_zones):4d} {sum(s.affected) / max(1, len(s.affected)):8.0f}"
+            f" {ms(s.all_zones, 50)} {ms(s.all_zones, 99)} {ms(s.per_zone, 99)}"
+            f" {ms(s.reference, 50)} {ms(s.reference, 99)} {ratio:6.1f} {s.missed:3d}")
+
+
+def report(runner: Runner, result: dict[str, Any]) -> None:
+    print(f"{'change':20s} {'n':>4s} {'affected':>8s} {'p50 ms':>8s} {'p99 ms':>8s}"
+          f" {'zone p99':>8s} {'ref p50':>8s} {'ref p99':>8s} {'p50/ref':>6s} miss")
+    for kind, samples in runner.samples.items():
+        print(line(kind, samples))
+        if kind in ("one_service", "mesh_wide", "endpoint"):
+            result[kind] = {k: v for k, v in stats.summary_ms(samples.all_zones).items()
+                            if k in ("p50_ms", "p99_ms")}
+            ref = stats.summary_ms(samples.reference)
+            result[kind]["reference_p99_ms"] = ref["p99_ms"]
+            result[kind]["ratio_p99"] = round(result[kind]["p99_ms"] / max(ref["p99_ms"], 0.1), 1)
+            result[kind]["missed"] = samples.missed
+
+
+async def run(args: argparse.Namespace, fleet: Fleet) -> dict[str, Any]:
+    services = min(args.services, args.proxies)
+    global_cp = fleet.start_global()
+    zones = fleet.start_zones([f"zone-{i}" for i in range(args.zones)])
+    print(f"global and {len(zones)} zones up ({fleet.root})")
+    async with httpx.AsyncClient(timeout=30) as http:
+        runner = Runner(global_cp, zones, [], [service(s) for s in range(services)], http)
+        runner.mesh_ms = 10_000  # the mesh-wide value before any change
+        await runner.put(timeout_doc("fleet-mesh", runner.mesh_ms, None))
+        rss_before = [stats.rss_kib(z.proc.pid) for z in zones]
+        started = time.monotonic()
+        runner.links = await connect(fleet, args, services)
+        rss_after = [stats.rss_kib(z.proc.pid) for z in zones]
+        lag_start = await scrape(http, zones)
+        for k in range(args.changes):
+            await runner.one_service(k)
+            await runner.mesh_wide()
+            await runner.endpoint(k)
+        result: dict[str, Any] = {"zones": args.zones, "proxies_per_zone": args.proxies}
+        report(runner, result)
+        lag_end = await scrape(http, zones)
+        if args.burst:
+            result["burst"] = await runner.burst(args.burst)
+            print("burst:", json.dumps(result["burst"]))
+        total = args.zones * args.proxies
+        result["zone_cp_rss_kib_per_proxy"] = round(
+            (sum(rss_after) - sum(rss_before)) / total, 1)
+        result["loop_lag_p99_ms"] = lag_p99_ms(lag_start, lag_end)
+        result["services"] = services
+        result["zone_cp_rss_mib"] = round(max(rss_after) / 1024, 1)
+        print(f"zone CP RSS {max(rss_before) / 1024:.0f} -> {max(rss_after) / 1024:.0f} MiB "
+              f"(largest zone); {result['zone_cp_rss_kib_per_proxy']} KiB per proxy; "
+              f"loop lag p99 during the changes {result['loop_lag_p99_ms']} ms; "
+              f"total {time.monotonic() - started:.0f} s")
+        for link in runner.links:
+            await link.stop()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zones", type=int, default=2)
+    parser.add_argument("--proxies", type=int, default=20, help="simulated sidecars per zone")
+    parser.add_argument("--services", type=int, default=10)
+    parser.add_argument("--changes", type=int, default=5, help="changes of each kind")
+    parser.add_argument("--burst", type=int, default=0, metavar="N",
+                        help="then N mesh-wide changes in 1 s")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON last")
+    parser.add_argument("--keep", action="store_true", help="keep the data and logs")
+    args = parser.parse_args()
+    for flag in ("zones", "proxies", "services"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1")
+    root = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    fleet = Fleet(root)
+    try:
+        result = asyncio.run(run(args, fleet))
+    except KeyboardInterrupt:
+        print("interrupted")
+        raise SystemExit(130) from None
+    finally:
+        fleet.stop()
+        if not args.keep:
+            import shutil
+            shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
+                          for k, v in result.items()}))
+
+
+if __name__ == "__main__":
+    main()

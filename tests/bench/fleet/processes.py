@@ -1,0 +1,163 @@
+"""The fleet's processes: a global CP and zone CPs started with the real ``gossamer`` CLI,
+and one simulator worker per zone, none of which may outlive the benchmark.
+
+The control planes run as an operator starts them (``gossamer global run``, ``gossamer
+zone run --global grpcs://... --token-file --global-ca``) on free loopback ports, each
+with the embedded SQLite store in a temporary ``--data-dir``; zone tokens and dataplane
+tokens are issued at the global's HTTP API with its admin token, as ``gossamer token``
+does. Every child is started with ``PR_SET_PDEATHSIG`` (SIGKILL when the benchmark dies,
+however it dies) and ``Fleet.stop`` terminates them (SIGTERM, then SIGKILL) on any exit,
+Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+GOSSAMER = Path(sys.executable).parent / "gossamer"
+READY_DEADLINE = 60.0
+PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the benchmark process ends."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def spawn(args: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(args, stdout=kwargs.pop("stdout", out), stderr=out,
+                                preexec_fn=die_with_parent, **kwargs)
+
+
+@dataclass
+class ControlPlane:
+    name: str
+    proc: subprocess.Popen[bytes]
+    api: str
+    data_dir: Path
+    log: Path
+    xds: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        token = (self.data_dir / "admin-token").read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+
+    def wait_ready(self, deadline: float = READY_DEADLINE) -> None:
+        until = time.monotonic() + deadline
+        while time.monotonic() < until:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; its log "
+                                   f"({self.log}):\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.api}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {deadline}s; see {self.log}")
+
+
+@dataclass
+class Fleet:
+    """Everything the benchmark started, in ``root``; ``stop`` ends it all."""
+
+    root: Path
+    global_cp: ControlPlane | None = None
+    zones: list[ControlPlane] = field(default_factory=list)
+    workers: list[int] = field(default_factory=list)  # pids of the simulator workers
+
+    def start_global(self) -> ControlPlane:
+        data, port, sync = self.root / "global", free_port(), free_port()
+        args = [str(GOSSAMER), "global", "run", "--data-dir", str(data), "--api-addr",
+                f"127.0.0.1:{port}", "--sync-addr", f"127.0.0.1:{sync}", "--store", "sqlite",
+                "--log-level", "warning"]
+        log = self.root / "global.log"
+        self.global_cp = ControlPlane("global", spawn(args, log), f"http://127.0.0.1:{port}",
+                                      data, log, xds=f"127.0.0.1:{sync}")
+        self.global_cp.wait_ready()
+        return self.global_cp
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        assert self.global_cp is not None
+        r = httpx.post(f"{self.global_cp.api}{path}", json=body,
+                       headers=self.global_cp.headers, timeout=30)
+        if r.status_code >= 300:
+            raise RuntimeError(f"POST {path}: {r.status_code} {r.text}")
+        return r.json()
+
+    def start_zones(self, names: list[str]) -> list[ControlPlane]:
+        """Start every zone (in parallel), joined with a zone token each; wait until each
+        answers /readyz and the global sees it Online."""
+        assert self.global_cp is not None
+        ca = self.global_cp.data_dir / "tls" / "ca.pem"
+        for name in names:
+            token_file = self.root / f"{name}.token"
+            token_file.write_text(self.post("/tokens/zone", {"zone": name})["token"])
+            data, port, xds = self.root / f"zone-{name}", free_port(), free_port()
+            args = [str(GOSSAMER), "zone", "run", "--zone", name, "--data-dir", str(data),
+                    "--api-addr", f"127.0.0.1:{port}", "--xds-addr", f"127.0.0.1:{xds}",
+                    "--global", f"grpcs://{self.global_cp.xds}", "--token-file",
+                    str(token_file), "--global-ca", str(ca), "--store", "sqlite",
+                    "--log-level", "warning"]
+            log = self.root / f"zone-{name}.log"
+            self.zones.append(ControlPlane(name, spawn(args, log), f"http://127.0.0.1:{port}",
+                                           data, log, xds=f"127.0.0.1:{xds}"))
+        for zone in self.zones:
+            zone.wait_ready()
+            self._wait_online(zone.name)
+        return self.zones
+
+    def _wait_online(self, zone: str) -> None:
+        assert self.global_cp is not None
+        until = time.monotonic() + READY_DEADLINE
+        while time.monotonic() < until:
+            r = httpx.get(f"{self.global_cp.api}/zones/{zone}/_overview",
+                          headers=self.global_cp.headers, timeout=5)
+            if r.status_code == 200 and r.json().get("insight", {}).get("status") == "Online":
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"zone {zone} not online at the global after {READY_DEADLINE}s")
+
+    def dataplane_token(self, service: str, max_dataplanes: int) -> str:
+        return str(self.post("/tokens/dataplane", {
+            "mesh": "default", "service": service, "validFor": "24h",
+            "maxDataplanes": max_dataplanes})["token"])
+
+    def stop(self) -> None:
+        """SIGTERM to every child, SIGKILL to those still running after 20 s."""
+        for pid in self.workers:  # they also exit when their stdin closes
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        procs = [z.proc for z in self.zones]
+        if self.global_cp is not None:
+            procs.append(self.global_cp.proc)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        until = time.monotonic() + 20
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, until - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

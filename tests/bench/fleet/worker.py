@@ -1,0 +1,171 @@
+"""The simulated sidecars of one zone, in a process of their own, driven over stdin/stdout.
+
+``python -m tests.bench.fleet.worker CONFIG.json`` connects every sidecar the config lists
+(``sidecar.Sidecar``: agent Session, CSR, ADS) to the zone CP's xDS port, prints
+``{"event": "ready", ...}`` once each has ACKed its clusters, listeners and endpoints,
+then answers JSON commands, one a line (answers and events are JSON lines on stdout):
+
+- ``{"cmd": "watch", "id", "kind": "timeout"|"endpoint", ...}`` arms a watch
+  (``watches.arm``) and answers ``armed`` with the number of affected proxies; ``done``
+  follows, with the monotonic time the last of them ACKed the change (``time.monotonic``
+  is the system-wide CLOCK_MONOTONIC, so the driver compares it with its own);
+- ``{"cmd": "add", "name", "service", "address"}`` registers one more sidecar (its
+  Session only: an endpoint appears) and answers ``added`` with the time it was sent;
+  ``{"cmd": "remove", "name"}`` ends its Session (the endpoint goes), ``removed``;
+- ``{"cmd": "counts"}`` answers each proxy's count of ADS responses; ``stop`` ends.
+
+The sidecars share a few gRPC channels (``PER_CHANNEL`` each, every channel its own
+connection) on one event loop, so a thousand of them cost one core a fraction of its
+time while idle. The process exits when its stdin closes, so it never outlives the
+driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from tests.bench.fleet.sidecar import Sidecar, Spec
+from tests.bench.fleet.watches import Watch, arm
+
+PER_CHANNEL = 50
+CONCURRENCY = 16
+CONNECT_DEADLINE = 300.0
+RETRYABLE = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE,
+             grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
+             grpc.StatusCode.DEADLINE_EXCEEDED}
+
+log = logging.getLogger("fleet.worker")
+
+
+def emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+class Worker:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.mesh = config["mesh"]
+        self.tokens: dict[str, str] = config["tokens"]
+        self.specs = [Spec(s["name"], s["service"], s["address"], tuple(s["outbounds"]),
+                           s.get("protocol", "http")) for s in config["specs"]]
+        ca = Path(config["ca_file"]).read_bytes()
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+        count = max(1, -(-len(self.specs) // PER_CHANNEL))
+        self.channels = [grpc.aio.secure_channel(config["xds"], credentials, options=[
+            ("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.keepalive_time_ms", 60_000)]) for _ in range(count + 1)]
+        self.sidecars: dict[str, Sidecar] = {}
+        self.extra: dict[str, Sidecar] = {}
+        self.watches: dict[str, Watch] = {}
+
+    def on_ack(self, sidecar: Sidecar) -> None:
+        if not self.watches:
+            return
+        now = time.monotonic()
+        for watch in list(self.watches.values()):
+            if watch.saw(sidecar.spec.name, sidecar.seen, now):
+                del self.watches[watch.id]
+                emit({"event": "done", "id": watch.id, "last": watch.last,
+                      "affected": watch.affected})
+
+    async def _connect(self, index: int, spec: Spec, gate: asyncio.Semaphore) -> None:
+        channel = self.channels[index // PER_CHANNEL]
+        deadline = time.monotonic() + CONNECT_DEADLINE
+        async with gate:
+            while True:
+                sidecar = Sidecar(spec, self.mesh, self.tokens[spec.service], channel,
+                                  self.on_ack)
+                try:
+                    await sidecar.register()
+                    await sidecar.sign()
+                    await sidecar.connect_ads()
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    await sidecar.close()
+                    if exc.code() not in RETRYABLE or time.monotonic() > deadline:
+                        raise RuntimeError(f"{spec.name}: {exc.code().name}: "
+                                           f"{exc.details()}") from None
+                    await asyncio.sleep(0.2)
+        self.sidecars[spec.name] = sidecar
+        await asyncio.wait_for(sidecar.synced.wait(), CONNECT_DEADLINE)
+
+    async def connect_all(self) -> None:
+        started = time.monotonic()
+        gate = asyncio.Semaphore(CONCURRENCY)
+        await asyncio.gather(*(self._connect(i, s, gate) for i, s in enumerate(self.specs)))
+        emit({"event": "ready", "connected": len(self.sidecars),
+              "seconds": time.monotonic() - started})
+
+    async def command(self, cmd: dict[str, Any]) -> None:
+        what = cmd["cmd"]
+        if what == "watch":
+            seen = {n: s.seen for n, s in self.sidecars.items()}
+            watch = arm(cmd["id"], cmd, self.specs, seen.get)
+            emit({"event": "armed", "id": watch.id, "affected": watch.affected})
+            if not watch.waiting:
+                emit({"event": "done", "id": watch.id, "last": time.monotonic(),
+                      "affected": 0})
+            else:
+                self.watches[watch.id] = watch
+        elif what == "add":
+            spec = Spec(cmd["name"], cmd["service"], cmd["address"], ())
+            sidecar = Sidecar(spec, self.mesh, self.tokens[spec.service], self.channels[-1],
+                              lambda _: None)
+            await sidecar.register()
+            self.extra[spec.name] = sidecar
+            emit({"event": "added", "name": spec.name, "t0": sidecar.registered_at})
+        elif what == "remove":
+            t0 = time.monotonic()
+            await self.extra.pop(cmd["name"]).close()
+            emit({"event": "removed", "name": cmd["name"], "t0": t0})
+        elif what == "counts":
+            emit({"event": "counts",
+                  "responses": {n: s.seen.responses for n, s in self.sidecars.items()}})
+        elif what == "cancel":
+            self.watches.pop(cmd["id"], None)
+        else:
+            raise ValueError(f"unknown command {what!r}")
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 24)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while line := await reader.readline():
+            cmd = json.loads(line)
+            if cmd["cmd"] == "stop":
+                break
+            try:
+                await self.command(cmd)
+            except Exception as exc:  # the driver reports it and stops the run
+                emit({"event": "error", "id": cmd.get("id"), "detail": str(exc)})
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in [*self.sidecars.values(),
+                                                    *self.extra.values()]),
+                             return_exceptions=True)
+        for channel in self.channels:
+            await channel.close()
+
+
+async def main(config_path: str) -> None:
+    worker = Worker(json.loads(Path(config_path).read_text()))
+    try:
+        await worker.connect_all()
+        await worker.serve()
+    except Exception as exc:
+        emit({"event": "error", "detail": f"{type(exc).__name__}: {exc}"})
+    finally:
+        await worker.close()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    asyncio.run(main(sys.argv[1]))
