@@ -1,0 +1,47 @@
+"""The fleet benchmark's pure parts: the histogram quantile it reports loop lag with, and
+its watches (who a change affects, when a proxy holds it, refusing a change that is not
+observable)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.bench.fleet import stats
+from tests.bench.fleet.sidecar import Seen, Spec
+from tests.bench.fleet.watches import arm
+
+
+def test_quantile_interpolates_like_prometheus_and_diffs_scrapes() -> None:
+    before = {0.001: 10.0, 0.01: 10.0, 0.1: 10.0, math.inf: 10.0}
+    after = {0.001: 60.0, 0.01: 110.0, 0.1: 110.0, math.inf: 110.0}
+    window = stats.between(before, after)  # 50 under 1 ms, 50 between 1 and 10 ms
+    assert stats.quantile(window, 0.5) == pytest.approx(0.001)
+    assert stats.quantile(window, 0.99) == pytest.approx(0.001 + 0.009 * 49 / 50)
+    assert math.isnan(stats.quantile(stats.between(after, after), 0.99))
+    assert stats.added(window, window)[0.01] == 200
+
+
+SPECS = [Spec("a", "svc-a", "10.0.0.1", ("svc-b",)), Spec("b", "svc-b", "10.0.0.2", ()),
+         Spec("c", "svc-c", "10.0.0.3", ("svc-b",))]
+
+
+def test_an_endpoint_watch_waits_for_the_callers_and_completes_on_the_last() -> None:
+    held = {s.name: Seen(endpoints={"svc-b": frozenset({"10.0.0.2:18080"})}) for s in SPECS}
+    watch = arm("w1", {"kind": "endpoint", "service": "svc-b", "address": "10.9.9.9:18080",
+                       "present": True}, SPECS, held.get)
+    assert watch.waiting == {"a", "c"}
+    held["a"].endpoints["svc-b"] |= {"10.9.9.9:18080"}
+    assert not watch.saw("a", held["a"], 1.0)
+    assert not watch.saw("c", held["c"], 2.0)  # not there yet
+    held["c"].endpoints["svc-b"] |= {"10.9.9.9:18080"}
+    assert watch.saw("c", held["c"], 3.0) and watch.last == 3.0
+
+
+def test_a_change_a_proxy_already_holds_is_refused() -> None:
+    held = {s.name: Seen(connect_ms={"svc-b": 10_001}) for s in SPECS}
+    with pytest.raises(ValueError, match="already holds the change"):
+        arm("w2", {"kind": "timeout", "service": None, "ms": 10_001}, SPECS, held.get)
+    watch = arm("w3", {"kind": "timeout", "service": "svc-b", "ms": 10_002}, SPECS, held.get)
+    assert watch.waiting == {"b"}
