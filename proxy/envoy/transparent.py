@@ -185,15 +185,3 @@ def inbound_capture(ctx: ProxyContext, ports: TransparentProxying, tracing: Trac
         name=f"{INBOUND_LISTENER}:passthrough",
         filters=[_tcp_to(PASSTHROUGH_CLUSTER, f"{INBOUND_LISTENER}:passthrough")]))
     out.listener(listener)
-
-
-def capture_listeners(ctx: ProxyContext, tracing: Tracing | None, out: Builder,
-                      cache: PieceCache | None = None) -> None:
-    """Both capture listeners and their clusters, when the Dataplane asks for them."""
-    ports = ctx.dataplane.networking.transparent_proxying
-    if ports is None:
-        return
-    out.cluster(passthrough_cluster())
-    out.cluster(blackhole_cluster())
-    outbound_capture(ctx, ports, tracing, out, cache)
-    inbound_capture(ctx, ports, tracing, out)
