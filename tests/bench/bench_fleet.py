@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -126,30 +127,39 @@ async def run(args: argparse.Namespace, fleet: Fleet) -> dict[str, Any]:
         rss_before = [stats.rss_kib(z.proc.pid) for z in zones]
         started = time.monotonic()
         runner.links = await connect(fleet, args, services)
-        rss_after = [stats.rss_kib(z.proc.pid) for z in zones]
-        lag_start = await scrape(http, zones)
-        for k in range(args.changes):
-            await runner.one_service(k)
-            await runner.mesh_wide()
-            await runner.endpoint(k)
-        result: dict[str, Any] = {"zones": args.zones, "proxies_per_zone": args.proxies}
-        report(runner, result)
-        lag_end = await scrape(http, zones)
-        if args.burst:
-            result["burst"] = await runner.burst(args.burst)
-            print("burst:", json.dumps(result["burst"]))
-        total = args.zones * args.proxies
-        result["zone_cp_rss_kib_per_proxy"] = round(
-            (sum(rss_after) - sum(rss_before)) / total, 1)
-        result["loop_lag_p99_ms"] = lag_p99_ms(lag_start, lag_end)
-        result["services"] = services
-        result["zone_cp_rss_mib"] = round(max(rss_after) / 1024, 1)
-        print(f"zone CP RSS {max(rss_before) / 1024:.0f} -> {max(rss_after) / 1024:.0f} MiB "
-              f"(largest zone); {result['zone_cp_rss_kib_per_proxy']} KiB per proxy; "
-              f"loop lag p99 during the changes {result['loop_lag_p99_ms']} ms; "
-              f"total {time.monotonic() - started:.0f} s")
-        for link in runner.links:
-            await link.stop()
+        try:
+            return await measure(args, runner, http, rss_before, started)
+        finally:
+            for link in runner.links:
+                await link.stop()
+
+
+async def measure(args: argparse.Namespace, runner: Runner, http: httpx.AsyncClient,
+                  rss_before: list[int], started: float) -> dict[str, Any]:
+    """The changes, the burst, memory and loop lag, with every sidecar connected."""
+    zones = runner.zones
+    rss_after = [stats.rss_kib(z.proc.pid) for z in zones]
+    lag_start = await scrape(http, zones)
+    for k in range(args.changes):
+        await runner.one_service(k)
+        await runner.mesh_wide()
+        await runner.endpoint(k)
+    result: dict[str, Any] = {"zones": args.zones, "proxies_per_zone": args.proxies}
+    report(runner, result)
+    lag_end = await scrape(http, zones)
+    if args.burst:
+        result["burst"] = await runner.burst(args.burst)
+        print("burst:", json.dumps(result["burst"]))
+    total = args.zones * args.proxies
+    result["zone_cp_rss_kib_per_proxy"] = round(
+        (sum(rss_after) - sum(rss_before)) / total, 1)
+    result["loop_lag_p99_ms"] = lag_p99_ms(lag_start, lag_end)
+    result["services"] = len(runner.services)
+    result["zone_cp_rss_mib"] = round(max(rss_after) / 1024, 1)
+    print(f"zone CP RSS {max(rss_before) / 1024:.0f} -> {max(rss_after) / 1024:.0f} MiB "
+          f"(largest zone); {result['zone_cp_rss_kib_per_proxy']} KiB per proxy; "
+          f"loop lag p99 during the changes {result['loop_lag_p99_ms']} ms; "
+          f"total {time.monotonic() - started:.0f} s")
     return result
 
 
@@ -172,8 +182,12 @@ def main() -> None:
     try:
         result = asyncio.run(run(args, fleet))
     except KeyboardInterrupt:
-        print("interrupted")
+        print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except (RuntimeError, OSError, httpx.HTTPError) as exc:
+        print(f"error: {exc} (logs in {root}, kept)", file=sys.stderr)
+        args.keep = True
+        raise SystemExit(1) from None
     finally:
         fleet.stop()
         if not args.keep:

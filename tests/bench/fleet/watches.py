@@ -78,16 +78,20 @@ class Watch:
 
 
 def arm(watch_id: str, command: dict[str, Any], specs: Iterable[Spec],
-        seen_of: Callable[[str], Seen | None]) -> Watch:
+        seen_of: Callable[[str], Seen | None], now: float = 0.0) -> Watch:
     """A watch for ``command``; ``ValueError`` if an affected proxy already satisfies it
-    (the change would not be observable) or is not connected."""
+    (the change would not be observable) or is not connected. With ``held_is_done`` in
+    ``command``, a proxy that already satisfies it is done at ``now`` instead."""
     specs = list(specs)
     names = affected(specs, command)
     check = predicate(command)
+    watch = Watch(watch_id, check, set(names), len(names))
     for name in names:
         seen = seen_of(name)
         if seen is None:
             raise ValueError(f"watch {watch_id}: proxy {name} is not connected")
         if check(seen):
-            raise ValueError(f"watch {watch_id}: proxy {name} already holds the change")
-    return Watch(watch_id, check, set(names), len(names))
+            if not command.get("held_is_done"):
+                raise ValueError(f"watch {watch_id}: proxy {name} already holds the change")
+            watch.saw(name, seen, now)
+    return watch

@@ -108,11 +108,12 @@ class Worker:
         what = cmd["cmd"]
         if what == "watch":
             seen = {n: s.seen for n, s in self.sidecars.items()}
-            watch = arm(cmd["id"], cmd, self.specs, seen.get)
+            now = time.monotonic()
+            watch = arm(cmd["id"], cmd, self.specs, seen.get, now)
             emit({"event": "armed", "id": watch.id, "affected": watch.affected})
             if not watch.waiting:
-                emit({"event": "done", "id": watch.id, "last": time.monotonic(),
-                      "affected": 0})
+                emit({"event": "done", "id": watch.id, "last": watch.last or now,
+                      "affected": watch.affected})
             else:
                 self.watches[watch.id] = watch
         elif what == "add":
