@@ -73,13 +73,13 @@ def lag_p99_ms(before: list[stats.Buckets], after: list[stats.Buckets]) -> float
     return round(stats.quantile(window, 0.99) * 1000, 1)
 
 
-async def connect(fleet: Fleet, args: argparse.Namespace, services: int
-                  ) -> list[WorkerLink]:
+async def connect(fleet: Fleet, args: argparse.Namespace, services: int,
+                  runner: Runner) -> None:
     """Tokens, one worker per zone, every sidecar connected and synced."""
     per_service = -(-args.proxies // services) + 2  # one extra sidecar, and slack
     tokens = {service(s): fleet.dataplane_token(service(s), per_service)
               for s in range(services)}
-    links = []
+    links = runner.links
     for i, zone in enumerate(fleet.zones):
         config = {"mesh": "default", "xds": zone.xds, "tokens": tokens,
                   "ca_file": str(zone.data_dir / "tls" / "ca.pem"),
@@ -89,7 +89,6 @@ async def connect(fleet: Fleet, args: argparse.Namespace, services: int
     readies = await asyncio.gather(*(link.wait("ready", "", None) for link in links))
     slowest = max(r["seconds"] for r in readies)
     print(f"connected {sum(r['connected'] for r in readies)} sidecars in {slowest:.1f} s")
-    return links
 
 
 def line(kind: str, s: Samples) -> str:
@@ -126,8 +125,8 @@ async def run(args: argparse.Namespace, fleet: Fleet) -> dict[str, Any]:
         await runner.put(timeout_doc("fleet-mesh", runner.mesh_ms, None))
         rss_before = [stats.rss_kib(z.proc.pid) for z in zones]
         started = time.monotonic()
-        runner.links = await connect(fleet, args, services)
         try:
+            await connect(fleet, args, services, runner)
             return await measure(args, runner, http, rss_before, started)
         finally:
             for link in runner.links:
@@ -173,12 +172,17 @@ def main() -> None:
                         help="then N mesh-wide changes in 1 s")
     parser.add_argument("--json", action="store_true", help="print the result as JSON last")
     parser.add_argument("--keep", action="store_true", help="keep the data and logs")
+    parser.add_argument("--cp-tree", type=Path, metavar="DIR",
+                        help="run the control planes from this source tree (e.g. `git "
+                             "archive` of another commit) instead of the installed code")
     args = parser.parse_args()
     for flag in ("zones", "proxies", "services"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be at least 1")
     root = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
-    fleet = Fleet(root)
+    if args.cp_tree is not None and not (args.cp_tree / "cli" / "main.py").is_file():
+        parser.error(f"--cp-tree {args.cp_tree}: no cli/main.py there")
+    fleet = Fleet(root, args.cp_tree.resolve() if args.cp_tree else None)
     try:
         result = asyncio.run(run(args, fleet))
     except KeyboardInterrupt:

@@ -79,20 +79,32 @@ class ControlPlane:
 
 @dataclass
 class Fleet:
-    """Everything the benchmark started, in ``root``; ``stop`` ends it all."""
+    """Everything the benchmark started, in ``root``; ``stop`` ends it all. With
+    ``cp_tree`` (a source tree, e.g. ``git archive`` of an older commit) the control
+    planes run that tree's code, so two versions can be measured on the same machine."""
 
     root: Path
+    cp_tree: Path | None = None
     global_cp: ControlPlane | None = None
     zones: list[ControlPlane] = field(default_factory=list)
     workers: list[int] = field(default_factory=list)  # pids of the simulator workers
 
+    def _cp(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        """``gossamer ARGS``: the installed command, or ``cp_tree``'s ``cli.main`` (run
+        from inside the tree, so nothing else on the path shadows it)."""
+        if self.cp_tree is None:
+            return spawn([str(GOSSAMER), *args], log)
+        env = {**os.environ, "PYTHONPATH": str(self.cp_tree)}
+        return spawn([sys.executable, "-c", "from cli.main import main; main()", *args], log,
+                     cwd=self.cp_tree, env=env)
+
     def start_global(self) -> ControlPlane:
         data, port, sync = self.root / "global", free_port(), free_port()
-        args = [str(GOSSAMER), "global", "run", "--data-dir", str(data), "--api-addr",
+        args = ["global", "run", "--data-dir", str(data), "--api-addr",
                 f"127.0.0.1:{port}", "--sync-addr", f"127.0.0.1:{sync}", "--store", "sqlite",
                 "--log-level", "warning"]
         log = self.root / "global.log"
-        self.global_cp = ControlPlane("global", spawn(args, log), f"http://127.0.0.1:{port}",
+        self.global_cp = ControlPlane("global", self._cp(args, log), f"http://127.0.0.1:{port}",
                                       data, log, xds=f"127.0.0.1:{sync}")
         self.global_cp.wait_ready()
         return self.global_cp
@@ -114,13 +126,13 @@ class Fleet:
             token_file = self.root / f"{name}.token"
             token_file.write_text(self.post("/tokens/zone", {"zone": name})["token"])
             data, port, xds = self.root / f"zone-{name}", free_port(), free_port()
-            args = [str(GOSSAMER), "zone", "run", "--zone", name, "--data-dir", str(data),
+            args = ["zone", "run", "--zone", name, "--data-dir", str(data),
                     "--api-addr", f"127.0.0.1:{port}", "--xds-addr", f"127.0.0.1:{xds}",
                     "--global", f"grpcs://{self.global_cp.xds}", "--token-file",
                     str(token_file), "--global-ca", str(ca), "--store", "sqlite",
                     "--log-level", "warning"]
             log = self.root / f"zone-{name}.log"
-            self.zones.append(ControlPlane(name, spawn(args, log), f"http://127.0.0.1:{port}",
+            self.zones.append(ControlPlane(name, self._cp(args, log), f"http://127.0.0.1:{port}",
                                            data, log, xds=f"127.0.0.1:{xds}"))
         for zone in self.zones:
             zone.wait_ready()
