@@ -9,7 +9,14 @@ for looking up the policies that select a proxy instead of scanning the mesh's.
 
 from gossamer.policy.destinations import RouteBackends
 from gossamer.policy.errors import PolicyMatchingError, TooManySourceRules
-from gossamer.policy.index import Candidates, PolicyIndex, PolicyKey, policy_key
+from gossamer.policy.index import (
+    Candidates,
+    MatchKey,
+    PolicyIndex,
+    PolicyKey,
+    match_key,
+    policy_key,
+)
 from gossamer.policy.matching import (
     InboundPolicies,
     KindPolicies,
@@ -26,6 +33,7 @@ __all__ = [
     "InboundKey",
     "InboundPolicies",
     "KindPolicies",
+    "MatchKey",
     "MergedConf",
     "PolicyIndex",
     "PolicyKey",
@@ -36,6 +44,7 @@ __all__ = [
     "RouteBackends",
     "SourceSelector",
     "TooManySourceRules",
+    "match_key",
     "match_policies",
     "merge_confs",
     "merge_data",

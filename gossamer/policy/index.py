@@ -61,12 +61,12 @@ class Candidates:
     """The policies that select one proxy, in the index's input order, and ``identity``:
     one ``PolicyKey`` per policy, same order, a cheap hashable name for the set.
 
-    Sharing matching between proxies. Let proxies *a* and *b* be of one mesh, looked up
-    (in one index or in indexes of different changes) with views of one zone. If their
-    ``identity`` is equal, their ``ProxyView.inbounds`` are equal (keys, and tags with the
-    zone tag the view adds) and so are their ``outbound_services``, then ``match_policies``
-    with the same ``destinations``, ``zone`` and ``only_destinations`` gives results equal
-    but for ``ProxyPolicies.dataplane`` (the proxy's own name):
+    Sharing matching between proxies. Let proxies *a* and *b* be looked up (in one index
+    or in indexes of different changes) with equal ``match_key(view, found)``: the same
+    ``identity``, mesh, zone, inbounds (keys, and tags with the zone tag the view adds)
+    and outbound services. Then ``match_policies`` with the same ``destinations``,
+    ``zone`` and ``only_destinations`` gives results equal but for
+    ``ProxyPolicies.dataplane`` (the proxy's own name):
     ``replace(result_b, dataplane=a.name) == result_a``. Matching reads a proxy's name only
     through ``Dataplane`` targetRefs, and candidates are exact: a ``Dataplane``-targeted
     policy is a candidate only of the proxy it names, so an identity holding one belongs
@@ -138,6 +138,17 @@ class PolicyIndex:
     def candidates(self, view: ProxyView) -> list[Resource]:
         """``select(view).policies`` as a list, to hand to ``match_policies``."""
         return list(self.select(view).policies)
+
+
+# A proxy as matching reads it, less its name, plus its candidates: see ``Candidates``.
+MatchKey = tuple[Hashable, ...]
+
+
+def match_key(view: ProxyView, found: Candidates) -> MatchKey:
+    """A hashable key under which proxies share one ``match_policies`` result (for the
+    same ``destinations`` and ``only_destinations``, which the caller adds to it)."""
+    inbounds = tuple((ib.key, tuple(sorted(ib.tags.items()))) for ib in view.inbounds)
+    return (view.mesh, view.zone, inbounds, view.outbound_services, found.identity)
 
 
 def policy_key(policy: Resource) -> PolicyKey:

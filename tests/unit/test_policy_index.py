@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 
 from gossamer.model.base import Meta, Resource
-from gossamer.policy import PolicyIndex, ProxyView, match_policies, policy_key, policy_order
+from gossamer.policy import (
+    PolicyIndex,
+    ProxyView,
+    match_key,
+    match_policies,
+    policy_key,
+    policy_order,
+)
 from gossamer.policy.index import Candidates
 from tests.builders import inbound
 from tests.unit.policy_matching_kinds import MESH, dataplane, policy, svc, to_
@@ -177,3 +184,17 @@ def test_non_policies_are_ignored() -> None:
     index = PolicyIndex([web("web-9"), timeout("mesh", MESH)], zone=ZONE)
     assert len(index) == 1
     assert names(index.select(ProxyView.of(web(), ZONE))) == ["mesh"]
+
+
+def test_match_key_is_hashable_and_covers_inbound_tags_and_zone() -> None:
+    index = PolicyIndex([timeout("mesh", MESH)], zone=ZONE)
+    keys = {}
+    for dp in (web("web-1", version="v1"), web("web-2", version="v1"),
+               web("web-3", version="v2"), dataplane("gw-1", [])):
+        view = ProxyView.of(dp, ZONE)
+        keys[dp.name] = match_key(view, index.select(view))
+    assert keys["web-1"] == keys["web-2"]
+    assert len({keys["web-1"], keys["web-3"], keys["gw-1"]}) == 3
+    west = PolicyIndex([timeout("mesh", MESH)], zone="west")
+    view = ProxyView.of(web("web-1", version="v1"), "west")
+    assert match_key(view, west.select(view)) != keys["web-1"]
