@@ -91,6 +91,7 @@ class ZoneControlPlane:
             self._spawn(TokenUpkeep(parts.manager).run(), "token-upkeep")
         self._spawn(LoopLagMonitor(parts.metrics).run(), "loop-lag")
         self._spawn(parts.state.run(), "mesh-state")
+        self._spawn(parts.ads.fleet.run(), "xds-fleet")
         self._spawn(parts.ingress_names.run(parts.state), "ingress-names")
         self._spawn(parts.ingresses.run(), "ingresses")
         self._spawn(parts.agents.run(s.agent_grace), "agents")

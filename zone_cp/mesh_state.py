@@ -14,7 +14,9 @@ destination made ``context_for`` grow with the mesh (docs/benchmarks.md).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from gossamer.model.base import Resource
 from gossamer.model.dataplane import DataplaneSpec
@@ -23,7 +25,9 @@ from gossamer.model.mesh import MeshSpec
 from gossamer.model.registry import REGISTRY
 from gossamer.model.zone import disabled_zones
 from gossamer.model.zoneingress import ZoneIngressSpec
-from gossamer.policy import RouteBackends, match_policies, policy_order
+from gossamer.policy import ProxyPolicies, RouteBackends, match_policies, policy_order
+from gossamer.policy.index import PolicyIndex
+from gossamer.policy.selectors import ProxyView
 from gossamer.store.base import Store
 from gossamer.store.follow import follow
 from proxy.context import (
@@ -107,11 +111,7 @@ class MeshState:
     def services(self, mesh: str) -> dict[str, Service]:
         """Every service of the mesh, local instances first, then other zones' ingresses
         (a new dict each call; built once per change)."""
-        built = self._derived.get(("services", mesh))
-        if built is None:
-            built = self._derived[("services", mesh)] = self._services(mesh)
-        assert isinstance(built, dict)
-        return dict(built)
+        return dict(self.shared_services(mesh))
 
     def policies(self, mesh: str) -> list[Resource]:
         """Every policy of the mesh in ``policy_order`` (built once per change)."""
@@ -192,25 +192,121 @@ class MeshState:
         spec = getattr(self.get("Mesh", mesh), "spec", None)
         return not isinstance(spec, MeshSpec) or spec.passthrough
 
-    def context_for(self, dataplane: Resource,
-                    extra_outbounds: tuple[OutboundListener, ...] = ()) -> ProxyContext:
+    def shared_services(self, mesh: str) -> Mapping[str, Service]:
+        """``services(mesh)`` without the copy: the one read-only map every proxy of the
+        mesh reads until the next change."""
+        built = self._derived.get(("services", mesh))
+        if built is None:
+            built = self._derived[("services", mesh)] = self._services(mesh)
+        assert isinstance(built, dict)
+        return MappingProxyType(built)
+
+    def candidates(self, view: ProxyView) -> tuple[Resource, ...]:
+        """The mesh's policies that select the proxy ``view``, in policy order, looked up
+        in the mesh's ``PolicyIndex`` (built once per change)."""
+        built = self._derived.get(("policy_index", view.mesh))
+        if built is None:
+            built = self._derived[("policy_index", view.mesh)] = PolicyIndex(
+                self.policies(view.mesh), zone=self.zone)
+        assert isinstance(built, PolicyIndex)
+        return built.select(view).policies
+
+    def inputs(self, dataplane: Resource,
+               extra_outbounds: tuple[OutboundListener, ...] = ()) -> ProxyInputs:
+        """What ``dataplane``'s proxy is generated from in the current state, short of
+        its services' endpoints (``shared_services``)."""
         spec = dataplane.spec
         if not isinstance(spec, DataplaneSpec):
             raise TypeError(f"{dataplane.type} {dataplane.name} is not a Dataplane")
         mesh = dataplane.mesh
-        services = self.services(mesh)
         outbounds = tuple(OutboundListener(service=ob.service, port=ob.port,
                                            address=ob.address or "127.0.0.1")
                           for ob in spec.networking.outbound) + extra_outbounds
-        reachable = self.route_backends(mesh).reachable(ob.service for ob in outbounds)
-        matched = match_policies(dataplane, self.policies(mesh), destinations=reachable,
-                                 zone=self.zone, only_destinations=True, presorted=True)
-        for ob in outbounds:
-            services.setdefault(ob.service, Service(name=ob.service))
-        return ProxyContext(mesh=mesh, name=dataplane.name, zone=self.zone, dataplane=spec,
-                            policies=matched, outbounds=outbounds, services=services,
+        view = ProxyView.of(dataplane, self.zone)
+        return ProxyInputs(
+            dataplane=dataplane, mesh=self.get("Mesh", mesh), outbounds=outbounds,
+            reachable=self.route_backends(mesh).reachable(ob.service for ob in outbounds),
+            view=view, candidates=self.candidates(view))
+
+    def match(self, inputs: ProxyInputs) -> ProxyPolicies:
+        return match_policies(inputs.dataplane, inputs.candidates,
+                              destinations=inputs.reachable, zone=self.zone,
+                              only_destinations=True, presorted=True)
+
+    def context(self, inputs: ProxyInputs, matched: ProxyPolicies,
+                services: Mapping[str, Service] | None = None) -> ProxyContext:
+        """The proxy's context from its ``inputs`` and ``matched`` policies; ``services``
+        (by default the mesh's ``shared_services``) is what the generator reads them
+        from."""
+        dataplane = inputs.dataplane
+        assert isinstance(dataplane.spec, DataplaneSpec)
+        mesh = dataplane.mesh
+        if services is None:
+            services = self.shared_services(mesh)
+        missing = frozenset(ob.service for ob in inputs.outbounds
+                            if ob.service not in services)
+        if missing:  # an outbound to a service nobody offers yet: known, no endpoints
+            services = _Known(services, missing)
+        return ProxyContext(mesh=mesh, name=dataplane.name, zone=self.zone,
+                            dataplane=dataplane.spec, policies=matched,
+                            outbounds=inputs.outbounds, services=services,
                             mtls_mode=self.mtls_mode(mesh),
                             passthrough=self.passthrough(mesh))
+
+    def context_for(self, dataplane: Resource,
+                    extra_outbounds: tuple[OutboundListener, ...] = ()) -> ProxyContext:
+        inputs = self.inputs(dataplane, extra_outbounds)
+        return self.context(inputs, self.match(inputs), dict(self.shared_services(
+            dataplane.mesh)))
+
+
+@dataclass(frozen=True, eq=False)
+class ProxyInputs:
+    """What one proxy is generated from, short of its services' endpoints: its
+    Dataplane, its Mesh, its outbounds (VIP ones included), the services they can reach,
+    and the policies that may select it. ``same_as`` tells whether a proxy needs
+    generating again (together with the services it read: ``zone_cp.fleet``)."""
+
+    dataplane: Resource
+    mesh: Resource | None
+    outbounds: tuple[OutboundListener, ...]
+    reachable: frozenset[str]
+    view: ProxyView
+    candidates: tuple[Resource, ...]
+
+    def same_as(self, other: ProxyInputs) -> bool:
+        """Resources compare by identity: ``MeshState`` holds a new object for every
+        stored change."""
+        return (self.dataplane is other.dataplane and self.mesh is other.mesh
+                and self.outbounds == other.outbounds and self.reachable == other.reachable
+                and len(self.candidates) == len(other.candidates)
+                and all(a is b for a, b in zip(self.candidates, other.candidates,
+                                                strict=True)))
+
+
+class _Known(Mapping[str, Service]):
+    """``services`` and, for the names in ``extra``, a service without endpoints; a view,
+    so a generator's lookups still go to ``services`` (``zone_cp.fleet_shared.Reading``
+    records them)."""
+
+    def __init__(self, services: Mapping[str, Service], extra: frozenset[str]) -> None:
+        self._services = services
+        self._extra = extra
+
+    def __getitem__(self, name: str) -> Service:
+        found = self._services.get(name)
+        if found is not None:
+            return found
+        if name in self._extra:
+            return Service(name=name)
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._services
+        yield from (n for n in sorted(self._extra) if n not in self._services)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _endpoint_order(e: Endpoint) -> tuple[str, int]:

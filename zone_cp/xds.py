@@ -57,12 +57,13 @@ from sync.observed import Observed
 from sync.stream import NO_HEARTBEATS, abort_status, publish
 from zone_cp.agent_session import AgentSession, Change
 from zone_cp.agents import AgentRegistry
+from zone_cp.fleet import Fleet
 from zone_cp.grpc_edge import bearer, status_code
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.mesh_dns import VipView, vip_outbounds
 from zone_cp.mesh_state import MeshState
 from zone_cp.token_expiry import TokenLifetimes
-from zone_cp.xds_resources import TYPE_URLS, ProxyInsight, desired_entries
+from zone_cp.xds_resources import TYPE_URLS, Entries, ProxyInsight, desired_entries
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self.insights: dict[str, ProxyInsight] = {}
         self._streams: dict[str, _Stream] = {}  # the live sidecar streams, by node id
         self._ids = itertools.count(1)
+        # Every connected sidecar, regenerated only when a change affects it.
+        self.fleet = Fleet(state, vips, generate)
         agents.on_change(self._on_agent_change)
 
     def _on_agent_change(self, change: Change, session: AgentSession) -> None:
@@ -235,24 +238,21 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
 
     def _follow(self, engine: Engine, dataplane: Resource, insight: ProxyInsight,
                 wake: Callable[[], None]) -> Callable[[], None]:
-        """Load the registered ``dataplane`` now, then its current version after changes."""
+        """Load the registered ``dataplane`` now, then again whenever the fleet finds a
+        change that affects it; returns the function that stops following."""
 
-        def load() -> None:
-            current = self._state.get("Dataplane", dataplane.name, dataplane.mesh) or dataplane
-            self._load(engine, current, insight)
+        def deliver(generated: ProxyResources, entries: Entries) -> None:
+            for type_url, resources in entries.items():
+                engine.set_desired(type_url, resources)
+            insight.generated = generated
+            wake()
 
-        return self._on_changes(load, wake,
-                                first=lambda: self._load(engine, dataplane, insight))
+        return self.fleet.join(insight.node_id, dataplane, deliver)
 
     def generated_for(self, dataplane: Resource) -> ProxyResources:
         """The Envoy resources of ``dataplane``'s sidecar from the current state."""
         extra = vip_outbounds(self._vips.of(dataplane.mesh), dataplane)
         return self._generate(self._state.context_for(dataplane, extra))
-
-    def _load(self, engine: Engine, dataplane: Resource, insight: ProxyInsight) -> None:
-        generated = self.generated_for(dataplane)
-        _set_desired(engine, generated)
-        insight.generated = generated
 
     # -- the zone ingress ---------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,6 +38,9 @@ TYPE_URLS = {
     "routes": ROUTE_TYPE,
 }
 
+Entries = dict[str, dict[str, Entry]]  # a proxy's engine entries by type URL, then name
+
+
 def entries(generated: ProxyResources) -> Iterator[tuple[str, str, Message]]:
     """Every resource of ``generated`` as ``(type_url, name, message)``, in
     ``TYPE_URLS``' order, then by name."""
@@ -55,8 +58,10 @@ def _digest(value: bytes) -> str:
     return hashlib.sha256(value).hexdigest()[:20]
 
 
-def desired_entries(generated: ProxyResources) -> dict[str, dict[str, Entry]]:
-    """Every resource of ``generated`` as engine entries, by type URL.
+def desired_entries(generated: ProxyResources,
+                    encoder: Callable[[Message, str], Entry] = encode) -> Entries:
+    """Every resource of ``generated`` as engine entries, by type URL (``encoder``: how a
+    message becomes an entry, e.g. through a memo shared by many proxies).
 
     A load assignment's version also covers its cluster's (they share a name): Envoy
     warms an updated EDS cluster until that cluster's assignment arrives again, and over
@@ -67,7 +72,7 @@ def desired_entries(generated: ProxyResources) -> dict[str, dict[str, Entry]]:
     """
     desired: dict[str, dict[str, Entry]] = {t: {} for t in TYPE_URLS.values()}
     for type_url, name, message in entries(generated):
-        desired[type_url][name] = encode(message, type_url)
+        desired[type_url][name] = encoder(message, type_url)
     clusters = desired[CLUSTER_TYPE]
     assignments = desired[ENDPOINT_TYPE]
     for name, entry in assignments.items():

@@ -1,0 +1,188 @@
+"""The zone CP's connected sidecars and their regeneration after changes.
+
+Each sidecar ADS stream joins the ``Fleet`` with a ``deliver`` callback. After a change
+to the ``MeshState`` the fleet runs a *round*: for every member of a mesh the change
+touched it computes the proxy's ``ProxyInputs`` (its Dataplane, Mesh, outbounds and what
+they reach, the policies that may select it) and the services whose endpoints changed,
+and regenerates only the members whose inputs differ or that read a changed service
+(``Reading`` records which services a generation looked up). So an endpoint change
+reaches the callers of that service, and a policy on one service regenerates only the
+proxies it may select.
+
+Rounds are serial. Changes arriving while a round runs are folded into the next one,
+and a round starts at most once per ``interval`` (bursts cost each proxy a few
+regenerations, not one per change). A round yields to the event loop every ``slice``
+seconds, so the agent API, certificates and ACKs are answered while a mesh-wide change
+regenerates thousands of proxies. Within one state generation, proxies with the same
+policy-matching inputs share one ``match_policies`` result (``Shared``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from gossamer.model.base import Resource
+from proxy.context import ProxyContext, Service
+from proxy.envoy.resources import ProxyResources
+from zone_cp.fleet_shared import Reading, Shared
+from zone_cp.mesh_dns import VipView, vip_outbounds
+from zone_cp.mesh_state import MeshState, ProxyInputs
+from zone_cp.xds_resources import Entries
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[ProxyResources, Entries], None]
+EVERY_MESH = None  # a change to a kind without a mesh (ZoneIngress, Zone), or a refresh
+
+
+@dataclass(eq=False)
+class Member:
+    """One connected sidecar: the Dataplane it registered (used while the store has
+    none), where its resources go, and what they were last generated from."""
+
+    node_id: str
+    registered: Resource
+    deliver: Deliver
+    inputs: ProxyInputs | None = None
+    read: frozenset[str] | None = frozenset()  # services it read; None: all of them
+    regenerations: int = 0
+    left: bool = False
+
+    @property
+    def mesh(self) -> str:
+        return self.registered.mesh
+
+
+@dataclass
+class _Changes:
+    """What changed since the last round: meshes by name (``all_meshes`` for any)."""
+
+    meshes: set[str] = field(default_factory=set)
+    all_meshes: bool = False
+
+    def touches(self, mesh: str) -> bool:
+        return self.all_meshes or mesh in self.meshes
+
+
+class Fleet:
+    def __init__(self, state: MeshState, vips: VipView,
+                 generate: Callable[[ProxyContext], ProxyResources], *,
+                 interval: float = 0.05, slice_seconds: float = 0.01) -> None:
+        self._state = state
+        self._vips = vips
+        self._shared = Shared(state, generate)
+        self._interval = interval
+        self._slice = slice_seconds
+        self._members: dict[str, Member] = {}
+        self._changes = _Changes()
+        self._wanted = asyncio.Event()
+        self._services: dict[str, Mapping[str, Service]] = {}  # as of the last round
+        self.rounds = 0
+        self.regenerations = 0
+        state.listen(self._changed)
+
+    # -- membership ---------------------------------------------------------------------
+
+    def join(self, node_id: str, dataplane: Resource, deliver: Deliver) -> Callable[[], None]:
+        """Generate ``node_id``'s resources now from ``dataplane`` as registered (the
+        state may not hold that version yet) and deliver them, then again after every
+        change that affects them; returns the function that leaves."""
+        member = Member(node_id, dataplane, deliver)
+        self._members[node_id] = member
+        self._regenerate(member, self._inputs(member, dataplane))
+
+        def leave() -> None:
+            member.left = True
+            if self._members.get(node_id) is member:
+                del self._members[node_id]
+
+        return leave
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    # -- rounds -------------------------------------------------------------------------
+
+    def _changed(self, res: Resource | None) -> None:
+        if res is None or not res.mesh:
+            self._changes.all_meshes = True
+        else:
+            self._changes.meshes.add(res.mesh)
+        self._wanted.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wanted.wait()
+            await asyncio.sleep(0)  # the rest of this burst's events, same loop turn
+            self._wanted.clear()
+            started = loop.time()
+            try:
+                await self.round()
+            except Exception:  # a bug here must not end every proxy's updates
+                log.exception("regenerating the zone's proxies failed")
+            await asyncio.sleep(max(0.0, started + self._interval - loop.time()))
+
+    async def round(self) -> int:
+        """Regenerate every member the changes since the last round affect; returns how
+        many."""
+        changes, self._changes = self._changes, _Changes()
+        changed = self._changed_services(changes)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._slice
+        done = 0
+        for member in list(self._affected(changes, changed)):
+            if member.left:
+                continue
+            self._regenerate(member, self._inputs(member))
+            done += 1
+            if loop.time() >= deadline:
+                await asyncio.sleep(0)
+                deadline = loop.time() + self._slice
+        self.rounds += 1
+        return done
+
+    def _affected(self, changes: _Changes,
+                  changed: Mapping[str, frozenset[str]]) -> Iterator[Member]:
+        for member in list(self._members.values()):
+            if member.left or not changes.touches(member.mesh):
+                continue
+            services = changed.get(member.mesh, frozenset())
+            if (member.inputs is None
+                    or not self._inputs(member).same_as(member.inputs)
+                    or (services and (member.read is None or member.read & services))):
+                yield member
+
+    def _changed_services(self, changes: _Changes) -> dict[str, frozenset[str]]:
+        """Per touched mesh, the services whose endpoints or zones differ from the last
+        round's."""
+        meshes = {m.mesh for m in self._members.values() if changes.touches(m.mesh)}
+        out = {}
+        for mesh in meshes:
+            new = self._state.shared_services(mesh)
+            old = self._services.get(mesh, {})
+            self._services[mesh] = new
+            out[mesh] = frozenset(n for n in old.keys() | new.keys()
+                                  if old.get(n) != new.get(n))
+        return out
+
+    # -- one proxy ----------------------------------------------------------------------
+
+    def _inputs(self, member: Member, current: Resource | None = None) -> ProxyInputs:
+        registered = member.registered
+        current = current or (self._state.get("Dataplane", registered.name, registered.mesh)
+                              or registered)
+        extra = vip_outbounds(self._vips.of(current.mesh), current)
+        return self._state.inputs(current, extra)
+
+    def _regenerate(self, member: Member, inputs: ProxyInputs) -> None:
+        reading = Reading(self._state.shared_services(member.mesh))
+        self._services.setdefault(member.mesh, reading.services)
+        generated, entries, read = self._shared.generate(inputs, reading)
+        member.inputs, member.read = inputs, read
+        member.regenerations += 1
+        self.regenerations += 1
+        member.deliver(generated, entries)
