@@ -6,8 +6,9 @@ Checked on every generation scenario and on random variations of them (Hypothesi
 one pass before the split (``reference``, kept here as the oracle); contexts with equal
 keys, built by varying anything at all but the caller's part of the contract (services
 and policies), get byte-identical shapes; proxies that differ in their own fields share
-the memoized shape's very messages; and changing anything the shape reads changes both
-the shape and the key, so a stale shape cannot be reused.
+the memoized shape's very messages; the own part reads no services or outbounds; and
+changing anything the shape reads changes both the shape and the key, so a stale shape
+cannot be reused.
 """
 
 from __future__ import annotations
@@ -234,7 +235,11 @@ def test_property_equal_keys_give_identical_shapes(pair: tuple[ProxyContext, Pro
                                                    ) -> None:
     a, b = pair
     for ctx in pair:
+        own = wire(generate_own(ctx))
         assert wire(combine(generate_shape(ctx), generate_own(ctx))) == wire(reference(ctx))
+        # The own part reads no destination: a proxy that takes a memoized shape has
+        # read exactly the services the shape's builder read.
+        assert wire(generate_own(dataclasses.replace(ctx, services={}, outbounds=()))) == own
     if shape_key(a) == shape_key(b):
         assert wire(generate_shape(a)) == wire(generate_shape(b))
 
