@@ -29,7 +29,8 @@ def _frozen() -> Mapping[str, Message]:
 class ProxyResources:
     """Listeners, clusters, load assignments and route configurations, each by name.
 
-    Messages may be shared with other proxies through ``PieceCache``: never mutate one.
+    Messages may be shared with other proxies, through ``PieceCache`` or a shape shared
+    by a class of proxies (``generate.combine``): never mutate one.
     """
 
     listeners: Mapping[str, listener_pb2.Listener] = field(default_factory=_frozen)
