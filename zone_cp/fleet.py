@@ -25,9 +25,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from gossamer.model.base import Resource
-from proxy.context import ProxyContext, Service
+from proxy.context import Service
+from proxy.envoy import PieceCache
 from proxy.envoy.resources import ProxyResources
-from zone_cp.fleet_shared import Reading, Shared
+from zone_cp.fleet_shared import Shared
 from zone_cp.mesh_dns import VipView, vip_outbounds
 from zone_cp.mesh_state import MeshState, ProxyInputs
 from zone_cp.xds_resources import Entries
@@ -68,12 +69,11 @@ class _Changes:
 
 
 class Fleet:
-    def __init__(self, state: MeshState, vips: VipView,
-                 generate: Callable[[ProxyContext], ProxyResources], *,
+    def __init__(self, state: MeshState, vips: VipView, cache: PieceCache, *,
                  interval: float = 0.05, slice_seconds: float = 0.01) -> None:
         self._state = state
         self._vips = vips
-        self._shared = Shared(state, generate)
+        self._shared = Shared(state, cache)
         self._interval = interval
         self._slice = slice_seconds
         self._members: dict[str, Member] = {}
@@ -133,28 +133,33 @@ class Fleet:
         changed = self._changed_services(changes)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._slice
+        generation = self._state.generation
         done = 0
-        for member in list(self._affected(changes, changed)):
+        for member, inputs in list(self._affected(changes, changed)):
             if member.left:
                 continue
-            self._regenerate(member, self._inputs(member))
-            done += 1
-            if loop.time() >= deadline:
+            if done and loop.time() >= deadline:
                 await asyncio.sleep(0)
                 deadline = loop.time() + self._slice
+                if self._state.generation != generation:  # changed meanwhile
+                    inputs = self._inputs(member)
+            self._regenerate(member, inputs)
+            done += 1
         self.rounds += 1
         return done
 
-    def _affected(self, changes: _Changes,
-                  changed: Mapping[str, frozenset[str]]) -> Iterator[Member]:
+    def _affected(self, changes: _Changes, changed: Mapping[str, frozenset[str]]
+                  ) -> Iterator[tuple[Member, ProxyInputs]]:
+        """The members whose inputs changed or that read a changed service, with their
+        current inputs."""
         for member in list(self._members.values()):
             if member.left or not changes.touches(member.mesh):
                 continue
+            inputs = self._inputs(member)
             services = changed.get(member.mesh, frozenset())
-            if (member.inputs is None
-                    or not self._inputs(member).same_as(member.inputs)
+            if (member.inputs is None or not inputs.same_as(member.inputs)
                     or (services and (member.read is None or member.read & services))):
-                yield member
+                yield member, inputs
 
     def _changed_services(self, changes: _Changes) -> dict[str, frozenset[str]]:
         """Per touched mesh, the services whose endpoints or zones differ from the last
@@ -179,9 +184,9 @@ class Fleet:
         return self._state.inputs(current, extra)
 
     def _regenerate(self, member: Member, inputs: ProxyInputs) -> None:
-        reading = Reading(self._state.shared_services(member.mesh))
-        self._services.setdefault(member.mesh, reading.services)
-        generated, entries, read = self._shared.generate(inputs, reading)
+        services = self._state.shared_services(member.mesh)
+        self._services.setdefault(member.mesh, services)
+        generated, entries, read = self._shared.generate(inputs, services)
         member.inputs, member.read = inputs, read
         member.regenerations += 1
         self.regenerations += 1

@@ -4,15 +4,19 @@
 one ``MeshState`` generation it reuses the work of proxies that came before: the
 ``match_policies`` result of any proxy with the same matching inputs (candidate policies,
 inbound ports and tags, outbound services, reachable services; the name too when a
-candidate targets a Dataplane), and the encoding of any message object another proxy
-already encoded (the ``PieceCache`` hands the same cluster and load assignment to every
-caller of a service). ``Reading`` is the services map as the generator sees it: it
-records the names looked up, so the fleet knows which endpoint changes concern a proxy.
+candidate targets a Dataplane), the shape (``proxy.envoy.generate_shape``: outbounds,
+routes, clusters, load assignments) of any proxy with the same matching result and
+``shape_key``, to which only the proxy's own part (inbounds, Prometheus listener) is
+added, and the encoding of any message object another proxy already encoded (shared
+shapes, and the ``PieceCache``'s clusters and load assignments). ``Reading`` is the
+services map as the generator sees it: it records the names looked up, so the fleet
+knows which endpoint changes concern a proxy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping
+from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
@@ -21,6 +25,7 @@ from gossamer.model.policy import TargetKind
 from gossamer.policy import ProxyPolicies
 from gossamer.policy.selectors import top_target_ref
 from proxy.context import ProxyContext, Service
+from proxy.envoy import PieceCache, combine, generate_own, generate_shape, shape_key
 from proxy.envoy.resources import ProxyResources
 from sync.messages import Entry
 from zone_cp.mesh_state import MeshState, ProxyInputs
@@ -58,28 +63,76 @@ class Reading(Mapping[str, Service]):
         return None if self._all else frozenset(self._read)
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """A shape shared by a class of proxies: its resources, the services it read, and
+    its engine entries (encoded once for the class)."""
+
+    resources: ProxyResources
+    read: frozenset[str] | None
+    entries: Entries
+
+    def entries_with(self, own: ProxyResources, generated: ProxyResources,
+                     encoder: Callable[[Message, str], Entry]) -> Entries:
+        """The entries of ``generated`` (this shape combined with ``own``): the shape's
+        as they are, the own part's encoded. A load assignment's version covers its
+        cluster's (``desired_entries``), so where the own part holds a cluster or an
+        assignment of the shape's name, everything is encoded together instead."""
+        shape = self.resources
+        if (own.clusters.keys() & shape.endpoints.keys()
+                or own.endpoints.keys() & shape.clusters.keys()):
+            return desired_entries(generated, encoder)
+        mine = desired_entries(own, encoder)
+        return {t: {**self.entries[t], **mine[t]} if mine[t] else self.entries[t]
+                for t in self.entries}
+
+
 class Shared:
-    def __init__(self, state: MeshState,
-                 generate: Callable[[ProxyContext], ProxyResources]) -> None:
+    def __init__(self, state: MeshState, cache: PieceCache) -> None:
         self._state = state
-        self._generate = generate
+        self._cache = cache
         self._generation = -1
         self._matches: dict[Hashable, ProxyPolicies] = {}
+        self._shapes: dict[Hashable, _Shape] = {}
         self._encoded: dict[int, tuple[Message, Entry]] = {}
         self.match_hits = 0
+        self.shape_hits = 0
 
-    def generate(self, inputs: ProxyInputs, reading: Reading
+    def generate(self, inputs: ProxyInputs, services: Mapping[str, Service]
                  ) -> tuple[ProxyResources, Entries, frozenset[str] | None]:
-        """The proxy's resources, its engine entries and the services it read."""
+        """The proxy's resources, its engine entries and the names of ``services`` it
+        read (None: all of them)."""
         self._fresh()
-        ctx = self._state.context(inputs, self._match(inputs), reading)
-        generated = self._generate(ctx)
-        return generated, desired_entries(generated, self._encode), reading.read
+        matched = self._match(inputs)
+        own = Reading(services)
+        ctx = self._state.context(inputs, matched, own)
+        shape = self._shape(ctx, inputs, matched, services)
+        mine = generate_own(ctx)
+        generated = combine(shape.resources, mine)
+        read = None if shape.read is None or own.read is None else shape.read | own.read
+        return generated, shape.entries_with(mine, generated, self._encode), read
+
+    def _shape(self, ctx: ProxyContext, inputs: ProxyInputs, matched: ProxyPolicies,
+               services: Mapping[str, Service]) -> _Shape:
+        """The shape of every proxy with ``ctx``'s shape key and matching result in this
+        generation (``proxy.envoy.shapes``: the services and policies are held equal by
+        sharing them)."""
+        key = (id(matched), shape_key(ctx))
+        found = self._shapes.get(key)
+        if found is not None:
+            self.shape_hits += 1
+            return found
+        reading = Reading(services)
+        shape = generate_shape(self._state.context(inputs, matched, reading), self._cache)
+        found = self._shapes[key] = _Shape(shape, reading.read,
+                                           desired_entries(shape, self._encode))
+        return found
 
     def _fresh(self) -> None:
         if self._generation != self._state.generation:
             self._generation = self._state.generation
             self._matches.clear()
+            self._shapes.clear()
             self._encoded.clear()
 
     def _match(self, inputs: ProxyInputs) -> ProxyPolicies:

@@ -58,7 +58,7 @@ class MeshState:
         # change (each mesh's services and policies): every proxy of a mesh shares them,
         # so a change costs one rebuild, not one per connected proxy.
         self._by_kind: dict[str, dict[Key, Resource]] = defaultdict(dict)
-        self._derived: dict[tuple[str, str], object] = {}
+        self._derived: dict[tuple[object, ...], object] = {}
         self._listeners: list[Callable[[Resource | None], None]] = []
         self.generation = 0
 
@@ -225,8 +225,18 @@ class MeshState:
         view = ProxyView.of(dataplane, self.zone)
         return ProxyInputs(
             dataplane=dataplane, mesh=self.get("Mesh", mesh), outbounds=outbounds,
-            reachable=self.route_backends(mesh).reachable(ob.service for ob in outbounds),
+            reachable=self._reachable(mesh, tuple(ob.service for ob in outbounds)),
             view=view, candidates=self.candidates(view))
+
+    def _reachable(self, mesh: str, outbounds: tuple[str, ...]) -> frozenset[str]:
+        """``RouteBackends.reachable``, once per change per set of outbounds (proxies of
+        one service share theirs)."""
+        key = ("reachable", mesh, outbounds)
+        found = self._derived.get(key)
+        if found is None:
+            found = self._derived[key] = self.route_backends(mesh).reachable(outbounds)
+        assert isinstance(found, frozenset)
+        return found
 
     def match(self, inputs: ProxyInputs) -> ProxyPolicies:
         return match_policies(inputs.dataplane, inputs.candidates,

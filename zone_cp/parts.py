@@ -83,8 +83,9 @@ def build_parts(s: ZoneSettings, store: Store) -> ZoneParts:
     dns = DnsPublisher(state, agents, vip_view)
     # Sessions and ADS streams end with their token (DESIGN §5).
     lifetimes = TokenLifetimes(store)
-    ads = AdsServer(state, agents, _generator(), ingresses, lifetimes=lifetimes,
-                    vips=vip_view)
+    cache = PieceCache()  # one for every proxy: a service's pieces built once per change
+    ads = AdsServer(state, agents, _generator(cache), ingresses, lifetimes=lifetimes,
+                    vips=vip_view, cache=cache)
     ca = ZoneCa(manager, s.zone, sidecars=agents.trust, metrics=metrics,
                 startup_grace=s.agent_grace)
     xds = XdsServer(s.xds_addr, ads, AgentService(agents, ca, lifetimes))
@@ -100,10 +101,9 @@ def build_parts(s: ZoneSettings, store: Store) -> ZoneParts:
                      sync=sync)
 
 
-def _generator() -> Callable[[ProxyContext], ProxyResources]:
-    """``proxy.envoy.generate`` over one piece cache for every proxy: a service's cluster
-    and endpoints are built once per change, not once per proxy that calls the service."""
-    cache = PieceCache()
+def _generator(cache: PieceCache) -> Callable[[ProxyContext], ProxyResources]:
+    """``proxy.envoy.generate`` over the piece cache every proxy shares: a service's
+    cluster and endpoints are built once per change, not once per proxy that calls it."""
 
     def generate_with_cache(ctx: ProxyContext) -> ProxyResources:
         return generate(ctx, cache)

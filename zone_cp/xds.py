@@ -47,6 +47,7 @@ from gossamer.errors import (
 from gossamer.model.base import Resource
 from gossamer.tokens import Claims, TokenRejected
 from proxy.context import ProxyContext
+from proxy.envoy import PieceCache
 from proxy.envoy.resources import (
     ProxyResources,
 )
@@ -95,7 +96,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(self, state: MeshState, agents: AgentRegistry,
                  generate: Callable[[ProxyContext], ProxyResources],
                  ingresses: IngressRegistry | None = None, *,
-                 lifetimes: TokenLifetimes, vips: VipView) -> None:
+                 lifetimes: TokenLifetimes, vips: VipView,
+                 cache: PieceCache | None = None) -> None:
         self._state = state
         self._lifetimes = lifetimes
         self._agents = agents
@@ -106,7 +108,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self._streams: dict[str, _Stream] = {}  # the live sidecar streams, by node id
         self._ids = itertools.count(1)
         # Every connected sidecar, regenerated only when a change affects it.
-        self.fleet = Fleet(state, vips, generate)
+        self.fleet = Fleet(state, vips, cache or PieceCache())
         agents.on_change(self._on_agent_change)
 
     def _on_agent_change(self, change: Change, session: AgentSession) -> None:

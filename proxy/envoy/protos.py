@@ -8,6 +8,7 @@ builds messages with these, so the conversions (and their rounding) live in one 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -78,7 +79,10 @@ def socket_address(address: str, port: int) -> address_pb2.Address:
         address=address, port_value=port))
 
 
+@functools.lru_cache(maxsize=65536)
 def is_ip(host: str) -> bool:
+    """Whether ``host`` is an IP literal (memoized: every generation asks it of the same
+    few thousand addresses, and ``ipaddress`` parses in Python)."""
     try:
         ipaddress.ip_address(host)
     except ValueError:

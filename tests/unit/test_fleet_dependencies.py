@@ -76,7 +76,7 @@ async def fleet_of_mesh() -> tuple[ResourceManager, MeshState, Fleet, Held, asyn
     task = asyncio.create_task(state.run())
     await eventually(lambda: state.generation > 0, what="the state to load the store")
     cache = PieceCache()
-    fleet = Fleet(state, VipView(state), lambda ctx: generate(ctx, cache))
+    fleet = Fleet(state, VipView(state), cache)
     held = Held()
     held.join(fleet, state)
     return manager, state, fleet, held, task
