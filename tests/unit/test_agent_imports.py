@@ -10,13 +10,16 @@ the other commands' client libraries must stay out (issue 17: they made the agen
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from tests.integration.agent_env import FakeZoneCp, agent_files, envoy_pids, free_port
+from sync.v1 import agent_pb2
+from tests.integration.agent_env import TOKEN, FakeZoneCp, agent_files, envoy_pids, free_port
 from tests.waiting import eventually
 
 ROOT = Path(__file__).parents[2]
@@ -100,3 +103,37 @@ async def test_proxy_run_loads_only_what_a_sidecar_runs(tmp_path: Path) -> None:
             "gossamer.model.dataplane"} <= modules
     assert forbidden(modules) == []
     assert "gossamer.model.zoneingress" not in modules
+
+
+class IngressCp(FakeZoneCp):
+    """The fake CP, registering a ZoneIngress (a document without a mesh) too."""
+
+    async def Session(self, request_iterator: Any, context: Any) -> Any:
+        await self._check_token(context)
+        first = await anext(aiter(request_iterator))
+        doc = json.loads(first.register_dataplane_json)
+        self.registrations.append(doc)
+        yield agent_pb2.ControlPlaneMessage(registered=agent_pb2.Registered(
+            name=doc["name"], zone="lab", node_id=f"ingress:{doc['name']}"))
+        async for _ in request_iterator:  # held open until the agent ends it
+            pass
+
+
+async def test_ingress_run_loads_only_what_an_ingress_runs(tmp_path: Path) -> None:
+    cp = IngressCp(tmp_path / "cp-tls")
+    await cp.start()
+    work, token = tmp_path / "work", tmp_path / "zone.token"
+    token.write_text(TOKEN)
+    args = ["ingress", "run", "--cp", cp.url, "--cp-ca", str(cp.tls.ca_file),
+            "--token-file", str(token), "--listen", f"127.0.0.1:{free_port()}",
+            "--admin-port", str(free_port()), "--work-dir", str(work), "--drain-time", "0s"]
+    try:
+        modules = await run_command(tmp_path, args, work,
+                                    lambda: bool(envoy_pids(work)) and cp.registrations)
+    finally:
+        await cp.stop()
+    assert cp.registrations[0]["type"] == "ZoneIngress"
+    assert {"zone_ingress.agent", "grpc", "cli.run_ingress",
+            "gossamer.model.zoneingress"} <= modules
+    assert forbidden(modules) == []
+    assert "gossamer.model.dataplane" not in modules
