@@ -44,9 +44,13 @@ def error_lines(exc: AgentError) -> list[str]:
 
 def run_agent_process(log_level: str, build: Callable[[], Supervised]) -> None:
     """Run the agent ``build`` makes until a signal or a failure, then exit as above."""
-    # Lazy on purpose: the agent's runtime (gRPC and its protobufs, Envoy's API, c-ares)
-    # would load at the start of every `gossamer` command, which imports this module.
-    from proxy.agent.agent import run_agent
+    # Not proxy.agent.agent.run_agent: that module is the sidecar's, which the ingress
+    # does not load (the Dataplane model, the resolver).
+    from gossamer.process import run_until_signal
+
+    async def run_agent(agent: Supervised) -> None:
+        await run_until_signal(agent, abort=lambda: agent.stop(drain=False),
+                               reload=agent.reload)
 
     # gRPC's C core logs connection events (a GOAWAY from a restarting control plane) on
     # stderr by itself; the agent reports what matters in its own log lines.

@@ -7,31 +7,68 @@ value, a missing option, flags that exclude each other) is one ``error:`` line t
 the command's ``--help``, and exits 2. ``httpx`` errors are
 translated inside ``cli.client``; catching ``httpx.HTTPError`` here is only a
 backstop for one that slipped through. Anything else is a bug and keeps its traceback.
+
+Subcommands are imported lazily (``LazyGroup``): running one imports its own module only,
+so the sidecar agent started by ``gossamer proxy run`` holds none of the other commands'
+libraries (``tests/unit/test_agent_imports.py``).
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
-import httpx
 
-from cli import (
-    config_cmd,
-    demo,
-    inspect,
-    mesh_cmd,
-    proxy_redirect,
-    resources,
-    run_global,
-    run_ingress,
-    run_proxy,
-    run_zone,
-    tokens,
-)
 from cli.state import CliState, Runtime
 from gossamer import __version__
 from gossamer.errors import GossamerError, Unauthorized
+
+Loader = Callable[[], click.Command]
+
+
+def _load(target: str) -> Loader:
+    """``"module:attr"`` → a loader importing that command when it is first asked for."""
+    module, _, attr = target.partition(":")
+
+    def load() -> click.Command:
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command), target
+        return command
+
+    return load
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported when one is run (or listed by ``--help``).
+
+    Each command module imports what its command runs: the agents' gRPC runtime, the
+    control planes' stores and HTTP API, the client's httpx. Importing every one of them
+    for every command made ``gossamer proxy run`` a process holding the API server and
+    the stores (an 82 MB sidecar agent); now ``proxy run`` imports ``cli.run_proxy``
+    and what it needs, nothing of the other commands.
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, Loader] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            self.add_command(self.lazy[cmd_name](), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+def _http_errors() -> tuple[type[BaseException], ...]:
+    """httpx's errors, if a command loaded httpx (the agents never do)."""
+    httpx = sys.modules.get("httpx")
+    return (httpx.HTTPError,) if httpx is not None else ()
 
 
 def error_lines(exc: GossamerError) -> list[str]:
@@ -51,7 +88,7 @@ def usage_line(exc: click.UsageError) -> str:
     return f"error: {exc.format_message().rstrip('.')}{where}"
 
 
-class GossamerGroup(click.Group):
+class GossamerGroup(LazyGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -64,12 +101,23 @@ class GossamerGroup(click.Group):
             for line in error_lines(exc):
                 click.echo(line, err=True)
             raise click.exceptions.Exit(1) from None
-        except httpx.HTTPError as exc:
+        except _http_errors() as exc:
             click.echo(f"error: {exc}", err=True)
             raise click.exceptions.Exit(1) from None
 
 
-@click.group(cls=GossamerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _inspect() -> click.Command:
+    from cli import inspect, mesh_cmd
+
+    inspect.inspect.add_command(mesh_cmd.inspect_meshes)
+    return inspect.inspect
+
+
+@click.group(cls=GossamerGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             lazy={"apply": _load("cli.resources:apply"), "get": _load("cli.resources:get"),
+                   "delete": _load("cli.resources:delete"), "token": _load("cli.tokens:token"),
+                   "config": _load("cli.config_cmd:config"), "inspect": _inspect,
+                   "mesh": _load("cli.mesh_cmd:mesh"), "demo": _load("cli.demo:demo")})
 @click.option("--context", envvar="GOSSAMER_CONTEXT", default=None, metavar="NAME",
               help="Talk to this control plane from the config instead of the current one.")
 @click.version_option(__version__, "--version", prog_name="gossamer")
@@ -85,51 +133,28 @@ def main(ctx: click.Context, context: str | None) -> None:
     ctx.obj = CliState(runtime=runtime, context=context)
 
 
-@main.group("global")
+@main.group("global", cls=LazyGroup, lazy={"run": _load("cli.run_global:run")})
 def global_() -> None:
     """The global control plane."""
 
 
-global_.add_command(run_global.run)
-
-
-@main.group()
+@main.group(cls=LazyGroup, lazy={"run": _load("cli.run_zone:run")})
 def zone() -> None:
     """A zone control plane."""
 
 
-zone.add_command(run_zone.run)
-
-
-@main.group()
+@main.group(cls=LazyGroup, lazy={"run": _load("cli.run_proxy:run"),
+                                 "redirect": _load("cli.proxy_redirect:redirect")})
 def proxy() -> None:
     """The sidecar agent: Envoy programmed by the zone control plane."""
 
 
-proxy.add_command(run_proxy.run)
-proxy.add_command(proxy_redirect.redirect)
-
-
-@main.group()
+@main.group(cls=LazyGroup, lazy={"run": _load("cli.run_ingress:run")})
 def ingress() -> None:
     """The zone ingress: other zones reach this zone's services through it."""
-
-
-ingress.add_command(run_ingress.run)
 
 
 @main.command()
 def version() -> None:
     """Print the CLI's version."""
     click.echo(f"gossamer {__version__}")
-
-
-main.add_command(resources.apply)
-main.add_command(resources.get)
-main.add_command(resources.delete)
-main.add_command(tokens.token)
-main.add_command(config_cmd.config)
-main.add_command(inspect.inspect)
-inspect.inspect.add_command(mesh_cmd.inspect_meshes)
-main.add_command(mesh_cmd.mesh)
-main.add_command(demo.demo)

@@ -12,12 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import httpx
 
-from cli.client import ApiClient
-from cli.config import config_path, resolve_control_plane
+if TYPE_CHECKING:  # imported when a client is made: the agent commands never make one
+    import httpx
+
+    from cli.client import ApiClient
 
 
 def _utc_now() -> datetime:
@@ -44,9 +46,14 @@ class CliState:
 
     @property
     def config_path(self) -> Path:
+        from cli.config import config_path
+
         return config_path(self.runtime.environ)
 
     def client(self) -> ApiClient:
+        from cli.client import ApiClient
+        from cli.config import resolve_control_plane
+
         cp = resolve_control_plane(self.context, self.runtime.environ, self.config_path)
         return ApiClient(cp, transport=self.runtime.transport)
 

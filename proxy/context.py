@@ -4,8 +4,9 @@ The zone CP builds a ``ProxyContext`` from its store (the Dataplane, the Mesh, t
 matched policies, the endpoints of the services the proxy talks to) and hands it to the
 pure generators in ``proxy.envoy``; nothing in here touches a store or a socket.
 
-Names shared by the generators, the xDS server and the agent's bootstrap live here too,
-so the three agree on them by construction.
+Names shared by the generators, the xDS server and the agent's bootstrap are defined in
+``proxy.names`` and re-exported here, so the three agree on them by construction while
+the agent imports the names without this module's policy types.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from dataclasses import dataclass, field
 
 from gossamer.model.dataplane import DataplaneSpec
 from gossamer.policy import ProxyPolicies
-
-# The agent serves SDS on a unix socket; its bootstrap names that cluster so.
-SDS_CLUSTER = "gossamer_sds"
-# The zone CP as Envoy's ADS server, defined in the bootstrap.
-ADS_CLUSTER = "gossamer_xds"
-# SDS secret names: the workload's certificate+key, and the mesh's trust bundle.
-IDENTITY_SECRET = "identity"
-TRUST_SECRET = "trust_bundle"
+from proxy.names import (  # noqa: F401 (re-exported: the generators import them from here)
+    ADMIN_CLUSTER,
+    ADS_CLUSTER,
+    IDENTITY_SECRET,
+    PROMETHEUS_TLS_SECRET,
+    SDS_CLUSTER,
+    TRUST_SECRET,
+)
 
 
 def sni(service: str, mesh: str, port: int | None = None) -> str:
@@ -113,11 +114,3 @@ class ProxyContext:
     mtls_mode: str = "strict"
     passthrough: bool = True
 
-
-# The Envoy admin interface as a cluster, defined by the agent's bootstrap (pointing at the
-# admin address): the MeshMetric Prometheus listener routes scrapes to its
-# /stats/prometheus through it.
-ADMIN_CLUSTER = "gossamer_admin"
-# SDS secret the agent serves for a MeshMetric Prometheus backend with ``tls.mode:
-# ProvidedTLS`` (the operator's certificate and key for the metrics endpoint).
-PROMETHEUS_TLS_SECRET = "prometheus_tls"

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gossamer.errors import InvalidResource
-from gossamer.model.registry import parse_document
+from gossamer.model import zoneingress
+from gossamer.model.registry import Registry, parse_document
 from proxy.agent import bootstrap
 from proxy.agent.cp_client import AgentClient, Registration
 from proxy.agent.envoy_process import (
@@ -41,11 +42,14 @@ from proxy.agent.session import Session
 from proxy.agent.settings import EnvoyAgentSettings
 from proxy.agent.token_file import INGRESS_TOKEN
 from proxy.agent.token_refresh import TokenRefresher
-from proxy.context import SDS_CLUSTER
+from proxy.names import SDS_CLUSTER
 
 log = logging.getLogger(__name__)
 
 INGRESS_METADATA = "gossamer.io/zone-ingress"
+
+# The one kind an ingress registers, checked without the models of every other kind.
+INGRESSES = Registry([zoneingress.DESCRIPTOR])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,7 +78,7 @@ class IngressSettings(EnvoyAgentSettings):
         """The document, validated here so a bad flag is an input error, not a refusal."""
         doc = self.document()
         try:
-            parse_document(doc)
+            parse_document(doc, INGRESSES)
         except InvalidResource as exc:
             raise InputError(f"the zone ingress's flags make no valid ZoneIngress: "
                              f"{exc.detail}") from None

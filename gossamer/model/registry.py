@@ -11,6 +11,10 @@ The document codec lives here too: ``parse_document`` is the one way a dict beco
 ``Resource`` and ``to_document`` the one way back; both look the kind up in a registry
 (``REGISTRY`` unless given one). ``gossamer.model.base`` holds the shapes and checks they
 use and imports nothing from here, so the two modules form no cycle.
+
+``REGISTRY`` is discovered on first use, not at import: importing this module costs no
+kind module, so a process that needs one kind (the sidecar agent checks its Dataplane
+with ``Registry([dataplane.DESCRIPTOR])``) never loads the pydantic models of the others.
 """
 
 from __future__ import annotations
@@ -78,7 +82,22 @@ def discover() -> Registry:
     return Registry(descriptors)
 
 
-REGISTRY = discover()
+_discovered: Registry | None = None
+
+
+def _registry() -> Registry:
+    """Every kind, discovered once."""
+    global _discovered
+    if _discovered is None:
+        _discovered = discover()
+    return _discovered
+
+
+def __getattr__(name: str) -> Registry:
+    """``REGISTRY``, built on first access (PEP 562)."""
+    if name == "REGISTRY":
+        return _registry()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_document(doc: Any, registry: Registry | None = None) -> Resource:
@@ -86,7 +105,7 @@ def parse_document(doc: Any, registry: Registry | None = None) -> Resource:
 
     Collects every problem it can find before raising, so one round trip shows them all.
     """
-    reg = registry or REGISTRY
+    reg = registry or _registry()
     if not isinstance(doc, Mapping):
         raise InvalidResource("invalid document", [FieldError("", "expected a mapping")])
     kind = doc.get("type")
@@ -124,7 +143,7 @@ def to_document(res: Resource, registry: Registry | None = None,
                 with_meta: bool = True) -> dict[str, Any]:
     """A ``Resource`` as the document ``parse_document`` reads back (with system meta
     unless ``with_meta`` is false)."""
-    desc = (registry or REGISTRY).get(res.type)
+    desc = (registry or _registry()).get(res.type)
     doc: dict[str, Any] = {"type": res.type, "name": res.name}
     if desc.mesh_scoped:
         doc["mesh"] = res.mesh

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from gossamer.pki.certs import write_secret
-from proxy.context import ADMIN_CLUSTER, ADS_CLUSTER, SDS_CLUSTER
+from proxy.names import ADMIN_CLUSTER, ADS_CLUSTER, SDS_CLUSTER
 
 ADMIN_HOST = "127.0.0.1"
 

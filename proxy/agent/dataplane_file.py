@@ -9,6 +9,8 @@ add a key. Every placeholder must have a value (an unknown one is an error that 
 a variable no placeholder uses is reported by ``unused`` for the caller to warn about.
 
 Pure: text in, ``Resource`` or ``DataplaneFileError`` out; ``load`` only reads the file.
+The document is checked with a registry of the Dataplane kind alone (``DATAPLANES``), so
+the agent loads that one model.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import yaml
 
 from gossamer.errors import InvalidResource
 from gossamer.model.base import Resource
-from gossamer.model.dataplane import DataplaneSpec
-from gossamer.model.registry import parse_document, to_document
+from gossamer.model.dataplane import DESCRIPTOR, DataplaneSpec
+from gossamer.model.registry import Registry, parse_document, to_document
 from proxy.agent.errors import DataplaneFileError, InputError
 
 MAX_FILE_BYTES = 1 << 20
@@ -34,6 +36,9 @@ MAX_VALUE_LENGTH = 253
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _VAR_VALUE = re.compile(r"^[A-Za-z0-9._:/@+=~-]*$")
+# The one kind a sidecar reads: checked like the API checks it, without loading the
+# models of every other kind (the full registry is the control planes').
+DATAPLANES = Registry([DESCRIPTOR])
 
 
 def parse_vars(items: Iterable[str]) -> dict[str, str]:
@@ -106,7 +111,7 @@ class DataplaneFile:
 
     def registration_json(self) -> str:
         """The normalised document, as the JSON the Session's first message carries."""
-        return json.dumps(to_document(self.resource, with_meta=False), sort_keys=True)
+        return json.dumps(to_document(self.resource, DATAPLANES, with_meta=False), sort_keys=True)
 
 
 def parse(text: str, variables: Mapping[str, str], source: str = "the Dataplane file"
@@ -126,7 +131,7 @@ def parse(text: str, variables: Mapping[str, str], source: str = "the Dataplane 
         raise DataplaneFileError(f"{source} must describe a Dataplane (type: Dataplane), "
                                  f"found type {doc.get('type')!r}")
     try:
-        resource = parse_document(doc)
+        resource = parse_document(doc, DATAPLANES)
     except InvalidResource as exc:
         raise DataplaneFileError(f"{source}: invalid Dataplane {doc.get('name', '')}".rstrip(),
                                  exc.field_errors) from None

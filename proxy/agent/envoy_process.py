@@ -52,8 +52,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
+from proxy.agent import admin_http
 from proxy.agent.errors import EnvoyCannotStart
 
 log = logging.getLogger(__name__)
@@ -339,23 +338,24 @@ class EnvoySupervisor:
 
     async def _drain(self, proc: asyncio.subprocess.Process) -> None:
         """Ask Envoy to drain and return once its connections are gone (or it exited)."""
-        admin = f"http://127.0.0.1:{self.admin_port}"
-        async with httpx.AsyncClient(timeout=1.0) as client:
+        port = self.admin_port
+        try:
+            response = await admin_http.request(port, "POST", "/drain_listeners?graceful")
+        except admin_http.AdminUnreachable as exc:
+            log.warning("could not ask Envoy to drain (%s); stopping it now", exc)
+            return
+        if response.status != 200:
+            log.warning("Envoy refused to drain (HTTP %d); stopping it now", response.status)
+            return
+        log.info("draining Envoy for up to %gs", self.command.drain_time)
+        # Only while stopping, bounded by the drain time: Envoy tells no one when its
+        # last connection closes, so the count is read every 100 ms.
+        while proc.returncode is None:
             try:
-                response = await client.post(f"{admin}/drain_listeners?graceful")
-            except httpx.HTTPError as exc:
-                log.warning("could not ask Envoy to drain (%s); stopping it now", exc)
+                stats = await admin_http.request(
+                    port, "GET", "/stats?filter=downstream_cx_active$")
+            except admin_http.AdminUnreachable:
                 return
-            if response.status_code != 200:
-                log.warning("Envoy refused to drain (HTTP %d); stopping it now",
-                            response.status_code)
+            if active_connections(stats.text) == 0:
                 return
-            log.info("draining Envoy for up to %gs", self.command.drain_time)
-            while proc.returncode is None:
-                try:
-                    stats = await client.get(f"{admin}/stats?filter=downstream_cx_active$")
-                except httpx.HTTPError:
-                    return
-                if active_connections(stats.text) == 0:
-                    return
-                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)

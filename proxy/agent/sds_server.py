@@ -46,7 +46,7 @@ from proxy.agent.sds_state import (
     TrustPhase,
     trust_ack,
 )
-from proxy.context import TRUST_SECRET
+from proxy.names import TRUST_SECRET
 from sync import wire
 from sync.engine import Engine, counter_nonces
 from sync.errors import RemoteProtocolError

@@ -1,6 +1,6 @@
 """What the agent's SDS server serves, and the state-of-the-world protocol, without I/O.
 
-The secrets (names from ``proxy.context``): ``IDENTITY_SECRET``, a ``tls_certificate``
+The secrets (names from ``proxy.names``): ``IDENTITY_SECRET``, a ``tls_certificate``
 with the certificate chain and the private key inline; ``TRUST_SECRET``, a
 ``validation_context`` whose ``trusted_ca`` is the mesh's trust bundle; and, when the
 operator provides one, ``PROMETHEUS_TLS_SECRET``, the certificate of a MeshMetric
@@ -41,7 +41,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
-from proxy.context import IDENTITY_SECRET, PROMETHEUS_TLS_SECRET, TRUST_SECRET
+from proxy.names import IDENTITY_SECRET, PROMETHEUS_TLS_SECRET, TRUST_SECRET
 from sync.messages import WILDCARD, Entry, Payload, Request
 
 SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from gossamer.errors import InvalidResource
 from gossamer.model.registry import parse_document, to_document
-from proxy.agent.dataplane_file import DataplaneFile
+from proxy.agent.dataplane_file import DATAPLANES, DataplaneFile
 from proxy.agent.errors import DataplaneFileError, InputError
 from proxy.redirect import defaults
 
@@ -39,13 +39,13 @@ CAPABILITY = "net_bind_service"
 def with_capture(loaded: DataplaneFile) -> DataplaneFile:
     """``loaded`` with ``networking.transparentProxying`` (the redirect's default ports,
     unless the file already says which), validated again."""
-    doc = to_document(loaded.resource, with_meta=False)
+    doc = to_document(loaded.resource, DATAPLANES, with_meta=False)
     networking = doc.setdefault("networking", {})
     networking.setdefault("transparentProxying", {
         "redirectPortOutbound": defaults.OUTBOUND_PORT,
         "redirectPortInbound": defaults.INBOUND_PORT})
     try:
-        resource = parse_document(doc)
+        resource = parse_document(doc, DATAPLANES)
     except InvalidResource as exc:
         raise DataplaneFileError(f"--transparent: invalid Dataplane {loaded.name}",
                                  exc.field_errors) from None
