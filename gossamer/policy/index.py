@@ -43,6 +43,7 @@ from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import NamedTuple
 
 from gossamer.model.base import Resource
 from gossamer.model.labels import PROTOCOL_TAG, SERVICE_TAG, ZONE_TAG
@@ -82,10 +83,10 @@ class Candidates:
         return any(_kind(p) is TargetKind.DATAPLANE for p in self.policies)
 
 
-@dataclass(frozen=True)
-class _Entry:
+class _Entry(NamedTuple):
     """One indexed policy; ``position`` is its place in the input, ``exact`` says its
-    bucket alone proves it selects every proxy that reads the bucket."""
+    bucket alone proves it selects every proxy that reads the bucket. (A NamedTuple: one
+    is made per policy per change, at a third of a frozen dataclass's cost.)"""
 
     position: int
     policy: Resource
