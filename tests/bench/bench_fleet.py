@@ -43,6 +43,7 @@ from tests.bench.fleet.link import WorkerLink
 from tests.bench.fleet.processes import ControlPlane, Fleet
 
 OUTBOUNDS = 4
+REAL_WORKER = "tests.bench.fleet.real_worker"
 
 
 def service(i: int) -> str:
@@ -81,10 +82,12 @@ async def connect(fleet: Fleet, args: argparse.Namespace, services: int,
               for s in range(services)}
     links = runner.links
     for i, zone in enumerate(fleet.zones):
-        config = {"mesh": "default", "xds": zone.xds, "tokens": tokens,
-                  "ca_file": str(zone.data_dir / "tls" / "ca.pem"),
+        config = {"mesh": "default", "xds": zone.xds, "tokens": tokens, "zone": zone.name,
+                  "ca_file": str(zone.data_dir / "tls" / "ca.pem"), "root": str(fleet.root),
                   "specs": layout(i, zone.name, args.proxies, services)}
-        links.append(await WorkerLink.start(zone.name, config, fleet.root))
+        real = args.real_envoy and i == 0
+        links.append(await WorkerLink.start(zone.name, config, fleet.root, REAL_WORKER
+                                            if real else "tests.bench.fleet.worker"))
         fleet.workers.append(links[-1].proc.pid)
     readies = await asyncio.gather(*(link.wait("ready", "", None) for link in links))
     slowest = max(r["seconds"] for r in readies)
@@ -98,6 +101,15 @@ def line(kind: str, s: Samples) -> str:
     return (f"{kind:20s} {len(s.all_zones):4d} {sum(s.affected) / max(1, len(s.affected)):8.0f}"
             f" {ms(s.all_zones, 50)} {ms(s.all_zones, 99)} {ms(s.per_zone, 99)}"
             f" {ms(s.reference, 50)} {ms(s.reference, 99)} {ratio:6.1f} {s.missed:3d}")
+
+
+def by_zone(runner: Runner) -> None:
+    """p50 and p99 of each change kind in each zone (real Envoys against simulated ones)."""
+    for kind, samples in runner.samples.items():
+        for zone, values in samples.by_zone.items():
+            s = stats.summary_ms(values)
+            print(f"  {kind:20s} {zone:10s} p50 {s['p50_ms']:8.1f} ms  p99 {s['p99_ms']:8.1f} ms"
+                  f"  n {s['n']}")
 
 
 def report(runner: Runner, result: dict[str, Any]) -> None:
@@ -145,6 +157,8 @@ async def measure(args: argparse.Namespace, runner: Runner, http: httpx.AsyncCli
         await runner.endpoint(k)
     result: dict[str, Any] = {"zones": args.zones, "proxies_per_zone": args.proxies}
     report(runner, result)
+    if args.real_envoy:
+        by_zone(runner)
     lag_end = await scrape(http, zones)
     if args.burst:
         result["burst"] = await runner.burst(args.burst)
@@ -172,6 +186,9 @@ def main() -> None:
                         help="then N mesh-wide changes in 1 s")
     parser.add_argument("--json", action="store_true", help="print the result as JSON last")
     parser.add_argument("--keep", action="store_true", help="keep the data and logs")
+    parser.add_argument("--real-envoy", action="store_true",
+                        help="the first zone's sidecars are real (gossamer proxy run and "
+                             "Envoy), the others simulated: compare them zone by zone")
     parser.add_argument("--cp-tree", type=Path, metavar="DIR",
                         help="run the control planes from this source tree (e.g. `git "
                              "archive` of another commit) instead of the installed code")

@@ -55,6 +55,7 @@ class Samples:
 
     all_zones: list[float] = field(default_factory=list)
     per_zone: list[float] = field(default_factory=list)
+    by_zone: dict[str, list[float]] = field(default_factory=dict)
     reference: list[float] = field(default_factory=list)
     affected: list[int] = field(default_factory=list)
     missed: int = 0  # changes some proxy had not ACKed by the deadline
@@ -124,13 +125,14 @@ class Runner:
         per_zone = []
         for link, arm in zip(self.links, armed, strict=True):
             try:
-                done = await link.wait("done", watch["id"], DEADLINE)
-                if arm["affected"]:
-                    per_zone.append(done["last"] - t_api)
+                seconds = (await link.wait("done", watch["id"], DEADLINE))["last"] - t_api
             except TimeoutError:
                 samples.missed += 1
                 await link.send({"cmd": "cancel", "id": watch["id"]})
-                per_zone.append(DEADLINE)
+                seconds = DEADLINE
+            if arm["affected"]:
+                per_zone.append(seconds)
+                samples.by_zone.setdefault(link.zone, []).append(seconds)
         samples.per_zone += per_zone
         samples.all_zones.append(max(per_zone, default=0.0))
         samples.reference.append(max(await refs))
@@ -194,6 +196,7 @@ class Runner:
                 await link.send({"cmd": "cancel", "id": wid})
                 samples.per_zone.append(DEADLINE)
             samples.all_zones.append(samples.per_zone[-1])
+            samples.by_zone.setdefault(link.zone, []).append(samples.per_zone[-1])
             samples.reference.append(ref)
             samples.affected.append(arm["affected"])
 

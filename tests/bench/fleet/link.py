@@ -33,13 +33,14 @@ class WorkerLink:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, zone: str, config: dict[str, Any], root: Path) -> WorkerLink:
+    async def start(cls, zone: str, config: dict[str, Any], root: Path,
+                    module: str = "tests.bench.fleet.worker") -> WorkerLink:
         path = root / f"worker-{zone}.json"
         path.write_text(json.dumps(config))
         log = root / f"worker-{zone}.log"
         with open(log, "ab") as err:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tests.bench.fleet.worker", str(path),
+                sys.executable, "-m", module, str(path),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                 preexec_fn=die_with_parent, limit=1 << 24)
         return cls(zone, proc, log)

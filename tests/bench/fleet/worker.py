@@ -32,12 +32,12 @@ from typing import Any
 
 import grpc
 
-from tests.bench.fleet.sidecar import Sidecar, Spec
+from tests.bench.fleet.sidecar import Seen, Sidecar, Spec
 from tests.bench.fleet.watches import Watch, arm
 
 PER_CHANNEL = 50
 CONCURRENCY = 16
-CONNECT_DEADLINE = 300.0
+CONNECT_DEADLINE = 1800.0  # the zone CP may regenerate every proxy per registration
 RETRYABLE = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE,
              grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
              grpc.StatusCode.DEADLINE_EXCEEDED}
@@ -67,11 +67,13 @@ class Worker:
         self.watches: dict[str, Watch] = {}
 
     def on_ack(self, sidecar: Sidecar) -> None:
-        if not self.watches:
-            return
-        now = time.monotonic()
+        if self.watches:
+            self.check(sidecar.spec.name, sidecar.seen, time.monotonic())
+
+    def check(self, name: str, seen: Seen, now: float) -> None:
+        """``name`` holds ``seen`` as of ``now``: complete the watches it satisfies."""
         for watch in list(self.watches.values()):
-            if watch.saw(sidecar.spec.name, sidecar.seen, now):
+            if watch.saw(name, seen, now):
                 del self.watches[watch.id]
                 emit({"event": "done", "id": watch.id, "last": watch.last,
                       "affected": watch.affected})
@@ -88,14 +90,18 @@ class Worker:
                     await sidecar.sign()
                     await sidecar.connect_ads()
                     break
-                except grpc.aio.AioRpcError as exc:
+                except (grpc.aio.AioRpcError, TimeoutError) as exc:
                     await sidecar.close()
-                    if exc.code() not in RETRYABLE or time.monotonic() > deadline:
-                        raise RuntimeError(f"{spec.name}: {exc.code().name}: "
-                                           f"{exc.details()}") from None
+                    code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
+                    if (code is not None and code not in RETRYABLE) or (
+                            time.monotonic() > deadline):
+                        why = f"{code.name}: {exc.details()}" if code else "no answer"
+                        raise RuntimeError(f"{spec.name}: {why}") from None
                     await asyncio.sleep(0.2)
         self.sidecars[spec.name] = sidecar
         await asyncio.wait_for(sidecar.synced.wait(), CONNECT_DEADLINE)
+        if len(self.sidecars) % 100 == 0:
+            log.warning("%d sidecars connected and synced", len(self.sidecars))
 
     async def connect_all(self) -> None:
         started = time.monotonic()
@@ -104,10 +110,14 @@ class Worker:
         emit({"event": "ready", "connected": len(self.sidecars),
               "seconds": time.monotonic() - started})
 
+    async def holdings(self, _cmd: dict[str, Any]) -> dict[str, Seen]:
+        """What each proxy holds now, to arm a watch with."""
+        return {n: s.seen for n, s in self.sidecars.items()}
+
     async def command(self, cmd: dict[str, Any]) -> None:
         what = cmd["cmd"]
         if what == "watch":
-            seen = {n: s.seen for n, s in self.sidecars.items()}
+            seen = await self.holdings(cmd)
             now = time.monotonic()
             watch = arm(cmd["id"], cmd, self.specs, seen.get, now)
             emit({"event": "armed", "id": watch.id, "affected": watch.affected})
@@ -128,8 +138,8 @@ class Worker:
             await self.extra.pop(cmd["name"]).close()
             emit({"event": "removed", "name": cmd["name"], "t0": t0})
         elif what == "counts":
-            emit({"event": "counts",
-                  "responses": {n: s.seen.responses for n, s in self.sidecars.items()}})
+            emit({"event": "counts", "responses": {n: s.responses for n, s in (
+                await self.holdings(cmd)).items()}})
         elif what == "cancel":
             self.watches.pop(cmd["id"], None)
         else:
@@ -156,8 +166,8 @@ class Worker:
             await channel.close()
 
 
-async def main(config_path: str) -> None:
-    worker = Worker(json.loads(Path(config_path).read_text()))
+async def main(config_path: str, kind: type[Worker] = Worker) -> None:
+    worker = kind(json.loads(Path(config_path).read_text()))
     try:
         await worker.connect_all()
         await worker.serve()
