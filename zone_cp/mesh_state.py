@@ -14,7 +14,7 @@ destination made ``context_for`` grow with the mesh (docs/benchmarks.md).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -25,7 +25,7 @@ from gossamer.model.mesh import MeshSpec
 from gossamer.model.registry import REGISTRY
 from gossamer.model.zone import disabled_zones
 from gossamer.model.zoneingress import ZoneIngressSpec
-from gossamer.policy import ProxyPolicies, RouteBackends, match_policies, policy_order
+from gossamer.policy import ProxyPolicies, RouteBackends, match_policies
 from gossamer.policy.index import PolicyIndex
 from gossamer.policy.selectors import ProxyView
 from gossamer.store.base import Store
@@ -39,8 +39,12 @@ from proxy.context import (
     ServicePort,
 )
 from zone_cp.ingress_names import is_ip
+from zone_cp.ordered_policies import OrderedPolicies
 
 POLICY_KINDS = [d.name for d in REGISTRY.policies()]
+POLICY_SET = frozenset(POLICY_KINDS)
+# What ``MeshState`` derives from a mesh's policies (dropped when one changes).
+_POLICY_FAMILIES = ("policies", "policy_index", "route_backends", "reachable")
 KINDS = ["Mesh", "Dataplane", "ZoneIngress", "Zone", "VirtualIP", *POLICY_KINDS]
 Key = tuple[str, str, str]
 
@@ -59,6 +63,7 @@ class MeshState:
         # so a change costs one rebuild, not one per connected proxy.
         self._by_kind: dict[str, dict[Key, Resource]] = defaultdict(dict)
         self._derived: dict[tuple[object, ...], object] = {}
+        self._ordered: dict[str, OrderedPolicies] = defaultdict(OrderedPolicies)
         self._listeners: list[Callable[[Resource | None], None]] = []
         self.generation = 0
 
@@ -72,8 +77,12 @@ class MeshState:
     def _reset(self, resources: list[Resource]) -> None:
         self._items = {r.key: r for r in resources}
         self._by_kind = defaultdict(dict)
+        self._ordered = defaultdict(OrderedPolicies)
         for r in resources:
             self._by_kind[r.type][r.key] = r
+        for mesh, policies in _by_mesh(r for r in resources if r.type in POLICY_SET).items():
+            self._ordered[mesh] = OrderedPolicies(policies)
+        self._derived.clear()
         self._bump(None)
 
     def _changed(self, res: Resource, deleted: bool) -> None:
@@ -83,16 +92,34 @@ class MeshState:
         else:
             self._items[res.key] = res
             self._by_kind[res.type][res.key] = res
+        if res.type in POLICY_SET:
+            self._ordered[res.mesh].discard(res.key)
+            if not deleted:
+                self._ordered[res.mesh].add(res)
+        self._forget(res.type, res.mesh)
         self._bump(res)
 
     def refresh(self) -> None:
         """Build everything again and tell the listeners: what an ingress's name resolves
         to changed (``zone_cp.ingress_names``)."""
+        self._forget("ZoneIngress", "")
         self._bump(None)
+
+    def _forget(self, kind: str, mesh: str) -> None:
+        """Drop what was derived from resources of ``kind`` in ``mesh``: a Dataplane
+        change rebuilds the mesh's services, not its policy index; a policy change the
+        mesh's policy list, index and route backends, not its services."""
+        if kind in POLICY_SET:
+            for family in _POLICY_FAMILIES:
+                self._derived.pop((family, mesh), None)
+        elif kind == "Dataplane":
+            self._derived.pop(("services", mesh), None)
+        elif kind in ("ZoneIngress", "Zone"):  # other zones' instances, in every mesh
+            for key in [k for k in self._derived if k[0] == "services"]:
+                del self._derived[key]
 
     def _bump(self, res: Resource | None) -> None:
         self.generation += 1
-        self._derived.clear()
         for listener in list(self._listeners):
             listener(res)
 
@@ -114,12 +141,11 @@ class MeshState:
         return dict(self.shared_services(mesh))
 
     def policies(self, mesh: str) -> list[Resource]:
-        """Every policy of the mesh in ``policy_order`` (built once per change)."""
+        """Every policy of the mesh in ``policy_order`` (kept in order as policies
+        change: a change costs a binary search, not a sort of the mesh's policies)."""
         built = self._derived.get(("policies", mesh))
         if built is None:
-            built = self._derived[("policies", mesh)] = sorted(
-                (p for kind in POLICY_KINDS for p in self.of_kind(kind, mesh)),
-                key=policy_order)
+            built = self._derived[("policies", mesh)] = self._ordered[mesh].resources()
         assert isinstance(built, list)
         return list(built)
 
@@ -231,10 +257,11 @@ class MeshState:
     def _reachable(self, mesh: str, outbounds: tuple[str, ...]) -> frozenset[str]:
         """``RouteBackends.reachable``, once per change per set of outbounds (proxies of
         one service share theirs)."""
-        key = ("reachable", mesh, outbounds)
-        found = self._derived.get(key)
+        memo = self._derived.setdefault(("reachable", mesh), {})
+        assert isinstance(memo, dict)
+        found = memo.get(outbounds)
         if found is None:
-            found = self._derived[key] = self.route_backends(mesh).reachable(outbounds)
+            found = memo[outbounds] = self.route_backends(mesh).reachable(outbounds)
         assert isinstance(found, frozenset)
         return found
 
@@ -317,6 +344,13 @@ class _Known(Mapping[str, Service]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def _by_mesh(resources: Iterable[Resource]) -> dict[str, list[Resource]]:
+    out: dict[str, list[Resource]] = defaultdict(list)
+    for r in resources:
+        out[r.mesh].append(r)
+    return out
 
 
 def _endpoint_order(e: Endpoint) -> tuple[str, int]:
