@@ -117,7 +117,8 @@ def _inspect() -> click.Command:
              lazy={"apply": _load("cli.resources:apply"), "get": _load("cli.resources:get"),
                    "delete": _load("cli.resources:delete"), "token": _load("cli.tokens:token"),
                    "config": _load("cli.config_cmd:config"), "inspect": _inspect,
-                   "mesh": _load("cli.mesh_cmd:mesh"), "demo": _load("cli.demo:demo")})
+                   "mesh": _load("cli.mesh_cmd:mesh"), "demo": _load("cli.demo:demo"),
+                   "check": _load("cli.check:check")})
 @click.option("--context", envvar="GOSSAMER_CONTEXT", default=None, metavar="NAME",
               help="Talk to this control plane from the config instead of the current one.")
 @click.version_option(__version__, "--version", prog_name="gossamer")

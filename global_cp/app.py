@@ -19,6 +19,7 @@ from authority.token_authority import TokenAuthority
 from authority.token_routes import dataplane_token_router, zone_token_router
 from authority.token_upkeep import TokenUpkeep, migrate_token_state
 from global_cp.certificate_routes import certificate_router
+from global_cp.check_routes import check_router
 from global_cp.insights import Insights
 from global_cp.sync_server import ZoneSyncServer
 from global_cp.zone_routes import zone_overview_router
@@ -100,7 +101,8 @@ class GlobalControlPlane:
                    mesh_router(manager, self.mesh_ca),
                    services_router(manager, local_zone=""),
                    zone_token_router(self.zone_tokens),
-                   dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh))]
+                   dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh)),
+                   check_router(manager, self.insights)]
         # The API's writes are checked (CA material) and may not touch system kinds.
         api_manager = ResourceManager(self.store, guard=deny_system, checks=ca_checks())
         app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,

@@ -53,14 +53,19 @@ class Tally:
     def __init__(self) -> None:
         self._types: dict[str, Counts] = {}
         self.last_nack = ""
+        # Type URLs whose latest answer was a NACK (an ACK of a later response clears it).
+        self.nacking: set[str] = set()
 
     def add(self, type_url: str, outcome: Outcome) -> None:
         self._types.setdefault(type_url, Counts()).add(outcome)
+        if outcome is Outcome.ACKED:
+            self.nacking.discard(type_url)
 
     def nack(self, type_url: str, detail: str) -> None:
         """Count a NACK of ``type_url`` and keep its (bounded) text."""
         self.add(type_url, Outcome.NACKED)
         self.last_nack = detail[:2000]
+        self.nacking.add(type_url)
 
     def of(self, type_url: str) -> Counts:
         """A copy of one type's counts (zeros for a type never counted)."""

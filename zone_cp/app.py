@@ -39,8 +39,10 @@ from gossamer.store.base import Store
 from gossamer.tokens import DATAPLANE
 from zone_cp.agents import AgentRegistry
 from zone_cp.ca import ZoneCa
+from zone_cp.check_routes import check_router
 from zone_cp.dataplane_routes import dataplane_router
 from zone_cp.guard import zone_write_guard
+from zone_cp.health_report import HealthReporter
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.mesh_state import MeshState
 from zone_cp.parts import ZoneParts, build_parts
@@ -62,6 +64,7 @@ class ZoneControlPlane:
         self._parts: ZoneParts | None = None
         self._api: ApiServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.health: HealthReporter | None = None  # federated: its ZoneHealth reports
 
     @property
     def api_url(self) -> str:
@@ -116,6 +119,10 @@ class ZoneControlPlane:
                               parts.tls.key_file.read_bytes())
         if parts.sync is not None:
             self._spawn(parts.sync.run(), "zone-sync")
+            self.health = HealthReporter(s.zone, parts.manager, parts.agents,
+                                         parts.ads.insights, s.vip_cidr, s.token_file,
+                                         parts.sync)
+            self._spawn(self.health.run(), "zone-health")
         log.info("zone %s control plane (%s) API on %s", s.zone, mode, self.api_url)
 
     def _spawn(self, part: Coroutine[Any, Any, None], name: str) -> None:
@@ -125,7 +132,8 @@ class ZoneControlPlane:
         """The zone's own API routes beside the generic resource routes."""
         manager = parts.manager
         routers = [dataplane_router(manager, parts.agents, parts.ads),
-                   services_router(manager, self.settings.zone)]
+                   services_router(manager, self.settings.zone),
+                   check_router(self.settings, parts)]
         if parts.mesh_ca is None:
             routers.append(federated_dataplane_token_router())
         else:
