@@ -30,7 +30,7 @@ from proxy.envoy import PieceCache
 from proxy.envoy.resources import ProxyResources
 from zone_cp.fleet_shared import Shared
 from zone_cp.mesh_dns import VipView, vip_outbounds
-from zone_cp.mesh_state import MeshState, ProxyInputs
+from zone_cp.mesh_state import POLICY_SET, MeshState, ProxyInputs
 from zone_cp.xds_resources import Entries
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class Member:
     registered: Resource
     deliver: Deliver
     inputs: ProxyInputs | None = None
+    inputs_key: tuple[object, ...] = ()  # what ``inputs`` were derived from
     read: frozenset[str] | None = frozenset()  # services it read; None: all of them
     regenerations: int = 0
     left: bool = False
@@ -80,6 +81,7 @@ class Fleet:
         self._changes = _Changes()
         self._wanted = asyncio.Event()
         self._services: dict[str, Mapping[str, Service]] = {}  # as of the last round
+        self._policy_epoch: dict[str, int] = {}  # per mesh, bumped by each policy change
         self.rounds = 0
         self.regenerations = 0
         state.listen(self._changed)
@@ -109,8 +111,11 @@ class Fleet:
     def _changed(self, res: Resource | None) -> None:
         if res is None or not res.mesh:
             self._changes.all_meshes = True
+            self._policy_epoch = {m: n + 1 for m, n in self._policy_epoch.items()}
         else:
             self._changes.meshes.add(res.mesh)
+            if res.type in POLICY_SET:
+                self._policy_epoch[res.mesh] = self._policy_epoch.get(res.mesh, 0) + 1
         self._wanted.set()
 
     async def run(self) -> None:
@@ -177,11 +182,18 @@ class Fleet:
     # -- one proxy ----------------------------------------------------------------------
 
     def _inputs(self, member: Member, current: Resource | None = None) -> ProxyInputs:
+        """The member's inputs now: the ones it holds while nothing they derive from
+        changed (its Dataplane, its Mesh, the mesh's policies, the VIPs), else fresh."""
         registered = member.registered
         current = current or (self._state.get("Dataplane", registered.name, registered.mesh)
                               or registered)
-        extra = vip_outbounds(self._vips.of(current.mesh), current)
-        return self._state.inputs(current, extra)
+        vips = self._vips.of(current.mesh)  # the same tuple while they are equal
+        key = (current, self._state.get("Mesh", current.mesh),
+               self._policy_epoch.get(current.mesh, 0), vips)
+        if member.inputs is not None and _same(key, member.inputs_key):
+            return member.inputs
+        member.inputs_key = key
+        return self._state.inputs(current, vip_outbounds(vips, current))
 
     def _regenerate(self, member: Member, inputs: ProxyInputs) -> None:
         services = self._state.shared_services(member.mesh)
@@ -191,3 +203,8 @@ class Fleet:
         member.regenerations += 1
         self.regenerations += 1
         member.deliver(generated, entries)
+
+
+def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    """Equal element by element by identity (resources, tuples) or value (counters)."""
+    return len(a) == len(b) and all(x is y or x == y for x, y in zip(a, b, strict=True))

@@ -16,7 +16,7 @@ knows which endpoint changes concern a proxy.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from google.protobuf.message import Message
 
@@ -105,7 +105,10 @@ class Shared:
         self._fresh()
         matched = self._match(inputs)
         own = Reading(services)
-        ctx = self._state.context(inputs, matched, own)
+        # The shared result names the proxy it was matched for: name this one (nothing
+        # generated reads it, but whatever shows the context must not show another's).
+        ctx = self._state.context(inputs, replace(matched, dataplane=inputs.dataplane.name),
+                                  own)
         shape = self._shape(ctx, inputs, matched, services)
         mine = generate_own(ctx)
         generated = combine(shape.resources, mine)

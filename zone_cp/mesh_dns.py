@@ -155,14 +155,19 @@ class VipView:
         self.cidr = cidr
         self._generation = -1
         self._cache: dict[str, tuple[MeshVip, ...]] = {}
+        self._previous: dict[str, tuple[MeshVip, ...]] = {}
 
     def of(self, mesh: str) -> tuple[MeshVip, ...]:
+        """The mesh's VIPs; the very same tuple as before while they stay equal, so a
+        caller can tell "unchanged" by identity."""
         if self._generation != self._state.generation:
             self._generation = self._state.generation
-            self._cache = {}
+            self._previous, self._cache = {**self._previous, **self._cache}, {}
         vips = self._cache.get(mesh)
         if vips is None:
             ports = known_ports(self._state.of_kind("Dataplane", mesh),
-                                self._state.services(mesh))
-            vips = self._cache[mesh] = mesh_vips(self._state.of_kind("VirtualIP", mesh), ports)
+                                self._state.shared_services(mesh))
+            vips = mesh_vips(self._state.of_kind("VirtualIP", mesh), ports)
+            previous = self._previous.get(mesh)
+            self._cache[mesh] = vips = previous if previous == vips else vips
         return vips
