@@ -26,7 +26,6 @@ from gossamer.model.registry import REGISTRY
 from gossamer.model.zone import disabled_zones
 from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.policy import ProxyPolicies, RouteBackends, match_policies
-from gossamer.policy.index import PolicyIndex
 from gossamer.policy.selectors import ProxyView
 from gossamer.store.base import Store
 from gossamer.store.follow import follow
@@ -39,12 +38,10 @@ from proxy.context import (
     ServicePort,
 )
 from zone_cp.ingress_names import is_ip
-from zone_cp.ordered_policies import OrderedPolicies
+from zone_cp.ordered_policies import MeshPolicies
 
 POLICY_KINDS = [d.name for d in REGISTRY.policies()]
 POLICY_SET = frozenset(POLICY_KINDS)
-# What ``MeshState`` derives from a mesh's policies (dropped when one changes).
-_POLICY_FAMILIES = ("policies", "policy_index", "route_backends", "reachable")
 KINDS = ["Mesh", "Dataplane", "ZoneIngress", "Zone", "VirtualIP", *POLICY_KINDS]
 Key = tuple[str, str, str]
 
@@ -63,7 +60,9 @@ class MeshState:
         # so a change costs one rebuild, not one per connected proxy.
         self._by_kind: dict[str, dict[Key, Resource]] = defaultdict(dict)
         self._derived: dict[tuple[object, ...], object] = {}
-        self._ordered: dict[str, OrderedPolicies] = defaultdict(OrderedPolicies)
+        # Each mesh's policies, ordered, indexed and their route backends, changed in
+        # place by each policy change (zone_cp.ordered_policies).
+        self._ordered: dict[str, MeshPolicies] = {}
         self._listeners: list[Callable[[Resource | None], None]] = []
         self.generation = 0
 
@@ -77,11 +76,10 @@ class MeshState:
     def _reset(self, resources: list[Resource]) -> None:
         self._items = {r.key: r for r in resources}
         self._by_kind = defaultdict(dict)
-        self._ordered = defaultdict(OrderedPolicies)
         for r in resources:
             self._by_kind[r.type][r.key] = r
-        for mesh, policies in _by_mesh(r for r in resources if r.type in POLICY_SET).items():
-            self._ordered[mesh] = OrderedPolicies(policies)
+        self._ordered = {mesh: MeshPolicies(mesh, self.zone, policies) for mesh, policies
+                         in _by_mesh(r for r in resources if r.type in POLICY_SET).items()}
         self._derived.clear()
         self._bump(None)
 
@@ -93,9 +91,12 @@ class MeshState:
             self._items[res.key] = res
             self._by_kind[res.type][res.key] = res
         if res.type in POLICY_SET:
-            self._ordered[res.mesh].discard(res.key)
-            if not deleted:
-                self._ordered[res.mesh].add(res)
+            held = self._ordered.get(res.mesh)
+            if held is None:
+                held = self._ordered[res.mesh] = MeshPolicies(res.mesh, self.zone)
+            routes_changed = held.discard(res.key) if deleted else held.put(res)
+            if routes_changed:
+                self._derived.pop(("reachable", res.mesh), None)
         self._forget(res.type, res.mesh)
         self._bump(res)
 
@@ -107,12 +108,10 @@ class MeshState:
 
     def _forget(self, kind: str, mesh: str) -> None:
         """Drop what was derived from resources of ``kind`` in ``mesh``: a Dataplane
-        change rebuilds the mesh's services, not its policy index; a policy change the
-        mesh's policy list, index and route backends, not its services."""
-        if kind in POLICY_SET:
-            for family in _POLICY_FAMILIES:
-                self._derived.pop((family, mesh), None)
-        elif kind == "Dataplane":
+        change rebuilds the mesh's services, not its policies' structures. A policy change
+        drops nothing here: ``_changed`` has updated the mesh's ``MeshPolicies`` in place
+        (and dropped the memo of reachable services if a route's backends changed)."""
+        if kind == "Dataplane":
             self._derived.pop(("services", mesh), None)
         elif kind in ("ZoneIngress", "Zone"):  # other zones' instances, in every mesh
             for key in [k for k in self._derived if k[0] == "services"]:
@@ -141,22 +140,16 @@ class MeshState:
         return dict(self.shared_services(mesh))
 
     def policies(self, mesh: str) -> list[Resource]:
-        """Every policy of the mesh in ``policy_order`` (kept in order as policies
-        change: a change costs a binary search, not a sort of the mesh's policies)."""
-        built = self._derived.get(("policies", mesh))
-        if built is None:
-            built = self._derived[("policies", mesh)] = self._ordered[mesh].resources()
-        assert isinstance(built, list)
-        return list(built)
+        """Every policy of the mesh in ``policy_order``, a new list per call (kept in
+        order as policies change; proxies read ``candidates``, not this list)."""
+        held = self._ordered.get(mesh)
+        return held.ordered.resources() if held is not None else []
 
     def route_backends(self, mesh: str) -> RouteBackends:
-        """The backends the mesh's routes name, by destination (built once per change)."""
-        built = self._derived.get(("route_backends", mesh))
-        if built is None:
-            built = self._derived[("route_backends", mesh)] = RouteBackends.of(
-                self.policies(mesh), mesh)
-        assert isinstance(built, RouteBackends)
-        return built
+        """The backends the mesh's routes name, by destination: changed in place by
+        each policy change, so read it now rather than keep it."""
+        held = self._ordered.get(mesh)
+        return held.routes if held is not None else RouteBackends(mesh)
 
     def _services(self, mesh: str) -> dict[str, Service]:
         protocol: dict[str, str] = {}
@@ -229,13 +222,10 @@ class MeshState:
 
     def candidates(self, view: ProxyView) -> tuple[Resource, ...]:
         """The mesh's policies that select the proxy ``view``, in policy order, looked up
-        in the mesh's ``PolicyIndex`` (built once per change)."""
-        built = self._derived.get(("policy_index", view.mesh))
-        if built is None:
-            built = self._derived[("policy_index", view.mesh)] = PolicyIndex(
-                self.policies(view.mesh), zone=self.zone)
-        assert isinstance(built, PolicyIndex)
-        return built.select(view).policies
+        in the mesh's ``PolicyIndex`` (changed in place by each policy change; the tuple
+        is new on every call)."""
+        held = self._ordered.get(view.mesh)
+        return held.index.select(view).policies if held is not None else ()
 
     def inputs(self, dataplane: Resource,
                extra_outbounds: tuple[OutboundListener, ...] = ()) -> ProxyInputs:
@@ -255,8 +245,8 @@ class MeshState:
             view=view, candidates=self.candidates(view))
 
     def _reachable(self, mesh: str, outbounds: tuple[str, ...]) -> frozenset[str]:
-        """``RouteBackends.reachable``, once per change per set of outbounds (proxies of
-        one service share theirs)."""
+        """``RouteBackends.reachable``, once per set of outbounds (proxies of one service
+        share theirs) until a change of the mesh's route backends."""
         memo = self._derived.setdefault(("reachable", mesh), {})
         assert isinstance(memo, dict)
         found = memo.get(outbounds)
