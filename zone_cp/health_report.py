@@ -9,10 +9,12 @@ id and expiry (read, unverified, from the token file: the zone only needs to say
 token it dials with; the global judges it), the ingress probes and the zone's clock.
 
 ``HealthReporter`` is the shell: it stores the report (synced to the global like every
-zone-owned kind) once the sync link is up, then every ``interval`` seconds, and at once
-when ``poke``\\ d; a report equal to the last one but for its time is stored anyway, since
-its time is what the global measures the clock skew with. A standalone zone stores none:
-``gossamer check`` against it gathers the same facts live (``zone_cp.check_routes``).
+zone-owned kind) each time the sync link comes up (so the report the global receives
+after a reconnect is a fresh one, not the stored one that went first), then every
+``interval`` seconds, and at once when ``poke`` is called. A report equal to the last one but
+for its time is stored anyway: its time is what the global measures the clock skew with.
+A standalone zone stores none: ``gossamer check`` against it gathers the same facts live
+(``zone_cp.check_routes``).
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ class HealthReporter:
         self._manager = manager
         self._sync = sync
         self._poked = asyncio.Event()
+        sync.on_connected.append(self.poke)  # a fresh clock reading after each reconnect
         self.interval = INTERVAL
         self.reports = 0
 
@@ -131,13 +134,13 @@ class HealthReporter:
     async def run(self) -> None:
         while True:
             await self._sync.connected.wait()
+            self._poked.clear()
             try:
                 await self.report()
             except GossamerError as exc:  # the store: the next round tries again
                 log.warning("zone health report not stored: %s", exc.detail)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poked.wait(), self.interval)
-            self._poked.clear()
 
     async def report(self) -> None:
         spec = await gather(*self._args)

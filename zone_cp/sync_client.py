@@ -19,6 +19,7 @@ import asyncio
 import logging
 import random
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -110,6 +111,8 @@ class ZoneSyncClient:
         self.status = SyncStatus()
         self.connected = asyncio.Event()
         self.redial = Redial()  # read at each failure: tests may shorten it once started
+        # Called each time the link comes up (in sync again): what reports on reconnect.
+        self.on_connected: list[Callable[[], None]] = []
 
     def _token(self) -> str:
         if self._settings.token_file is None:
@@ -200,6 +203,8 @@ class ZoneSyncClient:
                 self.status.connected = True
                 self.connected.set()
                 log.info("zone %s: in sync with the global", self._settings.zone)
+                for listener in self.on_connected:
+                    listener()
 
         await subscribe(mirror, call, on_applied, self._beats)
 
