@@ -5,10 +5,12 @@ driven with the same commands as the simulator worker (``tests.bench.fleet.worke
 process (its Session, CSR, SDS) and its Envoy, on 127.0.0.1 with ports of its own (the
 inbound, its outbound listeners, Envoy's admin; the resolver on a free port). What an
 Envoy holds is read from its admin API (``/config_dump`` of the active clusters and of the
-endpoints), polled every ``POLL`` seconds for the proxies a watch still waits for: the
-time a change is first seen there is when Envoy applied it, which it ACKs at once, so
-these times are late by up to a poll interval and an admin round trip. Extra sidecars
-(``add``) are simulated Sessions, as in the simulator: they only make an endpoint appear.
+endpoints), polled every ``POLL`` seconds for the proxies a watch still waits for; once a
+change is seen there, the time it was applied is Envoy's own (the latest ``update_time``
+gauge of CDS and the EDS clusters, which Envoy sets as it applies an update and ACKs),
+since a poll round over 20 Envoys takes a few hundred milliseconds on a loaded machine.
+Extra sidecars (``add``) are simulated Sessions, as in the simulator: they only make an
+endpoint appear.
 Only the changes are timed here: ``counts`` answers zeros (no burst with real Envoys).
 """
 
@@ -27,7 +29,7 @@ from typing import Any
 import httpx
 
 from tests.bench.fleet import worker
-from tests.bench.fleet.processes import GOSSAMER, free_port, spawn
+from tests.bench.fleet.processes import GOSSAMER, free_port
 from tests.bench.fleet.sidecar import Seen, Spec
 from tests.bench.fleet.watches import affected
 
@@ -68,6 +70,7 @@ class RealWorker(worker.Worker):
         self.held: dict[str, Seen] = {}
         self.http = httpx.AsyncClient(timeout=5)
         self.poller: asyncio.Task[None] | None = None
+        self.reads: list[tuple[int, float]] = []  # (Envoys read, seconds) per poll round
 
     def _start(self, spec: Spec) -> None:
         work = self.root / spec.name
@@ -86,8 +89,12 @@ class RealWorker(worker.Worker):
                 "--cp-ca", self.ca_file, "--work-dir", str(work / "work"),
                 "--admin-port", str(self.admin[spec.name]), "--concurrency", "1",
                 "--drain-time", "1s"]
-        self.procs[spec.name] = spawn(args, work / "agent.log",
-                                      env={**os.environ, "GOSSAMER_DNS_ADDR": "127.0.0.1:0"})
+        # No preexec_fn here: forking a process with gRPC threads to run Python in the
+        # child breaks gRPC's pollers; setpriv sets the parent-death signal after exec.
+        with open(work / "agent.log", "ab") as log:
+            self.procs[spec.name] = subprocess.Popen(
+                ["setpriv", "--pdeathsig", "KILL", *args], stdout=log, stderr=log,
+                env={**os.environ, "GOSSAMER_DNS_ADDR": "127.0.0.1:0"})
 
     async def refresh(self, name: str) -> Seen:
         base = f"http://127.0.0.1:{self.admin[name]}"
@@ -134,15 +141,39 @@ class RealWorker(worker.Worker):
         """Read the Envoys a watch waits for until no watch is left."""
         while self.watches:
             names = sorted(set().union(*(w.waiting for w in self.watches.values())))
+            started = time.monotonic()
             held = await asyncio.gather(*(self.refresh(n) for n in names))
             now = time.monotonic()
+            self.reads.append((len(names), now - started))
             for name, seen in zip(names, held, strict=True):
-                self.check(name, seen, now)
+                if any(name in w.waiting and w.check(seen) for w in self.watches.values()):
+                    self.check(name, seen, await self.applied_at(name, now))
             await asyncio.sleep(POLL)
+
+    async def applied_at(self, name: str, seen_at: float) -> float:
+        """When Envoy ``name`` last applied an update (CDS or EDS), on the monotonic
+        clock: Envoy's ``update_time`` gauges (Unix ms) are exact where polling is late
+        by a round; ``seen_at`` if they cannot be read."""
+        try:
+            r = await self.http.get(f"http://127.0.0.1:{self.admin[name]}/stats",
+                                    params={"filter": r"\.update_time$", "format": "json"})
+            stamps = [s["value"] for s in r.json()["stats"]
+                      if s.get("name", "").startswith(("cluster_manager.cds.", "cluster."))]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return seen_at
+        if not stamps:
+            return seen_at
+        ago = time.time() - max(stamps) / 1000
+        return min(seen_at, time.monotonic() - ago)
 
     async def close(self) -> None:
         if self.poller is not None:
             self.poller.cancel()
+        if self.reads:  # how late a time read here can be, beside POLL
+            rounds = sorted(seconds for _, seconds in self.reads)
+            print(f"{len(rounds)} poll rounds of up to {max(n for n, _ in self.reads)} "
+                  f"Envoys: median {rounds[len(rounds) // 2] * 1000:.1f} ms, max "
+                  f"{rounds[-1] * 1000:.1f} ms", file=sys.stderr)
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

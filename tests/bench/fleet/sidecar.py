@@ -110,7 +110,7 @@ class Sidecar:
         self._session: Any = None
         self._ads: Any = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._eds: set[str] = set()
+        self._eds: set[str] = set()  # the EDS names subscribed
         self._rds: dict[str, set[str]] = {}  # listener -> the route names it references
         self._routes: set[str] = set()  # the RDS names subscribed
         self._clusters_eds: dict[str, str] = {}  # cluster -> its EDS service name
