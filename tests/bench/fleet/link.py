@@ -74,6 +74,7 @@ class WorkerLink:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(self._failure)
+                future.add_done_callback(lambda f: f.exception())  # raised to any waiter
 
     async def wait(self, kind: str, key: str = "", timeout: float | None = None
                    ) -> dict[str, Any]:
