@@ -52,10 +52,12 @@ class RouteBackends:
     @classmethod
     def of(cls, policies: Iterable[Resource], mesh: str) -> RouteBackends:
         found = cls(mesh)
+        seen: set[StoreKey] = set()
         for policy in policies:
-            if policy.key in found._held:
+            if policy.key in seen:
                 raise ValueError(f"{policy.type} {policy.name!r} of mesh {policy.mesh!r} "
                                  f"is given twice: one policy per name")
+            seen.add(policy.key)
             found.add(policy)
         return found
 
