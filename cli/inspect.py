@@ -4,6 +4,9 @@
 update, delta counts and control-plane version. ``inspect dataplanes`` (at a zone):
 which proxies are online, their certificate's serial and expiry and ACK/NACK counts.
 ``inspect dataplane NAME --config``: the Envoy resources that proxy was last sent.
+``inspect dataplane NAME --config-dump|--stats|--clusters [--zone Z]``: that sidecar's live
+Envoy admin page, relayed by its zone CP from its agent (at the global, through the zone's
+sync link: ``sync.relay``); printed as Envoy wrote it, a cut page noted on stderr.
 ``inspect certificates``: at a zone, the workload certificate each sidecar reported; at
 the global, each zone's intermediate CA per mesh and which mesh CA signed it.
 """
@@ -140,16 +143,41 @@ def certificates(ctx: click.Context, output: str) -> None:
 @click.option("-m", "--mesh", default="default", show_default=True)
 @click.option("--config", "show_config", is_flag=True,
               help="Show the Envoy resources last sent to this proxy.")
+@click.option("--config-dump", "page", flag_value="config_dump",
+              help="Envoy's live /config_dump, from the sidecar's agent.")
+@click.option("--stats", "page", flag_value="stats", help="Envoy's live /stats.")
+@click.option("--clusters", "page", flag_value="clusters", help="Envoy's live /clusters.")
+@click.option("-z", "--zone", default=None,
+              help="The dataplane's zone (needed at the global for the live pages).")
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml",
               show_default=True)
 @click.pass_context
-def dataplane(ctx: click.Context, name: str, mesh: str, show_config: bool, output: str) -> None:
-    """One dataplane's state, or with --config its effective Envoy config."""
+def dataplane(ctx: click.Context, name: str, mesh: str, show_config: bool, page: str | None,
+              zone: str | None, output: str) -> None:
+    """One dataplane's state, with --config its effective Envoy config, or with
+    --config-dump, --stats or --clusters its live Envoy admin page."""
     _checked_name(name, "name")
     _checked_name(mesh, "mesh")
+    if page is not None:
+        _envoy_page(ctx, name, mesh, page, zone)
+        return
     path = f"/meshes/{mesh}/dataplanes/{name}/" + ("_config" if show_config else "_overview")
     with state(ctx).client() as api:
         _format(output, api.get(path))
+
+
+def _envoy_page(ctx: click.Context, name: str, mesh: str, page: str, zone: str | None) -> None:
+    """Print the page as Envoy wrote it; a note on stderr when a hop cut it."""
+    if zone is not None:
+        _checked_name(zone, "zone")
+    with state(ctx).client() as api:
+        answer = api.get(f"/meshes/{mesh}/dataplanes/{name}/_envoy/{page}",
+                         params={"zone": zone} if zone else None)
+    click.echo(answer["body"], nl=not answer["body"].endswith("\n"))
+    if answer.get("note"):
+        click.echo(f"note: {answer['note']}", err=True)
+    if answer.get("httpStatus") != 200:
+        raise click.ClickException(f"Envoy's admin answered HTTP {answer.get('httpStatus')}")
 
 
 @inspect.command()

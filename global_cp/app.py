@@ -21,6 +21,7 @@ from authority.token_upkeep import TokenUpkeep, migrate_token_state
 from global_cp.certificate_routes import certificate_router
 from global_cp.check_routes import check_router
 from global_cp.insights import Insights
+from global_cp.inspect_relay import inspect_router
 from global_cp.sync_server import ZoneSyncServer
 from global_cp.zone_routes import zone_overview_router
 from gossamer.api.app import ApiContext, build_app
@@ -102,7 +103,7 @@ class GlobalControlPlane:
                    services_router(manager, local_zone=""),
                    zone_token_router(self.zone_tokens),
                    dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh)),
-                   check_router(manager, self.insights)]
+                   check_router(manager, self.insights), inspect_router(self.sync.relays)]
         # The API's writes are checked (CA material) and may not touch system kinds.
         api_manager = ResourceManager(self.store, guard=deny_system, checks=ca_checks())
         app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,

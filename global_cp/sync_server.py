@@ -5,6 +5,8 @@ ingresses; one ``Engine`` per stream, fed from one shared ``StoreFeed``, filtere
 (a zone never receives its own ingresses, nor those of disabled zones).
 ``ZoneToGlobal``: the zone publishes its Dataplanes and ZoneIngresses; the global keeps
 them under zone-hashed names (``sync.applier.ZoneRename``).
+``Relay``: the global's on-demand requests to the zone (``inspect`` of a sidecar's Envoy,
+``global_cp.inspect_relay``), on a stream the zone opens; not counted in the insights.
 
 Every stream starts with the zone token (``authorization: Bearer``) and the zone name
 (``gossamer-zone``) in its metadata. A missing, expired, revoked, forged or foreign
@@ -31,6 +33,7 @@ import grpc
 from authority.token_authority import TokenAuthority
 from global_cp.credentials import withheld_secrets
 from global_cp.insights import Insights
+from global_cp.inspect_relay import RelayHub
 from gossamer.errors import (
     AlreadyExists,
     GossamerError,
@@ -131,6 +134,7 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
         self._manager = manager
         self._tokens = tokens
         self.insights = insights
+        self.relays = RelayHub(insights)
         self._beats = Heartbeats(settings.heartbeat_interval, settings.heartbeat_timeout)
         self._feed = StoreFeed(store, PUBLISHED_KINDS, _prepare)
         self._sessions: dict[str, _Session] = {}
@@ -198,8 +202,10 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
                            f"zone {zone!r} is disabled at the global (Zone.enabled: false)")
         return zone, claims
 
-    async def _run(self, context: grpc.aio.ServicerContext, publishing: bool,
-                   body: Callable[[str, Observed], Any]) -> None:
+    async def _run(self, context: grpc.aio.ServicerContext, publishing: bool | None,
+                   body: Callable[[str, Any], Any]) -> None:
+        """Admit a zone's stream and run ``body`` on it until it ends or is cut off;
+        ``publishing`` None: a stream the insights do not count (``Relay``)."""
         try:
             zone, claims = await self._admit(context)
         except _Refused as exc:
@@ -213,8 +219,11 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
         await context.send_initial_metadata(((ADMITTED, zone),))
         sid = f"{zone}#{next(self._ids)}"
         meta = dict(context.invocation_metadata() or ())
-        self.insights.connected(zone, str(meta.get("gossamer-version", "")))
-        stream = self.insights.observe(context, zone, publishing)
+        counted = publishing is not None
+        stream: Any = context
+        if publishing is not None:
+            self.insights.connected(zone, str(meta.get("gossamer-version", "")))
+            stream = self.insights.observe(context, zone, publishing)
         task = asyncio.create_task(body(sid, stream))
         self._sessions[sid] = _Session(zone, claims, task)
         session = self._sessions[sid]
@@ -241,7 +250,8 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
         finally:
             expiry.cancel()
             self._sessions.pop(sid, None)
-            self.insights.disconnected(zone, error)
+            if counted:
+                self.insights.disconnected(zone, error)
 
     def _expire(self, sid: str) -> None:
         """The stream's token has expired: end it (the zone reconnects with its token file,
@@ -322,6 +332,11 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
             await apply_to_store(self._store, applied, rename)
 
         await subscribe(mirror, stream, on_applied, self._beats)
+
+    # -- Relay ---------------------------------------------------------------------------
+
+    async def Relay(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        await self._run(context, None, self.relays.serve)
 
     # -- cutting off access -------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from cryptography import x509
 from gossamer.errors import GossamerError
 from gossamer.tokens import Claims, TokenRejected, peek
 from sync.v1 import agent_pb2, agent_pb2_grpc
+from zone_cp.admin_channel import ReplyPiece
 from zone_cp.agent_session import AgentSession, OtherSession, sidecar_node_id, utc_now
 from zone_cp.agent_wire import to_message
 from zone_cp.agents import AgentRegistry
@@ -157,6 +158,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 reader.cancel()
         finally:
             hold.release()
+            if isinstance(session, AgentSession):
+                session.admin.close()
             if self._streams.get(session.node_id) is session:
                 del self._streams[session.node_id]
             await self._registry.unregister(session)
@@ -192,10 +195,19 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     async def _read(self, messages: AsyncIterator[agent_pb2.AgentMessage],
                     session: AgentSession | OtherSession) -> None:
         """Read the agent's heartbeats and status reports until its side of the stream
-        ends. Only sidecars' reports are recorded; a bad one is logged and dropped."""
+        ends. Only sidecars' reports are recorded; a bad one is logged and dropped.
+        A sidecar's features and Envoy admin replies go to its ``admin`` channel."""
         async for message in messages:
-            if message.WhichOneof("message") != "status" or not isinstance(
-                    session, AgentSession):
+            kind = message.WhichOneof("message")
+            if not isinstance(session, AgentSession):
+                continue
+            if kind == "features":
+                session.admin.supported = message.features.envoy_admin_relay
+            elif kind == "envoy_admin_reply":
+                r = message.envoy_admin_reply
+                session.admin.receive(ReplyPiece(r.request_id, r.chunk, r.last,
+                                                 r.http_status, r.truncated, r.error[:1000]))
+            if kind != "status":
                 continue
             try:
                 report = parse_status(message.status.certificate_chain_pem,

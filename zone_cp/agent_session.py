@@ -26,6 +26,7 @@ from cryptography import x509
 from gossamer.model.base import Resource
 from gossamer.model.dataplane import DataplaneSpec
 from gossamer.tokens import Claims
+from zone_cp.admin_channel import AdminChannel
 from zone_cp.cert_status import CertificateInfo, Health, SignedRecord, StatusReport
 from zone_cp.mailbox import Mailbox
 
@@ -56,6 +57,8 @@ class AgentSession:
     signatures: int = 0
     renewals_asked: int = 0
     updates: Mailbox = field(default_factory=Mailbox)
+    # Envoy admin pages asked of the agent and its answers (``inspect``, sync.relay).
+    admin: AdminChannel = field(default_factory=AdminChannel)
 
     @property
     def node_id(self) -> str:

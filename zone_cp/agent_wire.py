@@ -7,8 +7,9 @@ names exactly what an agent receives.
 
 from __future__ import annotations
 
+from sync.relay_wire import page_value
 from sync.v1 import agent_pb2
-from zone_cp.updates import DnsTable, Heartbeat, Renew, TrustBundle, Update
+from zone_cp.updates import DnsTable, Heartbeat, InspectEnvoy, Renew, TrustBundle, Update
 
 
 def dns_table_message(table: DnsTable) -> agent_pb2.DnsTable:
@@ -28,4 +29,7 @@ def to_message(update: Update) -> agent_pb2.ControlPlaneMessage:
             return agent_pb2.ControlPlaneMessage(heartbeat=agent_pb2.Heartbeat())
         case DnsTable():
             return agent_pb2.ControlPlaneMessage(dns_table=dns_table_message(update))
+        case InspectEnvoy(request_id=rid, page=page):
+            return agent_pb2.ControlPlaneMessage(envoy_admin_request=agent_pb2.EnvoyAdminRequest(
+                request_id=rid, page=page_value(page)))  # type: ignore[arg-type]
     raise TypeError(f"not an agent update: {update!r}")

@@ -44,6 +44,7 @@ from zone_cp.dataplane_routes import dataplane_router
 from zone_cp.guard import zone_write_guard
 from zone_cp.health_report import HealthReporter
 from zone_cp.ingresses import IngressRegistry
+from zone_cp.inspect_relay import EnvoyInspector, inspect_router
 from zone_cp.mesh_state import MeshState
 from zone_cp.parts import ZoneParts, build_parts
 from zone_cp.sync_client import ZoneSyncClient
@@ -133,7 +134,8 @@ class ZoneControlPlane:
         manager = parts.manager
         routers = [dataplane_router(manager, parts.agents, parts.ads),
                    services_router(manager, self.settings.zone),
-                   check_router(self.settings, parts)]
+                   check_router(self.settings, parts),
+                   inspect_router(EnvoyInspector(parts.agents, self.settings.zone))]
         if parts.mesh_ca is None:
             routers.append(federated_dataplane_token_router())
         else:

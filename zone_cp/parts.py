@@ -31,6 +31,7 @@ from zone_cp.ca import ZoneCa
 from zone_cp.cert_metrics import CertificateCollector
 from zone_cp.ingress_names import IngressNames
 from zone_cp.ingresses import IngressRegistry
+from zone_cp.inspect_relay import EnvoyInspector
 from zone_cp.mesh_dns import VipView
 from zone_cp.mesh_state import MeshState
 from zone_cp.sync_client import ZoneSyncClient
@@ -93,7 +94,8 @@ def build_parts(s: ZoneSettings, store: Store) -> ZoneParts:
     if not s.federated:  # a standalone zone owns its meshes' roots
         mesh_ca = MeshCaController(manager, local_zone=s.zone, metrics=metrics)
     metrics.register(CertificateCollector(agents))
-    sync = ZoneSyncClient(s, manager) if s.federated else None
+    sync = (ZoneSyncClient(s, manager, inspector=EnvoyInspector(agents, s.zone))
+            if s.federated else None)
     return ZoneParts(store=store, manager=manager, metrics=metrics, tls=tls, state=state,
                      ingress_names=ingress_names,
                      ingresses=ingresses, agents=agents, vips=vips, dns=dns,

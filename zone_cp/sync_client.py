@@ -5,6 +5,9 @@ store at every connect (so a reconnect receives only what it missed) and written
 store before each ACK. ``ZoneToGlobal``: an ``Engine`` publishing the zone's own
 Dataplanes and ZoneIngresses, labelled with the zone and origin.
 
+Beside them, ``Relay`` (``zone_cp.inspect_relay.serve_relay``) answers the global's
+``inspect`` requests on the same channel; its failures never end the sync streams.
+
 Either stream failing ends both; the client re-dials with exponential backoff and
 jitter. A refusal by the global (bad token, disabled zone) is logged with the global's
 reason and backed off the same way; ``status`` says what happened last. A global whose
@@ -41,6 +44,7 @@ from sync.feed import FeedView, StoreFeed, strip_meta
 from sync.stream import Heartbeats, StreamStalled, publish, subscribe
 from sync.v1 import sync_pb2_grpc
 from sync.zone_link import ADMITTED, GLOBAL_KINDS, GRPC_OPTIONS, ZONE_KINDS, ZONE_METADATA
+from zone_cp.inspect_relay import EnvoyInspector, serve_relay
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +106,10 @@ def _own(zone: str, res: Resource) -> Resource | None:
 
 class ZoneSyncClient:
     def __init__(self, settings: ZoneSettings, manager: ResourceManager,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 inspector: EnvoyInspector | None = None) -> None:
         self._settings = settings
+        self._inspector = inspector
         self._store = manager.store
         self._rng = rng or random.Random()
         self._beats = Heartbeats(settings.heartbeat_interval, settings.heartbeat_timeout)
@@ -165,14 +171,16 @@ class ZoneSyncClient:
             up = stub.ZoneToGlobal(metadata=metadata)
             tasks = [asyncio.create_task(self._receive(down)),
                      asyncio.create_task(self._publish(up))]
+            relay = (asyncio.create_task(serve_relay(channel, metadata, self._inspector))
+                     if self._inspector is not None else None)
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
                 for task in done:
                     task.result()
             finally:
-                for task in tasks:
+                for task in tasks if relay is None else [*tasks, relay]:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.gather(*tasks, *[relay] if relay else [], return_exceptions=True)
                 down.cancel()
                 up.cancel()
 

@@ -46,5 +46,14 @@ class DnsTable:
     entries: tuple[DnsEntry, ...]
 
 
-Update = TrustBundle | Renew | Heartbeat | DnsTable
+@dataclass(frozen=True)
+class InspectEnvoy:
+    """Fetch one Envoy admin page (``sync.relay.PAGES``) and answer ``request_id``
+    (``zone_cp.admin_channel``: one at a time per sidecar, so one pending is enough)."""
+
+    request_id: int
+    page: str
+
+
+Update = TrustBundle | Renew | Heartbeat | DnsTable | InspectEnvoy
 

@@ -172,7 +172,8 @@ class Agent:
             self.client, dataplane.registration_json(),
             on_trust_bundle=self._on_trust_bundle, on_dns_table=self._on_dns_table,
             on_renew=self._on_renew, before_connect=lambda: tokens.reread("connecting"),
-            on_registered=tokens.registered, policy=s.session, rng=self._rng)
+            on_registered=tokens.registered, policy=s.session, rng=self._rng,
+            admin_port=s.admin_port)  # answers inspect's Envoy admin pages
         session_task = self._spawn(self.session.run(), "agent-session")
         log.info("registering %s.%s with the control plane %s", s.dataplane.mesh,
                  s.dataplane.name, s.cp)

@@ -10,6 +10,10 @@ it serves) goes up the stream whenever it changes and again after every registra
 a control plane that restarted, or a new session after a reconnect, learns it at once.
 Only the latest status is kept: several changes while the stream is busy send one.
 
+With ``admin_port`` the agent announces ``AgentFeatures.envoy_admin_relay`` after each
+registration and answers ``EnvoyAdminRequest`` (``proxy.agent.admin_relay``): the page is
+fetched on the side and its pieces written by this loop, the stream's only writer.
+
 When the stream breaks the agent reconnects with exponential backoff and jitter (reset
 after a connection that stayed up for a while) and registers again; Envoy keeps serving
 its last configuration meanwhile, untouched. The one failure that is final is a refusal
@@ -40,6 +44,7 @@ from typing import Any
 
 import grpc
 
+from proxy.agent.admin_relay import AdminRelay
 from proxy.agent.cp_client import (
     AgentClient,
     DnsTable,
@@ -91,7 +96,8 @@ class Session:
                  before_connect: Callable[[], object] = lambda: None,
                  on_registered: Callable[[Registration, str], None] = lambda _, __: None,
                  policy: SessionPolicy = SessionPolicy(),
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 admin_port: int | None = None) -> None:
         self._client = client
         self._json = registration_json
         self._on_trust_bundle = on_trust_bundle
@@ -104,6 +110,7 @@ class Session:
         self._status: StatusReport | None = None
         self._status_changed = asyncio.Event()
         self._policy = policy
+        self._admin = AdminRelay(admin_port) if admin_port else None
         self._rng = rng or random.Random()
         self.registered: asyncio.Future[Registration] = (
             asyncio.get_running_loop().create_future())
@@ -183,14 +190,16 @@ class Session:
         self.token = token
         self._registered(registration_from_proto(first.registered))
         await self._send_status(call)
+        outbox = await self._announce(call)
         loop = asyncio.get_running_loop()
         reader = asyncio.ensure_future(self._read(call, p.timeout))
         changed = asyncio.ensure_future(self._status_changed.wait())
         again = asyncio.ensure_future(self._reconnect.wait())
+        sending = asyncio.ensure_future(outbox.get())
         next_beat = loop.time() + p.interval
         try:
             while True:
-                done, _ = await asyncio.wait({reader, changed, again},
+                done, _ = await asyncio.wait({reader, changed, again, sending},
                                              timeout=max(next_beat - loop.time(), 0),
                                              return_when=asyncio.FIRST_COMPLETED)
                 if again in done:
@@ -201,6 +210,9 @@ class Session:
                 if changed in done:
                     await self._send_status(call)
                     changed = asyncio.ensure_future(self._status_changed.wait())
+                if sending in done:
+                    await call.write(sending.result())
+                    sending = asyncio.ensure_future(outbox.get())
                 if loop.time() >= next_beat:
                     await call.write(agent_pb2.AgentMessage(heartbeat=agent_pb2.Heartbeat()))
                     next_beat = loop.time() + p.interval
@@ -208,6 +220,17 @@ class Session:
             reader.cancel()
             changed.cancel()
             again.cancel()
+            sending.cancel()
+
+    async def _announce(self, call: Any) -> asyncio.Queue[agent_pb2.AgentMessage]:
+        """Tell the CP what this agent answers; the queue of its answers (one that stays
+        empty without an admin port)."""
+        if self._admin is None:
+            return asyncio.Queue()
+        self._admin.reset()
+        await call.write(agent_pb2.AgentMessage(
+            features=agent_pb2.AgentFeatures(envoy_admin_relay=True)))
+        return self._admin.outbox
 
     async def _send_status(self, call: Any) -> None:
         """The latest status, if there is one yet (before the first certificate there is
@@ -253,3 +276,5 @@ class Session:
             self._on_renew()
         elif kind == "registered":
             self._registered(registration_from_proto(message.registered))
+        elif kind == "envoy_admin_request" and self._admin is not None:
+            self._admin.handle(message.envoy_admin_request)

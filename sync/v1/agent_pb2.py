@@ -27,35 +27,43 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgossamer/sync/v1/agent.proto\x12\x10gossamer.sync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0bSignRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x11\n\tdataplane\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"w\n\x0cSignResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\x0c\x12\x18\n\x10trust_bundle_pem\x18\x02 \x01(\x0c\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9f\x01\n\x0c\x41gentMessage\x12!\n\x17register_dataplane_json\x18\x01 \x01(\tH\x00\x12\x30\n\theartbeat\x18\x02 \x01(\x0b\x32\x1b.gossamer.sync.v1.HeartbeatH\x00\x12/\n\x06status\x18\x03 \x01(\x0b\x32\x1d.gossamer.sync.v1.AgentStatusH\x00\x42\t\n\x07message\"I\n\x0b\x41gentStatus\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\x0c\x12\x1b\n\x13trust_bundle_digest\x18\x02 \x01(\t\"\x98\x02\n\x13\x43ontrolPlaneMessage\x12\x32\n\nregistered\x18\x01 \x01(\x0b\x32\x1c.gossamer.sync.v1.RegisteredH\x00\x12\x35\n\x0ctrust_bundle\x18\x02 \x01(\x0b\x32\x1d.gossamer.sync.v1.TrustBundleH\x00\x12/\n\tdns_table\x18\x03 \x01(\x0b\x32\x1a.gossamer.sync.v1.DnsTableH\x00\x12\x30\n\theartbeat\x18\x04 \x01(\x0b\x32\x1b.gossamer.sync.v1.HeartbeatH\x00\x12(\n\x05renew\x18\x05 \x01(\x0b\x32\x17.gossamer.sync.v1.RenewH\x00\x42\t\n\x07message\"\x07\n\x05Renew\"\x0b\n\tHeartbeat\"G\n\nRegistered\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\"\x1a\n\x0bTrustBundle\x12\x0b\n\x03pem\x18\x01 \x01(\x0c\"\x81\x01\n\x08\x44nsTable\x12\x31\n\x07\x65ntries\x18\x01 \x03(\x0b\x32 .gossamer.sync.v1.DnsTable.Entry\x12\x0f\n\x07version\x18\x02 \x01(\t\x1a\x31\n\x05\x45ntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03ips\x18\x02 \x03(\t\x12\r\n\x05ports\x18\x03 \x03(\r2\xaf\x01\n\x05\x41gent\x12P\n\x0fSignCertificate\x12\x1d.gossamer.sync.v1.SignRequest\x1a\x1e.gossamer.sync.v1.SignResponse\x12T\n\x07Session\x12\x1e.gossamer.sync.v1.AgentMessage\x1a%.gossamer.sync.v1.ControlPlaneMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgossamer/sync/v1/agent.proto\x12\x10gossamer.sync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x0bSignRequest\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x11\n\tdataplane\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"w\n\x0cSignResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\x0c\x12\x18\n\x10trust_bundle_pem\x18\x02 \x01(\x0c\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x02\n\x0c\x41gentMessage\x12!\n\x17register_dataplane_json\x18\x01 \x01(\tH\x00\x12\x30\n\theartbeat\x18\x02 \x01(\x0b\x32\x1b.gossamer.sync.v1.HeartbeatH\x00\x12/\n\x06status\x18\x03 \x01(\x0b\x32\x1d.gossamer.sync.v1.AgentStatusH\x00\x12>\n\x11\x65nvoy_admin_reply\x18\x04 \x01(\x0b\x32!.gossamer.sync.v1.EnvoyAdminReplyH\x00\x12\x33\n\x08\x66\x65\x61tures\x18\x05 \x01(\x0b\x32\x1f.gossamer.sync.v1.AgentFeaturesH\x00\x42\t\n\x07message\"*\n\rAgentFeatures\x12\x19\n\x11\x65nvoy_admin_relay\x18\x01 \x01(\x08\"W\n\x11\x45nvoyAdminRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12.\n\x04page\x18\x02 \x01(\x0e\x32 .gossamer.sync.v1.EnvoyAdminPage\"y\n\x0f\x45nvoyAdminReply\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\r\n\x05\x63hunk\x18\x02 \x01(\x0c\x12\x0c\n\x04last\x18\x03 \x01(\x08\x12\x13\n\x0bhttp_status\x18\x04 \x01(\r\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"I\n\x0b\x41gentStatus\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\x0c\x12\x1b\n\x13trust_bundle_digest\x18\x02 \x01(\t\"\xdc\x02\n\x13\x43ontrolPlaneMessage\x12\x32\n\nregistered\x18\x01 \x01(\x0b\x32\x1c.gossamer.sync.v1.RegisteredH\x00\x12\x35\n\x0ctrust_bundle\x18\x02 \x01(\x0b\x32\x1d.gossamer.sync.v1.TrustBundleH\x00\x12/\n\tdns_table\x18\x03 \x01(\x0b\x32\x1a.gossamer.sync.v1.DnsTableH\x00\x12\x30\n\theartbeat\x18\x04 \x01(\x0b\x32\x1b.gossamer.sync.v1.HeartbeatH\x00\x12(\n\x05renew\x18\x05 \x01(\x0b\x32\x17.gossamer.sync.v1.RenewH\x00\x12\x42\n\x13\x65nvoy_admin_request\x18\x06 \x01(\x0b\x32#.gossamer.sync.v1.EnvoyAdminRequestH\x00\x42\t\n\x07message\"\x07\n\x05Renew\"\x0b\n\tHeartbeat\"G\n\nRegistered\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\"\x1a\n\x0bTrustBundle\x12\x0b\n\x03pem\x18\x01 \x01(\x0c\"\x81\x01\n\x08\x44nsTable\x12\x31\n\x07\x65ntries\x18\x01 \x03(\x0b\x32 .gossamer.sync.v1.DnsTable.Entry\x12\x0f\n\x07version\x18\x02 \x01(\t\x1a\x31\n\x05\x45ntry\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03ips\x18\x02 \x03(\t\x12\r\n\x05ports\x18\x03 \x03(\r*\x8f\x01\n\x0e\x45nvoyAdminPage\x12 \n\x1c\x45NVOY_ADMIN_PAGE_UNSPECIFIED\x10\x00\x12 \n\x1c\x45NVOY_ADMIN_PAGE_CONFIG_DUMP\x10\x01\x12\x1a\n\x16\x45NVOY_ADMIN_PAGE_STATS\x10\x02\x12\x1d\n\x19\x45NVOY_ADMIN_PAGE_CLUSTERS\x10\x03\x32\xaf\x01\n\x05\x41gent\x12P\n\x0fSignCertificate\x12\x1d.gossamer.sync.v1.SignRequest\x1a\x1e.gossamer.sync.v1.SignResponse\x12T\n\x07Session\x12\x1e.gossamer.sync.v1.AgentMessage\x1a%.gossamer.sync.v1.ControlPlaneMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sync.v1.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ENVOYADMINPAGE']._serialized_start=1486
+  _globals['_ENVOYADMINPAGE']._serialized_end=1629
   _globals['_SIGNREQUEST']._serialized_start=83
   _globals['_SIGNREQUEST']._serialized_end=146
   _globals['_SIGNRESPONSE']._serialized_start=148
   _globals['_SIGNRESPONSE']._serialized_end=267
   _globals['_AGENTMESSAGE']._serialized_start=270
-  _globals['_AGENTMESSAGE']._serialized_end=429
-  _globals['_AGENTSTATUS']._serialized_start=431
-  _globals['_AGENTSTATUS']._serialized_end=504
-  _globals['_CONTROLPLANEMESSAGE']._serialized_start=507
-  _globals['_CONTROLPLANEMESSAGE']._serialized_end=787
-  _globals['_RENEW']._serialized_start=789
-  _globals['_RENEW']._serialized_end=796
-  _globals['_HEARTBEAT']._serialized_start=798
-  _globals['_HEARTBEAT']._serialized_end=809
-  _globals['_REGISTERED']._serialized_start=811
-  _globals['_REGISTERED']._serialized_end=882
-  _globals['_TRUSTBUNDLE']._serialized_start=884
-  _globals['_TRUSTBUNDLE']._serialized_end=910
-  _globals['_DNSTABLE']._serialized_start=913
-  _globals['_DNSTABLE']._serialized_end=1042
-  _globals['_DNSTABLE_ENTRY']._serialized_start=993
-  _globals['_DNSTABLE_ENTRY']._serialized_end=1042
-  _globals['_AGENT']._serialized_start=1045
-  _globals['_AGENT']._serialized_end=1220
+  _globals['_AGENTMESSAGE']._serialized_end=546
+  _globals['_AGENTFEATURES']._serialized_start=548
+  _globals['_AGENTFEATURES']._serialized_end=590
+  _globals['_ENVOYADMINREQUEST']._serialized_start=592
+  _globals['_ENVOYADMINREQUEST']._serialized_end=679
+  _globals['_ENVOYADMINREPLY']._serialized_start=681
+  _globals['_ENVOYADMINREPLY']._serialized_end=802
+  _globals['_AGENTSTATUS']._serialized_start=804
+  _globals['_AGENTSTATUS']._serialized_end=877
+  _globals['_CONTROLPLANEMESSAGE']._serialized_start=880
+  _globals['_CONTROLPLANEMESSAGE']._serialized_end=1228
+  _globals['_RENEW']._serialized_start=1230
+  _globals['_RENEW']._serialized_end=1237
+  _globals['_HEARTBEAT']._serialized_start=1239
+  _globals['_HEARTBEAT']._serialized_end=1250
+  _globals['_REGISTERED']._serialized_start=1252
+  _globals['_REGISTERED']._serialized_end=1323
+  _globals['_TRUSTBUNDLE']._serialized_start=1325
+  _globals['_TRUSTBUNDLE']._serialized_end=1351
+  _globals['_DNSTABLE']._serialized_start=1354
+  _globals['_DNSTABLE']._serialized_end=1483
+  _globals['_DNSTABLE_ENTRY']._serialized_start=1434
+  _globals['_DNSTABLE_ENTRY']._serialized_end=1483
+  _globals['_AGENT']._serialized_start=1632
+  _globals['_AGENT']._serialized_end=1807
 # @@protoc_insertion_point(module_scope)

@@ -4,12 +4,24 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class EnvoyAdminPage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENVOY_ADMIN_PAGE_UNSPECIFIED: _ClassVar[EnvoyAdminPage]
+    ENVOY_ADMIN_PAGE_CONFIG_DUMP: _ClassVar[EnvoyAdminPage]
+    ENVOY_ADMIN_PAGE_STATS: _ClassVar[EnvoyAdminPage]
+    ENVOY_ADMIN_PAGE_CLUSTERS: _ClassVar[EnvoyAdminPage]
+ENVOY_ADMIN_PAGE_UNSPECIFIED: EnvoyAdminPage
+ENVOY_ADMIN_PAGE_CONFIG_DUMP: EnvoyAdminPage
+ENVOY_ADMIN_PAGE_STATS: EnvoyAdminPage
+ENVOY_ADMIN_PAGE_CLUSTERS: EnvoyAdminPage
 
 class SignRequest(_message.Message):
     __slots__ = ("mesh", "dataplane", "csr_pem")
@@ -32,14 +44,48 @@ class SignResponse(_message.Message):
     def __init__(self, certificate_chain_pem: _Optional[bytes] = ..., trust_bundle_pem: _Optional[bytes] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("register_dataplane_json", "heartbeat", "status")
+    __slots__ = ("register_dataplane_json", "heartbeat", "status", "envoy_admin_reply", "features")
     REGISTER_DATAPLANE_JSON_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    ENVOY_ADMIN_REPLY_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
     register_dataplane_json: str
     heartbeat: Heartbeat
     status: AgentStatus
-    def __init__(self, register_dataplane_json: _Optional[str] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., status: _Optional[_Union[AgentStatus, _Mapping]] = ...) -> None: ...
+    envoy_admin_reply: EnvoyAdminReply
+    features: AgentFeatures
+    def __init__(self, register_dataplane_json: _Optional[str] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., status: _Optional[_Union[AgentStatus, _Mapping]] = ..., envoy_admin_reply: _Optional[_Union[EnvoyAdminReply, _Mapping]] = ..., features: _Optional[_Union[AgentFeatures, _Mapping]] = ...) -> None: ...
+
+class AgentFeatures(_message.Message):
+    __slots__ = ("envoy_admin_relay",)
+    ENVOY_ADMIN_RELAY_FIELD_NUMBER: _ClassVar[int]
+    envoy_admin_relay: bool
+    def __init__(self, envoy_admin_relay: _Optional[bool] = ...) -> None: ...
+
+class EnvoyAdminRequest(_message.Message):
+    __slots__ = ("request_id", "page")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    page: EnvoyAdminPage
+    def __init__(self, request_id: _Optional[int] = ..., page: _Optional[_Union[EnvoyAdminPage, str]] = ...) -> None: ...
+
+class EnvoyAdminReply(_message.Message):
+    __slots__ = ("request_id", "chunk", "last", "http_status", "truncated", "error")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    chunk: bytes
+    last: bool
+    http_status: int
+    truncated: bool
+    error: str
+    def __init__(self, request_id: _Optional[int] = ..., chunk: _Optional[bytes] = ..., last: _Optional[bool] = ..., http_status: _Optional[int] = ..., truncated: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class AgentStatus(_message.Message):
     __slots__ = ("certificate_chain_pem", "trust_bundle_digest")
@@ -50,18 +96,20 @@ class AgentStatus(_message.Message):
     def __init__(self, certificate_chain_pem: _Optional[bytes] = ..., trust_bundle_digest: _Optional[str] = ...) -> None: ...
 
 class ControlPlaneMessage(_message.Message):
-    __slots__ = ("registered", "trust_bundle", "dns_table", "heartbeat", "renew")
+    __slots__ = ("registered", "trust_bundle", "dns_table", "heartbeat", "renew", "envoy_admin_request")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     TRUST_BUNDLE_FIELD_NUMBER: _ClassVar[int]
     DNS_TABLE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     RENEW_FIELD_NUMBER: _ClassVar[int]
+    ENVOY_ADMIN_REQUEST_FIELD_NUMBER: _ClassVar[int]
     registered: Registered
     trust_bundle: TrustBundle
     dns_table: DnsTable
     heartbeat: Heartbeat
     renew: Renew
-    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., trust_bundle: _Optional[_Union[TrustBundle, _Mapping]] = ..., dns_table: _Optional[_Union[DnsTable, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., renew: _Optional[_Union[Renew, _Mapping]] = ...) -> None: ...
+    envoy_admin_request: EnvoyAdminRequest
+    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., trust_bundle: _Optional[_Union[TrustBundle, _Mapping]] = ..., dns_table: _Optional[_Union[DnsTable, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., renew: _Optional[_Union[Renew, _Mapping]] = ..., envoy_admin_request: _Optional[_Union[EnvoyAdminRequest, _Mapping]] = ...) -> None: ...
 
 class Renew(_message.Message):
     __slots__ = ()

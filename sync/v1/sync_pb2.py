@@ -26,9 +26,10 @@ _sym_db = _symbol_database.Default()
 
 from envoy.service.discovery.v3 import discovery_pb2 as envoy_dot_service_dot_discovery_dot_v3_dot_discovery__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from sync.v1 import agent_pb2 as gossamer_dot_sync_dot_v1_dot_agent__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgossamer/sync/v1/sync.proto\x12\x10gossamer.sync.v1\x1a*envoy/service/discovery/v3/discovery.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x02\n\x08Resource\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04mesh\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x36\n\x06labels\x18\x04 \x03(\x0b\x32&.gossamer.sync.v1.Resource.LabelsEntry\x12\x11\n\tspec_json\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12\x31\n\rcreation_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11modification_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x82\x01\n\x11RejectedResources\x12\x41\n\nrejections\x18\x01 \x03(\x0b\x32-.gossamer.sync.v1.RejectedResources.Rejection\x1a*\n\tRejection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t2\x80\x02\n\x08ZoneSync\x12y\n\x0cGlobalToZone\x12\x31.envoy.service.discovery.v3.DeltaDiscoveryRequest\x1a\x32.envoy.service.discovery.v3.DeltaDiscoveryResponse(\x01\x30\x01\x12y\n\x0cZoneToGlobal\x12\x32.envoy.service.discovery.v3.DeltaDiscoveryResponse\x1a\x31.envoy.service.discovery.v3.DeltaDiscoveryRequest(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgossamer/sync/v1/sync.proto\x12\x10gossamer.sync.v1\x1a*envoy/service/discovery/v3/discovery.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cgossamer/sync/v1/agent.proto\"\xa9\x02\n\x08Resource\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04mesh\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x36\n\x06labels\x18\x04 \x03(\x0b\x32&.gossamer.sync.v1.Resource.LabelsEntry\x12\x11\n\tspec_json\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\x03\x12\x31\n\rcreation_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11modification_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x82\x01\n\x11RejectedResources\x12\x41\n\nrejections\x18\x01 \x03(\x0b\x32-.gossamer.sync.v1.RejectedResources.Rejection\x1a*\n\tRejection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"f\n\x0cRelayRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x37\n\rinspect_envoy\x18\x02 \x01(\x0b\x32\x1e.gossamer.sync.v1.InspectEnvoyH\x00\x42\t\n\x07request\"_\n\x0cInspectEnvoy\x12\x0c\n\x04mesh\x18\x01 \x01(\t\x12\x11\n\tdataplane\x18\x02 \x01(\t\x12.\n\x04page\x18\x03 \x01(\x0e\x32 .gossamer.sync.v1.EnvoyAdminPage\"y\n\nRelayReply\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x13\n\x0bhttp_status\x18\x03 \x01(\r\x12\x11\n\ttruncated\x18\x04 \x01(\x08\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t2\xcb\x02\n\x08ZoneSync\x12y\n\x0cGlobalToZone\x12\x31.envoy.service.discovery.v3.DeltaDiscoveryRequest\x1a\x32.envoy.service.discovery.v3.DeltaDiscoveryResponse(\x01\x30\x01\x12y\n\x0cZoneToGlobal\x12\x32.envoy.service.discovery.v3.DeltaDiscoveryResponse\x1a\x31.envoy.service.discovery.v3.DeltaDiscoveryRequest(\x01\x30\x01\x12I\n\x05Relay\x12\x1c.gossamer.sync.v1.RelayReply\x1a\x1e.gossamer.sync.v1.RelayRequest(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,14 +38,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RESOURCE_LABELSENTRY']._loaded_options = None
   _globals['_RESOURCE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_RESOURCE']._serialized_start=127
-  _globals['_RESOURCE']._serialized_end=424
-  _globals['_RESOURCE_LABELSENTRY']._serialized_start=379
-  _globals['_RESOURCE_LABELSENTRY']._serialized_end=424
-  _globals['_REJECTEDRESOURCES']._serialized_start=427
-  _globals['_REJECTEDRESOURCES']._serialized_end=557
-  _globals['_REJECTEDRESOURCES_REJECTION']._serialized_start=515
-  _globals['_REJECTEDRESOURCES_REJECTION']._serialized_end=557
-  _globals['_ZONESYNC']._serialized_start=560
-  _globals['_ZONESYNC']._serialized_end=816
+  _globals['_RESOURCE']._serialized_start=157
+  _globals['_RESOURCE']._serialized_end=454
+  _globals['_RESOURCE_LABELSENTRY']._serialized_start=409
+  _globals['_RESOURCE_LABELSENTRY']._serialized_end=454
+  _globals['_REJECTEDRESOURCES']._serialized_start=457
+  _globals['_REJECTEDRESOURCES']._serialized_end=587
+  _globals['_REJECTEDRESOURCES_REJECTION']._serialized_start=545
+  _globals['_REJECTEDRESOURCES_REJECTION']._serialized_end=587
+  _globals['_RELAYREQUEST']._serialized_start=589
+  _globals['_RELAYREQUEST']._serialized_end=691
+  _globals['_INSPECTENVOY']._serialized_start=693
+  _globals['_INSPECTENVOY']._serialized_end=788
+  _globals['_RELAYREPLY']._serialized_start=790
+  _globals['_RELAYREPLY']._serialized_end=911
+  _globals['_ZONESYNC']._serialized_start=914
+  _globals['_ZONESYNC']._serialized_end=1245
 # @@protoc_insertion_point(module_scope)

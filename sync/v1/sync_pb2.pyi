@@ -4,6 +4,7 @@ import datetime
 
 from envoy.service.discovery.v3 import discovery_pb2 as _discovery_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from sync.v1 import agent_pb2 as _agent_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -51,3 +52,37 @@ class RejectedResources(_message.Message):
     REJECTIONS_FIELD_NUMBER: _ClassVar[int]
     rejections: _containers.RepeatedCompositeFieldContainer[RejectedResources.Rejection]
     def __init__(self, rejections: _Optional[_Iterable[_Union[RejectedResources.Rejection, _Mapping]]] = ...) -> None: ...
+
+class RelayRequest(_message.Message):
+    __slots__ = ("request_id", "inspect_envoy")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INSPECT_ENVOY_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    inspect_envoy: InspectEnvoy
+    def __init__(self, request_id: _Optional[int] = ..., inspect_envoy: _Optional[_Union[InspectEnvoy, _Mapping]] = ...) -> None: ...
+
+class InspectEnvoy(_message.Message):
+    __slots__ = ("mesh", "dataplane", "page")
+    MESH_FIELD_NUMBER: _ClassVar[int]
+    DATAPLANE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    mesh: str
+    dataplane: str
+    page: _agent_pb2.EnvoyAdminPage
+    def __init__(self, mesh: _Optional[str] = ..., dataplane: _Optional[str] = ..., page: _Optional[_Union[_agent_pb2.EnvoyAdminPage, str]] = ...) -> None: ...
+
+class RelayReply(_message.Message):
+    __slots__ = ("request_id", "body", "http_status", "truncated", "error_code", "error")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    body: bytes
+    http_status: int
+    truncated: bool
+    error_code: str
+    error: str
+    def __init__(self, request_id: _Optional[int] = ..., body: _Optional[bytes] = ..., http_status: _Optional[int] = ..., truncated: _Optional[bool] = ..., error_code: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...

@@ -6,6 +6,7 @@ import grpc
 import warnings
 
 from envoy.service.discovery.v3 import discovery_pb2 as envoy_dot_service_dot_discovery_dot_v3_dot_discovery__pb2
+from sync.v1 import sync_pb2 as gossamer_dot_sync_dot_v1_dot_sync__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -46,6 +47,11 @@ class ZoneSyncStub:
                 request_serializer=envoy_dot_service_dot_discovery_dot_v3_dot_discovery__pb2.DeltaDiscoveryResponse.SerializeToString,
                 response_deserializer=envoy_dot_service_dot_discovery_dot_v3_dot_discovery__pb2.DeltaDiscoveryRequest.FromString,
                 _registered_method=True)
+        self.Relay = channel.stream_stream(
+                '/gossamer.sync.v1.ZoneSync/Relay',
+                request_serializer=gossamer_dot_sync_dot_v1_dot_sync__pb2.RelayReply.SerializeToString,
+                response_deserializer=gossamer_dot_sync_dot_v1_dot_sync__pb2.RelayRequest.FromString,
+                _registered_method=True)
 
 
 class ZoneSyncServicer:
@@ -65,6 +71,17 @@ class ZoneSyncServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Relay(self, request_iterator, context):
+        """Global → zone requests on demand (`inspect dataplane --config-dump` at the global).
+        The zone dials this one too, on the same channel as the two above, so the global
+        never opens a connection to a zone: the global writes RelayRequests, the zone answers
+        each with one RelayReply of the same request_id. A global without it answers
+        UNIMPLEMENTED and the zone stops asking until it reconnects.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ZoneSyncServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +94,11 @@ def add_ZoneSyncServicer_to_server(servicer, server):
                     servicer.ZoneToGlobal,
                     request_deserializer=envoy_dot_service_dot_discovery_dot_v3_dot_discovery__pb2.DeltaDiscoveryResponse.FromString,
                     response_serializer=envoy_dot_service_dot_discovery_dot_v3_dot_discovery__pb2.DeltaDiscoveryRequest.SerializeToString,
+            ),
+            'Relay': grpc.stream_stream_rpc_method_handler(
+                    servicer.Relay,
+                    request_deserializer=gossamer_dot_sync_dot_v1_dot_sync__pb2.RelayReply.FromString,
+                    response_serializer=gossamer_dot_sync_dot_v1_dot_sync__pb2.RelayRequest.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +155,33 @@ class ZoneSync:
             '/gossamer.sync.v1.ZoneSync/ZoneToGlobal',
             envoy_dot_service_dot_discovery_dot_v3_dot_discovery__pb2.DeltaDiscoveryResponse.SerializeToString,
             envoy_dot_service_dot_discovery_dot_v3_dot_discovery__pb2.DeltaDiscoveryRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Relay(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/gossamer.sync.v1.ZoneSync/Relay',
+            gossamer_dot_sync_dot_v1_dot_sync__pb2.RelayReply.SerializeToString,
+            gossamer_dot_sync_dot_v1_dot_sync__pb2.RelayRequest.FromString,
             options,
             channel_credentials,
             insecure,
