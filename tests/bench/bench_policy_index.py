@@ -11,6 +11,11 @@ presorted=True)`` with its outbounds as destinations):
 - **build**: ``PolicyIndex(policies, zone)``, paid once per change for all proxies
   (policies carry store metadata, as the zone CP's do).
 
+With ``--update`` it measures instead one policy update in a ``MeshState`` following a
+``MemoryStore`` per size: the CPU time from the store write to the state having applied
+it plus one ``candidates(view)`` and ``route_backends(mesh).reachable(outbounds)`` for
+the proxy (checked to return the updated policy), sizes alternating per round.
+
 Both matches must give the same ``ProxyPolicies`` (checked). The mesh has the shape issue
 18 describes, scaled so that the measured proxy has the same candidates at every size:
 four mesh-wide policies (MeshTimeout, MeshRetry, MeshCircuitBreaker, an allow-all
