@@ -57,8 +57,8 @@ class MeshState:
         self._items: dict[Key, Resource] = {}
         # The same resources by kind, and what was derived from them since the last
         # change (each mesh's services, the services each set of outbounds reaches):
-        # every proxy of a mesh shares them,
-        # so a change costs one rebuild, not one per connected proxy.
+        # every proxy of a mesh shares them, so a change costs one rebuild, not one per
+        # connected proxy.
         self._by_kind: dict[str, dict[Key, Resource]] = defaultdict(dict)
         self._derived: dict[tuple[object, ...], object] = {}
         # Each mesh's policies, ordered, indexed and their route backends, changed in
