@@ -21,9 +21,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from cli.config import ENV_CA_FILE, ConfigError, ControlPlane
+from cli.httpx_lean import httpx  # httpx without the rich and pygments of its own CLI
 from gossamer import __version__
 from gossamer.errors import (
     AlreadyExists,
@@ -37,7 +36,7 @@ from gossamer.errors import (
     StoreUnavailable,
     Unauthorized,
 )
-from gossamer.model.base import KindDescriptor
+from gossamer.model.kind_index import KindName
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 PAGE_SIZE = 500
@@ -78,14 +77,14 @@ class ServerError(GossamerError):
         self.field_errors = list(field_errors or [])
 
 
-def collection_path(desc: KindDescriptor, mesh: str | None) -> str:
+def collection_path(desc: KindName, mesh: str | None) -> str:
     """``/meshes/m/meshtimeouts`` in one mesh, ``/meshtimeouts`` across meshes or global."""
     if desc.mesh_scoped and mesh is not None:
         return f"/meshes/{quote(mesh, safe='')}/{desc.path}"
     return f"/{desc.path}"
 
 
-def resource_path(desc: KindDescriptor, mesh: str | None, name: str) -> str:
+def resource_path(desc: KindName, mesh: str | None, name: str) -> str:
     return f"{collection_path(desc, mesh)}/{quote(name, safe='')}"
 
 

@@ -37,7 +37,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from gossamer.errors import GossamerError
-from gossamer.model.base import field_errors
 
 ENV_CONFIG = "GOSSAMER_CONFIG"
 ENV_ADDRESS = "GOSSAMER_ADDRESS"
@@ -163,6 +162,8 @@ def load_config(path: Path) -> CliConfig:
     try:
         return CliConfig.model_validate(doc)
     except pydantic.ValidationError as exc:
+        from gossamer.model.base import field_errors  # errors only: kinds' base stays out
+
         problems = "; ".join(str(e) for e in field_errors(exc))
         raise ConfigError(f"the config file {path} is malformed: {problems}") from None
 
@@ -199,6 +200,8 @@ def resolve_control_plane(context: str | None, env: Mapping[str, str] | None = N
                                 token_file=env.get(ENV_TOKEN_FILE) or None,
                                 ca_file=env.get(ENV_CA_FILE) or None)
         except pydantic.ValidationError as exc:
+            from gossamer.model.base import field_errors
+
             problems = "; ".join(e.message for e in field_errors(exc))
             raise ConfigError(f"{ENV_ADDRESS}={env[ENV_ADDRESS]!r}: {problems}") from None
     config = load_config(path)

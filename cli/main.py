@@ -118,7 +118,8 @@ def _inspect() -> click.Command:
                    "delete": _load("cli.resources:delete"), "token": _load("cli.tokens:token"),
                    "config": _load("cli.config_cmd:config"), "inspect": _inspect,
                    "mesh": _load("cli.mesh_cmd:mesh"), "demo": _load("cli.demo:demo"),
-                   "check": _load("cli.check:check")})
+                   "check": _load("cli.check:check"),
+                   "completion": _load("cli.completion:completion")})
 @click.option("--context", envvar="GOSSAMER_CONTEXT", default=None, metavar="NAME",
               help="Talk to this control plane from the config instead of the current one.")
 @click.version_option(__version__, "--version", prog_name="gossamer")

@@ -13,9 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
-
-from gossamer.model.base import KindDescriptor
+from gossamer.model.kind_index import KindName
 from gossamer.model.labels import SERVICE_TAG
 
 
@@ -65,7 +63,7 @@ _KIND_COLUMNS: dict[str, list[Column]] = {
 _POLICY_COLUMNS: list[Column] = [("TARGETREF", _target_ref)]
 
 
-def columns(desc: KindDescriptor) -> list[Column]:
+def columns(desc: KindName) -> list[Column]:
     return _POLICY_COLUMNS if desc.is_policy else _KIND_COLUMNS.get(desc.name, [])
 
 
@@ -94,7 +92,7 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def table(desc: KindDescriptor, docs: Sequence[dict[str, Any]], now: datetime) -> str:
+def table(desc: KindName, docs: Sequence[dict[str, Any]], now: datetime) -> str:
     cols = columns(desc)
     headers = ["NAME", *(["MESH"] if desc.mesh_scoped else []), *(c[0] for c in cols), "AGE"]
     rows = []
@@ -109,11 +107,15 @@ def table(desc: KindDescriptor, docs: Sequence[dict[str, Any]], now: datetime) -
 
 
 def to_yaml(doc: Any) -> str:
+    import yaml  # only for -o yaml: a table or JSON costs no YAML
+
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def to_yaml_stream(docs: Sequence[Any]) -> str:
     """A multi-document stream, one ``---`` before each; ``apply -f`` reads it back."""
+    import yaml
+
     return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False,
                               allow_unicode=True, explicit_start=True)
 

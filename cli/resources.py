@@ -9,31 +9,30 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cli.client import collection_path, resource_path
-from cli.documents import InputProblems, SourceDocument, load_documents
 from cli.output import table, to_json, to_yaml, to_yaml_stream
 from cli.state import state
 from gossamer.errors import FieldError, InvalidResource
-from gossamer.model.base import KindDescriptor, check_name
-from gossamer.model.registry import REGISTRY
+from gossamer.model.kind_index import KINDS, KindName, check_name, find_kind
+
+if TYPE_CHECKING:
+    from cli.documents import SourceDocument
 
 DEFAULT_MESH = "default"
 _BATCH_FIELD_RE = re.compile(r"^documents\[(\d+)\]\.?(.*)$")
 _SELECTOR_RE = re.compile(r"^[^=,\s]+=[^=,\s]*$")
 
 
-# Plurals without their dash (``globalsecrets``, ``zoneingresses``) are what people type.
-_UNDASHED = {d.path.replace("-", ""): d for d in REGISTRY if "-" in d.path}
-
-
-def _kind(value: str) -> KindDescriptor:
-    desc = REGISTRY.find(value) or _UNDASHED.get(value.lower())
+def _kind(value: str) -> KindName:
+    """The kind named on the command line, from the plain table: ``get`` and ``delete``
+    import no kind's model (``tests/unit/test_cli_imports.py``)."""
+    desc = find_kind(value)
     if desc is None:
-        known = ", ".join(d.noun for d in REGISTRY)
+        known = ", ".join(d.noun for d in KINDS)
         raise click.BadParameter(f"unknown kind {value!r}; one of: {known}", param_hint="KIND")
     return desc
 
@@ -45,7 +44,7 @@ def _checked_name(value: str, what: str) -> str:
     return value
 
 
-def _mesh(desc: KindDescriptor, mesh: str | None, all_meshes: bool = False) -> str | None:
+def _mesh(desc: KindName, mesh: str | None, all_meshes: bool = False) -> str | None:
     """The mesh to address, or None for global kinds and for ``-A``."""
     if not desc.mesh_scoped:
         if mesh:
@@ -59,7 +58,7 @@ def _mesh(desc: KindDescriptor, mesh: str | None, all_meshes: bool = False) -> s
 
 
 def _noun(type_name: Any) -> str:
-    desc = REGISTRY.find(str(type_name))
+    desc = find_kind(str(type_name))
     return desc.noun if desc is not None else str(type_name).lower()
 
 
@@ -74,6 +73,8 @@ def _relocate(exc: InvalidResource, docs: list[SourceDocument]) -> InvalidResour
         else:
             errors.append(err)
     summary = exc.detail.removesuffix(": " + "; ".join(str(e) for e in exc.field_errors))
+    from cli.documents import InputProblems
+
     return InputProblems(f"the control plane refused the batch, nothing was applied "
                          f"({summary})", errors)
 
@@ -97,6 +98,8 @@ def apply(ctx: click.Context, files: tuple[str, ...], dry_run: bool, mesh: str |
     nothing is sent. Otherwise the documents go to the control plane as one batch, which
     again stores nothing unless all of them are valid.
     """
+    from cli.documents import load_documents  # the kinds' models: apply validates locally
+
     if mesh is not None:
         _checked_name(mesh, "mesh")
     docs = load_documents(files, _read_stdin, mesh)

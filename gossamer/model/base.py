@@ -25,14 +25,12 @@ import pydantic
 from pydantic import BaseModel
 
 from gossamer.errors import FieldError, InvalidResource
-from gossamer.model.fields import MAX_NAME_LENGTH
+from gossamer.model.kind_index import check_name as check_name  # re-exported: pydantic-free
 
 MAX_LABELS = 64
 META_KEYS = frozenset({"type", "name", "mesh", "labels", "creationTime", "modificationTime",
                        "version"})
 
-# Resource names: DNS-1123-like, but synced zone resources may carry dots and hashes.
-_RESOURCE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.\-]*[a-z0-9])?$")
 _LABEL_KEY_RE = re.compile(r"^([a-z0-9.\-]+/)?[a-zA-Z0-9]([a-zA-Z0-9_.\-]*[a-zA-Z0-9])?$")
 _LABEL_VALUE_RE = re.compile(r"^[a-zA-Z0-9_.\-:/]*$")
 
@@ -152,17 +150,6 @@ def validate_spec(desc: KindDescriptor, raw: Any) -> BaseModel:
         return desc.spec_model.model_validate(dict(raw))
     except pydantic.ValidationError as exc:
         raise InvalidResource(f"invalid {desc.name}", field_errors(exc, prefix)) from None
-
-
-def check_name(value: Any, what: str = "name") -> list[FieldError]:
-    if not isinstance(value, str) or not value:
-        return [FieldError(what, "required, a non-empty string")]
-    if len(value) > MAX_NAME_LENGTH:
-        return [FieldError(what, f"longer than {MAX_NAME_LENGTH} characters")]
-    if not _RESOURCE_NAME_RE.match(value):
-        return [FieldError(what, "expected lower-case letters, digits, '-' and '.', "
-                                 "starting and ending with a letter or digit")]
-    return []
 
 
 def check_labels(value: Any) -> list[FieldError]:

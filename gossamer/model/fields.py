@@ -16,7 +16,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Val
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-MAX_NAME_LENGTH = 253
+from gossamer.model.kind_index import MAX_NAME_LENGTH as MAX_NAME_LENGTH
+
 MAX_LABEL_VALUE_LENGTH = 253
 
 # Go-style durations: one or more <number><unit> groups, e.g. "5s", "1m30s", "250ms".

@@ -45,7 +45,8 @@ FORBIDDEN_PACKAGES = (
 # The kinds' models the agents check their documents with; every other kind stays out.
 MODELS = {"gossamer.model.dataplane", "gossamer.model.zoneingress"}
 MODEL_SUPPORT = {"gossamer.model", "gossamer.model.address", "gossamer.model.base",
-                 "gossamer.model.fields", "gossamer.model.labels", "gossamer.model.registry"}
+                 "gossamer.model.fields", "gossamer.model.kind_index", "gossamer.model.labels",
+                 "gossamer.model.registry"}
 
 
 def forbidden(modules: set[str]) -> list[str]:
