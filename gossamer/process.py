@@ -13,6 +13,9 @@ start, wait and stop. SIGINT and SIGTERM are handled from before ``start`` until
   is raised again, so the process exits with the failure;
 - a failing ``start`` raises.
 
+Once started, everything the start built is frozen out of the cyclic garbage
+collector's scans (``gc.freeze``): it lives as long as the process anyway.
+
 SIGHUP calls ``reload`` when the caller gives one (the sidecar agent and the ingress read
 their token file again) and changes nothing else; without one it keeps its default.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -57,6 +61,10 @@ async def run_until_signal(component: Runnable, *,
             log.info("signal received while starting: stopped")
             return
         started.result()
+        # What start built (modules, parts, listed state) lives as long as the process:
+        # move it out of the cyclic collector's reach, so a full collection scans only
+        # what came after (a zone CP's full collections paused its loop for 0.2-0.4 s).
+        gc.freeze()
         running = await _unless_signalled(component.wait(), stopper)
         if running is None:
             log.info("signal received: stopping")

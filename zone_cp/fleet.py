@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gossamer.model.base import Resource
@@ -133,38 +133,26 @@ class Fleet:
 
     async def round(self) -> int:
         """Regenerate every member the changes since the last round affect; returns how
-        many."""
+        many. Checking a member costs its inputs, so the check yields in slices too."""
         changes, self._changes = self._changes, _Changes()
         changed = self._changed_services(changes)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._slice
-        generation = self._state.generation
         done = 0
-        for member, inputs in list(self._affected(changes, changed)):
-            if member.left:
-                continue
-            if done and loop.time() >= deadline:
+        for member in list(self._members.values()):
+            if loop.time() >= deadline:
                 await asyncio.sleep(0)
                 deadline = loop.time() + self._slice
-                if self._state.generation != generation:  # changed meanwhile
-                    inputs = self._inputs(member)
-            self._regenerate(member, inputs)
-            done += 1
-        self.rounds += 1
-        return done
-
-    def _affected(self, changes: _Changes, changed: Mapping[str, frozenset[str]]
-                  ) -> Iterator[tuple[Member, ProxyInputs]]:
-        """The members whose inputs changed or that read a changed service, with their
-        current inputs."""
-        for member in list(self._members.values()):
             if member.left or not changes.touches(member.mesh):
                 continue
             inputs = self._inputs(member)
             services = changed.get(member.mesh, frozenset())
             if (member.inputs is None or not inputs.same_as(member.inputs)
                     or (services and (member.read is None or member.read & services))):
-                yield member, inputs
+                self._regenerate(member, inputs)
+                done += 1
+        self.rounds += 1
+        return done
 
     def _changed_services(self, changes: _Changes) -> dict[str, frozenset[str]]:
         """Per touched mesh, the services whose endpoints or zones differ from the last
