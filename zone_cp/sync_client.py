@@ -5,8 +5,9 @@ store at every connect (so a reconnect receives only what it missed) and written
 store before each ACK. ``ZoneToGlobal``: an ``Engine`` publishing the zone's own
 Dataplanes and ZoneIngresses, labelled with the zone and origin.
 
-Beside them, ``Relay`` (``zone_cp.inspect_relay.serve_relay``) answers the global's
-``inspect`` requests on the same channel; its failures never end the sync streams.
+Beside them, once the link is in sync, ``Relay`` (``zone_cp.inspect_relay.serve_relay``)
+answers the global's ``inspect`` requests on the same channel (a refused zone opens no
+third stream); its failures never end the sync streams.
 
 Either stream failing ends both; the client re-dials with exponential backoff and
 jitter. A refusal by the global (bad token, disabled zone) is logged with the global's
@@ -171,7 +172,7 @@ class ZoneSyncClient:
             up = stub.ZoneToGlobal(metadata=metadata)
             tasks = [asyncio.create_task(self._receive(down)),
                      asyncio.create_task(self._publish(up))]
-            relay = (asyncio.create_task(serve_relay(channel, metadata, self._inspector))
+            relay = (asyncio.create_task(self._relay(channel, metadata, self._inspector))
                      if self._inspector is not None else None)
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -183,6 +184,11 @@ class ZoneSyncClient:
                 await asyncio.gather(*tasks, *[relay] if relay else [], return_exceptions=True)
                 down.cancel()
                 up.cancel()
+
+    async def _relay(self, channel: grpc.aio.Channel, metadata: Any,
+                     inspector: EnvoyInspector) -> None:
+        await self.connected.wait()  # admitted and in sync: the global will take it too
+        await serve_relay(channel, metadata, inspector)
 
     async def _admitted(self, call: Any) -> None:
         """Wait for the global's verdict on a new stream before writing to it: its
