@@ -2,11 +2,15 @@
 
 ``follow`` calls ``reset`` with every current resource of the kinds (at start and after a
 ``RevisionCompacted``), then ``changed`` for each later write (``deleted`` true for a
-removal). Consumers keep their own tables; this is the one loop that talks to the watch.
+removal). Consumers keep their own tables; this is the one loop that talks to the
+watch. A batch of thousands of writes is handed over in slices of about ``SLICE``
+seconds with a turn of the event loop between them, so a consumer's work on a big batch
+(``MeshState`` updating its policy index) does not keep the loop from answering.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 
@@ -15,6 +19,9 @@ from gossamer.model.base import Resource
 from gossamer.store.base import EventType, ListQuery, Store
 
 log = logging.getLogger(__name__)
+
+# Longest run of ``changed`` calls between two turns of the event loop, in seconds.
+SLICE = 0.01
 
 
 async def follow(store: Store, kinds: Iterable[str],
@@ -28,8 +35,13 @@ async def follow(store: Store, kinds: Iterable[str],
             current += (await store.list(ListQuery(kind))).items
         reset(current)
         try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + SLICE
             async for event in store.watch(revision):
                 if event.resource.type in wanted:
                     changed(event.resource, event.type is EventType.DELETED)
+                if loop.time() >= deadline:  # a long batch: let the loop answer meanwhile
+                    await asyncio.sleep(0)
+                    deadline = loop.time() + SLICE
         except RevisionCompacted:
             log.warning("store watch fell behind its retention; relisting")

@@ -63,7 +63,9 @@ from gossamer.store.pg_connection import RETRY_MAX, RETRY_MIN, UNAVAILABLE, List
 log = logging.getLogger(__name__)
 
 MIGRATION_LOCK = 0x676F_7373_0000_0001  # "goss" + 1: the schema migration advisory lock
-WATCH_BATCH = 1000
+# Events read (and decoded) per step of a watch: each step holds the event loop while it
+# decodes, so a batch of thousands of writes reaches a watcher in steps of tens of ms.
+WATCH_BATCH = 200
 
 if TYPE_CHECKING:  # generic only in asyncpg-stubs
     from asyncpg.pool import PoolConnectionProxy

@@ -62,7 +62,9 @@ from gossamer.store.sqlite_schema import SCHEMA, triggers
 from gossamer.store.sqlite_writer import COLUMNS, KEY, Outcome, Writer, written
 
 BUSY_TIMEOUT_MS = 10_000
-WATCH_BATCH = 1000
+# Events read (and decoded) per step of a watch: each step holds the event loop while it
+# decodes, so a batch of thousands of writes reaches a watcher in steps of tens of ms.
+WATCH_BATCH = 200
 
 _COLUMNS, _KEY = COLUMNS, KEY
 
