@@ -36,6 +36,7 @@ from gossamer.resources import ResourceManager, deny_system
 from gossamer.settings import GlobalSettings, split_addr
 from gossamer.store import open_store
 from gossamer.store.base import Store
+from gossamer.telemetry import install_from_env
 from gossamer.tokens import DATAPLANE, ZONE
 
 log = logging.getLogger(__name__)
@@ -131,5 +132,6 @@ class GlobalControlPlane:
 
 
 def serve_forever(settings: GlobalSettings) -> None:
-    """Run until SIGINT/SIGTERM."""
+    """Run until SIGINT/SIGTERM; spans go out over OTLP if OTEL_EXPORTER_OTLP_* say so."""
+    install_from_env("gossamer-global", None)
     asyncio.run(run_until_signal(GlobalControlPlane(settings)))

@@ -20,6 +20,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from sync.deliveries import Deliveries
+from sync.delivery_metrics import DeliveryCollector
 from sync.observed import Observed
 from sync.outcomes import Outcome, Tally
 from sync.stream import MessageStream
@@ -95,6 +97,12 @@ class Insights:
                             ["zone"], registry=registry)
         self.rejections = Counter("gossamer_sync_rejected_streams",
                                   "Zone streams refused, by reason", ["reason"], registry=registry)
+        # The zone sync lag: from a GlobalToZone response to the zone's ACK (after storing).
+        self.deliveries = Deliveries()
+        registry.register(DeliveryCollector(
+            self.deliveries, "gossamer_zone_sync_lag_seconds",
+            "From the global sending a change to the zone ACKing it (stored)", "zone",
+            "gossamer_zone_sync_nacks"))
 
     def get(self, zone: str) -> ZoneInsight:
         return self._zones.setdefault(zone, ZoneInsight(zone))
@@ -116,6 +124,7 @@ class Insights:
         if error:
             z.last_error = error
         if z.streams == 0:
+            self.deliveries.forget(zone)
             z.disconnected_at = self._clock()
             self.online.labels(zone).set(0)
 
@@ -128,5 +137,10 @@ class Insights:
 
     def observe(self, inner: MessageStream, zone: str, publishing: bool) -> Observed:
         """``inner``, counting what crosses it for ``zone`` (``publishing``: GlobalToZone)."""
-        return Observed(inner, lambda message, outcome: self.count(
-            zone, message.type_url, outcome), publishing=publishing)
+
+        def report(message: Any, outcome: Outcome) -> None:
+            self.count(zone, message.type_url, outcome)
+            if publishing:
+                self.deliveries.observe(zone, zone, message, outcome, time.monotonic())
+
+        return Observed(inner, report, publishing=publishing)

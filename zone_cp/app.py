@@ -36,6 +36,7 @@ from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
 from gossamer.store import open_store
 from gossamer.store.base import Store
+from gossamer.telemetry import install_from_env
 from gossamer.tokens import DATAPLANE
 from zone_cp.agents import AgentRegistry
 from zone_cp.ca import ZoneCa
@@ -43,6 +44,7 @@ from zone_cp.check_routes import check_router
 from zone_cp.dataplane_routes import dataplane_router
 from zone_cp.guard import zone_write_guard
 from zone_cp.health_report import HealthReporter
+from zone_cp.http_sd import http_sd_router
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.inspect_relay import EnvoyInspector, inspect_router
 from zone_cp.mesh_state import MeshState
@@ -135,7 +137,8 @@ class ZoneControlPlane:
         routers = [dataplane_router(manager, parts.agents, parts.ads),
                    services_router(manager, self.settings.zone),
                    check_router(self.settings, parts),
-                   inspect_router(EnvoyInspector(parts.agents, self.settings.zone))]
+                   inspect_router(EnvoyInspector(parts.agents, self.settings.zone)),
+                   http_sd_router(parts.agents, parts.ads, self.settings.zone)]
         if parts.mesh_ca is None:
             routers.append(federated_dataplane_token_router())
         else:
@@ -244,5 +247,6 @@ class ZoneControlPlane:
 
 
 def serve_forever(settings: ZoneSettings) -> None:
-    """Run until SIGINT/SIGTERM."""
+    """Run until SIGINT/SIGTERM; spans go out over OTLP if OTEL_EXPORTER_OTLP_* say so."""
+    install_from_env("gossamer-zone", {"gossamer.zone": settings.zone})
     asyncio.run(run_until_signal(ZoneControlPlane(settings)))

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gossamer.errors import GossamerError, NotFound
@@ -58,6 +59,7 @@ from zone_cp.leftovers import LEFTOVER_GRACE
 from zone_cp.rollout import Rollout, Sidecars, bundle_roots
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("gossamer.ca")
 
 DEFAULT_WORKLOAD_LIFETIME = dt.timedelta(hours=24)
 REPORT_DEBOUNCE = 0.2   # seconds: sidecar events are gathered into one status report
@@ -144,7 +146,15 @@ class ZoneCa:
     async def sign(self, mesh: str, uris: Sequence[str],
                    csr: x509.CertificateSigningRequest,
                    now: dt.datetime | None = None) -> Signed:
-        """Sign ``csr`` with exactly ``uris`` (``workload_uris``) as its identity."""
+        """Sign ``csr`` with exactly ``uris`` (``workload_uris``) as its identity, in a
+        ``ca.issue`` span (exported over OTLP when configured: ``gossamer.telemetry``)."""
+        with tracer.start_as_current_span("ca.issue", attributes={
+                "gossamer.mesh": mesh, "gossamer.identity": ",".join(uris)}):
+            return await self._sign(mesh, uris, csr, now)
+
+    async def _sign(self, mesh: str, uris: Sequence[str],
+                    csr: x509.CertificateSigningRequest,
+                    now: dt.datetime | None = None) -> Signed:
         now = now or dt.datetime.now(dt.UTC)
         trust = self.trust(mesh)
         mesh_spec = await self._mesh(mesh)

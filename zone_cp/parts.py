@@ -39,6 +39,7 @@ from zone_cp.token_expiry import TokenLifetimes
 from zone_cp.vip_controller import DnsPublisher, VipAllocator
 from zone_cp.vips import parse_cidr
 from zone_cp.xds import AdsServer
+from zone_cp.xds_metrics import XdsCollector
 from zone_cp.xds_server import XdsServer
 
 
@@ -94,6 +95,7 @@ def build_parts(s: ZoneSettings, store: Store) -> ZoneParts:
     if not s.federated:  # a standalone zone owns its meshes' roots
         mesh_ca = MeshCaController(manager, local_zone=s.zone, metrics=metrics)
     metrics.register(CertificateCollector(agents))
+    metrics.register(XdsCollector(ads, agents))  # push latency, NACKs, connected
     sync = (ZoneSyncClient(s, manager, inspector=EnvoyInspector(agents, s.zone))
             if s.federated else None)
     return ZoneParts(store=store, manager=manager, metrics=metrics, tls=tls, state=state,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -52,9 +53,11 @@ from proxy.envoy.resources import (
     ProxyResources,
 )
 from sync.bounds import Bounds
+from sync.deliveries import Deliveries
 from sync.engine import Engine
 from sync.errors import SyncError
 from sync.observed import Observed
+from sync.outcomes import Outcome
 from sync.stream import NO_HEARTBEATS, abort_status, publish
 from zone_cp.agent_session import AgentSession, Change
 from zone_cp.agents import AgentRegistry
@@ -109,6 +112,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self._ids = itertools.count(1)
         # Every connected sidecar, regenerated only when a change affects it.
         self.fleet = Fleet(state, vips, cache or PieceCache())
+        # Push → ACK latency and NACKs of every stream, for /metrics (zone_cp.xds_metrics).
+        self.deliveries = Deliveries()
         agents.on_change(self._on_agent_change)
 
     def _on_agent_change(self, change: Change, session: AgentSession) -> None:
@@ -178,7 +183,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         engine = Engine(bounds=ADS_BOUNDS)
         try:
             await self._while_admitted(claims, context, publish(
-                engine, sid, _observed(context, insight, first),
+                engine, sid, _observed(context, insight, first, self.deliveries, sid),
                 lambda wake: self._follow(engine, session.dataplane, insight, wake),
                 NO_HEARTBEATS), stream)  # Envoy has gRPC keepalive, not ours
         except SyncError as exc:  # the proxy went away, or broke the protocol
@@ -187,6 +192,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 await context.abort(code, exc.detail)
         finally:
             self._release_stream(node_id, stream)
+            self.deliveries.forget(sid)
             insight.connected = node_id in self._streams  # a newer stream took over
 
     async def _admit_sidecar(self, node_id: str,
@@ -269,6 +275,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         insight = self.insights.setdefault(node_id, ProxyInsight(node_id))
         insight.connected = True
         engine = Engine(bounds=ADS_BOUNDS)
+        sid = f"{node_id}#{next(self._ids)}"
 
         def load() -> None:
             generated = ingresses.generate(node_id)
@@ -278,7 +285,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
 
         try:
             await self._while_admitted(session.claims, context, publish(
-                engine, f"{node_id}#{next(self._ids)}", _observed(context, insight, first),
+                engine, sid, _observed(context, insight, first, self.deliveries, sid,
+                                       "ingress"),
                 lambda wake: self._on_changes(load, wake), NO_HEARTBEATS))
         except SyncError as exc:
             log.info("ingress %s stream ended: %s", node_id, exc.detail)
@@ -286,6 +294,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 await context.abort(code, exc.detail)
         finally:
             insight.connected = False
+            self.deliveries.forget(sid)
             if node_id not in ingresses.sessions:  # nothing left to inspect
                 self.insights.pop(node_id, None)
 
@@ -302,10 +311,16 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         return self._state.listen(Coalesced(run))
 
 
-def _observed(context: grpc.aio.ServicerContext, insight: ProxyInsight,
-              first: Any) -> Observed:
-    """The ADS stream (``first`` already read from it), counting for ``insight``."""
-    return Observed(context, insight.observe, publishing=True, first=first)
+def _observed(context: grpc.aio.ServicerContext, insight: ProxyInsight, first: Any,
+              deliveries: Deliveries, sid: str, label: str = "sidecar") -> Observed:
+    """The ADS stream (``first`` already read from it), counting for ``insight`` and
+    timing each response until its ACK or NACK in ``deliveries`` under ``label``."""
+
+    def observe(message: Any, outcome: Outcome) -> None:
+        insight.observe(message, outcome)
+        deliveries.observe(sid, label, message, outcome, time.monotonic())
+
+    return Observed(context, observe, publishing=True, first=first)
 
 
 def _set_desired(engine: Engine, generated: ProxyResources) -> None:
