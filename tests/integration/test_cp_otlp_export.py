@@ -5,7 +5,8 @@ A real global (``gossamer global run``) exports over OTLP/gRPC to the suite's re
 it with a zone token) over OTLP/HTTP to ``tests.otlp_http.OtlpHttpReceiver``; both are
 configured only by ``OTEL_EXPORTER_OTLP_*`` variables. The zone's sync brings the
 global's spans of what it sent (``sync.delta.send``) and the zone's of what it stored
-(``sync.delta.apply``), each under its process's ``service.name``. An unsupported
+(``sync.delta.apply``), each under its process's ``service.name``; the global's
+``/metrics`` has timed the zone's ACKs (``gossamer_zone_sync_lag_seconds``). An unsupported
 protocol makes ``zone run`` exit 1 with one line naming the variable.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster import sample, scrape
 from tests.dataplane_apps import OtlpReceiver
 from tests.integration.cli_env import (
     CLI_TIMEOUT,
@@ -77,6 +79,12 @@ async def test_global_over_grpc_and_zone_over_http_export_their_sync_spans(
         assert spans(http_receiver, "gossamer-global") == set()  # each to its own receiver
         assert spans(grpc_receiver, "gossamer-zone") == set()
         assert {r.get("gossamer.zone") for r in http_receiver.resources} == {"west"}
+        # The global times each change it sent the zone until the zone ACKed it (stored).
+        lag = "gossamer_zone_sync_lag_seconds"
+        samples = await scrape(glob.api)
+        count = sample(samples, f"{lag}_count", zone="west")
+        assert count > 0
+        assert sample(samples, f"{lag}_bucket", zone="west", le="+Inf") == count
     finally:
         if zone is not None:
             await asyncio.to_thread(zone.stop)
