@@ -20,11 +20,16 @@ from collections.abc import Callable
 
 class Coalesced:
     """``fn``, run soon after the first call since its last run; other calls until then
-    do nothing. Calls must come from a running event loop."""
+    do nothing. With ``min_interval`` (seconds), a run starts no sooner than that after
+    the previous one started: a long batch handed over in slices (``gossamer.store.
+    follow``) then costs a few runs, not one per slice. Calls must come from a running
+    event loop."""
 
-    def __init__(self, fn: Callable[[], None]) -> None:
+    def __init__(self, fn: Callable[[], None], min_interval: float = 0.0) -> None:
         self._fn = fn
+        self._min_interval = min_interval
         self._handle: asyncio.Handle | None = None
+        self._last: float | None = None
 
     @property
     def scheduled(self) -> bool:
@@ -32,8 +37,12 @@ class Coalesced:
         return self._handle is not None
 
     def __call__(self, _change: object = None) -> None:
-        if self._handle is None:
-            self._handle = asyncio.get_running_loop().call_soon(self._run)
+        if self._handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = 0.0 if self._last is None else self._last + self._min_interval - loop.time()
+        self._handle = (loop.call_later(wait, self._run) if wait > 0
+                        else loop.call_soon(self._run))
 
     def cancel(self) -> None:
         """Drop a scheduled run, if any (a later call schedules one again)."""
@@ -43,4 +52,6 @@ class Coalesced:
 
     def _run(self) -> None:
         self._handle = None  # first: a call made while fn runs schedules another run
+        if self._min_interval:
+            self._last = asyncio.get_running_loop().time()
         self._fn()

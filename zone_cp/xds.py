@@ -2,9 +2,10 @@
 
 A sidecar's Envoy connects with the node id its agent registered (``dp:<mesh>:<name>``) and
 the dataplane token as metadata. Each stream gets its own ``Engine``; its desired state is
-``proxy.envoy.generate`` of the proxy's context, recomputed when the mesh state changes
-(coalesced to once per loop turn) — the engine then sends only resources whose bytes
-changed, so an endpoint change reaches the proxies as one EDS resource each. The last
+the proxy's generated resources, which the zone's ``zone_cp.fleet.Fleet`` regenerates
+when a change affects them (only those proxies, in coalesced rounds) — the engine then
+sends only resources whose bytes changed, so an endpoint change reaches the callers as
+one EDS resource each. The last
 generated config and the ACK/NACK outcome are kept per proxy for ``inspect``.
 
 A zone ingress's Envoy (node ``ingress:<name>``, registered by an ingress agent in
@@ -77,6 +78,11 @@ log = logging.getLogger(__name__)
 # and it sends one ACK per response, so a few per type wait at most.
 ADS_BOUNDS = Bounds(types=frozenset(TYPE_URLS.values()), max_names=20_000,
                     max_name_length=256, max_queued=64)
+
+
+# A zone ingress's resources cover every service of the zone: rebuilt at most this often
+# (seconds) however many slices a batch of changes arrives in, like the fleet's rounds.
+INGRESS_INTERVAL = 0.05
 
 
 @dataclass
@@ -301,14 +307,14 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def _on_changes(self, load: Callable[[], None], wake: Callable[[], None], *,
                     first: Callable[[], None] | None = None) -> Callable[[], None]:
         """``first`` (by default ``load``) now, then ``load`` and ``wake`` after state
-        changes, coalesced to once per loop turn; returns the unlisten function."""
+        changes, at most every ``INGRESS_INTERVAL``; returns the unlisten function."""
 
         def run() -> None:
             load()
             wake()
 
         (first or load)()
-        return self._state.listen(Coalesced(run))
+        return self._state.listen(Coalesced(run, min_interval=INGRESS_INTERVAL))
 
 
 def _observed(context: grpc.aio.ServicerContext, insight: ProxyInsight, first: Any,

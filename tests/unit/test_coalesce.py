@@ -50,3 +50,21 @@ async def test_cancel_drops_the_scheduled_run() -> None:
     work()
     await turn()
     assert runs == [1]
+
+
+async def test_a_minimum_interval_spaces_the_runs() -> None:
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+    work = Coalesced(lambda: starts.append(loop.time()), min_interval=0.05)
+    work()
+    await turn()
+    assert len(starts) == 1
+    work()  # asked again at once: waits out the interval, then runs once
+    work()
+    await turn()
+    assert len(starts) == 1 and work.scheduled
+    deadline = loop.time() + 5
+    while len(starts) < 2 and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    assert len(starts) == 2
+    assert starts[1] - starts[0] >= 0.05
