@@ -14,7 +14,8 @@ and a round starts at most once per ``interval`` (bursts cost each proxy a few
 regenerations, not one per change). A round yields to the event loop every ``slice``
 seconds, so the agent API, certificates and ACKs are answered while a mesh-wide change
 regenerates thousands of proxies. Within one state generation, proxies with the same
-policy-matching inputs share one ``match_policies`` result (``Shared``).
+policy-matching inputs share one ``match_policies`` result, and proxies of one class one
+shape of outbounds, routes and clusters (``zone_cp.fleet_shared.Shared``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from zone_cp.xds_resources import Entries
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[ProxyResources, Entries], None]
-EVERY_MESH = None  # a change to a kind without a mesh (ZoneIngress, Zone), or a refresh
 
 
 @dataclass(eq=False)
