@@ -1,16 +1,18 @@
 """What proxies regenerated in one state generation share, and what each one read.
 
 ``Shared.generate`` builds one proxy's Envoy resources from its ``ProxyInputs``. Within
-one ``MeshState`` generation it reuses the work of proxies that came before: the
-``match_policies`` result of any proxy with the same matching inputs (candidate policies,
-inbound ports and tags, outbound services, reachable services; the name too when a
-candidate targets a Dataplane), the shape (``proxy.envoy.generate_shape``: outbounds,
-routes, clusters, load assignments) of any proxy with the same matching result and
-``shape_key``, to which only the proxy's own part (inbounds, Prometheus listener) is
-added, and the encoding of any message object another proxy already encoded (shared
-shapes, and the ``PieceCache``'s clusters and load assignments). ``Reading`` is the
-services map as the generator sees it: it records the names looked up, so the fleet
-knows which endpoint changes concern a proxy.
+one ``MeshState`` generation it reuses the work of proxies that came before:
+
+- the ``match_policies`` result of any proxy with the same matching inputs (candidate
+  policies, inbound ports and tags, outbound and reachable services: ``match_key``);
+- the shape (``proxy.envoy.generate_shape``: outbounds, routes, clusters, load
+  assignments) of any proxy with the same matching result and ``shape_key``, to which
+  only the proxy's own part (inbounds, Prometheus listener) is added;
+- the encoding of any message object another proxy already encoded (shared shapes, and
+  the ``PieceCache``'s clusters and load assignments).
+
+``Reading`` is the services map as the generator sees it: it records the names looked
+up, so the fleet knows which endpoint changes concern a proxy.
 """
 
 from __future__ import annotations
@@ -20,10 +22,8 @@ from dataclasses import dataclass, replace
 
 from google.protobuf.message import Message
 
-from gossamer.model.base import Resource
-from gossamer.model.policy import TargetKind
 from gossamer.policy import ProxyPolicies
-from gossamer.policy.selectors import top_target_ref
+from gossamer.policy.index import match_key as policy_match_key
 from proxy.context import ProxyContext, Service
 from proxy.envoy import PieceCache, combine, generate_own, generate_shape, shape_key
 from proxy.envoy.resources import ProxyResources
@@ -157,17 +157,7 @@ class Shared:
 
 
 def match_key(inputs: ProxyInputs) -> Hashable:
-    """Everything ``match_policies`` reads of a proxy in one state generation: the
-    candidates (by identity: ``MeshState`` holds them for the generation), inbound keys
-    and tags, outbound and reachable services, and the proxy's name only when a candidate
-    targets a Dataplane (the one selector that reads it)."""
-    view = inputs.view
-    named = any(_targets_dataplane(c) for c in inputs.candidates)
-    return (tuple(id(c) for c in inputs.candidates),
-            tuple((ib.key, tuple(sorted(ib.tags.items()))) for ib in view.inbounds),
-            view.outbound_services, inputs.reachable, view.name if named else None)
-
-
-def _targets_dataplane(policy: Resource) -> bool:
-    ref = top_target_ref(policy)
-    return ref is not None and ref.kind is TargetKind.DATAPLANE
+    """What ``match_policies`` reads of a proxy: ``gossamer.policy.index.match_key``
+    (inbounds, outbound services, candidates' identity; a Dataplane-targeted candidate
+    makes the identity that proxy's alone) and the destinations matched."""
+    return (policy_match_key(inputs.view, inputs.candidates), inputs.reachable)

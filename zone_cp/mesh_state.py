@@ -26,6 +26,7 @@ from gossamer.model.registry import REGISTRY
 from gossamer.model.zone import disabled_zones
 from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.policy import ProxyPolicies, RouteBackends, match_policies
+from gossamer.policy.index import Candidates
 from gossamer.policy.selectors import ProxyView
 from gossamer.store.base import Store
 from gossamer.store.follow import follow
@@ -221,12 +222,12 @@ class MeshState:
         assert isinstance(built, dict)
         return MappingProxyType(built)
 
-    def candidates(self, view: ProxyView) -> tuple[Resource, ...]:
-        """The mesh's policies that select the proxy ``view``, in policy order, looked up
-        in the mesh's ``PolicyIndex`` (changed in place by each policy change; the tuple
-        is new on every call)."""
+    def candidates(self, view: ProxyView) -> Candidates:
+        """The mesh's policies that select the proxy ``view``, in policy order, with
+        their identity, looked up in the mesh's ``PolicyIndex`` (changed in place by each
+        policy change; the result is new on every call)."""
         held = self._ordered.get(view.mesh)
-        return held.index.select(view).policies if held is not None else ()
+        return held.index.select(view) if held is not None else Candidates((), ())
 
     def inputs(self, dataplane: Resource,
                extra_outbounds: tuple[OutboundListener, ...] = ()) -> ProxyInputs:
@@ -257,7 +258,7 @@ class MeshState:
         return found
 
     def match(self, inputs: ProxyInputs) -> ProxyPolicies:
-        return match_policies(inputs.dataplane, inputs.candidates,
+        return match_policies(inputs.dataplane, inputs.candidates.policies,
                               destinations=inputs.reachable, zone=self.zone,
                               only_destinations=True, presorted=True)
 
@@ -300,16 +301,14 @@ class ProxyInputs:
     outbounds: tuple[OutboundListener, ...]
     reachable: frozenset[str]
     view: ProxyView
-    candidates: tuple[Resource, ...]
+    candidates: Candidates
 
     def same_as(self, other: ProxyInputs) -> bool:
-        """Resources compare by identity: ``MeshState`` holds a new object for every
-        stored change."""
+        """Resources compare by identity (``MeshState`` holds a new object for every
+        stored change), candidate policies by their stored versions."""
         return (self.dataplane is other.dataplane and self.mesh is other.mesh
                 and self.outbounds == other.outbounds and self.reachable == other.reachable
-                and len(self.candidates) == len(other.candidates)
-                and all(a is b for a, b in zip(self.candidates, other.candidates,
-                                                strict=True)))
+                and self.candidates.identity == other.candidates.identity)
 
 
 class _Known(Mapping[str, Service]):

@@ -195,7 +195,7 @@ class Followed:
         start = time.process_time()
         await self.store.update(changed, current.meta.version)
         await asyncio.wait_for(self.applied.wait(), 30)
-        found = self.state.candidates(self.view)
+        found = self.state.candidates(self.view).policies
         self.state.route_backends("default").reachable(self.outbounds)
         spent = time.process_time() - start
         stored = self.state.get("MeshTimeout", self.target["name"], "default")

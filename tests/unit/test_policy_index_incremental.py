@@ -149,7 +149,7 @@ def assert_state_as_reset(state: MeshState, fresh: MeshState, fleet: list[Resour
         assert same_candidates(tuple(state.policies(mesh)), tuple(fresh.policies(mesh)))
     for dp in fleet:
         mine, theirs = state.inputs(dp), fresh.inputs(dp)
-        assert same_candidates(mine.candidates, theirs.candidates), dp.name
+        assert same_candidates(mine.candidates.policies, theirs.candidates.policies), dp.name
         assert mine.reachable == theirs.reachable, dp.name
 
 
