@@ -177,6 +177,11 @@ class Session:
         except grpc.aio.AioRpcError as exc:
             what = "the session" if self.connects > connects else "the dataplane's registration"
             raise self._client.translate(exc, what) from None
+        except asyncio.InvalidStateError:
+            # A write (a heartbeat, a status) raced the call's end, e.g. the CP stopping:
+            # grpc.aio raises this rather than the call's status. Retried like any break.
+            raise ControlPlaneUnavailable("the session ended while the agent was writing "
+                                          "to it") from None
         finally:
             call.cancel()
 

@@ -30,8 +30,11 @@ class FakeCall:
         self.written: list[agent_pb2.AgentMessage] = []
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self.cancelled = False
+        self.finished = False  # as grpc.aio's call once the RPC ended
 
     async def write(self, message: agent_pb2.AgentMessage) -> None:
+        if self.finished:
+            raise asyncio.InvalidStateError("RPC already finished.")
         self.written.append(message)
 
     async def read(self) -> Any:
@@ -204,6 +207,30 @@ async def test_a_refusal_after_registration_backs_off_and_clears_the_token() -> 
         await eventually(lambda: len(client.calls) == 3, what="the try after")
         client.calls[2].inbox.put_nowait(REGISTERED)
         await eventually(lambda: s.token == "token-2", what="registered with the replaced token")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_write_racing_the_calls_end_is_a_break_not_a_crash() -> None:
+    """grpc.aio raises InvalidStateError from a write on a call that already ended (the CP
+    stopped between two heartbeats): the session registers again instead of ending."""
+    client, renews = FakeClient(), list[int]()
+    s = session(client, renews)
+    task = asyncio.create_task(s.run())
+    try:
+        await eventually(lambda: len(client.calls) == 1, 5, "the first stream", interval=0.001)
+        call = client.calls[0]
+        call.inbox.put_nowait(REGISTERED)
+        await asyncio.wait_for(s.registered, 5)
+        call.finished = True
+        s.report(FIRST)  # its status write meets the finished call
+        await eventually(lambda: len(client.calls) == 2, 5, "a new stream", interval=0.001)
+        assert not task.done()
+        assert "ended while the agent was writing" in (s.last_error or "")
+        client.calls[1].inbox.put_nowait(REGISTERED)
+        await eventually(lambda: client.calls[1].statuses() == [FIRST], 5,
+                         "the status on the new stream", interval=0.001)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
