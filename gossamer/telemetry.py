@@ -77,12 +77,15 @@ def install_from_env(service_name: str, attributes: Mapping[str, str] | None = N
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[assignment]
-            OTLPSpanExporter,
-        )
+    try:
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[assignment]
+                OTLPSpanExporter,
+            )
+    except ImportError as exc:
+        raise TelemetryError(_shadowed_proto(exc)) from None
     # Ours first, then OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME over them.
     ours = Resource.create({"service.name": service_name, **(attributes or {})})
     resource = ours.merge(OTELResourceDetector().detect())
@@ -92,3 +95,18 @@ def install_from_env(service_name: str, attributes: Mapping[str, str] | None = N
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     return protocol
+
+
+def _shadowed_proto(exc: ImportError) -> str:
+    """Why the OTLP exporter did not load, and the fix: pip installs xds-protos, which
+    ships an old copy of ``opentelemetry/proto``, in no fixed order with
+    opentelemetry-proto, and the last one written wins."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("opentelemetry-proto")
+    except metadata.PackageNotFoundError:
+        version = "<the version of opentelemetry-sdk>"
+    return (f"OTLP export is configured but its exporter cannot load ({exc}): xds-protos "
+            f"overwrote opentelemetry-proto's modules with an old copy; put them back with "
+            f"`pip install --force-reinstall --no-deps opentelemetry-proto=={version}`")
