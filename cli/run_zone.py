@@ -7,6 +7,10 @@ Plaintext ``grpc://`` is refused outright: the zone token and the zone's certifi
 signing requests would cross the network in clear, and "encrypted but unverified" is
 already available for test setups.
 
+``--global`` may name several addresses of the global (its replicas: repeated, comma- or
+space-separated in ``GOSSAMER_GLOBAL_ADDRESS``, or one name with several address
+records); the zone dials them in turn.
+
 Everything is checked here, before the process starts, so a mistake is one line and
 exit 2 rather than a zone that retries forever against the wrong place.
 """
@@ -45,6 +49,21 @@ def check_global_url(_: click.Context, __: click.Parameter, value: str | None) -
             or parts.path.strip("/") or parts.query or parts.fragment or parts.username):
         raise click.BadParameter(f"{value!r}: expected grpcs://HOST:PORT, like {GLOBAL_EXAMPLE}")
     return f"grpcs://{parts.netloc}"
+
+
+def check_global_urls(ctx: click.Context, param: click.Parameter,
+                      values: tuple[str, ...]) -> tuple[str, ...]:
+    """Each address of a repeated or comma-separated ``--global``, checked, once each."""
+    urls: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            url = check_global_url(ctx, param, part.strip()) if part.strip() else None
+            if url is not None and url not in urls:
+                urls.append(url)
+    if values and not urls:
+        raise click.BadParameter(f"no address in {', '.join(map(repr, values))}; expected "
+                                 f"grpcs://HOST:PORT, like {GLOBAL_EXAMPLE}")
+    return tuple(urls)
 
 
 def check_federation(global_url: str | None, token_file: Path | None, global_ca: Path | None,
@@ -94,10 +113,12 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
               callback=params.addr,
               help="HOST:PORT of the xDS server and agent API for sidecars (gRPC over TLS).")
 @params.store_option
-@click.option("--global", "global_url", envvar="GOSSAMER_GLOBAL_ADDRESS", show_envvar=True,
-              default=None, callback=check_global_url, metavar="grpcs://HOST:PORT",
+@click.option("--global", "global_urls", envvar="GOSSAMER_GLOBAL_ADDRESS", show_envvar=True,
+              multiple=True, callback=check_global_urls, metavar="grpcs://HOST:PORT",
               help="Federate with the global control plane at this address. TLS only: "
-                   "plaintext grpc:// is refused. Without it the zone is standalone.")
+                   "plaintext grpc:// is refused. Without it the zone is standalone. "
+                   "Several addresses (the global's replicas: repeated or comma-separated) "
+                   "are dialled in turn; a broken stream moves to the next.")
 @click.option("--token-file", envvar="GOSSAMER_ZONE_TOKEN_FILE", show_envvar=True,
               default=None, type=_FILE, callback=params.token_file,
               help="The zone token (from `gossamer token zone` at the global); with --global.")
@@ -127,7 +148,7 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 @params.heartbeat_options
 @params.log_level_option
 def run(zone: str, data_dir: Path | None, api_addr: str, xds_addr: str, store: str,
-        global_url: str | None, token_file: Path | None, global_ca: Path | None,
+        global_urls: tuple[str, ...], token_file: Path | None, global_ca: Path | None,
         insecure_skip_verify: bool, vip_cidr: str, tls_hosts: tuple[str, ...],
         agent_grace: float, api_max_body: int, api_tls: bool, api_tls_cert: Path | None,
         api_tls_key: Path | None, heartbeat_interval: float,
@@ -137,10 +158,12 @@ def run(zone: str, data_dir: Path | None, api_addr: str, xds_addr: str, store: s
     Without --global it is a standalone single-zone mesh; with --global grpcs://HOST:5685
     --token-file F and --global-ca F (or --insecure-skip-verify) it joins a federation.
     """
+    global_url = global_urls[0] if global_urls else None
     check_federation(global_url, token_file, global_ca, insecure_skip_verify)
     params.check_heartbeats(heartbeat_interval, heartbeat_timeout)
     settings = ZoneSettings(zone=zone, data_dir=data_dir, api_addr=api_addr, xds_addr=xds_addr,
-                            store=store, global_url=global_url, token_file=token_file,
+                            store=store, global_url=global_url,
+                            global_alternates=global_urls[1:], token_file=token_file,
                             global_ca=global_ca, insecure_skip_verify=insecure_skip_verify,
                             heartbeat_interval=heartbeat_interval,
                             heartbeat_timeout=heartbeat_timeout, vip_cidr=vip_cidr,

@@ -113,6 +113,8 @@ class ZoneSettings:
     its services' virtual IPs from (``<service>.mesh``, DESIGN §6). ``agent_grace`` is how
     many seconds after a start the Dataplanes and ZoneIngresses a previous run left stored
     wait for their agents to register again before they are removed.
+    ``global_alternates``: more addresses of the same global (its replicas), which the
+    sync client tries in turn after ``global_url`` (``global_urls`` is them all).
     """
 
     zone: str
@@ -130,6 +132,7 @@ class ZoneSettings:
     vip_cidr: str = DEFAULT_VIP_CIDR
     agent_grace: float = 60.0
     api: ApiSettings = ApiSettings()
+    global_alternates: tuple[str, ...] = ()
 
     @property
     def directory(self) -> Path:
@@ -138,3 +141,8 @@ class ZoneSettings:
     @property
     def federated(self) -> bool:
         return self.global_url is not None
+
+    @property
+    def global_urls(self) -> tuple[str, ...]:
+        """Every address of the global, in the order the sync client tries them."""
+        return () if self.global_url is None else (self.global_url, *self.global_alternates)

@@ -10,7 +10,14 @@ answers the global's ``inspect`` requests on the same channel (a refused zone op
 third stream); its failures never end the sync streams.
 
 Either stream failing ends both; the client re-dials with exponential backoff and
-jitter. A refusal by the global (bad token, disabled zone) is logged with the global's
+jitter. With several ``--global`` addresses (the global's replicas) it dials them in turn
+(``gossamer.failover``): a refused dial or a broken stream moves to the next address
+after a short pause, and the backoff grows only once every address has failed in a row.
+Whichever replica it reaches, the ``Mirror`` is rebuilt from the zone's store, so the
+zone receives only what it missed. A name with several address records is dialled by
+gRPC's own resolver, which tries each record in turn (pick-first).
+
+A refusal by the global (bad token, disabled zone) is logged with the global's
 reason and backed off the same way; ``status`` says what happened last. A global whose
 certificate does not verify is reported as the address dialled and the flag that fixes
 it (``--tls-host`` at the global, or the right ``--global-ca``:
@@ -32,6 +39,7 @@ import grpc
 
 import gossamer
 from gossamer.errors import GossamerError
+from gossamer.failover import Failover
 from gossamer.model.base import Resource
 from gossamer.model.labels import ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL
 from gossamer.pki.dial_errors import explain, verify_failure
@@ -131,6 +139,7 @@ class ZoneSyncClient:
 
     async def run(self) -> None:
         feed = asyncio.create_task(self._feed.run(), name="zone-feed")
+        order = Failover(self._settings.global_urls or ("",))
         delay = self.redial.initial
         loop = asyncio.get_running_loop()
         try:
@@ -138,29 +147,34 @@ class ZoneSyncClient:
             while True:
                 started = loop.time()
                 self.status.attempts += 1
+                url = order.current
                 try:
-                    await self._connect_once()
+                    await self._connect_once(url)
                 except SyncConfigError as exc:
                     self.status.last_error = exc.detail  # retrying cannot help: say why
                     raise
                 except (grpc.aio.AioRpcError, GossamerError, OSError) as exc:
-                    self.status.last_error = _describe(exc, self._settings)
-                    log.warning("zone %s: sync with the global failed: %s",
-                                self._settings.zone, self.status.last_error)
+                    self.status.last_error = _describe(exc, self._settings, url)
+                    log.warning("zone %s: sync with the global at %s failed: %s",
+                                self._settings.zone, url, self.status.last_error)
                 finally:
                     self.status.connected = False
                     self.connected.clear()
                 if loop.time() - started > self.redial.healthy_after:
                     delay = self.redial.initial
-                delay = min(delay, self.redial.maximum)
-                await asyncio.sleep(delay * (0.5 + self._rng.random()))
-                delay = min(delay * 2, self.redial.maximum)
+                    order.succeeded()
+                # Another replica next; the backoff only once all of them failed in a row.
+                round_failed = order.failed()
+                pause = min(delay, self.redial.maximum) if round_failed else self.redial.initial
+                await asyncio.sleep(pause * (0.5 + self._rng.random()))
+                if round_failed:
+                    delay = min(delay * 2, self.redial.maximum)
         finally:
             feed.cancel()
 
-    async def _connect_once(self) -> None:
+    async def _connect_once(self, url: str) -> None:
         s = self._settings
-        host, port = parse_global_url(s.global_url or "")
+        host, port = parse_global_url(url)
         creds, options = await _channel_credentials(s, host, port)
         metadata = (("authorization", f"Bearer {self._token()}"), (ZONE_METADATA, s.zone),
                     ("gossamer-version", gossamer.__version__))
@@ -229,13 +243,13 @@ class ZoneSyncClient:
         await publish(engine, "global", call, view.follow, self._beats)
 
 
-def _describe(exc: BaseException, settings: ZoneSettings) -> str:
+def _describe(exc: BaseException, settings: ZoneSettings, url: str) -> str:
     if isinstance(exc, grpc.aio.AioRpcError):
         details = exc.details() or ""
         failure = (verify_failure(details) if exc.code() == grpc.StatusCode.UNAVAILABLE
                    else None)
-        if failure is not None and settings.global_url:
-            host, port = parse_global_url(settings.global_url)
+        if failure is not None and url:
+            host, port = parse_global_url(url)
             ca = str(settings.global_ca) if settings.global_ca else None
             target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             return explain(failure, target, host, "--global-ca", ca)
