@@ -69,7 +69,7 @@ class AgentOptions:
     command lists last.
     """
 
-    cp: str
+    cp: tuple[str, ...]
     token_file: Path
     cp_ca: Path
     work_dir: Path | None
@@ -80,10 +80,17 @@ class AgentOptions:
     drain_time: float
     log_level: str
 
+    def addresses(self) -> tuple[ControlPlaneAddress, ...]:
+        """Every ``--cp`` address, parsed (``InputError`` names a bad one)."""
+        from proxy.agent.cp_client import ControlPlaneAddress
+
+        return tuple(ControlPlaneAddress.parse(url) for url in self.cp)
+
     def settings(self, kind: type[S], cp: ControlPlaneAddress, /, *, token: str,
                  work_dir: Path, admin_port: int, **specific: Any) -> S:
         """The agent's settings of type ``kind``: these options, the token, work directory
-        and admin port as the command resolved them, and the kind's own fields.
+        and admin port as the command resolved them, and the kind's own fields. ``cp`` is
+        the first ``--cp`` address; the others become ``cp_alternates``.
 
         Finds the Envoy binary (``InputError`` if there is none) and reads the CA file:
         the last checks, after the command's own.
@@ -92,7 +99,9 @@ class AgentOptions:
             binary = find_envoy(self.envoy_binary)
         except EnvoyNotFound as exc:
             raise InputError(str(exc)) from None
-        return kind(cp=cp, token=token, cp_ca_pem=self.cp_ca.read_bytes(),
+        alternates = tuple(a for a in self.addresses() if a != cp)
+        return kind(cp=cp, cp_alternates=alternates, token=token,
+                    cp_ca_pem=self.cp_ca.read_bytes(),
                     work_dir=work_dir, envoy_binary=binary, admin_port=admin_port,
                     concurrency=self.concurrency, envoy_log_level=self.envoy_log_level,
                     drain_time=self.drain_time, supervision=SupervisionPolicy(),
@@ -135,9 +144,10 @@ def control_plane_options(kind: AgentKind) -> Decorator:
     """``--cp``, ``--token-file``, ``--cp-ca``: where to register, and with what."""
     return _apply([
         click.option("--cp", required=True, envvar="GOSSAMER_CP_ADDRESS", show_envvar=True,
-                     metavar="https://HOST:PORT",
+                     metavar="https://HOST:PORT", multiple=True, callback=_cp_list,
                      help="The zone control plane's xDS and agent API, like "
-                          "https://zone-cp:5678."),
+                          "https://zone-cp:5678. Several (the zone CP's replicas: repeated "
+                          "or comma-separated) are dialled in turn."),
         click.option("--token-file", required=True, type=FILE, callback=kind.token_check,
                      envvar=kind.token_envvar, show_envvar=True, help=kind.token_help),
         click.option("--cp-ca", required=True, type=FILE, envvar="GOSSAMER_CP_CA",
@@ -145,6 +155,16 @@ def control_plane_options(kind: AgentKind) -> Decorator:
                      help="The zone control plane's CA certificate (<zone data "
                           "dir>/tls/ca.pem)."),
     ])
+
+
+def _cp_list(_: click.Context, __: click.Parameter, values: tuple[str, ...]
+             ) -> tuple[str, ...]:
+    """The ``--cp`` addresses of a repeated or comma-separated option, once each (each
+    one is parsed, with its own message, when the settings are built)."""
+    urls = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    if values and not urls:
+        raise click.BadParameter("no address; expected https://HOST:PORT")
+    return tuple(dict.fromkeys(urls))
 
 
 def envoy_options(kind: AgentKind) -> Decorator:

@@ -116,11 +116,10 @@ def build_settings(options: IngressOptions) -> IngressSettings:
     # load at the start of every `gossamer` command, which imports this module.
     # Lazy like the imports above.
     from proxy.agent import token_file as tokens
-    from proxy.agent.cp_client import ControlPlaneAddress
     from zone_ingress.agent import IngressSettings
 
     agent = options.agent
-    address = ControlPlaneAddress.parse(agent.cp)
+    address = agent.addresses()[0]
     token = tokens.read(agent.token_file, tokens.INGRESS_TOKEN)
     name = options.name or f"{zone_of(token)}-ingress"
     host, port = options.listen

@@ -118,12 +118,11 @@ def build_settings(options: ProxyOptions) -> AgentSettings:
     # would load at the start of every `gossamer` command, which imports this module.
     from dns.server import ServerConfig
     from proxy.agent.agent import AgentSettings
-    from proxy.agent.cp_client import ControlPlaneAddress
     from proxy.agent.vip_route import VipRoute
 
     metrics_tls = read_metrics_tls(options.metrics_cert_file, options.metrics_key_file)
     agent = options.agent
-    address = ControlPlaneAddress.parse(agent.cp)
+    address = agent.addresses()[0]
     loaded = dataplane_file.load(options.dataplane,
                                  dataplane_file.parse_vars(options.dataplane_vars))
     for name in loaded.unused_vars:

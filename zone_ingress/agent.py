@@ -93,6 +93,7 @@ def ingress_bootstrap(settings: IngressSettings, reg: Registration,
     doc = bootstrap.bootstrap(bootstrap.BootstrapParams(
         node_id=reg.node_id, mesh="", dataplane=reg.name, zone=reg.zone, service=reg.name,
         cp_host=settings.cp.host, cp_port=settings.cp.port,
+        cp_alternates=tuple((a.host, a.port) for a in settings.cp_alternates),
         cp_ca_pem=settings.cp_ca_pem.decode(), token=token or settings.token, sds_socket="",
         admin_port=settings.admin_port))
     doc["node"]["metadata"] = {INGRESS_METADATA: reg.name}
@@ -135,7 +136,8 @@ class IngressAgent:
         registration_json = s.registration_json()
         s.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         s.work_dir.chmod(0o700)
-        self.client = AgentClient(s.cp, s.cp_ca_pem, s.token, ca_file=s.cp_ca_file)
+        self.client = AgentClient(s.cp, s.cp_ca_pem, s.token, ca_file=s.cp_ca_file,
+                                  alternates=s.cp_alternates)
         self.tokens = tokens = TokenRefresher(s.token_file, self.client, what=INGRESS_TOKEN,
                                               write_bootstrap=self._write_bootstrap)
         self.session = tokens.session = Session(

@@ -165,7 +165,8 @@ class Agent:
         s.work_dir.chmod(0o700)
         await self.resolver.start()  # first: a taken --dns-addr fails before registering
         dataplane = await vip_route.ready(s.dataplane, s.vip)  # can Envoy bind the VIPs?
-        self.client = AgentClient(s.cp, s.cp_ca_pem, s.token, ca_file=s.cp_ca_file)
+        self.client = AgentClient(s.cp, s.cp_ca_pem, s.token, ca_file=s.cp_ca_file,
+                                  alternates=s.cp_alternates)
         self.tokens = tokens = TokenRefresher(s.token_file, self.client, what=DATAPLANE_TOKEN,
                                               write_bootstrap=self._write_bootstrap)
         self.session = tokens.session = Session(
@@ -215,6 +216,7 @@ class Agent:
             node_id=reg.node_id, mesh=reg.mesh, dataplane=reg.name, zone=reg.zone,
             service=(s.dataplane.spec.services or [reg.name])[0],
             cp_host=s.cp.host, cp_port=s.cp.port, cp_ca_pem=s.cp_ca_pem.decode(),
+            cp_alternates=tuple((a.host, a.port) for a in s.cp_alternates),
             token=token, sds_socket=str(sock), admin_port=s.admin_port)))
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

@@ -42,7 +42,8 @@ _FILE_LOG = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAcc
 class BootstrapParams:
     """Everything the bootstrap depends on.
 
-    ``cp_host``/``cp_port``: the zone CP as given by ``--cp``; ``cp_ca_pem``: the CA that
+    ``cp_host``/``cp_port``: the zone CP as given by ``--cp``; ``cp_alternates``: its
+    other addresses (replicas), as (host, port); ``cp_ca_pem``: the CA that
     signed its serving certificate (``--cp-ca``); ``sds_socket``: the agent's SDS socket.
     """
 
@@ -57,6 +58,7 @@ class BootstrapParams:
     token: str
     sds_socket: str
     admin_port: int = 9901
+    cp_alternates: tuple[tuple[str, int], ...] = ()
 
 
 def _is_ip(host: str) -> bool:
@@ -84,24 +86,32 @@ def _http2(keepalive: bool = False) -> dict[str, Any]:
         "@type": _HTTP_OPTIONS, "explicit_http_config": {"http2_protocol_options": options}}}
 
 
+def _san(host: str) -> dict[str, Any]:
+    if _is_ip(host):
+        return {"san_type": "IP_ADDRESS", "matcher": {"exact": str(ipaddress.ip_address(host))}}
+    return {"san_type": "DNS", "matcher": {"exact": host}}
+
+
 def ads_cluster(p: BootstrapParams) -> dict[str, Any]:
-    ip = _is_ip(p.cp_host)
+    """The zone CP's xDS: one endpoint per ``--cp`` address (Envoy moves its ADS stream to
+    another when one fails); a certificate naming any of them verifies."""
+    addresses = [(p.cp_host, p.cp_port), *p.cp_alternates]
+    ip = all(_is_ip(host) for host, _ in addresses)
     tls: dict[str, Any] = {
         "@type": _TLS,
         "common_tls_context": {"validation_context": {
             "trusted_ca": {"inline_string": p.cp_ca_pem},
-            "match_typed_subject_alt_names": [{
-                "san_type": "IP_ADDRESS" if ip else "DNS",
-                "matcher": {"exact": str(ipaddress.ip_address(p.cp_host)) if ip
-                            else p.cp_host}}]}},
+            "match_typed_subject_alt_names": [_san(h) for h in dict.fromkeys(
+                host for host, _ in addresses)]}},
     }
-    if not ip:
+    if not _is_ip(p.cp_host):
         tls["sni"] = p.cp_host  # an IP literal is not a valid SNI (RFC 6066)
     cluster: dict[str, Any] = {
         "name": ADS_CLUSTER,
         "type": "STATIC" if ip else "STRICT_DNS",
         "connect_timeout": "5s",
-        "load_assignment": _endpoints(ADS_CLUSTER, _socket(p.cp_host, p.cp_port)),
+        "load_assignment": {"cluster_name": ADS_CLUSTER, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": _socket(host, port)}} for host, port in addresses]}]},
         "typed_extension_protocol_options": _http2(keepalive=True),
         "upstream_connection_options": {"tcp_keepalive": {
             "keepalive_time": 30, "keepalive_interval": 10, "keepalive_probes": 3}},

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import grpc
 
 import gossamer
+from gossamer.failover import Failover
 from gossamer.pki.dial_errors import explain, verify_failure
 from proxy.agent.errors import (
     AgentError,
@@ -152,16 +153,41 @@ def dns_table_from_proto(msg: agent_pb2.DnsTable) -> DnsTable:
 
 
 class AgentClient:
-    """The channel and the two calls; open one per agent and ``close`` it at the end."""
+    """The channel and the two calls; open one per agent and ``close`` it at the end.
+
+    With ``alternates`` (the zone CP's replicas) ``fail_over`` moves the channel to the
+    next address (``gossamer.failover``); ``cp`` is the address dialled now.
+    """
 
     def __init__(self, cp: ControlPlaneAddress, ca_pem: bytes, token: str,
-                 ca_file: Path | None = None) -> None:
-        self.cp = cp
+                 ca_file: Path | None = None,
+                 alternates: tuple[ControlPlaneAddress, ...] = ()) -> None:
+        self._order = Failover([cp, *alternates])
         self.ca_file = ca_file  # where ``ca_pem`` came from (``--cp-ca``), for errors
-        credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
-        self._channel = grpc.aio.secure_channel(cp.target, credentials, options=GRPC_OPTIONS)
-        self._stub = agent_pb2_grpc.AgentStub(self._channel)
+        self._credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
+        self._dial(cp)
         self.token = token
+
+    def _dial(self, cp: ControlPlaneAddress) -> None:
+        self.cp = cp
+        self._channel = grpc.aio.secure_channel(cp.target, self._credentials,
+                                                options=GRPC_OPTIONS)
+        self._stub = agent_pb2_grpc.AgentStub(self._channel)
+
+    async def fail_over(self) -> bool:
+        """The session with ``cp`` failed: dial the next address from now on. True when
+        every address has failed in a row (back off). One address keeps its channel,
+        which reconnects by itself."""
+        round_failed = self._order.failed()
+        if self._order.current != self.cp:
+            old = self._channel
+            self._dial(self._order.current)
+            await old.close()
+        return round_failed
+
+    def connected_for_long(self) -> None:
+        """The session stayed up: the next failure starts a new round of addresses."""
+        self._order.succeeded()
 
     def _metadata(self, token: str | None = None) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {token or self.token}"),

@@ -15,7 +15,9 @@ registration and answers ``EnvoyAdminRequest`` (``proxy.agent.admin_relay``): th
 fetched on the side and its pieces written by this loop, the stream's only writer.
 
 When the stream breaks the agent reconnects with exponential backoff and jitter (reset
-after a connection that stayed up for a while) and registers again; Envoy keeps serving
+after a connection that stayed up for a while) and registers again; with several ``--cp``
+addresses it tries the next one first, after a short pause, and backs off only once all
+have failed in a row (``AgentClient.fail_over``); Envoy keeps serving
 its last configuration meanwhile, untouched. The one failure that is final is a refusal
 (``ControlPlaneRefused``: a wrong token, a name taken by another identity) before the
 first registration: it fails ``registered`` and ``run`` returns, so the agent can exit
@@ -160,6 +162,11 @@ class Session:
                 self.token = ""
             if loop.time() - started > self._policy.healthy_after:
                 delay = self._policy.backoff_initial
+                self._client.connected_for_long()
+            # Another zone CP replica next, if any; the backoff once all failed in a row.
+            if not await self._client.fail_over():
+                await asyncio.sleep(self._policy.backoff_initial * (0.5 + self._rng.random()))
+                continue
             await asyncio.sleep(delay * (0.5 + self._rng.random()))
             delay = min(delay * 2, self._policy.backoff_max)
 

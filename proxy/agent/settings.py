@@ -25,10 +25,12 @@ class EnvoyAgentSettings:
     ``token`` is the bearer of the agent API and of Envoy's ADS stream (a dataplane token
     for a sidecar, a zone token for an ingress); ``cp_ca_pem`` verifies the control plane;
     ``work_dir`` holds Envoy's bootstrap and log; ``drain_time`` is how long Envoy may
-    drain its connections on a stop, in seconds.
+    drain its connections on a stop, in seconds. ``cp_alternates``: more addresses of the
+    zone CP (its replicas), dialled in turn after ``cp`` by the agent and by Envoy.
     """
 
     cp: ControlPlaneAddress
+    cp_alternates: tuple[ControlPlaneAddress, ...] = ()
     token: str
     cp_ca_pem: bytes
     work_dir: Path

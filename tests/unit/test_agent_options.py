@@ -49,7 +49,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 def shared(files: dict[str, Path], token: Path) -> AgentOptions:
     return AgentOptions(
-        cp="https://zone-cp.example.com:5678", token_file=token, cp_ca=files["ca"],
+        cp=("https://zone-cp.example.com:5678",), token_file=token, cp_ca=files["ca"],
         work_dir=None, admin_port=None, envoy_binary="/bin/true", concurrency=2,
         envoy_log_level="debug", drain_time=1.5, log_level="info")
 

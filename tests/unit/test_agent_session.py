@@ -71,6 +71,12 @@ class FakeClient:
     def translate(self, exc: grpc.aio.AioRpcError, what: str) -> AgentError:
         return translate(exc, what)  # the real client's, without an address to name
 
+    async def fail_over(self) -> bool:
+        return True  # one address: every failure backs off
+
+    def connected_for_long(self) -> None:
+        pass
+
 
 def session(client: FakeClient, renews: list[int]) -> Session:
     return Session(client, '{"name": "backend-1"}',  # type: ignore[arg-type]
