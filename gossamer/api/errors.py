@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from gossamer.errors import GossamerError, InvalidResource
+from gossamer.errors import GossamerError, InvalidResource, StoreUnavailable
 from gossamer.model.base import format_loc
 
 
@@ -27,12 +27,18 @@ def problem(status: int, title: str, detail: str,
     return JSONResponse(body, status_code=status, headers=extra or None)
 
 
+# A store that does not answer (its database down): the client may retry, after this many
+# seconds (the store probes the database twice a second and answers once it is back).
+STORE_RETRY_AFTER = "1"
+
+
 async def _gossamer_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GossamerError)
     fields = None
     if isinstance(exc, InvalidResource):
         fields = [{"field": e.path, "message": e.message} for e in exc.field_errors]
-    return problem(exc.http_status, exc.title, exc.detail, fields)
+    headers = {"Retry-After": STORE_RETRY_AFTER} if isinstance(exc, StoreUnavailable) else None
+    return problem(exc.http_status, exc.title, exc.detail, fields, headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -58,7 +58,15 @@ from gossamer.store.base import (
     page_token,
 )
 from gossamer.store.migrations import steps
-from gossamer.store.pg_connection import RETRY_MAX, RETRY_MIN, UNAVAILABLE, Listener, translate
+from gossamer.store.pg_connection import (
+    CLOSE_TIMEOUT,
+    PROBE_TIMEOUT,
+    RETRY_MAX,
+    RETRY_MIN,
+    UNAVAILABLE,
+    Listener,
+    translate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +121,8 @@ class PostgresStore:
         self._retention = retention
         self._watchers: set[asyncio.Event] = set()
         self._listener = Listener(dsn, self._wake_watchers, connect_timeout)
+        self._liveness = self._listener.liveness
+        self._liveness.on_down = self._expire_pool
         self._closed = False
         self._decoded = codec.DecodeCache()
         self._decoded_events = codec.DecodeCache()  # every watcher reads the same events
@@ -122,8 +132,10 @@ class PostgresStore:
                    max_size: int = 10, connect_timeout: float = 10.0,
                    command_timeout: float = 60.0) -> PostgresStore:
         with translate():
+            # A pool connection that takes longer than a probe to connect is to a database
+            # that does not answer: the operation waiting on it fails in time (a 503).
             pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                             timeout=connect_timeout,
+                                             timeout=min(connect_timeout, 1.5 * PROBE_TIMEOUT),
                                              command_timeout=command_timeout)
         try:
             with translate():
@@ -233,12 +245,17 @@ class PostgresStore:
             return
         self._closed = True
         self._wake_watchers()
-        await self._listener.close()
+        # The pool first, while the listener still tells whether the database answers:
+        # one that does not gets its connections terminated, not a goodbye it would
+        # never answer (stopping a global while its database was down could hang).
         try:
-            async with asyncio.timeout(10):
+            if self._liveness.down is not None:
+                raise TimeoutError
+            async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self._pool.close()
         except UNAVAILABLE:  # TimeoutError among them
             self._pool.terminate()
+        await self._listener.close()
 
     # -- internals --------------------------------------------------------------------
 
@@ -274,6 +291,9 @@ class PostgresStore:
                row["modification_time"])
         return self._decoded.get(key, lambda: _row_resource(row))
 
+    async def _expire_pool(self) -> None:
+        await self._pool.expire_connections()
+
     def _wake_watchers(self) -> None:
         for wake in self._watchers:
             wake.set()
@@ -284,10 +304,20 @@ class PostgresStore:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
+        """A pool connection, refused at once while the database does not answer and
+        terminated if it stops answering meanwhile (``pg_connection.Liveness``)."""
         self._check_open()
-        with translate():
-            async with self._pool.acquire() as conn:
-                yield conn
+        self._liveness.check()
+        self._listener.start()  # the probes, even for a store nobody watches
+        try:
+            with translate():
+                async with self._pool.acquire() as conn:
+                    with self._liveness.holding(conn):
+                        yield conn
+        except StoreUnavailable as exc:
+            if self._liveness.down is not None:  # say why, and that nothing was written
+                raise self._liveness.unavailable(exc.detail) from exc
+            raise
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Conn]:

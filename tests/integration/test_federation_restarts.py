@@ -162,11 +162,12 @@ async def test_a_global_on_postgres_restarted_with_its_database_loses_nothing(
     api_port, sync_port = ports(global_cp)
     keys_before = set((await global_cp.zone_tokens.keys()).public)
 
-    # The global first: stopping it while its database is down can hang (reported: a
-    # background task of the global swallows the cancellation when the store fails).
-    await planes.stop(global_cp)
+    # The database first: the global stops while it is down (it used to hang there).
     postgres_cluster.stop()
-    postgres_cluster.start()
+    try:
+        await planes.stop(global_cp)
+    finally:
+        postgres_cluster.start()
     global_cp = await planes.global_cp(store=postgres_db_url, api_port=api_port,
                                        sync_port=sync_port)
 
