@@ -6,11 +6,16 @@ at one of the two addresses at a time.
 - The first address refuses connections: the zone connects through the second.
 - The global is killed and started again on the first address (the second now refuses):
   the zone's broken stream moves there within seconds and receives what changed.
+- One name with two address records (the zone's own /etc/hosts, bind-mounted in a mount
+  namespace of its own: root): the global answers on one record, then, restarted, only
+  on the other, and the zone follows it there (gRPC's resolver tries each record).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -32,8 +37,10 @@ MOVE_WITHIN = 10.0  # seconds from the global answering on the other address to 
 class ZoneProcess:
     """``gossamer zone run`` federated with the given ``--global`` addresses."""
 
-    def __init__(self, data_dir: Path, urls: list[str], token: Path, ca: Path) -> None:
+    def __init__(self, data_dir: Path, urls: list[str], token: Path, ca: Path,
+                 wrap: list[str] | None = None) -> None:
         self.data_dir = data_dir
+        self.wrap = wrap or []  # a command the zone runs under (unshare ...)
         self.api_port = free_port()
         self.log = data_dir.parent / "zone.log"
         self.args = ["zone", "run", "--zone", "east", "--data-dir", str(data_dir),
@@ -47,7 +54,8 @@ class ZoneProcess:
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([str(Path(sys.executable).parent / "gossamer"),
+            self.proc = subprocess.Popen([*self.wrap,
+                                          str(Path(sys.executable).parent / "gossamer"),
                                           *self.args], env=env, stdout=log,
                                          stderr=subprocess.STDOUT)
 
@@ -113,3 +121,61 @@ async def test_a_zone_follows_the_global_across_its_addresses(
                      what="the zone in sync through the first address")
     moved = time.monotonic() - answering
     print(f"zone in sync {moved:.2f} s after the global answered on the other address")
+
+
+class NamedGlobal(GlobalProcess):
+    """The global with ``global.test`` in its sync certificate, its sync port on ``ip``."""
+
+    def __init__(self, data_dir: Path, ip: str) -> None:
+        super().__init__(data_dir)
+        self.ip = ip
+
+    async def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "gossamer"), "global", "run",
+                 "--data-dir", str(self.data_dir), "--tls-host", "global.test",
+                 "--api-addr", f"127.0.0.1:{self.api_port}",
+                 "--sync-addr", f"{self.ip}:{self.sync_port}",
+                 "--heartbeat-interval", f"{BEAT}s", "--heartbeat-timeout", f"{DEAD_AFTER}s"],
+                env=env, stdout=log, stderr=subprocess.STDOUT)
+        await eventually(self._ready, timeout=20, interval=0.05, what="the global process")
+
+
+def with_hosts(hosts: Path) -> list[str]:
+    """Run a command in a mount namespace of its own where /etc/hosts is ``hosts``."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("SKIPPING: a private /etc/hosts needs root and unshare (util-linux)")
+    return ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
+            str(hosts)]
+
+
+async def test_a_zone_follows_the_global_across_the_records_of_one_name(
+        tmp_path: Path, processes: list[GlobalProcess | ZoneProcess]) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 global.test\n127.0.0.2 global.test\n")
+    wrap = with_hosts(hosts)
+    global_cp = NamedGlobal(tmp_path / "global", "127.0.0.1")
+    processes.append(global_cp)
+    await global_cp.start()
+    await global_cp.put(timeout_policy("keep", 5))
+    token = await global_cp.zone_token("east", tmp_path / "east.token")
+    zone = ZoneProcess(tmp_path / "zone-east", [f"grpcs://global.test:{global_cp.sync_port}"],
+                       token, global_cp.data_dir / "tls" / "ca.pem", wrap=wrap)
+    processes.append(zone)
+    zone.start()
+    await eventually(lambda: zone.holds({"keep": "5s"}), timeout=30, interval=0.1,
+                     what="the zone in sync with global.test")
+
+    assert global_cp.proc is not None
+    global_cp.proc.send_signal(signal.SIGKILL)
+    global_cp.proc.wait()
+    global_cp.ip = "127.0.0.2"  # the same global, now only at the name's other record
+    await global_cp.start()
+    answering = time.monotonic()
+    await global_cp.put(timeout_policy("keep", 9))
+    await eventually(lambda: zone.holds({"keep": "9s"}), timeout=MOVE_WITHIN, interval=0.1,
+                     what="the zone in sync through the other record")
+    print(f"zone in sync {time.monotonic() - answering:.2f} s after the global answered "
+          f"on the name's other record")
