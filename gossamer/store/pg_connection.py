@@ -57,6 +57,21 @@ CONFIG: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InvalidCatalogNameError,  # 3D000: no such database
     asyncpg.exceptions.ClientConfigurationError,  # a malformed DSN
 )
+class _OutageWithoutTraceback(logging.Filter):
+    """asyncpg's pool logs each failed attempt to refill itself with a traceback; during
+    an outage that is expected, so the line keeps the reason and drops the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, UNAVAILABLE):
+            record.msg, record.args = f"{record.getMessage()}: {exc}", ()
+            record.exc_info = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OutageWithoutTraceback())
+
+
 @contextmanager
 def translate() -> Iterator[None]:
     try:
