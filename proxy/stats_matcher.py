@@ -1,0 +1,79 @@
+"""Which Envoy stats a mesh proxy keeps: the bootstrap's ``stats_config.stats_matcher``.
+
+Envoy creates every stat of every cluster and listener up front, about 110 per cluster;
+with a thousand clusters (one per reachable service) that is over 100,000 stats and
+about 27 MB of a sidecar's private memory. A stat an inclusion list rejects is never
+allocated. This module says, once, which stats the mesh reads, so that the sidecar's
+and the ingress's bootstraps keep exactly those and the tests can check the list
+against a real Envoy.
+
+Theory of operation. The bootstrap is written when the agent starts, while the
+MeshMetric that selects the proxy can change at any time, and Envoy cannot change its
+matcher without a restart. So the matcher does not follow the policy: it keeps every
+family any MeshMetric profile, ``gossamer inspect --stats``, the control plane and the
+agent read, and the profiles serve from what it keeps (``All`` is "every stat the mesh
+keeps"; ``None`` with ``include`` selectors picks among them). A MeshMetric change
+never needs a restart, and every stat a profile can name exists. What is left out is
+what no part of the mesh reads and what says nothing about the mesh's traffic:
+
+* per cluster: config-update and EDS bookkeeping (``update_*``, ``assignment_*``,
+  ``version``, ``warming_state``), the load balancer's subset and zone-routing
+  counters (the mesh routes localities by priority, not by Envoy's zone routing),
+  flow-control, internal-redirect, HTTP/3 and original-destination counters,
+  ``bind_errors``, ``max_host_weight``, ``retry_or_shadow_abandoned`` and the matcher
+  count ``default.total_match_count``;
+* process internals: ``runtime.*``, ``filesystem.*``, the watchdogs (``main_thread.*``,
+  ``workers.*``) and ``thread_local_cluster_manager.*``.
+
+Everything else is kept whole: ``server.*``, ``control_plane.*``, the managers, every
+listener's and connection manager's stats (``listener.*``, ``http.*``, ``tcp.*``, and
+the network filters' own roots ``<listener>.rbac.*`` and ``<listener>_rate_limit.*``),
+and per cluster its requests, connections, membership, circuit breakers, outlier
+detection, health checks and TLS. ``tests/integration/test_envoy_stats_matcher.py``
+runs the generated configs in a real Envoy with and without the matcher and checks that
+the stats dropped are exactly these.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# Whole families, by the first component of the stat name.
+KEPT_ROOTS = ("server", "control_plane", "cluster_manager", "listener_manager", "listener",
+              "http", "http1", "http2", "tcp", "sds", "ssl", "overload", "envoy", "vhost",
+              "tracing")
+# Per cluster (``cluster.<name>.<stat>``, where the name may hold dots): the stats kept.
+CLUSTER_STATS = ("upstream_rq_", "upstream_cx_", "membership_", "circuit_breakers.",
+                 "outlier_detection.", "health_check.", "ssl.", "lb_healthy_panic",
+                 "internal.upstream_rq_", "external.upstream_rq_", "retry.", "canary.")
+# Network filters that root their stats at their own stat prefix (the listener's):
+# RBAC (``<prefix>.rbac.allowed``, ``<prefix>.rbac.shadow_denied``) and local rate
+# limits (``<prefix>_rate_limit...``, ``proxy.envoy.rate_limits``).
+FILTER_ROOTS = (r"[^.]+\.rbac\.", r"[^.]+_rate_limit[._]", r"local_rate_limit\.")
+
+
+def _alternatives(words: tuple[str, ...]) -> str:
+    return "|".join(re.escape(w) for w in words)
+
+
+# Envoy matches a ``safe_regex`` against the whole name (RE2 full match), hence ``.*``.
+KEPT_PATTERNS = (
+    rf"(?:{_alternatives(KEPT_ROOTS)})\..*",
+    rf"cluster\..+\.(?:{_alternatives(CLUSTER_STATS)}).*",
+    rf"(?:{'|'.join(FILTER_ROOTS)}).*",
+)
+_KEPT = re.compile("|".join(f"(?:{p})" for p in KEPT_PATTERNS))
+
+
+def kept(stat: str) -> bool:
+    """Whether Envoy keeps ``stat`` under ``stats_matcher()`` (the same regexes, matched
+    against the whole name as Envoy does)."""
+    return _KEPT.fullmatch(stat) is not None
+
+
+def stats_matcher() -> dict[str, Any]:
+    """The bootstrap's ``stats_matcher``: an inclusion list of RE2 regexes (each one is
+    also valid Python ``re``, which ``kept`` uses)."""
+    return {"inclusion_list": {"patterns": [{"safe_regex": {"regex": p}}
+                                            for p in KEPT_PATTERNS]}}
