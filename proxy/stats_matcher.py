@@ -29,9 +29,10 @@ Everything else is kept whole: ``server.*``, ``control_plane.*``, the managers, 
 listener's and connection manager's stats (``listener.*``, ``http.*``, ``tcp.*``, and
 the network filters' own roots ``<listener>.rbac.*`` and ``<listener>_rate_limit.*``),
 and per cluster its requests, connections, membership, circuit breakers, outlier
-detection, health checks and TLS. ``tests/integration/test_envoy_stats_matcher.py``
-runs the generated configs in a real Envoy with and without the matcher and checks that
-the stats dropped are exactly these.
+detection, health checks, TLS (with the SDS secret's readiness and updates, which a
+certificate rotation shows in) and its HTTP/1 and HTTP/2 codec errors.
+``tests/integration/test_envoy_stats_matcher.py`` runs the generated configs in a real
+Envoy with and without the matcher and checks that the stats dropped are exactly these.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ KEPT_ROOTS = ("server", "control_plane", "cluster_manager", "listener_manager", 
 # Per cluster (``cluster.<name>.<stat>``, where the name may hold dots): the stats kept.
 CLUSTER_STATS = ("upstream_rq_", "upstream_cx_", "membership_", "circuit_breakers.",
                  "outlier_detection.", "health_check.", "ssl.", "lb_healthy_panic",
-                 "internal.upstream_rq_", "external.upstream_rq_", "retry.", "canary.")
+                 "internal.upstream_rq_", "external.upstream_rq_", "retry.", "canary.",
+                 "client_ssl_socket_factory.", "http1.", "http2.", "upstream_queue_overloaded")
 # Network filters that root their stats at their own stat prefix (the listener's):
 # RBAC (``<prefix>.rbac.allowed``, ``<prefix>.rbac.shadow_denied``) and local rate
 # limits (``<prefix>_rate_limit...``, ``proxy.envoy.rate_limits``).
