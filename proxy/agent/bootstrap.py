@@ -38,6 +38,7 @@ import yaml
 
 from gossamer.pki.certs import write_secret
 from proxy.agent.errors import InputError
+from proxy.limits import BUFFER_LIMIT
 from proxy.names import ADMIN_CLUSTER, ADS_CLUSTER, SDS_CLUSTER
 from proxy.stats_matcher import stats_matcher
 
@@ -55,10 +56,6 @@ CONNECTIONS_MONITOR = "envoy.resource_monitors.global_downstream_max_connections
 # answers new requests 503 until it is below again.
 SHRINK_HEAP_AT = 0.90
 STOP_ACCEPTING_AT = 0.95
-# Per connection, how much Envoy buffers before it stops reading (flow control). Envoy's
-# own default, pinned: the 32 KiB its edge guide suggests would stall gRPC messages and
-# retried request bodies (a retry needs the whole body buffered) far below their 4 MiB.
-BUFFER_LIMIT = 1 << 20
 MIN_HEAP = 64 << 20  # below this an idle sidecar would already refuse requests
 MAX_HEAP = 1 << 40
 MAX_CONNECTIONS = 1_000_000

@@ -44,7 +44,7 @@ from gossamer.model.meshmetric import (
 from proxy.context import ADMIN_CLUSTER, PROMETHEUS_TLS_SECRET, ProxyContext
 from proxy.envoy import names, tls
 from proxy.envoy.http import HttpSettings, connection_manager
-from proxy.envoy.protos import listen_address, socket_address, stat_prefix
+from proxy.envoy.protos import buffer_limit, listen_address, socket_address, stat_prefix
 from proxy.envoy.resources import Builder
 
 DEFAULT_PORT = 5670
@@ -104,7 +104,8 @@ def _listener(ctx: ProxyContext, conf: MeshMetricConf, backend: PrometheusBacken
     address = listen_address(ctx.dataplane.networking.address)
     out.listener(listener_pb2.Listener(
         name=name, address=socket_address(address, port), stat_prefix=stat_prefix(name),
-        traffic_direction=base_pb2.INBOUND, filter_chains=[chain]))
+        traffic_direction=base_pb2.INBOUND, filter_chains=[chain],
+        per_connection_buffer_limit_bytes=buffer_limit()))
 
 
 def metrics_listeners(ctx: ProxyContext, conf: MeshMetricConf | None, out: Builder) -> None:

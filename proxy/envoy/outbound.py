@@ -56,7 +56,7 @@ from proxy.envoy.endpoints import Hosts, endpoints
 from proxy.envoy.http import HttpSettings, connection_manager
 from proxy.envoy.load_balancing import Locality
 from proxy.envoy.ports import at_port, port_of
-from proxy.envoy.protos import socket_address, stat_prefix
+from proxy.envoy.protos import buffer_limit, socket_address, stat_prefix
 from proxy.envoy.resources import Builder
 from proxy.envoy.routes import Backend
 
@@ -188,5 +188,6 @@ def outbound_listener(ctx: ProxyContext, outbound: OutboundListener, tracing: Tr
     out.listener(listener_pb2.Listener(
         name=name, address=socket_address(outbound.address, outbound.port),
         traffic_direction=base_pb2.OUTBOUND, stat_prefix=stat_prefix(name),
-        filter_chains=[lc_pb2.FilterChain(filters=[chain_filter])]))
+        filter_chains=[lc_pb2.FilterChain(filters=[chain_filter])],
+        per_connection_buffer_limit_bytes=buffer_limit()))
 

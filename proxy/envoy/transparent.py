@@ -50,7 +50,7 @@ from proxy.envoy import filters
 from proxy.envoy.cache import PieceCache
 from proxy.envoy.inbound import PERMISSIVE, inbound_chains, tls_inspector
 from proxy.envoy.outbound import Tracing, outbound_filter
-from proxy.envoy.protos import duration, pack, socket_address, stat_prefix, u32
+from proxy.envoy.protos import buffer_limit, duration, pack, socket_address, stat_prefix, u32
 from proxy.envoy.resources import Builder
 
 OUTBOUND_LISTENER = "transparent:outbound"
@@ -88,13 +88,15 @@ def passthrough_cluster() -> cluster_pb2.Cluster:
     cluster = cluster_pb2.Cluster(
         name=PASSTHROUGH_CLUSTER, type=cluster_pb2.Cluster.ORIGINAL_DST,
         lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED,
-        connect_timeout=duration(PASSTHROUGH_CONNECT_TIMEOUT))
+        connect_timeout=duration(PASSTHROUGH_CONNECT_TIMEOUT),
+        per_connection_buffer_limit_bytes=buffer_limit())
     return cluster
 
 
 def blackhole_cluster() -> cluster_pb2.Cluster:
     return cluster_pb2.Cluster(name=BLACKHOLE_CLUSTER, type=cluster_pb2.Cluster.STATIC,
-                               connect_timeout=duration(PASSTHROUGH_CONNECT_TIMEOUT))
+                               connect_timeout=duration(PASSTHROUGH_CONNECT_TIMEOUT),
+                               per_connection_buffer_limit_bytes=buffer_limit())
 
 
 def _self_chain(port: int, name: str) -> lc_pb2.FilterChain:
@@ -109,7 +111,7 @@ def _capture_listener(name: str, address: str, port: int,
                       direction: base_pb2.TrafficDirection.ValueType) -> listener_pb2.Listener:
     return listener_pb2.Listener(
         name=name, address=socket_address(address, port), traffic_direction=direction,
-        stat_prefix=stat_prefix(name),
+        stat_prefix=stat_prefix(name), per_connection_buffer_limit_bytes=buffer_limit(),
         listener_filters=[lc_pb2.ListenerFilter(
             name=ORIGINAL_DST, typed_config=pack(original_dst_pb2.OriginalDst()))])
 

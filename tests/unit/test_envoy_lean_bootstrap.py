@@ -1,5 +1,6 @@
-"""What keeps Envoy lean in the bootstrap (``EnvoyLimits``): the stats matcher, the
-overload manager, buffer limits, and their overrides from the environment."""
+"""What keeps Envoy lean: in the bootstrap (``EnvoyLimits``) the stats matcher, the
+overload manager and their overrides from the environment; buffer limits there and on
+every generated listener and cluster."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 import pytest
 
 from proxy.agent.bootstrap import (
-    BUFFER_LIMIT,
     CONNECTIONS_MONITOR,
     HEAP_MONITOR,
     EnvoyLimits,
@@ -16,8 +16,13 @@ from proxy.agent.bootstrap import (
     limits_from_environ,
 )
 from proxy.agent.errors import InputError
+from proxy.envoy import ProxyResources
+from proxy.limits import BUFFER_LIMIT
 from proxy.stats_matcher import kept
+from tests.unit.envoy_scenarios import SCENARIOS, generated
+from tests.unit.ingress_scenarios import SCENARIOS as INGRESS_SCENARIOS
 from tests.unit.test_agent_bootstrap import params
+from zone_ingress.envoy import generate_ingress
 
 
 def actions(doc: dict[str, Any]) -> dict[str, tuple[str, float]]:
@@ -98,3 +103,15 @@ def test_a_bad_override_is_an_input_error_naming_the_variable(variable: str, val
         limits_from_environ({variable: value})
     assert caught.value.detail.startswith(variable)
     assert says in caught.value.detail
+
+
+def _without_limit(resources: ProxyResources) -> list[str]:
+    every = [*resources.listeners.values(), *resources.clusters.values()]
+    return [m.name for m in every if m.per_connection_buffer_limit_bytes.value != BUFFER_LIMIT]
+
+
+def test_every_generated_listener_and_cluster_has_the_buffer_limit() -> None:
+    sidecars = [generated(s) for s in SCENARIOS]
+    ingresses = [generate_ingress(s.ctx) for s in INGRESS_SCENARIOS]
+    assert sum(len(r.listeners) + len(r.clusters) for r in sidecars + ingresses) > 50
+    assert [name for r in sidecars + ingresses for name in _without_limit(r)] == []
