@@ -43,6 +43,16 @@ DROPPABLE = re.compile(
     r"|upstream_flow_control_\w+|upstream_internal_redirect_\w+|upstream_http3_broken"
     r"|original_dst_host_invalid|bind_errors|max_host_weight|retry_or_shadow_abandoned"
     r"|default\.total_match_count)"
+    r"|listener\.[^.]+\.(?:worker_\d+\.\w+|connections_accepted_per_socket_event"
+    r"|downstream_listener_filter_remote_close|downstream_pre_cx_active"
+    r"|extension_config_missing|network_extension_config_missing)"
+    r"|http\.[^.]+\.(?:downstream_cx_(?:http[123]_\w+|ssl_\w+|upgrades_\w+|rx_bytes_buffered"
+    r"|tx_bytes_buffered|delayed_close_timeout|drain_close|max_duration_reached"
+    r"|max_requests_reached|overload_disable_keepalive)|downstream_flow_control_\w+"
+    r"|downstream_rq_(?:http[123]_total|failed_path_normalization|non_relative_path"
+    r"|redirected_with_normalized_path|rejected_via_ip_detection"
+    r"|response_before_rq_complete|too_many_premature_resets|ws_on_non_ws_route)"
+    r"|passthrough_internal_redirect_\w+|rq_redirect|rq_reset_after_downstream_response_started)"
     r"|(?:runtime|filesystem|main_thread|workers|thread_local_cluster_manager)\..+")
 # Read by the agent (drain), ``inspect`` and the tests, in every sidecar.
 ALWAYS_READ = ("server.live", "server.memory_allocated", "http.admin.downstream_rq_total",
@@ -52,6 +62,9 @@ ALWAYS_READ = ("server.live", "server.memory_allocated", "http.admin.downstream_
 CLUSTER_READ = ("upstream_cx_total", "upstream_cx_destroy", "upstream_rq_total",
                 "upstream_rq_pending_overflow", "upstream_rq_timeout", "upstream_rq_retry",
                 "membership_healthy", "circuit_breakers.default.rq_open")
+# Per HTTP connection manager, what MeshMetric's dashboards read.
+HTTP_READ = ("downstream_rq_total", "downstream_rq_2xx", "downstream_rq_5xx",
+             "downstream_rq_time", "downstream_cx_active", "downstream_rq_timeout")
 NAMES = ("traffic-permission", "circuit-breaker", "health-check", "rate-limit-http",
          "rate-limit-tcp", "fault-injection", "retry", "tcp", "metric")
 CHOSEN = [s for s in SCENARIOS if s.name in NAMES]
@@ -118,6 +131,13 @@ async def test_the_matcher_drops_only_what_the_mesh_never_reads(
     assert clusters, "no cluster with a dotless name to check"
     for cluster in clusters:
         assert {f"cluster.{cluster}.{s}" for s in CLUSTER_READ} <= trimmed, cluster
+    managers = {n.split(".")[1] for n in full if n.startswith("http.")
+                and n.endswith(".downstream_rq_total") and n.count(".") == 2}
+    for prefix in managers:
+        assert {f"http.{prefix}.{s}" for s in HTTP_READ} <= trimmed, prefix
+    listeners = {n.split(".")[1] for n in full if n.startswith("listener.")
+                 and n.endswith(".no_filter_chain_match") and n.count(".") == 2}
+    assert {f"listener.{name}.downstream_cx_active" for name in listeners} <= trimmed
     # A family a network filter roots at its own prefix is kept, where the scenario has one.
     for family in (".rbac.", "_rate_limit"):
         assert {n for n in full if family in n} <= trimmed

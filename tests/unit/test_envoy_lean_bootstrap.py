@@ -57,11 +57,15 @@ def test_every_stat_the_mesh_reads_is_kept_and_internals_are_not() -> None:
                  "listener.10.0.0.1_80.ssl.handshake", "http.admin.downstream_rq_total",
                  "tcp.backend_default_mesh.downstream_cx_total",
                  "listener_manager.total_listeners_draining", "inbound_10_0_0_1_80.rbac.denied",
-                 "overload.envoy.overload_actions.stop_accepting_requests.active"):
+                 "overload.envoy.overload_actions.stop_accepting_requests.active",
+                 "http.outbound_backend.downstream_rq_5xx", "http.inbound_80.rbac.denied",
+                 "listener.outbound_backend.downstream_global_cx_overflow"):
         assert kept(name), name
     for name in ("cluster.backend.update_attempt", "cluster.backend.version",
                  "cluster.backend.default.mesh.lb_zone_routing_sampled", "runtime.num_keys",
-                 "filesystem.write_total_buffered", "workers.watchdog_miss"):
+                 "filesystem.write_total_buffered", "workers.watchdog_miss",
+                 "http.outbound_backend.downstream_cx_http1_active",
+                 "listener.inbound_10_0_0_1_80.worker_0.downstream_cx_active"):
         assert not kept(name), name
 
 
