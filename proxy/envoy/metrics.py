@@ -6,6 +6,9 @@ name, by RDS) sends ``GET <path>`` (default ``/metrics``) to the admin interface
 the bootstrap's ``ADMIN_CLUSTER`` (``gossamer_admin``), rewritten to
 ``/stats/prometheus``; any other path gets 404. Only that one admin path is reachable.
 
+- Envoy has only the stats its bootstrap keeps (``proxy.stats_matcher``: every family
+  any profile can serve, so no MeshMetric change needs an Envoy restart), so ``All`` is
+  every stat the mesh keeps, and an unused cluster has no traffic stats until it is used;
 - ``sidecar.includeUnused`` false (the default) adds ``usedonly`` to the admin query;
 - ``sidecar.profiles``: with ``appendProfiles: [None]`` only stats matching an
   ``include`` selector are served (an admin ``filter`` regex: ``Exact``/``Prefix``/
