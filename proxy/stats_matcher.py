@@ -22,22 +22,24 @@ what no part of the mesh reads and what says nothing about the mesh's traffic:
   flow-control, internal-redirect, HTTP/3 and original-destination counters,
   ``bind_errors``, ``max_host_weight``, ``retry_or_shadow_abandoned`` and the matcher
   count ``default.total_match_count``;
-* per listener and per HTTP connection manager (a sidecar has one or two per service it
-  can call, and ~100 stats each): per-worker copies, HTTP/1-2-3 and TLS splits of the
-  connection counts, buffered-byte gauges, flow control, upgrades, path normalisation,
-  redirects and the listener-filter and extension-config bookkeeping;
+* per listener, HTTP connection manager and TCP proxy (a sidecar has one or two per
+  service it can call, and up to ~100 stats each): per-worker copies, HTTP/1-2-3 and TLS
+  splits of the connection counts, buffered-byte gauges, flow control, upgrades, path
+  normalisation, redirects, flushes, early data and the listener-filter and
+  extension-config bookkeeping; per cluster, the high-priority circuit breakers and the
+  OCSP and certificate-hash TLS counters (the mesh uses neither);
 * process internals: ``runtime.*``, ``filesystem.*``, the watchdogs (``main_thread.*``,
   ``workers.*``) and ``thread_local_cluster_manager.*``.
 
-Kept whole: ``server.*``, ``control_plane.*``, the managers, ``tcp.*``, ``sds.*``,
+Kept whole: ``server.*``, ``control_plane.*``, the managers, ``sds.*``,
 ``overload.*``, the admin's listener and connection manager, and the network filters'
 own roots (``<listener>.rbac.*``, ``<listener>_rate_limit.*``). Per cluster: requests,
 connections, membership, circuit breakers, outlier detection, health checks, TLS (with
 the SDS secret's readiness and updates, which a certificate rotation shows in) and its
-HTTP/1 and HTTP/2 codec errors. Per listener and connection manager: connections and
-their rejections, TLS, requests by status class and their time, resets, timeouts,
-overload refusals, routing misses, and the HTTP filters' stats (RBAC, faults, rate
-limits, tracing, RDS). ``tests/integration/test_envoy_stats_matcher.py`` runs the
+HTTP/1 and HTTP/2 codec errors. Per listener, connection manager and TCP proxy:
+connections, bytes and their rejections, TLS, requests by status class and their time,
+resets, timeouts, overload refusals, routing misses, and the HTTP filters' stats (RBAC,
+faults, rate limits, tracing, RDS). ``tests/integration/test_envoy_stats_matcher.py`` runs the
 generated configs in a real Envoy with and without the matcher and checks that the
 stats dropped are exactly these.
 """
@@ -49,11 +51,17 @@ from typing import Any
 
 # Whole families, by the first component of the stat name.
 KEPT_ROOTS = ("server", "control_plane", "cluster_manager", "listener_manager", "http1",
-              "http2", "tcp", "sds", "ssl", "overload", "envoy", "vhost", "tracing",
+              "http2", "sds", "ssl", "overload", "envoy", "vhost", "tracing",
               "listener.admin", "http.admin")
 # Per cluster (``cluster.<name>.<stat>``, where the name may hold dots): the stats kept.
-CLUSTER_STATS = ("upstream_rq_", "upstream_cx_", "membership_", "circuit_breakers.",
-                 "outlier_detection.", "health_check.", "ssl.", "lb_healthy_panic",
+# (Its TLS without OCSP stapling and certificate-hash pinning, which the mesh never
+# uses; circuit breakers of the default priority, the only one its routes use.)
+CLUSTER_STATS = ("upstream_rq_", "upstream_cx_", "membership_", "circuit_breakers.default.",
+                 "outlier_detection.", "health_check.", "lb_healthy_panic", "ssl.handshake",
+                 "ssl.connection_error", "ssl.session_reused", "ssl.no_certificate",
+                 "ssl.fail_verify_san", "ssl.fail_verify_no_cert", "ssl.fail_verify_error",
+                 "ssl.certificate.", "ssl.versions.", "ssl.ciphers.", "ssl.curves.",
+                 "ssl.sigalgs.",
                  "internal.upstream_rq_", "external.upstream_rq_", "retry.", "canary.",
                  "client_ssl_socket_factory.", "http1.", "http2.", "upstream_queue_overloaded")
 # Per listener (``listener.<stat prefix>.<stat>``; the address ``1.2.3.4_80`` for one
@@ -82,6 +90,11 @@ HTTP_STATS = ("downstream_rq_1xx", "downstream_rq_2xx", "downstream_rq_3xx",
               "no_cluster", "rq_direct_response", "rq_total", "rs_too_large",
               "rq_overload_local_reply", "tracing.", "rbac.", "shadow_", "fault.", "rds.",
               "http_local_rate_limit.")
+# Per TCP proxy (``tcp.<prefix>.<stat>``): connections, bytes, routing misses, timeouts
+# and overload closes.
+TCP_STATS = ("downstream_cx_total", "downstream_cx_no_route", "downstream_cx_rx_bytes_total",
+             "downstream_cx_tx_bytes_total", "downstream_cx_overload_close", "idle_timeout",
+             "max_downstream_connection_duration")
 # Network filters that root their stats at their own stat prefix (the listener's):
 # RBAC (``<prefix>.rbac.allowed``, ``<prefix>.rbac.shadow_denied``) and local rate
 # limits (``<prefix>_rate_limit...``, ``proxy.envoy.rate_limits``).
@@ -98,6 +111,7 @@ KEPT_PATTERNS = (
     rf"cluster\..+\.(?:{_alternatives(CLUSTER_STATS)}).*",
     rf"listener\.(?:[^.]+|[0-9.]+_[0-9]+)\.(?:{_alternatives(LISTENER_STATS)}).*",
     rf"http\.[^.]+\.(?:{_alternatives(HTTP_STATS)}|[^.]+_rate_limit\.).*",
+    rf"tcp\.[^.]+\.(?:{_alternatives(TCP_STATS)}).*",
     rf"(?:{'|'.join(FILTER_ROOTS)}).*",
 )
 _KEPT = re.compile("|".join(f"(?:{p})" for p in KEPT_PATTERNS))

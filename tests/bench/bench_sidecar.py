@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
 import tempfile
 import time
@@ -222,6 +223,15 @@ async def resource_counts(admin: int) -> tuple[int, int]:
             int(values["cluster_manager.active_clusters"]))
 
 
+async def stat_count(admin: int) -> int:
+    """How many stats the Envoy with this admin port has (counters, gauges, histograms)."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        text = (await client.get(f"http://127.0.0.1:{admin}/stats")).text
+    if dump := os.environ.get("BENCH_SIDECAR_STATS_DIR"):  # to see which families remain
+        Path(dump, f"stats-{admin}.txt").write_text(text)
+    return len(text.splitlines())
+
+
 async def settled(admins: list[int]) -> tuple[int, int]:
     """Every Envoy holds as many listeners and clusters as the others, unchanged over two
     looks a second apart (the VIP listeners arrive after the first request can pass)."""
@@ -269,8 +279,9 @@ async def variants_run(work: Path, args: argparse.Namespace) -> dict[str, object
             counts = await settled([w.admin for w in sidecars.values()])
             pids.update({label: web.envoy for label, web in sidecars.items()})
             numbers = await idle(pids, args.idle)
+            stats = {label: await stat_count(web.admin) for label, web in sidecars.items()}
         server.close()
-        return {"idle": numbers, "counts": counts}
+        return {"idle": numbers, "counts": counts, "stats": stats}
     finally:
         await cp.stop()
 
@@ -281,12 +292,14 @@ def report_variants(run: dict[str, object], args: argparse.Namespace) -> None:
     listeners, clusters = counts
     print(f"\n--names {args.names}: each web Envoy holds {listeners} listeners and "
           f"{clusters} clusters\n")
-    print("| Envoy | RSS MiB | private MiB | private / empty | private / neither |")
-    print("|---|---:|---:|---:|---:|")
+    stats = run["stats"]
+    assert isinstance(stats, dict)
+    print("| Envoy | stats | RSS MiB | private MiB | private / empty | private / neither |")
+    print("|---|---:|---:|---:|---:|---:|")
     empty, neither = numbers["empty envoy"], numbers["neither"]
     for name, n in numbers.items():
-        print(f"| {name} | {n.rss_kib / 1024:.1f} | {n.private_kib / 1024:.1f} | "
-              f"{n.private_kib / empty.private_kib:.2f} | "
+        print(f"| {name} | {stats.get(name, '')} | {n.rss_kib / 1024:.1f} | "
+              f"{n.private_kib / 1024:.1f} | {n.private_kib / empty.private_kib:.2f} | "
               f"{n.private_kib / neither.private_kib:.2f} |")
 
 
