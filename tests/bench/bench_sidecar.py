@@ -22,7 +22,9 @@ measures instead what each of Envoy's lean settings (``proxy.agent.bootstrap.Env
 does to its memory: side by side, against the same zone CP, ``web`` sidecars whose
 agents differ only in the ``GOSSAMER_ENVOY_*`` overrides (the defaults; every stat; no
 overload manager; neither), each after one request through its outbound and the idle
-window, beside the empty-config Envoy with and without hot restart.
+window, beside the empty-config Envoy with and without hot restart. Sidecars get their
+VIP listeners only where the VIP range is routed to ``lo``: run it in a network namespace
+of its own that has the route (``unshare -n``; docs/benchmarks.md has the command).
 """
 
 from __future__ import annotations
