@@ -108,7 +108,9 @@ def _listener(ctx: ProxyContext, conf: MeshMetricConf, backend: PrometheusBacken
     out.listener(listener_pb2.Listener(
         name=name, address=socket_address(address, port), stat_prefix=stat_prefix(name),
         traffic_direction=base_pb2.INBOUND, filter_chains=[chain],
-        per_connection_buffer_limit_bytes=buffer_limit()))
+        per_connection_buffer_limit_bytes=buffer_limit(),
+        # Scrapes go on when the connection limit is reached: that is when they matter.
+        ignore_global_conn_limit=True))
 
 
 def metrics_listeners(ctx: ProxyContext, conf: MeshMetricConf | None, out: Builder) -> None:
