@@ -84,8 +84,8 @@ def on_loopback(doc: dict[str, Any]) -> dict[str, Any]:
 async def running(doc: dict[str, Any], tmp: Path) -> AsyncIterator[int]:
     """Envoy on ``doc`` with an admin port, until it is ready; yields the admin port."""
     admin = free_port()
-    doc["admin"] = {"address": {"socket_address": {"address": "127.0.0.1",
-                                                   "port_value": admin}}}
+    doc.setdefault("admin", {})["address"] = {"socket_address": {"address": "127.0.0.1",
+                                                                 "port_value": admin}}
     path = tmp / f"envoy-{admin}.json"
     path.write_text(json.dumps(doc))
     log = (tmp / f"envoy-{admin}.log").open("wb")
