@@ -74,8 +74,8 @@ class EnvoyLimits:
     ``mesh_stats``: keep only the stats the mesh reads (``proxy.stats_matcher``) and
     create a cluster's traffic stats when it first carries traffic; false keeps every
     stat Envoy has. ``max_heap_bytes``: the heap budget of the overload manager (1 GiB:
-    more than ten times a sidecar's heap with a thousand services, so it acts on a
-    runaway only; set it below the memory limit of the sidecar's cgroup where it has
+    about ten times the memory of a sidecar's Envoy with a thousand services, so it acts
+    on a runaway only; set it below the memory limit of the sidecar's cgroup where it has
     one). ``max_connections``: downstream connections Envoy accepts at once, beyond
     which it closes new ones (Envoy warns at start when there is no limit). ``None``
     turns either off.
@@ -86,14 +86,23 @@ class EnvoyLimits:
     max_connections: int | None = 10_000
 
     def __post_init__(self) -> None:
-        if self.max_heap_bytes is not None and not (
-                MIN_HEAP <= self.max_heap_bytes <= MAX_HEAP):
-            raise ValueError(f"the heap budget must be between {MIN_HEAP >> 20} MiB and "
-                             f"{MAX_HEAP >> 30} GiB, not {self.max_heap_bytes} bytes")
-        if self.max_connections is not None and not (
-                1 <= self.max_connections <= MAX_CONNECTIONS):
-            raise ValueError(f"the connection limit must be between 1 and "
-                             f"{MAX_CONNECTIONS}, not {self.max_connections}")
+        problem = _heap_problem(self.max_heap_bytes) or _connections_problem(
+            self.max_connections)
+        if problem:
+            raise ValueError(problem)
+
+
+def _heap_problem(value: int | None) -> str | None:
+    if value is None or MIN_HEAP <= value <= MAX_HEAP:
+        return None
+    return (f"the heap budget must be between {MIN_HEAP >> 20} MiB and {MAX_HEAP >> 30} GiB, "
+            f"not {value} bytes")
+
+
+def _connections_problem(value: int | None) -> str | None:
+    if value is None or 1 <= value <= MAX_CONNECTIONS:
+        return None
+    return f"the connection limit must be between 1 and {MAX_CONNECTIONS}, not {value}"
 
 
 def _number(variable: str, text: str, units: dict[str, int]) -> int | None:
@@ -122,15 +131,15 @@ def limits_from_environ(env: Mapping[str, str] | None = None) -> EnvoyLimits:
     heap = defaults.max_heap_bytes
     if HEAP_ENV in env:
         heap = _number(HEAP_ENV, env[HEAP_ENV], _UNITS)
+        if problem := _heap_problem(heap):
+            raise InputError(f"{HEAP_ENV}: {problem}")
     connections = defaults.max_connections
     if CONNECTIONS_ENV in env:
         connections = _number(CONNECTIONS_ENV, env[CONNECTIONS_ENV], {"": 1})
-    try:
-        return EnvoyLimits(mesh_stats=stats == "mesh", max_heap_bytes=heap,
-                           max_connections=connections)
-    except ValueError as exc:
-        variable = HEAP_ENV if "heap" in str(exc) else CONNECTIONS_ENV
-        raise InputError(f"{variable}: {exc}") from None
+        if problem := _connections_problem(connections):
+            raise InputError(f"{CONNECTIONS_ENV}: {problem}")
+    return EnvoyLimits(mesh_stats=stats == "mesh", max_heap_bytes=heap,
+                       max_connections=connections)
 
 
 @dataclass(frozen=True)

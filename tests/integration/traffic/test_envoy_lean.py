@@ -42,6 +42,7 @@ async def test_the_overload_manager_watches_heap_and_connections(lab: Lab) -> No
     stats = await lab.web.stats(r"^overload\.")
     assert stats["overload.envoy.overload_actions.stop_accepting_requests.active"] == 0
     assert stats["overload.envoy.overload_actions.shrink_heap.active"] == 0
-    assert "overload.envoy.resource_monitors.fixed_heap.pressure" in stats
+    # Pressure in percent of the 1 GiB budget: an idle sidecar's few MiB read as ~0-2.
+    assert stats["overload.envoy.resource_monitors.fixed_heap.pressure"] < 5
     # Envoy's admin serves whatever the connection limit: the agent drains through it.
     assert (await lab.web.admin("/ready")).status_code == 200
