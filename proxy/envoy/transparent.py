@@ -120,7 +120,8 @@ def _endpoint_targets(ctx: ProxyContext, captured: list[OutboundListener]
     filter it shares (the service's first)."""
     first: dict[str, OutboundListener] = {}
     for ob in [*ctx.outbounds, *captured]:
-        first.setdefault(ob.service, ob)
+        if not ob.zone:  # a zone-pinned VIP's filter sends to one zone only
+            first.setdefault(ob.service, ob)
     for service, ob in sorted(first.items()):
         known = ctx.services.get(service)
         for endpoint in known.endpoints if known else ():
