@@ -81,7 +81,8 @@ def cookie_values(header: str) -> dict[str, str]:
     """``name=value`` pairs of a ``Cookie`` header (the first of a repeated name wins)."""
     out: dict[str, str] = {}
     for part in header.split(";"):
-        name, sep, value = part.strip().partition("=")
+        name, sep, value = part.partition("=")
+        name = name.strip()
         if sep and name and name not in out:
             out[name] = value.strip()
     return out

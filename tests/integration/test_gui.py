@@ -27,15 +27,15 @@ playwright_api = pytest.importorskip("playwright.async_api")
 
 CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 90_000  # a condition on the page, polled by Playwright until this deadline
-ALLOW_WEB = """\
+DENY_SELF = """\
 type: MeshTrafficPermission
-name: allow-web
+name: no-backend-to-backend
 mesh: default
 spec:
   targetRef: {kind: MeshService, name: backend}
   from:
-  - targetRef: {kind: MeshService, name: web}
-    default: {action: Allow}
+  - targetRef: {kind: MeshService, name: backend}
+    default: {action: Deny}
 """
 SLOW = """\
 type: MeshTimeout
@@ -157,9 +157,9 @@ async def test_the_gui_shows_a_live_global_with_two_zones(
         await expect(policies).not_to_contain_text("slow-backend")
         marker = await page.evaluate("document.body.dataset.updated")
         (cluster.directory / "slow.yaml").write_text(SLOW)
-        (cluster.directory / "allow.yaml").write_text(ALLOW_WEB)
+        (cluster.directory / "deny.yaml").write_text(DENY_SELF)
         await cli.ok("--context", "global", "apply", "-f", str(cluster.directory / "slow.yaml"))
-        await cli.ok("--context", "global", "apply", "-f", str(cluster.directory / "allow.yaml"))
+        await cli.ok("--context", "global", "apply", "-f", str(cluster.directory / "deny.yaml"))
         row = policies.locator("tr", has_text="slow-backend")
         await expect(row).to_contain_text("MeshTimeout", timeout=WAIT_MS)
         await expect(row).to_contain_text("1 dataplane")
@@ -188,11 +188,17 @@ async def test_the_gui_shows_a_live_global_with_two_zones(
                                                                   timeout=WAIT_MS)
 
         await page.goto(f"{global_url}/gui/#/services/default/backend")
-        callers = page.locator("main")
-        await expect(callers.locator("tr", has_text="web").locator(".badge")).to_have_text(
-            "Allow", timeout=WAIT_MS)
-        await expect(callers.locator("tr", has_text="backend").locator(".badge")).to_have_text(
-            "Deny")
+        callers = page.locator("main tbody")
+
+        def caller(name: str) -> Any:
+            return callers.locator("tr", has=page.get_by_text(name, exact=True)).locator(
+                ".badge")
+
+        # The mesh's allow-all lets web in; the policy applied above keeps backend out.
+        await expect(caller("web")).to_have_text("Allow", timeout=WAIT_MS)
+        await expect(caller("backend")).to_have_text("Deny")
+        await expect(callers.locator("tr", has=page.get_by_text("backend", exact=True))
+                     ).to_contain_text("no-backend-to-backend")
         await shots.take(page, "service-callers")
 
         await _check_cookie(page, global_url)

@@ -28,20 +28,29 @@ function policiesTab(matched) {
         h("td", {}, e.policies.join(" → ")))))))));
 }
 
+function endpointItem(e, ownZone) {
+  return h("li", {}, "→ ", h("code", {}, e.address), " ",
+    h("span", { class: "chip zone", "data-zone": e.zone }, `zone ${e.zone || "?"}`), " ",
+    e.zone === ownZone ? badge("local", "ok") : badge("remote zone", "idle"),
+    h("span", { class: "muted" }, ` priority ${e.priority}`),
+    e.health && e.health !== "healthy" ? badge(e.health, "warn") : null);
+}
+
+function clusterHop(c, ownZone) {
+  return h("div", { class: "hop cluster" }, "→ ", h("span", { class: "label" }, "cluster"), h("code", {}, c.name),
+    c.endpoints.length
+      ? h("ul", { class: "endpoints" }, c.endpoints.map((e) => endpointItem(e, ownZone)))
+      : h("span", { class: "muted" }, " no endpoints"));
+}
+
 function routesTab(rows, ownZone) {
   if (!rows.length) {
     return emptyState("No outbound yet", "Outbounds appear once a service this sidecar may call runs in the mesh.", null);
   }
   return h("div", { class: "routes" }, rows.map((r) => h("div", { class: "route" },
-    h("div", { class: "hop" }, h("span", { class: "label" }, "outbound"), h("code", {}, r.listener), " ", h("span", { class: "muted" }, r.address)),
-    r.clusters.map((c) => h("div", { class: "hop cluster" }, "→ ", h("span", { class: "label" }, "cluster"), h("code", {}, c.name),
-      c.endpoints.length
-        ? h("ul", { class: "endpoints" }, c.endpoints.map((e) => h("li", {}, "→ ", h("code", {}, e.address), " ",
-          h("span", { class: "chip zone", "data-zone": e.zone }, `zone ${e.zone || "?"}`), " ",
-          e.zone === ownZone ? badge("local", "ok") : badge("remote zone", "idle"),
-          h("span", { class: "muted" }, ` priority ${e.priority}`),
-          e.health && e.health !== "healthy" ? badge(e.health, "warn") : null)))
-        : h("span", { class: "muted" }, " no endpoints")))))));
+    h("div", { class: "hop" }, h("span", { class: "label" }, "outbound"), h("code", {}, r.listener), " ",
+      h("span", { class: "muted" }, r.address)),
+    r.clusters.map((c) => clusterHop(c, ownZone)))));
 }
 
 async function activeTab(ctx, state, mesh, name, zone, doc) {
