@@ -79,7 +79,9 @@ export async function dataplanePage(ctx, mesh, name, zone) {
   if (isGlobal(ctx)) {
     const found = await get(`/meshes/${enc(mesh)}/dataplanes`, { labels: `${DISPLAY_NAME}=${name},gossamer.io/zone=${zone}` });
     if (!found.items.length) return h("div", {}, link("#/dataplanes", "‹ Dataplanes"), errorBox(`No dataplane ${name} in zone ${zone || "?"} of mesh ${mesh}.`));
-    row = { mesh, name, dataplane: found.items[0], zone };
+    const zones = (await get("/zones/_overviews")).items;
+    const status = (zones.find((z) => z.name === zone) || { insight: { status: "Offline" } }).insight.status;
+    row = { mesh, name, dataplane: found.items[0], zone, zoneStatus: status };
   } else {
     row = await get(`/meshes/${enc(mesh)}/dataplanes/${enc(name)}/_overview`);
   }
@@ -93,7 +95,9 @@ export async function dataplanePage(ctx, mesh, name, zone) {
     h("p", {}, link("#/dataplanes", "‹ Dataplanes")),
     section(`Dataplane ${name}`, pairs([
       ["Mesh", mesh], ["Zone", zone || ctx.info.zone || "—"],
-      ["Status", isGlobal(ctx) ? h("span", { class: "muted" }, "live state below, relayed by its zone") : dataplaneStatus(ctx, row)],
+      ["Status", isGlobal(ctx)
+        ? h("span", {}, dataplaneStatus(ctx, row), h("span", { class: "muted" }, " its Envoy's live pages below are relayed by its zone"))
+        : dataplaneStatus(ctx, row)],
       ["Address", (row.dataplane.networking || {}).address || "—"],
       ["Inbounds", inbound.map((i) => `:${i.port} → ${i.servicePort || i.port} (${(i.tags || {})["gossamer.io/service"]})`).join(", ") || "none"],
       ["Certificate", cert ? h("span", {}, badge(cert.health, cert.health === "valid" ? "ok" : "warn"), ` expires ${until(cert.expiresInSeconds)} · serial ${cert.serial.slice(0, 16)}`) : "—"],

@@ -206,7 +206,7 @@ export async function policiesPage(ctx) {
     { title: "Target", cell: (p) => targetText(p.document) },
     { title: "Origin", cell: (p) => {
       const labels = p.document.labels || {};
-      return labels["gossamer.io/origin"] === "zone" ? `zone ${labels[ZONE_LABEL]}` : (labels["gossamer.io/origin"] || "local");
+      return labels["gossamer.io/origin"] === "zone" ? `zone ${labels[ZONE_LABEL]}` : (labels["gossamer.io/origin"] || (isGlobal(ctx) ? "global" : "this zone"));
     } },
     { title: "Selects", cell: (p) => (p.dataplanes.length
       ? h("span", { title: p.dataplanes.map((d) => d.name).join(", ") }, `${p.dataplanes.length} dataplane${p.dataplanes.length > 1 ? "s" : ""}`)
