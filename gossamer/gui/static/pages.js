@@ -3,7 +3,7 @@
 // At the global they show every zone; at a zone CP, that zone's own.
 
 import { get, getOr } from "./api.js";
-import { ago, badge, emptyState, h, link, section, table, until } from "./ui.js";
+import { PAGE, ago, badge, emptyState, h, link, section, table, until } from "./ui.js";
 
 const ZONE_LABEL = "gossamer.io/zone";
 const SERVICE_TAG = "gossamer.io/service";
@@ -108,12 +108,20 @@ export async function meshesPage(ctx) {
 async function dataplaneRows(ctx) {
   if (!isGlobal(ctx)) return items(await get("/dataplanes/_overviews"));
   const zones = Object.fromEntries(items(await get("/zones/_overviews")).map((z) => [z.name, z.insight.status]));
-  const nacking = new Set(items(await getOr("/zone-healths", { items: [] }))
-    .flatMap((d) => (d.spec.nacking || []).map((p) => `${p.mesh}/${p.name}`)));
+  // What each zone last reported of its sidecars' problems (ZoneHealth): NACKs and
+  // certificates past their renewal point, by zone/mesh/name.
+  const reports = items(await getOr("/zone-healths", { items: [] }));
+  const problems = (list) => new Map(reports.flatMap((d) => (d.spec[list] || [])
+    .map((p) => [`${d.spec.zone}/${p.mesh}/${p.name}`, p.detail || p.hint || list])));
+  const nacks = problems("nacking");
+  const certs = problems("certificates");
   return items(await get("/dataplanes")).map((doc) => {
     const zone = (doc.labels || {})[ZONE_LABEL] || "";
-    return { mesh: doc.mesh, name: (doc.labels || {})[DISPLAY_NAME] || doc.name, dataplane: doc, zone, zoneStatus: zones[zone] || "Offline",
-      nacking: nacking.has(`${doc.mesh}/${doc.name}`) };
+    const name = (doc.labels || {})[DISPLAY_NAME] || doc.name;
+    const key = `${zone}/${doc.mesh}/${name}`;
+    return { mesh: doc.mesh, name, dataplane: doc, zone, zoneStatus: zones[zone] || "Offline",
+      nacking: nacks.has(key), xds: nacks.has(key) ? { acked: "?", nacked: "≥1", lastNack: nacks.get(key) } : null,
+      certProblem: certs.get(key) };
   });
 }
 
@@ -179,7 +187,8 @@ export async function dataplanesPage(ctx) {
     { title: "Status", cell: (d) => dataplaneStatus(ctx, d) },
     { title: "Certificate", cell: (d) => (d.certificate
       ? h("span", {}, badge(d.certificate.health, statusTone(d.certificate.health)), ` expires ${until(d.certificate.expiresInSeconds)}`)
-      : h("span", { class: "muted" }, isGlobal(ctx) ? "at its zone" : "not reported")) },
+      : d.certProblem ? h("span", {}, badge("expiring", "warn"), ` ${d.certProblem}`)
+        : h("span", { class: "muted" }, isGlobal(ctx) ? "no problem reported by its zone" : "not reported")) },
     { title: "ACK / NACK", cell: (d) => (d.xds ? `${d.xds.acked} / ${d.xds.nacked}` : "—") },
     { title: "Last NACK", cell: (d) => (d.xds && d.xds.lastNack ? h("span", { class: "bad-text" }, d.xds.lastNack.slice(0, 160)) : "") },
   ], { rerender: ctx.rerender, placeholder: "Filter by name or service", selects: [
@@ -194,10 +203,15 @@ export function targetText(doc) {
 }
 
 export async function policiesPage(ctx) {
-  const page = await get("/policies/_overviews");
+  // Paged and filtered by the control plane: which dataplanes each policy selects is
+  // worked out for the 20 policies shown, not for every policy on every poll.
+  const state = (ctx.state.policies ??= { filter: "", page: 0, selects: {} });
+  const page = await get("/policies/_overviews", { q: state.filter, kind: state.selects.kind,
+    mesh: state.selects.mesh, size: PAGE, offset: state.page * PAGE });
   const rows = page.items;
-  if (!rows.length) return emptyState("No policy yet", "The mesh denies traffic until a MeshTrafficPermission allows it. Apply one:", "gossamer apply -f - <<EOF\ntype: MeshTrafficPermission\nname: allow-all\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  from:\n  - targetRef: {kind: Mesh}\n    default: {action: Allow}\nEOF");
-  const state = (ctx.state.policies ??= {});
+  const filtered = state.filter || state.selects.kind || state.selects.mesh;
+  if (!page.total && !filtered) return emptyState("No policy yet", "The mesh denies traffic until a MeshTrafficPermission allows it. Apply one:", "gossamer apply -f - <<EOF\ntype: MeshTrafficPermission\nname: allow-all\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  from:\n  - targetRef: {kind: Mesh}\n    default: {action: Allow}\nEOF");
+  const meshes = items(await get("/meshes")).map((m) => m.name);
   const href = (p) => `#/policies/${encodeURIComponent(p.document.mesh)}/${p.document.type}/${encodeURIComponent(p.document.name)}`;
   return section("Policies", table(state, rows, [
     { title: "Kind", cell: (p) => p.document.type, text: (p) => p.document.type },
@@ -211,7 +225,7 @@ export async function policiesPage(ctx) {
     { title: "Selects", cell: (p) => (p.dataplanes.length
       ? h("span", { title: p.dataplanes.map((d) => d.name).join(", ") }, `${p.dataplanes.length} dataplane${p.dataplanes.length > 1 ? "s" : ""}`)
       : h("span", { class: "muted" }, "no dataplane")) },
-  ], { rerender: ctx.rerender, placeholder: "Filter policies", selects: [
+  ], { rerender: ctx.rerender, placeholder: "Filter by name", total: page.total, selects: [
     { key: "kind", label: "kinds", values: page.kinds, of: (p) => p.document.type },
-    { key: "mesh", label: "meshes", values: uniq(rows.map((p) => p.document.mesh)), of: (p) => p.document.mesh }] }));
+    { key: "mesh", label: "meshes", values: meshes, of: (p) => p.document.mesh }] }));
 }

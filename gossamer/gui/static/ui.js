@@ -52,7 +52,7 @@ export function until(seconds) {
   return `in ${Math.round(seconds / 86400)}d`;
 }
 
-const PAGE = 20;
+export const PAGE = 20;
 
 // A table over `rows` with a text filter (and optional select filters) and pages of 20.
 // `state` survives re-renders (each poll), so typing and paging are never reset.
@@ -67,12 +67,15 @@ export function table(state, rows, columns, options = {}) {
       onchange: (e) => { state.selects[key] = e.target.value; state.page = 0; options.rerender(); },
     }, h("option", { value: "" }, `All ${label}`),
     values.map((v) => h("option", { value: v, selected: state.selects[key] === v }, v))));
+  // options.total: the server filtered and paged already; `rows` is this page of `total`.
+  const server = options.total !== undefined;
   const text = (row) => columns.map((c) => (c.text ? c.text(row) : "")).join(" ").toLowerCase();
-  const wanted = rows.filter((row) => text(row).includes(state.filter.toLowerCase()) &&
+  const wanted = server ? rows : rows.filter((row) => text(row).includes(state.filter.toLowerCase()) &&
     (options.selects || []).every(({ key, of }) => !state.selects[key] || of(row) === state.selects[key]));
-  const pages = Math.max(1, Math.ceil(wanted.length / PAGE));
+  const count = server ? options.total : wanted.length;
+  const pages = Math.max(1, Math.ceil(count / PAGE));
   state.page = Math.min(state.page, pages - 1);
-  const shown = wanted.slice(state.page * PAGE, (state.page + 1) * PAGE);
+  const shown = server ? rows : wanted.slice(state.page * PAGE, (state.page + 1) * PAGE);
   const input = h("input", {
     type: "search", placeholder: options.placeholder || "Filter", value: state.filter,
     "aria-label": "Filter",
@@ -81,9 +84,9 @@ export function table(state, rows, columns, options = {}) {
   const body = shown.length
     ? h("tbody", {}, shown.map((row) => h("tr", {}, columns.map((c) => h("td", {}, c.cell(row))))))
     : h("tbody", {}, h("tr", {}, h("td", { colspan: columns.length, class: "none" },
-      rows.length ? "Nothing matches the filter." : options.empty || "Nothing yet.")));
+      rows.length || server ? "Nothing matches the filter." : options.empty || "Nothing yet.")));
   const pager = h("div", { class: "pager" },
-    h("span", {}, `${wanted.length} of ${rows.length}`),
+    h("span", {}, server ? `${count} found` : `${wanted.length} of ${rows.length}`),
     h("button", { disabled: state.page === 0, onclick: () => { state.page--; options.rerender(); } }, "‹ Prev"),
     h("span", { class: "pageno" }, `Page ${state.page + 1} / ${pages}`),
     h("button", { disabled: state.page >= pages - 1, onclick: () => { state.page++; options.rerender(); } }, "Next ›"));
