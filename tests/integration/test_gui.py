@@ -211,6 +211,11 @@ async def test_the_gui_shows_a_live_global_with_two_zones(
             "Online", timeout=WAIT_MS)
         await expect(own).not_to_contain_text("backend-1")
         await shots.take(zone_page, "zone-dataplanes")
+        # Its Zones page: itself, and east's ingress synced down with what it offers.
+        here = await _open(zone_page, "zones", "Zone west")
+        await expect(here.locator(".card", has_text="Other zones' ingresses")).to_contain_text(
+            "backend", timeout=WAIT_MS)
+        await expect(here).to_contain_text("No ingress in this zone")
 
         await page.click("#signout")
         await expect(page.locator("form.signin")).to_be_visible(timeout=WAIT_MS)
