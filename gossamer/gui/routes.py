@@ -80,10 +80,11 @@ def file_routes(router: APIRouter, sessions: GuiSessions) -> None:
 
 
 def view_routes(router: APIRouter, manager: ResourceManager, local_zone: str) -> None:
-    async def policies(mesh: str | None = None) -> list[Resource]:
+    async def policies(mesh: str | None = None, kind: str | None = None) -> list[Resource]:
         found = []
         for desc in manager.registry.policies():
-            found.extend((await manager.list(desc.name, mesh)).items)
+            if not kind or desc.name == kind:
+                found.extend((await manager.list(desc.name, mesh)).items)
         return found
 
     @router.get("/policies/_overviews", summary="Every policy (filtered by mesh, kind and "
@@ -94,13 +95,14 @@ def view_routes(router: APIRouter, manager: ResourceManager, local_zone: str) ->
             offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
         if kind and manager.registry.find(kind) is None:
             raise InvalidResource(f"unknown policy kind {kind!r}")
-        dataplanes = (await manager.list("Dataplane", mesh)).items
-        found = [p for p in await policies(mesh)
-                 if (not kind or p.type == kind) and q.lower() in p.name.lower()]
+        found = [p for p in await policies(mesh, kind)
+                 if q.lower() in p.name.lower()]
         found.sort(key=lambda p: (p.type, p.mesh, p.name))
+        shown = found[offset:offset + size]
+        proxies = views.proxy_views((await manager.list("Dataplane", mesh)).items
+                                    if shown else (), local_zone)
         items = [{"document": to_document(p),
-                  "dataplanes": views.selected_dataplanes(p, dataplanes, local_zone)}
-                 for p in found[offset:offset + size]]
+                  "dataplanes": views.selected_dataplanes(p, proxies)} for p in shown]
         nxt = offset + size if offset + size < len(found) else None
         return {"items": items, "total": len(found), "next": nxt,
                 "kinds": [d.name for d in manager.registry.policies()]}

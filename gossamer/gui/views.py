@@ -89,19 +89,22 @@ def matched_json(dataplane: Resource, policies: Iterable[Resource], local_zone: 
             "kinds": kinds}
 
 
-def selected_dataplanes(policy: Resource, dataplanes: Iterable[Resource],
-                        local_zone: str) -> list[dict[str, Any]]:
-    """The dataplanes of the policy's mesh its top-level targetRef selects, by name."""
+def proxy_views(dataplanes: Iterable[Resource], local_zone: str) -> list[ProxyView]:
+    """Each Dataplane as matching sees it, under its own name and zone: built once per
+    request, then matched against every policy shown."""
+    return [ProxyView.of(as_named(dp), zone_of(dp, local_zone)) for dp in dataplanes
+            if isinstance(dp.spec, DataplaneSpec)]
+
+
+def selected_dataplanes(policy: Resource, proxies: Iterable[ProxyView]) -> list[dict[str, Any]]:
+    """The dataplanes (``proxy_views``) of the policy's mesh its top-level targetRef
+    selects, by name."""
     ref = top_target_ref(policy)
     if ref is None:
         return []
-    out = []
-    for dp in dataplanes:
-        if dp.mesh != policy.mesh or not isinstance(dp.spec, DataplaneSpec):
-            continue
-        zone, named = zone_of(dp, local_zone), as_named(dp)
-        if applies_in_zone(policy, zone) and selects_proxy(ref, ProxyView.of(named, zone)):
-            out.append({"name": named.name, "zone": zone})
+    out = [{"name": view.name, "zone": view.zone} for view in proxies
+           if view.mesh == policy.mesh and applies_in_zone(policy, view.zone)
+           and selects_proxy(ref, view)]
     return sorted(out, key=lambda d: (d["name"], d["zone"] or ""))
 
 

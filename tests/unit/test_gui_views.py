@@ -84,12 +84,14 @@ def test_a_policy_selects_the_dataplanes_of_its_target_and_zone() -> None:
     timeout = _policy({"type": "MeshTimeout", "name": "t", "spec": {
         "targetRef": {"kind": "MeshService", "name": "backend"},
         "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": "3s"}}]}})
-    found = views.selected_dataplanes(timeout, [web, backend, other_mesh], local_zone="")
+    proxies = views.proxy_views([web, backend, other_mesh], local_zone="")
+    found = views.selected_dataplanes(timeout, proxies)
     assert found == [{"name": "backend-1", "zone": "east"}]
     everyone = _policy({"type": "MeshTimeout", "name": "all", "spec": {
         "targetRef": {"kind": "Mesh"},
         "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": "3s"}}]}})
-    assert [d["name"] for d in views.selected_dataplanes(everyone, [web, backend], "west")] \
+    in_west = views.proxy_views([web, backend], "west")
+    assert [d["name"] for d in views.selected_dataplanes(everyone, in_west)] \
         == ["backend-1", "web-1"]
 
 
