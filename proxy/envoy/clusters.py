@@ -46,10 +46,11 @@ class Destination:
     protocol: str = "tcp"
     subset: TagSet = ()
     port: int | None = None
+    zone: str = ""
 
     @property
     def name(self) -> str:
-        return names.cluster(self.service, self.subset, self.port)
+        return names.cluster(self.service, self.subset, self.port, self.zone)
 
 
 def _http_options(protocol: str, timeout: MeshTimeoutConf | None
