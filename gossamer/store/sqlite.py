@@ -60,10 +60,10 @@ from gossamer.store.base import (
 )
 from gossamer.store.sqlite_schema import SCHEMA, triggers
 from gossamer.store.sqlite_writer import COLUMNS, KEY, Outcome, Writer, written
+from gossamer.store.turns import Turns
 
 BUSY_TIMEOUT_MS = 10_000
-# Events read (and decoded) per step of a watch: each step holds the event loop while it
-# decodes, so a batch of thousands of writes reaches a watcher in steps of tens of ms.
+# Events read per step of a watch (one statement; decoding them gives the loop turns).
 WATCH_BATCH = 200
 
 _COLUMNS, _KEY = COLUMNS, KEY
@@ -83,6 +83,7 @@ class SqliteStore:
         self._closed = False
         self._decoded = codec.DecodeCache()
         self._decoded_events = codec.DecodeCache()  # every watcher reads the same events
+        self._fresh = codec.Written()  # what this store wrote, for its watchers
 
     @classmethod
     async def open(cls, path: Path | str, *, retention: int = EVENT_RETENTION,
@@ -164,12 +165,22 @@ class SqliteStore:
         try:
             with _translate():
                 outcomes = await self._writer.write(ops, now)
+            # Committed. The results, a few microseconds each, are built in slices
+            # (thousands in a batch), and each written resource is kept for the watch
+            # by its revision before watchers are woken, so they need not decode it.
+            results: builtins.list[Resource | None] = []
+            turns = Turns()
+            for op, outcome in zip(ops, outcomes, strict=True):
+                res = self._result(op, outcome, now)
+                results.append(res)
+                if res is not None and outcome.meta is not None:
+                    self._fresh.put(res)
+                await turns.tick()
         finally:  # a refused batch too: woken watchers re-read, find nothing, sleep again
             async with self._changed:
                 self._writes += 1
                 self._changed.notify_all()
-        return [self._result(op, outcome, now) for op, outcome in zip(ops, outcomes,
-                                                                        strict=True)]
+        return results
 
     async def revision(self) -> int:
         async with self._read() as db:
@@ -214,9 +225,16 @@ class SqliteStore:
                 "WHERE revision > ? ORDER BY revision LIMIT ?", (cursor, WATCH_BATCH)))
         if rows and rows[0][0] != cursor + 1:
             raise RevisionCompacted(f"events before revision {rows[0][0]} are compacted")
-        return [Event(int(rev), EventType(kind), self._decoded_events.get(
-                    (rev, k, m, n, doc), partial(codec.load_event_resource, k, m, n, doc)))
-                for rev, kind, k, m, n, doc in rows]
+        events = []
+        turns = Turns()
+        for rev, kind, k, m, n, doc in rows:
+            res = self._fresh.find(int(rev), (k, m, n)) if kind != "deleted" else None
+            if res is None:
+                res = self._decoded_events.get(
+                    (rev, k, m, n, doc), partial(codec.load_event_resource, k, m, n, doc))
+            events.append(Event(int(rev), EventType(kind), res))
+            await turns.tick()
+        return events
 
     async def _wait_for_write(self, seen: int) -> None:
         """Until a write after ``seen`` (or, cross-process, at most one poll interval)."""

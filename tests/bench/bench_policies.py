@@ -247,6 +247,17 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     return out
 
 
+def trace_stalls(folder: Path) -> None:
+    """Have every process started from now on trace its loop's stalls into ``folder``
+    (inherited environment: ``tests/bench/stall_hook`` first on ``PYTHONPATH``)."""
+    tree = Path(__file__).resolve().parents[2]
+    paths = [str(tree / "tests" / "bench" / "stall_hook"), str(tree)]
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    os.environ["GOSSAMER_STALL_TRACE"] = str(folder.resolve())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000])
@@ -257,7 +268,13 @@ def main() -> None:
                         help="single-policy updates timed after each proxied batch")
     parser.add_argument("--json", action="store_true", help="print the result as JSON last")
     parser.add_argument("--keep", action="store_true", help="keep the data and logs")
+    parser.add_argument("--stall-trace", type=Path, metavar="DIR",
+                        help="trace the started processes' event-loop stalls into DIR "
+                             "(tests.bench.stall_trace; report with `python -m "
+                             "tests.bench.stall_trace DIR`)")
     args = parser.parse_args()
+    if args.stall_trace is not None:
+        trace_stalls(args.stall_trace)
     if args.proxies < PROXIED or any(s < 10 for s in args.sizes):
         parser.error(f"--proxies must be at least {PROXIED} and every size at least 10")
     root = Path(tempfile.mkdtemp(prefix="bench-policies-"))
