@@ -136,4 +136,4 @@ class GlobalControlPlane:
 def serve_forever(settings: GlobalSettings) -> None:
     """Run until SIGINT/SIGTERM; spans go out over OTLP if OTEL_EXPORTER_OTLP_* say so."""
     install_from_env("gossamer-global", None)
-    asyncio.run(run_until_signal(GlobalControlPlane(settings)))
+    asyncio.run(run_until_signal(GlobalControlPlane(settings), pace_gc=True))

@@ -48,9 +48,13 @@ class Runnable(Protocol):
 
 async def run_until_signal(component: Runnable, *,
                            abort: Callable[[], Awaitable[None]] | None = None,
-                           reload: Callable[[], None] | None = None) -> None:
+                           reload: Callable[[], None] | None = None,
+                           pace_gc: bool = False) -> None:
     """Run ``component`` until SIGINT/SIGTERM or until it ends (see the module's doc);
-    SIGHUP calls ``reload`` when one is given (an agent reads its token file again)."""
+    SIGHUP calls ``reload`` when one is given (an agent reads its token file again).
+    ``pace_gc``: a control plane, whose state grows by millions of objects in a batch,
+    has ``gc_pacing`` keep its full collections short; an agent, whose heap is small and
+    whose memory counts on every host, keeps the interpreter's own collector."""
     loop = asyncio.get_running_loop()
     signalled = asyncio.Event()
     for sig in SIGNALS:
@@ -69,7 +73,8 @@ async def run_until_signal(component: Runnable, *,
         # move it out of the cyclic collector's reach, so a full collection scans only
         # what came after (a zone CP's full collections paused its loop for 0.2-0.4 s).
         gc.freeze()
-        pacing = asyncio.ensure_future(gc_pacing.pace())  # and what comes after
+        if pace_gc:  # and what comes after
+            pacing = asyncio.ensure_future(gc_pacing.pace())
         running = await _unless_signalled(component.wait(), stopper)
         if running is None:
             log.info("signal received: stopping")

@@ -251,4 +251,4 @@ class ZoneControlPlane:
 def serve_forever(settings: ZoneSettings) -> None:
     """Run until SIGINT/SIGTERM; spans go out over OTLP if OTEL_EXPORTER_OTLP_* say so."""
     install_from_env("gossamer-zone", {"gossamer.zone": settings.zone})
-    asyncio.run(run_until_signal(ZoneControlPlane(settings)))
+    asyncio.run(run_until_signal(ZoneControlPlane(settings), pace_gc=True))
