@@ -28,6 +28,9 @@ from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer, api_tls, certificate_hosts
 from gossamer.api.services import services_router
+from gossamer.election.core import Timing
+from gossamer.election.leases import leases_for
+from gossamer.election.runner import Election
 from gossamer.loop_lag import LoopLagMonitor
 from gossamer.pki.backends.validation import ca_checks
 from gossamer.pki.serving import ensure_serving_tls
@@ -50,6 +53,7 @@ class GlobalControlPlane:
         self._api: ApiServer | None = None
         self.sync: ZoneSyncServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._singletons: list[TokenUpkeep | MeshCaController] = []
 
     @property
     def api_url(self) -> str:
@@ -85,9 +89,8 @@ class GlobalControlPlane:
         await migrate_token_state(manager)
         self.zone_tokens = TokenAuthority(manager, ZONE)
         await self.zone_tokens.keys()  # the first signing key, before any zone asks
-        self._tasks.append(asyncio.create_task(TokenUpkeep(manager).run(),
-                                               name="token-upkeep"))
         metrics = CollectorRegistry()
+        self._elect(manager, metrics)
         self.insights = Insights(metrics)
         self._tasks.append(asyncio.create_task(LoopLagMonitor(metrics).run(), name="loop-lag"))
         tls = ensure_serving_tls(data_dir / "tls", "gossamer-global",
@@ -97,14 +100,15 @@ class GlobalControlPlane:
         self.sync = ZoneSyncServer(self.settings, self.store, manager, self.zone_tokens,
                                    self.insights)
         await self.sync.start((tls.cert_file.read_bytes(), tls.key_file.read_bytes()))
-        self.mesh_ca = MeshCaController(manager, metrics=metrics)
-        self._tasks.append(asyncio.create_task(self.mesh_ca.run(), name="mesh-ca"))
+        # A rotation request is a versioned write any replica may make; the leader's
+        # controller carries it out.
         routers = [zone_overview_router(manager, self.insights), certificate_router(manager),
-                   mesh_router(manager, self.mesh_ca),
+                   mesh_router(manager, MeshCaController(manager)),
                    services_router(manager, local_zone=""),
                    zone_token_router(self.zone_tokens),
                    dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh)),
-                   check_router(manager, self.insights), inspect_router(self.sync.relays)]
+                   check_router(manager, self.insights, self.election.status),
+                   inspect_router(self.sync.relays)]
         # The API's writes are checked (CA material) and may not touch system kinds.
         api_manager = ResourceManager(self.store, guard=deny_system, checks=ca_checks())
         app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,
@@ -114,6 +118,23 @@ class GlobalControlPlane:
                               api_tls(self.settings.api, self.settings.api_addr, tls))
         await self._api.start()
         log.info("global control plane API on %s (data in %s)", self.api_url, data_dir)
+
+    def _elect(self, manager: ResourceManager, metrics: CollectorRegistry) -> None:
+        """The singleton work (mesh CAs, token upkeep) runs on the elected replica only,
+        through a store that refuses its writes outside the replica's terms."""
+        assert self.store is not None
+        self.election = Election(leases_for(self.store), "global", self._singleton_work,
+                                 timing=Timing.for_ttl(self.settings.leader_lease),
+                                 metrics=metrics)
+        leader = ResourceManager(self.election.fenced(self.store))
+        self.mesh_ca = MeshCaController(leader, metrics=metrics)
+        self._singletons = [TokenUpkeep(leader), self.mesh_ca]
+        self._tasks.append(asyncio.create_task(self.election.run(), name="election"))
+
+    async def _singleton_work(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for part in self._singletons:
+                group.create_task(part.run(), name=type(part).__name__)
 
     async def stop(self) -> None:
         for task in self._tasks:

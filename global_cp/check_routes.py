@@ -6,13 +6,14 @@ last stream error, its latest ``ZoneHealth`` report with the global's time of re
 and whether the zone token the report names is revoked here. Beside them: every
 ``ZoneIngress`` (which zone has one), each mesh's CA backend checked live
 (``authority.ca_health``), the zones' certificate issuance errors (``ZoneTrustStatus``)
-and their intermediate CAs. The judging is the client's (``cli.check_rules``), so the
-same facts serve the GUI or any other tool.
+and their intermediate CAs; this replica's leader election (``leader``). The judging is
+the client's (``cli.check_rules``), so the same facts serve the GUI or any other tool.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
@@ -88,7 +89,9 @@ def _issuance(items: list[Resource]) -> list[dict[str, Any]]:
             for r in items if isinstance(r.spec, ZoneTrustStatusSpec)]
 
 
-def check_router(manager: ResourceManager, insights: Insights) -> APIRouter:
+def check_router(manager: ResourceManager, insights: Insights,
+                 leader: Callable[[], dict[str, object]] | None = None) -> APIRouter:
+    """``leader``: this replica's election status (role, holder, epoch), shown as is."""
     router = APIRouter(tags=["Check"])
 
     @router.get("/_check", summary="The facts `gossamer check` judges (zones, ingresses, "
@@ -98,6 +101,7 @@ def check_router(manager: ResourceManager, insights: Insights) -> APIRouter:
         certs = (await manager.list("ZoneCertificate")).items
         return {
             "mode": "global", "now": now.isoformat(),
+            "leader": leader() if leader is not None else None,
             "zones": await _zones(manager, insights),
             "ingresses": _ingresses((await manager.list("ZoneIngress")).items),
             "caBackends": await backend_health(manager),

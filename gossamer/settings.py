@@ -97,6 +97,9 @@ class GlobalSettings:
     heartbeat_timeout: float = 15.0
     tls_hosts: tuple[str, ...] = ()
     api: ApiSettings = ApiSettings()
+    # Seconds a leader's lease lasts (gossamer.election): a replica that dies is
+    # replaced within about this long.
+    leader_lease: float = 10.0
 
 
 DEFAULT_XDS_ADDR = "0.0.0.0:5678"

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from gossamer.election.core import Fence
 from gossamer.errors import (
     RevisionCompacted,
     StoreConfigError,
@@ -59,6 +60,7 @@ from gossamer.store.base import (
 )
 from gossamer.store.migrations import steps
 from gossamer.store.pg_connection import RETRY_MAX, RETRY_MIN, UNAVAILABLE, Listener, translate
+from gossamer.store.pg_leases import PostgresLeases, check_fence
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,7 @@ class PostgresStore:
         self._retention = retention
         self._watchers: set[asyncio.Event] = set()
         self._listener = Listener(dsn, self._wake_watchers, connect_timeout)
+        self._dsn, self._connect_timeout = dsn, connect_timeout
         self._closed = False
         self._decoded = codec.DecodeCache()
         self._decoded_events = codec.DecodeCache()  # every watcher reads the same events
@@ -177,10 +180,16 @@ class PostgresStore:
                      expected_version: int | None = None) -> None:
         await self.write([Delete(kind, name, mesh, expected_version)])
 
-    async def write(self, ops: Sequence[WriteOp]) -> builtins.list[Resource | None]:
+    async def write(self, ops: Sequence[WriteOp], *,
+                    fence: Fence | None = None) -> builtins.list[Resource | None]:
+        """The batch; with a ``fence``, refused (``NotLeader``) unless its lease holds
+        (``pg_leases.check_fence``, before the revision lock: every writer locks in the
+        same order)."""
         if not ops:
             return []
         async with self._transaction() as conn:
+            if fence is not None:
+                await check_fence(conn, fence)
             base = int(await conn.fetchval("SELECT value FROM store_revision FOR UPDATE"))
             now = datetime.now(UTC)
             changes: builtins.list[tuple[EventType, Resource]] = []
@@ -193,6 +202,10 @@ class PostgresStore:
             if changes:
                 await self._append(conn, base, changes)
         return results
+
+    def leases(self) -> PostgresLeases:
+        """Leader-election leases in this database, on a connection of their own."""
+        return PostgresLeases(self._dsn, self._connect_timeout)
 
     async def revision(self) -> int:
         async with self._connection() as conn:
