@@ -103,10 +103,13 @@ class LocalLeases:
 class FencedStore:
     """``inner`` for the singleton work: each write carries ``fence()``'s fence."""
 
-    def __init__(self, inner: Store, leases: Leases, fence: Callable[[], Fence | None]) -> None:
+    def __init__(self, inner: Store, leases: Leases, fence: Callable[[], Fence | None],
+                 refused: Callable[[], None] = lambda: None) -> None:
+        """``refused`` is called for each write fenced off (counted by the election)."""
         self.inner = inner
         self._leases = leases
         self._fence = fence
+        self._refused = refused
 
     async def get(self, kind: str, name: str, mesh: str = "") -> Resource:
         return await self.inner.get(kind, name, mesh)
@@ -126,9 +129,14 @@ class FencedStore:
 
     async def write(self, ops: Sequence[WriteOp]) -> builtins.list[Resource | None]:
         fence = self._fence()
-        if fence is None:
-            raise NotLeader("this replica is not the leader: its singleton work may not write")
-        return await self._leases.write(self.inner, ops, fence)
+        try:
+            if fence is None:
+                raise NotLeader("this replica is not the leader: its singleton work may "
+                                "not write")
+            return await self._leases.write(self.inner, ops, fence)
+        except NotLeader:
+            self._refused()
+            raise
 
     async def revision(self) -> int:
         return await self.inner.revision()

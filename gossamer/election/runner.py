@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gossamer.election import core
 from gossamer.election.core import Abdicate, Fence, Role, State, Tick, Timing
@@ -60,6 +60,9 @@ class Election:
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._fenced_off = Counter("gossamer_leader_fenced_writes", "Writes of the singleton "
+                                   "work refused because this replica's lease had ended",
+                                   ["lease"], registry=metrics).labels(name)
         if metrics is not None:
             Gauge("gossamer_leader", "1 while this replica holds the leader lease and "
                   "runs the singleton work", ["lease"],
@@ -86,7 +89,7 @@ class Election:
 
     def fenced(self, store: Store) -> FencedStore:
         """``store`` for the singleton work: writes refused outside this one's terms."""
-        return FencedStore(store, self._leases, self.fence)
+        return FencedStore(store, self._leases, self.fence, self._fenced_off.inc)
 
     def status(self) -> dict[str, object]:
         return {"lease": self.name, "holder": self.holder, "role": self.role.value,
