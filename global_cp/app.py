@@ -8,6 +8,7 @@ calls. Everything runs on one asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from prometheus_client import CollectorRegistry
@@ -22,18 +23,19 @@ from global_cp.certificate_routes import certificate_router
 from global_cp.check_routes import check_router
 from global_cp.insights import Insights
 from global_cp.inspect_relay import inspect_router
+from global_cp.shared_credentials import share_admin_token, share_serving_ca
 from global_cp.sync_server import ZoneSyncServer
 from global_cp.zone_routes import zone_overview_router
 from gossamer.api.app import ApiContext, build_app
-from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer, api_tls, certificate_hosts
 from gossamer.api.services import services_router
 from gossamer.election.core import Timing
 from gossamer.election.leases import leases_for
 from gossamer.election.runner import Election
+from gossamer.errors import AlreadyExists, Conflict
 from gossamer.loop_lag import LoopLagMonitor
 from gossamer.pki.backends.validation import ca_checks
-from gossamer.pki.serving import ensure_serving_tls
+from gossamer.pki.serving import ServingTls, ensure_serving_tls
 from gossamer.process import run_until_signal
 from gossamer.resources import ResourceManager, deny_system
 from gossamer.settings import GlobalSettings, split_addr
@@ -80,11 +82,13 @@ class GlobalControlPlane:
     async def _start(self) -> None:
         data_dir = self.settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.admin_token = load_or_create_admin_token(data_dir)
         self.store = await open_store(self.settings.store, data_dir)
         manager = ResourceManager(self.store)
         if self.settings.bootstrap_default_mesh:
-            await bootstrap(manager)
+            # Replicas starting together on a new store: one makes the mesh.
+            with contextlib.suppress(AlreadyExists, Conflict):
+                await bootstrap(manager)
+        self.admin_token = await share_admin_token(manager, data_dir)
         # Signing keys and revocations of older versions move before anyone verifies.
         await migrate_token_state(manager)
         self.zone_tokens = TokenAuthority(manager, ZONE)
@@ -93,9 +97,7 @@ class GlobalControlPlane:
         self._elect(manager, metrics)
         self.insights = Insights(metrics)
         self._tasks.append(asyncio.create_task(LoopLagMonitor(metrics).run(), name="loop-lag"))
-        tls = ensure_serving_tls(data_dir / "tls", "gossamer-global",
-                                 certificate_hosts(self.settings.tls_hosts,
-                                                   self.settings.api_addr))
+        tls = await self._serving_tls(manager)
         self.tls = tls
         self.sync = ZoneSyncServer(self.settings, self.store, manager, self.zone_tokens,
                                    self.insights)
@@ -118,6 +120,16 @@ class GlobalControlPlane:
                               api_tls(self.settings.api, self.settings.api_addr, tls))
         await self._api.start()
         log.info("global control plane API on %s (data in %s)", self.api_url, data_dir)
+
+    async def _serving_tls(self, manager: ResourceManager) -> ServingTls:
+        """This replica's serving certificate, from the CA every replica shares."""
+        tls_dir = self.settings.data_dir / "tls"
+        hosts = certificate_hosts(self.settings.tls_hosts, self.settings.api_addr)
+        await share_serving_ca(manager, tls_dir)
+        tls = ensure_serving_tls(tls_dir, "gossamer-global", hosts)
+        if await share_serving_ca(manager, tls_dir):  # another replica's CA came first
+            tls = ensure_serving_tls(tls_dir, "gossamer-global", hosts)
+        return tls
 
     def _elect(self, manager: ResourceManager, metrics: CollectorRegistry) -> None:
         """The singleton work (mesh CAs, token upkeep) runs on the elected replica only,

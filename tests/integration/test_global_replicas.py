@@ -15,6 +15,8 @@ import asyncio
 import os
 import re
 import signal
+import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +61,21 @@ def check(proc: Proc, data: Path) -> dict[str, object]:
     return leader
 
 
+def sync_addr(proc: Proc) -> tuple[str, int]:
+    host, port = proc.args[proc.args.index("--sync-addr") + 1].rsplit(":", 1)
+    return host, int(port)
+
+
+def tls_verifies(addr: tuple[str, int], ca: Path) -> bool:
+    """A TLS handshake with the zone sync port, verified with ``ca`` (what a zone given
+    ``--global-ca`` does before its gRPC calls)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.set_alpn_protocols(["h2"])
+    with socket.create_connection(addr, timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname=addr[0]) as tls:
+        return tls.version() is not None
+
+
 def lease_row(url: str) -> tuple[str, int]:
     async def read() -> tuple[str, int]:
         conn = await asyncpg.connect(url)
@@ -92,8 +109,13 @@ def test_one_leader_a_takeover_after_kill_and_a_paused_leader_fenced(
     eventually_sync(lambda: check(b, tmp_path / "b")["role"] == "follower", 15,
                     "the second replica to see the first lead")
     assert leading(a) and not leading(b)
-    info_a, info_b = check(a, tmp_path / "a"), check(b, tmp_path / "b")
+    # One admin token and one CA for every replica: a's work against b.
+    info_a, info_b = check(a, tmp_path / "a"), check(b, tmp_path / "a")
     assert info_a["role"] == "leader" and info_b["leader"] == info_a["holder"]
+    assert (tmp_path / "b" / "admin-token").read_text() == (
+        tmp_path / "a" / "admin-token").read_text()
+    assert (tmp_path / "b" / "admin-token").stat().st_mode & 0o777 == 0o600
+    assert tls_verifies(sync_addr(b), tmp_path / "a" / "tls" / "ca.pem")
 
     # kill -9 the leader: the other takes over within the bound.
     assert a.popen is not None
