@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 
 from prometheus_client import CollectorRegistry
 
@@ -21,6 +22,7 @@ from authority.token_routes import dataplane_token_router, zone_token_router
 from authority.token_upkeep import TokenUpkeep, migrate_token_state
 from global_cp.certificate_routes import certificate_router
 from global_cp.check_routes import check_router
+from global_cp.insight_store import InsightPublisher, stored_insights
 from global_cp.insights import Insights
 from global_cp.inspect_relay import inspect_router
 from global_cp.shared_credentials import share_admin_token, share_serving_ca
@@ -32,7 +34,7 @@ from gossamer.api.services import services_router
 from gossamer.election.core import Timing
 from gossamer.election.leases import leases_for
 from gossamer.election.runner import Election
-from gossamer.errors import AlreadyExists, Conflict
+from gossamer.errors import AlreadyExists, Conflict, GossamerError
 from gossamer.loop_lag import LoopLagMonitor
 from gossamer.pki.backends.validation import ca_checks
 from gossamer.pki.serving import ServingTls, ensure_serving_tls
@@ -56,6 +58,7 @@ class GlobalControlPlane:
         self.sync: ZoneSyncServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._singletons: list[TokenUpkeep | MeshCaController] = []
+        self._publisher: InsightPublisher | None = None
 
     @property
     def api_url(self) -> str:
@@ -104,12 +107,15 @@ class GlobalControlPlane:
         await self.sync.start((tls.cert_file.read_bytes(), tls.key_file.read_bytes()))
         # A rotation request is a versioned write any replica may make; the leader's
         # controller carries it out.
-        routers = [zone_overview_router(manager, self.insights), certificate_router(manager),
+        self._publisher = InsightPublisher(self.store, self.insights, self.election.holder)
+        self._tasks.append(asyncio.create_task(self._publisher.run(), name="insights"))
+        view = partial(stored_insights, self.store, own=(self.election.holder, self.insights))
+        routers = [zone_overview_router(manager, view), certificate_router(manager),
                    mesh_router(manager, MeshCaController(manager)),
                    services_router(manager, local_zone=""),
                    zone_token_router(self.zone_tokens),
                    dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh)),
-                   check_router(manager, self.insights, self.election.status),
+                   check_router(manager, view, self.election.status),
                    inspect_router(self.sync.relays)]
         # The API's writes are checked (CA material) and may not touch system kinds.
         api_manager = ResourceManager(self.store, guard=deny_system, checks=ca_checks())
@@ -154,6 +160,10 @@ class GlobalControlPlane:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.sync is not None:
             await self.sync.stop()
+        if self._publisher is not None:  # the streams just ended: say so to the others
+            with contextlib.suppress(GossamerError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._publisher.publish()
         if self._api is not None:
             await self._api.stop()
         if self.store is not None:

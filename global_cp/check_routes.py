@@ -20,7 +20,8 @@ from fastapi import APIRouter
 
 from authority.ca_health import backend_health
 from global_cp.certificate_routes import zone_certificate_overview
-from global_cp.insights import Insights
+from global_cp.insights import ZoneInsight
+from global_cp.zone_routes import InsightView
 from gossamer.errors import NotFound
 from gossamer.model.base import Resource
 from gossamer.model.labels import ZONE_LABEL
@@ -52,13 +53,14 @@ async def _reports(manager: ResourceManager) -> dict[str, Resource]:
     return out
 
 
-async def _zones(manager: ResourceManager, insights: Insights) -> list[dict[str, Any]]:
+async def _zones(manager: ResourceManager, view: InsightView) -> list[dict[str, Any]]:
     records = {z.name: z for z in (await manager.list("Zone")).items}
     reports = await _reports(manager)
-    names = sorted({*records, *(i.zone for i in insights.all()), *reports})
+    insights = await view()
+    names = sorted({*records, *insights, *reports})
     out = []
     for name in names:
-        insight = insights.get(name)
+        insight = insights.get(name) or ZoneInsight(name)
         report = reports.get(name)
         spec = report.spec if report is not None else None
         assert spec is None or isinstance(spec, ZoneHealthSpec)
@@ -89,7 +91,7 @@ def _issuance(items: list[Resource]) -> list[dict[str, Any]]:
             for r in items if isinstance(r.spec, ZoneTrustStatusSpec)]
 
 
-def check_router(manager: ResourceManager, insights: Insights,
+def check_router(manager: ResourceManager, view: InsightView,
                  leader: Callable[[], dict[str, object]] | None = None) -> APIRouter:
     """``leader``: this replica's election status (role, holder, epoch), shown as is."""
     router = APIRouter(tags=["Check"])
@@ -102,7 +104,7 @@ def check_router(manager: ResourceManager, insights: Insights,
         return {
             "mode": "global", "now": now.isoformat(),
             "leader": leader() if leader is not None else None,
-            "zones": await _zones(manager, insights),
+            "zones": await _zones(manager, view),
             "ingresses": _ingresses((await manager.list("ZoneIngress")).items),
             "caBackends": await backend_health(manager),
             "issuance": _issuance((await manager.list("ZoneTrustStatus")).items),
