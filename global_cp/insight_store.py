@@ -56,24 +56,27 @@ def to_spec(z: ZoneInsight, replica: str, now: float) -> ZoneInsightSpec:
 
 def merged(records: Iterable[ZoneInsightSpec], now: float) -> dict[str, ZoneInsight]:
     """Every replica's records combined into one insight per zone (see the module)."""
-    out: dict[str, ZoneInsight] = {}
+    by_zone: dict[str, list[ZoneInsightSpec]] = {}
     for r in sorted(records, key=lambda r: (r.reported_at, r.replica)):  # latest last
-        z = out.setdefault(r.zone, ZoneInsight(r.zone))
-        fresh = now - r.reported_at <= STALE_AFTER
-        z.streams += r.streams if fresh else 0
-        if fresh and r.streams and r.connected_at is not None:
-            z.connected_at = min(z.connected_at or r.connected_at, r.connected_at)
+        by_zone.setdefault(r.zone, []).append(r)
+    return {zone: _merge_zone(zone, rs, now) for zone, rs in by_zone.items()}
+
+
+def _merge_zone(zone: str, records: list[ZoneInsightSpec], now: float) -> ZoneInsight:
+    z = ZoneInsight(zone)
+    live = [r for r in records if r.streams and now - r.reported_at <= STALE_AFTER]
+    z.streams = sum(r.streams for r in live)
+    # Online: since the earliest live stream; offline: when it was last connected.
+    since = [r.connected_at for r in (live or records) if r.connected_at is not None]
+    z.connected_at = (min(since) if live else max(since)) if since else None
+    for r in records:
         z.disconnected_at = _latest(z.disconnected_at, r.disconnected_at)
         z.last_update = _latest(z.last_update, r.last_update)
         z.version = r.version or z.version
         z.last_error = r.last_error or z.last_error
         for type_url, c in r.by_type.items():
             z.tally.add_counts(type_url, Tallied(**c.model_dump()))
-    for z in out.values():
-        if not z.online:
-            z.connected_at = None
-            z.disconnected_at = z.disconnected_at or z.last_update
-    return out
+    return z
 
 
 def _latest(a: float | None, b: float | None) -> float | None:

@@ -133,6 +133,8 @@ class ZoneSettings:
     vip_cidr: str = DEFAULT_VIP_CIDR
     agent_grace: float = 60.0
     api: ApiSettings = ApiSettings()
+    # Seconds the lease of the zone's leader-only work lasts (gossamer.election).
+    leader_lease: float = 10.0
 
     @property
     def directory(self) -> Path:

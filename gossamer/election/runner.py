@@ -22,10 +22,12 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from gossamer.election import core
 from gossamer.election.core import Abdicate, Fence, Role, State, Tick, Timing
@@ -60,13 +62,13 @@ class Election:
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._fenced_off = Counter("gossamer_leader_fenced_writes", "Writes of the singleton "
-                                   "work refused because this replica's lease had ended",
-                                   ["lease"], registry=metrics).labels(name)
+        self.fenced_off = 0  # writes of the work refused for want of a lease
         if metrics is not None:
-            Gauge("gossamer_leader", "1 while this replica holds the leader lease and "
-                  "runs the singleton work", ["lease"],
-                  registry=metrics).labels(name).set_function(lambda: float(self.is_leader))
+            self.register_metrics(metrics)
+
+    def register_metrics(self, metrics: CollectorRegistry) -> None:
+        """``gossamer_leader`` and ``gossamer_leader_fenced_writes``, read at scrape time."""
+        metrics.register(_ElectionCollector(self))
 
     # -- what others ask ----------------------------------------------------------------
 
@@ -89,7 +91,10 @@ class Election:
 
     def fenced(self, store: Store) -> FencedStore:
         """``store`` for the singleton work: writes refused outside this one's terms."""
-        return FencedStore(store, self._leases, self.fence, self._fenced_off.inc)
+        return FencedStore(store, self._leases, self.fence, self._count_fenced)
+
+    def _count_fenced(self) -> None:
+        self.fenced_off += 1
 
     def status(self) -> dict[str, object]:
         return {"lease": self.name, "holder": self.holder, "role": self.role.value,
@@ -183,3 +188,20 @@ class Election:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+class _ElectionCollector(Collector):
+    def __init__(self, election: Election) -> None:
+        self._election = election
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        e = self._election
+        leader = GaugeMetricFamily("gossamer_leader", "1 while this replica holds the "
+                                   "leader lease and runs the singleton work", labels=["lease"])
+        leader.add_metric([e.name], float(e.is_leader))
+        fenced = CounterMetricFamily("gossamer_leader_fenced_writes", "Writes of the "
+                                     "singleton work refused because this replica's lease "
+                                     "had ended", labels=["lease"])
+        fenced.add_metric([e.name], float(e.fenced_off))
+        yield leader
+        yield fenced
