@@ -11,8 +11,11 @@ to the global.
 
 from __future__ import annotations
 
+import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -41,6 +44,8 @@ from zone_cp.vips import parse_cidr
 from zone_cp.xds import AdsServer
 from zone_cp.xds_metrics import XdsCollector
 from zone_cp.xds_server import XdsServer
+
+REPLICA_FILE = "replica-id"
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,12 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
                              certificate_hosts(s.tls_hosts, s.api_addr))
     ingress_names = IngressNames()
     state = MeshState(store, s.zone, names=ingress_names.addresses)
-    ingresses = IngressRegistry(manager, state, s.zone, federated=s.federated)
+    replica = replica_id(s.directory) if shared_store(s.store) else ""
+    ingresses = IngressRegistry(manager, state, s.zone, federated=s.federated,
+                                replica=replica)
     # A federated zone never signs dataplane tokens: it verifies with the global's keys.
     agents = AgentRegistry(manager, s.zone, {"ZoneIngress": ingresses},
-                           signer=not s.federated)
+                           signer=not s.federated, replica=replica)
     # Virtual IPs for every service the zone knows, and each mesh's DNS table for its
     # agents (DESIGN §6).
     vips = VipAllocator(state, leading, parse_cidr(s.vip_cidr))
@@ -110,6 +117,26 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
                      ingresses=ingresses, agents=agents, vips=vips, dns=dns,
                      lifetimes=lifetimes, ads=ads, ca=ca, xds=xds, mesh_ca=mesh_ca,
                      sync=sync)
+
+
+def shared_store(url: str) -> bool:
+    """Whether replicas of this CP may share the store (PostgreSQL; SQLite is one node)."""
+    return url.startswith(("postgres://", "postgresql://"))
+
+
+def replica_id(directory: Path) -> str:
+    """This replica's id, kept in ``directory/replica-id`` so a restart is the same
+    replica (its previous run's leftovers are its own to expire)."""
+    path = directory / REPLICA_FILE
+    try:
+        found = path.read_text().strip()
+    except FileNotFoundError:
+        found = ""
+    if found:
+        return found
+    made = f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}".lower()
+    path.write_text(made + "\n")
+    return made
 
 
 def _generator(cache: PieceCache) -> Callable[[ProxyContext], ProxyResources]:
