@@ -34,12 +34,7 @@ from gossamer.settings import DEFAULT_API_ADDR, DEFAULT_SYNC_ADDR, GlobalSetting
                    "its certificate beside localhost, this host's name, 127.0.0.1, ::1 and "
                    "the API's address. Repeatable.")
 @params.store_option
-@click.option("--leader-lease", envvar="GOSSAMER_LEADER_LEASE", show_envvar=True,
-              type=click.FloatRange(min=1.0, max=300.0), default=10.0, show_default=True,
-              metavar="SECONDS",
-              help="How long the leader's lease lasts: with several replicas on one "
-                   "PostgreSQL store, another takes the singleton work over within about "
-                   "this long after the leader dies.")
+@params.leader_lease_option
 @api_options
 @params.heartbeat_options
 @params.log_level_option

@@ -39,7 +39,7 @@ def start_global(tmp: Path, name: str, store: str) -> Proc:
     data = tmp / name
     args = ["global", "run", "--data-dir", str(data), "--store", store,
             "--api-addr", f"127.0.0.1:{_free_port()}",
-            "--sync-addr", f"127.0.0.1:{_free_port()}", "--leader-lease", str(LEASE)]
+            "--sync-addr", f"127.0.0.1:{_free_port()}", "--leader-lease", f"{LEASE:g}s"]
     env = _clean_env(tmp / f"{name}-config.yaml")
     return Proc(args, tmp / f"{name}.log", args[args.index("--api-addr") + 1].join(
         ["http://", ""]), env).start()
