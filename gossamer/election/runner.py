@@ -107,13 +107,13 @@ class Election:
             await self._loop()
         finally:
             await self._stop_work()
-            if self._state.role is Role.LEADER:
+            for task in self._background:  # an attempt in flight: its answer is moot
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
+            if self._state.role is Role.LEADER:  # a clean stop hands over at once
                 with contextlib.suppress(GossamerError, TimeoutError):
                     async with asyncio.timeout(self._timing.margin):
                         await self._leases.release(self.name, self.holder, self._state.epoch)
-            for task in self._background:
-                task.cancel()
-            await asyncio.gather(*self._background, return_exceptions=True)
             await self._leases.close()
 
     async def _loop(self) -> None:

@@ -16,9 +16,10 @@ delays them; it is opened again after a failure.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -60,24 +61,18 @@ class PostgresLeases:
         self._dsn = dsn
         self._connect_timeout = connect_timeout
         self._conn: asyncpg.Connection[Any] | None = None
+        self._lock = asyncio.Lock()  # one statement at a time on the one connection
 
     async def acquire(self, name: str, holder: str, ttl: float) -> Grant | Held:
-        with translate():
-            conn = await self._connection()
-            try:
-                epoch = await conn.fetchval(_ACQUIRE, name, holder, float(ttl))
-                if epoch is not None:
-                    return Grant(int(epoch))
-                current = await conn.fetchval("SELECT holder FROM leases WHERE name = $1",
-                                              name)
-            except BaseException:
-                await self._drop()  # cancelled mid-statement, or lost: start afresh
-                raise
+        async with self._lock, self._statement() as conn:
+            epoch = await conn.fetchval(_ACQUIRE, name, holder, float(ttl))
+            if epoch is not None:
+                return Grant(int(epoch))
+            current = await conn.fetchval("SELECT holder FROM leases WHERE name = $1", name)
         return Held(str(current or ""))
 
     async def release(self, name: str, holder: str, epoch: int) -> None:
-        with translate():
-            conn = await self._connection()
+        async with self._lock, self._statement() as conn:
             await conn.execute("UPDATE leases SET expires_at = now() WHERE name = $1 "
                                "AND holder = $2 AND epoch = $3 AND expires_at > now()",
                                name, holder, epoch)
@@ -93,10 +88,18 @@ class PostgresLeases:
     async def close(self) -> None:
         await self._drop()
 
-    async def _connection(self) -> asyncpg.Connection[Any]:
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
-        return self._conn
+    @asynccontextmanager
+    async def _statement(self) -> AsyncIterator[asyncpg.Connection[Any]]:
+        """The lease connection (opened when needed) for one use; dropped if the use
+        fails or is cancelled mid-statement, so the next one starts afresh."""
+        with translate():
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+            try:
+                yield self._conn
+            except BaseException:
+                await self._drop()
+                raise
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
