@@ -97,7 +97,7 @@ class GlobalControlPlane:
         self.zone_tokens = TokenAuthority(manager, ZONE)
         await self.zone_tokens.keys()  # the first signing key, before any zone asks
         metrics = CollectorRegistry()
-        self._elect(manager, metrics)
+        await self._elect(manager, metrics)
         self.insights = Insights(metrics)
         self._tasks.append(asyncio.create_task(LoopLagMonitor(metrics).run(), name="loop-lag"))
         tls = await self._serving_tls(manager)
@@ -137,7 +137,7 @@ class GlobalControlPlane:
             tls = ensure_serving_tls(tls_dir, "gossamer-global", hosts)
         return tls
 
-    def _elect(self, manager: ResourceManager, metrics: CollectorRegistry) -> None:
+    async def _elect(self, manager: ResourceManager, metrics: CollectorRegistry) -> None:
         """The singleton work (mesh CAs, token upkeep) runs on the elected replica only,
         through a store that refuses its writes outside the replica's terms."""
         assert self.store is not None
@@ -148,6 +148,7 @@ class GlobalControlPlane:
         self.mesh_ca = MeshCaController(leader, metrics=metrics)
         self._singletons = [TokenUpkeep(leader), self.mesh_ca]
         self._tasks.append(asyncio.create_task(self.election.run(), name="election"))
+        await self.election.wait_settled()  # alone on its store: leads when start returns
 
     async def _singleton_work(self) -> None:
         async with asyncio.TaskGroup() as group:

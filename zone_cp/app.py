@@ -144,6 +144,7 @@ class ZoneControlPlane:
                                          parts.sync)
             self._leading.append(self.health.run)
         self._spawn(self.election.run(), "election")
+        await self.election.wait_settled()  # alone on its store: leads when start returns
         log.info("zone %s control plane (%s) API on %s", s.zone, mode, self.api_url)
 
     async def _leader_work(self) -> None:

@@ -63,6 +63,9 @@ class Election:
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.fenced_off = 0  # writes of the work refused for want of a lease
+        # Set once the first attempt has answered (and the work started if it won), so
+        # a process can start its other parts knowing whether it leads.
+        self.settled = asyncio.Event()
         if metrics is not None:
             self.register_metrics(metrics)
 
@@ -88,6 +91,12 @@ class Election:
     def fence(self) -> Fence | None:
         epoch = core.acting(self._state, self._clock())
         return None if epoch is None else Fence(self.name, self.holder, epoch)
+
+    async def wait_settled(self) -> None:
+        """Until the first attempt has answered, for at most one renewal period."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._timing.renew_every):
+                await self.settled.wait()
 
     def fenced(self, store: Store) -> FencedStore:
         """``store`` for the singleton work: writes refused outside this one's terms."""
@@ -123,6 +132,8 @@ class Election:
             self._state, commands = core.step(self._state, event, self._timing)
             for command in commands:
                 await self._carry_out(command)
+            if isinstance(event, core.Granted | core.Refused | core.Failed):
+                self.settled.set()
             if self._events:
                 continue
             delay = core.next_wakeup(self._state) - self._clock()
