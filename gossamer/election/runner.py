@@ -165,6 +165,9 @@ class Election:
         except (GossamerError, TimeoutError) as exc:
             reason = exc.detail if isinstance(exc, GossamerError) else "timed out"
             event = core.Failed(sent_at, self._clock(), reason)
+        except Exception as exc:  # the shell's top level: an attempt must always answer
+            log.exception("%s: lease attempt failed", self.holder)
+            event = core.Failed(sent_at, self._clock(), repr(exc))
         else:
             event = (core.Granted(sent_at, self._clock(), got.epoch, self.holder)
                      if isinstance(got, Grant) else core.Refused(sent_at, self._clock(),

@@ -65,6 +65,11 @@ from gossamer.store.pg_leases import PostgresLeases, check_fence
 log = logging.getLogger(__name__)
 
 MIGRATION_LOCK = 0x676F_7373_0000_0001  # "goss" + 1: the schema migration advisory lock
+# A client cut off mid-transaction (a pulled cable: no FIN, no RST) would hold the
+# revision lock, and a fenced write its lease row, until the server noticed the dead
+# peer: every writer and a new leader would wait on it. The server ends a transaction
+# left idle this long instead; ours never pause between statements for anywhere near it.
+SERVER_SETTINGS = {"idle_in_transaction_session_timeout": "8000"}  # milliseconds
 # Events read (and decoded) per step of a watch: each step holds the event loop while it
 # decodes, so a batch of thousands of writes reaches a watcher in steps of tens of ms.
 WATCH_BATCH = 200
@@ -127,7 +132,8 @@ class PostgresStore:
         with translate():
             pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
                                              timeout=connect_timeout,
-                                             command_timeout=command_timeout)
+                                             command_timeout=command_timeout,
+                                             server_settings=SERVER_SETTINGS)
         try:
             with translate():
                 async with pool.acquire() as conn:
