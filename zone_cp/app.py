@@ -175,8 +175,10 @@ class ZoneControlPlane:
         else:
             routers.append(dataplane_token_router(
                 lambda mesh: TokenAuthority(manager, DATAPLANE, mesh)))
-            routers.append(mesh_router(manager, parts.mesh_ca,
-                                       local_zone=self.settings.zone))
+            # A rotation request is a versioned write any replica may make (the
+            # leader's controller carries it out), as at the global.
+            routers.append(mesh_router(manager, MeshCaController(
+                manager, local_zone=self.settings.zone), local_zone=self.settings.zone))
         return routers
 
     async def stop(self) -> None:
