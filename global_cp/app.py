@@ -35,6 +35,7 @@ from gossamer.election.core import Timing
 from gossamer.election.leases import leases_for
 from gossamer.election.runner import Election
 from gossamer.errors import AlreadyExists, Conflict, GossamerError
+from gossamer.gui.routes import gui_router
 from gossamer.loop_lag import LoopLagMonitor
 from gossamer.pki.backends.validation import ca_checks
 from gossamer.pki.serving import ServingTls, ensure_serving_tls
@@ -116,7 +117,7 @@ class GlobalControlPlane:
                    zone_token_router(self.zone_tokens),
                    dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh)),
                    check_router(manager, view, self.election.status),
-                   inspect_router(self.sync.relays)]
+                   inspect_router(self.sync.relays), gui_router(manager, self.admin_token)]
         # The API's writes are checked (CA material) and may not touch system kinds.
         api_manager = ResourceManager(self.store, guard=deny_system, checks=ca_checks())
         app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,
@@ -178,4 +179,4 @@ class GlobalControlPlane:
 def serve_forever(settings: GlobalSettings) -> None:
     """Run until SIGINT/SIGTERM; spans go out over OTLP if OTEL_EXPORTER_OTLP_* say so."""
     install_from_env("gossamer-global", None)
-    asyncio.run(run_until_signal(GlobalControlPlane(settings)))
+    asyncio.run(run_until_signal(GlobalControlPlane(settings), pace_gc=True))
