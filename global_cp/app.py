@@ -22,7 +22,7 @@ from authority.token_routes import dataplane_token_router, zone_token_router
 from authority.token_upkeep import TokenUpkeep, migrate_token_state
 from global_cp.certificate_routes import certificate_router
 from global_cp.check_routes import check_router
-from global_cp.insight_store import InsightPublisher, stored_insights
+from global_cp.insight_store import InsightJanitor, InsightPublisher, stored_insights
 from global_cp.insights import Insights
 from global_cp.inspect_relay import inspect_router
 from global_cp.shared_credentials import share_admin_token, share_serving_ca
@@ -33,6 +33,7 @@ from gossamer.api.serve import ApiServer, api_tls, certificate_hosts
 from gossamer.api.services import services_router
 from gossamer.election.core import Timing
 from gossamer.election.leases import leases_for
+from gossamer.election.replica import replica_id
 from gossamer.election.runner import Election
 from gossamer.errors import AlreadyExists, Conflict, GossamerError
 from gossamer.gui.routes import gui_router
@@ -58,7 +59,7 @@ class GlobalControlPlane:
         self._api: ApiServer | None = None
         self.sync: ZoneSyncServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._singletons: list[TokenUpkeep | MeshCaController] = []
+        self._singletons: list[TokenUpkeep | MeshCaController | InsightJanitor] = []
         self._publisher: InsightPublisher | None = None
 
     @property
@@ -108,9 +109,10 @@ class GlobalControlPlane:
         await self.sync.start((tls.cert_file.read_bytes(), tls.key_file.read_bytes()))
         # A rotation request is a versioned write any replica may make; the leader's
         # controller carries it out.
-        self._publisher = InsightPublisher(self.store, self.insights, self.election.holder)
+        replica = replica_id(data_dir)  # its insights record: taken back after a restart
+        self._publisher = InsightPublisher(self.store, self.insights, replica)
         self._tasks.append(asyncio.create_task(self._publisher.run(), name="insights"))
-        view = partial(stored_insights, self.store, own=(self.election.holder, self.insights))
+        view = partial(stored_insights, self.store, own=(replica, self.insights))
         routers = [zone_overview_router(manager, view), certificate_router(manager),
                    mesh_router(manager, MeshCaController(manager)),
                    services_router(manager, local_zone=""),
@@ -139,15 +141,17 @@ class GlobalControlPlane:
         return tls
 
     async def _elect(self, manager: ResourceManager, metrics: CollectorRegistry) -> None:
-        """The singleton work (mesh CAs, token upkeep) runs on the elected replica only,
-        through a store that refuses its writes outside the replica's terms."""
+        """The singleton work (mesh CAs, token upkeep, pruning the zone insights of
+        replicas gone for good) runs on the elected replica only, through a store that
+        refuses its writes outside the replica's terms."""
         assert self.store is not None
         self.election = Election(leases_for(self.store), "global", self._singleton_work,
                                  timing=Timing.for_ttl(self.settings.leader_lease),
                                  metrics=metrics)
         leader = ResourceManager(self.election.fenced(self.store))
         self.mesh_ca = MeshCaController(leader, metrics=metrics)
-        self._singletons = [TokenUpkeep(leader), self.mesh_ca]
+        self._singletons = [TokenUpkeep(leader), self.mesh_ca,
+                            InsightJanitor(leader.store)]
         self._tasks.append(asyncio.create_task(self.election.run(), name="election"))
         await self.election.wait_settled()  # alone on its store: leads when start returns
 

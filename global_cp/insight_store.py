@@ -29,7 +29,7 @@ from gossamer.errors import GossamerError
 from gossamer.model.base import Resource
 from gossamer.model.labels import ZONE_LABEL
 from gossamer.model.zoneinsight import Counts, ZoneInsightSpec
-from gossamer.store.base import ListQuery, Put, Store
+from gossamer.store.base import Delete, ListQuery, Put, Store
 from sync.outcomes import Counts as Tallied
 from sync.outcomes import Outcome
 
@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 PUBLISH_INTERVAL = 5.0
 MIN_GAP = 1.0
 STALE_AFTER = 3 * PUBLISH_INTERVAL
+# A replica gone this long (decommissioned, its data dir lost) has its records removed
+# by the leader (``InsightJanitor``); one that restarts on its data dir takes its own
+# record back (it is named by the stable replica id).
+RETAIN = 3600.0
+PRUNE_EVERY = 300.0
 
 
 def record_name(zone: str, replica: str) -> str:
@@ -139,3 +144,34 @@ class InsightPublisher:
         if ops:
             await self._store.write(ops)
         return len(ops)
+
+
+async def prune(store: Store, now: float) -> int:
+    """Delete the records of replicas silent for longer than ``RETAIN``; how many."""
+    page = await store.list(ListQuery("ZoneInsight"))
+    ops = [Delete("ZoneInsight", r.name, expected_version=r.meta.version, missing_ok=True)
+           for r in page.items
+           if isinstance(r.spec, ZoneInsightSpec) and now - r.spec.reported_at > RETAIN]
+    if ops:
+        await store.write(ops)
+    return len(ops)
+
+
+class InsightJanitor:
+    """Leader-only: prunes the records of replicas that are gone for good."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def run(self) -> None:
+        while True:
+            try:
+                removed = await prune(self._store, self._clock())
+            except GossamerError as exc:  # the store, or the lease lost: next round
+                log.warning("stale zone insights not pruned: %s", exc.detail)
+            else:
+                if removed:
+                    log.info("removed %d zone insights of replicas gone for %gs", removed,
+                             RETAIN)
+            await asyncio.sleep(PRUNE_EVERY)

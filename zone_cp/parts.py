@@ -11,16 +11,14 @@ to the global.
 
 from __future__ import annotations
 
-import secrets
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from authority.mesh_ca import MeshCaController
 from gossamer.api.serve import certificate_hosts
+from gossamer.election.replica import replica_id
 from gossamer.pki.serving import ServingTls, ensure_serving_tls
 from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
@@ -44,8 +42,6 @@ from zone_cp.vips import parse_cidr
 from zone_cp.xds import AdsServer
 from zone_cp.xds_metrics import XdsCollector
 from zone_cp.xds_server import XdsServer
-
-REPLICA_FILE = "replica-id"
 
 
 @dataclass(frozen=True)
@@ -122,21 +118,6 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
 def shared_store(url: str) -> bool:
     """Whether replicas of this CP may share the store (PostgreSQL; SQLite is one node)."""
     return url.startswith(("postgres://", "postgresql://"))
-
-
-def replica_id(directory: Path) -> str:
-    """This replica's id, kept in ``directory/replica-id`` so a restart is the same
-    replica (its previous run's leftovers are its own to expire)."""
-    path = directory / REPLICA_FILE
-    try:
-        found = path.read_text().strip()
-    except FileNotFoundError:
-        found = ""
-    if found:
-        return found
-    made = f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}".lower()
-    path.write_text(made + "\n")
-    return made
 
 
 def _generator(cache: PieceCache) -> Callable[[ProxyContext], ProxyResources]:

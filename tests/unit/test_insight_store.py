@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from global_cp.insight_store import STALE_AFTER, InsightPublisher, merged, stored_insights
+from global_cp.insight_store import (
+    RETAIN,
+    STALE_AFTER,
+    InsightPublisher,
+    merged,
+    prune,
+    stored_insights,
+)
 from global_cp.insights import Insights
 from gossamer.model.zoneinsight import Counts, ZoneInsightSpec
 from gossamer.store.base import ListQuery
@@ -60,3 +67,19 @@ async def test_the_publisher_writes_changes_and_refreshes_live_zones_only() -> N
     view = await stored_insights(store, now=clock[0])
     assert view["east"].online and not view["west"].online and view["east"].sent[URL] == 1
     assert (await store.list(ListQuery("ZoneInsight"))).total == 2
+
+
+async def test_the_records_of_replicas_gone_for_good_are_pruned_and_no_others() -> None:
+    store, clock = MemoryStore(), [1000.0]
+    insights = Insights(CollectorRegistry(), clock=lambda: clock[0])
+    insights.connected("east", "1.0")
+    gone = InsightPublisher(store, insights, "gone", clock=lambda: clock[0])
+    assert await gone.publish() == 1
+    clock[0] += RETAIN
+    alive = InsightPublisher(store, insights, "alive", clock=lambda: clock[0])
+    assert await alive.publish() == 1
+    assert await prune(store, clock[0]) == 0  # exactly RETAIN old: kept
+    clock[0] += 1.0
+    assert await prune(store, clock[0]) == 1
+    left = (await store.list(ListQuery("ZoneInsight"))).items
+    assert [r.spec.replica for r in left] == ["alive"]  # type: ignore[union-attr]
