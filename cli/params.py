@@ -176,3 +176,16 @@ def log_level_option(f: F) -> F:
     return click.option("--log-level", envvar="GOSSAMER_LOG_LEVEL", show_envvar=True,
                         default="info", show_default=True,
                         type=click.Choice(LOG_LEVELS, case_sensitive=False))(f)
+
+
+MIN_LEADER_LEASE = 1.0
+
+
+def leader_lease_option(f: F) -> F:
+    """``--leader-lease``, as seconds (gossamer.election)."""
+    return click.option(
+        "--leader-lease", envvar="GOSSAMER_LEADER_LEASE", show_envvar=True, default="10s",
+        show_default=True, metavar="DURATION", callback=duration(MIN_LEADER_LEASE, seconds=True),
+        help="How long the leader's lease lasts: with several replicas on one PostgreSQL "
+             "store, another takes the singleton work over within about this long after "
+             "the leader dies.")(f)

@@ -34,12 +34,14 @@ from gossamer.settings import DEFAULT_API_ADDR, DEFAULT_SYNC_ADDR, GlobalSetting
                    "its certificate beside localhost, this host's name, 127.0.0.1, ::1 and "
                    "the API's address. Repeatable.")
 @params.store_option
+@params.leader_lease_option
 @api_options
 @params.heartbeat_options
 @params.log_level_option
 def run(data_dir: Path, api_addr: str, sync_addr: str, tls_hosts: tuple[str, ...], store: str,
         api_max_body: int, api_tls: bool, api_tls_cert: Path | None, api_tls_key: Path | None,
-        heartbeat_interval: float, heartbeat_timeout: float, log_level: str) -> None:
+        heartbeat_interval: float, heartbeat_timeout: float, log_level: str,
+        leader_lease: float) -> None:
     """Run the global control plane (blocks; stop it with Ctrl-C or SIGTERM).
 
     At first start it writes DATA_DIR/admin-token (the API's admin token) and
@@ -51,7 +53,8 @@ def run(data_dir: Path, api_addr: str, sync_addr: str, tls_hosts: tuple[str, ...
                               store=store, tls_hosts=tls_hosts,
                               api=api_settings(api_max_body, api_tls, api_tls_cert, api_tls_key),
                               heartbeat_interval=heartbeat_interval,
-                              heartbeat_timeout=heartbeat_timeout)
+                              heartbeat_timeout=heartbeat_timeout,
+                              leader_lease=leader_lease)
 
     def start() -> None:
         # Lazy on purpose: the global CP (FastAPI, gRPC, the stores) takes about half a

@@ -147,12 +147,13 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 @api_options
 @params.heartbeat_options
 @params.log_level_option
+@params.leader_lease_option
 def run(zone: str, data_dir: Path | None, api_addr: str, xds_addr: str, store: str,
         global_urls: tuple[str, ...], token_file: Path | None, global_ca: Path | None,
         insecure_skip_verify: bool, vip_cidr: str, tls_hosts: tuple[str, ...],
         agent_grace: float, api_max_body: int, api_tls: bool, api_tls_cert: Path | None,
         api_tls_key: Path | None, heartbeat_interval: float,
-        heartbeat_timeout: float, log_level: str) -> None:
+        heartbeat_timeout: float, log_level: str, leader_lease: float) -> None:
     """Run a zone control plane (blocks; stop it with Ctrl-C or SIGTERM).
 
     Without --global it is a standalone single-zone mesh; with --global grpcs://HOST:5685
@@ -168,7 +169,8 @@ def run(zone: str, data_dir: Path | None, api_addr: str, xds_addr: str, store: s
                             heartbeat_interval=heartbeat_interval,
                             heartbeat_timeout=heartbeat_timeout, vip_cidr=vip_cidr,
                             tls_hosts=tls_hosts, agent_grace=agent_grace,
-                            api=api_settings(api_max_body, api_tls, api_tls_cert, api_tls_key))
+                            api=api_settings(api_max_body, api_tls, api_tls_cert, api_tls_key),
+                            leader_lease=leader_lease)
 
     def start() -> None:
         # Lazy on purpose: the zone CP (FastAPI, gRPC, xDS, the stores) takes about half a

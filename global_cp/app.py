@@ -8,7 +8,9 @@ calls. Everything runs on one asyncio loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from functools import partial
 
 from prometheus_client import CollectorRegistry
 
@@ -20,18 +22,24 @@ from authority.token_routes import dataplane_token_router, zone_token_router
 from authority.token_upkeep import TokenUpkeep, migrate_token_state
 from global_cp.certificate_routes import certificate_router
 from global_cp.check_routes import check_router
+from global_cp.insight_store import InsightJanitor, InsightPublisher, stored_insights
 from global_cp.insights import Insights
 from global_cp.inspect_relay import inspect_router
+from global_cp.shared_credentials import share_admin_token, share_serving_ca
 from global_cp.sync_server import ZoneSyncServer
 from global_cp.zone_routes import zone_overview_router
 from gossamer.api.app import ApiContext, build_app
-from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer, api_tls, certificate_hosts
 from gossamer.api.services import services_router
+from gossamer.election.core import Timing
+from gossamer.election.leases import leases_for
+from gossamer.election.replica import replica_id
+from gossamer.election.runner import Election
+from gossamer.errors import AlreadyExists, Conflict, GossamerError
 from gossamer.gui.routes import gui_router
 from gossamer.loop_lag import LoopLagMonitor
 from gossamer.pki.backends.validation import ca_checks
-from gossamer.pki.serving import ensure_serving_tls
+from gossamer.pki.serving import ServingTls, ensure_serving_tls
 from gossamer.process import run_until_signal
 from gossamer.resources import ResourceManager, deny_system
 from gossamer.settings import GlobalSettings, split_addr
@@ -51,6 +59,8 @@ class GlobalControlPlane:
         self._api: ApiServer | None = None
         self.sync: ZoneSyncServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._singletons: list[TokenUpkeep | MeshCaController | InsightJanitor] = []
+        self._publisher: InsightPublisher | None = None
 
     @property
     def api_url(self) -> str:
@@ -77,36 +87,39 @@ class GlobalControlPlane:
     async def _start(self) -> None:
         data_dir = self.settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.admin_token = load_or_create_admin_token(data_dir)
         self.store = await open_store(self.settings.store, data_dir)
         manager = ResourceManager(self.store)
         if self.settings.bootstrap_default_mesh:
-            await bootstrap(manager)
+            # Replicas starting together on a new store: one makes the mesh.
+            with contextlib.suppress(AlreadyExists, Conflict):
+                await bootstrap(manager)
+        self.admin_token = await share_admin_token(manager, data_dir)
         # Signing keys and revocations of older versions move before anyone verifies.
         await migrate_token_state(manager)
         self.zone_tokens = TokenAuthority(manager, ZONE)
         await self.zone_tokens.keys()  # the first signing key, before any zone asks
-        self._tasks.append(asyncio.create_task(TokenUpkeep(manager).run(),
-                                               name="token-upkeep"))
         metrics = CollectorRegistry()
+        await self._elect(manager, metrics)
         self.insights = Insights(metrics)
         self._tasks.append(asyncio.create_task(LoopLagMonitor(metrics).run(), name="loop-lag"))
-        tls = ensure_serving_tls(data_dir / "tls", "gossamer-global",
-                                 certificate_hosts(self.settings.tls_hosts,
-                                                   self.settings.api_addr))
+        tls = await self._serving_tls(manager)
         self.tls = tls
         self.sync = ZoneSyncServer(self.settings, self.store, manager, self.zone_tokens,
                                    self.insights)
         await self.sync.start((tls.cert_file.read_bytes(), tls.key_file.read_bytes()))
-        self.mesh_ca = MeshCaController(manager, metrics=metrics)
-        self._tasks.append(asyncio.create_task(self.mesh_ca.run(), name="mesh-ca"))
-        routers = [zone_overview_router(manager, self.insights), certificate_router(manager),
-                   mesh_router(manager, self.mesh_ca),
+        # A rotation request is a versioned write any replica may make; the leader's
+        # controller carries it out.
+        replica = replica_id(data_dir)  # its insights record: taken back after a restart
+        self._publisher = InsightPublisher(self.store, self.insights, replica)
+        self._tasks.append(asyncio.create_task(self._publisher.run(), name="insights"))
+        view = partial(stored_insights, self.store, own=(replica, self.insights))
+        routers = [zone_overview_router(manager, view), certificate_router(manager),
+                   mesh_router(manager, MeshCaController(manager)),
                    services_router(manager, local_zone=""),
                    zone_token_router(self.zone_tokens),
                    dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh)),
-                   check_router(manager, self.insights), inspect_router(self.sync.relays),
-                   gui_router(manager, self.admin_token)]
+                   check_router(manager, view, self.election.status),
+                   inspect_router(self.sync.relays), gui_router(manager, self.admin_token)]
         # The API's writes are checked (CA material) and may not touch system kinds.
         api_manager = ResourceManager(self.store, guard=deny_system, checks=ca_checks())
         app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,
@@ -117,12 +130,46 @@ class GlobalControlPlane:
         await self._api.start()
         log.info("global control plane API on %s (data in %s)", self.api_url, data_dir)
 
+    async def _serving_tls(self, manager: ResourceManager) -> ServingTls:
+        """This replica's serving certificate, from the CA every replica shares."""
+        tls_dir = self.settings.data_dir / "tls"
+        hosts = certificate_hosts(self.settings.tls_hosts, self.settings.api_addr)
+        await share_serving_ca(manager, tls_dir)
+        tls = ensure_serving_tls(tls_dir, "gossamer-global", hosts)
+        if await share_serving_ca(manager, tls_dir):  # another replica's CA came first
+            tls = ensure_serving_tls(tls_dir, "gossamer-global", hosts)
+        return tls
+
+    async def _elect(self, manager: ResourceManager, metrics: CollectorRegistry) -> None:
+        """The singleton work (mesh CAs, token upkeep, pruning the zone insights of
+        replicas gone for good) runs on the elected replica only, through a store that
+        refuses its writes outside the replica's terms."""
+        assert self.store is not None
+        self.election = Election(leases_for(self.store), "global", self._singleton_work,
+                                 timing=Timing.for_ttl(self.settings.leader_lease),
+                                 metrics=metrics)
+        leader = ResourceManager(self.election.fenced(self.store))
+        self.mesh_ca = MeshCaController(leader, metrics=metrics)
+        self._singletons = [TokenUpkeep(leader), self.mesh_ca,
+                            InsightJanitor(leader.store)]
+        self._tasks.append(asyncio.create_task(self.election.run(), name="election"))
+        await self.election.wait_settled()  # alone on its store: leads when start returns
+
+    async def _singleton_work(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for part in self._singletons:
+                group.create_task(part.run(), name=type(part).__name__)
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.sync is not None:
             await self.sync.stop()
+        if self._publisher is not None:  # the streams just ended: say so to the others
+            with contextlib.suppress(GossamerError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self._publisher.publish()
         if self._api is not None:
             await self._api.stop()
         if self.store is not None:

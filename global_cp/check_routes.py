@@ -6,20 +6,22 @@ last stream error, its latest ``ZoneHealth`` report with the global's time of re
 and whether the zone token the report names is revoked here. Beside them: every
 ``ZoneIngress`` (which zone has one), each mesh's CA backend checked live
 (``authority.ca_health``), the zones' certificate issuance errors (``ZoneTrustStatus``)
-and their intermediate CAs. The judging is the client's (``cli.check_rules``), so the
-same facts serve the GUI or any other tool.
+and their intermediate CAs; this replica's leader election (``leader``). The judging is
+the client's (``cli.check_rules``), so the same facts serve the GUI or any other tool.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
 
 from authority.ca_health import backend_health
 from global_cp.certificate_routes import zone_certificate_overview
-from global_cp.insights import Insights
+from global_cp.insights import ZoneInsight
+from global_cp.zone_routes import InsightView
 from gossamer.errors import NotFound
 from gossamer.model.base import Resource
 from gossamer.model.labels import ZONE_LABEL
@@ -51,13 +53,14 @@ async def _reports(manager: ResourceManager) -> dict[str, Resource]:
     return out
 
 
-async def _zones(manager: ResourceManager, insights: Insights) -> list[dict[str, Any]]:
+async def _zones(manager: ResourceManager, view: InsightView) -> list[dict[str, Any]]:
     records = {z.name: z for z in (await manager.list("Zone")).items}
     reports = await _reports(manager)
-    names = sorted({*records, *(i.zone for i in insights.all()), *reports})
+    insights = await view()
+    names = sorted({*records, *insights, *reports})
     out = []
     for name in names:
-        insight = insights.get(name)
+        insight = insights.get(name) or ZoneInsight(name)
         report = reports.get(name)
         spec = report.spec if report is not None else None
         assert spec is None or isinstance(spec, ZoneHealthSpec)
@@ -88,7 +91,9 @@ def _issuance(items: list[Resource]) -> list[dict[str, Any]]:
             for r in items if isinstance(r.spec, ZoneTrustStatusSpec)]
 
 
-def check_router(manager: ResourceManager, insights: Insights) -> APIRouter:
+def check_router(manager: ResourceManager, view: InsightView,
+                 leader: Callable[[], dict[str, object]] | None = None) -> APIRouter:
+    """``leader``: this replica's election status (role, holder, epoch), shown as is."""
     router = APIRouter(tags=["Check"])
 
     @router.get("/_check", summary="The facts `gossamer check` judges (zones, ingresses, "
@@ -98,7 +103,8 @@ def check_router(manager: ResourceManager, insights: Insights) -> APIRouter:
         certs = (await manager.list("ZoneCertificate")).items
         return {
             "mode": "global", "now": now.isoformat(),
-            "zones": await _zones(manager, insights),
+            "leader": leader() if leader is not None else None,
+            "zones": await _zones(manager, view),
             "ingresses": _ingresses((await manager.list("ZoneIngress")).items),
             "caBackends": await backend_health(manager),
             "issuance": _issuance((await manager.list("ZoneTrustStatus")).items),

@@ -1,10 +1,13 @@
 """What the global knows about each zone's connection: the insights behind ``inspect zones``.
 
-Kept in memory by the sync server and updated from the streams themselves (each stream is
-wrapped in ``sync.observed.Observed``, which reports what crosses it; the counts are a
-``sync.outcomes.Tally`` per zone), so a zone is Online exactly while it has a live
-stream; a stream that stalls is torn down by its heartbeat timeout and the zone goes
-Offline within that bound. Prometheus metrics (``gossamer_sync_*``) are updated alongside.
+Each replica's view is kept in memory by its sync server and updated from the streams
+themselves (each stream is wrapped in ``sync.observed.Observed``, which reports what
+crosses it; the counts are a ``sync.outcomes.Tally`` per zone), so a zone is Online
+exactly while it has a live stream; a stream that stalls is torn down by its heartbeat
+timeout and the zone goes Offline within that bound. Prometheus metrics
+(``gossamer_sync_*``) are updated alongside.
+``global_cp.insight_store`` stores each replica's view, and the API answers from the
+records of every replica merged, so every replica answers alike.
 
 On a GlobalToZone stream the global publishes: its responses count as ``sent`` and the
 zone's answers as ``acked``/``nacked``. On a ZoneToGlobal stream the zone's responses
@@ -13,6 +16,7 @@ count as ``received`` and the global's NACKs of them as ``refused``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter as Tallied
 from dataclasses import dataclass, field
@@ -91,6 +95,8 @@ class Insights:
     def __init__(self, registry: CollectorRegistry, clock: Any = time.time) -> None:
         self._zones: dict[str, ZoneInsight] = {}
         self._clock = clock
+        # Set when a stream comes or goes: the publisher stores the change at once.
+        self.changed = asyncio.Event()
         self.messages = Counter("gossamer_sync_messages", "Zone sync messages by outcome",
                                 ["zone", "type", "outcome"], registry=registry)
         self.online = Gauge("gossamer_sync_zone_online", "1 while a zone has a live stream",
@@ -117,6 +123,7 @@ class Insights:
         if z.streams == 1:
             z.connected_at = self._clock()
         self.online.labels(zone).set(1)
+        self.changed.set()
 
     def disconnected(self, zone: str, error: str = "") -> None:
         z = self.get(zone)
@@ -127,6 +134,7 @@ class Insights:
             self.deliveries.forget(zone)
             z.disconnected_at = self._clock()
             self.online.labels(zone).set(0)
+        self.changed.set()
 
     def count(self, zone: str, type_url: str, outcome: Outcome) -> None:
         z = self.get(zone)

@@ -97,6 +97,9 @@ class GlobalSettings:
     heartbeat_timeout: float = 15.0
     tls_hosts: tuple[str, ...] = ()
     api: ApiSettings = ApiSettings()
+    # Seconds a leader's lease lasts (gossamer.election): a replica that dies is
+    # replaced within about this long.
+    leader_lease: float = 10.0
 
 
 DEFAULT_XDS_ADDR = "0.0.0.0:5678"
@@ -132,6 +135,8 @@ class ZoneSettings:
     vip_cidr: str = DEFAULT_VIP_CIDR
     agent_grace: float = 60.0
     api: ApiSettings = ApiSettings()
+    # Seconds the lease of the zone's leader-only work lasts (gossamer.election).
+    leader_lease: float = 10.0
     global_alternates: tuple[str, ...] = ()
 
     @property

@@ -61,6 +61,10 @@ class Tally:
         if outcome is Outcome.ACKED:
             self.nacking.discard(type_url)
 
+    def add_counts(self, type_url: str, counts: Counts) -> None:
+        """Add totals counted elsewhere (another replica's, read from the store)."""
+        self._types.setdefault(type_url, Counts()).__iadd__(counts)
+
     def nack(self, type_url: str, detail: str) -> None:
         """Count a NACK of ``type_url`` and keep its (bounded) text."""
         self.add(type_url, Outcome.NACKED)

@@ -55,7 +55,9 @@ from zone_cp.leftovers import (
     Lifetime,
     keep_then_expire,
     leftover_keys,
+    ours,
     registered_by_agent,
+    stamped,
 )
 from zone_cp.trust_push import SidecarTrust
 
@@ -85,9 +87,12 @@ class AgentRegistry:
 
     def __init__(self, manager: ResourceManager, zone: str,
                  others: dict[str, Registrar] | None = None, *,
-                 signer: bool = True) -> None:
+                 signer: bool = True, replica: str = "") -> None:
+        """``replica``: this zone CP replica's stable id (zone CP replicas on one store,
+        ``zone_cp.leftovers``), "" without replicas."""
         self.manager = manager
         self.zone = zone
+        self.replica = replica
         self.others = others or {}
         self.auth = AgentAuth(manager, self.others, signer=signer)
         self.sessions: dict[str, AgentSession] = {}
@@ -139,7 +144,8 @@ class AgentRegistry:
                             f"{claims.kind} token: issue one with `gossamer token dataplane`")
         check_labels(res.labels)
         check_binding(claims, res.mesh, res.name, res.spec)
-        res = replace(res, labels={**res.labels, AGENT_LABEL: AGENT_VALUE})
+        res = replace(res, labels=stamped({**res.labels, AGENT_LABEL: AGENT_VALUE},
+                                          self.replica))
         session = AgentSession(res.mesh, res.name, claims, res, now)
         async with self._lock:
             await self._store(session)
@@ -227,7 +233,7 @@ class AgentRegistry:
         """The (mesh, name) of stored agent-registered Dataplanes with no live session."""
         page = await self.manager.list("Dataplane", labels={AGENT_LABEL: AGENT_VALUE})
         return leftover_keys(page.items, self.sessions.keys(),
-                             lambda r: sidecar_node_id(r.mesh, r.name), registered_by_agent)
+                             lambda r: sidecar_node_id(r.mesh, r.name), self._owned)
 
     async def expire(self, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """Remove the Dataplanes ``keys`` names whose agent has still not registered;
@@ -238,13 +244,16 @@ class AgentRegistry:
                 if sidecar_node_id(mesh, name) in self.sessions or self._stopping:
                     continue
                 with contextlib.suppress(NotFound):
-                    if registered_by_agent(await self.manager.get("Dataplane", name, mesh)):
+                    if self._owned(await self.manager.get("Dataplane", name, mesh)):
                         await self.manager.delete("Dataplane", name, mesh)
                         removed.append((mesh, name))
         if removed:
             log.info("removed %d dataplanes whose agents did not come back: %s",
                      len(removed), ", ".join(sidecar_node_id(m, n) for m, n in removed))
         return removed
+
+    def _owned(self, res: Resource) -> bool:
+        return registered_by_agent(res) and ours(res, self.replica)
 
     async def run(self, grace: float = LEFTOVER_GRACE) -> None:
         """After a start: expire the previous run's leftovers of every kind after

@@ -4,6 +4,9 @@
 store is open; ``start``/``stop`` run it in-process for tests, ``serve_forever`` is what
 ``gossamer zone run`` calls. A standalone zone (no ``--global``) creates its own
 ``default`` mesh like a global does, and runs the CA controller of its meshes' roots.
+Several replicas of a zone may share one PostgreSQL store: each serves xDS, the agent API
+and the zone API; the leader-only parts run on the holder of the zone's lease
+(``gossamer.election``), their writes fenced by it.
 Its parts are public, read-only, for tests and tools (``parts`` and a property each);
 reading one before ``start`` raises ``RuntimeError``.
 """
@@ -11,8 +14,9 @@ reading one before ``start`` raises ``RuntimeError``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter
@@ -28,6 +32,10 @@ from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer, api_tls
 from gossamer.api.services import services_router
+from gossamer.election.core import Timing
+from gossamer.election.leases import leases_for
+from gossamer.election.runner import Election
+from gossamer.errors import AlreadyExists, Conflict
 from gossamer.gui.routes import gui_router
 from gossamer.loop_lag import LoopLagMonitor
 from gossamer.pki.backends.validation import ca_checks
@@ -69,6 +77,8 @@ class ZoneControlPlane:
         self._api: ApiServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.health: HealthReporter | None = None  # federated: its ZoneHealth reports
+        self._leading: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._failed: asyncio.Future[None] | None = None  # a leader-only part's failure
 
     @property
     def api_url(self) -> str:
@@ -87,26 +97,33 @@ class ZoneControlPlane:
     async def _start(self) -> None:
         s = self.settings
         s.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._failed = asyncio.get_running_loop().create_future()
         self.admin_token = load_or_create_admin_token(s.directory)
         self._store = await open_store(s.store, s.directory)
-        parts = self._parts = build_parts(s, self._store)
+        # Leader-only work (the sync with the global, VIP allocation, a standalone zone's
+        # mesh CAs and token upkeep) runs on the replica holding the zone's lease.
+        self.election = Election(leases_for(self._store), "zone", self._leader_work,
+                                 timing=Timing.for_ttl(s.leader_lease))
+        parts = self._parts = build_parts(s, self._store, self.election.fenced(self._store))
+        self.election.register_metrics(parts.metrics)
         if not s.federated:
-            await bootstrap(parts.manager)
+            with contextlib.suppress(AlreadyExists, Conflict):  # replicas starting together
+                await bootstrap(parts.manager)
             # A standalone zone signs its own dataplane tokens: it keeps their keys (moved
             # out of mesh Secrets if an older version put them there) and revocations.
             await migrate_token_state(parts.manager)
-            self._spawn(TokenUpkeep(parts.manager).run(), "token-upkeep")
+            self._leading.append(TokenUpkeep(parts.leader).run)
         self._spawn(LoopLagMonitor(parts.metrics).run(), "loop-lag")
         self._spawn(parts.state.run(), "mesh-state")
         self._spawn(parts.ads.fleet.run(), "xds-fleet")
         self._spawn(parts.ingress_names.run(parts.state), "ingress-names")
         self._spawn(parts.ingresses.run(), "ingresses")
         self._spawn(parts.agents.run(s.agent_grace), "agents")
-        self._spawn(parts.vips.run(), "vip-allocator")
+        self._leading.append(parts.vips.run)
         self._spawn(parts.lifetimes.run(), "token-lifetimes")
         self._spawn(parts.ca.run(), "zone-ca")
         if parts.mesh_ca is not None:
-            self._spawn(parts.mesh_ca.run(), "mesh-ca")
+            self._leading.append(parts.mesh_ca.run)
         mode = "zone" if s.federated else "standalone"
         # The API writes through a guarded manager: a federated zone refuses writes to
         # what the global owns.
@@ -122,12 +139,26 @@ class ZoneControlPlane:
         await parts.xds.start(parts.tls.cert_file.read_bytes(),
                               parts.tls.key_file.read_bytes())
         if parts.sync is not None:
-            self._spawn(parts.sync.run(), "zone-sync")
-            self.health = HealthReporter(s.zone, parts.manager, parts.agents,
+            self._leading.append(parts.sync.run)
+            self.health = HealthReporter(s.zone, parts.leader, parts.agents,
                                          parts.ads.insights, s.vip_cidr, s.token_file,
                                          parts.sync)
-            self._spawn(self.health.run(), "zone-health")
+            self._leading.append(self.health.run)
+        self._spawn(self.election.run(), "election")
+        await self.election.wait_settled()  # alone on its store: leads when start returns
         log.info("zone %s control plane (%s) API on %s", s.zone, mode, self.api_url)
+
+    async def _leader_work(self) -> None:
+        """The leader-only parts, for one term. One that fails (the global refused our
+        token) ends the process through ``wait``, as before there were replicas."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for run in self._leading:
+                    group.create_task(run(), name=getattr(run, "__qualname__", "leader"))
+        except ExceptionGroup as group:  # the part's own error, as the CLI reports it
+            if self._failed is not None and not self._failed.done():
+                self._failed.set_exception(group.exceptions[0])
+            raise
 
     def _spawn(self, part: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(part, name=name))
@@ -146,8 +177,10 @@ class ZoneControlPlane:
         else:
             routers.append(dataplane_token_router(
                 lambda mesh: TokenAuthority(manager, DATAPLANE, mesh)))
-            routers.append(mesh_router(manager, parts.mesh_ca,
-                                       local_zone=self.settings.zone))
+            # A rotation request is a versioned write any replica may make (the
+            # leader's controller carries it out), as at the global.
+            routers.append(mesh_router(manager, MeshCaController(
+                manager, local_zone=self.settings.zone), local_zone=self.settings.zone))
         return routers
 
     async def stop(self) -> None:
@@ -164,7 +197,9 @@ class ZoneControlPlane:
 
     async def wait(self) -> None:
         """Return when the API stops or a background part (the sync) fails; re-raise why."""
-        waiters = list(self._tasks)
+        waiters: list[asyncio.Future[None]] = list(self._tasks)
+        if self._failed is not None:
+            waiters.append(self._failed)
         if self._api is not None:
             waiters.append(asyncio.create_task(self._api.wait()))
         done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

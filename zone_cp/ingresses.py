@@ -56,7 +56,7 @@ from proxy.context import Service
 from proxy.envoy.ports import local_ports
 from proxy.envoy.resources import ProxyResources
 from zone_cp.admission import reserved_labels
-from zone_cp.leftovers import leftover_keys
+from zone_cp.leftovers import leftover_keys, ours, stamped
 from zone_cp.mailbox import Mailbox
 from zone_cp.mesh_state import MeshState
 from zone_ingress.envoy import IngressContext, generate_ingress, routable
@@ -145,10 +145,12 @@ class IngressRegistry:
 
     def __init__(self, manager: ResourceManager, state: MeshState, zone: str, *,
                  federated: bool,
-                 generate: Callable[[IngressContext], ProxyResources] = generate_ingress
-                 ) -> None:
+                 generate: Callable[[IngressContext], ProxyResources] = generate_ingress,
+                 replica: str = "") -> None:
+        """``replica``: this zone CP replica's stable id (``zone_cp.leftovers``)."""
         self.manager = manager
         self.zone = zone
+        self.replica = replica
         self.federated = federated
         self.sessions: dict[str, IngressSession] = {}
         self._state = state
@@ -198,7 +200,8 @@ class IngressRegistry:
                                   f"control plane is zone {self.zone!r}")
         claims = await self.verify(token)
         # Reserved labels are the zone CP's to set (zone and origin would stop the sync).
-        labels = {k: v for k, v in res.labels.items() if k not in reserved_labels(res.labels)}
+        labels = stamped({k: v for k, v in res.labels.items()
+                          if k not in reserved_labels(res.labels)}, self.replica)
         stored = Resource(type=KIND, name=res.name, labels=labels,
                           spec=spec.model_copy(update={"zone": self.zone,
                                                        "available_services": []}))
@@ -253,7 +256,7 @@ class IngressRegistry:
         """("", name) of each local ZoneIngress stored with no live session."""
         page = await self.manager.list(KIND)
         return leftover_keys(page.items, self.sessions.keys(), lambda r: node_id(r.name),
-                             lambda _: True)
+                             lambda r: ours(r, self.replica))
 
     async def expire(self, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """Remove the ZoneIngresses ``keys`` names whose agent has still not registered
@@ -264,7 +267,8 @@ class IngressRegistry:
                 if node_id(name) in self.sessions or self._stopping:
                     continue
                 with contextlib.suppress(NotFound):
-                    if ORIGIN_LABEL not in (await self.manager.get(KIND, name)).labels:
+                    current = await self.manager.get(KIND, name)
+                    if ORIGIN_LABEL not in current.labels and ours(current, self.replica):
                         await self.manager.delete(KIND, name)
                         removed.append((mesh, name))
         for _, name in removed:

@@ -1,16 +1,18 @@
 """What a restarted zone CP does with the resources its previous run's agents left stored.
 
-A registered Dataplane (or ZoneIngress) is removed when its agent's stream ends while the
-control plane keeps running, but *not* when the stream ends because the control plane
-itself stops (``stopping``): the Envoys keep serving meanwhile, and deleting their
+A registered Dataplane (or ZoneIngress) is removed when its agent's stream ends while
+the control plane keeps running, but *not* when the stream ends because the control
+plane itself stops (``stopping``): the Envoys keep serving meanwhile, and deleting their
 resources would reach the global and every other zone as a lost route. After a start,
 ``keep_then_expire`` gives the resources a previous run left behind (``leftovers``) a
 grace period for their agents to register again (which replaces them, as any
 re-registration does) and then removes those still without a session (``expire``): a
-sidecar that died with the CP does not linger. Only agent-registered, zone-local
-resources are touched; one applied by hand or synced from elsewhere is not the
-registries'. Each registry (``AgentRegistry`` for Dataplanes, ``IngressRegistry``)
-implements ``Lifetime``; this module holds what they share.
+sidecar that died with the CP does not linger. Replicas of a zone CP on one store stamp
+the resources of their sessions with their stable replica id (``CP_REPLICA_LABEL``) and
+expire only their own, never those of a sidecar connected to another replica. Only
+agent-registered, zone-local resources are touched; one applied by hand or synced from
+elsewhere is not the registries'. Each registry (``AgentRegistry`` for Dataplanes,
+``IngressRegistry``) implements ``Lifetime``; this module holds what they share.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Protocol
 
 from gossamer.errors import GossamerError
 from gossamer.model.base import Resource
-from gossamer.model.labels import AGENT_LABEL, AGENT_VALUE, ORIGIN_LABEL
+from gossamer.model.labels import AGENT_LABEL, AGENT_VALUE, CP_REPLICA_LABEL, ORIGIN_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,19 @@ def leftover_keys(stored: Iterable[Resource], live: Collection[str],
 
 def registered_by_agent(res: Resource) -> bool:
     return res.labels.get(AGENT_LABEL) == AGENT_VALUE
+
+
+def stamped(labels: Mapping[str, str], replica: str) -> dict[str, str]:
+    """``labels`` naming ``replica`` as the holder of the session (none when ""): zone CP
+    replicas on one store each expire only the leftovers of their own sessions."""
+    return {**labels, CP_REPLICA_LABEL: replica} if replica else dict(labels)
+
+
+def ours(res: Resource, replica: str) -> bool:
+    """Whether ``res`` was registered through ``replica`` (or by a CP without replicas:
+    no label), so that its expiry is this replica's to decide. A resource whose agent
+    moved to another replica carries that replica's name and is never expired here."""
+    return res.labels.get(CP_REPLICA_LABEL, "") in ("", replica)
 
 
 async def keep_then_expire(registries: Mapping[str, Lifetime], grace: float) -> None:

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from authority.mesh_ca import MeshCaController
 from gossamer.api.serve import certificate_hosts
+from gossamer.election.replica import replica_id
 from gossamer.pki.serving import ServingTls, ensure_serving_tls
 from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
@@ -49,6 +50,7 @@ class ZoneParts:
 
     store: Store
     manager: ResourceManager  # unguarded: what the zone's own parts write through
+    leader: ResourceManager  # the same, fenced by the zone's lease: the leader-only parts
     metrics: CollectorRegistry
     tls: ServingTls  # the serving CA and certificate of the API and the xDS port
     state: MeshState
@@ -65,21 +67,28 @@ class ZoneParts:
     sync: ZoneSyncClient | None  # federated only
 
 
-def build_parts(s: ZoneSettings, store: Store) -> ZoneParts:
-    """Construct and wire every part of the zone CP ``s`` describes over ``store``."""
+def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> ZoneParts:
+    """Construct and wire every part of the zone CP ``s`` describes over ``store``.
+
+    ``leader`` is the store view of the leader-only parts (the sync with the global, VIP
+    allocation, a standalone zone's mesh CAs), whose writes the zone's lease fences
+    (``gossamer.election``); ``store`` itself by default."""
     manager = ResourceManager(store)
+    leading = ResourceManager(leader) if leader is not None else manager
     metrics = CollectorRegistry()
     tls = ensure_serving_tls(s.directory / "tls", f"gossamer-zone-{s.zone}",
                              certificate_hosts(s.tls_hosts, s.api_addr))
     ingress_names = IngressNames()
     state = MeshState(store, s.zone, names=ingress_names.addresses)
-    ingresses = IngressRegistry(manager, state, s.zone, federated=s.federated)
+    replica = replica_id(s.directory) if shared_store(s.store) else ""
+    ingresses = IngressRegistry(manager, state, s.zone, federated=s.federated,
+                                replica=replica)
     # A federated zone never signs dataplane tokens: it verifies with the global's keys.
     agents = AgentRegistry(manager, s.zone, {"ZoneIngress": ingresses},
-                           signer=not s.federated)
+                           signer=not s.federated, replica=replica)
     # Virtual IPs for every service the zone knows, and each mesh's DNS table for its
     # agents (DESIGN §6).
-    vips = VipAllocator(state, manager, parse_cidr(s.vip_cidr))
+    vips = VipAllocator(state, leading, parse_cidr(s.vip_cidr))
     # One per zone CP: the DNS tables and the ADS server share it.
     vip_view = VipView(state, s.vip_cidr)
     dns = DnsPublisher(state, agents, vip_view)
@@ -93,16 +102,22 @@ def build_parts(s: ZoneSettings, store: Store) -> ZoneParts:
     xds = XdsServer(s.xds_addr, ads, AgentService(agents, ca, lifetimes))
     mesh_ca = None
     if not s.federated:  # a standalone zone owns its meshes' roots
-        mesh_ca = MeshCaController(manager, local_zone=s.zone, metrics=metrics)
+        mesh_ca = MeshCaController(leading, local_zone=s.zone, metrics=metrics)
     metrics.register(CertificateCollector(agents))
     metrics.register(XdsCollector(ads, agents))  # push latency, NACKs, connected
-    sync = (ZoneSyncClient(s, manager, inspector=EnvoyInspector(agents, s.zone))
+    sync = (ZoneSyncClient(s, leading, inspector=EnvoyInspector(agents, s.zone))
             if s.federated else None)
-    return ZoneParts(store=store, manager=manager, metrics=metrics, tls=tls, state=state,
+    return ZoneParts(store=store, manager=manager, leader=leading, metrics=metrics, tls=tls,
+                     state=state,
                      ingress_names=ingress_names,
                      ingresses=ingresses, agents=agents, vips=vips, dns=dns,
                      lifetimes=lifetimes, ads=ads, ca=ca, xds=xds, mesh_ca=mesh_ca,
                      sync=sync)
+
+
+def shared_store(url: str) -> bool:
+    """Whether replicas of this CP may share the store (PostgreSQL; SQLite is one node)."""
+    return url.startswith(("postgres://", "postgresql://"))
 
 
 def _generator(cache: PieceCache) -> Callable[[ProxyContext], ProxyResources]:

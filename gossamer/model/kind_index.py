@@ -79,6 +79,8 @@ KINDS: tuple[KindName, ...] = (
              "zcr", False, False, "zonecertificate"),
     KindName("ZoneHealth", "zone-healths", "zonehealth", "zh", False, False, "zonehealth"),
     KindName("ZoneIngress", "zone-ingresses", "zoneingress", "zi", False, False, "zoneingress"),
+    KindName("ZoneInsight", "zone-insights", "zoneinsight", "zinsight", False, False,
+             "zoneinsight"),
     KindName("ZoneTrustStatus", "zone-trust-statuses", "zonetruststatus", "ztrust", False,
              False, "zonetrust"),
 )

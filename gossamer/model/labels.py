@@ -39,6 +39,9 @@ DISPLAY_NAME_LABEL = "gossamer.io/display-name"
 # to expire; a hand-applied Dataplane has no agent to wait for.
 AGENT_LABEL = "gossamer.io/registered-by"
 AGENT_VALUE = "agent"
+# The zone CP replica an agent-registered resource's session lives on (zone CP replicas
+# on one store: each expires only its own leftovers, zone_cp.leftovers).
+CP_REPLICA_LABEL = "gossamer.io/cp-replica"
 # An agent's opt-in to VIP listeners for its own sidecar (``zone_cp.mesh_dns``).
 VIP_OUTBOUNDS_LABEL = "gossamer.io/vip-outbounds"
 # Token signing keys (GlobalSecrets): the key's purpose, its mesh, its key id.

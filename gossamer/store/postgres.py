@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from gossamer.election.core import Fence
 from gossamer.errors import (
     RevisionCompacted,
     StoreConfigError,
@@ -67,10 +68,16 @@ from gossamer.store.pg_connection import (
     Listener,
     translate,
 )
+from gossamer.store.pg_leases import PostgresLeases, check_fence
 
 log = logging.getLogger(__name__)
 
 MIGRATION_LOCK = 0x676F_7373_0000_0001  # "goss" + 1: the schema migration advisory lock
+# A client cut off mid-transaction (a pulled cable: no FIN, no RST) would hold the
+# revision lock, and a fenced write its lease row, until the server noticed the dead
+# peer: every writer and a new leader would wait on it. The server ends a transaction
+# left idle this long instead; ours never pause between statements for anywhere near it.
+SERVER_SETTINGS = {"idle_in_transaction_session_timeout": "8000"}  # milliseconds
 # Events read (and decoded) per step of a watch: each step holds the event loop while it
 # decodes, so a batch of thousands of writes reaches a watcher in steps of tens of ms.
 WATCH_BATCH = 200
@@ -121,6 +128,7 @@ class PostgresStore:
         self._retention = retention
         self._watchers: set[asyncio.Event] = set()
         self._listener = Listener(dsn, self._wake_watchers, connect_timeout)
+        self._dsn, self._connect_timeout = dsn, connect_timeout
         self._liveness = self._listener.liveness
         self._liveness.on_down = self._expire_pool
         self._closed = False
@@ -136,7 +144,8 @@ class PostgresStore:
             # that does not answer: the operation waiting on it fails in time (a 503).
             pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
                                              timeout=min(connect_timeout, 1.5 * PROBE_TIMEOUT),
-                                             command_timeout=command_timeout)
+                                             command_timeout=command_timeout,
+                                             server_settings=SERVER_SETTINGS)
         try:
             with translate():
                 async with pool.acquire() as conn:
@@ -189,10 +198,16 @@ class PostgresStore:
                      expected_version: int | None = None) -> None:
         await self.write([Delete(kind, name, mesh, expected_version)])
 
-    async def write(self, ops: Sequence[WriteOp]) -> builtins.list[Resource | None]:
+    async def write(self, ops: Sequence[WriteOp], *,
+                    fence: Fence | None = None) -> builtins.list[Resource | None]:
+        """The batch; with a ``fence``, refused (``NotLeader``) unless its lease holds
+        (``pg_leases.check_fence``, before the revision lock: every writer locks in the
+        same order)."""
         if not ops:
             return []
         async with self._transaction() as conn:
+            if fence is not None:
+                await check_fence(conn, fence)
             base = int(await conn.fetchval("SELECT value FROM store_revision FOR UPDATE"))
             now = datetime.now(UTC)
             changes: builtins.list[tuple[EventType, Resource]] = []
@@ -205,6 +220,10 @@ class PostgresStore:
             if changes:
                 await self._append(conn, base, changes)
         return results
+
+    def leases(self) -> PostgresLeases:
+        """Leader-election leases in this database, on a connection of their own."""
+        return PostgresLeases(self._dsn, self._connect_timeout)
 
     async def revision(self) -> int:
         async with self._connection() as conn:
@@ -315,7 +334,7 @@ class PostgresStore:
                     with self._liveness.holding(conn):
                         yield conn
         except StoreUnavailable as exc:
-            if self._liveness.down is not None:  # say why, and that nothing was written
+            if self._liveness.down is not None:  # say why it does not answer
                 raise self._liveness.unavailable(exc.detail) from exc
             raise
 
