@@ -38,7 +38,7 @@ from gossamer.pki.certs import KeyPair
 from gossamer.settings import split_addr
 from proxy.agent import dataplane_file, transparent
 from proxy.agent.errors import InputError
-from proxy.agent.identity import matches
+from proxy.agent.keygen import matches
 from proxy.redirect.defaults import SIDECAR_USER
 
 DEFAULT_VIP_CIDR = "240.0.0.0/4"  # zone_cp's default --vip-cidr

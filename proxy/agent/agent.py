@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dns.server import ServerConfig
-from gossamer.pki.certs import bundle_digest
 from gossamer.process import run_until_signal
 from proxy.agent import bootstrap, sds_state, vip_route
 from proxy.agent.cp_client import (
@@ -51,7 +50,7 @@ from proxy.agent.envoy_process import (
     parent_death_wrapper,
 )
 from proxy.agent.errors import AgentError, ControlPlaneRefused
-from proxy.agent.identity import Identity, SignedCertificate, check_bundle
+from proxy.agent.identity import Identity, SignedCertificate, bundle_digest, check_bundle
 from proxy.agent.resolver import MeshResolver
 from proxy.agent.rotation import Rotator
 from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from gossamer.pki.certs import write_secret
+from gossamer.pki.files import write_secret
 from proxy.names import ADMIN_CLUSTER, ADS_CLUSTER, SDS_CLUSTER
 
 ADMIN_HOST = "127.0.0.1"
