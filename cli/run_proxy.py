@@ -33,7 +33,7 @@ from cli.agent_options import (
     control_plane_options,
     envoy_options,
 )
-from cli.agent_process import run_agent_process
+from cli.agent_process import reported, setup_logging
 from gossamer.pki.certs import KeyPair
 from gossamer.settings import split_addr
 from proxy.agent import dataplane_file, transparent
@@ -132,12 +132,11 @@ def build_settings(options: ProxyOptions) -> AgentSettings:
     if options.transparent:
         loaded = transparent.with_capture(loaded)
     token = read_token(agent.token_file)
-    admin = loaded.spec.networking.admin
     host, port = options.dns_addr
     return agent.settings(
         AgentSettings, address, token=token,
         work_dir=agent.work_dir or Path(f".gossamer/proxy-{loaded.name}"),
-        admin_port=agent.admin_port or (admin.port if admin else DEFAULT_ADMIN_PORT),
+        admin_port=agent.admin_port or loaded.admin_port or DEFAULT_ADMIN_PORT,
         dataplane=loaded, metrics_tls=metrics_tls, dns=ServerConfig(host=host, port=port),
         vip=VipRoute(cidr=options.vip_cidr, add_route=options.vip_route))
 
@@ -200,10 +199,11 @@ def run(options: ProxyOptions) -> None:
     is read again before the token expires, on SIGHUP and whenever the agent reconnects:
     write a new token into it and the agent and Envoy move to it without a restart.
     """
-    # Lazy on purpose, as in build_settings: only `proxy run` needs the agent's runtime.
-    from proxy.agent.agent import Agent
+    # Checked here, run in a fresh interpreter that loads only the agent's runtime.
+    from cli.agent_runtime import exec_runtime
 
-    run_agent_process(options.agent.log_level, lambda: Agent(_as_sidecar_user(options)))
+    setup_logging(options.agent.log_level)
+    exec_runtime(options.agent.log_level, reported(lambda: _as_sidecar_user(options)))
 
 
 def _as_sidecar_user(options: ProxyOptions) -> AgentSettings:

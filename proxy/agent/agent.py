@@ -212,7 +212,7 @@ class Agent:
         assert reg is not None and sock is not None, "written once registered, SDS started"
         bootstrap.write(s.bootstrap_path, bootstrap.bootstrap(bootstrap.BootstrapParams(
             node_id=reg.node_id, mesh=reg.mesh, dataplane=reg.name, zone=reg.zone,
-            service=(s.dataplane.spec.services or [reg.name])[0],
+            service=(s.dataplane.services or (reg.name,))[0],
             cp_host=s.cp.host, cp_port=s.cp.port, cp_ca_pem=s.cp_ca_pem.decode(),
             token=token, sds_socket=str(sock), admin_port=s.admin_port)))
 
