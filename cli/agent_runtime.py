@@ -24,7 +24,7 @@ import sys
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
-    from proxy.agent.agent import AgentSettings
+    from proxy.agent.sidecar_settings import AgentSettings
 
 MODULE = "cli.agent_runtime"
 

@@ -44,7 +44,7 @@ from proxy.redirect.defaults import SIDECAR_USER
 DEFAULT_VIP_CIDR = "240.0.0.0/4"  # zone_cp's default --vip-cidr
 
 if TYPE_CHECKING:
-    from proxy.agent.agent import AgentSettings
+    from proxy.agent.sidecar_settings import AgentSettings
 
 DEFAULT_ADMIN_PORT = 9901
 DEFAULT_DNS_ADDR = "127.0.0.1:15053"
@@ -117,8 +117,8 @@ def build_settings(options: ProxyOptions) -> AgentSettings:
     # Lazy on purpose: the agent's runtime (gRPC and its protobufs, Envoy's API, c-ares)
     # would load at the start of every `gossamer` command, which imports this module.
     from dns.server import ServerConfig
-    from proxy.agent.agent import AgentSettings
-    from proxy.agent.cp_client import ControlPlaneAddress
+    from proxy.agent.settings import ControlPlaneAddress
+    from proxy.agent.sidecar_settings import AgentSettings
     from proxy.agent.vip_route import VipRoute
 
     metrics_tls = read_metrics_tls(options.metrics_cert_file, options.metrics_key_file)

@@ -18,11 +18,9 @@ stream) is ``ControlPlaneUnavailable``, and a certificate that did not verify is
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import grpc
 
@@ -33,13 +31,12 @@ from proxy.agent.errors import (
     ControlPlaneNotVerified,
     ControlPlaneRefused,
     ControlPlaneUnavailable,
-    InputError,
 )
 from proxy.agent.identity import SignedCertificate
+from proxy.agent.settings import DEFAULT_PORT as DEFAULT_PORT
+from proxy.agent.settings import ControlPlaneAddress as ControlPlaneAddress  # re-exported
 from sync.v1 import agent_pb2, agent_pb2_grpc
 
-DEFAULT_PORT = 5678
-CP_EXAMPLE = "https://zone-cp.example.com:5678"
 SIGN_TIMEOUT = 30.0
 
 # Statuses that mean "no" for this agent as configured. FAILED_PRECONDITION is not one:
@@ -52,39 +49,6 @@ REFUSALS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSIO
 GRPC_OPTIONS = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000),
                 ("grpc.keepalive_permit_without_calls", 0),
                 ("grpc.max_receive_message_length", 16 << 20)]
-
-
-@dataclass(frozen=True)
-class ControlPlaneAddress:
-    """Where the zone CP's xDS and agent API listen: ``https://HOST[:PORT]``."""
-
-    host: str
-    port: int = DEFAULT_PORT
-
-    @classmethod
-    def parse(cls, url: str) -> ControlPlaneAddress:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as exc:
-            raise InputError(f"--cp {url!r}: {exc}") from None
-        if (parts.scheme.lower() not in ("https", "grpcs") or not parts.hostname
-                or parts.path.strip("/") or parts.query or parts.fragment or parts.username
-                or port == 0):
-            raise InputError(f"--cp {url!r}: expected https://HOST:PORT, like {CP_EXAMPLE}")
-        return cls(parts.hostname, port or DEFAULT_PORT)
-
-    @property
-    def target(self) -> str:
-        try:
-            if ipaddress.ip_address(self.host).version == 6:
-                return f"[{self.host}]:{self.port}"
-        except ValueError:
-            pass
-        return f"{self.host}:{self.port}"
-
-    def __str__(self) -> str:
-        return f"https://{self.target}"
 
 
 @dataclass(frozen=True)

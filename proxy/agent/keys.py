@@ -77,7 +77,7 @@ class ChildKeyRequest:
                 await proc.wait()
 
 
-async def child_request(common_name: str) -> ChildKeyRequest:
+async def child_request(common_name: str) -> KeyRequest:
     """Start a key generator child and read its CSR."""
     try:
         proc = await asyncio.create_subprocess_exec(

@@ -39,7 +39,6 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -60,22 +59,10 @@ from proxy.agent.errors import (
     ControlPlaneRefused,
     ControlPlaneUnavailable,
 )
+from proxy.agent.settings import SessionPolicy as SessionPolicy  # re-exported
 from sync.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SessionPolicy:
-    """Heartbeats (``interval``, ``timeout``) and reconnect backoff, in seconds."""
-
-    interval: float = 5.0
-    timeout: float = 15.0
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-    healthy_after: float = 10.0
-    handover: float = 5.0
-    handover_retry: float = 0.05
 
 
 class _Stalled(Exception):
@@ -95,7 +82,7 @@ class Session:
                  on_renew: Callable[[], None] = lambda: None,
                  before_connect: Callable[[], object] = lambda: None,
                  on_registered: Callable[[Registration, str], None] = lambda _, __: None,
-                 policy: SessionPolicy = SessionPolicy(),
+                 policy: SessionPolicy | None = None,
                  rng: random.Random | None = None,
                  admin_port: int | None = None) -> None:
         self._client = client
@@ -109,7 +96,7 @@ class Session:
         self._handover_until = 0.0
         self._status: StatusReport | None = None
         self._status_changed = asyncio.Event()
-        self._policy = policy
+        self._policy = policy or SessionPolicy()
         self._admin = AdminRelay(admin_port) if admin_port else None
         self._rng = rng or random.Random()
         self.registered: asyncio.Future[Registration] = (
