@@ -34,11 +34,9 @@ from cli.agent_options import (
     envoy_options,
 )
 from cli.agent_process import reported, setup_logging
-from gossamer.pki.certs import KeyPair
 from gossamer.settings import split_addr
 from proxy.agent import dataplane_file, transparent
 from proxy.agent.errors import InputError
-from proxy.agent.keygen import matches
 from proxy.redirect.defaults import SIDECAR_USER
 
 DEFAULT_VIP_CIDR = "240.0.0.0/4"  # zone_cp's default --vip-cidr
@@ -65,6 +63,10 @@ def read_metrics_tls(cert: Path | None, key: Path | None) -> tuple[bytes, bytes]
         return None
     if cert is None or key is None:
         raise InputError("--metrics-cert-file and --metrics-key-file go together")
+    # Here only: cryptography is for this check, not for every `proxy run`.
+    from gossamer.pki.certs import KeyPair
+    from proxy.agent.keygen import matches
+
     try:
         chain, key_pem = cert.read_bytes(), key.read_bytes()
         pair = KeyPair.from_pem(chain, key_pem)
