@@ -57,6 +57,9 @@ def setup_logging(log_level: str) -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # HTTP/2 under grpclib: at debug level hpack logs every header, the token's too.
+    for name in ("hpack", "h2", "grpclib"):
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 def reported(step: Callable[[], T]) -> T:

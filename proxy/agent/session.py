@@ -41,8 +41,6 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-import grpc
-
 from proxy.agent.admin_relay import AdminRelay
 from proxy.agent.cp_client import (
     AgentClient,
@@ -59,6 +57,7 @@ from proxy.agent.errors import (
     ControlPlaneRefused,
     ControlPlaneUnavailable,
 )
+from proxy.agent.grpc_wire import EOF, RpcError
 from proxy.agent.settings import SessionPolicy as SessionPolicy  # re-exported
 from sync.v1 import agent_pb2
 
@@ -161,14 +160,9 @@ class Session:
         connects = self.connects
         try:
             await self._converse(call, token)
-        except grpc.aio.AioRpcError as exc:
+        except RpcError as exc:
             what = "the session" if self.connects > connects else "the dataplane's registration"
             raise self._client.translate(exc, what) from None
-        except asyncio.InvalidStateError:
-            # A write (a heartbeat, a status) raced the call's end, e.g. the CP stopping:
-            # grpc.aio raises this rather than the call's status. Retried like any break.
-            raise ControlPlaneUnavailable("the session ended while the agent was writing "
-                                          "to it") from None
         finally:
             call.cancel()
 
@@ -237,7 +231,7 @@ class Session:
             message = await asyncio.wait_for(call.read(), timeout)
         except TimeoutError:
             raise _Stalled(f"nothing received for {timeout:g}s") from None
-        if message is grpc.aio.EOF:
+        if message is EOF:
             raise ControlPlaneUnavailable("the control plane closed the session")
         assert isinstance(message, agent_pb2.ControlPlaneMessage)
         return message

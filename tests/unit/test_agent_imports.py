@@ -49,8 +49,9 @@ FORBIDDEN_PACKAGES = (
     "cli.tokens", "cli.inspect", "cli.run_global", "cli.run_zone", "cli.demo",
     "deploy",
 )
-# Loaded by ``proxy run`` to check its inputs, never by the sidecar's runtime it becomes.
-CHECK_ONLY = ("pydantic", "pydantic_core", "cryptography", "jwt", "click", "cli.main",
+# Loaded by ``proxy run`` to check its inputs (grpcio: by the control planes), never by
+# the sidecar's runtime it becomes.
+CHECK_ONLY = ("grpc", "pydantic", "pydantic_core", "cryptography", "jwt", "click", "cli.main",
               "cli.params", "cli.run_proxy", "gossamer.model.dataplane",
               "gossamer.model.registry", "proxy.agent.keygen")
 # The kinds' models the agents check their documents with; every other kind stays out.
@@ -115,7 +116,7 @@ async def test_proxy_run_loads_only_what_a_sidecar_runs(tmp_path: Path) -> None:
     finally:
         await cp.stop()
     # It ran the agent: registered, held a key, served SDS, supervised Envoy.
-    assert {"proxy.agent.agent", "proxy.agent.sds_server", "grpc",
+    assert {"proxy.agent.agent", "proxy.agent.sds_server", "grpclib",
             "cli.agent_process"} <= modules
     assert forbidden(modules) == []
     assert "gossamer.model.zoneingress" not in modules
@@ -151,7 +152,7 @@ async def test_ingress_run_loads_only_what_an_ingress_runs(tmp_path: Path) -> No
     finally:
         await cp.stop()
     assert cp.registrations[0]["type"] == "ZoneIngress"
-    assert {"zone_ingress.agent", "grpc", "cli.run_ingress",
+    assert {"zone_ingress.agent", "grpclib", "cli.run_ingress",
             "gossamer.model.zoneingress"} <= modules
     assert forbidden(modules) == []
     assert "gossamer.model.dataplane" not in modules
