@@ -1,13 +1,14 @@
-"""The sidecar agent's long-running process, apart from the command that checked it.
+"""The agents' long-running process, apart from the command that checked them.
 
-``gossamer proxy run`` reads and checks every input with the CLI's full means (click,
-the Dataplane's pydantic model, ``cryptography`` for the MeshMetric key pair) and then
-replaces itself (``exec_runtime``: ``execv``, same PID, same signals, same parent) with
-``python -m cli.agent_runtime FD``, a fresh interpreter that imports only what a sidecar
-runs: the agent, gRPC, the resolver. The checked settings travel in a memfd (an
-anonymous in-memory file that exists only for this process; it holds the dataplane token,
-so it is never a file on disk) as a pickle, read once and closed. A module of the CLI
-layer because it builds the process; it imports no click.
+``gossamer proxy run`` (and ``ingress run``) reads and checks every input with the CLI's
+full means (click, the Dataplane's or ZoneIngress's pydantic model, ``cryptography`` for
+the MeshMetric key pair) and then replaces itself (``exec_runtime``: ``execv``, same PID,
+same signals, same parent) with ``python -m cli.agent_runtime FD``, a fresh interpreter
+that imports only what the agent runs: the agent (``SIDECAR`` or ``INGRESS``), gRPC,
+the resolver. The checked settings travel in a memfd (an anonymous in-memory file that
+exists only for this process; it holds the token, so it is never a file on disk) as a
+pickle, read once and closed. A module of the CLI layer because it builds the process;
+it imports no click.
 
 Why: what a Python process imports stays mapped and allocated for its lifetime, and a
 sidecar lives as long as its workload, beside every instance of every service. Checking
@@ -18,22 +19,29 @@ cost is one interpreter start, a few tens of milliseconds.
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
-    from proxy.agent.sidecar_settings import AgentSettings
+    from proxy.agent.settings import EnvoyAgentSettings
 
 MODULE = "cli.agent_runtime"
 
 
-def exec_runtime(log_level: str, settings: AgentSettings) -> NoReturn:
-    """Become the runtime with ``settings`` (never returns)."""
+SIDECAR = "proxy.agent.agent:Agent"
+INGRESS = "zone_ingress.agent:IngressAgent"
+
+
+def exec_runtime(log_level: str, settings: EnvoyAgentSettings, agent: str = SIDECAR
+                 ) -> NoReturn:
+    """Become the runtime running ``agent`` (``module:class``, built from ``settings``);
+    never returns."""
     fd = os.memfd_create("gossamer-agent-settings", 0)
     with open(fd, "wb", closefd=False) as f:
-        f.write(pickle.dumps((log_level, settings), protocol=pickle.HIGHEST_PROTOCOL))
+        f.write(pickle.dumps((log_level, agent, settings), protocol=pickle.HIGHEST_PROTOCOL))
     os.lseek(fd, 0, os.SEEK_SET)
     os.set_inheritable(fd, True)
     sys.stdout.flush()
@@ -41,10 +49,10 @@ def exec_runtime(log_level: str, settings: AgentSettings) -> NoReturn:
     os.execv(sys.executable, [sys.executable, "-m", MODULE, str(fd)])
 
 
-def read_settings(fd: int) -> tuple[str, AgentSettings]:
+def read_settings(fd: int) -> tuple[str, str, EnvoyAgentSettings]:
     with open(fd, "rb") as f:  # closes the memfd: the token is in this process only
-        log_level, settings = pickle.load(f)
-    return log_level, settings
+        log_level, agent, settings = pickle.load(f)
+    return log_level, agent, settings
 
 
 def main(argv: list[str]) -> None:
@@ -53,10 +61,13 @@ def main(argv: list[str]) -> None:
               file=sys.stderr)
         raise SystemExit(2)
     from cli.agent_process import run_agent_process
-    from proxy.agent.agent import Agent
 
-    log_level, settings = read_settings(int(argv[0]))
-    run_agent_process(log_level, lambda: Agent(settings))
+    log_level, agent, settings = read_settings(int(argv[0]))
+    module, _, name = agent.partition(":")
+    if agent not in (SIDECAR, INGRESS):
+        raise SystemExit(f"error: no agent {agent!r}")
+    make = getattr(importlib.import_module(module), name)
+    run_agent_process(log_level, lambda: make(settings))
 
 
 if __name__ == "__main__":

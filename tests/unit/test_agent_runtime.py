@@ -31,9 +31,9 @@ def test_settings_cross_the_memfd_whole(tmp_path: Path) -> None:
                                 services=("web",), admin_port=9902),
         metrics_tls=(b"chain", b"key"))
     fd = os.memfd_create("test", 0)
-    os.write(fd, pickle.dumps(("debug", settings)))
+    os.write(fd, pickle.dumps(("debug", agent_runtime.SIDECAR, settings)))
     os.lseek(fd, 0, os.SEEK_SET)
-    assert agent_runtime.read_settings(fd) == ("debug", settings)
+    assert agent_runtime.read_settings(fd) == ("debug", agent_runtime.SIDECAR, settings)
     with pytest.raises(OSError):  # closed once read: the token stays in the process only
         os.fstat(fd)
 
