@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 MODULE = "cli.agent_runtime"
 
 
+SELF_EXE = "/proc/self/exe"
 SIDECAR = "proxy.agent.agent:Agent"
 INGRESS = "zone_ingress.agent:IngressAgent"
 
@@ -46,7 +47,10 @@ def exec_runtime(log_level: str, settings: EnvoyAgentSettings, agent: str = SIDE
     os.set_inheritable(fd, True)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", MODULE, str(fd)])
+    # This interpreter's own binary, through /proc: with --transparent the command runs as
+    # the sidecar's user, who may not traverse the path to it (a pyenv under /root);
+    # argv[0] stays sys.executable, from which Python finds its venv.
+    os.execv(SELF_EXE, [sys.executable, "-m", MODULE, str(fd)])
 
 
 def read_settings(fd: int) -> tuple[str, str, EnvoyAgentSettings]:

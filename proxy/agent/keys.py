@@ -28,6 +28,9 @@ from proxy.agent.identity import Identity, SignedCertificate
 
 CHILD_TIMEOUT = 30.0  # RSA-4096 on a loaded machine takes seconds, never this long
 LINE_LIMIT = 1 << 20  # a chain of a few certificates is a few KiB
+# This interpreter's binary through /proc: a transparent sidecar runs as a user who may
+# not traverse the path to it; argv[0] (sys.executable) still finds the venv.
+SELF_EXE = "/proc/self/exe"
 
 
 class KeyRequest(Protocol):
@@ -82,8 +85,8 @@ async def child_request(common_name: str) -> KeyRequest:
     try:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "proxy.agent.keygen", common_name,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
+            executable=SELF_EXE, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
     except OSError as exc:
         raise KeyGenerationFailed(f"cannot start the key generator: {exc}") from None
     try:
