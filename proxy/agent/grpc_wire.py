@@ -31,6 +31,7 @@ import h2.exceptions
 from grpclib.client import Channel, Stream
 from grpclib.config import Configuration
 from grpclib.const import Cardinality, Status
+from grpclib.encoding.proto import ProtoCodec
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 from grpclib.metadata import decode_grpc_message
 
@@ -100,6 +101,18 @@ def boundary(stream: Stream[Any, Any] | None = None) -> Any:
         raise failure from None
 
 
+class BoundedCodec(ProtoCodec):
+    """Protobuf, refusing a message over ``MAX_MESSAGE`` (grpcio's limit was set to the
+    same 16 MiB). grpclib has no limit of its own and checks here only once the message
+    arrived; the peer is the CP, authenticated by ``--cp-ca``."""
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        if len(data) > MAX_MESSAGE:
+            raise GRPCError(Status.RESOURCE_EXHAUSTED,
+                            f"a message of {len(data)} bytes, over {MAX_MESSAGE}")
+        return super().decode(data, message_type)
+
+
 def tls_context(ca_pem: bytes) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca_pem.decode())
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -112,7 +125,7 @@ def channel(host: str, port: int, ca_pem: bytes) -> Channel:
     pings so that a dead path is noticed between the Session's own heartbeats."""
     config = Configuration(_keepalive_time=30.0, _keepalive_timeout=10.0,
                            _keepalive_permit_without_calls=False)
-    return Channel(host, port, ssl=tls_context(ca_pem), config=config)
+    return Channel(host, port, ssl=tls_context(ca_pem), config=config, codec=BoundedCodec())
 
 
 async def unary(ch: Channel, method: str, request: Any, reply_type: type, *,

@@ -13,7 +13,15 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from gossamer.pki.dial_errors import VerifyFailure, verify_failure
-from proxy.agent.grpc_wire import RpcError, boundary, rpc_error, status_sent
+from proxy.agent.grpc_wire import (
+    MAX_MESSAGE,
+    BoundedCodec,
+    RpcError,
+    boundary,
+    rpc_error,
+    status_sent,
+)
+from sync.v1 import agent_pb2
 
 
 @pytest.mark.parametrize(("exc", "code"), [
@@ -57,3 +65,12 @@ def test_the_status_sent_before_a_reset_is_the_answer() -> None:
     assert status_sent(stream()) is None
     odd = status_sent(stream(trailers=[("grpc-status", "99")]))
     assert odd is not None and odd.code == "UNKNOWN"
+
+
+def test_a_message_over_the_bound_is_refused() -> None:
+    codec = BoundedCodec()
+    table = agent_pb2.DnsTable(version="v1")
+    assert codec.decode(table.SerializeToString(), agent_pb2.DnsTable) == table
+    with pytest.raises(GRPCError) as caught:
+        codec.decode(b"\0" * (MAX_MESSAGE + 1), agent_pb2.DnsTable)
+    assert caught.value.status is Status.RESOURCE_EXHAUSTED
