@@ -2,7 +2,7 @@
 
 ``ApiClient`` is built from one ``ControlPlane`` (address, bearer token, CA file) and
 turns everything that can go wrong on the wire into ``gossamer.errors`` exceptions at
-this boundary, so commands never see ``httpx``:
+this boundary, so commands never see the transport's own exceptions:
 
 - an error answer (the JSON problem shape ``{status, title, detail, fieldErrors}``)
   becomes the matching ``GossamerError`` subclass, with its field errors;
@@ -10,19 +10,21 @@ this boundary, so commands never see ``httpx``:
   naming the address;
 - an answer that is not the JSON the contract promises becomes ``UnexpectedAnswer``.
 
-The transport is injectable (``httpx.MockTransport`` in unit tests).
+The transport is injectable (``cli.http_wire.Transport``; unit tests plug a fake in).
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import ssl
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from cli.config import ENV_CA_FILE, ConfigError, ControlPlane
-from cli.httpx_lean import httpx  # httpx without the rich and pygments of its own CLI
+from cli.http_wire import HttpRequest, HttpResponse, StdlibTransport, Timeouts, Transport
 from gossamer import __version__
 from gossamer.errors import (
     AlreadyExists,
@@ -38,7 +40,7 @@ from gossamer.errors import (
 )
 from gossamer.model.kind_index import KindName
 
-DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+DEFAULT_TIMEOUT = Timeouts(connect=5.0, read=60.0)
 PAGE_SIZE = 500
 
 _BY_STATUS: dict[int, type[GossamerError]] = {
@@ -108,7 +110,7 @@ def _fastapi_errors(raw: list[Any]) -> list[FieldError]:
     return out
 
 
-def error_from_response(resp: httpx.Response) -> GossamerError:
+def error_from_response(resp: HttpResponse) -> GossamerError:
     """The ``GossamerError`` an error answer stands for."""
     try:
         body = resp.json()
@@ -116,15 +118,15 @@ def error_from_response(resp: httpx.Response) -> GossamerError:
         body = None
     if not isinstance(body, Mapping):
         text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else ""
-        detail = f"HTTP {resp.status_code} {resp.reason_phrase}" + (f": {text}" if text else "")
-        return ServerError(resp.status_code, resp.reason_phrase, detail)
-    title = str(body.get("title") or resp.reason_phrase)
+        detail = f"HTTP {resp.status} {resp.reason}" + (f": {text}" if text else "")
+        return ServerError(resp.status, resp.reason, detail)
+    title = str(body.get("title") or resp.reason)
     raw_detail = body.get("detail")
     errors = _field_errors(body.get("fieldErrors"))
     if isinstance(raw_detail, list):
         errors, raw_detail = errors or _fastapi_errors(raw_detail), None
-    detail = str(raw_detail or title or f"HTTP {resp.status_code}")
-    status = resp.status_code
+    detail = str(raw_detail or title or f"HTTP {resp.status}")
+    status = resp.status
     if status in (400, 422):
         # The server's detail already ends with the joined field errors; strip them so
         # InvalidResource (which appends them again) does not say everything twice.
@@ -145,16 +147,17 @@ def _translate_transport_errors(cp: ControlPlane) -> Iterator[None]:
     base_url = cp.address
     try:
         yield
-    except httpx.TimeoutException as exc:
-        what = type(exc).__name__.replace("Timeout", " timeout").lower()
+    except TimeoutError:
         raise ControlPlaneUnreachable(
-            f"the control plane at {base_url} did not answer in time ({what})") from None
-    except httpx.TransportError as exc:
+            f"the control plane at {base_url} did not answer in time") from None
+    except (OSError, http.client.HTTPException) as exc:
+        if isinstance(exc, http.client.InvalidURL):
+            raise ConfigError(f"invalid control plane address {base_url}: {exc}") from None
         reason = str(exc) or type(exc).__name__
         raise ControlPlaneUnreachable(
             f"cannot reach the control plane at {base_url}: {reason}{tls_hint(cp, exc)}"
         ) from None
-    except httpx.InvalidURL as exc:
+    except ValueError as exc:  # urlsplit's refusal of a port out of range, for one
         raise ConfigError(f"invalid control plane address {base_url}: {exc}") from None
 
 
@@ -172,7 +175,7 @@ def tls_hint(cp: ControlPlane, exc: Exception) -> str:
                 f"not name this address: check the CA file (the control plane's "
                 f"DATA_DIR/tls/ca.pem) and add the name it is reached by with --tls-host")
     if cp.address.startswith("http://") and isinstance(
-            exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+            exc, (http.client.HTTPException, ConnectionResetError)):
         return ("; if its API speaks TLS (it does when listening beyond loopback), use an "
                 "https:// address and its CA file")
     if cp.address.startswith("https://") and ("WRONG_VERSION_NUMBER" in text
@@ -181,10 +184,10 @@ def tls_hint(cp: ControlPlane, exc: Exception) -> str:
     return ""
 
 
-def _verify(cp: ControlPlane) -> ssl.SSLContext | bool:
+def _verify(cp: ControlPlane) -> ssl.SSLContext | None:
     """TLS is verified: against ``ca_file`` when given, else the system's trusted CAs."""
     if not cp.address.startswith("https://"):
-        return True
+        return None
     try:
         return ssl.create_default_context(cafile=cp.ca_file)
     except (OSError, ssl.SSLError) as exc:
@@ -194,16 +197,16 @@ def _verify(cp: ControlPlane) -> ssl.SSLContext | bool:
 class ApiClient:
     """Calls one control plane; every method returns decoded JSON or raises."""
 
-    def __init__(self, cp: ControlPlane, *, transport: httpx.BaseTransport | None = None,
-                 timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, cp: ControlPlane, *, transport: Transport | None = None,
+                 timeout: Timeouts = DEFAULT_TIMEOUT) -> None:
         self.base_url = cp.address
         self._cp = cp
-        headers = {"User-Agent": f"gossamer-cli/{__version__}", "Accept": "application/json"}
+        self._headers = {"User-Agent": f"gossamer-cli/{__version__}",
+                         "Accept": "application/json"}
         token = cp.read_token()
         if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=cp.address, headers=headers, timeout=timeout,
-                                  verify=_verify(cp), transport=transport)
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._http = transport or StdlibTransport(_verify(cp), timeout)
 
     def __enter__(self) -> ApiClient:
         return self
@@ -216,9 +219,13 @@ class ApiClient:
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 body: Any = None) -> Any:
+        url = self.base_url + path
+        if params:
+            url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+        data = None if body is None else json.dumps(body).encode()
         with _translate_transport_errors(self._cp):
-            resp = self._http.request(method, path, params=params, json=body)
-        if resp.status_code >= 400:
+            resp = self._http.send(HttpRequest(method, url, self._headers, data))
+        if resp.status >= 400:
             raise error_from_response(resp)
         try:
             return resp.json()

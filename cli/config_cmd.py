@@ -10,12 +10,10 @@ import os
 import ssl
 
 import click
-import pydantic
 
-from cli.config import ConfigError, ControlPlane, load_config, save_config
+from cli.config import ConfigError, ConfigFieldError, ControlPlane, load_config, save_config
 from cli.output import render_table, to_yaml
 from cli.state import state
-from gossamer.model.base import field_errors
 
 
 @click.group()
@@ -75,9 +73,8 @@ def add(ctx: click.Context, name_arg: str | None, name: str | None, address: str
     try:
         cp = ControlPlane(name=name, address=address, token_file=token_file, token=token,
                           ca_file=ca_file)
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(str(e) for e in field_errors(exc))
-        raise click.BadParameter(problems) from None
+    except ConfigFieldError as exc:
+        raise click.BadParameter(str(exc)) from None
     _warn_unless_file(token_file, "token file")
     _warn_unless_file(ca_file, "CA file")
     path = state(ctx).config_path
@@ -117,7 +114,7 @@ def use(ctx: click.Context, name: str) -> None:
     cfg = load_config(path)
     if cfg.find(name) is None:
         raise ConfigError(f"no control plane named {name!r} in {path}")
-    save_config(path, cfg.model_copy(update={"current_context": name}))
+    save_config(path, cfg.with_current(name))
     click.echo(f"switched to control plane {name!r}")
 
 

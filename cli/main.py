@@ -4,9 +4,8 @@
 server's refusal, an unreachable control plane) prints one ``error:`` line, plus one line
 per field error, on stderr and exits 1, never with a traceback. A usage error (a bad flag
 value, a missing option, flags that exclude each other) is one ``error:`` line too, naming
-the command's ``--help``, and exits 2. ``httpx`` errors are
-translated inside ``cli.client``; catching ``httpx.HTTPError`` here is only a
-backstop for one that slipped through. Anything else is a bug and keeps its traceback.
+the command's ``--help``, and exits 2. Transport errors are translated inside
+``cli.client``. Anything else is a bug and keeps its traceback.
 
 Subcommands are imported lazily (``LazyGroup``): running one imports its own module only,
 so the sidecar agent started by ``gossamer proxy run`` holds none of the other commands'
@@ -16,7 +15,6 @@ libraries (``tests/unit/test_agent_imports.py``).
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,7 +43,7 @@ class LazyGroup(click.Group):
     """A group whose subcommands are imported when one is run (or listed by ``--help``).
 
     Each command module imports what its command runs: the agents' gRPC runtime, the
-    control planes' stores and HTTP API, the client's httpx. Importing every one of them
+    control planes' stores and HTTP API, the client's YAML. Importing every one of them
     for every command made ``gossamer proxy run`` a process holding the API server and
     the stores (an 82 MB sidecar agent); now ``proxy run`` imports ``cli.run_proxy``
     and what it needs, nothing of the other commands.
@@ -63,12 +61,6 @@ class LazyGroup(click.Group):
         if cmd_name in self.lazy and cmd_name not in self.commands:
             self.add_command(self.lazy[cmd_name](), cmd_name)
         return super().get_command(ctx, cmd_name)
-
-
-def _http_errors() -> tuple[type[BaseException], ...]:
-    """httpx's errors, if a command loaded httpx (the agents never do)."""
-    httpx = sys.modules.get("httpx")
-    return (httpx.HTTPError,) if httpx is not None else ()
 
 
 def error_lines(exc: GossamerError) -> list[str]:
@@ -100,9 +92,6 @@ class GossamerGroup(LazyGroup):
         except GossamerError as exc:
             for line in error_lines(exc):
                 click.echo(line, err=True)
-            raise click.exceptions.Exit(1) from None
-        except _http_errors() as exc:
-            click.echo(f"error: {exc}", err=True)
             raise click.exceptions.Exit(1) from None
 
 

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:  # imported when a client is made: the agent commands never make one
-    import httpx
-
     from cli.client import ApiClient
+    from cli.http_wire import Transport
 
 
 def _utc_now() -> datetime:
@@ -30,7 +29,7 @@ def _utc_now() -> datetime:
 class Runtime:
     """The outside world: ``transport=None`` means the network, ``env=None`` os.environ."""
 
-    transport: httpx.BaseTransport | None = None
+    transport: Transport | None = None
     clock: Callable[[], datetime] = _utc_now
     env: Mapping[str, str] | None = None
 

@@ -28,6 +28,7 @@ from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer, api_tls, certificate_hosts
 from gossamer.api.services import services_router
+from gossamer.gui.routes import gui_router
 from gossamer.loop_lag import LoopLagMonitor
 from gossamer.pki.backends.validation import ca_checks
 from gossamer.pki.serving import ensure_serving_tls
@@ -104,7 +105,8 @@ class GlobalControlPlane:
                    services_router(manager, local_zone=""),
                    zone_token_router(self.zone_tokens),
                    dataplane_token_router(lambda mesh: TokenAuthority(manager, DATAPLANE, mesh)),
-                   check_router(manager, self.insights), inspect_router(self.sync.relays)]
+                   check_router(manager, self.insights), inspect_router(self.sync.relays),
+                   gui_router(manager, self.admin_token)]
         # The API's writes are checked (CA material) and may not touch system kinds.
         api_manager = ResourceManager(self.store, guard=deny_system, checks=ca_checks())
         app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,
@@ -134,4 +136,4 @@ class GlobalControlPlane:
 def serve_forever(settings: GlobalSettings) -> None:
     """Run until SIGINT/SIGTERM; spans go out over OTLP if OTEL_EXPORTER_OTLP_* say so."""
     install_from_env("gossamer-global", None)
-    asyncio.run(run_until_signal(GlobalControlPlane(settings)))
+    asyncio.run(run_until_signal(GlobalControlPlane(settings), pace_gc=True))

@@ -14,7 +14,8 @@ start, wait and stop. SIGINT and SIGTERM are handled from before ``start`` until
 - a failing ``start`` raises.
 
 Once started, everything the start built is frozen out of the cyclic garbage
-collector's scans (``gc.freeze``): it lives as long as the process anyway.
+collector's scans (``gc.freeze``): it lives as long as the process anyway; and so is,
+from then on, whatever survives two collections (``gossamer.gc_pacing``).
 
 SIGHUP calls ``reload`` when the caller gives one (the sidecar agent and the ingress read
 their token file again) and changes nothing else; without one it keeps its default.
@@ -29,6 +30,8 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
+
+from gossamer import gc_pacing
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +48,13 @@ class Runnable(Protocol):
 
 async def run_until_signal(component: Runnable, *,
                            abort: Callable[[], Awaitable[None]] | None = None,
-                           reload: Callable[[], None] | None = None) -> None:
+                           reload: Callable[[], None] | None = None,
+                           pace_gc: bool = False) -> None:
     """Run ``component`` until SIGINT/SIGTERM or until it ends (see the module's doc);
-    SIGHUP calls ``reload`` when one is given (an agent reads its token file again)."""
+    SIGHUP calls ``reload`` when one is given (an agent reads its token file again).
+    ``pace_gc``: a control plane, whose state grows by millions of objects in a batch,
+    has ``gc_pacing`` keep its full collections short; an agent, whose heap is small and
+    whose memory counts on every host, keeps the interpreter's own collector."""
     loop = asyncio.get_running_loop()
     signalled = asyncio.Event()
     for sig in SIGNALS:
@@ -55,6 +62,7 @@ async def run_until_signal(component: Runnable, *,
     if reload is not None:
         loop.add_signal_handler(signal.SIGHUP, reload)
     stopper = asyncio.ensure_future(signalled.wait())
+    pacing: asyncio.Future[None] | None = None
     try:
         started = await _unless_signalled(component.start(), stopper)
         if started is None:
@@ -65,6 +73,8 @@ async def run_until_signal(component: Runnable, *,
         # move it out of the cyclic collector's reach, so a full collection scans only
         # what came after (a zone CP's full collections paused its loop for 0.2-0.4 s).
         gc.freeze()
+        if pace_gc:  # and what comes after
+            pacing = asyncio.ensure_future(gc_pacing.pace())
         running = await _unless_signalled(component.wait(), stopper)
         if running is None:
             log.info("signal received: stopping")
@@ -74,6 +84,8 @@ async def run_until_signal(component: Runnable, *,
         running.result()
     finally:
         stopper.cancel()
+        if pacing is not None:
+            pacing.cancel()
         for sig in (*SIGNALS, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 

@@ -90,11 +90,14 @@ class Service:
 
 @dataclass(frozen=True)
 class OutboundListener:
-    """Where the local app reaches a service: an explicit port on 127.0.0.1 or a VIP."""
+    """Where the local app reaches a service: an explicit port on 127.0.0.1 or a VIP;
+    ``zone`` for the VIP of a zone-pinned name, whose traffic goes to that zone's
+    instances only (``proxy.envoy.outbound``)."""
 
     service: str
     port: int
     address: str = "127.0.0.1"
+    zone: str = ""
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,11 @@ def decode(payload: Payload, registry: Any = None) -> Resource:
 
 def validate_entry(type_url: str, name: str, entry: Entry) -> None:
     """A ``Mirror`` validate function: the entry must decode to a resource of that key."""
-    res = decode(entry.payload)
+    check_entry(type_url, name, decode(entry.payload))
+
+
+def check_entry(type_url: str, name: str, res: Resource) -> None:
+    """``res``, decoded from the entry ``name`` of ``type_url``, must be of that key."""
     if res.type != kind_of(type_url) or resource_key(res) != name:
         raise InvalidResource(f"entry {name!r} of {type_url} holds {res.type} "
                               f"{resource_key(res)!r}")

@@ -31,6 +31,7 @@ from sync.bounds import Bounds, PeerLimitExceeded
 from sync.client_state import Applied, Mirror
 from sync.engine import Engine
 from sync.errors import SyncError
+from sync.messages import Response
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("gossamer.sync")
@@ -237,11 +238,15 @@ async def publish(engine: Engine, sid: str, stream: MessageStream,
 
 async def subscribe(mirror: Mirror, stream: MessageStream,
                     on_applied: Callable[[Applied], Awaitable[None]],
-                    beats: Heartbeats = Heartbeats(), clock: Clock | None = None) -> None:
+                    beats: Heartbeats = Heartbeats(), clock: Clock | None = None,
+                    prepare: Callable[[Response], Awaitable[None]] | None = None) -> None:
     """Keep ``mirror`` in sync from one stream until it ends or stalls (then raise).
 
     ``on_applied`` persists each change before it is acknowledged: if it raises, the
     stream ends unacknowledged and the publisher resends after the reconnect.
+    ``prepare`` is awaited with each response before the mirror takes it: work on its
+    entries that can give the loop turns (``sync.applier.Decoded``), which the mirror's
+    own pure, synchronous check cannot.
     """
     clock = clock or asyncio.get_running_loop().time
     inbox = _Inbox(stream, clock)
@@ -250,7 +255,10 @@ async def subscribe(mirror: Mirror, stream: MessageStream,
         if not isinstance(item, discovery_pb2.DeltaDiscoveryResponse):
             return []
         with tracer.start_as_current_span("sync.delta.apply") as span:
-            applied = mirror.on_response(wire.response_from_proto(item))
+            response = wire.response_from_proto(item)
+            if prepare is not None:
+                await prepare(response)
+            applied = mirror.on_response(response)
             span.set_attributes({"sync.type": applied.type_url,
                                  "sync.updated": len(applied.updated),
                                  "sync.removed": len(applied.removed),

@@ -28,6 +28,7 @@ from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
 from gossamer.api.serve import ApiServer, api_tls
 from gossamer.api.services import services_router
+from gossamer.gui.routes import gui_router
 from gossamer.loop_lag import LoopLagMonitor
 from gossamer.pki.backends.validation import ca_checks
 from gossamer.pki.serving import ServingTls
@@ -138,7 +139,8 @@ class ZoneControlPlane:
                    services_router(manager, self.settings.zone),
                    check_router(self.settings, parts),
                    inspect_router(EnvoyInspector(parts.agents, self.settings.zone)),
-                   http_sd_router(parts.agents, parts.ads, self.settings.zone)]
+                   http_sd_router(parts.agents, parts.ads, self.settings.zone),
+                   gui_router(manager, self.admin_token, self.settings.zone)]
         if parts.mesh_ca is None:
             routers.append(federated_dataplane_token_router())
         else:
@@ -249,4 +251,4 @@ class ZoneControlPlane:
 def serve_forever(settings: ZoneSettings) -> None:
     """Run until SIGINT/SIGTERM; spans go out over OTLP if OTEL_EXPORTER_OTLP_* say so."""
     install_from_env("gossamer-zone", {"gossamer.zone": settings.zone})
-    asyncio.run(run_until_signal(ZoneControlPlane(settings)))
+    asyncio.run(run_until_signal(ZoneControlPlane(settings), pace_gc=True))

@@ -1,11 +1,13 @@
 """What a mesh's VIPs mean to its sidecars: the DNS table and the VIP outbound listeners.
 
 Pure over the ``MeshState`` (no I/O). Every ``VirtualIP`` of the mesh becomes a
-``MeshVip``: ``<service>.mesh`` resolves to its address, and a sidecar listens on it at
-port 80 plus every port the service has (``proxy.envoy.ports``): the ``servicePort`` of
-its inbounds here, or the inbound port when there is none — where the application
-listens, as in ``proxy.envoy.inbound`` — and the ports other zones' ingresses list for
-it, so a service that runs only in another zone is called on its own ports too.
+``MeshVip``: ``<service>.mesh`` resolves to its address (``<service>.svc.<zone>.mesh``
+for the VIP of a zone-pinned name, whose listeners send to that zone's instances only),
+and a sidecar listens on it at port 80 plus every port the service has
+(``proxy.envoy.ports``): the ``servicePort`` of its inbounds here, or the inbound port
+when there is none — where the application listens, as in ``proxy.envoy.inbound`` —
+and the ports other zones' ingresses list for it, so a service that runs only in
+another zone is called on its own ports too.
 
 A VIP stays in the table and keeps its listeners until the allocator releases it, also
 while its service is briefly gone (a restart): the name keeps resolving and the listener
@@ -32,7 +34,7 @@ from dns.table import normalise_name
 from gossamer.model.base import Resource
 from gossamer.model.dataplane import DataplaneSpec
 from gossamer.model.labels import VIP_OUTBOUNDS_LABEL
-from gossamer.model.virtualip import VirtualIPSpec, service_of
+from gossamer.model.virtualip import VirtualIPSpec, pinned_zone, service_of
 from proxy.context import OutboundListener, Service
 from proxy.envoy.ports import service_ports
 from zone_cp.agent_wire import dns_table_message
@@ -47,11 +49,13 @@ _CANNOT_BIND = re.compile(r"cannot bind '\[?([0-9a-fA-F.:]+?)\]?:\d+'")
 
 @dataclass(frozen=True)
 class MeshVip:
-    """A service's VIP and the ports its sidecars listen on there (ascending)."""
+    """A service's VIP and the ports its sidecars listen on there (ascending); ``zone``
+    when the VIP is that of the zone-pinned name ``<service>.svc.<zone>.mesh``."""
 
     service: str
     address: str
     ports: tuple[int, ...] = (DEFAULT_PORT,)
+    zone: str = ""
 
 
 def declared_ports(dataplanes: Iterable[Resource]) -> dict[str, set[int]]:
@@ -78,15 +82,18 @@ def mesh_vips(vips: Iterable[Resource], ports: Mapping[str, Iterable[int]]
               ) -> tuple[MeshVip, ...]:
     """One ``MeshVip`` per VirtualIP, in service order."""
     out = [MeshVip(service_of(r), r.spec.ip,
-                   tuple(sorted({DEFAULT_PORT, *ports.get(service_of(r), ())})))
+                   tuple(sorted({DEFAULT_PORT, *ports.get(service_of(r), ())})),
+                   pinned_zone(r))
            for r in vips if isinstance(r.spec, VirtualIPSpec)]
-    return tuple(sorted(out, key=lambda v: v.service))
+    return tuple(sorted(out, key=lambda v: (v.service, v.zone)))
 
 
-def dns_name(service: str) -> str | None:
-    """``<service>.mesh`` in lower case, or None when the service name cannot be one."""
+def dns_name(service: str, zone: str = "") -> str | None:
+    """``<service>.mesh`` (``<service>.svc.<zone>.mesh`` for a zone-pinned VIP) in lower
+    case, or None when the service or zone name cannot be one."""
+    name = f"{service}.svc.{zone}.{DOMAIN}" if zone else f"{service}.{DOMAIN}"
     try:
-        return normalise_name(f"{service}.{DOMAIN}").rstrip(".")
+        return normalise_name(name).rstrip(".")
     except InvalidTable:
         return None
 
@@ -98,8 +105,8 @@ def dns_table(vips: Iterable[MeshVip]) -> DnsTable:
     A name that two services share in lower case (``Backend`` and ``backend``) goes to
     the first in service order; a service whose name is no DNS name has no entry."""
     entries: dict[str, MeshVip] = {}
-    for vip in vips:
-        name = dns_name(vip.service)
+    for vip in sorted(vips, key=lambda v: (v.service, v.zone)):
+        name = dns_name(vip.service, vip.zone)
         if name is not None:
             entries.setdefault(name, vip)
     table = DnsTable("", tuple(DnsEntry(name, (vip.address,), tuple(vip.ports))
@@ -123,7 +130,8 @@ def vip_outbounds(vips: Iterable[MeshVip], dataplane: Resource) -> tuple[Outboun
         return ()
     explicit = {(ob.address or "127.0.0.1", ob.port)
                 for ob in dataplane.spec.networking.outbound}
-    return tuple(OutboundListener(service=vip.service, port=port, address=vip.address)
+    return tuple(OutboundListener(service=vip.service, port=port, address=vip.address,
+                                  zone=vip.zone)
                  for vip in vips for port in vip.ports if (vip.address, port) not in explicit)
 
 

@@ -37,9 +37,9 @@ from gossamer.model.labels import ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL
 from gossamer.pki.dial_errors import explain, verify_failure
 from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
-from sync.applier import Rename, apply_to_store, load_mirror
+from sync.applier import Decoded, Rename, apply_to_store, load_mirror
 from sync.client_state import Applied, Mirror
-from sync.codec import kind_type_url, validate_entry
+from sync.codec import kind_type_url
 from sync.engine import Engine
 from sync.feed import FeedView, StoreFeed, strip_meta
 from sync.stream import Heartbeats, StreamStalled, publish, subscribe
@@ -206,13 +206,14 @@ class ZoneSyncClient:
     async def _receive(self, call: Any) -> None:
         await self._admitted(call)
         kinds = [*GLOBAL_KINDS, "ZoneIngress"]
-        mirror = Mirror([kind_type_url(k) for k in kinds], validate_entry,
+        decoded = Decoded()  # each entry decoded once, in slices (sync.applier)
+        mirror = Mirror([kind_type_url(k) for k in kinds], decoded.validate,
                         node_id=self._settings.zone)
         rename = Rename()
         await load_mirror(mirror, self._store, rename)
 
         async def on_applied(applied: Applied) -> None:
-            await apply_to_store(self._store, applied, rename)
+            await apply_to_store(self._store, applied, rename, decoded=decoded)
             if not self.status.connected:
                 self.status.connected = True
                 self.connected.set()
@@ -220,7 +221,7 @@ class ZoneSyncClient:
                 for listener in self.on_connected:
                     listener()
 
-        await subscribe(mirror, call, on_applied, self._beats)
+        await subscribe(mirror, call, on_applied, self._beats, prepare=decoded.prepare)
 
     async def _publish(self, call: Any) -> None:
         await self._admitted(call)

@@ -24,8 +24,18 @@ from collections.abc import Callable
 from gossamer.coalesce import Coalesced
 from gossamer.errors import GossamerError, InvalidResource
 from gossamer.model.base import Resource
-from gossamer.model.virtualip import SERVICE_LABEL, VirtualIPSpec, resource_name, service_of
+from gossamer.model.mesh import MeshSpec
+from gossamer.model.virtualip import (
+    PINNED_ZONE_LABEL,
+    SERVICE_LABEL,
+    VirtualIPSpec,
+    key_of,
+    resource_name,
+    split_key,
+    vip_key,
+)
 from gossamer.resources import ResourceManager
+from proxy.context import Service
 from zone_cp.agent_session import AgentSession, Change
 from zone_cp.agents import AgentRegistry
 from zone_cp.mesh_dns import VipView, dns_table
@@ -99,28 +109,49 @@ class VipAllocator:
                             mesh, exc.detail, RETRY)
                 self._retry_at = self._clock() + RETRY
 
+    def _wanted(self, mesh: str) -> list[str]:
+        """The VIP keys the mesh needs: one per service, and with the Mesh's
+        ``routing.zonePinnedNames`` one per (service, zone serving it) (``vip_key``)."""
+        services = self._state.shared_services(mesh)
+        keys = list(services)
+        spec = getattr(self._state.get("Mesh", mesh), "spec", None)
+        if isinstance(spec, MeshSpec) and spec.zone_pinned_names:
+            keys += [vip_key(name, zone) for name, service in services.items()
+                     for zone in serving_zones(service, self._state.zone)]
+        return keys
+
     async def _reconcile_mesh(self, mesh: str) -> None:
-        services = self._state.services(mesh)
-        stored = {service_of(r): r for r in (await self._manager.list("VirtualIP", mesh)).items
+        wanted = self._wanted(mesh)
+        stored = {key_of(r): r for r in (await self._manager.list("VirtualIP", mesh)).items
                   if isinstance(r.spec, VirtualIPSpec)}
         absences = self._absences.setdefault(mesh, Absences(self._grace))
-        for service in absences.expired(stored, services, self._clock()):
-            res = stored.pop(service)
+        for key in absences.expired(stored, wanted, self._clock()):
+            res = stored.pop(key)
             log.info("mesh %s: releasing virtual IP %s of %s, gone for %gs", mesh,
-                     _ip(res), service, self._grace)
+                     _ip(res), key, self._grace)
             await self._manager.delete("VirtualIP", res.name, mesh)
-        current = {s: ipaddress.ip_address(_ip(r)) for s, r in stored.items()}
-        for service, address in allocate(self.network, current, services).items():
-            held = stored.get(service)
-            name = held.name if held is not None else resource_name(service)
+        current = {k: ipaddress.ip_address(_ip(r)) for k, r in stored.items()}
+        for key, address in allocate(self.network, current, wanted).items():
+            held = stored.get(key)
+            service, zone = split_key(key)
+            labels = {SERVICE_LABEL: service, **({PINNED_ZONE_LABEL: zone} if zone else {})}
+            name = held.name if held is not None else resource_name(key)
             try:
                 await self._manager.apply(Resource(
                     "VirtualIP", name, VirtualIPSpec(ip=str(address)), mesh=mesh,
-                    labels={SERVICE_LABEL: service}))
+                    labels=labels))
             except InvalidResource as exc:  # the mesh went away meanwhile
                 log.info("mesh %s: not allocating a virtual IP: %s", mesh, exc.detail)
                 return
-            log.info("mesh %s: virtual IP %s for %s", mesh, address, service)
+            log.info("mesh %s: virtual IP %s for %s", mesh, address, key)
+
+
+def serving_zones(service: Service, zone: str) -> list[str]:
+    """The zones that serve ``service`` as this zone (``zone``) sees it: itself when it
+    has instances here, and every zone whose ingress offers it."""
+    zones = {zone} if service.endpoints else set()
+    zones.update(r.zone for r in service.remote)
+    return sorted(zones)
 
 
 def _ip(res: Resource) -> str:

@@ -48,6 +48,7 @@ from proxy.envoy.endpoints import Hosts, endpoints
 from proxy.envoy.ports import at_port, local_ports
 from proxy.envoy.protos import (
     ads,
+    buffer_limit,
     duration,
     is_ip,
     listen_address,
@@ -113,7 +114,8 @@ def passthrough_cluster(name: str) -> cluster_pb2.Cluster:
     """An EDS cluster with no transport socket: TLS from the client goes through as is."""
     cluster = cluster_pb2.Cluster(name=name, type=cluster_pb2.Cluster.EDS,
                                   connect_timeout=duration(CONNECT_TIMEOUT),
-                                  circuit_breakers=_thresholds())
+                                  circuit_breakers=_thresholds(),
+                                  per_connection_buffer_limit_bytes=buffer_limit())
     cluster.eds_cluster_config.eds_config.CopyFrom(ads())
     cluster.eds_cluster_config.service_name = name
     return cluster
@@ -161,6 +163,7 @@ def generate_ingress(ctx: IngressContext) -> ProxyResources:
     listener = listener_pb2.Listener(
         name=name, address=socket_address(listen_address(ctx.address), ctx.port),
         traffic_direction=base_pb2.INBOUND, stat_prefix=stat_prefix(name),
+        per_connection_buffer_limit_bytes=buffer_limit(),
         listener_filters=[lc_pb2.ListenerFilter(
             name=TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector()))],
         default_filter_chain=_no_service_chain())

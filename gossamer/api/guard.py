@@ -5,7 +5,9 @@ bearer check written as a dependency lets anyone make the server read, buffer an
 whatever they send. ``ApiGuard`` is a plain ASGI middleware in front of the whole app
 that decides on the request head alone:
 
-1. a path outside ``PUBLIC_PATHS`` without the admin token → 401;
+1. a path outside ``PUBLIC_PATHS`` (and the GUI's own files) without the admin token →
+   401; the GUI's sign-in cookie stands in for the token on a GUI read only
+   (``gossamer.gui.session``);
 2. a ``Content-Length`` over the limit → 413;
 3. otherwise the app runs with a ``receive`` that counts the body as it streams in and
    stops it with 413 the moment it passes the limit (chunked bodies have no length).
@@ -16,11 +18,14 @@ drops the connection instead of reading the rest of the body to reach the next r
 
 from __future__ import annotations
 
+import time
+
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gossamer.api.auth import BearerAuth
 from gossamer.api.errors import problem
+from gossamer.gui.session import GuiSessions, is_static
 
 # What needs no token: the health probes, the metrics scrape, the index (product, version,
 # mode) and the API's own description (the same for every installation).
@@ -74,14 +79,17 @@ class ApiGuard:
         self.app = app
         self.auth = BearerAuth(admin_token)
         self.max_body = max_body
+        self.gui = GuiSessions(admin_token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["path"] not in PUBLIC_PATHS:
+        path = scope["path"]
+        if path not in PUBLIC_PATHS and not is_static(path):
             refusal = self.auth.refusal(authorization(scope))
-            if refusal is not None:
+            if refusal is not None and not self.gui.authorizes(
+                    scope["method"], dict(scope.get("headers", ())), time.time()):
                 await _answer(scope, receive, send, 401, "unauthorized", refusal)
                 return
         length = content_length(scope)

@@ -8,7 +8,7 @@ against it in ``make test``) what the server really answers:
   ``gossamer.api.errors`` (400, 401, 404, 409, 413, 503; never FastAPI's 422, since
   validation errors are answered as 400), and a ``PUT`` creates with 201;
 - the bearer token, which ``ApiGuard`` checks outside any route: a security scheme,
-  required by every operation outside ``PUBLIC_PATHS``;
+  required by every operation outside ``PUBLIC_PATHS`` (and the GUI's own files);
 - path parameters a handler reads from the request instead of its signature
   (``{mesh}`` in the generic resource routes).
 
@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from gossamer.api.guard import PUBLIC_PATHS
+from gossamer.gui.session import is_static
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -67,7 +68,7 @@ def _complete_operation(path: str, method: str, op: dict[str, Any]) -> None:
         del op["parameters"]
     responses = op.setdefault("responses", {})
     responses.pop("422", None)
-    public = path in PUBLIC_PATHS
+    public = path in PUBLIC_PATHS or is_static(path)
     for code, description in ERRORS.items():
         if not public or code in PUBLIC_ERRORS:
             responses.setdefault(code, _problem_response(description))

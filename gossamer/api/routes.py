@@ -7,14 +7,17 @@ the API (and in /openapi.json) with no code here.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
+from gossamer.api.batch_body import BatchReader
 from gossamer.errors import FieldError, InvalidResource
 from gossamer.model.base import KindDescriptor
 from gossamer.model.registry import Registry, to_document
-from gossamer.resources import Action, ResourceManager
+from gossamer.resources import Action, Applied, ResourceManager
+from gossamer.store.turns import Turns
 
 MAX_LABEL_SELECTOR = 1024
 
@@ -101,12 +104,55 @@ def add_kind_routes(router: APIRouter, desc: KindDescriptor, manager: ResourceMa
                          summary=f"Delete a {desc.name}")
 
 
+APPLY_BODY: dict[str, Any] = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "title": "Batch", "additionalProperties": True,
+    "properties": {"documents": {"type": "array", "items": {"type": "object"}},
+                   "dryRun": {"type": "boolean"}}}}}}
+APPLY_ANSWER: dict[str, Any] = {"type": "object", "title": "Applied", "properties": {
+    "results": {"type": "array", "items": {"type": "object", "properties": {
+        "type": {"type": "string"}, "name": {"type": "string"}, "mesh": {"type": "string"},
+        "action": {"type": "string"}}}}}}
+
+
+async def _batch_body(request: Request) -> dict[str, Any]:
+    """The body's JSON object, decoded a document at a time (``batch_body``)."""
+    content_type = request.headers.get("content-type", "application/json")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise InvalidResource("invalid batch", [FieldError(
+            "body", f"expected application/json, not {media or 'no content type'}")])
+    reader = BatchReader(await request.body())
+    turns = Turns()
+    for _ in reader.steps():
+        await turns.tick()
+    return reader.value
+
+
+async def _results_json(results: list[Applied]) -> bytes:
+    """``{"results": [...]}`` encoded a slice at a time (FastAPI's own encoder took
+    90 ms for 5,000 results in one step)."""
+    parts = []
+    turns = Turns()
+    for a in results:
+        parts.append(json.dumps({"type": a.resource.type, "name": a.resource.name,
+                                 "mesh": a.resource.mesh, "action": a.action.value},
+                                separators=(",", ":")))
+        await turns.tick()
+    return ('{"results":[' + ",".join(parts) + "]}").encode()
+
+
 def resource_router(registry: Registry, manager: ResourceManager) -> APIRouter:
     router = APIRouter()
 
     @router.post("/_apply", tags=["batch"],
-                 summary="Validate a batch whole, then apply all of it or none")
-    async def apply(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+                 summary="Validate a batch whole, then apply all of it or none",
+                 openapi_extra={"requestBody": APPLY_BODY},
+                 responses={200: {"content": {"application/json": {"schema": APPLY_ANSWER}}}})
+    async def apply(request: Request) -> Response:
+        # The body is read and decoded here rather than by FastAPI, one document per
+        # step (``batch_body``), and the answer encoded likewise: each, in one step, held
+        # the loop for tens to hundreds of milliseconds on a batch of thousands.
+        body = await _batch_body(request)
         docs = body.get("documents")
         if not isinstance(docs, list):
             raise InvalidResource("invalid batch",
@@ -115,9 +161,7 @@ def resource_router(registry: Registry, manager: ResourceManager) -> APIRouter:
         if not isinstance(dry_run, bool):
             raise InvalidResource("invalid batch", [FieldError("dryRun", "expected a boolean")])
         results = await manager.apply_batch(docs, dry_run=dry_run)
-        return {"results": [{"type": a.resource.type, "name": a.resource.name,
-                             "mesh": a.resource.mesh, "action": a.action.value}
-                            for a in results]}
+        return Response(await _results_json(results), media_type="application/json")
 
     # Mesh must be registered before the mesh-scoped kinds so /meshes/{name} stays its own.
     for desc in sorted(registry, key=lambda d: (d.mesh_scoped, d.name)):

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
+from gossamer.api.app import warm_routes
 from gossamer.pki.serving import ServingTls
 from gossamer.settings import ApiSettings, is_loopback, split_addr
 
@@ -71,6 +73,7 @@ class ApiServer:
             ssl_files = {"ssl_certfile": str(tls.cert_file), "ssl_keyfile": str(tls.key_file)}
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
                                 **ssl_files)
+        self._app = app
         self._addr = addr
         self._tls = tls
         self._server = _EmbeddedServer(config)
@@ -81,6 +84,8 @@ class ApiServer:
         # sys.exit inside a task.
         host, port = split_addr(self._addr)
         self._check_tls()
+        if isinstance(self._app, FastAPI):
+            await warm_routes(self._app)
         try:
             sock = socket.create_server((host, port), reuse_port=False)
         except OSError as exc:

@@ -59,6 +59,7 @@ KINDS: tuple[KindName, ...] = (
     _policy("MeshHealthCheck", "mhc"),
     _policy("MeshLoadBalancingStrategy", "mlbs", "meshloadbalancingstrategies"),
     _policy("MeshMetric", "mm"),
+    _policy("MeshPassthrough", "mpass"),
     _policy("MeshRateLimit", "mrl"),
     _policy("MeshRetry", "mr", "meshretries"),
     _policy("MeshTCPRoute", "mtr"),

@@ -7,7 +7,9 @@ in a Secret of the mesh and its key in a GlobalSecret; ``vault``: Vault's PKI en
 require mTLS on inbound traffic (``strict``) or also accept plaintext (``permissive``, for
 migrating workloads in). ``networking.outbound.passthrough`` (default true) says whether
 a transparent sidecar forwards captured traffic to destinations outside the mesh to their
-original address, or closes it.
+original address, or closes it. ``routing.zonePinnedNames`` (default false) gives every
+service a name per zone serving it, ``<service>.svc.<zone>.mesh``, beside
+``<service>.mesh`` (``zone_cp.mesh_dns``).
 """
 
 from __future__ import annotations
@@ -217,15 +219,29 @@ class MeshNetworking(BaseModel):
     outbound: MeshOutbound = Field(default_factory=MeshOutbound)
 
 
+class MeshRouting(BaseModel):
+    model_config = SPEC_CONFIG
+
+    # ``<service>.svc.<zone>.mesh`` for every zone that serves a service: a VIP of its
+    # own whose traffic goes to that zone's instances only. Off by default: each such
+    # name is one more VIP, listener and cluster on every sidecar of the zone.
+    zone_pinned_names: StrictBool = False
+
+
 class MeshSpec(BaseModel):
     model_config = SPEC_CONFIG
 
     mtls: Mtls | None = None
     networking: MeshNetworking | None = None
+    routing: MeshRouting | None = None
 
     @property
     def passthrough(self) -> bool:
         return self.networking is None or self.networking.outbound.passthrough
+
+    @property
+    def zone_pinned_names(self) -> bool:
+        return self.routing is not None and self.routing.zone_pinned_names
 
 
 DESCRIPTOR = KindDescriptor(

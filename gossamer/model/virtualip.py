@@ -7,6 +7,9 @@ its own VIPs; a VIP means something only to the sidecars of the zone that made i
 The resource is named after the service. A service name that is no valid resource name
 (tag values allow ``_``, ``:`` and capitals) gets a name derived from it, and the
 service itself is always in the ``gossamer.io/service`` label, which is what code reads.
+A zone-pinned name's VIP (the Mesh's ``routing.zonePinnedNames``) also carries the zone
+in ``gossamer.io/zone``; its resource name is derived from ``service/zone``, which is
+never a valid name, so it always ends in a digest and never takes a service's name.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from pydantic import BaseModel
 from gossamer.model.address import IPAddress
 from gossamer.model.base import KindDescriptor, Resource, Scope, SyncDirection, check_name
 from gossamer.model.fields import SPEC_CONFIG
-from gossamer.model.labels import SERVICE_TAG
+from gossamer.model.labels import SERVICE_TAG, ZONE_TAG
 
 SERVICE_LABEL = SERVICE_TAG
+# On the VIP of a zone-pinned name (``<service>.svc.<zone>.mesh``): the zone it pins.
+PINNED_ZONE_LABEL = ZONE_TAG
 _INVALID = re.compile(r"[^a-z0-9.\-]+")
 
 
@@ -45,6 +50,27 @@ def resource_name(service: str) -> str:
 def service_of(res: Resource) -> str:
     """The service a VirtualIP belongs to: its label, else (written by hand) its name."""
     return res.labels.get(SERVICE_LABEL) or res.name
+
+
+def pinned_zone(res: Resource) -> str:
+    """The zone a VirtualIP's name pins, or "" for the service's any-zone VIP."""
+    return res.labels.get(PINNED_ZONE_LABEL, "")
+
+
+def vip_key(service: str, zone: str = "") -> str:
+    """The allocator's key of a VIP: the service, or ``service/zone`` for a zone-pinned
+    one (``/`` occurs in no tag value, so no service is named like a pinned key)."""
+    return f"{service}/{zone}" if zone else service
+
+
+def key_of(res: Resource) -> str:
+    return vip_key(service_of(res), pinned_zone(res))
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``vip_key``'s inverse: (service, zone), zone "" for an any-zone VIP."""
+    service, _, zone = key.partition("/")
+    return service, zone
 
 
 DESCRIPTOR = KindDescriptor(

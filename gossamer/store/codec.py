@@ -48,6 +48,27 @@ class DecodeCache:
         return res
 
 
+class Written:
+    """The resources a store wrote itself, by revision, for its watch: an event at that
+    revision is the very write, so its resource needs no decoding from the event row
+    (a pydantic validation, the bulk of a watch's work on a big batch). Bounded like
+    ``DecodeCache``; ``find`` checks the key of the event row against it."""
+
+    def __init__(self, size: int = DECODE_CACHE_SIZE) -> None:
+        self._size = size
+        self._items: OrderedDict[int, Resource] = OrderedDict()
+
+    def put(self, res: Resource) -> None:
+        self._items[res.meta.revision] = res
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def find(self, revision: int, key: tuple[str, str, str]) -> Resource | None:
+        """The resource written at ``revision`` if it is ``key``'s (watchers share it)."""
+        res = self._items.get(revision)
+        return res if res is not None and res.key == key else None
+
+
 def dump_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 

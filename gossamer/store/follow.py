@@ -10,18 +10,19 @@ seconds with a turn of the event loop between them, so a consumer's work on a bi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable
 
 from gossamer.errors import RevisionCompacted
 from gossamer.model.base import Resource
 from gossamer.store.base import EventType, ListQuery, Store
+from gossamer.store.turns import SLICE as TURN_SLICE
+from gossamer.store.turns import Turns
 
 log = logging.getLogger(__name__)
 
 # Longest run of ``changed`` calls between two turns of the event loop, in seconds.
-SLICE = 0.01
+SLICE = TURN_SLICE
 
 
 async def follow(store: Store, kinds: Iterable[str],
@@ -35,13 +36,10 @@ async def follow(store: Store, kinds: Iterable[str],
             current += (await store.list(ListQuery(kind))).items
         reset(current)
         try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + SLICE
+            turns = Turns(SLICE)  # a long batch: let the loop answer meanwhile
             async for event in store.watch(revision):
                 if event.resource.type in wanted:
                     changed(event.resource, event.type is EventType.DELETED)
-                if loop.time() >= deadline:  # a long batch: let the loop answer meanwhile
-                    await asyncio.sleep(0)
-                    deadline = loop.time() + SLICE
+                await turns.tick()
         except RevisionCompacted:
             log.warning("store watch fell behind its retention; relisting")

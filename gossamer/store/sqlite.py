@@ -16,8 +16,9 @@ Writes go through ``sqlite_writer``: its own connection and thread, where a whol
 batch (``write``; a single write is a batch of one) runs as one call between
 ``BEGIN IMMEDIATE`` and ``COMMIT``, and a refused op rolls all of it back.
 
-Each store holds two connections: the writer and a reader, which in WAL mode sees only
-committed data and never waits for the writer.
+Each store holds three connections: the writer and two readers, one for watches and
+one for everything else, which in WAL mode see only committed data and never wait for
+the writer.
 
 ``watch`` replays events from the table, then sleeps on an ``asyncio.Condition`` that
 every write through *this* store notifies: no polling tick. Writes made through
@@ -60,10 +61,10 @@ from gossamer.store.base import (
 )
 from gossamer.store.sqlite_schema import SCHEMA, triggers
 from gossamer.store.sqlite_writer import COLUMNS, KEY, Outcome, Writer, written
+from gossamer.store.turns import Turns
 
 BUSY_TIMEOUT_MS = 10_000
-# Events read (and decoded) per step of a watch: each step holds the event loop while it
-# decodes, so a batch of thousands of writes reaches a watcher in steps of tens of ms.
+# Events read per step of a watch (one statement; decoding them gives the loop turns).
 WATCH_BATCH = 200
 
 _COLUMNS, _KEY = COLUMNS, KEY
@@ -73,16 +74,18 @@ class SqliteStore:
     """A ``Store`` in one SQLite file; open it with ``await SqliteStore.open(path)``."""
 
     def __init__(self, writer: Writer, reader: aiosqlite.Connection,
-                 cross_process: bool, poll_interval: float) -> None:
+                 watch_reader: aiosqlite.Connection, cross_process: bool,
+                 poll_interval: float) -> None:
         self._writer = writer
-        self._reader = reader
+        self._readers = {False: reader, True: watch_reader}
         self._poll_interval = poll_interval if cross_process else None
-        self._read_lock = asyncio.Lock()
+        self._read_locks = {False: asyncio.Lock(), True: asyncio.Lock()}
         self._changed = asyncio.Condition()
         self._writes = 0  # writes committed through this store, for waking watchers
         self._closed = False
         self._decoded = codec.DecodeCache()
         self._decoded_events = codec.DecodeCache()  # every watcher reads the same events
+        self._fresh = codec.Written()  # what this store wrote, for its watchers
 
     @classmethod
     async def open(cls, path: Path | str, *, retention: int = EVENT_RETENTION,
@@ -108,12 +111,16 @@ class SqliteStore:
         _keep_private(Path(path))
         with _translate():
             writer = await Writer.open(Path(path), setup)
+        readers: builtins.list[aiosqlite.Connection] = []
         try:
-            reader = await _connect(Path(path), synchronous)
+            for _ in range(2):
+                readers.append(await _connect(Path(path), synchronous))
         except BaseException:
+            for reader in readers:
+                await reader.close()
             await writer.close()
             raise
-        return cls(writer, reader, cross_process, poll_interval)
+        return cls(writer, readers[0], readers[1], cross_process, poll_interval)
 
     async def get(self, kind: str, name: str, mesh: str = "") -> Resource:
         async with self._read() as db:
@@ -164,12 +171,22 @@ class SqliteStore:
         try:
             with _translate():
                 outcomes = await self._writer.write(ops, now)
+            # Committed. The results, a few microseconds each, are built in slices
+            # (thousands in a batch), and each written resource is kept for the watch
+            # by its revision before watchers are woken, so they need not decode it.
+            results: builtins.list[Resource | None] = []
+            turns = Turns()
+            for op, outcome in zip(ops, outcomes, strict=True):
+                res = self._result(op, outcome, now)
+                results.append(res)
+                if res is not None and outcome.meta is not None:
+                    self._fresh.put(res)
+                await turns.tick()
         finally:  # a refused batch too: woken watchers re-read, find nothing, sleep again
             async with self._changed:
                 self._writes += 1
                 self._changed.notify_all()
-        return [self._result(op, outcome, now) for op, outcome in zip(ops, outcomes,
-                                                                        strict=True)]
+        return results
 
     async def revision(self) -> int:
         async with self._read() as db:
@@ -195,8 +212,9 @@ class SqliteStore:
         async with self._changed:
             self._changed.notify_all()
         await self._writer.close()
-        async with self._read_lock:
-            await self._reader.close()
+        for watch in (False, True):
+            async with self._read_locks[watch]:
+                await self._readers[watch].close()
 
     # -- internals --------------------------------------------------------------------
 
@@ -208,15 +226,22 @@ class SqliteStore:
         return written(op.resource, outcome, now)
 
     async def _events_after(self, cursor: int) -> builtins.list[Event]:
-        async with self._read() as db:
+        async with self._read(watch=True) as db:
             rows = builtins.list(await db.execute_fetchall(
                 "SELECT revision, type, kind, mesh, name, document FROM events "
                 "WHERE revision > ? ORDER BY revision LIMIT ?", (cursor, WATCH_BATCH)))
         if rows and rows[0][0] != cursor + 1:
             raise RevisionCompacted(f"events before revision {rows[0][0]} are compacted")
-        return [Event(int(rev), EventType(kind), self._decoded_events.get(
-                    (rev, k, m, n, doc), partial(codec.load_event_resource, k, m, n, doc)))
-                for rev, kind, k, m, n, doc in rows]
+        events = []
+        turns = Turns()
+        for rev, kind, k, m, n, doc in rows:
+            res = self._fresh.find(int(rev), (k, m, n)) if kind != "deleted" else None
+            if res is None:
+                res = self._decoded_events.get(
+                    (rev, k, m, n, doc), partial(codec.load_event_resource, k, m, n, doc))
+            events.append(Event(int(rev), EventType(kind), res))
+            await turns.tick()
+        return events
 
     async def _wait_for_write(self, seen: int) -> None:
         """Until a write after ``seen`` (or, cross-process, at most one poll interval)."""
@@ -236,13 +261,15 @@ class SqliteStore:
             raise StoreUnavailable("the store is closed")
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _read(self, watch: bool = False) -> AsyncIterator[aiosqlite.Connection]:
         # The lock keeps one task's statements from running inside another's snapshot.
+        # Watches read on a connection (and thread) of their own, so that the API's
+        # reads never queue behind a watch's, nor the watch behind a batch's gets.
         self._check_open()
-        async with self._read_lock:
+        async with self._read_locks[watch]:
             self._check_open()
             with _translate():
-                yield self._reader
+                yield self._readers[watch]
 
 
 def _keep_private(path: Path) -> None:

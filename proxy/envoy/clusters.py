@@ -28,7 +28,7 @@ from gossamer.policy.selectors import TagSet
 from proxy.context import sni
 from proxy.envoy import circuit_breakers, health_checks, load_balancing, names, timeouts, tls
 from proxy.envoy.confs import ClusterConfs
-from proxy.envoy.protos import ads, duration, is_ip, pack, socket_address
+from proxy.envoy.protos import ads, buffer_limit, duration, is_ip, pack, socket_address
 
 HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 HTTP2_PROTOCOLS = frozenset({"http2", "grpc"})
@@ -46,10 +46,11 @@ class Destination:
     protocol: str = "tcp"
     subset: TagSet = ()
     port: int | None = None
+    zone: str = ""
 
     @property
     def name(self) -> str:
-        return names.cluster(self.service, self.subset, self.port)
+        return names.cluster(self.service, self.subset, self.port, self.zone)
 
 
 def _http_options(protocol: str, timeout: MeshTimeoutConf | None
@@ -68,7 +69,8 @@ def outbound_cluster(destination: Destination, confs: ClusterConfs) -> cluster_p
     proto = destination.protocol
     cluster = cluster_pb2.Cluster(
         name=destination.name, type=cluster_pb2.Cluster.EDS,
-        connect_timeout=timeouts.connect_timeout(confs.timeout))
+        connect_timeout=timeouts.connect_timeout(confs.timeout),
+        per_connection_buffer_limit_bytes=buffer_limit())
     cluster.eds_cluster_config.eds_config.CopyFrom(ads())
     cluster.eds_cluster_config.service_name = destination.name
     alpn = tls.H2_ALPN if proto in HTTP2_PROTOCOLS else ()
@@ -100,7 +102,7 @@ def _apply_circuit_breaker(cluster: cluster_pb2.Cluster, conf: MeshCircuitBreake
 def _static(name: str, host: str, port: int) -> cluster_pb2.Cluster:
     kind = cluster_pb2.Cluster.STATIC if is_ip(host) else cluster_pb2.Cluster.STRICT_DNS
     return cluster_pb2.Cluster(
-        name=name, type=kind,
+        name=name, type=kind, per_connection_buffer_limit_bytes=buffer_limit(),
         load_assignment=endpoint_pb2.ClusterLoadAssignment(cluster_name=name, endpoints=[
             ec_pb2.LocalityLbEndpoints(lb_endpoints=[ec_pb2.LbEndpoint(
                 endpoint=ec_pb2.Endpoint(address=socket_address(host, port)))])]))

@@ -40,6 +40,7 @@ FAULT_INJECTION = "MeshFaultInjection"
 ACCESS_LOG = "MeshAccessLog"
 TRACE = "MeshTrace"
 METRIC = "MeshMetric"
+PASSTHROUGH = "MeshPassthrough"
 TRAFFIC_PERMISSION = "MeshTrafficPermission"
 
 
@@ -69,7 +70,7 @@ def inbound(policies: ProxyPolicies, kind: str, model: type[M], ib: Inbound) -> 
 
 
 def proxy(policies: ProxyPolicies, kind: str, model: type[M]) -> M | None:
-    """The proxy-wide ``default`` of ``MeshTrace``/``MeshMetric``."""
+    """The proxy-wide ``default`` of ``MeshTrace``/``MeshMetric``/``MeshPassthrough``."""
     return _model(policies.kind(kind).proxy, model)
 
 

@@ -82,6 +82,13 @@ class Hosts:
         return cls(tuple(sorted(local, key=lambda h: (h.address, h.port))), remote,
                    mesh_hostname(service.name))
 
+    def pinned(self, zone: str, own_zone: str) -> Hosts:
+        """Only the instances in ``zone``: the local ones when it is the proxy's own
+        (``own_zone``), else that zone's ingresses."""
+        if zone == own_zone:
+            return Hosts(self.local, (), self.hostname)
+        return Hosts((), tuple(r for r in self.remote if r.zone == zone), self.hostname)
+
 
 def mesh_hostname(service: str) -> str:
     """The service's name in the mesh's DNS (``backend.mesh``)."""

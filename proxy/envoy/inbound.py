@@ -53,7 +53,7 @@ from proxy.envoy import (
 )
 from proxy.envoy.clusters import HTTP_PROTOCOLS, local_app_cluster
 from proxy.envoy.http import HttpSettings, connection_manager
-from proxy.envoy.protos import listen_address, pack, socket_address, stat_prefix
+from proxy.envoy.protos import buffer_limit, listen_address, pack, socket_address, stat_prefix
 from proxy.envoy.resources import Builder
 
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
@@ -159,7 +159,8 @@ def inbound_listener(ctx: ProxyContext, ib: Inbound,
     listener = listener_pb2.Listener(
         name=name, address=socket_address(address, ib.port),
         traffic_direction=base_pb2.INBOUND, stat_prefix=stat_prefix(name),
-        filter_chains=inbound_chains(ctx, ib, tracing, out))
+        filter_chains=inbound_chains(ctx, ib, tracing, out),
+        per_connection_buffer_limit_bytes=buffer_limit())
     if ctx.mtls_mode == PERMISSIVE:
         listener.listener_filters.append(tls_inspector())
     out.listener(listener)

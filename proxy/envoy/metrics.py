@@ -6,6 +6,9 @@ name, by RDS) sends ``GET <path>`` (default ``/metrics``) to the admin interface
 the bootstrap's ``ADMIN_CLUSTER`` (``gossamer_admin``), rewritten to
 ``/stats/prometheus``; any other path gets 404. Only that one admin path is reachable.
 
+- Envoy has only the stats its bootstrap keeps (``proxy.stats_matcher``: every family
+  any profile can serve, so no MeshMetric change needs an Envoy restart), so ``All`` is
+  every stat the mesh keeps, and an unused cluster has no traffic stats until it is used;
 - ``sidecar.includeUnused`` false (the default) adds ``usedonly`` to the admin query;
 - ``sidecar.profiles``: with ``appendProfiles: [None]`` only stats matching an
   ``include`` selector are served (an admin ``filter`` regex: ``Exact``/``Prefix``/
@@ -44,7 +47,7 @@ from gossamer.model.meshmetric import (
 from proxy.context import ADMIN_CLUSTER, PROMETHEUS_TLS_SECRET, ProxyContext
 from proxy.envoy import names, tls
 from proxy.envoy.http import HttpSettings, connection_manager
-from proxy.envoy.protos import listen_address, socket_address, stat_prefix
+from proxy.envoy.protos import buffer_limit, listen_address, socket_address, stat_prefix
 from proxy.envoy.resources import Builder
 
 DEFAULT_PORT = 5670
@@ -104,7 +107,10 @@ def _listener(ctx: ProxyContext, conf: MeshMetricConf, backend: PrometheusBacken
     address = listen_address(ctx.dataplane.networking.address)
     out.listener(listener_pb2.Listener(
         name=name, address=socket_address(address, port), stat_prefix=stat_prefix(name),
-        traffic_direction=base_pb2.INBOUND, filter_chains=[chain]))
+        traffic_direction=base_pb2.INBOUND, filter_chains=[chain],
+        per_connection_buffer_limit_bytes=buffer_limit(),
+        # Scrapes go on when the connection limit is reached: that is when they matter.
+        ignore_global_conn_limit=True))
 
 
 def metrics_listeners(ctx: ProxyContext, conf: MeshMetricConf | None, out: Builder) -> None:

@@ -15,6 +15,9 @@ a name depends only on what the resource is for, never on the proxy:
 - ``<service>__<8 hex>``: a subset of a service's instances selected by tags (a
   ``MeshServiceSubset`` backend); the hex is a digest of the sorted tags, and ``_`` never
   occurs in a service name, so subset names cannot collide with service names;
+- ``<service>__z<zone>``: a service's instances in one zone, the cluster of a
+  zone-pinned name (``<service>.svc.<zone>.mesh``), and ``outbound:<service>__z<zone>``
+  its route configuration (a zone name holds no ``_``);
 - ``prometheus:<port>``: the MeshMetric Prometheus listener and its routes;
 - ``otlp:<host>:<port>``, ``zipkin:<host>:<port>``, ``datadog:<host>:<port>``: clusters of
   telemetry collectors.
@@ -42,17 +45,22 @@ def outbound_listener(address: str, port: int) -> str:
     return f"outbound:{address}:{port}"
 
 
-def outbound_route(service: str, port: int | None = None) -> str:
-    return f"outbound:{service}" if port is None else f"outbound:{service}:{port}"
+def outbound_route(service: str, port: int | None = None, zone: str = "") -> str:
+    name = f"{service}__z{zone}" if zone else service
+    return f"outbound:{name}" if port is None else f"outbound:{name}:{port}"
 
 
-def cluster(service: str, subset: TagSet = (), port: int | None = None) -> str:
+def cluster(service: str, subset: TagSet = (), port: int | None = None,
+            zone: str = "") -> str:
     """The cluster (and load assignment) of ``service``, or of its ``subset`` by tags,
-    or of one ``port`` of it (a hex digest never holds a ``p``)."""
+    or of its instances in one ``zone``, or of one ``port`` of it (a hex digest never
+    holds a ``p`` or a ``z``)."""
     name = service
     if subset:
         digest = hashlib.sha256(json.dumps(sorted(subset)).encode()).hexdigest()[:8]
         name = f"{service}__{digest}"
+    if zone:
+        name = f"{name}__z{zone}"
     return name if port is None else f"{name}__p{port}"
 
 

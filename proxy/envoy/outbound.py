@@ -56,7 +56,7 @@ from proxy.envoy.endpoints import Hosts, endpoints
 from proxy.envoy.http import HttpSettings, connection_manager
 from proxy.envoy.load_balancing import Locality
 from proxy.envoy.ports import at_port, port_of
-from proxy.envoy.protos import socket_address, stat_prefix
+from proxy.envoy.protos import buffer_limit, socket_address, stat_prefix
 from proxy.envoy.resources import Builder
 from proxy.envoy.routes import Backend
 
@@ -84,9 +84,11 @@ def backend_pieces(ctx: ProxyContext, backend: Backend, cache: PieceCache | None
     port of it) for this proxy, from ``cache`` when it holds them for the same inputs."""
     service = at_port(service_of(ctx, backend.service), backend.port)
     destination = Destination(ctx.mesh, service.name, service.protocol, backend.subset,
-                              backend.port)
+                              backend.port, backend.zone)
     cluster_confs = ClusterConfs.of(ctx.policies, service.name)
     hosts = Hosts.of(service, backend.subset)
+    if backend.zone:
+        hosts = hosts.pinned(backend.zone, ctx.zone)
     lb = confs.outbound(ctx.policies, confs.LOAD_BALANCING, MeshLoadBalancingStrategyConf,
                         service.name)
     locality = Locality.of(lb, proxy_tags(ctx), ctx.zone)
@@ -126,11 +128,15 @@ def _logs(ctx: ProxyContext, service: str, out: Builder) -> list[accesslog_pb2.A
 
 
 def _http_filter(ctx: ProxyContext, service: Service, name: str, tracing: Tracing | None,
-                 out: Builder, port: int | None) -> tuple[lc_pb2.Filter, set[Backend]]:
+                 out: Builder, port: int | None, zone: str = ""
+                 ) -> tuple[lc_pb2.Filter, set[Backend]]:
+    # A zone-pinned name sends to that zone's instances of the service only: no
+    # MeshHTTPRoute or MeshTCPRoute may take its traffic to other backends.
     config, backends = routes.outbound_route_config(
-        service.name, confs.outbound_rules(ctx.policies, confs.HTTP_ROUTE, service.name),
-        confs.outbound_rules(ctx.policies, confs.TCP_ROUTE, service.name),
-        _settle(ctx, service), port)
+        service.name,
+        () if zone else confs.outbound_rules(ctx.policies, confs.HTTP_ROUTE, service.name),
+        () if zone else confs.outbound_rules(ctx.policies, confs.TCP_ROUTE, service.name),
+        _settle(ctx, service), port, zone)
     out.route(config)
     fault = confs.outbound(ctx.policies, confs.FAULT_INJECTION, MeshFaultInjectionConf,
                            service.name)
@@ -143,10 +149,11 @@ def _http_filter(ctx: ProxyContext, service: Service, name: str, tracing: Tracin
 
 
 def _tcp_filter(ctx: ProxyContext, service: Service, name: str,
-                out: Builder, port: int | None) -> tuple[lc_pb2.Filter, set[Backend]]:
-    chosen = routes.tcp_backends(confs.outbound_rules(ctx.policies, confs.TCP_ROUTE,
-                                                      service.name))
-    chosen = chosen or [(Backend(service.name, port=port), 1)]
+                out: Builder, port: int | None, zone: str = ""
+                ) -> tuple[lc_pb2.Filter, set[Backend]]:
+    chosen = [] if zone else routes.tcp_backends(
+        confs.outbound_rules(ctx.policies, confs.TCP_ROUTE, service.name))
+    chosen = chosen or [(Backend(service.name, port=port, zone=zone), 1)]
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix(name),
                                    access_log=_logs(ctx, service.name, out))
     if not routes.set_tcp_backends(proxy, chosen):
@@ -170,10 +177,11 @@ def outbound_filter(ctx: ProxyContext, outbound: OutboundListener, tracing: Trac
     service = at_port(whole, port)
     name = names.outbound_listener(outbound.address, outbound.port)
     if service.protocol in HTTP_PROTOCOLS:
-        chain_filter, backends = _http_filter(ctx, service, name, tracing, out, port)
+        chain_filter, backends = _http_filter(ctx, service, name, tracing, out, port,
+                                              outbound.zone)
     else:
-        chain_filter, backends = _tcp_filter(ctx, service, name, out, port)
-    for backend in sorted(backends, key=lambda b: (b.service, b.subset, b.port or 0)):
+        chain_filter, backends = _tcp_filter(ctx, service, name, out, port, outbound.zone)
+    for backend in sorted(backends, key=lambda b: (b.service, b.subset, b.port or 0, b.zone)):
         cluster, assignment = backend_pieces(ctx, backend, cache)
         out.cluster(cluster)
         out.load_assignment(assignment)
@@ -188,5 +196,6 @@ def outbound_listener(ctx: ProxyContext, outbound: OutboundListener, tracing: Tr
     out.listener(listener_pb2.Listener(
         name=name, address=socket_address(outbound.address, outbound.port),
         traffic_direction=base_pb2.OUTBOUND, stat_prefix=stat_prefix(name),
-        filter_chains=[lc_pb2.FilterChain(filters=[chain_filter])]))
+        filter_chains=[lc_pb2.FilterChain(filters=[chain_filter])],
+        per_connection_buffer_limit_bytes=buffer_limit()))
 

@@ -25,6 +25,7 @@ from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 from google.protobuf.message import Message
 
 from gossamer.model.fields import duration_seconds
+from proxy.limits import BUFFER_LIMIT
 
 _MILLION = 1_000_000
 _STAT_RE = re.compile(r"[^A-Za-z0-9_]")
@@ -58,6 +59,12 @@ def percent(value: str | int | float) -> percent_pb2.Percent:
 
 def u32(value: int) -> wrappers_pb2.UInt32Value:
     return wrappers_pb2.UInt32Value(value=value)
+
+
+def buffer_limit() -> wrappers_pb2.UInt32Value:
+    """``per_connection_buffer_limit_bytes`` of every listener and cluster (see
+    ``proxy.limits``)."""
+    return u32(BUFFER_LIMIT)
 
 
 def boolean(value: bool) -> wrappers_pb2.BoolValue:

@@ -75,15 +75,17 @@ NO_BACKEND_STATUS = 500
 @dataclass(frozen=True)
 class Backend:
     """A cluster a route sends to: a service, or a tagged subset of one, or one port of
-    a service with several (``proxy.envoy.ports``)."""
+    a service with several (``proxy.envoy.ports``), or its instances in one ``zone`` (a
+    zone-pinned name's)."""
 
     service: str
     subset: TagSet = ()
     port: int | None = None
+    zone: str = ""
 
     @property
     def cluster(self) -> str:
-        return names.cluster(self.service, self.subset, self.port)
+        return names.cluster(self.service, self.subset, self.port, self.zone)
 
     @classmethod
     def of(cls, ref: BackendRef) -> Backend:
@@ -246,18 +248,19 @@ def tcp_backends(rules: Sequence[TcpRule]) -> list[tuple[Backend, int]]:
 
 def outbound_route_config(service: str, http_rules: Sequence[Rule],
                           tcp_rules: Sequence[TcpRule], settle: Settle,
-                          port: int | None = None
+                          port: int | None = None, zone: str = ""
                           ) -> tuple[route_pb2.RouteConfiguration, set[Backend]]:
     """The RDS route configuration of ``service``'s outbound listener (of its ``port``
-    when the listener sends to one port of it), and every backend it may send to (so
-    their clusters can be generated)."""
+    when the listener sends to one port of it; of its instances in ``zone`` for a
+    zone-pinned name, with no rules), and every backend it may send to (so their
+    clusters can be generated)."""
     backends: set[Backend] = set()
     matches = [(rule, match) for rule in http_rules for match in rule.matches]
     matches.sort(key=lambda rm: _precedence(rm[1]))
     routes = [_rule_route(rule, match, service, settle, backends, port)
               for rule, match in matches]
     fallback = tcp_backends(tcp_rules) if not http_rules else []
-    default = fallback or [(Backend(service, port=port), 1)]
+    default = fallback or [(Backend(service, port=port, zone=zone), 1)]
     action = rc_pb2.RouteAction()
     catch_all = rc_pb2.Route(match=rc_pb2.RouteMatch(prefix="/"))
     if set_backends(action, default):
@@ -270,7 +273,7 @@ def outbound_route_config(service: str, http_rules: Sequence[Rule],
     for i, route in enumerate(routes):
         route.name = f"{service}:{i}"
     config = route_pb2.RouteConfiguration(
-        name=names.outbound_route(service, port),
+        name=names.outbound_route(service, port, zone),
         virtual_hosts=[rc_pb2.VirtualHost(name=service, domains=["*"], routes=routes)])
     return config, backends
 

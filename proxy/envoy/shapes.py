@@ -10,7 +10,8 @@ Theory of operation. ``generate_shape(ctx)`` reads, besides what the key holds:
 
 - ``ctx.services``: the endpoints and protocols of the destinations;
 - ``ctx.policies``: the outbound (``to[]``) confs of every kind and the proxy-wide
-  MeshTrace default (never the inbound confs, nor MeshMetric, nor ``dataplane``).
+  MeshTrace and MeshPassthrough defaults (never the inbound confs, nor MeshMetric, nor
+  ``dataplane``).
 
 Those two are the same for every proxy of a mesh at one state generation only when the
 caller makes them so, and are too big to hash per proxy. So the caller's contract is:

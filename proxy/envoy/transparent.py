@@ -42,27 +42,33 @@ from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
-from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from gossamer.model.dataplane import TransparentProxying
+from gossamer.model.meshpassthrough import MeshPassthroughConf, PassthroughMode
 from proxy.context import OutboundListener, ProxyContext
-from proxy.envoy import filters
+from proxy.envoy import confs
 from proxy.envoy.cache import PieceCache
 from proxy.envoy.inbound import PERMISSIVE, inbound_chains, tls_inspector
 from proxy.envoy.outbound import Tracing, outbound_filter
-from proxy.envoy.protos import duration, pack, socket_address, stat_prefix, u32
+from proxy.envoy.passthrough import (
+    PASSTHROUGH_CLUSTER,
+    effective_mode,
+    matched_chains,
+    passthrough_cluster,
+)
+from proxy.envoy.passthrough import tcp_to as _tcp_to
+from proxy.envoy.protos import buffer_limit, duration, pack, socket_address, stat_prefix, u32
 from proxy.envoy.resources import Builder
 
 OUTBOUND_LISTENER = "transparent:outbound"
 INBOUND_LISTENER = "transparent:inbound"
 OUTBOUND_ADDRESS = "127.0.0.1"
 INBOUND_ADDRESS = "0.0.0.0"
-PASSTHROUGH_CLUSTER = "gossamer_passthrough"
 # A cluster with no endpoints: a connection sent there is closed at once.
 BLACKHOLE_CLUSTER = "gossamer_blackhole"
 ORIGINAL_DST = "envoy.filters.listener.original_dst"
-TCP_PROXY = "envoy.filters.network.tcp_proxy"
 PASSTHROUGH_CONNECT_TIMEOUT = "5s"
+__all__ = ["PASSTHROUGH_CLUSTER", "passthrough_cluster"]  # re-exported: generate uses them
 
 
 def is_captured(outbound: OutboundListener) -> bool:
@@ -78,23 +84,10 @@ def _host(address: str, port: int) -> lc_pb2.FilterChainMatch:
     return match
 
 
-def _tcp_to(cluster: str, name: str) -> lc_pb2.Filter:
-    return filters.network(TCP_PROXY, tcp_proxy_pb2.TcpProxy(
-        stat_prefix=stat_prefix(name), cluster=cluster))
-
-
-def passthrough_cluster() -> cluster_pb2.Cluster:
-    """Connects to the connection's original destination (restored by ``original_dst``)."""
-    cluster = cluster_pb2.Cluster(
-        name=PASSTHROUGH_CLUSTER, type=cluster_pb2.Cluster.ORIGINAL_DST,
-        lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED,
-        connect_timeout=duration(PASSTHROUGH_CONNECT_TIMEOUT))
-    return cluster
-
-
 def blackhole_cluster() -> cluster_pb2.Cluster:
     return cluster_pb2.Cluster(name=BLACKHOLE_CLUSTER, type=cluster_pb2.Cluster.STATIC,
-                               connect_timeout=duration(PASSTHROUGH_CONNECT_TIMEOUT))
+                               connect_timeout=duration(PASSTHROUGH_CONNECT_TIMEOUT),
+                               per_connection_buffer_limit_bytes=buffer_limit())
 
 
 def _self_chain(port: int, name: str) -> lc_pb2.FilterChain:
@@ -109,7 +102,7 @@ def _capture_listener(name: str, address: str, port: int,
                       direction: base_pb2.TrafficDirection.ValueType) -> listener_pb2.Listener:
     return listener_pb2.Listener(
         name=name, address=socket_address(address, port), traffic_direction=direction,
-        stat_prefix=stat_prefix(name),
+        stat_prefix=stat_prefix(name), per_connection_buffer_limit_bytes=buffer_limit(),
         listener_filters=[lc_pb2.ListenerFilter(
             name=ORIGINAL_DST, typed_config=pack(original_dst_pb2.OriginalDst()))])
 
@@ -120,7 +113,8 @@ def _endpoint_targets(ctx: ProxyContext, captured: list[OutboundListener]
     filter it shares (the service's first)."""
     first: dict[str, OutboundListener] = {}
     for ob in [*ctx.outbounds, *captured]:
-        first.setdefault(ob.service, ob)
+        if not ob.zone:  # a zone-pinned VIP's filter sends to one zone only
+            first.setdefault(ob.service, ob)
     for service, ob in sorted(first.items()):
         known = ctx.services.get(service)
         for endpoint in known.endpoints if known else ():
@@ -128,11 +122,12 @@ def _endpoint_targets(ctx: ProxyContext, captured: list[OutboundListener]
 
 
 def _outbound_chains(ctx: ProxyContext, tracing: Tracing | None, out: Builder,
-                     cache: PieceCache | None) -> list[lc_pb2.FilterChain]:
+                     cache: PieceCache | None, seen: set[tuple[str, int]]
+                     ) -> list[lc_pb2.FilterChain]:
+    """The mesh's chains; ``seen`` collects the (address, port) pairs they claim."""
     captured = [ob for ob in ctx.outbounds if is_captured(ob)]
     built: dict[OutboundListener, lc_pb2.Filter] = {}
     chains: list[lc_pb2.FilterChain] = []
-    seen: set[tuple[str, int]] = set()
 
     def chain(address: str, port: int, ob: OutboundListener) -> None:
         if (address, port) in seen:
@@ -157,11 +152,19 @@ def outbound_capture(ctx: ProxyContext, ports: TransparentProxying, tracing: Tra
     port = ports.redirect_port_outbound
     listener = _capture_listener(OUTBOUND_LISTENER, OUTBOUND_ADDRESS, port, base_pb2.OUTBOUND)
     listener.filter_chains.append(_self_chain(port, OUTBOUND_LISTENER))
-    listener.filter_chains.extend(_outbound_chains(ctx, tracing, out, cache))
-    if ctx.passthrough:
+    claimed: set[tuple[str, int]] = set()
+    listener.filter_chains.extend(_outbound_chains(ctx, tracing, out, cache, claimed))
+    conf = confs.proxy(ctx.policies, confs.PASSTHROUGH, MeshPassthroughConf)
+    mode = effective_mode(conf, ctx.passthrough)
+    if mode is PassthroughMode.ALL:
         listener.default_filter_chain.CopyFrom(lc_pb2.FilterChain(
             name=f"{OUTBOUND_LISTENER}:passthrough",
             filters=[_tcp_to(PASSTHROUGH_CLUSTER, f"{OUTBOUND_LISTENER}:passthrough")]))
+    elif mode is PassthroughMode.MATCHED and conf is not None:
+        chains, inspector = matched_chains(conf, claimed, OUTBOUND_LISTENER, out)
+        listener.filter_chains.extend(chains)
+        if inspector is not None:
+            listener.listener_filters.append(inspector)
     out.listener(listener)
 
 

@@ -23,7 +23,9 @@ Each proxied number is reported as a ratio to the same batch with no proxy. Then
 the proxies still connected after the batch at the smallest and the largest size, the
 per-change cost of one policy update (a service's MeshTimeout with a new connect timeout,
 ``--updates`` times): the time until that service's proxies ACKed it and the zone CP's
-CPU until idle. ``--json`` prints every number as one JSON object last.
+CPU until idle. ``--json`` prints every number as one JSON object last. ``--stall-trace DIR`` has
+the started control planes log every turn of their loop over 50 ms, with stack samples
+(``tests.bench.stall_trace``); ``--switch-interval S`` sets their GIL switch interval.
 """
 
 from __future__ import annotations
@@ -247,6 +249,17 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     return out
 
 
+def hook_processes() -> None:
+    """Have every process started from now on load ``tests/bench/stall_hook`` (inherited
+    environment: it goes first on ``PYTHONPATH``), which reads the ``GOSSAMER_STALL_TRACE``
+    and ``GOSSAMER_SWITCH_INTERVAL`` variables."""
+    tree = Path(__file__).resolve().parents[2]
+    paths = [str(tree / "tests" / "bench" / "stall_hook"), str(tree)]
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000])
@@ -257,7 +270,20 @@ def main() -> None:
                         help="single-policy updates timed after each proxied batch")
     parser.add_argument("--json", action="store_true", help="print the result as JSON last")
     parser.add_argument("--keep", action="store_true", help="keep the data and logs")
+    parser.add_argument("--stall-trace", type=Path, metavar="DIR",
+                        help="trace the started processes' event-loop stalls into DIR "
+                             "(tests.bench.stall_trace; report with `python -m "
+                             "tests.bench.stall_trace DIR`)")
+    parser.add_argument("--switch-interval", type=float, metavar="S",
+                        help="the started processes' GIL switch interval (seconds; "
+                             "Python's default is 0.005)")
     args = parser.parse_args()
+    if args.stall_trace is not None or args.switch_interval is not None:
+        hook_processes()
+    if args.stall_trace is not None:
+        os.environ["GOSSAMER_STALL_TRACE"] = str(args.stall_trace.resolve())
+    if args.switch_interval is not None:
+        os.environ["GOSSAMER_SWITCH_INTERVAL"] = str(args.switch_interval)
     if args.proxies < PROXIED or any(s < 10 for s in args.sizes):
         parser.error(f"--proxies must be at least {PROXIED} and every size at least 10")
     root = Path(tempfile.mkdtemp(prefix="bench-policies-"))

@@ -15,17 +15,31 @@ in ``rotating`` (several renewals in the window), beside a bare interpreter and 
 with an empty config (admin only) as the references. Then a global and a federated zone
 ``east`` with a backend sidecar and a zone ingress: time from ``ingress run`` to the
 first TLS connection passed through to the backend, and the same idle numbers.
+
+    .venv/bin/python -m tests.bench.bench_sidecar --envoy-variants --names 1000
+
+measures instead what each of Envoy's lean settings (``proxy.agent.bootstrap.EnvoyLimits``)
+does to its memory: side by side, against the same zone CP, ``web`` sidecars whose
+agents differ only in the ``GOSSAMER_ENVOY_*`` overrides (the defaults; every stat; no
+overload manager; neither), each after one request through its outbound and the idle
+window, beside the empty-config Envoy with and without hot restart. Sidecars get their
+VIP listeners only where the VIP range is routed to ``lo``: run it in a network namespace
+of its own that has the route (``unshare -n``; docs/benchmarks.md has the command).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from authority.token_authority import TokenAuthority
 from gossamer.errors import NotFound
@@ -40,6 +54,11 @@ from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
 
 ROTATING = "rotating"
+# The agents' environments compared by --envoy-variants: each turns lean settings off.
+ALL_STATS = {"GOSSAMER_ENVOY_STATS": "all"}
+NO_OVERLOAD = {"GOSSAMER_ENVOY_MAX_HEAP": "off", "GOSSAMER_ENVOY_MAX_CONNECTIONS": "off"}
+VARIANTS = {"lean (defaults)": {}, "every stat": ALL_STATS, "no overload manager": NO_OVERLOAD,
+            "neither": {**ALL_STATS, **NO_OVERLOAD}}
 
 
 def allow_all(mesh: str) -> dict[str, object]:
@@ -195,6 +214,97 @@ async def ingress_run(work: Path, args: argparse.Namespace) -> dict[str, object]
         await glob.stop()
 
 
+async def resource_counts(admin: int) -> tuple[int, int]:
+    """(active listeners, active clusters) of the Envoy with this admin port."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"http://127.0.0.1:{admin}/stats", params={
+            "filter": r"^(listener_manager\.total_listeners_active"
+                      r"|cluster_manager\.active_clusters)$"})).text
+    values = dict(line.split(": ") for line in text.splitlines())
+    return (int(values["listener_manager.total_listeners_active"]),
+            int(values["cluster_manager.active_clusters"]))
+
+
+async def stat_count(admin: int) -> int:
+    """How many stats the Envoy with this admin port has (counters, gauges, histograms)."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        text = (await client.get(f"http://127.0.0.1:{admin}/stats")).text
+    if dump := os.environ.get("BENCH_SIDECAR_STATS_DIR"):  # to see which families remain
+        Path(dump, f"stats-{admin}.txt").write_text(text)
+    return len(text.splitlines())
+
+
+async def settled(admins: list[int]) -> tuple[int, int]:
+    """Every Envoy holds as many listeners and clusters as the others, unchanged over two
+    looks a second apart (the VIP listeners arrive after the first request can pass)."""
+    last: list[tuple[int, int]] = []
+
+    async def same() -> bool:
+        nonlocal last
+        counts = [await resource_counts(a) for a in admins]
+        done = len(set(counts)) == 1 and counts == last
+        last = counts
+        return done
+
+    await eventually(same, timeout=300, interval=1.0, what="the variants' resources")
+    return last[0]
+
+
+async def variants_run(work: Path, args: argparse.Namespace) -> dict[str, object]:
+    cp = ZoneControlPlane(ZoneSettings(zone="lab", data_dir=work / "zone", store="sqlite",
+                                       api_addr="127.0.0.1:0",
+                                       xds_addr=f"127.0.0.1:{free_port()}"))
+    await cp.start()
+    try:
+        assert cp.xds is not None
+        manager, cp_url, ca = cp.manager, f"https://127.0.0.1:{cp.xds.port}", cp.tls.ca_file
+        await fill(manager, cp, args.names, args.cert_life)
+        server, app = await env.app_server()
+        async with contextlib.AsyncExitStack() as stack:
+            pids = {"empty envoy": await stack.enter_async_context(env.empty_envoy(work)),
+                    "empty envoy, no hot restart": await stack.enter_async_context(
+                        env.empty_envoy(work, hot_restart=False))}
+            backend = await stack.enter_async_context(env.sidecar(
+                work / "backend", cp_url, ca,
+                await token(manager, "default", "backend", work / "b.token"),
+                mesh="default", name="backend-1", service="backend", app=app))
+            await env.first_true(lambda: env.has_certificate(backend.admin), 60, "backend")
+            sidecars = {}
+            for i, (label, environment) in enumerate(VARIANTS.items()):
+                tok = await token(manager, "default", "web", work / f"v{i}.token")
+                sidecars[label] = await stack.enter_async_context(env.sidecar(
+                    work / f"v{i}", cp_url, ca, tok, mesh="default", name=f"web-v{i}",
+                    service="web", app=app, outbound=True, env=environment))
+            for label, web in sidecars.items():
+                await env.first_true(lambda w=web: env.get_ok(  # type: ignore[misc]
+                    f"http://127.0.0.1:{w.outbound}/"), 120, label)
+            counts = await settled([w.admin for w in sidecars.values()])
+            pids.update({label: web.envoy for label, web in sidecars.items()})
+            numbers = await idle(pids, args.idle)
+            stats = {label: await stat_count(web.admin) for label, web in sidecars.items()}
+        server.close()
+        return {"idle": numbers, "counts": counts, "stats": stats}
+    finally:
+        await cp.stop()
+
+
+def report_variants(run: dict[str, object], args: argparse.Namespace) -> None:
+    numbers, counts = run["idle"], run["counts"]
+    assert isinstance(numbers, dict) and isinstance(counts, tuple)
+    listeners, clusters = counts
+    print(f"\n--names {args.names}: each web Envoy holds {listeners} listeners and "
+          f"{clusters} clusters\n")
+    stats = run["stats"]
+    assert isinstance(stats, dict)
+    print("| Envoy | stats | RSS MiB | private MiB | private / empty | private / neither |")
+    print("|---|---:|---:|---:|---:|---:|")
+    empty, neither = numbers["empty envoy"], numbers["neither"]
+    for name, n in numbers.items():
+        print(f"| {name} | {stats.get(name, '')} | {n.rss_kib / 1024:.1f} | "
+              f"{n.private_kib / 1024:.1f} | {n.private_kib / empty.private_kib:.2f} | "
+              f"{n.private_kib / neither.private_kib:.2f} |")
+
+
 def report(mesh: dict[str, object], ing: dict[str, object], args: argparse.Namespace) -> None:
     certs, firsts = mesh["certs"], mesh["firsts"]
     assert isinstance(certs, list) and isinstance(firsts, list)
@@ -225,6 +335,9 @@ def report(mesh: dict[str, object], ing: dict[str, object], args: argparse.Names
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-sidecar-") as tmp:
         work = Path(tmp)
+        if args.envoy_variants:
+            report_variants(await variants_run(work, args), args)
+            return
         (work / "mesh").mkdir()
         (work / "ing").mkdir()
         mesh = await mesh_run(work / "mesh", args)
@@ -238,4 +351,6 @@ if __name__ == "__main__":
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--names", type=int, default=1000)
     parser.add_argument("--cert-life", type=int, default=15)
+    parser.add_argument("--envoy-variants", action="store_true",
+                        help="compare Envoy's memory with each lean setting turned off")
     asyncio.run(main(parser.parse_args()))

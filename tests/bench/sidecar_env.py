@@ -119,14 +119,17 @@ async def bare_interpreter(work: Path) -> AsyncIterator[int]:
 
 
 @contextlib.asynccontextmanager
-async def empty_envoy(work: Path) -> AsyncIterator[int]:
-    """The reference for a sidecar's Envoy: the same binary with only an admin listener."""
+async def empty_envoy(work: Path, hot_restart: bool = True) -> AsyncIterator[int]:
+    """The reference for a sidecar's Envoy: the same binary with only an admin listener
+    (and, with ``hot_restart`` false, ``--disable-hot-restart``)."""
     admin = free_port()
-    config = work / "empty-envoy.yaml"
+    name = "empty-envoy" if hot_restart else "empty-envoy-no-hot-restart"
+    config = work / f"{name}.yaml"
     config.write_text(EMPTY_ENVOY.format(admin=admin))
     argv = [str(envoy_binary()), "--config-path", str(config), "--concurrency", "1",
-            "--log-level", "warning", "--use-dynamic-base-id"]
-    async with process(argv, work / "empty-envoy.log") as proc:
+            "--log-level", "warning",
+            *(["--use-dynamic-base-id"] if hot_restart else ["--disable-hot-restart"])]
+    async with process(argv, work / f"{name}.log") as proc:
         await first_true(lambda: get_ok(f"http://127.0.0.1:{admin}/ready"), 30,
                          "the empty Envoy")
         yield proc.pid
@@ -148,9 +151,10 @@ class Sidecar:
 
 @contextlib.asynccontextmanager
 async def sidecar(directory: Path, cp_url: str, cp_ca: Path, token: Path, *, mesh: str,
-                  name: str, service: str, app: int, outbound: bool = False
-                  ) -> AsyncIterator[Sidecar]:
-    """``gossamer proxy run`` as a process (its own DNS port); SIGTERM drains it."""
+                  name: str, service: str, app: int, outbound: bool = False,
+                  env: dict[str, str] | None = None) -> AsyncIterator[Sidecar]:
+    """``gossamer proxy run`` as a process (its own DNS port), with ``env`` added to its
+    environment; SIGTERM drains it."""
     directory.mkdir(parents=True)
     dataplane = directory / "dataplane.yaml"
     dataplane.write_text(DATAPLANE + (OUTBOUND if outbound else ""))
@@ -163,7 +167,7 @@ async def sidecar(directory: Path, cp_url: str, cp_ca: Path, token: Path, *, mes
             "--work-dir", str(directory / "work"), "--admin-port", str(admin),
             "--concurrency", "1", "--drain-time", "1s"]
     async with process(args, directory / "agent.log",
-                       env={"GOSSAMER_DNS_ADDR": "127.0.0.1:0"}) as agent:
+                       env={"GOSSAMER_DNS_ADDR": "127.0.0.1:0", **(env or {})}) as agent:
         yield Sidecar(agent.pid, directory / "work", admin, out)
 
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from click.testing import CliRunner, Result
 
+from cli.http_wire import Transport
 from cli.main import main
 from cli.state import Runtime
 from tests.waiting import ready
@@ -114,7 +114,7 @@ class Session:
         return subprocess.run([str(GOSSAMER), *args], input=input, capture_output=True,
                               text=True, env=env or self.env, timeout=CLI_TIMEOUT, check=False)
 
-    def cli(self, *args: str, transport: httpx.BaseTransport | None = None) -> Result:
+    def cli(self, *args: str, transport: Transport | None = None) -> Result:
         """The same command in-process (click's CliRunner), over real HTTP."""
         runtime = Runtime(transport=transport, env=self.env)
         return CliRunner().invoke(main, list(args), obj=runtime)

@@ -225,6 +225,16 @@ spec:
       - abort: {{httpStatus: 503, percentage: "2.5"}}
       - delay: {{value: 250ms, percentage: 10}}
 ---
+type: MeshPassthrough
+name: outside
+mesh: {MESH}
+spec:
+  targetRef: {{kind: MeshService, name: web}}
+  default:
+    matches:
+    - {{type: Domain, value: api.example.com, protocol: tls}}
+    - {{type: CIDR, value: 10.8.0.0/16, port: 5432}}
+---
 type: MeshTrace
 name: tracing
 mesh: {MESH}

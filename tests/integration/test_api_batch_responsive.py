@@ -7,12 +7,12 @@ its JSON encoding can delay them. Validation used to hold the loop for the whole
 (and searched repeated keys pairwise: quadratic, 3 s at 10,000 documents); it now yields
 every 100 documents (``tests/unit/test_batch_parse.py`` shows that mechanism alone).
 
-The bound, ``BOUND`` (1 s for the slowest probe), is what a loaded shared 2-core CI
-machine keeps honestly: parts of a batch still run as one step each (decoding the body,
-the store's bookkeeping of the batch's writes, whose SQLite thread competes for the GIL,
-the zone CP's reaction to the store's events), each up to a few hundred milliseconds
-when the machine is busy (measured at a load average of 7 to 11 on 2 cores). The
-issue's goal is 100 ms; ``tests/bench/bench_policies.py`` reports the real p50/p99/max.
+The bound, ``BOUND`` (1 s for the slowest probe), is wall time as a client sees it,
+which a loaded shared 2-core CI machine inflates (preemption, the SQLite writer thread
+and gRPC's threads competing for the GIL): the issue's 100 ms is checked on the loop's
+own CPU per iteration, which load does not inflate, by
+``test_api_batch_loop_turns.py`` (a full batch of 10,000); ``tests/bench/
+bench_policies.py`` reports the real p50/p99/max.
 The full-size refusal below uses ``MAX_BATCH`` documents.
 """
 

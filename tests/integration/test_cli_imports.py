@@ -2,11 +2,11 @@
 by the modules it imports rather than by a wall clock (tests/bench/bench_cli.py times it).
 
 The real console script runs against the session's real global CP through a context in
-its config file, prints the mesh table, and writes the modules it loaded at exit (a
-``None`` entry, the blocked ``httpx._main``, is not one). ``get``
+its config file, prints the mesh table, and writes the modules it loaded at exit. ``get``
 resolves its KIND from ``gossamer.model.kind_index`` (a plain table), so no kind's
-pydantic model may load, nor the registry that would import them all; nor httpx's own
-command line with rich and pygments (``cli.httpx_lean``); nor YAML output code, the
+pydantic model may load, nor the registry that would import them all; nor pydantic at all
+(the config file is checked by plain records); nor a third-party HTTP client (the
+standard library's ``http.client`` carries its requests); nor YAML output code, the
 server side, or the other commands.
 """
 
@@ -28,7 +28,8 @@ main(prog_name="gossamer")
 """
 
 FORBIDDEN_PACKAGES = (
-    "rich", "pygments", "httpx._main", "fastapi", "starlette", "uvicorn", "grpc",
+    "rich", "pygments", "httpx", "httpcore", "pydantic", "pydantic_core", "fastapi",
+    "starlette", "uvicorn", "grpc",
     "aiosqlite", "sqlite3", "asyncpg", "cryptography", "opentelemetry", "prometheus_client",
     "google.protobuf", "global_cp", "zone_cp", "authority", "sync", "proxy", "dns",
     "gossamer.store", "gossamer.api", "gossamer.policy", "gossamer.model.registry",
@@ -54,12 +55,13 @@ def test_get_meshes_loads_no_kind_model_and_no_rich(cp: Session, tmp_path: Path)
     assert result.stdout.splitlines()[0].split()[0] == "NAME"
     assert any(line.split()[0] == "default" for line in result.stdout.splitlines()[1:])
     modules = set(out.read_text().split())
-    assert "httpx" in modules and "click" in modules  # what it does need, it loaded
+    assert "http.client" in modules and "click" in modules  # what it does need, it loaded
     assert forbidden(modules) == []
 
 
 def test_forbidden_catches_a_kind_model() -> None:
     # The check itself can fail: a kind's model or the registry is caught.
     assert forbidden({"gossamer.model.mesh", "gossamer.model.kind_index", "rich.console",
-                      "httpx"}) == ["gossamer.model.mesh", "rich.console"]
+                      "http.client", "pydantic.main"}) == [
+        "gossamer.model.mesh", "pydantic.main", "rich.console"]
 

@@ -20,11 +20,13 @@ Skipped loudly without root, network namespaces or nft.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.server
 import json
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -41,6 +43,7 @@ import yaml
 from authority.token_authority import TokenAuthority
 from gossamer.model.mesh import MeshSpec
 from gossamer.model.registry import parse_document, to_document
+from gossamer.pki.certs import new_leaf, new_root_ca
 from gossamer.settings import ZoneSettings
 from gossamer.tokens import DATAPLANE
 from tests.dataplane_apps import HttpApp, listen_port
@@ -113,8 +116,8 @@ def network() -> Iterator[Net]:
 
 
 @contextlib.contextmanager
-def outside_server(address: str) -> Iterator[int]:
-    """A plain HTTP server outside the mesh, answering ``outside``."""
+def outside_server(address: str, tls: ssl.SSLContext | None = None) -> Iterator[int]:
+    """A plain HTTP server outside the mesh (HTTPS with ``tls``), answering ``outside``."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -127,12 +130,30 @@ def outside_server(address: str) -> Iterator[int]:
             pass
 
     server = http.server.ThreadingHTTPServer((address, 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield int(server.server_address[1])
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def outside_tls_server(address: str, name: str, directory: Path) -> Iterator[tuple[int, Path]]:
+    """``outside_server`` over TLS, with a certificate for ``name`` from a test CA; yields
+    its port and the CA file."""
+    now = dt.datetime.now(dt.UTC)
+    ca = new_root_ca("outside test CA", now, dt.timedelta(hours=1))
+    leaf = new_leaf(ca, name, now, dt.timedelta(hours=1), dns=[name], client=False)
+    (directory / "outside.pem").write_bytes(leaf.cert_pem() + ca.cert_pem())
+    (directory / "outside.key").write_bytes(leaf.key_pem())
+    (directory / "ca.pem").write_bytes(ca.cert_pem())
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "outside.pem", directory / "outside.key")
+    with outside_server(address, context) as port:
+        yield port, directory / "ca.pem"
 
 
 @dataclass
@@ -358,3 +379,63 @@ async def test_passthrough_follows_the_mesh(lab: Lab) -> None:
         doc.pop("networking")
         await lab.apply(doc)
     assert lab.net.curl(outside) == (200, "outside")
+
+
+async def test_mesh_passthrough_lets_one_domain_out_and_nothing_else(lab: Lab) -> None:
+    # The Mesh denies passthrough; a MeshPassthrough lets web reach the outside server by
+    # one name (HTTP Host), on its port only. The outside server answers any Host, so
+    # what is refused is refused by web's Envoy.
+    port, host = lab.outside_port, lab.net.host_ip
+    outside = f"http://{host}:{port}/"
+    mesh = lab.cp.state.get("Mesh", "default")
+    assert mesh is not None
+    doc = to_document(mesh, with_meta=False)
+    doc["networking"] = {"outbound": {"passthrough": False}}
+    policy = {"type": "MeshPassthrough", "mesh": "default", "name": "outside", "spec": {
+        "targetRef": {"kind": "MeshService", "name": "web"},
+        "default": {"passthroughMode": "Matched", "matches": [
+            {"type": "Domain", "value": "allowed.example", "protocol": "http",
+             "port": port}]}}}
+    await lab.apply(doc, policy)
+    try:
+        assert lab.net.curl(outside, "-H", "Host: allowed.example") == (200, "outside")
+        assert lab.net.curl(outside, "-H", f"Host: allowed.example:{port}") == (200, "outside")
+        assert lab.net.curl(outside, "-H", "Host: other.example")[0] == 404
+        assert lab.net.curl(outside)[0] == 404  # Host: the address, not the domain
+        with outside_server(host) as other_port:  # the same server on another port
+            assert lab.net.curl(f"http://{host}:{other_port}/",
+                                "-H", "Host: allowed.example")[0] is None
+        assert lab.net.curl("http://backend.mesh/")[0] == 200  # the mesh still works
+    finally:
+        await lab.delete(policy)
+        doc.pop("networking")
+        await lab.apply(doc)
+    assert lab.net.curl(outside) == (200, "outside")
+
+
+async def test_mesh_passthrough_lets_tls_out_by_its_sni_only(lab: Lab, tmp_path: Path) -> None:
+    # TLS passes through end to end, chosen by the SNI the client sends; the same server
+    # called by another name (or by address, with no SNI) is refused by web's Envoy.
+    host = lab.net.host_ip
+    mesh = lab.cp.state.get("Mesh", "default")
+    assert mesh is not None
+    doc = to_document(mesh, with_meta=False)
+    doc["networking"] = {"outbound": {"passthrough": False}}
+    with outside_tls_server(host, "secure.example", tmp_path) as (port, ca):
+        (tmp_path / "ca.pem").chmod(0o644)
+        policy = {"type": "MeshPassthrough", "mesh": "default", "name": "tls-out", "spec": {
+            "default": {"matches": [{"type": "Domain", "value": "secure.example",
+                                     "protocol": "tls", "port": port}]}}}
+        await lab.apply(doc, policy)
+        try:
+            def https(name: str, *verify: str) -> tuple[int | None, str]:
+                return lab.net.curl(f"https://{name}:{port}/", *verify,
+                                    "--resolve", f"{name}:{port}:{host}")
+            assert https("secure.example", "--cacert", str(ca)) == (200, "outside")
+            # -k: were it let through, the server would answer whatever the name
+            assert https("other.example", "-k")[0] is None
+            assert lab.net.curl(f"https://{host}:{port}/", "-k")[0] is None
+        finally:
+            await lab.delete(policy)
+            doc.pop("networking")
+            await lab.apply(doc)

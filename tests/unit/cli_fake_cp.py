@@ -2,7 +2,8 @@
 
 ``FakeControlPlane`` implements only what the contract says for the routes the CLI uses
 (``/_apply``, list with paging, get, delete, the problem JSON, bearer auth) and is plugged
-in through ``httpx.MockTransport``: no sockets. The fixtures that wire it (``fake``,
+in through ``HandlerTransport`` (the CLI's transport seam, answered by an httpx-style
+handler): no sockets. The fixtures that wire it (``fake``,
 ``token_file``, ``env``, ``cli``) are in ``tests/unit/conftest.py``.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 from click.testing import Result
 
+from cli.http_wire import HttpRequest, HttpResponse
 from gossamer.model.registry import REGISTRY, parse_document, to_document
 
 TOKEN = "s3cret-admin-token"
@@ -25,6 +27,28 @@ NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
 CREATED = "2024-05-01T09:00:00+00:00"  # three hours before NOW
+
+
+def as_response(resp: httpx.Response) -> HttpResponse:
+    """An httpx-built answer as the CLI's transport returns it."""
+    resp.read()
+    return HttpResponse(resp.status_code, resp.reason_phrase,
+                        {k.lower(): v for k, v in resp.headers.items()}, resp.content)
+
+
+class HandlerTransport:
+    """A ``cli.http_wire.Transport`` whose answers come from ``handler``, in memory."""
+
+    def __init__(self, handler: Callable[[httpx.Request], httpx.Response]) -> None:
+        self.handler = handler
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        req = httpx.Request(request.method, request.url, headers=dict(request.headers),
+                            content=request.body)
+        return as_response(self.handler(req))
+
+    def close(self) -> None:
+        pass
 
 
 def _problem(status: int, title: str, detail: str,

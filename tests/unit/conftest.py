@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
 from cli.state import Runtime
-from tests.unit.cli_fake_cp import NOW, TOKEN, FakeControlPlane, Invoke
+from tests.unit.cli_fake_cp import NOW, TOKEN, FakeControlPlane, HandlerTransport, Invoke
 
 
 @pytest.fixture
@@ -41,7 +40,7 @@ def env(tmp_path: Path, token_file: Path) -> dict[str, str]:
 def cli(fake: FakeControlPlane, env: dict[str, str]) -> Invoke:
     def invoke(*args: str, input: str | bytes | None = None,
                environ: dict[str, str] | None = None) -> Result:
-        runtime = Runtime(transport=httpx.MockTransport(fake), clock=lambda: NOW,
+        runtime = Runtime(transport=HandlerTransport(fake), clock=lambda: NOW,
                           env=env if environ is None else environ)
         return CliRunner().invoke(main, list(args), obj=runtime, input=input)
     return invoke

@@ -8,8 +8,9 @@ from typing import Any
 
 POLICY_KINDS = [
     "MeshAccessLog", "MeshCircuitBreaker", "MeshFaultInjection", "MeshHTTPRoute",
-    "MeshHealthCheck", "MeshLoadBalancingStrategy", "MeshMetric", "MeshRateLimit",
-    "MeshRetry", "MeshTCPRoute", "MeshTimeout", "MeshTrace", "MeshTrafficPermission",
+    "MeshHealthCheck", "MeshLoadBalancingStrategy", "MeshMetric", "MeshPassthrough",
+    "MeshRateLimit", "MeshRetry", "MeshTCPRoute", "MeshTimeout", "MeshTrace",
+    "MeshTrafficPermission",
 ]
 
 
@@ -245,6 +246,16 @@ to:
       http:
         - abort: {httpStatus: 500, percentage: 1}
           delay: {value: 1s, percentage: 1}
+""",
+    "MeshPassthrough": """
+targetRef: {kind: MeshService, name: web}
+default:
+  passthroughMode: Matched
+  matches:
+    - {type: Domain, value: api.example.com, protocol: tls}
+    - {type: Domain, value: "*.internal.example.com", protocol: http, port: 8080}
+    - {type: IP, value: 10.0.0.7, port: 5432}
+    - {type: CIDR, value: 192.168.0.0/16}
 """,
     "MeshTrace": """
 targetRef: {kind: MeshSubset, tags: {team: shop}}

@@ -251,6 +251,21 @@ INVALID: list[tuple[str, str, str, str]] = [
     ("MeshFaultInjection", _to("{http: [{}]}"), "spec.to[0].default.http[0]",
      "at least one of abort, delay or responseBandwidth"),
     ("MeshFaultInjection", _to("{http: []}"), "spec.to[0].default.http", "at least 1 item"),
+    # MeshPassthrough
+    ("MeshPassthrough", "targetRef: {kind: Mesh}", "spec.default", "required field"),
+    ("MeshPassthrough", "default: {passthroughMode: Some}", "spec.default.passthroughMode",
+     "Input should be"),
+    ("MeshPassthrough", "default: {matches: [{type: Domain, value: api.example.com}]}",
+     "spec.default.matches[0].protocol", "use protocol tls, http"),
+    ("MeshPassthrough", "default: {matches: [{type: Domain, value: 'API.example.com', "
+     "protocol: tls}]}", "spec.default.matches[0].value", "lower-case DNS name"),
+    ("MeshPassthrough", "default: {matches: [{type: IP, value: 10.0.0.300}]}",
+     "spec.default.matches[0].value", "an IP address"),
+    ("MeshPassthrough", "default: {matches: [{type: CIDR, value: 10.0.0.1/8}]}",
+     "spec.default.matches[0].value", "no host bits set"),
+    ("MeshPassthrough", "default: {matches: [{type: IP, value: 10.0.0.1, port: 70000}]}",
+     "spec.default.matches[0].port", "port"),
+    ("MeshPassthrough", _to("{}") + "\ndefault: {}", "spec.to", "unknown field"),
     # MeshTrace
     ("MeshTrace", "targetRef: {kind: Mesh}", "spec.default", "required field"),
     ("MeshTrace", _to("{}") + "\ndefault: {}", "spec.to", "unknown field"),

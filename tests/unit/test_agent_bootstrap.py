@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from proxy.agent.bootstrap import BootstrapParams, bootstrap, render, write
+from proxy.agent.bootstrap import BootstrapParams, EnvoyLimits, bootstrap, render, write
 from proxy.context import ADMIN_CLUSTER, ADS_CLUSTER, SDS_CLUSTER
 
 GOLDEN = Path(__file__).parent / "golden" / "agent"
@@ -25,7 +25,8 @@ def params(cp_host: str = "127.0.0.1", **overrides: Any) -> BootstrapParams:
         node_id="default.backend-1", mesh="default", dataplane="backend-1", zone="lab",
         service="backend", cp_host=cp_host, cp_port=5678, cp_ca_pem=CA_PEM,
         token="eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJiYWNrZW5kIn0.c2ln",
-        sds_socket="/var/run/gossamer/proxy-backend-1/sds.sock", admin_port=9901)
+        sds_socket="/var/run/gossamer/proxy-backend-1/sds.sock", admin_port=9901,
+        limits=EnvoyLimits())
     values.update(overrides)
     return BootstrapParams(**values)
 

@@ -20,7 +20,14 @@ from cli.main import main
 from cli.output import format_age
 from cli.state import Runtime
 from gossamer.errors import InvalidResource, NotFound
-from tests.unit.cli_fake_cp import NOW, FakeControlPlane, Invoke, _no_traceback, _problem
+from tests.unit.cli_fake_cp import (
+    NOW,
+    FakeControlPlane,
+    Invoke,
+    _no_traceback,
+    _problem,
+    as_response,
+)
 
 
 def test_config_file_is_private_and_contexts_switch(cli: Invoke, fake: FakeControlPlane,
@@ -107,12 +114,13 @@ def test_problem_json_maps_to_errors_with_field_errors() -> None:
         "status": 400, "title": "invalid resource",
         "detail": 'invalid MeshTimeout slow: spec.x: expected a duration like "5s"',
         "fieldErrors": [{"field": "spec.x", "message": 'expected a duration like "5s"'}]})
-    err = error_from_response(resp)
+    err = error_from_response(as_response(resp))
     assert isinstance(err, InvalidResource)
     assert [str(e) for e in err.field_errors] == ['spec.x: expected a duration like "5s"']
     assert err.detail == resp.json()["detail"]
-    assert isinstance(error_from_response(_problem(404, "not found", "gone")), NotFound)
-    html = error_from_response(httpx.Response(502, text="<html>bad gateway</html>"))
+    assert isinstance(error_from_response(as_response(_problem(404, "not found", "gone"))),
+                      NotFound)
+    html = error_from_response(as_response(httpx.Response(502, text="<html>bad gateway</html>")))
     assert isinstance(html, ServerError)
     assert html.detail == "HTTP 502 Bad Gateway: <html>bad gateway</html>"
 
@@ -137,3 +145,43 @@ def test_version(cli: Invoke) -> None:
     assert cli("version").stdout == f"gossamer {__version__}\n"
     assert __version__ in cli("--version").stdout
 
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("controlPlanes: [{name: a, address: ftp://x}]",
+     "controlPlanes.0.address: expected an http:// or https:// URL"),
+    ("controlPlanes: [{name: a, address: http://x, tokenFiel: /t}]",
+     "controlPlanes.0.tokenFiel: unknown field"),
+    ("controlPlanes: [{name: 'bad name', address: http://x}]", "controlPlanes.0.name: "),
+    ("controlPlanes: [{address: http://x}]", "controlPlanes.0.name: missing"),
+    ("controlPlanes: [{name: a, address: http://x}, {name: b, address: 5}]",
+     "controlPlanes.1.address: expected a string"),
+    ("controlPlanes: {name: a}", "controlPlanes: expected a list"),
+    ("currentContext: [a]", "currentContext: expected a string"),
+    ("- just\n- a list", "(document): expected a mapping"),
+    ("kind: Config", "kind: unknown field"),
+])
+def test_a_malformed_config_file_names_the_field(cli: Invoke, tmp_path: Path, text: str,
+                                                 problem: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    result = cli("get", "meshes", environ={"GOSSAMER_CONFIG": str(path)})
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: the config file {path} is malformed: {problem}")
+    _no_traceback(result)
+    assert path.read_text() == text  # reading never rewrites it
+
+
+def test_a_bad_address_in_the_environment_is_named(cli: Invoke, tmp_path: Path) -> None:
+    result = cli("get", "meshes", environ={"GOSSAMER_ADDRESS": "cp.test:5681"})
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: GOSSAMER_ADDRESS='cp.test:5681': expected an http")
+    _no_traceback(result)
+
+
+def test_add_refuses_a_bad_name_with_the_field(cli: Invoke, tmp_path: Path) -> None:
+    result = cli("config", "control-planes", "add", "--name", "-x", "--address", "http://a",
+                 environ={"GOSSAMER_CONFIG": str(tmp_path / "c.yaml")})
+    assert result.exit_code == 2
+    assert "name: letters, digits" in result.stderr
+    assert not (tmp_path / "c.yaml").exists()

@@ -1,5 +1,5 @@
 """``gossamer inspect certificates`` and the certificate columns of ``inspect dataplanes``,
-against canned API answers (``httpx.MockTransport``): the zone/global switch, the rows,
+against canned API answers (``HandlerTransport``): the zone/global switch, the rows,
 and the YAML/JSON shapes. The real control planes are in
 ``tests/integration/test_cert_insights.py``."""
 
@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from cli.inspect import expires_in
 from cli.main import main
 from cli.state import Runtime
+from tests.unit.cli_fake_cp import HandlerTransport
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 CERT = {"serial": "1f2e3d", "issuer": "CN=Gossamer zone lab mesh default,O=Gossamer",
@@ -54,7 +55,7 @@ def invoke(tmp_path: Path, mode: str, *args: str) -> tuple[Result, list[str]]:
 
     token = tmp_path / "token"
     token.write_text("admin-token")
-    runtime = Runtime(transport=httpx.MockTransport(answer), clock=lambda: NOW,
+    runtime = Runtime(transport=HandlerTransport(answer), clock=lambda: NOW,
                       env={"GOSSAMER_CONFIG": str(tmp_path / "none.yaml"),
                            "GOSSAMER_ADDRESS": "http://cp.test:5681",
                            "GOSSAMER_TOKEN_FILE": str(token)})

@@ -1,11 +1,14 @@
 """Envoy resource generation (proxy.envoy): endpoints and the piece cache (priorities and
 weights of load assignments, subsets, locality failover, ingresses' localities, no
-hostnames in EDS, pieces shared across proxies, one endpoint change touching one service).
+hostnames in EDS, pieces shared across proxies, one endpoint change touching one service,
+zone-pinned names).
 """
 
 from __future__ import annotations
 
-from proxy.context import Endpoint, ProxyContext, RemoteZone, Service
+import dataclasses
+
+from proxy.context import Endpoint, OutboundListener, ProxyContext, RemoteZone, Service
 from proxy.envoy import (
     ClusterConfs,
     Destination,
@@ -118,3 +121,56 @@ def test_hostnames_never_reach_eds() -> None:
                  for loc in cla.endpoints for e in loc.lb_endpoints]
     assert addresses == ["10.0.0.2", "192.168.2.10"]
 
+
+
+def _pinned(zone: str, route_scenario: str = "http") -> ProxyContext:
+    """The scenario's context with VIP outbounds to backend and db (any zone) and to
+    backend and db pinned to ``zone``."""
+    ctx = context(scenario(route_scenario))
+    vips = (OutboundListener("backend", 80, "240.0.0.1"),
+            OutboundListener("backend", 80, "240.0.0.2", zone=zone),
+            OutboundListener("db", 5432, "240.0.0.3", zone=zone))
+    return dataclasses.replace(ctx, outbounds=ctx.outbounds + vips)
+
+
+def test_a_zone_pinned_name_sends_to_that_zones_ingress_only() -> None:
+    ctx = _pinned("east")
+    out = generate(ctx)
+    cla = out.endpoints["backend__zeast"]
+    assert [(e.priority, e.locality.zone, [lb.endpoint.address.socket_address.address
+                                            for lb in e.lb_endpoints])
+            for e in cla.endpoints] == [(0, "east", ["192.168.1.10"])]
+    route = out.routes["outbound:backend__zeast"]
+    assert [r.route.cluster for vh in route.virtual_hosts for r in vh.routes] == [
+        "backend__zeast"]
+    listener = out.listeners["outbound:240.0.0.2:80"]
+    assert 'outbound:backend__zeast' in str(listener)
+    # The cluster is backend's (same TLS identity and SNI), only its endpoints differ.
+    assert out.clusters["backend__zeast"].transport_socket == out.clusters[
+        "backend"].transport_socket
+    assert [e.locality.zone for e in out.endpoints["backend"].endpoints] == [
+        ZONE, "east", "west"]
+    tcp = out.listeners["outbound:240.0.0.3:5432"]
+    assert "db__zeast" in str(tcp) and [e.locality.zone for e in out.endpoints[
+        "db__zeast"].endpoints] == ["east"]
+
+
+def test_a_name_pinned_to_the_proxys_own_zone_keeps_its_local_instances_only() -> None:
+    ctx = _pinned(ZONE)
+    out = generate(ctx)
+    cla = out.endpoints[f"backend__z{ZONE}"]
+    assert {e.locality.zone for e in cla.endpoints} == {ZONE}
+    assert sorted(lb.endpoint.address.socket_address.address
+                  for e in cla.endpoints for lb in e.lb_endpoints) == [
+        "10.0.0.2", "10.0.0.3", "10.0.0.4"]
+
+
+def test_a_pinned_name_ignores_routes_that_would_send_elsewhere() -> None:
+    # The http-route scenario splits backend's traffic to backend-canary by MeshHTTPRoute;
+    # the pinned name's route sends everything to backend in east.
+    ctx = _pinned("east", "http-route")
+    out = generate(ctx)
+    assert "backend-canary" in str(out.routes["outbound:backend"])
+    pinned = out.routes["outbound:backend__zeast"]
+    assert {r.route.cluster for vh in pinned.virtual_hosts for r in vh.routes} == {
+        "backend__zeast"}

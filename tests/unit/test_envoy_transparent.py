@@ -22,7 +22,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from gossamer.errors import InvalidResource
 from gossamer.model.mesh import MeshSpec
-from proxy.context import ProxyContext
+from proxy.context import OutboundListener, ProxyContext
 from proxy.envoy import ProxyResources, generate
 from proxy.envoy import transparent as tp
 from tests.unit.envoy_inputs import WEB_ALL, Scenario
@@ -81,6 +81,18 @@ def test_endpoint_ips_of_called_services_are_captured() -> None:
             "payments:10.0.0.5:19090", "db:10.0.0.6:15432", "db:10.0.0.7:15432"} <= names
     # a service this proxy has no outbound for is not reached by its IPs through the mesh
     assert not any(n.startswith("backend-canary:") for n in names)
+
+
+def test_a_zone_pinned_vip_is_a_chain_to_its_zones_cluster_and_not_for_endpoint_ips(
+        ) -> None:
+    base = ctx()
+    pinned = OutboundListener("db", 5432, "240.0.0.9", zone="east")
+    listener = generate(dataclasses.replace(base, outbounds=(*base.outbounds, pinned))
+                        ).listeners[tp.OUTBOUND_LISTENER]
+    chains = chains_by_name(listener)
+    assert tcp_cluster(chains["db:240.0.0.9:5432"]) == "db__zeast"
+    # db's instances' own addresses stay db's (any zone), not the pinned name's
+    assert tcp_cluster(chains["db:10.0.0.6:15432"]) == "db"
 
 
 def test_listener_shape_and_passthrough() -> None:

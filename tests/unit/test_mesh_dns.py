@@ -228,6 +228,77 @@ async def test_an_exhausted_range_allocates_what_fits_and_says_so(
         assert "no free virtual IP left in 10.0.0.0/30" in caplog.text
 
 
+EAST_INGRESS = {"type": "ZoneIngress", "name": "east-ingress",
+                "labels": {"gossamer.io/zone": "east"},
+                "networking": {"address": "192.168.1.1", "port": 10001},
+                "availableServices": [
+                    {"mesh": "default", "instances": 2, "tags": {"gossamer.io/service": "db"}},
+                    {"mesh": "default", "instances": 1,
+                     "tags": {"gossamer.io/service": "backend"}}]}
+
+
+async def pinned_vips(zone: Zone) -> dict[tuple[str, str], str]:
+    page = await zone.manager.list("VirtualIP", "default")
+    return {(r.labels[SERVICE_LABEL], r.labels.get("gossamer.io/zone", "")):
+            VirtualIPSpec.model_validate(r.spec).ip for r in page.items}
+
+
+async def test_zone_pinned_names_get_a_vip_per_serving_zone_when_the_mesh_asks(
+        store: MemoryStore) -> None:
+    async with zone_on(store) as zone:  # zone "west"
+        await zone.apply(dataplane("b1", "backend"))
+        await zone.apply(EAST_INGRESS)
+        await zone.settled()
+        allocator = zone.allocator(grace=60)
+        await allocator.reconcile()
+        assert await pinned_vips(zone) == {("backend", ""): "240.0.0.1", ("db", ""): "240.0.0.2"}
+
+        await zone.apply({"type": "Mesh", "name": "default",
+                          "routing": {"zonePinnedNames": True}})
+        await zone.settled()
+        await allocator.reconcile()
+        vips = await pinned_vips(zone)
+        assert vips == {("backend", ""): "240.0.0.1", ("db", ""): "240.0.0.2",
+                        ("backend", "east"): "240.0.0.3", ("backend", "west"): "240.0.0.4",
+                        ("db", "east"): "240.0.0.5"}
+        names = {r.name for r in (await zone.manager.list("VirtualIP", "default")).items}
+        assert {"backend", "db"} <= names and len(names) == 5  # pinned: derived names
+
+        await zone.settled()
+        table = dns_table(VipView(zone.state).of("default"))
+        assert {e.name: list(e.ips) for e in table.entries} == {
+            "backend.mesh": ["240.0.0.1"], "db.mesh": ["240.0.0.2"],
+            "backend.svc.east.mesh": ["240.0.0.3"], "backend.svc.west.mesh": ["240.0.0.4"],
+            "db.svc.east.mesh": ["240.0.0.5"]}
+        web = parse_document(dataplane("w1", "web"))
+        pinned = [ob for ob in vip_outbounds(VipView(zone.state).of("default"), web)
+                  if ob.zone]
+        assert {(ob.service, ob.zone, ob.address) for ob in pinned} == {
+            ("backend", "east", "240.0.0.3"), ("backend", "west", "240.0.0.4"),
+            ("db", "east", "240.0.0.5")}
+
+        # Turned off again: the pinned VIPs go after the grace period, like a gone
+        # service's, and the any-zone ones stay.
+        await zone.apply({"type": "Mesh", "name": "default"})
+        await zone.settled()
+        zone.clock[0] = 100.0
+        await allocator.reconcile()
+        assert len(await pinned_vips(zone)) == 5
+        zone.clock[0] = 160.0
+        await allocator.reconcile()
+        assert await pinned_vips(zone) == {("backend", ""): "240.0.0.1",
+                                           ("db", ""): "240.0.0.2"}
+
+
+def test_a_pinned_name_sorts_before_a_service_spelled_like_it() -> None:
+    # "backend.svc.east" is a legal service name (tag values allow dots); the pinned
+    # name of backend in east takes the DNS name, the first in (service, zone) order.
+    table = dns_table([MeshVip("backend.svc.east", "240.0.0.9"),
+                       MeshVip("backend", "240.0.0.3", zone="east")])
+    assert {e.name: list(e.ips) for e in table.entries} == {
+        "backend.svc.east.mesh": ["240.0.0.3"]}
+
+
 async def session_of(zone: Zone, name: str, service: str, mesh: str = "default"
                      ) -> AgentSession:
     token, _ = await TokenAuthority(zone.manager, DATAPLANE, mesh).issue(service, 3600)
