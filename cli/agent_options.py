@@ -32,8 +32,7 @@ from proxy.envoy_binary import EnvoyNotFound
 from proxy.envoy_binary import envoy_binary as find_envoy
 
 if TYPE_CHECKING:
-    from proxy.agent.cp_client import ControlPlaneAddress
-    from proxy.agent.settings import EnvoyAgentSettings
+    from proxy.agent.settings import ControlPlaneAddress, EnvoyAgentSettings
 
 F = Callable[..., Any]
 Decorator = Callable[[F], F]
