@@ -32,8 +32,7 @@ from proxy.envoy_binary import EnvoyNotFound
 from proxy.envoy_binary import envoy_binary as find_envoy
 
 if TYPE_CHECKING:
-    from proxy.agent.cp_client import ControlPlaneAddress
-    from proxy.agent.settings import EnvoyAgentSettings
+    from proxy.agent.settings import ControlPlaneAddress, EnvoyAgentSettings
 
 F = Callable[..., Any]
 Decorator = Callable[[F], F]
@@ -82,7 +81,7 @@ class AgentOptions:
 
     def addresses(self) -> tuple[ControlPlaneAddress, ...]:
         """Every ``--cp`` address, parsed (``InputError`` names a bad one)."""
-        from proxy.agent.cp_client import ControlPlaneAddress
+        from proxy.agent.settings import ControlPlaneAddress
 
         return tuple(ControlPlaneAddress.parse(url) for url in self.cp)
 

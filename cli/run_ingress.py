@@ -41,7 +41,7 @@ from cli.agent_options import (
     control_plane_options,
     envoy_options,
 )
-from cli.agent_process import run_agent_process
+from cli.agent_process import reported, setup_logging
 from gossamer.settings import split_addr
 from proxy.agent.errors import InputError
 
@@ -167,7 +167,9 @@ def run(options: IngressOptions) -> None:
     It routes by the TLS SNI and never decrypts: it holds no workload key. Stop it with
     Ctrl-C or SIGTERM: Envoy drains its connections first.
     """
-    # Lazy on purpose, as in build_settings: only `ingress run` needs the agent's runtime.
-    from zone_ingress.agent import IngressAgent
+    # Checked here, run in a fresh interpreter that loads only the agent's runtime.
+    from cli.agent_runtime import INGRESS, exec_runtime
 
-    run_agent_process(options.agent.log_level, lambda: IngressAgent(build_settings(options)))
+    setup_logging(options.agent.log_level)
+    settings = reported(lambda: build_settings(options).checked())
+    exec_runtime(options.agent.log_level, settings, INGRESS)

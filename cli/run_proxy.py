@@ -33,18 +33,16 @@ from cli.agent_options import (
     control_plane_options,
     envoy_options,
 )
-from cli.agent_process import run_agent_process
-from gossamer.pki.certs import KeyPair
+from cli.agent_process import reported, setup_logging
 from gossamer.settings import split_addr
 from proxy.agent import dataplane_file, transparent
 from proxy.agent.errors import InputError
-from proxy.agent.identity import matches
 from proxy.redirect.defaults import SIDECAR_USER
 
 DEFAULT_VIP_CIDR = "240.0.0.0/4"  # zone_cp's default --vip-cidr
 
 if TYPE_CHECKING:
-    from proxy.agent.agent import AgentSettings
+    from proxy.agent.sidecar_settings import AgentSettings
 
 DEFAULT_ADMIN_PORT = 9901
 DEFAULT_DNS_ADDR = "127.0.0.1:15053"
@@ -65,6 +63,10 @@ def read_metrics_tls(cert: Path | None, key: Path | None) -> tuple[bytes, bytes]
         return None
     if cert is None or key is None:
         raise InputError("--metrics-cert-file and --metrics-key-file go together")
+    # Here only: cryptography is for this check, not for every `proxy run`.
+    from gossamer.pki.certs import KeyPair
+    from proxy.agent.keygen import matches
+
     try:
         chain, key_pem = cert.read_bytes(), key.read_bytes()
         pair = KeyPair.from_pem(chain, key_pem)
@@ -117,7 +119,7 @@ def build_settings(options: ProxyOptions) -> AgentSettings:
     # Lazy on purpose: the agent's runtime (gRPC and its protobufs, Envoy's API, c-ares)
     # would load at the start of every `gossamer` command, which imports this module.
     from dns.server import ServerConfig
-    from proxy.agent.agent import AgentSettings
+    from proxy.agent.sidecar_settings import AgentSettings
     from proxy.agent.vip_route import VipRoute
 
     metrics_tls = read_metrics_tls(options.metrics_cert_file, options.metrics_key_file)
@@ -131,12 +133,11 @@ def build_settings(options: ProxyOptions) -> AgentSettings:
     if options.transparent:
         loaded = transparent.with_capture(loaded)
     token = read_token(agent.token_file)
-    admin = loaded.spec.networking.admin
     host, port = options.dns_addr
     return agent.settings(
         AgentSettings, address, token=token,
         work_dir=agent.work_dir or Path(f".gossamer/proxy-{loaded.name}"),
-        admin_port=agent.admin_port or (admin.port if admin else DEFAULT_ADMIN_PORT),
+        admin_port=agent.admin_port or loaded.admin_port or DEFAULT_ADMIN_PORT,
         dataplane=loaded, metrics_tls=metrics_tls, dns=ServerConfig(host=host, port=port),
         vip=VipRoute(cidr=options.vip_cidr, add_route=options.vip_route))
 
@@ -199,10 +200,11 @@ def run(options: ProxyOptions) -> None:
     is read again before the token expires, on SIGHUP and whenever the agent reconnects:
     write a new token into it and the agent and Envoy move to it without a restart.
     """
-    # Lazy on purpose, as in build_settings: only `proxy run` needs the agent's runtime.
-    from proxy.agent.agent import Agent
+    # Checked here, run in a fresh interpreter that loads only the agent's runtime.
+    from cli.agent_runtime import exec_runtime
 
-    run_agent_process(options.agent.log_level, lambda: Agent(_as_sidecar_user(options)))
+    setup_logging(options.agent.log_level)
+    exec_runtime(options.agent.log_level, reported(lambda: _as_sidecar_user(options)))
 
 
 def _as_sidecar_user(options: ProxyOptions) -> AgentSettings:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gossamer.errors import GossamerError
-from gossamer.model.base import check_name
+from gossamer.model.kind_index import check_name  # pydantic-free: the agent loads this
 
 # The page names the API and the CLI use, and the admin path each one means.
 PAGES: dict[str, str] = {

@@ -24,12 +24,9 @@ import json
 import logging
 import random
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from gossamer.errors import InvalidResource
-from gossamer.model import zoneingress
-from gossamer.model.registry import Registry, parse_document
 from proxy.agent import bootstrap
 from proxy.agent.cp_client import AgentClient, Registration
 from proxy.agent.envoy_process import (
@@ -48,10 +45,6 @@ log = logging.getLogger(__name__)
 
 INGRESS_METADATA = "gossamer.io/zone-ingress"
 
-# The one kind an ingress registers, checked without the models of every other kind.
-INGRESSES = Registry([zoneingress.DESCRIPTOR])
-
-
 @dataclass(frozen=True, kw_only=True)
 class IngressSettings(EnvoyAgentSettings):
     """One ingress's inputs, checked by the command before the agent is built: what every
@@ -66,6 +59,7 @@ class IngressSettings(EnvoyAgentSettings):
     address: str
     port: int
     advertised: tuple[str, int] | None
+    checked_json: str | None = None  # ``registration_json``, once ``checked`` made it
 
     def document(self) -> dict[str, Any]:
         """The ZoneIngress this ingress registers (the CP fills zone and services)."""
@@ -74,11 +68,24 @@ class IngressSettings(EnvoyAgentSettings):
             networking["advertisedAddress"], networking["advertisedPort"] = self.advertised
         return {"type": "ZoneIngress", "name": self.name, "networking": networking}
 
+    def checked(self) -> IngressSettings:
+        """These settings with the document checked: the runtime ``ingress run`` becomes
+        (``cli.agent_runtime``) then registers it without loading the model (pydantic)."""
+        return replace(self, checked_json=self.registration_json())
+
     def registration_json(self) -> str:
         """The document, validated here so a bad flag is an input error, not a refusal."""
+        if self.checked_json is not None:
+            return self.checked_json
+        # Imported here: the ZoneIngress model (pydantic) is for this check only, and
+        # with the one kind an ingress registers, not every kind's model.
+        from gossamer.errors import InvalidResource
+        from gossamer.model import zoneingress
+        from gossamer.model.registry import Registry, parse_document
+
         doc = self.document()
         try:
-            parse_document(doc, INGRESSES)
+            parse_document(doc, Registry([zoneingress.DESCRIPTOR]))
         except InvalidResource as exc:
             raise InputError(f"the zone ingress's flags make no valid ZoneIngress: "
                              f"{exc.detail}") from None

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+# Re-exported: the writers moved to a module without cryptography (the agent uses them).
+from gossamer.pki.files import write_public as write_public
+from gossamer.pki.files import write_secret as write_secret
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 BACKDATE = dt.timedelta(minutes=5)  # tolerate clocks a little behind ours
@@ -218,23 +220,6 @@ def uri_sans(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     return [str(v) for v in ext.value.get_values_for_type(x509.UniformResourceIdentifier)]
-
-
-def write_secret(path: Path, data: bytes) -> None:
-    """Write key material atomically with mode 0600 (never briefly world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def write_public(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # -- trust bundles ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 
 _HOSTNAME_MARKERS = ("Hostname Verification Check failed", "hostname mismatch",
-                     "IP address mismatch")
+                     "Hostname mismatch", "IP address mismatch")  # grpcio's, Python ssl's
 _CA_MARKERS = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed",
                "unable to get local issuer certificate", "self signed certificate",
                "self-signed certificate")

@@ -28,14 +28,12 @@ configuration until the Session and its own ADS stream reconnect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dns.server import ServerConfig
-from gossamer.pki.certs import bundle_digest
 from gossamer.process import run_until_signal
 from proxy.agent import bootstrap, sds_state, vip_route
 from proxy.agent.cp_client import (
@@ -44,38 +42,26 @@ from proxy.agent.cp_client import (
     Registration,
     StatusReport,
 )
-from proxy.agent.dataplane_file import DataplaneFile
 from proxy.agent.envoy_process import (
     EnvoyCommand,
     EnvoySupervisor,
     parent_death_wrapper,
 )
 from proxy.agent.errors import AgentError, ControlPlaneRefused
-from proxy.agent.identity import Identity, SignedCertificate, check_bundle
+from proxy.agent.identity import Identity, SignedCertificate, bundle_digest, check_bundle
+from proxy.agent.keys import KeyRequest, child_request
 from proxy.agent.resolver import MeshResolver
 from proxy.agent.rotation import Rotator
 from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
 from proxy.agent.session import Session
-from proxy.agent.settings import EnvoyAgentSettings
+from proxy.agent.sidecar_settings import AgentSettings as AgentSettings  # re-exported
 from proxy.agent.token_file import DATAPLANE_TOKEN
 from proxy.agent.token_refresh import TokenRefresher
-from proxy.agent.vip_route import VipRoute
 
 log = logging.getLogger(__name__)
 
 STARTUP_RETRY_INITIAL = 0.5
 STARTUP_RETRY_MAX = 30.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class AgentSettings(EnvoyAgentSettings):
-    """One sidecar agent's inputs, all checked by the command before the agent is built:
-    what every Envoy agent has, plus the Dataplane and what only a sidecar serves."""
-
-    dataplane: DataplaneFile
-    metrics_tls: tuple[bytes, bytes] | None = None  # MeshMetric ProvidedTLS (chain, key)
-    dns: ServerConfig = field(default_factory=ServerConfig)  # the .mesh resolver (--dns-addr)
-    vip: VipRoute = field(default_factory=VipRoute)  # --vip-cidr, --vip-route
 
 
 class Agent:
@@ -95,6 +81,7 @@ class Agent:
         self._trust_pem = b""
         self._reported_digest: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._first_key: asyncio.Future[KeyRequest] | None = None
         self.sds.watch_trust(self._on_trust_ack)
 
     # -- what SDS serves --------------------------------------------------------------
@@ -163,6 +150,10 @@ class Agent:
         s = self.settings
         s.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         s.work_dir.chmod(0o700)
+        # The first key is made while the agent registers: the child's interpreter start
+        # is off the path to the first certificate. Its common name is informational (the
+        # CP names the identity), so the Dataplane's name serves before the CP's answer.
+        self._first_key = asyncio.ensure_future(child_request(s.dataplane.name))
         await self.resolver.start()  # first: a taken --dns-addr fails before registering
         dataplane = await vip_route.ready(s.dataplane, s.vip)  # can Envoy bind the VIPs?
         self.client = AgentClient(s.cp, s.cp_ca_pem, s.token, ca_file=s.cp_ca_file,
@@ -185,7 +176,8 @@ class Agent:
         async def sign(csr: bytes) -> SignedCertificate:
             return await client.sign(reg.mesh, reg.name, csr, await tokens.sign_token())
 
-        self.rotator = Rotator(reg.name, sign, self._on_identity, rng=self._rng)
+        self.rotator = Rotator(reg.name, sign, self._on_identity, rng=self._rng,
+                               keys=self._keys)
         identity = await self._with_retry(self.rotator.issue, "the certificate")
         log.info("certificate for %s valid until %s", ", ".join(identity.uris) or reg.name,
                  identity.not_after.isoformat())
@@ -203,6 +195,13 @@ class Agent:
         self._spawn(self.rotator.run(), "agent-rotation")
         self._spawn(tokens.run(), "agent-token")
 
+    async def _keys(self, common_name: str) -> KeyRequest:
+        """The key made while registering for the first certificate, a new one after."""
+        first, self._first_key = self._first_key, None
+        if first is not None:
+            return await first
+        return await child_request(common_name)
+
     def reload(self) -> None:
         """SIGHUP: read the token file again now."""
         if self.tokens is not None:
@@ -214,7 +213,7 @@ class Agent:
         assert reg is not None and sock is not None, "written once registered, SDS started"
         bootstrap.write(s.bootstrap_path, bootstrap.bootstrap(bootstrap.BootstrapParams(
             node_id=reg.node_id, mesh=reg.mesh, dataplane=reg.name, zone=reg.zone,
-            service=(s.dataplane.spec.services or [reg.name])[0],
+            service=(s.dataplane.services or (reg.name,))[0],
             cp_host=s.cp.host, cp_port=s.cp.port, cp_ca_pem=s.cp_ca_pem.decode(),
             cp_alternates=tuple((a.host, a.port) for a in s.cp_alternates),
             token=token, sds_socket=str(sock), admin_port=s.admin_port)))
@@ -263,12 +262,23 @@ class Agent:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self._drop_first_key()
         await self.sds.stop()
         await self.resolver.stop()
         if self.sds.path is not None:
             cleanup_socket(self.sds.path, self.settings.work_dir)
         if self.client is not None:
             await self.client.close()
+
+
+    async def _drop_first_key(self) -> None:
+        """End the first key's child if the agent stops before it was used."""
+        first, self._first_key = self._first_key, None
+        if first is None:
+            return
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError, AgentError):
+            await (await first).close()
 
 
 class Supervised(Protocol):

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from gossamer.pki.certs import write_secret
+from gossamer.pki.files import write_secret
 from proxy.agent.errors import InputError
 from proxy.limits import BUFFER_LIMIT
 from proxy.names import ADMIN_CLUSTER, ADS_CLUSTER, SDS_CLUSTER

@@ -5,12 +5,13 @@ host name in ``--cp`` must be in its certificate), the dataplane token as
 ``authorization: Bearer`` metadata on every call. ``token`` may be replaced at any time
 (the agent re-reads its token file, ``proxy.agent.token_refresh``): each new call
 presents the token of that moment, a call already open keeps the one it started with.
-This module is the boundary for gRPC: protobuf answers become
-``SignedCertificate``/``Registration``/``DnsTable`` (and the agent's ``StatusReport``
-becomes an ``AgentStatus``) and ``grpc.aio.AioRpcError`` becomes an ``AgentError``
-(``AgentClient.translate``): a status that says "no" (bad token, wrong mesh, name taken)
-is ``ControlPlaneRefused``, one that says "not now" (unreachable, overloaded, a broken
-stream) is ``ControlPlaneUnavailable``, and a certificate that did not verify is
+This module is the boundary for gRPC (grpclib, ``proxy.agent.grpc_wire``): protobuf
+answers become ``SignedCertificate``/``Registration``/``DnsTable`` (and the agent's
+``StatusReport`` becomes an ``AgentStatus``) and a failed call (``RpcError``) becomes an
+``AgentError`` (``AgentClient.translate``): a status that says "no" (bad token, wrong
+mesh, name taken) is ``ControlPlaneRefused``, one that says "not now" (unreachable,
+overloaded, a broken stream) is ``ControlPlaneUnavailable``, and a certificate that did
+not verify is
 ``ControlPlaneNotVerified``, naming the address dialled and the flag that fixes it
 (``--tls-host`` at the CP, or the right ``--cp-ca``: ``gossamer.pki.dial_errors``).
 """
@@ -18,13 +19,8 @@ stream) is ``ControlPlaneUnavailable``, and a certificate that did not verify is
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
-
-import grpc
 
 import gossamer
 from gossamer.failover import Failover
@@ -34,58 +30,19 @@ from proxy.agent.errors import (
     ControlPlaneNotVerified,
     ControlPlaneRefused,
     ControlPlaneUnavailable,
-    InputError,
 )
+from proxy.agent.grpc_wire import BidiCall, RpcError, channel, unary
 from proxy.agent.identity import SignedCertificate
-from sync.v1 import agent_pb2, agent_pb2_grpc
+from proxy.agent.settings import DEFAULT_PORT as DEFAULT_PORT
+from proxy.agent.settings import ControlPlaneAddress as ControlPlaneAddress  # re-exported
+from sync.v1 import agent_pb2
 
-DEFAULT_PORT = 5678
-CP_EXAMPLE = "https://zone-cp.example.com:5678"
 SIGN_TIMEOUT = 30.0
 
 # Statuses that mean "no" for this agent as configured. FAILED_PRECONDITION is not one:
 # the CP says it when a CSR arrives while the session is re-registering, which passes.
-REFUSALS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
-                      grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS,
-                      grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED,
-                      grpc.StatusCode.OUT_OF_RANGE})
-
-GRPC_OPTIONS = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000),
-                ("grpc.keepalive_permit_without_calls", 0),
-                ("grpc.max_receive_message_length", 16 << 20)]
-
-
-@dataclass(frozen=True)
-class ControlPlaneAddress:
-    """Where the zone CP's xDS and agent API listen: ``https://HOST[:PORT]``."""
-
-    host: str
-    port: int = DEFAULT_PORT
-
-    @classmethod
-    def parse(cls, url: str) -> ControlPlaneAddress:
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as exc:
-            raise InputError(f"--cp {url!r}: {exc}") from None
-        if (parts.scheme.lower() not in ("https", "grpcs") or not parts.hostname
-                or parts.path.strip("/") or parts.query or parts.fragment or parts.username
-                or port == 0):
-            raise InputError(f"--cp {url!r}: expected https://HOST:PORT, like {CP_EXAMPLE}")
-        return cls(parts.hostname, port or DEFAULT_PORT)
-
-    @property
-    def target(self) -> str:
-        try:
-            if ipaddress.ip_address(self.host).version == 6:
-                return f"[{self.host}]:{self.port}"
-        except ValueError:
-            pass
-        return f"{self.host}:{self.port}"
-
-    def __str__(self) -> str:
-        return f"https://{self.target}"
+REFUSALS = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT",
+                      "ALREADY_EXISTS", "NOT_FOUND", "UNIMPLEMENTED", "OUT_OF_RANGE"})
 
 
 @dataclass(frozen=True)
@@ -126,21 +83,21 @@ def status_to_proto(report: StatusReport) -> agent_pb2.AgentMessage:
         trust_bundle_digest=report.trust_bundle_digest))
 
 
-def translate(exc: grpc.aio.AioRpcError, what: str, cp: ControlPlaneAddress | None = None,
+def translate(exc: RpcError, what: str, cp: ControlPlaneAddress | None = None,
               ca_file: Path | None = None) -> AgentError:
     """A gRPC failure as the agent's error, with the control plane's own reason; a
     certificate that did not verify dialling ``cp`` (with ``--cp-ca ca_file``) says which
     flag fixes it."""
-    code = exc.code()
-    reason = exc.details() or code.name
+    code = exc.code
+    reason = exc.details or code
     if code in REFUSALS:
         return ControlPlaneRefused(f"the control plane refused {what}: {reason} "
-                                   f"({code.name})", code.name)
-    failure = verify_failure(reason) if code == grpc.StatusCode.UNAVAILABLE else None
+                                   f"({code})", code)
+    failure = verify_failure(reason) if code == "UNAVAILABLE" else None
     if failure is not None and cp is not None:
         return ControlPlaneNotVerified(f"{what} failed: " + explain(
             failure, cp.target, cp.host, "--cp-ca", str(ca_file) if ca_file else None))
-    return ControlPlaneUnavailable(f"{what} failed: {code.name}: {reason}")
+    return ControlPlaneUnavailable(f"{what} failed: {code}: {reason}")
 
 
 def registration_from_proto(msg: agent_pb2.Registered) -> Registration:
@@ -164,15 +121,13 @@ class AgentClient:
                  alternates: tuple[ControlPlaneAddress, ...] = ()) -> None:
         self._order = Failover([cp, *alternates])
         self.ca_file = ca_file  # where ``ca_pem`` came from (``--cp-ca``), for errors
-        self._credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
+        self._ca_pem = ca_pem
         self._dial(cp)
         self.token = token
 
     def _dial(self, cp: ControlPlaneAddress) -> None:
         self.cp = cp
-        self._channel = grpc.aio.secure_channel(cp.target, self._credentials,
-                                                options=GRPC_OPTIONS)
-        self._stub = agent_pb2_grpc.AgentStub(self._channel)
+        self._channel = channel(cp.host, cp.port, self._ca_pem)
 
     async def fail_over(self) -> bool:
         """The session with ``cp`` failed: dial the next address from now on. True when
@@ -182,7 +137,7 @@ class AgentClient:
         if self._order.current != self.cp:
             old = self._channel
             self._dial(self._order.current)
-            await old.close()
+            old.close()
         return round_failed
 
     def connected_for_long(self) -> None:
@@ -199,21 +154,23 @@ class AgentClient:
         only with the token the Dataplane's live Session registered with."""
         request = agent_pb2.SignRequest(mesh=mesh, dataplane=name, csr_pem=csr_pem)
         try:
-            answer = await self._stub.SignCertificate(request, metadata=self._metadata(token),
-                                                      timeout=SIGN_TIMEOUT)
-        except grpc.aio.AioRpcError as exc:
+            answer = await unary(self._channel, "SignCertificate", request,
+                                 agent_pb2.SignResponse, metadata=self._metadata(token),
+                                 timeout=SIGN_TIMEOUT)
+        except RpcError as exc:
             raise self.translate(exc, "the certificate signing request") from None
         expires = answer.expires_at.ToDatetime(tzinfo=dt.UTC)
         return SignedCertificate(chain_pem=answer.certificate_chain_pem,
                                  trust_bundle_pem=answer.trust_bundle_pem, expires_at=expires)
 
-    def translate(self, exc: grpc.aio.AioRpcError, what: str) -> AgentError:
+    def translate(self, exc: RpcError, what: str) -> AgentError:
         """``translate`` for a call of this client: names its address and CA file."""
         return translate(exc, what, self.cp, self.ca_file)
 
-    def session(self) -> Any:
+    def session(self) -> BidiCall:
         """A new Session stream (``read``/``write``/``cancel``) with the current token."""
-        return self._stub.Session(metadata=self._metadata())
+        return BidiCall(self._channel, "Session", agent_pb2.AgentMessage,
+                        agent_pb2.ControlPlaneMessage, self._metadata())
 
     async def close(self) -> None:
-        await self._channel.close()
+        self._channel.close()

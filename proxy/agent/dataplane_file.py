@@ -8,9 +8,12 @@ commas, brackets or newlines) and to 253 characters: a value can fill a scalar a
 add a key. Every placeholder must have a value (an unknown one is an error that names it);
 a variable no placeholder uses is reported by ``unused`` for the caller to warn about.
 
-Pure: text in, ``Resource`` or ``DataplaneFileError`` out; ``load`` only reads the file.
-The document is checked with a registry of the Dataplane kind alone (``DATAPLANES``), so
-the agent loads that one model.
+Pure: text in, ``DataplaneFile`` or ``DataplaneFileError`` out; ``load`` only reads the
+file. The document is checked with a registry of the Dataplane kind alone, so the
+command loads that one model, and only while it checks (``validate`` imports it):
+``DataplaneFile`` is plain data (the normalised document and the few facts the agent
+reads from it), so the agent that runs for the workload's lifetime never loads pydantic
+(issue 17; ``cli.agent_runtime``).
 """
 
 from __future__ import annotations
@@ -18,16 +21,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping as MappingType
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from gossamer.errors import InvalidResource
-from gossamer.model.base import Resource
-from gossamer.model.dataplane import DESCRIPTOR, DataplaneSpec
-from gossamer.model.registry import Registry, parse_document, to_document
 from proxy.agent.errors import DataplaneFileError, InputError
 
 MAX_FILE_BYTES = 1 << 20
@@ -36,9 +36,6 @@ MAX_VALUE_LENGTH = 253
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _VAR_VALUE = re.compile(r"^[A-Za-z0-9._:/@+=~-]*$")
-# The one kind a sidecar reads: checked like the API checks it, without loading the
-# models of every other kind (the full registry is the control planes').
-DATAPLANES = Registry([DESCRIPTOR])
 
 
 def parse_vars(items: Iterable[str]) -> dict[str, str]:
@@ -91,27 +88,57 @@ def unused(text: str, variables: Mapping[str, str]) -> list[str]:
 
 @dataclass(frozen=True)
 class DataplaneFile:
-    """A validated Dataplane and the document registered with the zone CP."""
+    """A validated Dataplane as plain data: the normalised document registered with the
+    zone CP, and what the agent reads from it."""
 
-    resource: Resource
+    document: MappingType[str, Any]  # as the API stores it, without system meta
+    services: tuple[str, ...] = ()  # the inbounds' services, sorted
+    admin_port: int | None = None  # networking.admin.port
+    transparent: bool = False  # whether networking.transparentProxying is set
     unused_vars: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
-        return self.resource.name
+        return str(self.document["name"])
 
     @property
     def mesh(self) -> str:
-        return self.resource.mesh
+        return str(self.document["mesh"])
 
     @property
-    def spec(self) -> DataplaneSpec:
-        assert isinstance(self.resource.spec, DataplaneSpec)
-        return self.resource.spec
+    def labels(self) -> dict[str, str]:
+        return dict(self.document.get("labels") or {})
+
+    def with_labels(self, labels: Mapping[str, str]) -> DataplaneFile:
+        return replace(self, document={**self.document, "labels": dict(labels)})
 
     def registration_json(self) -> str:
         """The normalised document, as the JSON the Session's first message carries."""
-        return json.dumps(to_document(self.resource, DATAPLANES, with_meta=False), sort_keys=True)
+        return json.dumps(self.document, sort_keys=True)
+
+
+def validate(doc: Mapping[str, Any], what: str, unused_vars: tuple[str, ...] = ()
+             ) -> DataplaneFile:
+    """Check ``doc`` like the API checks a Dataplane; ``what`` names it in the error."""
+    # Imported here: only the command that checks the file loads the model (pydantic).
+    from gossamer.errors import InvalidResource
+    from gossamer.model.dataplane import DESCRIPTOR, DataplaneSpec
+    from gossamer.model.registry import Registry, parse_document, to_document
+
+    dataplanes = Registry([DESCRIPTOR])  # this kind alone, not every kind's model
+    try:
+        resource = parse_document(doc, dataplanes)
+    except InvalidResource as exc:
+        raise DataplaneFileError(f"{what}: invalid Dataplane {doc.get('name', '')}".rstrip(),
+                                 exc.field_errors) from None
+    spec = resource.spec
+    assert isinstance(spec, DataplaneSpec)
+    admin = spec.networking.admin
+    return DataplaneFile(
+        document=to_document(resource, dataplanes, with_meta=False),
+        services=tuple(spec.services), admin_port=admin.port if admin else None,
+        transparent=spec.networking.transparent_proxying is not None,
+        unused_vars=unused_vars)
 
 
 def parse(text: str, variables: Mapping[str, str], source: str = "the Dataplane file"
@@ -130,12 +157,7 @@ def parse(text: str, variables: Mapping[str, str], source: str = "the Dataplane 
     if doc.get("type") != "Dataplane":
         raise DataplaneFileError(f"{source} must describe a Dataplane (type: Dataplane), "
                                  f"found type {doc.get('type')!r}")
-    try:
-        resource = parse_document(doc, DATAPLANES)
-    except InvalidResource as exc:
-        raise DataplaneFileError(f"{source}: invalid Dataplane {doc.get('name', '')}".rstrip(),
-                                 exc.field_errors) from None
-    return DataplaneFile(resource, tuple(unused(text, variables)))
+    return validate(doc, source, tuple(unused(text, variables)))
 
 
 def load(path: Path, variables: Mapping[str, str]) -> DataplaneFile:

@@ -95,3 +95,12 @@ class ResolverCannotStart(AgentError):
     or port 53 without the right to bind it)."""
 
     title = "the DNS resolver cannot start"
+
+
+class KeyGenerationFailed(AgentError):
+    """The key generator child (``proxy.agent.keygen``) could not be started or did not
+    answer as it should; a rotation tries again with a new child."""
+
+    title = "key generation failed"
+    http_status = 500
+    retryable = True

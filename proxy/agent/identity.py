@@ -1,29 +1,38 @@
 """The workload identity the agent holds: its private key, its certificate, the trust
 bundle, and when to renew.
 
-The key is made here and kept in memory only: Envoy receives it over SDS (a unix socket
-in the agent's 0700 work directory), so it is never written to disk. The zone CP signs a
-CSR that carries just a common name; the identity (SPIFFE URI SANs) is the CP's decision,
-taken from the registered Dataplane. A signed certificate is checked against the key
-before it is used, so a confused CP cannot make Envoy serve a certificate it cannot use.
+The key is made in a short-lived child process (``proxy.agent.keygen``, which alone
+loads ``cryptography``) and kept in the agent's memory only: Envoy receives it over SDS
+(a unix socket in the agent's 0700 work directory), so it is never written to disk. The
+zone CP signs a CSR that carries just a common name; the identity (SPIFFE URI SANs) is
+the CP's decision, taken from the registered Dataplane. The child checks a signed
+certificate against the key before it hands the key over, so a confused CP cannot make
+Envoy serve a certificate it cannot use; what the agent keeps is plain data
+(``Identity``): PEM bytes, the expiry and the URIs.
 
 Renewal: at two thirds of the lifetime, counted from when the agent received the
 certificate (not from ``notBefore``, which the CA backdates by minutes: for a short-lived
 certificate that would put the renewal in the past). A failed renewal is retried with
 exponential backoff, capped so that several retries still fit before expiry.
 
+Trust bundles are checked and digested here without ``cryptography``: the PEM blocks are
+decoded (``certificate_ders``), OpenSSL (``ssl``, loaded anyway for TLS) parses them, and
+``bundle_digest`` gives the same digest as ``gossamer.pki.certs.bundle_digest`` (the
+control plane's) from the DER bytes alone.
+
 Pure: no clock is read here (``now`` is passed in), no I/O.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
-from dataclasses import dataclass
+import hashlib
+import re
+import ssl
+from dataclasses import dataclass, field
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from gossamer.pki.certs import KeyPair, PrivateKey, new_csr, new_key, uri_sans
 from proxy.agent.errors import ControlPlaneProtocolError
 
 RENEW_AT = 2 / 3
@@ -44,69 +53,60 @@ class SignedCertificate:
 @dataclass(frozen=True)
 class Identity:
     """A key, its certificate chain, and when it arrived: everything SDS serves as
-    ``tls_certificate``. ``received_at`` anchors the renewal time."""
+    ``tls_certificate``. ``received_at`` anchors the renewal time; ``not_after`` and
+    ``uris`` are read from the leaf by the child that checked it."""
 
-    key: PrivateKey
+    key: bytes = field(repr=False)  # PEM (PKCS#8); never in a log line
     chain_pem: bytes
     received_at: dt.datetime
-
-    @property
-    def leaf(self) -> x509.Certificate:
-        return x509.load_pem_x509_certificates(self.chain_pem)[0]
-
-    @property
-    def not_after(self) -> dt.datetime:
-        return self.leaf.not_valid_after_utc
-
-    @property
-    def uris(self) -> list[str]:
-        return uri_sans(self.leaf)
+    not_after: dt.datetime
+    uris: tuple[str, ...] = ()
 
     def key_pem(self) -> bytes:
-        return KeyPair(self.leaf, self.key).key_pem()
+        return self.key
 
     def renew_at(self) -> dt.datetime:
         return renewal_time(self.received_at, self.not_after)
 
 
-def new_request(common_name: str, key_type: str = "ecdsa-p256") -> tuple[PrivateKey, bytes]:
-    """A fresh key and a PEM CSR for it."""
-    key = new_key(key_type)
-    csr = new_csr(key, common_name)
-    return key, csr.public_bytes(serialization.Encoding.PEM)
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
 
 
-def accept(key: PrivateKey, signed: SignedCertificate, now: dt.datetime) -> Identity:
-    """Check the CP's answer and pair it with the key (``ControlPlaneProtocolError`` if
-    the chain does not parse, is for another key, or has already expired)."""
+def certificate_ders(pem: bytes) -> list[bytes]:
+    """The DER bytes of each certificate block in ``pem`` (``ValueError`` for a block
+    that is not base64)."""
+    ders = []
+    for match in _PEM_CERT.finditer(pem):
+        try:
+            ders.append(base64.b64decode(b"".join(match.group(1).split()), validate=True))
+        except binascii.Error:
+            raise ValueError("a certificate block is not base64") from None
+    return ders
+
+
+def bundle_digest(pem: bytes) -> str:
+    """``gossamer.pki.certs.bundle_digest`` without ``cryptography``: SHA-256 over the
+    sorted SHA-256 fingerprints of the roots' DER ("" for an empty bundle)."""
+    ders = certificate_ders(pem) if pem.strip() else []
+    if not ders:
+        return ""
+    return hashlib.sha256(b"".join(sorted(hashlib.sha256(d).digest() for d in ders))
+                          ).hexdigest()
+
+
+def check_bundle(pem: bytes) -> int:
+    """How many certificates the trust bundle holds, once OpenSSL has parsed every one
+    (``ControlPlaneProtocolError`` if one does not parse or there are none)."""
+    problem = "the control plane sent a trust bundle that does not parse"
     try:
-        chain = x509.load_pem_x509_certificates(signed.chain_pem)
-    except ValueError:
-        raise ControlPlaneProtocolError("the control plane sent a certificate chain that "
-                                        "does not parse") from None
-    if not matches(chain[0], key):
-        raise ControlPlaneProtocolError("the control plane signed a certificate for another key")
-    if chain[0].not_valid_after_utc <= now:
-        raise ControlPlaneProtocolError("the control plane sent an expired certificate")
-    if signed.trust_bundle_pem:
-        check_bundle(signed.trust_bundle_pem)
-    return Identity(key=key, chain_pem=signed.chain_pem, received_at=now)
-
-
-def matches(cert: x509.Certificate, key: PrivateKey) -> bool:
-    """Whether ``key`` is the private key of ``cert``."""
-    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return bool(cert.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki))
-
-
-def check_bundle(pem: bytes) -> list[x509.Certificate]:
-    """The trust bundle's certificates (``ControlPlaneProtocolError`` if none parse)."""
-    try:
-        certs = x509.load_pem_x509_certificates(pem)
-    except ValueError:
-        raise ControlPlaneProtocolError("the control plane sent a trust bundle that does "
-                                        "not parse") from None
-    return certs
+        count = len(certificate_ders(pem))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(cadata=pem.decode("ascii"))
+    except (ValueError, ssl.SSLError):  # UnicodeDecodeError is a ValueError
+        raise ControlPlaneProtocolError(problem) from None
+    if not count:
+        raise ControlPlaneProtocolError(problem)
+    return count
 
 
 def renewal_time(received_at: dt.datetime, not_after: dt.datetime) -> dt.datetime:

@@ -1,6 +1,7 @@
 """Obtaining and renewing the workload certificate: the loop around ``identity``.
 
-``Rotator.issue`` makes a new key and CSR, has the zone CP sign it, checks the answer and
+``Rotator.issue`` has a new key and CSR made (``keys``: by default in a child process,
+``proxy.agent.keys.child_request``), has the zone CP sign it, checks the answer and
 hands the new ``Identity`` (and the trust bundle that came with it) to ``publish`` — the
 SDS server, which pushes it to Envoy at once. ``run`` sleeps until the current
 certificate's renewal time (two thirds of its lifetime), renews, and starts over; a failed
@@ -27,14 +28,8 @@ import random
 from collections.abc import Awaitable, Callable
 
 from proxy.agent.errors import AgentError
-from proxy.agent.identity import (
-    MIN_RENEW_DELAY,
-    Identity,
-    SignedCertificate,
-    accept,
-    new_request,
-    retry_delay,
-)
+from proxy.agent.identity import MIN_RENEW_DELAY, Identity, SignedCertificate, retry_delay
+from proxy.agent.keys import KeySource, child_request
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +49,10 @@ def utc_now() -> dt.datetime:
 class Rotator:
     def __init__(self, common_name: str, sign: Sign, publish: Publish, *,
                  clock: Clock = utc_now, sleep: Sleep = asyncio.sleep,
-                 spread: float = RENEW_SPREAD, rng: random.Random | None = None) -> None:
+                 spread: float = RENEW_SPREAD, rng: random.Random | None = None,
+                 keys: KeySource = child_request) -> None:
         self._common_name = common_name
+        self._keys = keys
         self._sign = sign
         self._publish = publish
         self._clock = clock
@@ -75,10 +72,13 @@ class Rotator:
 
     async def issue(self) -> Identity:
         """One signing round trip; raises the CP's error as an ``AgentError``."""
-        key, csr = new_request(self._common_name)
-        self._requested.clear()  # requests made until now are answered by this CSR
-        signed = await self._sign(csr)
-        identity = accept(key, signed, self._clock())
+        request = await self._keys(self._common_name)
+        try:
+            self._requested.clear()  # requests made until now are answered by this CSR
+            signed = await self._sign(request.csr_pem)
+            identity = await request.accept(signed, self._clock())
+        finally:
+            await request.close()
         self.current = identity
         self._publish(identity, signed.trust_bundle_pem)
         return identity

@@ -32,9 +32,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import grpc
 from envoy.service.discovery.v3 import discovery_pb2
-from envoy.service.secret.v3 import sds_pb2_grpc
+from grpclib.const import Cardinality, Handler, Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Server, Stream
 
 from proxy.agent.sds_state import (
     SECRET_TYPE,
@@ -55,6 +56,7 @@ from sync.messages import Entry
 log = logging.getLogger(__name__)
 
 MAX_UNIX_PATH = 100
+SERVICE = "/envoy.service.secret.v3.SecretDiscoveryService/"
 _WAKE = object()
 _TIMEOUT = object()
 
@@ -87,7 +89,7 @@ class _Inbox:
         try:
             while True:
                 msg = await context.read()
-                if msg is grpc.aio.EOF or msg is None:
+                if msg is None:
                     self.queue.put_nowait(None)
                     return
                 self.queue.put_nowait(msg)
@@ -108,15 +110,32 @@ class _Inbox:
         self._reader.cancel()
 
 
-class SecretServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):
-    """Serves the agent's secrets to any number of SDS streams."""
+class _Context:
+    """A grpclib server stream with the shape the stream loops read and write."""
+
+    def __init__(self, stream: Stream[Any, Any]) -> None:
+        self._stream = stream
+
+    async def read(self) -> Any:
+        return await self._stream.recv_message()  # None once Envoy ended its side
+
+    async def write(self, message: Any) -> None:
+        await self._stream.send_message(message)
+
+    async def abort(self, code: str, details: str) -> None:
+        raise GRPCError(Status[code], details)
+
+
+class SecretServer:
+    """Serves the agent's secrets to any number of SDS streams (grpclib: see
+    ``proxy.agent.grpc_wire`` for why not grpcio)."""
 
     def __init__(self) -> None:
         self._desired: dict[str, Entry] = {}
         self._engine = Engine(nonces=counter_nonces("sds-"))
         self._wakers: set[Callable[[], None]] = set()
         self._ids = itertools.count(1)
-        self._server: grpc.aio.Server | None = None
+        self._server: Server | None = None
         self.path: Path | None = None
         self.last_nack: str | None = None
         self.streams = 0
@@ -181,18 +200,34 @@ class SecretServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a stale socket of an agent that did not stop cleanly
-        server = grpc.aio.server()
-        sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(self, server)
-        server.add_insecure_port(f"unix:{path}")
-        await server.start()
+        server = Server([self])
+        await server.start(path=str(path))
         os.chmod(path, 0o600)
         self._server, self.path = server, path
         log.info("SDS server on %s", path)
 
     async def stop(self) -> None:
         if self._server is not None:
-            await self._server.stop(grace=0.5)
+            self._server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 0.5)
             self._server = None
+
+    def __mapping__(self) -> dict[str, Handler]:
+        """The service grpclib serves: Envoy's two streaming dialects of SDS."""
+        async def sotw(stream: Stream[Any, Any]) -> None:
+            await self.StreamSecrets(None, _Context(stream))
+
+        async def delta(stream: Stream[Any, Any]) -> None:
+            await self.DeltaSecrets(None, _Context(stream))
+
+        return {
+            SERVICE + "StreamSecrets": Handler(sotw, Cardinality.STREAM_STREAM,
+                                               discovery_pb2.DiscoveryRequest,
+                                               discovery_pb2.DiscoveryResponse),
+            SERVICE + "DeltaSecrets": Handler(delta, Cardinality.STREAM_STREAM,
+                                              discovery_pb2.DeltaDiscoveryRequest,
+                                              discovery_pb2.DeltaDiscoveryResponse)}
 
     # -- state of the world -----------------------------------------------------------
 
@@ -247,7 +282,7 @@ class SecretServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):
                     try:
                         request = wire.request_from_proto(item)
                     except RemoteProtocolError as exc:
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                        await context.abort("INVALID_ARGUMENT", str(exc))
                         return
                     self._note_nack(item.node.id,
                                     request.error.message if request.error else None)

@@ -41,10 +41,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-
-import grpc
 
 from proxy.agent.admin_relay import AdminRelay
 from proxy.agent.cp_client import (
@@ -62,22 +59,11 @@ from proxy.agent.errors import (
     ControlPlaneRefused,
     ControlPlaneUnavailable,
 )
+from proxy.agent.grpc_wire import EOF, RpcError
+from proxy.agent.settings import SessionPolicy as SessionPolicy  # re-exported
 from sync.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SessionPolicy:
-    """Heartbeats (``interval``, ``timeout``) and reconnect backoff, in seconds."""
-
-    interval: float = 5.0
-    timeout: float = 15.0
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-    healthy_after: float = 10.0
-    handover: float = 5.0
-    handover_retry: float = 0.05
 
 
 class _Stalled(Exception):
@@ -97,7 +83,7 @@ class Session:
                  on_renew: Callable[[], None] = lambda: None,
                  before_connect: Callable[[], object] = lambda: None,
                  on_registered: Callable[[Registration, str], None] = lambda _, __: None,
-                 policy: SessionPolicy = SessionPolicy(),
+                 policy: SessionPolicy | None = None,
                  rng: random.Random | None = None,
                  admin_port: int | None = None) -> None:
         self._client = client
@@ -111,7 +97,7 @@ class Session:
         self._handover_until = 0.0
         self._status: StatusReport | None = None
         self._status_changed = asyncio.Event()
-        self._policy = policy
+        self._policy = policy or SessionPolicy()
         self._admin = AdminRelay(admin_port) if admin_port else None
         self._rng = rng or random.Random()
         self.registered: asyncio.Future[Registration] = (
@@ -181,14 +167,9 @@ class Session:
         connects = self.connects
         try:
             await self._converse(call, token)
-        except grpc.aio.AioRpcError as exc:
+        except RpcError as exc:
             what = "the session" if self.connects > connects else "the dataplane's registration"
             raise self._client.translate(exc, what) from None
-        except asyncio.InvalidStateError:
-            # A write (a heartbeat, a status) raced the call's end, e.g. the CP stopping:
-            # grpc.aio raises this rather than the call's status. Retried like any break.
-            raise ControlPlaneUnavailable("the session ended while the agent was writing "
-                                          "to it") from None
         finally:
             call.cancel()
 
@@ -257,7 +238,7 @@ class Session:
             message = await asyncio.wait_for(call.read(), timeout)
         except TimeoutError:
             raise _Stalled(f"nothing received for {timeout:g}s") from None
-        if message is grpc.aio.EOF:
+        if message is EOF:
             raise ControlPlaneUnavailable("the control plane closed the session")
         assert isinstance(message, agent_pb2.ControlPlaneMessage)
         return message

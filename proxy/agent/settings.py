@@ -6,16 +6,72 @@ write Envoy's bootstrap into a work directory and supervise Envoy: those inputs 
 one type, and each kind's settings extend it with what only that kind has. The commands
 (``cli.agent_options``) check every value before one of these is built. Every field is a
 keyword (``kw_only``), so that a kind can add fields without defaults after these.
+
+The types the settings hold (``ControlPlaneAddress``, ``SessionPolicy``) live here rather
+than beside the gRPC code that uses them (``cp_client``, ``session``, which re-export
+them), so that a command builds and checks settings without importing gRPC.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from proxy.agent.cp_client import ControlPlaneAddress
 from proxy.agent.envoy_process import SupervisionPolicy
-from proxy.agent.session import SessionPolicy
+from proxy.agent.errors import InputError
+
+DEFAULT_PORT = 5678
+CP_EXAMPLE = "https://zone-cp.example.com:5678"
+
+
+@dataclass(frozen=True)
+class ControlPlaneAddress:
+    """Where the zone CP's xDS and agent API listen: ``https://HOST[:PORT]``."""
+
+    host: str
+    port: int = DEFAULT_PORT
+
+    @classmethod
+    def parse(cls, url: str) -> ControlPlaneAddress:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise InputError(f"--cp {url!r}: {exc}") from None
+        if (parts.scheme.lower() not in ("https", "grpcs") or not parts.hostname
+                or parts.path.strip("/") or parts.query or parts.fragment or parts.username
+                or port == 0):
+            raise InputError(f"--cp {url!r}: expected https://HOST:PORT, like {CP_EXAMPLE}")
+        return cls(parts.hostname, port or DEFAULT_PORT)
+
+    @property
+    def target(self) -> str:
+        try:
+            if ipaddress.ip_address(self.host).version == 6:
+                return f"[{self.host}]:{self.port}"
+        except ValueError:
+            pass
+        return f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"https://{self.target}"
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """Heartbeats (``interval``, ``timeout``) and reconnect backoff, in seconds."""
+
+    interval: float = 5.0
+    timeout: float = 15.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    healthy_after: float = 10.0
+    handover: float = 5.0
+    handover_retry: float = 0.05
+
+
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,10 +26,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from gossamer.errors import InvalidResource
-from gossamer.model.registry import parse_document, to_document
-from proxy.agent.dataplane_file import DATAPLANES, DataplaneFile
-from proxy.agent.errors import DataplaneFileError, InputError
+from proxy.agent.dataplane_file import DataplaneFile, validate
+from proxy.agent.errors import InputError
 from proxy.redirect import defaults
 
 log = logging.getLogger(__name__)
@@ -39,17 +37,12 @@ CAPABILITY = "net_bind_service"
 def with_capture(loaded: DataplaneFile) -> DataplaneFile:
     """``loaded`` with ``networking.transparentProxying`` (the redirect's default ports,
     unless the file already says which), validated again."""
-    doc = to_document(loaded.resource, DATAPLANES, with_meta=False)
-    networking = doc.setdefault("networking", {})
+    networking = dict(loaded.document.get("networking") or {})
     networking.setdefault("transparentProxying", {
         "redirectPortOutbound": defaults.OUTBOUND_PORT,
         "redirectPortInbound": defaults.INBOUND_PORT})
-    try:
-        resource = parse_document(doc, DATAPLANES)
-    except InvalidResource as exc:
-        raise DataplaneFileError(f"--transparent: invalid Dataplane {loaded.name}",
-                                 exc.field_errors) from None
-    return DataplaneFile(resource, loaded.unused_vars)
+    return validate({**loaded.document, "networking": networking}, "--transparent",
+                    loaded.unused_vars)
 
 
 @dataclass(frozen=True)

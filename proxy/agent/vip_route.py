@@ -24,9 +24,8 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from gossamer.model.dataplane import DataplaneSpec
 from gossamer.model.labels import VIP_OUTBOUNDS_LABEL
 from proxy.agent.dataplane_file import DataplaneFile
 
@@ -50,17 +49,14 @@ def route_command(cidr: str) -> str:
 
 def needs_check(dataplane: DataplaneFile) -> bool:
     """Only a Dataplane that did not choose, and binds its VIP listeners, is checked."""
-    spec = dataplane.spec
-    if isinstance(spec, DataplaneSpec) and spec.networking.transparent_proxying is not None:
+    if dataplane.transparent:
         return False
-    return VIP_OUTBOUNDS_LABEL not in dataplane.resource.labels
+    return VIP_OUTBOUNDS_LABEL not in dataplane.labels
 
 
 def opted_out(dataplane: DataplaneFile) -> DataplaneFile:
     """``dataplane`` with the VIP listeners turned off by its label."""
-    res = dataplane.resource
-    labels = {**res.labels, VIP_OUTBOUNDS_LABEL: "false"}
-    return replace(dataplane, resource=replace(res, labels=labels))
+    return dataplane.with_labels({**dataplane.labels, VIP_OUTBOUNDS_LABEL: "false"})
 
 
 def bindable(cidr: str) -> bool:

@@ -7,6 +7,7 @@ import pytest
 
 from proxy.agent.cp_client import ControlPlaneAddress, translate
 from proxy.agent.errors import ControlPlaneRefused, ControlPlaneUnavailable, InputError
+from proxy.agent.grpc_wire import RpcError
 
 
 @pytest.mark.parametrize("url, host, port, target", [
@@ -29,8 +30,9 @@ def test_bad_addresses(url: str) -> None:
         ControlPlaneAddress.parse(url)
 
 
-def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+def rpc_error(code: grpc.StatusCode, details: str) -> RpcError:
+    """A failed call as the agent's gRPC boundary (``proxy.agent.grpc_wire``) gives it."""
+    return RpcError(code.name, details)
 
 
 @pytest.mark.parametrize("code", [grpc.StatusCode.UNAUTHENTICATED,

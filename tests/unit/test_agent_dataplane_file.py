@@ -34,8 +34,10 @@ def test_placeholders_are_filled_quoted_or_not() -> None:
     loaded = dataplane_file.parse(BACKEND, VARS)
     assert loaded.name == "backend-1"
     assert loaded.mesh == "default"
-    assert loaded.spec.networking.address == "10.0.0.7"
-    assert loaded.spec.networking.inbound[0].tags["version"] == "v1"
+    assert loaded.document["networking"]["address"] == "10.0.0.7"
+    assert loaded.document["networking"]["inbound"][0]["tags"]["version"] == "v1"
+    assert loaded.services == ("backend",)
+    assert (loaded.admin_port, loaded.transparent) == (None, False)
     assert loaded.unused_vars == ()
 
 

@@ -1,6 +1,9 @@
 """What the agent process may load: the sidecar started by ``gossamer proxy run`` (and
 the zone ingress by ``gossamer ingress run``) as the console command starts it, run until
 Envoy has its certificate, stopped with SIGTERM, and its ``sys.modules`` written at exit.
+``proxy run`` replaces itself with its lean runtime (``cli.agent_runtime``, same PID), so
+the modules are written by a ``sitecustomize`` that every interpreter of the test loads:
+each process writes its own file, and the agent's is the one of the PID started.
 
 A sidecar runs beside every workload, so what its agent imports is paid once per
 instance of every service: the control planes' stores, HTTP API, every kind's model and
@@ -24,13 +27,17 @@ from tests.waiting import eventually
 
 ROOT = Path(__file__).parents[2]
 
-# Run the console command's entry point and write what was imported when it exits.
+# Run the console command's entry point; every interpreter started with the hook's
+# directory on its path writes what it imported when it exits.
 LAUNCH = """\
-import atexit, os, sys
-out = os.environ["AGENT_MODULES_OUT"]
-atexit.register(lambda: open(out, "w").write("\\n".join(sorted(sys.modules))))
 from cli.main import main
 main(prog_name="gossamer")
+"""
+HOOK = """\
+import atexit, os, sys
+if "AGENT_MODULES_OUT" in os.environ:
+    out = f"{os.environ['AGENT_MODULES_OUT']}.{os.getpid()}"
+    atexit.register(lambda: open(out, "w").write("\\n".join(sorted(sys.modules))))
 """
 
 # Packages (with their submodules) no agent process may load.
@@ -42,6 +49,11 @@ FORBIDDEN_PACKAGES = (
     "cli.tokens", "cli.inspect", "cli.run_global", "cli.run_zone", "cli.demo",
     "deploy",
 )
+# Loaded by ``proxy run`` to check its inputs (grpcio: by the control planes), never by
+# the sidecar's runtime it becomes.
+CHECK_ONLY = ("grpc", "pydantic", "pydantic_core", "cryptography", "jwt", "click", "cli.main",
+              "cli.params", "cli.run_proxy", "gossamer.model.dataplane",
+              "gossamer.model.registry", "proxy.agent.keygen")
 # The kinds' models the agents check their documents with; every other kind stays out.
 MODELS = {"gossamer.model.dataplane", "gossamer.model.zoneingress"}
 MODEL_SUPPORT = {"gossamer.model", "gossamer.model.address", "gossamer.model.base",
@@ -61,7 +73,11 @@ async def run_command(tmp_path: Path, args: list[str], work: Path,
                       ready: object) -> set[str]:
     """The command's modules, after it ran until ``ready()`` and stopped on SIGTERM."""
     out = tmp_path / "modules.txt"
-    env = {**os.environ, "AGENT_MODULES_OUT": str(out), "GOSSAMER_DNS_ADDR": "127.0.0.1:0"}
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOOK)
+    env = {**os.environ, "AGENT_MODULES_OUT": str(out), "GOSSAMER_DNS_ADDR": "127.0.0.1:0",
+           "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
     with open(tmp_path / "agent.err", "wb") as err:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", LAUNCH, *args, stdin=subprocess.DEVNULL,
@@ -77,7 +93,7 @@ async def run_command(tmp_path: Path, args: list[str], work: Path,
             await proc.wait()
         for pid in envoy_pids(work):
             os.kill(pid, signal.SIGKILL)
-    return set(out.read_text().split())
+    return set(Path(f"{out}.{proc.pid}").read_text().split())
 
 
 def test_the_forbidden_list_catches_what_the_control_planes_load() -> None:
@@ -100,10 +116,12 @@ async def test_proxy_run_loads_only_what_a_sidecar_runs(tmp_path: Path) -> None:
     finally:
         await cp.stop()
     # It ran the agent: registered, held a key, served SDS, supervised Envoy.
-    assert {"proxy.agent.agent", "proxy.agent.sds_server", "grpc", "cli.run_proxy",
-            "gossamer.model.dataplane"} <= modules
+    assert {"proxy.agent.agent", "proxy.agent.sds_server", "grpclib",
+            "cli.agent_process"} <= modules
     assert forbidden(modules) == []
     assert "gossamer.model.zoneingress" not in modules
+    assert sorted(m for m in modules if any(
+        m == p or m.startswith(p + ".") for p in CHECK_ONLY)) == []
 
 
 class IngressCp(FakeZoneCp):
@@ -134,7 +152,10 @@ async def test_ingress_run_loads_only_what_an_ingress_runs(tmp_path: Path) -> No
     finally:
         await cp.stop()
     assert cp.registrations[0]["type"] == "ZoneIngress"
-    assert {"zone_ingress.agent", "grpc", "cli.run_ingress",
-            "gossamer.model.zoneingress"} <= modules
+    assert {"zone_ingress.agent", "grpclib", "cli.agent_process"} <= modules
     assert forbidden(modules) == []
     assert "gossamer.model.dataplane" not in modules
+    # Checked by the command (the ZoneIngress model), not loaded by the runtime it became.
+    assert sorted(m for m in modules if any(
+        m == p or m.startswith(p + ".") for p in (*CHECK_ONLY, "gossamer.model.zoneingress",
+                                                  "cli.run_ingress"))) == []

@@ -13,9 +13,10 @@ import pytest
 from cryptography import x509
 
 from gossamer.pki.certs import KeyPair, new_root_ca, sign_leaf
-from proxy.agent import identity
+from proxy.agent import identity, keygen
 from proxy.agent.errors import ControlPlaneProtocolError, ControlPlaneUnavailable
 from proxy.agent.identity import Identity, SignedCertificate
+from proxy.agent.keys import in_process_request
 from proxy.agent.rotation import Rotator
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
@@ -70,7 +71,7 @@ class FakeCa:
 def rotator(time: FakeTime, ca: FakeCa) -> tuple[Rotator, list[Identity]]:
     published: list[Identity] = []
     rot = Rotator("backend-1", ca.sign, lambda ident, _trust: published.append(ident),
-                  clock=time.clock, sleep=time.sleep)
+                  clock=time.clock, sleep=time.sleep, keys=in_process_request)
     return rot, published
 
 
@@ -79,7 +80,7 @@ async def test_renews_at_two_thirds_with_a_new_key_each_time() -> None:
     ca = FakeCa(time)
     rot, published = rotator(time, ca)
     first = await rot.issue()
-    assert first.uris == ["spiffe://default/backend"]
+    assert first.uris == ("spiffe://default/backend",)
     with pytest.raises(_Done):
         await rot.run()
     assert time.sleeps[:3] == [pytest.approx(16 * 3600)] * 3
@@ -141,18 +142,18 @@ def _signed(ca: KeyPair, csr_pem: bytes, lifetime: dt.timedelta) -> SignedCertif
 
 def test_accept_refuses_what_the_key_cannot_serve() -> None:
     ca = new_root_ca("test", T0 - DAY, 365 * DAY)
-    key, csr = identity.new_request("backend-1")
-    _other, other_csr = identity.new_request("backend-1")
+    key, csr = keygen.new_request("backend-1")
+    _other, other_csr = keygen.new_request("backend-1")
     good = _signed(ca, csr, DAY)
-    assert identity.accept(key, good, T0).chain_pem == good.chain_pem
+    assert keygen.accept(key, good, T0).chain_pem == good.chain_pem
     with pytest.raises(ControlPlaneProtocolError, match="for another key"):
-        identity.accept(key, _signed(ca, other_csr, DAY), T0)
+        keygen.accept(key, _signed(ca, other_csr, DAY), T0)
     with pytest.raises(ControlPlaneProtocolError, match="expired"):
-        identity.accept(key, good, T0 + 2 * DAY)
+        keygen.accept(key, good, T0 + 2 * DAY)
     with pytest.raises(ControlPlaneProtocolError, match="does not parse"):
-        identity.accept(key, SignedCertificate(b"garbage", b"", T0), T0)
+        keygen.accept(key, SignedCertificate(b"garbage", b"", T0), T0)
     with pytest.raises(ControlPlaneProtocolError, match="trust bundle"):
-        identity.accept(key, SignedCertificate(good.chain_pem, b"nope", T0), T0)
+        keygen.accept(key, SignedCertificate(good.chain_pem, b"nope", T0), T0)
 
 
 # -- Renew from the control plane ---------------------------------------------------------
@@ -215,7 +216,8 @@ async def settle(check: Callable[[], bool], what: str) -> None:
 def manual_rotator(time: ManualTime, ca: FakeCa) -> tuple[Rotator, list[Identity]]:
     published: list[Identity] = []
     rot = Rotator("backend-1", ca.sign, lambda ident, _trust: published.append(ident),
-                  clock=time.clock, sleep=time.sleep, spread=2.0, rng=random.Random(7))
+                  clock=time.clock, sleep=time.sleep, spread=2.0, rng=random.Random(7),
+                  keys=in_process_request)
     return rot, published
 
 

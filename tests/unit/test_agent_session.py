@@ -13,6 +13,7 @@ import grpc
 
 from proxy.agent.cp_client import StatusReport, translate
 from proxy.agent.errors import AgentError
+from proxy.agent.grpc_wire import EOF, RpcError
 from proxy.agent.session import Session, SessionPolicy
 from sync.v1 import agent_pb2
 from tests.waiting import eventually
@@ -30,11 +31,11 @@ class FakeCall:
         self.written: list[agent_pb2.AgentMessage] = []
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self.cancelled = False
-        self.finished = False  # as grpc.aio's call once the RPC ended
+        self.finished = False  # as grpc_wire.BidiCall once the stream ended
 
     async def write(self, message: agent_pb2.AgentMessage) -> None:
         if self.finished:
-            raise asyncio.InvalidStateError("RPC already finished.")
+            raise RpcError("UNAVAILABLE", "the stream broke: Connection lost")
         self.written.append(message)
 
     async def read(self) -> Any:
@@ -68,7 +69,7 @@ class FakeClient:
         self.tokens.append(self.token)
         return self.calls[-1]
 
-    def translate(self, exc: grpc.aio.AioRpcError, what: str) -> AgentError:
+    def translate(self, exc: RpcError, what: str) -> AgentError:
         return translate(exc, what)  # the real client's, without an address to name
 
     async def fail_over(self) -> bool:
@@ -106,7 +107,7 @@ async def test_status_follows_each_registration_and_each_change() -> None:
         assert call.statuses() == [FIRST, SECOND]
 
         # The stream breaks: the next one registers again and repeats the latest status.
-        call.inbox.put_nowait(grpc.aio.EOF)
+        call.inbox.put_nowait(EOF)
         await eventually(lambda: len(client.calls) == 2, 5, "a new stream", interval=0.001)
         again = client.calls[1]
         again.inbox.put_nowait(REGISTERED)
@@ -154,8 +155,8 @@ async def test_renew_reaches_the_callback_once_per_message() -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-def refusal(code: grpc.StatusCode, detail: str) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), detail)
+def refusal(code: grpc.StatusCode, detail: str) -> RpcError:
+    return RpcError(code.name, detail)
 
 
 async def test_reconnect_hands_the_session_over_to_the_new_token_without_backoff() -> None:
@@ -209,7 +210,7 @@ async def test_a_refusal_after_registration_backs_off_and_clears_the_token() -> 
         await eventually(lambda: len(client.calls) == 2, what="a new try")
         assert s.token == "" and "UNAUTHENTICATED" in s.last_error
         client.token = "token-2"
-        client.calls[1].inbox.put_nowait(grpc.aio.EOF)
+        client.calls[1].inbox.put_nowait(EOF)
         await eventually(lambda: len(client.calls) == 3, what="the try after")
         client.calls[2].inbox.put_nowait(REGISTERED)
         await eventually(lambda: s.token == "token-2", what="registered with the replaced token")
@@ -219,8 +220,8 @@ async def test_a_refusal_after_registration_backs_off_and_clears_the_token() -> 
 
 
 async def test_a_write_racing_the_calls_end_is_a_break_not_a_crash() -> None:
-    """grpc.aio raises InvalidStateError from a write on a call that already ended (the CP
-    stopped between two heartbeats): the session registers again instead of ending."""
+    """A write on a stream that already ended (the CP stopped between two heartbeats)
+    fails: the session registers again instead of ending."""
     client, renews = FakeClient(), list[int]()
     s = session(client, renews)
     task = asyncio.create_task(s.run())
@@ -233,7 +234,7 @@ async def test_a_write_racing_the_calls_end_is_a_break_not_a_crash() -> None:
         s.report(FIRST)  # its status write meets the finished call
         await eventually(lambda: len(client.calls) == 2, 5, "a new stream", interval=0.001)
         assert not task.done()
-        assert "ended while the agent was writing" in (s.last_error or "")
+        assert "the stream broke" in (s.last_error or "")
         client.calls[1].inbox.put_nowait(REGISTERED)
         await eventually(lambda: client.calls[1].statuses() == [FIRST], 5,
                          "the status on the new stream", interval=0.001)

@@ -9,6 +9,7 @@ for the client, the Session and Envoy's supervisor that keep only the state it c
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import Callable
@@ -70,6 +71,25 @@ def test_any_bytes_give_a_token_or_a_token_file_error(raw: bytes) -> None:
 def test_the_lifetime_is_read_without_verifying() -> None:
     assert lifetime(token(600, now=1_000_000)) == Lifetime(1_000_000, 1_000_600)
     assert lifetime("a.b.c") == Lifetime(None, None)
+
+
+def _jwt(header: bytes, payload: bytes) -> str:
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    return f"{b64(header)}.{b64(payload)}.c2ln"
+
+
+def test_claims_that_do_not_decode_give_no_lifetime() -> None:
+    """Read by hand (no PyJWT in the agent): each way a token can fail to decode is no
+    lifetime, never an exception; a claim of the wrong type is a missing one."""
+    good = b'{"alg":"EdDSA"}'
+    assert lifetime(_jwt(good, b'{"iat": 5, "exp": 65}')) == Lifetime(5, 65)
+    assert lifetime(_jwt(good, b'{"iat": true, "exp": "65"}')) == Lifetime(None, None)
+    for header, payload in ((good, b"[1, 2]"), (good, b"not json"), (b"[]", b"{}"),
+                            (good, b"\xff\xfe"), (b"{", b'{"exp": 1}')):
+        assert lifetime(_jwt(header, payload)) == Lifetime(None, None)
+    assert lifetime("one.two") == Lifetime(None, None)
 
 
 @pytest.mark.parametrize(("now", "life", "expected"), [

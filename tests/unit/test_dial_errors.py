@@ -13,6 +13,7 @@ import pytest
 from gossamer.pki.dial_errors import VerifyFailure, explain, verify_failure
 from proxy.agent.cp_client import ControlPlaneAddress, translate
 from proxy.agent.errors import ControlPlaneNotVerified, ControlPlaneUnavailable
+from proxy.agent.grpc_wire import RpcError
 
 HOSTNAME = ("failed to connect to all addresses; last error: UNKNOWN: ipv4:192.0.2.2:5678: "
             "Custom verification check failed with error: UNAUTHENTICATED: Hostname "
@@ -25,14 +26,17 @@ REFUSED = ("failed to connect to all addresses; last error: UNKNOWN: ipv4:192.0.
            "Failed to connect to remote host: Connection refused")
 
 
-def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+def rpc_error(code: grpc.StatusCode, details: str) -> RpcError:
+    """A failed call as the agent's gRPC boundary (``proxy.agent.grpc_wire``) gives it."""
+    return RpcError(code.name, details)
 
 
 @pytest.mark.parametrize("details, failure", [
     (HOSTNAME, VerifyFailure.HOSTNAME), (UNTRUSTED, VerifyFailure.UNTRUSTED),
     ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: IP address mismatch",
      VerifyFailure.HOSTNAME),
+    ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: Hostname mismatch, "
+     "certificate is not valid for 'cp.example'. (_ssl.c:1006)", VerifyFailure.HOSTNAME),
     (REFUSED, None), ("", None)])
 def test_the_failure_is_read_from_the_details(details: str,
                                               failure: VerifyFailure | None) -> None:

@@ -6,7 +6,7 @@ What it sends is what a real sidecar sends, through the same gRPC services:
   bearer metadata, the Dataplane document as the first message, ``Registered`` back (the
   node id ``dp:<mesh>:<name>``), then the stream stays open (its end unregisters the
   Dataplane); then ``SignCertificate`` with a fresh key's CSR
-  (``proxy.agent.identity.new_request``);
+  (``proxy.agent.keygen.new_request``);
 - Envoy (delta ADS, ``DeltaAggregatedResources``, the same token): CDS and LDS with
   wildcard subscriptions (the node on the first request), then EDS for the EDS clusters'
   service names and RDS for the route names its HTTP connection managers reference,
@@ -38,7 +38,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from proxy.agent.identity import new_request
+from proxy.agent.keygen import new_request
 from proxy.envoy.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
 from sync.v1 import agent_pb2, agent_pb2_grpc
 
