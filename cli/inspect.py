@@ -4,7 +4,7 @@
 update, delta counts and control-plane version. ``inspect dataplanes`` (at a zone):
 which proxies are online, their certificate's serial and expiry and ACK/NACK counts.
 ``inspect dataplane NAME --config``: the Envoy resources that proxy was last sent.
-``inspect dataplane NAME --config-dump|--stats|--clusters [--zone Z]``: that sidecar's live
+``inspect dataplane NAME --config-dump|--stats|--clusters|--certs [--zone Z]``: that sidecar's live
 Envoy admin page, relayed by its zone CP from its agent (at the global, through the zone's
 sync link: ``sync.relay``); printed as Envoy wrote it, a cut page noted on stderr.
 ``inspect certificates``: at a zone, the workload certificate each sidecar reported; at
@@ -147,6 +147,8 @@ def certificates(ctx: click.Context, output: str) -> None:
               help="Envoy's live /config_dump, from the sidecar's agent.")
 @click.option("--stats", "page", flag_value="stats", help="Envoy's live /stats.")
 @click.option("--clusters", "page", flag_value="clusters", help="Envoy's live /clusters.")
+@click.option("--certs", "page", flag_value="certs",
+              help="Envoy's live /certs: the certificates it serves with and their expiry.")
 @click.option("-z", "--zone", default=None,
               help="The dataplane's zone (needed at the global for the live pages).")
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml",
@@ -155,7 +157,7 @@ def certificates(ctx: click.Context, output: str) -> None:
 def dataplane(ctx: click.Context, name: str, mesh: str, show_config: bool, page: str | None,
               zone: str | None, output: str) -> None:
     """One dataplane's state, with --config its effective Envoy config, or with
-    --config-dump, --stats or --clusters its live Envoy admin page."""
+    --config-dump, --stats, --clusters or --certs its live Envoy admin page."""
     _checked_name(name, "name")
     _checked_name(mesh, "mesh")
     if page is not None:

@@ -123,7 +123,7 @@ def inspect_router(hub: RelayHub) -> APIRouter:
     router = APIRouter(tags=["Dataplane"])
 
     @router.get("/meshes/{mesh}/dataplanes/{name}/_envoy/{page}",
-                summary="A live Envoy admin page (config_dump, stats or clusters) of a "
+                summary="A live Envoy admin page (config_dump, stats, clusters or certs) of a "
                         "sidecar in zone ?zone=, relayed by that zone from its agent")
     async def envoy_page(mesh: str, name: str, page: str,
                          zone: str | None = None) -> dict[str, Any]:

@@ -31,6 +31,7 @@ PAGES: dict[str, str] = {
     "config_dump": "/config_dump",
     "stats": "/stats",
     "clusters": "/clusters",
+    "certs": "/certs",  # the certificates Envoy serves with, and when they expire
 }
 MAX_BODY = 8 << 20  # what any hop forwards of one page; the rest is cut (``truncated``)
 CHUNK = 1 << 20  # the agent's pieces: the zone CP's agent API reads 4 MiB messages

@@ -14,6 +14,7 @@ PAGE_VALUES: dict[str, int] = {
     "config_dump": agent_pb2.ENVOY_ADMIN_PAGE_CONFIG_DUMP,
     "stats": agent_pb2.ENVOY_ADMIN_PAGE_STATS,
     "clusters": agent_pb2.ENVOY_ADMIN_PAGE_CLUSTERS,
+    "certs": agent_pb2.ENVOY_ADMIN_PAGE_CERTS,
 }
 PAGE_NAMES: dict[int, str] = {value: name for name, value in PAGE_VALUES.items()}
 

@@ -75,7 +75,7 @@ def inspect_router(inspector: EnvoyInspector) -> APIRouter:
 
     @router.get("/meshes/{mesh}/dataplanes/{name}/_envoy/{page}",
                 summary="A live Envoy admin page of one of this zone's sidecars "
-                        "(config_dump, stats or clusters), through its agent")
+                        "(config_dump, stats, clusters or certs), through its agent")
     async def envoy_page(mesh: str, name: str, page: str,
                          zone: str | None = None) -> dict[str, Any]:
         if zone is not None and zone != inspector.zone:

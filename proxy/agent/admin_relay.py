@@ -3,7 +3,7 @@ Envoy on 127.0.0.1 when the zone CP asks on the Session, and send it back in pie
 
 The request comes from the network, so it is checked here again whatever the zone CP
 checked: it names a page (``EnvoyAdminPage``), never a path, and a value this agent does
-not know is refused; only ``GET`` of the three pages of ``sync.relay.PAGES`` is ever
+not know is refused; only ``GET`` of the pages of ``sync.relay.PAGES`` is ever
 sent to Envoy. One request at a time: another one while a page is being fetched is
 answered ``busy`` at once, so a control plane cannot make the agent hold many pages.
 Envoy's answer is read up to ``MAX_BODY`` (the rest is not read: ``truncated``) within

@@ -18,10 +18,12 @@ class EnvoyAdminPage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENVOY_ADMIN_PAGE_CONFIG_DUMP: _ClassVar[EnvoyAdminPage]
     ENVOY_ADMIN_PAGE_STATS: _ClassVar[EnvoyAdminPage]
     ENVOY_ADMIN_PAGE_CLUSTERS: _ClassVar[EnvoyAdminPage]
+    ENVOY_ADMIN_PAGE_CERTS: _ClassVar[EnvoyAdminPage]
 ENVOY_ADMIN_PAGE_UNSPECIFIED: EnvoyAdminPage
 ENVOY_ADMIN_PAGE_CONFIG_DUMP: EnvoyAdminPage
 ENVOY_ADMIN_PAGE_STATS: EnvoyAdminPage
 ENVOY_ADMIN_PAGE_CLUSTERS: EnvoyAdminPage
+ENVOY_ADMIN_PAGE_CERTS: EnvoyAdminPage
 
 class SignRequest(_message.Message):
     __slots__ = ("mesh", "dataplane", "csr_pem")

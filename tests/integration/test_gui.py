@@ -178,6 +178,10 @@ async def test_the_gui_shows_a_live_global_with_two_zones(
         kind = detail.locator("[data-kind=MeshTimeout]")
         await expect(kind).to_contain_text("to backend", timeout=WAIT_MS)
         await expect(kind).to_contain_text("slow-backend")
+        # its certificate as its Envoy holds it, relayed through west
+        certificate = detail.locator("dl.pairs dt:text-is('Certificate') + dd")
+        await expect(certificate).to_contain_text("valid", timeout=WAIT_MS)
+        await expect(certificate).to_contain_text("expires in")
         await shots.take(page, "dataplane-policies")
         await page.click("button[role=tab]:text('Routes')")
         await expect(detail.locator(".route", has_text="backend").locator(

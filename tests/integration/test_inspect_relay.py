@@ -1,5 +1,5 @@
-"""``gossamer inspect dataplane NAME --config-dump|--stats|--clusters`` against real Envoys
-in two zones: the real console command, run against the global (relayed to the zone over
+"""``gossamer inspect dataplane NAME --config-dump|--stats|--clusters|--certs`` against real
+Envoys in two zones: the real console command, run against the global (relayed to the zone over
 its sync link, then to the agent over its Session) and against a zone CP, and the errors
 each hop names. The global and zones east and west run in-process over real gRPC and TLS
 (the ``cluster`` fixture); each sidecar is a real ``gossamer proxy run`` with its Envoy.
@@ -111,6 +111,13 @@ async def test_inspect_reaches_live_envoys_in_two_zones_through_the_global(
         at_zone = await cli.ok("--context", "west", "inspect", "dataplane", "web-1",
                                "--stats")
         assert "server.live: 1" in at_zone.splitlines()
+
+        certs = json.loads(await cli.ok("--context", "global", "inspect", "dataplane",
+                                        "web-1", "--zone", "west", "--certs"))
+        chain = [c for entry in certs["certificates"] for c in entry.get("cert_chain", ())]
+        assert any("spiffe://default/web" in json.dumps(c.get("subject_alt_names", []))
+                   for c in chain), chain
+        assert all(int(c["days_until_expiration"]) >= 0 for c in chain)
 
 
 async def test_each_hop_names_what_failed(cluster: Cluster, cli: Cli) -> None:

@@ -73,6 +73,21 @@ async function activeTab(ctx, state, mesh, name, zone, doc) {
   }
 }
 
+// At the global the sidecar's certificate comes from its Envoy (/certs, relayed by its
+// zone): the identity certificate it serves with, as Envoy holds it now.
+async function liveCertificate(ctx, mesh, name, zone) {
+  try {
+    const page = await envoyPage(ctx, mesh, name, zone, "certs");
+    const chain = JSON.parse(page.body).certificates.flatMap((c) => c.cert_chain || []);
+    const own = chain.find((c) => (c.subject_alt_names || []).some((s) => (s.uri || "").startsWith("spiffe://")));
+    if (!own) return null;
+    const seconds = Math.round((Date.parse(own.expiration_time) - Date.now()) / 1000);
+    return { health: seconds > 0 ? "valid" : "expired", expiresInSeconds: seconds, serial: own.serial_number || "" };
+  } catch {
+    return null; // the zone or the sidecar is not reachable now: shown as unknown
+  }
+}
+
 export async function dataplanePage(ctx, mesh, name, zone) {
   const state = (ctx.state[`dp:${mesh}/${name}`] ??= { tab: "Policies" });
   let row;
@@ -81,7 +96,8 @@ export async function dataplanePage(ctx, mesh, name, zone) {
     if (!found.items.length) return h("div", {}, link("#/dataplanes", "‹ Dataplanes"), errorBox(`No dataplane ${name} in zone ${zone || "?"} of mesh ${mesh}.`));
     const zones = (await get("/zones/_overviews")).items;
     const status = (zones.find((z) => z.name === zone) || { insight: { status: "Offline" } }).insight.status;
-    row = { mesh, name, dataplane: found.items[0], zone, zoneStatus: status };
+    row = { mesh, name, dataplane: found.items[0], zone, zoneStatus: status,
+      certificate: await liveCertificate(ctx, mesh, name, zone) };
   } else {
     row = await get(`/meshes/${enc(mesh)}/dataplanes/${enc(name)}/_overview`);
   }
