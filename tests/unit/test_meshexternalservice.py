@@ -15,6 +15,9 @@ from gossamer.model.meshexternalservice import (
     name_of_key,
 )
 from gossamer.model.registry import parse_document, to_document
+from gossamer.policy import match_policies
+from gossamer.policy.merge import conf_data
+from tests import builders
 from tests.unit.ca_material import make_ca, pem
 
 CA_PEM = pem(make_ca("outside-ca")).decode()
@@ -109,7 +112,54 @@ def test_destination_keys_are_apart_from_service_names() -> None:
     assert name_of_key(key) == "httpbin"
     assert name_of_key("httpbin") is None
     # No service can be named like a key: '@' is in no tag value.
-    with pytest.raises(InvalidResource):
-        parse_document({"type": "Dataplane", "name": "dp", "mesh": "default", "spec": {
-            "networking": {"address": "10.0.0.1", "inbound": [
-                {"port": 80, "tags": {"gossamer.io/service": key}}]}}})
+    with pytest.raises(InvalidResource) as info:
+        parse_document(builders.dataplane_doc("dp", key))
+    assert "invalid value 'extsvc@httpbin'" in str(info.value.field_errors)
+    assert parse_document(builders.dataplane_doc("dp", "extsvc-httpbin")).name == "dp"
+
+
+def _policy(kind: str, spec: str) -> dict[str, Any]:
+    return {"type": kind, "name": "p", "mesh": "default", "spec": yaml.safe_load(spec)}
+
+
+EXT = "{kind: MeshExternalService, name: httpbin}"
+
+
+@pytest.mark.parametrize(("kind", "spec", "path", "fragment"), [
+    ("MeshTimeout", f"targetRef: {EXT}\nto: [{{targetRef: {{kind: Mesh}}, default: {{}}}}]",
+     "spec.targetRef", "a destination, not a proxy"),
+    ("MeshCircuitBreaker", f"to: [{{targetRef: {EXT}, default: {{connectionLimits: "
+                           "{maxConnections: 2}}}]", "spec.to[0].targetRef.kind",
+     "cannot target a MeshExternalService yet"),
+    ("MeshTimeout", f"from: [{{targetRef: {EXT}, default: {{idleTimeout: 1s}}}}]",
+     "spec.from[0]", "from[].targetRef.kind must be one of"),
+    ("MeshTimeout", "to: [{targetRef: {kind: MeshExternalService}, default: {}}]",
+     "spec.to[0].targetRef", "needs a name"),
+])
+def test_policies_name_it_as_a_destination_only(kind: str, spec: str, path: str,
+                                                fragment: str) -> None:
+    with pytest.raises(InvalidResource) as info:
+        parse_document(_policy(kind, spec))
+    errors = {e.path: e.message for e in info.value.field_errors}
+    assert path in errors, f"no error at {path}; got {errors}"
+    assert fragment in errors[path], errors[path]
+
+
+def test_a_timeout_on_the_external_service_applies_to_it_alone() -> None:
+    timeout = parse_document(_policy("MeshTimeout", f"""
+to:
+  - {{targetRef: {EXT}, default: {{http: {{requestTimeout: 1s}}}}}}
+  - {{targetRef: {{kind: MeshService, name: httpbin}}, default: {{idleTimeout: 7s}}}}
+"""))
+    retry = parse_document(_policy("MeshRetry", f"to: [{{targetRef: {EXT}, default: "
+                                                "{http: {numRetries: 2}}}]"))
+    dp = builders.dataplane("web-1", "web")
+    key = destination_key("httpbin")
+    matched = match_policies(dp, [timeout, retry], destinations={key, "httpbin"},
+                             only_destinations=True)
+    ext = matched.kind("MeshTimeout").outbound(key)
+    svc = matched.kind("MeshTimeout").outbound("httpbin")
+    assert ext is not None and conf_data(ext.conf) == {"http": {"requestTimeout": "1s"}}
+    assert svc is not None and conf_data(svc.conf) == {"idleTimeout": "7s"}
+    retried = matched.kind("MeshRetry").outbound(key)
+    assert retried is not None and matched.kind("MeshRetry").outbound("httpbin") is None
