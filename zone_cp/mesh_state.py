@@ -1,8 +1,8 @@
 """The zone CP's in-memory view of its meshes, and ``ProxyContext`` built from it.
 
-``MeshState`` follows the store (Meshes, Dataplanes, ZoneIngresses, VirtualIPs and every
-policy kind) and calls its listeners after each change, so the xDS server regenerates only
-on events.
+``MeshState`` follows the store (Meshes, Dataplanes, ZoneIngresses, VirtualIPs,
+MeshExternalServices and Secrets, and every policy kind) and calls its listeners after
+each change, so the xDS server regenerates only on events.
 ``context_for`` is pure over the state: the Dataplane, its mesh's mTLS mode, the policies
 matched for it, and every service it may call with local endpoints (priority 0) and the
 other zones' ingresses that offer the service (priority 1). Outbound (``to[]``) confs are
@@ -38,12 +38,17 @@ from proxy.context import (
     Service,
     ServicePort,
 )
+from zone_cp.external_services import external_services
 from zone_cp.ingress_names import is_ip
 from zone_cp.ordered_policies import MeshPolicies
 
 POLICY_KINDS = [d.name for d in REGISTRY.policies()]
 POLICY_SET = frozenset(POLICY_KINDS)
-KINDS = ["Mesh", "Dataplane", "ZoneIngress", "Zone", "VirtualIP", *POLICY_KINDS]
+# MeshExternalServices are destinations too (``zone_cp.external_services``), and the
+# Secrets their CAs may come from.
+EXTERNAL_KINDS = frozenset({"MeshExternalService", "Secret"})
+KINDS = ["Mesh", "Dataplane", "ZoneIngress", "Zone", "VirtualIP", *sorted(EXTERNAL_KINDS),
+         *POLICY_KINDS]
 Key = tuple[str, str, str]
 
 
@@ -113,7 +118,7 @@ class MeshState:
         change rebuilds the mesh's services, not its policies' structures. A policy change
         drops nothing here: ``_changed`` has updated the mesh's ``MeshPolicies`` in place
         (and dropped the memo of reachable services if a route's backends changed)."""
-        if kind == "Dataplane":
+        if kind == "Dataplane" or kind in EXTERNAL_KINDS:
             self._derived.pop(("services", mesh), None)
         elif kind in ("ZoneIngress", "Zone"):  # other zones' instances, in every mesh
             for key in [k for k in self._derived if k[0] == "services"]:
@@ -157,10 +162,14 @@ class MeshState:
         protocol: dict[str, str] = {}
         local = self._local_endpoints(mesh, protocol)
         remote = self._remote_zones(mesh, protocol)
-        return {n: Service(name=n, protocol=protocol.get(n, "tcp"),
-                           endpoints=tuple(sorted(local.get(n, []), key=_endpoint_order)),
-                           remote=tuple(sorted(remote.get(n, []), key=lambda r: r.zone)))
-                for n in sorted(set(local) | set(remote))}
+        services = {n: Service(name=n, protocol=protocol.get(n, "tcp"),
+                               endpoints=tuple(sorted(local.get(n, []), key=_endpoint_order)),
+                               remote=tuple(sorted(remote.get(n, []), key=lambda r: r.zone)))
+                    for n in sorted(set(local) | set(remote))}
+        services.update(external_services(  # keyed extsvc@<name>: never a service's name
+            self.of_kind("MeshExternalService", mesh), self.zone,
+            lambda name: self.get("Secret", name, mesh)))
+        return services
 
     def _local_endpoints(self, mesh: str, protocol: dict[str, str]) -> dict[str, list[Endpoint]]:
         local: dict[str, list[Endpoint]] = defaultdict(list)
