@@ -16,10 +16,14 @@ service can be called (``@`` occurs in no tag value), so it shares the machinery
 services (policy matching, VIP allocation, the generators' lookups) without colliding.
 
 Verification modes, as in Kuma: ``Secured`` checks the chain (against ``caCert``, which
-is required then) and the name (``subjectAltNames``, else ``serverName``, else the first
-host name among the endpoints); ``SkipSAN`` checks the chain only; ``SkipCA`` the name
-only (any chain); ``SkipAll`` nothing. Client certificates are not supported: their key
-would have to reach Envoy through the cluster (CDS), which the zone CP serves.
+is required then) and the name (``subjectAltNames``, else ``serverName``, else the host
+names among the endpoints); ``SkipSAN`` checks the chain only; ``SkipAll`` nothing.
+``SkipCA`` (the name over any chain) is refused: Envoy's ``ACCEPT_UNTRUSTED`` accepts a
+certificate whatever fails, its name too (tests/integration/test_external_service.py
+showed a wrong name passing), so it would be ``SkipAll`` under another name.
+
+Client certificates are not supported: their key would have to reach Envoy inside the
+cluster (CDS), served by the zone CP, or by SDS from an agent that does not hold it.
 """
 
 from __future__ import annotations
@@ -152,10 +156,14 @@ class Verification(BaseModel):
         if self.server_name is not None and not is_host_name(self.server_name):
             fail_at("serverName", "expected a lower-case host name like api.example.com",
                     self.server_name)
+        if self.mode is VerificationMode.SKIP_CA:
+            fail_at("mode", "SkipCA is not supported: Envoy checks a certificate's name only "
+                            "over a verified chain (accepting any chain accepts any name): "
+                            "use Secured with the server's CA, or SkipAll", self.mode.value)
         checks_ca = self.mode in (VerificationMode.SECURED, VerificationMode.SKIP_SAN)
         if checks_ca and self.ca_cert is None:
             fail_at("caCert", f"mode {self.mode.value} verifies the server's chain: give "
-                              "caCert (secretRef or inline), or use mode SkipCA")
+                              "caCert (secretRef or inline), or use mode SkipAll")
         if not checks_ca and self.ca_cert is not None:
             fail_at("caCert", f"mode {self.mode.value} does not verify the chain")
         return self

@@ -17,11 +17,10 @@ the ``Mesh``-wide ones. Only its cluster differs, built here:
   must hold certificates, and only its certificates are copied); the name against
   ``subjectAltNames`` (Exact or Prefix, DNS names), else ``serverName``, else the host
   names, else the IP addresses (as IP SANs);
-- ``SkipSAN`` leaves the name out, ``SkipAll`` both; ``SkipCA`` keeps the name check
-  over an unverified chain — Envoy checks a name only together with a trusted CA, so the
-  CA is that of the spec when it has one, else the host's bundle
-  (``SYSTEM_CA_BUNDLE``), and the chain's verdict is ignored
-  (``ACCEPT_UNTRUSTED``);
+- TLS 1.2 to 1.3 unless ``version`` says otherwise (Envoy's own upstream default
+  stops at 1.2);
+- ``SkipSAN`` leaves the name out, ``SkipAll`` both (``SkipCA`` is refused when
+  applied: Envoy cannot check a name over an unverified chain);
 - an external service whose CA cannot be read (``ExternalService.problem``) gets a
   cluster without endpoints: its callers get 503 (or a closed connection), never an
   unverified connection.
@@ -44,7 +43,6 @@ from proxy.envoy.clusters import _http_options as http_options  # one shape for 
 from proxy.envoy.confs import ClusterConfs
 from proxy.envoy.protos import buffer_limit, is_ip, pack, socket_address
 
-SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 _TLS = common_pb2.TlsParameters
 _VERSIONS = {"TLS12": _TLS.TLSv1_2, "TLS13": _TLS.TLSv1_3}
 _SAN = common_pb2.SubjectAltNameMatcher
@@ -107,12 +105,8 @@ def _validation(ext: ExternalService, conf: ExternalTls
     validation = _VALIDATION()
     if conf.ca_pem:
         validation.trusted_ca.inline_bytes = conf.ca_pem
-    if conf.mode in ("Secured", "SkipCA"):
+    if conf.mode == "Secured":
         validation.match_typed_subject_alt_names.extend(san_matchers(ext, conf))
-    if conf.mode == "SkipCA":
-        if not conf.ca_pem:
-            validation.trusted_ca.filename = SYSTEM_CA_BUNDLE
-        validation.trust_chain_verification = _VALIDATION.ACCEPT_UNTRUSTED
     return validation
 
 
@@ -122,8 +116,9 @@ def upstream_context(ext: ExternalService, conf: ExternalTls,
     common = tls_pb2.CommonTlsContext(alpn_protocols=list(alpn))
     if conf.min_version:
         common.tls_params.tls_minimum_protocol_version = _VERSIONS[conf.min_version]
-    if conf.max_version:
-        common.tls_params.tls_maximum_protocol_version = _VERSIONS[conf.max_version]
+    # Envoy's upstream default stops at TLS 1.2; an external service gets 1.3 unless
+    # told otherwise.
+    common.tls_params.tls_maximum_protocol_version = _VERSIONS[conf.max_version or "TLS13"]
     validation = _validation(ext, conf)
     if validation is not None:
         common.validation_context.CopyFrom(validation)

@@ -16,7 +16,6 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 
 from proxy.context import ExternalTls
 from proxy.envoy import ProxyResources, generate
-from proxy.envoy import external as ext_gen
 from proxy.envoy import transparent as tp
 from tests.unit.envoy_external_inputs import (
     CA_PEM,
@@ -122,13 +121,10 @@ def test_verification_modes() -> None:
     skip_san = tls_of(cluster(ExternalTls(mode="SkipSAN", ca_pem=CA_PEM)))
     assert skip_san.common_tls_context.validation_context.trusted_ca.inline_bytes == CA_PEM
     assert not skip_san.common_tls_context.validation_context.match_typed_subject_alt_names
-    skip_ca = tls_of(cluster(ExternalTls(mode="SkipCA")))
-    validation = skip_ca.common_tls_context.validation_context
-    assert validation.trust_chain_verification == _V.ACCEPT_UNTRUSTED
-    assert validation.trusted_ca.filename == ext_gen.SYSTEM_CA_BUNDLE
-    assert validation.match_typed_subject_alt_names
     skip_all = tls_of(cluster(ExternalTls(mode="SkipAll")))
     assert not skip_all.common_tls_context.HasField("validation_context")
+    assert skip_all.common_tls_context.tls_params.tls_maximum_protocol_version == \
+        common_pb2.TlsParameters.TLSv1_3  # not Envoy's upstream default, 1.2
     versions = tls_of(cluster(ExternalTls(mode="SkipAll", min_version="TLS12",
                                           max_version="TLS13"))).common_tls_context.tls_params
     assert (versions.tls_minimum_protocol_version, versions.tls_maximum_protocol_version) == (
