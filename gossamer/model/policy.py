@@ -163,7 +163,8 @@ class PolicySpec(BaseModel):
                 raise ValidationError.from_exception_data("cross-field", [{
                     "type": PydanticCustomError(
                         "cross_field", "this policy kind cannot target a MeshExternalService "
-                                       "yet (MeshTimeout and MeshRetry can)"),
+                                       "yet (MeshTimeout, MeshRetry, MeshCircuitBreaker, "
+                                       "MeshHealthCheck and MeshAccessLog can)"),
                     "loc": ("to", i, "targetRef", "kind"), "input": ref.kind.value}])
         return self
 

@@ -3,12 +3,13 @@
 The outbound listener of an external service's VIP (``outbound.outbound_filter``) is
 built like a service's: an HTTP connection manager routing by RDS
 (``outbound:extsvc@<name>``) for ``http``, ``http2`` and ``grpc``, a ``tcp_proxy`` for
-``tcp``, with the external service's own ``to[]`` confs (MeshTimeout, MeshRetry) and
-the ``Mesh``-wide ones. Only its cluster differs, built here:
+``tcp``, with the external service's own ``to[]`` confs (MeshTimeout, MeshRetry,
+MeshCircuitBreaker, MeshHealthCheck, MeshAccessLog) and the ``Mesh``-wide ones. Only
+its cluster differs, built here:
 
 - its endpoints are inline: ``STATIC`` when they are all IP addresses, else
-  ``STRICT_DNS``, which Envoy re-resolves (every 5 s by default, and on the records'
-  TTLs) and spreads over every address a name has; IPv4 first, as a host's IPv6 route is
+  ``STRICT_DNS``, which Envoy re-resolves (every 5 s, its default) and spreads over
+  every address a name has; IPv4 first, as a host's IPv6 route is
   often missing;
 - no mesh mTLS: the far end is no sidecar. With ``tls.enabled`` the sidecar originates
   TLS itself (an ``UpstreamTlsContext``): SNI is ``serverName``, else the first host
@@ -37,9 +38,12 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
 from proxy.context import ExternalService, ExternalTls
-from proxy.envoy import load_balancing, names, timeouts, tls
+from proxy.envoy import health_checks, load_balancing, names, timeouts, tls
 from proxy.envoy.clusters import HTTP2_PROTOCOLS, HTTP_OPTIONS, HTTP_PROTOCOLS
-from proxy.envoy.clusters import _http_options as http_options  # one shape for every cluster
+
+# Shared with the mesh's clusters, so an external one is shaped by its confs alike.
+from proxy.envoy.clusters import _apply_circuit_breaker as apply_circuit_breaker
+from proxy.envoy.clusters import _http_options as http_options
 from proxy.envoy.confs import ClusterConfs
 from proxy.envoy.protos import buffer_limit, is_ip, pack, socket_address
 
@@ -50,8 +54,9 @@ _VALIDATION = common_pb2.CertificateValidationContext
 
 
 def external_cluster(ext: ExternalService, confs: ClusterConfs) -> cluster_pb2.Cluster:
-    """The cluster of ``ext``, shaped by its merged ``to[]`` confs (timeouts and load
-    balancing; circuit breakers and health checks do not target external services)."""
+    """The cluster of ``ext``, shaped by its merged ``to[]`` confs as a service's is
+    (timeouts, circuit breakers and outlier detection, active health checks, load
+    balancing)."""
     name = names.external_cluster(ext.name)
     hosts = () if ext.problem else ext.endpoints
     static = all(is_ip(host) for host, _ in hosts)
@@ -72,6 +77,8 @@ def external_cluster(ext: ExternalService, confs: ClusterConfs) -> cluster_pb2.C
         alpn = tls.H2_ALPN if ext.protocol in HTTP2_PROTOCOLS else ()
         cluster.transport_socket.CopyFrom(tls.transport_socket(
             upstream_context(ext, ext.tls, alpn)))
+    apply_circuit_breaker(cluster, confs.circuit_breaker, outlier=True)
+    health_checks.apply_to_cluster(cluster, confs.health_check, ext.protocol)
     load_balancing.apply_to_cluster(cluster, confs.load_balancing)
     return cluster
 

@@ -39,7 +39,16 @@ from proxy.context import ExternalTls
 from proxy.envoy import generate
 from tests.integration.test_envoy_accepts import envoy, secrets, static_bootstrap, validate
 from tests.integration.test_transparent_proxy import Lab, lab
-from tests.unit.envoy_external_inputs import CA_PEM, RETRY, TIMEOUT, external_ctx, httpbin
+from tests.unit.envoy_external_inputs import (
+    ACCESS_LOG,
+    CA_PEM,
+    CIRCUIT_BREAKER,
+    HEALTH_CHECK,
+    RETRY,
+    TIMEOUT,
+    external_ctx,
+    httpbin,
+)
 from tests.unit.envoy_scenarios import as_data
 from tests.unit.test_envoy_transparent import WEB_TRANSPARENT
 from tests.waiting import eventually
@@ -183,7 +192,8 @@ def test_envoy_accepts_the_external_service_resources(envoy: Path, secrets: list
                                                       tmp_path: Path) -> None:
     """Both outbound kinds (VIP listeners, capture chains), every verification mode,
     HTTP/2 upstream, host names and IPs: a real Envoy builds them all."""
-    contexts = [external_ctx(TIMEOUT, RETRY), external_ctx(TIMEOUT, dataplane=WEB_TRANSPARENT)]
+    contexts = [external_ctx(TIMEOUT, RETRY, CIRCUIT_BREAKER, HEALTH_CHECK, ACCESS_LOG),
+                external_ctx(TIMEOUT, dataplane=WEB_TRANSPARENT)]
     contexts += [external_ctx(service=httpbin(ExternalTls(
         mode=mode, ca_pem=CA_PEM if mode in ("Secured", "SkipSAN") else b"",
         subject_alt_names=(("Prefix", "httpbin"),), min_version="TLS12"), protocol))

@@ -41,6 +41,35 @@ spec:
 
 SECURED = ExternalTls(ca_pem=CA_PEM)
 
+GUARDS = """
+type: MeshCircuitBreaker
+name: external
+mesh: default
+spec:
+  to:
+    - targetRef: {kind: MeshExternalService, name: httpbin}
+      default:
+        connectionLimits: {maxConnections: 7}
+        outlierDetection: {disabled: false, interval: 5s}
+---
+type: MeshHealthCheck
+name: external
+mesh: default
+spec:
+  to:
+    - targetRef: {kind: MeshExternalService, name: httpbin}
+      default: {interval: 10s, timeout: 2s, http: {path: /health}}
+---
+type: MeshAccessLog
+name: external
+mesh: default
+spec:
+  to:
+    - targetRef: {kind: MeshExternalService, name: pg}
+      default: {backends: [{file: {path: /dev/stdout}}]}
+"""
+CIRCUIT_BREAKER, HEALTH_CHECK, ACCESS_LOG = GUARDS.strip().split("\n---\n")
+
 
 def httpbin(tls: ExternalTls | None = SECURED, protocol: str = "http",
             problem: str = "") -> Service:

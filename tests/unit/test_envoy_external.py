@@ -18,7 +18,10 @@ from proxy.context import ExternalTls
 from proxy.envoy import ProxyResources, generate
 from proxy.envoy import transparent as tp
 from tests.unit.envoy_external_inputs import (
+    ACCESS_LOG,
     CA_PEM,
+    CIRCUIT_BREAKER,
+    HEALTH_CHECK,
     HTTPBIN,
     PG,
     RETRY,
@@ -106,6 +109,18 @@ def test_timeouts_and_retries_aimed_at_it_apply_to_it_alone() -> None:
     assert not backend.HasField("timeout") or backend.timeout.ToMilliseconds() != 1500
     assert backend.retry_policy.num_retries.value != 4
     assert out.clusters["backend"].connect_timeout.seconds != 3
+
+
+def test_circuit_breakers_health_checks_and_access_logs_aimed_at_it_apply() -> None:
+    out = res(CIRCUIT_BREAKER, HEALTH_CHECK, ACCESS_LOG)
+    cluster = out.clusters[HTTPBIN]
+    assert cluster.circuit_breakers.thresholds[0].max_connections.value == 7
+    assert cluster.outlier_detection.interval.seconds == 5
+    assert [c.http_health_check.path for c in cluster.health_checks] == ["/health"]
+    assert len(tcp_of(out.listeners["outbound:240.0.0.2:5432"]).access_log) == 1
+    assert not hcm_of(out.listeners["outbound:240.0.0.1:80"]).access_log  # pg's only
+    assert not out.clusters[PG].health_checks
+    assert not out.clusters["backend"].HasField("circuit_breakers")
 
 
 def test_verification_modes() -> None:

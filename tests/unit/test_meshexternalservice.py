@@ -130,8 +130,9 @@ EXT = "{kind: MeshExternalService, name: httpbin}"
 @pytest.mark.parametrize(("kind", "spec", "path", "fragment"), [
     ("MeshTimeout", f"targetRef: {EXT}\nto: [{{targetRef: {{kind: Mesh}}, default: {{}}}}]",
      "spec.targetRef", "a destination, not a proxy"),
-    ("MeshCircuitBreaker", f"to: [{{targetRef: {EXT}, default: {{connectionLimits: "
-                           "{maxConnections: 2}}}]", "spec.to[0].targetRef.kind",
+    ("MeshFaultInjection", f"to: [{{targetRef: {EXT}, default: {{http: [{{abort: "
+                           f"{{httpStatus: 500, percentage: 50}}}}]}}}}]",
+     "spec.to[0].targetRef.kind",
      "cannot target a MeshExternalService yet"),
     ("MeshTimeout", f"from: [{{targetRef: {EXT}, default: {{idleTimeout: 1s}}}}]",
      "spec.from[0]", "from[].targetRef.kind must be one of"),

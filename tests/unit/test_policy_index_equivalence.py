@@ -137,7 +137,7 @@ def sections(draw: st.DrawFn, kind: str) -> dict[str, Any]:
         return {"to": items(draw, dest_refs(external=True), st.builds(
             lambda n: {"tcp": {"maxConnectAttempt": n}}, st.integers(1, 4)), lo=1)}
     if kind == "MeshCircuitBreaker":
-        return {"to": items(draw, dest_refs(), st.builds(
+        return {"to": items(draw, dest_refs(external=True), st.builds(
             lambda n: {"connectionLimits": {"maxConnections": n}}, st.integers(1, 9)), lo=1)}
     if kind in ("MeshHTTPRoute", "MeshTCPRoute"):
         return {"to": route_to(draw, kind == "MeshHTTPRoute")}
