@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gossamer.errors import InvalidResource
 from gossamer.model.meshexternalservice import (
@@ -19,6 +21,7 @@ from gossamer.policy import match_policies
 from gossamer.policy.merge import conf_data
 from tests import builders
 from tests.unit.ca_material import make_ca, pem
+from tests.unit.test_policy_kinds_invalid import _JSON, _paths, _replace
 
 CA_PEM = pem(make_ca("outside-ca")).decode()
 
@@ -166,3 +169,20 @@ to:
     assert svc is not None and conf_data(svc.conf) == {"idleTimeout": "7s"}
     retried = matched.kind("MeshRetry").outbound(key)
     assert retried is not None and matched.kind("MeshRetry").outbound("httpbin") is None
+
+
+_PATHS = _paths(VALID)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_corruption_parses_or_raises_invalid_resource(data: st.DataObject) -> None:
+    """Garbage anywhere in the spec (the PEM, a port, a mode) is the caller's error with a
+    field path, never a crash, and whatever parses round-trips."""
+    corrupted = _replace(VALID, data.draw(st.sampled_from(_PATHS)), data.draw(_JSON))
+    try:
+        res = parse_document(_doc(corrupted))
+    except InvalidResource as exc:
+        assert exc.field_errors
+    else:
+        assert parse_document(to_document(res)).spec == res.spec
