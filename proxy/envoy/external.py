@@ -37,7 +37,8 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
-from proxy.context import ExternalService, ExternalTls
+from gossamer.model.meshexternalservice import name_of_key
+from proxy.context import ExternalService, ExternalTls, OutboundListener
 from proxy.envoy import health_checks, load_balancing, names, timeouts, tls
 from proxy.envoy.clusters import HTTP2_PROTOCOLS, HTTP_OPTIONS, HTTP_PROTOCOLS
 
@@ -81,6 +82,13 @@ def external_cluster(ext: ExternalService, confs: ClusterConfs) -> cluster_pb2.C
     health_checks.apply_to_cluster(cluster, confs.health_check, ext.protocol)
     load_balancing.apply_to_cluster(cluster, confs.load_balancing)
     return cluster
+
+
+def gone_external(outbound: OutboundListener) -> ExternalService:
+    """What an external VIP sends to while its external service is gone (its VIP kept
+    for the allocator's grace period) or no longer allowed here: nothing, so 503."""
+    name = name_of_key(outbound.service) or outbound.service
+    return ExternalService(name=name, port=outbound.port, problem="no longer defined here")
 
 
 def server_name(ext: ExternalService, conf: ExternalTls) -> str:

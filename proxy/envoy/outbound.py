@@ -55,7 +55,7 @@ from proxy.envoy.cache import PieceCache
 from proxy.envoy.clusters import HTTP_PROTOCOLS, Destination, outbound_cluster
 from proxy.envoy.confs import ClusterConfs
 from proxy.envoy.endpoints import Hosts, endpoints
-from proxy.envoy.external import external_cluster
+from proxy.envoy.external import external_cluster, gone_external
 from proxy.envoy.http import HttpSettings, connection_manager
 from proxy.envoy.load_balancing import Locality
 from proxy.envoy.ports import at_port, port_of
@@ -184,8 +184,9 @@ def outbound_filter(ctx: ProxyContext, outbound: OutboundListener, tracing: Trac
                                               outbound.zone)
     else:
         chain_filter, backends = _tcp_filter(ctx, service, name, out, port, outbound.zone)
-    if whole.external is not None:  # the one backend is the external service itself
-        out.cluster(external_cluster(whole.external, ClusterConfs.of(ctx.policies, whole.name)))
+    if outbound.external or whole.external is not None:  # its one backend is itself
+        out.cluster(external_cluster(whole.external or gone_external(outbound),
+                                     ClusterConfs.of(ctx.policies, whole.name)))
         return chain_filter
     for backend in sorted(backends, key=lambda b: (b.service, b.subset, b.port or 0, b.zone)):
         cluster, assignment = backend_pieces(ctx, backend, cache)

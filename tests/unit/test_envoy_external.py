@@ -6,6 +6,8 @@ could not be read leaves the cluster without endpoints."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -152,6 +154,18 @@ def test_an_unreadable_ca_leaves_no_endpoint_rather_than_an_unverified_connectio
     cluster = res(service=httpbin(ExternalTls(), problem="its caCert Secret 'x' does not "
                                                           "exist")).clusters[HTTPBIN]
     assert not cluster.load_assignment.endpoints[0].lb_endpoints
+
+
+def test_a_gone_external_service_keeps_its_vip_listener_with_nowhere_to_send() -> None:
+    ctx = external_ctx()
+    services = {k: v for k, v in ctx.services.items() if k != HTTPBIN}
+    out = generate(dataclasses.replace(ctx, services=services))
+    assert "outbound:240.0.0.1:80" in out.listeners
+    cluster = out.clusters[HTTPBIN]
+    assert cluster.type == cluster_pb2.Cluster.STATIC
+    assert not cluster.load_assignment.endpoints[0].lb_endpoints
+    assert not cluster.HasField("transport_socket")  # never a mesh mTLS cluster
+    assert HTTPBIN not in out.endpoints
 
 
 def test_a_transparent_proxy_captures_the_vip_with_the_same_filter() -> None:
