@@ -13,6 +13,7 @@ destination made ``context_for`` grow with the mesh (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from zone_cp.external_services import external_services
 from zone_cp.ingress_names import is_ip
 from zone_cp.ordered_policies import MeshPolicies
 
+log = logging.getLogger(__name__)
 POLICY_KINDS = [d.name for d in REGISTRY.policies()]
 POLICY_SET = frozenset(POLICY_KINDS)
 # MeshExternalServices are destinations too (``zone_cp.external_services``), and the
@@ -71,6 +73,7 @@ class MeshState:
         # place by each policy change (zone_cp.ordered_policies).
         self._ordered: dict[str, MeshPolicies] = {}
         self._listeners: list[Callable[[Resource | None], None]] = []
+        self._warned: set[tuple[str, str, str]] = set()  # external services' problems
         self.generation = 0
 
     def listen(self, listener: Callable[[Resource | None], None]) -> Callable[[], None]:
@@ -166,10 +169,23 @@ class MeshState:
                                endpoints=tuple(sorted(local.get(n, []), key=_endpoint_order)),
                                remote=tuple(sorted(remote.get(n, []), key=lambda r: r.zone)))
                     for n in sorted(set(local) | set(remote))}
-        services.update(external_services(  # keyed extsvc@<name>: never a service's name
+        external = external_services(  # keyed extsvc@<name>: never a service's name
             self.of_kind("MeshExternalService", mesh), self.zone,
-            lambda name: self.get("Secret", name, mesh)))
+            lambda name: self.get("Secret", name, mesh))
+        self._warn_unreachable(mesh, external)
+        services.update(external)
         return services
+
+    def _warn_unreachable(self, mesh: str, external: Mapping[str, Service]) -> None:
+        """Say once per problem why an external service gets no endpoints (its callers
+        see only 503s), and again only after it was fixed and came back."""
+        problems = {(mesh, s.external.name, s.external.problem) for s in external.values()
+                    if s.external is not None and s.external.problem}
+        mine = {p for p in self._warned if p[0] == mesh}
+        for _, name, problem in sorted(problems - mine):
+            log.warning("mesh %s: MeshExternalService %s has no endpoints: %s", mesh, name,
+                        problem)
+        self._warned = (self._warned - mine) | problems
 
     def _local_endpoints(self, mesh: str, protocol: dict[str, str]) -> dict[str, list[Endpoint]]:
         local: dict[str, list[Endpoint]] = defaultdict(list)

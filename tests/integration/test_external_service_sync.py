@@ -17,6 +17,7 @@ from gossamer.model.labels import EXTERNAL_SERVICE_LABEL
 from gossamer.model.registry import parse_document
 from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
+from tests.builders import dataplane_doc
 from tests.cluster import start_global, start_zone
 from tests.unit.envoy_external_inputs import CA_PEM
 from tests.waiting import eventually
@@ -81,7 +82,8 @@ async def test_it_flows_to_the_zones_and_gets_a_name_where_allowed(
     assert service.external.tls.ca_pem == CA_PEM and not service.external.problem
 
 
-async def test_a_standalone_zone_takes_it_directly(tmp_path: Path) -> None:
+async def test_a_standalone_zone_takes_it_directly(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     zone = ZoneControlPlane(ZoneSettings(zone="solo", data_dir=tmp_path / "solo",
                                          api_addr="127.0.0.1:0", xds_addr="127.0.0.1:0",
                                          store="sqlite"))
@@ -93,6 +95,13 @@ async def test_a_standalone_zone_takes_it_directly(tmp_path: Path) -> None:
         service = zone.state.shared_services("default")["extsvc@api"]
         assert service.external is not None
         assert service.external.problem == "its caCert Secret 'api-ca' does not exist"
+        # Said once, not again on every rebuild of the mesh's services.
+        await zone.manager.apply(parse_document(dataplane_doc("b-1", "backend")))
+        await eventually(lambda: "backend" in zone.state.shared_services("default"),
+                         what="the mesh's services rebuilt")
+        warnings = [r.getMessage() for r in caplog.records if "has no endpoints" in r.getMessage()]
+        assert warnings == ["mesh default: MeshExternalService api has no endpoints: its "
+                            "caCert Secret 'api-ca' does not exist"]
         await zone.manager.apply(parse_document(SECRET))
         await eventually(lambda: not zone.state.shared_services("default")[
             "extsvc@api"].external.problem, what="the CA read once the Secret exists")
