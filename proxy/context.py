@@ -78,26 +78,60 @@ class RemoteZone:
 
 
 @dataclass(frozen=True)
+class ExternalTls:
+    """The TLS a sidecar originates to an external service (``proxy.envoy.external``):
+    ``mode`` is a MeshExternalService verification mode; ``ca_pem`` holds certificates
+    only (public), read from the Secret or the spec; ``subject_alt_names`` are
+    ``(Exact|Prefix, value)`` pairs; the versions are ``TLS12``/``TLS13`` or ""."""
+
+    mode: str = "Secured"
+    server_name: str = ""
+    subject_alt_names: tuple[tuple[str, str], ...] = ()
+    ca_pem: bytes = b""
+    min_version: str = ""
+    max_version: str = ""
+
+
+@dataclass(frozen=True)
+class ExternalService:
+    """A MeshExternalService as its callers' sidecars reach it: ``endpoints`` as
+    ``(address or host name, port)``; ``problem`` says why it cannot be reached safely
+    (its CA Secret is missing or holds no certificate), and then it gets no endpoints."""
+
+    name: str
+    port: int
+    protocol: str = "tcp"
+    endpoints: tuple[tuple[str, int], ...] = ()
+    tls: ExternalTls | None = None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
 class Service:
     """A destination: its protocol (from its inbounds' ``gossamer.io/protocol`` tag),
-    local endpoints (priority 0) and remote zones (priority 1)."""
+    local endpoints (priority 0) and remote zones (priority 1); or, with ``external``,
+    a MeshExternalService (its ``name`` is then the key ``extsvc@<name>``)."""
 
     name: str
     protocol: str = "tcp"
     endpoints: tuple[Endpoint, ...] = ()
     remote: tuple[RemoteZone, ...] = ()
+    external: ExternalService | None = None
 
 
 @dataclass(frozen=True)
 class OutboundListener:
     """Where the local app reaches a service: an explicit port on 127.0.0.1 or a VIP;
     ``zone`` for the VIP of a zone-pinned name, whose traffic goes to that zone's
-    instances only (``proxy.envoy.outbound``)."""
+    instances only (``proxy.envoy.outbound``); ``external`` for the VIP of a
+    MeshExternalService (``service`` is its key ``extsvc@<name>``), whose traffic leaves
+    the mesh (``proxy.envoy.external``)."""
 
     service: str
     port: int
     address: str = "127.0.0.1"
     zone: str = ""
+    external: bool = False
 
 
 @dataclass(frozen=True)

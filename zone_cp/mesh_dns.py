@@ -7,7 +7,9 @@ and a sidecar listens on it at port 80 plus every port the service has
 (``proxy.envoy.ports``): the ``servicePort`` of its inbounds here, or the inbound port
 when there is none — where the application listens, as in ``proxy.envoy.inbound`` —
 and the ports other zones' ingresses list for it, so a service that runs only in
-another zone is called on its own ports too.
+another zone is called on its own ports too. A MeshExternalService's VIP (its key
+``extsvc@<name>``, ``zone_cp.external_services``) is ``<name>.extsvc.mesh`` with its
+``match.port``, and 80 too when it speaks HTTP.
 
 A VIP stays in the table and keeps its listeners until the allocator releases it, also
 while its service is briefly gone (a restart): the name keeps resolving and the listener
@@ -34,6 +36,7 @@ from dns.table import normalise_name
 from gossamer.model.base import Resource
 from gossamer.model.dataplane import DataplaneSpec
 from gossamer.model.labels import VIP_OUTBOUNDS_LABEL
+from gossamer.model.meshexternalservice import HTTP_PROTOCOLS, name_of_key
 from gossamer.model.virtualip import VirtualIPSpec, pinned_zone, service_of
 from proxy.context import OutboundListener, Service
 from proxy.envoy.ports import service_ports
@@ -43,6 +46,7 @@ from zone_cp.updates import DnsEntry, DnsTable
 
 DEFAULT_PORT = 80
 DOMAIN = "mesh"
+EXTERNAL_SUBDOMAIN = "extsvc"  # <name>.extsvc.mesh: a MeshExternalService
 # Envoy's words when a listener's address is not local: "cannot bind '240.0.0.5:80': ..."
 _CANNOT_BIND = re.compile(r"cannot bind '\[?([0-9a-fA-F.:]+?)\]?:\d+'")
 
@@ -71,27 +75,42 @@ def declared_ports(dataplanes: Iterable[Resource]) -> dict[str, set[int]]:
 def known_ports(dataplanes: Iterable[Resource], services: Mapping[str, Service]
                 ) -> dict[str, set[int]]:
     """Each service's ports: declared by ``dataplanes`` (as ``declared_ports``) or by the
-    instances and other zones' ingresses of ``services`` (``MeshState.services``)."""
+    instances and other zones' ingresses of ``services`` (``MeshState.services``); an
+    external service's: its ``match.port``, and 80 when it speaks HTTP."""
     ports = declared_ports(dataplanes)
     for name, service in services.items():
+        if service.external is not None:
+            ports[name] = {service.external.port, *(
+                (DEFAULT_PORT,) if service.protocol in HTTP_PROTOCOLS else ())}
+            continue
         ports.setdefault(name, set()).update(p.port for p in service_ports(service))
     return ports
 
 
 def mesh_vips(vips: Iterable[Resource], ports: Mapping[str, Iterable[int]]
               ) -> tuple[MeshVip, ...]:
-    """One ``MeshVip`` per VirtualIP, in service order."""
-    out = [MeshVip(service_of(r), r.spec.ip,
-                   tuple(sorted({DEFAULT_PORT, *ports.get(service_of(r), ())})),
-                   pinned_zone(r))
-           for r in vips if isinstance(r.spec, VirtualIPSpec)]
+    """One ``MeshVip`` per VirtualIP, in service order. Port 80 for every service; an
+    external service has only the ports ``known_ports`` gives it (a tcp one has no 80)."""
+    out = []
+    for r in vips:
+        if isinstance(r.spec, VirtualIPSpec):
+            service = service_of(r)
+            base = () if name_of_key(service) is not None else (DEFAULT_PORT,)
+            listed = tuple(sorted({*base, *ports.get(service, ())}))
+            if listed:
+                out.append(MeshVip(service, r.spec.ip, listed, pinned_zone(r)))
     return tuple(sorted(out, key=lambda v: (v.service, v.zone)))
 
 
 def dns_name(service: str, zone: str = "") -> str | None:
-    """``<service>.mesh`` (``<service>.svc.<zone>.mesh`` for a zone-pinned VIP) in lower
-    case, or None when the service or zone name cannot be one."""
-    name = f"{service}.svc.{zone}.{DOMAIN}" if zone else f"{service}.{DOMAIN}"
+    """``<service>.mesh`` (``<service>.svc.<zone>.mesh`` for a zone-pinned VIP,
+    ``<name>.extsvc.mesh`` for an external service's) in lower case, or None when the
+    service or zone name cannot be one."""
+    external = name_of_key(service)
+    if external is not None:
+        name = f"{external}.{EXTERNAL_SUBDOMAIN}.{DOMAIN}"
+    else:
+        name = f"{service}.svc.{zone}.{DOMAIN}" if zone else f"{service}.{DOMAIN}"
     try:
         return normalise_name(name).rstrip(".")
     except InvalidTable:
@@ -103,9 +122,11 @@ def dns_table(vips: Iterable[MeshVip]) -> DnsTable:
     form (``zone_cp.agent_wire``), so it names exactly what an agent receives.
 
     A name that two services share in lower case (``Backend`` and ``backend``) goes to
-    the first in service order; a service whose name is no DNS name has no entry."""
+    the first in service order; a service whose name is no DNS name has no entry. An
+    external service's name comes first: a service named ``httpbin.extsvc`` cannot take
+    ``httpbin.extsvc.mesh`` from the MeshExternalService ``httpbin``."""
     entries: dict[str, MeshVip] = {}
-    for vip in sorted(vips, key=lambda v: (v.service, v.zone)):
+    for vip in sorted(vips, key=lambda v: (name_of_key(v.service) is None, v.service, v.zone)):
         name = dns_name(vip.service, vip.zone)
         if name is not None:
             entries.setdefault(name, vip)
@@ -131,7 +152,8 @@ def vip_outbounds(vips: Iterable[MeshVip], dataplane: Resource) -> tuple[Outboun
     explicit = {(ob.address or "127.0.0.1", ob.port)
                 for ob in dataplane.spec.networking.outbound}
     return tuple(OutboundListener(service=vip.service, port=port, address=vip.address,
-                                  zone=vip.zone)
+                                  zone=vip.zone,
+                                  external=name_of_key(vip.service) is not None)
                  for vip in vips for port in vip.ports if (vip.address, port) not in explicit)
 
 

@@ -1,8 +1,8 @@
 """The zone CP's in-memory view of its meshes, and ``ProxyContext`` built from it.
 
-``MeshState`` follows the store (Meshes, Dataplanes, ZoneIngresses, VirtualIPs and every
-policy kind) and calls its listeners after each change, so the xDS server regenerates only
-on events.
+``MeshState`` follows the store (Meshes, Dataplanes, ZoneIngresses, VirtualIPs,
+MeshExternalServices and Secrets, and every policy kind) and calls its listeners after
+each change, so the xDS server regenerates only on events.
 ``context_for`` is pure over the state: the Dataplane, its mesh's mTLS mode, the policies
 matched for it, and every service it may call with local endpoints (priority 0) and the
 other zones' ingresses that offer the service (priority 1). Outbound (``to[]``) confs are
@@ -13,6 +13,7 @@ destination made ``context_for`` grow with the mesh (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -38,12 +39,18 @@ from proxy.context import (
     Service,
     ServicePort,
 )
+from zone_cp.external_services import external_services
 from zone_cp.ingress_names import is_ip
 from zone_cp.ordered_policies import MeshPolicies
 
+log = logging.getLogger(__name__)
 POLICY_KINDS = [d.name for d in REGISTRY.policies()]
 POLICY_SET = frozenset(POLICY_KINDS)
-KINDS = ["Mesh", "Dataplane", "ZoneIngress", "Zone", "VirtualIP", *POLICY_KINDS]
+# MeshExternalServices are destinations too (``zone_cp.external_services``), and the
+# Secrets their CAs may come from.
+EXTERNAL_KINDS = frozenset({"MeshExternalService", "Secret"})
+KINDS = ["Mesh", "Dataplane", "ZoneIngress", "Zone", "VirtualIP", *sorted(EXTERNAL_KINDS),
+         *POLICY_KINDS]
 Key = tuple[str, str, str]
 
 
@@ -66,6 +73,7 @@ class MeshState:
         # place by each policy change (zone_cp.ordered_policies).
         self._ordered: dict[str, MeshPolicies] = {}
         self._listeners: list[Callable[[Resource | None], None]] = []
+        self._warned: set[tuple[str, str, str]] = set()  # external services' problems
         self.generation = 0
 
     def listen(self, listener: Callable[[Resource | None], None]) -> Callable[[], None]:
@@ -113,7 +121,7 @@ class MeshState:
         change rebuilds the mesh's services, not its policies' structures. A policy change
         drops nothing here: ``_changed`` has updated the mesh's ``MeshPolicies`` in place
         (and dropped the memo of reachable services if a route's backends changed)."""
-        if kind == "Dataplane":
+        if kind == "Dataplane" or kind in EXTERNAL_KINDS:
             self._derived.pop(("services", mesh), None)
         elif kind in ("ZoneIngress", "Zone"):  # other zones' instances, in every mesh
             for key in [k for k in self._derived if k[0] == "services"]:
@@ -157,10 +165,27 @@ class MeshState:
         protocol: dict[str, str] = {}
         local = self._local_endpoints(mesh, protocol)
         remote = self._remote_zones(mesh, protocol)
-        return {n: Service(name=n, protocol=protocol.get(n, "tcp"),
-                           endpoints=tuple(sorted(local.get(n, []), key=_endpoint_order)),
-                           remote=tuple(sorted(remote.get(n, []), key=lambda r: r.zone)))
-                for n in sorted(set(local) | set(remote))}
+        services = {n: Service(name=n, protocol=protocol.get(n, "tcp"),
+                               endpoints=tuple(sorted(local.get(n, []), key=_endpoint_order)),
+                               remote=tuple(sorted(remote.get(n, []), key=lambda r: r.zone)))
+                    for n in sorted(set(local) | set(remote))}
+        external = external_services(  # keyed extsvc@<name>: never a service's name
+            self.of_kind("MeshExternalService", mesh), self.zone,
+            lambda name: self.get("Secret", name, mesh))
+        self._warn_unreachable(mesh, external)
+        services.update(external)
+        return services
+
+    def _warn_unreachable(self, mesh: str, external: Mapping[str, Service]) -> None:
+        """Say once per problem why an external service gets no endpoints (its callers
+        see only 503s), and again only after it was fixed and came back."""
+        problems = {(mesh, s.external.name, s.external.problem) for s in external.values()
+                    if s.external is not None and s.external.problem}
+        mine = {p for p in self._warned if p[0] == mesh}
+        for _, name, problem in sorted(problems - mine):
+            log.warning("mesh %s: MeshExternalService %s has no endpoints: %s", mesh, name,
+                        problem)
+        self._warned = (self._warned - mine) | problems
 
     def _local_endpoints(self, mesh: str, protocol: dict[str, str]) -> dict[str, list[Endpoint]]:
         local: dict[str, list[Endpoint]] = defaultdict(list)

@@ -1,6 +1,7 @@
 """The zone CP's VIP shells: the allocator task and the DNS table publisher.
 
-``VipAllocator`` keeps one ``VirtualIP`` per (mesh, service) in the store. It wakes on
+``VipAllocator`` keeps one ``VirtualIP`` per (mesh, service) in the store (and per
+MeshExternalService the zone may reach: ``MeshState`` lists them among the services). It wakes on
 ``MeshState`` changes (services come and go with Dataplanes and other zones' ingresses;
 a VirtualIP deleted by hand is allocated again) and when a gone service's grace period
 ends, never on a poll. Each round reads the mesh's VirtualIPs from the store — not from
@@ -26,12 +27,10 @@ from gossamer.errors import GossamerError, InvalidResource
 from gossamer.model.base import Resource
 from gossamer.model.mesh import MeshSpec
 from gossamer.model.virtualip import (
-    PINNED_ZONE_LABEL,
-    SERVICE_LABEL,
     VirtualIPSpec,
     key_of,
+    labels_for,
     resource_name,
-    split_key,
     vip_key,
 )
 from gossamer.resources import ResourceManager
@@ -47,7 +46,8 @@ log = logging.getLogger(__name__)
 
 RETRY = 5.0
 # The kinds whose changes can change a mesh's services or VIPs.
-SERVICE_KINDS = frozenset({"Mesh", "Dataplane", "ZoneIngress", "Zone", "VirtualIP"})
+SERVICE_KINDS = frozenset({"Mesh", "Dataplane", "ZoneIngress", "Zone", "VirtualIP",
+                           "MeshExternalService"})
 
 
 class VipAllocator:
@@ -133,13 +133,11 @@ class VipAllocator:
         current = {k: ipaddress.ip_address(_ip(r)) for k, r in stored.items()}
         for key, address in allocate(self.network, current, wanted).items():
             held = stored.get(key)
-            service, zone = split_key(key)
-            labels = {SERVICE_LABEL: service, **({PINNED_ZONE_LABEL: zone} if zone else {})}
             name = held.name if held is not None else resource_name(key)
             try:
                 await self._manager.apply(Resource(
                     "VirtualIP", name, VirtualIPSpec(ip=str(address)), mesh=mesh,
-                    labels=labels))
+                    labels=labels_for(key)))
             except InvalidResource as exc:  # the mesh went away meanwhile
                 log.info("mesh %s: not allocating a virtual IP: %s", mesh, exc.detail)
                 return

@@ -54,6 +54,8 @@ KINDS: tuple[KindName, ...] = (
     KindName("Mesh", "meshes", "mesh", "mesh", False, False, "mesh"),
     _policy("MeshAccessLog", "mal"),
     _policy("MeshCircuitBreaker", "mcb"),
+    KindName("MeshExternalService", "meshexternalservices", "meshexternalservice", "mes", True,
+             False, "meshexternalservice"),
     _policy("MeshFaultInjection", "mfi"),
     _policy("MeshHTTPRoute", "mhr"),
     _policy("MeshHealthCheck", "mhc"),

@@ -44,6 +44,8 @@ AGENT_VALUE = "agent"
 CP_REPLICA_LABEL = "gossamer.io/cp-replica"
 # An agent's opt-in to VIP listeners for its own sidecar (``zone_cp.mesh_dns``).
 VIP_OUTBOUNDS_LABEL = "gossamer.io/vip-outbounds"
+# On the VirtualIP of a MeshExternalService (``<name>.extsvc.mesh``): its name.
+EXTERNAL_SERVICE_LABEL = "gossamer.io/external-service"
 # Token signing keys (GlobalSecrets): the key's purpose, its mesh, its key id.
 KEY_LABEL = "gossamer.io/signing-key"
 MESH_LABEL = "gossamer.io/mesh"

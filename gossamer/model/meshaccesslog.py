@@ -138,6 +138,7 @@ class MeshAccessLogConf(BaseModel):
 
 
 class MeshAccessLogSpec(PolicySpec):
+    EXTERNAL_DESTINATIONS = True  # proxy.envoy.external applies it
     to: list[To[MeshAccessLogConf]] | None = Field(None, max_length=MAX_ITEMS)
     from_: list[From[MeshAccessLogConf]] | None = Field(None, alias="from", max_length=MAX_ITEMS)
     rules: list[Rule[MeshAccessLogConf]] | None = Field(None, max_length=MAX_ITEMS)

@@ -113,6 +113,7 @@ class MeshCircuitBreakerConf(BaseModel):
 
 
 class MeshCircuitBreakerSpec(PolicySpec):
+    EXTERNAL_DESTINATIONS = True  # proxy.envoy.external applies it
     to: list[To[MeshCircuitBreakerConf]] | None = Field(None, max_length=MAX_ITEMS)
     from_: list[From[MeshCircuitBreakerConf]] | None = Field(
         None, alias="from", max_length=MAX_ITEMS)

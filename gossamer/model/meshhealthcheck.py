@@ -106,6 +106,7 @@ class MeshHealthCheckConf(BaseModel):
 
 
 class MeshHealthCheckSpec(PolicySpec):
+    EXTERNAL_DESTINATIONS = True  # proxy.envoy.external applies it
     to: list[To[MeshHealthCheckConf]] | None = Field(None, max_length=MAX_ITEMS)
 
 

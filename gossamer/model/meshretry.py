@@ -180,6 +180,7 @@ class MeshRetryConf(BaseModel):
 
 
 class MeshRetrySpec(PolicySpec):
+    EXTERNAL_DESTINATIONS = True  # proxy.envoy.external applies it
     to: list[To[MeshRetryConf]] | None = Field(None, max_length=MAX_ITEMS)
 
 

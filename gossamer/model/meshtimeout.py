@@ -28,6 +28,7 @@ class MeshTimeoutConf(BaseModel):
 
 
 class MeshTimeoutSpec(PolicySpec):
+    EXTERNAL_DESTINATIONS = True  # proxy.envoy.external applies it
     to: list[To[MeshTimeoutConf]] | None = Field(None, max_length=MAX_ITEMS)
     from_: list[From[MeshTimeoutConf]] | None = Field(None, alias="from", max_length=MAX_ITEMS)
     rules: list[Rule[MeshTimeoutConf]] | None = Field(None, max_length=MAX_ITEMS)

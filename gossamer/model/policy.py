@@ -11,9 +11,10 @@ spec with ``To[Conf]``, ``From[Conf]`` and ``Rule[Conf]``.
 from __future__ import annotations
 
 import enum
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from gossamer.model.fields import SPEC_CONFIG, Name, Tags
 
@@ -26,6 +27,9 @@ class TargetKind(enum.StrEnum):
     MESH_SERVICE = "MeshService"
     MESH_SERVICE_SUBSET = "MeshServiceSubset"
     DATAPLANE = "Dataplane"
+    # A destination only (``to[].targetRef``), in the kinds that support it
+    # (``PolicySpec.EXTERNAL_DESTINATIONS``); ``gossamer.model.meshexternalservice``.
+    MESH_EXTERNAL_SERVICE = "MeshExternalService"
 
 
 # How specific a targetRef is: more specific wins when policies of one type overlap.
@@ -35,9 +39,11 @@ SPECIFICITY = {
     TargetKind.MESH_SERVICE: 2,
     TargetKind.MESH_SERVICE_SUBSET: 3,
     TargetKind.DATAPLANE: 4,
+    TargetKind.MESH_EXTERNAL_SERVICE: 2,  # as a MeshService: one named destination
 }
 
-_NEEDS_NAME = {TargetKind.MESH_SERVICE, TargetKind.MESH_SERVICE_SUBSET, TargetKind.DATAPLANE}
+_NEEDS_NAME = {TargetKind.MESH_SERVICE, TargetKind.MESH_SERVICE_SUBSET, TargetKind.DATAPLANE,
+               TargetKind.MESH_EXTERNAL_SERVICE}
 _TAKES_TAGS = {TargetKind.MESH_SUBSET, TargetKind.MESH_SERVICE_SUBSET, TargetKind.DATAPLANE}
 
 
@@ -46,7 +52,8 @@ class TargetRef(BaseModel):
 
     ``Mesh``: everything. ``MeshSubset``: proxies with all of ``tags``. ``MeshService``:
     the service ``name``. ``MeshServiceSubset``: the service ``name`` with ``tags``.
-    ``Dataplane``: the one Dataplane ``name``.
+    ``Dataplane``: the one Dataplane ``name``. ``MeshExternalService``: the external
+    service ``name``, as a destination only.
     """
 
     model_config = SPEC_CONFIG
@@ -75,7 +82,7 @@ class TargetRef(BaseModel):
 
 MESH_TARGET = TargetRef(kind=TargetKind.MESH)
 
-_TO_KINDS = {TargetKind.MESH, TargetKind.MESH_SERVICE}
+_TO_KINDS = {TargetKind.MESH, TargetKind.MESH_SERVICE, TargetKind.MESH_EXTERNAL_SERVICE}
 _FROM_KINDS = {TargetKind.MESH, TargetKind.MESH_SUBSET, TargetKind.MESH_SERVICE,
                TargetKind.MESH_SERVICE_SUBSET}
 
@@ -131,8 +138,35 @@ class PolicySpec(BaseModel):
     """
 
     model_config = SPEC_CONFIG
+    # Whether ``to[]`` may target a MeshExternalService: only the kinds whose conf the
+    # external service's listener and cluster apply (``proxy.envoy.external``) say so;
+    # the others refuse it rather than accept a policy that would do nothing.
+    EXTERNAL_DESTINATIONS: ClassVar[bool] = False
 
     target_ref: TargetRef = Field(default=MESH_TARGET)
+
+    @field_validator("target_ref")
+    @classmethod
+    def _selects_proxies(cls, ref: TargetRef) -> TargetRef:
+        if ref.kind is TargetKind.MESH_EXTERNAL_SERVICE:
+            raise ValueError("a MeshExternalService is a destination, not a proxy: name it "
+                             "in to[].targetRef")
+        return ref
+
+    @model_validator(mode="after")
+    def _external_destinations(self) -> PolicySpec:
+        if type(self).EXTERNAL_DESTINATIONS:
+            return self
+        for i, item in enumerate(getattr(self, "to", None) or ()):
+            ref = getattr(item, "target_ref", None)
+            if isinstance(ref, TargetRef) and ref.kind is TargetKind.MESH_EXTERNAL_SERVICE:
+                raise ValidationError.from_exception_data("cross-field", [{
+                    "type": PydanticCustomError(
+                        "cross_field", "this policy kind cannot target a MeshExternalService "
+                                       "yet (MeshTimeout, MeshRetry, MeshCircuitBreaker, "
+                                       "MeshHealthCheck and MeshAccessLog can)"),
+                    "loc": ("to", i, "targetRef", "kind"), "input": ref.kind.value}])
+        return self
 
     @model_validator(mode="after")
     def _has_something(self) -> PolicySpec:

@@ -10,6 +10,10 @@ service itself is always in the ``gossamer.io/service`` label, which is what cod
 A zone-pinned name's VIP (the Mesh's ``routing.zonePinnedNames``) also carries the zone
 in ``gossamer.io/zone``; its resource name is derived from ``service/zone``, which is
 never a valid name, so it always ends in a digest and never takes a service's name.
+A MeshExternalService's VIP (``<name>.extsvc.mesh``) carries its name in
+``gossamer.io/external-service`` instead of a service; its key, and what ``service_of``
+returns for it, is the external service's destination key ``extsvc@<name>``, also never
+a valid resource name nor a service's.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from pydantic import BaseModel
 from gossamer.model.address import IPAddress
 from gossamer.model.base import KindDescriptor, Resource, Scope, SyncDirection, check_name
 from gossamer.model.fields import SPEC_CONFIG
-from gossamer.model.labels import SERVICE_TAG, ZONE_TAG
+from gossamer.model.labels import EXTERNAL_SERVICE_LABEL, SERVICE_TAG, ZONE_TAG
+from gossamer.model.meshexternalservice import destination_key, name_of_key
 
 SERVICE_LABEL = SERVICE_TAG
 # On the VIP of a zone-pinned name (``<service>.svc.<zone>.mesh``): the zone it pins.
@@ -48,7 +53,11 @@ def resource_name(service: str) -> str:
 
 
 def service_of(res: Resource) -> str:
-    """The service a VirtualIP belongs to: its label, else (written by hand) its name."""
+    """The service a VirtualIP belongs to: its label, else (written by hand) its name;
+    the destination key ``extsvc@<name>`` for an external service's."""
+    external = res.labels.get(EXTERNAL_SERVICE_LABEL)
+    if external:
+        return destination_key(external)
     return res.labels.get(SERVICE_LABEL) or res.name
 
 
@@ -65,6 +74,15 @@ def vip_key(service: str, zone: str = "") -> str:
 
 def key_of(res: Resource) -> str:
     return vip_key(service_of(res), pinned_zone(res))
+
+
+def labels_for(key: str) -> dict[str, str]:
+    """The labels the VirtualIP of ``key`` carries, so that ``key_of`` gives ``key``."""
+    external = name_of_key(key)
+    if external is not None:
+        return {EXTERNAL_SERVICE_LABEL: external}
+    service, zone = split_key(key)
+    return {SERVICE_LABEL: service, **({PINNED_ZONE_LABEL: zone} if zone else {})}
 
 
 def split_key(key: str) -> tuple[str, str]:

@@ -41,6 +41,7 @@ from gossamer.model.labels import (
     ZONE_LABEL,
     ZONE_TAG,
 )
+from gossamer.model.meshexternalservice import destination_key as external_key
 from gossamer.model.policy import SPECIFICITY, TargetKind, TargetRef
 
 # A tag selector as a sorted tuple of (key, value): hashable and canonical.
@@ -134,7 +135,8 @@ ALL_DESTINATIONS = ""
 
 def destination_key(ref: TargetRef, mesh: str) -> str | None:
     """Which destinations a ``to[].targetRef`` matches: ``ALL_DESTINATIONS`` for ``Mesh``,
-    the service name for ``MeshService``, None for none.
+    the service name for ``MeshService``, ``extsvc@<name>`` for ``MeshExternalService``
+    (the key its outbounds are known by), None for none.
 
     Destinations are known by service name only, so subset kinds (which ``To`` does not
     accept today) match nothing rather than guessing.
@@ -145,6 +147,8 @@ def destination_key(ref: TargetRef, mesh: str) -> str | None:
         return ALL_DESTINATIONS
     if ref.kind is TargetKind.MESH_SERVICE and ref.name:
         return ref.name
+    if ref.kind is TargetKind.MESH_EXTERNAL_SERVICE and ref.name:
+        return external_key(ref.name)  # never a service's name, never matched as one
     return None
 
 

@@ -18,6 +18,10 @@ a name depends only on what the resource is for, never on the proxy:
 - ``<service>__z<zone>``: a service's instances in one zone, the cluster of a
   zone-pinned name (``<service>.svc.<zone>.mesh``), and ``outbound:<service>__z<zone>``
   its route configuration (a zone name holds no ``_``);
+- ``extsvc@<name>``: the cluster of a MeshExternalService (its endpoints inline: STATIC
+  or STRICT_DNS, no EDS), and ``outbound:extsvc@<name>`` its route configuration; the
+  name is the external service's destination key (``gossamer.model.meshexternalservice``)
+  and ``@`` never occurs in a service name, so it cannot collide with a service's;
 - ``prometheus:<port>``: the MeshMetric Prometheus listener and its routes;
 - ``otlp:<host>:<port>``, ``zipkin:<host>:<port>``, ``datadog:<host>:<port>``: clusters of
   telemetry collectors.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from gossamer.model.meshexternalservice import destination_key
 from gossamer.policy.selectors import TagSet
 
 LOCALHOST = "127.0.0.1"
@@ -62,6 +67,11 @@ def cluster(service: str, subset: TagSet = (), port: int | None = None,
     if zone:
         name = f"{name}__z{zone}"
     return name if port is None else f"{name}__p{port}"
+
+
+def external_cluster(name: str) -> str:
+    """The cluster of the MeshExternalService ``name``."""
+    return destination_key(name)
 
 
 def prometheus(port: int) -> str:

@@ -13,7 +13,9 @@ Every backend a listener may send to gets its cluster (``clusters.outbound_clust
 and load assignment (``endpoints.endpoints``), built from the backend service's own
 merged ``to[]`` confs, through the ``PieceCache`` when one is given. A listener on one
 port of a service with several sends to that port's cluster, and its protocol is that
-port's (``ports``).
+port's (``ports``). The destination of an external service's VIP (``Service.external``)
+gets the same filter, no route rules (routes target services only) and its own cluster
+(``external``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from proxy.envoy.cache import PieceCache
 from proxy.envoy.clusters import HTTP_PROTOCOLS, Destination, outbound_cluster
 from proxy.envoy.confs import ClusterConfs
 from proxy.envoy.endpoints import Hosts, endpoints
+from proxy.envoy.external import external_cluster, gone_external
 from proxy.envoy.http import HttpSettings, connection_manager
 from proxy.envoy.load_balancing import Locality
 from proxy.envoy.ports import at_port, port_of
@@ -181,6 +184,10 @@ def outbound_filter(ctx: ProxyContext, outbound: OutboundListener, tracing: Trac
                                               outbound.zone)
     else:
         chain_filter, backends = _tcp_filter(ctx, service, name, out, port, outbound.zone)
+    if outbound.external or whole.external is not None:  # its one backend is itself
+        out.cluster(external_cluster(whole.external or gone_external(outbound),
+                                     ClusterConfs.of(ctx.policies, whole.name)))
+        return chain_filter
     for backend in sorted(backends, key=lambda b: (b.service, b.subset, b.port or 0, b.zone)):
         cluster, assignment = backend_pieces(ctx, backend, cache)
         out.cluster(cluster)

@@ -235,6 +235,21 @@ spec:
     - {{type: Domain, value: api.example.com, protocol: tls}}
     - {{type: CIDR, value: 10.8.0.0/16, port: 5432}}
 ---
+type: MeshExternalService
+name: httpbin
+mesh: {MESH}
+spec:
+  match: {{port: 80, protocol: http}}
+  endpoints:
+  - {{address: httpbin.example.com, port: 443}}
+  tls:
+    enabled: true
+    version: {{min: TLS12}}
+    verification:
+      serverName: httpbin.example.com
+      caCert: {{secretRef: corp-ca-cert}}
+  zones: [zone-1]
+---
 type: MeshTrace
 name: tracing
 mesh: {MESH}

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossamer.model.base import Resource
+from gossamer.model.meshexternalservice import destination_key
 from gossamer.model.registry import parse_document
 from gossamer.policy import (
     PolicyIndex,
@@ -35,6 +36,10 @@ from tests.builders import dataplane
 T = TypeVar("T")
 SVC, PROTO, ZONE_TAG = "gossamer.io/service", "gossamer.io/protocol", "gossamer.io/zone"
 SERVICES = ["web", "api", "db"]
+EXTERNALS = ["httpbin", "db"]  # "db" also names a service: the keys must keep them apart
+# A proxy reaches external services by their VIP outbounds (zone_cp.mesh_dns), not by its
+# Dataplane's: every proxy here may call both.
+EXTERNAL_KEYS = frozenset(destination_key(name) for name in EXTERNALS)
 ZONES = ["east", "west"]
 MESHES = ["default", "default", "default", "other"]  # mostly the mesh under test
 DP_NAMES = [f"dp-{i}" for i in range(4)]
@@ -73,10 +78,13 @@ def top_refs(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def dest_refs(draw: st.DrawFn, route: bool = False) -> dict[str, Any]:
+def dest_refs(draw: st.DrawFn, route: bool = False, external: bool = False
+              ) -> dict[str, Any]:
     ref: dict[str, Any] = {"kind": "MeshService", "name": draw(st.sampled_from(SERVICES))}
     if not route and draw(st.booleans()):
         ref = {"kind": "Mesh"}
+    elif external and draw(st.booleans()):
+        ref = {"kind": "MeshExternalService", "name": draw(st.sampled_from(EXTERNALS))}
     if mesh := draw(mesh_refs):
         ref["mesh"] = mesh
     return ref
@@ -117,7 +125,7 @@ actions = st.builds(lambda a: {"action": a}, st.sampled_from(["Allow", "Deny"]))
 def sections(draw: st.DrawFn, kind: str) -> dict[str, Any]:
     """The spec of one policy of ``kind`` beside its targetRef (never empty)."""
     if kind == "MeshTimeout":
-        spec = {"to": items(draw, dest_refs(), timeouts),
+        spec = {"to": items(draw, dest_refs(external=True), timeouts),
                 "from": items(draw, source_refs(), idles),
                 "rules": [{"default": draw(idles)}] if draw(st.booleans()) else []}
         if not any(spec.values()):
@@ -126,10 +134,10 @@ def sections(draw: st.DrawFn, kind: str) -> dict[str, Any]:
     if kind == "MeshTrafficPermission":
         return {"from": items(draw, source_refs(), actions, lo=1)}
     if kind == "MeshRetry":
-        return {"to": items(draw, dest_refs(), st.builds(
+        return {"to": items(draw, dest_refs(external=True), st.builds(
             lambda n: {"tcp": {"maxConnectAttempt": n}}, st.integers(1, 4)), lo=1)}
     if kind == "MeshCircuitBreaker":
-        return {"to": items(draw, dest_refs(), st.builds(
+        return {"to": items(draw, dest_refs(external=True), st.builds(
             lambda n: {"connectionLimits": {"maxConnections": n}}, st.integers(1, 9)), lo=1)}
     if kind in ("MeshHTTPRoute", "MeshTCPRoute"):
         return {"to": route_to(draw, kind == "MeshHTTPRoute")}
@@ -187,7 +195,8 @@ def outcome(fn: Callable[[], T]) -> T | tuple[str, str]:
 
 def match(dp: Resource, found: list[Resource], zone: str | None,
           every: list[Resource], only: bool) -> Any:
-    reachable = RouteBackends.of(every, dp.mesh).reachable(ProxyView.of(dp).outbound_services)
+    reachable = RouteBackends.of(every, dp.mesh).reachable(
+        (*ProxyView.of(dp).outbound_services, *EXTERNAL_KEYS))
     return outcome(lambda: match_policies(dp, found, destinations=reachable, zone=zone,
                                           only_destinations=only, presorted=True))
 
