@@ -29,7 +29,7 @@ TOPOLOGY = Topology(zones=("east", "west"), prefix=prefix("r"), workloads=(
     Workload("web-1", "web", "west"),
 ))
 ZONES = TOPOLOGY.zones
-LOST = "sync with the global failed"
+LOST = "sync with the global at "  # the warning of a broken or refused stream
 SYNCED = "in sync with the global"
 
 

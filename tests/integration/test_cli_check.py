@@ -97,7 +97,7 @@ async def reports_ingresses(g: GlobalControlPlane, zones: dict[str, ZoneControlP
         assert zone.health is not None
         zone.health.poke()
     facts = await _facts(g)
-    return all(len((z["report"] or {}).get("ingresses", [])) == expect
+    return all(z["report"] is not None and len(z["report"].get("ingresses", [])) == expect
                for z in facts["zones"])
 
 

@@ -182,6 +182,8 @@ async def test_the_gui_shows_a_live_global_with_two_zones(
         certificate = detail.locator("dl.pairs dt:text-is('Certificate') + dd")
         await expect(certificate).to_contain_text("valid", timeout=WAIT_MS)
         await expect(certificate).to_contain_text("expires in")
+        await expect(detail.locator("dl.pairs dt:text-is('ACK / NACK') + dd")).to_have_text(
+            "no NACK, as its zone reported")
         await shots.take(page, "dataplane-policies")
         await page.click("button[role=tab]:text('Routes')")
         await expect(detail.locator(".route", has_text="backend").locator(

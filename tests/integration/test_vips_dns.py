@@ -170,6 +170,9 @@ async def test_mesh_names_resolve_to_stable_vips_and_new_services_appear_live(
             assert await dig(dns_port, "web.mesh") == [web_vip]
             assert await dig(dns_port, "nothing.mesh") == []
 
+            # web's Envoy runs (its first certificate came) before the zone CP goes away
+            await eventually(lambda: envoy_pids(web.work), 60, "web's Envoy started")
+
             # The zone CP restarts: the VIPs are the same, and so are the answers.
             await zone.stop()
             cp = await zone.start()

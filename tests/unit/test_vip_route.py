@@ -35,7 +35,7 @@ async def test_an_unrouted_range_turns_vip_listeners_off_and_says_how_to_fix_it(
         caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         ready = await vip_route.ready(loaded(), VipRoute(cidr=UNROUTED))
-    assert ready.resource.labels[VIP_OUTBOUNDS_LABEL] == "false"
+    assert ready.labels[VIP_OUTBOUNDS_LABEL] == "false"
     assert f"`ip route add local {UNROUTED} dev lo`" in caplog.text
     assert f'"{VIP_OUTBOUNDS_LABEL}": "false"' in ready.registration_json()
 

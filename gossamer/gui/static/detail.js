@@ -2,7 +2,7 @@
 // config), one policy (YAML and the dataplanes it selects), one service (who may call it).
 
 import { ApiError, get } from "./api.js";
-import { DISPLAY_NAME, dataplaneStatus, isGlobal, targetText } from "./pages.js";
+import { DISPLAY_NAME, dataplaneStatus, isGlobal, reportedXds, targetText, zoneReports } from "./pages.js";
 import { outboundRoutes } from "./routes.js";
 import { badge, emptyState, errorBox, h, link, pairs, section, table, until } from "./ui.js";
 import { toYaml } from "./yaml.js";
@@ -96,8 +96,10 @@ export async function dataplanePage(ctx, mesh, name, zone) {
     if (!found.items.length) return h("div", {}, link("#/dataplanes", "‹ Dataplanes"), errorBox(`No dataplane ${name} in zone ${zone || "?"} of mesh ${mesh}.`));
     const zones = (await get("/zones/_overviews")).items;
     const status = (zones.find((z) => z.name === zone) || { insight: { status: "Offline" } }).insight.status;
+    const { nacks } = await zoneReports();
     row = { mesh, name, dataplane: found.items[0], zone, zoneStatus: status,
-      certificate: await liveCertificate(ctx, mesh, name, zone) };
+      certificate: await liveCertificate(ctx, mesh, name, zone),
+      xds: reportedXds(nacks, `${zone}/${mesh}/${name}`) };
   } else {
     row = await get(`/meshes/${enc(mesh)}/dataplanes/${enc(name)}/_overview`);
   }
@@ -117,7 +119,9 @@ export async function dataplanePage(ctx, mesh, name, zone) {
       ["Address", (row.dataplane.networking || {}).address || "—"],
       ["Inbounds", inbound.map((i) => `:${i.port} → ${i.servicePort || i.port} (${(i.tags || {})["gossamer.io/service"]})`).join(", ") || "none"],
       ["Certificate", cert ? h("span", {}, badge(cert.health, cert.health === "valid" ? "ok" : "warn"), ` expires ${until(cert.expiresInSeconds)} · serial ${cert.serial.slice(0, 16)}`) : "—"],
-      ["ACK / NACK", row.xds ? `${row.xds.acked} / ${row.xds.nacked}` : "—"],
+      ["ACK / NACK", !row.xds ? "—" : row.xds.reported
+        ? (row.xds.lastNack ? "NACKing, as its zone reported" : "no NACK, as its zone reported")
+        : `${row.xds.acked} / ${row.xds.nacked}`],
       ["Last NACK", row.xds && row.xds.lastNack ? h("span", { class: "bad-text" }, row.xds.lastNack) : "none"],
     ])),
     h("section", { class: "card" }, tabs, await activeTab(ctx, state, mesh, name, zone, row.dataplane)));

@@ -105,22 +105,31 @@ export async function meshesPage(ctx) {
   ], { rerender: ctx.rerender, placeholder: "Filter meshes" }));
 }
 
-async function dataplaneRows(ctx) {
-  if (!isGlobal(ctx)) return items(await get("/dataplanes/_overviews"));
-  const zones = Object.fromEntries(items(await get("/zones/_overviews")).map((z) => [z.name, z.insight.status]));
-  // What each zone last reported of its sidecars' problems (ZoneHealth): NACKs and
-  // certificates past their renewal point, by zone/mesh/name.
+// What each zone last reported of its sidecars' problems (ZoneHealth): NACKs and
+// certificates past their renewal point, by zone/mesh/name.
+export async function zoneReports() {
   const reports = items(await getOr("/zone-healths", { items: [] }));
   const problems = (list) => new Map(reports.flatMap((d) => (d.spec[list] || [])
     .map((p) => [`${d.spec.zone}/${p.mesh}/${p.name}`, p.detail || p.hint || list])));
-  const nacks = problems("nacking");
-  const certs = problems("certificates");
+  return { nacks: problems("nacking"), certs: problems("certificates") };
+}
+
+// At the global a sidecar's xDS state is what its zone reported: NACKing (and why) or not.
+export function reportedXds(nacks, key) {
+  return { acked: "?", nacked: nacks.has(key) ? "≥1" : "0", lastNack: nacks.get(key) || "",
+    reported: true };
+}
+
+async function dataplaneRows(ctx) {
+  if (!isGlobal(ctx)) return items(await get("/dataplanes/_overviews"));
+  const zones = Object.fromEntries(items(await get("/zones/_overviews")).map((z) => [z.name, z.insight.status]));
+  const { nacks, certs } = await zoneReports();
   return items(await get("/dataplanes")).map((doc) => {
     const zone = (doc.labels || {})[ZONE_LABEL] || "";
     const name = (doc.labels || {})[DISPLAY_NAME] || doc.name;
     const key = `${zone}/${doc.mesh}/${name}`;
     return { mesh: doc.mesh, name, dataplane: doc, zone, zoneStatus: zones[zone] || "Offline",
-      nacking: nacks.has(key), xds: nacks.has(key) ? { acked: "?", nacked: "≥1", lastNack: nacks.get(key) } : null,
+      nacking: nacks.has(key), xds: nacks.has(key) ? reportedXds(nacks, key) : null,
       certProblem: certs.get(key) };
   });
 }
