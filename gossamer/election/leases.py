@@ -25,7 +25,7 @@ from typing import Protocol
 from gossamer.election.core import Fence
 from gossamer.errors import Unavailable
 from gossamer.model.base import Resource
-from gossamer.store.base import Create, Delete, Event, ListQuery, Page, Store, Update, WriteOp
+from gossamer.store.base import Event, ListQuery, Page, SingleWrites, Store, WriteOp
 
 
 class NotLeader(Unavailable):
@@ -100,7 +100,7 @@ class LocalLeases:
         return None
 
 
-class FencedStore:
+class FencedStore(SingleWrites):
     """``inner`` for the singleton work: each write carries ``fence()``'s fence."""
 
     def __init__(self, inner: Store, leases: Leases, fence: Callable[[], Fence | None],
@@ -116,16 +116,6 @@ class FencedStore:
 
     async def list(self, query: ListQuery) -> Page:
         return await self.inner.list(query)
-
-    async def create(self, res: Resource) -> Resource:
-        return _stored(await self.write([Create(res)]))
-
-    async def update(self, res: Resource, expected_version: int) -> Resource:
-        return _stored(await self.write([Update(res, expected_version)]))
-
-    async def delete(self, kind: str, name: str, mesh: str = "",
-                     expected_version: int | None = None) -> None:
-        await self.write([Delete(kind, name, mesh, expected_version)])
 
     async def write(self, ops: Sequence[WriteOp]) -> builtins.list[Resource | None]:
         fence = self._fence()
@@ -146,12 +136,6 @@ class FencedStore:
 
     async def close(self) -> None:
         """A view: the store is the process's to close."""
-
-
-def _stored(results: builtins.list[Resource | None]) -> Resource:
-    (res,) = results
-    assert res is not None  # a create or update always stores its resource
-    return res
 
 
 def leases_for(store: Store) -> Leases:

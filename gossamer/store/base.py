@@ -141,6 +141,31 @@ def labels_match(labels: Mapping[str, str], selector: Mapping[str, str] | None) 
     return not selector or all(labels.get(k) == v for k, v in selector.items())
 
 
+class SingleWrites:
+    """``create``, ``update`` and ``delete`` as one-op batches of the class's ``write``:
+    every store (and store view) writes through that one path, so a single write is
+    atomic, checked and fenced exactly as a batch is."""
+
+    async def write(self, ops: Sequence[WriteOp]) -> builtins.list[Resource | None]:
+        raise NotImplementedError
+
+    async def create(self, res: Resource) -> Resource:
+        return _stored(await self.write([Create(res)]))
+
+    async def update(self, res: Resource, expected_version: int) -> Resource:
+        return _stored(await self.write([Update(res, expected_version)]))
+
+    async def delete(self, kind: str, name: str, mesh: str = "",
+                     expected_version: int | None = None) -> None:
+        await self.write([Delete(kind, name, mesh, expected_version)])
+
+
+def _stored(results: builtins.list[Resource | None]) -> Resource:
+    (res,) = results
+    assert res is not None  # a create or update always stores its resource
+    return res
+
+
 class Store(Protocol):
     """A resource store. ``mesh`` is ``""`` for global-scoped kinds."""
 

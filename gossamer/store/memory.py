@@ -18,6 +18,7 @@ from gossamer.store.base import (
     ListQuery,
     Page,
     Put,
+    SingleWrites,
     Update,
     WriteOp,
     labels_match,
@@ -27,7 +28,7 @@ from gossamer.store.base import (
 )
 
 
-class MemoryStore:
+class MemoryStore(SingleWrites):
     def __init__(self, retention: int = EVENT_RETENTION) -> None:
         self._items: dict[tuple[str, str, str], Resource] = {}
         self._events: builtins.list[Event] = []
@@ -55,16 +56,6 @@ class MemoryStore:
         items = rest[:size]
         token = page_token(items[-1]) if len(rest) > size else None
         return Page(items=items, total=len(matching), next_token=token)
-
-    async def create(self, res: Resource) -> Resource:
-        return _stored(await self.write([Create(res)]))
-
-    async def update(self, res: Resource, expected_version: int) -> Resource:
-        return _stored(await self.write([Update(res, expected_version)]))
-
-    async def delete(self, kind: str, name: str, mesh: str = "",
-                     expected_version: int | None = None) -> None:
-        await self.write([Delete(kind, name, mesh, expected_version)])
 
     async def write(self, ops: Sequence[WriteOp]) -> builtins.list[Resource | None]:
         # Planned against a staged view, then committed at once: a refused op raises
@@ -150,12 +141,6 @@ def _plan(op: WriteOp, current: Resource | None, now: datetime,
     return EventType.UPDATED, res.with_meta(Meta(
         version=current.meta.version + 1, creation_time=current.meta.creation_time,
         modification_time=now, revision=revision))
-
-
-def _stored(results: builtins.list[Resource | None]) -> Resource:
-    (res,) = results
-    assert res is not None  # a create or update always stores its resource
-    return res
 
 
 def _describe(kind: str, name: str, mesh: str) -> str:

@@ -54,6 +54,7 @@ from gossamer.store.base import (
     EventType,
     ListQuery,
     Page,
+    SingleWrites,
     Update,
     WriteOp,
     page_token,
@@ -117,7 +118,7 @@ async def migrate(conn: asyncpg.Connection[Any] | Conn) -> builtins.list[int]:
     return done
 
 
-class PostgresStore:
+class PostgresStore(SingleWrites):
     """A ``Store`` in a PostgreSQL database; open it with ``await PostgresStore.open(dsn)``."""
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], dsn: str, retention: int,
@@ -187,16 +188,6 @@ class PostgresStore:
         items = [self._resource(row) for row in rows[:size]]
         token = page_token(items[-1]) if len(rows) > size else None
         return Page(items=items, total=int(rows[0]["total"]), next_token=token)
-
-    async def create(self, res: Resource) -> Resource:
-        return _stored(await self.write([Create(res)]))
-
-    async def update(self, res: Resource, expected_version: int) -> Resource:
-        return _stored(await self.write([Update(res, expected_version)]))
-
-    async def delete(self, kind: str, name: str, mesh: str = "",
-                     expected_version: int | None = None) -> None:
-        await self.write([Delete(kind, name, mesh, expected_version)])
 
     async def write(self, ops: Sequence[WriteOp], *,
                     fence: Fence | None = None) -> builtins.list[Resource | None]:
@@ -406,12 +397,6 @@ async def _refusal(conn: Conn, res: Resource, expected: int) -> Exception:
 def _with_meta(res: Resource, row: asyncpg.Record, now: datetime, rev: int) -> Resource:
     return res.with_meta(Meta(version=int(row["version"]), creation_time=row["creation_time"],
                               modification_time=now, revision=rev))
-
-
-def _stored(results: builtins.list[Resource | None]) -> Resource:
-    (res,) = results
-    assert res is not None  # a create or update always stores its resource
-    return res
 
 
 def _where(query: ListQuery) -> tuple[str, builtins.list[Any]]:

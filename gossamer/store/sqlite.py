@@ -49,13 +49,12 @@ from gossamer.model.base import Meta, Resource
 from gossamer.store import codec
 from gossamer.store.base import (
     EVENT_RETENTION,
-    Create,
     Delete,
     Event,
     EventType,
     ListQuery,
     Page,
-    Update,
+    SingleWrites,
     WriteOp,
     page_token,
 )
@@ -70,7 +69,7 @@ WATCH_BATCH = 200
 _COLUMNS, _KEY = COLUMNS, KEY
 
 
-class SqliteStore:
+class SqliteStore(SingleWrites):
     """A ``Store`` in one SQLite file; open it with ``await SqliteStore.open(path)``."""
 
     def __init__(self, writer: Writer, reader: aiosqlite.Connection,
@@ -152,16 +151,6 @@ class SqliteStore:
         items = [self._resource(row[:-1]) for row in rows[:size]]
         token = page_token(items[-1]) if len(rows) > size else None
         return Page(items=items, total=total, next_token=token)
-
-    async def create(self, res: Resource) -> Resource:
-        return _stored(await self.write([Create(res)]))
-
-    async def update(self, res: Resource, expected_version: int) -> Resource:
-        return _stored(await self.write([Update(res, expected_version)]))
-
-    async def delete(self, kind: str, name: str, mesh: str = "",
-                     expected_version: int | None = None) -> None:
-        await self.write([Delete(kind, name, mesh, expected_version)])
 
     async def write(self, ops: Sequence[WriteOp]) -> builtins.list[Resource | None]:
         if not ops:
@@ -332,12 +321,6 @@ def _where(query: ListQuery) -> tuple[str, builtins.list[Any]]:
                        "WHERE l.key = ? AND l.value = ?)")
         params += [key, value]
     return " AND ".join(clauses), params
-
-
-def _stored(results: builtins.list[Resource | None]) -> Resource:
-    (res,) = results
-    assert res is not None  # a create or update always stores its resource
-    return res
 
 
 def _row_resource(row: Sequence[Any]) -> Resource:
