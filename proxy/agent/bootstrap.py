@@ -1,7 +1,8 @@
 """Envoy's bootstrap for a sidecar: a pure function from ``BootstrapParams`` to a dict.
 
-The shape (YAML, as written to ``<work dir>/envoy.yaml`` with mode 0600, since it holds
-the dataplane token):
+The shape (as written to ``<work dir>/envoy.yaml`` with mode 0600, since it holds the
+dataplane token; written as JSON, which Envoy's YAML parser reads as it is, so that the
+agent's runtime loads no YAML library):
 
 * ``node``: the ``node_id`` the zone CP gave in ``Registered``, ``cluster`` = the
   Dataplane's service, ``locality.zone`` = its zone, and the mesh and Dataplane name as
@@ -28,13 +29,12 @@ is given): the golden test pins the exact output.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from gossamer.pki.files import write_secret
 from proxy.agent.errors import InputError
@@ -313,7 +313,7 @@ def bootstrap(p: BootstrapParams) -> dict[str, Any]:
 
 
 def render(doc: dict[str, Any]) -> str:
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=100)
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def write(path: Path, doc: dict[str, Any]) -> None:

@@ -53,7 +53,8 @@ FORBIDDEN_PACKAGES = (
 # the sidecar's runtime it becomes.
 CHECK_ONLY = ("grpc", "pydantic", "pydantic_core", "cryptography", "jwt", "click", "cli.main",
               "cli.params", "cli.run_proxy", "gossamer.model.dataplane",
-              "gossamer.model.registry", "proxy.agent.keygen")
+              "gossamer.model.registry", "proxy.agent.keygen",
+              "yaml")  # the Dataplane file is YAML; Envoy's bootstrap is written as JSON
 # The kinds' models the agents check their documents with; every other kind stays out.
 MODELS = {"gossamer.model.dataplane", "gossamer.model.zoneingress"}
 MODEL_SUPPORT = {"gossamer.model", "gossamer.model.address", "gossamer.model.base",
