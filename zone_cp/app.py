@@ -59,6 +59,7 @@ from zone_cp.inspect_relay import EnvoyInspector, inspect_router
 from zone_cp.mesh_state import MeshState
 from zone_cp.parts import ZoneParts, build_parts
 from zone_cp.sync_client import ZoneSyncClient
+from zone_cp.sync_metrics import SyncCollector
 from zone_cp.token_expiry import TokenLifetimes
 from zone_cp.token_routes import federated_dataplane_token_router
 from zone_cp.vip_controller import DnsPublisher, VipAllocator
@@ -139,7 +140,10 @@ class ZoneControlPlane:
         await parts.xds.start(parts.tls.cert_file.read_bytes(),
                               parts.tls.key_file.read_bytes())
         if parts.sync is not None:
-            self._leading.append(parts.sync.run)
+            sync = parts.sync
+            parts.metrics.register(SyncCollector(s.zone, lambda: sync.status,
+                                                 lambda: self.election.role.value))
+            self._leading.append(sync.run)
             self.health = HealthReporter(s.zone, parts.leader, parts.agents,
                                          parts.ads.insights, s.vip_cidr, s.token_file,
                                          parts.sync)
