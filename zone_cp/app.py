@@ -101,8 +101,9 @@ class ZoneControlPlane:
         self._failed = asyncio.get_running_loop().create_future()
         self.admin_token = load_or_create_admin_token(s.directory)
         self._store = await open_store(s.store, s.directory)
-        # Leader-only work (the sync with the global, VIP allocation, a standalone zone's
-        # mesh CAs and token upkeep) runs on the replica holding the zone's lease.
+        # Leader-only work (the sync with the global, VIP allocation, the zone CA's keeper,
+        # the expiry of dead replicas' sidecars, a standalone zone's mesh CAs and token
+        # upkeep) runs on the replica holding the zone's lease.
         self.election = Election(leases_for(self._store), "zone", self._leader_work,
                                  timing=Timing.for_ttl(s.leader_lease))
         parts = self._parts = build_parts(s, self._store, self.election.fenced(self._store))
@@ -123,6 +124,10 @@ class ZoneControlPlane:
         self._leading.append(parts.vips.run)
         self._spawn(parts.lifetimes.run(), "token-lifetimes")
         self._spawn(parts.ca.run(), "zone-ca")
+        self._leading.append(parts.ca_keeper.run)
+        if parts.replicas is not None and parts.dead_replicas is not None:
+            self._spawn(parts.replicas.run(), "replica-record")
+            self._leading.append(parts.dead_replicas.run)
         if parts.mesh_ca is not None:
             self._leading.append(parts.mesh_ca.run)
         mode = "zone" if s.federated else "standalone"
