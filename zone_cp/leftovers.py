@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -135,15 +134,16 @@ class DeadReplicas:
         self._dying.clear()  # a new term starts its graces afresh
         while True:
             try:
-                await self.sweep(time.monotonic())
+                await self.sweep()
             except GossamerError as exc:
                 log.warning("cannot expire dead replicas' sidecars: %s", exc.detail)
             await asyncio.sleep(min(self._records.every, self.grace, 5.0))
 
-    async def sweep(self, now: float) -> dict[str, list[Key]]:
+    async def sweep(self) -> dict[str, list[Key]]:
         """Note newly dead replicas, expire those whose grace ended; what was removed,
-        by replica."""
+        by replica. Timed on the records' clock."""
         await self._records.read()
+        now = self._records.clock()
         dead = set(self._records.liveness.dead(self._records.dead_after, now))
         dead.discard(self._records.replica)
         for back in set(self._dying) - dead:

@@ -91,8 +91,13 @@ class ReplicaRecords:
         replica: str,
         census: Callable[[], list[ZoneTrustStatusSpec]],
         every: float = HEARTBEAT_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
+        """``clock`` times liveness; ``wall`` stamps the record (injectable for tests)."""
         self._manager = manager
+        self.clock = clock
+        self._wall = wall
         self.zone = zone
         self.replica = replica
         self._census = census
@@ -106,7 +111,7 @@ class ReplicaRecords:
 
     async def publish(self) -> None:
         spec = ZoneCpReplicaSpec(
-            zone=self.zone, replica=self.replica, reported_at=time.time(), trust=self._census()
+            zone=self.zone, replica=self.replica, reported_at=self._wall(), trust=self._census()
         )
         await self._manager.apply(
             Resource(type=RECORD_KIND, name=record_name(self.zone, self.replica), spec=spec)
@@ -139,15 +144,16 @@ class ReplicaRecords:
             for r in (await self._manager.list(RECORD_KIND)).items
             if isinstance(r.spec, ZoneCpReplicaSpec) and r.spec.zone == self.zone
         ]
-        self.liveness.observe(records, time.monotonic(), time.time())
+        self.liveness.observe(records, self.clock(), self._wall())
         return records
 
     async def others(self) -> list[ZoneTrustStatusSpec]:
         """The censuses of the other replicas that are alive, every mesh."""
-        now = time.monotonic()
+        records = await self.read()
+        now = self.clock()
         return [
             status
-            for rec in await self.read()
+            for rec in records
             if rec.replica != self.replica
             and (self.liveness.age(rec.replica, now) or 0.0) < self.dead_after
             for status in rec.trust
