@@ -60,6 +60,11 @@ class Lifetime(Protocol):
         """Remove those of ``keys`` whose agent has still not registered; which were."""
         ...
 
+    async def restore(self) -> list[str]:
+        """Store again the resources of live sessions that are gone from the store (this
+        replica was taken for dead); the node ids restored."""
+        ...
+
 
 def leftover_keys(stored: Iterable[Resource], live: Collection[str],
                   node_id: Callable[[Resource], str],

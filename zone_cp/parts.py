@@ -111,6 +111,7 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
     if replica:
         replicas = ReplicaRecords(manager, s.zone, replica, ca.statuses)
         ca.census_listeners.append(replicas.census_changed)
+        replicas.on_revived.append(agents.restore)
         dead = DeadReplicas(leading, replicas, grace=s.agent_grace)
     ca_keeper = ZoneCaKeeper(leading, ca, s.zone, replicas, startup_grace=s.agent_grace)
     xds = XdsServer(s.xds_addr, ads, AgentService(agents, ca, lifetimes))

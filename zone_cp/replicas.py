@@ -22,14 +22,14 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from gossamer.errors import GossamerError
 from gossamer.model.base import Resource
 from gossamer.model.zonereplica import ZoneCpReplicaSpec
 from gossamer.model.zonetrust import ZoneTrustStatusSpec
-from gossamer.resources import ResourceManager
+from gossamer.resources import Action, ResourceManager
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,11 @@ class ReplicaRecords:
         self.dead_after = DEAD_AFTER
         self.liveness = Liveness()
         self.changed = asyncio.Event()  # set by the CA when the census changes
+        # Called when this replica's record had to be created again: the leader took
+        # the replica for dead and removed its record, and maybe its sidecars' resources
+        # (a replica cut off from the database for long); the registries store them again.
+        self.on_revived: list[Callable[[], Awaitable[object]]] = []
+        self._written = False
 
     def census_changed(self) -> None:
         self.changed.set()
@@ -113,9 +118,19 @@ class ReplicaRecords:
         spec = ZoneCpReplicaSpec(
             zone=self.zone, replica=self.replica, reported_at=self._wall(), trust=self._census()
         )
-        await self._manager.apply(
+        applied = await self._manager.apply(
             Resource(type=RECORD_KIND, name=record_name(self.zone, self.replica), spec=spec)
         )
+        revived = self._written and applied.action is Action.CREATED
+        self._written = True
+        if revived:
+            log.warning(
+                "zone %s: replica %s was taken for dead; storing its sidecars again",
+                self.zone,
+                self.replica,
+            )
+            for hook in self.on_revived:
+                await hook()
 
     async def run(self) -> None:
         """Write the record now, then on every census change (at most once per

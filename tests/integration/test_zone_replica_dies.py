@@ -6,12 +6,15 @@ Replica ``one`` runs in this process and leads; replica ``two`` is a real
 ``kill -9`` and never comes back; one agent dies with it, the other moves to ``one``
 (it registers there again). Once ``two``'s record has been silent for the bound and the
 grace has passed, the leader removes the Dataplane of the agent that is gone; the one
-that moved stays, stamped with ``one``; and ``two``'s record goes.
+that moved stays, stamped with ``one``; and ``two``'s record goes. A replica that was
+only paused (SIGSTOP) past the bound stores its live sidecars again when it wakes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -97,6 +100,47 @@ async def test_a_dead_replicas_sidecars_expire_unless_their_agents_moved(
         await eventually(record_gone, 15, "two's record removed")
     finally:
         for agent in agents:
+            await agent.close()
+        await one.stop()
+        if proc is not None:
+            await asyncio.to_thread(proc.stop)
+
+
+async def test_a_paused_replica_taken_for_dead_stores_its_sidecars_again(
+    tmp_path: Path, postgres_db_url: str
+) -> None:
+    """SIGSTOP past the bound and the grace: the leader removes the Dataplane of the
+    paused replica's agent (whose session is still open); woken with SIGCONT, the replica
+    finds its record gone and stores its live sidecars again."""
+    one = await in_process_replica(tmp_path / "one", postgres_db_url, agent_grace=GRACE)
+    proc: Proc | None = None
+    agent: Agent | None = None
+    try:
+        records = one.parts.replicas
+        assert records is not None and one.election.is_leader
+        records.dead_after = DEAD_AFTER
+        proc = await asyncio.to_thread(replica_process, tmp_path, "two", postgres_db_url)
+        two_id = stamp_of(data_of(proc))
+        authority = TokenAuthority(one.manager, DATAPLANE, MESH)
+        agent = Agent("web-1", (await authority.issue("web", 600))[0])
+        await agent.connect(xds_of(proc), tmp_path / "two" / "tls" / "ca.pem")
+        assert proc.popen is not None
+        os.kill(proc.popen.pid, signal.SIGSTOP)
+        try:
+
+            async def expired() -> bool:
+                return await stamp(one, "web-1") is None
+
+            await eventually(expired, DEAD_AFTER + GRACE + 30, "the paused replica's sidecar")
+        finally:
+            os.kill(proc.popen.pid, signal.SIGCONT)
+
+        async def restored() -> bool:
+            return await stamp(one, "web-1") == two_id
+
+        await eventually(restored, 20, "the sidecar stored again by its replica")
+    finally:
+        if agent is not None:
             await agent.close()
         await one.stop()
         if proc is not None:

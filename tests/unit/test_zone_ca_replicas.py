@@ -244,3 +244,24 @@ async def test_a_replica_that_comes_back_within_the_grace_keeps_its_sidecars() -
     zone.clock.now += 10.0
     assert await janitor.sweep() == {}
     assert [r.name for r in (await zone.manager.list("Dataplane")).items] == ["web"]
+
+
+async def test_a_replica_taken_for_dead_stores_its_sidecars_again_when_it_writes() -> None:
+    zone = await zone_with_mesh()
+    revived: list[str] = []
+
+    async def restore() -> None:
+        revived.append("b")
+
+    zone.records["b"].on_revived.append(restore)
+    await agent_dataplane(zone, "web", "b")
+    janitor = DeadReplicas(zone.leading, zone.records["a"], grace=10.0)
+    await janitor.sweep()
+    zone.clock.now += zone.records["a"].dead_after
+    await janitor.sweep()
+    zone.clock.now += 10.0
+    assert await janitor.sweep() == {"b": [("Dataplane", "default", "web")]}
+    await zone.records["b"].publish()  # b was only cut off: its record comes back
+    assert revived == ["b"]
+    await zone.records["b"].publish()
+    assert revived == ["b"]  # once
