@@ -215,6 +215,13 @@ async def test_a_dead_replicas_sidecars_go_after_the_grace_unless_they_moved() -
     await agent_dataplane(zone, "gone", "b")
     await agent_dataplane(zone, "moved", "b")
     await agent_dataplane(zone, "on-a", "a")
+    doc = {
+        "type": "ZoneIngress",
+        "name": "ingress-b",
+        "labels": {CP_REPLICA_LABEL: "b"},
+        "networking": {"address": "127.0.0.1", "port": 20010},
+    }
+    await zone.manager.apply(parse_document(doc))
     janitor = DeadReplicas(zone.leading, zone.records["a"], grace=10.0)
     records = zone.records["a"]
     assert await janitor.sweep() == {}
@@ -224,7 +231,9 @@ async def test_a_dead_replicas_sidecars_go_after_the_grace_unless_they_moved() -
     await agent_dataplane(zone, "moved", "a")  # its agent registered through a
     zone.clock.now += 10.0
     await records.publish()
-    assert await janitor.sweep() == {"b": [("Dataplane", "default", "gone")]}
+    assert await janitor.sweep() == {
+        "b": [("Dataplane", "default", "gone"), ("ZoneIngress", "", "ingress-b")]
+    }
     names = {r.name for r in (await zone.manager.list("Dataplane")).items}
     assert names == {"moved", "on-a"}
     # Nothing carries b's stamp any more: its record goes too.
