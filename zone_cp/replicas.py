@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from gossamer.errors import GossamerError
 from gossamer.model.base import Resource
-from gossamer.model.zonereplica import ZoneCpReplicaSpec
+from gossamer.model.zonereplica import MAX_MESHES, ZoneCpReplicaSpec
 from gossamer.model.zonetrust import ZoneTrustStatusSpec
 from gossamer.resources import Action, ResourceManager
 
@@ -116,7 +116,10 @@ class ReplicaRecords:
 
     async def publish(self) -> None:
         spec = ZoneCpReplicaSpec(
-            zone=self.zone, replica=self.replica, reported_at=self._wall(), trust=self._census()
+            zone=self.zone,
+            replica=self.replica,
+            reported_at=self._wall(),
+            trust=self._census()[:MAX_MESHES],  # beyond: uncounted in the report
         )
         applied = await self._manager.apply(
             Resource(type=RECORD_KIND, name=record_name(self.zone, self.replica), spec=spec)
