@@ -255,6 +255,25 @@ class AgentRegistry:
     def _owned(self, res: Resource) -> bool:
         return registered_by_agent(res) and ours(res, self.replica)
 
+    async def restore(self) -> list[str]:
+        """Store again the Dataplane of every live session whose Dataplane is gone (the
+        leader took this replica for dead: ``zone_cp.leftovers.DeadReplicas``), and the
+        other kinds' likewise; the node ids restored."""
+        restored = []
+        async with self._lock:
+            for session in list(self.sessions.values()):
+                try:
+                    await self.manager.get("Dataplane", session.name, session.mesh)
+                except NotFound:
+                    await self.manager.apply(session.dataplane)
+                    restored.append(session.node_id)
+        for other in self.others.values():
+            restored += await other.restore()
+        if restored:
+            log.warning("stored again %d sidecars removed while this replica was taken "
+                        "for dead: %s", len(restored), ", ".join(restored))
+        return restored
+
     async def run(self, grace: float = LEFTOVER_GRACE) -> None:
         """After a start: expire the previous run's leftovers of every kind after
         ``grace`` (``keep_then_expire``). Runs until cancelled, like the control plane's

@@ -59,6 +59,7 @@ from zone_cp.inspect_relay import EnvoyInspector, inspect_router
 from zone_cp.mesh_state import MeshState
 from zone_cp.parts import ZoneParts, build_parts
 from zone_cp.sync_client import ZoneSyncClient
+from zone_cp.sync_metrics import SyncCollector
 from zone_cp.token_expiry import TokenLifetimes
 from zone_cp.token_routes import federated_dataplane_token_router
 from zone_cp.vip_controller import DnsPublisher, VipAllocator
@@ -100,8 +101,9 @@ class ZoneControlPlane:
         self._failed = asyncio.get_running_loop().create_future()
         self.admin_token = load_or_create_admin_token(s.directory)
         self._store = await open_store(s.store, s.directory)
-        # Leader-only work (the sync with the global, VIP allocation, a standalone zone's
-        # mesh CAs and token upkeep) runs on the replica holding the zone's lease.
+        # Leader-only work (the sync with the global, VIP allocation, the zone CA's keeper,
+        # the expiry of dead replicas' sidecars, a standalone zone's mesh CAs and token
+        # upkeep) runs on the replica holding the zone's lease.
         self.election = Election(leases_for(self._store), "zone", self._leader_work,
                                  timing=Timing.for_ttl(s.leader_lease))
         parts = self._parts = build_parts(s, self._store, self.election.fenced(self._store))
@@ -122,6 +124,10 @@ class ZoneControlPlane:
         self._leading.append(parts.vips.run)
         self._spawn(parts.lifetimes.run(), "token-lifetimes")
         self._spawn(parts.ca.run(), "zone-ca")
+        self._leading.append(parts.ca_keeper.run)
+        if parts.replicas is not None and parts.dead_replicas is not None:
+            self._spawn(parts.replicas.run(), "replica-record")
+            self._leading.append(parts.dead_replicas.run)
         if parts.mesh_ca is not None:
             self._leading.append(parts.mesh_ca.run)
         mode = "zone" if s.federated else "standalone"
@@ -139,7 +145,10 @@ class ZoneControlPlane:
         await parts.xds.start(parts.tls.cert_file.read_bytes(),
                               parts.tls.key_file.read_bytes())
         if parts.sync is not None:
-            self._leading.append(parts.sync.run)
+            sync = parts.sync
+            parts.metrics.register(SyncCollector(s.zone, lambda: sync.status,
+                                                 lambda: self.election.role.value))
+            self._leading.append(sync.run)
             self.health = HealthReporter(s.zone, parts.leader, parts.agents,
                                          parts.ads.insights, s.vip_cidr, s.token_file,
                                          parts.sync)

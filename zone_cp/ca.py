@@ -1,24 +1,29 @@
-"""The zone's certificate authority per mesh: workload certificates, bundles, rotation.
+"""The zone's certificate authority per mesh, as every replica runs it: workload
+certificates, bundles, rotation on the sidecars' side, and this replica's census.
 
 The mesh's ``MeshTrust`` (from the global, or from this zone's own controller when it is
-standalone) says which CA signs and which roots every sidecar must trust. The zone:
+standalone) says which CA signs and which roots every sidecar must trust. Every zone CP
+replica:
 
-* keeps an intermediate CA per mesh (``zone_cp.intermediates``: its own key, a CSR to the
-  owner of the roots, the ``ZoneCertificate`` that comes back) and signs workloads with
-  it. When the mesh's CA issues workload certificates
-  itself (Vault in ``issue`` mode) the zone forwards each CSR to it instead, and holds no
-  mesh key at all;
-* hands the trust bundle to every sidecar of the mesh and, once its own issuer is on the
-  signer's roots, asks every sidecar whose certificate chains elsewhere to renew
-  (``zone_cp.rollout``: the sidecars' side, paced);
-* reports what it sees (``ZoneTrustStatus``): how many sidecars serve the current bundle,
-  which roots their certificates chain to, its intermediate's root, and why it cannot
-  issue, if it cannot. The rotation advances on these reports.
+* signs its sidecars' workload certificates with the zone's intermediate for the mesh as
+  stored (``zone_cp.intermediates.stored_issuer``: the ``ZoneCertificate`` and the key it
+  is for), reloaded whenever either changes. It never makes a key, a request or a
+  rotation: that is the keeper's (``zone_cp.ca_keeper``), on the zone's leader only.
+  When the mesh's CA issues workload certificates itself (Vault in ``issue`` mode) the
+  replica forwards each CSR to it instead, and uses no mesh key at all;
+* hands the trust bundle to every sidecar of the mesh connected to it and, once the
+  zone's issuer is on the signer's roots, asks every one whose certificate chains
+  elsewhere to renew (``zone_cp.rollout``: the sidecars' side, paced);
+* counts what its sidecars serve (``status``: how many serve the current bundle, which
+  roots their certificates chain to, its intermediate's root, and why it cannot issue, if
+  it cannot) and tells ``census_listeners`` when that changes. The keeper adds every
+  live replica's count into the zone's ``ZoneTrustStatus``, on which the rotation
+  advances.
 
 Workload identities are decided from the sidecar's dataplane token, never from the
 Dataplane or the CSR: ``spiffe://<mesh>/<service>`` for the token's service and
 ``gossamer://<tag>/<value>`` per tag the token binds (``workload_uris``). Until the
-first intermediate arrives, signing raises ``CaUnavailable`` and agents retry.
+first intermediate is stored, signing raises ``CaUnavailable`` and agents retry.
 """
 
 from __future__ import annotations
@@ -27,8 +32,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -36,8 +40,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from gossamer.errors import GossamerError, NotFound
-from gossamer.model.base import Resource
+from gossamer.errors import GossamerError
 from gossamer.model.fields import duration_seconds
 from gossamer.model.labels import SERVICE_TAG
 from gossamer.model.mesh import BackendType, CaBackend, MeshSpec
@@ -54,8 +57,7 @@ from gossamer.pki.certs import (
 from gossamer.resources import ResourceManager
 from gossamer.store.follow import follow
 from proxy.context import spiffe, tag_uri
-from zone_cp.intermediates import Intermediates, Issuer
-from zone_cp.leftovers import LEFTOVER_GRACE
+from zone_cp.intermediates import Issuer, stored_issuer
 from zone_cp.rollout import Rollout, Sidecars, bundle_roots
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,8 @@ tracer = trace.get_tracer("gossamer.ca")
 
 DEFAULT_WORKLOAD_LIFETIME = dt.timedelta(hours=24)
 REPORT_DEBOUNCE = 0.2   # seconds: sidecar events are gathered into one status report
-WATCHED = ["Mesh", "MeshTrust", "ZoneCertificate", "Secret"]
+# GlobalSecret: the intermediates' keys, which the keeper promotes after a rotation.
+WATCHED = ["Mesh", "MeshTrust", "ZoneCertificate", "Secret", "GlobalSecret"]
 
 
 class CaUnavailable(GossamerError):
@@ -99,11 +102,8 @@ def workload_lifetime(mesh: MeshSpec) -> dt.timedelta:
 
 class ZoneCa:
     def __init__(self, manager: ResourceManager, zone: str, sidecars: Sidecars | None = None,
-                 metrics: CollectorRegistry | None = None,
-                 startup_grace: float = LEFTOVER_GRACE) -> None:
-        """``startup_grace``: how long after a start the sidecars of the previous run may
-        take to come back (the zone's ``agent_grace``): until then a report that would
-        count fewer of them than the last one is held back."""
+                 metrics: CollectorRegistry | None = None) -> None:
+        """``manager`` is read, never written: the replica's CA state is the keeper's."""
         self._manager = manager
         registry = metrics or CollectorRegistry()
         self._can_issue = Gauge("gossamer_zone_ca_can_issue", "1 if the zone could issue "
@@ -116,11 +116,13 @@ class ZoneCa:
         # The sidecars' side: their bundle, renewals and counts (``zone_cp.rollout``).
         self.rollout = Rollout(zone, sidecars)
         self._trusts: dict[str, MeshTrustSpec] = {}
-        self._intermediates = Intermediates(manager, zone)
+        self.installed: dict[str, Issuer] = {}  # mesh -> the stored intermediate
         self._errors: dict[str, str] = {}
-        self._started = time.monotonic()
-        self.startup_grace = startup_grace
         self.changed = asyncio.Event()
+        # Called when this replica's census (``statuses``) changes: the keeper and the
+        # replica's record (``zone_cp.replicas``) follow it.
+        self.census_listeners: list[Callable[[], None]] = []
+        self._census: dict[str, ZoneTrustStatusSpec] = {}
 
     # -- signing -------------------------------------------------------------------------
 
@@ -133,11 +135,11 @@ class ZoneCa:
 
     def issuer(self, mesh: str) -> Issuer:
         """The zone's intermediate for ``mesh`` (``CaUnavailable`` until it has one)."""
-        issuer = self._intermediates.installed.get(mesh)
+        issuer = self.installed.get(mesh)
         if issuer is None:
             raise CaUnavailable(f"zone {self._zone} has no intermediate CA for mesh {mesh!r} "
                                 "yet: it is requested from the control plane that owns the "
-                                "roots")
+                                "roots by the zone's leader")
         return issuer
 
     async def trust_bundle(self, mesh: str) -> bytes:
@@ -254,38 +256,61 @@ class ZoneCa:
                 e.clear()
             wake.set()
 
-    async def reconcile(self, now: dt.datetime) -> dt.datetime:
-        next_check = now + dt.timedelta(hours=1)
-        meshes = {m.name: m for m in (await self._manager.list("Mesh")).items}
+    async def refresh(self) -> dict[str, MeshTrustSpec]:
+        """Read the meshes' trusts and the stored intermediates (each replica signs with
+        what is stored); the meshes' trusts, by mesh."""
+        meshes = {m.name for m in (await self._manager.list("Mesh")).items}
         self._trusts = {r.name: r.spec for r in (await self._manager.list("MeshTrust")).items
                         if isinstance(r.spec, MeshTrustSpec) and r.name in meshes}
         certs = {r.spec.mesh: r.spec for r in (await self._manager.list("ZoneCertificate")).items
                  if isinstance(r.spec, ZoneCertificateSpec) and r.spec.zone == self._zone}
         for mesh in meshes:
             try:
-                next_check = min(next_check, await self._reconcile_mesh(mesh, certs.get(mesh),
-                                                                     now))
-            except GossamerError:
-                raise  # the store: the whole pass is retried
+                self._install(mesh, await stored_issuer(self._manager, mesh, certs.get(mesh)))
+            except ValueError:  # an unreadable certificate or key: sign with none
+                log.exception("zone %s: the stored intermediate of mesh %s is unusable",
+                              self._zone, mesh)
+                self._install(mesh, None)
+        for gone in set(self.installed) - meshes:
+            del self.installed[gone]
+        return dict(self._trusts)
+
+    def _install(self, mesh: str, issuer: Issuer | None) -> None:
+        current = self.installed.get(mesh)
+        if issuer is None:
+            self.installed.pop(mesh, None)
+        elif current is None or current.chain_pem != issuer.chain_pem:
+            self.installed[mesh] = issuer
+            log.info("zone %s: intermediate CA for mesh %s installed (signed by %s)",
+                     self._zone, mesh, issuer.signer or "the mesh root")
+
+    async def reconcile(self, now: dt.datetime) -> dt.datetime:
+        """Reload trusts and intermediates, roll the bundle out, recount. Returns when to
+        look again."""
+        next_check = now + dt.timedelta(hours=1)
+        trusts = await self.refresh()
+        for mesh, trust in trusts.items():
+            try:
+                again = self.rollout.sync(mesh, trust, self.issuing_root(mesh, trust))
             except Exception:  # one mesh's bad state must not stop the others
                 log.exception("zone %s: the CA of mesh %s failed; retrying", self._zone, mesh)
-                next_check = min(next_check, now + dt.timedelta(seconds=5))
-        self._intermediates.keep_only(set(meshes))
-        self.rollout.forget_departed(list(meshes))
+                again = 5.0
+            if again is not None:
+                next_check = min(next_check, now + dt.timedelta(seconds=again))
+        self.rollout.forget_departed(list(trusts))
+        self._recount(trusts)
         return next_check
 
-    async def _reconcile_mesh(self, mesh: str, cert: ZoneCertificateSpec | None,
-                              now: dt.datetime) -> dt.datetime:
-        next_check = await self._intermediates.reconcile(mesh, cert, now)
-        trust = self._trusts.get(mesh)
-        again = (self.rollout.sync(mesh, trust, self.issuing_root(mesh, trust))
-                 if trust is not None else None)
-        if again is not None:
-            next_check = min(next_check, now + dt.timedelta(seconds=again))
-        if await self._report(mesh, trust, now):
-            grace_ends = self.startup_grace - (time.monotonic() - self._started)
-            next_check = min(next_check, now + dt.timedelta(seconds=max(grace_ends, 0.5)))
-        return next_check
+    def _recount(self, trusts: Mapping[str, MeshTrustSpec]) -> None:
+        census = {mesh: self.status(mesh, trust) for mesh, trust in trusts.items()}
+        if census != self._census:
+            self._census = census
+            for listener in self.census_listeners:
+                listener()
+
+    def statuses(self) -> list[ZoneTrustStatusSpec]:
+        """This replica's census per mesh, as of its last pass."""
+        return list(self._census.values())
 
     # -- the report ------------------------------------------------------------------------
 
@@ -294,34 +319,16 @@ class ZoneCa:
         ("" if it cannot issue)."""
         if trust.signer.issues_workloads:
             return trust.signer.fingerprints[0] if trust.signer.fingerprints else ""
-        issuer = self._intermediates.installed.get(mesh)
+        issuer = self.installed.get(mesh)
         if issuer is None:
             return ""
         root = chain_root(x509.load_pem_x509_certificates(issuer.chain_pem),
                           bundle_roots(trust))
         return fingerprint(root) if root is not None else ""
 
-    async def _report(self, mesh: str, trust: MeshTrustSpec | None, now: dt.datetime) -> bool:
-        """Store this zone's status for ``mesh`` if it changed; True if it is held back
-        (see ``startup_grace``)."""
-        status = self.status(mesh, trust)
-        with contextlib.suppress(NotFound):
-            stored = (await self._manager.get("ZoneTrustStatus", mesh)).spec
-            if isinstance(stored, ZoneTrustStatusSpec) and stored.model_copy(
-                    update={"updated_at": ""}) == status:
-                return False
-            if (isinstance(stored, ZoneTrustStatusSpec)
-                    and status.dataplanes < stored.dataplanes
-                    and time.monotonic() - self._started < self.startup_grace):
-                # Restarted: sidecars are still coming back. Reporting only those would
-                # let a rotation count the others as done; the last report stands.
-                return True
-        status = status.model_copy(update={"updated_at": now.isoformat(timespec="seconds")})
-        await self._manager.apply(Resource(type="ZoneTrustStatus", name=mesh, spec=status))
-        return False
-
     def status(self, mesh: str, trust: MeshTrustSpec | None) -> ZoneTrustStatusSpec:
-        """This zone's report for ``mesh`` as of now (without ``updated_at``)."""
+        """This replica's report for ``mesh`` as of now (without ``updated_at``): its
+        own sidecars only."""
         census = self.rollout.census(mesh, trust)
         intermediate = ""
         if trust is not None and not trust.signer.issues_workloads:

@@ -275,6 +275,19 @@ class IngressRegistry:
             log.info("zone ingress %s removed: its agent did not come back", name)
         return removed
 
+    async def restore(self) -> list[str]:
+        """Store again the ZoneIngress of every live session whose resource is gone (this
+        replica was taken for dead: ``zone_cp.leftovers.DeadReplicas``)."""
+        restored = []
+        async with self._lock:
+            for session in list(self.sessions.values()):
+                try:
+                    await self.manager.get(KIND, session.name)
+                except NotFound:
+                    await self._store(session)
+                    restored.append(session.node_id)
+        return restored
+
     # -- available services -------------------------------------------------------------
 
     def _services(self) -> dict[str, dict[str, Service]]:

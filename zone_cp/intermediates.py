@@ -2,15 +2,20 @@
 certificate.
 
 The zone makes its own key per mesh (a GlobalSecret named by
-``gossamer.pki.names.zone_key_secret_name``: it never leaves the zone), publishes a
-``ZoneCertificateRequest`` (the CSR) and installs the ``ZoneCertificate`` the owner of
-the mesh roots signs for that key. A third of the way before expiry it asks again with a
-*pending* key (a second GlobalSecret) and keeps the current key and certificate until the
-new certificate arrives, so a zone restarted while the signer is unreachable still
-issues. ``zone_cp.ca`` signs workloads with what
-is installed here. A key stored under its old name (``zone-ca-key-<mesh>[-next]``, where
-mesh ``a``'s pending key was mesh ``a-next``'s current one) is moved to the new name if
-its mesh label says it is this mesh's.
+``gossamer.pki.names.zone_key_secret_name``: it stays in the zone's store and is never
+synced to the global), publishes a ``ZoneCertificateRequest`` (the CSR) and the owner of
+the mesh roots signs a ``ZoneCertificate`` for that key. A third of the way before
+expiry it asks again with a *pending* key (a second GlobalSecret) and keeps the current
+key and certificate until the new certificate arrives, so a zone restarted while the
+signer is unreachable still issues. A key stored under its old name
+(``zone-ca-key-<mesh>[-next]``, where mesh ``a``'s pending key was mesh ``a-next``'s
+current one) is moved to the new name if its mesh label says it is this mesh's.
+
+Two sides, for zone CP replicas on one store: ``Intermediates`` makes the keys, the
+requests and the rotations, and runs on the zone's leader only (``zone_cp.ca_keeper``,
+writing through the fenced store); ``stored_issuer`` is how every replica finds what
+signs its workloads (``zone_cp.ca``): the stored certificate with whichever stored key
+(current or pending) it is for, read only.
 """
 
 from __future__ import annotations
@@ -46,20 +51,41 @@ class Issuer:
     signer: str               # the mesh CA that signed it (``<backend>/<generation>``)
 
 
+async def stored_issuer(manager: ResourceManager, mesh: str,
+                        cert: ZoneCertificateSpec | None) -> Issuer | None:
+    """What signs ``mesh``'s workloads: ``cert`` with the stored key it is for (the
+    current one, or the pending one the keeper has not promoted yet); None if there is
+    no certificate, or it is for neither key. Reads only."""
+    if cert is None:
+        return None
+    parsed = x509.load_pem_x509_certificate(cert.certificate.encode())
+    for pending in (False, True):
+        stored = await read_secret_json(manager, zone_key_secret_name(mesh, pending))
+        if stored is None:
+            continue
+        key = _load_key(stored["key"])
+        if public_der(parsed.public_key()) == public_der(key.public_key()):
+            pair = KeyPair(parsed, key)
+            return Issuer(pair, pair.cert_pem() + cert.chain.encode(), cert.signer)
+    return None
+
+
+def _load_key(pem: str) -> PrivateKey:
+    loaded = serialization.load_pem_private_key(pem.encode(), password=None)
+    return loaded  # type: ignore[return-value]
+
+
 class Intermediates:
+    """The keys, requests and rotations of the zone's intermediates: the leader's."""
+
     def __init__(self, manager: ResourceManager, zone: str) -> None:
         self._manager = manager
         self._zone = zone
-        self.installed: dict[str, Issuer] = {}
-
-    def keep_only(self, meshes: set[str]) -> None:
-        for gone in set(self.installed) - meshes:
-            del self.installed[gone]
 
     async def reconcile(self, mesh: str, cert: ZoneCertificateSpec | None,
-                                 now: dt.datetime) -> dt.datetime:
-        """Install ``cert`` if it is for our key; request a new one when due. Returns when
-        to look again.
+                        now: dt.datetime) -> dt.datetime:
+        """Promote the pending key once ``cert`` is for it; request a new certificate
+        when due. Returns when to look again.
 
         A renewal asks with a *pending* key (a second GlobalSecret) and keeps the
         current one until the new certificate arrives, so a zone restarted while the
@@ -73,7 +99,6 @@ class Intermediates:
                 await self._promote(mesh, pending)
                 current, pending = pending, None
             if public_der(parsed.public_key()) == public_der(current.public_key()):
-                self._install(mesh, KeyPair(parsed, current), cert)
                 lifetime = parsed.not_valid_after_utc - parsed.not_valid_before_utc
                 renew_at = parsed.not_valid_after_utc - lifetime / 3
                 if now < renew_at:
@@ -81,13 +106,6 @@ class Intermediates:
                 pending = pending or await self._new_key(mesh, True)
         await self._request(mesh, pending or current)
         return now + dt.timedelta(minutes=5)
-
-    def _install(self, mesh: str, ca: KeyPair, cert: ZoneCertificateSpec) -> None:
-        issuer = Issuer(ca, ca.cert_pem() + cert.chain.encode(), cert.signer)
-        if self.installed.get(mesh) != issuer:
-            self.installed[mesh] = issuer
-            log.info("zone %s: intermediate CA for mesh %s installed (signed by %s)",
-                     self._zone, mesh, cert.signer or "the mesh root")
 
     async def _key(self, mesh: str, pending: bool) -> PrivateKey | None:
         name = zone_key_secret_name(mesh, pending)
@@ -98,8 +116,7 @@ class Intermediates:
                 lambda res: res.labels.get(ZONE_KEY_LABEL) == mesh)
         if stored is None:
             return None
-        loaded = serialization.load_pem_private_key(stored["key"].encode(), password=None)
-        return loaded  # type: ignore[return-value]
+        return _load_key(stored["key"])
 
     async def _new_key(self, mesh: str, pending: bool, key: PrivateKey | None = None
                        ) -> PrivateKey:

@@ -13,18 +13,31 @@ expire only their own, never those of a sidecar connected to another replica. On
 agent-registered, zone-local resources are touched; one applied by hand or synced from
 elsewhere is not the registries'. Each registry (``AgentRegistry`` for Dataplanes,
 ``IngressRegistry``) implements ``Lifetime``; this module holds what they share.
+
+A replica that dies for good never restarts to expire its own: ``DeadReplicas`` runs on
+the zone's leader and does it for it. A replica is dead once its record
+(``zone_cp.replicas``) has not moved for ``dead_after`` seconds; the leader then notes
+the resources stamped with it and, ``grace`` seconds later, deletes those still stamped
+with it at the version it noted. An agent that moved to another replica in between
+re-registered there (relabelled, a new version) and is never removed; nor is anything
+if the replica came back meanwhile. The record itself goes once nothing carries its
+stamp any more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from gossamer.errors import GossamerError
+from gossamer.errors import Conflict, GossamerError, NotFound
 from gossamer.model.base import Resource
 from gossamer.model.labels import AGENT_LABEL, AGENT_VALUE, CP_REPLICA_LABEL, ORIGIN_LABEL
+from gossamer.resources import ResourceManager
+from zone_cp.replicas import RECORD_KIND, ReplicaRecords, record_name
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +58,11 @@ class Lifetime(Protocol):
 
     async def expire(self, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """Remove those of ``keys`` whose agent has still not registered; which were."""
+        ...
+
+    async def restore(self) -> list[str]:
+        """Store again the resources of live sessions that are gone from the store (this
+        replica was taken for dead); the node ids restored."""
         ...
 
 
@@ -89,3 +107,87 @@ async def keep_then_expire(registries: Mapping[str, Lifetime], grace: float) -> 
             await registries[kind].expire(keys)
     except GossamerError as exc:  # a store failure: the next run expires them
         log.warning("cannot remove the previous run's leftovers: %s", exc.detail)
+
+
+# The kinds an agent registers through a replica, stamped with it.
+STAMPED_KINDS = ("Dataplane", "ZoneIngress")
+Key = tuple[str, str, str]  # kind, mesh, name
+
+
+@dataclass
+class _Dying:
+    noted_at: float                                     # monotonic
+    versions: dict[Key, int] = field(default_factory=dict)
+
+
+class DeadReplicas:
+    """The leader's expiry of the sidecars and ingresses of replicas that died for good."""
+
+    def __init__(self, leader: ResourceManager, records: ReplicaRecords,
+                 grace: float = LEFTOVER_GRACE) -> None:
+        """``leader``: the store view the zone's lease fences; ``grace``: how long the
+        agents of a dead replica have to register elsewhere (the zone's
+        ``agent_grace``)."""
+        self._manager = leader
+        self._records = records
+        self.grace = grace
+        self._dying: dict[str, _Dying] = {}
+
+    async def run(self) -> None:
+        """One term: a pass every heartbeat until cancelled; a store failure (or the end
+        of the term) is retried at the next."""
+        self._dying.clear()  # a new term starts its graces afresh
+        while True:
+            try:
+                await self.sweep()
+            except GossamerError as exc:
+                log.warning("cannot expire dead replicas' sidecars: %s", exc.detail)
+            await asyncio.sleep(min(self._records.every, self.grace, 5.0))
+
+    async def sweep(self) -> dict[str, list[Key]]:
+        """Note newly dead replicas, expire those whose grace ended; what was removed,
+        by replica. Timed on the records' clock."""
+        await self._records.read()
+        now = self._records.clock()
+        dead = set(self._records.liveness.dead(self._records.dead_after, now))
+        dead.discard(self._records.replica)
+        for back in set(self._dying) - dead:
+            log.info("zone CP replica %s is alive again: its sidecars stay", back)
+            del self._dying[back]
+        removed: dict[str, list[Key]] = {}
+        for replica in sorted(dead):
+            dying = self._dying.get(replica)
+            if dying is None:
+                self._dying[replica] = _Dying(now, await self._stamped(replica))
+                log.warning("zone CP replica %s is silent: its %d sidecars and ingresses "
+                            "are removed in %gs unless their agents register elsewhere",
+                            replica, len(self._dying[replica].versions), self.grace)
+            elif now - dying.noted_at >= self.grace:
+                removed[replica] = await self._expire(replica, dying)
+                del self._dying[replica]
+        return removed
+
+    async def _stamped(self, replica: str) -> dict[Key, int]:
+        found: dict[Key, int] = {}
+        for kind in STAMPED_KINDS:
+            page = await self._manager.list(kind, labels={CP_REPLICA_LABEL: replica})
+            found |= {(kind, r.mesh, r.name): r.meta.version for r in page.items
+                      if ORIGIN_LABEL not in r.labels}
+        return found
+
+    async def _expire(self, replica: str, dying: _Dying) -> list[Key]:
+        """Delete what still carries ``replica``'s stamp at the noted version."""
+        removed = []
+        for key, version in sorted(dying.versions.items()):
+            kind, mesh, name = key
+            with contextlib.suppress(NotFound, Conflict):  # gone, or re-registered
+                await self._manager.delete(kind, name, mesh, expected_version=version)
+                removed.append(key)
+        if removed:
+            log.info("removed %d sidecars and ingresses of dead zone CP replica %s: %s",
+                     len(removed), replica, ", ".join(f"{k}/{m}/{n}" for k, m, n in removed))
+        if not await self._stamped(replica):
+            with contextlib.suppress(NotFound):
+                await self._manager.delete(RECORD_KIND, record_name(
+                    self._records.zone, replica))
+        return removed

@@ -29,12 +29,15 @@ from proxy.envoy.resources import ProxyResources
 from zone_cp.agent_service import AgentService
 from zone_cp.agents import AgentRegistry
 from zone_cp.ca import ZoneCa
+from zone_cp.ca_keeper import ZoneCaKeeper
 from zone_cp.cert_metrics import CertificateCollector
 from zone_cp.ingress_names import IngressNames
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.inspect_relay import EnvoyInspector
+from zone_cp.leftovers import DeadReplicas
 from zone_cp.mesh_dns import VipView
 from zone_cp.mesh_state import MeshState
+from zone_cp.replicas import ReplicaRecords
 from zone_cp.sync_client import ZoneSyncClient
 from zone_cp.token_expiry import TokenLifetimes
 from zone_cp.vip_controller import DnsPublisher, VipAllocator
@@ -61,7 +64,10 @@ class ZoneParts:
     dns: DnsPublisher
     lifetimes: TokenLifetimes
     ads: AdsServer
-    ca: ZoneCa
+    ca: ZoneCa  # every replica's signer and census
+    ca_keeper: ZoneCaKeeper  # the leader's: intermediates and the zone's report
+    replicas: ReplicaRecords | None  # replicas on a shared store: their records
+    dead_replicas: DeadReplicas | None  # the leader's expiry of dead replicas' sidecars
     xds: XdsServer
     mesh_ca: MeshCaController | None  # standalone only
     sync: ZoneSyncClient | None  # federated only
@@ -71,7 +77,8 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
     """Construct and wire every part of the zone CP ``s`` describes over ``store``.
 
     ``leader`` is the store view of the leader-only parts (the sync with the global, VIP
-    allocation, a standalone zone's mesh CAs), whose writes the zone's lease fences
+    allocation, the zone CA's keeper, the expiry of dead replicas' sidecars, a standalone
+    zone's mesh CAs), whose writes the zone's lease fences
     (``gossamer.election``); ``store`` itself by default."""
     manager = ResourceManager(store)
     leading = ResourceManager(leader) if leader is not None else manager
@@ -97,8 +104,16 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
     cache = PieceCache()  # one for every proxy: a service's pieces built once per change
     ads = AdsServer(state, agents, _generator(cache), ingresses, lifetimes=lifetimes,
                     vips=vip_view, cache=cache)
-    ca = ZoneCa(manager, s.zone, sidecars=agents.trust, metrics=metrics,
-                startup_grace=s.agent_grace)
+    ca = ZoneCa(manager, s.zone, sidecars=agents.trust, metrics=metrics)
+    # Replicas on one store: each keeps a record (heartbeat, census); the leader keeps the
+    # CA and expires the sidecars of replicas that died (``zone_cp.replicas``).
+    replicas = dead = None
+    if replica:
+        replicas = ReplicaRecords(manager, s.zone, replica, ca.statuses)
+        ca.census_listeners.append(replicas.census_changed)
+        replicas.on_revived.append(agents.restore)
+        dead = DeadReplicas(leading, replicas, grace=s.agent_grace)
+    ca_keeper = ZoneCaKeeper(leading, ca, s.zone, replicas, startup_grace=s.agent_grace)
     xds = XdsServer(s.xds_addr, ads, AgentService(agents, ca, lifetimes))
     mesh_ca = None
     if not s.federated:  # a standalone zone owns its meshes' roots
@@ -111,7 +126,8 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
                      state=state,
                      ingress_names=ingress_names,
                      ingresses=ingresses, agents=agents, vips=vips, dns=dns,
-                     lifetimes=lifetimes, ads=ads, ca=ca, xds=xds, mesh_ca=mesh_ca,
+                     lifetimes=lifetimes, ads=ads, ca=ca, ca_keeper=ca_keeper,
+                     replicas=replicas, dead_replicas=dead, xds=xds, mesh_ca=mesh_ca,
                      sync=sync)
 
 

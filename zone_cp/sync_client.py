@@ -27,10 +27,11 @@ it (``--tls-host`` at the global, or the right ``--global-ca``:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,9 +80,16 @@ class SyncConfigError(GossamerError):
 
 @dataclass
 class SyncStatus:
+    """What the sync with the global is doing, read by ``/_check`` and ``/metrics``
+    (``zone_cp.sync_metrics``). Only the replica holding the zone's lease runs the sync;
+    on the others ``running`` is False and ``streams`` 0."""
+
     connected: bool = False
     attempts: int = 0
     last_error: str = ""
+    running: bool = False  # this replica runs the sync now (the zone's leader)
+    streams: int = 0       # streams to the global the global has admitted, live now
+    applied: int = 0       # updates from the global written to the zone's store
 
 
 async def _channel_credentials(settings: ZoneSettings, host: str,
@@ -142,6 +150,7 @@ class ZoneSyncClient:
         order = Failover(self._settings.global_urls or ("",))
         delay = self.redial.initial
         loop = asyncio.get_running_loop()
+        self.status.running = True
         try:
             await self._feed.ready.wait()
             while True:
@@ -170,6 +179,7 @@ class ZoneSyncClient:
                 if round_failed:
                     delay = min(delay * 2, self.redial.maximum)
         finally:
+            self.status.running = False
             feed.cancel()
 
     async def _connect_once(self, url: str) -> None:
@@ -217,8 +227,21 @@ class ZoneSyncClient:
             raise StreamStalled("the global did not answer the stream's admission") from None
         raise StreamStalled("the global ended the stream without admitting it")
 
-    async def _receive(self, call: Any) -> None:
+    @contextlib.asynccontextmanager
+    async def _admitted_stream(self, call: Any) -> AsyncIterator[None]:
+        """Once the global admitted ``call``: counted in ``status.streams`` while it lives."""
         await self._admitted(call)
+        self.status.streams += 1
+        try:
+            yield
+        finally:
+            self.status.streams -= 1
+
+    async def _receive(self, call: Any) -> None:
+        async with self._admitted_stream(call):
+            await self._mirror(call)
+
+    async def _mirror(self, call: Any) -> None:
         kinds = [*GLOBAL_KINDS, "ZoneIngress"]
         decoded = Decoded()  # each entry decoded once, in slices (sync.applier)
         mirror = Mirror([kind_type_url(k) for k in kinds], decoded.validate,
@@ -228,6 +251,7 @@ class ZoneSyncClient:
 
         async def on_applied(applied: Applied) -> None:
             await apply_to_store(self._store, applied, rename, decoded=decoded)
+            self.status.applied += 1
             if not self.status.connected:
                 self.status.connected = True
                 self.connected.set()
@@ -238,10 +262,10 @@ class ZoneSyncClient:
         await subscribe(mirror, call, on_applied, self._beats, prepare=decoded.prepare)
 
     async def _publish(self, call: Any) -> None:
-        await self._admitted(call)
-        engine = Engine()
-        view = FeedView(self._feed, engine)
-        await publish(engine, "global", call, view.follow, self._beats)
+        async with self._admitted_stream(call):
+            engine = Engine()
+            view = FeedView(self._feed, engine)
+            await publish(engine, "global", call, view.follow, self._beats)
 
 
 def _describe(exc: BaseException, settings: ZoneSettings, url: str) -> str:

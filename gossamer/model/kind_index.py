@@ -79,6 +79,8 @@ KINDS: tuple[KindName, ...] = (
              "zonecertificate"),
     KindName("ZoneCertificateRequest", "zone-certificate-requests", "zonecertificaterequest",
              "zcr", False, False, "zonecertificate"),
+    KindName("ZoneCpReplica", "zone-cp-replicas", "zonecpreplica", "zcpr", False, False,
+             "zonereplica"),
     KindName("ZoneHealth", "zone-healths", "zonehealth", "zh", False, False, "zonehealth"),
     KindName("ZoneIngress", "zone-ingresses", "zoneingress", "zi", False, False, "zoneingress"),
     KindName("ZoneInsight", "zone-insights", "zoneinsight", "zinsight", False, False,

@@ -39,8 +39,7 @@ from gossamer.pki.names import (
 )
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
-from tests.unit.test_zone_ca import FakeSidecars
-from zone_cp.ca import ZoneCa
+from tests.unit.test_zone_ca import FakeSidecars, OneReplica
 from zone_cp.intermediates import Intermediates
 
 NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
@@ -104,7 +103,7 @@ def mesh(name: str, backend: str) -> Resource:
         "enabledBackend": backend, "backends": [{"name": backend, "type": "builtin"}]}})
 
 
-async def settle(manager: ResourceManager, ca: ZoneCa, now: dt.datetime = NOW) -> None:
+async def settle(manager: ResourceManager, ca: OneReplica, now: dt.datetime = NOW) -> None:
     controller = MeshCaController(manager, local_zone="west")
     for _ in range(4):
         await controller.reconcile(now)
@@ -121,7 +120,7 @@ async def test_meshes_whose_root_names_collided_get_their_own_roots() -> None:
     manager = ResourceManager(MemoryStore())
     await manager.apply(mesh("a", "b-c"))
     await manager.apply(mesh("a-b", "c"))
-    await settle(manager, ZoneCa(manager, "west", FakeSidecars()))
+    await settle(manager, OneReplica(manager, FakeSidecars()))
     first, second = await roots_of(manager, "a"), await roots_of(manager, "a-b")
     assert first and second and set(first).isdisjoint(second)
 
@@ -130,7 +129,7 @@ async def test_a_renewal_does_not_take_another_meshs_zone_key() -> None:
     manager = ResourceManager(MemoryStore())
     await manager.apply(mesh("a", "ca-1"))
     await manager.apply(mesh("a-next", "ca-1"))
-    ca = ZoneCa(manager, "west", FakeSidecars())
+    ca = OneReplica(manager, FakeSidecars())
     await settle(manager, ca)
     before = public_der(ca.issuer("a-next").ca.key.public_key())
     # Mesh a's intermediate is due: the zone asks with a pending key for a (the old name
@@ -177,7 +176,7 @@ async def test_a_zone_key_under_its_old_name_is_moved_and_keeps_signing() -> Non
     await manager.apply(secret_json("zone-ca-key-default", {ZONE_KEY_LABEL: "default"},
                                     {"key": pem}))
     await manager.apply(mesh("default", "ca-1"))
-    ca = ZoneCa(manager, "west", FakeSidecars())
+    ca = OneReplica(manager, FakeSidecars())
     await settle(manager, ca)
     assert public_der(ca.issuer("default").ca.key.public_key()) == public_der(key.public_key())
     with pytest.raises(NotFound):
@@ -200,7 +199,7 @@ async def test_an_old_name_with_another_meshs_label_is_left_alone() -> None:
 async def test_a_zone_intermediate_under_its_old_name_is_replaced() -> None:
     manager = ResourceManager(MemoryStore())
     await manager.apply(mesh("default", "ca-1"))
-    ca = ZoneCa(manager, "west", FakeSidecars())
+    ca = OneReplica(manager, FakeSidecars())
     await settle(manager, ca)
     signed = await manager.get("ZoneCertificate", zone_certificate_name("west", "default"))
     assert isinstance(signed.spec, ZoneCertificateSpec)

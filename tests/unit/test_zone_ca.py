@@ -26,8 +26,10 @@ from gossamer.pki.certs import bundle_digest, chain_root, fingerprint, new_csr, 
 from gossamer.pki.names import root_secret_name, zone_key_secret_name
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
-from zone_cp.ca import CaUnavailable, ZoneCa, workload_uris
-from zone_cp.rollout import RENEW_PACE, RENEW_PER_PASS, SidecarView
+from zone_cp.ca import CaUnavailable, Signed, ZoneCa, workload_uris
+from zone_cp.ca_keeper import ZoneCaKeeper
+from zone_cp.intermediates import Issuer
+from zone_cp.rollout import RENEW_PACE, RENEW_PER_PASS, Rollout, Sidecars, SidecarView
 
 NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
 
@@ -79,12 +81,45 @@ class FakeSidecars:
         return self.members
 
 
+class OneReplica:
+    """A zone CP without replicas: its signer (``ZoneCa``) and its keeper, both on the
+    one store; a pass is the keeper's then the signer's (each reads what the other
+    wrote)."""
+
+    def __init__(self, manager: ResourceManager, sidecars: Sidecars) -> None:
+        self.signer = ZoneCa(manager, "west", sidecars)
+        self.keeper = ZoneCaKeeper(manager, self.signer, "west")
+
+    async def reconcile(self, now: dt.datetime) -> dt.datetime:
+        first = await self.keeper.reconcile(now)
+        return min(first, await self.signer.reconcile(now))
+
+    async def sign(self, mesh: str, uris: Sequence[str], csr: x509.CertificateSigningRequest,
+                   now: dt.datetime | None = None) -> Signed:
+        return await self.signer.sign(mesh, uris, csr, now)
+
+    def issuer(self, mesh: str) -> Issuer:
+        return self.signer.issuer(mesh)
+
+    @property
+    def rollout(self) -> Rollout:
+        return self.signer.rollout
+
+    @property
+    def startup_grace(self) -> float:
+        return self.keeper.startup_grace
+
+    @startup_grace.setter
+    def startup_grace(self, value: float) -> None:
+        self.keeper.startup_grace = value
+
+
 class Standalone:
     def __init__(self) -> None:
         self.manager = ResourceManager(MemoryStore())
         self.sidecars = FakeSidecars()
         self.controller = MeshCaController(self.manager, local_zone="west")
-        self.ca = ZoneCa(self.manager, "west", self.sidecars)
+        self.ca = OneReplica(self.manager, self.sidecars)
 
     async def settle(self, rounds: int = 4) -> None:
         """Run both sides until nothing changes (each pass reads what the other wrote)."""
@@ -164,7 +199,7 @@ async def test_the_root_survives_a_new_controller_and_ca() -> None:
     again = Standalone()
     again.manager = zone.manager
     again.controller = MeshCaController(zone.manager, local_zone="west")
-    again.ca = ZoneCa(zone.manager, "west", again.sidecars)
+    again.ca = OneReplica(zone.manager, again.sidecars)
     await again.settle()
     assert (await again.trust()).bundle_digest == first
 
@@ -241,7 +276,7 @@ async def test_a_rotation_resumes_after_both_sides_restart_in_every_phase() -> N
     def restart() -> None:
         """New controller and zone CA objects on the same store: nothing in memory."""
         zone.controller = MeshCaController(zone.manager, local_zone="west")
-        zone.ca = ZoneCa(zone.manager, "west", zone.sidecars)
+        zone.ca = OneReplica(zone.manager, zone.sidecars)
 
     await zone.manager.apply(parse_document(mesh_doc(enabled="ca-2")))
     await zone.settle(rounds=1)
@@ -277,7 +312,7 @@ async def test_a_restarted_zone_holds_its_report_until_its_sidecars_are_back() -
     assert (await zone.trust()).phase is TrustPhase.ADDING_TRUST
     # The zone CP restarts; no sidecar has registered again yet.
     zone.sidecars = FakeSidecars()
-    zone.ca = ZoneCa(zone.manager, "west", zone.sidecars)
+    zone.ca = OneReplica(zone.manager, zone.sidecars)
     await zone.settle()
     # Zero of zero would look done: the report of two sidecars stands instead.
     assert (await zone.status()).dataplanes == 2
@@ -294,7 +329,7 @@ async def test_a_restart_while_the_intermediate_is_due_keeps_the_current_key() -
     later = NOW + dt.timedelta(days=6)  # past the renewal point of a 7-day intermediate
     await zone.ca.reconcile(later)  # asks with a pending key; the signer is "down"
     assert await zone.manager.get("GlobalSecret", zone_key_secret_name("default", True))
-    restarted = ZoneCa(zone.manager, "west", zone.sidecars)
+    restarted = OneReplica(zone.manager, zone.sidecars)
     await restarted.reconcile(later)
     # The current intermediate and its key still sign after the restart.
     signed = await restarted.sign("default", IDENTITY, new_csr(new_key(), "x"), now=later)
