@@ -79,6 +79,7 @@ KINDS: tuple[KindName, ...] = (
              "zonecertificate"),
     KindName("ZoneCertificateRequest", "zone-certificate-requests", "zonecertificaterequest",
              "zcr", False, False, "zonecertificate"),
+    KindName("ZoneEgress", "zone-egresses", "zoneegress", "ze", False, False, "zoneegress"),
     KindName("ZoneHealth", "zone-healths", "zonehealth", "zh", False, False, "zonehealth"),
     KindName("ZoneIngress", "zone-ingresses", "zoneingress", "zi", False, False, "zoneingress"),
     KindName("ZoneInsight", "zone-insights", "zoneinsight", "zinsight", False, False,
