@@ -67,43 +67,73 @@ def build_settings(options: EgressOptions) -> EgressSettings:
     advertise = options.advertise
     if advertise is None and _is_wildcard(host):
         advertise = (outward_address(address), port)
-        log.info("advertising %s:%d to the zone's sidecars (pass --advertise to change it)",
-                 *advertise)
+        log.info(
+            "advertising %s:%d to the zone's sidecars (pass --advertise to change it)", *advertise
+        )
     return agent.settings(
-        EgressSettings, address, token=token,
+        EgressSettings,
+        address,
+        token=token,
         work_dir=agent.work_dir or Path(f".gossamer/{name}"),
         admin_port=agent.admin_port or DEFAULT_ADMIN_PORT,
-        name=name, address=host, port=port, advertised=advertise,
-        meshes=tuple(dict.fromkeys(options.meshes or ("default",))))
+        name=name,
+        address=host,
+        port=port,
+        advertised=advertise,
+        meshes=tuple(dict.fromkeys(options.meshes or ("default",))),
+    )
 
 
 EGRESS = AgentKind(
     token_envvar="GOSSAMER_EGRESS_TOKEN_FILE",
-    token_help="A zone token with the egress scope (from `gossamer token zone` at the "
-               "global).",
+    token_help="A zone token with the egress scope (from `gossamer token zone` at the global).",
     token_check=params.token_file,
     work_dir_envvar="GOSSAMER_EGRESS_WORK_DIR",
     work_dir_help="Envoy's bootstrap and log, the SDS socket [default: .gossamer/NAME].",
     admin_port_default=DEFAULT_ADMIN_PORT,
-    admin_port_help="Envoy's admin port on 127.0.0.1.")
+    admin_port_help="Envoy's admin port on 127.0.0.1.",
+)
 
 
 @agent_command(EgressOptions)
 @control_plane_options(EGRESS)
-@click.option("--name", default=None, callback=params.name("egress name"),
-              envvar="GOSSAMER_EGRESS_NAME", show_envvar=True,
-              help="The ZoneEgress's name [default: <zone>-egress].")
-@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
-              callback=_host_port, envvar="GOSSAMER_EGRESS_LISTEN", show_envvar=True,
-              help="Where Envoy accepts the zone's sidecars' mTLS.")
-@click.option("--advertise", default=None, metavar="HOST:PORT", callback=_host_port,
-              envvar="GOSSAMER_EGRESS_ADVERTISE", show_envvar=True,
-              help="Where the zone's sidecars dial this egress [default: the listen "
-                   "address, or for a wildcard listen the local address toward the "
-                   "control plane].")
-@click.option("--mesh", "meshes", multiple=True, callback=params.names("mesh"),
-              metavar="MESH", help="A mesh whose sidecars go through this egress; "
-                                   "repeatable  [default: default]")
+@click.option(
+    "--name",
+    default=None,
+    callback=params.name("egress name"),
+    envvar="GOSSAMER_EGRESS_NAME",
+    show_envvar=True,
+    help="The ZoneEgress's name [default: <zone>-egress].",
+)
+@click.option(
+    "--listen",
+    default=DEFAULT_LISTEN,
+    show_default=True,
+    metavar="HOST:PORT",
+    callback=_host_port,
+    envvar="GOSSAMER_EGRESS_LISTEN",
+    show_envvar=True,
+    help="Where Envoy accepts the zone's sidecars' mTLS.",
+)
+@click.option(
+    "--advertise",
+    default=None,
+    metavar="HOST:PORT",
+    callback=_host_port,
+    envvar="GOSSAMER_EGRESS_ADVERTISE",
+    show_envvar=True,
+    help="Where the zone's sidecars dial this egress [default: the listen "
+    "address, or for a wildcard listen the local address toward the "
+    "control plane].",
+)
+@click.option(
+    "--mesh",
+    "meshes",
+    multiple=True,
+    callback=params.names("mesh"),
+    metavar="MESH",
+    help="A mesh whose sidecars go through this egress; repeatable  [default: default]",
+)
 @envoy_options(EGRESS)
 @params.log_level_option
 def run(options: EgressOptions) -> None:

@@ -7,8 +7,8 @@ nothing about meshes. Only a signer of dataplane tokens (a standalone zone) may 
 with keys of its own; a federated zone verifies with the ``TokenTrust`` the global sent,
 and without one refuses every token (``signer=False``). Another kind's token (a zone
 token, for a zone ingress or egress) is verified by the registrars that take that kind
-(``zone_cp.ingresses``, ``zone_cp.egresses``): the first that admits it. What the token then admits (which Dataplane, which name, how
-many) is ``zone_cp.admission``'s.
+(``zone_cp.ingresses``, ``zone_cp.egresses``): the first that admits it. What the token
+then admits (which Dataplane, which name, how many) is ``zone_cp.admission``'s.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from authority.token_authority import TokenAuthority
 import jwt
 
+from authority.token_authority import TokenAuthority
 from gossamer.errors import GossamerError, NotFound, Unauthorized
 from gossamer.resources import ResourceManager
 from gossamer.tokens import DATAPLANE, Claims, TokenRejected, peek

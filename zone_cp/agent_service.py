@@ -11,7 +11,8 @@ does with UNAUTHENTICATED once the session's token expires or is revoked
 ``SignCertificate`` signs a registered sidecar's CSR through the zone's CA
 (``zone_cp.ca``) with the identity its token vouches for; the bearer must be the token
 the sidecar registered with. A zone token's bearer is a zone egress
-(``zone_cp.egresses``): its CSR is signed with the egress's identity in the mesh asked. Both check the token before anything else of the request.
+(``zone_cp.egresses``): its CSR is signed with the egress's identity in the mesh asked.
+Both check the token before anything else of the request.
 
 This is the agent API's gRPC edge: a refusal from inside (a ``GossamerError``) is
 answered with the status its ``grpc_status`` names, and protobuf goes no further in.
@@ -34,13 +35,13 @@ from zone_cp.agent_session import AgentSession, OtherSession, sidecar_node_id, u
 from zone_cp.agent_wire import to_message
 from zone_cp.agents import AgentRegistry
 from zone_cp.ca import CaUnavailable, ZoneCa, workload_uris
-from zone_cp.egresses import EgressRegistry
 from zone_cp.cert_status import (
     CertificateInfo,
     InvalidStatus,
     SignedRecord,
     parse_status,
 )
+from zone_cp.egresses import EgressRegistry
 from zone_cp.grpc_edge import bearer, status_code
 from zone_cp.token_expiry import TokenLifetimes
 from zone_cp.updates import Heartbeat

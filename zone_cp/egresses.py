@@ -67,8 +67,7 @@ class EgressRegistry(IngressRegistry):
             raise InvalidResource("expected a ZoneEgress document")
         return spec.model_copy(update={"zone": self.zone})
 
-    def _session(self, name: str, claims: Claims, stored: Resource,
-                 now: float) -> IngressSession:
+    def _session(self, name: str, claims: Claims, stored: Resource, now: float) -> IngressSession:
         return EgressSession(name, claims, stored, now)
 
     async def _store(self, session: IngressSession) -> None:
@@ -86,13 +85,16 @@ class EgressRegistry(IngressRegistry):
         and its ZoneEgress serves ``mesh``."""
         session = self.sessions.get(f"{NODE_PREFIX}{name}")
         if not isinstance(session, EgressSession):
-            raise FailedPrecondition(f"zone egress {name!r} is not registered: open a "
-                                     "Session first")
+            raise FailedPrecondition(
+                f"zone egress {name!r} is not registered: open a Session first"
+            )
         if session.claims.token_id != token_id:
             raise Forbidden("the token is not the one the zone egress registered with")
         if mesh not in session.egress.meshes:
-            raise Forbidden(f"zone egress {name!r} does not serve mesh {mesh!r} (its "
-                            f"meshes: {', '.join(session.egress.meshes)}); pass --mesh")
+            raise Forbidden(
+                f"zone egress {name!r} does not serve mesh {mesh!r} (its "
+                f"meshes: {', '.join(session.egress.meshes)}); pass --mesh"
+            )
         return session, [egress_spiffe(mesh, self.zone)]
 
     # -- Envoy resources ----------------------------------------------------------------
@@ -106,8 +108,9 @@ class EgressRegistry(IngressRegistry):
         remote: list[Service] = []
         if routing is not None and routing.cross_zone:
             remote = [s for s in services.values() if s.external is None and s.remote]
-        return EgressMesh(external=external, remote=remote,
-                          permissions=state.of_kind(PERMISSION_KIND, mesh))
+        return EgressMesh(
+            external=external, remote=remote, permissions=state.of_kind(PERMISSION_KIND, mesh)
+        )
 
     def egress_context(self, node: str) -> EgressContext | None:
         session = self.sessions.get(node)
@@ -116,9 +119,12 @@ class EgressRegistry(IngressRegistry):
         spec = session.egress
         known = {m.name for m in self._state.of_kind("Mesh")}
         return EgressContext(
-            name=session.name, zone=self.zone, address=spec.networking.address,
+            name=session.name,
+            zone=self.zone,
+            address=spec.networking.address,
             port=spec.networking.port,
-            meshes={m: self._mesh(m) for m in spec.meshes if m in known})
+            meshes={m: self._mesh(m) for m in spec.meshes if m in known},
+        )
 
     def generate(self, node: str) -> ProxyResources | None:
         ctx = self.egress_context(node)

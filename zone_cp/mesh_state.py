@@ -57,8 +57,8 @@ POLICY_SET = frozenset(POLICY_KINDS)
 # MeshExternalServices are destinations too (``zone_cp.external_services``), and the
 # Secrets their CAs may come from.
 EXTERNAL_KINDS = frozenset({"MeshExternalService", "Secret"})
-KINDS = ["Mesh", "Dataplane", "ZoneIngress", "ZoneEgress", "Zone", "VirtualIP", *sorted(EXTERNAL_KINDS),
-         *POLICY_KINDS]
+KINDS = ["Mesh", "Dataplane", "ZoneIngress", "ZoneEgress", "Zone", "VirtualIP",
+         *sorted(EXTERNAL_KINDS), *POLICY_KINDS]
 Key = tuple[str, str, str]
 
 

@@ -30,8 +30,8 @@ from zone_cp.agent_service import AgentService
 from zone_cp.agents import AgentRegistry
 from zone_cp.ca import ZoneCa
 from zone_cp.cert_metrics import CertificateCollector
-from zone_cp.ingress_names import IngressNames
 from zone_cp.egresses import EgressRegistry
+from zone_cp.ingress_names import IngressNames
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.inspect_relay import EnvoyInspector
 from zone_cp.mesh_dns import VipView

@@ -31,11 +31,10 @@ from proxy.agent.errors import AgentError, ControlPlaneRefused, InputError
 from proxy.agent.identity import Identity, SignedCertificate
 from proxy.agent.rotation import Rotator
 from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
-from proxy.agent.session import Session
+from proxy.agent.session import Session, first_registration
 from proxy.agent.settings import EnvoyAgentSettings
 from proxy.agent.token_file import EGRESS_TOKEN
 from proxy.agent.token_refresh import TokenRefresher
-from zone_ingress.agent import first_registration
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +67,12 @@ class EgressSettings(EnvoyAgentSettings):
         networking: dict[str, Any] = {"address": self.address, "port": self.port}
         if self.advertised is not None:
             networking["advertisedAddress"], networking["advertisedPort"] = self.advertised
-        return {"type": "ZoneEgress", "name": self.name, "networking": networking,
-                "meshes": list(self.meshes)}
+        return {
+            "type": "ZoneEgress",
+            "name": self.name,
+            "networking": networking,
+            "meshes": list(self.meshes),
+        }
 
     def checked(self) -> EgressSettings:
         return replace(self, checked_json=self.registration_json())
@@ -88,21 +91,33 @@ class EgressSettings(EnvoyAgentSettings):
         try:
             parse_document(doc, Registry([zoneegress.DESCRIPTOR]))
         except InvalidResource as exc:
-            raise InputError(f"the zone egress's flags make no valid ZoneEgress: "
-                             f"{exc.detail}") from None
+            raise InputError(
+                f"the zone egress's flags make no valid ZoneEgress: {exc.detail}"
+            ) from None
         return json.dumps(doc)
 
 
-def egress_bootstrap(settings: EgressSettings, reg: Registration, token: str,
-                     sds_socket: str) -> dict[str, Any]:
+def egress_bootstrap(
+    settings: EgressSettings, reg: Registration, token: str, sds_socket: str
+) -> dict[str, Any]:
     """The sidecar's bootstrap (with its SDS cluster, to the egress's own SDS server) and
     the egress's name as node metadata."""
-    doc = bootstrap.bootstrap(bootstrap.BootstrapParams(
-        node_id=reg.node_id, mesh="", dataplane=reg.name, zone=reg.zone, service=reg.name,
-        cp_host=settings.cp.host, cp_port=settings.cp.port,
-        cp_alternates=tuple((a.host, a.port) for a in settings.cp_alternates),
-        cp_ca_pem=settings.cp_ca_pem.decode(), token=token, sds_socket=sds_socket,
-        admin_port=settings.admin_port))
+    doc = bootstrap.bootstrap(
+        bootstrap.BootstrapParams(
+            node_id=reg.node_id,
+            mesh="",
+            dataplane=reg.name,
+            zone=reg.zone,
+            service=reg.name,
+            cp_host=settings.cp.host,
+            cp_port=settings.cp.port,
+            cp_alternates=tuple((a.host, a.port) for a in settings.cp_alternates),
+            cp_ca_pem=settings.cp_ca_pem.decode(),
+            token=token,
+            sds_socket=sds_socket,
+            admin_port=settings.admin_port,
+        )
+    )
     doc["node"]["metadata"] = {EGRESS_METADATA: reg.name}
     return doc
 
@@ -124,8 +139,11 @@ class EgressAgent:
     def _publish(self) -> None:
         entries = {}
         for mesh, (ident, bundle) in self.identities.items():
-            entries[identity_secret(mesh)] = sds_state.entry(sds_state.identity_secret(
-                ident.chain_pem, ident.key_pem(), name=identity_secret(mesh)))
+            entries[identity_secret(mesh)] = sds_state.entry(
+                sds_state.identity_secret(
+                    ident.chain_pem, ident.key_pem(), name=identity_secret(mesh)
+                )
+            )
             if bundle:
                 trust = sds_state.trust_secret(bundle)
                 trust.name = trust_secret(mesh)
@@ -149,37 +167,61 @@ class EgressAgent:
         registration_json = s.registration_json()
         s.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         s.work_dir.chmod(0o700)
-        self.client = client = AgentClient(s.cp, s.cp_ca_pem, s.token, ca_file=s.cp_ca_file,
-                                           alternates=s.cp_alternates)
-        self.tokens = tokens = TokenRefresher(s.token_file, client, what=EGRESS_TOKEN,
-                                              write_bootstrap=self._write_bootstrap)
+        self.client = client = AgentClient(
+            s.cp, s.cp_ca_pem, s.token, ca_file=s.cp_ca_file, alternates=s.cp_alternates
+        )
+        self.tokens = tokens = TokenRefresher(
+            s.token_file, client, what=EGRESS_TOKEN, write_bootstrap=self._write_bootstrap
+        )
         self.session = tokens.session = Session(
-            client, registration_json, on_trust_bundle=lambda _: None,
+            client,
+            registration_json,
+            on_trust_bundle=lambda _: None,
             before_connect=lambda: tokens.reread("connecting"),
-            on_registered=tokens.registered, policy=s.session, rng=self._rng)
+            on_registered=tokens.registered,
+            policy=s.session,
+            rng=self._rng,
+        )
         session_task = self._spawn(self.session.run(), "egress-session")
         log.info("registering zone egress %s with the control plane %s", s.name, s.cp)
-        self.registration = reg = await first_registration(self.session.registered,
-                                                           session_task)
+        self.registration = reg = await first_registration(self.session.registered, session_task)
         for mesh in s.meshes:
             self.rotators[mesh] = rotator = self._rotator(mesh, reg)
             identity = await self._with_retry(rotator, mesh)
-            log.info("certificate for %s valid until %s", ", ".join(identity.uris),
-                     identity.not_after.isoformat())
+            log.info(
+                "certificate for %s valid until %s",
+                ", ".join(identity.uris),
+                identity.not_after.isoformat(),
+            )
         await self.sds.start(socket_path(s.work_dir))
         tokens.envoy_token = self.session.token or client.token
         self._write_bootstrap(tokens.envoy_token)
-        self.envoy = tokens.envoy = EnvoySupervisor(EnvoyCommand(
-            binary=s.envoy_binary, bootstrap=s.bootstrap_path, work_dir=s.work_dir,
-            concurrency=s.concurrency, log_level=s.envoy_log_level, drain_time=s.drain_time,
-            wrapper=parent_death_wrapper()),
-            admin_port=s.admin_port, policy=s.supervision, rng=self._rng)
+        self.envoy = tokens.envoy = EnvoySupervisor(
+            EnvoyCommand(
+                binary=s.envoy_binary,
+                bootstrap=s.bootstrap_path,
+                work_dir=s.work_dir,
+                concurrency=s.concurrency,
+                log_level=s.envoy_log_level,
+                drain_time=s.drain_time,
+                wrapper=parent_death_wrapper(),
+            ),
+            admin_port=s.admin_port,
+            policy=s.supervision,
+            rng=self._rng,
+        )
         self._spawn(self.envoy.run(), "egress-envoy")
         for mesh, rotator in self.rotators.items():
             self._spawn(rotator.run(), f"egress-rotation-{mesh}")
         self._spawn(tokens.run(), "egress-token")
-        log.info("zone egress %s of zone %s listening on %s:%d for meshes %s", reg.name,
-                 reg.zone, s.address, s.port, ", ".join(s.meshes))
+        log.info(
+            "zone egress %s of zone %s listening on %s:%d for meshes %s",
+            reg.name,
+            reg.zone,
+            s.address,
+            s.port,
+            ", ".join(s.meshes),
+        )
 
     def _rotator(self, mesh: str, reg: Registration) -> Rotator:
         client, tokens = self.client, self.tokens
@@ -188,9 +230,12 @@ class EgressAgent:
         async def sign(csr: bytes) -> SignedCertificate:
             return await client.sign(mesh, reg.name, csr, await tokens.sign_token())
 
-        return Rotator(f"{reg.name}.{mesh}", sign,
-                       lambda ident, bundle: self._on_identity(mesh, ident, bundle),
-                       rng=self._rng)
+        return Rotator(
+            f"{reg.name}.{mesh}",
+            sign,
+            lambda ident, bundle: self._on_identity(mesh, ident, bundle),
+            rng=self._rng,
+        )
 
     async def _with_retry(self, rotator: Rotator, mesh: str) -> Identity:
         """The first certificate of ``mesh``; a refusal ends the agent."""
@@ -201,8 +246,9 @@ class EgressAgent:
             except ControlPlaneRefused:
                 raise
             except AgentError as exc:
-                log.warning("getting the certificate of mesh %s failed: %s; retrying", mesh,
-                            exc.detail)
+                log.warning(
+                    "getting the certificate of mesh %s failed: %s; retrying", mesh, exc.detail
+                )
             await asyncio.sleep(delay * (0.5 + self._rng.random()))
             delay = min(delay * 2, STARTUP_RETRY_MAX)
 
@@ -212,8 +258,10 @@ class EgressAgent:
 
     def _write_bootstrap(self, token: str) -> None:
         assert self.registration is not None and self.sds.path is not None
-        bootstrap.write(self.settings.bootstrap_path, egress_bootstrap(
-            self.settings, self.registration, token, str(self.sds.path)))
+        bootstrap.write(
+            self.settings.bootstrap_path,
+            egress_bootstrap(self.settings, self.registration, token, str(self.sds.path)),
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)

@@ -118,17 +118,24 @@ class EgressContext:
     meshes: Mapping[str, EgressMesh] = field(default_factory=dict)
 
 
-def permission_rules(policies: Iterable[Resource], mesh: str, name: str,
-                     zone: str) -> tuple[rbac.SourceRule, ...]:
+def permission_rules(
+    policies: Iterable[Resource], mesh: str, name: str, zone: str
+) -> tuple[rbac.SourceRule, ...]:
     """Who may call the external service ``name`` of ``mesh`` (module docstring)."""
     selected = []
     for policy in policies:
         ref = top_target_ref(policy)
-        if (policy.type != PERMISSION_KIND or policy.mesh != mesh or ref is None
-                or (ref.mesh and ref.mesh != mesh) or not applies_in_zone(policy, zone)):
+        if (
+            policy.type != PERMISSION_KIND
+            or policy.mesh != mesh
+            or ref is None
+            or (ref.mesh and ref.mesh != mesh)
+            or not applies_in_zone(policy, zone)
+        ):
             continue
-        if ref.kind is TargetKind.MESH or (ref.kind is TargetKind.MESH_EXTERNAL_SERVICE
-                                           and ref.name == name):
+        if ref.kind is TargetKind.MESH or (
+            ref.kind is TargetKind.MESH_EXTERNAL_SERVICE and ref.name == name
+        ):
             selected.append(policy)
     items = []
     for index, policy in enumerate(sorted(selected, key=policy_order)):
@@ -136,8 +143,9 @@ def permission_rules(policies: Iterable[Resource], mesh: str, name: str,
             tags = source_tags(item.target_ref, mesh)
             if tags is not None and isinstance(item.default, MeshTrafficPermissionConf):
                 order = (SPECIFICITY[item.target_ref.kind], index, i)
-                items.append(FromItem(tags, order, PolicyRef(PERMISSION_KIND, policy.name),
-                                      item.default))
+                items.append(
+                    FromItem(tags, order, PolicyRef(PERMISSION_KIND, policy.name), item.default)
+                )
     out = []
     for rule in build_from_rules(items):
         conf = rule.conf.conf
@@ -152,18 +160,22 @@ def _terminating_context(mesh: str) -> tls_pb2.DownstreamTlsContext:
     common = tls_pb2.CommonTlsContext(
         tls_params=tls.MESH_TLS_PARAMS,
         tls_certificate_sds_secret_configs=[tls.sds(identity_secret(mesh))],
-        validation_context_sds_secret_config=tls.sds(trust_secret(mesh)))
-    return tls_pb2.DownstreamTlsContext(common_tls_context=common,
-                                        require_client_certificate=boolean(True))
+        validation_context_sds_secret_config=tls.sds(trust_secret(mesh)),
+    )
+    return tls_pb2.DownstreamTlsContext(
+        common_tls_context=common, require_client_certificate=boolean(True)
+    )
 
 
 def _tcp_proxy(cluster: str) -> lc_pb2.Filter:
-    return filters.network(TCP_PROXY, tcp_proxy_pb2.TcpProxy(
-        stat_prefix=stat_prefix(cluster), cluster=cluster))
+    return filters.network(
+        TCP_PROXY, tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix(cluster), cluster=cluster)
+    )
 
 
-def _external_chain(mesh: str, svc: Service, rules: Sequence[rbac.SourceRule],
-                    out: Builder) -> lc_pb2.FilterChain | None:
+def _external_chain(
+    mesh: str, svc: Service, rules: Sequence[rbac.SourceRule], out: Builder
+) -> lc_pb2.FilterChain | None:
     ext = svc.external
     if ext is None:
         return None
@@ -177,20 +189,30 @@ def _external_chain(mesh: str, svc: Service, rules: Sequence[rbac.SourceRule],
     perms = rbac.permissions(mesh, rules)
     return lc_pb2.FilterChain(
         name=name,
-        filter_chain_match=lc_pb2.FilterChainMatch(transport_protocol="tls",
-                                                   server_names=[name]),
+        filter_chain_match=lc_pb2.FilterChainMatch(transport_protocol="tls", server_names=[name]),
         transport_socket=tls.transport_socket(_terminating_context(mesh)),
-        filters=[filters.network(rbac.NETWORK_FILTER,
-                                 rbac.network_filter(perms, stat_prefix(name))),
-                 _tcp_proxy(name)])
+        filters=[
+            filters.network(rbac.NETWORK_FILTER, rbac.network_filter(perms, stat_prefix(name))),
+            _tcp_proxy(name),
+        ],
+    )
 
 
-def _remote_endpoints(name: str, zones: Sequence[RemoteZone]
-                      ) -> endpoint_pb2.ClusterLoadAssignment:
-    return endpoint_pb2.ClusterLoadAssignment(cluster_name=name, endpoints=[
-        ec_pb2.LocalityLbEndpoints(lb_endpoints=[ec_pb2.LbEndpoint(
-            endpoint=ec_pb2.Endpoint(address=socket_address(z.address, z.port)),
-            load_balancing_weight=u32(max(z.instances, 1))) for z in zones])])
+def _remote_endpoints(name: str, zones: Sequence[RemoteZone]) -> endpoint_pb2.ClusterLoadAssignment:
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=name,
+        endpoints=[
+            ec_pb2.LocalityLbEndpoints(
+                lb_endpoints=[
+                    ec_pb2.LbEndpoint(
+                        endpoint=ec_pb2.Endpoint(address=socket_address(z.address, z.port)),
+                        load_balancing_weight=u32(max(z.instances, 1)),
+                    )
+                    for z in zones
+                ]
+            )
+        ],
+    )
 
 
 def _remote_chain(mesh: str, svc: Service, out: Builder) -> lc_pb2.FilterChain | None:
@@ -201,41 +223,53 @@ def _remote_chain(mesh: str, svc: Service, out: Builder) -> lc_pb2.FilterChain |
     name = remote_cluster_name(svc.name, mesh)
     static = all(is_ip(z.address) for z in svc.remote)
     cluster = cluster_pb2.Cluster(
-        name=name, type=cluster_pb2.Cluster.STATIC if static else cluster_pb2.Cluster.STRICT_DNS,
+        name=name,
+        type=cluster_pb2.Cluster.STATIC if static else cluster_pb2.Cluster.STRICT_DNS,
         connect_timeout=duration(CONNECT_TIMEOUT),
         per_connection_buffer_limit_bytes=buffer_limit(),
-        load_assignment=_remote_endpoints(name, svc.remote))
+        load_assignment=_remote_endpoints(name, svc.remote),
+    )
     out.cluster(cluster)
     names = [sni(svc.name, mesh)]
     names += sorted({sni(svc.name, mesh, p.port) for z in svc.remote for p in z.ports})
     return lc_pb2.FilterChain(
         name=name,
-        filter_chain_match=lc_pb2.FilterChainMatch(transport_protocol="tls",
-                                                   server_names=names),
-        filters=[_tcp_proxy(name)])
+        filter_chain_match=lc_pb2.FilterChainMatch(transport_protocol="tls", server_names=names),
+        filters=[_tcp_proxy(name)],
+    )
 
 
 def _closing_chain() -> lc_pb2.FilterChain:
-    return lc_pb2.FilterChain(name=NO_DESTINATION_CHAIN, filters=[
-        filters.network(DIRECT_RESPONSE, direct_pb2.Config())])
+    return lc_pb2.FilterChain(
+        name=NO_DESTINATION_CHAIN, filters=[filters.network(DIRECT_RESPONSE, direct_pb2.Config())]
+    )
 
 
 def generate_egress(ctx: EgressContext) -> ProxyResources:
     out = Builder()
     name = listener_name(ctx.address, ctx.port)
     listener = listener_pb2.Listener(
-        name=name, address=socket_address(listen_address(ctx.address), ctx.port),
-        traffic_direction=base_pb2.OUTBOUND, stat_prefix=stat_prefix(name),
+        name=name,
+        address=socket_address(listen_address(ctx.address), ctx.port),
+        traffic_direction=base_pb2.OUTBOUND,
+        stat_prefix=stat_prefix(name),
         per_connection_buffer_limit_bytes=buffer_limit(),
-        listener_filters=[lc_pb2.ListenerFilter(
-            name=TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector()))],
-        default_filter_chain=_closing_chain())
+        listener_filters=[
+            lc_pb2.ListenerFilter(
+                name=TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector())
+            )
+        ],
+        default_filter_chain=_closing_chain(),
+    )
     for mesh in sorted(ctx.meshes):
         conf = ctx.meshes[mesh]
         for svc in sorted(conf.external, key=lambda s: s.name):
             ext = svc.external
-            rules = (permission_rules(conf.permissions, mesh, ext.name, ctx.zone)
-                     if ext is not None else ())
+            rules = (
+                permission_rules(conf.permissions, mesh, ext.name, ctx.zone)
+                if ext is not None
+                else ()
+            )
             chain = _external_chain(mesh, svc, rules, out)
             if chain is not None:
                 listener.filter_chains.append(chain)

@@ -46,8 +46,7 @@ class ZoneEgressSpec(BaseModel):
     networking: EgressNetworking
     # The meshes it carries traffic of: it holds a certificate of its own in each
     # (``gossamer egress run --mesh``), and only their sidecars are sent to it.
-    meshes: list[Name] = Field(default_factory=lambda: ["default"], min_length=1,
-                               max_length=64)
+    meshes: list[Name] = Field(default_factory=lambda: ["default"], min_length=1, max_length=64)
 
 
 DESCRIPTOR = KindDescriptor(
@@ -59,6 +58,5 @@ DESCRIPTOR = KindDescriptor(
     alias="ze",
     sync=SyncDirection.ZONE_TO_GLOBAL,
     spec_inline=True,
-    description="a zone's egress: where its traffic to external services and other "
-                "zones leaves",
+    description="a zone's egress: where its traffic to external services and other zones leaves",
 )

@@ -37,8 +37,8 @@ from tests.integration.agent_env import envoy_pids, free_port
 from tests.integration.ingress_env import _ready, ingress_process, stop
 from tests.integration.test_external_service import NAME, https_server, secret, timeout
 from tests.integration.test_ingress_traffic import ingress_stats
-from tests.integration.test_vips_dns import VIP_LABELS, Namespace, agent, namespace, run
 from tests.integration.test_vips_dns import DATAPLANE_YAML as VIP_DATAPLANE
+from tests.integration.test_vips_dns import VIP_LABELS, Namespace, agent, namespace, run
 from tests.waiting import eventually
 
 __all__ = ["namespace"]  # the fixture
@@ -48,17 +48,32 @@ RBAC = "httpbin_extsvc_default_mesh.rbac"  # its chain's RBAC stats (stat_prefix
 
 
 def external(port: int, ca_secret: str = "outside-ca") -> dict[str, Any]:
-    return {"type": "MeshExternalService", "mesh": "default", "name": "httpbin", "spec": {
-        "match": {"port": 80, "protocol": "http"},
-        "endpoints": [{"address": "127.0.0.1", "port": port}],
-        "tls": {"enabled": True, "verification": {
-            "serverName": NAME, "caCert": {"secretRef": ca_secret}}}}}
+    return {
+        "type": "MeshExternalService",
+        "mesh": "default",
+        "name": "httpbin",
+        "spec": {
+            "match": {"port": 80, "protocol": "http"},
+            "endpoints": [{"address": "127.0.0.1", "port": port}],
+            "tls": {
+                "enabled": True,
+                "verification": {"serverName": NAME, "caCert": {"secretRef": ca_secret}},
+            },
+        },
+    }
 
 
-DENY_WEB = {"type": "MeshTrafficPermission", "mesh": "default", "name": "no-web-out", "spec": {
-    "targetRef": {"kind": "MeshExternalService", "name": "httpbin"},
-    "from": [{"targetRef": {"kind": "MeshService", "name": "web"},
-              "default": {"action": "Deny"}}]}}
+DENY_WEB = {
+    "type": "MeshTrafficPermission",
+    "mesh": "default",
+    "name": "no-web-out",
+    "spec": {
+        "targetRef": {"kind": "MeshExternalService", "name": "httpbin"},
+        "from": [
+            {"targetRef": {"kind": "MeshService", "name": "web"}, "default": {"action": "Deny"}}
+        ],
+    },
+}
 
 
 async def _apply(manager: ResourceManager, *docs: dict[str, Any]) -> None:
@@ -67,27 +82,50 @@ async def _apply(manager: ResourceManager, *docs: dict[str, Any]) -> None:
 
 
 async def _curl(ns: Namespace, path: str) -> tuple[int, str]:
-    out = await run(*ns.exec, "curl", "-s", "-m", "5", "-o", "/dev/stdout", "-w",
-                    "\n%{http_code}", f"http://httpbin.extsvc.mesh{path}")
+    out = await run(
+        *ns.exec,
+        "curl",
+        "-s",
+        "-m",
+        "5",
+        "-o",
+        "/dev/stdout",
+        "-w",
+        "\n%{http_code}",
+        f"http://httpbin.extsvc.mesh{path}",
+    )
     body, _, code = out.rpartition("\n")
     return int(code), body
 
 
 async def test_external_traffic_leaves_through_the_zone_egress(
-        tmp_path: Path, namespace: Namespace) -> None:
+    tmp_path: Path, namespace: Namespace
+) -> None:
     ns = namespace
     glob = await start_global(tmp_path / "global")
     xds = free_port()
-    west = await start_zone(glob, "west", tmp_path / "zone-west",
-                            xds_addr=f"{ns.host_ip}:{xds}", tls_hosts=(ns.host_ip,))
+    west = await start_zone(
+        glob,
+        "west",
+        tmp_path / "zone-west",
+        xds_addr=f"{ns.host_ip}:{xds}",
+        tls_hosts=(ns.host_ip,),
+    )
     assert glob.store is not None
     at_global = ResourceManager(glob.store)
     try:
         await eventually(lambda: _ready(west), 15, "west in sync")
         mesh = await at_global.get("Mesh", "default")
         spec = mesh.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-        await _apply(at_global, {"type": "Mesh", "name": "default", **spec,  # inline spec
-                                 "routing": {"zoneEgress": True}})
+        await _apply(
+            at_global,
+            {
+                "type": "Mesh",
+                "name": "default",
+                **spec,  # inline spec
+                "routing": {"zoneEgress": True},
+            },
+        )
         token, _ = await glob.zone_tokens.issue("west", 3600, ["egress"])
         (tmp_path / "egress.token").write_text(token)
         dp_token, _ = await TokenAuthority(at_global, DATAPLANE, "default").issue("web", 3600)
@@ -96,34 +134,61 @@ async def test_external_traffic_leaves_through_the_zone_egress(
         (web_dir / "token").write_text(dp_token)
         (web_dir / "dataplane.yaml").write_text(VIP_LABELS + VIP_DATAPLANE)
         egress_port, egress_admin = free_port(), free_port()
-        web_args = ["--dataplane", str(web_dir / "dataplane.yaml"),
-                    "--cp", f"https://{ns.host_ip}:{xds}",
-                    "--token-file", str(web_dir / "token"),
-                    "--cp-ca", str(west.settings.directory / "tls" / "ca.pem"),
-                    "--admin-port", str(free_port()), "--drain-time", "1s",
-                    "--dns-addr", "127.0.0.1:53"]
-        for key, value in {"name": "web-1", "service": "web", "address": ns.ns_ip,
-                           "inbound": free_port(), "app": 8080}.items():
+        web_args = [
+            "--dataplane",
+            str(web_dir / "dataplane.yaml"),
+            "--cp",
+            f"https://{ns.host_ip}:{xds}",
+            "--token-file",
+            str(web_dir / "token"),
+            "--cp-ca",
+            str(west.settings.directory / "tls" / "ca.pem"),
+            "--admin-port",
+            str(free_port()),
+            "--drain-time",
+            "1s",
+            "--dns-addr",
+            "127.0.0.1:53",
+        ]
+        for key, value in {
+            "name": "web-1",
+            "service": "web",
+            "address": ns.ns_ip,
+            "inbound": free_port(),
+            "app": 8080,
+        }.items():
             web_args += ["--dataplane-var", f"{key}={value}"]
         (tmp_path / "outside").mkdir()
         with https_server("127.0.0.1", tmp_path / "outside") as (port, ca_pem, seen):
             await _apply(at_global, secret("outside-ca", ca_pem), external(port))
-            async with ingress_process(tmp_path / "egress", west, tmp_path / "egress.token",
-                                       egress_port, "--admin-port", str(egress_admin),
-                                       host=ns.host_ip, command="cli.run_egress") as egress, \
-                    agent(web_dir, web_args, ns.exec) as web:
-                stored = await eventually(lambda: _egress(west.manager), 60,
-                                          "the ZoneEgress stored in west", interval=0.2)
+            async with (
+                ingress_process(
+                    tmp_path / "egress",
+                    west,
+                    tmp_path / "egress.token",
+                    egress_port,
+                    "--admin-port",
+                    str(egress_admin),
+                    host=ns.host_ip,
+                    command="cli.run_egress",
+                ) as egress,
+                agent(web_dir, web_args, ns.exec) as web,
+            ):
+                stored = await eventually(
+                    lambda: _egress(west.manager), 60, "the ZoneEgress stored in west", interval=0.2
+                )
                 assert stored.zone == "west" and stored.meshes == ["default"]
-                await eventually(lambda: _synced(at_global), 30,
-                                 "the ZoneEgress at the global", interval=0.2)
+                await eventually(
+                    lambda: _synced(at_global), 30, "the ZoneEgress at the global", interval=0.2
+                )
                 await eventually(lambda: envoy_pids(egress.work), 60, "the egress's Envoy")
 
                 async def answered() -> bool:
                     return await _curl(ns, "/hello") == (200, "outside")
 
-                await eventually(answered, 90, "httpbin.extsvc.mesh answered through the "
-                                 "egress", interval=0.5)
+                await eventually(
+                    answered, 90, "httpbin.extsvc.mesh answered through the egress", interval=0.5
+                )
                 assert ("/hello", "TLSv1.3", NAME) in seen.requests
                 stats = await ingress_stats(egress_admin)
                 assert stats[f"cluster.{CLUSTER}.upstream_cx_total"] >= 1
@@ -159,8 +224,10 @@ async def test_external_traffic_leaves_through_the_zone_egress(
 async def _synced(manager: ResourceManager) -> bool:
     """West's ZoneEgress at the global (stored under a zone-hashed name)."""
     page = await manager.list("ZoneEgress")
-    return any(r.labels.get(DISPLAY_NAME_LABEL) == "west-egress"
-               and r.labels.get(ZONE_LABEL) == "west" for r in page.items)
+    return any(
+        r.labels.get(DISPLAY_NAME_LABEL) == "west-egress" and r.labels.get(ZONE_LABEL) == "west"
+        for r in page.items
+    )
 
 
 async def _egress(manager: ResourceManager) -> ZoneEgressSpec | None:
