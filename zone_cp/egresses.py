@@ -61,6 +61,9 @@ class EgressRegistry(IngressRegistry):
     scope = EGRESS_SCOPE
     node_prefix = NODE_PREFIX
     what = "zone egress"
+    short = "egress"
+    standalone = ("a zone egress authenticates with a zone token, and only a global "
+                  "issues them")
 
     def _stored_spec(self, spec: object) -> ZoneIngressSpec | ZoneEgressSpec:
         if not isinstance(spec, ZoneEgressSpec):

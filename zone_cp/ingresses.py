@@ -150,6 +150,9 @@ class IngressRegistry:
     scope = INGRESS_SCOPE
     node_prefix = NODE_PREFIX
     what = "zone ingress"
+    short = "ingress"
+    standalone = ("a zone ingress carries traffic from other zones, and a standalone zone "
+                  "has none (nor the zone tokens an ingress authenticates with)")
 
     def __init__(self, manager: ResourceManager, state: MeshState, zone: str, *,
                  federated: bool,
@@ -174,9 +177,9 @@ class IngressRegistry:
 
     async def verify(self, token: str | None) -> Claims:
         if not self.federated:
-            raise Forbidden(f"zone {self.zone!r} is standalone: a {self.what} authenticates "
-                            "with a zone token, which only a global issues; federate the "
-                            "zone with `gossamer zone run --global ...` to run one")
+            raise Forbidden(f"zone {self.zone!r} is standalone: {self.standalone}; federate "
+                            "the zone with `gossamer zone run --global ...` to run an "
+                            f"{self.short}")
         try:
             await self.manager.get("TokenTrust", ZONE)
         except NotFound:
@@ -193,10 +196,10 @@ class IngressRegistry:
         session = self.sessions.get(node)
         if session is None:
             raise FailedPrecondition(
-                f"node {node!r} is not registered by a Gossamer {self.what} agent")
+                f"node {node!r} is not registered by a Gossamer {self.short} agent")
         claims = await self.verify(token)
         if claims.token_id != session.claims.token_id:
-            raise Forbidden(f"the token is not the one the {self.what} registered with")
+            raise Forbidden(f"the token is not the one the {self.short} registered with")
         return session
 
     # -- sessions -----------------------------------------------------------------------
@@ -227,7 +230,7 @@ class IngressRegistry:
             held = self.sessions.get(session.node_id)
             if held is not None and held.claims.token_id != claims.token_id:
                 raise AlreadyExists(f"{self.what} {res.name!r} is already connected with "
-                                    f"another token; stop the other {self.what} or pick "
+                                    f"another token; stop the other {self.short} or pick "
                                     "another --name")
             await self._check_not_synced(res.name)
             self.sessions[session.node_id] = session
@@ -249,7 +252,7 @@ class IngressRegistry:
         with contextlib.suppress(NotFound):
             current = await self.manager.get(self.kind, name)
             if ORIGIN_LABEL in current.labels:
-                raise AlreadyExists(f"{name!r} is the name of another zone's {self.what} "
+                raise AlreadyExists(f"{name!r} is the name of another zone's {self.short} "
                                     "here; pick another --name")
 
     async def unregister(self, session: IngressSession) -> None:
