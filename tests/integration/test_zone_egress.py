@@ -22,8 +22,11 @@ without root or network namespaces (the ``namespace`` fixture).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from authority.token_authority import TokenAuthority
 from gossamer.errors import NotFound
@@ -34,7 +37,8 @@ from gossamer.resources import ResourceManager
 from gossamer.tokens import DATAPLANE
 from tests.cluster import start_global, start_zone
 from tests.integration.agent_env import envoy_pids, free_port
-from tests.integration.ingress_env import _ready, ingress_process, stop
+from tests.integration.ingress_env import Cluster, _ready, ingress_process, sidecar, stop
+from tests.integration.test_agent_zone import http_backend
 from tests.integration.test_external_service import NAME, https_server, secret, timeout
 from tests.integration.test_ingress_traffic import ingress_stats
 from tests.integration.test_vips_dns import DATAPLANE_YAML as VIP_DATAPLANE
@@ -236,3 +240,72 @@ async def _egress(manager: ResourceManager) -> ZoneEgressSpec | None:
     except NotFound:
         return None
     return res.spec if isinstance(res.spec, ZoneEgressSpec) else None
+
+
+async def test_cross_zone_traffic_goes_through_the_egress_with_mtls_end_to_end(
+    cluster: Cluster,
+) -> None:
+    """``zoneEgress: {crossZone: true}``: web in west reaches backend in east through west's
+    egress and east's ingress. The egress counts the connections it passed to east's
+    ingress and terminated no TLS for them; backend's sidecar still sees web's own
+    certificate (a Deny for web there answers 403)."""
+    at_global = cluster.global_manager
+    mesh = await at_global.get("Mesh", "default")
+    spec = mesh.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    routing = {"zoneEgress": {"externalServices": False, "crossZone": True}}
+    await _apply(at_global, {"type": "Mesh", "name": "default", **spec, "routing": routing})
+    east_token = await cluster.zone_token("east", ["ingress"], cluster.directory / "i.token")
+    west_token = await cluster.zone_token("west", ["egress"], cluster.directory / "e.token")
+    outbound, egress_admin = free_port(), free_port()
+    async with (
+        http_backend(b"hello from east") as app,
+        await sidecar(cluster, cluster.east, "backend-1", "backend", app),
+        ingress_process(cluster.directory / "ingress", cluster.east, east_token, free_port()),
+        ingress_process(
+            cluster.directory / "egress",
+            cluster.west,
+            west_token,
+            free_port(),
+            admin=egress_admin,
+            command="cli.run_egress",
+        ) as egress,
+        await sidecar(cluster, cluster.west, "web-1", "web", free_port(), outbound),
+    ):
+
+        async def status() -> int:
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                response = await client.get(f"http://127.0.0.1:{outbound}/")
+            return response.status_code if response.text != "hello from east" else 0
+
+        await eventually(
+            lambda: _is(status(), 0), 90, "web in west -> egress -> east", interval=0.3
+        )
+        stats = await ingress_stats(egress_admin)
+        passed = {k: v for k, v in stats.items() if k.startswith("cluster.remote")}
+        assert passed.get("cluster.remote_backend.default.mesh.upstream_cx_total", 0) >= 1, passed
+        # No TLS terminated at the egress for it: its listener counts no handshakes.
+        assert not any(
+            v for k, v in stats.items() if k.startswith("listener.") and k.endswith("ssl.handshake")
+        ), stats
+        await _apply(at_global, DENY_WEB_TO_BACKEND)
+        await eventually(
+            lambda: _is(status(), 403), 60, "backend's sidecar to deny web", interval=0.3
+        )
+        assert "Traceback" not in egress.errors()
+
+
+DENY_WEB_TO_BACKEND = {
+    "type": "MeshTrafficPermission",
+    "name": "deny-web",
+    "mesh": "default",
+    "spec": {
+        "targetRef": {"kind": "MeshService", "name": "backend"},
+        "from": [
+            {"targetRef": {"kind": "MeshService", "name": "web"}, "default": {"action": "Deny"}}
+        ],
+    },
+}
+
+
+async def _is(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
