@@ -62,8 +62,7 @@ class EgressRegistry(IngressRegistry):
     node_prefix = NODE_PREFIX
     what = "zone egress"
     short = "egress"
-    standalone = ("a zone egress authenticates with a zone token, and only a global "
-                  "issues them")
+    standalone = "a zone egress authenticates with a zone token, and only a global issues them"
 
     def _stored_spec(self, spec: object) -> ZoneIngressSpec | ZoneEgressSpec:
         if not isinstance(spec, ZoneEgressSpec):

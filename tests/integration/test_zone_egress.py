@@ -39,6 +39,7 @@ from tests.cluster import start_global, start_zone
 from tests.integration.agent_env import envoy_pids, free_port
 from tests.integration.ingress_env import Cluster, _ready, ingress_process, sidecar, stop
 from tests.integration.test_agent_zone import http_backend
+from tests.integration.test_cert_insights import cli_env, gossamer
 from tests.integration.test_external_service import NAME, https_server, secret, timeout
 from tests.integration.test_ingress_traffic import ingress_stats
 from tests.integration.test_vips_dns import DATAPLANE_YAML as VIP_DATAPLANE
@@ -185,6 +186,13 @@ async def test_external_traffic_leaves_through_the_zone_egress(
                 await eventually(
                     lambda: _synced(at_global), 30, "the ZoneEgress at the global", interval=0.2
                 )
+                table = await gossamer(
+                    cli_env(glob.api_url, glob.settings.data_dir / "admin-token"),
+                    "inspect",
+                    "egresses",
+                )
+                row = next(line.split() for line in table.splitlines() if "west-egress" in line)
+                assert row == ["west-egress", "west", f"{ns.host_ip}:{egress_port}", "default"]
                 await eventually(lambda: envoy_pids(egress.work), 60, "the egress's Envoy")
 
                 async def answered() -> bool:
@@ -202,9 +210,10 @@ async def test_external_traffic_leaves_through_the_zone_egress(
                 await _apply(at_global, DENY_WEB)
 
                 async def refused() -> bool:
-                    return (await _curl(ns, "/denied"))[0] == 503
+                    return (await _curl(ns, "/probe"))[0] == 503
 
                 await eventually(refused, 60, "the Deny to reach the egress", interval=0.5)
+                assert (await _curl(ns, "/denied"))[0] == 503
                 assert not any(p == "/denied" for p, _, _ in seen.requests)
                 stats = await ingress_stats(egress_admin)
                 assert stats[f"{RBAC}.denied"] >= 1
