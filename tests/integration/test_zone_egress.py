@@ -35,18 +35,25 @@ from gossamer.model.registry import parse_document
 from gossamer.model.zoneegress import ZoneEgressSpec
 from gossamer.resources import ResourceManager
 from gossamer.tokens import DATAPLANE
+from proxy.names import IDENTITY_SECRET, TRUST_SECRET
 from tests.cluster import start_global, start_zone
 from tests.integration.agent_env import envoy_pids, free_port
 from tests.integration.ingress_env import Cluster, _ready, ingress_process, sidecar, stop
 from tests.integration.test_agent_zone import http_backend
 from tests.integration.test_cert_insights import cli_env, gossamer
+from tests.integration.test_envoy_accepts import envoy, secrets, static_bootstrap, validate
 from tests.integration.test_external_service import NAME, https_server, secret, timeout
 from tests.integration.test_ingress_traffic import ingress_stats
 from tests.integration.test_vips_dns import DATAPLANE_YAML as VIP_DATAPLANE
 from tests.integration.test_vips_dns import VIP_LABELS, Namespace, agent, namespace, run
+from tests.unit.envoy_external_inputs import PG_SERVICE, httpbin
+from tests.unit.envoy_scenarios import as_data
+from tests.unit.test_egress_resources import ALLOW_ALL, BACKEND
+from tests.unit.test_egress_resources import DENY_WEB as DENY
 from tests.waiting import eventually
+from zone_egress.envoy import EgressContext, EgressMesh, generate_egress
 
-__all__ = ["namespace"]  # the fixture
+__all__ = ["envoy", "namespace", "secrets"]  # fixtures
 
 CLUSTER = "httpbin.extsvc.default.mesh"  # the external service's cluster at the egress
 RBAC = "httpbin_extsvc_default_mesh.rbac"  # its chain's RBAC stats (stat_prefix: no dots)
@@ -318,3 +325,21 @@ DENY_WEB_TO_BACKEND = {
 
 async def _is(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
+
+
+def test_envoy_accepts_the_egress_resources(
+    envoy: Path, secrets: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """Every chain kind (TLS originated or not, a Deny, cross-zone passthrough) in two
+    meshes: a real Envoy builds them."""
+    both = EgressMesh(
+        external=(httpbin(), PG_SERVICE), permissions=(ALLOW_ALL, DENY), remote=(BACKEND,)
+    )
+    ctx = EgressContext("west-egress", "west", "127.0.0.1", 10002, {"default": both, "m2": both})
+    named = {s["name"]: s for s in secrets}
+    served = [
+        {**named[name], "name": f"{name}:{mesh}"}
+        for mesh in ("default", "m2")
+        for name in (IDENTITY_SECRET, TRUST_SECRET)
+    ]
+    validate(envoy, static_bootstrap(as_data(generate_egress(ctx)), served), tmp_path)
