@@ -35,20 +35,13 @@ from proxy.agent.session import Session, first_registration
 from proxy.agent.settings import EnvoyAgentSettings
 from proxy.agent.token_file import EGRESS_TOKEN
 from proxy.agent.token_refresh import TokenRefresher
+from proxy.names import egress_identity_secret, egress_trust_secret
 
 log = logging.getLogger(__name__)
 
 EGRESS_METADATA = "gossamer.io/zone-egress"
 STARTUP_RETRY_INITIAL = 0.5
 STARTUP_RETRY_MAX = 30.0
-
-
-def identity_secret(mesh: str) -> str:  # as ``zone_egress.envoy`` names them
-    return f"identity:{mesh}"
-
-
-def trust_secret(mesh: str) -> str:
-    return f"trust_bundle:{mesh}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,15 +132,15 @@ class EgressAgent:
     def _publish(self) -> None:
         entries = {}
         for mesh, (ident, bundle) in self.identities.items():
-            entries[identity_secret(mesh)] = sds_state.entry(
+            entries[egress_identity_secret(mesh)] = sds_state.entry(
                 sds_state.identity_secret(
-                    ident.chain_pem, ident.key_pem(), name=identity_secret(mesh)
+                    ident.chain_pem, ident.key_pem(), name=egress_identity_secret(mesh)
                 )
             )
             if bundle:
                 trust = sds_state.trust_secret(bundle)
-                trust.name = trust_secret(mesh)
-                entries[trust_secret(mesh)] = sds_state.entry(trust)
+                trust.name = egress_trust_secret(mesh)
+                entries[egress_trust_secret(mesh)] = sds_state.entry(trust)
         self.sds.update(entries)
 
     def _on_identity(self, mesh: str, identity: Identity, bundle: bytes) -> None:

@@ -65,6 +65,7 @@ from proxy.envoy.protos import (
     u32,
 )
 from proxy.envoy.resources import Builder, ProxyResources
+from proxy.names import egress_identity_secret, egress_trust_secret
 
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
 TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
@@ -72,16 +73,6 @@ DIRECT_RESPONSE = "envoy.filters.network.direct_response"
 PERMISSION_KIND = "MeshTrafficPermission"
 NO_DESTINATION_CHAIN = "no-destination"
 CONNECT_TIMEOUT = "5s"
-
-
-def identity_secret(mesh: str) -> str:
-    """The SDS secret of the egress's certificate and key in ``mesh``."""
-    return f"identity:{mesh}"
-
-
-def trust_secret(mesh: str) -> str:
-    """The SDS secret of ``mesh``'s trust bundle at the egress."""
-    return f"trust_bundle:{mesh}"
 
 
 def listener_name(address: str, port: int) -> str:
@@ -159,8 +150,8 @@ def _terminating_context(mesh: str) -> tls_pb2.DownstreamTlsContext:
     """Mesh mTLS as a sidecar's inbound has it, with the egress's identity in ``mesh``."""
     common = tls_pb2.CommonTlsContext(
         tls_params=tls.MESH_TLS_PARAMS,
-        tls_certificate_sds_secret_configs=[tls.sds(identity_secret(mesh))],
-        validation_context_sds_secret_config=tls.sds(trust_secret(mesh)),
+        tls_certificate_sds_secret_configs=[tls.sds(egress_identity_secret(mesh))],
+        validation_context_sds_secret_config=tls.sds(egress_trust_secret(mesh)),
     )
     return tls_pb2.DownstreamTlsContext(
         common_tls_context=common, require_client_certificate=boolean(True)
