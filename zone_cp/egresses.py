@@ -31,6 +31,7 @@ from gossamer.tokens import Claims
 from proxy.context import Service, egress_spiffe
 from proxy.envoy.resources import ProxyResources
 from zone_cp.ingresses import IngressRegistry, IngressSession
+from zone_cp.updates import Renew
 from zone_egress.envoy import EgressContext, EgressMesh, generate_egress
 
 KIND = "ZoneEgress"
@@ -98,6 +99,13 @@ class EgressRegistry(IngressRegistry):
                 f"meshes: {', '.join(session.egress.meshes)}); pass --mesh"
             )
         return session, [egress_spiffe(mesh, self.zone)]
+
+    def renew(self, mesh: str) -> None:
+        """``mesh``'s CA changed (``SidecarTrust.follow``): each egress serving it renews,
+        and the answer brings it the mesh's new trust bundle."""
+        for session in self.sessions.values():
+            if isinstance(session, EgressSession) and mesh in session.egress.meshes:
+                session.updates.put_nowait(Renew())
 
     # -- Envoy resources ----------------------------------------------------------------
 

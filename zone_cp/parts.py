@@ -90,6 +90,7 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
     agents = AgentRegistry(manager, s.zone, {"ZoneIngress": ingresses,
                                              "ZoneEgress": egresses},
                            signer=not s.federated, replica=replica)
+    agents.trust.follow(egresses.renew)  # a mesh's CA change reaches its egresses too
     # Virtual IPs for every service the zone knows, and each mesh's DNS table for its
     # agents (DESIGN §6).
     vips = VipAllocator(state, leading, parse_cidr(s.vip_cidr))

@@ -11,8 +11,8 @@ the identity: ``spiffe://<mesh>/zone-egress/<zone>``) and renews it like a sidec
 ``identity:<mesh>`` and ``trust_bundle:<mesh>`` (``zone_egress.envoy``'s names) to its
 Envoy over a unix socket in the 0700 work directory. No workload's key is ever here.
 
-The trust bundle of a mesh comes with each signed certificate; a CA rotation reaches the
-egress at its next renewal (the CP's trust pushes go to sidecars).
+The trust bundle of a mesh comes with each signed certificate: when a mesh's CA changes
+the CP asks the egress to renew (``Renew`` on the Session), and it renews every mesh's.
 """
 
 from __future__ import annotations
@@ -170,6 +170,7 @@ class EgressAgent:
             client,
             registration_json,
             on_trust_bundle=lambda _: None,
+            on_renew=self._on_renew,
             before_connect=lambda: tokens.reread("connecting"),
             on_registered=tokens.registered,
             policy=s.session,
@@ -215,6 +216,12 @@ class EgressAgent:
             s.port,
             ", ".join(s.meshes),
         )
+
+    def _on_renew(self) -> None:
+        """A mesh's CA changed: renew every certificate (the CP does not say which mesh;
+        each answer carries its mesh's current bundle)."""
+        for rotator in self.rotators.values():
+            rotator.request_renewal()
 
     def _rotator(self, mesh: str, reg: Registration) -> Rotator:
         client, tokens = self.client, self.tokens

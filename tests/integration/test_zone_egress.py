@@ -235,6 +235,17 @@ async def test_external_traffic_leaves_through_the_zone_egress(
 
                 await eventually(timed_out, 60, "the MeshTimeout applied", interval=0.5)
                 assert (await _curl(ns, "/slow/10"))[0] == 200
+                # The mesh's CA asks for renewals: the egress renews its certificate too.
+                before = await _serials(egress_admin)
+                assert before
+                west.agents.trust.renew("default")
+
+                async def renewed() -> bool:
+                    now = await _serials(egress_admin)
+                    return bool(now) and not now & before
+
+                await eventually(renewed, 30, "the egress's new certificate", interval=0.2)
+                assert (await _curl(ns, "/renewed")) == (200, "outside")
                 assert "Traceback" not in egress.errors() + web.errors()
     finally:
         await stop(west)
@@ -343,3 +354,14 @@ def test_envoy_accepts_the_egress_resources(
         for name in (IDENTITY_SECRET, TRUST_SECRET)
     ]
     validate(envoy, static_bootstrap(as_data(generate_egress(ctx)), served), tmp_path)
+
+
+async def _serials(admin: int) -> set[str]:
+    """The serial numbers of the certificates the Envoy at ``admin`` serves with."""
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        certs = (await client.get(f"http://127.0.0.1:{admin}/certs")).json()
+    return {
+        c["serial_number"]
+        for entry in certs.get("certificates", [])
+        for c in entry.get("cert_chain", [])
+    }
