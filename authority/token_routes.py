@@ -1,6 +1,6 @@
 """Token routes: issue, revoke and rotate signing keys (``/tokens/...``).
 
-The global serves ``/tokens/zone`` (zone tokens, scopes ``cp`` and ``ingress``); any
+The global serves ``/tokens/zone`` (zone tokens, scopes ``cp``, ``ingress`` and ``egress``); any
 control plane that admits sidecars serves ``/tokens/dataplane`` (per mesh). Issuing needs
 the admin token like every other write.
 """
@@ -26,7 +26,8 @@ class _Request(BaseModel):
 
 class ZoneTokenRequest(_Request):
     zone: Name
-    scopes: list[str] = Field(default_factory=lambda: ["cp", "ingress"], max_length=4)
+    scopes: list[str] = Field(default_factory=lambda: ["cp", "egress", "ingress"],
+                              max_length=4)
     valid_for: Duration = Field("720h", alias="validFor")
 
 

@@ -34,6 +34,7 @@ MODULE = "cli.agent_runtime"
 SELF_EXE = "/proc/self/exe"
 SIDECAR = "proxy.agent.agent:Agent"
 INGRESS = "zone_ingress.agent:IngressAgent"
+EGRESS = "zone_egress.agent:EgressAgent"
 
 
 def exec_runtime(log_level: str, settings: EnvoyAgentSettings, agent: str = SIDECAR
@@ -68,7 +69,7 @@ def main(argv: list[str]) -> None:
 
     log_level, agent, settings = read_settings(int(argv[0]))
     module, _, name = agent.partition(":")
-    if agent not in (SIDECAR, INGRESS):
+    if agent not in (SIDECAR, INGRESS, EGRESS):
         raise SystemExit(f"error: no agent {agent!r}")
     make = getattr(importlib.import_module(module), name)
     run_agent_process(log_level, lambda: make(settings))

@@ -39,6 +39,10 @@ def _list(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
+def _names(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -143,6 +147,22 @@ def ingress_checks(facts: dict[str, Any]) -> Iterator[Result]:
                              f"from zone {zone.get('name')}")
 
 
+def egress_checks(facts: dict[str, Any]) -> Iterator[Result]:
+    """Per mesh routed through the zone egress (``routing.zoneEgress``), each zone without
+    an egress for it: its sidecars' external (and cross-zone) calls get nothing."""
+    serving = {(str(e.get("zone")), str(m)) for e in _list(facts.get("egresses"))
+               for m in _names(e.get("meshes"))}
+    for mesh in _names(facts.get("egressMeshes")):
+        for zone in _list(facts.get("zones")):
+            name = str(zone.get("name"))
+            if (name, str(mesh)) not in serving:
+                yield Result(f"zone {name} egress for mesh {mesh}", False,
+                             f"mesh {mesh} routes through the zone egress and zone {name} "
+                             "has none: its sidecars' calls through it fail (503)",
+                             f"run `gossamer egress run --mesh {mesh}` in zone {name}, or "
+                             f"turn routing.zoneEgress off in the Mesh {mesh}")
+
+
 def ca_checks(facts: dict[str, Any]) -> Iterator[Result]:
     for ca in _list(facts.get("caBackends")):
         check = f"mesh {ca.get('mesh')} CA backend {ca.get('backend')} ({ca.get('type')})"
@@ -235,6 +255,7 @@ def judge(facts: dict[str, Any], now: dt.datetime) -> list[Result]:
                  and facts.get("mode") != "standalone"),
         lambda: (r for z in zones if (r := clock_skew(z)) is not None),
         lambda: ingress_checks(facts),
+        lambda: egress_checks(facts),
         lambda: ca_checks(facts),
         lambda: intermediate_checks(facts, now),
         lambda: proxy_checks(facts),

@@ -7,8 +7,10 @@ which proxies are online, their certificate's serial and expiry and ACK/NACK cou
 ``inspect dataplane NAME --config-dump|--stats|--clusters|--certs [--zone Z]``: that sidecar's live
 Envoy admin page, relayed by its zone CP from its agent (at the global, through the zone's
 sync link: ``sync.relay``); printed as Envoy wrote it, a cut page noted on stderr.
-``inspect certificates``: at a zone, the workload certificate each sidecar reported; at
-the global, each zone's intermediate CA per mesh and which mesh CA signed it.
+``inspect egresses``: the zone egresses (``gossamer egress run``), where the zone's
+sidecars dial them and which meshes they serve. ``inspect certificates``: at a zone, the
+workload certificate each sidecar reported; at the global, each zone's intermediate CA per
+mesh and which mesh CA signed it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import click
 from cli.output import format_age, render_table, to_json, to_yaml
 from cli.resources import _checked_name
 from cli.state import state
+from gossamer.model.labels import DISPLAY_NAME_LABEL
 
 
 @click.group()
@@ -103,6 +106,24 @@ def dataplanes(ctx: click.Context, output: str) -> None:
     _list(ctx, output, "/dataplanes/_overviews",
           ["MESH", "NAME", "STATUS", "CERT-SERIAL", "CERT-NOT-AFTER", "EXPIRES-IN", "ACKS",
            "NACKS", "LAST-NACK"], row)
+
+
+@inspect.command()
+@OUTPUT
+@click.pass_context
+def egresses(ctx: click.Context, output: str) -> None:
+    """Zone egresses: each one's zone, where its sidecars dial it and its meshes (at a
+    zone its own, at the global every zone's)."""
+
+    def row(item: dict[str, Any]) -> list[str]:
+        net = item.get("networking") or {}
+        labels = item.get("labels") or {}
+        dialled = (f"{net.get('advertisedAddress') or net.get('address')}:"
+                   f"{net.get('advertisedPort') or net.get('port')}")
+        return [labels.get(DISPLAY_NAME_LABEL) or item["name"], item.get("zone") or "-",
+                dialled, ",".join(item.get("meshes") or [])]
+
+    _list(ctx, output, "/zone-egresses", ["NAME", "ZONE", "ADDRESS", "MESHES"], row)
 
 
 CERT_FIELDS = ("serial", "issuer", "notBefore", "notAfter", "expiresInSeconds", "uris",

@@ -145,6 +145,11 @@ def ingress() -> None:
     """The zone ingress: other zones reach this zone's services through it."""
 
 
+@main.group(cls=LazyGroup, lazy={"run": _load("cli.run_egress:run")})
+def egress() -> None:
+    """The zone egress: the zone's traffic to external services leaves through it."""
+
+
 @main.command()
 def version() -> None:
     """Print the CLI's version."""

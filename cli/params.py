@@ -75,6 +75,18 @@ def name(what: str) -> Callback:
     return check
 
 
+def names(what: str) -> Callable[[click.Context, click.Parameter, tuple[str, ...]],
+                                  tuple[str, ...]]:
+    """A repeatable option of resource names, each checked like ``name``."""
+    one = name(what)
+
+    def check(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+              ) -> tuple[str, ...]:
+        return tuple(str(one(ctx, param, v)) for v in value)
+
+    return check
+
+
 def addr(_: click.Context, __: click.Parameter, value: str) -> str:
     try:
         split_addr(value)

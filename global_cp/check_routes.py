@@ -4,7 +4,8 @@ Read-only. For each zone (known as a ``Zone`` or from its streams): enabled, onl
 last stream error, its latest ``ZoneHealth`` report with the global's time of receipt
 (the store's modification time: the clock skew is that minus the zone's ``reportedAt``)
 and whether the zone token the report names is revoked here. Beside them: every
-``ZoneIngress`` (which zone has one), each mesh's CA backend checked live
+``ZoneIngress`` (which zone has one), ``ZoneEgress`` (which zone has one for the meshes
+routed through one), each mesh's CA backend checked live
 (``authority.ca_health``), the zones' certificate issuance errors (``ZoneTrustStatus``)
 and their intermediate CAs; this replica's leader election (``leader``). The judging is
 the client's (``cli.check_rules``), so the same facts serve the GUI or any other tool.
@@ -25,9 +26,11 @@ from global_cp.zone_routes import InsightView
 from gossamer.errors import NotFound
 from gossamer.model.base import Resource
 from gossamer.model.labels import ZONE_LABEL
+from gossamer.model.mesh import MeshSpec
 from gossamer.model.registry import to_document
 from gossamer.model.tokenrevocation import revocation_name
 from gossamer.model.zone import is_enabled
+from gossamer.model.zoneegress import ZoneEgressSpec
 from gossamer.model.zonehealth import ZoneHealthSpec
 from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.model.zonetrust import ZoneTrustStatusSpec
@@ -86,6 +89,17 @@ def _ingresses(items: list[Resource]) -> list[dict[str, Any]]:
     return out
 
 
+def _egresses(items: list[Resource]) -> list[dict[str, Any]]:
+    return [{"zone": r.labels.get(ZONE_LABEL) or r.spec.zone or "", "meshes": r.spec.meshes}
+            for r in items if isinstance(r.spec, ZoneEgressSpec)]
+
+
+def _egress_meshes(items: list[Resource]) -> list[str]:
+    """The meshes whose sidecars go through their zone's egress (``routing.zoneEgress``)."""
+    return sorted(r.name for r in items if isinstance(r.spec, MeshSpec)
+                  and (r.spec.egress.external_services or r.spec.egress.cross_zone))
+
+
 def _issuance(items: list[Resource]) -> list[dict[str, Any]]:
     return [{"zone": r.spec.zone, "mesh": r.spec.mesh, "error": r.spec.issuance_error}
             for r in items if isinstance(r.spec, ZoneTrustStatusSpec)]
@@ -106,6 +120,8 @@ def check_router(manager: ResourceManager, view: InsightView,
             "leader": leader() if leader is not None else None,
             "zones": await _zones(manager, view),
             "ingresses": _ingresses((await manager.list("ZoneIngress")).items),
+            "egresses": _egresses((await manager.list("ZoneEgress")).items),
+            "egressMeshes": _egress_meshes((await manager.list("Mesh")).items),
             "caBackends": await backend_health(manager),
             "issuance": _issuance((await manager.list("ZoneTrustStatus")).items),
             "intermediates": [zone_certificate_overview(r, now) for r in certs],

@@ -34,7 +34,7 @@ ISSUER = "gossamer"
 MAX_TOKEN_LENGTH = 8192
 ZONE = "zone"
 DATAPLANE = "dataplane"
-ZONE_SCOPES = frozenset({"cp", "ingress"})
+ZONE_SCOPES = frozenset({"cp", "ingress", "egress"})
 # At most this many Dataplanes may be live with one dataplane token.
 MAX_DATAPLANES_LIMIT = 10_000
 

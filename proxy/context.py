@@ -37,6 +37,19 @@ def spiffe(mesh: str, service: str) -> str:
     return f"spiffe://{mesh}/{service}"
 
 
+def external_sni(name: str, mesh: str) -> str:
+    """The SNI a sidecar sends its zone egress for the MeshExternalService ``name``: the
+    egress routes on it (``zone_egress.envoy``); ``.extsvc.`` keeps it apart from every
+    service's ``sni``, as ``<name>.extsvc.mesh`` is from ``<service>.mesh``."""
+    return f"{name}.extsvc.{mesh}.mesh"
+
+
+def egress_spiffe(mesh: str, zone: str) -> str:
+    """The identity of ``zone``'s egress in ``mesh``: a path no service name can take
+    (names have no ``/``), so no workload can pose as the egress to its sidecars."""
+    return f"spiffe://{mesh}/zone-egress/{zone}"
+
+
 def tag_uri(key: str, value: str) -> str:
     """An extra URI SAN per inbound tag, so permissions can select by tags (not only
     service): ``gossamer://version/v1``."""
@@ -93,6 +106,18 @@ class ExternalTls:
 
 
 @dataclass(frozen=True)
+class Egress:
+    """The zone egress a sidecar sends external traffic through (``routing.zoneEgress``):
+    where it listens, its zone and the caller's mesh (its identity there is
+    ``egress_spiffe(mesh, zone)``)."""
+
+    address: str
+    port: int
+    zone: str
+    mesh: str
+
+
+@dataclass(frozen=True)
 class ExternalService:
     """A MeshExternalService as its callers' sidecars reach it: ``endpoints`` as
     ``(address or host name, port)``; ``problem`` says why it cannot be reached safely
@@ -104,6 +129,9 @@ class ExternalService:
     endpoints: tuple[tuple[str, int], ...] = ()
     tls: ExternalTls | None = None
     problem: str = ""
+    # Set when the Mesh routes external services through the zone egress: the zone's
+    # egresses, to which the sidecar opens mesh mTLS; they originate ``tls``.
+    via: tuple[Egress, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,16 @@ ADMIN_CLUSTER = "gossamer_admin"
 # SDS secret names: the workload's certificate+key, and the mesh's trust bundle.
 IDENTITY_SECRET = "identity"
 TRUST_SECRET = "trust_bundle"
+
+
+def egress_identity_secret(mesh: str) -> str:
+    """The zone egress's certificate and key in ``mesh`` (it holds one per mesh)."""
+    return f"{IDENTITY_SECRET}:{mesh}"
+
+
+def egress_trust_secret(mesh: str) -> str:
+    """``mesh``'s trust bundle at the zone egress."""
+    return f"{TRUST_SECRET}:{mesh}"
 # SDS secret the agent serves for a MeshMetric Prometheus backend with ``tls.mode:
 # ProvidedTLS`` (the operator's certificate and key for the metrics endpoint).
 PROMETHEUS_TLS_SECRET = "prometheus_tls"

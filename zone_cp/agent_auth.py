@@ -6,9 +6,9 @@ refused exactly like a forged token (``UNTRUSTED``), so an unauthenticated calle
 nothing about meshes. Only a signer of dataplane tokens (a standalone zone) may verify
 with keys of its own; a federated zone verifies with the ``TokenTrust`` the global sent,
 and without one refuses every token (``signer=False``). Another kind's token (a zone
-token, for a zone ingress) is verified by the registrar that takes that kind
-(``zone_cp.ingresses``). What the token then admits (which Dataplane, which name, how
-many) is ``zone_cp.admission``'s.
+token, for a zone ingress or egress) is verified by the registrars that take that kind
+(``zone_cp.ingresses``, ``zone_cp.egresses``): the first that admits it. What the token
+then admits (which Dataplane, which name, how many) is ``zone_cp.admission``'s.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+import jwt
+
 from authority.token_authority import TokenAuthority
-from gossamer.errors import NotFound, Unauthorized
+from gossamer.errors import GossamerError, NotFound, Unauthorized
 from gossamer.resources import ResourceManager
 from gossamer.tokens import DATAPLANE, Claims, TokenRejected, peek
 
@@ -34,6 +36,31 @@ class TokenVerifier(Protocol):
     token_kind: str
 
     async def verify(self, token: str | None) -> Claims: ...
+
+
+async def _first_admitting(verifiers: list[TokenVerifier], token: str | None) -> Claims:
+    """The claims of the first verifier that admits ``token`` (the zone ingress's and
+    the zone egress's both take zone tokens, each with its own scope); if none does,
+    the refusal of the one whose scope the token claims, else the first's."""
+    refusals: list[GossamerError] = []
+    for verifier in verifiers:
+        try:
+            return await verifier.verify(token)
+        except GossamerError as exc:
+            refusals.append(exc)
+    claimed = set(_unverified_scopes(token))
+    for verifier, refused in zip(verifiers, refusals, strict=True):
+        if getattr(verifier, "scope", None) in claimed:
+            raise refused
+    raise refusals[0]
+
+
+def _unverified_scopes(token: str | None) -> list[str]:
+    try:
+        scopes = jwt.decode(token or "", options={"verify_signature": False}).get("scope")
+    except jwt.PyJWTError:
+        return []
+    return [str(x) for x in scopes] if isinstance(scopes, list) else []
 
 
 class AgentAuth:
@@ -59,9 +86,9 @@ class AgentAuth:
             kind, mesh = peek(token)
         except TokenRejected as exc:
             raise Unauthorized(exc.detail) from None
-        for other in self._others.values():
-            if other.token_kind == kind:
-                return await other.verify(token)
+        verifiers = [o for o in self._others.values() if o.token_kind == kind]
+        if verifiers:
+            return await _first_admitting(verifiers, token)
         if kind != DATAPLANE:
             raise Unauthorized(f"a {kind or 'kind-less'} token does not admit an agent "
                                "here; a sidecar presents a dataplane token")

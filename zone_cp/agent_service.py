@@ -10,7 +10,9 @@ does with UNAUTHENTICATED once the session's token expires or is revoked
 (same token) took its place: the older stream and its token hold go at once.
 ``SignCertificate`` signs a registered sidecar's CSR through the zone's CA
 (``zone_cp.ca``) with the identity its token vouches for; the bearer must be the token
-the sidecar registered with. Both check the token before anything else of the request.
+the sidecar registered with. A zone token's bearer is a zone egress
+(``zone_cp.egresses``): its CSR is signed with the egress's identity in the mesh asked.
+Both check the token before anything else of the request.
 
 This is the agent API's gRPC edge: a refusal from inside (a ``GossamerError``) is
 answered with the status its ``grpc_status`` names, and protobuf goes no further in.
@@ -25,8 +27,8 @@ from collections.abc import AsyncIterator
 import grpc
 from cryptography import x509
 
-from gossamer.errors import GossamerError
-from gossamer.tokens import Claims, TokenRejected, peek
+from gossamer.errors import GossamerError, InvalidResource
+from gossamer.tokens import ZONE, Claims, TokenRejected, peek
 from sync.v1 import agent_pb2, agent_pb2_grpc
 from zone_cp.admin_channel import ReplyPiece
 from zone_cp.agent_session import AgentSession, OtherSession, sidecar_node_id, utc_now
@@ -39,11 +41,20 @@ from zone_cp.cert_status import (
     SignedRecord,
     parse_status,
 )
+from zone_cp.egresses import EgressRegistry
 from zone_cp.grpc_edge import bearer, status_code
 from zone_cp.token_expiry import TokenLifetimes
 from zone_cp.updates import Heartbeat
 
 log = logging.getLogger(__name__)
+
+
+def peek_kind(token: str | None) -> str:
+    """The token's kind, unverified: which verifier to hand it to ("" if unreadable)."""
+    try:
+        return peek(token)[0]
+    except TokenRejected:
+        return ""
 
 MAX_CSR = 16 * 1024
 HEARTBEAT = 5.0  # seconds without an update before a heartbeat is sent
@@ -51,8 +62,9 @@ CpMessage = agent_pb2.ControlPlaneMessage
 
 class AgentService(agent_pb2_grpc.AgentServicer):
     def __init__(self, registry: AgentRegistry, ca: ZoneCa,
-                 lifetimes: TokenLifetimes) -> None:
+                 lifetimes: TokenLifetimes, egresses: EgressRegistry | None = None) -> None:
         self._registry = registry
+        self._egresses = egresses
         self._ca = ca
         self._lifetimes = lifetimes
         self._streams: dict[str, AgentSession] = {}  # whose Session stream is live, by node
@@ -72,6 +84,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     async def SignCertificate(self, request: agent_pb2.SignRequest,
                               context: grpc.aio.ServicerContext) -> agent_pb2.SignResponse:
         # The token first, with the keys of the mesh it claims; then the request.
+        if self._egresses is not None and peek_kind(bearer(context)) == ZONE:
+            return await self._sign_egress(request, context, self._egresses)
         claims = await self._verify(context)
         if request.mesh != claims.mesh:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
@@ -104,6 +118,31 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             log.warning("the chain signed for %s is not recorded: %s", session.node_id, exc)
         # The controller's bundle when it set one: an answer must not undo a push.
         held = self._registry.trust.trust_bundle(session.mesh)
+        response = agent_pb2.SignResponse(
+            certificate_chain_pem=signed.chain_pem,
+            trust_bundle_pem=held[0] if held is not None else signed.trust_bundle_pem)
+        response.expires_at.FromDatetime(signed.not_after)
+        return response
+
+    async def _sign_egress(self, request: agent_pb2.SignRequest,
+                           context: grpc.aio.ServicerContext,
+                           egresses: EgressRegistry) -> agent_pb2.SignResponse:
+        """A zone egress's certificate in ``request.mesh``: its zone token (egress scope)
+        first, then its live session; the identity is the egress's, never the CSR's."""
+        try:
+            claims = await egresses.verify(bearer(context))
+            _, uris = egresses.identity(request.dataplane, request.mesh, claims.token_id)
+            if len(request.csr_pem) > MAX_CSR:
+                raise InvalidResource("the CSR is too large")
+            try:
+                csr = x509.load_pem_x509_csr(request.csr_pem)
+            except ValueError as exc:
+                raise InvalidResource(f"invalid CSR: {exc}") from None
+            signed = await self._ca.sign(request.mesh, uris, csr)
+        except GossamerError as exc:
+            await context.abort(status_code(exc), exc.detail)
+            raise AssertionError("unreachable") from exc
+        held = self._registry.trust.trust_bundle(request.mesh)
         response = agent_pb2.SignResponse(
             certificate_chain_pem=signed.chain_pem,
             trust_bundle_pem=held[0] if held is not None else signed.trust_bundle_pem)

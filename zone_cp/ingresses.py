@@ -49,6 +49,7 @@ from gossamer.errors import (
 )
 from gossamer.model.base import Resource
 from gossamer.model.labels import ORIGIN_LABEL, PROTOCOL_TAG, SERVICE_TAG
+from gossamer.model.zoneegress import ZoneEgressSpec
 from gossamer.model.zoneingress import AvailableService, ServicePort, ZoneIngressSpec
 from gossamer.resources import ResourceManager
 from gossamer.tokens import DATAPLANE, ZONE, Claims, TokenRejected
@@ -98,21 +99,22 @@ def _unverified_kind(token: str | None) -> str:
     return str(payload.get("kind", ""))
 
 
-def refusal(exc: TokenRejected, token: str | None, zone: str) -> Forbidden | Unauthorized:
-    """A rejected ingress token as the agent should hear it: what is wrong, what to do
-    (``Unauthorized`` for a token that is no valid token, ``Forbidden`` for one that
-    does not admit an ingress here)."""
-    how = f"issue one at the global with `gossamer token zone --zone {zone} --scope ingress`"
+def refusal(exc: TokenRejected, token: str | None, zone: str,
+            scope: str = INGRESS_SCOPE) -> Forbidden | Unauthorized:
+    """A rejected ingress (or egress: ``scope``) token as the agent should hear it: what
+    is wrong, what to do (``Unauthorized`` for a token that is no valid token,
+    ``Forbidden`` for one that does not admit the agent here)."""
+    how = f"issue one at the global with `gossamer token zone --zone {zone} --scope {scope}`"
     if exc.reason in ("unknown-key", "wrong-kind") and _unverified_kind(token) == DATAPLANE:
-        return Forbidden("a zone ingress authenticates with a zone token that has the "
-                         f"'ingress' scope, not a dataplane token: {how}")
+        return Forbidden(f"a zone {scope} authenticates with a zone token that has the "
+                         f"'{scope}' scope, not a dataplane token: {how}")
     if exc.reason == "wrong-scope":
-        return Forbidden(f"the zone token lacks the 'ingress' scope: {how}")
+        return Forbidden(f"the zone token lacks the '{scope}' scope: {how}")
     if exc.reason == "wrong-subject":
         return Forbidden(f"the zone token is not for this zone ({zone!r}): {exc.detail}")
     kind = (Unauthorized if exc.reason in _INVALID or exc.reason == "unknown-key"
             else Forbidden)
-    return kind(f"the zone ingress's token was refused: {exc.detail}")
+    return kind(f"the zone {scope}'s token was refused: {exc.detail}")
 
 
 @dataclass
@@ -139,9 +141,18 @@ class IngressSession:
 
 
 class IngressRegistry:
-    """Live ingress sessions by node id, and the ZoneIngress each one keeps stored."""
+    """Live ingress sessions by node id, and the ZoneIngress each one keeps stored.
+    (``zone_cp.egresses`` is the same registry for the zone egress: the class
+    attributes and the methods marked so are what it changes.)"""
 
     token_kind = ZONE  # what its agents present (``AgentAuth.admit`` dispatches on it)
+    kind = KIND
+    scope = INGRESS_SCOPE
+    node_prefix = NODE_PREFIX
+    what = "zone ingress"
+    short = "ingress"
+    standalone = ("a zone ingress carries traffic from other zones, and a standalone zone "
+                  "has none (nor the zone tokens an ingress authenticates with)")
 
     def __init__(self, manager: ResourceManager, state: MeshState, zone: str, *,
                  federated: bool,
@@ -161,12 +172,14 @@ class IngressRegistry:
 
     # -- authentication -----------------------------------------------------------------
 
+    def node_id(self, name: str) -> str:
+        return f"{self.node_prefix}{name}"
+
     async def verify(self, token: str | None) -> Claims:
         if not self.federated:
-            raise Forbidden(f"zone {self.zone!r} is standalone: a zone ingress carries "
-                            "traffic from other zones, and a standalone zone has none (nor "
-                            "the zone tokens an ingress authenticates with); federate the "
-                            "zone with `gossamer zone run --global ...` to run an ingress")
+            raise Forbidden(f"zone {self.zone!r} is standalone: {self.standalone}; federate "
+                            "the zone with `gossamer zone run --global ...` to run an "
+                            f"{self.short}")
         try:
             await self.manager.get("TokenTrust", ZONE)
         except NotFound:
@@ -174,44 +187,51 @@ class IngressRegistry:
                               "from the global yet; retry once it is connected") from None
         try:
             return await verify_with_trust(self.manager, token, ZONE, subject=self.zone,
-                                           scope=INGRESS_SCOPE)
+                                           scope=self.scope)
         except TokenRejected as exc:
-            raise refusal(exc, token, self.zone) from None
+            raise refusal(exc, token, self.zone, self.scope) from None
 
     async def admit(self, node: str, token: str | None) -> IngressSession:
         """Admit the ingress's Envoy to ADS: its agent's session and the same token."""
         session = self.sessions.get(node)
         if session is None:
             raise FailedPrecondition(
-                f"node {node!r} is not registered by a Gossamer ingress agent")
+                f"node {node!r} is not registered by a Gossamer {self.short} agent")
         claims = await self.verify(token)
         if claims.token_id != session.claims.token_id:
-            raise Forbidden("the token is not the one the ingress registered with")
+            raise Forbidden(f"the token is not the one the {self.short} registered with")
         return session
 
     # -- sessions -----------------------------------------------------------------------
 
-    async def register(self, res: Resource, token: str | None, now: float) -> IngressSession:
-        spec = res.spec
+    def _stored_spec(self, spec: object) -> ZoneIngressSpec | ZoneEgressSpec:
+        """The spec to store for a registration (egress: its own)."""
         if not isinstance(spec, ZoneIngressSpec):
-            raise InvalidResource("expected a ZoneIngress document")
-        if spec.zone not in (None, self.zone):
-            raise InvalidResource(f"the ZoneIngress names zone {spec.zone!r}, but this "
+            raise InvalidResource(f"expected a {self.kind} document")
+        return spec.model_copy(update={"zone": self.zone, "available_services": []})
+
+    def _session(self, name: str, claims: Claims, stored: Resource,
+                 now: float) -> IngressSession:
+        return IngressSession(name, claims, stored, now)
+
+    async def register(self, res: Resource, token: str | None, now: float) -> IngressSession:
+        spec = self._stored_spec(res.spec)
+        zone = getattr(res.spec, "zone", None)
+        if zone not in (None, self.zone):
+            raise InvalidResource(f"the {self.kind} names zone {zone!r}, but this "
                                   f"control plane is zone {self.zone!r}")
         claims = await self.verify(token)
         # Reserved labels are the zone CP's to set (zone and origin would stop the sync).
         labels = stamped({k: v for k, v in res.labels.items()
                           if k not in reserved_labels(res.labels)}, self.replica)
-        stored = Resource(type=KIND, name=res.name, labels=labels,
-                          spec=spec.model_copy(update={"zone": self.zone,
-                                                       "available_services": []}))
-        session = IngressSession(res.name, claims, stored, now)
+        stored = Resource(type=self.kind, name=res.name, labels=labels, spec=spec)
+        session = self._session(res.name, claims, stored, now)
         async with self._lock:
             held = self.sessions.get(session.node_id)
             if held is not None and held.claims.token_id != claims.token_id:
-                raise AlreadyExists(f"zone ingress {res.name!r} is already connected with "
-                                    "another token; stop the other ingress or pick another "
-                                    "--name")
+                raise AlreadyExists(f"{self.what} {res.name!r} is already connected with "
+                                    f"another token; stop the other {self.short} or pick "
+                                    "another --name")
             await self._check_not_synced(res.name)
             self.sessions[session.node_id] = session
             try:
@@ -224,15 +244,15 @@ class IngressRegistry:
                 else:
                     self.sessions[session.node_id] = held
                 raise
-        log.info("zone ingress %s registered (%s:%d)", res.name, spec.networking.address,
+        log.info("%s %s registered (%s:%d)", self.what, res.name, spec.networking.address,
                  spec.networking.port)
         return session
 
     async def _check_not_synced(self, name: str) -> None:
         with contextlib.suppress(NotFound):
-            current = await self.manager.get(KIND, name)
+            current = await self.manager.get(self.kind, name)
             if ORIGIN_LABEL in current.labels:
-                raise AlreadyExists(f"{name!r} is the name of another zone's ingress "
+                raise AlreadyExists(f"{name!r} is the name of another zone's {self.short} "
                                     "here; pick another --name")
 
     async def unregister(self, session: IngressSession) -> None:
@@ -243,8 +263,8 @@ class IngressRegistry:
             if self._stopping:  # the CP's own stop: the ingress serves on, keep its route
                 return
             with contextlib.suppress(NotFound):
-                await self.manager.delete(KIND, session.name)
-        log.info("zone ingress %s unregistered", session.name)
+                await self.manager.delete(self.kind, session.name)
+        log.info("%s %s unregistered", self.what, session.name)
 
     # -- the control plane's own lifetime (zone_cp.leftovers) --------------------------
 
@@ -254,8 +274,8 @@ class IngressRegistry:
 
     async def leftovers(self) -> list[tuple[str, str]]:
         """("", name) of each local ZoneIngress stored with no live session."""
-        page = await self.manager.list(KIND)
-        return leftover_keys(page.items, self.sessions.keys(), lambda r: node_id(r.name),
+        page = await self.manager.list(self.kind)
+        return leftover_keys(page.items, self.sessions.keys(), lambda r: self.node_id(r.name),
                              lambda r: ours(r, self.replica))
 
     async def expire(self, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -264,15 +284,15 @@ class IngressRegistry:
         removed = []
         async with self._lock:
             for mesh, name in keys:
-                if node_id(name) in self.sessions or self._stopping:
+                if self.node_id(name) in self.sessions or self._stopping:
                     continue
                 with contextlib.suppress(NotFound):
-                    current = await self.manager.get(KIND, name)
+                    current = await self.manager.get(self.kind, name)
                     if ORIGIN_LABEL not in current.labels and ours(current, self.replica):
-                        await self.manager.delete(KIND, name)
+                        await self.manager.delete(self.kind, name)
                         removed.append((mesh, name))
         for _, name in removed:
-            log.info("zone ingress %s removed: its agent did not come back", name)
+            log.info("%s %s removed: its agent did not come back", self.what, name)
         return removed
 
     async def restore(self) -> list[str]:
@@ -294,6 +314,7 @@ class IngressRegistry:
         return {m.name: self._state.services(m.name) for m in self._state.of_kind("Mesh")}
 
     async def _store(self, session: IngressSession) -> None:
+        """Store the session's resource as it is now (egress: as registered)."""
         spec = session.spec.model_copy(update={
             "available_services": available_services(self._services())})
         await self.manager.apply(Resource(type=KIND, name=session.name,
@@ -311,14 +332,15 @@ class IngressRegistry:
                         try:
                             await self._store(session)
                         except GossamerError as exc:  # the next change tries again
-                            log.warning("cannot update zone ingress %s: %s", session.name,
-                                        exc.detail)
+                            log.warning("cannot update %s %s: %s", self.what,
+                                        session.name, exc.detail)
         finally:
             unlisten()
 
     # -- Envoy resources ----------------------------------------------------------------
 
     def context(self, node: str) -> IngressContext | None:
+        """The ingress's generator input (egress: its own)."""
         session = self.sessions.get(node)
         if session is None:
             return None

@@ -1,6 +1,6 @@
 """The zone CP's in-memory view of its meshes, and ``ProxyContext`` built from it.
 
-``MeshState`` follows the store (Meshes, Dataplanes, ZoneIngresses, VirtualIPs,
+``MeshState`` follows the store (Meshes, Dataplanes, ZoneIngresses, ZoneEgresses, VirtualIPs,
 MeshExternalServices and Secrets, and every policy kind) and calls its listeners after
 each change, so the xDS server regenerates only on events.
 ``context_for`` is pure over the state: the Dataplane, its mesh's mTLS mode, the policies
@@ -9,6 +9,12 @@ other zones' ingresses that offer the service (priority 1). Outbound (``to[]``) 
 matched only for the services the proxy can reach (its outbounds and their routes'
 backends, ``gossamer.policy.RouteBackends``): matching every service of the mesh as a
 destination made ``context_for`` grow with the mesh (docs/benchmarks.md).
+
+A Mesh with ``routing.zoneEgress`` sends its sidecars' traffic through this zone's
+egresses (``through_egress``): external services get them as ``via`` (with none, a
+``problem``: never around the egress the operator asked for), and with ``crossZone``
+other zones' ingresses are replaced by the egresses as the remote endpoints (the egress
+passes the mTLS on by SNI to the real ingresses: ``plain_services``).
 """
 
 from __future__ import annotations
@@ -16,15 +22,16 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from gossamer.model.base import Resource
 from gossamer.model.dataplane import DataplaneSpec
-from gossamer.model.labels import PROTOCOL_TAG, SERVICE_TAG, ZONE_LABEL
+from gossamer.model.labels import ORIGIN_LABEL, PROTOCOL_TAG, SERVICE_TAG, ZONE_LABEL
 from gossamer.model.mesh import MeshSpec
 from gossamer.model.registry import REGISTRY
 from gossamer.model.zone import disabled_zones
+from gossamer.model.zoneegress import ZoneEgressSpec
 from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.policy import ProxyPolicies, RouteBackends, match_policies
 from gossamer.policy.index import Candidates
@@ -32,6 +39,7 @@ from gossamer.policy.selectors import ProxyView
 from gossamer.store.base import Store
 from gossamer.store.follow import follow
 from proxy.context import (
+    Egress,
     Endpoint,
     OutboundListener,
     ProxyContext,
@@ -49,8 +57,8 @@ POLICY_SET = frozenset(POLICY_KINDS)
 # MeshExternalServices are destinations too (``zone_cp.external_services``), and the
 # Secrets their CAs may come from.
 EXTERNAL_KINDS = frozenset({"MeshExternalService", "Secret"})
-KINDS = ["Mesh", "Dataplane", "ZoneIngress", "Zone", "VirtualIP", *sorted(EXTERNAL_KINDS),
-         *POLICY_KINDS]
+KINDS = ["Mesh", "Dataplane", "ZoneIngress", "ZoneEgress", "Zone", "VirtualIP",
+         *sorted(EXTERNAL_KINDS), *POLICY_KINDS]
 Key = tuple[str, str, str]
 
 
@@ -123,7 +131,7 @@ class MeshState:
         (and dropped the memo of reachable services if a route's backends changed)."""
         if kind == "Dataplane" or kind in EXTERNAL_KINDS:
             self._derived.pop(("services", mesh), None)
-        elif kind in ("ZoneIngress", "Zone"):  # other zones' instances, in every mesh
+        elif kind in ("ZoneIngress", "ZoneEgress", "Zone"):  # every mesh's services
             for key in [k for k in self._derived if k[0] == "services"]:
                 del self._derived[key]
 
@@ -162,6 +170,29 @@ class MeshState:
         return held.routes if held is not None else RouteBackends(mesh)
 
     def _services(self, mesh: str) -> dict[str, Service]:
+        spec = getattr(self.get("Mesh", mesh), "spec", None)
+        routing = spec.egress if isinstance(spec, MeshSpec) else None
+        services = self.plain_services(mesh)
+        if routing is None or not (routing.external_services or routing.cross_zone):
+            return services
+        return through_egress(services, self.egresses(mesh), self.zone,
+                              external=routing.external_services, cross_zone=routing.cross_zone)
+
+    def egresses(self, mesh: str) -> tuple[Egress, ...]:
+        """This zone's egresses that serve ``mesh``, by name."""
+        out = []
+        for ze in self.of_kind("ZoneEgress"):
+            spec = ze.spec
+            if (not isinstance(spec, ZoneEgressSpec) or ORIGIN_LABEL in ze.labels
+                    or (spec.zone or self.zone) != self.zone or mesh not in spec.meshes):
+                continue
+            address, port = spec.networking.dialled()
+            out.append(Egress(address=address, port=port, zone=self.zone, mesh=mesh))
+        return tuple(out)
+
+    def plain_services(self, mesh: str) -> dict[str, Service]:
+        """The mesh's services as they are, not routed through an egress (what the
+        egress itself reaches: ``zone_cp.egresses``)."""
         protocol: dict[str, str] = {}
         local = self._local_endpoints(mesh, protocol)
         remote = self._remote_zones(mesh, protocol)
@@ -359,6 +390,23 @@ class _Known(Mapping[str, Service]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def through_egress(services: Mapping[str, Service], egresses: tuple[Egress, ...],
+                   zone: str, *, external: bool, cross_zone: bool) -> dict[str, Service]:
+    """``services`` as a sidecar reaches them when its Mesh routes through the egress."""
+    out = dict(services)
+    for key, svc in services.items():
+        if svc.external is not None and external:
+            ext = (replace(svc.external, via=egresses) if egresses else replace(
+                svc.external, problem=f"the Mesh routes external services through the zone "
+                                      f"egress, and zone {zone!r} has none for this mesh"))
+            out[key] = replace(svc, external=ext)
+        elif svc.remote and cross_zone:
+            remote = tuple(replace(r, address=e.address, port=e.port)
+                           for r in svc.remote for e in egresses)
+            out[key] = replace(svc, remote=remote)
+    return out
 
 
 def _by_mesh(resources: Iterable[Resource]) -> dict[str, list[Resource]]:

@@ -31,6 +31,7 @@ from zone_cp.agents import AgentRegistry
 from zone_cp.ca import ZoneCa
 from zone_cp.ca_keeper import ZoneCaKeeper
 from zone_cp.cert_metrics import CertificateCollector
+from zone_cp.egresses import EgressRegistry
 from zone_cp.ingress_names import IngressNames
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.inspect_relay import EnvoyInspector
@@ -59,6 +60,7 @@ class ZoneParts:
     state: MeshState
     ingress_names: IngressNames  # other zones' ingresses advertised by name, resolved
     ingresses: IngressRegistry
+    egresses: EgressRegistry
     agents: AgentRegistry
     vips: VipAllocator
     dns: DnsPublisher
@@ -90,9 +92,12 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
     replica = replica_id(s.directory) if shared_store(s.store) else ""
     ingresses = IngressRegistry(manager, state, s.zone, federated=s.federated,
                                 replica=replica)
+    egresses = EgressRegistry(manager, state, s.zone, federated=s.federated, replica=replica)
     # A federated zone never signs dataplane tokens: it verifies with the global's keys.
-    agents = AgentRegistry(manager, s.zone, {"ZoneIngress": ingresses},
+    agents = AgentRegistry(manager, s.zone, {"ZoneIngress": ingresses,
+                                             "ZoneEgress": egresses},
                            signer=not s.federated, replica=replica)
+    agents.trust.follow(egresses.renew)  # a mesh's CA change reaches its egresses too
     # Virtual IPs for every service the zone knows, and each mesh's DNS table for its
     # agents (DESIGN §6).
     vips = VipAllocator(state, leading, parse_cidr(s.vip_cidr))
@@ -103,7 +108,7 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
     lifetimes = TokenLifetimes(store)
     cache = PieceCache()  # one for every proxy: a service's pieces built once per change
     ads = AdsServer(state, agents, _generator(cache), ingresses, lifetimes=lifetimes,
-                    vips=vip_view, cache=cache)
+                    vips=vip_view, cache=cache, egresses=egresses)
     ca = ZoneCa(manager, s.zone, sidecars=agents.trust, metrics=metrics)
     # Replicas on one store: each keeps a record (heartbeat, census); the leader keeps the
     # CA and expires the sidecars of replicas that died (``zone_cp.replicas``).
@@ -114,7 +119,7 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
         replicas.on_revived.append(agents.restore)
         dead = DeadReplicas(leading, replicas, grace=s.agent_grace)
     ca_keeper = ZoneCaKeeper(leading, ca, s.zone, replicas, startup_grace=s.agent_grace)
-    xds = XdsServer(s.xds_addr, ads, AgentService(agents, ca, lifetimes))
+    xds = XdsServer(s.xds_addr, ads, AgentService(agents, ca, lifetimes, egresses))
     mesh_ca = None
     if not s.federated:  # a standalone zone owns its meshes' roots
         mesh_ca = MeshCaController(leading, local_zone=s.zone, metrics=metrics)
@@ -125,8 +130,8 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
     return ZoneParts(store=store, manager=manager, leader=leading, metrics=metrics, tls=tls,
                      state=state,
                      ingress_names=ingress_names,
-                     ingresses=ingresses, agents=agents, vips=vips, dns=dns,
-                     lifetimes=lifetimes, ads=ads, ca=ca, ca_keeper=ca_keeper,
+                     ingresses=ingresses, egresses=egresses, agents=agents, vips=vips,
+                     dns=dns, lifetimes=lifetimes, ads=ads, ca=ca, ca_keeper=ca_keeper,
                      replicas=replicas, dead_replicas=dead, xds=xds, mesh_ca=mesh_ca,
                      sync=sync)
 

@@ -36,6 +36,9 @@ class SidecarTrust:
     def __init__(self, sessions: Sessions) -> None:
         self._sessions = sessions
         self._bundles: dict[str, tuple[bytes, str]] = {}  # mesh -> (PEM, digest)
+        # Told the mesh whenever its bundle changes or its sidecars are asked to renew:
+        # agents that are not sidecars (the zone egress) follow the CA so.
+        self._followers: list[Callable[[str], None]] = []
         # Set on every registration, report and departure; its one consumer clears it.
         self.changed = asyncio.Event()
         sessions.on_change(self._on_change)
@@ -48,6 +51,15 @@ class SidecarTrust:
     def sessions_of(self, mesh: str) -> list[AgentSession]:
         """The live sidecar sessions of ``mesh``, by name."""
         return self._sessions.sessions_of(mesh)
+
+    def follow(self, follower: Callable[[str], None]) -> None:
+        """Call ``follower(mesh)`` (synchronously; it must not raise) when ``mesh``'s
+        bundle changes and when its sidecars are asked to renew."""
+        self._followers.append(follower)
+
+    def _tell(self, mesh: str) -> None:
+        for follower in self._followers:
+            follower(mesh)
 
     def set_trust_bundle(self, mesh: str, pem: bytes) -> None:
         """Make ``pem`` the trust bundle of ``mesh``'s sidecars: sent now to every live
@@ -67,6 +79,7 @@ class SidecarTrust:
             self._send_bundle(session)
         log.info("trust bundle %s… of mesh %s sent to %d sidecars", digest[:12], mesh,
                  len(sessions))
+        self._tell(mesh)
 
     def resend_trust_bundle(self, mesh: str,
                             predicate: Callable[[AgentSession], bool]) -> int:
@@ -94,4 +107,6 @@ class SidecarTrust:
         for session in asked:
             session.renewals_asked += 1
             session.updates.put_nowait(Renew())
+        if predicate is None:
+            self._tell(mesh)
         return len(asked)

@@ -10,7 +10,8 @@ generated config and the ACK/NACK outcome are kept per proxy for ``inspect``.
 
 A zone ingress's Envoy (node ``ingress:<name>``, registered by an ingress agent in
 ``zone_cp.ingresses``) is admitted with its zone token and gets the ingress's resources
-(``IngressRegistry.generate``) instead of a sidecar's, through the same engine.
+(``IngressRegistry.generate``) instead of a sidecar's, through the same engine; so is a
+zone egress's (node ``egress:<name>``, ``zone_cp.egresses``).
 
 Either stream lives no longer than the token that admitted it: it holds the token
 (``zone_cp.token_expiry``) and ends with UNAUTHENTICATED when the token expires or its
@@ -106,12 +107,14 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                  generate: Callable[[ProxyContext], ProxyResources],
                  ingresses: IngressRegistry | None = None, *,
                  lifetimes: TokenLifetimes, vips: VipView,
-                 cache: PieceCache | None = None) -> None:
+                 cache: PieceCache | None = None,
+                 egresses: IngressRegistry | None = None) -> None:
         self._state = state
         self._lifetimes = lifetimes
         self._agents = agents
         self._generate = generate
         self._ingresses = ingresses
+        self._egresses = egresses  # zone_cp.egresses: served like an ingress
         self._vips = vips  # shared with the DNS publisher: one computation per generation
         self.insights: dict[str, ProxyInsight] = {}
         self._streams: dict[str, _Stream] = {}  # the live sidecar streams, by node id
@@ -173,9 +176,10 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         if first is grpc.aio.EOF:
             return
         node_id = first.node.id
-        if self._ingresses is not None and node_id in self._ingresses.sessions:
-            await self._serve_ingress(self._ingresses, first, context)
-            return
+        for gateways, label in ((self._ingresses, "ingress"), (self._egresses, "egress")):
+            if gateways is not None and node_id in gateways.sessions:
+                await self._serve_ingress(gateways, first, context, label)
+                return
         try:
             session, claims = await self._admit_sidecar(node_id, bearer(context))
             stream = self._claim_stream(node_id, claims)
@@ -271,7 +275,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     # -- the zone ingress ---------------------------------------------------------------
 
     async def _serve_ingress(self, ingresses: IngressRegistry, first: Any,
-                             context: grpc.aio.ServicerContext) -> None:
+                             context: grpc.aio.ServicerContext,
+                             label: str = "ingress") -> None:
         node_id = first.node.id
         try:
             session = await ingresses.admit(node_id, bearer(context))
@@ -292,10 +297,10 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         try:
             await self._while_admitted(session.claims, context, publish(
                 engine, sid, _observed(context, insight, first, self.deliveries, sid,
-                                       "ingress"),
+                                       label),
                 lambda wake: self._on_changes(load, wake), NO_HEARTBEATS))
         except SyncError as exc:
-            log.info("ingress %s stream ended: %s", node_id, exc.detail)
+            log.info("%s %s stream ended: %s", label, node_id, exc.detail)
             if (code := abort_status(exc)) is not None:
                 await context.abort(code, exc.detail)
         finally:

@@ -35,7 +35,7 @@ from proxy.agent.envoy_process import (
     parent_death_wrapper,
 )
 from proxy.agent.errors import InputError
-from proxy.agent.session import Session
+from proxy.agent.session import Session, first_registration
 from proxy.agent.settings import EnvoyAgentSettings
 from proxy.agent.token_file import INGRESS_TOKEN
 from proxy.agent.token_refresh import TokenRefresher
@@ -107,17 +107,6 @@ def ingress_bootstrap(settings: IngressSettings, reg: Registration,
     static = doc["static_resources"]
     static["clusters"] = [c for c in static["clusters"] if c["name"] != SDS_CLUSTER]
     return doc
-
-
-async def first_registration(registered: asyncio.Future[Registration],
-                             session: asyncio.Task[None]) -> Registration:
-    """The registration, or the Session's reason why there will be none."""
-    waiters: set[asyncio.Future[Any]] = {registered, session}
-    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    if registered.done():
-        return registered.result()
-    session.result()
-    raise AssertionError("the session ended without registering")
 
 
 class IngressAgent:

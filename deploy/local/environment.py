@@ -105,6 +105,7 @@ class Environment:
         self._start_all([launch.zone_command(t, layout, o, z) for z in t.zones])
         progress(f"zone control planes on {', '.join(t.cp_ip(z) for z in t.zones)}, federated")
         commands = [launch.ingress_command(t, layout, o, z) for z in t.zones]
+        commands += [launch.egress_command(t, layout, o, z) for z in t.egresses]
         for w in t.workloads:
             self._prepare_workload(w)
             commands += launch.workload_commands(t, layout, o, w)
@@ -192,7 +193,8 @@ class Environment:
         global syncs to it), from one process (``deploy.local.tokens``)."""
         t, layout = self.topology, self.layout
         requests = token_requests(list(t.zones), [(w.name, w.service) for w in t.workloads],
-                                  layout.zone_token, layout.dataplane_token)
+                                  layout.zone_token, layout.dataplane_token,
+                                  list(t.egresses))
         argv = [sys.executable, "-m", "deploy.local.tokens",
                 "--api", f"http://127.0.0.1:{GLOBAL_API_PORT}",
                 "--admin-token-file", str(layout.global_dir / "admin-token")]

@@ -14,6 +14,8 @@ from pathlib import Path
 from deploy.local.topology import (
     APP_PORT,
     DNS_PORT,
+    EGRESS_ADMIN_PORT,
+    EGRESS_PORT,
     ENVOY_ADMIN_PORT,
     GLOBAL_API_PORT,
     GLOBAL_IP,
@@ -123,6 +125,9 @@ class Layout:
     def ingress_dir(self, zone: str) -> Path:
         return self.root / f"{zone}-ingress"
 
+    def egress_dir(self, zone: str) -> Path:
+        return self.root / f"{zone}-egress"
+
     def workload_dir(self, name: str) -> Path:
         return (self.sidecars or self.root) / name
 
@@ -190,6 +195,19 @@ def ingress_command(t: Topology, layout: Layout, o: Options, zone: str) -> Comma
         "--drain-time", "1s", "--envoy-log-level", o.envoy_log_level,
         "--log-level", o.log_level), _local(INGRESS_ADMIN_PORT, "/ready"),
         layout.ingress_dir(zone) / "envoy.log")
+
+
+def egress_command(t: Topology, layout: Layout, o: Options, zone: str) -> Command:
+    address = f"{t.egress_ip(zone)}:{EGRESS_PORT}"
+    return Command(f"{zone}-egress", t.egress_ns(zone), (
+        GOSSAMER, "egress", "run", "--name", f"{zone}-egress",
+        "--cp", t.cp_url(zone), "--cp-ca", str(layout.cp_ca(zone)),
+        "--token-file", str(layout.zone_token(zone, "egress")),
+        "--listen", address, "--advertise", address,
+        "--work-dir", str(layout.egress_dir(zone)), "--admin-port", str(EGRESS_ADMIN_PORT),
+        "--drain-time", "1s", "--envoy-log-level", o.envoy_log_level,
+        "--log-level", o.log_level), _local(EGRESS_ADMIN_PORT, "/ready"),
+        layout.egress_dir(zone) / "envoy.log")
 
 
 def explicit_outbounds(t: Topology, o: Options, w: Workload) -> list[ExplicitOutbound]:

@@ -2,7 +2,7 @@
 
 ``build`` makes the namespaces of ``topology`` (see its docstring for the picture): the
 WAN bridge, the global's namespace, and per zone a router namespace holding the zone
-network's bridge, with one namespace per box (zone CP, ingress, each workload) plugged
+network's bridge, with one namespace per box (zone CP, ingress, egress, each workload) plugged
 into it. Every namespace gets a ``resolv.conf`` naming the environment's upstream DNS
 (in the global's namespace), as a host names its own: nothing points a workload at its
 sidecar and no VIP route is made, since the transparent proxy (``gossamer proxy redirect
@@ -71,8 +71,11 @@ def _build_zone(t: Topology, zone: str) -> None:
     netns.add_address(router, "wan0", f"{t.router_wan_ip(zone)}/{WAN.prefixlen}")
     netns.add_bridge(router, ZONE_BRIDGE, f"{t.router_ip(zone)}/{t.subnet(zone).prefixlen}")
     _zone_routes(t, router, skip=zone)
-    for ns, port, address in ((t.cp_ns(zone), "cp", t.cp_ip(zone)),
-                              (t.ingress_ns(zone), "ingress", t.ingress_ip(zone))):
+    boxes = [(t.cp_ns(zone), "cp", t.cp_ip(zone)),
+             (t.ingress_ns(zone), "ingress", t.ingress_ip(zone))]
+    if zone in t.egresses:
+        boxes.append((t.egress_ns(zone), "egress", t.egress_ip(zone)))
+    for ns, port, address in boxes:
         _plug(t, zone, ns, port, address)
         netns.write_resolv_conf(ns, [GLOBAL_IP])
     for w in t.in_zone(zone):

@@ -21,13 +21,15 @@ from typing import Any
 
 
 def token_requests(zones: list[str], workloads: list[tuple[str, str]],
-                   zone_path: Callable[[str, str], Path], dataplane_path: Callable[[str], Path]
-                   ) -> list[dict[str, Any]]:
-    """Per zone a ``cp`` and an ``ingress`` token, per (workload, service) a dataplane
-    token; ``zone_path(zone, scope)`` and ``dataplane_path(workload)`` say where each goes."""
+                   zone_path: Callable[[str, str], Path], dataplane_path: Callable[[str], Path],
+                   egresses: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per zone a ``cp`` and an ``ingress`` token (and an ``egress`` one for the zones in
+    ``egresses``), per (workload, service) a dataplane token; ``zone_path(zone, scope)`` and
+    ``dataplane_path(workload)`` say where each goes."""
+    scopes = [(zone, scope) for zone in zones for scope in ("cp", "ingress")]
+    scopes += [(zone, "egress") for zone in egresses or ()]
     out = [{"path": str(zone_path(zone, scope)), "route": "/tokens/zone",
-            "body": {"zone": zone, "scopes": [scope]}}
-           for zone in zones for scope in ("cp", "ingress")]
+            "body": {"zone": zone, "scopes": [scope]}} for zone, scope in scopes]
     out += [{"path": str(dataplane_path(name)), "route": "/tokens/dataplane",
              "body": {"mesh": "default", "service": service}} for name, service in workloads]
     return out

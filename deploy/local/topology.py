@@ -11,7 +11,8 @@ The network (one namespace per box, all of it inside namespaces, nothing in the 
       <p>east   172.31.0.11 | 10.1.0.1   <p>west   172.31.0.12 | 10.2.0.1   (zone routers)
                             |                                  |
       zone network 10.1.0.0/24: a bridge in <p>east   ... 10.2.0.0/24 in <p>west
-        <p>east-cp 10.1.0.2, <p>east-ingress 10.1.0.3, <p>east-<workload> 10.1.0.10...
+        <p>east-cp 10.1.0.2, <p>east-ingress 10.1.0.3, <p>east-egress 10.1.0.4 (when the
+        zone runs one: ``egresses``), <p>east-<workload> 10.1.0.10...
 
 Each zone router forwards between its zone network and the WAN and routes the other
 zones' networks to their routers, so any box reaches any other without NAT, as zones
@@ -37,6 +38,8 @@ INBOUND_PORT = 10080
 APP_PORT = 8080
 ENVOY_ADMIN_PORT = 9901
 INGRESS_ADMIN_PORT = 9902
+EGRESS_PORT = 10002
+EGRESS_ADMIN_PORT = 9903
 DNS_PORT = 53
 MAX_ZONES = 200
 MAX_WORKLOADS_PER_ZONE = 200
@@ -70,11 +73,13 @@ class Workload:
 
 @dataclass(frozen=True)
 class Topology:
-    """Zones (in order: the first is 10.1.0.0/24) and the workloads placed in them."""
+    """Zones (in order: the first is 10.1.0.0/24) and the workloads placed in them;
+    ``egresses``: the zones that run a zone egress too."""
 
     zones: tuple[str, ...]
     workloads: tuple[Workload, ...]
     prefix: str = DEFAULT_PREFIX
+    egresses: tuple[str, ...] = ()
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -89,13 +94,16 @@ class Topology:
                 raise ValueError(f"zone {zone!r}: the name is taken by the environment")
         if len(set(self.zones)) != len(self.zones):
             raise ValueError(f"zone names repeat: {self.zones}")
+        for zone in self.egresses:
+            if zone not in self.zones:
+                raise ValueError(f"an egress in unknown zone {zone!r}")
         names = [w.name for w in self.workloads]
         if len(set(names)) != len(names):
             raise ValueError(f"workload names repeat: {names}")
         for w in self.workloads:
             if w.zone not in self.zones:
                 raise ValueError(f"workload {w.name!r} is in unknown zone {w.zone!r}")
-            if w.name in ("cp", "ingress"):
+            if w.name in ("cp", "ingress", "egress"):
                 raise ValueError(f"workload {w.name!r}: the name is taken by the zone")
         for zone in self.zones:
             if len(self.in_zone(zone)) > MAX_WORKLOADS_PER_ZONE:
@@ -130,6 +138,9 @@ class Topology:
     def ingress_ns(self, zone: str) -> str:
         return f"{self.prefix}{zone}-ingress"
 
+    def egress_ns(self, zone: str) -> str:
+        return f"{self.prefix}{zone}-egress"
+
     def workload_ns(self, name: str) -> str:
         w = self.workload(name)
         return f"{self.prefix}{w.zone}-{w.name}"
@@ -139,6 +150,7 @@ class Topology:
         out = [self.wan_ns, self.global_ns]
         for zone in self.zones:
             out += [self.router_ns(zone), self.cp_ns(zone), self.ingress_ns(zone)]
+            out += [self.egress_ns(zone)] if zone in self.egresses else []
             out += [self.workload_ns(w.name) for w in self.in_zone(zone)]
         return out
 
@@ -162,6 +174,9 @@ class Topology:
 
     def ingress_ip(self, zone: str) -> str:
         return self._host(zone, 3)
+
+    def egress_ip(self, zone: str) -> str:
+        return self._host(zone, 4)
 
     def workload_ip(self, name: str) -> str:
         w = self.workload(name)

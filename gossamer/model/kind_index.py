@@ -81,6 +81,7 @@ KINDS: tuple[KindName, ...] = (
              "zcr", False, False, "zonecertificate"),
     KindName("ZoneCpReplica", "zone-cp-replicas", "zonecpreplica", "zcpr", False, False,
              "zonereplica"),
+    KindName("ZoneEgress", "zone-egresses", "zoneegress", "ze", False, False, "zoneegress"),
     KindName("ZoneHealth", "zone-healths", "zonehealth", "zh", False, False, "zonehealth"),
     KindName("ZoneIngress", "zone-ingresses", "zoneingress", "zi", False, False, "zoneingress"),
     KindName("ZoneInsight", "zone-insights", "zoneinsight", "zinsight", False, False,

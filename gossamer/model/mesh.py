@@ -9,7 +9,9 @@ migrating workloads in). ``networking.outbound.passthrough`` (default true) says
 a transparent sidecar forwards captured traffic to destinations outside the mesh to their
 original address, or closes it. ``routing.zonePinnedNames`` (default false) gives every
 service a name per zone serving it, ``<service>.svc.<zone>.mesh``, beside
-``<service>.mesh`` (``zone_cp.mesh_dns``).
+``<service>.mesh`` (``zone_cp.mesh_dns``). ``routing.zoneEgress`` sends the sidecars'
+traffic to external services (``externalServices``) and to other zones (``crossZone``)
+through their zone's egress; ``true`` means both, as in Kuma (``zone_egress``).
 """
 
 from __future__ import annotations
@@ -219,8 +221,22 @@ class MeshNetworking(BaseModel):
     outbound: MeshOutbound = Field(default_factory=MeshOutbound)
 
 
+class ZoneEgressRouting(BaseModel):
+    """Which traffic leaves a zone through its egress (``zone_egress``): calls to
+    MeshExternalServices, and calls to other zones' ingresses (mTLS passed through)."""
+
+    model_config = SPEC_CONFIG
+
+    external_services: StrictBool = True
+    cross_zone: StrictBool = False
+
+
 class MeshRouting(BaseModel):
     model_config = SPEC_CONFIG
+
+    # ``true``: external services and cross-zone traffic both through the zone egress
+    # (Kuma's meaning of ``zoneEgress: true``); an object chooses each.
+    zone_egress: StrictBool | ZoneEgressRouting = False
 
     # ``<service>.svc.<zone>.mesh`` for every zone that serves a service: a VIP of its
     # own whose traffic goes to that zone's instances only. Off by default: each such
@@ -242,6 +258,14 @@ class MeshSpec(BaseModel):
     @property
     def zone_pinned_names(self) -> bool:
         return self.routing is not None and self.routing.zone_pinned_names
+
+    @property
+    def egress(self) -> ZoneEgressRouting:
+        """What goes through the zone egress (nothing when ``zoneEgress`` is off)."""
+        value = self.routing.zone_egress if self.routing is not None else False
+        if isinstance(value, ZoneEgressRouting):
+            return value
+        return ZoneEgressRouting(external_services=value, cross_zone=value)
 
 
 DESCRIPTOR = KindDescriptor(

@@ -4,11 +4,16 @@ Each ``from[]`` item names a set of sources (by their mTLS identity) and an acti
 enforces it with an RBAC network filter on every inbound listener, where ``Deny`` rules
 are checked before ``Allow`` and ``AllowWithShadowDeny`` allows but records the deny in
 a shadow policy so the effect of a future ``Deny`` can be observed first.
+
+With ``targetRef: {kind: MeshExternalService, name: X}`` it says who may call the
+external service X through the zone egress: the egress checks ``from[]`` against the
+caller's verified certificate (``zone_egress.envoy``). No sidecar is selected by it.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -30,6 +35,8 @@ class MeshTrafficPermissionConf(BaseModel):
 
 
 class MeshTrafficPermissionSpec(PolicySpec):
+    EXTERNAL_TARGET: ClassVar[bool] = True
+
     from_: list[From[MeshTrafficPermissionConf]] | None = Field(
         None, alias="from", max_length=MAX_ITEMS)
     rules: list[Rule[MeshTrafficPermissionConf]] | None = Field(None, max_length=MAX_ITEMS)

@@ -142,15 +142,19 @@ class PolicySpec(BaseModel):
     # external service's listener and cluster apply (``proxy.envoy.external``) say so;
     # the others refuse it rather than accept a policy that would do nothing.
     EXTERNAL_DESTINATIONS: ClassVar[bool] = False
+    # Whether the top-level targetRef may name a MeshExternalService: only a kind the
+    # zone egress enforces for it (MeshTrafficPermission, ``zone_egress.envoy``).
+    EXTERNAL_TARGET: ClassVar[bool] = False
 
     target_ref: TargetRef = Field(default=MESH_TARGET)
 
     @field_validator("target_ref")
     @classmethod
     def _selects_proxies(cls, ref: TargetRef) -> TargetRef:
-        if ref.kind is TargetKind.MESH_EXTERNAL_SERVICE:
+        if ref.kind is TargetKind.MESH_EXTERNAL_SERVICE and not cls.EXTERNAL_TARGET:
             raise ValueError("a MeshExternalService is a destination, not a proxy: name it "
-                             "in to[].targetRef")
+                             "in to[].targetRef (only a MeshTrafficPermission, enforced at "
+                             "the zone egress, may target one)")
         return ref
 
     @model_validator(mode="after")

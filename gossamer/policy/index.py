@@ -242,6 +242,8 @@ def _bucket_of(mesh: str, ref: TargetRef) -> tuple[_Bucket, bool]:
         assert ref.tags  # checked above
         return ("tag", mesh, *_subset_pair(ref.tags)), False
     assert ref.name  # TargetRef refuses a service or Dataplane kind without a name
+    if ref.kind is TargetKind.MESH_EXTERNAL_SERVICE:  # the zone egress's, no proxy's
+        return ("external", mesh, ref.name), False
     if ref.kind is TargetKind.DATAPLANE:
         return ("dataplane", mesh, ref.name), not ref.tags
     # MeshService (exact only if the ref has no tags) and MeshServiceSubset.

@@ -271,3 +271,15 @@ class Session:
             self._registered(registration_from_proto(message.registered))
         elif kind == "envoy_admin_request" and self._admin is not None:
             self._admin.handle(message.envoy_admin_request)
+
+
+async def first_registration(registered: asyncio.Future[Registration],
+                             session: asyncio.Task[None]) -> Registration:
+    """The registration, or the Session's reason why there will be none (the zone
+    ingress's and egress's agents wait for it so)."""
+    waiters: set[asyncio.Future[Any]] = {registered, session}
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    if registered.done():
+        return registered.result()
+    session.result()
+    raise AssertionError("the session ended without registering")

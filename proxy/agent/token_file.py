@@ -37,6 +37,7 @@ MIN_CHECK = 1.0
 # How a refusal names what the file should hold (``what``).
 DATAPLANE_TOKEN = "a dataplane token (a JWT from `gossamer token dataplane`)"
 INGRESS_TOKEN = "a zone token (a JWT from `gossamer token zone --scope ingress`)"
+EGRESS_TOKEN = "a zone token (a JWT from `gossamer token zone --scope egress`)"
 
 
 class TokenFileError(InputError):

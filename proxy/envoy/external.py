@@ -22,6 +22,11 @@ its cluster differs, built here:
   stops at 1.2);
 - ``SkipSAN`` leaves the name out, ``SkipAll`` both (``SkipCA`` is refused when
   applied: Envoy cannot check a name over an unverified chain);
+- through the zone egress (``ExternalService.via``, the Mesh's ``routing.zoneEgress``):
+  the zone's egresses as its endpoints, reached over mesh mTLS (the workload's certificate; the
+  egress must present ``egress_spiffe``) with SNI ``<name>.extsvc.<mesh>.mesh``; the
+  egress checks MeshTrafficPermission and originates the TLS above (``zone_egress.envoy``),
+  so the sidecar holds none of the external service's TLS settings;
 - an external service whose CA cannot be read (``ExternalService.problem``) gets a
   cluster without endpoints: its callers get 503 (or a closed connection), never an
   unverified connection.
@@ -38,7 +43,13 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
 from gossamer.model.meshexternalservice import name_of_key
-from proxy.context import ExternalService, ExternalTls, OutboundListener
+from proxy.context import (
+    ExternalService,
+    ExternalTls,
+    OutboundListener,
+    egress_spiffe,
+    external_sni,
+)
 from proxy.envoy import health_checks, load_balancing, names, timeouts, tls
 from proxy.envoy.clusters import HTTP2_PROTOCOLS, HTTP_OPTIONS, HTTP_PROTOCOLS
 
@@ -60,6 +71,8 @@ def external_cluster(ext: ExternalService, confs: ClusterConfs) -> cluster_pb2.C
     balancing)."""
     name = names.external_cluster(ext.name)
     hosts = () if ext.problem else ext.endpoints
+    if ext.via and not ext.problem:
+        hosts = tuple((via.address, via.port) for via in ext.via)
     static = all(is_ip(host) for host, _ in hosts)
     cluster = cluster_pb2.Cluster(
         name=name, type=cluster_pb2.Cluster.STATIC if static else cluster_pb2.Cluster.STRICT_DNS,
@@ -74,7 +87,11 @@ def external_cluster(ext: ExternalService, confs: ClusterConfs) -> cluster_pb2.C
     if ext.protocol in HTTP_PROTOCOLS:
         cluster.typed_extension_protocol_options[HTTP_OPTIONS].CopyFrom(
             pack(http_options(ext.protocol, confs.timeout)))
-    if ext.tls is not None:
+    if ext.via:
+        via = ext.via[0]  # one zone, one mesh: one identity for all of them
+        cluster.transport_socket.CopyFrom(tls.transport_socket(tls.mesh_upstream(
+            external_sni(ext.name, via.mesh), egress_spiffe(via.mesh, via.zone))))
+    elif ext.tls is not None:
         alpn = tls.H2_ALPN if ext.protocol in HTTP2_PROTOCOLS else ()
         cluster.transport_socket.CopyFrom(tls.transport_socket(
             upstream_context(ext, ext.tls, alpn)))

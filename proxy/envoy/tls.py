@@ -71,15 +71,22 @@ def provided_context(secret: str) -> tls_pb2.DownstreamTlsContext:
 def upstream_context(service: str, mesh: str,
                      alpn: tuple[str, ...] = ()) -> tls_pb2.UpstreamTlsContext:
     """What an outbound cluster sends and accepts (see the module docstring)."""
+    return mesh_upstream(sni(service, mesh), spiffe(mesh, service), alpn)
+
+
+def mesh_upstream(server_name: str, peer: str,
+                  alpn: tuple[str, ...] = ()) -> tls_pb2.UpstreamTlsContext:
+    """Mesh mTLS sending SNI ``server_name`` to a peer whose certificate carries the URI
+    ``peer``: another sidecar's service, or the zone egress (``egress_spiffe``)."""
     san = common_pb2.SubjectAltNameMatcher(
         san_type=common_pb2.SubjectAltNameMatcher.URI,
-        matcher=string_pb2.StringMatcher(exact=spiffe(mesh, service)))
+        matcher=string_pb2.StringMatcher(exact=peer))
     combined = tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
         default_validation_context=common_pb2.CertificateValidationContext(
             match_typed_subject_alt_names=[san]),
         validation_context_sds_secret_config=sds(TRUST_SECRET))
     return tls_pb2.UpstreamTlsContext(
-        sni=sni(service, mesh),
+        sni=server_name,
         common_tls_context=tls_pb2.CommonTlsContext(
             tls_params=MESH_TLS_PARAMS,
             tls_certificate_sds_secret_configs=[sds(IDENTITY_SECRET)],

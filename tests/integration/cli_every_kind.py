@@ -66,6 +66,15 @@ availableServices:
   tags: {{gossamer.io/service: backend, version: v2}}
   instances: 3
 ---
+type: ZoneEgress
+name: us-east-1-egress
+zone: us-east-1
+networking:
+  address: 0.0.0.0
+  port: 10002
+  advertisedAddress: 10.0.1.11
+meshes: [{MESH}]
+---
 type: VirtualIP
 name: web
 mesh: {MESH}

@@ -155,23 +155,26 @@ async def stop(cp: ZoneControlPlane | GlobalControlPlane, timeout: float = 30.0)
 
 def _cp_args(zone: ZoneControlPlane) -> list[str]:
     assert zone.xds is not None
-    return ["--cp", f"https://127.0.0.1:{zone.xds.port}",
+    host = zone.settings.xds_addr.rsplit(":", 1)[0]
+    return ["--cp", f"https://{host}:{zone.xds.port}",
             "--cp-ca", str(zone.settings.directory / "tls" / "ca.pem")]
 
 
 @contextlib.asynccontextmanager
 async def ingress_process(directory: Path, zone: ZoneControlPlane, token: Path, port: int,
-                          *extra: str, admin: int | None = None
-                          ) -> AsyncIterator[AgentProcess]:
-    """``gossamer ingress run`` as a process, listening on 127.0.0.1:``port``."""
+                          *extra: str, admin: int | None = None, host: str = "127.0.0.1",
+                          command: str = "cli.run_ingress") -> AsyncIterator[AgentProcess]:
+    """``gossamer ingress run`` (or with ``command="cli.run_egress"``, ``gossamer egress
+    run``) as a process, listening on ``host``:``port``; the zone CP dialled at its xDS
+    address."""
     directory.mkdir(parents=True, exist_ok=True)
     work, stderr = directory / "work", directory / "ingress.err"
-    args = [*_cp_args(zone), "--token-file", str(token), "--listen", f"127.0.0.1:{port}",
+    args = [*_cp_args(zone), "--token-file", str(token), "--listen", f"{host}:{port}",
             "--admin-port", str(admin or free_port()), "--drain-time", "1s",
             "--work-dir", str(work), *extra]
     with open(stderr, "wb") as err:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from cli.run_ingress import run; run()", *args,
+            sys.executable, "-c", f"from {command} import run; run()", *args,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
     try:
         yield AgentProcess(proc, work, stderr)

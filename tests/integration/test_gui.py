@@ -103,10 +103,14 @@ async def test_the_gui_shows_a_live_global_with_two_zones(
     cli = Cli(cluster.directory)
     await cli.add("global", cluster.global_cp)
     token = await cluster.zone_token("east", ["ingress"], cluster.directory / "east.token")
+    egress = await cluster.zone_token("west", ["egress"], cluster.directory / "west.token")
+    egress_port = free_port()
     global_url, admin = cluster.global_cp.api_url, _token(cluster.global_cp.settings.data_dir)
     async with http_backend(b"hello") as app, \
             await sidecar(cluster, cluster.east, "backend-1", "backend", app), \
             ingress_process(cluster.directory / "ingress", cluster.east, token, free_port()), \
+            ingress_process(cluster.directory / "egress", cluster.west, egress, egress_port,
+                            command="cli.run_egress"), \
             await sidecar(cluster, cluster.west, "web-1", "web", free_port(), free_port()):
         page = await browser.new_page(viewport={"width": 1440, "height": 900})
         expect = playwright_api.expect
@@ -130,6 +134,10 @@ async def test_the_gui_shows_a_live_global_with_two_zones(
         # east's ingress, with the service it offers, synced from east to the global.
         await expect(zones.locator("tr", has_text="east").first).to_contain_text(
             "backend", timeout=WAIT_MS)
+        # west's egress, synced from west: where its sidecars dial it, for which meshes.
+        await expect(zones.locator("tr", has_text="west").first.locator(".egress")
+                     ).to_contain_text(f"127.0.0.1:{egress_port} meshes default",
+                                       timeout=WAIT_MS)
         await shots.take(page, "zones")
 
         meshes = await _open(page, "meshes", "default")
@@ -222,6 +230,7 @@ async def test_the_gui_shows_a_live_global_with_two_zones(
         await expect(here.locator(".card", has_text="Other zones' ingresses")).to_contain_text(
             "backend", timeout=WAIT_MS)
         await expect(here).to_contain_text("No ingress in this zone")
+        await expect(here.locator(".egress")).to_contain_text(f"127.0.0.1:{egress_port}")
 
         await page.click("#signout")
         await expect(page.locator("form.signin")).to_be_visible(timeout=WAIT_MS)

@@ -1,6 +1,7 @@
 """What the agent process may load: the sidecar started by ``gossamer proxy run`` (and
-the zone ingress by ``gossamer ingress run``) as the console command starts it, run until
-Envoy has its certificate, stopped with SIGTERM, and its ``sys.modules`` written at exit.
+the zone ingress and egress by ``gossamer ingress run`` and ``gossamer egress run``) as
+the console command starts it, run until Envoy has its certificate, stopped with SIGTERM,
+and its ``sys.modules`` written at exit.
 ``proxy run`` replaces itself with its lean runtime (``cli.agent_runtime``, same PID), so
 the modules are written by a ``sitecustomize`` that every interpreter of the test loads:
 each process writes its own file, and the agent's is the one of the PID started.
@@ -56,7 +57,7 @@ CHECK_ONLY = ("grpc", "pydantic", "pydantic_core", "cryptography", "jwt", "click
               "gossamer.model.registry", "proxy.agent.keygen",
               "yaml")  # the Dataplane file is YAML; Envoy's bootstrap is written as JSON
 # The kinds' models the agents check their documents with; every other kind stays out.
-MODELS = {"gossamer.model.dataplane", "gossamer.model.zoneingress"}
+MODELS = {"gossamer.model.dataplane", "gossamer.model.zoneingress", "gossamer.model.zoneegress"}
 MODEL_SUPPORT = {"gossamer.model", "gossamer.model.address", "gossamer.model.base",
                  "gossamer.model.fields", "gossamer.model.kind_index", "gossamer.model.labels",
                  "gossamer.model.registry"}
@@ -160,3 +161,26 @@ async def test_ingress_run_loads_only_what_an_ingress_runs(tmp_path: Path) -> No
     assert sorted(m for m in modules if any(
         m == p or m.startswith(p + ".") for p in (*CHECK_ONLY, "gossamer.model.zoneingress",
                                                   "cli.run_ingress"))) == []
+
+
+async def test_egress_run_loads_only_what_an_egress_runs(tmp_path: Path) -> None:
+    cp = IngressCp(tmp_path / "cp-tls")  # registers any document; signs any CSR
+    await cp.start()
+    work, token = tmp_path / "work", tmp_path / "zone.token"
+    token.write_text(TOKEN)
+    args = ["egress", "run", "--cp", cp.url, "--cp-ca", str(cp.tls.ca_file),
+            "--token-file", str(token), "--listen", f"127.0.0.1:{free_port()}",
+            "--admin-port", str(free_port()), "--work-dir", str(work), "--drain-time", "0s"]
+    try:
+        modules = await run_command(tmp_path, args, work,
+                                    lambda: bool(envoy_pids(work)) and cp.signed)
+    finally:
+        await cp.stop()
+    assert cp.registrations[0]["type"] == "ZoneEgress"
+    # It held a key of its own, served it over SDS and supervised Envoy.
+    assert {"zone_egress.agent", "proxy.agent.sds_server", "proxy.agent.rotation",
+            "grpclib", "cli.agent_process"} <= modules
+    assert forbidden(modules) == []
+    assert sorted(m for m in modules if any(
+        m == p or m.startswith(p + ".") for p in (*CHECK_ONLY, "gossamer.model.zoneegress",
+                                                  "cli.run_egress", "zone_ingress"))) == []

@@ -14,6 +14,7 @@ from cli.check_rules import (
     MAX_SKEW,
     Result,
     clock_skew,
+    egress_checks,
     ingress_checks,
     intermediate_checks,
     judge,
@@ -76,6 +77,16 @@ def test_ingresses_one_line_per_probe_and_a_zone_without_one() -> None:
     assert [r.name for r in lines] == ["zone west ingress", "ingress of east from west"]
     assert not any(r.ok for r in lines)
     assert "cannot connect to 10.0.0.2:10001: connection refused" in lines[1].detail
+
+
+def test_a_zone_without_an_egress_for_a_mesh_routed_through_one() -> None:
+    facts = {"zones": [zone("west"), zone("east")], "egressMeshes": ["default"],
+             "egresses": [{"zone": "west", "meshes": ["default"]},
+                          {"zone": "east", "meshes": ["other"]}]}
+    lines = list(egress_checks(facts))
+    assert [(r.name, r.ok) for r in lines] == [("zone east egress for mesh default", False)]
+    assert "gossamer egress run --mesh default" in lines[0].fix
+    assert list(egress_checks({**facts, "egressMeshes": []})) == []
 
 
 def test_proxy_problems_carry_their_hint_as_the_fix() -> None:

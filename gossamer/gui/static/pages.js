@@ -26,8 +26,16 @@ function ingressCell(zi) {
     h("span", { class: "muted" }, services.length ? services.join(", ") : "no services yet"));
 }
 
+function egressCell(ze) {
+  const net = ze.networking || {};
+  const dialled = `${net.advertisedAddress || net.address}:${net.advertisedPort || net.port}`;
+  return h("div", { class: "egress" }, h("code", {}, dialled), " ",
+    h("span", { class: "muted" }, "meshes " + (ze.meshes || []).join(", ")));
+}
+
 export async function zonesPage(ctx) {
   const ingresses = items(await get("/zone-ingresses"));
+  const egresses = items(await getOr("/zone-egresses", { items: [] }));
   const ownerOf = (zi) => (zi.labels || {})[ZONE_LABEL] || zi.zone || ctx.info.zone || "";
   if (!isGlobal(ctx)) {
     const own = ingresses.filter((zi) => ownerOf(zi) === ctx.info.zone);
@@ -39,7 +47,12 @@ export async function zonesPage(ctx) {
       own.length ? own.map(ingressCell) : emptyState("No ingress in this zone",
         "Other zones reach this zone's services through its ingress. Start one:",
         "gossamer token zone --zone " + ctx.info.zone + " --scope ingress > ingress.token\n" +
-        "gossamer ingress run --cp https://ZONE_CP:5678 --token-file ingress.token")),
+        "gossamer ingress run --cp https://ZONE_CP:5678 --token-file ingress.token"),
+      h("h3", {}, "Egresses of this zone"),
+      egresses.length ? egresses.map(egressCell) : emptyState("No egress in this zone",
+        "With routing.zoneEgress on the Mesh, external services are reached through it. Start one:",
+        "gossamer token zone --zone " + ctx.info.zone + " --scope egress > egress.token\n" +
+        "gossamer egress run --cp https://ZONE_CP:5678 --token-file egress.token")),
     section("Other zones' ingresses", others.length
       ? others.map((zi) => h("div", {}, h("strong", {}, ownerOf(zi)), " ", ingressCell(zi)))
       : h("p", { class: "muted" }, "None synced from the global.")));
@@ -71,6 +84,10 @@ export async function zonesPage(ctx) {
     { title: "Ingresses", cell: (z) => {
       const own = ingresses.filter((zi) => ownerOf(zi) === z.name);
       return own.length ? own.map(ingressCell) : h("span", { class: "muted" }, "none");
+    } },
+    { title: "Egresses", cell: (z) => {
+      const own = egresses.filter((ze) => ownerOf(ze) === z.name);
+      return own.length ? own.map(egressCell) : h("span", { class: "muted" }, "none");
     } },
   ], { rerender: ctx.rerender, placeholder: "Filter zones", selects: [
     { key: "status", label: "statuses", values: ["Online", "Offline"], of: (z) => z.insight.status }] }));
