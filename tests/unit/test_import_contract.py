@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("cli", "global_cp", "zone_cp", "zone_ingress", "proxy", "sync", "dns",
+PACKAGES = ("cli", "global_cp", "zone_cp", "zone_ingress", "zone_egress", "proxy", "sync", "dns",
             "authority", "gossamer", "deploy")
 
 
