@@ -72,6 +72,8 @@ class MeshFaultInjectionConf(BaseModel):
 
 
 class MeshFaultInjectionSpec(PolicySpec):
+    EXTERNAL_DESTINATIONS = True  # proxy.envoy.outbound puts it on the VIP's HTTP filters
+
     to: list[To[MeshFaultInjectionConf]] | None = Field(None, max_length=MAX_ITEMS)
     from_: list[From[MeshFaultInjectionConf]] | None = Field(
         None, alias="from", max_length=MAX_ITEMS)

@@ -5,6 +5,11 @@ one Envoy route on that service's outbound virtual host: ``matches`` become the 
 match (any match selects the rule; within one match every condition must hold),
 ``filters`` the header mutations, redirect, rewrite and mirror, and ``backendRefs`` a
 ``weighted_clusters`` action.
+
+A ``to[]`` item may name a MeshExternalService: its rules match, rewrite, redirect and
+change headers of the requests sent to it, and send them to it alone (no
+``backendRefs``, no ``RequestMirror``: another backend would take traffic meant for a
+destination outside the mesh somewhere else, which a route on it should not hide).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt, model_validator
 
 from gossamer.model.base import KindDescriptor, Scope, SyncDirection
 from gossamer.model.fields import SPEC_CONFIG, Percentage, Port
-from gossamer.model.policy import MAX_ITEMS, PolicySpec, TargetRef
+from gossamer.model.policy import MAX_ITEMS, PolicySpec, TargetKind, TargetRef
 from gossamer.model.policy_fields import (
     ROUTE_TO_KINDS,
     BackendRef,
@@ -249,13 +254,27 @@ class RouteTo(BaseModel):
 
     @model_validator(mode="after")
     def _kind(self) -> RouteTo:
-        if self.target_ref.kind not in ROUTE_TO_KINDS:
+        kinds = ROUTE_TO_KINDS | {TargetKind.MESH_EXTERNAL_SERVICE}
+        if self.target_ref.kind not in kinds:
             fail_at(("targetRef", "kind"), "to[].targetRef.kind must be one of "
-                                           f"{sorted(k.value for k in ROUTE_TO_KINDS)}")
+                                           f"{sorted(k.value for k in kinds)}")
+        if self.target_ref.kind is TargetKind.MESH_EXTERNAL_SERVICE:
+            for i, rule in enumerate(self.rules):
+                if rule.default.backend_refs is not None:
+                    fail_at(("rules", i, "default", "backendRefs"),
+                            "a route to a MeshExternalService sends to it alone: "
+                            "backendRefs are not allowed")
+                for j, filt in enumerate(rule.default.filters or ()):
+                    if filt.type is FilterType.REQUEST_MIRROR:
+                        fail_at(("rules", i, "default", "filters", j, "type"),
+                                "a route to a MeshExternalService sends to it alone: "
+                                "RequestMirror is not allowed")
         return self
 
 
 class MeshHTTPRouteSpec(PolicySpec):
+    EXTERNAL_DESTINATIONS = True  # proxy.envoy.routes builds its rules on the VIP's routes
+
     to: list[RouteTo] | None = Field(None, max_length=MAX_ITEMS)
 
 

@@ -246,6 +246,8 @@ class MeshLoadBalancingStrategyConf(BaseModel):
 
 
 class MeshLoadBalancingStrategySpec(PolicySpec):
+    EXTERNAL_DESTINATIONS = True  # proxy.envoy.external applies its loadBalancer
+
     to: list[To[MeshLoadBalancingStrategyConf]] | None = Field(None, max_length=MAX_ITEMS)
 
 

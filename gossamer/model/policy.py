@@ -167,8 +167,10 @@ class PolicySpec(BaseModel):
                 raise ValidationError.from_exception_data("cross-field", [{
                     "type": PydanticCustomError(
                         "cross_field", "this policy kind cannot target a MeshExternalService "
-                                       "yet (MeshTimeout, MeshRetry, MeshCircuitBreaker, "
-                                       "MeshHealthCheck and MeshAccessLog can)"),
+                                       "(MeshTimeout, MeshRetry, MeshCircuitBreaker, "
+                                       "MeshHealthCheck, MeshAccessLog, MeshHTTPRoute, "
+                                       "MeshFaultInjection and MeshLoadBalancingStrategy "
+                                       "can)"),
                     "loc": ("to", i, "targetRef", "kind"), "input": ref.kind.value}])
         return self
 

@@ -2,10 +2,11 @@
 
 The outbound listener of an external service's VIP (``outbound.outbound_filter``) is
 built like a service's: an HTTP connection manager routing by RDS
-(``outbound:extsvc@<name>``) for ``http``, ``http2`` and ``grpc``, a ``tcp_proxy`` for
-``tcp``, with the external service's own ``to[]`` confs (MeshTimeout, MeshRetry,
-MeshCircuitBreaker, MeshHealthCheck, MeshAccessLog) and the ``Mesh``-wide ones. Only
-its cluster differs, built here:
+(``outbound:extsvc@<name>``, with its MeshHTTPRoute rules, which send to it alone) for
+``http``, ``http2`` and ``grpc``, a ``tcp_proxy`` for ``tcp``, with the external
+service's own ``to[]`` confs (MeshTimeout, MeshRetry, MeshCircuitBreaker,
+MeshHealthCheck, MeshAccessLog, MeshFaultInjection, MeshLoadBalancingStrategy) and the
+``Mesh``-wide ones. Only its cluster differs, built here:
 
 - its endpoints are inline: ``STATIC`` when they are all IP addresses, else
   ``STRICT_DNS``, which Envoy re-resolves (every 5 s, its default) and spreads over

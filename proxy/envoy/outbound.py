@@ -14,8 +14,8 @@ and load assignment (``endpoints.endpoints``), built from the backend service's 
 merged ``to[]`` confs, through the ``PieceCache`` when one is given. A listener on one
 port of a service with several sends to that port's cluster, and its protocol is that
 port's (``ports``). The destination of an external service's VIP (``Service.external``)
-gets the same filter, no route rules (routes target services only) and its own cluster
-(``external``).
+gets the same filter, with its MeshHTTPRoute rules (which send to it alone), and its own
+cluster (``external``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ namespace, plain ``curl http://httpbin.extsvc.mesh/``:
 - fails (503) once the external service names another CA, and with a SAN the server's
   certificate does not carry, and passes with mode SkipAll;
 - negotiates the TLS versions the external service allows;
-- gets 504 when a MeshTimeout on the external service is shorter than the handler.
+- gets 504 when a MeshTimeout on the external service is shorter than the handler;
+- has its requests rewritten by a MeshHTTPRoute on the external service, and aborted by
+  a MeshFaultInjection on it.
 
 Every generated resource also passes ``envoy --mode validate``. Skipped loudly without
 root, network namespaces or nft (as the lab is).
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gossamer.model.labels import EXTERNAL_SERVICE_LABEL
 from gossamer.pki.certs import new_leaf, new_root_ca
@@ -43,8 +46,11 @@ from tests.unit.envoy_external_inputs import (
     ACCESS_LOG,
     CA_PEM,
     CIRCUIT_BREAKER,
+    FAULT,
     HEALTH_CHECK,
+    LOAD_BALANCING,
     RETRY,
+    ROUTE,
     TIMEOUT,
     external_ctx,
     httpbin,
@@ -157,6 +163,17 @@ async def test_http_to_the_external_service_leaves_over_tls_originated_by_the_si
             assert lab.net.curl("http://httpbin.extsvc.mesh/slow/10")[0] == 200
             await lab.delete(timeout("300ms"))
 
+            # A MeshHTTPRoute on the external service rewrites what web sends it (/v1 to
+            # /api/v1), and a MeshFaultInjection on it aborts its requests at web's sidecar.
+            route, fault = yaml.safe_load(ROUTE), yaml.safe_load(FAULT)
+            await lab.apply(route)
+            assert lab.net.curl("http://httpbin.extsvc.mesh/v1/hello") == (200, "outside")
+            assert ("/api/v1/hello", "TLSv1.3", NAME) in seen.requests
+            await lab.apply(fault)
+            assert lab.net.curl("http://httpbin.extsvc.mesh/aborted")[0] == 418
+            await lab.delete(fault, route)
+            assert not any(path == "/aborted" for path, _, _ in seen.requests)
+
             # Another CA: the sidecar refuses the server's certificate.
             other = new_root_ca("another CA", dt.datetime.now(dt.UTC), dt.timedelta(hours=1))
             await lab.apply(external(host, port, {"serverName": NAME, "caCert": {
@@ -193,6 +210,7 @@ def test_envoy_accepts_the_external_service_resources(envoy: Path, secrets: list
     """Both outbound kinds (VIP listeners, capture chains), every verification mode,
     HTTP/2 upstream, host names and IPs: a real Envoy builds them all."""
     contexts = [external_ctx(TIMEOUT, RETRY, CIRCUIT_BREAKER, HEALTH_CHECK, ACCESS_LOG),
+                external_ctx(ROUTE, FAULT, LOAD_BALANCING),
                 external_ctx(TIMEOUT, dataplane=WEB_TRANSPARENT)]
     contexts += [external_ctx(service=httpbin(ExternalTls(
         mode=mode, ca_pem=CA_PEM if mode in ("Secured", "SkipSAN") else b"",

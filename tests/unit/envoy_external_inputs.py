@@ -70,6 +70,48 @@ spec:
 """
 CIRCUIT_BREAKER, HEALTH_CHECK, ACCESS_LOG = GUARDS.strip().split("\n---\n")
 
+REQUESTS = """
+type: MeshHTTPRoute
+name: external
+mesh: default
+spec:
+  targetRef: {kind: Mesh}
+  to:
+    - targetRef: {kind: MeshExternalService, name: httpbin}
+      rules:
+        - matches: [{path: {type: PathPrefix, value: /v1}}]
+          default:
+            filters:
+              - type: RequestHeaderModifier
+                requestHeaderModifier: {set: [{name: x-api-version, value: "1"}]}
+              - type: URLRewrite
+                urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /api/v1}}
+        - matches: [{path: {type: Exact, value: /old}}]
+          default:
+            filters:
+              - type: RequestRedirect
+                requestRedirect: {path: {type: ReplaceFullPath, replaceFullPath: /new}}
+---
+type: MeshFaultInjection
+name: external
+mesh: default
+spec:
+  targetRef: {kind: Mesh}
+  to:
+    - targetRef: {kind: MeshExternalService, name: httpbin}
+      default: {http: [{abort: {httpStatus: 418, percentage: 100}}]}
+---
+type: MeshLoadBalancingStrategy
+name: external
+mesh: default
+spec:
+  targetRef: {kind: Mesh}
+  to:
+    - targetRef: {kind: MeshExternalService, name: httpbin}
+      default: {loadBalancer: {type: LeastRequest}}
+"""
+ROUTE, FAULT, LOAD_BALANCING = REQUESTS.strip().split("\n---\n")
+
 
 def httpbin(tls: ExternalTls | None = SECURED, protocol: str = "http",
             problem: str = "") -> Service:

@@ -150,7 +150,8 @@ INVALID: list[tuple[str, str, str, str]] = [
     # MeshHTTPRoute
     ("MeshHTTPRoute", "to: [{targetRef: {kind: Mesh}, rules: "
      "[{matches: [{method: GET}], default: {}}]}]",
-     "spec.to[0].targetRef.kind", "to[].targetRef.kind must be one of ['MeshService']"),
+     "spec.to[0].targetRef.kind",
+     "to[].targetRef.kind must be one of ['MeshExternalService', 'MeshService']"),
     ("MeshHTTPRoute", f"to: [{{targetRef: {SVC}, default: {{}}}}]", "spec.to[0].rules",
      "required field"),
     ("MeshHTTPRoute", f"to: [{{targetRef: {SVC}, rules: [{{matches: "

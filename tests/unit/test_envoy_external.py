@@ -23,10 +23,13 @@ from tests.unit.envoy_external_inputs import (
     ACCESS_LOG,
     CA_PEM,
     CIRCUIT_BREAKER,
+    FAULT,
     HEALTH_CHECK,
     HTTPBIN,
+    LOAD_BALANCING,
     PG,
     RETRY,
+    ROUTE,
     TIMEOUT,
     external_ctx,
     httpbin,
@@ -123,6 +126,31 @@ def test_circuit_breakers_health_checks_and_access_logs_aimed_at_it_apply() -> N
     assert not hcm_of(out.listeners["outbound:240.0.0.1:80"]).access_log  # pg's only
     assert not out.clusters[PG].health_checks
     assert not out.clusters["backend"].HasField("circuit_breakers")
+
+
+def test_routes_faults_and_load_balancing_aimed_at_it_apply_to_it_alone() -> None:
+    out = res(ROUTE, FAULT, LOAD_BALANCING)
+    routes = out.routes[f"outbound:{HTTPBIN}"].virtual_hosts[0].routes
+    redirect, rewrite, catch_all = routes  # exact path first, then the prefix
+    assert redirect.match.path == "/old" and redirect.redirect.path_redirect == "/new"
+    assert rewrite.match.path_separated_prefix == "/v1"
+    assert [(h.header.key, h.header.value) for h in rewrite.request_headers_to_add] == [
+        ("x-api-version", "1")]
+    assert rewrite.route.cluster == HTTPBIN and catch_all.route.cluster == HTTPBIN
+    assert rewrite.route.regex_rewrite.substitution or rewrite.route.prefix_rewrite
+    names = [f.name for f in hcm_of(out.listeners["outbound:240.0.0.1:80"]).http_filters]
+    assert any(n.startswith("envoy.filters.http.fault") for n in names)
+    assert out.clusters[HTTPBIN].lb_policy == cluster_pb2.Cluster.LEAST_REQUEST
+    # The mesh's own destinations are untouched.
+    backend = out.routes["outbound:backend"].virtual_hosts[0].routes
+    assert len(backend) == 1 and backend[0].route.cluster == "backend"
+    assert out.clusters["backend"].lb_policy != cluster_pb2.Cluster.LEAST_REQUEST
+    backend_hcms = [hcm_of(listener) for name, listener in out.listeners.items()
+                    if name.startswith("outbound:") and name != "outbound:240.0.0.1:80"
+                    and listener.filter_chains[0].filters[0].name
+                    == "envoy.filters.network.http_connection_manager"]
+    assert backend_hcms and not any(f.name.startswith("envoy.filters.http.fault")
+                                    for h in backend_hcms for f in h.http_filters)
 
 
 def test_verification_modes() -> None:

@@ -133,10 +133,18 @@ EXT = "{kind: MeshExternalService, name: httpbin}"
 @pytest.mark.parametrize(("kind", "spec", "path", "fragment"), [
     ("MeshTimeout", f"targetRef: {EXT}\nto: [{{targetRef: {{kind: Mesh}}, default: {{}}}}]",
      "spec.targetRef", "a destination, not a proxy"),
-    ("MeshFaultInjection", f"to: [{{targetRef: {EXT}, default: {{http: [{{abort: "
-                           f"{{httpStatus: 500, percentage: 50}}}}]}}}}]",
-     "spec.to[0].targetRef.kind",
-     "cannot target a MeshExternalService yet"),
+    ("MeshTCPRoute", f"to: [{{targetRef: {EXT}, rules: [{{default: {{backendRefs: "
+                     f"[{{kind: MeshService, name: backend}}]}}}}]}}]",
+     "spec.to[0].targetRef.kind", "to[].targetRef.kind must be one of"),
+    ("MeshHTTPRoute", f"to: [{{targetRef: {EXT}, rules: [{{matches: [{{path: {{type: "
+                      f"PathPrefix, value: /v1}}}}], default: {{backendRefs: "
+                      f"[{{kind: MeshService, name: backend}}]}}}}]}}]",
+     "spec.to[0].rules[0].default.backendRefs", "sends to it alone"),
+    ("MeshHTTPRoute", f"to: [{{targetRef: {EXT}, rules: [{{matches: [{{path: {{type: "
+                      f"PathPrefix, value: /v1}}}}], default: {{filters: [{{type: "
+                      f"RequestMirror, requestMirror: {{backendRef: {{kind: MeshService, "
+                      f"name: backend}}}}}}]}}}}]}}]",
+     "spec.to[0].rules[0].default.filters[0].type", "RequestMirror is not allowed"),
     ("MeshTimeout", f"from: [{{targetRef: {EXT}, default: {{idleTimeout: 1s}}}}]",
      "spec.from[0]", "from[].targetRef.kind must be one of"),
     ("MeshTimeout", "to: [{targetRef: {kind: MeshExternalService}, default: {}}]",
