@@ -95,7 +95,10 @@ class ExternalTls:
     """The TLS a sidecar originates to an external service (``proxy.envoy.external``):
     ``mode`` is a MeshExternalService verification mode; ``ca_pem`` holds certificates
     only (public), read from the Secret or the spec; ``subject_alt_names`` are
-    ``(Exact|Prefix, value)`` pairs; the versions are ``TLS12``/``TLS13`` or ""."""
+    ``(Exact|Prefix, value)`` pairs; the versions are ``TLS12``/``TLS13`` or "".
+    ``client_cert_pem`` and ``client_key_pem``: the client certificate the zone egress
+    presents; the key is only ever in the egress's context (``zone_cp.mesh_state``
+    removes it from what sidecars are generated from) and never in a repr."""
 
     mode: str = "Secured"
     server_name: str = ""
@@ -103,6 +106,8 @@ class ExternalTls:
     ca_pem: bytes = b""
     min_version: str = ""
     max_version: str = ""
+    client_cert_pem: bytes = b""
+    client_key_pem: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)

@@ -173,10 +173,11 @@ class MeshState:
         spec = getattr(self.get("Mesh", mesh), "spec", None)
         routing = spec.egress if isinstance(spec, MeshSpec) else None
         services = self.plain_services(mesh)
-        if routing is None or not (routing.external_services or routing.cross_zone):
-            return services
-        return through_egress(services, self.egresses(mesh), self.zone,
-                              external=routing.external_services, cross_zone=routing.cross_zone)
+        if routing is not None and (routing.external_services or routing.cross_zone):
+            services = through_egress(services, self.egresses(mesh), self.zone,
+                                      external=routing.external_services,
+                                      cross_zone=routing.cross_zone)
+        return without_client_keys(services)
 
     def egresses(self, mesh: str) -> tuple[Egress, ...]:
         """This zone's egresses that serve ``mesh``, by name."""
@@ -406,6 +407,23 @@ def through_egress(services: Mapping[str, Service], egresses: tuple[Egress, ...]
             remote = tuple(replace(r, address=e.address, port=e.port)
                            for r in svc.remote for e in egresses)
             out[key] = replace(svc, remote=remote)
+    return out
+
+
+def without_client_keys(services: Mapping[str, Service]) -> dict[str, Service]:
+    """``services`` as sidecars are generated from: no external service's client key.
+    Only the zone egress presents a client certificate (``plain_services`` keeps it for
+    the egress); one reached directly has nowhere to send (503) and says why."""
+    out = dict(services)
+    for key, svc in services.items():
+        ext = svc.external
+        if ext is None or ext.tls is None or not ext.tls.client_key_pem:
+            continue
+        problem = ext.problem or ("" if ext.via else (
+            "it presents a client certificate, which only the zone egress holds: route "
+            "the Mesh's external services through it (routing.zoneEgress)"))
+        tls = replace(ext.tls, client_cert_pem=b"", client_key_pem=b"")
+        out[key] = replace(svc, external=replace(ext, tls=tls, problem=problem))
     return out
 
 

@@ -136,6 +136,15 @@ def pem_problem(data: bytes) -> str | None:
     return None if certs else "expected at least one PEM certificate"
 
 
+class KeyRef(BaseModel):
+    """A private key: always a mesh Secret (``secretRef``), never inline in the spec, so
+    that reading the MeshExternalService never reads a key."""
+
+    model_config = SPEC_CONFIG
+
+    secret_ref: Name
+
+
 class SubjectAltName(BaseModel):
     model_config = SPEC_CONFIG
 
@@ -190,13 +199,21 @@ class Tls(BaseModel):
     enabled: bool = False
     version: Versions | None = None
     verification: Verification | None = None
+    # A client certificate (chain: secretRef or inline PEM) and its key (a Secret),
+    # presented by the zone egress, which alone holds the key (``zone_egress.envoy``).
+    client_cert: CaCert | None = None
+    client_key: KeyRef | None = None
 
     @model_validator(mode="after")
     def _enabled(self) -> Tls:
+        if (self.client_cert is None) != (self.client_key is None):
+            missing = "clientKey" if self.client_key is None else "clientCert"
+            fail_at(missing, "give clientCert and clientKey together")
         if not self.enabled:
-            for field in ("version", "verification"):
+            for field, alias in (("version", "version"), ("verification", "verification"),
+                                 ("client_cert", "clientCert"), ("client_key", "clientKey")):
                 if getattr(self, field) is not None:
-                    fail_at(field, "applies only with enabled: true")
+                    fail_at(alias, "applies only with enabled: true")
         elif self.verification is None:
             fail_at("verification", "required with enabled: true (its caCert, or mode "
                                     "SkipCA or SkipAll to accept any chain)")

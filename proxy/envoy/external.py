@@ -23,6 +23,10 @@ MeshHealthCheck, MeshAccessLog, MeshFaultInjection, MeshLoadBalancingStrategy) a
   stops at 1.2);
 - ``SkipSAN`` leaves the name out, ``SkipAll`` both (``SkipCA`` is refused when
   applied: Envoy cannot check a name over an unverified chain);
+- a client certificate (``ExternalTls.client_cert_pem`` and its key) is presented only
+  by the zone egress: the key is in the egress's context alone (``zone_cp.mesh_state``
+  takes it out of the sidecars'), inline in its cluster, which Envoy redacts from its
+  config dumps;
 - through the zone egress (``ExternalService.via``, the Mesh's ``routing.zoneEgress``):
   the zone's egresses as its endpoints, reached over mesh mTLS (the workload's certificate; the
   egress must present ``egress_spiffe``) with SNI ``<name>.extsvc.<mesh>.mesh``; the
@@ -38,6 +42,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import base_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2 as ec_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
@@ -155,4 +160,8 @@ def upstream_context(ext: ExternalService, conf: ExternalTls,
     validation = _validation(ext, conf)
     if validation is not None:
         common.validation_context.CopyFrom(validation)
+    if conf.client_cert_pem and conf.client_key_pem:  # the zone egress's context only
+        common.tls_certificates.append(common_pb2.TlsCertificate(
+            certificate_chain=base_pb2.DataSource(inline_bytes=conf.client_cert_pem),
+            private_key=base_pb2.DataSource(inline_bytes=conf.client_key_pem)))
     return tls_pb2.UpstreamTlsContext(sni=server_name(ext, conf), common_tls_context=common)

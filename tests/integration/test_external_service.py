@@ -69,12 +69,15 @@ class Seen:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, str | None]] = []
+        self.clients: list[str] = []  # the client certificates' common names, if asked
 
 
 @contextlib.contextmanager
-def https_server(address: str, directory: Path) -> Iterator[tuple[int, bytes, Seen]]:
+def https_server(address: str, directory: Path, client_ca: bytes | None = None
+                 ) -> Iterator[tuple[int, bytes, Seen]]:
     """A TLS-only server for ``NAME`` (from a fresh test CA) that answers ``outside`` and
-    ``/slow/<ms>`` after that delay; yields its port, the CA's PEM and what it saw."""
+    ``/slow/<ms>`` after that delay; yields its port, the CA's PEM and what it saw. With
+    ``client_ca`` it requires a client certificate from that CA."""
     now = dt.datetime.now(dt.UTC)
     ca = new_root_ca("outside test CA", now, dt.timedelta(hours=1))
     leaf = new_leaf(ca, NAME, now, dt.timedelta(hours=1), dns=[NAME], client=False)
@@ -83,6 +86,9 @@ def https_server(address: str, directory: Path) -> Iterator[tuple[int, bytes, Se
     (directory / "server.key").chmod(0o600)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(directory / "server.pem", directory / "server.key")
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=client_ca.decode())
     seen = Seen()
     snis: dict[int, str | None] = {}
 
@@ -97,6 +103,9 @@ def https_server(address: str, directory: Path) -> Iterator[tuple[int, bytes, Se
             sock = self.request
             assert isinstance(sock, ssl.SSLSocket)  # the server speaks nothing else
             seen.requests.append((self.path, sock.version() or "", snis.get(id(sock))))
+            peer = sock.getpeercert() or {}
+            seen.clients += [value for rdn in peer.get("subject", ()) for key, value in rdn
+                             if key == "commonName"]
             if self.path.startswith("/slow/"):
                 time.sleep(min(int(self.path.rsplit("/", 1)[1]), MAX_DELAY_MS) / 1000)
             self.send_response(200)

@@ -22,6 +22,7 @@ without root or network namespaces (the ``namespace`` fixture).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from gossamer.errors import NotFound
 from gossamer.model.labels import DISPLAY_NAME_LABEL, ZONE_LABEL
 from gossamer.model.registry import parse_document
 from gossamer.model.zoneegress import ZoneEgressSpec
+from gossamer.pki.certs import new_leaf, new_root_ca
 from gossamer.resources import ResourceManager
 from gossamer.tokens import DATAPLANE
 from proxy.names import IDENTITY_SECRET, TRUST_SECRET
@@ -246,6 +248,48 @@ async def test_external_traffic_leaves_through_the_zone_egress(
 
                 await eventually(renewed, 30, "the egress's new certificate", interval=0.2)
                 assert (await _curl(ns, "/renewed")) == (200, "outside")
+
+                # A server that asks for a client certificate: the egress presents the
+                # one the external service names (its key a mesh Secret), so web's plain
+                # HTTP arrives with that identity; without it the server refuses.
+                client_ca = new_root_ca("client CA", dt.datetime.now(dt.UTC), dt.timedelta(hours=1))
+                client = new_leaf(
+                    client_ca,
+                    "payments-client",
+                    dt.datetime.now(dt.UTC),
+                    dt.timedelta(hours=1),
+                    server=False,
+                )
+                (tmp_path / "mtls").mkdir()
+                with https_server("127.0.0.1", tmp_path / "mtls", client_ca.cert_pem()) as (
+                    mport,
+                    mca,
+                    mseen,
+                ):
+                    await _apply(at_global, secret("mtls-ca", mca), external(mport, "mtls-ca"))
+
+                    async def no_certificate() -> bool:
+                        return (await _curl(ns, "/anonymous"))[0] == 503
+
+                    await eventually(no_certificate, 60, "the server refusing", interval=0.5)
+                    with_client = external(mport, "mtls-ca")
+                    with_client["spec"]["tls"] |= {
+                        "clientCert": {"secretRef": "client-cert"},
+                        "clientKey": {"secretRef": "client-key"},
+                    }
+                    await _apply(
+                        at_global,
+                        secret("client-cert", client.cert_pem()),
+                        secret("client-key", client.key_pem()),
+                        with_client,
+                    )
+
+                    async def presented() -> bool:
+                        return await _curl(ns, "/mtls") == (200, "outside")
+
+                    await eventually(presented, 60, "the egress's client certificate", interval=0.5)
+                    assert "payments-client" in mseen.clients
+                    assert not any(p == "/anonymous" for p, _, _ in mseen.requests)
                 assert "Traceback" not in egress.errors() + web.errors()
     finally:
         await stop(west)
