@@ -112,7 +112,8 @@ class GlobalControlPlane:
         replica = replica_id(data_dir)  # its insights record: taken back after a restart
         self._publisher = InsightPublisher(self.store, self.insights, replica)
         self._tasks.append(asyncio.create_task(self._publisher.run(), name="insights"))
-        view = partial(stored_insights, self.store, own=(replica, self.insights))
+        # Stored records only, never this replica's live view: every replica answers alike.
+        view = partial(stored_insights, self.store)
         routers = [zone_overview_router(manager, view), certificate_router(manager),
                    mesh_router(manager, MeshCaController(manager)),
                    services_router(manager, local_zone=""),
