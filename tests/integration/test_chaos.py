@@ -3,9 +3,10 @@
 Three global replicas on one PostgreSQL, two zones of two zone CP replicas each (each
 zone on a database of its own), real sidecars and an ingress with Envoys, calls from west
 to east every 20 ms and a policy write every 50 ms through the global replicas in turn
-(``tests/integration/chaos_env.py``). Faults, in turn: kill -9 the global leader, kill -9
-east's zone CP leader (the replica its sidecars and ingress are connected to), kill -9 a
-global replica and a west zone CP replica that do not lead, stop PostgreSQL for 10 s.
+(``tests/integration/chaos_env.py``, ``chaos_load.py``, ``chaos_run.py``). Faults, in
+turn: kill -9 the global leader, kill -9 east's zone CP leader (the replica its sidecars
+and ingress are connected to), kill -9 a global replica and a west zone CP replica that
+do not lead (web's sidecar is connected to that one), stop PostgreSQL for 10 s.
 
 - a new leader within 15 s of each fault (of PostgreSQL's return for the outage), and
   the leaders unchanged when followers die;
@@ -26,27 +27,29 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.chaos_env import NEW_LEADER_WITHIN, Topology, run_chaos, topology
+from tests.integration.chaos_env import Topology, topology
+from tests.integration.chaos_run import NEW_LEADER_WITHIN, run_chaos
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Topology]:
+def env(tmp_path: Path) -> Iterator[Topology]:
     with topology(tmp_path) as running:
         yield running
-        report = getattr(request.node, "rep_call", None)
-        if report is None or report.failed:
-            print(running.logs())
+        print(running.logs())  # captured: shown when the test fails
 
 
 def test_the_mesh_rides_out_leader_kills_a_follower_kill_and_a_database_outage(
-        env: Topology) -> None:
+    env: Topology,
+) -> None:
     report = run_chaos(env)
     print(report.summary())
 
     assert [f.what for f in report.faults][:2] == [
-        "kill -9 the global leader", "kill -9 the east zone CP leader"]
+        "kill -9 the global leader",
+        "kill -9 the east zone CP leader",
+    ]
     for fault in report.faults:
         assert fault.new_leader_s < NEW_LEADER_WITHIN, fault
         assert "none" not in fault.leaders_after.values(), fault
@@ -61,7 +64,7 @@ def test_the_mesh_rides_out_leader_kills_a_follower_kill_and_a_database_outage(
     assert {w.name for w in acked} == set(writer.expected())
 
     failures = report.traffic.failures()
-    assert len(report.traffic.calls) > 500
+    assert len(report.traffic.calls) > 200
     assert failures == [], failures[:10]
 
     first = report.overviews[0]
