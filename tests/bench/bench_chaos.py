@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from tests.integration.chaos_env import topology
-from tests.integration.chaos_run import Report, run_chaos
+from tests.integration.chaos_run import Report, kinds, run_chaos
 from tests.pg import PostgresUnavailable
 
 
@@ -42,9 +42,12 @@ def report(lease: float, reports: list[Report]) -> None:
     for i, fault in enumerate(reports[0].faults):
         rounds = [r.faults[i] for r in reports]
         times = ", ".join(f"{f.new_leader_s:.2f}" for f in rounds)
-        refused = sum(f.refused(r.writer) for f, r in zip(rounds, reports, strict=True))
+        refused: dict[str, int] = {}
+        for f, r in zip(rounds, reports, strict=True):
+            for kind, n in f.refused(r.writer).items():
+                refused[kind] = refused.get(kind, 0) + n
         failed = sum(f.failed_calls(r.traffic) for f, r in zip(rounds, reports, strict=True))
-        print(f"| {fault.what} | {times} | {refused} | {failed} |")
+        print(f"| {fault.what} | {times} | {kinds(refused)} | {failed} |")
     converged = [r.convergence_s for r in reports]
     writes = sum(len(r.writer.writes) for r in reports)
     acked = sum(sum(w.acked for w in r.writer.writes) for r in reports)

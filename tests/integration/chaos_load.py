@@ -90,11 +90,16 @@ class Traffic(threading.Thread):
 class Write:
     seq: int
     name: str
-    version: int  # the version it was sent at (None: a create) -> 0
+    version: int  # the version it was sent at (0: a create)
     at: float = 0.0
     acked: bool = False  # answered 2xx
     landed: bool = False  # acked, or found stored after a lost answer
-    refusals: list[tuple[float, str]] = field(default_factory=list)
+    refusals: list[tuple[float, str, str]] = field(default_factory=list)  # at, kind, detail
+
+    def refuse(self, kind: str, detail: str) -> None:
+        """A failed attempt: ``unreachable`` (nothing sent), ``no answer``, or the 5xx."""
+        self.refusals.append((time.monotonic(), kind, detail))
+        time.sleep(WRITE_EVERY)  # the writer's pace, also between attempts
 
 
 class Writer(threading.Thread):
@@ -126,8 +131,11 @@ class Writer(threading.Thread):
         """Send ``write`` until it is stored, through the next replica after a failure."""
         doc = policy(write.name, write.seq, write.version or None)
         path = f"/meshes/default/meshtimeouts/{write.name}"
+        lost = False  # an answer lost: the write may have landed
         while not write.landed:
             replica = self._replica()
+            if lost and write.version == 0 and self._stored_is(write, replica, path):
+                break  # a create sent again would replace itself: read it back first
             try:
                 r = httpx.put(
                     f"{replica.api}{path}",
@@ -135,9 +143,12 @@ class Writer(threading.Thread):
                     timeout=5.0,
                     headers={"Authorization": f"Bearer {replica.token()}"},
                 )
+            except httpx.ConnectError as exc:  # nothing was sent
+                write.refuse("unreachable", f"{replica.name}: {exc!r}")
+                continue
             except (httpx.HTTPError, OSError) as exc:
-                write.refusals.append((time.monotonic(), f"{replica.name}: {exc!r}"))
-                time.sleep(WRITE_EVERY)
+                lost = True
+                write.refuse("no answer", f"{replica.name}: {exc!r}")
                 continue
             if r.is_success:
                 stored = int(r.json()["version"])
@@ -146,40 +157,31 @@ class Writer(threading.Thread):
                         f"write {write.seq} stored at version {stored}, sent at {write.version}"
                     )
                 write.acked = write.landed = True
-            elif r.status_code == 409 or (r.status_code == 404 and write.version == 0):
-                self._landed_before(write, replica, path, r)
+            elif r.status_code == 409 and lost:
+                if not self._stored_is(write, replica, path):
+                    self.errors.append(f"write {write.seq}: 409 {r.text[:120]} and not stored")
+                    write.landed = True  # given up; the test fails on errors
             elif r.status_code >= 500:
-                write.refusals.append(
-                    (time.monotonic(), f"{replica.name}: {r.status_code} {r.text[:120]}")
-                )
-                time.sleep(WRITE_EVERY)
-                continue
+                write.refuse(str(r.status_code), f"{replica.name}: {r.text[:120]}")
             else:
                 self.errors.append(f"write {write.seq}: {r.status_code} {r.text[:200]}")
-                write.landed = True  # give up on it; the test fails on errors
-            if write.landed:
-                self.versions[write.name] = write.version + 1
+                write.landed = True  # given up; the test fails on errors
+        self.versions[write.name] = write.version + 1
 
-    def _landed_before(
-        self, write: Write, replica: ControlPlane, path: str, answer: httpx.Response
-    ) -> None:
-        """A 409 after a lost answer: the write landed if what is stored is ours."""
+    def _stored_is(self, write: Write, replica: ControlPlane, path: str) -> bool:
+        """Whether ``write`` is what ``path`` holds (then it landed), read at ``replica``."""
         try:
-            stored = replica.get(path).json()
-        except (httpx.HTTPError, ValueError) as exc:
-            write.refusals.append((time.monotonic(), f"{replica.name}: reading back {exc!r}"))
-            time.sleep(WRITE_EVERY)
-            return
-        if stored.get("labels", {}).get(SEQ_LABEL) == str(write.seq) and (
+            r = replica.get(path)
+        except (httpx.HTTPError, OSError) as exc:
+            write.refuse("unreachable", f"{replica.name}: reading back {exc!r}")
+            return False
+        if r.status_code != 200:
+            return False
+        stored = r.json()
+        write.landed = stored.get("labels", {}).get(SEQ_LABEL) == str(write.seq) and (
             stored.get("version") == write.version + 1
-        ):
-            write.landed = True
-        else:
-            self.errors.append(
-                f"write {write.seq} refused ({answer.status_code} "
-                f"{answer.text[:120]}) and not stored: {stored}"
-            )
-            write.landed = True
+        )
+        return write.landed
 
     def expected(self) -> dict[str, tuple[int, int]]:
         """Name -> (version, seq) the store must hold: one version per landed write."""

@@ -35,11 +35,22 @@ class Fault:
     leaders_after: dict[str, str]  # lease scope -> who leads once it is over
     ended: float = 0.0  # when the next fault began (or the writer stopped)
 
-    def refused(self, writer: Writer) -> int:
-        return sum(self.began <= at < self.ended for w in writer.writes for at, _ in w.refusals)
+    def refused(self, writer: Writer) -> dict[str, int]:
+        """Failed write attempts while the fault lasted, by kind (``Write.refuse``)."""
+        kinds: dict[str, int] = {}
+        for w in writer.writes:
+            for at, kind, _ in w.refusals:
+                if self.began <= at < self.ended:
+                    kinds[kind] = kinds.get(kind, 0) + 1
+        return kinds
 
     def failed_calls(self, traffic: Traffic) -> int:
         return sum(self.began <= c.at < self.ended for c in traffic.failures())
+
+
+def kinds(counts: dict[str, int]) -> str:
+    """``3 unreachable, 12 503`` (or ``0``)."""
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "0"
 
 
 @dataclass
@@ -59,7 +70,7 @@ class Report:
         ]
         for f in self.faults:
             lines.append(
-                f"| {f.what} | {f.new_leader_s:.2f} | {f.refused(self.writer)} | "
+                f"| {f.what} | {f.new_leader_s:.2f} | {kinds(f.refused(self.writer))} | "
                 f"{f.failed_calls(self.traffic)} |"
             )
         landed = sum(w.landed for w in self.writer.writes)
