@@ -36,10 +36,12 @@ from tests.integration.cli_env import Proc, _clean_env
 from tests.integration.ingress_env import free_port
 from tests.integration.test_agent_zone import DATAPLANE_YAML, OUTBOUND
 from tests.pg import PostgresCluster
+from tests.waiting import ready
 
 GOSSAMER = Path(sys.executable).parent / "gossamer"
 ZONES = ("east", "west")
 LEASE = 4.0  # --leader-lease of every control plane (seconds)
+READY_WITHIN = 120.0
 BEAT = ("--heartbeat-interval", "1s", "--heartbeat-timeout", "3s")
 _LEADER = re.compile(r'^gossamer_leader\{lease="(\w+)"\} (\S+)$', re.M)
 
@@ -72,7 +74,10 @@ class ControlPlane:
             )
 
     def ready(self) -> None:
-        self.proc.wait_ready()
+        """Wait for ``/readyz``. Six control planes start at once on a shared two-core
+        machine: their imports alone take tens of seconds there, hence the deadline."""
+        assert self.proc.popen is not None
+        ready(self.proc.popen, self.proc.api, self.proc.log_path, READY_WITHIN)
 
     def start(self) -> None:
         self.launch()

@@ -161,6 +161,11 @@ async def test_a_revoked_zone_token_fails_the_check(federation: Federation,
     await g.zone_tokens.revoke(federation.token_ids["zone-a"])
     await eventually(lambda: not online(g, "zone-a"), 30, "zone-a cut off")
 
+    async def stored_offline() -> bool:  # /_check reads the insights the replica stored
+        facts = await _facts(g)
+        return any(z["name"] == "zone-a" and not z["online"] for z in facts["zones"])
+
+    await eventually(stored_offline, 30, "zone-a offline in the stored insights")
     checked = await run_check(g, tmp_path)
     assert checked.code == 1, checked.out
     offline = checked.line("✗ zone zone-a online")
