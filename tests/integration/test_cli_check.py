@@ -87,6 +87,11 @@ async def federation(planes: Planes, tmp_path: Path) -> AsyncIterator[Federation
         path, ids[name] = await zone_token(g, name, tmp_path / f"{name}.token", MONTH)
         zones[name] = await planes.zone(g, name, token_file=path)
     await eventually(lambda: all(online(g, z) for z in zones), 30, "both zones online")
+
+    async def stored_online() -> bool:  # /_check reads the insights the replica stored
+        return all(z["online"] for z in (await _facts(g))["zones"])
+
+    await eventually(stored_online, 30, "both zones online in the stored insights")
     yield Federation(g, zones, ids)
 
 
