@@ -3,9 +3,11 @@
 ``Traffic`` calls backend through web's outbound every 20 ms, each call on a new
 connection, and keeps every failure. ``Writer`` updates one of ``POLICIES`` MeshTimeouts
 every 50 ms through the global replicas in turn, at the version it last stored, moving
-to the next replica on a connection error or a 5xx; a write whose answer was lost is
-sent again at the same version, and a 409 then means it had landed (its sequence number
-is what is stored) or that something else wrote (a failure of the test). So the writes
+to the next replica on a connection error or a 5xx; a write whose answer was lost (or
+was a 5xx: a commit the database did not confirm may still have landed) is sent again
+at the same version, and a 409 then means it had landed (its sequence number is what is
+stored) or that something else wrote (a failure of the test); a create is read back
+before it is sent again. So the writes
 that landed are known exactly: each name's version is one plus their number, and its
 stored sequence number is the last one's.
 """
@@ -131,7 +133,7 @@ class Writer(threading.Thread):
         """Send ``write`` until it is stored, through the next replica after a failure."""
         doc = policy(write.name, write.seq, write.version or None)
         path = f"/meshes/default/meshtimeouts/{write.name}"
-        lost = False  # an answer lost: the write may have landed
+        lost = False  # an answer lost (or a 5xx): the write may have landed
         while not write.landed:
             replica = self._replica()
             if lost and write.version == 0 and self._stored_is(write, replica, path):
@@ -162,6 +164,8 @@ class Writer(threading.Thread):
                     self.errors.append(f"write {write.seq}: 409 {r.text[:120]} and not stored")
                     write.landed = True  # given up; the test fails on errors
             elif r.status_code >= 500:
+                # A commit whose acknowledgement the database lost is answered 503 too.
+                lost = True
                 write.refuse(str(r.status_code), f"{replica.name}: {r.text[:120]}")
             else:
                 self.errors.append(f"write {write.seq}: {r.status_code} {r.text[:200]}")
