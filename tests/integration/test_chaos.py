@@ -29,12 +29,15 @@ import pytest
 
 from tests.integration.chaos_env import Topology, topology
 from tests.integration.chaos_run import NEW_LEADER_WITHIN, run_chaos
+from tests.pg import PostgresCluster
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Topology]:
+def env(tmp_path: Path, postgres_cluster: PostgresCluster) -> Iterator[Topology]:
+    # The session's cluster only for its skip (or failure) where PostgreSQL cannot run:
+    # the test stops a cluster of its own, which no other test shares.
     with topology(tmp_path) as running:
         yield running
         print(running.logs())  # captured: shown when the test fails
@@ -57,14 +60,18 @@ def test_the_mesh_rides_out_leader_kills_a_follower_kill_and_a_database_outage(
     writer = report.writer
     assert writer.errors == []
     acked = [w for w in writer.writes if w.acked]
-    assert len(acked) > 200, "too few writes to say anything"
+    assert len(acked) >= 100, "too few writes to say anything"
     assert all(w.landed for w in writer.writes)
     # Every name holds its last write at the version that counts every landed write:
     # checked at every global replica and zone CP replica before run_chaos returned.
     assert {w.name for w in acked} == set(writer.expected())
 
+    # The zone CP kills hit the replicas the agents were connected to: each moved.
+    for agent in env.agents:
+        assert "registered again with the control plane" in agent.log(), agent.name
+
     failures = report.traffic.failures()
-    assert len(report.traffic.calls) > 200
+    assert len(report.traffic.calls) > 100
     assert failures == [], failures[:10]
 
     first = report.overviews[0]
