@@ -8,8 +8,8 @@ each given every global replica's sync address; in east ``backend-1`` (a real
 ``gossamer proxy run`` with Envoy in front of a small HTTP app) and east's ingress
 (``gossamer ingress run``); in west ``web-1``, whose explicit outbound reaches backend
 in east through that ingress. Every agent is given both of its zone's replicas
-(``--cp a,b``) and a CA file holding both replicas' CAs. A ``ControlPlane`` is killed
-with SIGKILL and started again on the same data and ports.
+(``--cp a,b``) and the CA file of the one it dials second (they share one CA). A
+``ControlPlane`` is killed with SIGKILL and started again on the same data and ports.
 """
 
 from __future__ import annotations
@@ -269,17 +269,17 @@ class Topology:
         return path
 
     def cp_args(self, zone: str) -> list[str]:
-        """``--cp`` with both of the zone's replicas and a CA file with both CAs (the
-        replicas of a zone do not share one). East's agents dial its leader first, west's
-        its follower: the faults kill the replica they are connected to."""
+        """``--cp`` with both of the zone's replicas and the CA they share (one file works
+        against either). East's agents dial its leader first, west's its follower: the
+        faults kill the replica they are connected to."""
         leader = wait(lambda: self.leader(self.zones[zone]), 30, f"a leader of {zone}")
         replicas = sorted(self.zones[zone], key=lambda cp: (cp is leader) == (zone == "west"))
-        bundle = self.tmp / f"{zone}-cp-ca.pem"
-        bundle.write_text("".join((cp.data_dir / "tls" / "ca.pem").read_text() for cp in replicas))
+        cas = {(cp.data_dir / "tls" / "ca.pem").read_text() for cp in replicas}
+        assert len(cas) == 1, f"the replicas of {zone} do not share their CA"
         urls = ",".join(
             f"https://{cp.proc.args[cp.proc.args.index('--xds-addr') + 1]}" for cp in replicas
         )
-        return ["--cp", urls, "--cp-ca", str(bundle)]
+        return ["--cp", urls, "--cp-ca", str(replicas[1].data_dir / "tls" / "ca.pem")]
 
     def _agents(self) -> None:
         self.app = _App(("127.0.0.1", 0), _Handler)
