@@ -25,7 +25,6 @@ from global_cp.check_routes import check_router
 from global_cp.insight_store import InsightJanitor, InsightPublisher, stored_insights
 from global_cp.insights import Insights
 from global_cp.inspect_relay import inspect_router
-from global_cp.shared_credentials import share_admin_token, share_serving_ca
 from global_cp.sync_server import ZoneSyncServer
 from global_cp.zone_routes import zone_overview_router
 from gossamer.api.app import ApiContext, build_app
@@ -39,10 +38,11 @@ from gossamer.errors import AlreadyExists, Conflict, GossamerError
 from gossamer.gui.routes import gui_router
 from gossamer.loop_lag import LoopLagMonitor
 from gossamer.pki.backends.validation import ca_checks
-from gossamer.pki.serving import ServingTls, ensure_serving_tls
+from gossamer.pki.serving import ServingTls
 from gossamer.process import run_until_signal
 from gossamer.resources import ResourceManager, deny_system
 from gossamer.settings import GlobalSettings, split_addr
+from gossamer.shared_credentials import share_admin_token, shared_serving_tls
 from gossamer.store import open_store
 from gossamer.store.base import Store
 from gossamer.telemetry import install_from_env
@@ -112,7 +112,8 @@ class GlobalControlPlane:
         replica = replica_id(data_dir)  # its insights record: taken back after a restart
         self._publisher = InsightPublisher(self.store, self.insights, replica)
         self._tasks.append(asyncio.create_task(self._publisher.run(), name="insights"))
-        view = partial(stored_insights, self.store, own=(replica, self.insights))
+        # Stored records only, never this replica's live view: every replica answers alike.
+        view = partial(stored_insights, self.store)
         routers = [zone_overview_router(manager, view), certificate_router(manager),
                    mesh_router(manager, MeshCaController(manager)),
                    services_router(manager, local_zone=""),
@@ -132,13 +133,9 @@ class GlobalControlPlane:
 
     async def _serving_tls(self, manager: ResourceManager) -> ServingTls:
         """This replica's serving certificate, from the CA every replica shares."""
-        tls_dir = self.settings.data_dir / "tls"
         hosts = certificate_hosts(self.settings.tls_hosts, self.settings.api_addr)
-        await share_serving_ca(manager, tls_dir)
-        tls = ensure_serving_tls(tls_dir, "gossamer-global", hosts)
-        if await share_serving_ca(manager, tls_dir):  # another replica's CA came first
-            tls = ensure_serving_tls(tls_dir, "gossamer-global", hosts)
-        return tls
+        return await shared_serving_tls(manager, self.settings.data_dir / "tls",
+                                        "gossamer-global", hosts)
 
     async def _elect(self, manager: ResourceManager, metrics: CollectorRegistry) -> None:
         """The singleton work (mesh CAs, token upkeep, pruning the zone insights of

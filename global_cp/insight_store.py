@@ -12,7 +12,9 @@ Readers (``merged``) combine every replica's record: counts add up, a zone is on
 while a record fresher than ``STALE_AFTER`` has a stream (a replica killed with its
 streams leaves a record that goes stale, so the zone turns Offline within that bound),
 times and the version come from the latest. ``merged`` is pure, so the same records give
-the same answer on every replica.
+the same answer on every replica; the API reads only the stored records, so a replica's
+own streams show there after its next pass (within ``MIN_GAP`` of a stream coming or
+going), like everyone else's.
 """
 
 from __future__ import annotations
@@ -90,9 +92,10 @@ def _latest(a: float | None, b: float | None) -> float | None:
 
 async def stored_insights(store: Store, now: float | None = None, *,
                           own: tuple[str, Insights] | None = None) -> dict[str, ZoneInsight]:
-    """Every replica's records merged; with ``own`` (this replica and its insights), this
-    replica's live view stands in for its stored record, so its own streams show at once
-    and the others' within a publishing pass."""
+    """Every replica's records merged. With ``own`` (this replica and its insights), this
+    replica's live view stands in for its stored record: its own streams show at once,
+    but it answers unlike the other replicas until its next pass is stored, so the API
+    and ``/_check`` do not pass it (``global_cp.app``)."""
     now = time.time() if now is None else now
     page = await store.list(ListQuery("ZoneInsight"))
     specs = [r.spec for r in page.items if isinstance(r.spec, ZoneInsightSpec)]
@@ -129,7 +132,7 @@ class InsightPublisher:
     async def publish(self) -> int:
         """One pass: store the zones whose view changed or needs refreshing; how many."""
         now = self._clock()
-        ops = []
+        ops, specs = [], {}
         for z in self._insights.all():
             spec = to_spec(z, self._replica, now)
             last = self._published.get(z.zone)
@@ -140,9 +143,12 @@ class InsightPublisher:
                     continue
             ops.append(Put(Resource(type="ZoneInsight", name=record_name(z.zone, self._replica),
                                     labels={ZONE_LABEL: z.zone}, spec=spec)))
-            self._published[z.zone] = (spec, now)
+            specs[z.zone] = spec
         if ops:
             await self._store.write(ops)
+        # Only once stored: a write refused (the database down) is made again next pass,
+        # not taken for done, which left a zone with no stream here stale for good.
+        self._published.update((zone, (spec, now)) for zone, spec in specs.items())
         return len(ops)
 
 

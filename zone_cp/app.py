@@ -30,7 +30,7 @@ from authority.token_routes import dataplane_token_router
 from authority.token_upkeep import TokenUpkeep, migrate_token_state
 from gossamer.api.app import ApiContext, build_app
 from gossamer.api.auth import load_or_create_admin_token
-from gossamer.api.serve import ApiServer, api_tls
+from gossamer.api.serve import ApiServer, api_tls, certificate_hosts
 from gossamer.api.services import services_router
 from gossamer.election.core import Timing
 from gossamer.election.leases import leases_for
@@ -43,6 +43,7 @@ from gossamer.pki.serving import ServingTls
 from gossamer.process import run_until_signal
 from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
+from gossamer.shared_credentials import share_credentials
 from gossamer.store import open_store
 from gossamer.store.base import Store
 from gossamer.telemetry import install_from_env
@@ -57,7 +58,7 @@ from zone_cp.http_sd import http_sd_router
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.inspect_relay import EnvoyInspector, inspect_router
 from zone_cp.mesh_state import MeshState
-from zone_cp.parts import ZoneParts, build_parts
+from zone_cp.parts import ZoneParts, build_parts, shared_store
 from zone_cp.sync_client import ZoneSyncClient
 from zone_cp.sync_metrics import SyncCollector
 from zone_cp.token_expiry import TokenLifetimes
@@ -101,6 +102,10 @@ class ZoneControlPlane:
         self._failed = asyncio.get_running_loop().create_future()
         self.admin_token = load_or_create_admin_token(s.directory)
         self._store = await open_store(s.store, s.directory)
+        if shared_store(s.store):  # replicas: one admin token, one CA for every agent
+            self.admin_token = await share_credentials(
+                ResourceManager(self._store), s.directory, f"gossamer-zone-{s.zone}",
+                certificate_hosts(s.tls_hosts, s.api_addr))
         # Leader-only work (the sync with the global, VIP allocation, the zone CA's keeper,
         # the expiry of dead replicas' sidecars, a standalone zone's mesh CAs and token
         # upkeep) runs on the replica holding the zone's lease.

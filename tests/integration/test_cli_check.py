@@ -87,6 +87,11 @@ async def federation(planes: Planes, tmp_path: Path) -> AsyncIterator[Federation
         path, ids[name] = await zone_token(g, name, tmp_path / f"{name}.token", MONTH)
         zones[name] = await planes.zone(g, name, token_file=path)
     await eventually(lambda: all(online(g, z) for z in zones), 30, "both zones online")
+
+    async def stored_online() -> bool:  # /_check reads the insights the replica stored
+        return all(z["online"] for z in (await _facts(g))["zones"])
+
+    await eventually(stored_online, 30, "both zones online in the stored insights")
     yield Federation(g, zones, ids)
 
 
@@ -161,6 +166,11 @@ async def test_a_revoked_zone_token_fails_the_check(federation: Federation,
     await g.zone_tokens.revoke(federation.token_ids["zone-a"])
     await eventually(lambda: not online(g, "zone-a"), 30, "zone-a cut off")
 
+    async def stored_offline() -> bool:  # /_check reads the insights the replica stored
+        facts = await _facts(g)
+        return any(z["name"] == "zone-a" and not z["online"] for z in facts["zones"])
+
+    await eventually(stored_offline, 30, "zone-a offline in the stored insights")
     checked = await run_check(g, tmp_path)
     assert checked.code == 1, checked.out
     offline = checked.line("✗ zone zone-a online")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,8 +154,16 @@ async def test_inspect_zones_cli(global_cp: GlobalControlPlane,
     token.write_text(global_cp.admin_token)
     env = {"GOSSAMER_ADDRESS": global_cp.api_url, "GOSSAMER_TOKEN_FILE": str(token),
            "GOSSAMER_CONFIG": str(tmp_path / "cli.yaml")}
-    result = await asyncio.to_thread(CliRunner().invoke, main, ["inspect", "zones"], env=env)
-    assert result.exit_code == 0, result.output
+
+    async def listed_online() -> Any:
+        # The API reads the stored insights: a replica's pass stores them within a second.
+        result = await asyncio.to_thread(CliRunner().invoke, main, ["inspect", "zones"],
+                                         env=env)
+        assert result.exit_code == 0, result.output
+        rows = [line.split() for line in result.output.splitlines()[1:]]
+        return result if len(rows) == 3 and all(r[1] == "Online" for r in rows) else None
+
+    result = await eventually(listed_online, what="every zone Online in inspect zones")
     lines = result.output.splitlines()
     assert lines[0].split() == ["NAME", "STATUS", "CONNECTED", "LAST-UPDATE",
                                 "SENT/ACKED/NACKED", "VERSION"]

@@ -104,7 +104,8 @@ async def test_zone_overviews_metrics_and_spans_show_the_sync(
     headers = {"Authorization": f"Bearer {global_cp.admin_token}"}
     async with httpx.AsyncClient(base_url=global_cp.api_url, headers=headers) as client:
         one = await eventually(lambda: _acked_overview(client, "east"))
-        everyone = (await client.get("/zones/_overviews")).json()
+        # The API reads the stored insights: west's disconnect is stored within a second.
+        everyone = await eventually(lambda: _west_offline(client))
         assert (await client.get("/zones/nowhere/_overview")).status_code == 404
         unauthenticated = await httpx.AsyncClient(base_url=global_cp.api_url).get(
             "/zones/east/_overview")
@@ -141,6 +142,12 @@ async def test_zone_overviews_metrics_and_spans_show_the_sync(
     assert ("sync.delta.apply", TIMEOUT_URL) in names  # each zone storing it
     assert ("sync.delta.send", "gossamer.io/Dataplane") in names  # a zone to the global
     assert ("sync.delta.apply", "gossamer.io/Dataplane") in names
+
+
+async def _west_offline(client: httpx.AsyncClient) -> dict[str, Any] | None:
+    body: dict[str, Any] = (await client.get("/zones/_overviews")).json()
+    west = [i["insight"] for i in body["items"] if i["name"] == "west"]
+    return body if west and west[0]["status"] == "Offline" else None
 
 
 async def _acked_overview(client: httpx.AsyncClient, zone: str) -> dict[str, Any] | None:

@@ -57,6 +57,11 @@ async def test_one_replica_syncs_and_the_other_takes_over(tmp_path: Path,
             "a zone leader")
         follower = next(z for z in running if z is not leader)
         assert not follower.election.is_leader
+        # One admin token and one CA behind the xDS port for both (one --cp-ca file).
+        one, two = (tmp_path / name for name in ("one", "two"))
+        assert running[0].admin_token == running[1].admin_token
+        assert (one / "tls" / "ca.pem").read_bytes() == (two / "tls" / "ca.pem").read_bytes()
+        assert (two / "admin-token").stat().st_mode & 0o777 == 0o600
         await eventually(lambda: online(g, "east"), 15, "the zone online at the global")
         for z in running:  # every replica serves its API
             async with httpx.AsyncClient(base_url=z.api_url) as client:

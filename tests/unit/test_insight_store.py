@@ -8,6 +8,7 @@ bounded whatever the traffic.
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from global_cp.insight_store import (
@@ -19,6 +20,7 @@ from global_cp.insight_store import (
     stored_insights,
 )
 from global_cp.insights import Insights
+from gossamer.errors import StoreUnavailable
 from gossamer.model.zoneinsight import Counts, ZoneInsightSpec
 from gossamer.store.base import ListQuery
 from gossamer.store.memory import MemoryStore
@@ -83,3 +85,33 @@ async def test_the_records_of_replicas_gone_for_good_are_pruned_and_no_others() 
     assert await prune(store, clock[0]) == 1
     left = (await store.list(ListQuery("ZoneInsight"))).items
     assert [r.spec.replica for r in left] == ["alive"]  # type: ignore[union-attr]
+
+
+class RefusingOnce(MemoryStore):
+    """A memory store whose next write fails as a store that is down does."""
+
+    refuse = False
+
+    async def write(self, ops):  # type: ignore[no-untyped-def]
+        if self.refuse:
+            self.refuse = False
+            raise StoreUnavailable("postgres is unavailable")
+        return await super().write(ops)
+
+
+async def test_a_pass_the_store_refused_is_written_again_by_the_next() -> None:
+    """An offline zone is not refreshed, so a refused write taken for done would leave
+    its record stale at every other replica for good (found by tests/integration/
+    test_chaos.py, a database outage while a zone moved between replicas)."""
+    store, clock = RefusingOnce(), [1000.0]
+    insights = Insights(CollectorRegistry(), clock=lambda: clock[0])
+    publisher = InsightPublisher(store, insights, "replica-a", clock=lambda: clock[0])
+    insights.connected("west", "1.0")
+    assert await publisher.publish() == 1
+    insights.disconnected("west", "the peer closed the stream")
+    store.refuse = True
+    with pytest.raises(StoreUnavailable):
+        await publisher.publish()
+    assert await publisher.publish() == 1
+    view = await stored_insights(store, now=clock[0])
+    assert not view["west"].online and view["west"].last_error == "the peer closed the stream"

@@ -1,7 +1,10 @@
-"""What every global replica must hold alike: the admin token and the sync port's TLS CA.
+"""What every replica of a control plane must hold alike: the admin token and the CA of
+its TLS ports.
 
 Several replicas on one store are one control plane to its clients: one CLI context (one
-admin token) and one ``--global-ca`` file must work against any of them. Both live in the
+admin token) and one CA file (a zone's ``--global-ca``, a sidecar's ``--cp-ca``) must
+work against any of them. The global's replicas share them, and so do a zone CP's
+replicas on a PostgreSQL zone store (each zone store holds its own). Both live in the
 store as GlobalSecrets (never synced to zones, readable with the admin token only), and
 each replica copies them into its ``--data-dir`` at start (0600 for the secret parts), where
 the CLI on the host and the TLS servers read them.
@@ -26,6 +29,7 @@ from gossamer.errors import AlreadyExists, NotFound
 from gossamer.model.base import Resource
 from gossamer.model.secret import SecretSpec
 from gossamer.pki.certs import write_public, write_secret
+from gossamer.pki.serving import ServingTls, ensure_serving_tls
 from gossamer.resources import ResourceManager
 
 log = logging.getLogger(__name__)
@@ -100,3 +104,22 @@ async def share_serving_ca(manager: ResourceManager, tls_dir: Path) -> bool:
     (tls_dir / "server.pem").unlink(missing_ok=True)
     log.info("serving TLS: using the CA the other replicas share (from the store)")
     return True
+
+
+async def shared_serving_tls(manager: ResourceManager, tls_dir: Path, common_name: str,
+                             hosts: list[str]) -> ServingTls:
+    """This replica's serving certificate, issued from the CA every replica shares."""
+    await share_serving_ca(manager, tls_dir)
+    tls = ensure_serving_tls(tls_dir, common_name, hosts)
+    if await share_serving_ca(manager, tls_dir):  # another replica's CA came first
+        tls = ensure_serving_tls(tls_dir, common_name, hosts)
+    return tls
+
+
+async def share_credentials(manager: ResourceManager, data_dir: Path, common_name: str,
+                            hosts: list[str]) -> str:
+    """Both at once, in ``data_dir`` before anything reads them: the shared admin token
+    (returned) and the serving certificate from the shared CA (a zone CP's replicas)."""
+    token = await share_admin_token(manager, data_dir)
+    await shared_serving_tls(manager, data_dir / "tls", common_name, hosts)
+    return token
