@@ -102,6 +102,11 @@ class ZoneControlPlane:
         self._failed = asyncio.get_running_loop().create_future()
         self.admin_token = load_or_create_admin_token(s.directory)
         self._store = await open_store(s.store, s.directory)
+        if not s.federated:
+            # First, while a new store is still at revision 0 (how ``bootstrap`` knows it
+            # is new): the shared credentials below are writes too.
+            with contextlib.suppress(AlreadyExists, Conflict):  # replicas starting together
+                await bootstrap(ResourceManager(self._store))
         if shared_store(s.store):  # replicas: one admin token, one CA for every agent
             self.admin_token = await share_credentials(
                 ResourceManager(self._store), s.directory, f"gossamer-zone-{s.zone}",
@@ -114,8 +119,6 @@ class ZoneControlPlane:
         parts = self._parts = build_parts(s, self._store, self.election.fenced(self._store))
         self.election.register_metrics(parts.metrics)
         if not s.federated:
-            with contextlib.suppress(AlreadyExists, Conflict):  # replicas starting together
-                await bootstrap(parts.manager)
             # A standalone zone signs its own dataplane tokens: it keeps their keys (moved
             # out of mesh Secrets if an older version put them there) and revocations.
             await migrate_token_state(parts.manager)
