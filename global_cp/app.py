@@ -38,6 +38,7 @@ from gossamer.election.runner import Election
 from gossamer.errors import AlreadyExists, Conflict, GossamerError
 from gossamer.gui.routes import gui_router
 from gossamer.loop_lag import LoopLagMonitor
+from gossamer.model.registry import REGISTRY
 from gossamer.pki.backends.validation import ca_checks
 from gossamer.pki.serving import ServingTls, ensure_serving_tls
 from gossamer.process import run_until_signal
@@ -45,6 +46,7 @@ from gossamer.resources import ResourceManager, deny_system
 from gossamer.settings import GlobalSettings, split_addr
 from gossamer.store import open_store
 from gossamer.store.base import Store
+from gossamer.store.view import StoreView
 from gossamer.telemetry import install_from_env
 from gossamer.tokens import DATAPLANE, ZONE
 
@@ -104,8 +106,12 @@ class GlobalControlPlane:
         self._tasks.append(asyncio.create_task(LoopLagMonitor(metrics).run(), name="loop-lag"))
         tls = await self._serving_tls(manager)
         self.tls = tls
+        # The store in memory (every kind: the sync publishes revocations too): the
+        # sync's feed follows it and the API's reads come from it.
+        self.view = StoreView(self.store, kinds=[d.name for d in REGISTRY])
+        self._tasks.append(asyncio.create_task(self.view.run(), name="store-view"))
         self.sync = ZoneSyncServer(self.settings, self.store, manager, self.zone_tokens,
-                                   self.insights)
+                                   self.insights, view=self.view)
         await self.sync.start((tls.cert_file.read_bytes(), tls.key_file.read_bytes()))
         # A rotation request is a versioned write any replica may make; the leader's
         # controller carries it out.
@@ -121,7 +127,8 @@ class GlobalControlPlane:
                    check_router(manager, view, self.election.status),
                    inspect_router(self.sync.relays), gui_router(manager, self.admin_token)]
         # The API's writes are checked (CA material) and may not touch system kinds.
-        api_manager = ResourceManager(self.store, guard=deny_system, checks=ca_checks())
+        api_manager = ResourceManager(self.store, guard=deny_system, checks=ca_checks(),
+                                      view=self.view)
         app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,
                                    mode="global", extra_routers=routers, metrics=metrics,
                                    max_body=self.settings.api.max_body))

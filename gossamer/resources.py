@@ -42,6 +42,7 @@ from gossamer.store.base import (
     WriteOp,
     same_content,
 )
+from gossamer.store.view import Read, StoreView
 
 MAX_BATCH = 10_000
 PARSE_SLICE = 100  # documents validated between two turns of the event loop (~5 ms)
@@ -84,14 +85,28 @@ class Applied:
 
 class ResourceManager:
     def __init__(self, store: Store, registry: Registry = REGISTRY,
-                 guard: WriteGuard = allow_all, checks: Sequence[ApplyCheck] = ()) -> None:
+                 guard: WriteGuard = allow_all, checks: Sequence[ApplyCheck] = (),
+                 view: StoreView | None = None) -> None:
         self.store = store
+        self.view = view  # what ``read`` answers from, when the process keeps one
         self.registry = registry
         self._guard = guard
         self._checks = tuple(checks)
 
     async def get(self, kind: str, name: str, mesh: str = "") -> Resource:
         return await self.store.get(self.registry.get(kind).name, name, mesh)
+
+    async def read(self, kind: str, name: str, mesh: str = "") -> Read:
+        """One resource for a client: from the view when there is one (fresh, or marked
+        stale while the store does not answer: ``gossamer.store.view``), else the store.
+        ``resource`` is None when there is none."""
+        kind = self.registry.get(kind).name
+        if self.view is not None:
+            return await self.view.read(kind, name, mesh)
+        try:
+            return Read(await self.store.get(kind, name, mesh))
+        except NotFound:
+            return Read(None)
 
     async def get_as_applied(self, kind: str, name: str, mesh: str = "",
                              batch: Batch | None = None) -> Resource:

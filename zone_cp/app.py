@@ -114,6 +114,7 @@ class ZoneControlPlane:
             await migrate_token_state(parts.manager)
             self._leading.append(TokenUpkeep(parts.leader).run)
         self._spawn(LoopLagMonitor(parts.metrics).run(), "loop-lag")
+        self._spawn(parts.view.run(), "store-view")
         self._spawn(parts.state.run(), "mesh-state")
         self._spawn(parts.ads.fleet.run(), "xds-fleet")
         self._spawn(parts.ingress_names.run(parts.state), "ingress-names")
@@ -128,7 +129,7 @@ class ZoneControlPlane:
         # The API writes through a guarded manager: a federated zone refuses writes to
         # what the global owns.
         api_manager = ResourceManager(self._store, guard=zone_write_guard(s.federated),
-                                      checks=ca_checks())
+                                      checks=ca_checks(), view=parts.view)
         app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,
                                    mode=mode, extra_routers=self._routers(parts),
                                    metrics=parts.metrics,

@@ -23,6 +23,7 @@ from gossamer.pki.serving import ServingTls, ensure_serving_tls
 from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
 from gossamer.store.base import Store
+from gossamer.store.view import StoreView
 from proxy.context import ProxyContext
 from proxy.envoy import PieceCache, generate
 from proxy.envoy.resources import ProxyResources
@@ -49,6 +50,7 @@ class ZoneParts:
     """A zone CP's parts (each documented in its own module)."""
 
     store: Store
+    view: StoreView  # the store in memory: MeshState follows it, the API reads from it
     manager: ResourceManager  # unguarded: what the zone's own parts write through
     leader: ResourceManager  # the same, fenced by the zone's lease: the leader-only parts
     metrics: CollectorRegistry
@@ -79,7 +81,8 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
     tls = ensure_serving_tls(s.directory / "tls", f"gossamer-zone-{s.zone}",
                              certificate_hosts(s.tls_hosts, s.api_addr))
     ingress_names = IngressNames()
-    state = MeshState(store, s.zone, names=ingress_names.addresses)
+    view = StoreView(store)
+    state = MeshState(view, s.zone, names=ingress_names.addresses)
     replica = replica_id(s.directory) if shared_store(s.store) else ""
     ingresses = IngressRegistry(manager, state, s.zone, federated=s.federated,
                                 replica=replica)
@@ -107,8 +110,8 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
     metrics.register(XdsCollector(ads, agents))  # push latency, NACKs, connected
     sync = (ZoneSyncClient(s, leading, inspector=EnvoyInspector(agents, s.zone))
             if s.federated else None)
-    return ZoneParts(store=store, manager=manager, leader=leading, metrics=metrics, tls=tls,
-                     state=state,
+    return ZoneParts(store=store, view=view, manager=manager, leader=leading,
+                     metrics=metrics, tls=tls, state=state,
                      ingress_names=ingress_names,
                      ingresses=ingresses, agents=agents, vips=vips, dns=dns,
                      lifetimes=lifetimes, ads=ads, ca=ca, xds=xds, mesh_ca=mesh_ca,

@@ -12,14 +12,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
+from gossamer.api import errors
 from gossamer.api.batch_body import BatchReader
 from gossamer.errors import FieldError, InvalidResource
 from gossamer.model.base import KindDescriptor
 from gossamer.model.registry import Registry, to_document
 from gossamer.resources import Action, Applied, ResourceManager
+from gossamer.store import codec
 from gossamer.store.turns import Turns
 
 MAX_LABEL_SELECTOR = 1024
+# On a read answered from the control plane's view while its store does not answer:
+# why, and since when (``gossamer.store.view.Stale``).
+STALE_HEADER = "Gossamer-Stale"
 
 Size = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Offset = Annotated[str | None, Query(max_length=1024, description="`next` of the last page")]
@@ -68,9 +73,17 @@ def add_kind_routes(router: APIRouter, desc: KindDescriptor, manager: ResourceMa
         return {"items": [to_document(r, manager.registry) for r in page.items],
                 "total": page.total, "next": page.next_token}
 
-    async def get(request: Request, name: str) -> dict[str, Any]:
+    async def get(request: Request, name: str, response: Response) -> Any:
         mesh = request.path_params.get("mesh", "")
-        return to_document(await manager.get(desc.name, name, mesh), manager.registry)
+        read = await manager.read(desc.name, name, mesh)
+        stale = {STALE_HEADER: read.stale.header()} if read.stale is not None else {}
+        if read.resource is None:
+            missing = codec.not_found(desc.name, name, mesh)
+            if not stale:
+                raise missing
+            return errors.problem(404, missing.title, missing.detail, headers=stale)
+        response.headers.update(stale)
+        return to_document(read.resource, manager.registry)
 
     async def put(request: Request, name: str, response: Response,
                   doc: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
@@ -97,7 +110,7 @@ def add_kind_routes(router: APIRouter, desc: KindDescriptor, manager: ResourceMa
         router.add_api_route(f"/{desc.path}", list_, methods=["GET"], tags=[tag],
                              summary=f"List {desc.path} across meshes")
     router.add_api_route(f"{base}/{{name}}", get, methods=["GET"], tags=[tag],
-                         summary=f"Get one {desc.name}")
+                         response_model=dict[str, Any], summary=f"Get one {desc.name}")
     router.add_api_route(f"{base}/{{name}}", put, methods=["PUT"], tags=[tag],
                          summary=f"Create or update a {desc.name}")
     router.add_api_route(f"{base}/{{name}}", delete, methods=["DELETE"], tags=[tag],

@@ -1,0 +1,253 @@
+"""A store's resources in memory, fed by its watch: what the API's single reads come from.
+
+Theory of operation. ``run`` lists every kind the view keeps at the store's revision
+``r``, then follows the watch from ``r``: once it has taken the event at revision ``n``,
+``revision`` is ``n`` and the view holds exactly what the store held at ``n`` (for the
+kinds it keeps). It is the one follower of the store in its process: the parts that keep
+tables of their own (``MeshState`` at a zone, the sync's ``StoreFeed`` at the global)
+``follow`` the view instead of the store and get the very ``Resource`` objects it
+holds, so each resource is decoded and kept once, whoever reads it. Each follower has a
+queue of its own, drained by its own task with turns of the loop: the view is never held
+back by a slow follower, and reaches a batch's last revision as soon as the watch has
+read it.
+
+A read is fresh when the view has reached the store's revision at the moment the read
+began (``store.revision()``: no I/O on a one-process SQLite or memory store, one round
+trip on PostgreSQL, where other replicas write). Every write that had returned before the
+read began is at or below that revision, so a caller reads its own writes (on PostgreSQL,
+through any replica). The wait is bounded (``CATCH_UP``); a view that does not catch up in
+time, or has not loaded yet, sends the read to the store. When the store does not answer
+(``StoreUnavailable``, or no revision within ``PROBE_TIMEOUT``), the view answers as it is,
+with a ``Stale`` note: why, and since when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import heapq
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gossamer.errors import NotFound, RevisionCompacted, StoreUnavailable
+from gossamer.model.base import Resource
+from gossamer.model.registry import REGISTRY
+from gossamer.store.base import EventType, ListQuery, Store
+from gossamer.store.follow import follow as follow_store
+from gossamer.store.turns import Turns
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str, str]
+# Kinds the view leaves in the store: revocations may number 100,000 and more, and
+# "revoked?" is a single store read by design.
+NOT_KEPT = frozenset({"TokenRevocation"})
+CATCH_UP = 1.0  # longest wait for the view to reach a read's revision, in seconds
+PROBE_TIMEOUT = 0.5  # a store that gives no revision within this is not answering
+RETRY_MIN, RETRY_MAX = 0.05, 2.0  # between listings that failed, in seconds
+
+
+@dataclass(frozen=True)
+class Stale:
+    """Why a read came from the view without the store's word, and since when."""
+
+    reason: str
+    since: datetime
+
+    def header(self) -> str:
+        """The ``Gossamer-Stale`` header: ``<reason>; since <ISO time>``."""
+        reason = " ".join(self.reason.split())  # one line, whatever the driver said
+        stamp = self.since.isoformat(timespec="seconds").replace("+00:00", "Z")
+        return f"{reason}; since {stamp}"
+
+
+@dataclass(frozen=True)
+class Read:
+    """A read's answer: the resource (None: there is none) and, if stale, why."""
+
+    resource: Resource | None
+    stale: Stale | None = None
+
+
+class _Follower:
+    """One follower's queue: ``None`` for a reset (read the view whole), else a change."""
+
+    def __init__(self, kinds: Iterable[str]) -> None:
+        self.kinds = frozenset(kinds)
+        self.queue: asyncio.Queue[tuple[Resource, bool] | None] = asyncio.Queue()
+
+
+class StoreView:
+    def __init__(self, store: Store, kinds: Iterable[str] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.store = store
+        self.kinds = frozenset(kinds if kinds is not None else
+                               (d.name for d in REGISTRY if d.name not in NOT_KEPT))
+        self._clock = clock
+        self._items: dict[Key, Resource] = {}
+        self.revision = 0
+        self.loaded = asyncio.Event()
+        self._waiters: builtins.list[tuple[int, int, asyncio.Future[None]]] = []
+        self._ticket = 0  # tie-breaker for the heap: futures do not compare
+        self._followers: builtins.list[_Follower] = []
+        self._stale: Stale | None = None
+
+    # -- following the store ----------------------------------------------------------
+
+    async def run(self) -> None:
+        backoff = RETRY_MIN
+        while True:
+            try:
+                revision, items = await self._listing()
+            except StoreUnavailable as exc:  # at start, or relisting during an outage
+                log.warning("store view: %s; listing again in %.2fs", exc.detail, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_MAX)
+                continue
+            backoff = RETRY_MIN
+            self._reset(items, revision)
+            try:
+                turns = Turns()
+                async for event in self.store.watch(revision):
+                    self._apply(event.revision, event.resource,
+                                event.type is EventType.DELETED)
+                    await turns.tick()
+            except RevisionCompacted:
+                log.warning("store view fell behind the store's retention; relisting")
+
+    async def _listing(self) -> tuple[int, dict[Key, Resource]]:
+        revision = await self.store.revision()
+        items: dict[Key, Resource] = {}
+        for kind in sorted(self.kinds):
+            items.update((r.key, r) for r in (await self.store.list(ListQuery(kind))).items)
+        return revision, items
+
+    def _reset(self, items: dict[Key, Resource], revision: int) -> None:
+        self._items = items
+        self.revision = revision
+        for follower in self._followers:
+            follower.queue.put_nowait(None)
+        self.loaded.set()
+        self._wake()
+
+    def _apply(self, revision: int, res: Resource, deleted: bool) -> None:
+        if res.type in self.kinds:
+            if deleted:
+                self._items.pop(res.key, None)
+            else:
+                self._items[res.key] = res
+            for follower in self._followers:
+                if res.type in follower.kinds:
+                    follower.queue.put_nowait((res, deleted))
+        self.revision = revision
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._waiters[0][0] <= self.revision:
+            _, _, waiter = heapq.heappop(self._waiters)
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def follow(self, kinds: Iterable[str], reset: Callable[[list[Resource]], None],
+                     changed: Callable[[Resource, bool], None]) -> None:
+        """``gossamer.store.follow.follow`` over the view: ``reset`` with every resource
+        of ``kinds`` now and after the view relisted, then ``changed`` for each write
+        after it, in order. Runs until cancelled."""
+        wanted = frozenset(kinds)
+        missing = wanted - self.kinds
+        if missing:
+            raise ValueError(f"the view does not keep {', '.join(sorted(missing))}")
+        await self.loaded.wait()
+        follower = _Follower(wanted)
+        self._followers.append(follower)
+        follower.queue.put_nowait(None)
+        try:
+            turns = Turns()
+            while True:
+                item = await follower.queue.get()
+                if item is None:
+                    # The view as it is now holds every change queued since the mark.
+                    _drain(follower.queue)
+                    reset([r for r in self._items.values() if r.type in wanted])
+                else:
+                    changed(*item)
+                await turns.tick()
+        finally:
+            self._followers.remove(follower)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def held(self, kind: str, name: str, mesh: str = "") -> Resource | None:
+        """What the view holds now, fresh or not."""
+        return self._items.get((kind, mesh, name))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def read(self, kind: str, name: str, mesh: str = "") -> Read:
+        """The resource as of (at least) the store's revision when the read began; from
+        the store itself when the view does not keep the kind or cannot catch up in time;
+        from the view, marked stale, when the store does not answer. ``StoreUnavailable``
+        only when the store does not answer and the view has nothing (not loaded, or a
+        kind it does not keep)."""
+        if kind not in self.kinds:
+            return Read(await _get(self.store, kind, name, mesh))
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                target = await self.store.revision()
+        except (StoreUnavailable, TimeoutError) as exc:
+            reason = (exc.detail if isinstance(exc, StoreUnavailable) else
+                      f"the store gave no revision within {PROBE_TIMEOUT:g}s")
+            stale = self._went_stale(reason)
+            if not self.loaded.is_set():
+                raise StoreUnavailable(f"{reason}; and nothing is cached yet") from exc
+            return Read(self.held(kind, name, mesh), stale)
+        self._stale = None
+        if await self.caught_up(target, CATCH_UP):
+            return Read(self.held(kind, name, mesh))
+        return Read(await _get(self.store, kind, name, mesh))
+
+    async def caught_up(self, revision: int, timeout: float) -> bool:
+        """Wait until the view has reached ``revision``; False after ``timeout`` s."""
+        if self.loaded.is_set() and self.revision >= revision:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        self._ticket += 1
+        heapq.heappush(self._waiters, (revision, self._ticket, waiter))
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:
+            return False
+        return True
+
+    def _went_stale(self, reason: str) -> Stale:
+        """The outage's note: its first reason and time, kept until the store answers."""
+        if self._stale is None:
+            self._stale = Stale(reason, self._clock())
+            log.warning("store does not answer (%s): reads come from the view", reason)
+        return self._stale
+
+
+async def follow(source: Store | StoreView, kinds: Iterable[str],
+                 reset: Callable[[list[Resource]], None],
+                 changed: Callable[[Resource, bool], None]) -> None:
+    """Follow a view when the process has one, else the store itself."""
+    if isinstance(source, StoreView):
+        await source.follow(kinds, reset, changed)
+    else:
+        await follow_store(source, kinds, reset, changed)
+
+
+async def _get(store: Store, kind: str, name: str, mesh: str) -> Resource | None:
+    try:
+        return await store.get(kind, name, mesh)
+    except NotFound:
+        return None
+
+
+def _drain(queue: asyncio.Queue[tuple[Resource, bool] | None]) -> None:
+    while not queue.empty():
+        queue.get_nowait()
