@@ -81,8 +81,10 @@ class _Follower:
 
 class StoreView:
     def __init__(self, store: Store, kinds: Iterable[str] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 catch_up: float = CATCH_UP) -> None:
         self.store = store
+        self._catch_up = catch_up
         self.kinds = frozenset(kinds if kinds is not None else
                                (d.name for d in REGISTRY if d.name not in NOT_KEPT))
         self._clock = clock
@@ -205,7 +207,7 @@ class StoreView:
                 raise StoreUnavailable(f"{reason}; and nothing is cached yet") from exc
             return Read(self.held(kind, name, mesh), stale)
         self._stale = None
-        if await self.caught_up(target, CATCH_UP):
+        if await self.caught_up(target, self._catch_up):
             return Read(self.held(kind, name, mesh))
         return Read(await _get(self.store, kind, name, mesh))
 
