@@ -80,13 +80,18 @@ class _Follower:
 
 
 class StoreView:
-    def __init__(self, store: Store, kinds: Iterable[str] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 catch_up: float = CATCH_UP) -> None:
+    def __init__(
+        self,
+        store: Store,
+        kinds: Iterable[str] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        catch_up: float = CATCH_UP,
+    ) -> None:
         self.store = store
         self._catch_up = catch_up
-        self.kinds = frozenset(kinds if kinds is not None else
-                               (d.name for d in REGISTRY if d.name not in NOT_KEPT))
+        self.kinds = frozenset(
+            kinds if kinds is not None else (d.name for d in REGISTRY if d.name not in NOT_KEPT)
+        )
         self._clock = clock
         self._items: dict[Key, Resource] = {}
         self.revision = 0
@@ -113,8 +118,7 @@ class StoreView:
             try:
                 turns = Turns()
                 async for event in self.store.watch(revision):
-                    self._apply(event.revision, event.resource,
-                                event.type is EventType.DELETED)
+                    self._apply(event.revision, event.resource, event.type is EventType.DELETED)
                     await turns.tick()
             except RevisionCompacted:
                 log.warning("store view fell behind the store's retention; relisting")
@@ -152,8 +156,12 @@ class StoreView:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def follow(self, kinds: Iterable[str], reset: Callable[[list[Resource]], None],
-                     changed: Callable[[Resource, bool], None]) -> None:
+    async def follow(
+        self,
+        kinds: Iterable[str],
+        reset: Callable[[list[Resource]], None],
+        changed: Callable[[Resource, bool], None],
+    ) -> None:
         """``gossamer.store.follow.follow`` over the view: ``reset`` with every resource
         of ``kinds`` now and after the view relisted, then ``changed`` for each write
         after it, in order. Runs until cancelled."""
@@ -200,8 +208,11 @@ class StoreView:
             async with asyncio.timeout(PROBE_TIMEOUT):
                 target = await self.store.revision()
         except (StoreUnavailable, TimeoutError) as exc:
-            reason = (exc.detail if isinstance(exc, StoreUnavailable) else
-                      f"the store gave no revision within {PROBE_TIMEOUT:g}s")
+            reason = (
+                exc.detail
+                if isinstance(exc, StoreUnavailable)
+                else f"the store gave no revision within {PROBE_TIMEOUT:g}s"
+            )
             stale = self._went_stale(reason)
             if not self.loaded.is_set():
                 raise StoreUnavailable(f"{reason}; and nothing is cached yet") from exc
@@ -233,9 +244,12 @@ class StoreView:
         return self._stale
 
 
-async def follow(source: Store | StoreView, kinds: Iterable[str],
-                 reset: Callable[[list[Resource]], None],
-                 changed: Callable[[Resource, bool], None]) -> None:
+async def follow(
+    source: Store | StoreView,
+    kinds: Iterable[str],
+    reset: Callable[[list[Resource]], None],
+    changed: Callable[[Resource, bool], None],
+) -> None:
     """Follow a view when the process has one, else the store itself."""
     if isinstance(source, StoreView):
         await source.follow(kinds, reset, changed)

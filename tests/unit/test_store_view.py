@@ -41,15 +41,27 @@ def mesh(name: str) -> Resource:
 
 
 def policy(kind: str, name: str, mesh_name: str, seconds: int) -> Resource:
-    conf = ({"idleTimeout": f"{seconds}s"} if kind == "MeshTimeout"
-            else {"tcp": {"maxConnectAttempt": seconds}})
-    return parse_document({"type": kind, "name": name, "mesh": mesh_name, "spec": {
-        "targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"},
-                                                "default": conf}]}})
+    conf = (
+        {"idleTimeout": f"{seconds}s"}
+        if kind == "MeshTimeout"
+        else {"tcp": {"maxConnectAttempt": seconds}}
+    )
+    return parse_document(
+        {
+            "type": kind,
+            "name": name,
+            "mesh": mesh_name,
+            "spec": {
+                "targetRef": {"kind": "Mesh"},
+                "to": [{"targetRef": {"kind": "Mesh"}, "default": conf}],
+            },
+        }
+    )
 
 
-async def store_contents(store: Store, kinds: tuple[str, ...] = KINDS
-                         ) -> dict[tuple[str, str, str], tuple[int, Any]]:
+async def store_contents(
+    store: Store, kinds: tuple[str, ...] = KINDS
+) -> dict[tuple[str, str, str], tuple[int, Any]]:
     out = {}
     for kind in kinds:
         for r in (await store.list(ListQuery(kind))).items:
@@ -57,8 +69,9 @@ async def store_contents(store: Store, kinds: tuple[str, ...] = KINDS
     return out
 
 
-def table(resources: dict[tuple[str, str, str], Resource]
-          ) -> dict[tuple[str, str, str], tuple[int, Any]]:
+def table(
+    resources: dict[tuple[str, str, str], Resource],
+) -> dict[tuple[str, str, str], tuple[int, Any]]:
     return {k: (r.meta.version, r.spec) for k, r in resources.items()}
 
 
@@ -81,8 +94,7 @@ class Follower:
 
 
 @contextlib.asynccontextmanager
-async def running(view: StoreView, follower: Follower | None = None
-                  ) -> AsyncIterator[StoreView]:
+async def running(view: StoreView, follower: Follower | None = None) -> AsyncIterator[StoreView]:
     tasks = [asyncio.create_task(view.run())]
     if follower is not None:
         tasks.append(asyncio.create_task(view.follow(KINDS, follower.reset, follower.changed)))
@@ -100,8 +112,9 @@ async def settled(view: StoreView, follower: Follower | None = None) -> None:
     assert await view.caught_up(await view.store.revision(), WAIT)
     if follower is not None:
         for _ in range(1000):
-            if table(follower.items) == table({k: r for k, r in view._items.items()
-                                               if k[0] in KINDS}):
+            if table(follower.items) == table(
+                {k: r for k, r in view._items.items() if k[0] in KINDS}
+            ):
                 return
             await asyncio.sleep(0)
 
@@ -111,10 +124,16 @@ async def settled(view: StoreView, follower: Follower | None = None) -> None:
 names = st.sampled_from(["a", "b", "c"])
 meshes = st.sampled_from(["m1", "m2"])
 op = st.one_of(
-    st.tuples(st.just("put"), st.sampled_from(["MeshTimeout", "MeshRetry"]), names, meshes,
-              st.integers(1, 3)),
-    st.tuples(st.just("delete"), st.sampled_from(["MeshTimeout", "MeshRetry"]), names, meshes,
-              st.just(0)),
+    st.tuples(
+        st.just("put"),
+        st.sampled_from(["MeshTimeout", "MeshRetry"]),
+        names,
+        meshes,
+        st.integers(1, 3),
+    ),
+    st.tuples(
+        st.just("delete"), st.sampled_from(["MeshTimeout", "MeshRetry"]), names, meshes, st.just(0)
+    ),
     st.tuples(st.just("delete-mesh"), st.just("Mesh"), meshes, st.just(""), st.just(0)),
 )
 batches = st.lists(st.lists(op, min_size=1, max_size=5), min_size=1, max_size=12)
@@ -128,8 +147,9 @@ def to_op(kind_of_op: str, kind: str, name: str, mesh_name: str, seconds: int) -
     return Delete("Mesh", name, missing_ok=True)
 
 
-async def check_random_writes(store: Store, plan: list[list[tuple[str, str, str, str, int]]],
-                              settle_each: bool) -> None:
+async def check_random_writes(
+    store: Store, plan: list[list[tuple[str, str, str, str, int]]], settle_each: bool
+) -> None:
     await store.write([Put(mesh("m1")), Put(mesh("m2"))])
     view, follower = StoreView(store), Follower()
     async with running(view, follower):
@@ -151,16 +171,18 @@ async def check_random_writes(store: Store, plan: list[list[tuple[str, str, str,
 @settings(max_examples=60, deadline=None)
 @given(plan=batches, settle_each=st.booleans())
 def test_the_view_equals_the_memory_store_after_random_writes(
-        plan: list[list[tuple[str, str, str, str, int]]], settle_each: bool) -> None:
+    plan: list[list[tuple[str, str, str, str, int]]], settle_each: bool
+) -> None:
     asyncio.run(check_random_writes(MemoryStore(), plan, settle_each))
 
 
-@settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(plan=batches, settle_each=st.booleans())
 def test_the_view_equals_the_sqlite_store_after_random_writes(
-        tmp_path: Path, plan: list[list[tuple[str, str, str, str, int]]],
-        settle_each: bool) -> None:
+    tmp_path: Path, plan: list[list[tuple[str, str, str, str, int]]], settle_each: bool
+) -> None:
     async def check() -> None:
         path = tmp_path / f"store-{datetime.now(UTC).timestamp()}.db"
         store = await SqliteStore.open(path)
@@ -223,8 +245,12 @@ async def test_a_read_sees_a_write_that_returned_before_it() -> None:
     view = StoreView(store)
     async with running(view):
         for i in range(1, 30):
-            await store.write([Put(policy("MeshTimeout", "p", "m1", i % 3 + 1)),
-                               Put(policy("MeshRetry", f"r{i}", "m1", 1))])
+            await store.write(
+                [
+                    Put(policy("MeshTimeout", "p", "m1", i % 3 + 1)),
+                    Put(policy("MeshRetry", f"r{i}", "m1", 1)),
+                ]
+            )
             read = await view.read("MeshRetry", f"r{i}", "m1")
             assert read.resource is not None and read.stale is None
             assert read.resource.meta.revision == await store.revision()
@@ -252,8 +278,9 @@ async def test_reads_while_the_store_does_not_answer_are_stale_then_fresh_again(
         first = await view.read("Mesh", "m1")
         assert first.resource is not None and first.resource.name == "m1"
         assert first.stale is not None
-        assert first.stale.header() == ("postgres is unavailable: connection refused; "
-                                        "since 2026-01-01T12:00:00Z")
+        assert first.stale.header() == (
+            "postgres is unavailable: connection refused; since 2026-01-01T12:00:00Z"
+        )
         again = await view.read("Mesh", "m1")
         missing = await view.read("Mesh", "nope")
         assert again.stale == first.stale  # since the outage began, not since this read
