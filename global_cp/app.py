@@ -44,7 +44,7 @@ from gossamer.pki.serving import ServingTls, ensure_serving_tls
 from gossamer.process import run_until_signal
 from gossamer.resources import ResourceManager, deny_system
 from gossamer.settings import GlobalSettings, split_addr
-from gossamer.store import open_store
+from gossamer.store import open_store, shared_store
 from gossamer.store.base import Store
 from gossamer.store.view import StoreView
 from gossamer.telemetry import install_from_env
@@ -108,7 +108,8 @@ class GlobalControlPlane:
         self.tls = tls
         # The store in memory (every kind: the sync publishes revocations too): the
         # sync's feed follows it and the API's reads come from it.
-        self.view = StoreView(self.store, kinds=[d.name for d in REGISTRY])
+        self.view = StoreView(self.store, kinds=[d.name for d in REGISTRY],
+                              shared=shared_store(self.settings.store))
         self._tasks.append(asyncio.create_task(self.view.run(), name="store-view"))
         self.sync = ZoneSyncServer(self.settings, self.store, manager, self.zone_tokens,
                                    self.insights, view=self.view)

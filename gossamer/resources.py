@@ -40,6 +40,7 @@ from gossamer.store.base import (
     Store,
     Update,
     WriteOp,
+    op_key,
     same_content,
 )
 from gossamer.store.view import Read, StoreView
@@ -183,8 +184,8 @@ class ResourceManager:
         plans = [await self._plan(r, v) for r, v in parsed]
         order = sorted((i for i, (op, _) in enumerate(plans) if op is not None),
                        key=lambda i: parsed[i][0].type != "Mesh")
-        written = await self.store.write([op for i in order
-                                          if (op := plans[i][0]) is not None])
+        ops = [op for i in order if (op := plans[i][0]) is not None]
+        written = await self._store_write(ops)
         results = [applied for _, applied in plans]
         for i, stored in zip(order, written, strict=True):
             if stored is not None:
@@ -216,7 +217,7 @@ class ResourceManager:
         op, applied = await self._plan(res, expected_version)
         if op is None:
             return applied
-        (stored,) = await self.store.write([op])
+        (stored,) = await self._store_write([op])
         return Applied(stored or applied.resource, applied.action)
 
     async def _plan(self, res: Resource, expected_version: int | None
@@ -249,7 +250,14 @@ class ResourceManager:
         if expected_version is not None and current.meta.version != expected_version:
             raise codec.stale(desc.name, name, mesh, expected_version, current.meta.version)
         contents = await self._mesh_contents(name) if desc.name == "Mesh" else []
-        await self.store.write([*contents, Delete(desc.name, name, mesh, expected_version)])
+        await self._store_write([*contents, Delete(desc.name, name, mesh, expected_version)])
+
+    async def _store_write(self, ops: Sequence[WriteOp]) -> builtins.list[Resource | None]:
+        """``store.write``, then the view told which resources its readers must see."""
+        written = await self.store.write(ops)
+        if self.view is not None:
+            await self.view.wrote([op_key(op) for op in ops])
+        return written
 
     async def _require_mesh(self, mesh: str) -> None:
         try:

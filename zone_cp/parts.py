@@ -22,6 +22,7 @@ from gossamer.election.replica import replica_id
 from gossamer.pki.serving import ServingTls, ensure_serving_tls
 from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
+from gossamer.store import shared_store
 from gossamer.store.base import Store
 from gossamer.store.view import StoreView
 from proxy.context import ProxyContext
@@ -81,7 +82,7 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
     tls = ensure_serving_tls(s.directory / "tls", f"gossamer-zone-{s.zone}",
                              certificate_hosts(s.tls_hosts, s.api_addr))
     ingress_names = IngressNames()
-    view = StoreView(store)
+    view = StoreView(store, shared=shared_store(s.store))
     state = MeshState(view, s.zone, names=ingress_names.addresses)
     replica = replica_id(s.directory) if shared_store(s.store) else ""
     ingresses = IngressRegistry(manager, state, s.zone, federated=s.federated,
@@ -116,11 +117,6 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
                      ingresses=ingresses, agents=agents, vips=vips, dns=dns,
                      lifetimes=lifetimes, ads=ads, ca=ca, xds=xds, mesh_ca=mesh_ca,
                      sync=sync)
-
-
-def shared_store(url: str) -> bool:
-    """Whether replicas of this CP may share the store (PostgreSQL; SQLite is one node)."""
-    return url.startswith(("postgres://", "postgresql://"))
 
 
 def _generator(cache: PieceCache) -> Callable[[ProxyContext], ProxyResources]:

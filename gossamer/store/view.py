@@ -11,14 +11,20 @@ queue of its own, drained by its own task with turns of the loop: the view is ne
 back by a slow follower, and reaches a batch's last revision as soon as the watch has
 read it.
 
-A read is fresh when the view has reached the store's revision at the moment the read
-began (``store.revision()``: no I/O on a one-process SQLite or memory store, one round
-trip on PostgreSQL, where other replicas write). Every write that had returned before the
-read began is at or below that revision, so a caller reads its own writes (on PostgreSQL,
-through any replica). The wait is bounded (``CATCH_UP``); a view that does not catch up in
-time, or has not loaded yet, sends the read to the store. When the store does not answer
-(``StoreUnavailable``, or no revision within ``PROBE_TIMEOUT``), the view answers as it is,
-with a ``Stale`` note: why, and since when.
+Reads see the caller's writes: a read waits (boundedly, ``CATCH_UP``) until the view has
+reached the revision of every write it must see. Which revision depends on who writes:
+
+- ``shared`` (PostgreSQL, whose replicas all write): the store's revision when the read
+  began, one round trip (``store.revision()``). Every write that had returned before,
+  through any replica, is at or below it. When the store does not answer
+  (``StoreUnavailable``, or no revision within ``PROBE_TIMEOUT``) the view answers as it
+  is, with a ``Stale`` note: why, and since when.
+- the process is the store's one writer (SQLite, memory): the revision after this
+  process's last write of that resource, which the writer reports (``wrote``; the store
+  knows its revision without a read). A read of anything else is answered at once: a
+  batch of thousands being followed does not delay a read it did not touch.
+
+A view that does not catch up in time, or has not loaded yet, sends the read to the store.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import asyncio
 import builtins
 import heapq
 import logging
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -86,9 +93,15 @@ class StoreView:
         kinds: Iterable[str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         catch_up: float = CATCH_UP,
+        shared: bool = True,
     ) -> None:
         self.store = store
         self._catch_up = catch_up
+        self.shared = shared
+        # One writer: the revision each resource this process wrote must be read at, until
+        # the view reaches it (in the order written, to forget them in that order).
+        self._pending: dict[Key, int] = {}
+        self._written: deque[tuple[int, Sequence[Key]]] = deque()
         self.kinds = frozenset(
             kinds if kinds is not None else (d.name for d in REGISTRY if d.name not in NOT_KEPT)
         )
@@ -151,6 +164,11 @@ class StoreView:
         self._wake()
 
     def _wake(self) -> None:
+        while self._written and self._written[0][0] <= self.revision:
+            revision, keys = self._written.popleft()
+            for key in keys:
+                if self._pending.get(key, revision + 1) <= revision:
+                    del self._pending[key]
         while self._waiters and self._waiters[0][0] <= self.revision:
             _, _, waiter = heapq.heappop(self._waiters)
             if not waiter.done():
@@ -196,6 +214,19 @@ class StoreView:
     def __len__(self) -> int:
         return len(self._items)
 
+    async def wrote(self, keys: Sequence[Key]) -> None:
+        """A write of ``keys`` (``Resource.key``) through this process returned: reads of
+        them wait for the view to reach it. Only a sole writer keeps this (a shared store
+        is asked its revision by each read)."""
+        if self.shared or not keys:
+            return
+        revision = await self.store.revision()  # at or after the write's own
+        if revision <= self.revision:
+            return
+        for key in keys:
+            self._pending[key] = revision
+        self._written.append((revision, keys))
+
     async def read(self, kind: str, name: str, mesh: str = "") -> Read:
         """The resource as of (at least) the store's revision when the read began; from
         the store itself when the view does not keep the kind or cannot catch up in time;
@@ -203,6 +234,11 @@ class StoreView:
         only when the store does not answer and the view has nothing (not loaded, or a
         kind it does not keep)."""
         if kind not in self.kinds:
+            return Read(await _get(self.store, kind, name, mesh))
+        if not self.shared:
+            target = self._pending.get((kind, mesh, name), 0)
+            if await self.caught_up(target, self._catch_up):
+                return Read(self.held(kind, name, mesh))
             return Read(await _get(self.store, kind, name, mesh))
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):

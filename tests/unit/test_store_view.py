@@ -320,3 +320,37 @@ async def test_a_view_that_cannot_catch_up_in_time_sends_the_read_to_the_store()
     view = StoreView(store, catch_up=0.05)  # not running: it never reaches the revision
     read = await view.read("Mesh", "m1")
     assert read.resource is not None and read.stale is None
+
+
+async def test_a_sole_writer_waits_only_for_what_it_wrote() -> None:
+    store = MemoryStore()
+    await store.write([Put(mesh("m1")), Put(policy("MeshRetry", "other", "m1", 1))])
+    view = StoreView(store, shared=False, catch_up=5.0)
+    async with running(view):
+        for i in range(1, 20):
+            written = policy("MeshTimeout", "p", "m1", i % 3 + 1)
+            await store.write([Put(written)])
+            await view.wrote([written.key])
+            read = await view.read("MeshTimeout", "p", "m1")
+            assert read.resource is not None and read.stale is None
+            assert read.resource.meta.revision == await store.revision()
+        await store.write([Delete("MeshTimeout", "p", "m1")])
+        await view.wrote([("MeshTimeout", "m1", "p")])
+        assert (await view.read("MeshTimeout", "p", "m1")).resource is None
+        assert not view._pending and not view._written  # forgotten once reached
+
+
+async def test_a_sole_writer_reads_what_it_did_not_write_without_waiting() -> None:
+    store = MemoryStore()
+    await store.write([Put(mesh("m1")), Put(policy("MeshRetry", "other", "m1", 1))])
+    view = StoreView(store, shared=False, catch_up=0.2)
+    async with running(view):
+        pass  # loaded, then stopped: it never follows another write
+    written = policy("MeshTimeout", "p", "m1", 2)
+    await store.write([Put(written)])
+    await view.wrote([written.key])
+    untouched = await asyncio.wait_for(view.read("MeshRetry", "other", "m1"), 0.1)
+    assert untouched.resource is not None  # from the view, at once
+    mine = await view.read("MeshTimeout", "p", "m1")  # the view is behind: the store
+    assert view.held("MeshTimeout", "p", "m1") is None
+    assert mine.resource is not None and mine.resource.spec == written.spec
