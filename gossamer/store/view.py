@@ -65,7 +65,8 @@ class Stale:
 
     def header(self) -> str:
         """The ``Gossamer-Stale`` header: ``<reason>; since <ISO time>``."""
-        reason = " ".join(self.reason.split())  # one line, whatever the driver said
+        # One line of ASCII (a header is Latin-1), whatever the driver said.
+        reason = " ".join(self.reason.split()).encode("ascii", "replace").decode()
         stamp = self.since.isoformat(timespec="seconds").replace("+00:00", "Z")
         return f"{reason}; since {stamp}"
 

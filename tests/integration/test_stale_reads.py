@@ -155,6 +155,7 @@ async def stale_then_fresh(
             notice = shown.stderr.strip().splitlines()
             assert len(notice) == 1 and "from its cache" in notice[0], shown.stderr
             assert "postgres" in notice[0] and "since" in notice[0], notice
+            print(f"gossamer get said on stderr: {notice[0]}")
     finally:
         cluster.start()
 

@@ -30,7 +30,7 @@ from gossamer.model.registry import parse_document
 from gossamer.store.base import Delete, ListQuery, Put, Store, WriteOp
 from gossamer.store.memory import MemoryStore
 from gossamer.store.sqlite import SqliteStore
-from gossamer.store.view import StoreView
+from gossamer.store.view import Stale, StoreView
 
 WAIT = 10.0
 KINDS = ("Mesh", "MeshTimeout", "MeshRetry")
@@ -354,3 +354,8 @@ async def test_a_sole_writer_reads_what_it_did_not_write_without_waiting() -> No
     mine = await view.read("MeshTimeout", "p", "m1")  # the view is behind: the store
     assert view.held("MeshTimeout", "p", "m1") is None
     assert mine.resource is not None and mine.resource.spec == written.spec
+
+
+def test_a_stale_header_is_one_line_of_ascii() -> None:
+    stale = Stale("la base ne répond pas:\n  connexion refusée", datetime(2026, 1, 1, tzinfo=UTC))
+    assert stale.header() == "la base ne r?pond pas: connexion refus?e; since 2026-01-01T00:00:00Z"
