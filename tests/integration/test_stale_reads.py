@@ -8,6 +8,8 @@
   resource is a 404 that says so too), in time; ``gossamer get`` prints a one-line notice
   on stderr and the resource on stdout; once the database is back, reads are fresh (no
   header) and see the writes made after the outage at once.
+- Two global replicas on one PostgreSQL: a GET at one sees a write that returned at the
+  other.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pytest
 from gossamer.settings import ZoneSettings
 from tests.integration.cli_env import GOSSAMER, _clean_env
 from tests.integration.federation_env import Planes, timeout_policy
+from tests.integration.test_global_replicas import start_global as start_replica
 from tests.pg import PostgresCluster
 from tests.waiting import eventually
 from zone_cp.app import ZoneControlPlane
@@ -225,3 +228,31 @@ async def test_a_zone_on_postgres_answers_reads_stale_while_it_is_stopped(
             await stale_then_fresh(c, postgres_cluster, None)
     finally:
         await cp.stop()
+
+
+@pytest.mark.postgres
+def test_a_replica_reads_what_another_replica_wrote(postgres_db_url: str, tmp_path: Path) -> None:
+    """Two global processes on one PostgreSQL: a GET at one right after a PUT or a DELETE
+    at the other returned sees it (the read waits for the store's revision, not only for
+    its own process's writes)."""
+    first = start_replica(tmp_path, "a", postgres_db_url)
+    second = start_replica(tmp_path, "b", postgres_db_url)
+    try:
+        token = (tmp_path / "a" / "admin-token").read_text().strip()
+        auth = {"Authorization": f"Bearer {token}"}
+        with (
+            httpx.Client(base_url=first.api, headers=auth, timeout=30) as a,
+            httpx.Client(base_url=second.api, headers=auth, timeout=30) as b,
+        ):
+            for i in range(30):
+                put = a.put(f"{TIMEOUTS}/shared", json=timeout_policy("shared", 1 + i % 5))
+                assert put.status_code in (200, 201), put.text
+                got = b.get(f"{TIMEOUTS}/shared")
+                assert got.status_code == 200, got.text
+                assert got.json()["version"] == put.json()["version"], i
+                assert "gossamer-stale" not in got.headers
+            assert a.delete(f"{TIMEOUTS}/shared").status_code == 200
+            assert b.get(f"{TIMEOUTS}/shared").status_code == 404
+    finally:
+        second.stop()
+        first.stop()
