@@ -43,7 +43,7 @@ from gossamer.store.base import (
     op_key,
     same_content,
 )
-from gossamer.store.view import Read, StoreView
+from gossamer.store.view import Read, ReadPage, StoreView
 
 MAX_BATCH = 10_000
 PARSE_SLICE = 100  # documents validated between two turns of the event loop (~5 ms)
@@ -108,6 +108,17 @@ class ResourceManager:
             return Read(await self.store.get(kind, name, mesh))
         except NotFound:
             return Read(None)
+
+    async def read_list(self, kind: str, mesh: str | None = None,
+                        labels: Mapping[str, str] | None = None, limit: int | None = None,
+                        page_token: str | None = None) -> ReadPage:
+        """``list`` for a client: from the view when there is one, as ``read``."""
+        desc = self.registry.get(kind)
+        query = ListQuery(desc.name, mesh if desc.mesh_scoped else None, labels, limit,
+                          page_token)
+        if self.view is not None:
+            return await self.view.list(query)
+        return ReadPage(await self.store.list(query))
 
     async def get_as_applied(self, kind: str, name: str, mesh: str = "",
                              batch: Batch | None = None) -> Resource:

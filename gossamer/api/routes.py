@@ -66,10 +66,13 @@ def add_kind_routes(router: APIRouter, desc: KindDescriptor, manager: ResourceMa
 
     # The mesh is a path parameter of mesh-scoped routes only; read it from the request
     # so one handler serves both shapes.
-    async def list_(request: Request, size: Size = 100, offset: Offset = None,
-                    labels: Labels = None) -> dict[str, Any]:
+    async def list_(request: Request, response: Response, size: Size = 100,
+                    offset: Offset = None, labels: Labels = None) -> dict[str, Any]:
         mesh = request.path_params.get("mesh")
-        page = await manager.list(desc.name, mesh, parse_selector(labels), size, offset)
+        read = await manager.read_list(desc.name, mesh, parse_selector(labels), size, offset)
+        if read.stale is not None:
+            response.headers[STALE_HEADER] = read.stale.header()
+        page = read.page
         return {"items": [to_document(r, manager.registry) for r in page.items],
                 "total": page.total, "next": page.next_token}
 

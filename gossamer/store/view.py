@@ -33,6 +33,7 @@ import asyncio
 import builtins
 import heapq
 import logging
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from datetime import UTC, datetime
 from gossamer.errors import NotFound, RevisionCompacted, StoreUnavailable
 from gossamer.model.base import Resource
 from gossamer.model.registry import REGISTRY
-from gossamer.store.base import EventType, ListQuery, Store
+from gossamer.store.base import EventType, ListQuery, Page, Store, labels_match, page_token
 from gossamer.store.follow import follow as follow_store
 from gossamer.store.turns import Turns
 
@@ -79,6 +80,14 @@ class Read:
     stale: Stale | None = None
 
 
+@dataclass(frozen=True)
+class ReadPage:
+    """A list's answer: the page and, if stale, why."""
+
+    page: Page
+    stale: Stale | None = None
+
+
 class _Follower:
     """One follower's queue: ``None`` for a reset (read the view whole), else a change."""
 
@@ -107,7 +116,12 @@ class StoreView:
             kinds if kinds is not None else (d.name for d in REGISTRY if d.name not in NOT_KEPT)
         )
         self._clock = clock
-        self._items: dict[Key, Resource] = {}
+        # The resources by kind, and each kind's (mesh, name) in order: sorted on the
+        # kind's first list (20,000 keys: about 15 ms), then kept in order by each change
+        # (a bisection and a move of pointers, a few microseconds).
+        self._by_kind: dict[str, dict[Key, Resource]] = {}
+        self._sorted: dict[str, builtins.list[tuple[str, str]]] = {}
+        self._kind_written: dict[str, int] = {}  # one writer: its last write of each kind
         self.revision = 0
         self.loaded = asyncio.Event()
         self._waiters: builtins.list[tuple[int, int, asyncio.Future[None]]] = []
@@ -145,7 +159,10 @@ class StoreView:
         return revision, items
 
     def _reset(self, items: dict[Key, Resource], revision: int) -> None:
-        self._items = items
+        self._by_kind = {}
+        for key, res in items.items():
+            self._by_kind.setdefault(key[0], {})[key] = res
+        self._sorted.clear()
         self.revision = revision
         for follower in self._followers:
             follower.queue.put_nowait(None)
@@ -154,10 +171,15 @@ class StoreView:
 
     def _apply(self, revision: int, res: Resource, deleted: bool) -> None:
         if res.type in self.kinds:
+            table = self._by_kind.setdefault(res.type, {})
+            key, order = res.key, self._sorted.get(res.type)
             if deleted:
-                self._items.pop(res.key, None)
+                if table.pop(key, None) is not None and order is not None:
+                    del order[bisect_left(order, (res.mesh, res.name))]
             else:
-                self._items[res.key] = res
+                if key not in table and order is not None:
+                    insort(order, (res.mesh, res.name))
+                table[key] = res
             for follower in self._followers:
                 if res.type in follower.kinds:
                     follower.queue.put_nowait((res, deleted))
@@ -199,7 +221,7 @@ class StoreView:
                 if item is None:
                     # The view as it is now holds every change queued since the mark.
                     _drain(follower.queue)
-                    reset([r for r in self._items.values() if r.type in wanted])
+                    reset(self.resources(wanted))
                 else:
                     changed(*item)
                 await turns.tick()
@@ -210,10 +232,48 @@ class StoreView:
 
     def held(self, kind: str, name: str, mesh: str = "") -> Resource | None:
         """What the view holds now, fresh or not."""
-        return self._items.get((kind, mesh, name))
+        return self._by_kind.get(kind, {}).get((kind, mesh, name))
+
+    def resources(self, kinds: Iterable[str]) -> builtins.list[Resource]:
+        """Every resource of ``kinds`` the view holds now."""
+        out: builtins.list[Resource] = []
+        for kind in kinds:
+            out += self._by_kind.get(kind, {}).values()
+        return out
 
     def __len__(self) -> int:
-        return len(self._items)
+        return sum(len(table) for table in self._by_kind.values())
+
+    def page(self, query: ListQuery) -> Page:
+        """``Store.list`` over what the view holds now: ordered by (mesh, name), the
+        same totals and page tokens."""
+        size = query.page_size()
+        after = query.after()
+        keys = self._sorted.get(query.kind)
+        if keys is None:
+            keys = self._sorted[query.kind] = sorted(
+                (m, n) for _, m, n in self._by_kind.get(query.kind, {})
+            )
+        lo, hi = 0, len(keys)
+        if query.mesh is not None:  # a mesh's keys are contiguous; names hold no NUL
+            lo, hi = bisect_left(keys, (query.mesh, "")), bisect_left(keys, (query.mesh + "\0",))
+        start = max(lo, bisect_right(keys, after)) if after is not None else lo
+        table = self._by_kind.get(query.kind, {})
+        items: builtins.list[Resource] = []
+        if not query.labels:
+            total = hi - lo
+            items = [table[(query.kind, m, n)] for m, n in keys[start : min(hi, start + size + 1)]]
+        else:
+            total = 0
+            for i in range(lo, hi):
+                res = table[(query.kind, *keys[i])]
+                if labels_match(res.labels, query.labels):
+                    total += 1
+                    if i >= start and len(items) <= size:
+                        items.append(res)
+        more = len(items) > size
+        items = items[:size]
+        return Page(items=items, total=total, next_token=page_token(items[-1]) if more else None)
 
     async def wrote(self, keys: Sequence[Key]) -> None:
         """A write of ``keys`` (``Resource.key``) through this process returned: reads of
@@ -226,21 +286,39 @@ class StoreView:
             return
         for key in keys:
             self._pending[key] = revision
+            self._kind_written[key[0]] = revision
         self._written.append((revision, keys))
 
     async def read(self, kind: str, name: str, mesh: str = "") -> Read:
-        """The resource as of (at least) the store's revision when the read began; from
-        the store itself when the view does not keep the kind or cannot catch up in time;
+        """The resource, seeing every write it must (the module's docstring); from the
+        store itself when the view does not keep the kind or cannot catch up in time;
         from the view, marked stale, when the store does not answer. ``StoreUnavailable``
         only when the store does not answer and the view has nothing (not loaded, or a
         kind it does not keep)."""
         if kind not in self.kinds:
             return Read(await _get(self.store, kind, name, mesh))
+        answer, stale = await self._settle(self._pending.get((kind, mesh, name), 0))
+        if answer:
+            return Read(self.held(kind, name, mesh), stale)
+        return Read(await _get(self.store, kind, name, mesh))
+
+    async def list(self, query: ListQuery) -> ReadPage:
+        """``Store.list`` as ``read`` answers a single read (a sole writer waits for its
+        last write of the kind)."""
+        if query.kind not in self.kinds:
+            return ReadPage(await self.store.list(query))
+        query.page_size(), query.after()  # a bad size or token is refused before any wait
+        answer, stale = await self._settle(self._kind_written.get(query.kind, 0))
+        if answer:
+            return ReadPage(self.page(query), stale)
+        return ReadPage(await self.store.list(query))
+
+    async def _settle(self, written: int) -> tuple[bool, Stale | None]:
+        """Whether the view may answer now, and how stale it is: caught up with the
+        store (``shared``) or with this process's ``written`` revision, or the store does
+        not answer (stale; ``StoreUnavailable`` if the view never loaded)."""
         if not self.shared:
-            target = self._pending.get((kind, mesh, name), 0)
-            if await self.caught_up(target, self._catch_up):
-                return Read(self.held(kind, name, mesh))
-            return Read(await _get(self.store, kind, name, mesh))
+            return await self.caught_up(written, self._catch_up), None
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
                 target = await self.store.revision()
@@ -253,11 +331,9 @@ class StoreView:
             stale = self._went_stale(reason)
             if not self.loaded.is_set():
                 raise StoreUnavailable(f"{reason}; and nothing is cached yet") from exc
-            return Read(self.held(kind, name, mesh), stale)
+            return True, stale
         self._stale = None
-        if await self.caught_up(target, self._catch_up):
-            return Read(self.held(kind, name, mesh))
-        return Read(await _get(self.store, kind, name, mesh))
+        return await self.caught_up(target, self._catch_up), None
 
     async def caught_up(self, revision: int, timeout: float) -> bool:
         """Wait until the view has reached ``revision``; False after ``timeout`` s."""

@@ -85,7 +85,8 @@ def runner(size: int) -> dict[str, Callable[[Store], Awaitable[list[object]]]]:
         state = MeshState(view, "zone")
         tasks = [asyncio.create_task(view.run()), asyncio.create_task(state.run())]
         await loaded(state, size)
-        table = sys.getsizeof(view._items) + sum(sys.getsizeof(k) for k in view._items)
+        tables = view._by_kind.values()
+        table = sum(sys.getsizeof(t) + sum(sys.getsizeof(k) for k in t) for t in tables)
         print(
             f"{'the view table itself':28s} {table / 2**20:8.1f} MiB ({len(view)} resources)",
             flush=True,

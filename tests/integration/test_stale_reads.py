@@ -1,11 +1,11 @@
 """Single reads of the API come from the control plane's view of its store (issues 15, 18).
 
 - Read-your-writes through the HTTP API, at a standalone zone CP and at a global (SQLite):
-  a GET right after a PUT, a DELETE or a whole ``_apply`` batch returned sees it, with no
-  retry, while other batches are being applied meanwhile.
+  a GET (and a list) right after a PUT, a DELETE or a whole ``_apply`` batch returned sees
+  it, with no retry, while other batches are being applied meanwhile.
 - A global and a zone CP on a real PostgreSQL that is stopped, then started again: single
-  reads answer from the view with ``Gossamer-Stale: <reason>; since <time>`` (a missing
-  resource is a 404 that says so too), in time; ``gossamer get`` prints a one-line notice
+  reads and lists answer from the view with ``Gossamer-Stale: <reason>; since <time>`` (a
+  missing resource is a 404 that says so too), in time; ``gossamer get`` prints a one-line notice
   on stderr and the resource on stdout; once the database is back, reads are fresh (no
   header) and see the writes made after the outage at once.
 - Two global replicas on one PostgreSQL: a GET at one sees a write that returned at the
@@ -63,7 +63,8 @@ async def zone(tmp_path: Path) -> AsyncIterator[ZoneControlPlane]:
 def batch(prefix: str, count: int, seconds: int) -> dict[str, Any]:
     return {
         "documents": [
-            {**timeout_policy(f"{prefix}-{i}", seconds), "mesh": "default"} for i in range(count)
+            {**timeout_policy(f"{prefix}-{i}", seconds), "labels": {"batch": prefix}}
+            for i in range(count)
         ]
     }
 
@@ -92,6 +93,8 @@ async def reads_its_writes(c: httpx.AsyncClient) -> None:
                 assert (await c.get(f"{TIMEOUTS}/mine")).status_code == 404
                 applied = await c.post("/_apply", json=batch(f"b{i}", 200, seconds))
                 assert applied.status_code == 200, applied.text
+                listed = await c.get(TIMEOUTS, params={"labels": f"batch=b{i}", "size": 1})
+                assert listed.status_code == 200 and listed.json()["total"] == 200, listed.text
                 last = await c.get(f"{TIMEOUTS}/b{i}-199")
                 assert last.status_code == 200, last.text
         await asyncio.wait_for(busy, 300)
@@ -138,6 +141,10 @@ async def stale_then_fresh(
         stale = read.headers["gossamer-stale"]
         assert "postgres" in stale, stale
         assert stopped_at <= since_of(stale) <= datetime.now(UTC), stale
+        listed = await c.get(TIMEOUTS, params={"size": 1000})
+        assert listed.status_code == 200, listed.text
+        assert "kept" in {item["name"] for item in listed.json()["items"]}
+        assert since_of(listed.headers["gossamer-stale"]) == since_of(stale)
         missing = await c.get(f"{TIMEOUTS}/never-written")
         assert missing.status_code == 404, missing.text
         assert since_of(missing.headers["gossamer-stale"]) == since_of(stale)
@@ -146,7 +153,7 @@ async def stale_then_fresh(
         if cli is not None:
             shown = await asyncio.to_thread(
                 subprocess.run,
-                [str(GOSSAMER), "get", "meshtimeout", "kept", "-o", "json", *cli[1:]],
+                [str(GOSSAMER), "get", "meshtimeout", "kept", "-o", "json"],
                 capture_output=True,
                 text=True,
                 timeout=60,

@@ -51,6 +51,7 @@ def policy(kind: str, name: str, mesh_name: str, seconds: int) -> Resource:
             "type": kind,
             "name": name,
             "mesh": mesh_name,
+            "labels": {"team": "odd" if seconds % 2 else "even"},
             "spec": {
                 "targetRef": {"kind": "Mesh"},
                 "to": [{"targetRef": {"kind": "Mesh"}, "default": conf}],
@@ -112,16 +113,14 @@ async def settled(view: StoreView, follower: Follower | None = None) -> None:
     assert await view.caught_up(await view.store.revision(), WAIT)
     if follower is not None:
         for _ in range(1000):
-            if table(follower.items) == table(
-                {k: r for k, r in view._items.items() if k[0] in KINDS}
-            ):
+            if table(follower.items) == table({r.key: r for r in view.resources(KINDS)}):
                 return
             await asyncio.sleep(0)
 
 
 # -- random writes: the view equals the store --------------------------------------------
 
-names = st.sampled_from(["a", "b", "c"])
+names = st.sampled_from(["a", "b", "c", "d", "e"])
 meshes = st.sampled_from(["m1", "m2"])
 op = st.one_of(
     st.tuples(
@@ -158,14 +157,39 @@ async def check_random_writes(
             await store.write([Put(mesh("m1")), Put(mesh("m2"))])  # a mesh deleted comes back
             if settle_each:
                 await settled(view, follower)
-                assert table(view._items) == await store_contents(store, tuple(view.kinds))
+                everything = {r.key: r for r in view.resources(view.kinds)}
+                assert table(everything) == await store_contents(store, tuple(view.kinds))
+                await same_pages(view, store)  # the kinds' orders kept by each change
         await settled(view, follower)
         assert view.revision == await store.revision()
+        await same_pages(view, store)
         expected = await store_contents(store)
-        assert table({k: r for k, r in view._items.items() if k[0] in KINDS}) == expected
+        assert table({r.key: r for r in view.resources(KINDS)}) == expected
         assert table(follower.items) == expected
         for key, res in follower.items.items():
-            assert view._items[key] is res  # shared, not copied
+            assert view.held(key[0], key[2], key[1]) is res  # shared, not copied
+
+
+async def same_pages(view: StoreView, store: Store) -> None:
+    """Every list the API can ask, paged to its end, is the store's, page by page."""
+    for kind in KINDS:
+        for mesh_name in (None, "m1", "m2", "m3"):
+            for labels in (None, {"team": "odd"}, {"team": "even", "x": "y"}):
+                for limit in (1, 2, 100):
+                    token: str | None = None
+                    for _ in range(100):  # more pages than any list here has
+                        query = ListQuery(kind, mesh_name, labels, limit, token)
+                        mine, theirs = view.page(query), await store.list(query)
+                        assert [r.key for r in mine.items] == [r.key for r in theirs.items]
+                        assert (mine.total, mine.next_token) == (
+                            theirs.total,
+                            theirs.next_token,
+                        ), query
+                        token = mine.next_token
+                        if token is None:
+                            break
+                    else:
+                        raise AssertionError(f"the pages of {query} never end")
 
 
 @settings(max_examples=60, deadline=None)
@@ -206,7 +230,7 @@ async def test_a_view_behind_the_retention_relists_and_its_followers_start_again
             await store.write([Put(policy("MeshTimeout", f"p{i}", "m1", 1 + i % 3))])
         await settled(view, follower)
         expected = await store_contents(store)
-        assert table({k: r for k, r in view._items.items() if k[0] in KINDS}) == expected
+        assert table({r.key: r for r in view.resources(KINDS)}) == expected
         assert table(follower.items) == expected
         assert follower.resets > resets  # it was relisted, not replayed
 
