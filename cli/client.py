@@ -194,6 +194,9 @@ def _verify(cp: ControlPlane) -> ssl.SSLContext | None:
         raise ConfigError(f"cannot load the CA file {cp.ca_file}: {exc}") from None
 
 
+STALE_HEADER = "gossamer-stale"  # as the transport gives header names: lower case
+
+
 class ApiClient:
     """Calls one control plane; every method returns decoded JSON or raises."""
 
@@ -207,6 +210,9 @@ class ApiClient:
         if token is not None:
             self._headers["Authorization"] = f"Bearer {token}"
         self._http = transport or StdlibTransport(_verify(cp), timeout)
+        # The last ``Gossamer-Stale`` the control plane sent: it answered a read from
+        # its cache because its store does not answer (why; since when).
+        self.stale: str | None = None
 
     def __enter__(self) -> ApiClient:
         return self
@@ -225,6 +231,9 @@ class ApiClient:
         data = None if body is None else json.dumps(body).encode()
         with _translate_transport_errors(self._cp):
             resp = self._http.send(HttpRequest(method, url, self._headers, data))
+        stale = resp.headers.get(STALE_HEADER)
+        if stale:
+            self.stale = " ".join(stale.split())
         if resp.status >= 400:
             raise error_from_response(resp)
         try:

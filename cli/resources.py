@@ -149,11 +149,16 @@ def get(ctx: click.Context, kind: str, name: str | None, mesh: str | None, all_m
     target_mesh = _mesh(desc, mesh, all_meshes)
     st = state(ctx)
     with st.client() as api:
-        if name is not None:
-            _checked_name(name, "name")
-            docs = [api.get_one(resource_path(desc, target_mesh, name))]
-        else:
-            docs = api.list_all(collection_path(desc, target_mesh), labels=selector)
+        try:
+            if name is not None:
+                _checked_name(name, "name")
+                docs = [api.get_one(resource_path(desc, target_mesh, name))]
+            else:
+                docs = api.list_all(collection_path(desc, target_mesh), labels=selector)
+        finally:  # a 404 from the cache is as stale as a 200
+            if api.stale:
+                click.echo(f"notice: the control plane answered from its cache, its store "
+                           f"does not answer: {api.stale}", err=True)
     if output == "yaml":
         click.echo(to_yaml(docs[0]) if name else to_yaml_stream(docs), nl=False)
     elif output == "json":

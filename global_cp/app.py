@@ -37,14 +37,16 @@ from gossamer.election.runner import Election
 from gossamer.errors import AlreadyExists, Conflict, GossamerError
 from gossamer.gui.routes import gui_router
 from gossamer.loop_lag import LoopLagMonitor
+from gossamer.model.registry import REGISTRY
 from gossamer.pki.backends.validation import ca_checks
 from gossamer.pki.serving import ServingTls
 from gossamer.process import run_until_signal
 from gossamer.resources import ResourceManager, deny_system
 from gossamer.settings import GlobalSettings, split_addr
 from gossamer.shared_credentials import share_admin_token, shared_serving_tls
-from gossamer.store import open_store
+from gossamer.store import open_store, shared_store
 from gossamer.store.base import Store
+from gossamer.store.view import StoreView
 from gossamer.telemetry import install_from_env
 from gossamer.tokens import DATAPLANE, ZONE
 
@@ -104,8 +106,13 @@ class GlobalControlPlane:
         self._tasks.append(asyncio.create_task(LoopLagMonitor(metrics).run(), name="loop-lag"))
         tls = await self._serving_tls(manager)
         self.tls = tls
+        # The store in memory (every kind: the sync publishes revocations too): the
+        # sync's feed follows it and the API's reads come from it.
+        self.view = StoreView(self.store, kinds=[d.name for d in REGISTRY],
+                              shared=shared_store(self.settings.store))
+        self._tasks.append(asyncio.create_task(self.view.run(), name="store-view"))
         self.sync = ZoneSyncServer(self.settings, self.store, manager, self.zone_tokens,
-                                   self.insights)
+                                   self.insights, view=self.view)
         await self.sync.start((tls.cert_file.read_bytes(), tls.key_file.read_bytes()))
         # A rotation request is a versioned write any replica may make; the leader's
         # controller carries it out.
@@ -122,7 +129,8 @@ class GlobalControlPlane:
                    check_router(manager, view, self.election.status),
                    inspect_router(self.sync.relays), gui_router(manager, self.admin_token)]
         # The API's writes are checked (CA material) and may not touch system kinds.
-        api_manager = ResourceManager(self.store, guard=deny_system, checks=ca_checks())
+        api_manager = ResourceManager(self.store, guard=deny_system, checks=ca_checks(),
+                                      view=self.view)
         app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,
                                    mode="global", extra_routers=routers, metrics=metrics,
                                    max_body=self.settings.api.max_body))

@@ -50,6 +50,7 @@ from gossamer.model.zone import disabled_zones, is_enabled
 from gossamer.resources import ResourceManager
 from gossamer.settings import GlobalSettings, split_addr
 from gossamer.store.base import EventType, Store
+from gossamer.store.view import StoreView
 from gossamer.tokens import ZONE, Claims, TokenRejected
 from sync.applier import ZoneRename, apply_to_store, load_mirror
 from sync.bounds import Bounds
@@ -128,7 +129,8 @@ class _Refused(GossamerError):
 
 class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
     def __init__(self, settings: GlobalSettings, store: Store, manager: ResourceManager,
-                 tokens: TokenAuthority, insights: Insights) -> None:
+                 tokens: TokenAuthority, insights: Insights,
+                 view: StoreView | None = None) -> None:
         self._settings = settings
         self._store = store
         self._manager = manager
@@ -136,7 +138,8 @@ class ZoneSyncServer(sync_pb2_grpc.ZoneSyncServicer):
         self.insights = insights
         self.relays = RelayHub(insights)
         self._beats = Heartbeats(settings.heartbeat_interval, settings.heartbeat_timeout)
-        self._feed = StoreFeed(store, PUBLISHED_KINDS, _prepare)
+        # Fed by the global's view when it keeps one: one watch, one object per resource.
+        self._feed = StoreFeed(view or store, PUBLISHED_KINDS, _prepare)
         self._sessions: dict[str, _Session] = {}
         self._ids = itertools.count(1)
         self._server: grpc.aio.Server | None = None

@@ -40,8 +40,10 @@ from gossamer.store.base import (
     Store,
     Update,
     WriteOp,
+    op_key,
     same_content,
 )
+from gossamer.store.view import Read, ReadPage, StoreView
 
 MAX_BATCH = 10_000
 PARSE_SLICE = 100  # documents validated between two turns of the event loop (~5 ms)
@@ -84,14 +86,39 @@ class Applied:
 
 class ResourceManager:
     def __init__(self, store: Store, registry: Registry = REGISTRY,
-                 guard: WriteGuard = allow_all, checks: Sequence[ApplyCheck] = ()) -> None:
+                 guard: WriteGuard = allow_all, checks: Sequence[ApplyCheck] = (),
+                 view: StoreView | None = None) -> None:
         self.store = store
+        self.view = view  # what ``read`` answers from, when the process keeps one
         self.registry = registry
         self._guard = guard
         self._checks = tuple(checks)
 
     async def get(self, kind: str, name: str, mesh: str = "") -> Resource:
         return await self.store.get(self.registry.get(kind).name, name, mesh)
+
+    async def read(self, kind: str, name: str, mesh: str = "") -> Read:
+        """One resource for a client: from the view when there is one (fresh, or marked
+        stale while the store does not answer: ``gossamer.store.view``), else the store.
+        ``resource`` is None when there is none."""
+        kind = self.registry.get(kind).name
+        if self.view is not None:
+            return await self.view.read(kind, name, mesh)
+        try:
+            return Read(await self.store.get(kind, name, mesh))
+        except NotFound:
+            return Read(None)
+
+    async def read_list(self, kind: str, mesh: str | None = None,
+                        labels: Mapping[str, str] | None = None, limit: int | None = None,
+                        page_token: str | None = None) -> ReadPage:
+        """``list`` for a client: from the view when there is one, as ``read``."""
+        desc = self.registry.get(kind)
+        query = ListQuery(desc.name, mesh if desc.mesh_scoped else None, labels, limit,
+                          page_token)
+        if self.view is not None:
+            return await self.view.list(query)
+        return ReadPage(await self.store.list(query))
 
     async def get_as_applied(self, kind: str, name: str, mesh: str = "",
                              batch: Batch | None = None) -> Resource:
@@ -168,8 +195,8 @@ class ResourceManager:
         plans = [await self._plan(r, v) for r, v in parsed]
         order = sorted((i for i, (op, _) in enumerate(plans) if op is not None),
                        key=lambda i: parsed[i][0].type != "Mesh")
-        written = await self.store.write([op for i in order
-                                          if (op := plans[i][0]) is not None])
+        ops = [op for i in order if (op := plans[i][0]) is not None]
+        written = await self._store_write(ops)
         results = [applied for _, applied in plans]
         for i, stored in zip(order, written, strict=True):
             if stored is not None:
@@ -201,7 +228,7 @@ class ResourceManager:
         op, applied = await self._plan(res, expected_version)
         if op is None:
             return applied
-        (stored,) = await self.store.write([op])
+        (stored,) = await self._store_write([op])
         return Applied(stored or applied.resource, applied.action)
 
     async def _plan(self, res: Resource, expected_version: int | None
@@ -234,7 +261,14 @@ class ResourceManager:
         if expected_version is not None and current.meta.version != expected_version:
             raise codec.stale(desc.name, name, mesh, expected_version, current.meta.version)
         contents = await self._mesh_contents(name) if desc.name == "Mesh" else []
-        await self.store.write([*contents, Delete(desc.name, name, mesh, expected_version)])
+        await self._store_write([*contents, Delete(desc.name, name, mesh, expected_version)])
+
+    async def _store_write(self, ops: Sequence[WriteOp]) -> builtins.list[Resource | None]:
+        """``store.write``, then the view told which resources its readers must see."""
+        written = await self.store.write(ops)
+        if self.view is not None:
+            await self.view.wrote([op_key(op) for op in ops])
+        return written
 
     async def _require_mesh(self, mesh: str) -> None:
         try:

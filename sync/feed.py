@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from gossamer.model.base import Meta, Resource
 from gossamer.store.base import Store
-from gossamer.store.follow import follow
+from gossamer.store.view import StoreView, follow
 from sync.codec import encode, kind_type_url, resource_key
 from sync.engine import Engine
 from sync.messages import Entry
@@ -44,7 +44,8 @@ def strip_meta(res: Resource) -> Resource:
 
 
 class StoreFeed:
-    def __init__(self, store: Store, kinds: Iterable[str], prepare: Prepare = strip_meta) -> None:
+    def __init__(self, store: Store | StoreView, kinds: Iterable[str],
+                 prepare: Prepare = strip_meta) -> None:
         self._store = store
         self._kinds = list(kinds)
         self._prepare = prepare

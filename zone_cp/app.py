@@ -44,7 +44,7 @@ from gossamer.process import run_until_signal
 from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
 from gossamer.shared_credentials import share_credentials
-from gossamer.store import open_store
+from gossamer.store import open_store, shared_store
 from gossamer.store.base import Store
 from gossamer.telemetry import install_from_env
 from gossamer.tokens import DATAPLANE
@@ -58,7 +58,7 @@ from zone_cp.http_sd import http_sd_router
 from zone_cp.ingresses import IngressRegistry
 from zone_cp.inspect_relay import EnvoyInspector, inspect_router
 from zone_cp.mesh_state import MeshState
-from zone_cp.parts import ZoneParts, build_parts, shared_store
+from zone_cp.parts import ZoneParts, build_parts
 from zone_cp.sync_client import ZoneSyncClient
 from zone_cp.sync_metrics import SyncCollector
 from zone_cp.token_expiry import TokenLifetimes
@@ -124,6 +124,7 @@ class ZoneControlPlane:
             await migrate_token_state(parts.manager)
             self._leading.append(TokenUpkeep(parts.leader).run)
         self._spawn(LoopLagMonitor(parts.metrics).run(), "loop-lag")
+        self._spawn(parts.view.run(), "store-view")
         self._spawn(parts.state.run(), "mesh-state")
         self._spawn(parts.ads.fleet.run(), "xds-fleet")
         self._spawn(parts.ingress_names.run(parts.state), "ingress-names")
@@ -142,7 +143,7 @@ class ZoneControlPlane:
         # The API writes through a guarded manager: a federated zone refuses writes to
         # what the global owns.
         api_manager = ResourceManager(self._store, guard=zone_write_guard(s.federated),
-                                      checks=ca_checks())
+                                      checks=ca_checks(), view=parts.view)
         app = build_app(ApiContext(manager=api_manager, admin_token=self.admin_token,
                                    mode=mode, extra_routers=self._routers(parts),
                                    metrics=parts.metrics,

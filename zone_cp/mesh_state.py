@@ -37,7 +37,7 @@ from gossamer.policy import ProxyPolicies, RouteBackends, match_policies
 from gossamer.policy.index import Candidates
 from gossamer.policy.selectors import ProxyView
 from gossamer.store.base import Store
-from gossamer.store.follow import follow
+from gossamer.store.view import StoreView, follow
 from proxy.context import (
     Egress,
     Endpoint,
@@ -63,8 +63,10 @@ Key = tuple[str, str, str]
 
 
 class MeshState:
-    def __init__(self, store: Store, zone: str,
+    def __init__(self, store: Store | StoreView, zone: str,
                  names: Callable[[str], tuple[str, ...]] | None = None) -> None:
+        # A view (``gossamer.store.view``) when the CP keeps one: the state then holds
+        # the view's own resource objects, not copies.
         self._store = store
         self.zone = zone
         # The addresses of an ingress advertised by a host name (zone_cp.ingress_names):

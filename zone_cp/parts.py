@@ -22,7 +22,9 @@ from gossamer.election.replica import replica_id
 from gossamer.pki.serving import ServingTls, ensure_serving_tls
 from gossamer.resources import ResourceManager
 from gossamer.settings import ZoneSettings
+from gossamer.store import shared_store
 from gossamer.store.base import Store
+from gossamer.store.view import StoreView
 from proxy.context import ProxyContext
 from proxy.envoy import PieceCache, generate
 from proxy.envoy.resources import ProxyResources
@@ -53,6 +55,7 @@ class ZoneParts:
     """A zone CP's parts (each documented in its own module)."""
 
     store: Store
+    view: StoreView  # the store in memory: MeshState follows it, the API reads from it
     manager: ResourceManager  # unguarded: what the zone's own parts write through
     leader: ResourceManager  # the same, fenced by the zone's lease: the leader-only parts
     metrics: CollectorRegistry
@@ -88,7 +91,8 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
     tls = ensure_serving_tls(s.directory / "tls", f"gossamer-zone-{s.zone}",
                              certificate_hosts(s.tls_hosts, s.api_addr))
     ingress_names = IngressNames()
-    state = MeshState(store, s.zone, names=ingress_names.addresses)
+    view = StoreView(store, shared=shared_store(s.store))
+    state = MeshState(view, s.zone, names=ingress_names.addresses)
     replica = replica_id(s.directory) if shared_store(s.store) else ""
     ingresses = IngressRegistry(manager, state, s.zone, federated=s.federated,
                                 replica=replica)
@@ -127,18 +131,13 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
     metrics.register(XdsCollector(ads, agents))  # push latency, NACKs, connected
     sync = (ZoneSyncClient(s, leading, inspector=EnvoyInspector(agents, s.zone))
             if s.federated else None)
-    return ZoneParts(store=store, manager=manager, leader=leading, metrics=metrics, tls=tls,
-                     state=state,
+    return ZoneParts(store=store, view=view, manager=manager, leader=leading,
+                     metrics=metrics, tls=tls, state=state,
                      ingress_names=ingress_names,
                      ingresses=ingresses, egresses=egresses, agents=agents, vips=vips,
                      dns=dns, lifetimes=lifetimes, ads=ads, ca=ca, ca_keeper=ca_keeper,
                      replicas=replicas, dead_replicas=dead, xds=xds, mesh_ca=mesh_ca,
                      sync=sync)
-
-
-def shared_store(url: str) -> bool:
-    """Whether replicas of this CP may share the store (PostgreSQL; SQLite is one node)."""
-    return url.startswith(("postgres://", "postgresql://"))
 
 
 def _generator(cache: PieceCache) -> Callable[[ProxyContext], ProxyResources]:

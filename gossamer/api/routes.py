@@ -12,14 +12,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
+from gossamer.api import errors
 from gossamer.api.batch_body import BatchReader
 from gossamer.errors import FieldError, InvalidResource
 from gossamer.model.base import KindDescriptor
 from gossamer.model.registry import Registry, to_document
 from gossamer.resources import Action, Applied, ResourceManager
+from gossamer.store import codec
 from gossamer.store.turns import Turns
 
 MAX_LABEL_SELECTOR = 1024
+# On a read answered from the control plane's view while its store does not answer:
+# why, and since when (``gossamer.store.view.Stale``).
+STALE_HEADER = "Gossamer-Stale"
 
 Size = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Offset = Annotated[str | None, Query(max_length=1024, description="`next` of the last page")]
@@ -61,16 +66,27 @@ def add_kind_routes(router: APIRouter, desc: KindDescriptor, manager: ResourceMa
 
     # The mesh is a path parameter of mesh-scoped routes only; read it from the request
     # so one handler serves both shapes.
-    async def list_(request: Request, size: Size = 100, offset: Offset = None,
-                    labels: Labels = None) -> dict[str, Any]:
+    async def list_(request: Request, response: Response, size: Size = 100,
+                    offset: Offset = None, labels: Labels = None) -> dict[str, Any]:
         mesh = request.path_params.get("mesh")
-        page = await manager.list(desc.name, mesh, parse_selector(labels), size, offset)
+        read = await manager.read_list(desc.name, mesh, parse_selector(labels), size, offset)
+        if read.stale is not None:
+            response.headers[STALE_HEADER] = read.stale.header()
+        page = read.page
         return {"items": [to_document(r, manager.registry) for r in page.items],
                 "total": page.total, "next": page.next_token}
 
-    async def get(request: Request, name: str) -> dict[str, Any]:
+    async def get(request: Request, name: str, response: Response) -> Any:
         mesh = request.path_params.get("mesh", "")
-        return to_document(await manager.get(desc.name, name, mesh), manager.registry)
+        read = await manager.read(desc.name, name, mesh)
+        stale = {STALE_HEADER: read.stale.header()} if read.stale is not None else {}
+        if read.resource is None:
+            missing = codec.not_found(desc.name, name, mesh)
+            if not stale:
+                raise missing
+            return errors.problem(404, missing.title, missing.detail, headers=stale)
+        response.headers.update(stale)
+        return to_document(read.resource, manager.registry)
 
     async def put(request: Request, name: str, response: Response,
                   doc: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
@@ -97,7 +113,7 @@ def add_kind_routes(router: APIRouter, desc: KindDescriptor, manager: ResourceMa
         router.add_api_route(f"/{desc.path}", list_, methods=["GET"], tags=[tag],
                              summary=f"List {desc.path} across meshes")
     router.add_api_route(f"{base}/{{name}}", get, methods=["GET"], tags=[tag],
-                         summary=f"Get one {desc.name}")
+                         response_model=dict[str, Any], summary=f"Get one {desc.name}")
     router.add_api_route(f"{base}/{{name}}", put, methods=["PUT"], tags=[tag],
                          summary=f"Create or update a {desc.name}")
     router.add_api_route(f"{base}/{{name}}", delete, methods=["DELETE"], tags=[tag],

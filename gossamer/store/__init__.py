@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from gossamer.errors import StoreConfigError
 from gossamer.store.base import EVENT_RETENTION, Store
 
-__all__ = ["STORE_URL_FORMS", "Store", "open_store"]
+__all__ = ["STORE_URL_FORMS", "Store", "open_store", "shared_store"]
 
 STORE_URL_FORMS = ("memory", "sqlite", "sqlite:///ABSOLUTE/PATH.db",
                    "postgres://USER@HOST:PORT/DB", "postgresql://...")
@@ -49,6 +49,12 @@ async def open_store(url: str, data_dir: Path, *, retention: int = EVENT_RETENTI
     from gossamer.store.postgres import PostgresStore
 
     return await PostgresStore.open(target, retention=retention)
+
+
+def shared_store(url: str) -> bool:
+    """Whether other processes may write the store ``url`` names (PostgreSQL, shared by
+    replicas); a SQLite file or a memory store has this process as its one writer."""
+    return url.startswith(("postgres://", "postgresql://"))
 
 
 def parse_store_url(url: str, data_dir: Path) -> tuple[str, str]:

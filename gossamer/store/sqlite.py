@@ -26,6 +26,8 @@ another ``SqliteStore`` on the same file (another process) notify nobody here, s
 default such a watcher sees them only when a local write wakes it. With
 ``cross_process=True`` watchers also re-read the events table every ``poll_interval``
 seconds: a short bounded poll, off by default, for deployments that share the file.
+Without it the store is the file's only writer, so it knows its revision (the writer
+reads the counter after each batch, in the same call) and ``revision()`` reads nothing.
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ class SqliteStore(SingleWrites):
         self._decoded = codec.DecodeCache()
         self._decoded_events = codec.DecodeCache()  # every watcher reads the same events
         self._fresh = codec.Written()  # what this store wrote, for its watchers
+        # The revision after this store's last write: alone on its file (no
+        # ``cross_process``), nobody else writes, so ``revision()`` needs no read.
+        self._revision: int | None = None
 
     @classmethod
     async def open(cls, path: Path | str, *, retention: int = EVENT_RETENTION,
@@ -119,7 +124,15 @@ class SqliteStore(SingleWrites):
                 await reader.close()
             await writer.close()
             raise
-        return cls(writer, readers[0], readers[1], cross_process, poll_interval)
+        store = cls(writer, readers[0], readers[1], cross_process, poll_interval)
+        if not cross_process:
+            try:
+                with _translate():
+                    store._revision = await writer.revision()
+            except BaseException:
+                await store.close()
+                raise
+        return store
 
     async def get(self, kind: str, name: str, mesh: str = "") -> Resource:
         async with self._read() as db:
@@ -157,9 +170,10 @@ class SqliteStore(SingleWrites):
             return []
         self._check_open()
         now = datetime.now(UTC)
+        revision: int | None = None
         try:
             with _translate():
-                outcomes = await self._writer.write(ops, now)
+                outcomes, revision = await self._writer.write(ops, now)
             # Committed. The results, a few microseconds each, are built in slices
             # (thousands in a batch), and each written resource is kept for the watch
             # by its revision before watchers are woken, so they need not decode it.
@@ -173,11 +187,16 @@ class SqliteStore(SingleWrites):
                 await turns.tick()
         finally:  # a refused batch too: woken watchers re-read, find nothing, sleep again
             async with self._changed:
+                if revision is not None and self._revision is not None:
+                    self._revision = revision  # known as its watchers are woken
                 self._writes += 1
                 self._changed.notify_all()
         return results
 
     async def revision(self) -> int:
+        if self._revision is not None:
+            self._check_open()
+            return self._revision
         async with self._read() as db:
             rows = await db.execute_fetchall(
                 "SELECT value FROM counters WHERE name = 'revision'")

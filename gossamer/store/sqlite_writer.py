@@ -86,8 +86,13 @@ class Writer:
             raise StoreUnavailable("the store is closed") from None
         return await pending
 
-    async def write(self, ops: Sequence[WriteOp], now: datetime) -> list[Outcome]:
-        return await self.run(lambda conn: write_batch(conn, ops, now))
+    async def write(self, ops: Sequence[WriteOp], now: datetime) -> tuple[list[Outcome], int]:
+        """The batch's outcomes, and the store's revision after it (read in the same
+        call: the thread runs one call at a time, so no other write came between)."""
+        return await self.run(lambda conn: (write_batch(conn, ops, now), revision_of(conn)))
+
+    async def revision(self) -> int:
+        return await self.run(revision_of)
 
     async def close(self) -> None:
         await self.run(lambda conn: conn.close())
@@ -106,6 +111,11 @@ def write_batch(conn: sqlite3.Connection, ops: Sequence[WriteOp],
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def revision_of(conn: sqlite3.Connection) -> int:
+    """The store-wide revision as committed."""
+    return int(conn.execute("SELECT value FROM counters WHERE name = 'revision'").fetchone()[0])
 
 
 def _write_op(conn: sqlite3.Connection, op: WriteOp, now: datetime) -> Outcome:

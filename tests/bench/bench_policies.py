@@ -25,7 +25,9 @@ per-change cost of one policy update (a service's MeshTimeout with a new connect
 ``--updates`` times): the time until that service's proxies ACKed it and the zone CP's
 CPU until idle. ``--json`` prints every number as one JSON object last. ``--stall-trace DIR`` has
 the started control planes log every turn of their loop over 50 ms, with stack samples
-(``tests.bench.stall_trace``); ``--switch-interval S`` sets their GIL switch interval.
+(``tests.bench.stall_trace``); ``--switch-interval S`` sets their GIL switch interval;
+``--cp-tree DIR`` runs the control planes from another source tree (an A/B of two
+commits on the same machine).
 """
 
 from __future__ import annotations
@@ -71,9 +73,9 @@ class Case:
     """Fresh control planes for one measurement: a standalone zone (``zone`` path) or a
     global with one zone joined (``global`` path), and the sidecars' worker."""
 
-    def __init__(self, root: Path, path: str) -> None:
+    def __init__(self, root: Path, path: str, cp_tree: Path | None = None) -> None:
         root.mkdir(parents=True)
-        self.fleet = Fleet(root)
+        self.fleet = Fleet(root, cp_tree)
         self.path = path
         if path == "zone":
             self.zone = standalone(self.fleet)
@@ -184,8 +186,8 @@ async def updates(case: Case, size: int, count: int) -> dict[str, Any]:
 
 
 async def run_case(root: Path, path: str, size: int, proxies: int, n_updates: int,
-                   ) -> dict[str, Any]:
-    case = await asyncio.to_thread(Case, root, path)
+                   cp_tree: Path | None = None) -> dict[str, Any]:
+    case = await asyncio.to_thread(Case, root, path, cp_tree)
     try:
         if proxies:
             await case.connect(proxies)
@@ -229,7 +231,7 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             for proxies in (0, args.proxies):
                 name = f"{path}-{size}-{proxies}"
                 found[proxies] = r = await run_case(root / name, path, size, proxies,
-                                                    args.updates)
+                                                    args.updates, args.cp_tree)
                 print(row(path, size, proxies, r), flush=True)
             entry = {"path": path, "size": size, "no_proxy": found[0],
                      "proxied": found[args.proxies],
@@ -274,6 +276,9 @@ def main() -> None:
                         help="trace the started processes' event-loop stalls into DIR "
                              "(tests.bench.stall_trace; report with `python -m "
                              "tests.bench.stall_trace DIR`)")
+    parser.add_argument("--cp-tree", type=Path, metavar="DIR",
+                        help="run the control planes from this source tree (e.g. `git "
+                             "archive` of another commit), to compare two versions")
     parser.add_argument("--switch-interval", type=float, metavar="S",
                         help="the started processes' GIL switch interval (seconds; "
                              "Python's default is 0.005)")
