@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,6 +28,7 @@ from proxy.agent.cp_client import AgentClient, Registration
 from proxy.agent.envoy_process import EnvoyCommand, EnvoySupervisor, parent_death_wrapper
 from proxy.agent.errors import AgentError, ControlPlaneRefused, InputError
 from proxy.agent.identity import Identity, SignedCertificate
+from proxy.agent.parts import Parts
 from proxy.agent.rotation import Rotator
 from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
 from proxy.agent.session import Session, first_registration
@@ -127,7 +127,7 @@ class EgressAgent:
         self.registration: Registration | None = None
         self.rotators: dict[str, Rotator] = {}
         self.identities: dict[str, tuple[Identity, bytes]] = {}  # mesh: (identity, bundle)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._parts = Parts()
 
     def _publish(self) -> None:
         entries = {}
@@ -176,7 +176,7 @@ class EgressAgent:
             policy=s.session,
             rng=self._rng,
         )
-        session_task = self._spawn(self.session.run(), "egress-session")
+        session_task = self._parts.spawn(self.session.run(), "egress-session")
         log.info("registering zone egress %s with the control plane %s", s.name, s.cp)
         self.registration = reg = await first_registration(self.session.registered, session_task)
         for mesh in s.meshes:
@@ -204,10 +204,10 @@ class EgressAgent:
             policy=s.supervision,
             rng=self._rng,
         )
-        self._spawn(self.envoy.run(), "egress-envoy")
+        self._parts.spawn(self.envoy.run(), "egress-envoy")
         for mesh, rotator in self.rotators.items():
-            self._spawn(rotator.run(), f"egress-rotation-{mesh}")
-        self._spawn(tokens.run(), "egress-token")
+            self._parts.spawn(rotator.run(), f"egress-rotation-{mesh}")
+        self._parts.spawn(tokens.run(), "egress-token")
         log.info(
             "zone egress %s of zone %s listening on %s:%d for meshes %s",
             reg.name,
@@ -263,25 +263,13 @@ class EgressAgent:
             egress_bootstrap(self.settings, self.registration, token, str(self.sds.path)),
         )
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.append(task)
-        return task
-
     async def wait(self) -> None:
-        if not self._tasks:
-            return
-        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()
+        await self._parts.first_end()
 
     async def stop(self, drain: bool = True) -> None:
         if self.envoy is not None:
             await self.envoy.stop(drain=drain)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._parts.cancel()
         await self.sds.stop()
         if self.sds.path is not None:
             cleanup_socket(self.sds.path, self.settings.work_dir)

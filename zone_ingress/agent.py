@@ -19,11 +19,9 @@ and then Envoy (a hot restart) to it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import random
-from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,6 +33,7 @@ from proxy.agent.envoy_process import (
     parent_death_wrapper,
 )
 from proxy.agent.errors import InputError
+from proxy.agent.parts import Parts
 from proxy.agent.session import Session, first_registration
 from proxy.agent.settings import EnvoyAgentSettings
 from proxy.agent.token_file import INGRESS_TOKEN
@@ -118,7 +117,7 @@ class IngressAgent:
         self.envoy: EnvoySupervisor | None = None
         self.tokens: TokenRefresher | None = None
         self.registration: Registration | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._parts = Parts()
 
     async def start(self) -> None:
         try:
@@ -141,7 +140,7 @@ class IngressAgent:
             on_trust_bundle=lambda _: None,  # no certificate to verify
             before_connect=lambda: tokens.reread("connecting"),
             on_registered=tokens.registered, policy=s.session, rng=self._rng)
-        session_task = self._spawn(self.session.run(), "ingress-session")
+        session_task = self._parts.spawn(self.session.run(), "ingress-session")
         log.info("registering zone ingress %s with the control plane %s", s.name, s.cp)
         self.registration = reg = await first_registration(self.session.registered,
                                                            session_task)
@@ -152,8 +151,8 @@ class IngressAgent:
             concurrency=s.concurrency, log_level=s.envoy_log_level, drain_time=s.drain_time,
             wrapper=parent_death_wrapper()),
             admin_port=s.admin_port, policy=s.supervision, rng=self._rng)
-        self._spawn(self.envoy.run(), "ingress-envoy")
-        self._spawn(tokens.run(), "ingress-token")
+        self._parts.spawn(self.envoy.run(), "ingress-envoy")
+        self._parts.spawn(tokens.run(), "ingress-token")
         where = f"{s.address}:{s.port}"
         if s.advertised is not None:
             where += " (advertised as {}:{})".format(*s.advertised)
@@ -169,25 +168,13 @@ class IngressAgent:
         bootstrap.write(self.settings.bootstrap_path,
                         ingress_bootstrap(self.settings, self.registration, token))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.append(task)
-        return task
-
     async def wait(self) -> None:
         """Return when a part ends for good (Envoy cannot start); re-raise why."""
-        if not self._tasks:
-            return
-        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()
+        await self._parts.first_end()
 
     async def stop(self, drain: bool = True) -> None:
         if self.envoy is not None:
             await self.envoy.stop(drain=drain)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._parts.cancel()
         if self.client is not None:
             await self.client.close()

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from gossamer.process import run_until_signal
@@ -50,6 +50,7 @@ from proxy.agent.envoy_process import (
 from proxy.agent.errors import AgentError, ControlPlaneRefused
 from proxy.agent.identity import Identity, SignedCertificate, bundle_digest, check_bundle
 from proxy.agent.keys import KeyRequest, child_request
+from proxy.agent.parts import Parts
 from proxy.agent.resolver import MeshResolver
 from proxy.agent.rotation import Rotator
 from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
@@ -80,7 +81,7 @@ class Agent:
         self._identity: Identity | None = None
         self._trust_pem = b""
         self._reported_digest: str | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._parts = Parts()
         self._first_key: asyncio.Future[KeyRequest] | None = None
         self.sds.watch_trust(self._on_trust_ack)
 
@@ -166,7 +167,7 @@ class Agent:
             on_renew=self._on_renew, before_connect=lambda: tokens.reread("connecting"),
             on_registered=tokens.registered, policy=s.session, rng=self._rng,
             admin_port=s.admin_port)  # answers inspect's Envoy admin pages
-        session_task = self._spawn(self.session.run(), "agent-session")
+        session_task = self._parts.spawn(self.session.run(), "agent-session")
         log.info("registering %s.%s with the control plane %s", s.dataplane.mesh,
                  s.dataplane.name, s.cp)
         self.registration = reg = await self._first(self.session.registered, session_task)
@@ -191,9 +192,9 @@ class Agent:
             concurrency=s.concurrency, log_level=s.envoy_log_level, drain_time=s.drain_time,
             wrapper=parent_death_wrapper()),
             admin_port=s.admin_port, policy=s.supervision, rng=self._rng)
-        self._spawn(self.envoy.run(), "agent-envoy")
-        self._spawn(self.rotator.run(), "agent-rotation")
-        self._spawn(tokens.run(), "agent-token")
+        self._parts.spawn(self.envoy.run(), "agent-envoy")
+        self._parts.spawn(self.rotator.run(), "agent-rotation")
+        self._parts.spawn(tokens.run(), "agent-token")
 
     async def _keys(self, common_name: str) -> KeyRequest:
         """The key made while registering for the first certificate, a new one after."""
@@ -217,11 +218,6 @@ class Agent:
             cp_host=s.cp.host, cp_port=s.cp.port, cp_ca_pem=s.cp_ca_pem.decode(),
             cp_alternates=tuple((a.host, a.port) for a in s.cp_alternates),
             token=token, sds_socket=str(sock), admin_port=s.admin_port)))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.append(task)
-        return task
 
     async def _first(self, registered: asyncio.Future[Registration],
                      session_task: asyncio.Task[None]) -> Registration:
@@ -249,19 +245,12 @@ class Agent:
 
     async def wait(self) -> None:
         """Return when a part ends for good (Envoy cannot start); re-raise why."""
-        if not self._tasks:
-            return
-        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()
+        await self._parts.first_end()
 
     async def stop(self, drain: bool = True) -> None:
         if self.envoy is not None:
             await self.envoy.stop(drain=drain)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._parts.cancel()
         await self._drop_first_key()
         await self.sds.stop()
         await self.resolver.stop()

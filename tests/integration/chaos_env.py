@@ -36,7 +36,7 @@ from tests.integration.cli_env import Proc, _clean_env
 from tests.integration.ingress_env import free_port
 from tests.integration.test_agent_zone import DATAPLANE_YAML, OUTBOUND
 from tests.pg import PostgresCluster
-from tests.waiting import ready
+from tests.waiting import eventually_sync, ready
 
 GOSSAMER = Path(sys.executable).parent / "gossamer"
 ZONES = ("east", "west")
@@ -386,17 +386,6 @@ def topology(tmp: Path, lease: float = LEASE) -> Iterator[Topology]:
 
 
 def wait(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """``check()``'s first truthy result, polled; ``TimeoutError`` naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-            last = result
-        except Exception as exc:  # "not yet"; reported at the deadline
-            last = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        time.sleep(interval)
+    """``check()``'s first truthy result, polled every ``interval`` (finer than the
+    default: the chaos run times takeovers with it)."""
+    return eventually_sync(check, timeout, what, interval=interval)
