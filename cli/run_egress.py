@@ -32,7 +32,7 @@ from cli.agent_options import (
     envoy_options,
 )
 from cli.agent_process import reported, setup_logging
-from cli.run_ingress import _host_port, _is_wildcard, outward_address, zone_of
+from cli.run_ingress import _host_port, advertised, zone_of
 
 if TYPE_CHECKING:
     from zone_egress.agent import EgressSettings
@@ -64,12 +64,7 @@ def build_settings(options: EgressOptions) -> EgressSettings:
     token = tokens.read(agent.token_file, tokens.EGRESS_TOKEN)
     name = options.name or f"{zone_of(token)}-egress"
     host, port = options.listen
-    advertise = options.advertise
-    if advertise is None and _is_wildcard(host):
-        advertise = (outward_address(address), port)
-        log.info(
-            "advertising %s:%d to the zone's sidecars (pass --advertise to change it)", *advertise
-        )
+    advertise = advertised(options.listen, options.advertise, address, "the zone's sidecars")
     return agent.settings(
         EgressSettings,
         address,

@@ -110,6 +110,18 @@ class IngressOptions:
     advertise: tuple[str, int] | None
 
 
+def advertised(listen: tuple[str, int], advertise: tuple[str, int] | None,
+               cp: ControlPlaneAddress, audience: str) -> tuple[str, int] | None:
+    """Where ``audience`` dials a zone proxy: ``advertise``, or when it listens on every
+    address, this host's address towards the zone CP ``cp`` on the listen port."""
+    host, port = listen
+    if advertise is None and _is_wildcard(host):
+        advertise = (outward_address(cp), port)
+        log.info("advertising %s:%d to %s (pass --advertise to change it)",
+                 *advertise, audience)
+    return advertise
+
+
 def build_settings(options: IngressOptions) -> IngressSettings:
     """The zone ingress's settings; an ``InputError`` names the first bad input."""
     # Lazy on purpose: the agent's runtime (gRPC and its protobufs, Envoy's API) would
@@ -123,11 +135,7 @@ def build_settings(options: IngressOptions) -> IngressSettings:
     token = tokens.read(agent.token_file, tokens.INGRESS_TOKEN)
     name = options.name or f"{zone_of(token)}-ingress"
     host, port = options.listen
-    advertise = options.advertise
-    if advertise is None and _is_wildcard(host):
-        advertise = (outward_address(address), port)
-        log.info("advertising %s:%d to other zones (pass --advertise to change it)",
-                 *advertise)
+    advertise = advertised(options.listen, options.advertise, address, "other zones")
     return agent.settings(
         IngressSettings, address, token=token,
         work_dir=agent.work_dir or Path(f".gossamer/{name}"),

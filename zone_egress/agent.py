@@ -26,13 +26,13 @@ from typing import Any
 from proxy.agent import bootstrap, sds_state
 from proxy.agent.cp_client import AgentClient, Registration
 from proxy.agent.envoy_process import EnvoyCommand, EnvoySupervisor, parent_death_wrapper
-from proxy.agent.errors import AgentError, ControlPlaneRefused, InputError
+from proxy.agent.errors import AgentError, ControlPlaneRefused
 from proxy.agent.identity import Identity, SignedCertificate
 from proxy.agent.parts import Parts
 from proxy.agent.rotation import Rotator
 from proxy.agent.sds_server import SecretServer, cleanup_socket, socket_path
 from proxy.agent.session import Session, first_registration
-from proxy.agent.settings import EnvoyAgentSettings
+from proxy.agent.settings import EnvoyAgentSettings, checked_registration
 from proxy.agent.token_file import EGRESS_TOKEN
 from proxy.agent.token_refresh import TokenRefresher
 from proxy.names import egress_identity_secret, egress_trust_secret
@@ -74,20 +74,7 @@ class EgressSettings(EnvoyAgentSettings):
         """The document, validated here so a bad flag is an input error, not a refusal."""
         if self.checked_json is not None:
             return self.checked_json
-        import json
-
-        from gossamer.errors import InvalidResource
-        from gossamer.model import zoneegress
-        from gossamer.model.registry import Registry, parse_document
-
-        doc = self.document()
-        try:
-            parse_document(doc, Registry([zoneegress.DESCRIPTOR]))
-        except InvalidResource as exc:
-            raise InputError(
-                f"the zone egress's flags make no valid ZoneEgress: {exc.detail}"
-            ) from None
-        return json.dumps(doc)
+        return checked_registration(self.document(), "ZoneEgress", "zone egress")
 
 
 def egress_bootstrap(

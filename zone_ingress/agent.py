@@ -19,7 +19,6 @@ and then Envoy (a hot restart) to it.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass, replace
@@ -32,10 +31,9 @@ from proxy.agent.envoy_process import (
     EnvoySupervisor,
     parent_death_wrapper,
 )
-from proxy.agent.errors import InputError
 from proxy.agent.parts import Parts
 from proxy.agent.session import Session, first_registration
-from proxy.agent.settings import EnvoyAgentSettings
+from proxy.agent.settings import EnvoyAgentSettings, checked_registration
 from proxy.agent.token_file import INGRESS_TOKEN
 from proxy.agent.token_refresh import TokenRefresher
 from proxy.names import SDS_CLUSTER
@@ -76,19 +74,7 @@ class IngressSettings(EnvoyAgentSettings):
         """The document, validated here so a bad flag is an input error, not a refusal."""
         if self.checked_json is not None:
             return self.checked_json
-        # Imported here: the ZoneIngress model (pydantic) is for this check only, and
-        # with the one kind an ingress registers, not every kind's model.
-        from gossamer.errors import InvalidResource
-        from gossamer.model import zoneingress
-        from gossamer.model.registry import Registry, parse_document
-
-        doc = self.document()
-        try:
-            parse_document(doc, Registry([zoneingress.DESCRIPTOR]))
-        except InvalidResource as exc:
-            raise InputError(f"the zone ingress's flags make no valid ZoneIngress: "
-                             f"{exc.detail}") from None
-        return json.dumps(doc)
+        return checked_registration(self.document(), "ZoneIngress", "zone ingress")
 
 
 def ingress_bootstrap(settings: IngressSettings, reg: Registration,

@@ -103,3 +103,22 @@ class EnvoyAgentSettings:
     @property
     def bootstrap_path(self) -> Path:
         return self.work_dir / "envoy.yaml"
+
+
+def checked_registration(doc: dict[str, object], kind: str, what: str) -> str:
+    """``doc``, the registration a zone proxy's flags make, checked with the model of its
+    one ``kind`` (``ZoneIngress``, ``ZoneEgress``) and written as JSON; an ``InputError``
+    says which flag is wrong. The model (pydantic) is imported here, in the command:
+    the runtime it becomes (``cli.agent_runtime``) registers the checked JSON as it is."""
+    import importlib
+    import json
+
+    from gossamer.errors import InvalidResource
+    from gossamer.model.registry import Registry, parse_document
+
+    model = importlib.import_module(f"gossamer.model.{kind.lower()}")
+    try:
+        parse_document(doc, Registry([model.DESCRIPTOR]))
+    except InvalidResource as exc:
+        raise InputError(f"the {what}'s flags make no valid {kind}: {exc.detail}") from None
+    return json.dumps(doc)
