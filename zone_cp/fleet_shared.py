@@ -8,6 +8,8 @@ one ``MeshState`` generation it reuses the work of proxies that came before:
 - the shape (``proxy.envoy.generate_shape``: outbounds, routes, clusters, load
   assignments) of any proxy with the same matching result and ``shape_key``, to which
   only the proxy's own part (inbounds, Prometheus listener) is added;
+- the own part of any proxy with the same matching result and ``own_template.own_key``,
+  as a template patched with the proxy's address (``zone_cp.own_template``);
 - the encoding of any message object another proxy already encoded (shared shapes, and
   the ``PieceCache``'s clusters and load assignments).
 
@@ -28,7 +30,9 @@ from proxy.context import ProxyContext, Service
 from proxy.envoy import PieceCache, combine, generate_own, generate_shape, shape_key
 from proxy.envoy.resources import ProxyResources
 from sync.messages import Entry
+from zone_cp import own_template
 from zone_cp.mesh_state import MeshState, ProxyInputs
+from zone_cp.own_template import OwnTemplate, own_key
 from zone_cp.xds_resources import Entries, desired_entries, encode
 
 
@@ -73,18 +77,21 @@ class _Shape:
     entries: Entries
 
     def entries_with(self, own: ProxyResources, generated: ProxyResources,
-                     encoder: Callable[[Message, str], Entry]) -> Entries:
-        """The entries of ``generated`` (this shape combined with ``own``): the shape's
-        as they are, the own part's encoded. A load assignment's version covers its
-        cluster's (``desired_entries``), so where the own part holds a cluster or an
-        assignment of the shape's name, everything is encoded together instead."""
+                     encoder: Callable[[Message, str], Entry], mine: Entries) -> Entries:
+        """The entries of ``generated`` (this shape combined with ``own``, whose entries
+        are ``mine``): the shape's as they are, the own part's added. A load assignment's
+        version covers its cluster's (``desired_entries``), so where the own part holds a
+        cluster or an assignment of the shape's name, everything is encoded together
+        instead."""
         shape = self.resources
         if (own.clusters.keys() & shape.endpoints.keys()
                 or own.endpoints.keys() & shape.clusters.keys()):
             return desired_entries(generated, encoder)
-        mine = desired_entries(own, encoder)
         return {t: {**self.entries[t], **mine[t]} if mine[t] else self.entries[t]
                 for t in self.entries}
+
+
+_NEW = object()  # a class whose own part no proxy has had yet
 
 
 class Shared:
@@ -95,8 +102,10 @@ class Shared:
         self._matches: dict[Hashable, ProxyPolicies] = {}
         self._shapes: dict[Hashable, _Shape] = {}
         self._encoded: dict[int, tuple[Message, Entry]] = {}
+        self._owns: dict[Hashable, OwnTemplate | own_template.Pending | None] = {}
         self.match_hits = 0
         self.shape_hits = 0
+        self.own_hits = 0
 
     def generate(self, inputs: ProxyInputs, services: Mapping[str, Service]
                  ) -> tuple[ProxyResources, Entries, frozenset[str] | None]:
@@ -110,10 +119,27 @@ class Shared:
         ctx = self._state.context(inputs, replace(matched, dataplane=inputs.dataplane.name),
                                   own)
         shape = self._shape(ctx, inputs, matched, services)
-        mine = generate_own(ctx)
+        mine, encoded = self._own(ctx, matched)
         generated = combine(shape.resources, mine)
         read = None if shape.read is None or own.read is None else shape.read | own.read
-        return generated, shape.entries_with(mine, generated, self._encode), read
+        return generated, shape.entries_with(mine, generated, self._encode, encoded), read
+
+    def _own(self, ctx: ProxyContext, matched: ProxyPolicies) -> tuple[ProxyResources, Entries]:
+        """The proxy's own part and its entries: patched from its class's template
+        (``zone_cp.own_template``) when there is one, else generated (the first two
+        proxies of a class with different addresses make and check the template)."""
+        key = own_key(ctx, id(matched))
+        found = self._owns.get(key, _NEW)
+        if isinstance(found, OwnTemplate):
+            self.own_hits += 1
+            return found.instantiate(ctx.dataplane.networking.address)
+        if found is _NEW:
+            mine, self._owns[key] = own_template.first(ctx)
+        elif isinstance(found, own_template.Pending):
+            mine, self._owns[key] = own_template.second(ctx, found, self._encode)
+        else:
+            mine = generate_own(ctx)
+        return mine, desired_entries(mine, self._encode)
 
     def _shape(self, ctx: ProxyContext, inputs: ProxyInputs, matched: ProxyPolicies,
                services: Mapping[str, Service]) -> _Shape:
@@ -137,6 +163,7 @@ class Shared:
             self._matches.clear()
             self._shapes.clear()
             self._encoded.clear()
+            self._owns.clear()
 
     def _match(self, inputs: ProxyInputs) -> ProxyPolicies:
         key = match_key(inputs)

@@ -51,10 +51,11 @@ def entries(generated: ProxyResources) -> Iterator[tuple[str, str, Message]]:
 
 def encode(message: Message, type_url: str) -> Entry:
     value = message.SerializeToString(deterministic=True)
-    return Entry(version=_digest(value), payload=Payload(type_url, value))
+    return Entry(version=digest(value), payload=Payload(type_url, value))
 
 
-def _digest(value: bytes) -> str:
+def digest(value: bytes) -> str:
+    """A resource version: a short digest of its serialized bytes."""
     return hashlib.sha256(value).hexdigest()[:20]
 
 
@@ -78,7 +79,7 @@ def desired_entries(generated: ProxyResources,
     for name, entry in assignments.items():
         cluster = clusters.get(name)
         if cluster is not None:
-            version = _digest(f"{entry.version}/{cluster.version}".encode())
+            version = digest(f"{entry.version}/{cluster.version}".encode())
             assignments[name] = replace(entry, version=version)
     return desired
 

@@ -41,7 +41,7 @@ from tests.waiting import eventually
 from zone_cp.fleet import Fleet
 from zone_cp.mesh_dns import VipView
 from zone_cp.mesh_state import MeshState
-from zone_cp.xds_resources import Entries
+from zone_cp.xds_resources import Entries, desired_entries
 
 Change = Callable[[ResourceManager], Awaitable[None]]
 
@@ -51,6 +51,7 @@ class Held:
 
     def __init__(self) -> None:
         self.resources: dict[str, ProxyResources] = {}
+        self.entries: dict[str, Entries] = {}
         self.count: dict[str, int] = {}
         self.registered: dict[str, Resource] = {}
 
@@ -62,8 +63,9 @@ class Held:
                 fleet.join(dp.name, dp, self.sink(dp.name))
 
     def sink(self, node: str) -> Callable[[ProxyResources, Entries], None]:
-        def deliver(generated: ProxyResources, _entries: Entries) -> None:
+        def deliver(generated: ProxyResources, entries: Entries) -> None:
             self.resources[node] = generated
+            self.entries[node] = entries
             self.count[node] = self.count.get(node, 0) + 1
         return deliver
 
@@ -84,11 +86,13 @@ async def fleet_of_mesh() -> tuple[ResourceManager, MeshState, Fleet, Held, asyn
 
 def assert_all_current(state: MeshState, held: Held) -> None:
     """Every member holds what a full generation gives (from the Dataplane it registered
-    once the store has none, as the fleet does)."""
+    once the store has none, as the fleet does): the same messages, and the same engine
+    entries (versions and bytes) as encoding them whole."""
     for name, registered in held.registered.items():
         dp = state.get("Dataplane", name, "default") or registered
         fresh = generate(state.context_for(dp))
         assert serialized(held.resources[name]) == serialized(fresh), name
+        assert held.entries[name] == desired_entries(fresh), name
 
 
 async def settle(manager: ResourceManager, state: MeshState, change: Change) -> None:
@@ -199,6 +203,28 @@ async def test_an_endpoint_change_regenerates_only_the_services_callers() -> Non
         await fleet.round()
         again = {n.rsplit("-", 1)[0] for n, c in held.count.items() if c != before.get(n)}
         assert again == {svc(6), svc(7), svc(8)}
+        assert_all_current(state, held)
+    finally:
+        task.cancel()
+
+
+async def test_a_mesh_wide_change_patches_own_parts_from_a_template() -> None:
+    """More instances of one service in one class (same version tag, addresses of one
+    length): a mesh-wide change builds their own part once and patches it, and every
+    proxy still holds a full generation's resources."""
+    manager, state, fleet, held, task = await fleet_of_mesh()
+    try:
+        for instance in (2, 4, 6):  # version v1, like instance 0
+            await settle(manager, state, apply(dataplane(
+                svc(1), svc(1), "http", 1, instance, [svc(2), svc(3), svc(4)])))
+        held.join(fleet, state)
+        await fleet.round()
+        shared = fleet._shared  # what the round shared is the point here
+        before = shared.own_hits
+        await settle(manager, state, apply(policy("MeshTimeout", "everyone", {
+            "targetRef": {"kind": "Mesh"}, "to": [to(None, {"connectionTimeout": "9s"})]})))
+        await fleet.round()
+        assert shared.own_hits - before >= 2  # instances 4 and 6, once 0 and 2 checked it
         assert_all_current(state, held)
     finally:
         task.cancel()
