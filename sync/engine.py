@@ -41,7 +41,10 @@ What one subscriber can make the engine hold is bounded (``sync/bounds.py``): th
 URLs it may subscribe to, how many, and the names per type.
 
 Cost: each ``pending`` call reconciles the whole desired snapshot of each subscribed type
-against the subscriber's acked versions (a dict walk, linear in the number of resources).
+against the subscriber's acked versions (a dict walk, linear in the number of resources),
+except for a type that had nothing to send at the same snapshot generation with nothing
+acked, subscribed or held since (``TypeState.quiet_at``): an ACK of one type does not
+walk the other three.
 """
 
 from __future__ import annotations
@@ -154,7 +157,8 @@ class Engine:
         session = self._session(subscriber_id)
         out = []
         for type_url, state in session.types.items():
-            delta = state.next_delta(self._desired.get(type_url, {}), now, self._limits)
+            delta = state.next_delta(self._desired.get(type_url, {}), now, self._limits,
+                                     self._generation.get(type_url, 0))
             if delta is not None:
                 out.append(self._send(type_url, state, delta))
         return out

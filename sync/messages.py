@@ -34,10 +34,17 @@ class Payload:
 
 @dataclass(frozen=True)
 class Entry:
-    """One resource state: its ``version`` (opaque, non-empty) and its ``payload``."""
+    """One resource state: its ``version`` (opaque, non-empty) and its ``payload``.
+
+    ``wire`` is not part of the state: ``sync.wire`` keeps there the name and the bytes
+    that go before the payload when the entry travels as a delta response's
+    ``Resource``, so an entry shared by many subscribers' snapshots is framed once.
+    """
 
     version: str
     payload: Payload
+    wire: tuple[str, bytes] | None = field(default=None, init=False, repr=False,
+                                           compare=False)
 
     def __post_init__(self) -> None:
         if not self.version:

@@ -56,10 +56,10 @@ class Delta:
 
 def reconcile(desired: Mapping[str, Entry], acked: Mapping[str, str]) -> Delta:
     """What turns a subscriber holding ``acked`` (name → version) into ``desired``."""
-    updated = {name: entry for name, entry in sorted(desired.items())
-               if acked.get(name) != entry.version}
-    removed = tuple(sorted(name for name in acked if name not in desired))
-    return Delta(updated, removed)
+    changed = sorted([name for name, entry in desired.items()
+                      if acked.get(name) != entry.version])  # only these need an order
+    removed = tuple(sorted([name for name in acked if name not in desired]))
+    return Delta({name: desired[name] for name in changed}, removed)
 
 
 @dataclass(frozen=True)
@@ -127,10 +127,15 @@ class TypeState:
         self.holds: dict[str, Hold] = {}
         self.counters = Counts()  # sent, acked and nacked in this session
         self.answered_once = False  # the first response goes out even when empty
+        # The snapshot generation at which there was nothing to send, while nothing on
+        # this side (acked, subscriptions, holds) changed since: ``next_delta`` then
+        # knows the answer without reconciling.
+        self.quiet_at: int | None = None
 
     # -- subscription -----------------------------------------------------------------
 
     def resubscribe(self, subscribe: Iterable[str], unsubscribe: Iterable[str]) -> None:
+        self.quiet_at = None
         for name in subscribe:
             if name == WILDCARD:
                 self.wildcard = True
@@ -163,6 +168,7 @@ class TypeState:
         if flight is None or request.response_nonce != flight.nonce:
             return False
         self.in_flight = None
+        self.quiet_at = None
         if request.error is None:
             self.counters.acked += 1
             self._apply(flight.updated, flight.removed)
@@ -192,9 +198,16 @@ class TypeState:
 
     # -- sending ----------------------------------------------------------------------
 
-    def next_delta(self, desired: Mapping[str, Entry], now: float, limits: Limits) -> Delta | None:
-        """What to send now, or None (a response in flight, or nothing to say)."""
+    def next_delta(self, desired: Mapping[str, Entry], now: float, limits: Limits,
+                   generation: int | None = None) -> Delta | None:
+        """What to send now, or None (a response in flight, or nothing to say).
+
+        ``generation`` numbers ``desired``'s changes (the engine's per-type counter): a
+        state that found nothing to send at this generation, with no holds and nothing
+        acked or subscribed since, answers None without reconciling again."""
         if self.in_flight is not None:
+            return None
+        if generation is not None and generation == self.quiet_at and not self.holds:
             return None
         visible = self.visible(desired)
         self._drop_lapsed_holds(visible)
@@ -204,7 +217,10 @@ class TypeState:
         if probe is not None:
             return Delta({probe: ready[probe]})
         out = limit(Delta(ready, delta.removed), limits)
-        return out if out or not self.answered_once else None
+        if out or not self.answered_once:
+            return out
+        self.quiet_at = generation
+        return None
 
     def mark_sent(self, nonce: str, delta: Delta) -> None:
         self.in_flight = InFlight(nonce, {n: e.version for n, e in delta.updated.items()},

@@ -13,7 +13,8 @@ cache): what any change cost before the fleet chose which proxies to regenerate 
 shared their work.
 
 Changes: ``one_service`` (a MeshTimeout on one service), ``mesh_wide`` (a MeshTimeout on
-the Mesh), ``endpoint`` (one more Dataplane of one service).
+the Mesh; ``--repeat N`` makes N of them and reports the least CPU, as the machine is
+shared), ``endpoint`` (one more Dataplane of one service).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from typing import Any
 
@@ -67,7 +69,7 @@ def exchange(engine: Engine, sid: str, queue: list[Response]) -> int:
     return sent
 
 
-async def run(services: int, instances: int) -> dict[str, Any]:
+async def run(services: int, instances: int, repeat: int = 1) -> dict[str, Any]:
     manager = ResourceManager(MemoryStore())
     for doc in [DEFAULT_MESH, ALLOW_ALL, *(dataplane(services, s, i)
                                             for s in range(services) for i in range(instances))]:
@@ -95,20 +97,25 @@ async def run(services: int, instances: int) -> dict[str, Any]:
         exchange(engine, dp.name, queue)
     await fleet.round()  # whatever the joins left
     out: dict[str, Any] = {"services": services, "proxies": len(engines)}
-    changes = [("one_service", timeout("one", {"kind": "MeshService", "name": "svc-3"}, 6)),
-               ("mesh_wide", timeout("all", {"kind": "Mesh"}, 7)),
-               ("endpoint", dataplane(services, 7, instances + 1))]
-    for label, doc in changes:
-        before = state.generation
-        await manager.apply(parse_document(doc, manager.registry))
-        await eventually(lambda before=before: state.generation > before, what=label)
-        started = time.process_time()
-        regenerated = await fleet.round()
-        generated = time.process_time()
-        sent = sum(exchange(e, sid, e.pending(sid, 0.0)) for sid, e in engines.items())
-        done = time.process_time()
-        out[label] = {"regenerated": regenerated, "round_cpu_s": round(generated - started, 3),
-                      "send_ack_cpu_s": round(done - generated, 3), "bytes": sent}
+    changes = [("one_service", [timeout("one", {"kind": "MeshService", "name": "svc-3"}, 6)]),
+               ("mesh_wide", [timeout("all", {"kind": "Mesh"}, 7 + k) for k in range(repeat)]),
+               ("endpoint", [dataplane(services, 7, instances + 1)])]
+    for label, docs in changes:
+        runs = []
+        for doc in docs:  # the least CPU of the repeats: the machine is shared
+            before = state.generation
+            await manager.apply(parse_document(doc, manager.registry))
+            await eventually(lambda before=before: state.generation > before, what=label)
+            started = time.process_time()
+            regenerated = await fleet.round()
+            generated = time.process_time()
+            sent = sum(exchange(e, sid, e.pending(sid, 0.0)) for sid, e in engines.items())
+            done = time.process_time()
+            runs.append({"regenerated": regenerated,
+                         "round_cpu_s": round(generated - started, 3),
+                         "send_ack_cpu_s": round(done - generated, 3), "bytes": sent})
+        out[label] = {**runs[0], "round_cpu_s": min(r["round_cpu_s"] for r in runs),
+                      "send_ack_cpu_s": min(r["send_ack_cpu_s"] for r in runs)}
     # The reference: what any change cost before the fleet, every proxy generated and
     # encoded whole (one piece cache for all, as the zone CP had).
     cache = PieceCache()
@@ -117,6 +124,7 @@ async def run(services: int, instances: int) -> dict[str, Any]:
         desired_entries(generate(state.context_for(dp), cache))
     out["everything"] = {"regenerated": len(engines),
                          "round_cpu_s": round(time.process_time() - started, 3)}
+    out["load_average"] = os.getloadavg()[0]
     follower.cancel()
     return out
 
@@ -125,9 +133,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--services", type=int, default=100)
     parser.add_argument("--instances", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="mesh-wide changes to make; the least CPU of them is reported")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = asyncio.run(run(args.services, args.instances))
+    result = asyncio.run(run(args.services, args.instances, args.repeat))
     full = result["everything"]["round_cpu_s"]
     print(f"{result['proxies']} proxies, {result['services']} services; every proxy "
           f"regenerated from scratch: {full:.3f} s CPU")

@@ -251,6 +251,38 @@ def test_an_answer_for_one_type_does_not_settle_another() -> None:
     assert engine.acked("s", U) == {"x": "1"}
 
 
+def test_a_quiet_type_stays_quiet_until_its_snapshot_or_subscriber_changes() -> None:
+    """A type found in sync is not reconciled again on another type's ACK
+    (``TypeState.quiet_at``), and whatever changes on either side is still sent."""
+    engine, mirror = Engine(), Mirror([T, U])
+    engine.set_desired(T, {"a": entry("1")})
+    engine.set_desired(U, {"x": entry("1")})
+    sync_until_quiet(engine, mirror, start(engine, mirror))
+    engine.put(U, "y", entry("1"))
+    resp = only(engine.pending("s", 0.0))
+    assert resp.type_url == U
+    t_state = engine._sessions["s"].types[T]  # the skip itself is what is tested here
+    assert t_state.quiet_at == 1  # T had nothing to send at its first snapshot
+    assert deliver(engine, mirror, [resp]) == []
+    engine.put(T, "b", entry("1"))  # a new snapshot generation of T
+    resp = only(engine.pending("s", 0.0))
+    assert resp.type_url == T and versions(resp) == {"b": "1"}
+    deliver(engine, mirror, [resp])
+    engine.set_desired(T, {"a": entry("2"), "b": entry("1")})
+    assert versions(only(engine.pending("s", 0.0))) == {"a": "2"}
+    assert engine.acked("s", T) == {"a": "1", "b": "1"}
+
+
+def test_a_subscription_change_ends_the_quiet() -> None:
+    engine = Engine()
+    engine.set_desired(T, {"a": entry("1"), "b": entry("1")})
+    engine.connect("s")
+    resp = only(engine.on_request("s", Request(type_url=T, subscribe=frozenset({"a"})), 0.0))
+    assert engine.on_request("s", Request(type_url=T, response_nonce=resp.nonce), 0.0) == []
+    more = Request(type_url=T, subscribe=frozenset({"b"}))  # same snapshot, a new name
+    assert versions(only(engine.on_request("s", more, 0.0))) == {"b": "1"}
+
+
 def test_explicit_subscriptions() -> None:
     engine = Engine()
     engine.set_desired(T, {"a": entry("1"), "b": entry("1")})

@@ -12,6 +12,8 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gossamer.errors import InvalidResource
 from gossamer.model.base import Meta
@@ -62,6 +64,48 @@ def test_responses_survive_the_wire() -> None:
                                "b": Entry("v2", Payload("type.googleapis.com/x.Y", b""))},
                     removed=frozenset({"c", "d"}))
     assert reparse_response(resp) == resp
+
+
+def plain_response(resp: Response) -> discovery_pb2.DeltaDiscoveryResponse:
+    """The response built message by message, as ``response_to_proto`` used to."""
+    return discovery_pb2.DeltaDiscoveryResponse(
+        type_url=resp.type_url, nonce=resp.nonce, system_version_info=resp.system_version,
+        removed_resources=sorted(resp.removed),
+        resources=[discovery_pb2.Resource(name=n, version=e.version, resource=any_pb2.Any(
+            type_url=e.payload.type_url, value=e.payload.value))
+            for n, e in sorted(resp.resources.items())])
+
+
+# Lengths around the varint boundaries (1, 2 and 3 bytes) of every length prefix.
+SIZES = st.sampled_from([0, 1, 100, 127, 128, 300, 16_000, 16_383, 16_384, 70_000])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=200), st.tuples(
+    st.text(min_size=1, max_size=40), st.text(max_size=150), SIZES, st.binary(max_size=8)),
+    max_size=5), st.frozensets(st.text(min_size=1, max_size=10), max_size=3))
+def test_responses_from_framed_entries_are_the_plain_messages_byte_for_byte(
+        specs: dict[str, tuple[str, str, int, bytes]], removed: frozenset[str]) -> None:
+    resources = {name: Entry(version, Payload(type_url, tail * size if tail else b"x" * size))
+                 for name, (version, type_url, size, tail) in specs.items()}
+    resp = Response(type_url=T, nonce="5", system_version="2", resources=resources,
+                    removed=removed - resources.keys())
+    expected = plain_response(resp).SerializeToString(deterministic=True)
+    assert wire.response_to_proto(resp).SerializeToString(deterministic=True) == expected
+    # Again, from the entries' kept framing; and one entry under another name.
+    assert wire.response_to_proto(resp).SerializeToString(deterministic=True) == expected
+    for name, entry in resources.items():
+        other = Response(type_url=T, nonce="6", resources={name + "-2": entry})
+        assert (wire.response_to_proto(other).SerializeToString(deterministic=True)
+                == plain_response(other).SerializeToString(deterministic=True))
+
+
+def test_the_framing_kept_on_an_entry_is_not_part_of_its_state() -> None:
+    e = Entry("v1", Payload("type.googleapis.com/x.Y", b"body"))
+    wire.response_to_proto(Response(type_url=T, nonce="1", resources={"a": e}))
+    assert e.wire is not None and e.wire[0] == "a"
+    assert e == Entry("v1", Payload("type.googleapis.com/x.Y", b"body"))
+    assert hash(e) == hash(Entry("v1", Payload("type.googleapis.com/x.Y", b"body")))
 
 
 def test_an_envoy_request_parses() -> None:
