@@ -86,7 +86,7 @@ def response_to_proto(resp: Response) -> discovery_pb2.DeltaDiscoveryResponse:
                                  system_version_info=resp.system_version,
                                  removed_resources=sorted(resp.removed))
     if resp.resources:
-        parts = []
+        parts: list[bytes] = []
         for name in sorted(resp.resources):
             entry = resp.resources[name]
             parts += (resource_prefix(name, entry), entry.payload.value)
