@@ -72,6 +72,15 @@ class Hosts:
     remote: tuple[RemoteZone, ...] = ()
     hostname: str = ""
 
+    def __hash__(self) -> int:
+        # Kept once computed: a ``PieceCache`` key holds the hosts, and hashing every
+        # host again for each caller's lookup cost more than building the key.
+        found: int | None = self.__dict__.get("_hash")
+        if found is None:
+            found = hash((self.local, self.remote, self.hostname))
+            object.__setattr__(self, "_hash", found)
+        return found
+
     @classmethod
     def of(cls, service: Service, subset: TagSet = ()) -> Hosts:
         local = []

@@ -89,7 +89,9 @@ def backend_pieces(ctx: ProxyContext, backend: Backend, cache: PieceCache | None
     destination = Destination(ctx.mesh, service.name, service.protocol, backend.subset,
                               backend.port, backend.zone)
     cluster_confs = ClusterConfs.of(ctx.policies, service.name)
-    hosts = Hosts.of(service, backend.subset)
+    hosts = (Hosts.of(service, backend.subset) if cache is None
+             else cache.hosts(service, backend.subset,
+                              lambda: Hosts.of(service, backend.subset)))
     if backend.zone:
         hosts = hosts.pinned(backend.zone, ctx.zone)
     lb = confs.outbound(ctx.policies, confs.LOAD_BALANCING, MeshLoadBalancingStrategyConf,

@@ -174,3 +174,33 @@ def test_a_pinned_name_ignores_routes_that_would_send_elsewhere() -> None:
     pinned = out.routes["outbound:backend__zeast"]
     assert {r.route.cluster for vh in pinned.virtual_hosts for r in vh.routes} == {
         "backend__zeast"}
+
+
+def test_hosts_are_kept_per_service_object_and_follow_a_new_one() -> None:
+    cache = PieceCache()
+    service = SERVICES["backend"]
+    made = cache.hosts(service, (), lambda: Hosts.of(service))
+    assert made == Hosts.of(service)
+    assert cache.hosts(service, (), lambda: Hosts.of(service)) is made
+    subset = (("version", "v1"),)
+    assert cache.hosts(service, subset, lambda: Hosts.of(service, subset)) == Hosts.of(
+        service, subset) != made
+    # The next state generation's service, with one more endpoint: new hosts.
+    grown = dataclasses.replace(service, endpoints=(
+        *service.endpoints, Endpoint("10.0.9.9", 8080, {"version": "v3"})))
+    again = cache.hosts(grown, (), lambda: Hosts.of(grown))
+    assert again == Hosts.of(grown) != made
+    # Generated through the cache or without it: the same bytes.
+    ctx = dataclasses.replace(context(scenario("http")),
+                              services={**SERVICES, "backend": grown})
+    with_cache, plain = generate(ctx, cache), generate(ctx)
+    assert {n: m.SerializeToString() for n, m in with_cache.endpoints.items()} == {
+        n: m.SerializeToString() for n, m in plain.endpoints.items()}
+
+
+def test_hosts_hash_is_kept_and_equal_for_equal_hosts() -> None:
+    a, b = _hosts("backend"), _hosts("backend")
+    assert a is not b and a == b and hash(a) == hash(b) == hash(a)
+    assert {a: 1}[b] == 1
+    other = _hosts("payments")
+    assert other != a and {a: 1}.get(other) is None
