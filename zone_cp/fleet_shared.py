@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 from google.protobuf.message import Message
 
+from gossamer.model.dataplane import DataplaneSpec
 from gossamer.policy import ProxyPolicies
 from gossamer.policy.index import match_key as policy_match_key
 from proxy.context import ProxyContext, Service
@@ -32,7 +33,7 @@ from proxy.envoy.resources import ProxyResources
 from sync.messages import Entry
 from zone_cp import own_template
 from zone_cp.mesh_state import MeshState, ProxyInputs
-from zone_cp.own_template import OwnTemplate, own_key
+from zone_cp.own_template import OwnTemplate, inbounds_key, own_key
 from zone_cp.xds_resources import Entries, desired_entries, encode
 
 
@@ -92,6 +93,7 @@ class _Shape:
 
 
 _NEW = object()  # a class whose own part no proxy has had yet
+_MAX_KEPT = 100_000  # Dataplane specs whose inbounds key is kept
 
 
 class Shared:
@@ -103,6 +105,7 @@ class Shared:
         self._shapes: dict[Hashable, _Shape] = {}
         self._encoded: dict[int, tuple[Message, Entry]] = {}
         self._owns: dict[Hashable, OwnTemplate | own_template.Pending | None] = {}
+        self._inbounds: dict[int, tuple[DataplaneSpec, Hashable]] = {}
         self.match_hits = 0
         self.shape_hits = 0
         self.own_hits = 0
@@ -128,7 +131,7 @@ class Shared:
         """The proxy's own part and its entries: patched from its class's template
         (``zone_cp.own_template``) when there is one, else generated (the first two
         proxies of a class with different addresses make and check the template)."""
-        key = own_key(ctx, id(matched))
+        key = own_key(ctx, id(matched), self._inbounds_key(ctx.dataplane))
         found = self._owns.get(key, _NEW)
         if isinstance(found, OwnTemplate):
             self.own_hits += 1
@@ -164,6 +167,18 @@ class Shared:
             self._shapes.clear()
             self._encoded.clear()
             self._owns.clear()
+
+    def _inbounds_key(self, spec: DataplaneSpec) -> Hashable:
+        """``own_template.inbounds_key`` of this very spec, kept across generations (a
+        spec never changes; a changed Dataplane is a new one)."""
+        found = self._inbounds.get(id(spec))
+        if found is not None and found[0] is spec:
+            return found[1]
+        if len(self._inbounds) >= _MAX_KEPT:
+            self._inbounds.clear()
+        key = inbounds_key(spec)
+        self._inbounds[id(spec)] = (spec, key)
+        return key
 
     def _match(self, inputs: ProxyInputs) -> ProxyPolicies:
         key = match_key(inputs)

@@ -42,6 +42,7 @@ from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 from pydantic import BaseModel
 
+from gossamer.model.dataplane import DataplaneSpec
 from proxy.context import ProxyContext
 from proxy.envoy import generate_own
 from proxy.envoy.protos import is_ip, stat_prefix
@@ -101,11 +102,12 @@ class OwnTemplate:
         return ProxyResources(**resources), entries
 
 
-def own_key(ctx: ProxyContext, policies: Hashable) -> Hashable:
+def own_key(ctx: ProxyContext, policies: Hashable, inbounds: Hashable | None = None) -> Hashable:
     """Everything ``generate_own`` reads of ``ctx`` but the proxy's address:
     ``policies`` stands for ``ctx.policies`` (the identity of a matching result the
-    class shares), then the inbounds, the transparent proxy, the mesh-wide settings and
-    the address's length, kind and family; the name only where spans are reported under it (no
+    class shares), then the inbounds and the transparent proxy (``inbounds_key``, given
+    when the caller keeps it per Dataplane), the mesh-wide settings and the address's
+    length, kind and family; the name only where spans are reported under it (no
     inbounds)."""
     net = ctx.dataplane.networking
     return (
@@ -117,10 +119,15 @@ def own_key(ctx: ProxyContext, policies: Hashable) -> Hashable:
         len(net.address),
         is_ip(net.address),
         ":" in net.address,
-        _frozen(net.inbound),
-        _frozen(net.transparent_proxying),
+        inbounds_key(ctx.dataplane) if inbounds is None else inbounds,
         None if net.inbound else ctx.name,
     )
+
+
+def inbounds_key(spec: DataplaneSpec) -> Hashable:
+    """A Dataplane's inbounds and transparent proxy as a hashable value."""
+    net = spec.networking
+    return (_frozen(net.inbound), _frozen(net.transparent_proxying))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from proxy.context import ProxyContext
 from proxy.envoy import generate_own
 from tests.unit.test_context_destinations import serialized
 from tests.unit.test_generate_shapes import ALL_AT_ONCE, BASES, edited
-from zone_cp.own_template import OwnTemplate, Pending, first, own_key, second
+from zone_cp.own_template import OwnTemplate, Pending, first, inbounds_key, own_key, second
 from zone_cp.xds_resources import desired_entries, encode
 
 CONTEXTS = BASES + ALL_AT_ONCE
@@ -106,6 +106,7 @@ def test_only_the_address_stays_out_of_the_key() -> None:
     assert own_key(ctx, 1) == own_key(at(ctx, "10.0.0.9"), 1)
     assert own_key(ctx, 1) != own_key(at(ctx, "10.0.0.19"), 1)  # another length
     assert own_key(ctx, 1) != own_key(ctx, 2)  # another matching result
+    assert own_key(ctx, 1, inbounds_key(ctx.dataplane)) == own_key(ctx, 1)
 
     def shift(doc: dict[str, Any]) -> None:
         doc["networking"]["inbound"][0]["servicePort"] = 9999
