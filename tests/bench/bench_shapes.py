@@ -21,7 +21,9 @@ A class is ``shape_key`` plus what the caller must hold equal (``proxy.envoy.sha
 here one services mapping for the whole pass and, for the policies, the proxy's
 inbound tags (the bench mesh targets services, never Dataplanes; the zone CP shares its
 ``match_policies`` results by such a key). Every proxy's shared result is checked byte
-for byte against its whole generation before anything is timed. Times are the
+for byte against its whole generation before anything is timed. A third variant times
+the own part through ``zone_cp.own_template`` (a class's template patched with each
+proxy's address, as the zone CP's fleet does; also checked byte for byte). Times are the
 process's CPU time, means per proxy; the ratios are whole / shared.
 """
 
@@ -50,6 +52,7 @@ from proxy.envoy import (
 )
 from sync.messages import Entry
 from tests.bench.bench_config_gen import mesh_state
+from zone_cp.own_template import OwnTemplate, Pending, first, own_key, second
 from zone_cp.xds_resources import encode, entries
 
 T = TypeVar("T")
@@ -86,6 +89,27 @@ class Memo:
         return out
 
 
+class Owns:
+    """Own parts through ``zone_cp.own_template``, as ``zone_cp.fleet_shared`` makes
+    them: a class's first two proxies generated (and checked), the rest patched."""
+
+    def __init__(self) -> None:
+        self.held: dict[Hashable, OwnTemplate | Pending | None] = {}
+
+    def own(self, ctx: ProxyContext) -> ProxyResources:
+        key = own_key(ctx, class_key(ctx))
+        found = self.held.get(key, ())
+        if isinstance(found, OwnTemplate):
+            return found.instantiate(ctx.dataplane.networking.address)[0]
+        if found == ():
+            own, self.held[key] = first(ctx)
+        elif isinstance(found, Pending):
+            own, self.held[key] = second(ctx, found, encode)
+        else:
+            own = generate_own(ctx)
+        return own
+
+
 def class_key(ctx: ProxyContext) -> Hashable:
     """``shape_key`` and this bench's stand-in for "policies equal": inbound tags."""
     tags = tuple(tuple(sorted(ib.tags.items())) for ib in ctx.dataplane.networking.inbound)
@@ -97,6 +121,7 @@ def regenerate(contexts: list[ProxyContext], cache: PieceCache) -> dict[str, Any
     t: dict[str, list[float]] = defaultdict(list)
     shapes: dict[Hashable, ProxyResources] = {}
     memo = Memo()
+    owns = Owns()
     for i, ctx in enumerate(contexts):
         def whole(ctx: ProxyContext = ctx) -> None:
             generated = timed(lambda: generate(ctx, cache), t["generate"])
@@ -111,7 +136,11 @@ def regenerate(contexts: list[ProxyContext], cache: PieceCache) -> dict[str, Any
             combined = timed(lambda: combine(shape, own), t["combine"])
             timed(lambda: memo.encode_all(combined), t["encode_memo"])
 
-        for step in (whole, shared) if i % 2 == 0 else (shared, whole):
+        def templated(ctx: ProxyContext = ctx) -> None:
+            timed(lambda: owns.own(ctx), t["own_templated"])
+
+        steps = (whole, shared, templated)
+        for step in steps if i % 2 == 0 else reversed(steps):
             step()
     n = len(contexts)
     start = time.process_time()  # the key alone, without a timer call around each
@@ -128,10 +157,13 @@ def regenerate(contexts: list[ProxyContext], cache: PieceCache) -> dict[str, Any
 def check(contexts: list[ProxyContext], cache: PieceCache) -> int:
     """Every proxy's shared result is its whole generation, byte for byte."""
     shapes: dict[Hashable, ProxyResources] = {}
+    owns = Owns()
     for ctx in contexts:
         shape = shapes.setdefault(class_key(ctx), generate_shape(ctx, cache))
         if wire(combine(shape, generate_own(ctx))) != wire(generate(ctx, cache)):
             raise SystemExit(f"{ctx.name}: the shared shape differs from its own generation")
+        if wire(owns.own(ctx)) != wire(generate_own(ctx)):
+            raise SystemExit(f"{ctx.name}: the patched own part differs from its generation")
     return len(shapes)
 
 
@@ -152,8 +184,9 @@ def report(rows: list[dict[str, Any]]) -> str:
     lines = ["| services | proxies | classes | generate µs | encode µs | class key µs "
              "(shape_key + hash alone) | shape, once per class µs | own + combine µs | "
              "encode, memo µs | generate: whole / shared | encode: whole / memo | "
-             "both: whole / shared | all proxies, CPU s: whole / shared |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "both: whole / shared | all proxies, CPU s: whole / shared | "
+             "own, templated µs (own: generated / templated) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         shared_gen = r["shape_key"] + r["shape_once"] + r["own"] + r["combine"]
         whole = r["generate"] + r["encode"]
@@ -166,7 +199,8 @@ def report(rows: list[dict[str, Any]]) -> str:
             f"{(r['own'] + r['combine']) * us:,.0f} | {r['encode_memo'] * us:,.0f} | "
             f"{r['generate'] / shared_gen:.1f} | {r['encode'] / r['encode_memo']:.1f} | "
             f"{whole / shared:.1f} | "
-            f"{whole * r['proxies']:.2f} / {shared * r['proxies']:.2f} |")
+            f"{whole * r['proxies']:.2f} / {shared * r['proxies']:.2f} | "
+            f"{r['own_templated'] * us:,.0f} ({r['own'] / r['own_templated']:.1f}) |")
     return "\n".join(lines)
 
 
