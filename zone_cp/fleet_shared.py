@@ -8,8 +8,11 @@ one ``MeshState`` generation it reuses the work of proxies that came before:
 - the shape (``proxy.envoy.generate_shape``: outbounds, routes, clusters, load
   assignments) of any proxy with the same matching result and ``shape_key``, to which
   only the proxy's own part (inbounds, Prometheus listener) is added;
-- the own part of any proxy with the same matching result and ``own_template.own_key``,
-  as a template patched with the proxy's address (``zone_cp.own_template``);
+- the own part of any proxy with the same ``own_template.own_key`` (what the own part
+  reads of the policies, the inbounds, mesh-wide settings), as a template patched with
+  the proxy's address (``zone_cp.own_template``); these are kept across generations,
+  since the key holds the policies' content, so a change to outbound confs alone
+  patches every own part from the template of the round before;
 - the encoding of any message object another proxy already encoded (shared shapes, and
   the ``PieceCache``'s clusters and load assignments).
 
@@ -33,7 +36,7 @@ from proxy.envoy.resources import ProxyResources
 from sync.messages import Entry
 from zone_cp import own_template
 from zone_cp.mesh_state import MeshState, ProxyInputs
-from zone_cp.own_template import OwnTemplate, inbounds_key, own_key
+from zone_cp.own_template import OwnTemplate, inbounds_key, own_key, policies_key
 from zone_cp.xds_resources import Entries, desired_entries, encode
 
 
@@ -93,7 +96,7 @@ class _Shape:
 
 
 _NEW = object()  # a class whose own part no proxy has had yet
-_MAX_KEPT = 100_000  # Dataplane specs whose inbounds key is kept
+_MAX_KEPT = 100_000  # Dataplane specs' inbounds keys, own-part templates: dropped when full
 
 
 class Shared:
@@ -106,6 +109,7 @@ class Shared:
         self._encoded: dict[int, tuple[Message, Entry]] = {}
         self._owns: dict[Hashable, OwnTemplate | own_template.Pending | None] = {}
         self._inbounds: dict[int, tuple[DataplaneSpec, Hashable]] = {}
+        self._policy_keys: dict[int, tuple[ProxyPolicies, Hashable]] = {}
         self.match_hits = 0
         self.shape_hits = 0
         self.own_hits = 0
@@ -131,14 +135,22 @@ class Shared:
         """The proxy's own part and its entries: patched from its class's template
         (``zone_cp.own_template``) when there is one, else generated (the first two
         proxies of a class with different addresses make and check the template)."""
-        key = own_key(ctx, id(matched), self._inbounds_key(ctx.dataplane))
+        key = own_key(ctx, self._policies_key(matched), self._inbounds_key(ctx.dataplane))
+        address = ctx.dataplane.networking.address
         found = self._owns.get(key, _NEW)
         if isinstance(found, OwnTemplate):
             self.own_hits += 1
-            return found.instantiate(ctx.dataplane.networking.address)
+            return found.instantiate(address)
+        if isinstance(found, own_template.Pending) and found.address == address:
+            self.own_hits += 1  # the class's one proxy again: its very part
+            return found.own, found.entries
         if found is _NEW:
-            mine, self._owns[key] = own_template.first(ctx)
-        elif isinstance(found, own_template.Pending):
+            if len(self._owns) >= _MAX_KEPT:
+                self._owns.clear()
+            mine, pending = own_template.first(ctx, self._encode)
+            self._owns[key] = pending
+            return mine, pending.entries
+        if isinstance(found, own_template.Pending):
             mine, self._owns[key] = own_template.second(ctx, found, self._encode)
         else:
             mine = generate_own(ctx)
@@ -166,7 +178,14 @@ class Shared:
             self._matches.clear()
             self._shapes.clear()
             self._encoded.clear()
-            self._owns.clear()
+            self._policy_keys.clear()
+
+    def _policies_key(self, matched: ProxyPolicies) -> Hashable:
+        """``own_template.policies_key`` of a matching result, once per result."""
+        found = self._policy_keys.get(id(matched))
+        if found is None or found[0] is not matched:
+            found = self._policy_keys[id(matched)] = (matched, policies_key(matched))
+        return found[1]
 
     def _inbounds_key(self, spec: DataplaneSpec) -> Hashable:
         """``own_template.inbounds_key`` of this very spec, kept across generations (a

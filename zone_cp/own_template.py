@@ -30,8 +30,9 @@ class pays two whole generations, a lone proxy one.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -43,12 +44,13 @@ from google.protobuf.message import Message
 from pydantic import BaseModel
 
 from gossamer.model.dataplane import DataplaneSpec
+from gossamer.policy import ProxyPolicies
 from proxy.context import ProxyContext
 from proxy.envoy import generate_own
 from proxy.envoy.protos import is_ip, stat_prefix
 from proxy.envoy.resources import ProxyResources
 from sync.messages import Entry, Payload
-from zone_cp.xds_resources import TYPE_URLS, digest
+from zone_cp.xds_resources import TYPE_URLS, desired_entries, digest
 
 _CLASSES: dict[str, type[Message]] = {
     TYPE_URLS["listeners"]: listener_pb2.Listener,
@@ -104,11 +106,11 @@ class OwnTemplate:
 
 def own_key(ctx: ProxyContext, policies: Hashable, inbounds: Hashable | None = None) -> Hashable:
     """Everything ``generate_own`` reads of ``ctx`` but the proxy's address:
-    ``policies`` stands for ``ctx.policies`` (the identity of a matching result the
-    class shares), then the inbounds and the transparent proxy (``inbounds_key``, given
-    when the caller keeps it per Dataplane), the mesh-wide settings and the address's
-    length, kind and family; the name only where spans are reported under it (no
-    inbounds)."""
+    ``policies`` stands for ``ctx.policies`` (``policies_key``, or within one state
+    generation the identity of a matching result the class shares), then the inbounds
+    and the transparent proxy (``inbounds_key``, given when the caller keeps it per
+    Dataplane), the mesh-wide settings and the address's length, kind and family; the
+    name only where spans are reported under it (no inbounds)."""
     net = ctx.dataplane.networking
     return (
         policies,
@@ -137,12 +139,15 @@ class Pending:
 
     address: str
     own: ProxyResources
+    entries: dict[str, dict[str, Entry]]
 
 
-def first(ctx: ProxyContext) -> tuple[ProxyResources, Pending]:
-    """The own part of a class's first proxy, generated, and what the second checks."""
+def first(ctx: ProxyContext, encoder: Encoder) -> tuple[ProxyResources, Pending]:
+    """The own part of a class's first proxy, generated, and what the second checks
+    (and what this proxy gets again while it is alone: same key, same address, same
+    part)."""
     own = generate_own(ctx)
-    return own, Pending(ctx.dataplane.networking.address, own)
+    return own, Pending(ctx.dataplane.networking.address, own, desired_entries(own, encoder))
 
 
 def second(
@@ -199,12 +204,55 @@ def _patch(value: Any, pairs: tuple[tuple[str, str], ...]) -> Any:
     return value
 
 
+def policies_key(policies: ProxyPolicies) -> Hashable:
+    """What the own part can read of ``policies``, as a value: per kind, the proxy-wide
+    conf and the inbound confs (never the outbound ones: ``own_policies`` drops them,
+    and ``tests/unit/test_own_template.py`` checks the own part is the same without
+    them). Equal keys in two state generations mean an equal own part, so a class's
+    template outlives a change that only touches outbound confs."""
+    return (
+        policies.mesh,
+        policies.scope,
+        tuple(
+            (name, _frozen(kind.proxy), _frozen(kind.inbounds))
+            for name, kind in sorted(policies.kinds.items())
+        ),
+    )
+
+
+def own_policies(policies: ProxyPolicies) -> ProxyPolicies:
+    """``policies`` as ``policies_key`` sees them: without any outbound conf."""
+    return replace(
+        policies,
+        kinds=MappingProxyType(
+            {
+                name: replace(kind, outbounds=MappingProxyType({}), outbound_default=None)
+                for name, kind in policies.kinds.items()
+            }
+        ),
+    )
+
+
 def _frozen(value: Any) -> Hashable:
-    """A hashable stand-in for a spec value (models, lists and dicts, nested)."""
+    """A hashable stand-in for a spec or conf value (models, dataclasses, lists and
+    mappings, nested), equal exactly when the values are."""
     if isinstance(value, BaseModel):
         return (type(value), tuple((k, _frozen(v)) for k, v in value.__dict__.items()))
+    if is_dataclass(value) and not isinstance(value, type):
+        return (type(value), tuple(_frozen(getattr(value, f.name)) for f in fields(value)))
     if isinstance(value, list | tuple):
         return tuple(_frozen(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, Mapping):
+        return (Mapping, _ordered([(_frozen(k), _frozen(v)) for k, v in value.items()]))
+    if isinstance(value, set | frozenset):
+        return (frozenset, _ordered([_frozen(v) for v in value]))
     return value
+
+
+def _ordered(items: list[Any]) -> tuple[Any, ...]:
+    """``items`` sorted where they compare (else as they came: two equal mappings built
+    in different orders then get different keys, which costs sharing, never
+    correctness)."""
+    with contextlib.suppress(TypeError):
+        items.sort()
+    return tuple(items)

@@ -102,7 +102,7 @@ class Owns:
         if isinstance(found, OwnTemplate):
             return found.instantiate(ctx.dataplane.networking.address)[0]
         if found == ():
-            own, self.held[key] = first(ctx)
+            own, self.held[key] = first(ctx, encode)
         elif isinstance(found, Pending):
             own, self.held[key] = second(ctx, found, encode)
         else:

@@ -210,8 +210,9 @@ async def test_an_endpoint_change_regenerates_only_the_services_callers() -> Non
 
 async def test_a_mesh_wide_change_patches_own_parts_from_a_template() -> None:
     """More instances of one service in one class (same version tag, addresses of one
-    length): a mesh-wide change builds their own part once and patches it, and every
-    proxy still holds a full generation's resources."""
+    length): a mesh-wide change builds their own part once and patches it, the next
+    outbound-only change patches all of them, and every proxy still holds a full
+    generation's resources."""
     manager, state, fleet, held, task = await fleet_of_mesh()
     try:
         for instance in (2, 4, 6):  # version v1, like instance 0
@@ -225,6 +226,21 @@ async def test_a_mesh_wide_change_patches_own_parts_from_a_template() -> None:
             "targetRef": {"kind": "Mesh"}, "to": [to(None, {"connectionTimeout": "9s"})]})))
         await fleet.round()
         assert shared.own_hits - before >= 2  # instances 4 and 6, once 0 and 2 checked it
+        assert_all_current(state, held)
+        # Another outbound-only change: the template outlives the generation, so all
+        # four are patched, none generated.
+        before = shared.own_hits
+        await settle(manager, state, apply(policy("MeshTimeout", "everyone", {
+            "targetRef": {"kind": "Mesh"}, "to": [to(None, {"connectionTimeout": "8s"})]})))
+        await fleet.round()
+        assert shared.own_hits - before >= 4
+        assert_all_current(state, held)
+        # An inbound change (an idle timeout on svc-01's inbound, where the Mesh-wide
+        # "timeouts" had one) makes and checks new templates: none is patched stale.
+        await settle(manager, state, apply(policy("MeshTimeout", "svc-01-inbound", {
+            "targetRef": {"kind": "MeshService", "name": svc(1)},
+            "from": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "7m"}}]})))
+        await fleet.round()
         assert_all_current(state, held)
     finally:
         task.cancel()

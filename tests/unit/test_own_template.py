@@ -11,6 +11,7 @@ refused, and so is a second proxy at the same address (nothing to check).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -19,9 +20,19 @@ from hypothesis import strategies as st
 
 from proxy.context import ProxyContext
 from proxy.envoy import generate_own
+from tests.unit.envoy_scenarios import context, scenario
 from tests.unit.test_context_destinations import serialized
 from tests.unit.test_generate_shapes import ALL_AT_ONCE, BASES, edited
-from zone_cp.own_template import OwnTemplate, Pending, first, inbounds_key, own_key, second
+from zone_cp.own_template import (
+    OwnTemplate,
+    Pending,
+    first,
+    inbounds_key,
+    own_key,
+    own_policies,
+    policies_key,
+    second,
+)
 from zone_cp.xds_resources import desired_entries, encode
 
 CONTEXTS = BASES + ALL_AT_ONCE
@@ -38,7 +49,7 @@ def at(ctx: ProxyContext, address: str, inbound_address: str | None = None) -> P
 
 
 def template(a: ProxyContext, b: ProxyContext) -> OwnTemplate | Pending | None:
-    _, pending = first(a)
+    _, pending = first(a, encode)
     own, found = second(b, pending, encode)
     assert serialized(own) == serialized(generate_own(b))
     return found
@@ -97,7 +108,7 @@ def test_a_first_address_that_is_also_an_inbounds_is_refused() -> None:
 def test_a_second_proxy_at_the_same_address_checks_nothing() -> None:
     ctx = CONTEXTS[0]
     a, b = at(ctx, "10.0.0.1"), at(ctx, "10.0.0.1")
-    _, pending = first(a)
+    _, pending = first(a, encode)
     assert template(a, b) == pending
 
 
@@ -112,3 +123,32 @@ def test_only_the_address_stays_out_of_the_key() -> None:
         doc["networking"]["inbound"][0]["servicePort"] = 9999
 
     assert own_key(ctx, 1) != own_key(edited(ctx, shift), 1)
+
+
+@pytest.mark.parametrize("ctx", CONTEXTS)
+def test_the_own_part_reads_no_outbound_conf(ctx: ProxyContext) -> None:
+    """What ``policies_key`` leaves out, the own part does not read."""
+    without = dataclasses.replace(ctx, policies=own_policies(ctx.policies))
+    assert serialized(generate_own(without)) == serialized(generate_own(ctx))
+
+
+def test_policies_keys_are_equal_across_matchings_and_follow_inbound_confs() -> None:
+    plain = context(scenario("http"))
+    again = context(scenario("http"))  # matched again: equal content, other objects
+    assert plain.policies is not again.policies
+    assert policies_key(plain.policies) == policies_key(again.policies)
+    hash(policies_key(plain.policies))
+    # Another MeshTrafficPermission (the inbound's RBAC), or none: another key.
+    for name in ("traffic-permission", "no-permission"):
+        other = context(scenario(name)).policies
+        assert policies_key(other) != policies_key(plain.policies), name
+    # The same Dataplane with an inbound MeshTimeout (``from``) besides the outbound one.
+    timed = context(scenario("timeout"))
+    outbound_only = dataclasses.replace(
+        timed,
+        policies=dataclasses.replace(
+            timed.policies,
+            kinds={k: v for k, v in timed.policies.kinds.items() if k != "MeshTimeout"},
+        ),
+    )
+    assert policies_key(timed.policies) != policies_key(outbound_only.policies)
