@@ -37,7 +37,7 @@ A response is lost only with its stream, and a new stream is a new session whose
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sync.messages import WILDCARD, Entry, Nack, Request
 from sync.outcomes import Counts
@@ -101,6 +101,10 @@ class InFlight:
     nonce: str
     updated: Mapping[str, str]
     removed: frozenset[str]
+    # The snapshot generation this response was the whole difference at (nothing held
+    # back, nothing cut by the limits), if any: once it is ACKed, the subscriber holds
+    # that snapshot exactly.
+    whole_at: int | None = None
 
 
 def limit(delta: Delta, limits: Limits) -> Delta:
@@ -131,11 +135,15 @@ class TypeState:
         # this side (acked, subscriptions, holds) changed since: ``next_delta`` then
         # knows the answer without reconciling.
         self.quiet_at: int | None = None
+        self._whole_at: int | None = None  # of the delta ``next_delta`` last returned
 
     # -- subscription -----------------------------------------------------------------
 
     def resubscribe(self, subscribe: Iterable[str], unsubscribe: Iterable[str]) -> None:
-        self.quiet_at = None
+        if subscribe or unsubscribe:  # (an ACK's empty sets change nothing)
+            self.quiet_at = None
+            if self.in_flight is not None:
+                self.in_flight = replace(self.in_flight, whole_at=None)
         for name in subscribe:
             if name == WILDCARD:
                 self.wildcard = True
@@ -172,6 +180,7 @@ class TypeState:
         if request.error is None:
             self.counters.acked += 1
             self._apply(flight.updated, flight.removed)
+            self.quiet_at = flight.whole_at
         else:
             self.counters.nacked += 1
             self._refuse(flight, request.error, now, backoff)
@@ -203,8 +212,9 @@ class TypeState:
         """What to send now, or None (a response in flight, or nothing to say).
 
         ``generation`` numbers ``desired``'s changes (the engine's per-type counter): a
-        state that found nothing to send at this generation, with no holds and nothing
-        acked or subscribed since, answers None without reconciling again."""
+        state that found nothing to send at this generation, or whose ACKed response was
+        the whole difference at it, with no holds and no subscription change since,
+        answers None without reconciling again."""
         if self.in_flight is not None:
             return None
         if generation is not None and generation == self.quiet_at and not self.holds:
@@ -215,16 +225,21 @@ class TypeState:
         ready = {n: e for n, e in delta.updated.items() if not self._held(n, now)}
         probe = next((n for n in ready if n in self.holds and self.holds[n].isolate), None)
         if probe is not None:
+            self._whole_at = None
             return Delta({probe: ready[probe]})
         out = limit(Delta(ready, delta.removed), limits)
         if out or not self.answered_once:
+            whole = (len(ready) == len(delta.updated) == len(out.updated)
+                     and len(out.removed) == len(delta.removed))
+            self._whole_at = generation if whole else None
             return out
         self.quiet_at = generation
         return None
 
     def mark_sent(self, nonce: str, delta: Delta) -> None:
         self.in_flight = InFlight(nonce, {n: e.version for n, e in delta.updated.items()},
-                                  frozenset(delta.removed))
+                                  frozenset(delta.removed), self._whole_at)
+        self._whole_at = None
         self.answered_once = True
         self.counters.sent += 1
 

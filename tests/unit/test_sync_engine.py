@@ -273,6 +273,40 @@ def test_a_quiet_type_stays_quiet_until_its_snapshot_or_subscriber_changes() -> 
     assert engine.acked("s", T) == {"a": "1", "b": "1"}
 
 
+def test_an_acked_whole_response_leaves_the_type_quiet_and_changes_still_flow() -> None:
+    engine = Engine(limits=Limits(max_resources=2))
+    engine.set_desired(T, {"a": entry("1")})
+    engine.connect("s")
+    resp = only(engine.on_request("s", Request(type_url=T), 0.0))
+    state = engine._sessions["s"].types[T]  # the skip itself is what is tested here
+    assert engine.on_request("s", Request(type_url=T, response_nonce=resp.nonce), 0.0) == []
+    assert state.quiet_at == 1  # the ACKed response was all of snapshot 1
+    # A change while a response is in flight leaves after its ACK.
+    engine.put(T, "b", entry("1"))
+    resp = only(engine.pending("s", 0.0))
+    engine.put(T, "c", entry("1"))
+    after = only(engine.on_request("s", Request(type_url=T, response_nonce=resp.nonce), 0.0))
+    assert versions(after) == {"c": "1"}
+    # A response cut by the limits is not the whole difference: the rest follows.
+    engine.on_request("s", Request(type_url=T, response_nonce=after.nonce), 0.0)
+    engine.set_desired(T, {n: entry("2") for n in "abcd"})
+    first = only(engine.pending("s", 0.0))
+    assert len(first.resources) == 2
+    rest = only(engine.on_request("s", Request(type_url=T, response_nonce=first.nonce), 0.0))
+    assert set(rest.resources) | set(first.resources) == set("abcd")
+    assert engine.on_request("s", Request(type_url=T, response_nonce=rest.nonce), 0.0) == []
+    assert engine.acked("s", T) == {n: "2" for n in "abcd"}
+
+
+def test_a_subscription_change_in_an_ack_is_answered() -> None:
+    engine = Engine()
+    engine.set_desired(T, {"a": entry("1"), "b": entry("1")})
+    engine.connect("s")
+    resp = only(engine.on_request("s", Request(type_url=T, subscribe=frozenset({"a"})), 0.0))
+    ack = Request(type_url=T, response_nonce=resp.nonce, subscribe=frozenset({"b"}))
+    assert versions(only(engine.on_request("s", ack, 0.0))) == {"b": "1"}
+
+
 def test_a_subscription_change_ends_the_quiet() -> None:
     engine = Engine()
     engine.set_desired(T, {"a": entry("1"), "b": entry("1")})
