@@ -42,9 +42,10 @@ URLs it may subscribe to, how many, and the names per type.
 
 Cost: each ``pending`` call reconciles the whole desired snapshot of each subscribed type
 against the subscriber's acked versions (a dict walk, linear in the number of resources),
-except for a type that had nothing to send at the same snapshot generation with nothing
-acked, subscribed or held since (``TypeState.quiet_at``): an ACK of one type does not
-walk the other three.
+except for a type known to be in sync at the current snapshot generation
+(``TypeState.quiet_at``: it had nothing to send at it, or its ACKed response was the
+whole difference at it, with nothing held and no subscription change since): an ACK of
+one type does not walk the other three, nor its own snapshot again.
 """
 
 from __future__ import annotations

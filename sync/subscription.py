@@ -30,6 +30,11 @@ nothing was applied: every updated resource in the response is held, marked ``is
 and retried *alone* when its backoff ends, so one bad resource cannot keep a good one that
 shared its response from ever getting through. Removals are re-sent straight away.
 
+A type known to be in sync at a snapshot generation (``quiet_at``: nothing was due at
+it, or an ACKed response was the whole difference at it) skips reconciling until the
+snapshot, the subscriptions or a hold change; this only saves work, never changes what
+is sent.
+
 A response is lost only with its stream, and a new stream is a new session whose
 ``acked`` comes from the subscriber's own report, so nothing here needs a resend timer.
 """
