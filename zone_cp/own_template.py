@@ -11,16 +11,18 @@ by its own, in names and bytes.
 
 Theory of operation. A replacement in protobuf bytes keeps every length prefix valid
 only if the text keeps its length, so a class is also split by the address's length and
-kind (``own_key``: everything the own part reads but the address — the matching result
-the class shares, the inbounds, the transparent proxy, mesh-wide settings, the name where
-spans are reported under it — plus the length, whether it is an IP literal and its
-family). Whether the own part depends on the address only through its text, and whether
-the first address's text occurs in nothing else (an inbound's own address, a part of a
-longer one), is checked, not assumed: the class's first two proxies with different
-addresses are generated whole, and the template is kept only if patching the first into
-the second gives exactly the second's names and bytes; otherwise the class is generated
-whole from then on. ``tests/unit/test_own_template.py`` and
-``tests/unit/test_fleet_dependencies.py`` check patched parts against full generation.
+kind (``own_key``: everything the own part reads but the address — what it reads of the
+matching result (``policies_key``: proxy-wide and inbound confs, as values, so a template
+outlives a state generation that changed only outbound confs), the inbounds, the
+transparent proxy, mesh-wide settings, the name where spans are reported under it — plus
+the length, whether it is an IP literal and its family). Whether the own part depends
+on the address only through its text, and whether the first address's text occurs in
+nothing else (an inbound's own address, a part of a longer one), is checked, not
+assumed: the class's first two proxies with different addresses are generated whole,
+and the template is kept only if patching the first into the second gives exactly the
+second's names and bytes; otherwise the class is generated whole from then on.
+``tests/unit/test_own_template.py`` and ``tests/unit/test_fleet_dependencies.py`` check
+patched parts against full generation.
 
 Cost per proxy: a key, then a ``bytes.replace`` and a digest per resource that names the
 address, and parsing the patched bytes back into messages (for ``inspect``); a resource
