@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -29,6 +30,30 @@ import httpx
 GOSSAMER = Path(sys.executable).parent / "gossamer"
 READY_DEADLINE = 60.0
 PR_SET_PDEATHSIG = 1
+# Open files a zone CP or a worker holds besides its sidecars' connections: SQLite, logs,
+# pipes, epoll and event fds, the sync link, HTTP clients.
+FD_SLACK = 512
+
+
+def fds_needed(proxies: int, per_channel: int | None) -> int:
+    """Open files a zone CP or its worker needs for ``proxies`` sidecars: two
+    connections each, or one per ``per_channel`` sidecars (plus the spare one)."""
+    connections = 2 * proxies if per_channel is None else -(-proxies // per_channel) + 1
+    return connections + FD_SLACK
+
+
+def raise_nofile(needed: int) -> None:
+    """Raise this process's soft limit of open files to ``needed`` (its children inherit
+    it); RuntimeError naming the limit to set when the hard limit is lower (raising that
+    takes CAP_SYS_RESOURCE, e.g. ``ulimit -Hn`` as root outside a container)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise RuntimeError(f"{needed} open files needed (two connections per sidecar), "
+                           f"the hard limit is {hard}: raise it (ulimit -Hn) or share "
+                           "connections (--per-channel N)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def free_port() -> int:
