@@ -71,8 +71,14 @@ class AgentSession:
 
     @property
     def certificate_chain(self) -> Sequence[x509.Certificate]:
-        """That certificate and the CAs after it, leaf first (empty before a report)."""
+        """That certificate and the CAs after it, leaf first (empty before a report),
+        parsed anew on each call: ask ``certificate_fingerprint`` first."""
         return self.report.certificate.chain if self.report else ()
+
+    @property
+    def certificate_fingerprint(self) -> str:
+        """The SHA-256 of that certificate ("" before a report)."""
+        return self.report.certificate.fingerprint if self.report else ""
 
     @property
     def trust_bundle_digest(self) -> str:
