@@ -42,7 +42,7 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclass
+@dataclass(slots=True)
 class AgentSession:
     """One live sidecar: its Dataplane, what it reported, what was signed for it.
     ``updates`` is what the Session stream sends it next (bounded: ``Mailbox``)."""

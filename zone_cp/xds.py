@@ -86,7 +86,7 @@ ADS_BOUNDS = Bounds(types=frozenset(TYPE_URLS.values()), max_names=20_000,
 INGRESS_INTERVAL = 0.05
 
 
-@dataclass
+@dataclass(slots=True)
 class _Stream:
     """One live sidecar ADS stream: the token that admitted it, and why it was ended
     from here (a status and a detail), once it was."""
@@ -194,7 +194,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         try:
             await self._while_admitted(claims, context, publish(
                 engine, sid, _observed(context, insight, first, self.deliveries, sid),
-                lambda wake: self._follow(engine, session.dataplane, insight, wake),
+                lambda wake: self._follow(engine, self._held_once(session), insight, wake),
                 NO_HEARTBEATS), stream)  # Envoy has gRPC keepalive, not ours
         except SyncError as exc:  # the proxy went away, or broke the protocol
             log.info("proxy %s stream ended: %s", node_id, exc.detail)
@@ -253,6 +253,21 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         finally:
             hold.release()
             task.cancel()
+
+    def _held_once(self, session: AgentSession) -> Resource:
+        """The Dataplane ``session`` registered, held once: the state's copy when the
+        state already holds the same document (it does by the time Envoy connects, but
+        for a race), which the session then keeps instead of its own. A zone CP of
+        thousands of sidecars would otherwise hold each Dataplane twice, the registered
+        one and the one the state decoded from the store (about 4 KiB each)."""
+        registered = session.dataplane
+        stored = self._state.get("Dataplane", registered.name, registered.mesh)
+        if stored is None or stored is registered:
+            return registered
+        if stored.spec != registered.spec or stored.labels != registered.labels:
+            return registered  # the store holds another version: keep the registered one
+        session.dataplane = stored
+        return stored
 
     def _follow(self, engine: Engine, dataplane: Resource, insight: ProxyInsight,
                 wake: Callable[[], None]) -> Callable[[], None]:

@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import math
+import signal
 import sys
 import tempfile
 import time
@@ -41,7 +42,7 @@ from typing import Any
 import httpx
 
 from gossamer.loop_lag import METRIC as LOOP_LAG
-from tests.bench.fleet import stats
+from tests.bench.fleet import memtrace, stats
 from tests.bench.fleet.changes import Runner, Samples, timeout_doc
 from tests.bench.fleet.link import WorkerLink
 from tests.bench.fleet.processes import ControlPlane, Fleet, fds_needed, raise_nofile
@@ -140,10 +141,17 @@ async def run(args: argparse.Namespace, fleet: Fleet) -> dict[str, Any]:
         runner = Runner(global_cp, zones, [], [service(s) for s in range(services)], http)
         runner.mesh_ms = 10_000  # the mesh-wide value before any change
         await runner.put(timeout_doc("fleet-mesh", runner.mesh_ms, None))
+        if fleet.trace_memory is not None:
+            for z in zones:
+                z.proc.send_signal(signal.SIGUSR1)  # tracemalloc from here on
         rss_before = [stats.rss_kib(z.proc.pid) for z in zones]
         started = time.monotonic()
         try:
             await connect(fleet, args, services, runner)
+            if fleet.trace_memory is not None:
+                for z in zones:
+                    path = await asyncio.to_thread(fleet.snapshot, z)
+                    print("\n".join(memtrace.breakdown(path, args.proxies)))
             return await measure(args, runner, http, rss_before, started)
         finally:
             for link in runner.links:
@@ -192,6 +200,10 @@ def main() -> None:
     parser.add_argument("--per-channel", type=int, metavar="N",
                         help="N sidecars share one connection (default: two connections "
                              "per sidecar, as real sidecars open)")
+    parser.add_argument("--trace-memory", type=Path, metavar="DIR",
+                        help="trace the zone CPs' Python allocations (tracemalloc) from "
+                             "before the sidecars connect, and print where they went per "
+                             "sidecar once connected (snapshots kept in DIR; slows them)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON last")
     parser.add_argument("--keep", action="store_true", help="keep the data and logs")
     parser.add_argument("--real-envoy", action="store_true",
@@ -213,7 +225,10 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     if args.cp_tree is not None and not (args.cp_tree / "cli" / "main.py").is_file():
         parser.error(f"--cp-tree {args.cp_tree}: no cli/main.py there")
-    fleet = Fleet(root, args.cp_tree.resolve() if args.cp_tree else None)
+    fleet = Fleet(root, args.cp_tree.resolve() if args.cp_tree else None,
+                  args.trace_memory.resolve() if args.trace_memory else None)
+    if args.trace_memory is not None:
+        args.trace_memory.mkdir(parents=True, exist_ok=True)
     try:
         result = asyncio.run(run(args, fleet))
     except KeyboardInterrupt:

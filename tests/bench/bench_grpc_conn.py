@@ -3,15 +3,16 @@ RSS, with TLS and without, and under the channel arguments that could shrink it.
 
 Run ``.venv/bin/python -m tests.bench.bench_grpc_conn [--connections 500] [--payload
 20000] [--variants NAME ...]``. For each variant it starts a server process (the zone
-CP's ``zone_cp.xds_server.OPTIONS`` plus the variant's arguments; TLS with a certificate
-of a fresh CA, or insecure) and a client process that opens ``--connections`` channels,
-each its own connection (``grpc.use_local_subchannel_pool``), and on each one stream that
-sends a request, reads a ``--payload``-byte response, ACKs it and reads another, then
-stays open, as an ADS stream does. The server's RSS after minus before, per connection,
-is the variant's memory. Then every stream asks for ``--rounds`` more responses at once
-and the client reports how long until all arrived (MB/s): an argument that saves memory
-but slows pushes is worth nothing. Both ends are separate processes, so the client's own
-memory is not counted.
+CP's ``zone_cp.xds_server.OPTIONS`` but its TLS frame size, plus the variant's
+arguments; TLS with a certificate of a fresh CA, or insecure) and a client process
+that opens ``--connections`` channels, each its own connection
+(``grpc.use_local_subchannel_pool``), and on each one stream that sends a request,
+reads a ``--payload``-byte response, ACKs it and reads another, then stays open, as an
+ADS stream does. The server's RSS after minus before, per connection, is the variant's
+memory. Then every stream asks for ``--rounds`` more responses at once and the client
+reports how long until all arrived (MB/s): an argument that saves memory but slows
+pushes is worth nothing. Both ends are separate processes, so the client's own memory
+is not counted.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ async def serve(port: int, payload: int, tls_dir: str, options: list[tuple[str, 
             for _ in range(max(1, int(request or b"1"))):
                 yield body
 
-    server = grpc.aio.server(options=[*OPTIONS, *options])
+    base = [o for o in OPTIONS if o[0] != TSI]  # "tls" is gRPC's default frame size
+    server = grpc.aio.server(options=[*base, *options])
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Conn", {
         "Stream": grpc.stream_stream_rpc_method_handler(stream)}),))
     addr = f"127.0.0.1:{port}"
