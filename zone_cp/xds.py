@@ -225,7 +225,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             raise Forbidden("the token is not the one the dataplane registered with")
         if self._agents.sessions.get(node_id) is not session:  # it went while we checked
             raise FailedPrecondition(f"the agent session of node {node_id!r} ended")
-        return session, claims
+        # The same token, verified again: hold the session's claims, not a second copy.
+        return session, (session.claims if claims == session.claims else claims)
 
     async def _while_admitted(self, claims: Claims, context: grpc.aio.ServicerContext,
                               stream: Coroutine[Any, Any, None],
