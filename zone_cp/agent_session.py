@@ -38,6 +38,12 @@ def sidecar_node_id(mesh: str, name: str) -> str:
     return f"{SIDECAR_NODE_PREFIX}{mesh}:{name}"
 
 
+def same_document(a: Resource, b: Resource) -> bool:
+    """Whether ``a`` and ``b`` are the same resource with the same labels and spec (their
+    store meta aside): the registered Dataplane and the state's copy of it."""
+    return a is b or (a.key == b.key and a.labels == b.labels and a.spec == b.spec)
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

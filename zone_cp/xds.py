@@ -61,7 +61,7 @@ from sync.errors import SyncError
 from sync.observed import Observed
 from sync.outcomes import Outcome
 from sync.stream import NO_HEARTBEATS, abort_status, publish
-from zone_cp.agent_session import AgentSession, Change
+from zone_cp.agent_session import AgentSession, Change, same_document, sidecar_node_id
 from zone_cp.agents import AgentRegistry
 from zone_cp.fleet import Fleet
 from zone_cp.grpc_edge import bearer, status_code
@@ -124,6 +124,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         # Push → ACK latency and NACKs of every stream, for /metrics (zone_cp.xds_metrics).
         self.deliveries = Deliveries()
         agents.on_change(self._on_agent_change)
+        state.listen(self._on_state_change)
 
     def _on_agent_change(self, change: Change, session: AgentSession) -> None:
         """A sidecar's agent went: its ADS stream ends (Envoy is admitted again once the
@@ -255,20 +256,26 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             hold.release()
             task.cancel()
 
-    def _held_once(self, session: AgentSession) -> Resource:
-        """The Dataplane ``session`` registered, held once: the state's copy when the
-        state already holds the same document (it does by the time Envoy connects, but
-        for a race), which the session then keeps instead of its own. A zone CP of
-        thousands of sidecars would otherwise hold each Dataplane twice, the registered
-        one and the one the state decoded from the store (about 4 KiB each)."""
+    def _held_once(self, session: AgentSession, stored: Resource | None = None) -> Resource:
+        """The Dataplane ``session`` registered, held once: the state's copy (``stored``,
+        by default what the state holds now) when it is the same document, which the
+        session then keeps instead of its own. A zone CP of thousands of sidecars would
+        otherwise hold each Dataplane twice, the registered one and the one its store
+        view decoded (about 4 KiB each). The fleet does the same for its member."""
         registered = session.dataplane
-        stored = self._state.get("Dataplane", registered.name, registered.mesh)
-        if stored is None or stored is registered:
-            return registered
-        if stored.spec != registered.spec or stored.labels != registered.labels:
-            return registered  # the store holds another version: keep the registered one
+        if stored is None:
+            stored = self._state.get("Dataplane", registered.name, registered.mesh)
+        if stored is None or not same_document(stored, registered):
+            return registered  # not stored yet, or another version: keep the registered one
         session.dataplane = stored
         return stored
+
+    def _on_state_change(self, res: Resource | None) -> None:
+        """A Dataplane the state took in after its sidecar registered: held once."""
+        if res is not None and res.type == "Dataplane":
+            session = self._agents.sessions.get(sidecar_node_id(res.mesh, res.name))
+            if session is not None and session.dataplane is not res:
+                self._held_once(session, res)
 
     def _follow(self, engine: Engine, dataplane: Resource, insight: ProxyInsight,
                 wake: Callable[[], None]) -> Callable[[], None]:
