@@ -107,6 +107,7 @@ class _Inbox:
                                             "peer wait to be handled; send each request "
                                             "after the answer to the previous one")
                 self.queue.put_nowait(message)
+                message = None  # the queue has it: not held here while the next is read
         except Exception as exc:
             self.queue.put_nowait(exc)
 
@@ -195,6 +196,9 @@ async def _loop(stream: MessageStream, inbox: _Inbox, beats: Heartbeats, clock: 
                 raise StreamStalled(f"nothing received for {beats.timeout:g}s")
             for out in await handle(item, now):
                 await write(out)
+            # Hold no message while waiting for the next: a zone CP serves thousands of
+            # streams, each would keep its last request and response (KiB of protobuf).
+            item = out = None
             if beating is not None and beating.done():
                 beating.result()  # a failed heartbeat write ends the stream
     finally:
