@@ -6,7 +6,7 @@ Run ``.venv/bin/python -m tests.bench.bench_grpc_conn [--connections 500] [--pay
 CP's ``zone_cp.xds_server.OPTIONS`` but its TLS frame size, plus the variant's
 arguments; TLS with a certificate of a fresh CA, or insecure) and a client process
 that opens ``--connections`` channels, each its own connection
-(``grpc.use_local_subchannel_pool``), and on each one stream that sends a request,
+(``grpc.use_local_subchannel_pool``), and on each one stream (``--streams``) that sends a request,
 reads a ``--payload``-byte response, ACKs it and reads another, then stays open, as an
 ADS stream does. The server's RSS after minus before, per connection, is the variant's
 memory. Then every stream asks for ``--rounds`` more responses at once and the client
@@ -62,7 +62,9 @@ VARIANTS: dict[str, tuple[bool, list[tuple[str, int]]]] = {
 
 
 def rss_kib() -> int:
-    return int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text())[1])
+    found = re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text())
+    assert found is not None
+    return int(found[1])
 
 
 async def serve(port: int, payload: int, tls_dir: str, options: list[tuple[str, int]]) -> None:
@@ -92,7 +94,7 @@ async def serve(port: int, payload: int, tls_dir: str, options: list[tuple[str, 
         print("rss", rss_kib(), flush=True)
 
 
-async def client(port: int, count: int, tls_dir: str, rounds: int) -> None:
+async def client(port: int, count: int, tls_dir: str, rounds: int, streams: int) -> None:
     options = [("grpc.use_local_subchannel_pool", 1), ("grpc.keepalive_time_ms", 60_000)]
     target = f"localhost:{port}"
     if tls_dir:
@@ -113,7 +115,7 @@ async def client(port: int, count: int, tls_dir: str, rounds: int) -> None:
             await call.read()
             return call
 
-    calls = await asyncio.gather(*(open_stream(c) for c in channels))
+    calls = await asyncio.gather(*(open_stream(c) for c in channels for _ in range(streams)))
     print("connected", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
@@ -158,13 +160,14 @@ def measure(name: str, a: argparse.Namespace, tls_dir: Path) -> dict[str, Any]:
     client_proc: subprocess.Popen[str] | None = None
     try:
         before = int(_line(server))
-        client_proc = _child("client", str(port), str(a.connections), d, str(a.rounds))
+        client_proc = _child("client", str(port), str(a.connections), d, str(a.rounds),
+                             str(a.streams))
         if _line(client_proc) != "connected":
             raise RuntimeError(f"{name}: the client did not connect")
         time.sleep(1.0)  # the last responses' buffers freed
         after = int(_line(server, tell=True))
         seconds = float(_line(client_proc, tell=True))
-        megabytes = a.connections * a.rounds * a.payload / 1e6
+        megabytes = a.connections * a.streams * a.rounds * a.payload / 1e6
         return {"variant": name, "kib_per_connection": round((after - before) / a.connections,
                                                              1),
                 "burst_s": round(seconds, 3), "mb_per_s": round(megabytes / seconds, 1)}
@@ -179,19 +182,22 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in ("server", "client"):
         role, port, rest = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
         if role == "server":
-            asyncio.run(serve(port, int(rest[0]), rest[1],
-                              [tuple(o) for o in json.loads(rest[2])]))  # type: ignore[misc]
+            options = [(str(k), int(v)) for k, v in json.loads(rest[2])]
+            asyncio.run(serve(port, int(rest[0]), rest[1], options))
         else:
-            asyncio.run(client(port, int(rest[0]), rest[1], int(rest[2])))
+            asyncio.run(client(port, int(rest[0]), rest[1], int(rest[2]), int(rest[3])))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=500)
     parser.add_argument("--payload", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=20, help="responses per stream in the "
                         "throughput burst")
+    parser.add_argument("--streams", type=int, default=1, help="streams per connection "
+                        "(2: a sidecar whose agent carried its Envoy's ADS)")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     a = parser.parse_args()
-    print(f"# grpcio {grpc.__version__}, {a.connections} connections, payload {a.payload} B, "
+    print(f"# grpcio {grpc.__version__}, {a.connections} connections of {a.streams} streams, "
+          f"payload {a.payload} B, "
           f"load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="bench-grpc-conn-") as tmp:
         make_tls(Path(tmp))
