@@ -45,19 +45,31 @@ VARIANTS: dict[str, tuple[bool, list[tuple[str, int]]]] = {
     "tls tsi 4k": (True, [(TSI, 4096)]),
     "tls tsi 8k": (True, [(TSI, 8192)]),
     "tls tsi 16k": (True, [(TSI, 16384)]),
-    "tls read chunk 4k": (True, [("grpc.experimental.tcp_read_chunk_size", 4096),
-                                  ("grpc.experimental.tcp_min_read_chunk_size", 1024),
-                                  ("grpc.experimental.tcp_max_read_chunk_size", 4096)]),
-    "tls tsi 4k + read 4k": (True, [(TSI, 4096),
-                                     ("grpc.experimental.tcp_read_chunk_size", 4096),
-                                     ("grpc.experimental.tcp_min_read_chunk_size", 1024),
-                                     ("grpc.experimental.tcp_max_read_chunk_size", 4096)]),
+    "tls read chunk 4k": (
+        True,
+        [
+            ("grpc.experimental.tcp_read_chunk_size", 4096),
+            ("grpc.experimental.tcp_min_read_chunk_size", 1024),
+            ("grpc.experimental.tcp_max_read_chunk_size", 4096),
+        ],
+    ),
+    "tls tsi 4k + read 4k": (
+        True,
+        [
+            (TSI, 4096),
+            ("grpc.experimental.tcp_read_chunk_size", 4096),
+            ("grpc.experimental.tcp_min_read_chunk_size", 1024),
+            ("grpc.experimental.tcp_max_read_chunk_size", 4096),
+        ],
+    ),
     "tls lookahead 1k": (True, [("grpc.http2.lookahead_bytes", 1024)]),
     "tls write buffer 8k": (True, [("grpc.http2.write_buffer_size", 8192)]),
     "tls no bdp probe": (True, [("grpc.http2.bdp_probe", 0)]),
     "tls max streams 4": (True, [("grpc.max_concurrent_streams", 4)]),
-    "tls hpack 0": (True, [("grpc.http2.hpack_table_size.decoder", 0),
-                            ("grpc.http2.hpack_table_size.encoder", 0)]),
+    "tls hpack 0": (
+        True,
+        [("grpc.http2.hpack_table_size.decoder", 0), ("grpc.http2.hpack_table_size.encoder", 0)],
+    ),
 }
 
 
@@ -77,13 +89,19 @@ async def serve(port: int, payload: int, tls_dir: str, options: list[tuple[str, 
 
     base = [o for o in OPTIONS if o[0] != TSI]  # "tls" is gRPC's default frame size
     server = grpc.aio.server(options=[*base, *options])
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Conn", {
-        "Stream": grpc.stream_stream_rpc_method_handler(stream)}),))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "bench.Conn", {"Stream": grpc.stream_stream_rpc_method_handler(stream)}
+            ),
+        )
+    )
     addr = f"127.0.0.1:{port}"
     if tls_dir:
         d = Path(tls_dir)
-        creds = grpc.ssl_server_credentials([((d / "key.pem").read_bytes(),
-                                              (d / "cert.pem").read_bytes())])
+        creds = grpc.ssl_server_credentials(
+            [((d / "key.pem").read_bytes(), (d / "cert.pem").read_bytes())]
+        )
         server.add_secure_port(addr, creds)
     else:
         server.add_insecure_port(addr)
@@ -100,8 +118,7 @@ async def client(port: int, count: int, tls_dir: str, rounds: int, streams: int)
     if tls_dir:
         ca = (Path(tls_dir) / "ca.pem").read_bytes()
         creds = grpc.ssl_channel_credentials(root_certificates=ca)
-        channels = [grpc.aio.secure_channel(target, creds, options=options)
-                    for _ in range(count)]
+        channels = [grpc.aio.secure_channel(target, creds, options=options) for _ in range(count)]
     else:
         channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(count)]
     gate = asyncio.Semaphore(32)
@@ -140,8 +157,12 @@ def make_tls(directory: Path) -> None:
 
 
 def _child(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "tests.bench.bench_grpc_conn", *args],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.bench_grpc_conn", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _line(proc: subprocess.Popen[str], tell: bool = False) -> str:
@@ -160,17 +181,21 @@ def measure(name: str, a: argparse.Namespace, tls_dir: Path) -> dict[str, Any]:
     client_proc: subprocess.Popen[str] | None = None
     try:
         before = int(_line(server))
-        client_proc = _child("client", str(port), str(a.connections), d, str(a.rounds),
-                             str(a.streams))
+        client_proc = _child(
+            "client", str(port), str(a.connections), d, str(a.rounds), str(a.streams)
+        )
         if _line(client_proc) != "connected":
             raise RuntimeError(f"{name}: the client did not connect")
         time.sleep(1.0)  # the last responses' buffers freed
         after = int(_line(server, tell=True))
         seconds = float(_line(client_proc, tell=True))
         megabytes = a.connections * a.streams * a.rounds * a.payload / 1e6
-        return {"variant": name, "kib_per_connection": round((after - before) / a.connections,
-                                                             1),
-                "burst_s": round(seconds, 3), "mb_per_s": round(megabytes / seconds, 1)}
+        return {
+            "variant": name,
+            "kib_per_connection": round((after - before) / a.connections, 1),
+            "burst_s": round(seconds, 3),
+            "mb_per_s": round(megabytes / seconds, 1),
+        }
     finally:
         for proc in (client_proc, server):
             if proc is not None:
@@ -190,15 +215,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=500)
     parser.add_argument("--payload", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=20, help="responses per stream in the "
-                        "throughput burst")
-    parser.add_argument("--streams", type=int, default=1, help="streams per connection "
-                        "(2: a sidecar whose agent carried its Envoy's ADS)")
+    parser.add_argument(
+        "--rounds", type=int, default=20, help="responses per stream in the throughput burst"
+    )
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=1,
+        help="streams per connection (2: a sidecar whose agent carried its Envoy's ADS)",
+    )
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     a = parser.parse_args()
-    print(f"# grpcio {grpc.__version__}, {a.connections} connections of {a.streams} streams, "
-          f"payload {a.payload} B, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"# grpcio {grpc.__version__}, {a.connections} connections of {a.streams} streams, "
+        f"payload {a.payload} B, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-grpc-conn-") as tmp:
         make_tls(Path(tmp))
         for name in a.variants:

@@ -19,15 +19,23 @@ import tracemalloc
 from collections import Counter
 from pathlib import Path
 
-PROJECT = ("/zone_cp/", "/sync/", "/proxy/", "/gossamer/", "/global_cp/", "/authority/",
-           "/dns/", "/cli/")
+PROJECT = (
+    "/zone_cp/",
+    "/sync/",
+    "/proxy/",
+    "/gossamer/",
+    "/global_cp/",
+    "/authority/",
+    "/dns/",
+    "/cli/",
+)
 
 
 def _short(filename: str) -> str:
     for marker in (*PROJECT, "/site-packages/", "/lib/python3"):
         at = filename.rfind(marker)
         if at >= 0:
-            return filename[at + 1:] if marker in PROJECT else filename[at + len(marker):]
+            return filename[at + 1 :] if marker in PROJECT else filename[at + len(marker) :]
     return filename
 
 
@@ -35,8 +43,14 @@ def site(trace: tracemalloc.Trace) -> str:
     """``project frame  <  innermost frame`` of one block's traceback."""
     frames = list(trace.traceback)  # most recent call last
     inner = frames[-1]
-    own = next((f for f in reversed(frames) if any(p in f.filename for p in PROJECT)
-                and "/tests/" not in f.filename), None)
+    own = next(
+        (
+            f
+            for f in reversed(frames)
+            if any(p in f.filename for p in PROJECT) and "/tests/" not in f.filename
+        ),
+        None,
+    )
     where = f"{_short(inner.filename)}:{inner.lineno}"
     if own is None or own is inner:
         return where
