@@ -20,9 +20,11 @@ before they existed) binds its service alone and admits one Dataplane.
 from __future__ import annotations
 
 import secrets
+import sys
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -76,7 +78,7 @@ class SigningKey:
         return self.private.public_key()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claims:
     """What a token says. ``subject`` is the zone name or the dataplane's service; a
     dataplane token's ``name``, ``tags`` and ``max_dataplanes`` bind the rest of the
@@ -191,7 +193,15 @@ def _claims(payload: Mapping[str, object]) -> Claims:
             or isinstance(most, bool) or not isinstance(most, int)
             or not 1 <= most <= MAX_DATAPLANES_LIMIT):
         raise TokenRejected("malformed", "token claims have the wrong shape")
-    return Claims(kind=str(payload.get("kind", "")), subject=str(payload["sub"]),
+    # A zone CP holds the claims of every connected sidecar's token: the names many
+    # tokens share (kind, service, mesh, scopes) are interned, one copy for all.
+    return Claims(kind=sys.intern(str(payload.get("kind", ""))),
+                  subject=sys.intern(str(payload["sub"])),
                   token_id=str(payload["jti"]), issued_at=iat, expires_at=exp,
-                  scopes=frozenset(str(s) for s in scopes), mesh=str(payload.get("mesh", "")),
-                  tags=tags, name=name, max_dataplanes=most)
+                  scopes=frozenset(sys.intern(str(s)) for s in scopes) or _NO_SCOPES,
+                  mesh=sys.intern(str(payload.get("mesh", ""))),
+                  tags=tags or _NO_TAGS, name=sys.intern(name), max_dataplanes=most)
+
+
+_NO_SCOPES: frozenset[str] = frozenset()
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})

@@ -26,6 +26,7 @@ import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 from opentelemetry import trace
 
+from gossamer.fifo import Fifo
 from sync import wire
 from sync.bounds import Bounds, PeerLimitExceeded
 from sync.client_state import Applied, Mirror
@@ -76,12 +77,14 @@ class _Inbox:
     ``max_queued`` messages wait: a peer that sends faster than it is served (no
     well-behaved one does: each side answers before the other sends again) has its
     stream ended with ``PeerLimitExceeded`` rather than growing the queue. Wake-ups are
-    coalesced, so the queue holds at most one.
+    coalesced, so the queue holds at most one. The queue is a ``gossamer.fifo.Fifo``
+    (one reader, the stream's loop), not an ``asyncio.Queue``: a zone CP holds one per
+    connected Envoy.
     """
 
     def __init__(self, stream: MessageStream, clock: Clock,
                  max_queued: int = Bounds().max_queued) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.queue: Fifo[Any] = Fifo()
         self._stream = stream
         self._clock = clock
         self._max_queued = max_queued
@@ -94,7 +97,7 @@ class _Inbox:
             while True:
                 message = await self._stream.read()
                 if message is None or message is grpc.aio.EOF:
-                    await self.queue.put(None)
+                    self.queue.put_nowait(None)
                     return
                 self.last_arrival = self._clock()
                 if message.type_url == HEARTBEAT:
@@ -103,9 +106,10 @@ class _Inbox:
                     raise PeerLimitExceeded(f"more than {self._max_queued} messages from the "
                                             "peer wait to be handled; send each request "
                                             "after the answer to the previous one")
-                await self.queue.put(message)
+                self.queue.put_nowait(message)
+                message = None  # the queue has it: not held here while the next is read
         except Exception as exc:
-            await self.queue.put(exc)
+            self.queue.put_nowait(exc)
 
     def wake(self) -> None:
         if not self._wake_queued:
@@ -192,6 +196,9 @@ async def _loop(stream: MessageStream, inbox: _Inbox, beats: Heartbeats, clock: 
                 raise StreamStalled(f"nothing received for {beats.timeout:g}s")
             for out in await handle(item, now):
                 await write(out)
+            # Hold no message while waiting for the next: a zone CP serves thousands of
+            # streams, each would keep its last request and response (KiB of protobuf).
+            item = out = None
             if beating is not None and beating.done():
                 beating.result()  # a failed heartbeat write ends the stream
     finally:

@@ -237,22 +237,25 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         ends. Only sidecars' reports are recorded; a bad one is logged and dropped.
         A sidecar's features and Envoy admin replies go to its ``admin`` channel."""
         async for message in messages:
-            kind = message.WhichOneof("message")
-            if not isinstance(session, AgentSession):
-                continue
-            if kind == "features":
-                session.admin.supported = message.features.envoy_admin_relay
-            elif kind == "envoy_admin_reply":
-                r = message.envoy_admin_reply
-                session.admin.receive(ReplyPiece(r.request_id, r.chunk, r.last,
-                                                 r.http_status, r.truncated, r.error[:1000]))
-            if kind != "status":
-                continue
+            if isinstance(session, AgentSession):
+                self._take(session, message)
+            del message  # not held while the next is awaited: a status report is KiBs
+
+    def _take(self, session: AgentSession, message: agent_pb2.AgentMessage) -> None:
+        """One message of a sidecar's agent (a heartbeat needs nothing)."""
+        kind = message.WhichOneof("message")
+        if kind == "features":
+            session.admin.supported = message.features.envoy_admin_relay
+        elif kind == "envoy_admin_reply":
+            r = message.envoy_admin_reply
+            session.admin.receive(ReplyPiece(r.request_id, r.chunk, r.last,
+                                             r.http_status, r.truncated, r.error[:1000]))
+        elif kind == "status":
             try:
                 report = parse_status(message.status.certificate_chain_pem,
                                       message.status.trust_bundle_digest, utc_now())
             except InvalidStatus as exc:
                 log.warning("dataplane %s sent a status that is ignored: %s",
                             session.node_id, exc)
-                continue
+                return
             self._registry.reported(session, report)

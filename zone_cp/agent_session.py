@@ -38,11 +38,17 @@ def sidecar_node_id(mesh: str, name: str) -> str:
     return f"{SIDECAR_NODE_PREFIX}{mesh}:{name}"
 
 
+def same_document(a: Resource, b: Resource) -> bool:
+    """Whether ``a`` and ``b`` are the same resource with the same labels and spec (their
+    store meta aside): the registered Dataplane and the state's copy of it."""
+    return a is b or (a.key == b.key and a.labels == b.labels and a.spec == b.spec)
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclass
+@dataclass(slots=True)
 class AgentSession:
     """One live sidecar: its Dataplane, what it reported, what was signed for it.
     ``updates`` is what the Session stream sends it next (bounded: ``Mailbox``)."""
@@ -71,8 +77,14 @@ class AgentSession:
 
     @property
     def certificate_chain(self) -> Sequence[x509.Certificate]:
-        """That certificate and the CAs after it, leaf first (empty before a report)."""
+        """That certificate and the CAs after it, leaf first (empty before a report),
+        parsed anew on each call: ask ``certificate_fingerprint`` first."""
         return self.report.certificate.chain if self.report else ()
+
+    @property
+    def certificate_fingerprint(self) -> str:
+        """The SHA-256 of that certificate ("" before a report)."""
+        return self.report.certificate.fingerprint if self.report else ""
 
     @property
     def trust_bundle_digest(self) -> str:

@@ -158,9 +158,10 @@ class ZoneControlPlane:
             parts.metrics.register(SyncCollector(s.zone, lambda: sync.status,
                                                  lambda: self.election.role.value))
             self._leading.append(sync.run)
+            state = parts.state
             self.health = HealthReporter(s.zone, parts.leader, parts.agents,
                                          parts.ads.insights, s.vip_cidr, s.token_file,
-                                         parts.sync)
+                                         parts.sync, lambda: state.of_kind("Dataplane"))
             self._leading.append(self.health.run)
         self._spawn(self.election.run(), "election")
         await self.election.wait_settled()  # alone on its store: leads when start returns

@@ -8,8 +8,13 @@ larger than ``MAX_CHAIN_PEM`` or with more than ``MAX_CHAIN_CERTS`` certificates
 that does not parse, a digest that is not lowercase SHA-256 hex.
 
 ``CertificateInfo`` is what the insights show (serial in hex, issuer in RFC 4514, the
-validity period, the URI SANs) and keeps the parsed chain, so whoever needs to know which
-root the certificate leads to can ask ``gossamer.pki.certs.chain_root``.
+validity period, the URI SANs) and the leaf's SHA-256 fingerprint, as small values: a
+zone CP keeps one or two per connected sidecar, and a parsed ``x509.Certificate`` chain
+with its extensions cost about 3 KiB each. The chain itself is kept as DER (the CA
+certificates above the leaf, the same for every sidecar of a zone, interned: one copy
+for all) and parsed again only when asked (``chain``), so whoever needs to know which
+root it leads to can ask ``gossamer.pki.certs.chain_root`` (``zone_cp.rollout`` does
+once per leaf and bundle).
 
 ``health`` says whether a certificate is ``valid``, ``expiring`` (past the time its agent
 should have renewed it: two thirds of its lifetime, plus a grace for the renewal round
@@ -24,18 +29,33 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from gossamer.pki.certs import BACKDATE, uri_sans
+from gossamer.pki.certs import BACKDATE, fingerprint, uri_sans
 
 MAX_CHAIN_PEM = 32 * 1024
 MAX_CHAIN_CERTS = 8
 RENEW_AT = 2 / 3
 RENEWAL_GRACE = dt.timedelta(seconds=60)
 _DIGEST = re.compile(r"^([0-9a-f]{64})?$")
+# The CA certificates above the leaves (DER), one copy for every chain that holds one:
+# a zone's sidecars share its intermediate. Bounded, in case CAs churn.
+_CAS: dict[bytes, bytes] = {}
+_CAS_MAX = 1024
+
+
+def _interned(der: bytes) -> bytes:
+    held = _CAS.get(der)
+    if held is None:
+        if len(_CAS) >= _CAS_MAX:
+            _CAS.clear()
+        held = _CAS[der] = der
+    return held
 
 
 class InvalidStatus(ValueError):
@@ -52,16 +72,23 @@ class Health(enum.StrEnum):
     EXPIRED = "expired"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CertificateInfo:
-    """A workload certificate as the insights show it; ``chain`` is leaf first."""
+    """A workload certificate as the insights show it, its leaf's ``fingerprint``, and
+    its chain as DER (``chain_der``, leaf first)."""
 
     serial: str
     issuer: str
     not_before: dt.datetime
     not_after: dt.datetime
     uris: tuple[str, ...]
-    chain: tuple[x509.Certificate, ...]
+    fingerprint: str
+    chain_der: tuple[bytes, ...]
+
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        """The chain, leaf first, parsed anew on each call."""
+        return tuple(x509.load_der_x509_certificate(der) for der in self.chain_der)
 
     @classmethod
     def from_chain_pem(cls, pem: bytes) -> CertificateInfo:
@@ -80,9 +107,11 @@ class CertificateInfo:
             # cryptography raises ValueError for most malformed input, but a name with a
             # mangled attribute type fails in formatting with a KeyError.
             raise InvalidStatus(f"the certificate chain does not parse: {exc!r}") from None
-        return cls(serial=format(leaf.serial_number, "x"), issuer=issuer,
+        ders = [c.public_bytes(Encoding.DER) for c in chain]
+        return cls(serial=format(leaf.serial_number, "x"), issuer=sys.intern(issuer),
                    not_before=leaf.not_valid_before_utc, not_after=leaf.not_valid_after_utc,
-                   uris=uris, chain=tuple(chain))
+                   uris=tuple(sys.intern(u) for u in uris), fingerprint=fingerprint(leaf),
+                   chain_der=(ders[0], *map(_interned, ders[1:])))
 
     def estimated_issue(self) -> dt.datetime:
         """When it was probably issued, for a certificate the zone CP did not sign."""
@@ -110,7 +139,7 @@ class CertificateInfo:
                 "uris": list(self.uris)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     """One ``AgentStatus``, parsed, with when it arrived."""
 
@@ -119,7 +148,7 @@ class StatusReport:
     reported_at: dt.datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SignedRecord:
     """A certificate the zone CP signed for a sidecar, and when."""
 
@@ -131,4 +160,5 @@ def parse_status(chain_pem: bytes, trust_bundle_digest: str,
                  now: dt.datetime) -> StatusReport:
     if not _DIGEST.match(trust_bundle_digest):
         raise InvalidStatus("the trust bundle digest is not a SHA-256 in lowercase hex")
-    return StatusReport(CertificateInfo.from_chain_pem(chain_pem), trust_bundle_digest, now)
+    return StatusReport(CertificateInfo.from_chain_pem(chain_pem),
+                        sys.intern(trust_bundle_digest), now)

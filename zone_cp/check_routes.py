@@ -30,7 +30,8 @@ def check_router(settings: ZoneSettings, parts: ZoneParts) -> APIRouter:
     @router.get("/_check", summary="The facts `gossamer check` judges, as this zone sees them")
     async def facts() -> dict[str, Any]:
         report = await gather(settings.zone, parts.manager, parts.agents, parts.ads.insights,
-                              settings.vip_cidr, settings.token_file)
+                              settings.vip_cidr, settings.token_file,
+                              lambda: parts.state.of_kind("Dataplane"))
         sync = parts.sync
         zone = {"name": settings.zone, "enabled": True,
                 "online": sync is None or sync.status.connected,

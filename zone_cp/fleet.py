@@ -29,6 +29,7 @@ from gossamer.model.base import Resource
 from proxy.context import Service
 from proxy.envoy import PieceCache
 from proxy.envoy.resources import ProxyResources
+from zone_cp.agent_session import same_document
 from zone_cp.fleet_shared import Shared
 from zone_cp.mesh_dns import VipView, vip_outbounds
 from zone_cp.mesh_state import POLICY_SET, MeshState, ProxyInputs
@@ -175,6 +176,8 @@ class Fleet:
         registered = member.registered
         current = current or (self._state.get("Dataplane", registered.name, registered.mesh)
                               or registered)
+        if current is not registered and same_document(current, registered):
+            member.registered = current  # the state's copy, so the Dataplane is held once
         vips = self._vips.of(current.mesh)  # the same tuple while they are equal
         key = (current, self._state.get("Mesh", current.mesh),
                self._policy_epoch.get(current.mesh, 0), vips)

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import jwt
@@ -97,19 +97,24 @@ def token_facts(path: Path | None) -> tuple[str, int]:
 
 async def gather(zone: str, manager: ResourceManager, agents: AgentRegistry,
                  insights: Mapping[str, ProxyInsight], cidr: str,
-                 token_file: Path | None) -> ZoneHealthSpec:
+                 token_file: Path | None,
+                 dataplanes: Callable[[], Iterable[Resource]] | None = None
+                 ) -> ZoneHealthSpec:
     """This zone's report as of now (it dials the other zones' ingresses: a few seconds
-    at most, ``zone_cp.ingress_probe.TIMEOUT``)."""
+    at most, ``zone_cp.ingress_probe.TIMEOUT``). ``dataplanes``: the zone's Dataplanes as
+    it holds them (``MeshState``); without it they are listed from the store, which
+    decodes every one of them again (about 4 KiB per sidecar, every report)."""
     ingresses = (await manager.list("ZoneIngress")).items
     probes = await probe_all(targets(ingresses, zone))
-    own = [d for d in (await manager.list("Dataplane")).items
-           if d.labels.get(ZONE_LABEL, zone) == zone]
+    listed = (dataplanes() if dataplanes is not None
+              else (await manager.list("Dataplane")).items)
+    own = sum(1 for d in listed if d.labels.get(ZONE_LABEL, zone) == zone)
     sessions = list(agents.sessions.values())
     now = dt.datetime.now(dt.UTC)
     token_id, token_expires = token_facts(token_file)
     return ZoneHealthSpec(zone=zone, reported_at=now.isoformat(), token_id=token_id,
                           token_expires_at=token_expires, ingresses=probes[:MAX_ITEMS],
-                          dataplanes=len(own), online=len(sessions),
+                          dataplanes=own, online=len(sessions),
                           **assess(sessions, insights, now, cidr))
 
 
@@ -118,8 +123,9 @@ class HealthReporter:
 
     def __init__(self, zone: str, manager: ResourceManager, agents: AgentRegistry,
                  insights: Mapping[str, ProxyInsight], cidr: str, token_file: Path | None,
-                 sync: ZoneSyncClient) -> None:
-        self._args = (zone, manager, agents, insights, cidr, token_file)
+                 sync: ZoneSyncClient,
+                 dataplanes: Callable[[], Iterable[Resource]] | None = None) -> None:
+        self._args = (zone, manager, agents, insights, cidr, token_file, dataplanes)
         self._manager = manager
         self._sync = sync
         self._poked = asyncio.Event()

@@ -20,15 +20,18 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 
+from gossamer.fifo import Wakeup
 from zone_cp.updates import Update
 
 
 class Mailbox:
     """A FIFO of pending updates holding at most one per type."""
 
+    __slots__ = ("_pending", "_ready")
+
     def __init__(self) -> None:
         self._pending: OrderedDict[type, Update] = OrderedDict()
-        self._ready = asyncio.Event()
+        self._ready = Wakeup()  # one reader, the Session stream (a zone CP holds thousands)
 
     def put_nowait(self, item: Update) -> None:
         """Queue ``item``, replacing (and moving behind the others) a pending update of

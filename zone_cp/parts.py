@@ -129,7 +129,7 @@ def build_parts(s: ZoneSettings, store: Store, leader: Store | None = None) -> Z
         mesh_ca = MeshCaController(leading, local_zone=s.zone, metrics=metrics)
     metrics.register(CertificateCollector(agents))
     metrics.register(XdsCollector(ads, agents))  # push latency, NACKs, connected
-    sync = (ZoneSyncClient(s, leading, inspector=EnvoyInspector(agents, s.zone))
+    sync = (ZoneSyncClient(s, leading, inspector=EnvoyInspector(agents, s.zone), view=view)
             if s.federated else None)
     return ZoneParts(store=store, view=view, manager=manager, leader=leading,
                      metrics=metrics, tls=tls, state=state,

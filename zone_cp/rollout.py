@@ -54,6 +54,9 @@ class SidecarView(Protocol):
     def certificate_chain(self) -> Sequence[x509.Certificate]: ...
 
     @property
+    def certificate_fingerprint(self) -> str: ...
+
+    @property
     def trust_bundle_digest(self) -> str: ...
 
 
@@ -147,9 +150,9 @@ class Rollout:
 
         def stale(sidecar: SidecarView) -> bool:
             nonlocal behind, held_back, asking
-            if not sidecar.certificate_chain:
+            if not sidecar.certificate_fingerprint:
                 return False
-            if self.root_of(sidecar.certificate_chain, trust, roots) in signer_roots:
+            if self.root_of(sidecar, trust, roots) in signer_roots:
                 return False
             behind += 1
             asked = self._renewed.get(sidecar.node_id)
@@ -197,15 +200,16 @@ class Rollout:
                      "another", self._zone, mesh, sent)
         return differs
 
-    def root_of(self, chain: Sequence[x509.Certificate], trust: MeshTrustSpec,
+    def root_of(self, sidecar: SidecarView, trust: MeshTrustSpec,
                 roots: Sequence[x509.Certificate]) -> str:
-        """The fingerprint of the bundle root ``chain`` leads to, or "unknown". Remembered
-        per leaf and bundle: a zone recounts every sidecar on each change, and would
-        otherwise check two signatures per sidecar each time."""
-        key = (fingerprint(chain[0]), trust.bundle_digest)
+        """The fingerprint of the bundle root ``sidecar``'s certificate chain leads to,
+        or "unknown". Remembered per leaf and bundle: a zone recounts every sidecar on
+        each change, and would otherwise parse its chain and check two signatures per
+        sidecar each time."""
+        key = (sidecar.certificate_fingerprint, trust.bundle_digest)
         found = self._roots_seen.get(key)
         if found is None:
-            root = chain_root(chain, roots)
+            root = chain_root(sidecar.certificate_chain, roots)
             found = fingerprint(root) if root is not None else "unknown"
             if len(self._roots_seen) >= ROOTS_SEEN_MAX:
                 self._roots_seen.clear()
@@ -221,12 +225,12 @@ class Rollout:
         roots = bundle_roots(trust) if trust is not None else []
         counts: dict[str, int] = {}
         for sidecar in sidecars:
-            if not sidecar.certificate_chain:
+            if not sidecar.certificate_fingerprint:
                 key = "pending"
             elif trust is None:
                 key = "unknown"
             else:
-                key = self.root_of(sidecar.certificate_chain, trust, roots)
+                key = self.root_of(sidecar, trust, roots)
             counts[key] = counts.get(key, 0) + 1
         with_bundle = sum(1 for s in sidecars if digest and s.trust_bundle_digest == digest)
         return Census(dataplanes=len(sidecars), with_bundle=with_bundle, certificates=counts)

@@ -50,6 +50,8 @@ class Hold:
     """One stream's hold on its token. ``release`` it when the stream ends; ``on_end``
     callbacks run once, if the token ends first (at once if it has already)."""
 
+    __slots__ = ("_callbacks", "_release", "claims", "withdrawn")
+
     def __init__(self, claims: Claims, release: Callable[[], None]) -> None:
         self.claims = claims
         self.withdrawn: Withdrawn | None = None

@@ -61,7 +61,7 @@ from sync.errors import SyncError
 from sync.observed import Observed
 from sync.outcomes import Outcome
 from sync.stream import NO_HEARTBEATS, abort_status, publish
-from zone_cp.agent_session import AgentSession, Change
+from zone_cp.agent_session import AgentSession, Change, same_document, sidecar_node_id
 from zone_cp.agents import AgentRegistry
 from zone_cp.fleet import Fleet
 from zone_cp.grpc_edge import bearer, status_code
@@ -86,7 +86,7 @@ ADS_BOUNDS = Bounds(types=frozenset(TYPE_URLS.values()), max_names=20_000,
 INGRESS_INTERVAL = 0.05
 
 
-@dataclass
+@dataclass(slots=True)
 class _Stream:
     """One live sidecar ADS stream: the token that admitted it, and why it was ended
     from here (a status and a detail), once it was."""
@@ -124,6 +124,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         # Push → ACK latency and NACKs of every stream, for /metrics (zone_cp.xds_metrics).
         self.deliveries = Deliveries()
         agents.on_change(self._on_agent_change)
+        state.listen(self._on_state_change)
 
     def _on_agent_change(self, change: Change, session: AgentSession) -> None:
         """A sidecar's agent went: its ADS stream ends (Envoy is admitted again once the
@@ -194,7 +195,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         try:
             await self._while_admitted(claims, context, publish(
                 engine, sid, _observed(context, insight, first, self.deliveries, sid),
-                lambda wake: self._follow(engine, session.dataplane, insight, wake),
+                lambda wake: self._follow(engine, self._held_once(session), insight, wake),
                 NO_HEARTBEATS), stream)  # Envoy has gRPC keepalive, not ours
         except SyncError as exc:  # the proxy went away, or broke the protocol
             log.info("proxy %s stream ended: %s", node_id, exc.detail)
@@ -225,7 +226,8 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             raise Forbidden("the token is not the one the dataplane registered with")
         if self._agents.sessions.get(node_id) is not session:  # it went while we checked
             raise FailedPrecondition(f"the agent session of node {node_id!r} ended")
-        return session, claims
+        # The same token, verified again: hold the session's claims, not a second copy.
+        return session, (session.claims if claims == session.claims else claims)
 
     async def _while_admitted(self, claims: Claims, context: grpc.aio.ServicerContext,
                               stream: Coroutine[Any, Any, None],
@@ -253,6 +255,27 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         finally:
             hold.release()
             task.cancel()
+
+    def _held_once(self, session: AgentSession, stored: Resource | None = None) -> Resource:
+        """The Dataplane ``session`` registered, held once: the state's copy (``stored``,
+        by default what the state holds now) when it is the same document, which the
+        session then keeps instead of its own. A zone CP of thousands of sidecars would
+        otherwise hold each Dataplane twice, the registered one and the one its store
+        view decoded (about 4 KiB each). The fleet does the same for its member."""
+        registered = session.dataplane
+        if stored is None:
+            stored = self._state.get("Dataplane", registered.name, registered.mesh)
+        if stored is None or not same_document(stored, registered):
+            return registered  # not stored yet, or another version: keep the registered one
+        session.dataplane = stored
+        return stored
+
+    def _on_state_change(self, res: Resource | None) -> None:
+        """A Dataplane the state took in after its sidecar registered: held once."""
+        if res is not None and res.type == "Dataplane":
+            session = self._agents.sessions.get(sidecar_node_id(res.mesh, res.name))
+            if session is not None and session.dataplane is not res:
+                self._held_once(session, res)
 
     def _follow(self, engine: Engine, dataplane: Resource, insight: ProxyInsight,
                 wake: Callable[[], None]) -> Callable[[], None]:

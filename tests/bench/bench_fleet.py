@@ -7,7 +7,11 @@ with the real ``gossamer`` CLI (SQLite stores in a temporary directory, zones jo
 zone tokens; ``tests.bench.fleet.processes``), and per zone a worker process holding
 ``--proxies`` simulated sidecars (``tests.bench.fleet.worker``): each registers through
 the real agent API with a real dataplane token and CSR and follows a real delta ADS stream
-as Envoy does, ACKing every response.
+as Envoy does, ACKing every response. Each sidecar opens two TLS connections of its own
+(its agent's, its Envoy's), as a real one does; ``--per-channel N`` makes N sidecars
+share one instead (the old simulator: its memory per sidecar leaves the connections
+out). The benchmark raises its open-file limit to what that takes (two per sidecar, in
+the zone CP and in the worker alike) and says so when the hard limit is too low.
 
 The mesh (the same in every zone, local traffic only: no zone ingresses): ``--services``
 services, proxy i of a zone serving ``svc-(i mod S)`` with explicit outbounds to the next
@@ -28,6 +32,7 @@ import argparse
 import asyncio
 import json
 import math
+import signal
 import sys
 import tempfile
 import time
@@ -37,10 +42,10 @@ from typing import Any
 import httpx
 
 from gossamer.loop_lag import METRIC as LOOP_LAG
-from tests.bench.fleet import stats
+from tests.bench.fleet import memtrace, stats
 from tests.bench.fleet.changes import Runner, Samples, timeout_doc
 from tests.bench.fleet.link import WorkerLink
-from tests.bench.fleet.processes import ControlPlane, Fleet
+from tests.bench.fleet.processes import ControlPlane, Fleet, fds_needed, raise_nofile
 
 OUTBOUNDS = 4
 REAL_WORKER = "tests.bench.fleet.real_worker"
@@ -84,7 +89,8 @@ async def connect(fleet: Fleet, args: argparse.Namespace, services: int,
     for i, zone in enumerate(fleet.zones):
         config = {"mesh": "default", "xds": zone.xds, "tokens": tokens, "zone": zone.name,
                   "ca_file": str(zone.data_dir / "tls" / "ca.pem"), "root": str(fleet.root),
-                  "specs": layout(i, zone.name, args.proxies, services)}
+                  "specs": layout(i, zone.name, args.proxies, services),
+                  "per_channel": args.per_channel}
         real = args.real_envoy and i == 0
         links.append(await WorkerLink.start(zone.name, config, fleet.root, REAL_WORKER
                                             if real else "tests.bench.fleet.worker"))
@@ -135,10 +141,17 @@ async def run(args: argparse.Namespace, fleet: Fleet) -> dict[str, Any]:
         runner = Runner(global_cp, zones, [], [service(s) for s in range(services)], http)
         runner.mesh_ms = 10_000  # the mesh-wide value before any change
         await runner.put(timeout_doc("fleet-mesh", runner.mesh_ms, None))
+        if fleet.trace_memory is not None:
+            for z in zones:
+                z.proc.send_signal(signal.SIGUSR1)  # tracemalloc from here on
         rss_before = [stats.rss_kib(z.proc.pid) for z in zones]
         started = time.monotonic()
         try:
             await connect(fleet, args, services, runner)
+            if fleet.trace_memory is not None:
+                for z in zones:
+                    path = await asyncio.to_thread(fleet.snapshot, z)
+                    print("\n".join(memtrace.breakdown(path, args.proxies)))
             return await measure(args, runner, http, rss_before, started)
         finally:
             for link in runner.links:
@@ -184,6 +197,13 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=5, help="changes of each kind")
     parser.add_argument("--burst", type=int, default=0, metavar="N",
                         help="then N mesh-wide changes in 1 s")
+    parser.add_argument("--per-channel", type=int, metavar="N",
+                        help="N sidecars share one connection (default: two connections "
+                             "per sidecar, as real sidecars open)")
+    parser.add_argument("--trace-memory", type=Path, metavar="DIR",
+                        help="trace the zone CPs' Python allocations (tracemalloc) from "
+                             "before the sidecars connect, and print where they went per "
+                             "sidecar once connected (snapshots kept in DIR; slows them)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON last")
     parser.add_argument("--keep", action="store_true", help="keep the data and logs")
     parser.add_argument("--real-envoy", action="store_true",
@@ -196,10 +216,19 @@ def main() -> None:
     for flag in ("zones", "proxies", "services"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be at least 1")
+    if args.per_channel is not None and args.per_channel < 1:
+        parser.error("--per-channel must be at least 1")
+    try:  # the zone CPs and the workers inherit it
+        raise_nofile(fds_needed(args.proxies + 1, args.per_channel))
+    except RuntimeError as exc:
+        parser.error(str(exc))
     root = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     if args.cp_tree is not None and not (args.cp_tree / "cli" / "main.py").is_file():
         parser.error(f"--cp-tree {args.cp_tree}: no cli/main.py there")
-    fleet = Fleet(root, args.cp_tree.resolve() if args.cp_tree else None)
+    fleet = Fleet(root, args.cp_tree.resolve() if args.cp_tree else None,
+                  args.trace_memory.resolve() if args.trace_memory else None)
+    if args.trace_memory is not None:
+        args.trace_memory.mkdir(parents=True, exist_ok=True)
     try:
         result = asyncio.run(run(args, fleet))
     except KeyboardInterrupt:

@@ -249,3 +249,19 @@ async def test_a_subscription_past_the_sidecar_bound_is_refused(zone: Zone) -> N
         await ads.close()
     finally:
         await agent.close()
+
+
+async def test_a_connected_sidecars_dataplane_is_held_once(zone: Zone) -> None:
+    # A zone CP of thousands of sidecars keeps each registered Dataplane once: the
+    # session holds the state's copy, not one of its own.
+    token = await zone.token("single")
+    agent = await Agent(zone, token).register("single-1", "single")
+    try:
+        ads = await serving(zone, token, agent.node_id)
+        session = zone.cp.agents.sessions[agent.node_id]
+        await eventually(lambda: zone.cp.state.get("Dataplane", "single-1", MESH)
+                         is session.dataplane, timeout=10,
+                         what="the session to hold the state's Dataplane")
+        await ads.close()
+    finally:
+        await agent.close()

@@ -1,16 +1,21 @@
-"""The fleet benchmark's pure parts: the histogram quantile it reports loop lag with, and
-its watches (who a change affects, when a proxy holds it, refusing a change that is not
-observable)."""
+"""The fleet benchmark's pure parts: the histogram quantile it reports loop lag with, its
+watches (who a change affects, when a proxy holds it, refusing a change that is not
+observable), and how its sidecars dial (two connections each, or shared) and what that
+needs of the open-file limit."""
 
 from __future__ import annotations
 
 import math
+import resource
 
+import grpc
 import pytest
 
 from tests.bench.fleet import stats
+from tests.bench.fleet.processes import FD_SLACK, fds_needed, raise_nofile
 from tests.bench.fleet.sidecar import Seen, Spec
 from tests.bench.fleet.watches import arm
+from tests.bench.fleet.worker import Dialer
 
 
 def test_quantile_interpolates_like_prometheus_and_diffs_scrapes() -> None:
@@ -45,3 +50,29 @@ def test_a_change_a_proxy_already_holds_is_refused() -> None:
         arm("w2", {"kind": "timeout", "service": None, "ms": 10_001}, SPECS, held.get)
     watch = arm("w3", {"kind": "timeout", "service": "svc-b", "ms": 10_002}, SPECS, held.get)
     assert watch.waiting == {"b"}
+
+
+async def test_each_sidecar_dials_two_connections_of_its_own_unless_told_to_share() -> None:
+    credentials = grpc.ssl_channel_credentials()
+    own = Dialer("127.0.0.1:1", credentials, None)  # channels connect lazily: no server
+    a, b = own.channels(0), own.channels(1)
+    assert a.owned and a.agent is not a.ads
+    assert {id(a.agent), id(a.ads)}.isdisjoint({id(b.agent), id(b.ads)})
+    await a.close()
+    await b.close()
+    shared = Dialer("127.0.0.1:1", credentials, 2)
+    x, y, z = (shared.channels(i) for i in range(3))
+    assert not x.owned and x.agent is x.ads is y.agent is y.ads
+    assert z.agent is not x.agent
+    await shared.close()
+
+
+def test_open_files_two_per_sidecar_and_a_hard_limit_too_low_is_named() -> None:
+    assert fds_needed(1000, None) == 2000 + FD_SLACK
+    assert fds_needed(1000, 50) == 21 + FD_SLACK
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    raise_nofile(soft)  # enough already: nothing changes
+    assert resource.getrlimit(resource.RLIMIT_NOFILE) == (soft, hard)
+    if hard != resource.RLIM_INFINITY:
+        with pytest.raises(RuntimeError, match="--per-channel"):
+            raise_nofile(hard + 1)

@@ -55,6 +55,10 @@ class FakeSidecar:
     renewals_asked: int = 0
     bundles_resent: int = 0
 
+    @property
+    def certificate_fingerprint(self) -> str:
+        return fingerprint(self.certificate_chain[0]) if self.certificate_chain else ""
+
 
 class FakeSidecars:
     def __init__(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -29,6 +30,49 @@ import httpx
 GOSSAMER = Path(sys.executable).parent / "gossamer"
 READY_DEADLINE = 60.0
 PR_SET_PDEATHSIG = 1
+# Open files a zone CP or a worker holds besides its sidecars' connections: SQLite, logs,
+# pipes, epoll and event fds, the sync link, HTTP clients.
+FD_SLACK = 512
+
+
+# A zone CP whose Python allocations can be traced (``bench_fleet --trace-memory DIR``):
+# SIGUSR1 starts ``tracemalloc``, SIGUSR2 writes a snapshot to the file the environment
+# names (``memtrace`` reads it). Signal handlers run on the main thread, between two
+# bytecodes of the event loop's work.
+TRACE_LAUNCH = """
+import os, signal, tracemalloc
+def start(*_):
+    tracemalloc.start(int(os.environ.get("GOSSAMER_BENCH_TRACE_FRAMES", "12")))
+def dump(*_):
+    out = os.environ["GOSSAMER_BENCH_TRACE"]
+    tracemalloc.take_snapshot().dump(out + ".part")
+    os.rename(out + ".part", out)
+signal.signal(signal.SIGUSR1, start)
+signal.signal(signal.SIGUSR2, dump)
+from cli.main import main
+main()
+"""
+
+
+def fds_needed(proxies: int, per_channel: int | None) -> int:
+    """Open files a zone CP or its worker needs for ``proxies`` sidecars: two
+    connections each, or one per ``per_channel`` sidecars (plus the spare one)."""
+    connections = 2 * proxies if per_channel is None else -(-proxies // per_channel) + 1
+    return connections + FD_SLACK
+
+
+def raise_nofile(needed: int) -> None:
+    """Raise this process's soft limit of open files to ``needed`` (its children inherit
+    it); RuntimeError naming the limit to set when the hard limit is lower (raising that
+    takes CAP_SYS_RESOURCE, e.g. ``ulimit -Hn`` as root outside a container)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise RuntimeError(f"{needed} open files needed (two connections per sidecar), "
+                           f"the hard limit is {hard}: raise it (ulimit -Hn) or share "
+                           "connections (--per-channel N)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def free_port() -> int:
@@ -85,18 +129,37 @@ class Fleet:
 
     root: Path
     cp_tree: Path | None = None
+    trace_memory: Path | None = None  # zone CPs traceable, snapshots here (TRACE_LAUNCH)
     global_cp: ControlPlane | None = None
     zones: list[ControlPlane] = field(default_factory=list)
     workers: list[int] = field(default_factory=list)  # pids of the simulator workers
 
-    def _cp(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    def _cp(self, args: list[str], log: Path, trace: str = "") -> subprocess.Popen[bytes]:
         """``gossamer ARGS``: the installed command, or ``cp_tree``'s ``cli.main`` (run
-        from inside the tree, so nothing else on the path shadows it)."""
+        from inside the tree, so nothing else on the path shadows it); with ``trace`` (a
+        snapshot file) through ``TRACE_LAUNCH``."""
+        launch = TRACE_LAUNCH if trace else "from cli.main import main; main()"
+        env = {**os.environ, "GOSSAMER_BENCH_TRACE": trace}
         if self.cp_tree is None:
-            return spawn([str(GOSSAMER), *args], log)
-        env = {**os.environ, "PYTHONPATH": str(self.cp_tree)}
-        return spawn([sys.executable, "-c", "from cli.main import main; main()", *args], log,
-                     cwd=self.cp_tree, env=env)
+            if not trace:
+                return spawn([str(GOSSAMER), *args], log)
+            return spawn([sys.executable, "-c", launch, *args], log, env=env)
+        env["PYTHONPATH"] = str(self.cp_tree)
+        return spawn([sys.executable, "-c", launch, *args], log, cwd=self.cp_tree, env=env)
+
+    def snapshot(self, zone: ControlPlane, deadline: float = 300.0) -> Path:
+        """A tracemalloc snapshot of ``zone`` (started with ``trace_memory``), written
+        by the zone CP itself; waits until the file is complete."""
+        assert self.trace_memory is not None
+        out = self.trace_memory / f"{zone.name}.snapshot"
+        out.unlink(missing_ok=True)
+        zone.proc.send_signal(signal.SIGUSR2)
+        until = time.monotonic() + deadline
+        while not out.exists():
+            if time.monotonic() > until or zone.proc.poll() is not None:
+                raise RuntimeError(f"{zone.name} wrote no snapshot; see {zone.log}")
+            time.sleep(0.2)
+        return out
 
     def start_global(self) -> ControlPlane:
         data, port, sync = self.root / "global", free_port(), free_port()
@@ -132,8 +195,10 @@ class Fleet:
                     str(token_file), "--global-ca", str(ca), "--store", "sqlite",
                     "--log-level", "warning"]
             log = self.root / f"zone-{name}.log"
-            self.zones.append(ControlPlane(name, self._cp(args, log), f"http://127.0.0.1:{port}",
-                                           data, log, xds=f"127.0.0.1:{xds}"))
+            trace = str(self.trace_memory / f"{name}.snapshot") if self.trace_memory else ""
+            self.zones.append(ControlPlane(name, self._cp(args, log, trace),
+                                           f"http://127.0.0.1:{port}", data, log,
+                                           xds=f"127.0.0.1:{xds}"))
         for zone in self.zones:
             zone.wait_ready()
             self._wait_online(zone.name)

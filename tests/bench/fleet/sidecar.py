@@ -57,6 +57,22 @@ class Seen:
 
 
 @dataclass(frozen=True)
+class Channels:
+    """Where a sidecar's calls go: ``agent`` (its agent's Session and SignCertificate)
+    and ``ads`` (its Envoy's stream). ``owned``: the sidecar's own two connections, as a
+    real sidecar has, closed with it; otherwise channels shared with other sidecars."""
+
+    agent: grpc.aio.Channel
+    ads: grpc.aio.Channel
+    owned: bool = False
+
+    async def close(self) -> None:
+        if self.owned:
+            await self.agent.close()
+            await self.ads.close()
+
+
+@dataclass(frozen=True)
 class Spec:
     """One sidecar: its Dataplane's name, service, address and outbound services."""
 
@@ -98,14 +114,14 @@ def _rds_names(listener: listener_pb2.Listener) -> set[str]:
 class Sidecar:
     """Registers, signs, and follows ADS until ``close``; ``on_ack`` after every ACK."""
 
-    def __init__(self, spec: Spec, mesh: str, token: str, channel: grpc.aio.Channel,
+    def __init__(self, spec: Spec, mesh: str, token: str, channels: Channels,
                  on_ack: Callable[[Sidecar], None]) -> None:
         self.spec = spec
         self.mesh = mesh
         self.seen = Seen()
         self.node_id = ""
         self._metadata = (("authorization", f"Bearer {token}"),)
-        self._channel = channel
+        self._channels = channels
         self._on_ack = on_ack
         self._session: Any = None
         self._ads: Any = None
@@ -119,7 +135,7 @@ class Sidecar:
 
     async def register(self) -> None:
         """Open the Session and wait for ``Registered`` (the node id)."""
-        self._session = agent_pb2_grpc.AgentStub(self._channel).Session(
+        self._session = agent_pb2_grpc.AgentStub(self._channels.agent).Session(
             metadata=self._metadata)
         self.registered_at = time.monotonic()
         await self._session.write(agent_pb2.AgentMessage(
@@ -133,7 +149,7 @@ class Sidecar:
     async def sign(self) -> None:
         _key, csr = new_request(self.spec.name)
         request = agent_pb2.SignRequest(mesh=self.mesh, dataplane=self.spec.name, csr_pem=csr)
-        await agent_pb2_grpc.AgentStub(self._channel).SignCertificate(
+        await agent_pb2_grpc.AgentStub(self._channels.agent).SignCertificate(
             request, metadata=self._metadata, timeout=CALL_TIMEOUT)
 
     async def _drain_session(self) -> None:
@@ -150,7 +166,7 @@ class Sidecar:
     async def connect_ads(self) -> None:
         """Open the ADS stream as Envoy does: CDS and LDS wildcard, the node first."""
         self._ads = ads_pb2_grpc.AggregatedDiscoveryServiceStub(
-            self._channel).DeltaAggregatedResources(metadata=self._metadata)
+            self._channels.ads).DeltaAggregatedResources(metadata=self._metadata)
         first = discovery_pb2.DeltaDiscoveryRequest(type_url=CLUSTER_TYPE)
         first.node.CopyFrom(base_pb2.Node(id=self.node_id, cluster=self.spec.service))
         await self._ads.write(first)
@@ -229,3 +245,6 @@ class Sidecar:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._session = self._ads = None
+        self._tasks.clear()
+        await self._channels.close()

@@ -14,9 +14,15 @@ then answers JSON commands, one a line (answers and events are JSON lines on std
   ``{"cmd": "remove", "name"}`` ends its Session (the endpoint goes), ``removed``;
 - ``{"cmd": "counts"}`` answers each proxy's count of ADS responses; ``stop`` ends.
 
-The sidecars share a few gRPC channels (``PER_CHANNEL`` each, every channel its own
-connection) on one event loop, so a thousand of them cost one core a fraction of its
-time while idle. The process exits when its stdin closes, so it never outlives the
+Each sidecar opens two TLS connections of its own, as a real one does (its agent's
+Session and SignCertificate over one, its Envoy's ADS over the other: ``Dialer``), so
+the zone CP holds what a real fleet makes it hold. With ``"per_channel": N`` in the
+config (``bench_fleet --per-channel N``) N sidecars share one connection for all their
+calls instead, as the simulator did before: cheaper for the worker, but the zone CP's
+memory per sidecar then leaves out most of the connections' cost. All sidecars run on
+one event loop, so a thousand of them cost one core a fraction of its time while idle.
+The process raises its open-file limit to what its connections need
+(``processes.raise_nofile``) and exits when its stdin closes, so it never outlives the
 driver.
 """
 
@@ -32,10 +38,13 @@ from typing import Any
 
 import grpc
 
-from tests.bench.fleet.sidecar import Seen, Sidecar, Spec
+from tests.bench.fleet.processes import fds_needed, raise_nofile
+from tests.bench.fleet.sidecar import Channels, Seen, Sidecar, Spec
 from tests.bench.fleet.watches import Watch, arm
 
-PER_CHANNEL = 50
+CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1),  # a connection per channel
+                   ("grpc.max_receive_message_length", 64 << 20),
+                   ("grpc.keepalive_time_ms", 60_000)]
 CONCURRENCY = 16
 CONNECT_DEADLINE = 1800.0  # the zone CP may regenerate every proxy per registration
 RETRYABLE = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE,
@@ -50,6 +59,37 @@ def emit(event: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+class Dialer:
+    """The sidecars' channels to the zone CP's xDS port (TLS, verified with the zone's
+    CA). ``per_channel`` None: two new channels per sidecar, each its own connection
+    (``grpc.use_local_subchannel_pool``: channels do not share subchannels); N: sidecar i
+    uses channel i // N for both its agent and its ADS calls."""
+
+    def __init__(self, target: str, credentials: grpc.ChannelCredentials,
+                 per_channel: int | None) -> None:
+        self._target = target
+        self._credentials = credentials
+        self.per_channel = per_channel
+        self._shared: dict[int, grpc.aio.Channel] = {}
+
+    def _channel(self) -> grpc.aio.Channel:
+        return grpc.aio.secure_channel(self._target, self._credentials,
+                                       options=CHANNEL_OPTIONS)
+
+    def channels(self, index: int) -> Channels:
+        """The channels of sidecar ``index``."""
+        if self.per_channel is None:
+            return Channels(self._channel(), self._channel(), owned=True)
+        key = index // self.per_channel
+        if key not in self._shared:
+            self._shared[key] = self._channel()
+        return Channels(self._shared[key], self._shared[key])
+
+    async def close(self) -> None:
+        for channel in self._shared.values():
+            await channel.close()
+
+
 class Worker:
     def __init__(self, config: dict[str, Any]) -> None:
         self.mesh = config["mesh"]
@@ -57,11 +97,10 @@ class Worker:
         self.specs = [Spec(s["name"], s["service"], s["address"], tuple(s["outbounds"]),
                            s.get("protocol", "http")) for s in config["specs"]]
         ca = Path(config["ca_file"]).read_bytes()
-        credentials = grpc.ssl_channel_credentials(root_certificates=ca)
-        count = max(1, -(-len(self.specs) // PER_CHANNEL))
-        self.channels = [grpc.aio.secure_channel(config["xds"], credentials, options=[
-            ("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 64 << 20),
-            ("grpc.keepalive_time_ms", 60_000)]) for _ in range(count + 1)]
+        per_channel = config.get("per_channel")
+        raise_nofile(fds_needed(len(self.specs), per_channel))
+        self.dialer = Dialer(config["xds"], grpc.ssl_channel_credentials(root_certificates=ca),
+                             per_channel)
         self.sidecars: dict[str, Sidecar] = {}
         self.extra: dict[str, Sidecar] = {}
         self.watches: dict[str, Watch] = {}
@@ -79,12 +118,11 @@ class Worker:
                       "affected": watch.affected})
 
     async def _connect(self, index: int, spec: Spec, gate: asyncio.Semaphore) -> None:
-        channel = self.channels[index // PER_CHANNEL]
         deadline = time.monotonic() + CONNECT_DEADLINE
         async with gate:
             while True:
-                sidecar = Sidecar(spec, self.mesh, self.tokens[spec.service], channel,
-                                  self.on_ack)
+                sidecar = Sidecar(spec, self.mesh, self.tokens[spec.service],
+                                  self.dialer.channels(index), self.on_ack)
                 try:
                     await sidecar.register()
                     await sidecar.sign()
@@ -128,8 +166,9 @@ class Worker:
                 self.watches[watch.id] = watch
         elif what == "add":
             spec = Spec(cmd["name"], cmd["service"], cmd["address"], ())
-            sidecar = Sidecar(spec, self.mesh, self.tokens[spec.service], self.channels[-1],
-                              lambda _: None)
+            index = len(self.specs) + len(self.extra)
+            sidecar = Sidecar(spec, self.mesh, self.tokens[spec.service],
+                              self.dialer.channels(index), lambda _: None)
             await sidecar.register()
             self.extra[spec.name] = sidecar
             emit({"event": "added", "name": spec.name, "t0": sidecar.registered_at})
@@ -162,8 +201,7 @@ class Worker:
         await asyncio.gather(*(s.close() for s in [*self.sidecars.values(),
                                                     *self.extra.values()]),
                              return_exceptions=True)
-        for channel in self.channels:
-            await channel.close()
+        await self.dialer.close()
 
 
 async def main(config_path: str, kind: type[Worker] = Worker) -> None:
