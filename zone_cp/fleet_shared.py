@@ -108,7 +108,7 @@ class Shared:
         self._shapes: dict[Hashable, _Shape] = {}
         self._encoded: dict[int, tuple[Message, Entry]] = {}
         self._owns: dict[Hashable, OwnTemplate | own_template.Pending | None] = {}
-        self._inbounds: dict[int, tuple[DataplaneSpec, Hashable]] = {}
+        self._inbounds: dict[str, tuple[DataplaneSpec, Hashable]] = {}
         self._policy_keys: dict[int, tuple[ProxyPolicies, Hashable]] = {}
         self.match_hits = 0
         self.shape_hits = 0
@@ -189,14 +189,18 @@ class Shared:
 
     def _inbounds_key(self, spec: DataplaneSpec) -> Hashable:
         """``own_template.inbounds_key`` of this very spec, kept across generations (a
-        spec never changes; a changed Dataplane is a new one)."""
-        found = self._inbounds.get(id(spec))
+        spec never changes; a changed Dataplane is a new one). One spec is kept per
+        address, the latest asked for: keeping every spec seen would hold a connected
+        sidecar's Dataplane twice (as registered, then as stored) and every departed
+        one's."""
+        address = spec.networking.address
+        found = self._inbounds.get(address)
         if found is not None and found[0] is spec:
             return found[1]
-        if len(self._inbounds) >= _MAX_KEPT:
+        if found is None and len(self._inbounds) >= _MAX_KEPT:
             self._inbounds.clear()
         key = inbounds_key(spec)
-        self._inbounds[id(spec)] = (spec, key)
+        self._inbounds[address] = (spec, key)
         return key
 
     def _match(self, inputs: ProxyInputs) -> ProxyPolicies:

@@ -33,8 +33,8 @@ class PieceCache:
         self._max = max_size
         self.hits = 0
         self.misses = 0
-        # id(service), subset -> the service (held, so the id stays its own) and its hosts
-        self._hosts: dict[tuple[int, TagSet], tuple[Service, Hosts]] = {}
+        # service name, subset -> the latest service object asked for and its hosts
+        self._hosts: dict[tuple[str, TagSet], tuple[Service, Hosts]] = {}
 
     def get(self, key: Hashable, make: Callable[[], T]) -> T:
         found = self._items.get(key)
@@ -51,9 +51,12 @@ class PieceCache:
 
     def hosts(self, service: Service, subset: TagSet, make: Callable[[], Hosts]) -> Hosts:
         """The ``Hosts`` of this very ``service`` object (and ``subset``), made once. A
-        zone CP hands out one ``Service`` per service and state generation, so a new
-        generation is a new key; the memo is dropped whole when it is full."""
-        key = (id(service), subset)
+        zone CP hands out one ``Service`` per service and state generation; the memo
+        keeps the latest object per service name and subset, so it holds no more than
+        the services there are (keeping every generation's objects held each
+        registration's whole services map while a fleet connected), and is dropped
+        whole when it is full."""
+        key = (service.name, subset)
         found = self._hosts.get(key)
         if found is not None and found[0] is service:
             return found[1]

@@ -7,6 +7,8 @@ zone-pinned names).
 from __future__ import annotations
 
 import dataclasses
+import gc
+import weakref
 
 from proxy.context import Endpoint, OutboundListener, ProxyContext, RemoteZone, Service
 from proxy.envoy import (
@@ -196,6 +198,20 @@ def test_hosts_are_kept_per_service_object_and_follow_a_new_one() -> None:
     with_cache, plain = generate(ctx, cache), generate(ctx)
     assert {n: m.SerializeToString() for n, m in with_cache.endpoints.items()} == {
         n: m.SerializeToString() for n, m in plain.endpoints.items()}
+
+
+def test_hosts_memo_holds_one_object_per_service_not_every_generation() -> None:
+    cache = PieceCache()
+    service = SERVICES["backend"]
+    generations = []
+    for i in range(50):  # a registration each: a new Service object per generation
+        service = dataclasses.replace(service, endpoints=(
+            *service.endpoints, Endpoint(f"10.0.8.{i}", 8080, {"version": "v1"})))
+        generations.append(weakref.ref(service))
+        assert cache.hosts(service, (), lambda s=service: Hosts.of(s)) == Hosts.of(service)
+    gc.collect()
+    assert [ref() is None for ref in generations[:-1]] == [True] * 49
+    assert cache.hosts(service, (), lambda: Hosts()) == Hosts.of(service)  # kept
 
 
 def test_hosts_hash_is_kept_and_equal_for_equal_hosts() -> None:
