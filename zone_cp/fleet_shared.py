@@ -22,6 +22,7 @@ up, so the fleet knows which endpoint changes concern a proxy.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
@@ -107,7 +108,11 @@ class Shared:
         self._matches: dict[Hashable, ProxyPolicies] = {}
         self._shapes: dict[Hashable, _Shape] = {}
         self._encoded: dict[int, tuple[Message, Entry]] = {}
-        self._owns: dict[Hashable, OwnTemplate | own_template.Pending | None] = {}
+        # own-part templates by class, least recently used first; at most ``keep_owns``
+        # (the fleet sets it from its size: a template a change made obsolete goes first)
+        self._owns: OrderedDict[Hashable, OwnTemplate | own_template.Pending | None] = (
+            OrderedDict())
+        self.keep_owns = _MAX_KEPT
         self._inbounds: dict[str, tuple[DataplaneSpec, Hashable]] = {}
         self._policy_keys: dict[int, tuple[ProxyPolicies, Hashable]] = {}
         self.match_hits = 0
@@ -138,6 +143,8 @@ class Shared:
         key = own_key(ctx, self._policies_key(matched), self._inbounds_key(ctx.dataplane))
         address = ctx.dataplane.networking.address
         found = self._owns.get(key, _NEW)
+        if found is not _NEW:
+            self._owns.move_to_end(key)
         if isinstance(found, OwnTemplate):
             self.own_hits += 1
             return found.instantiate(address)
@@ -145,8 +152,8 @@ class Shared:
             self.own_hits += 1  # the class's one proxy again: its very part
             return found.own, found.entries
         if found is _NEW:
-            if len(self._owns) >= _MAX_KEPT:
-                self._owns.clear()
+            while self._owns and len(self._owns) >= self.keep_owns:
+                self._owns.popitem(last=False)
             mine, pending = own_template.first(ctx, self._encode)
             self._owns[key] = pending
             return mine, pending.entries
