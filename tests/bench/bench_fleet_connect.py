@@ -93,7 +93,9 @@ async def run(proxies: int, services: int, checkpoints: list[int], window: int,
     agents = SimpleNamespace(sessions={"one": session}, on_change=lambda _: None)
     DnsPublisher(state, agents, vip_view)  # type: ignore[arg-type]
     allocator = VipAllocator(state, manager, parse_cidr("240.0.0.0/4"))
-    fleet = Fleet(state, vip_view, PieceCache())
+    # A round per change (no spacing): the worst case of joins arriving one by one.
+    fleet = Fleet(state, vip_view, PieceCache(), interval=0.0)
+    busy = Busy(fleet, allocator)
     tasks = [asyncio.create_task(c) for c in (view.run(), state.run(), fleet.run(),
                                                allocator.run())]
     await eventually(lambda: state.generation > 0, what="the state to load")
@@ -124,9 +126,7 @@ async def run(proxies: int, services: int, checkpoints: list[int], window: int,
 
         engine.connect(spec.name)
         fleet.join(spec.name, dp, deliver)
-        done = fleet.rounds
-        await eventually(lambda d=done: fleet.rounds > d, what="the fleet's round",
-                         interval=0.0005)
+        await settled(busy, state)
         if i + 1 in checkpoints:
             n = i + 1 - next(k for k, c in marks.items() if c == i + 1)
             cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started_wall
@@ -142,6 +142,39 @@ async def run(proxies: int, services: int, checkpoints: list[int], window: int,
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return out
+
+
+class Busy:
+    """Whether the fleet or the VIP allocator has work in hand: their rounds are wrapped
+    to count those running, and their wake-up events say whether one is due."""
+
+    def __init__(self, fleet: Any, allocator: Any) -> None:
+        self._fleet, self._allocator = fleet, allocator
+        self.running = 0
+        for part, name in ((fleet, "round"), (allocator, "reconcile")):
+            setattr(part, name, self._counted(getattr(part, name)))
+
+    def _counted(self, step: Any) -> Any:
+        async def counted() -> Any:
+            self.running += 1
+            try:
+                return await step()
+            finally:
+                self.running -= 1
+        return counted
+
+    def __call__(self) -> bool:
+        return bool(self.running or self._fleet._wanted.is_set()
+                    or self._allocator._wake.is_set())
+
+
+async def settled(busy: Busy, state: Any) -> None:
+    """Until the state stopped moving and nothing is busy (three polls in a row)."""
+    quiet, generation = 0, -1
+    while quiet < 3:
+        await asyncio.sleep(0.001)
+        quiet = quiet + 1 if not busy() and state.generation == generation else 0
+        generation = state.generation
 
 
 def main() -> None:
