@@ -163,6 +163,7 @@ class DnsPublisher:
         self._agents = agents
         self._vips = vips
         self._tables: dict[str, DnsTable] = {}
+        self._built: dict[str, tuple[object, DnsTable]] = {}  # the VIPs each was made of
         self._refresh = Coalesced(self.refresh)  # once per loop turn, however many changes
         state.listen(self._changed)
         agents.on_change(self._agent_changed)
@@ -170,22 +171,36 @@ class DnsPublisher:
     def table(self, mesh: str) -> DnsTable:
         table = self._tables.get(mesh)
         if table is None:
-            table = self._tables[mesh] = dns_table(self._vips.of(mesh))
+            table = self._tables[mesh] = self._build(mesh)
         return table
+
+    def _build(self, mesh: str) -> DnsTable:
+        """The mesh's table, made again only when ``VipView`` hands out other VIPs (it
+        keeps the same tuple while they are equal)."""
+        vips = self._vips.of(mesh)
+        held = self._built.get(mesh)
+        if held is None or held[0] is not vips:
+            held = self._built[mesh] = (vips, dns_table(vips))
+        return held[1]
 
     def _changed(self, res: Resource | None) -> None:
         if res is None or res.type in SERVICE_KINDS:
             self._refresh()
 
     def refresh(self) -> None:
-        """Recompute the tables of the meshes with sessions; push those that changed."""
+        """Recompute the tables of the meshes with sessions; push those that changed.
+        Every mesh with a session has a table (pushed as it registered), so the sessions
+        are gone through only when a table changed: not once per registration."""
+        changed = [(mesh, new) for mesh, old in sorted(self._tables.items())
+                   if (new := self._build(mesh)).version != old.version]
+        if not changed:
+            return
         sessions = list(self._agents.sessions.values())
         meshes = {s.mesh for s in sessions}
         self._tables = {m: t for m, t in self._tables.items() if m in meshes}
-        for mesh in sorted(meshes):
-            old = self._tables.get(mesh)
-            new = dns_table(self._vips.of(mesh))
-            if old is not None and old.version == new.version:
+        self._built = {m: b for m, b in self._built.items() if m in meshes}
+        for mesh, new in changed:
+            if mesh not in meshes:
                 continue
             self._tables[mesh] = new
             log.info("mesh %s: DNS table %s, %d names", mesh, new.version, len(new.entries))
