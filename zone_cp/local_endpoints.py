@@ -109,9 +109,14 @@ def _parts_of(dp: Resource) -> dict[str, Part]:
     endpoints: dict[str, list[Endpoint]] = {}
     protocols: dict[str, str] = {}
     for ib in spec.networking.inbound:
-        endpoints.setdefault(ib.service, []).append(Endpoint(
-            address=ib.address or spec.networking.address, port=ib.port,
-            tags=dict(ib.tags), service_port=ib.service_port or ib.port))
+        endpoints.setdefault(ib.service, []).append(
+            Endpoint(
+                address=ib.address or spec.networking.address,
+                port=ib.port,
+                tags=dict(ib.tags),
+                service_port=ib.service_port or ib.port,
+            )
+        )
         protocols.setdefault(ib.service, ib.tags.get(PROTOCOL_TAG, "tcp"))
     return {name: Part(tuple(eps), protocols[name]) for name, eps in endpoints.items()}
 

@@ -62,6 +62,12 @@ class VipAllocator:
         self._absences: dict[str, Absences] = {}
         self._wake = asyncio.Event()
         self._retry_at: float | None = None
+        # Per mesh, the keys it wanted when last reconciled, and the meshes whose
+        # VirtualIPs or Mesh changed since: a registration of one more instance of a
+        # known service reads no VirtualIP from the store.
+        self._done: dict[str, list[str]] = {}
+        self._stale: set[str] = set()
+        self._all_stale = True
         self.rounds = 0
 
     async def run(self) -> None:
@@ -77,6 +83,10 @@ class VipAllocator:
 
     def _changed(self, res: Resource | None) -> None:
         if res is None or res.type in SERVICE_KINDS:
+            if res is None or res.type not in ("Dataplane", "MeshExternalService"):
+                self._stale.add(res.name if res is not None and res.type == "Mesh"
+                                else res.mesh if res is not None else "")
+                self._all_stale = self._all_stale or res is None or not res.mesh
             self._wake.set()
 
     async def _sleep(self) -> None:
@@ -99,15 +109,28 @@ class VipAllocator:
         for mesh in list(self._absences):
             if mesh not in meshes:
                 del self._absences[mesh]
+        stale, all_stale = self._stale, self._all_stale
+        self._stale, self._all_stale = set(), False
         for mesh in meshes:
+            wanted = self._wanted(mesh)
+            if not (all_stale or mesh in stale or self._done.get(mesh) != wanted
+                    or self._release_due(mesh)):
+                continue  # the same services, VIPs and Mesh as when last reconciled
+            self._done.pop(mesh, None)
             try:
                 await self._reconcile_mesh(mesh)
+                self._done[mesh] = wanted
             except VipsExhausted as exc:
                 log.error("mesh %s: %s", mesh, exc.detail)
             except GossamerError as exc:
                 log.warning("mesh %s: allocating virtual IPs failed (%s); retrying in %gs",
                             mesh, exc.detail, RETRY)
                 self._retry_at = self._clock() + RETRY
+
+    def _release_due(self, mesh: str) -> bool:
+        absences = self._absences.get(mesh)
+        expiry = absences.next_expiry() if absences is not None else None
+        return expiry is not None and expiry <= self._clock()
 
     def _wanted(self, mesh: str) -> list[str]:
         """The VIP keys the mesh needs: one per service, and with the Mesh's

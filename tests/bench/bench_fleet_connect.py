@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import sys
 import tempfile
@@ -58,9 +59,16 @@ class LoopWatch:
             self._task.cancel()
 
 
-async def run(proxies: int, services: int, checkpoints: list[int], window: int,
-              sqlite: Path | None) -> dict[str, Any]:
+async def run(
+    proxies: int,
+    services: int,
+    checkpoints: list[int],
+    window: int,
+    sqlite: Path | None,
+    profile: Path | None = None,
+) -> dict[str, Any]:
     # Imported here so that ``--cp-tree`` can put another tree first on the path.
+    from authority.bootstrap import DEFAULT_MESH
     from gossamer.model.registry import parse_document
     from gossamer.resources import ResourceManager
     from gossamer.store.memory import MemoryStore
@@ -77,10 +85,9 @@ async def run(proxies: int, services: int, checkpoints: list[int], window: int,
     from zone_cp.vips import parse_cidr
     from zone_cp.xds import ADS_BOUNDS
 
-    from authority.bootstrap import DEFAULT_MESH
-
     if sqlite is not None:
         from gossamer.store.sqlite import SqliteStore
+
         store: Any = await SqliteStore.open(sqlite)
     else:
         store = MemoryStore()
@@ -96,8 +103,9 @@ async def run(proxies: int, services: int, checkpoints: list[int], window: int,
     # A round per change (no spacing): the worst case of joins arriving one by one.
     fleet = Fleet(state, vip_view, PieceCache(), interval=0.0)
     busy = Busy(fleet, allocator)
-    tasks = [asyncio.create_task(c) for c in (view.run(), state.run(), fleet.run(),
-                                               allocator.run())]
+    tasks = [
+        asyncio.create_task(c) for c in (view.run(), state.run(), fleet.run(), allocator.run())
+    ]
     await eventually(lambda: state.generation > 0, what="the state to load")
     watch = LoopWatch()
     watch.start()
@@ -106,17 +114,22 @@ async def run(proxies: int, services: int, checkpoints: list[int], window: int,
     out: dict[str, Any] = {"proxies": proxies, "services": services, "checkpoints": []}
     marks = {c - min(window, c): c for c in checkpoints if c <= proxies}
     started_cpu = started_wall = 0.0
+    profiler = cProfile.Profile() if profile is not None else None
     rounds = 0
     for i, spec in enumerate(specs):
         if i in marks:
             watch.take()
-            started_cpu, started_wall, rounds = (time.process_time(), time.perf_counter(),
-                                                 fleet.rounds)
+            started_cpu, started_wall, rounds = (
+                time.process_time(),
+                time.perf_counter(),
+                fleet.rounds,
+            )
+            if profiler is not None and marks[i] == max(marks.values()):
+                profiler.enable()  # the last window only
         dp = parse_document(spec.document("default"), manager.registry)
         before = state.generation
         await manager.apply(dp)  # the agent registry stores the registered Dataplane
-        await eventually(lambda b=before: state.generation > b, what="the state",
-                         interval=0.0005)
+        await eventually(lambda b=before: state.generation > b, what="the state", interval=0.0005)
         engine = Engine(bounds=ADS_BOUNDS)
         engines.append(engine)
 
@@ -130,14 +143,20 @@ async def run(proxies: int, services: int, checkpoints: list[int], window: int,
         if i + 1 in checkpoints:
             n = i + 1 - next(k for k, c in marks.items() if c == i + 1)
             cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started_wall
-            point = {"members": i + 1, "joins": n,
-                     "cpu_ms_per_join": round(1000 * cpu / n, 3),
-                     "wall_ms_per_join": round(1000 * wall / n, 3),
-                     "longest_loop_turn_ms": round(1000 * watch.take(), 1),
-                     "rounds": fleet.rounds - rounds}
+            point = {
+                "members": i + 1,
+                "joins": n,
+                "cpu_ms_per_join": round(1000 * cpu / n, 3),
+                "wall_ms_per_join": round(1000 * wall / n, 3),
+                "longest_loop_turn_ms": round(1000 * watch.take(), 1),
+                "rounds": fleet.rounds - rounds,
+            }
             out["checkpoints"].append(point)
             print(json.dumps(point), file=sys.stderr, flush=True)
     watch.stop()
+    if profiler is not None and profile is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -161,11 +180,11 @@ class Busy:
                 return await step()
             finally:
                 self.running -= 1
+
         return counted
 
     def __call__(self) -> bool:
-        return bool(self.running or self._fleet._wanted.is_set()
-                    or self._allocator._wake.is_set())
+        return bool(self.running or self._fleet._wanted.is_set() or self._allocator._wake.is_set())
 
 
 async def settled(busy: Busy, state: Any) -> None:
@@ -182,11 +201,16 @@ def main() -> None:
     parser.add_argument("--proxies", type=int, default=2000)
     parser.add_argument("--services", type=int, default=0, help="default: proxies / 20")
     parser.add_argument("--checkpoints", default="1000,2000,5000,10000")
-    parser.add_argument("--window", type=int, default=200,
-                        help="joins measured before each checkpoint")
+    parser.add_argument(
+        "--window", type=int, default=200, help="joins measured before each checkpoint"
+    )
     parser.add_argument("--sqlite", action="store_true", help="a SQLite store, not memory")
-    parser.add_argument("--cp-tree", type=Path, metavar="DIR",
-                        help="import the control plane from this source tree")
+    parser.add_argument(
+        "--cp-tree", type=Path, metavar="DIR", help="import the control plane from this source tree"
+    )
+    parser.add_argument(
+        "--profile", type=Path, metavar="FILE", help="cProfile the last window into FILE"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.cp_tree is not None:
@@ -198,11 +222,21 @@ def main() -> None:
     services = args.services or max(1, args.proxies // 20)
     checkpoints = sorted(int(c) for c in args.checkpoints.split(",") if c)
     with tempfile.TemporaryDirectory(prefix="bench-connect-") as tmp:
-        result = asyncio.run(run(args.proxies, services, checkpoints, args.window,
-                                 Path(tmp) / "zone.db" if args.sqlite else None))
+        result = asyncio.run(
+            run(
+                args.proxies,
+                services,
+                checkpoints,
+                args.window,
+                Path(tmp) / "zone.db" if args.sqlite else None,
+                args.profile,
+            )
+        )
     for p in result["checkpoints"]:
-        print(f"{p['members']:6} members: {p['cpu_ms_per_join']:8.2f} ms CPU per join "
-              f"(last {p['joins']}), longest loop turn {p['longest_loop_turn_ms']} ms")
+        print(
+            f"{p['members']:6} members: {p['cpu_ms_per_join']:8.2f} ms CPU per join "
+            f"(last {p['joins']}), longest loop turn {p['longest_loop_turn_ms']} ms"
+        )
     if args.json:
         print(json.dumps(result))
 
