@@ -115,10 +115,11 @@ async def run(
     marks = {c - min(window, c): c for c in checkpoints if c <= proxies}
     started_cpu = started_wall = 0.0
     profiler = cProfile.Profile() if profile is not None else None
-    rounds = 0
+    rounds = regenerations = 0
     for i, spec in enumerate(specs):
         if i in marks:
             watch.take()
+            regenerations = fleet.regenerations
             started_cpu, started_wall, rounds = (
                 time.process_time(),
                 time.perf_counter(),
@@ -150,6 +151,7 @@ async def run(
                 "wall_ms_per_join": round(1000 * wall / n, 3),
                 "longest_loop_turn_ms": round(1000 * watch.take(), 1),
                 "rounds": fleet.rounds - rounds,
+                "regenerations_per_join": round((fleet.regenerations - regenerations) / n, 1),
             }
             out["checkpoints"].append(point)
             print(json.dumps(point), file=sys.stderr, flush=True)
