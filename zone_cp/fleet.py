@@ -22,17 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from gossamer.model.base import Resource
+from gossamer.policy.index import Bucket, lookup_keys
 from proxy.context import Service
 from proxy.envoy import PieceCache
 from proxy.envoy.resources import ProxyResources
 from zone_cp.fleet_shared import Shared
 from zone_cp.mesh_dns import VipView, vip_outbounds, wants_vip_outbounds
-from zone_cp.mesh_state import EXTERNAL_KINDS, MeshState, ProxyInputs
+from zone_cp.mesh_state import EXTERNAL_KINDS, POLICY_SET, MeshState, ProxyInputs
 from zone_cp.xds_resources import Entries
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Member:
     read: frozenset[str] | None = frozenset()  # services it read; None: all of them
     regenerations: int = 0
     left: bool = False
+    buckets: Sequence[Bucket] = ()  # where a policy that may select it is indexed
 
     @property
     def mesh(self) -> str:
@@ -67,11 +69,13 @@ class Member:
 @dataclass
 class _Changes:
     """What changed since the last round: every mesh (``all_meshes``), the meshes all of
-    whose members must be checked (a policy, the Mesh), the Dataplanes changed, per mesh
-    the services that may differ (None: any) and the meshes whose VIPs may differ."""
+    whose members must be checked (the Mesh, a route's backends), the policy index
+    buckets of the members a policy may select, the Dataplanes changed, per mesh the
+    services that may differ (None: any) and the meshes whose VIPs may differ."""
 
     all_meshes: bool = False
     meshes: set[str] = field(default_factory=set)
+    buckets: set[Bucket] = field(default_factory=set)
     dataplanes: set[tuple[str, str]] = field(default_factory=set)
     services: dict[str, set[str] | None] = field(default_factory=dict)
     vips: set[str] = field(default_factory=set)
@@ -91,6 +95,7 @@ class _Index:
 
     def __init__(self) -> None:
         self.by_mesh: dict[str, set[Member]] = {}
+        self.by_bucket: dict[Bucket, set[Member]] = {}
         self.by_dataplane: dict[tuple[str, str], set[Member]] = {}
         self.readers: dict[tuple[str, str], set[Member]] = {}
         self.reads_all: dict[str, set[Member]] = {}
@@ -103,6 +108,7 @@ class _Index:
     def drop(self, member: Member) -> None:
         self.read(member, frozenset())
         self.wants_vips(member, False)
+        self.selectable(member, ())
         _discard(self.by_mesh, member.mesh, member)
         _discard(self.by_dataplane, member.dataplane_key, member)
 
@@ -121,6 +127,16 @@ class _Index:
             for name in read:
                 self.readers.setdefault((mesh, name), set()).add(member)
 
+    def selectable(self, member: Member, buckets: Sequence[Bucket]) -> None:
+        """File ``member`` under the policy index ``buckets`` of its current view."""
+        if buckets == member.buckets:
+            return
+        for bucket in member.buckets:
+            _discard(self.by_bucket, bucket, member)
+        member.buckets = buckets
+        for bucket in buckets:
+            self.by_bucket.setdefault(bucket, set()).add(member)
+
     def wants_vips(self, member: Member, wants: bool) -> None:
         if wants:
             self.vips.setdefault(member.mesh, set()).add(member)
@@ -134,6 +150,8 @@ class _Index:
         out: set[Member] = set()
         for mesh in changes.meshes:
             out |= self.by_mesh.get(mesh, set())
+        for bucket in changes.buckets:
+            out |= self.by_bucket.get(bucket, set())
         for key in changes.dataplanes:
             out |= self.by_dataplane.get(key, set())
         for mesh, names in services.items():
@@ -206,8 +224,11 @@ class Fleet:
             changes.add_services(mesh, touched.services)
             if res.type == "Dataplane":
                 changes.dataplanes.add((mesh, res.name))
+            elif res.type in POLICY_SET and touched.selects is not None:
+                changes.buckets |= touched.selects  # the members it may select
+                self._policy_epoch[mesh] = self._policy_epoch.get(mesh, 0) + 1
             elif res.type != "VirtualIP" and res.type not in EXTERNAL_KINDS:
-                changes.meshes.add(mesh)  # a policy, the Mesh: its every member
+                changes.meshes.add(mesh)  # the Mesh, a route's backends: every member
                 self._policy_epoch[mesh] = self._policy_epoch.get(mesh, 0) + 1
             if touched.services != frozenset():  # VIPs: by service, with their ports
                 changes.vips.add(mesh)
@@ -304,7 +325,9 @@ class Fleet:
         self._index.wants_vips(member, wants)
         if wants:
             self._vip_seen.setdefault(current.mesh, vips)
-        return self._state.inputs(current, vip_outbounds(vips, current))
+        inputs = self._state.inputs(current, vip_outbounds(vips, current))
+        self._index.selectable(member, lookup_keys(inputs.view))
+        return inputs
 
     def _regenerate(self, member: Member, inputs: ProxyInputs) -> None:
         services = self._state.shared_services(member.mesh)

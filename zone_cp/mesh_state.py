@@ -34,7 +34,7 @@ from gossamer.model.zone import disabled_zones
 from gossamer.model.zoneegress import ZoneEgressSpec
 from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.policy import ProxyPolicies, RouteBackends, match_policies
-from gossamer.policy.index import Candidates
+from gossamer.policy.index import Bucket, Candidates
 from gossamer.policy.selectors import ProxyView
 from gossamer.store.base import Store
 from gossamer.store.view import StoreView, follow
@@ -125,7 +125,13 @@ class MeshState:
             routes_changed = held.discard(res.key) if deleted else held.put(res)
             if routes_changed:
                 self._derived.pop(("reachable", res.mesh), None)
-        if res.type == "Dataplane":
+            # Only proxies in the buckets of its versions before and after can have
+            # other candidates; any proxy may reach others through changed routes.
+            selects = None if routes_changed else frozenset(
+                b for p in (old, None if deleted else res) if p is not None
+                and (b := held.index.bucket_of(p)) is not None)
+            self.touched = Touched(res.mesh, frozenset(), selects)
+        elif res.type == "Dataplane":
             names = self._local.update(old, None if deleted else res)
             self._patch_services(res.mesh, names)
             self.touched = Touched(res.mesh, names)
@@ -411,8 +417,12 @@ class Touched:
     differ (None: any of them), every mesh's when ``mesh`` is None. A Dataplane touches
     the services of its inbounds, before and after; a policy or a VirtualIP none."""
 
+
     mesh: str | None
     services: frozenset[str] | None
+    # A policy's change: the ``PolicyIndex`` buckets of the proxies whose candidates
+    # may differ (``lookup_keys``); None: any proxy of the mesh.
+    selects: frozenset[Bucket] | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -246,11 +246,12 @@ async def test_a_policy_on_one_service_regenerates_only_its_proxies() -> None:
     manager, state, fleet, held, task = await fleet_of_mesh()
     try:
         await fleet.round()  # whatever joining left pending
-        before = dict(held.count)
+        before, checked = dict(held.count), fleet.checked
         await settle(manager, state, apply(policy("MeshTimeout", "svc-02-only", {
             "targetRef": {"kind": "MeshService", "name": svc(2)},
             "to": [to(None, {"connectionTimeout": "7s"})]})))
         assert await fleet.round() == 2  # svc-02's two instances, nothing else
+        assert fleet.checked - checked == 2  # the only ones it may select, of 40
         again = {n for n, c in held.count.items() if c != before.get(n)}
         assert again == {f"{svc(2)}-0", f"{svc(2)}-1"}
         assert_all_current(state, held)
