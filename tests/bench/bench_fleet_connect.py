@@ -33,25 +33,30 @@ from typing import Any
 
 
 class LoopWatch:
-    """The longest gap between two turns of the event loop (a task that sleeps 0)."""
+    """The longest gap between two turns of the event loop (a task that sleeps 1 ms), in
+    wall time and in this process's CPU time (on a shared machine the wall time includes
+    time the process waited for a core)."""
 
     def __init__(self) -> None:
-        self.longest = 0.0
+        self.longest = self.longest_cpu = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        last = time.perf_counter()
+        last, last_cpu = time.perf_counter(), time.process_time()
         while True:
             await asyncio.sleep(0.001)
-            now = time.perf_counter()
+            now, cpu = time.perf_counter(), time.process_time()
             self.longest = max(self.longest, now - last)
-            last = now
+            self.longest_cpu = max(self.longest_cpu, cpu - last_cpu)
+            last, last_cpu = now, cpu
 
-    def take(self) -> float:
-        out, self.longest = self.longest, 0.0
+    def take(self) -> tuple[float, float]:
+        """The longest gaps (wall, CPU) since the last ``take``, in milliseconds."""
+        out = (round(1000 * self.longest, 1), round(1000 * self.longest_cpu, 1))
+        self.longest = self.longest_cpu = 0.0
         return out
 
     def stop(self) -> None:
@@ -66,16 +71,21 @@ async def run(
     window: int,
     sqlite: Path | None,
     profile: Path | None = None,
+    streams: bool = False,
+    mesh_wide: bool = False,
 ) -> dict[str, Any]:
     # Imported here so that ``--cp-tree`` can put another tree first on the path.
     from authority.bootstrap import DEFAULT_MESH
+    from gossamer import gc_pacing
     from gossamer.model.registry import parse_document
     from gossamer.resources import ResourceManager
     from gossamer.store.memory import MemoryStore
     from gossamer.store.view import StoreView
     from proxy.envoy import PieceCache
     from sync.engine import Engine
+    from sync.messages import Request
     from tests.bench.bench_fleet import layout
+    from tests.bench.bench_fleet_round import exchange, timeout
     from tests.bench.fleet.sidecar import Spec
     from tests.waiting import eventually
     from zone_cp.fleet import Fleet
@@ -84,6 +94,7 @@ async def run(
     from zone_cp.vip_controller import DnsPublisher, VipAllocator
     from zone_cp.vips import parse_cidr
     from zone_cp.xds import ADS_BOUNDS
+    from zone_cp.xds_resources import ENDPOINT_TYPE, ROUTE_TYPE, TYPE_URLS
 
     if sqlite is not None:
         from gossamer.store.sqlite import SqliteStore
@@ -103,9 +114,20 @@ async def run(
     # A round per change (no spacing): the worst case of joins arriving one by one.
     fleet = Fleet(state, vip_view, PieceCache(), interval=0.0)
     busy = Busy(fleet, allocator)
+    # The zone CP's garbage collector pacing (gossamer.process), its tasks on the state.
     tasks = [
-        asyncio.create_task(c) for c in (view.run(), state.run(), fleet.run(), allocator.run())
+        asyncio.create_task(c)
+        for c in (gc_pacing.pace(), view.run(), state.run(), fleet.run(), allocator.run())
     ]
+    loop = asyncio.get_running_loop()
+    due: set[str] = set()
+
+    def send(engine: Engine, sid: str) -> None:
+        """What a stream does when woken: send what is due, serialized, and take the
+        ACKs (one loop callback per stream, as a woken stream task is)."""
+        due.discard(sid)
+        exchange(engine, sid, engine.pending(sid, 0.0))
+
     await eventually(lambda: state.generation > 0, what="the state to load")
     watch = LoopWatch()
     watch.start()
@@ -134,12 +156,30 @@ async def run(
         engine = Engine(bounds=ADS_BOUNDS)
         engines.append(engine)
 
-        def deliver(_generated: object, entries: dict[str, Any], e: Engine = engine) -> None:
+        def deliver(
+            _generated: object, entries: dict[str, Any], e: Engine = engine, sid: str = spec.name
+        ) -> None:
             for type_url, resources in entries.items():
                 e.set_desired(type_url, resources)
+            if streams and sid not in due:  # the stream's wake-up
+                due.add(sid)
+                loop.call_soon(send, e, sid)
 
         engine.connect(spec.name)
         fleet.join(spec.name, dp, deliver)
+        if streams:  # subscribed as Envoy subscribes: LDS and CDS wildcard, EDS and RDS by name
+            queue = []
+            for type_url in TYPE_URLS.values():
+                named = frozenset(engine.desired(type_url))
+                queue += engine.on_request(
+                    spec.name,
+                    Request(
+                        type_url=type_url,
+                        subscribe=named if type_url in (ENDPOINT_TYPE, ROUTE_TYPE) else frozenset(),
+                    ),
+                    0.0,
+                )
+            exchange(engine, spec.name, queue)
         await settled(busy, state)
         if i + 1 in checkpoints:
             n = i + 1 - next(k for k, c in marks.items() if c == i + 1)
@@ -149,12 +189,21 @@ async def run(
                 "joins": n,
                 "cpu_ms_per_join": round(1000 * cpu / n, 3),
                 "wall_ms_per_join": round(1000 * wall / n, 3),
-                "longest_loop_turn_ms": round(1000 * watch.take(), 1),
+                "longest_loop_turn_ms": watch.take(),
                 "rounds": fleet.rounds - rounds,
                 "regenerations_per_join": round((fleet.regenerations - regenerations) / n, 1),
             }
             out["checkpoints"].append(point)
             print(json.dumps(point), file=sys.stderr, flush=True)
+    if mesh_wide:
+        out["mesh_wide"] = await change_all(
+            fleet,
+            state,
+            manager,
+            busy,
+            watch,
+            parse_document(timeout("all", {"kind": "Mesh"}, 7), manager.registry),
+        )
     watch.stop()
     if profiler is not None and profile is not None:
         profiler.disable()
@@ -163,6 +212,26 @@ async def run(
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return out
+
+
+async def change_all(
+    fleet: Any, state: Any, manager: Any, busy: Busy, watch: LoopWatch, doc: Any
+) -> dict[str, Any]:
+    """Apply a mesh-wide change and wait until every proxy has it (and the streams sent
+    it): its CPU, wall time and the longest loop turn meanwhile."""
+    await settled(busy, state)
+    watch.take()
+    regenerations, cpu, wall = fleet.regenerations, time.process_time(), time.perf_counter()
+    await manager.apply(doc)
+    await settled(busy, state)
+    for _ in range(3):  # the streams' callbacks the last slice scheduled
+        await asyncio.sleep(0.001)
+    return {
+        "regenerated": fleet.regenerations - regenerations,
+        "cpu_s": round(time.process_time() - cpu, 3),
+        "wall_s": round(time.perf_counter() - wall, 3),
+        "longest_loop_turn_ms": watch.take(),
+    }
 
 
 class Busy:
@@ -213,6 +282,16 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, metavar="FILE", help="cProfile the last window into FILE"
     )
+    parser.add_argument(
+        "--streams",
+        action="store_true",
+        help="each delivery wakes a stream that sends and takes the ACKs",
+    )
+    parser.add_argument(
+        "--mesh-wide",
+        action="store_true",
+        help="then a MeshTimeout on the Mesh: its CPU and loop turns",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.cp_tree is not None:
@@ -232,8 +311,12 @@ def main() -> None:
                 args.window,
                 Path(tmp) / "zone.db" if args.sqlite else None,
                 args.profile,
+                args.streams,
+                args.mesh_wide,
             )
         )
+    if "mesh_wide" in result:
+        print(f"mesh-wide change: {result['mesh_wide']}")
     for p in result["checkpoints"]:
         print(
             f"{p['members']:6} members: {p['cpu_ms_per_join']:8.2f} ms CPU per join "
