@@ -1,13 +1,20 @@
 """The zone CP's connected sidecars and their regeneration after changes.
 
 Each sidecar ADS stream joins the ``Fleet`` with a ``deliver`` callback. After a change
-to the ``MeshState`` the fleet runs a *round*: for every member of a mesh the change
-touched it computes the proxy's ``ProxyInputs`` (its Dataplane, Mesh, outbounds and what
-they reach, the policies that may select it) and the services whose endpoints changed,
-and regenerates only the members whose inputs differ or that read a changed service
+to the ``MeshState`` the fleet runs a *round*: for the members the change may concern it
+computes the proxy's ``ProxyInputs`` (its Dataplane, Mesh, outbounds and what they reach,
+the policies that may select it) and the services whose endpoints changed, and
+regenerates only the members whose inputs differ or that read a changed service
 (``Reading`` records which services a generation looked up). So an endpoint change
 reaches the callers of that service, and a policy on one service regenerates only the
 proxies it may select.
+
+Which members a change may concern is looked up, not found by walking the fleet: the
+state says what each change touched (``MeshState.touched``: a Dataplane's services, a
+policy's index buckets), and ``_Index`` holds the members by mesh, by Dataplane, by the
+services they read, by the policy buckets their view looks up and by VIP use. A
+registration thus costs its own member and its service's readers, whatever the fleet's
+size.
 
 Rounds are serial. Changes arriving while a round runs are folded into the next one,
 and a round starts at most once per ``interval`` (bursts cost each proxy a few
