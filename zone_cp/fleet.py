@@ -259,6 +259,8 @@ class Fleet:
 
     def _changed(self, res: Resource | None) -> None:
         touched = self._state.touched
+        if res is not None and touched.mesh == "":
+            return  # nothing a sidecar reads (this zone's own ingress)
         changes = self._changes
         if res is None or touched.mesh is None:
             changes.all_meshes = True

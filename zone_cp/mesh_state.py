@@ -135,6 +135,11 @@ class MeshState:
             names = self._local.update(old, None if deleted else res)
             self._patch_services(res.mesh, names)
             self.touched = Touched(res.mesh, names)
+        elif res.type == "ZoneIngress" and not (self._remote_ingress(old) or (
+                not deleted and self._remote_ingress(res))):
+            # This zone's own ingress (its available services follow every registration
+            # here): no sidecar's services come from it.
+            self.touched = Touched("", frozenset())
         else:
             self.touched = self._forget(res.type, res.mesh, res.name)
         self._bump(res)
@@ -163,6 +168,15 @@ class MeshState:
                 del self._derived[key]
             return Touched(None, None)
         return Touched(mesh, frozenset())
+
+    def _remote_ingress(self, res: Resource | None) -> bool:
+        """Whether ``res`` may be another zone's ingress (what ``_remote_zones`` reads)."""
+        if res is None:
+            return False
+        spec = res.spec
+        owner = res.labels.get(ZONE_LABEL) or (
+            spec.zone if isinstance(spec, ZoneIngressSpec) else None)
+        return owner != self.zone
 
     def _patch_services(self, mesh: str, names: frozenset[str]) -> None:
         """Build again only the services ``names`` of the mesh's services, if built: a
@@ -414,7 +428,8 @@ class MeshState:
 @dataclass(frozen=True)
 class Touched:
     """What one change may have changed: the services of ``mesh`` whose ``Service`` may
-    differ (None: any of them), every mesh's when ``mesh`` is None. A Dataplane touches
+    differ (None: any of them), every mesh's when ``mesh`` is None, no mesh's when it is
+    "" (this zone's own ZoneIngress). A Dataplane touches
     the services of its inbounds, before and after; a policy or a VirtualIP none."""
 
 

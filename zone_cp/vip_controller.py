@@ -82,6 +82,8 @@ class VipAllocator:
             unlisten()
 
     def _changed(self, res: Resource | None) -> None:
+        if res is not None and self._state.touched.mesh == "":
+            return  # no mesh's services changed (this zone's own ingress)
         if res is None or res.type in SERVICE_KINDS:
             if res is None or res.type not in ("Dataplane", "MeshExternalService"):
                 self._stale.add(res.name if res is not None and res.type == "Mesh"
@@ -207,6 +209,8 @@ class DnsPublisher:
         return held[1]
 
     def _changed(self, res: Resource | None) -> None:
+        if res is not None and self._state.touched.mesh == "":
+            return  # no mesh's services changed (this zone's own ingress)
         if res is None or res.type in SERVICE_KINDS:
             self._refresh()
 

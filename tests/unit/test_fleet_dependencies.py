@@ -158,6 +158,15 @@ def vip(service: str, address: str) -> Change:
     return run
 
 
+def ingress(zone: str, instances: dict[str, int]) -> dict[str, Any]:
+    return {"type": "ZoneIngress", "name": f"{zone}-ingress",
+            "labels": {"gossamer.io/zone": zone},
+            "networking": {"address": "192.168.1.1", "port": 10001},
+            "availableServices": [{"mesh": "default", "instances": n,
+                                   "tags": {"gossamer.io/service": name}}
+                                  for name, n in instances.items()]}
+
+
 async def delete_mesh(manager: ResourceManager) -> None:
     """The Mesh goes while its Dataplanes are stored: refused at the API, but what a zone
     sees when the global deletes a mesh its Dataplanes were never synced to."""
@@ -176,7 +185,7 @@ DESTINATIONS = st.sampled_from([None, svc(1), svc(3), "bk-0", "bk-2"])
 def changes(draw: st.DrawFn) -> Step:
     what = draw(st.sampled_from(["policy", "drop-policy", "dataplane", "move-dataplane",
                                  "other-service", "drop-dataplane", "vip", "drop-vip",
-                                 "leave", "mesh", "drop-mesh"]))
+                                 "ingress", "leave", "mesh", "drop-mesh"]))
     k = draw(st.integers(0, 14))
     if what == "policy":
         seconds = draw(st.integers(1, 30))
@@ -208,6 +217,9 @@ def changes(draw: st.DrawFn) -> Step:
                    f"240.0.0.{draw(st.integers(1, 3))}")
     if what == "drop-vip":
         return delete("VirtualIP", svc(k))
+    if what == "ingress":  # another zone's (remote endpoints) or this zone's own
+        return apply(ingress(draw(st.sampled_from(["east", ZONE])),
+                             {svc(k): draw(st.integers(0, 2)), "bk-1": 1}))
     if what == "leave":
         return Leave(f"{svc(k)}-{draw(st.integers(0, 1))}")
     if what == "drop-mesh":
@@ -254,6 +266,23 @@ async def test_a_policy_on_one_service_regenerates_only_its_proxies() -> None:
         assert fleet.checked - checked == 2  # the only ones it may select, of 40
         again = {n for n, c in held.count.items() if c != before.get(n)}
         assert again == {f"{svc(2)}-0", f"{svc(2)}-1"}
+        assert_all_current(state, held)
+    finally:
+        task.cancel()
+
+
+async def test_this_zones_own_ingress_concerns_no_sidecar() -> None:
+    """Its available services follow every registration here; none of them is read."""
+    manager, state, fleet, held, task = await fleet_of_mesh()
+    try:
+        await settle(manager, state, apply(ingress("east", {svc(1): 1})))
+        await fleet.round()
+        checked, rounds = fleet.checked, fleet.rounds
+        await settle(manager, state, apply(ingress(ZONE, {svc(1): 2, svc(2): 2})))
+        await fleet.round()
+        assert (fleet.checked, fleet.rounds) == (checked, rounds + 1)
+        await settle(manager, state, apply(ingress("east", {svc(1): 3})))
+        assert await fleet.round() > 0  # another zone's: svc-01's callers
         assert_all_current(state, held)
     finally:
         task.cancel()
