@@ -2,25 +2,26 @@
 
 Run ``.venv/bin/python -m tests.bench.bench_fleet_connect --proxies 5000`` (``--services``
 defaults to proxies / 20; ``--checkpoints`` those of 1,000, 2,000, 5,000 and 10,000 that
-fit). The zone's parts that follow
-its ``MeshState`` run as the zone CP runs them, on one store: a ``StoreView`` over a memory
-store (``--sqlite`` for the zone's default store), the ``MeshState``, the ``VipView``, the
-``VipAllocator`` and a ``DnsPublisher`` with one agent session, and the ``Fleet`` with its
-round task. Each sidecar then registers as ``zone_cp.agents`` does (its Dataplane
-written to the store) and its stream joins the fleet (``xds.AdsServer._follow``) with a
-delta ``Engine`` behind it; the next sidecar comes once the fleet and the allocator are
-idle again (``interval`` 0: a round per registration). The garbage collector is paced as
-``gossamer.process`` paces it. The mesh is ``bench_fleet``'s (``layout``: one inbound, four explicit outbounds,
-no VIP listeners, every fifth service TCP).
+fit). The zone's parts that follow its ``MeshState`` run as the zone CP runs them, on one
+store: a ``StoreView`` over a memory store (``--sqlite`` for the zone's default store),
+the ``MeshState``, the ``VipView``, the ``VipAllocator`` and a ``DnsPublisher`` with one
+agent session, and the ``Fleet`` with its round task; the garbage collector is paced as
+``gossamer.process`` paces it. Each sidecar then registers as ``zone_cp.agents`` does
+(its Dataplane written to the store) and its stream joins the fleet
+(``xds.AdsServer._follow``) with a delta ``Engine`` behind it; the next sidecar comes
+once the fleet and the allocator are idle again (``interval`` 0: a round per
+registration). The mesh is ``bench_fleet``'s (``layout``: one inbound, four explicit
+outbounds, no VIP listeners, every fifth service TCP).
 
 Reported per checkpoint: the CPU time per join (store write, state, round, first
 generation, VIP allocation) over the last ``--window`` joins before it, the longest loop
 turn (wall and CPU), the fleet's rounds and regenerations. ``--streams`` puts a stream
 behind each member (subscribed as Envoy subscribes; a delivery wakes it to send and take
-the ACKs), ``--mesh-wide`` then applies a MeshTimeout on the Mesh and reports its CPU,
-wall time and longest loop turn, ``--profile FILE`` profiles the last window. ``--cp-tree DIR`` imports the control plane from a source
-tree instead (e.g. ``git archive main | tar -x -C DIR``), so a before and after run in
-the same conditions; the harness itself is this file.
+the ACKs); ``--mesh-wide`` then applies a MeshTimeout on the Mesh and reports its CPU,
+wall time and longest loop turn; ``--profile FILE`` profiles the last window.
+``--cp-tree DIR`` imports the control plane from a source tree instead (e.g. ``git
+archive main | tar -x -C DIR``), so a before and after run in the same conditions; the
+harness itself is this file.
 """
 
 from __future__ import annotations
