@@ -72,19 +72,33 @@ def declared_ports(dataplanes: Iterable[Resource]) -> dict[str, set[int]]:
     return ports
 
 
-def known_ports(dataplanes: Iterable[Resource], services: Mapping[str, Service]
+def known_ports(declared: dict[str, set[int]], services: Mapping[str, Service],
+                memo: dict[str, tuple[Service, frozenset[int]]] | None = None
                 ) -> dict[str, set[int]]:
-    """Each service's ports: declared by ``dataplanes`` (as ``declared_ports``) or by the
-    instances and other zones' ingresses of ``services`` (``MeshState.services``); an
-    external service's: its ``match.port``, and 80 when it speaks HTTP."""
-    ports = declared_ports(dataplanes)
+    """Each service's ports: ``declared`` by the mesh's Dataplanes (``declared_ports``,
+    changed in place) or by the instances and other zones' ingresses of ``services``
+    (``MeshState.services``); an external service's: its ``match.port``, and 80 when it
+    speaks HTTP. ``memo`` holds each service's own ports by the ``Service`` they came
+    from: ``MeshState`` keeps the object of a service that did not change, so a change
+    costs the ports of the services it changed, not of every endpoint in the mesh."""
+    previous, memo = (memo or {}).copy(), memo if memo is not None else {}
+    memo.clear()
     for name, service in services.items():
+        held = previous.get(name)
+        own = held[1] if held is not None and held[0] is service else _own_ports(service)
+        memo[name] = (service, own)
         if service.external is not None:
-            ports[name] = {service.external.port, *(
-                (DEFAULT_PORT,) if service.protocol in HTTP_PROTOCOLS else ())}
-            continue
-        ports.setdefault(name, set()).update(p.port for p in service_ports(service))
-    return ports
+            declared[name] = set(own)
+        else:
+            declared.setdefault(name, set()).update(own)
+    return declared
+
+
+def _own_ports(service: Service) -> frozenset[int]:
+    if service.external is not None:
+        return frozenset({service.external.port, *(
+            (DEFAULT_PORT,) if service.protocol in HTTP_PROTOCOLS else ())})
+    return frozenset(p.port for p in service_ports(service))
 
 
 def mesh_vips(vips: Iterable[Resource], ports: Mapping[str, Iterable[int]]
@@ -186,6 +200,7 @@ class VipView:
         self._generation = -1
         self._cache: dict[str, tuple[MeshVip, ...]] = {}
         self._previous: dict[str, tuple[MeshVip, ...]] = {}
+        self._ports: dict[str, dict[str, tuple[Service, frozenset[int]]]] = {}
 
     def of(self, mesh: str) -> tuple[MeshVip, ...]:
         """The mesh's VIPs; the very same tuple as before while they stay equal, so a
@@ -195,8 +210,9 @@ class VipView:
             self._previous, self._cache = {**self._previous, **self._cache}, {}
         vips = self._cache.get(mesh)
         if vips is None:
-            ports = known_ports(self._state.of_kind("Dataplane", mesh),
-                                self._state.shared_services(mesh))
+            ports = known_ports(self._state.declared_ports(mesh),
+                                self._state.shared_services(mesh),
+                                self._ports.setdefault(mesh, {}))
             vips = mesh_vips(self._state.of_kind("VirtualIP", mesh), ports)
             previous = self._previous.get(mesh)
             self._cache[mesh] = vips = previous if previous == vips else vips

@@ -34,13 +34,12 @@ from gossamer.model.zone import disabled_zones
 from gossamer.model.zoneegress import ZoneEgressSpec
 from gossamer.model.zoneingress import ZoneIngressSpec
 from gossamer.policy import ProxyPolicies, RouteBackends, match_policies
-from gossamer.policy.index import Candidates
+from gossamer.policy.index import Bucket, Candidates
 from gossamer.policy.selectors import ProxyView
 from gossamer.store.base import Store
 from gossamer.store.view import StoreView, follow
 from proxy.context import (
     Egress,
-    Endpoint,
     OutboundListener,
     ProxyContext,
     RemoteZone,
@@ -49,6 +48,7 @@ from proxy.context import (
 )
 from zone_cp.external_services import external_services
 from zone_cp.ingress_names import is_ip
+from zone_cp.local_endpoints import LocalEndpoints
 from zone_cp.ordered_policies import MeshPolicies
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,12 @@ class MeshState:
         self._ordered: dict[str, MeshPolicies] = {}
         self._listeners: list[Callable[[Resource | None], None]] = []
         self._warned: set[tuple[str, str, str]] = set()  # external services' problems
+        # Each mesh's local endpoints by service, changed Dataplane by Dataplane: a
+        # registration rebuilds the services of its inbounds, not the mesh's.
+        self._local = LocalEndpoints(zone)
         self.generation = 0
+        # What the last change may have changed, read by listeners as they are called.
+        self.touched = Touched(None, None)
 
     def listen(self, listener: Callable[[Resource | None], None]) -> Callable[[], None]:
         self._listeners.append(listener)
@@ -100,10 +105,13 @@ class MeshState:
             self._by_kind[r.type][r.key] = r
         self._ordered = {mesh: MeshPolicies(mesh, self.zone, policies) for mesh, policies
                          in _by_mesh(r for r in resources if r.type in POLICY_SET).items()}
+        self._local.reset(list(self._by_kind["Dataplane"].values()))
         self._derived.clear()
+        self.touched = Touched(None, None)
         self._bump(None)
 
     def _changed(self, res: Resource, deleted: bool) -> None:
+        old = self._items.get(res.key)
         if deleted:
             self._items.pop(res.key, None)
             self._by_kind[res.type].pop(res.key, None)
@@ -117,25 +125,76 @@ class MeshState:
             routes_changed = held.discard(res.key) if deleted else held.put(res)
             if routes_changed:
                 self._derived.pop(("reachable", res.mesh), None)
-        self._forget(res.type, res.mesh)
+            # Only proxies in the buckets of its versions before and after can have
+            # other candidates; any proxy may reach others through changed routes.
+            selects = None if routes_changed else frozenset(
+                b for p in (old, None if deleted else res) if p is not None
+                and (b := held.index.bucket_of(p)) is not None)
+            self.touched = Touched(res.mesh, frozenset(), selects)
+        elif res.type == "Dataplane":
+            names = self._local.update(old, None if deleted else res)
+            self._patch_services(res.mesh, names)
+            self.touched = Touched(res.mesh, names)
+        elif res.type == "ZoneIngress" and not (self._remote_ingress(old) or (
+                not deleted and self._remote_ingress(res))):
+            # This zone's own ingress (its available services follow every registration
+            # here): no sidecar's services come from it.
+            self.touched = Touched("", frozenset())
+        else:
+            self.touched = self._forget(res.type, res.mesh, res.name)
         self._bump(res)
 
     def refresh(self) -> None:
         """Build everything again and tell the listeners: what an ingress's name resolves
         to changed (``zone_cp.ingress_names``)."""
-        self._forget("ZoneIngress", "")
+        self.touched = self._forget("ZoneIngress", "", "")
         self._bump(None)
 
-    def _forget(self, kind: str, mesh: str) -> None:
-        """Drop what was derived from resources of ``kind`` in ``mesh``: a Dataplane
-        change rebuilds the mesh's services, not its policies' structures. A policy change
-        drops nothing here: ``_changed`` has updated the mesh's ``MeshPolicies`` in place
-        (and dropped the memo of reachable services if a route's backends changed)."""
-        if kind == "Dataplane" or kind in EXTERNAL_KINDS:
+    def _forget(self, kind: str, mesh: str, name: str) -> Touched:
+        """Drop what was derived from resources of ``kind`` in ``mesh`` (a Dataplane's
+        change patches its services instead: ``_patch_services``); what may have changed.
+        A policy change drops nothing here: ``_changed`` has updated the mesh's
+        ``MeshPolicies`` in place (and dropped the memo of reachable services if a route's
+        backends changed)."""
+        if kind in EXTERNAL_KINDS:
             self._derived.pop(("services", mesh), None)
-        elif kind in ("ZoneIngress", "ZoneEgress", "Zone"):  # every mesh's services
-            for key in [k for k in self._derived if k[0] == "services"]:
+            self._derived.pop(("external", mesh), None)
+            return Touched(mesh, None)
+        if kind == "Mesh":  # its egress routing shapes its services
+            self._derived.pop(("services", name), None)
+            return Touched(name, None)
+        if kind in ("ZoneIngress", "ZoneEgress", "Zone"):  # every mesh's services
+            for key in [k for k in self._derived if k[0] in ("services", "remote")]:
                 del self._derived[key]
+            return Touched(None, None)
+        return Touched(mesh, frozenset())
+
+    def _remote_ingress(self, res: Resource | None) -> bool:
+        """Whether ``res`` may be another zone's ingress (what ``_remote_zones`` reads)."""
+        if res is None:
+            return False
+        spec = res.spec
+        owner = res.labels.get(ZONE_LABEL) or (
+            spec.zone if isinstance(spec, ZoneIngressSpec) else None)
+        return owner != self.zone
+
+    def _patch_services(self, mesh: str, names: frozenset[str]) -> None:
+        """Build again only the services ``names`` of the mesh's services, if built: a
+        new map (the previous one may be held), in the order the full build gives."""
+        built = self._derived.get(("services", mesh))
+        if built is None or not names:
+            return
+        assert isinstance(built, dict)
+        plain = {n: s for n in sorted(names) if (s := self._plain_service(mesh, n))}
+        new = dict(built)
+        new.update(self._routed(mesh, plain))
+        for gone in names - plain.keys():
+            new.pop(gone, None)
+        if new.keys() != built.keys():  # names come or go: local and remote ones sorted
+            new = {**{n: new[n] for n in sorted(n for n, s in new.items()
+                                                if s.external is None)},
+                   **{n: s for n, s in new.items() if s.external is not None}}
+        self._derived[("services", mesh)] = new
 
     def _bump(self, res: Resource | None) -> None:
         self.generation += 1
@@ -172,9 +231,13 @@ class MeshState:
         return held.routes if held is not None else RouteBackends(mesh)
 
     def _services(self, mesh: str) -> dict[str, Service]:
+        return self._routed(mesh, self.plain_services(mesh))
+
+    def _routed(self, mesh: str, services: dict[str, Service]) -> dict[str, Service]:
+        """``services`` of the mesh as its sidecars reach them (its egress routing, no
+        client keys)."""
         spec = getattr(self.get("Mesh", mesh), "spec", None)
         routing = spec.egress if isinstance(spec, MeshSpec) else None
-        services = self.plain_services(mesh)
         if routing is not None and (routing.external_services or routing.cross_zone):
             services = through_egress(services, self.egresses(mesh), self.zone,
                                       external=routing.external_services,
@@ -196,19 +259,49 @@ class MeshState:
     def plain_services(self, mesh: str) -> dict[str, Service]:
         """The mesh's services as they are, not routed through an egress (what the
         egress itself reaches: ``zone_cp.egresses``)."""
-        protocol: dict[str, str] = {}
-        local = self._local_endpoints(mesh, protocol)
-        remote = self._remote_zones(mesh, protocol)
-        services = {n: Service(name=n, protocol=protocol.get(n, "tcp"),
-                               endpoints=tuple(sorted(local.get(n, []), key=_endpoint_order)),
-                               remote=tuple(sorted(remote.get(n, []), key=lambda r: r.zone)))
-                    for n in sorted(set(local) | set(remote))}
-        external = external_services(  # keyed extsvc@<name>: never a service's name
-            self.of_kind("MeshExternalService", mesh), self.zone,
-            lambda name: self.get("Secret", name, mesh))
-        self._warn_unreachable(mesh, external)
-        services.update(external)
+        remote, _ = self._remote(mesh)
+        services = {n: s for n in sorted({*self._local.names(mesh), *remote})
+                    if (s := self._plain_service(mesh, n)) is not None}
+        services.update(self._external(mesh))
         return services
+
+    def _plain_service(self, mesh: str, name: str) -> Service | None:
+        """One service of ``plain_services``, or None when nothing offers it."""
+        endpoints, protocol = self._local.service(mesh, name)
+        remote, remote_protocol = self._remote(mesh)
+        zones = remote.get(name)
+        if protocol is None and zones is None:
+            return None
+        return Service(name=name, protocol=protocol or remote_protocol.get(name, "tcp"),
+                       endpoints=endpoints,
+                       remote=tuple(sorted(zones or (), key=lambda r: r.zone)))
+
+    def _remote(self, mesh: str) -> tuple[dict[str, list[RemoteZone]], dict[str, str]]:
+        """Other zones' ingresses offering the mesh's services, and the protocols they
+        list, until a ZoneIngress or Zone changes."""
+        built = self._derived.get(("remote", mesh))
+        if built is None:
+            protocol: dict[str, str] = {}
+            built = self._derived[("remote", mesh)] = (self._remote_zones(mesh, protocol),
+                                                       protocol)
+        assert isinstance(built, tuple)
+        return built
+
+    def _external(self, mesh: str) -> dict[str, Service]:
+        built = self._derived.get(("external", mesh))
+        if built is None:
+            built = self._derived[("external", mesh)] = external_services(
+                # keyed extsvc@<name>: never a service's name
+                self.of_kind("MeshExternalService", mesh), self.zone,
+                lambda name: self.get("Secret", name, mesh))
+            self._warn_unreachable(mesh, built)
+        assert isinstance(built, dict)
+        return built
+
+    def declared_ports(self, mesh: str) -> dict[str, set[int]]:
+        """Each service's application ports, from the inbounds of the mesh's Dataplanes
+        (``zone_cp.mesh_dns.declared_ports``), without going through them."""
+        return self._local.declared_ports(mesh)
 
     def _warn_unreachable(self, mesh: str, external: Mapping[str, Service]) -> None:
         """Say once per problem why an external service gets no endpoints (its callers
@@ -220,22 +313,6 @@ class MeshState:
             log.warning("mesh %s: MeshExternalService %s has no endpoints: %s", mesh, name,
                         problem)
         self._warned = (self._warned - mine) | problems
-
-    def _local_endpoints(self, mesh: str, protocol: dict[str, str]) -> dict[str, list[Endpoint]]:
-        local: dict[str, list[Endpoint]] = defaultdict(list)
-        for dp in self.of_kind("Dataplane", mesh):
-            spec = dp.spec
-            if not isinstance(spec, DataplaneSpec):
-                continue
-            if dp.labels.get(ZONE_LABEL, self.zone) != self.zone:
-                continue  # another zone's dataplane, known only through the global
-            for ib in spec.networking.inbound:
-                address = ib.address or spec.networking.address
-                local[ib.service].append(Endpoint(address=address, port=ib.port,
-                                                  tags=dict(ib.tags),
-                                                  service_port=ib.service_port or ib.port))
-                protocol.setdefault(ib.service, ib.tags.get(PROTOCOL_TAG, "tcp"))
-        return local
 
     def _remote_zones(self, mesh: str, protocol: dict[str, str]) -> dict[str, list[RemoteZone]]:
         remote: dict[str, list[RemoteZone]] = defaultdict(list)
@@ -348,6 +425,21 @@ class MeshState:
             dataplane.mesh)))
 
 
+@dataclass(frozen=True)
+class Touched:
+    """What one change may have changed: the services of ``mesh`` whose ``Service`` may
+    differ (None: any of them), every mesh's when ``mesh`` is None, no mesh's when it is
+    "" (this zone's own ZoneIngress). A Dataplane touches
+    the services of its inbounds, before and after; a policy or a VirtualIP none."""
+
+
+    mesh: str | None
+    services: frozenset[str] | None
+    # A policy's change: the ``PolicyIndex`` buckets of the proxies whose candidates
+    # may differ (``lookup_keys``); None: any proxy of the mesh.
+    selects: frozenset[Bucket] | None = None
+
+
 @dataclass(frozen=True, eq=False)
 class ProxyInputs:
     """What one proxy is generated from, short of its services' endpoints: its
@@ -435,6 +527,3 @@ def _by_mesh(resources: Iterable[Resource]) -> dict[str, list[Resource]]:
         out[r.mesh].append(r)
     return out
 
-
-def _endpoint_order(e: Endpoint) -> tuple[str, int]:
-    return (e.address, e.port)

@@ -62,6 +62,12 @@ class VipAllocator:
         self._absences: dict[str, Absences] = {}
         self._wake = asyncio.Event()
         self._retry_at: float | None = None
+        # Per mesh, the keys it wanted when last reconciled, and the meshes whose
+        # VirtualIPs or Mesh changed since: a registration of one more instance of a
+        # known service reads no VirtualIP from the store.
+        self._done: dict[str, list[str]] = {}
+        self._stale: set[str] = set()
+        self._all_stale = True
         self.rounds = 0
 
     async def run(self) -> None:
@@ -76,7 +82,13 @@ class VipAllocator:
             unlisten()
 
     def _changed(self, res: Resource | None) -> None:
+        if res is not None and self._state.touched.mesh == "":
+            return  # no mesh's services changed (this zone's own ingress)
         if res is None or res.type in SERVICE_KINDS:
+            if res is None or res.type not in ("Dataplane", "MeshExternalService"):
+                self._stale.add(res.name if res is not None and res.type == "Mesh"
+                                else res.mesh if res is not None else "")
+                self._all_stale = self._all_stale or res is None or not res.mesh
             self._wake.set()
 
     async def _sleep(self) -> None:
@@ -99,15 +111,28 @@ class VipAllocator:
         for mesh in list(self._absences):
             if mesh not in meshes:
                 del self._absences[mesh]
+        stale, all_stale = self._stale, self._all_stale
+        self._stale, self._all_stale = set(), False
         for mesh in meshes:
+            wanted = self._wanted(mesh)
+            if not (all_stale or mesh in stale or self._done.get(mesh) != wanted
+                    or self._release_due(mesh)):
+                continue  # the same services, VIPs and Mesh as when last reconciled
+            self._done.pop(mesh, None)
             try:
                 await self._reconcile_mesh(mesh)
+                self._done[mesh] = wanted
             except VipsExhausted as exc:
                 log.error("mesh %s: %s", mesh, exc.detail)
             except GossamerError as exc:
                 log.warning("mesh %s: allocating virtual IPs failed (%s); retrying in %gs",
                             mesh, exc.detail, RETRY)
                 self._retry_at = self._clock() + RETRY
+
+    def _release_due(self, mesh: str) -> bool:
+        absences = self._absences.get(mesh)
+        expiry = absences.next_expiry() if absences is not None else None
+        return expiry is not None and expiry <= self._clock()
 
     def _wanted(self, mesh: str) -> list[str]:
         """The VIP keys the mesh needs: one per service, and with the Mesh's
@@ -163,6 +188,7 @@ class DnsPublisher:
         self._agents = agents
         self._vips = vips
         self._tables: dict[str, DnsTable] = {}
+        self._built: dict[str, tuple[object, DnsTable]] = {}  # the VIPs each was made of
         self._refresh = Coalesced(self.refresh)  # once per loop turn, however many changes
         state.listen(self._changed)
         agents.on_change(self._agent_changed)
@@ -170,22 +196,38 @@ class DnsPublisher:
     def table(self, mesh: str) -> DnsTable:
         table = self._tables.get(mesh)
         if table is None:
-            table = self._tables[mesh] = dns_table(self._vips.of(mesh))
+            table = self._tables[mesh] = self._build(mesh)
         return table
 
+    def _build(self, mesh: str) -> DnsTable:
+        """The mesh's table, made again only when ``VipView`` hands out other VIPs (it
+        keeps the same tuple while they are equal)."""
+        vips = self._vips.of(mesh)
+        held = self._built.get(mesh)
+        if held is None or held[0] is not vips:
+            held = self._built[mesh] = (vips, dns_table(vips))
+        return held[1]
+
     def _changed(self, res: Resource | None) -> None:
+        if res is not None and self._state.touched.mesh == "":
+            return  # no mesh's services changed (this zone's own ingress)
         if res is None or res.type in SERVICE_KINDS:
             self._refresh()
 
     def refresh(self) -> None:
-        """Recompute the tables of the meshes with sessions; push those that changed."""
+        """Recompute the tables of the meshes with sessions; push those that changed.
+        Every mesh with a session has a table (pushed as it registered), so the sessions
+        are gone through only when a table changed: not once per registration."""
+        changed = [(mesh, new) for mesh, old in sorted(self._tables.items())
+                   if (new := self._build(mesh)).version != old.version]
+        if not changed:
+            return
         sessions = list(self._agents.sessions.values())
         meshes = {s.mesh for s in sessions}
         self._tables = {m: t for m, t in self._tables.items() if m in meshes}
-        for mesh in sorted(meshes):
-            old = self._tables.get(mesh)
-            new = dns_table(self._vips.of(mesh))
-            if old is not None and old.version == new.version:
+        self._built = {m: b for m, b in self._built.items() if m in meshes}
+        for mesh, new in changed:
+            if mesh not in meshes:
                 continue
             self._tables[mesh] = new
             log.info("mesh %s: DNS table %s, %d names", mesh, new.version, len(new.entries))

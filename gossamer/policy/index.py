@@ -105,7 +105,7 @@ class _Entry(NamedTuple):
     exact: bool
 
 
-_Bucket = tuple[str, ...]  # (what, mesh, value...): see _bucket_of and PolicyIndex.select
+Bucket = tuple[str, ...]  # (what, mesh, value...): see _bucket_of and PolicyIndex.select
 StoreKey = tuple[str, str, str]  # Resource.key: (type, mesh, name)
 _ORDER = attrgetter("order")
 
@@ -121,9 +121,9 @@ class PolicyIndex:
 
     def __init__(self, policies: Iterable[Resource] = (), zone: str | None = None) -> None:
         self.zone = zone
-        self._buckets: dict[_Bucket, list[_Entry]] = {}
+        self._buckets: dict[Bucket, list[_Entry]] = {}
         # Every held policy by its store key: where it is, to discard it.
-        self._held: dict[StoreKey, tuple[_Bucket, _Entry]] = {}
+        self._held: dict[StoreKey, tuple[Bucket, _Entry]] = {}
         for position, policy in enumerate(policies):
             self._append(position, policy)
 
@@ -168,12 +168,18 @@ class PolicyIndex:
         if view.zone != self.zone:
             raise ValueError(f"a policy index of zone {self.zone!r} cannot answer for "
                              f"proxy {view.name!r} of zone {view.zone!r}")
-        found = [bucket for key in _lookup_keys(view) if (bucket := self._buckets.get(key))]
+        found = [bucket for key in lookup_keys(view) if (bucket := self._buckets.get(key))]
         entries: Iterable[_Entry] = (found[0] if len(found) == 1 else
                                      heapq.merge(*found, key=_ORDER))
         kept = [e for e in entries if e.exact or selects_proxy(e.ref, view)]
         return Candidates(policies=tuple(e.policy for e in kept),
                           identity=tuple(e.key for e in kept))
+
+    def bucket_of(self, policy: Resource) -> Bucket | None:
+        """The bucket ``policy`` goes into, or None when it can select no proxy here: it
+        can select only proxies with that bucket among their ``lookup_keys``."""
+        entry = self._entry(0, policy)
+        return entry[0] if entry is not None else None
 
     def candidates(self, view: ProxyView) -> list[Resource]:
         """``select(view).policies`` as a list, to hand to ``match_policies``."""
@@ -189,7 +195,7 @@ class PolicyIndex:
             self._buckets.setdefault(entry[0], []).append(entry[1])
             self._held[policy.key] = entry
 
-    def _entry(self, order: Any, policy: Resource) -> tuple[_Bucket, _Entry] | None:
+    def _entry(self, order: Any, policy: Resource) -> tuple[Bucket, _Entry] | None:
         """The bucket and entry of ``policy``, or None when it can select no proxy here."""
         ref = top_target_ref(policy)
         if ref is None or (ref.mesh and ref.mesh != policy.mesh):
@@ -234,7 +240,7 @@ def _subset_pair(tags: dict[str, str]) -> tuple[str, str]:
     return key, tags[key]
 
 
-def _bucket_of(mesh: str, ref: TargetRef) -> tuple[_Bucket, bool]:
+def _bucket_of(mesh: str, ref: TargetRef) -> tuple[Bucket, bool]:
     """The one bucket a top-level targetRef goes into, and whether it is exact there."""
     if ref.kind is TargetKind.MESH or (ref.kind is TargetKind.MESH_SUBSET and not ref.tags):
         return ("mesh", mesh), True
@@ -250,10 +256,10 @@ def _bucket_of(mesh: str, ref: TargetRef) -> tuple[_Bucket, bool]:
     return ("service", mesh, ref.name), not ref.tags
 
 
-def _lookup_keys(view: ProxyView) -> Sequence[_Bucket]:
+def lookup_keys(view: ProxyView) -> Sequence[Bucket]:
     """Every bucket that may hold a policy selecting ``view``, each once."""
     mesh = view.mesh
-    keys: dict[_Bucket, None] = {("mesh", mesh): None, ("dataplane", mesh, view.name): None}
+    keys: dict[Bucket, None] = {("mesh", mesh): None, ("dataplane", mesh, view.name): None}
     for key, value in view.zone_tags.items():
         keys[("tag", mesh, key, value)] = None
     for inbound in view.inbounds:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import builtins
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 
 from gossamer.errors import AlreadyExists, Conflict, NotFound, RevisionCompacted
 from gossamer.model.base import Meta, Resource
@@ -26,6 +28,8 @@ from gossamer.store.base import (
     page_token,
     same_content,
 )
+
+_REVISION = attrgetter("revision")
 
 
 class MemoryStore(SingleWrites):
@@ -89,7 +93,10 @@ class MemoryStore(SingleWrites):
                 if self._events and self._events[0].revision > cursor + 1:
                     raise RevisionCompacted(f"events before revision "
                                             f"{self._events[0].revision} are compacted")
-                pending = [e for e in self._events if e.revision > cursor]
+                # Events are in revision order: find the first new one, not scan them all
+                # (a watch step per write was O(events) at thousands of Dataplanes).
+                start = bisect.bisect_right(self._events, cursor, key=_REVISION)
+                pending = self._events[start:]
             for event in pending:
                 cursor = event.revision
                 yield event

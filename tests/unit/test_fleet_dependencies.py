@@ -3,11 +3,15 @@ proxy holds after a round equals a full regeneration, byte for byte.
 
 The mesh is ``test_context_destinations``' (routes with backends nobody calls directly,
 policies by Mesh, MeshService, MeshSubset, MeshServiceSubset and Dataplane, zone
-origins). Random changes (Hypothesis) to Dataplanes, policies and the Mesh are written
-to a memory store followed by a ``MeshState``; after each round every member's last
-delivered resources must be what ``generate(context_for(dp))`` gives from scratch. A
-member the round skipped thus kept resources that were still right: the regenerated set
-is a superset of the proxies whose resources changed.
+origins). Random changes (Hypothesis) to Dataplanes (new, readdressed, moved to another
+service, deleted), policies, VirtualIPs and the Mesh (changed, deleted) are written to a
+memory store followed by a ``MeshState``, and sidecars leave and join again between
+them; after each round every member's last delivered resources must be what
+``generate(context_for(dp))`` gives from scratch (with the VIP outbounds of a fresh
+``VipView``). A member the round skipped thus kept resources that were still right: the
+regenerated set is a superset of the proxies whose resources changed, whatever the
+fleet's indexes (by Dataplane, by service read, by VIP use) left out. The services the
+state patches change by change must equal those of a state loaded from scratch.
 """
 
 from __future__ import annotations
@@ -15,15 +19,18 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+import zone_cp.fleet as fleet_module
 from authority.bootstrap import DEFAULT_MESH
-from gossamer.errors import NotFound
+from gossamer.errors import InvalidResource, NotFound
 from gossamer.model.base import Resource
 from gossamer.model.registry import parse_document
+from gossamer.model.virtualip import VirtualIPSpec, labels_for, resource_name
 from gossamer.resources import ResourceManager
 from gossamer.store.memory import MemoryStore
 from proxy.envoy import PieceCache, ProxyResources, generate
@@ -39,11 +46,22 @@ from tests.unit.test_context_destinations import (
 )
 from tests.waiting import eventually
 from zone_cp.fleet import Fleet
-from zone_cp.mesh_dns import VipView
+from zone_cp.mesh_dns import VipView, vip_outbounds
 from zone_cp.mesh_state import MeshState
 from zone_cp.xds_resources import Entries, desired_entries
 
 Change = Callable[[ResourceManager], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Leave:
+    """The sidecar of this Dataplane disconnects (it joins again after the next round
+    while its Dataplane is stored)."""
+
+    name: str
+
+
+Step = Change | Leave
 
 
 class Held:
@@ -54,13 +72,19 @@ class Held:
         self.entries: dict[str, Entries] = {}
         self.count: dict[str, int] = {}
         self.registered: dict[str, Resource] = {}
+        self.leave: dict[str, Callable[[], None]] = {}
 
     def join(self, fleet: Fleet, state: MeshState) -> None:
         """Every Dataplane of the state not yet a member joins, as its sidecar would."""
         for dp in state.of_kind("Dataplane", "default"):
             if dp.name not in self.registered:
                 self.registered[dp.name] = dp
-                fleet.join(dp.name, dp, self.sink(dp.name))
+                self.leave[dp.name] = fleet.join(dp.name, dp, self.sink(dp.name))
+
+    def left(self, name: str) -> None:
+        if name in self.registered:
+            self.leave.pop(name)()
+            del self.registered[name], self.resources[name]
 
     def sink(self, node: str) -> Callable[[ProxyResources, Entries], None]:
         def deliver(generated: ProxyResources, entries: Entries) -> None:
@@ -88,11 +112,26 @@ def assert_all_current(state: MeshState, held: Held) -> None:
     """Every member holds what a full generation gives (from the Dataplane it registered
     once the store has none, as the fleet does): the same messages, and the same engine
     entries (versions and bytes) as encoding them whole."""
+    vips = VipView(state).of("default")  # a new view: nothing kept from earlier changes
     for name, registered in held.registered.items():
         dp = state.get("Dataplane", name, "default") or registered
-        fresh = generate(state.context_for(dp))
+        fresh = generate(state.context_for(dp, vip_outbounds(vips, dp)))
         assert serialized(held.resources[name]) == serialized(fresh), name
         assert held.entries[name] == desired_entries(fresh), name
+
+
+async def assert_services_as_loaded(manager: ResourceManager, state: MeshState) -> None:
+    """The services the state patched change by change are those of a state that loads
+    the store now, in the same order."""
+    fresh = MeshState(manager.store, zone=ZONE)
+    task = asyncio.create_task(fresh.run())
+    try:
+        await eventually(lambda: fresh.generation > 0, what="a fresh state to load")
+        assert list(state.shared_services("default").items()) == \
+            list(fresh.shared_services("default").items())
+        assert state.declared_ports("default") == fresh.declared_ports("default")
+    finally:
+        task.cancel()
 
 
 async def settle(manager: ResourceManager, state: MeshState, change: Change) -> None:
@@ -116,6 +155,29 @@ def delete(kind: str, name: str) -> Change:
     return run
 
 
+def vip(service: str, address: str) -> Change:
+    async def run(manager: ResourceManager) -> None:
+        await manager.apply(Resource("VirtualIP", resource_name(service),
+                                     VirtualIPSpec(ip=address), mesh="default",
+                                     labels=labels_for(service)))
+    return run
+
+
+def ingress(zone: str, instances: dict[str, int]) -> dict[str, Any]:
+    return {"type": "ZoneIngress", "name": f"{zone}-ingress",
+            "labels": {"gossamer.io/zone": zone},
+            "networking": {"address": "192.168.1.1", "port": 10001},
+            "availableServices": [{"mesh": "default", "instances": n,
+                                   "tags": {"gossamer.io/service": name}}
+                                  for name, n in instances.items()]}
+
+
+async def delete_mesh(manager: ResourceManager) -> None:
+    """The Mesh goes while its Dataplanes are stored: refused at the API, but what a zone
+    sees when the global deletes a mesh its Dataplanes were never synced to."""
+    await manager.store.delete("Mesh", "default")
+
+
 TARGETS = st.sampled_from([
     {"kind": "Mesh"}, {"kind": "MeshService", "name": svc(2)},
     {"kind": "MeshSubset", "tags": {"version": "v2"}},
@@ -125,9 +187,10 @@ DESTINATIONS = st.sampled_from([None, svc(1), svc(3), "bk-0", "bk-2"])
 
 
 @st.composite
-def changes(draw: st.DrawFn) -> Change:
+def changes(draw: st.DrawFn) -> Step:
     what = draw(st.sampled_from(["policy", "drop-policy", "dataplane", "move-dataplane",
-                                 "drop-dataplane", "mesh"]))
+                                 "other-service", "drop-dataplane", "vip", "drop-vip",
+                                 "ingress", "leave", "mesh", "drop-mesh"]))
     k = draw(st.integers(0, 14))
     if what == "policy":
         seconds = draw(st.integers(1, 30))
@@ -149,8 +212,23 @@ def changes(draw: st.DrawFn) -> Change:
                                instance, [svc(k + 1)]))
     if what == "move-dataplane":
         return apply(dataplane(svc(k), svc(k), "tcp", 60, 0, [svc(k + 2), "bk-1"]))
+    if what == "other-service":  # an instance of svc(k) now serves another service
+        return apply(dataplane(svc(k), svc(draw(st.integers(0, 14))), "http", 61,
+                               draw(st.integers(0, 1)), [svc(k + 1)]))
     if what == "drop-dataplane":
         return delete("Dataplane", f"{svc(k)}-{draw(st.integers(0, 1))}")
+    if what == "vip":  # a new VIP, or another address for one
+        return vip(draw(st.sampled_from([svc(k), "bk-0"])),
+                   f"240.0.0.{draw(st.integers(1, 3))}")
+    if what == "drop-vip":
+        return delete("VirtualIP", svc(k))
+    if what == "ingress":  # another zone's (remote endpoints) or this zone's own
+        return apply(ingress(draw(st.sampled_from(["east", ZONE])),
+                             {svc(k): draw(st.integers(0, 2)), "bk-1": 1}))
+    if what == "leave":
+        return Leave(f"{svc(k)}-{draw(st.integers(0, 1))}")
+    if what == "drop-mesh":
+        return delete_mesh
     mesh = copy.deepcopy(DEFAULT_MESH)
     mesh["networking"] = {"outbound": {"passthrough": draw(st.booleans())}}
     mesh["mtls"]["mode"] = draw(st.sampled_from(["strict", "permissive"]))
@@ -159,19 +237,23 @@ def changes(draw: st.DrawFn) -> Change:
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
-@given(st.lists(changes(), min_size=1, max_size=4))
-def test_every_proxy_holds_a_full_regenerations_resources(steps: list[Change]) -> None:
+@given(st.lists(changes(), min_size=1, max_size=5))
+def test_every_proxy_holds_a_full_regenerations_resources(steps: list[Step]) -> None:
     async def scenario() -> None:
         manager, state, fleet, held, task = await fleet_of_mesh()
         try:
             for step in steps:
+                if isinstance(step, Leave):
+                    held.left(step.name)
+                    continue
                 try:
                     await settle(manager, state, step)
-                except NotFound:  # deleting what an earlier step deleted
+                except (NotFound, InvalidResource):  # what an earlier step deleted
                     continue
                 await fleet.round()
                 assert_all_current(state, held)
                 held.join(fleet, state)  # a new Dataplane's sidecar connects
+            await assert_services_as_loaded(manager, state)
         finally:
             task.cancel()
     asyncio.run(scenario())
@@ -181,13 +263,31 @@ async def test_a_policy_on_one_service_regenerates_only_its_proxies() -> None:
     manager, state, fleet, held, task = await fleet_of_mesh()
     try:
         await fleet.round()  # whatever joining left pending
-        before = dict(held.count)
+        before, checked = dict(held.count), fleet.checked
         await settle(manager, state, apply(policy("MeshTimeout", "svc-02-only", {
             "targetRef": {"kind": "MeshService", "name": svc(2)},
             "to": [to(None, {"connectionTimeout": "7s"})]})))
         assert await fleet.round() == 2  # svc-02's two instances, nothing else
+        assert fleet.checked - checked == 2  # the only ones it may select, of 40
         again = {n for n, c in held.count.items() if c != before.get(n)}
         assert again == {f"{svc(2)}-0", f"{svc(2)}-1"}
+        assert_all_current(state, held)
+    finally:
+        task.cancel()
+
+
+async def test_this_zones_own_ingress_concerns_no_sidecar() -> None:
+    """Its available services follow every registration here; none of them is read."""
+    manager, state, fleet, held, task = await fleet_of_mesh()
+    try:
+        await settle(manager, state, apply(ingress("east", {svc(1): 1})))
+        await fleet.round()
+        checked, rounds = fleet.checked, fleet.rounds
+        await settle(manager, state, apply(ingress(ZONE, {svc(1): 2, svc(2): 2})))
+        await fleet.round()
+        assert (fleet.checked, fleet.rounds) == (checked, rounds + 1)
+        await settle(manager, state, apply(ingress("east", {svc(1): 3})))
+        assert await fleet.round() > 0  # another zone's: svc-01's callers
         assert_all_current(state, held)
     finally:
         task.cancel()
@@ -199,10 +299,13 @@ async def test_an_endpoint_change_regenerates_only_the_services_callers() -> Non
         await fleet.round()
         before = dict(held.count)
         # One more instance of svc-09: its callers (svc-06, 07, 08: outbounds i+1..i+3).
+        checked = fleet.checked
         await settle(manager, state, apply(dataplane(svc(9), svc(9), "http", 70, 5, [])))
         await fleet.round()
         again = {n.rsplit("-", 1)[0] for n, c in held.count.items() if c != before.get(n)}
         assert again == {svc(6), svc(7), svc(8)}
+        # The round took the inputs of those six members only, not of the fleet's 40.
+        assert fleet.checked - checked == 6
         assert_all_current(state, held)
     finally:
         task.cancel()
@@ -242,5 +345,27 @@ async def test_a_mesh_wide_change_patches_own_parts_from_a_template() -> None:
             "from": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "7m"}}]})))
         await fleet.round()
         assert_all_current(state, held)
+    finally:
+        task.cancel()
+
+
+async def test_own_part_templates_are_bounded_by_the_fleet(monkeypatch: Any) -> None:
+    """The fleet keeps at most ``_owns_for(members)`` templates, the least recently used
+    going first; inbound changes (each a new key for every class) never grow it past
+    that, and every proxy still holds a full generation's resources."""
+    monkeypatch.setattr(fleet_module, "_owns_for", lambda members: 3)
+    manager, state, fleet, held, task = await fleet_of_mesh()
+    try:
+        await fleet.round()
+        shared = fleet._shared
+        assert shared.keep_owns == 3
+        for minutes in (5, 6, 7):
+            await settle(manager, state, apply(policy("MeshTimeout", "inbound", {
+                "targetRef": {"kind": "Mesh"},
+                "from": [{"targetRef": {"kind": "Mesh"},
+                          "default": {"idleTimeout": f"{minutes}m"}}]})))
+            await fleet.round()
+            assert 0 < len(shared._owns) <= 3
+            assert_all_current(state, held)
     finally:
         task.cancel()
