@@ -118,6 +118,13 @@ def by_zone(runner: Runner) -> None:
                   f"  n {s['n']}")
 
 
+def cpu_per_proxy_ms(samples: Samples) -> dict[str, float]:
+    """The CPU each kind of process used per change, over the proxies it affected, ms."""
+    affected = max(1, sum(samples.affected))
+    return {k: round(sum(c[k] for c in samples.cpu) * 1000 / affected, 3)
+            for k in samples.cpu[0]}
+
+
 def report(runner: Runner, result: dict[str, Any]) -> None:
     print(f"{'change':20s} {'n':>4s} {'affected':>8s} {'p50 ms':>8s} {'p99 ms':>8s}"
           f" {'zone p99':>8s} {'ref p50':>8s} {'ref p99':>8s} {'p50/ref':>6s} miss")
@@ -130,6 +137,11 @@ def report(runner: Runner, result: dict[str, Any]) -> None:
             result[kind]["reference_p99_ms"] = ref["p99_ms"]
             result[kind]["ratio_p99"] = round(result[kind]["p99_ms"] / max(ref["p99_ms"], 0.1), 1)
             result[kind]["missed"] = samples.missed
+        if samples.cpu:
+            per = cpu_per_proxy_ms(samples)
+            result.setdefault(kind, {})["cpu_ms_per_affected_proxy"] = per
+            print(f"  {kind}: CPU per affected proxy, ms: "
+                  + ", ".join(f"{k} {v}" for k, v in per.items()))
 
 
 async def run(args: argparse.Namespace, fleet: Fleet) -> dict[str, Any]:
@@ -174,7 +186,10 @@ async def measure(args: argparse.Namespace, runner: Runner, http: httpx.AsyncCli
         by_zone(runner)
     lag_end = await scrape(http, zones)
     if args.burst:
-        result["burst"] = await runner.burst(args.burst)
+        try:
+            result["burst"] = await runner.burst(args.burst)
+        except (httpx.HTTPError, RuntimeError) as exc:  # the rest of the result stands
+            result["burst"] = {"error": f"{type(exc).__name__}: {exc}"}
         print("burst:", json.dumps(result["burst"]))
     total = args.zones * args.proxies
     result["zone_cp_rss_kib_per_proxy"] = round(
@@ -235,7 +250,7 @@ def main() -> None:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except (RuntimeError, OSError, httpx.HTTPError) as exc:
-        print(f"error: {exc} (logs in {root}, kept)", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {exc} (logs in {root}, kept)", file=sys.stderr)
         args.keep = True
         raise SystemExit(1) from None
     finally:

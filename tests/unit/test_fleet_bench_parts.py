@@ -1,17 +1,21 @@
 """The fleet benchmark's pure parts: the histogram quantile it reports loop lag with, its
 watches (who a change affects, when a proxy holds it, refusing a change that is not
 observable), and how its sidecars dial (two connections each, or shared) and what that
-needs of the open-file limit."""
+needs of the open-file limit, and the CPU time it charges per affected proxy."""
 
 from __future__ import annotations
 
 import math
+import os
 import resource
+import time
 
 import grpc
 import pytest
 
+from tests.bench.bench_fleet import cpu_per_proxy_ms
 from tests.bench.fleet import stats
+from tests.bench.fleet.changes import Samples
 from tests.bench.fleet.processes import FD_SLACK, fds_needed, raise_nofile
 from tests.bench.fleet.sidecar import Seen, Spec
 from tests.bench.fleet.watches import arm
@@ -76,3 +80,14 @@ def test_open_files_two_per_sidecar_and_a_hard_limit_too_low_is_named() -> None:
     if hard != resource.RLIM_INFINITY:
         with pytest.raises(RuntimeError, match="--per-channel"):
             raise_nofile(hard + 1)
+
+
+def test_cpu_seconds_grows_with_work_and_is_charged_per_affected_proxy() -> None:
+    before = stats.cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:  # burn 0.2 s of this process's CPU
+        pass
+    assert stats.cpu_seconds(os.getpid()) - before >= 0.15
+    samples = Samples(affected=[10, 30], cpu=[{"zone_cps": 0.2, "workers": 0.1},
+                                               {"zone_cps": 0.6, "workers": 0.3}])
+    assert cpu_per_proxy_ms(samples) == {"zone_cps": 20.0, "workers": 10.0}

@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 
 from gossamer.store import SQLITE_FILE
+from tests.bench.fleet import stats
 from tests.bench.fleet.link import WorkerLink
 from tests.bench.fleet.processes import ControlPlane
 
@@ -59,6 +60,8 @@ class Samples:
     reference: list[float] = field(default_factory=list)
     affected: list[int] = field(default_factory=list)
     missed: int = 0  # changes some proxy had not ACKed by the deadline
+    # CPU seconds each kind of process used from the change until every zone was done
+    cpu: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -119,6 +122,7 @@ class Runner:
         for link in self.links:
             await link.send(watch)
         armed = [await link.wait("armed", watch["id"], DEADLINE) for link in self.links]
+        cpu_before = self._cpu()
         t_api = await apply()
         refs = asyncio.gather(*(reference(z, t_api) for z in self.zones))
         samples = self._record(kind)
@@ -133,6 +137,8 @@ class Runner:
             if arm["affected"]:
                 per_zone.append(seconds)
                 samples.by_zone.setdefault(link.zone, []).append(seconds)
+        cpu_after = self._cpu()
+        samples.cpu.append({k: cpu_after[k] - v for k, v in cpu_before.items()})
         samples.per_zone += per_zone
         samples.all_zones.append(max(per_zone, default=0.0))
         samples.reference.append(max(await refs))
@@ -199,6 +205,13 @@ class Runner:
             samples.by_zone.setdefault(link.zone, []).append(samples.per_zone[-1])
             samples.reference.append(ref)
             samples.affected.append(arm["affected"])
+
+    def _cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by the zone CPs, the workers (the simulated sidecars)
+        and the global, each kind summed over its processes."""
+        return {"zone_cps": sum(stats.cpu_seconds(z.proc.pid) for z in self.zones),
+                "workers": sum(stats.cpu_seconds(k.proc.pid) for k in self.links),
+                "global": stats.cpu_seconds(self.global_cp.proc.pid)}
 
     async def _counts(self) -> list[dict[str, int]]:
         for link in self.links:

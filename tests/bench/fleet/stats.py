@@ -1,10 +1,12 @@
 """The numbers the fleet benchmark reports: percentiles, a histogram's quantile from two
-Prometheus scrapes, a process's resident memory. Pure except ``rss_kib`` (reads /proc).
+Prometheus scrapes, a process's resident memory and CPU time. Pure except ``rss_kib``
+and ``cpu_seconds`` (read /proc).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -82,3 +84,9 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise ValueError(f"no VmRSS for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) process ``pid`` has used, seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
