@@ -71,6 +71,7 @@ class RealWorker(worker.Worker):
         self.http = httpx.AsyncClient(timeout=5)
         self.poller: asyncio.Task[None] | None = None
         self.reads: list[tuple[int, float]] = []  # (Envoys read, seconds) per poll round
+        self.armed_at: dict[str, float] = {}  # watch id -> when it was armed (monotonic)
 
     def _start(self, spec: Spec) -> None:
         work = self.root / spec.name
@@ -133,6 +134,8 @@ class RealWorker(worker.Worker):
         return self.held if cmd["cmd"] == "watch" else {n: Seen() for n in self.held}
 
     async def command(self, cmd: dict[str, Any]) -> None:
+        if cmd["cmd"] == "watch":  # armed before its change is applied
+            self.armed_at[cmd["id"]] = time.monotonic()
         await super().command(cmd)
         if self.watches and (self.poller is None or self.poller.done()):
             self.poller = asyncio.create_task(self._poll())
@@ -146,8 +149,15 @@ class RealWorker(worker.Worker):
             now = time.monotonic()
             self.reads.append((len(names), now - started))
             for name, seen in zip(names, held, strict=True):
-                if any(name in w.waiting and w.check(seen) for w in self.watches.values()):
-                    self.check(name, seen, await self.applied_at(name, now))
+                met = [w for w in self.watches.values() if name in w.waiting and w.check(seen)]
+                if met:
+                    applied = await self.applied_at(name, now)
+                    # No gauge moves for an update that changes endpoints alone (EDS):
+                    # the latest one is then older than the change, and the poll's time
+                    # (late by up to a round) is the one to take.
+                    if applied < min(self.armed_at.get(w.id, 0.0) for w in met):
+                        applied = now
+                    self.check(name, seen, applied)
             await asyncio.sleep(POLL)
 
     async def applied_at(self, name: str, seen_at: float) -> float:
