@@ -35,11 +35,25 @@ async def count(cp: GlobalControlPlane | ZoneControlPlane, kind: str) -> int:
     return (await cp.store.list(ListQuery(kind))).total
 
 
-def settled(cp: GlobalControlPlane, zone: str) -> bool:
-    """Online, every type answered once, and no response to the zone unanswered."""
-    z = cp.insights.get(zone)
-    return (online(cp, zone) and len(z.sent) == len(GLOBAL_KINDS) + 1  # + ZoneIngress
-            and all(z.acked[t] + z.nacked[t] == n for t, n in z.sent.items()))
+class Settled:
+    """Online, every type answered once, and no response to the zone unanswered. The
+    counts add up over the zone's streams, and a stream the suite's 1 s stall limit
+    tears down under load may take one unanswered response per type with it: each
+    redial seen (a new ``connected_at``) allows one more. What the zone then holds is
+    checked by the test's own assertions (the restart sends only what it missed)."""
+
+    def __init__(self, cp: GlobalControlPlane, zone: str) -> None:
+        self.cp, self.zone = cp, zone
+        self.streams: set[float] = set()
+
+    def __call__(self) -> bool:
+        z = self.cp.insights.get(self.zone)
+        if z.connected_at is not None:
+            self.streams.add(z.connected_at)
+        lost = max(0, len(self.streams) - 1)
+        kinds = len(GLOBAL_KINDS) + 1  # + ZoneIngress
+        return (online(self.cp, self.zone) and len(z.sent) == kinds
+                and all(0 <= n - z.acked[t] - z.nacked[t] <= lost for t, n in z.sent.items()))
 
 
 async def test_a_stopped_zone_goes_offline_and_gets_only_what_it_missed(
@@ -53,7 +67,7 @@ async def test_a_stopped_zone_goes_offline_and_gets_only_what_it_missed(
     # Including the intermediate the global signs for east's CSR, which comes last.
     await eventually(lambda: _count_is(east, "ZoneCertificate", 1), what="east's intermediate")
     # (no speed asserted here: 200 policies and every kind, on a machine the suite loads)
-    await eventually(lambda: settled(global_cp, "east"), timeout=30,
+    await eventually(Settled(global_cp, "east"), timeout=30,
                      what="every type ACKed by east")
 
     stopped = time.monotonic()
