@@ -196,8 +196,11 @@ def test_outbound_tcp_lands_on_15001_with_its_original_destination(
 
     assert curl(pair, "http://198.51.100.7:8080/") == "hello from 15001\n"
     assert curl(pair, f"http://{pair.p_ip}:8080/") == "hello from 15001\n"
-    assert [e["orig"] for e in capture.seen("tcp")] == \
-        ["198.51.100.7:8080", f"{pair.p_ip}:8080"]
+    # The probe records a connection after it has answered: wait for the second record.
+    wanted = ["198.51.100.7:8080", f"{pair.p_ip}:8080"]
+    eventually_sync(lambda: len(capture.seen("tcp")) >= 2 or None, timeout=10,
+                    what="the capture to record both connections")
+    assert [e["orig"] for e in capture.seen("tcp")] == wanted
     assert peer.seen("tcp") == []
 
     # The sidecar's user reaches the peer itself, and loopback stays local.
